@@ -1,0 +1,45 @@
+-- coordkit prelude: put in front of every coordkit script by coordkit_core::Script.
+-- It defines helpers only; it reads no KEYS or ARGV and returns nothing.
+--
+-- ck_now(arg) -> integer milliseconds
+--   `arg` when it is a positive number (a manual clock injected by tests), else the server's TIME.
+-- ck_emit(channel, kind, source, entity, ts_ms, payload)
+--   PUBLISHes the JSON envelope {kind, source, entity, ts_ms, payload} on `channel`;
+--   `payload` is a Lua table (encoded with cjson) or nil (encoded as {}).
+-- ck_fail(code, detail)
+--   Returns an error reply "CODE detail": Rust maps it to Error::Script { code, detail }.
+-- ck_expect_type(key, expected)
+--   Raises "WRONGTYPE <key> <found>" (ending the script) when `key` exists and is not of type
+--   `expected`. Scripts call it before their first write: Redis does not roll back a script's
+--   writes when it fails halfway.
+
+local function ck_now(arg)
+  local manual = tonumber(arg)
+  if manual and manual > 0 then
+    return math.floor(manual)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function ck_emit(channel, kind, source, entity, ts_ms, payload)
+  local envelope = cjson.encode({
+    kind = kind,
+    source = source,
+    entity = entity,
+    ts_ms = ts_ms,
+    payload = payload or {},
+  })
+  redis.call('PUBLISH', channel, envelope)
+end
+
+local function ck_fail(code, detail)
+  return redis.error_reply(code .. ' ' .. (detail or ''))
+end
+
+local function ck_expect_type(key, expected)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= expected then
+    error({ err = 'WRONGTYPE ' .. key .. ' ' .. found })
+  end
+end

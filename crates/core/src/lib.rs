@@ -1,0 +1,63 @@
+//! # coordkit-core
+//!
+//! The foundation every coordkit primitive stands on:
+//!
+//! - [`Pool`]: one cheap-to-clone handle over a shared connection pool, to a standalone server
+//!   (bb8 over bb8-redis) or a Redis Cluster (bb8 over the `redis` crate's cluster client), built
+//!   from a [`PoolConfig`] (`REDIS_URL`, a cluster URL, or seed nodes).
+//! - [`Keyspace`]: the only place key names are built; one hash tag per primitive instance so
+//!   every script touches one slot, and validated names that cannot escape it.
+//! - [`Script`]: Lua from `lua/*.lua` with coordkit's prelude (server time, events, typed
+//!   failures), run by EVALSHA with NOSCRIPT recovery.
+//! - [`Clock`]: server time in scripts, or a [`ManualClock`] injected by tests.
+//! - [`Event`] and [`Subscriber`]: the event envelope scripts publish, and a subscriber on its
+//!   own connection that decodes, counts and resubscribes after reconnects.
+//! - [`Error`]: the one error type, with variants a caller can act on.
+//!
+//! ```no_run
+//! use coordkit_core::{Keyspace, Pool, PoolConfig, Script};
+//!
+//! static HITS: Script = Script::new(
+//!     "hits",
+//!     "-- KEYS[1] counter hash; ARGV[1] now_ms (\"\" = server time); returns [count, now]\n\
+//!      local now = ck_now(ARGV[1])\n\
+//!      local n = redis.call('HINCRBY', KEYS[1], 'count', 1)\n\
+//!      redis.call('HSET', KEYS[1], 'last_ms', now)\n\
+//!      return {n, now}",
+//! );
+//!
+//! # async fn demo() -> coordkit_core::Result<()> {
+//! let pool = Pool::connect(PoolConfig::from_env()?).await?;
+//! let page = Keyspace::new("myapp")?.instance("page", "home")?;
+//! let (count, now_ms): (u64, u64) = HITS
+//!     .prepare()
+//!     .key(&page.key("hits"))
+//!     .arg("")
+//!     .invoke(&pool)
+//!     .await?;
+//! println!("{count} hits, last at {now_ms}");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod config;
+mod error;
+pub mod events;
+mod keyspace;
+mod pool;
+mod script;
+pub mod subscriber;
+
+pub use clock::{Clock, ManualClock};
+pub use config::{DEFAULT_URL, PoolConfig, Topology};
+pub use error::{Error, NameRule, Result};
+pub use events::Event;
+pub use keyspace::{InstanceKeys, Key, Keyspace, MAX_NAME_BYTES, redis_hash_tag, validate_name};
+pub use pool::Pool;
+pub use script::{Invocation, PRELUDE, Script};
+pub use subscriber::{Received, Subscriber, SubscriberBuilder, SubscriberStats};
+
+/// The `redis` crate coordkit is built on, for commands and value conversions.
+pub use redis;

@@ -1,0 +1,499 @@
+//! [`Pool`]: one shared, cheap-to-clone handle over a pool of Redis connections.
+//!
+//! A standalone server is served by bb8 over bb8-redis's manager (multiplexed connections); a
+//! cluster by bb8 over the `redis` crate's own `ClusterClient` manager. Either way a checkout
+//! costs no round trip: instead of bb8's PING-on-checkout, a connection that failed with an I/O
+//! error marks every connection opened before it as broken, and bb8 replaces them on their next
+//! checkout. So after a `CLIENT KILL` or a server restart, the calls in flight fail with
+//! [`Error::Unavailable`] and the ones after them succeed on fresh connections.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+
+use crate::config::{PoolConfig, Topology, scrub};
+use crate::error::{Error, Result};
+use crate::keyspace::Key;
+
+/// A cheap-to-clone handle over one shared connection pool. Every primitive of a process should
+/// share one.
+///
+/// ```no_run
+/// use coordkit_core::{Pool, PoolConfig};
+///
+/// # async fn demo() -> coordkit_core::Result<()> {
+/// let pool = Pool::connect(PoolConfig::from_env()?).await?;
+/// let pong: String = pool.query(&redis::cmd("PING")).await?;
+/// assert_eq!(pong, "PONG");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: bb8::Pool<Manager>,
+    config: PoolConfig,
+    addr: String,
+    secrets: Vec<String>,
+    health: Arc<Health>,
+    last_connect_error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.inner.pool.state();
+        f.debug_struct("Pool")
+            .field("config", &self.inner.config)
+            .field("connections", &state.connections)
+            .field("idle", &state.idle_connections)
+            .finish()
+    }
+}
+
+/// Where the pool knows connections to be broken: every connection opened in an epoch below
+/// `epoch` is discarded at its next checkout.
+#[derive(Default)]
+struct Health {
+    epoch: AtomicU64,
+}
+
+enum ManagerKind {
+    Standalone(bb8_redis::RedisConnectionManager),
+    Cluster(ClusterClient),
+}
+
+struct Manager {
+    kind: ManagerKind,
+    health: Arc<Health>,
+    command_timeout: Duration,
+}
+
+/// A pooled connection: the driver's connection plus the epoch it was opened in.
+pub(crate) struct Connection {
+    inner: AnyConnection,
+    epoch: u64,
+}
+
+enum AnyConnection {
+    Standalone(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for AnyConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            AnyConnection::Standalone(c) => c.req_packed_command(cmd),
+            AnyConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            AnyConnection::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            AnyConnection::Standalone(c) => c.get_db(),
+            AnyConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Connection, RedisError> {
+        let epoch = self.health.epoch.load(Ordering::Acquire);
+        let inner = match &self.kind {
+            ManagerKind::Standalone(manager) => {
+                let mut conn = manager.connect().await?;
+                conn.set_response_timeout(self.command_timeout);
+                AnyConnection::Standalone(conn)
+            }
+            ManagerKind::Cluster(client) => AnyConnection::Cluster(client.connect().await?),
+        };
+        Ok(Connection { inner, epoch })
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn.inner)
+            .await
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.epoch < self.health.epoch.load(Ordering::Acquire)
+    }
+}
+
+/// Records the last connection error bb8 saw, so a checkout that times out can say why.
+#[derive(Debug, Clone)]
+struct LastErrorSink(Arc<Mutex<Option<String>>>);
+
+impl bb8::ErrorSink<RedisError> for LastErrorSink {
+    fn sink(&self, error: RedisError) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(error.to_string());
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<RedisError>> {
+        Box::new(self.clone())
+    }
+}
+
+impl Pool {
+    /// Builds the pool and checks that the server answers (and accepts the credentials):
+    /// an unreachable server fails here, within the connection timeout, naming the address.
+    pub async fn connect(config: PoolConfig) -> Result<Self> {
+        let pool = Self::connect_lazy(config)?;
+        pool.query::<()>(&redis::cmd("PING")).await?;
+        Ok(pool)
+    }
+
+    /// Builds the pool without contacting the server; the first operation connects.
+    /// Must be called inside a Tokio runtime.
+    pub fn connect_lazy(config: PoolConfig) -> Result<Self> {
+        config.validate()?;
+        #[cfg(feature = "tls")]
+        {
+            // Several crates may race to install a provider; any installed one is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let addr = config.address();
+        let secrets = config.secrets();
+        let scrubbed = |e: RedisError| Error::InvalidConfig {
+            field: "url",
+            reason: scrub(&e.to_string(), &secrets),
+        };
+        let kind = match config.topology {
+            Topology::Standalone => ManagerKind::Standalone(
+                bb8_redis::RedisConnectionManager::new(config.nodes[0].clone())
+                    .map_err(scrubbed)?,
+            ),
+            Topology::Cluster => ManagerKind::Cluster(
+                ClusterClient::builder(config.nodes.clone())
+                    .connection_timeout(config.connection_timeout)
+                    .response_timeout(config.command_timeout)
+                    .build()
+                    .map_err(scrubbed)?,
+            ),
+        };
+        let health = Arc::new(Health::default());
+        let last_connect_error = Arc::new(Mutex::new(None));
+        let manager = Manager {
+            kind,
+            health: health.clone(),
+            command_timeout: config.command_timeout,
+        };
+        let pool = bb8::Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(config.connection_timeout)
+            // A PING per checkout would double the round trips; breakage is detected from
+            // command errors instead (see `Health`).
+            .test_on_check_out(false)
+            .error_sink(Box::new(LastErrorSink(last_connect_error.clone())))
+            .build_unchecked(manager);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                addr,
+                secrets,
+                health,
+                last_connect_error,
+            }),
+        })
+    }
+
+    /// The configuration this pool was built from.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// Standalone or cluster.
+    pub fn topology(&self) -> Topology {
+        self.inner.config.topology
+    }
+
+    /// The address shown in errors (no credentials).
+    pub fn address(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// Connections currently open, and how many of them are idle.
+    pub fn connections(&self) -> (u32, u32) {
+        let state = self.inner.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
+    /// Runs one command and decodes its answer.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let operation = command_name(cmd);
+        let mut conn = self.checkout().await?;
+        let outcome = tokio::time::timeout(
+            self.inner.config.command_timeout,
+            cmd.query_async::<T>(&mut conn.inner),
+        )
+        .await;
+        self.settle(&conn, outcome, &operation, None).await
+    }
+
+    /// Runs a script invocation prepared by [`Script::prepare`](crate::Script::prepare).
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &crate::Script,
+        invocation: &redis::ScriptInvocation<'_>,
+        keys: &[Key],
+    ) -> Result<T> {
+        let mut conn = self.checkout().await?;
+        let outcome = tokio::time::timeout(
+            self.inner.config.command_timeout,
+            invocation.invoke_async::<T>(&mut conn.inner),
+        )
+        .await;
+        self.settle(&conn, outcome, script.name(), Some((script.name(), keys)))
+            .await
+    }
+
+    async fn checkout(&self) -> Result<bb8::PooledConnection<'_, Manager>> {
+        match self.inner.pool.get().await {
+            Ok(conn) => Ok(conn),
+            Err(bb8::RunError::User(e)) => Err(self.classify(&e, "a connection", None)),
+            Err(bb8::RunError::TimedOut) => {
+                let last = self
+                    .inner
+                    .last_connect_error
+                    .lock()
+                    .ok()
+                    .and_then(|mut last| last.take());
+                Err(match last {
+                    Some(reason) => {
+                        let reason = scrub(&reason, &self.inner.secrets);
+                        if is_auth_message(&reason) {
+                            Error::Auth {
+                                addr: self.inner.addr.clone(),
+                                reason,
+                            }
+                        } else {
+                            Error::Unavailable {
+                                addr: self.inner.addr.clone(),
+                                reason: format!(
+                                    "no connection within {:?}: {reason}",
+                                    self.inner.config.connection_timeout
+                                ),
+                            }
+                        }
+                    }
+                    None => Error::Timeout {
+                        addr: self.inner.addr.clone(),
+                        operation: "a connection from the pool".into(),
+                        after: self.inner.config.connection_timeout,
+                    },
+                })
+            }
+        }
+    }
+
+    async fn settle<T>(
+        &self,
+        conn: &Connection,
+        outcome: std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+        operation: &str,
+        script: Option<(&'static str, &[Key])>,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if breaks_connection(&e) {
+                    // Every connection opened before this one's failure is suspect.
+                    self.inner
+                        .health
+                        .epoch
+                        .fetch_max(conn.epoch + 1, Ordering::AcqRel);
+                }
+                match self.classify(&e, operation, script) {
+                    Error::WrongType { key, found } if found == UNKNOWN => {
+                        Err(self.find_wrong_type(&key, script.map(|s| s.1).unwrap_or(&[])).await)
+                    }
+                    other => Err(other),
+                }
+            }
+            Err(_) => Err(Error::Timeout {
+                addr: self.inner.addr.clone(),
+                operation: operation.to_owned(),
+                after: self.inner.config.command_timeout,
+            }),
+        }
+    }
+
+    /// Maps a driver error to [`Error`]. A generic `WRONGTYPE` comes back with `found ==
+    /// UNKNOWN` and its detail in `key`, for [`Pool::find_wrong_type`] to resolve.
+    fn classify(
+        &self,
+        e: &RedisError,
+        operation: &str,
+        script: Option<(&'static str, &[Key])>,
+    ) -> Error {
+        let addr = self.inner.addr.clone();
+        let message = scrub(&e.to_string(), &self.inner.secrets);
+        if e.is_timeout() {
+            return Error::Timeout {
+                addr,
+                operation: operation.to_owned(),
+                after: self.inner.config.command_timeout,
+            };
+        }
+        match e.kind() {
+            ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => {
+                return Error::Unavailable {
+                    addr,
+                    reason: message,
+                };
+            }
+            ErrorKind::AuthenticationFailed => return Error::Auth { addr, reason: message },
+            ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+                return Error::decode(format!("the answer to {operation}"), message);
+            }
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask,
+            ) => {
+                return Error::Unavailable {
+                    addr,
+                    reason: message,
+                };
+            }
+            _ => {}
+        }
+        let code = e.code().unwrap_or("ERR");
+        let detail = scrub(e.detail().unwrap_or_default(), &self.inner.secrets);
+        if is_auth_message(&message) {
+            return Error::Auth { addr, reason: message };
+        }
+        if code == "WRONGTYPE" {
+            return Error::WrongType {
+                key: detail,
+                found: UNKNOWN.to_owned(),
+            };
+        }
+        match script {
+            Some((name, _)) if !is_server_code(code) || code == "ERR" => Error::Script {
+                script: name,
+                code: code.to_owned(),
+                detail,
+            },
+            _ => Error::Server {
+                addr,
+                message,
+            },
+        }
+    }
+
+    /// Builds [`Error::WrongType`]: from a script's own `WRONGTYPE <key> <found>` reply, or, for
+    /// Redis's generic one, by asking which of the call's keys holds an unexpected type.
+    async fn find_wrong_type(&self, detail: &str, keys: &[Key]) -> Error {
+        let mut words = detail.split_whitespace();
+        if let (Some(key), Some(found), None) = (words.next(), words.next(), words.next())
+            && keys.iter().any(|k| k.as_str() == key)
+        {
+            return Error::WrongType {
+                key: key.to_owned(),
+                found: found.to_owned(),
+            };
+        }
+        let mut found = Vec::new();
+        if let Ok(mut conn) = self.inner.pool.get().await {
+            for key in keys {
+                let kind = tokio::time::timeout(
+                    self.inner.config.command_timeout,
+                    redis::cmd("TYPE").arg(key).query_async::<String>(&mut conn.inner),
+                )
+                .await;
+                if let Ok(Ok(kind)) = kind
+                    && kind != "none"
+                {
+                    found.push((key.as_str().to_owned(), kind));
+                }
+            }
+        }
+        match found.as_slice() {
+            [(key, kind)] => Error::WrongType {
+                key: key.clone(),
+                found: kind.clone(),
+            },
+            _ => Error::WrongType {
+                key: found
+                    .iter()
+                    .map(|(k, t)| format!("{k} ({t})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                found: UNKNOWN.to_owned(),
+            },
+        }
+    }
+}
+
+const UNKNOWN: &str = "unknown";
+
+fn command_name(cmd: &Cmd) -> String {
+    cmd.args_iter()
+        .next()
+        .and_then(|arg| match arg {
+            redis::Arg::Simple(bytes) => std::str::from_utf8(bytes).ok().map(str::to_uppercase),
+            _ => None,
+        })
+        .unwrap_or_else(|| "a command".to_owned())
+}
+
+/// Errors after which the connection cannot be trusted.
+fn breaks_connection(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+fn is_auth_message(message: &str) -> bool {
+    ["NOAUTH", "WRONGPASS", "invalid password", "Authentication required"]
+        .iter()
+        .any(|m| message.contains(m))
+}
+
+/// Error codes that Redis itself answers, as opposed to codes a coordkit script chose.
+fn is_server_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ERR"
+            | "OOM"
+            | "READONLY"
+            | "NOPERM"
+            | "NOAUTH"
+            | "WRONGPASS"
+            | "BUSY"
+            | "NOSCRIPT"
+            | "LOADING"
+            | "CROSSSLOT"
+            | "EXECABORT"
+            | "NOTBUSY"
+            | "MISCONF"
+            | "NOREPLICAS"
+    )
+}

@@ -1,0 +1,132 @@
+//! [`Script`]: a Lua script of a primitive, with coordkit's prelude, run by EVALSHA.
+//!
+//! Every primitive keeps its scripts in `lua/*.lua` and loads them with `include_str!`. Each file
+//! starts with a header that documents every `KEYS[i]`, every `ARGV[i]` and the return value.
+//! [`Script::new`] puts coordkit's Lua prelude (`lua/prelude.lua` in this crate) in front of the
+//! body, so every script can use:
+//!
+//! - `ck_now(arg)`: the time in milliseconds: `arg` when it is a positive number (a manual clock
+//!   injected by tests, see [`Clock`](crate::Clock)), otherwise the server's `TIME`.
+//! - `ck_emit(channel, kind, source, entity, ts_ms, payload)`: publishes an event envelope (see
+//!   [`Event`](crate::Event)), so a state change and its event come from the same script.
+//! - `ck_fail(code, detail)`: answers `redis.error_reply("CODE detail")`, which reaches Rust as
+//!   [`Error::Script`](crate::Error::Script) with that code.
+//! - `ck_expect_type(key, type)`: fails with `WRONGTYPE <key> <found>` (reaching Rust as
+//!   [`Error::WrongType`](crate::Error::WrongType)) when `key` exists with another type.
+//!
+//! A script is invoked by its SHA1 (EVALSHA); when the server does not know it (after a restart
+//! or a `SCRIPT FLUSH`) it is loaded and the call is retried once, on every node of a cluster.
+//!
+//! ```no_run
+//! use coordkit_core::{Keyspace, Pool, PoolConfig, Script};
+//!
+//! static INCR: Script = Script::new(
+//!     "incr",
+//!     "-- KEYS[1]: a hash. ARGV[1]: field. Returns the new value.\n\
+//!      return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)",
+//! );
+//!
+//! # async fn demo() -> coordkit_core::Result<()> {
+//! let pool = Pool::connect(PoolConfig::from_env()?).await?;
+//! let counters = Keyspace::new("demo")?.instance("counter", "visits")?;
+//! let n: i64 = INCR.prepare().key(&counters.key("hash")).arg("home").invoke(&pool).await?;
+//! assert!(n >= 1);
+//! # Ok(()) }
+//! ```
+
+use std::sync::OnceLock;
+
+use redis::{FromRedisValue, ToRedisArgs};
+
+use crate::error::Result;
+use crate::keyspace::Key;
+use crate::pool::Pool;
+
+/// The Lua prelude put in front of every script.
+pub const PRELUDE: &str = include_str!("../lua/prelude.lua");
+
+/// A named Lua script, usable in a `static`. Its full source (prelude + body) and SHA1 are
+/// computed on first use.
+pub struct Script {
+    name: &'static str,
+    body: &'static str,
+    compiled: OnceLock<redis::Script>,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Script")
+            .field("name", &self.name)
+            .field("sha1", &self.sha1())
+            .finish()
+    }
+}
+
+impl Script {
+    /// A script named `name` (used in errors) with Lua source `body`.
+    pub const fn new(name: &'static str, body: &'static str) -> Self {
+        Self {
+            name,
+            body,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// The script's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The SHA1 of the full source (what EVALSHA sends).
+    pub fn sha1(&self) -> &str {
+        self.compiled().get_hash()
+    }
+
+    /// The full source: prelude, then body.
+    pub fn source(&self) -> String {
+        format!("{PRELUDE}\n{}", self.body)
+    }
+
+    fn compiled(&self) -> &redis::Script {
+        self.compiled
+            .get_or_init(|| redis::Script::new(&self.source()))
+    }
+
+    /// Starts an invocation: add keys and arguments, then [`Invocation::invoke`].
+    pub fn prepare(&self) -> Invocation<'_> {
+        Invocation {
+            script: self,
+            inner: self.compiled().prepare_invoke(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// One call of a [`Script`] being prepared.
+pub struct Invocation<'a> {
+    script: &'a Script,
+    inner: redis::ScriptInvocation<'a>,
+    keys: Vec<Key>,
+}
+
+impl Invocation<'_> {
+    /// Adds a key (`KEYS[n]`). Keys come only from a [`Keyspace`](crate::Keyspace); on a cluster
+    /// all keys of one call must share a hash tag.
+    pub fn key(&mut self, key: &Key) -> &mut Self {
+        self.inner.key(key);
+        self.keys.push(key.clone());
+        self
+    }
+
+    /// Adds an argument (`ARGV[n]`).
+    pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.inner.arg(arg);
+        self
+    }
+
+    /// Runs the script (one round trip; two more only when the server had to load it) and
+    /// decodes its answer.
+    pub async fn invoke<T: FromRedisValue>(&self, pool: &Pool) -> Result<T> {
+        pool.invoke(self.script, &self.inner, &self.keys).await
+    }
+}

@@ -1,0 +1,20 @@
+//! # coordkit
+//!
+//! Coordination primitives for multi-agent systems over Redis. This umbrella crate re-exports
+//! the workspace's crates; today that is [`core`] (the pool, keyspace, scripts, clock and
+//! events every primitive stands on). The primitives (context, errors, circuit breaker, retry
+//! queue, metrics) join behind features of their own as they land.
+//!
+//! ```no_run
+//! use coordkit::core::{Pool, PoolConfig};
+//!
+//! # async fn demo() -> coordkit::core::Result<()> {
+//! let pool = Pool::connect(PoolConfig::from_env()?).await?;
+//! let pong: String = pool.query(&coordkit::core::redis::cmd("PING")).await?;
+//! assert_eq!(pong, "PONG");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use coordkit_core as core;
