@@ -71,7 +71,10 @@ impl PoolConfig {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
             Error::invalid_config(
                 "url",
-                format!("{:?} is not a URL (expected redis://host:port)", redact_url(url)),
+                format!(
+                    "{:?} is not a URL (expected redis://host:port)",
+                    redact_url(url)
+                ),
             )
         })?;
         match scheme {
@@ -117,7 +120,10 @@ impl PoolConfig {
 
     fn cluster_of(nodes: Vec<ConnectionInfo>) -> Result<Self> {
         if nodes.is_empty() {
-            return Err(Error::invalid_config("url", "a cluster needs at least one seed node"));
+            return Err(Error::invalid_config(
+                "url",
+                "a cluster needs at least one seed node",
+            ));
         }
         Ok(Self::with_nodes(nodes, Topology::Cluster))
     }
@@ -211,7 +217,11 @@ impl fmt::Debug for PoolConfig {
             .field("username", &users.first().copied().flatten())
             .field(
                 "password",
-                &if self.secrets().is_empty() { "none" } else { "<redacted>" },
+                &if self.secrets().is_empty() {
+                    "none"
+                } else {
+                    "<redacted>"
+                },
             )
             .field("pool_size", &self.pool_size)
             .field("connection_timeout", &self.connection_timeout)
@@ -294,7 +304,10 @@ mod tests {
         for bad in ["nonsense", "http://h:1", "redis://:topsecret@h:notaport"] {
             let err = PoolConfig::from_url(bad).unwrap_err();
             let msg = err.to_string();
-            assert!(matches!(err, Error::InvalidConfig { field: "url", .. }), "{msg}");
+            assert!(
+                matches!(err, Error::InvalidConfig { field: "url", .. }),
+                "{msg}"
+            );
             assert!(!msg.contains("topsecret"), "{msg}");
         }
     }
@@ -308,7 +321,10 @@ mod tests {
         };
         assert_eq!(field(base.clone().pool_size(0)), "pool_size");
         assert_eq!(field(base.clone().pool_size(5000)), "pool_size");
-        assert_eq!(field(base.clone().connection_timeout(Duration::ZERO)), "connection_timeout");
+        assert_eq!(
+            field(base.clone().connection_timeout(Duration::ZERO)),
+            "connection_timeout"
+        );
         assert_eq!(
             field(base.clone().command_timeout(Duration::from_secs(3600))),
             "command_timeout"
@@ -320,6 +336,9 @@ mod tests {
     fn redacts_userinfo() {
         assert_eq!(redact_url("redis://u:p@h:1"), "redis://***@h:1");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
-        assert_eq!(scrub("bad password hunter2", &["hunter2".into()]), "bad password ***");
+        assert_eq!(
+            scrub("bad password hunter2", &["hunter2".into()]),
+            "bad password ***"
+        );
     }
 }

@@ -169,9 +169,14 @@ impl fmt::Display for NameRule {
             NameRule::TooLong { len, max } => {
                 write!(f, "is {len} bytes long; at most {max} are allowed")
             }
-            NameRule::Brace => f.write_str("must not contain `{` or `}` (they select the hash tag)"),
+            NameRule::Brace => {
+                f.write_str("must not contain `{` or `}` (they select the hash tag)")
+            }
             NameRule::WhitespaceOrControl { found } => {
-                write!(f, "must not contain whitespace or control characters (found {found:?})")
+                write!(
+                    f,
+                    "must not contain whitespace or control characters (found {found:?})"
+                )
             }
         }
     }

@@ -46,7 +46,12 @@ fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64
     let value = serde_json::Number::deserialize(deserializer)?;
     value
         .as_u64()
-        .or_else(|| value.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| *f >= 0.0)
+                .map(|f| f.round() as u64)
+        })
         .ok_or_else(|| serde::de::Error::custom(format!("{value} is not a timestamp")))
 }
 
@@ -63,8 +68,8 @@ pub async fn publish<P: Serialize>(
     entity: &str,
     payload: &P,
 ) -> Result<u64> {
-    let payload = serde_json::to_string(payload)
-        .map_err(|e| crate::Error::decode("the event payload", e))?;
+    let payload =
+        serde_json::to_string(payload).map_err(|e| crate::Error::decode("the event payload", e))?;
     PUBLISH
         .prepare()
         .arg(channel)

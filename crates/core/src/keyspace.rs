@@ -140,7 +140,10 @@ impl InstanceKeys {
     /// The key `<namespace>:{<kind>:<name>}:<suffix>`. Suffixes are fixed by the primitive's
     /// code, not by users.
     pub fn key(&self, suffix: &str) -> Key {
-        debug_assert!(validate_name("key suffix", suffix).is_ok(), "bad suffix {suffix:?}");
+        debug_assert!(
+            validate_name("key suffix", suffix).is_ok(),
+            "bad suffix {suffix:?}"
+        );
         Key(format!("{}:{suffix}", self.prefix))
     }
 
@@ -223,10 +226,7 @@ mod tests {
         assert_eq!(inst.name(), "emails");
         assert_eq!(inst.hash_tag(), "queue:emails");
         assert_eq!(redis_hash_tag(inst.key("x").as_str()), "queue:emails");
-        assert_eq!(
-            ks.channel("cb", "opened").unwrap(),
-            "app:events:cb:opened"
-        );
+        assert_eq!(ks.channel("cb", "opened").unwrap(), "app:events:cb:opened");
     }
 
     #[test]
@@ -240,12 +240,18 @@ mod tests {
             other => panic!("expected InvalidName, got {other:?}"),
         };
         assert_eq!(rule(""), NameRule::Empty);
-        assert_eq!(rule(&"x".repeat(201)), NameRule::TooLong { len: 201, max: 200 });
+        assert_eq!(
+            rule(&"x".repeat(201)),
+            NameRule::TooLong { len: 201, max: 200 }
+        );
         assert_eq!(rule("a{b"), NameRule::Brace);
         assert_eq!(rule("a}b"), NameRule::Brace);
         assert_eq!(rule("a b"), NameRule::WhitespaceOrControl { found: ' ' });
         assert_eq!(rule("a\nb"), NameRule::WhitespaceOrControl { found: '\n' });
-        assert_eq!(rule("a\u{0}b"), NameRule::WhitespaceOrControl { found: '\u{0}' });
+        assert_eq!(
+            rule("a\u{0}b"),
+            NameRule::WhitespaceOrControl { found: '\u{0}' }
+        );
         assert!(ks.instance("cb", &"x".repeat(200)).is_ok());
         assert!(Keyspace::new("").is_err());
     }

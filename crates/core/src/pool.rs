@@ -14,7 +14,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value,
+};
 
 use crate::config::{PoolConfig, Topology, scrub};
 use crate::error::{Error, Result};
@@ -132,9 +134,7 @@ impl bb8::ManageConnection for Manager {
     }
 
     async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
-        redis::cmd("PING")
-            .query_async::<()>(&mut conn.inner)
-            .await
+        redis::cmd("PING").query_async::<()>(&mut conn.inner).await
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
@@ -329,9 +329,9 @@ impl Pool {
                         .fetch_max(conn.epoch + 1, Ordering::AcqRel);
                 }
                 match self.classify(&e, operation, script) {
-                    Error::WrongType { key, found } if found == UNKNOWN => {
-                        Err(self.find_wrong_type(&key, script.map(|s| s.1).unwrap_or(&[])).await)
-                    }
+                    Error::WrongType { key, found } if found == UNKNOWN => Err(self
+                        .find_wrong_type(&key, script.map(|s| s.1).unwrap_or(&[]))
+                        .await),
                     other => Err(other),
                 }
             }
@@ -367,7 +367,12 @@ impl Pool {
                     reason: message,
                 };
             }
-            ErrorKind::AuthenticationFailed => return Error::Auth { addr, reason: message },
+            ErrorKind::AuthenticationFailed => {
+                return Error::Auth {
+                    addr,
+                    reason: message,
+                };
+            }
             ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
                 return Error::decode(format!("the answer to {operation}"), message);
             }
@@ -389,7 +394,10 @@ impl Pool {
         let code = e.code().unwrap_or("ERR");
         let detail = scrub(e.detail().unwrap_or_default(), &self.inner.secrets);
         if is_auth_message(&message) {
-            return Error::Auth { addr, reason: message };
+            return Error::Auth {
+                addr,
+                reason: message,
+            };
         }
         if code == "WRONGTYPE" {
             return Error::WrongType {
@@ -403,10 +411,7 @@ impl Pool {
                 code: code.to_owned(),
                 detail,
             },
-            _ => Error::Server {
-                addr,
-                message,
-            },
+            _ => Error::Server { addr, message },
         }
     }
 
@@ -427,7 +432,9 @@ impl Pool {
             for key in keys {
                 let kind = tokio::time::timeout(
                     self.inner.config.command_timeout,
-                    redis::cmd("TYPE").arg(key).query_async::<String>(&mut conn.inner),
+                    redis::cmd("TYPE")
+                        .arg(key)
+                        .query_async::<String>(&mut conn.inner),
                 )
                 .await;
                 if let Ok(Ok(kind)) = kind
@@ -472,7 +479,8 @@ fn breaks_connection(e: &RedisError) -> bool {
 }
 
 fn is_auth_message(message: &str) -> bool {
-    ["NOAUTH", "WRONGPASS", "invalid password", "Authentication required"]
+    let message = message.to_ascii_lowercase();
+    ["noauth", "wrongpass", "invalid password", "authentication"]
         .iter()
         .any(|m| message.contains(m))
 }

@@ -379,9 +379,7 @@ impl<P: DeserializeOwned + Send + 'static> Receiver<P> {
     async fn handle(&mut self, push: PushInfo, shutdown: &mut oneshot::Receiver<()>) -> bool {
         let (pattern, channel, payload) = match (push.kind, push.data.as_slice()) {
             (PushKind::Message, [channel, payload]) => (None, channel, payload),
-            (PushKind::PMessage, [pattern, channel, payload]) => {
-                (text(pattern), channel, payload)
-            }
+            (PushKind::PMessage, [pattern, channel, payload]) => (text(pattern), channel, payload),
             (PushKind::Disconnection, _) => {
                 self.stats.disconnects.fetch_add(1, Ordering::Relaxed);
                 return self.reconnect(shutdown).await;
@@ -390,8 +388,9 @@ impl<P: DeserializeOwned + Send + 'static> Receiver<P> {
         };
         let channel = text(channel).unwrap_or_default();
         let decoded = match payload {
-            Value::BulkString(bytes) => serde_json::from_slice::<Event<P>>(bytes)
-                .map_err(|e| e.to_string()),
+            Value::BulkString(bytes) => {
+                serde_json::from_slice::<Event<P>>(bytes).map_err(|e| e.to_string())
+            }
             other => Err(format!("expected a bulk string, got {other:?}")),
         };
         match decoded {

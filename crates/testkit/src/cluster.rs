@@ -38,8 +38,13 @@ impl RedisCluster {
             } else {
                 first + per_node - 1
             };
-            node.command::<()>(&["CLUSTER", "ADDSLOTSRANGE", &first.to_string(), &last.to_string()])
-                .map_err(|e| fail("ADDSLOTSRANGE", e))?;
+            node.command::<()>(&[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &first.to_string(),
+                &last.to_string(),
+            ])
+            .map_err(|e| fail("ADDSLOTSRANGE", e))?;
         }
         let first = &self.nodes[0];
         for other in &self.nodes[1..] {

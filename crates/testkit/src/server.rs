@@ -30,7 +30,11 @@ pub fn redis_server_bin() -> Result<PathBuf, TestkitError> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("redis-server"))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| TestkitError(format!("redis-server was not found on PATH; {INSTALL_HINT}")))
+        .ok_or_else(|| {
+            TestkitError(format!(
+                "redis-server was not found on PATH; {INSTALL_HINT}"
+            ))
+        })
 }
 
 /// How to start a server.
@@ -111,8 +115,9 @@ impl RedisServer {
             cmd.args(["--requirepass", password]);
         }
         for (user, password) in &self.options.acl_users {
-            cmd.arg("--user")
-                .arg(format!("{user} on >{password} ~* &* +@all"));
+            cmd.args(["--user", user, "on"])
+                .arg(format!(">{password}"))
+                .args(["~*", "&*", "+@all"]);
         }
         if self.options.cluster {
             cmd.args([

@@ -1,0 +1,190 @@
+//! Events end to end: scripts publish, the subscriber decodes, counts and resubscribes.
+
+use std::time::Duration;
+
+use coordkit_core::{Event, Pool, Script, Subscriber, events};
+use coordkit_testkit::redis_test;
+use serde::Deserialize;
+
+static TRANSITION: Script = Script::new(
+    "transition",
+    "-- KEYS[1] state hash. ARGV[1] channel, ARGV[2] entity, ARGV[3] new state, ARGV[4] now_ms.\n\
+     -- Sets the state and emits `changed` from the same script. Returns the timestamp.\n\
+     local now = ck_now(ARGV[4])\n\
+     local old = redis.call('HGET', KEYS[1], 'state') or 'none'\n\
+     redis.call('HSET', KEYS[1], 'state', ARGV[3])\n\
+     ck_emit(ARGV[1], 'changed', 'test', ARGV[2], now, {from = old, to = ARGV[3]})\n\
+     return now",
+);
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Change {
+    from: String,
+    to: String,
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn next<P>(sub: &mut Subscriber<P>) -> coordkit_core::Received<P> {
+    tokio::time::timeout(WAIT, sub.recv())
+        .await
+        .expect("no event arrived")
+        .expect("the subscriber ended")
+}
+
+async fn transition(pool: &Pool, key: &coordkit_core::Key, channel: &str, to: &str) -> u64 {
+    TRANSITION
+        .prepare()
+        .key(key)
+        .arg(channel)
+        .arg("door")
+        .arg(to)
+        .arg("")
+        .invoke(pool)
+        .await
+        .unwrap()
+}
+
+redis_test! {
+    async fn a_script_emits_the_event_of_its_own_change(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let key = ks.instance("test", "door").unwrap().key("state");
+        let channel = ks.channel("test", "changed").unwrap();
+        let mut by_channel = pool.subscriber().channel(&channel).subscribe::<Change>().await.unwrap();
+        let mut by_pattern = pool
+            .subscriber()
+            .pattern(ks.channel_pattern(None).unwrap())
+            .subscribe::<serde_json::Value>()
+            .await
+            .unwrap();
+
+        let ts = transition(&pool, &key, &channel, "open").await;
+        let got = next(&mut by_channel).await;
+        assert_eq!(got.channel, channel);
+        assert_eq!(got.pattern, None);
+        assert_eq!(got.event, Event {
+            kind: "changed".into(),
+            source: "test".into(),
+            entity: "door".into(),
+            ts_ms: ts,
+            payload: Change { from: "none".into(), to: "open".into() },
+        });
+        let got = next(&mut by_pattern).await;
+        assert_eq!(got.pattern.as_deref(), Some(ks.channel_pattern(None).unwrap().as_str()));
+        assert_eq!(got.event.payload["to"], "open");
+
+        // Exactly one event per change, in order.
+        for to in ["closed", "open", "closed"] {
+            transition(&pool, &key, &channel, to).await;
+        }
+        for to in ["closed", "open", "closed"] {
+            assert_eq!(next(&mut by_channel).await.event.payload.to, to);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(by_channel.try_recv().is_none(), "an extra event arrived");
+        assert_eq!(by_channel.stats().received, 4);
+        assert_eq!(by_channel.stats().decode_errors, 0);
+
+        // The Rust-side publisher uses the same envelope and the server's clock.
+        events::publish(&pool, &channel, "noted", "app", "door", &serde_json::json!({"from": "a", "to": "b"}))
+            .await
+            .unwrap();
+        let got = next(&mut by_channel).await;
+        assert_eq!(got.event.kind, "noted");
+        assert_eq!(got.event.source, "app");
+        assert!(got.event.ts_ms >= ts);
+    }
+}
+
+redis_test! {
+    async fn an_undecodable_message_is_counted_not_fatal(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let key = ks.instance("test", "door").unwrap().key("state");
+        let channel = ks.channel("test", "changed").unwrap();
+        let mut sub = pool.subscriber().channel(&channel).subscribe::<Change>().await.unwrap();
+        let _: i64 = pool.query(redis::cmd("PUBLISH").arg(&channel).arg("{not json")).await.unwrap();
+        let _: i64 = pool
+            .query(redis::cmd("PUBLISH").arg(&channel).arg(r#"{"kind":"x","source":"s","entity":"e","ts_ms":1,"payload":{"wrong":1}}"#))
+            .await
+            .unwrap();
+        transition(&pool, &key, &channel, "open").await;
+        let got = next(&mut sub).await;
+        assert_eq!(got.event.payload.to, "open");
+        let stats = sub.stats();
+        assert_eq!(stats.decode_errors, 2);
+        assert_eq!(stats.received, 1);
+        assert!(stats.last_error.unwrap().contains(&channel));
+    }
+}
+
+redis_test! {
+    async fn the_subscriber_resubscribes_after_client_kill(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let key = ks.instance("test", "door").unwrap().key("state");
+        let channel = ks.channel("test", "changed").unwrap();
+        let mut sub = pool
+            .subscriber()
+            .channel(&channel)
+            .pattern(ks.channel_pattern(Some("other")).unwrap())
+            .subscribe::<Change>()
+            .await
+            .unwrap();
+        transition(&pool, &key, &channel, "open").await;
+        next(&mut sub).await;
+
+        let killed: Vec<i64> = redis.on_every_server(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert!(killed.iter().sum::<i64>() >= 1, "no subscriber connection was killed");
+
+        // Publish until the subscriber is back: events sent while it reconnects are not
+        // replayed (that is pub/sub), but once it is back it must receive again.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut n = 0;
+        let received = loop {
+            assert!(tokio::time::Instant::now() < deadline, "never resubscribed: {:?}", sub.stats());
+            n += 1;
+            let state = format!("s{n}");
+            transition(&pool, &key, &channel, &state).await;
+            if let Ok(Some(got)) = tokio::time::timeout(Duration::from_millis(200), sub.recv()).await {
+                break got;
+            }
+        };
+        assert!(received.event.payload.to.starts_with('s'));
+        let stats = sub.stats();
+        assert!(stats.disconnects >= 1, "{stats:?}");
+        assert!(stats.reconnects >= 1, "{stats:?}");
+    }
+}
+
+redis_test! {
+    async fn shutdown_unsubscribes_and_closes(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let channel = ks.channel("test", "changed").unwrap();
+        let pattern = ks.channel_pattern(None).unwrap();
+        let sub = pool.subscriber().channel(&channel).pattern(&pattern).subscribe::<Change>().await.unwrap();
+        let numpat: Vec<i64> = redis.on_every_server(&["PUBSUB", "NUMPAT"]);
+        assert_eq!(numpat.iter().sum::<i64>(), 1);
+        tokio::time::timeout(WAIT, sub.shutdown()).await.expect("shutdown hung");
+        let numpat: Vec<i64> = redis.on_every_server(&["PUBSUB", "NUMPAT"]);
+        assert_eq!(numpat.iter().sum::<i64>(), 0);
+        let numsub: Vec<(String, i64)> = redis.on_every_server(&["PUBSUB", "NUMSUB", &channel]);
+        assert!(numsub.iter().all(|(_, n)| *n == 0), "{numsub:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_needs_a_channel() {
+    let redis = coordkit_testkit::TestRedis::start(coordkit_testkit::Topology::Standalone);
+    let pool = redis.pool().await;
+    let err = pool.subscriber().subscribe::<Change>().await.unwrap_err();
+    assert!(matches!(
+        err,
+        coordkit_core::Error::InvalidConfig {
+            field: "channel",
+            ..
+        }
+    ));
+}

@@ -1,0 +1,187 @@
+//! Scripts: EVALSHA with NOSCRIPT recovery, typed errors, the prelude's clock.
+
+use coordkit_core::{Clock, Error, ManualClock, Script};
+use coordkit_testkit::redis_test;
+
+static COUNTER: Script = Script::new(
+    "counter",
+    "-- KEYS[1] hash. ARGV[1] field, ARGV[2] by. Returns the new value.\n\
+     ck_expect_type(KEYS[1], 'hash')\n\
+     return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])",
+);
+
+static GUARDED: Script = Script::new(
+    "guarded",
+    "-- KEYS[1] hash. ARGV[1] expected version. Fails with CONFLICT <current> on mismatch.\n\
+     local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')\n\
+     if current ~= tonumber(ARGV[1]) then return ck_fail('CONFLICT', tostring(current)) end\n\
+     return redis.call('HINCRBY', KEYS[1], 'v', 1)",
+);
+
+static UNCHECKED: Script = Script::new(
+    "unchecked",
+    "-- KEYS[1] any key. Increments a hash field without checking the type first.\n\
+     return redis.call('HINCRBY', KEYS[1], 'n', 1)",
+);
+
+static NOW: Script = Script::new(
+    "now",
+    "-- ARGV[1] now_ms (\"\" = server time). Returns ck_now(ARGV[1]).\n\
+     return ck_now(ARGV[1])",
+);
+
+static WORD: Script = Script::new("word", "-- Returns a word.\nreturn 'not a number'");
+
+redis_test! {
+    async fn scripts_survive_script_flush_between_calls(redis) {
+        let pool = redis.pool().await;
+        let key = redis.keyspace().instance("test", "flush").unwrap().key("h");
+        let first: i64 = COUNTER.prepare().key(&key).arg("n").arg(5).invoke(&pool).await.unwrap();
+        assert_eq!(first, 5);
+        for round in 0..3 {
+            let flushed: Vec<String> = redis.on_every_server(&["SCRIPT", "FLUSH"]);
+            assert!(flushed.iter().all(|r| r == "OK"));
+            let n: i64 = COUNTER.prepare().key(&key).arg("n").arg(1).invoke(&pool).await.unwrap();
+            assert_eq!(n, 6 + round);
+        }
+        // After the reload the script is known again: EVALSHA answers without a load.
+        let sha = COUNTER.sha1().to_owned();
+        let known: Vec<Vec<bool>> = redis.on_every_server(&["SCRIPT", "EXISTS", &sha]);
+        assert!(known.iter().any(|k| k == &vec![true]), "{known:?}");
+    }
+}
+
+redis_test! {
+    async fn a_script_rejection_is_a_typed_error_with_its_code(redis) {
+        let pool = redis.pool().await;
+        let key = redis.keyspace().instance("test", "cas").unwrap().key("h");
+        let v: i64 = GUARDED.prepare().key(&key).arg(0).invoke(&pool).await.unwrap();
+        assert_eq!(v, 1);
+        let err = GUARDED.prepare().key(&key).arg(0).invoke::<i64>(&pool).await.unwrap_err();
+        match &err {
+            Error::Script { script, code, detail } => {
+                assert_eq!(*script, "guarded");
+                assert_eq!(code, "CONFLICT");
+                assert_eq!(detail, "1");
+            }
+            other => panic!("expected a script error, got {other:?}"),
+        }
+        assert_eq!(err.script_code(), Some("CONFLICT"));
+        assert!(!err.is_retryable());
+    }
+}
+
+redis_test! {
+    async fn a_key_of_the_wrong_type_is_named(redis) {
+        let pool = redis.pool().await;
+        let inst = redis.keyspace().instance("test", "wrongtype").unwrap();
+        let key = inst.key("h");
+        let _: () = pool.query(redis::cmd("SET").arg(&key).arg("garbage")).await.unwrap();
+
+        // Checked by the script itself (the prelude's ck_expect_type).
+        let err = COUNTER.prepare().key(&key).arg("n").arg(1).invoke::<i64>(&pool).await.unwrap_err();
+        match err {
+            Error::WrongType { key: k, found } => {
+                assert_eq!(k, key.as_str());
+                assert_eq!(found, "string");
+            }
+            other => panic!("expected WrongType, got {other:?}"),
+        }
+
+        // Redis's own WRONGTYPE: the pool finds which key it was.
+        let err = UNCHECKED.prepare().key(&key).invoke::<i64>(&pool).await.unwrap_err();
+        match err {
+            Error::WrongType { key: k, found } => {
+                assert_eq!(k, key.as_str());
+                assert_eq!(found, "string");
+            }
+            other => panic!("expected WrongType, got {other:?}"),
+        }
+        // Nothing was written over the foreign value.
+        let v: String = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
+        assert_eq!(v, "garbage");
+    }
+}
+
+redis_test! {
+    async fn an_answer_of_the_wrong_shape_is_a_decode_error(redis) {
+        let pool = redis.pool().await;
+        let key = redis.keyspace().instance("test", "decode").unwrap().key("k");
+        let err = WORD.prepare().key(&key).invoke::<i64>(&pool).await.unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+        let word: String = WORD.prepare().key(&key).invoke(&pool).await.unwrap();
+        assert_eq!(word, "not a number");
+    }
+}
+
+redis_test! {
+    async fn scripts_read_server_time_unless_a_manual_clock_is_given(redis) {
+        let pool = redis.pool().await;
+        let key = redis.keyspace().instance("test", "clock").unwrap().key("k");
+        let manual = ManualClock::new(1_700_000_000_123);
+        let clock = Clock::from(manual.clone());
+        let t: u64 = NOW.prepare().key(&key).arg(clock.arg()).invoke(&pool).await.unwrap();
+        assert_eq!(t, 1_700_000_000_123);
+        manual.advance(std::time::Duration::from_secs(90));
+        let t: u64 = NOW.prepare().key(&key).arg(clock.arg()).invoke(&pool).await.unwrap();
+        assert_eq!(t, 1_700_000_090_123);
+
+        let (secs, micros): (u64, u64) = pool.query(&redis::cmd("TIME")).await.unwrap();
+        let server_ms = secs * 1000 + micros / 1000;
+        let t: u64 = NOW.prepare().key(&key).arg(Clock::Server.arg()).invoke(&pool).await.unwrap();
+        assert!(t >= server_ms && t < server_ms + 60_000, "script time {t}, server time {server_ms}");
+    }
+}
+
+#[test]
+fn every_script_carries_the_prelude() {
+    let source = COUNTER.source();
+    assert!(source.starts_with(coordkit_core::PRELUDE));
+    assert!(source.contains("HINCRBY"));
+    assert_eq!(COUNTER.sha1().len(), 40);
+    assert_ne!(COUNTER.sha1(), NOW.sha1());
+}
+
+/// Sums the `calls=` of one command in `INFO commandstats` over every server.
+fn calls(redis: &coordkit_testkit::TestRedis, command: &str) -> u64 {
+    let infos: Vec<String> = redis.on_every_server(&["INFO", "commandstats"]);
+    infos
+        .iter()
+        .flat_map(|info| info.lines())
+        .filter_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+redis_test! {
+    async fn one_round_trip_per_invocation(redis) {
+        // A full pool (4 connections for 10 tasks) so no connection is opened while measuring.
+        let pool = coordkit_core::Pool::connect(redis.config().pool_size(4)).await.unwrap();
+        let key = redis.keyspace().instance("test", "trips").unwrap().key("h");
+        let round = || async {
+            let tasks: Vec<_> = (0..10)
+                .map(|_| {
+                    let pool = pool.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..20 {
+                            let _: i64 = COUNTER.prepare().key(&key).arg("n").arg(1).invoke(&pool).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        };
+        round().await;
+        assert_eq!(pool.connections().0, 4);
+        let _: Vec<String> = redis.on_every_server(&["CONFIG", "RESETSTAT"]);
+        round().await;
+        assert_eq!(calls(&redis, "evalsha"), 200);
+        // No PING per checkout, no reload, nothing else on the hot path.
+        assert_eq!(calls(&redis, "ping"), 0);
+        assert_eq!(calls(&redis, "script|load"), 0);
+        assert_eq!(calls(&redis, "eval"), 0);
+    }
+}
