@@ -1,1 +1,319 @@
-fn main() {}
+//! # coordkit-bench
+//!
+//! Throughput and latency of coordkit's operations against a real Redis, one JSON line per
+//! scenario run:
+//!
+//! ```text
+//! cargo run --release -p coordkit-bench -- raw-evalsha --concurrency 50 --ops 100000
+//! {"scenario":"raw-evalsha","topology":"standalone","concurrency":50,"ops":100000,...}
+//! ```
+//!
+//! Without `--redis` the bench starts its own throwaway `redis-server` (a 3-master cluster with
+//! `--cluster`) through the testkit. Every scenario other than `raw-evalsha` also runs the
+//! `raw-evalsha` baseline (a one-key HINCRBY+HGET script through the same pool, at the same
+//! concurrency and op count) in the same process and reports `baseline_ops_per_sec` and
+//! `ratio`, so a comparison holds on a noisy machine.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use coordkit_core::{Keyspace, Pool, PoolConfig, Script};
+use coordkit_testkit::{RedisCluster, RedisServer};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+static RAW_EVALSHA: Script = Script::bare("raw-evalsha", include_str!("../lua/raw_evalsha.lua"));
+
+/// A scenario: one kind of operation, repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// One-key HINCRBY+HGET script through the pool: the baseline.
+    RawEvalsha,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::RawEvalsha => "raw-evalsha",
+        }
+    }
+
+    /// Per-scenario state shared by the workers.
+    fn prepare(self, keyspace: &Keyspace) -> coordkit_core::Result<Fixture> {
+        match self {
+            Scenario::RawEvalsha => Ok(Fixture::Raw {
+                key: keyspace.instance("bench", "raw")?.key("h"),
+            }),
+        }
+    }
+}
+
+enum Fixture {
+    Raw { key: coordkit_core::Key },
+}
+
+impl Fixture {
+    async fn op(&self, pool: &Pool) -> coordkit_core::Result<()> {
+        match self {
+            Fixture::Raw { key } => {
+                let _: String = RAW_EVALSHA.prepare().key(key).invoke(pool).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "coordkit benchmarks: one JSON line per scenario")]
+struct Args {
+    /// The scenario to run.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// A Redis URL (redis://, redis+cluster://). Without it a throwaway server is started.
+    #[arg(long)]
+    redis: Option<String>,
+    /// Start a throwaway 3-master cluster instead of a standalone server (without --redis).
+    #[arg(long)]
+    cluster: bool,
+    /// How many operations run at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// How many operations to measure (after a warm-up of a tenth as many, at most 5,000).
+    #[arg(long, default_value_t = 20_000)]
+    ops: u64,
+    /// Connections in the pool (default: the concurrency, at least 1, at most 64).
+    #[arg(long)]
+    pool_size: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    scenario: &'static str,
+    topology: &'static str,
+    concurrency: usize,
+    ops: u64,
+    errors: u64,
+    elapsed_ms: u64,
+    ops_per_sec: f64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_ops_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio: Option<f64>,
+    redis_version: String,
+}
+
+struct Measured {
+    ops: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies: Histogram<u64>,
+}
+
+impl Measured {
+    fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `ops` operations on `concurrency` workers and records each one's latency.
+async fn measure(
+    pool: &Pool,
+    fixture: Arc<Fixture>,
+    concurrency: usize,
+    ops: u64,
+) -> Result<Measured, String> {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let pool = pool.clone();
+            let fixture = fixture.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                let mut latencies =
+                    Histogram::<u64>::new(3).map_err(|e| format!("histogram: {e}"))?;
+                let mut errors = 0u64;
+                let mut last_error = None;
+                while next.fetch_add(1, Ordering::Relaxed) < ops {
+                    let t = Instant::now();
+                    if let Err(e) = fixture.op(&pool).await {
+                        errors += 1;
+                        last_error = Some(e.to_string());
+                    }
+                    let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    latencies.saturating_record(us.max(1));
+                }
+                Ok::<_, String>((latencies, errors, last_error))
+            })
+        })
+        .collect();
+    let mut latencies = Histogram::<u64>::new(3).map_err(|e| format!("histogram: {e}"))?;
+    let mut errors = 0;
+    let mut last_error = None;
+    for worker in workers {
+        let (h, e, last) = worker
+            .await
+            .map_err(|e| format!("a worker failed: {e}"))??;
+        latencies.add(&h).map_err(|e| format!("histogram: {e}"))?;
+        errors += e;
+        last_error = last_error.or(last);
+    }
+    let elapsed = started.elapsed();
+    if errors * 100 > ops {
+        return Err(format!(
+            "{errors} of {ops} operations failed; last error: {}",
+            last_error.unwrap_or_default()
+        ));
+    }
+    Ok(Measured {
+        ops,
+        errors,
+        elapsed,
+        latencies,
+    })
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    if args.concurrency == 0 || args.concurrency > 10_000 {
+        return Err("--concurrency must be between 1 and 10000".into());
+    }
+    if args.ops == 0 {
+        return Err("--ops must be at least 1".into());
+    }
+    // Keep the throwaway servers alive for the whole run.
+    let mut _standalone = None;
+    let mut _cluster = None;
+    let url = match (&args.redis, args.cluster) {
+        (Some(url), _) => url.clone(),
+        (None, false) => {
+            let server = RedisServer::start().map_err(|e| e.to_string())?;
+            let url = server.url();
+            _standalone = Some(server);
+            url
+        }
+        (None, true) => {
+            let cluster = RedisCluster::start().map_err(|e| e.to_string())?;
+            let url = cluster.cluster_url();
+            _cluster = Some(cluster);
+            url
+        }
+    };
+    let pool_size = args
+        .pool_size
+        .unwrap_or_else(|| u32::try_from(args.concurrency).unwrap_or(64).clamp(1, 64));
+    let config = PoolConfig::from_url(&url)
+        .map_err(|e| e.to_string())?
+        .pool_size(pool_size);
+    let topology = match config.topology() {
+        coordkit_core::Topology::Standalone => "standalone",
+        coordkit_core::Topology::Cluster => "cluster",
+    };
+    let pool = Pool::connect(config).await.map_err(|e| e.to_string())?;
+    let redis_version = server_version(&pool).await;
+    let keyspace =
+        Keyspace::new(&format!("bench-{}", std::process::id())).map_err(|e| e.to_string())?;
+
+    let warmup = (args.ops / 10).clamp(1, 5_000);
+    let scenario = Arc::new(
+        args.scenario
+            .prepare(&keyspace)
+            .map_err(|e| e.to_string())?,
+    );
+    let baseline = (args.scenario != Scenario::RawEvalsha)
+        .then(|| Scenario::RawEvalsha.prepare(&keyspace))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .map(Arc::new);
+
+    measure(&pool, scenario.clone(), args.concurrency, warmup).await?;
+    let baseline_ops_per_sec = match &baseline {
+        Some(fixture) => {
+            measure(&pool, fixture.clone(), args.concurrency, warmup).await?;
+            Some(
+                measure(&pool, fixture.clone(), args.concurrency, args.ops)
+                    .await?
+                    .ops_per_sec(),
+            )
+        }
+        None => None,
+    };
+    let measured = measure(&pool, scenario, args.concurrency, args.ops).await?;
+    let ops_per_sec = measured.ops_per_sec();
+    let h = &measured.latencies;
+    Ok(Report {
+        scenario: args.scenario.name(),
+        topology,
+        concurrency: args.concurrency,
+        ops: measured.ops,
+        errors: measured.errors,
+        elapsed_ms: u64::try_from(measured.elapsed.as_millis()).unwrap_or(u64::MAX),
+        ops_per_sec: round1(ops_per_sec),
+        p50_us: h.value_at_quantile(0.50),
+        p90_us: h.value_at_quantile(0.90),
+        p99_us: h.value_at_quantile(0.99),
+        max_us: h.max(),
+        baseline_ops_per_sec: baseline_ops_per_sec.map(round1),
+        ratio: baseline_ops_per_sec.map(|b| (ops_per_sec / b * 1000.0).round() / 1000.0),
+        redis_version,
+    })
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `redis_version` from `INFO server` (a cluster answers once per node: the first one wins).
+async fn server_version(pool: &Pool) -> String {
+    fn find(value: &redis::Value) -> Option<String> {
+        match value {
+            redis::Value::BulkString(bytes) => find_in(&String::from_utf8_lossy(bytes)),
+            redis::Value::VerbatimString { text, .. } => find_in(text),
+            redis::Value::SimpleString(text) => find_in(text),
+            redis::Value::Array(items) | redis::Value::Set(items) => items.iter().find_map(find),
+            redis::Value::Map(pairs) => pairs.iter().find_map(|(_, v)| find(v)),
+            _ => None,
+        }
+    }
+    fn find_in(info: &str) -> Option<String> {
+        info.lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .map(|v| v.trim().to_owned())
+    }
+    pool.query::<redis::Value>(redis::cmd("INFO").arg("server"))
+        .await
+        .ok()
+        .as_ref()
+        .and_then(find)
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(report) => match serde_json::to_string(&report) {
+            Ok(line) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{line}");
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("coordkit-bench: cannot encode the report: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("coordkit-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

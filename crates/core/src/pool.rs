@@ -68,7 +68,7 @@ struct Health {
 
 enum ManagerKind {
     Standalone(bb8_redis::RedisConnectionManager),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 struct Manager {
@@ -187,13 +187,13 @@ impl Pool {
                 bb8_redis::RedisConnectionManager::new(config.nodes[0].clone())
                     .map_err(scrubbed)?,
             ),
-            Topology::Cluster => ManagerKind::Cluster(
+            Topology::Cluster => ManagerKind::Cluster(Box::new(
                 ClusterClient::builder(config.nodes.clone())
                     .connection_timeout(config.connection_timeout)
                     .response_timeout(config.command_timeout)
                     .build()
                     .map_err(scrubbed)?,
-            ),
+            )),
         };
         let health = Arc::new(Health::default());
         let last_connect_error = Arc::new(Mutex::new(None));

@@ -50,6 +50,7 @@ pub const PRELUDE: &str = include_str!("../lua/prelude.lua");
 pub struct Script {
     name: &'static str,
     body: &'static str,
+    with_prelude: bool,
     compiled: OnceLock<redis::Script>,
 }
 
@@ -68,6 +69,18 @@ impl Script {
         Self {
             name,
             body,
+            with_prelude: true,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// A script without the prelude: exactly `body`. For baselines and for scripts that need
+    /// none of the helpers.
+    pub const fn bare(name: &'static str, body: &'static str) -> Self {
+        Self {
+            name,
+            body,
+            with_prelude: false,
             compiled: OnceLock::new(),
         }
     }
@@ -82,9 +95,13 @@ impl Script {
         self.compiled().get_hash()
     }
 
-    /// The full source: prelude, then body.
+    /// The full source: prelude (unless [`Script::bare`]), then body.
     pub fn source(&self) -> String {
-        format!("{PRELUDE}\n{}", self.body)
+        if self.with_prelude {
+            format!("{PRELUDE}\n{}", self.body)
+        } else {
+            self.body.to_owned()
+        }
     }
 
     fn compiled(&self) -> &redis::Script {

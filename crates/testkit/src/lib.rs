@@ -163,7 +163,7 @@ impl TestRedis {
 
 /// Runs one async test body against a standalone server and against a 3-master cluster.
 ///
-/// ```ignore
+/// ```no_run
 /// coordkit_testkit::redis_test! {
 ///     async fn pings(redis) {
 ///         let pool = redis.pool().await;

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration (real redis-server, standalone and a 3-master
+# cluster started by the testkit), proptests and doctests. Installs redis-server if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-redis.sh
+exec cargo test --workspace --locked "$@"
