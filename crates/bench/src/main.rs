@@ -137,8 +137,8 @@ async fn measure(
             let fixture = fixture.clone();
             let next = next.clone();
             tokio::spawn(async move {
-                let mut latencies =
-                    Histogram::<u64>::new(3).map_err(|e| format!("histogram: {e}"))?;
+                let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                    .map_err(|e| format!("histogram: {e}"))?;
                 let mut errors = 0u64;
                 let mut last_error = None;
                 while next.fetch_add(1, Ordering::Relaxed) < ops {
@@ -154,7 +154,8 @@ async fn measure(
             })
         })
         .collect();
-    let mut latencies = Histogram::<u64>::new(3).map_err(|e| format!("histogram: {e}"))?;
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| format!("histogram: {e}"))?;
     let mut errors = 0;
     let mut last_error = None;
     for worker in workers {

@@ -14,7 +14,7 @@
 //!   own connection that decodes, counts and resubscribes after reconnects.
 //! - [`Error`]: the one error type, with variants a caller can act on.
 //!
-//! ```no_run
+//! ```
 //! use coordkit_core::{Keyspace, Pool, PoolConfig, Script};
 //!
 //! static HITS: Script = Script::new(
@@ -26,8 +26,11 @@
 //!      return {n, now}",
 //! );
 //!
-//! # async fn demo() -> coordkit_core::Result<()> {
-//! let pool = Pool::connect(PoolConfig::from_env()?).await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
 //! let page = Keyspace::new("myapp")?.instance("page", "home")?;
 //! let (count, now_ms): (u64, u64) = HITS
 //!     .prepare()

@@ -25,12 +25,15 @@ use crate::keyspace::Key;
 /// A cheap-to-clone handle over one shared connection pool. Every primitive of a process should
 /// share one.
 ///
-/// ```no_run
+/// ```
 /// use coordkit_core::{Pool, PoolConfig};
 ///
-/// # async fn demo() -> coordkit_core::Result<()> {
-/// let pool = Pool::connect(PoolConfig::from_env()?).await?;
-/// let pong: String = pool.query(&redis::cmd("PING")).await?;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = coordkit_testkit::RedisServer::start()?;
+/// # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+/// let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+/// let pong: String = pool.query(&coordkit_core::redis::cmd("PING")).await?;
 /// assert_eq!(pong, "PONG");
 /// # Ok(()) }
 /// ```

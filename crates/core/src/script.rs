@@ -17,7 +17,7 @@
 //! A script is invoked by its SHA1 (EVALSHA); when the server does not know it (after a restart
 //! or a `SCRIPT FLUSH`) it is loaded and the call is retried once, on every node of a cluster.
 //!
-//! ```no_run
+//! ```
 //! use coordkit_core::{Keyspace, Pool, PoolConfig, Script};
 //!
 //! static INCR: Script = Script::new(
@@ -26,8 +26,11 @@
 //!      return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)",
 //! );
 //!
-//! # async fn demo() -> coordkit_core::Result<()> {
-//! let pool = Pool::connect(PoolConfig::from_env()?).await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
 //! let counters = Keyspace::new("demo")?.instance("counter", "visits")?;
 //! let n: i64 = INCR.prepare().key(&counters.key("hash")).arg("home").invoke(&pool).await?;
 //! assert!(n >= 1);

@@ -7,20 +7,27 @@
 //! Messages are decoded into [`Event<P>`](Event); one that fails to decode is counted in
 //! [`SubscriberStats::decode_errors`] and skipped, never a crash.
 //!
-//! ```no_run
+//! ```
 //! use coordkit_core::{Event, Keyspace, Pool, PoolConfig};
 //!
-//! # async fn demo() -> coordkit_core::Result<()> {
-//! let pool = Pool::connect(PoolConfig::from_env()?).await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
 //! let keyspace = Keyspace::new("demo")?;
 //! let mut events = pool
 //!     .subscriber()
 //!     .pattern(keyspace.channel_pattern(None)?)
 //!     .subscribe::<serde_json::Value>()
 //!     .await?;
-//! while let Some(received) = events.recv().await {
-//!     println!("{} on {}: {:?}", received.event.kind, received.channel, received.event.payload);
-//! }
+//! let channel = keyspace.channel("demo", "hello")?;
+//! coordkit_core::events::publish(&pool, &channel, "hello", "doc", "world", &42).await?;
+//! let received = events.recv().await.expect("an event");
+//! assert_eq!(received.channel, channel);
+//! assert_eq!(received.event.kind, "hello");
+//! assert_eq!(received.event.payload, 42);
+//! events.shutdown().await;
 //! # Ok(()) }
 //! ```
 

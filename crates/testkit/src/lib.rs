@@ -13,7 +13,7 @@
 //! When `redis-server` is missing, starting fails with the command that installs it: a test
 //! never passes by skipping.
 //!
-//! ```no_run
+//! ```
 //! use coordkit_testkit::{RedisServer, ServerOptions};
 //!
 //! let mut server = RedisServer::start_with(ServerOptions { aof: true, ..Default::default() })?;
