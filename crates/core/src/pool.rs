@@ -246,6 +246,12 @@ impl Pool {
         (state.connections, state.idle_connections)
     }
 
+    /// The server's clock in milliseconds (`TIME`; on a cluster, one node's).
+    pub async fn server_time_ms(&self) -> Result<u64> {
+        let (secs, micros): (u64, u64) = self.query(&redis::cmd("TIME")).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
     /// Runs one command and decodes its answer.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         let operation = command_name(cmd);

@@ -126,8 +126,7 @@ redis_test! {
         let t: u64 = NOW.prepare().key(&key).arg(clock.arg()).invoke(&pool).await.unwrap();
         assert_eq!(t, 1_700_000_090_123);
 
-        let (secs, micros): (u64, u64) = pool.query(&redis::cmd("TIME")).await.unwrap();
-        let server_ms = secs * 1000 + micros / 1000;
+        let server_ms = pool.server_time_ms().await.unwrap();
         let t: u64 = NOW.prepare().key(&key).arg(Clock::Server.arg()).invoke(&pool).await.unwrap();
         assert!(t >= server_ms && t < server_ms + 60_000, "script time {t}, server time {server_ms}");
     }

@@ -31,7 +31,9 @@ mod cluster;
 mod server;
 
 pub use cluster::RedisCluster;
-pub use server::{RedisServer, ServerOptions, accepts_connections, redis_server_bin};
+pub use server::{
+    RedisServer, ServerOptions, accepts_connections, find_redis_server, redis_server_bin,
+};
 
 use coordkit_core::{Keyspace, Pool, PoolConfig};
 

@@ -1,5 +1,6 @@
 //! One throwaway `redis-server` process.
 
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +16,18 @@ const INSTALL_HINT: &str = "install it with `sudo apt-get install -y redis-serve
 /// The `redis-server` binary: `REDIS_SERVER_BIN`, else `redis-server` on `PATH`.
 /// Fails with the install command when there is none.
 pub fn redis_server_bin() -> Result<PathBuf, TestkitError> {
-    if let Some(bin) = std::env::var_os("REDIS_SERVER_BIN").filter(|b| !b.is_empty()) {
+    find_redis_server(
+        std::env::var_os("REDIS_SERVER_BIN"),
+        std::env::var_os("PATH"),
+    )
+}
+
+/// [`redis_server_bin`] with the two environment variables given.
+pub fn find_redis_server(
+    bin_env: Option<OsString>,
+    path_env: Option<OsString>,
+) -> Result<PathBuf, TestkitError> {
+    if let Some(bin) = bin_env.filter(|b| !b.is_empty()) {
         let bin = PathBuf::from(bin);
         return if bin.is_file() {
             Ok(bin)
@@ -26,7 +38,7 @@ pub fn redis_server_bin() -> Result<PathBuf, TestkitError> {
             )))
         };
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = path_env.unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join("redis-server"))
         .find(|candidate| candidate.is_file())
