@@ -19,52 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
-use coordkit_core::{Keyspace, Pool, PoolConfig, Script};
+use clap::Parser;
+use coordkit_core::{Keyspace, Pool, PoolConfig};
 use coordkit_testkit::{RedisCluster, RedisServer};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-static RAW_EVALSHA: Script = Script::bare("raw-evalsha", include_str!("../lua/raw_evalsha.lua"));
+mod scenarios;
 
-/// A scenario: one kind of operation, repeated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Scenario {
-    /// One-key HINCRBY+HGET script through the pool: the baseline.
-    RawEvalsha,
-}
-
-impl Scenario {
-    fn name(self) -> &'static str {
-        match self {
-            Scenario::RawEvalsha => "raw-evalsha",
-        }
-    }
-
-    /// Per-scenario state shared by the workers.
-    fn prepare(self, keyspace: &Keyspace) -> coordkit_core::Result<Fixture> {
-        match self {
-            Scenario::RawEvalsha => Ok(Fixture::Raw {
-                key: keyspace.instance("bench", "raw")?.key("h"),
-            }),
-        }
-    }
-}
-
-enum Fixture {
-    Raw { key: coordkit_core::Key },
-}
-
-impl Fixture {
-    async fn op(&self, pool: &Pool) -> coordkit_core::Result<()> {
-        match self {
-            Fixture::Raw { key } => {
-                let _: String = RAW_EVALSHA.prepare().key(key).invoke(pool).await?;
-                Ok(())
-            }
-        }
-    }
-}
+use scenarios::{Scenario, Workload};
 
 #[derive(Debug, Parser)]
 #[command(about = "coordkit benchmarks: one JSON line per scenario")]
@@ -107,6 +70,9 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio: Option<f64>,
     redis_version: String,
+    /// Scenario-specific figures (memory per instance, …).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 struct Measured {
@@ -125,7 +91,7 @@ impl Measured {
 /// Runs `ops` operations on `concurrency` workers and records each one's latency.
 async fn measure(
     pool: &Pool,
-    fixture: Arc<Fixture>,
+    fixture: Arc<dyn Workload>,
     concurrency: usize,
     ops: u64,
 ) -> Result<Measured, String> {
@@ -141,9 +107,13 @@ async fn measure(
                     .map_err(|e| format!("histogram: {e}"))?;
                 let mut errors = 0u64;
                 let mut last_error = None;
-                while next.fetch_add(1, Ordering::Relaxed) < ops {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= ops {
+                        break;
+                    }
                     let t = Instant::now();
-                    if let Err(e) = fixture.op(&pool).await {
+                    if let Err(e) = fixture.op(&pool, i).await {
                         errors += 1;
                         last_error = Some(e.to_string());
                     }
@@ -222,16 +192,21 @@ async fn run(args: Args) -> Result<Report, String> {
         Keyspace::new(&format!("bench-{}", std::process::id())).map_err(|e| e.to_string())?;
 
     let warmup = (args.ops / 10).clamp(1, 5_000);
-    let scenario = Arc::new(
-        args.scenario
-            .prepare(&keyspace)
-            .map_err(|e| e.to_string())?,
-    );
-    let baseline = (args.scenario != Scenario::RawEvalsha)
-        .then(|| Scenario::RawEvalsha.prepare(&keyspace))
-        .transpose()
-        .map_err(|e| e.to_string())?
-        .map(Arc::new);
+    let scenario = args
+        .scenario
+        .prepare(&pool, &keyspace)
+        .await
+        .map_err(|e| e.to_string())?;
+    let baseline = if args.scenario == Scenario::RawEvalsha {
+        None
+    } else {
+        Some(
+            Scenario::RawEvalsha
+                .prepare(&pool, &keyspace)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    };
 
     measure(&pool, scenario.clone(), args.concurrency, warmup).await?;
     let baseline_ops_per_sec = match &baseline {
@@ -245,7 +220,8 @@ async fn run(args: Args) -> Result<Report, String> {
         }
         None => None,
     };
-    let measured = measure(&pool, scenario, args.concurrency, args.ops).await?;
+    let measured = measure(&pool, scenario.clone(), args.concurrency, args.ops).await?;
+    let extra = scenario.report(&pool).await.map_err(|e| e.to_string())?;
     let ops_per_sec = measured.ops_per_sec();
     let h = &measured.latencies;
     Ok(Report {
@@ -263,6 +239,7 @@ async fn run(args: Args) -> Result<Report, String> {
         baseline_ops_per_sec: baseline_ops_per_sec.map(round1),
         ratio: baseline_ops_per_sec.map(|b| (ops_per_sec / b * 1000.0).round() / 1000.0),
         redis_version,
+        extra,
     })
 }
 
