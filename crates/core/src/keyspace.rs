@@ -110,6 +110,34 @@ impl Keyspace {
     }
 }
 
+impl Keyspace {
+    /// A `SCAN MATCH` pattern for the `suffix` key of every instance of `kind` whose name
+    /// starts with `name_prefix` (glob characters in the parts are escaped).
+    pub fn instance_pattern(&self, kind: &str, name_prefix: &str, suffix: &str) -> Result<String> {
+        validate_name("kind", kind)?;
+        validate_name("key suffix", suffix)?;
+        if !name_prefix.is_empty() {
+            validate_name("name prefix", name_prefix)?;
+        }
+        Ok(format!(
+            "{}:{{{}:{}*}}:{}",
+            escape_glob(&self.namespace),
+            escape_glob(kind),
+            escape_glob(name_prefix),
+            escape_glob(suffix)
+        ))
+    }
+
+    /// The instance name inside a key built by this keyspace for `kind` and `suffix`, or `None`
+    /// when the key is not one of those.
+    pub fn instance_name_of<'k>(&self, key: &'k str, kind: &str, suffix: &str) -> Option<&'k str> {
+        let rest = key.strip_prefix(&*self.namespace)?.strip_prefix(":{")?;
+        let rest = rest.strip_prefix(kind)?.strip_prefix(':')?;
+        let name = rest.strip_suffix(suffix)?.strip_suffix("}:")?;
+        validate_name("instance name", name).ok().map(|()| name)
+    }
+}
+
 fn escape_glob(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     for c in input.chars() {
@@ -254,6 +282,25 @@ mod tests {
         );
         assert!(ks.instance("cb", &"x".repeat(200)).is_ok());
         assert!(Keyspace::new("").is_err());
+    }
+
+    #[test]
+    fn instance_patterns_and_names_round_trip() {
+        let ks = Keyspace::new("app").unwrap();
+        let key = ks.instance("ctx", "task:t-1").unwrap().key("data");
+        assert_eq!(
+            ks.instance_pattern("ctx", "task:", "data").unwrap(),
+            "app:{ctx:task:*}:data"
+        );
+        assert_eq!(
+            ks.instance_name_of(key.as_str(), "ctx", "data"),
+            Some("task:t-1")
+        );
+        assert_eq!(ks.instance_name_of(key.as_str(), "ctx", "history"), None);
+        assert_eq!(
+            ks.instance_name_of("other:{ctx:x}:data", "ctx", "data"),
+            None
+        );
     }
 
     #[test]

@@ -82,6 +82,8 @@ struct StatsCell {
     disconnects: AtomicU64,
     reconnects: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Bumped after each successful reconnect, for [`Subscriber::reconnections`].
+    reconnected: tokio::sync::watch::Sender<u64>,
 }
 
 impl StatsCell {
@@ -220,6 +222,13 @@ impl<P> Subscriber<P> {
     /// The next event if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Received<P>> {
         self.events.try_recv().ok()
+    }
+
+    /// A signal that changes each time the connection came back (and resubscribed) after a
+    /// drop. Events published while it was down are not replayed by Redis, so a consumer that
+    /// must not miss changes re-reads its source of truth when this fires.
+    pub fn reconnections(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.stats.reconnected.subscribe()
     }
 
     /// A snapshot of the counters.
@@ -427,7 +436,8 @@ impl<P: DeserializeOwned + Send + 'static> Receiver<P> {
             let attempt = tokio::time::timeout(Duration::from_secs(2), self.conn.ping()).await;
             match attempt {
                 Ok(Ok(())) => {
-                    self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    let n = self.stats.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.stats.reconnected.send_replace(n);
                     return true;
                 }
                 Ok(Err(e)) => self.stats.set_error(format!(

@@ -134,6 +134,7 @@ redis_test! {
             .unwrap();
         transition(&pool, &key, &channel, "open").await;
         next(&mut sub).await;
+        let mut reconnections = sub.reconnections();
 
         let killed: Vec<i64> = redis.on_every_server(&["CLIENT", "KILL", "TYPE", "pubsub"]);
         assert!(killed.iter().sum::<i64>() >= 1, "no subscriber connection was killed");
@@ -152,6 +153,11 @@ redis_test! {
             }
         };
         assert!(received.event.payload.to.starts_with('s'));
+        tokio::time::timeout(WAIT, reconnections.changed())
+            .await
+            .expect("the reconnection signal never fired")
+            .unwrap();
+        assert!(*reconnections.borrow() >= 1);
         let stats = sub.stats();
         assert!(stats.disconnects >= 1, "{stats:?}");
         assert!(stats.reconnects >= 1, "{stats:?}");

@@ -258,3 +258,39 @@ async fn the_testkit_gives_a_real_cluster() {
         "{per_node:?}"
     );
 }
+
+redis_test! {
+    async fn scan_pages_cover_every_key_once_or_more(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let mut expected = std::collections::BTreeSet::new();
+        for i in 0..120 {
+            let key = ks.instance("scan", &format!("item-{i}")).unwrap().key("data");
+            let _: () = pool.query(redis::cmd("SET").arg(&key).arg(i)).await.unwrap();
+            expected.insert(format!("item-{i}"));
+        }
+        // Other keys that must not match.
+        let other = ks.instance("other", "item-1").unwrap().key("data");
+        let _: () = pool.query(redis::cmd("SET").arg(&other).arg(1)).await.unwrap();
+        let pattern = ks.instance_pattern("scan", "item-", "data").unwrap();
+        let mut cursor = String::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut pages = 0;
+        loop {
+            let page = pool.scan_page(&pattern, &cursor, 25).await.unwrap();
+            pages += 1;
+            for key in &page.keys {
+                seen.insert(ks.instance_name_of(key, "scan", "data").unwrap().to_owned());
+            }
+            match page.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+            assert!(pages < 1000, "the scan never ended");
+        }
+        assert_eq!(seen, expected);
+        assert!(pages > 1);
+        let err = pool.scan_page(&pattern, "not-a-cursor", 10).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { field: "cursor", .. }), "{err:?}");
+    }
+}
