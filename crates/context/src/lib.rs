@@ -1,7 +1,83 @@
 //! # coordkit-context
 //!
-//! Placeholder: this primitive arrives in its own issue. It already depends on
-//! [`coordkit_core`] so the workspace layout is final.
+//! Shared context for agents: structured state per entity (a project's metadata, a workflow's
+//! configuration) in Redis hashes, updated in parts without lost updates, and watched.
+//!
+//! - **Partial writes, one round trip.** [`Entity::set`], [`Entity::delete_fields`],
+//!   [`Entity::write`]: each write is one Lua script that bumps the entity's version, stamps
+//!   `__updated_ms` (server time) and `__updated_by`, appends a [`Change`] to the entity's bounded
+//!   history and publishes a `changed` event, all atomically. It returns the new version.
+//! - **Compare-and-set.** [`Write::expect_version`] fails with [`ContextError::Conflict`]
+//!   (carrying the current version) instead of overwriting a newer state;
+//!   [`Entity::update`] retries a closure on conflict.
+//! - **Typed access.** [`Entity::set_typed`] / [`Entity::get_typed`]: a struct maps to fields,
+//!   each field holding the JSON encoding of its value; a field of the wrong shape gives
+//!   [`ContextError::FieldDecode`] naming it.
+//! - **Watch.** [`Entity::watch`] follows every version in order; it resumes from the history
+//!   after its subscriber reconnects, and resyncs from a snapshot when the history was
+//!   compacted ([`ContextError::Compacted`] for [`Entity::changes_since`]).
+//! - **Idle expiry**, refreshed on write (and on read when asked), judged on the server clock.
+//! - **Agent status** ([`AgentRegistry`]): status, task and capabilities with indexes and
+//!   heartbeats, so "who is idle" and "who can do X" are one call.
+//! - **Listing** a kind's entities with `SCAN`, paginated ([`ContextStore::list`]).
+//!
+//! Keys: `<ns>:{ctx:<kind>:<id>}:data` (hash) and `…:history` (sorted set); one hash tag per
+//! entity, so everything works on Redis Cluster. Field names starting with `__` are reserved.
+//!
+//! ```
+//! use coordkit_context::{ContextError, ContextStore};
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! struct Project {
+//!     name: String,
+//!     status: String,
+//!     dataset_size: u64,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let store = ContextStore::builder(pool, Keyspace::new("demo")?)
+//!     .actor("planner")
+//!     .build()?;
+//! let project = store.entity("project", "proj-1")?;
+//!
+//! let v1 = project
+//!     .set_typed(&Project { name: "asr".into(), status: "new".into(), dataset_size: 10 })
+//!     .await?;
+//! let v2 = project.set([("status", "\"training\"")]).await?; // one field, one round trip
+//! assert_eq!((v1, v2), (1, 2));
+//!
+//! let read = project.get_typed::<Project>().await?.expect("it exists");
+//! assert_eq!(read.value.status, "training");
+//!
+//! // A write that expects an older version does not overwrite the newer state.
+//! let stale = project.write().set("status", "\"done\"").expect_version(1).commit().await;
+//! assert!(matches!(stale, Err(ContextError::Conflict { current: 2, .. })));
+//!
+//! // Who is idle, in one call.
+//! use coordkit_context::{AgentStatus, Status};
+//! let agents = store.agents("fleet")?;
+//! agents.set_status("coder-1", &AgentStatus::new(Status::Idle).capability("rust")).await?;
+//! assert_eq!(agents.with_status(&Status::Idle).await?, vec!["coder-1".to_string()]);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-pub use coordkit_core;
+mod agents;
+mod entity;
+mod error;
+mod history;
+pub mod model;
+mod store;
+
+pub use agents::{AgentRecord, AgentRegistry, AgentStatus, Status};
+pub use entity::{Entity, RESERVED_PREFIX, Snapshot, Versioned, Write};
+pub use error::{ContextError, Result};
+pub use history::{Change, ChangeEvent, WatchEvent, Watcher};
+pub use store::{ContextStore, ContextStoreBuilder, EntityPage};

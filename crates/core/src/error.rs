@@ -160,6 +160,11 @@ pub enum NameRule {
         /// The offending character.
         found: char,
     },
+    /// The name contains a character that this particular name may not hold (a separator).
+    Forbidden {
+        /// The offending character.
+        found: char,
+    },
 }
 
 impl fmt::Display for NameRule {
@@ -178,6 +183,7 @@ impl fmt::Display for NameRule {
                     "must not contain whitespace or control characters (found {found:?})"
                 )
             }
+            NameRule::Forbidden { found } => write!(f, "must not contain {found:?} here"),
         }
     }
 }

@@ -1,0 +1,75 @@
+-- agents query: first drops agents whose heartbeat deadline passed (a bounded number per call,
+-- with an `agent_expired` event each), then answers one question.
+--
+-- KEYS[1] alive: sorted set, agent -> heartbeat deadline (ms)
+-- KEYS[2] records: hash, agent -> JSON record
+-- KEYS[3] by_status: sorted set, "<status>\0<agent>"
+-- KEYS[4] by_cap: sorted set, "<capability>\0<agent>"
+-- ARGV[1] now_ms: "" for the server clock, or a manual time
+-- ARGV[2] question: "status" (agents with status ARGV[3]), "cap" (agents with capability
+--         ARGV[3]), "get" (the record of agent ARGV[3]), "all" (every live record),
+--         "remove" (remove agent ARGV[3]; returns 1 if it was there)
+-- ARGV[3] the status, capability or agent
+-- ARGV[4] purge limit: at most this many expired agents are dropped by this call
+-- ARGV[5] event channel
+-- Returns: for status/cap, the agents (sorted); for get, the record JSON or false;
+--          for all, agent, record JSON pairs; for remove, 1 or 0.
+ck_expect_type(KEYS[1], 'zset')
+ck_expect_type(KEYS[2], 'hash')
+ck_expect_type(KEYS[3], 'zset')
+ck_expect_type(KEYS[4], 'zset')
+local now = ck_now(ARGV[1])
+
+local function drop(agent)
+  local old = redis.call('HGET', KEYS[2], agent)
+  if old then
+    local record = cjson.decode(old)
+    redis.call('ZREM', KEYS[3], record.status .. '\0' .. agent)
+    for _, cap in ipairs(record.caps) do
+      redis.call('ZREM', KEYS[4], cap .. '\0' .. agent)
+    end
+    redis.call('HDEL', KEYS[2], agent)
+  end
+  return redis.call('ZREM', KEYS[1], agent)
+end
+
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, agent in ipairs(expired) do
+  drop(agent)
+  ck_emit(ARGV[5], 'agent_expired', 'ctx', agent, now, {})
+end
+
+local function alive(agent)
+  local deadline = redis.call('ZSCORE', KEYS[1], agent)
+  return deadline and tonumber(deadline) > now
+end
+
+local question, arg = ARGV[2], ARGV[3]
+if question == 'status' or question == 'cap' then
+  local index = question == 'status' and KEYS[3] or KEYS[4]
+  local members = redis.call('ZRANGEBYLEX', index, '[' .. arg .. '\0', '(' .. arg .. '\1')
+  local out = {}
+  for _, member in ipairs(members) do
+    local agent = string.sub(member, #arg + 2)
+    if alive(agent) then out[#out + 1] = agent end
+  end
+  return out
+elseif question == 'get' then
+  if not alive(arg) then return false end
+  return redis.call('HGET', KEYS[2], arg)
+elseif question == 'all' then
+  local out = {}
+  local agents = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+  table.sort(agents)
+  for _, agent in ipairs(agents) do
+    out[#out + 1] = agent
+    out[#out + 1] = redis.call('HGET', KEYS[2], agent)
+  end
+  return out
+elseif question == 'remove' then
+  local was = alive(arg)
+  drop(arg)
+  if was then return 1 end
+  return 0
+end
+return ck_fail('BADQUESTION', question)

@@ -1,0 +1,46 @@
+-- agents set: an agent's status, current task and capabilities, with its heartbeat deadline,
+-- and the indexes that answer "who is idle" and "who can do X" in one call.
+--
+-- KEYS[1] alive: sorted set, agent -> heartbeat deadline (ms)
+-- KEYS[2] records: hash, agent -> JSON {status, task, caps, updated_ms, expires_ms}
+-- KEYS[3] by_status: sorted set (all scores 0), members "<status>\0<agent>"
+-- KEYS[4] by_cap: sorted set (all scores 0), members "<capability>\0<agent>"
+-- ARGV[1] now_ms: "" for the server clock, or a manual time
+-- ARGV[2] agent
+-- ARGV[3] status
+-- ARGV[4] current task ("" for none)
+-- ARGV[5] capabilities, a JSON array of strings
+-- ARGV[6] heartbeat ttl in ms
+-- ARGV[7] event channel
+-- Returns: the agent's previous status, or false when it had none (or had expired).
+ck_expect_type(KEYS[1], 'zset')
+ck_expect_type(KEYS[2], 'hash')
+ck_expect_type(KEYS[3], 'zset')
+ck_expect_type(KEYS[4], 'zset')
+local now = ck_now(ARGV[1])
+local agent = ARGV[2]
+local previous = false
+local old = redis.call('HGET', KEYS[2], agent)
+if old then
+  local record = cjson.decode(old)
+  if tonumber(record.expires_ms) > now then previous = record.status end
+  redis.call('ZREM', KEYS[3], record.status .. '\0' .. agent)
+  for _, cap in ipairs(record.caps) do
+    redis.call('ZREM', KEYS[4], cap .. '\0' .. agent)
+  end
+end
+local caps = cjson.decode(ARGV[5])
+local expires = now + tonumber(ARGV[6])
+local record = { status = ARGV[3], task = ARGV[4], caps = caps, updated_ms = now,
+  expires_ms = expires }
+redis.call('HSET', KEYS[2], agent, cjson.encode(record))
+redis.call('ZADD', KEYS[1], expires, agent)
+redis.call('ZADD', KEYS[3], 0, ARGV[3] .. '\0' .. agent)
+for _, cap in ipairs(caps) do
+  redis.call('ZADD', KEYS[4], 0, cap .. '\0' .. agent)
+end
+if previous ~= ARGV[3] then
+  ck_emit(ARGV[7], 'agent_status', 'ctx', agent, now, { from = previous or '', to = ARGV[3],
+    task = ARGV[4] })
+end
+return previous

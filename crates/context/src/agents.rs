@@ -1,0 +1,292 @@
+//! [`AgentRegistry`]: agent status with indexes and heartbeats, the seed's pattern done right.
+//!
+//! The seed scanned every `agent:status:*` key and read each one to find idle agents. Here an
+//! agent's status, current task and capabilities are written atomically together with two
+//! indexes (by status, by capability), so "which agents are idle" and "who can do X" are one
+//! call. Every agent has a heartbeat deadline on the server's clock; an agent that stops
+//! heartbeating drops out of every answer, and its entries are removed by the next calls.
+
+use std::collections::BTreeSet;
+
+use coordkit_core::{Key, Script, validate_name};
+use redis::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ContextError, Result};
+use crate::history::list_or_empty;
+use crate::store::ContextStore;
+
+static SET: Script = Script::new("agents-set", include_str!("../lua/agent_set.lua"));
+static HEARTBEAT: Script = Script::new(
+    "agents-heartbeat",
+    include_str!("../lua/agent_heartbeat.lua"),
+);
+static QUERY: Script = Script::new("agents-query", include_str!("../lua/agent_query.lua"));
+
+/// How many expired agents one call removes at most.
+const PURGE_LIMIT: u32 = 100;
+
+/// An agent's status.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// Waiting for work.
+    Idle,
+    /// Working.
+    Busy,
+    /// Broken.
+    Failed,
+    /// Anything else (a valid name).
+    Custom(String),
+}
+
+impl Status {
+    /// The stored name: `idle`, `busy`, `failed`, or the custom one.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Idle => "idle",
+            Status::Busy => "busy",
+            Status::Failed => "failed",
+            Status::Custom(s) => s,
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "idle" => Status::Idle,
+            "busy" => Status::Busy,
+            "failed" => Status::Failed,
+            other => Status::Custom(other.to_owned()),
+        }
+    }
+}
+
+/// What an agent reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// Its status.
+    pub status: Status,
+    /// The task it works on, if any.
+    pub current_task: Option<String>,
+    /// What it can do.
+    pub capabilities: BTreeSet<String>,
+}
+
+impl AgentStatus {
+    /// A status with no task and no capabilities.
+    pub fn new(status: Status) -> Self {
+        Self {
+            status,
+            current_task: None,
+            capabilities: BTreeSet::new(),
+        }
+    }
+
+    /// With a current task.
+    pub fn task(mut self, task: impl Into<String>) -> Self {
+        self.current_task = Some(task.into());
+        self
+    }
+
+    /// With a capability.
+    pub fn capability(mut self, capability: impl Into<String>) -> Self {
+        self.capabilities.insert(capability.into());
+        self
+    }
+}
+
+/// An agent as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// The agent's name.
+    pub agent: String,
+    /// What it last reported.
+    pub status: AgentStatus,
+    /// When it last set its status (server time, ms).
+    pub updated_ms: u64,
+    /// When it drops out unless it heartbeats (server time, ms).
+    pub expires_ms: u64,
+}
+
+#[derive(Deserialize, Serialize)]
+struct StoredRecord {
+    status: String,
+    task: String,
+    #[serde(deserialize_with = "list_or_empty")]
+    caps: Vec<String>,
+    updated_ms: u64,
+    expires_ms: u64,
+}
+
+/// Agents' statuses in one registry (all its keys share one hash tag). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AgentRegistry {
+    store: ContextStore,
+    alive: Key,
+    records: Key,
+    by_status: Key,
+    by_cap: Key,
+    channel: String,
+}
+
+impl AgentRegistry {
+    pub(crate) fn new(store: ContextStore, name: &str) -> Result<Self> {
+        let keys = store.keyspace.instance("agents", name)?;
+        let channel = store.keyspace.channel("ctx", "agents")?;
+        Ok(Self {
+            alive: keys.key("alive"),
+            records: keys.key("records"),
+            by_status: keys.key("by_status"),
+            by_cap: keys.key("by_cap"),
+            channel,
+            store,
+        })
+    }
+
+    /// The channel of this registry's `agent_status` and `agent_expired` events.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Sets `agent`'s status, task and capabilities (and heartbeat) atomically with the
+    /// indexes; returns its previous status if it was alive. Emits `agent_status` when the
+    /// status changed.
+    pub async fn set_status(&self, agent: &str, status: &AgentStatus) -> Result<Option<Status>> {
+        validate_name("agent", agent)?;
+        validate_name("status", status.status.as_str())?;
+        if let Some(task) = &status.current_task {
+            validate_name("task", task)?;
+        }
+        for capability in &status.capabilities {
+            validate_name("capability", capability)?;
+        }
+        let caps: Vec<&String> = status.capabilities.iter().collect();
+        let caps = serde_json::to_string(&caps)
+            .map_err(|e| coordkit_core::Error::decode("capabilities", e))?;
+        let previous: Option<String> = SET
+            .prepare()
+            .key(&self.alive)
+            .key(&self.records)
+            .key(&self.by_status)
+            .key(&self.by_cap)
+            .arg(self.store.settings.clock.arg())
+            .arg(agent)
+            .arg(status.status.as_str())
+            .arg(status.current_task.as_deref().unwrap_or(""))
+            .arg(caps)
+            .arg(self.store.settings.agent_ttl.as_millis().to_string())
+            .arg(&self.channel)
+            .invoke(&self.store.pool)
+            .await?;
+        Ok(previous.map(|s| Status::parse(&s)))
+    }
+
+    /// Pushes `agent`'s deadline forward by the registry's TTL. `false` when the agent is
+    /// unknown or already expired: it must [`set_status`](Self::set_status) again.
+    pub async fn heartbeat(&self, agent: &str) -> Result<bool> {
+        validate_name("agent", agent)?;
+        let alive: i64 = HEARTBEAT
+            .prepare()
+            .key(&self.alive)
+            .key(&self.records)
+            .arg(self.store.settings.clock.arg())
+            .arg(agent)
+            .arg(self.store.settings.agent_ttl.as_millis().to_string())
+            .invoke(&self.store.pool)
+            .await?;
+        Ok(alive == 1)
+    }
+
+    async fn query(&self, question: &str, arg: &str) -> Result<Value> {
+        Ok(QUERY
+            .prepare()
+            .key(&self.alive)
+            .key(&self.records)
+            .key(&self.by_status)
+            .key(&self.by_cap)
+            .arg(self.store.settings.clock.arg())
+            .arg(question)
+            .arg(arg)
+            .arg(PURGE_LIMIT)
+            .arg(&self.channel)
+            .invoke(&self.store.pool)
+            .await?)
+    }
+
+    /// The live agents with `status`, sorted: one call.
+    pub async fn with_status(&self, status: &Status) -> Result<Vec<String>> {
+        validate_name("status", status.as_str())?;
+        self.names(self.query("status", status.as_str()).await?)
+    }
+
+    /// The live agents with `capability`, sorted: one call.
+    pub async fn with_capability(&self, capability: &str) -> Result<Vec<String>> {
+        validate_name("capability", capability)?;
+        self.names(self.query("cap", capability).await?)
+    }
+
+    /// One live agent's record.
+    pub async fn get(&self, agent: &str) -> Result<Option<AgentRecord>> {
+        validate_name("agent", agent)?;
+        match self.query("get", agent).await? {
+            Value::Nil => Ok(None),
+            value => Ok(Some(self.record(agent, &value)?)),
+        }
+    }
+
+    /// Every live agent's record, sorted by name.
+    pub async fn all(&self) -> Result<Vec<AgentRecord>> {
+        match self.query("all", "").await? {
+            Value::Array(items) => items
+                .chunks(2)
+                .map(|pair| match pair {
+                    [Value::BulkString(agent), record] => {
+                        self.record(&String::from_utf8_lossy(agent), record)
+                    }
+                    _ => Err(self.bad("an agent, record pair")),
+                })
+                .collect(),
+            _ => Err(self.bad("a list of records")),
+        }
+    }
+
+    /// Removes an agent (it stops being listed at once); `true` if it was alive.
+    pub async fn remove(&self, agent: &str) -> Result<bool> {
+        validate_name("agent", agent)?;
+        Ok(matches!(self.query("remove", agent).await?, Value::Int(1)))
+    }
+
+    fn names(&self, value: Value) -> Result<Vec<String>> {
+        let names: Vec<String> =
+            redis::from_redis_value(value).map_err(|_| self.bad("a list of agents"))?;
+        Ok(names)
+    }
+
+    fn record(&self, agent: &str, value: &Value) -> Result<AgentRecord> {
+        let Value::BulkString(bytes) = value else {
+            return Err(self.bad("a record"));
+        };
+        let stored: StoredRecord = serde_json::from_slice(bytes).map_err(|e| {
+            ContextError::Core(coordkit_core::Error::decode(
+                format!("agent {agent:?} in {}", self.records),
+                e,
+            ))
+        })?;
+        Ok(AgentRecord {
+            agent: agent.to_owned(),
+            status: AgentStatus {
+                status: Status::parse(&stored.status),
+                current_task: (!stored.task.is_empty()).then_some(stored.task),
+                capabilities: stored.caps.into_iter().collect(),
+            },
+            updated_ms: stored.updated_ms,
+            expires_ms: stored.expires_ms,
+        })
+    }
+
+    fn bad(&self, expected: &str) -> ContextError {
+        ContextError::Core(coordkit_core::Error::decode(
+            format!("the registry at {}", self.records),
+            format!("expected {expected}"),
+        ))
+    }
+}

@@ -1,0 +1,459 @@
+//! [`Entity`]: one context hash: reads, partial writes, compare-and-set, typed access.
+
+use std::collections::BTreeMap;
+
+use coordkit_core::{InstanceKeys, Key, Script, validate_name};
+use redis::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ContextError, Result};
+use crate::history::{Change, Watcher};
+use crate::store::{ContextStore, INSTANCE_KIND, validate_kind};
+
+static WRITE: Script = Script::new("context-write", include_str!("../lua/write.lua"));
+static READ: Script = Script::new("context-read", include_str!("../lua/read.lua"));
+
+/// The prefix of the fields coordkit keeps in every entity hash (`__version`, `__updated_ms`,
+/// `__updated_by`, `__expires_ms`). User fields may not start with it.
+pub const RESERVED_PREFIX: &str = "__";
+
+/// An entity as read: its fields and its stamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The version: 1 after the first write, +1 per write.
+    pub version: u64,
+    /// When it was last written (server time, ms).
+    pub updated_ms: u64,
+    /// Who last wrote it.
+    pub updated_by: String,
+    /// When it expires if not written again (ms), with an idle TTL.
+    pub expires_ms: Option<u64>,
+    /// The user fields (without the `__` stamps). A read of some fields holds only those that
+    /// exist.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A typed value read with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The decoded value.
+    pub value: T,
+    /// The entity's version when it was read: pass it to [`Write::expect_version`].
+    pub version: u64,
+}
+
+/// One context entity (a Redis hash under `<ns>:{ctx:<kind>:<id>}:data`), with its change
+/// history. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    pub(crate) store: ContextStore,
+    kind: String,
+    id: String,
+    pub(crate) data: Key,
+    pub(crate) history: Key,
+    name: String,
+}
+
+impl Entity {
+    pub(crate) fn new(store: ContextStore, kind: &str, id: &str) -> Result<Self> {
+        validate_kind(kind)?;
+        validate_name("entity id", id)?;
+        let keys: InstanceKeys = store
+            .keyspace
+            .instance(INSTANCE_KIND, &format!("{kind}:{id}"))?;
+        Ok(Self {
+            data: keys.key("data"),
+            history: keys.key("history"),
+            name: format!("{kind}:{id}"),
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            store,
+        })
+    }
+
+    /// The entity's kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The entity's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `<kind>:<id>`, as named in events.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts a write: `set`, `delete`, `expect_version`, `actor`, then [`Write::commit`].
+    pub fn write(&self) -> Write<'_> {
+        Write {
+            entity: self,
+            set: Vec::new(),
+            delete: Vec::new(),
+            expected: None,
+            actor: None,
+            delete_entity: false,
+        }
+    }
+
+    /// Sets some fields (the others stay as they are); returns the new version.
+    pub async fn set<I, K, V>(&self, fields: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut write = self.write();
+        for (k, v) in fields {
+            write = write.set(k, v);
+        }
+        write.commit().await
+    }
+
+    /// Deletes some fields; returns the new version.
+    pub async fn delete_fields<I, K>(&self, fields: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let mut write = self.write();
+        for k in fields {
+            write = write.delete(k);
+        }
+        write.commit().await
+    }
+
+    /// Deletes the whole entity; returns the version of the deletion (its history keeps a
+    /// tombstone for the store's `tombstone_ttl`, so watchers learn of it).
+    pub async fn delete(&self) -> Result<u64> {
+        self.write().delete_entity().commit().await
+    }
+
+    /// Reads every field in one call; `None` when the entity does not exist.
+    pub async fn get_all(&self) -> Result<Option<Snapshot>> {
+        self.read(&[]).await
+    }
+
+    /// Reads some fields in one call; `None` when the entity does not exist. Missing fields
+    /// are absent from [`Snapshot::fields`].
+    pub async fn get(&self, fields: &[&str]) -> Result<Option<Snapshot>> {
+        if fields.is_empty() {
+            return Ok(self.read(&[]).await?.map(|mut s| {
+                s.fields.clear();
+                s
+            }));
+        }
+        for field in fields {
+            check_field(field)?;
+        }
+        self.read(fields).await
+    }
+
+    async fn read(&self, fields: &[&str]) -> Result<Option<Snapshot>> {
+        let settings = &self.store.settings;
+        let refresh = match (settings.refresh_on_read, settings.idle_ttl) {
+            (true, Some(ttl)) => ttl.as_millis().to_string(),
+            _ => "0".to_owned(),
+        };
+        let mut call = READ.prepare();
+        call.key(&self.data)
+            .key(&self.history)
+            .arg(settings.clock.arg())
+            .arg(refresh);
+        for field in fields {
+            call.arg(*field);
+        }
+        let values: Vec<Value> = call.invoke(&self.store.pool).await?;
+        decode_read(&self.data, fields, values)
+    }
+
+    /// Writes `value` (a struct or map) as fields, each holding the JSON encoding of its value
+    /// (a string `"a"` is stored as `"\"a\""`, a number `3` as `"3"`); returns the new version.
+    pub async fn set_typed<T: Serialize>(&self, value: &T) -> Result<u64> {
+        self.typed_write(value)?.commit().await
+    }
+
+    /// Like [`Entity::set_typed`], but only if the entity is at `version` (compare-and-set).
+    pub async fn set_typed_if<T: Serialize>(&self, value: &T, version: u64) -> Result<u64> {
+        self.typed_write(value)?.expect_version(version).commit().await
+    }
+
+    fn typed_write<T: Serialize>(&self, value: &T) -> Result<Write<'_>> {
+        let object = match serde_json::to_value(value) {
+            Ok(serde_json::Value::Object(object)) => object,
+            Ok(other) => {
+                return Err(ContextError::FieldDecode {
+                    field: String::new(),
+                    reason: format!("a typed value must serialize to a map, not {other}"),
+                });
+            }
+            Err(e) => {
+                return Err(ContextError::FieldDecode {
+                    field: String::new(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let mut write = self.write();
+        for (field, value) in object {
+            write = write.set(field, value.to_string());
+        }
+        Ok(write)
+    }
+
+    /// Reads the entity into `T`, decoding each field from JSON (see [`Entity::set_typed`]).
+    /// A field that does not fit gives [`ContextError::FieldDecode`] naming it.
+    pub async fn get_typed<T: DeserializeOwned>(&self) -> Result<Option<Versioned<T>>> {
+        let Some(snapshot) = self.get_all().await? else {
+            return Ok(None);
+        };
+        let mut object = serde_json::Map::new();
+        for (field, raw) in &snapshot.fields {
+            let value = serde_json::from_str(raw).map_err(|e| ContextError::FieldDecode {
+                field: field.clone(),
+                reason: format!("not JSON: {e}"),
+            })?;
+            object.insert(field.clone(), value);
+        }
+        let value = serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(
+            |e| ContextError::FieldDecode {
+                field: e.path().to_string(),
+                reason: e.inner().to_string(),
+            },
+        )?;
+        Ok(Some(Versioned {
+            value,
+            version: snapshot.version,
+        }))
+    }
+
+    /// Read-modify-write with compare-and-set, retried on conflict: `change` gets the current
+    /// snapshot (`None` when the entity does not exist) and fills the write; the write commits
+    /// only if nobody wrote in between, otherwise `change` runs again on the new snapshot, up
+    /// to `max_attempts` times. Returns the new version.
+    pub async fn update<F>(&self, max_attempts: u32, mut change: F) -> Result<u64>
+    where
+        F: for<'w> FnMut(Option<&Snapshot>, Write<'w>) -> Write<'w>,
+    {
+        for _ in 0..max_attempts.max(1) {
+            let snapshot = self.get_all().await?;
+            let version = snapshot.as_ref().map(|s| s.version).unwrap_or(0);
+            let version = if version == 0 {
+                self.current_version().await?
+            } else {
+                version
+            };
+            let write = change(snapshot.as_ref(), self.write()).expect_version(version);
+            match write.commit().await {
+                Err(ContextError::Conflict { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(ContextError::TooManyConflicts {
+            attempts: max_attempts.max(1),
+        })
+    }
+
+    /// The current version, counting a deleted entity's tombstone (0 if it never existed).
+    pub async fn current_version(&self) -> Result<u64> {
+        Ok(crate::history::fetch(self, u64::MAX - 1, 1).await?.current)
+    }
+
+    /// The changes after `version`, oldest first (at most `limit`). Fails with
+    /// [`ContextError::Compacted`] when the history no longer reaches back that far.
+    pub async fn changes_since(&self, version: u64, limit: u32) -> Result<Vec<Change>> {
+        crate::history::changes_since(self, version, limit).await
+    }
+
+    /// Watches the entity from `version` (0: from its beginning, or its current snapshot if the
+    /// history does not reach back): every change after it, in order, even across subscriber
+    /// reconnects. Opens a subscriber connection of its own.
+    pub async fn watch(&self, version: u64) -> Result<Watcher> {
+        Watcher::start(self.clone(), version).await
+    }
+}
+
+/// One write being prepared; see [`Entity::write`].
+#[derive(Debug)]
+#[must_use = "a write does nothing until it is committed"]
+pub struct Write<'a> {
+    entity: &'a Entity,
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+    expected: Option<u64>,
+    actor: Option<String>,
+    delete_entity: bool,
+}
+
+impl Write<'_> {
+    /// Sets a field.
+    pub fn set(mut self, field: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set.push((field.into(), value.into()));
+        self
+    }
+
+    /// Deletes a field.
+    pub fn delete(mut self, field: impl Into<String>) -> Self {
+        self.delete.push(field.into());
+        self
+    }
+
+    /// Deletes the whole entity (fields set by this write are ignored).
+    pub fn delete_entity(mut self) -> Self {
+        self.delete_entity = true;
+        self
+    }
+
+    /// Commits only if the entity is at `version` (0: does not exist and never did);
+    /// otherwise fails with [`ContextError::Conflict`] and writes nothing.
+    pub fn expect_version(mut self, version: u64) -> Self {
+        self.expected = Some(version);
+        self
+    }
+
+    /// Stamps this write with `actor` instead of the store's.
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Checks the write (reserved names, sizes, names) and runs it: one round trip. Returns the
+    /// new version. Nothing is written when any check fails.
+    pub async fn commit(self) -> Result<u64> {
+        let entity = self.entity;
+        let settings = &entity.store.settings;
+        // Later values win, as they would one after the other.
+        let mut set: BTreeMap<String, String> = BTreeMap::new();
+        if !self.delete_entity {
+            for (field, value) in self.set {
+                check_field(&field)?;
+                if value.len() > settings.max_value_bytes {
+                    return Err(ContextError::ValueTooLarge {
+                        field,
+                        len: value.len(),
+                        max: settings.max_value_bytes,
+                    });
+                }
+                set.insert(field, value);
+            }
+        }
+        let mut delete = Vec::new();
+        if !self.delete_entity {
+            for field in self.delete {
+                check_field(&field)?;
+                if !set.contains_key(&field) && !delete.contains(&field) {
+                    delete.push(field);
+                }
+            }
+        }
+        let actor = match self.actor {
+            Some(actor) => {
+                validate_name("actor", &actor)?;
+                actor
+            }
+            None => settings.actor.clone(),
+        };
+        let ttl_ms = settings.idle_ttl.map(|t| t.as_millis()).unwrap_or(0);
+        let mut call = WRITE.prepare();
+        call.key(&entity.data)
+            .key(&entity.history)
+            .arg(settings.clock.arg())
+            .arg(self.expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(actor)
+            .arg(if self.delete_entity {
+                "delete_entity"
+            } else {
+                "update"
+            })
+            .arg(ttl_ms.to_string())
+            .arg(settings.history_len)
+            .arg(settings.tombstone_ttl.as_millis().to_string())
+            .arg(&*entity.store.channel)
+            .arg(&entity.name)
+            .arg(set.len());
+        for (field, value) in &set {
+            call.arg(field).arg(value);
+        }
+        for field in &delete {
+            call.arg(field);
+        }
+        match call.invoke::<u64>(&entity.store.pool).await {
+            Ok(version) => Ok(version),
+            Err(coordkit_core::Error::Script { code, detail, .. }) if code == "CONFLICT" => {
+                Err(ContextError::Conflict {
+                    expected: self.expected.unwrap_or_default(),
+                    current: detail.trim().parse().unwrap_or_default(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A user field name: a valid name that does not start with the reserved prefix.
+fn check_field(field: &str) -> Result<()> {
+    validate_name("field", field)?;
+    if field.starts_with(RESERVED_PREFIX) {
+        return Err(ContextError::ReservedField {
+            field: field.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<Option<Snapshot>> {
+    let bad = |reason: &str| {
+        ContextError::Core(coordkit_core::Error::decode(
+            format!("the entity at {data}"),
+            reason,
+        ))
+    };
+    if values.len() < 4 {
+        return Err(bad("the read script answered too few values"));
+    }
+    let Some(version) = text(&values[0]) else {
+        return Ok(None);
+    };
+    let number = |v: &Value, what: &str| -> Result<u64> {
+        text(v)
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| bad(&format!("{what} is not a number")))
+    };
+    let mut snapshot = Snapshot {
+        version: version.parse().map_err(|_| bad("__version is not a number"))?,
+        updated_ms: number(&values[1], "__updated_ms")?,
+        updated_by: text(&values[2]).unwrap_or_default(),
+        expires_ms: text(&values[3]).and_then(|t| t.parse().ok()),
+        fields: BTreeMap::new(),
+    };
+    let rest = &values[4..];
+    if fields.is_empty() {
+        for pair in rest.chunks(2) {
+            if let [k, v] = pair
+                && let (Some(k), Some(v)) = (text(k), text(v))
+                && !k.starts_with(RESERVED_PREFIX)
+            {
+                snapshot.fields.insert(k, v);
+            }
+        }
+    } else {
+        for (field, value) in fields.iter().zip(rest) {
+            if let Some(v) = text(value) {
+                snapshot.fields.insert((*field).to_owned(), v);
+            }
+        }
+    }
+    Ok(Some(snapshot))
+}

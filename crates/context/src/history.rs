@@ -1,0 +1,267 @@
+//! Change history and watching: every write leaves a [`Change`] in a bounded per-entity
+//! history and publishes a `changed` event; a [`Watcher`] combines both so it never misses a
+//! version, even when its subscriber reconnects.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use coordkit_core::{Script, Subscriber};
+use redis::Value;
+use serde::{Deserialize, Deserializer};
+
+use crate::entity::{Entity, Snapshot};
+use crate::error::{ContextError, Result};
+
+static CHANGES: Script = Script::new("context-changes", include_str!("../lua/changes.lua"));
+
+/// One write, as kept in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Change {
+    /// The version this write produced.
+    #[serde(rename = "v")]
+    pub version: u64,
+    /// When (server time, ms).
+    #[serde(rename = "ts")]
+    pub ts_ms: u64,
+    /// Who wrote it.
+    #[serde(rename = "by")]
+    pub actor: String,
+    /// Fields set, with their new values.
+    #[serde(rename = "set", deserialize_with = "map_or_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Fields deleted.
+    #[serde(rename = "del", deserialize_with = "list_or_empty")]
+    pub deleted: Vec<String>,
+    /// Whether this write deleted the whole entity.
+    #[serde(rename = "gone")]
+    pub entity_deleted: bool,
+}
+
+/// The payload of a `changed` event (on [`ContextStore::channel`](crate::ContextStore::channel);
+/// the envelope's `entity` is `<kind>:<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChangeEvent {
+    /// The version the write produced.
+    pub version: u64,
+    /// The names of the fields set.
+    #[serde(deserialize_with = "list_or_empty")]
+    pub changed: Vec<String>,
+    /// The names of the fields deleted.
+    #[serde(deserialize_with = "list_or_empty")]
+    pub deleted: Vec<String>,
+    /// Whether the whole entity was deleted.
+    pub entity_deleted: bool,
+    /// Who wrote it.
+    pub actor: String,
+}
+
+/// Lua's cjson writes an empty table as `{}`: accept it where a list is expected.
+pub(crate) fn list_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrMap {
+        List(Vec<String>),
+        Map(BTreeMap<String, serde_json::Value>),
+    }
+    match ListOrMap::deserialize(d)? {
+        ListOrMap::List(list) => Ok(list),
+        ListOrMap::Map(map) if map.is_empty() => Ok(Vec::new()),
+        ListOrMap::Map(_) => Err(serde::de::Error::custom("expected a list")),
+    }
+}
+
+/// Lua's cjson writes an empty table as `{}`, and Redis may hand a map back as `[]`.
+fn map_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum MapOrList {
+        Map(BTreeMap<String, String>),
+        List(Vec<serde_json::Value>),
+    }
+    match MapOrList::deserialize(d)? {
+        MapOrList::Map(map) => Ok(map),
+        MapOrList::List(list) if list.is_empty() => Ok(BTreeMap::new()),
+        MapOrList::List(_) => Err(serde::de::Error::custom("expected a map")),
+    }
+}
+
+/// What the history script answered.
+pub(crate) struct Fetched {
+    pub(crate) current: u64,
+    pub(crate) oldest: u64,
+    pub(crate) changes: Vec<Change>,
+}
+
+pub(crate) async fn fetch(entity: &Entity, since: u64, limit: u32) -> Result<Fetched> {
+    let values: Vec<Value> = CHANGES
+        .prepare()
+        .key(&entity.data)
+        .key(&entity.history)
+        .arg(entity.store.settings.clock.arg())
+        .arg(since)
+        .arg(limit.max(1))
+        .invoke(&entity.store.pool)
+        .await?;
+    let number = |v: Option<&Value>| match v {
+        Some(Value::Int(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    let bad = |reason: String| {
+        ContextError::Core(coordkit_core::Error::decode(
+            format!("the history at {}", entity.history),
+            reason,
+        ))
+    };
+    let current = number(values.first()).ok_or_else(|| bad("no current version".into()))?;
+    let oldest = number(values.get(1)).ok_or_else(|| bad("no oldest version".into()))?;
+    let changes = values
+        .iter()
+        .skip(2)
+        .map(|v| match v {
+            Value::BulkString(bytes) => {
+                serde_json::from_slice::<Change>(bytes).map_err(|e| bad(e.to_string()))
+            }
+            other => Err(bad(format!("unexpected {other:?}"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Fetched {
+        current,
+        oldest,
+        changes,
+    })
+}
+
+pub(crate) async fn changes_since(entity: &Entity, since: u64, limit: u32) -> Result<Vec<Change>> {
+    let fetched = fetch(entity, since, limit).await?;
+    check_reachable(since, &fetched)?;
+    Ok(fetched.changes)
+}
+
+/// The history reaches back to `since` when it holds `since + 1` (or nothing happened since).
+fn check_reachable(since: u64, fetched: &Fetched) -> Result<()> {
+    let nothing_new = fetched.current == since;
+    let reaches = fetched.oldest != 0 && fetched.oldest <= since + 1 && fetched.current > since;
+    if nothing_new || reaches {
+        Ok(())
+    } else {
+        Err(ContextError::Compacted {
+            since,
+            oldest: fetched.oldest,
+        })
+    }
+}
+
+/// What a [`Watcher`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The next change, in version order.
+    Change(Change),
+    /// The history no longer reached back to the last version seen (or the entity expired and
+    /// started over): here is the whole current state instead (`None`: it does not exist now).
+    /// Changes after it follow as [`WatchEvent::Change`].
+    Resync(Option<Snapshot>),
+}
+
+/// Follows one entity's changes; from [`Entity::watch`].
+///
+/// It subscribes first, then reads the history after the last version it has seen, and reads it
+/// again on every event for the entity and after every reconnection of its subscriber, so a
+/// version is never skipped and never delivered twice.
+#[derive(Debug)]
+pub struct Watcher {
+    entity: Entity,
+    events: Subscriber<ChangeEvent>,
+    reconnections: tokio::sync::watch::Receiver<u64>,
+    last_seen: u64,
+    pending: VecDeque<WatchEvent>,
+    /// Whether the history should be read before waiting for the next event.
+    stale: bool,
+}
+
+impl Watcher {
+    pub(crate) async fn start(entity: Entity, from_version: u64) -> Result<Self> {
+        let events = entity
+            .store
+            .pool
+            .subscriber()
+            .channel(entity.store.channel())
+            .subscribe::<ChangeEvent>()
+            .await?;
+        let reconnections = events.reconnections();
+        Ok(Self {
+            entity,
+            events,
+            reconnections,
+            last_seen: from_version,
+            pending: VecDeque::new(),
+            stale: true,
+        })
+    }
+
+    /// The last version delivered (or resynced to).
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen
+    }
+
+    /// The next change (or resync). Waits for one; fails only when Redis does.
+    pub async fn next(&mut self) -> Result<WatchEvent> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            if self.stale {
+                self.stale = false;
+                self.catch_up().await?;
+                continue;
+            }
+            tokio::select! {
+                received = self.events.recv() => match received {
+                    Some(received) => {
+                        if received.event.entity == self.entity.name()
+                            && received.event.payload.version != self.last_seen
+                        {
+                            self.stale = true;
+                        }
+                    }
+                    None => {
+                        return Err(coordkit_core::Error::Unavailable {
+                            addr: self.entity.store.pool.address().to_owned(),
+                            reason: "the watcher's subscriber stopped".into(),
+                        }
+                        .into())
+                    }
+                },
+                changed = self.reconnections.changed() => {
+                    if changed.is_ok() {
+                        self.stale = true;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn catch_up(&mut self) -> Result<()> {
+        loop {
+            let fetched = fetch(&self.entity, self.last_seen, 100).await?;
+            if fetched.current < self.last_seen || check_reachable(self.last_seen, &fetched).is_err()
+            {
+                let snapshot = self.entity.get_all().await?;
+                self.last_seen = match &snapshot {
+                    Some(s) => s.version,
+                    None => self.entity.current_version().await?,
+                };
+                self.pending.push_back(WatchEvent::Resync(snapshot));
+                return Ok(());
+            }
+            let more = fetched.changes.len() == 100;
+            for change in fetched.changes {
+                if change.version == self.last_seen + 1 {
+                    self.last_seen = change.version;
+                    self.pending.push_back(WatchEvent::Change(change));
+                }
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+}
