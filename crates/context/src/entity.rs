@@ -82,6 +82,11 @@ impl Entity {
         &self.id
     }
 
+    /// The key of the entity's hash (for operators and tools; write through [`Entity`]).
+    pub fn data_key(&self) -> &Key {
+        &self.data
+    }
+
     /// `<kind>:<id>`, as named in events.
     pub fn name(&self) -> &str {
         &self.name
@@ -178,7 +183,10 @@ impl Entity {
 
     /// Like [`Entity::set_typed`], but only if the entity is at `version` (compare-and-set).
     pub async fn set_typed_if<T: Serialize>(&self, value: &T, version: u64) -> Result<u64> {
-        self.typed_write(value)?.expect_version(version).commit().await
+        self.typed_write(value)?
+            .expect_version(version)
+            .commit()
+            .await
     }
 
     fn typed_write<T: Serialize>(&self, value: &T) -> Result<Write<'_>> {
@@ -218,12 +226,13 @@ impl Entity {
             })?;
             object.insert(field.clone(), value);
         }
-        let value = serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(
-            |e| ContextError::FieldDecode {
-                field: e.path().to_string(),
-                reason: e.inner().to_string(),
-            },
-        )?;
+        let value =
+            serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
+                ContextError::FieldDecode {
+                    field: e.path().to_string(),
+                    reason: e.inner().to_string(),
+                }
+            })?;
         Ok(Some(Versioned {
             value,
             version: snapshot.version,
@@ -432,7 +441,9 @@ fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<Option
             .ok_or_else(|| bad(&format!("{what} is not a number")))
     };
     let mut snapshot = Snapshot {
-        version: version.parse().map_err(|_| bad("__version is not a number"))?,
+        version: version
+            .parse()
+            .map_err(|_| bad("__version is not a number"))?,
         updated_ms: number(&values[1], "__updated_ms")?,
         updated_by: text(&values[2]).unwrap_or_default(),
         expires_ms: text(&values[3]).and_then(|t| t.parse().ok()),

@@ -242,7 +242,8 @@ impl Watcher {
     async fn catch_up(&mut self) -> Result<()> {
         loop {
             let fetched = fetch(&self.entity, self.last_seen, 100).await?;
-            if fetched.current < self.last_seen || check_reachable(self.last_seen, &fetched).is_err()
+            if fetched.current < self.last_seen
+                || check_reachable(self.last_seen, &fetched).is_err()
             {
                 let snapshot = self.entity.get_all().await?;
                 self.last_seen = match &snapshot {

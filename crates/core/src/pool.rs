@@ -540,8 +540,9 @@ impl Pool {
     /// Builds [`Error::WrongType`]: from a script's own `WRONGTYPE <key> <found>` reply, or, for
     /// Redis's generic one, by asking which of the call's keys holds an unexpected type.
     async fn find_wrong_type(&self, detail: &str, keys: &[Key]) -> Error {
+        // A script's own `WRONGTYPE <key> <found>` (Redis may append where the script failed).
         let mut words = detail.split_whitespace();
-        if let (Some(key), Some(found), None) = (words.next(), words.next(), words.next())
+        if let (Some(key), Some(found)) = (words.next(), words.next())
             && keys.iter().any(|k| k.as_str() == key)
         {
             return Error::WrongType {
