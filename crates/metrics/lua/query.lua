@@ -1,0 +1,94 @@
+-- query: reads a gauge or counter series written by record.lua. Writes nothing.
+--
+-- KEYS[1] samples: the series' list of alternating timestamp and value, in recording order
+-- ARGV[1] now_ms: "" for the server's TIME, or a manual clock's time in ms
+-- ARGV[2] max_age_ms: samples older than now - max_age_ms are invisible, even before the next
+--         write trims them (0 = no age limit)
+-- ARGV[3] selector:
+--         "last"   ARGV[4] = n: the n most recently recorded visible samples (n >= 1)
+--         "range"  ARGV[4] = from ms, ARGV[5] = to ms: visible samples with from <= ts <= to
+--         "recent" ARGV[4] = d ms: visible samples with now - d < ts <= now
+-- ARGV[6] what: "samples" or "aggregate"
+-- ARGV[7], ARGV[8], ... quantiles q in [0, 1] ("aggregate" only)
+-- Returns, as text:
+--   "samples":   {now, ts1, v1, ts2, v2, ...} in recording order
+--   "aggregate": {now, count, sum, min, max, p(q1), p(q2), ...}, or {now, "0"} when empty.
+--                sum is taken in recording order; p(q) is the nearest-rank percentile: the
+--                ceil(q * count)-th smallest value (the smallest when that is 0).
+-- Fails: WRONGTYPE <key> <type> when KEYS[1] is not a list.
+
+local key = KEYS[1]
+ck_expect_type(key, 'list')
+local now = ck_now(ARGV[1])
+local max_age = tonumber(ARGV[2])
+local cutoff = -math.huge
+if max_age > 0 then cutoff = now - max_age end
+local selector = ARGV[3]
+
+local picked = {}
+local function pick_from(list, from, to)
+  for i = 1, #list, 2 do
+    local ts = tonumber(list[i])
+    if ts >= cutoff and ts >= from and ts <= to then
+      picked[#picked + 1] = list[i]
+      picked[#picked + 1] = list[i + 1]
+    end
+  end
+end
+
+if selector == 'last' then
+  local want = tonumber(ARGV[4])
+  if want >= 1 then
+    local tail = redis.call('LRANGE', key, -2 * want, -1)
+    local all_visible = true
+    for i = 1, #tail, 2 do
+      if tonumber(tail[i]) < cutoff then all_visible = false break end
+    end
+    if all_visible then
+      picked = tail
+    else
+      pick_from(redis.call('LRANGE', key, 0, -1), -math.huge, math.huge)
+      if #picked > 2 * want then
+        local last = {}
+        for i = #picked - 2 * want + 1, #picked do last[#last + 1] = picked[i] end
+        picked = last
+      end
+    end
+  end
+elseif selector == 'range' then
+  pick_from(redis.call('LRANGE', key, 0, -1), tonumber(ARGV[4]), tonumber(ARGV[5]))
+elseif selector == 'recent' then
+  pick_from(redis.call('LRANGE', key, 0, -1), now - tonumber(ARGV[4]) + 1, now)
+else
+  return ck_fail('BADQUERY', 'unknown selector ' .. selector)
+end
+
+local now_text = string.format('%d', now)
+if ARGV[6] == 'samples' then
+  table.insert(picked, 1, now_text)
+  return picked
+end
+
+local count = #picked / 2
+if count == 0 then return { now_text, '0' } end
+local values = {}
+local sum, min, max = 0, nil, nil
+for i = 1, count do
+  local v = tonumber(picked[2 * i])
+  values[i] = v
+  sum = sum + v
+  if min == nil or v < min then min = v end
+  if max == nil or v > max then max = v end
+end
+local out = { now_text, string.format('%d', count), string.format('%.17g', sum),
+  string.format('%.17g', min), string.format('%.17g', max) }
+if #ARGV >= 7 then
+  table.sort(values)
+  for a = 7, #ARGV do
+    local rank = math.ceil(tonumber(ARGV[a]) * count)
+    if rank < 1 then rank = 1 end
+    if rank > count then rank = count end
+    out[#out + 1] = string.format('%.17g', values[rank])
+  end
+end
+return out
