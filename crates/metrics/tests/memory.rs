@@ -1,0 +1,53 @@
+//! Memory: a capped series stays at its capped size whatever the number of samples.
+
+use coordkit_core::{ManualClock, Script};
+use coordkit_metrics::{Metrics, SeriesConfig};
+use coordkit_testkit::redis_test;
+
+static MEMORY_USAGE: Script = Script::new(
+    "test.memory_usage",
+    "-- KEYS[1] any key. Returns MEMORY USAGE of it, every element counted (SAMPLES 0).\n\
+     return redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', 0)",
+);
+
+redis_test! {
+    async fn a_million_samples_into_a_series_capped_at_a_thousand_stay_capped(redis) {
+        let pool = redis.pool().await;
+        let clock = ManualClock::new(1_700_000_000_000);
+        let metrics = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(clock.clone());
+        let config = SeriesConfig::builder().max_samples(1_000).build().unwrap();
+        let gauge = metrics.gauge_with("capped", &[("test", "memory")], config).unwrap();
+        const BATCH: usize = 5_000;
+        const TOTAL: usize = 1_000_000;
+        let mut recorded = 0usize;
+        let mut at_cap = None;
+        while recorded < TOTAL {
+            // Values of varying width, like real measurements.
+            let batch: Vec<f64> = (recorded..recorded + BATCH).map(|i| (i as f64) * 1.000_1 / 7.0).collect();
+            let r = gauge.record_batch(&batch).await.unwrap();
+            recorded += BATCH;
+            assert_eq!(r.retained, 1_000);
+            if at_cap.is_none() {
+                at_cap = Some(MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke::<u64>(&pool).await.unwrap());
+            }
+            clock.advance(std::time::Duration::from_millis(1));
+        }
+        let at_cap = at_cap.unwrap_or_default();
+        let after: u64 = MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke(&pool).await.unwrap();
+        let len: u64 = pool.query(coordkit_core::redis::cmd("LLEN").arg(gauge.samples_key())).await.unwrap();
+        eprintln!(
+            "MEMORY USAGE ({:?}): {after} bytes after {TOTAL} samples capped at 1,000 \
+             ({at_cap} bytes after the first {BATCH}); {:.1} bytes per sample",
+            redis.topology(),
+            after as f64 / 1_000.0
+        );
+        assert_eq!(len, 2_000, "1,000 (timestamp, value) pairs");
+        // The newest 1,000 values, no more.
+        let kept = gauge.latest(usize::MAX).await.unwrap();
+        assert_eq!(kept.len(), 1_000);
+        assert_eq!(kept[999].value, ((TOTAL - 1) as f64) * 1.000_1 / 7.0);
+        // Bounded: the same size (within the allocator's slack) as when first capped, and small.
+        assert!(after <= at_cap + at_cap / 4, "{after} bytes now vs {at_cap} when first capped");
+        assert!(after < 100_000, "{after} bytes for 1,000 samples");
+    }
+}
