@@ -18,6 +18,9 @@ static READ: Script = Script::new("context-read", include_str!("../lua/read.lua"
 /// `__updated_by`, `__expires_ms`). User fields may not start with it.
 pub const RESERVED_PREFIX: &str = "__";
 
+/// The stamp fields, in the order the read script answers them.
+const META: [&str; 4] = ["__version", "__updated_ms", "__updated_by", "__expires_ms"];
+
 /// An entity as read: its fields and its stamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -158,6 +161,16 @@ impl Entity {
     }
 
     async fn read(&self, fields: &[&str]) -> Result<Option<Snapshot>> {
+        if self.store.settings.idle_ttl.is_none() {
+            // No idle expiry to judge: a plain HGETALL / HMGET is the whole read.
+            return Ok(self.read_plain(fields).await?.0);
+        }
+        Ok(self.read_scripted(fields).await?.0)
+    }
+
+    /// A read by the read script: the snapshot and the version a compare-and-set must name
+    /// now, both from one atomic step.
+    async fn read_scripted(&self, fields: &[&str]) -> Result<(Option<Snapshot>, u64)> {
         let settings = &self.store.settings;
         let refresh = match (settings.refresh_on_read, settings.idle_ttl) {
             (true, Some(ttl)) => ttl.as_millis().to_string(),
@@ -172,6 +185,35 @@ impl Entity {
             call.arg(*field);
         }
         let values: Vec<Value> = call.invoke(&self.store.pool).await?;
+        decode_read(&self.data, fields, values)
+    }
+
+    /// A read without a script, in the same shape as the read script's answer.
+    async fn read_plain(&self, fields: &[&str]) -> Result<(Option<Snapshot>, u64)> {
+        let pool = &self.store.pool;
+        let keys = std::slice::from_ref(&self.data);
+        let values: Vec<Value> = if fields.is_empty() {
+            let mut all: Vec<Value> = pool
+                .query_keys(redis::cmd("HGETALL").arg(&self.data), keys)
+                .await?;
+            let mut meta = vec![Value::Nil; 5];
+            for pair in all.chunks(2) {
+                if let [Value::BulkString(k), v] = pair {
+                    let slot = META.iter().position(|m| m.as_bytes() == k.as_slice());
+                    if let Some(slot) = slot {
+                        meta[slot] = v.clone();
+                    }
+                }
+            }
+            meta.append(&mut all);
+            meta
+        } else {
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(&self.data).arg(&META[..]).arg(fields);
+            let mut values: Vec<Value> = pool.query_keys(&cmd, keys).await?;
+            values.insert(4, Value::Nil);
+            values
+        };
         decode_read(&self.data, fields, values)
     }
 
@@ -248,13 +290,9 @@ impl Entity {
         F: for<'w> FnMut(Option<&Snapshot>, Write<'w>) -> Write<'w>,
     {
         for _ in 0..max_attempts.max(1) {
-            let snapshot = self.get_all().await?;
-            let version = snapshot.as_ref().map(|s| s.version).unwrap_or(0);
-            let version = if version == 0 {
-                self.current_version().await?
-            } else {
-                version
-            };
+            // The snapshot and the version to expect come from one atomic read: a version read
+            // separately could belong to a later state than the snapshot.
+            let (snapshot, version) = self.read_scripted(&[]).await?;
             let write = change(snapshot.as_ref(), self.write()).expect_version(version);
             match write.commit().await {
                 Err(ContextError::Conflict { .. }) => continue,
@@ -422,18 +460,21 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<Option<Snapshot>> {
+/// Decodes the read script's answer (or a plain read put in the same shape, with no current
+/// version: then the snapshot's version, or 0, is the current one).
+fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<(Option<Snapshot>, u64)> {
     let bad = |reason: &str| {
         ContextError::Core(coordkit_core::Error::decode(
             format!("the entity at {data}"),
             reason,
         ))
     };
-    if values.len() < 4 {
+    if values.len() < 5 {
         return Err(bad("the read script answered too few values"));
     }
+    let current = text(&values[4]).and_then(|t| t.parse().ok());
     let Some(version) = text(&values[0]) else {
-        return Ok(None);
+        return Ok((None, current.unwrap_or(0)));
     };
     let number = |v: &Value, what: &str| -> Result<u64> {
         text(v)
@@ -449,7 +490,7 @@ fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<Option
         expires_ms: text(&values[3]).and_then(|t| t.parse().ok()),
         fields: BTreeMap::new(),
     };
-    let rest = &values[4..];
+    let rest = &values[5..];
     if fields.is_empty() {
         for pair in rest.chunks(2) {
             if let [k, v] = pair
@@ -466,5 +507,6 @@ fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<Option
             }
         }
     }
-    Ok(Some(snapshot))
+    let current = current.unwrap_or(snapshot.version);
+    Ok((Some(snapshot), current))
 }

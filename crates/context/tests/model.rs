@@ -66,14 +66,24 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 #[test]
-fn lua_matches_the_model() {
+fn lua_matches_the_model_with_idle_expiry() {
+    check_against_model(Some(TTL_MS));
+}
+
+/// Without an idle TTL reads skip the script (plain HGETALL): the same answers are required.
+#[test]
+fn lua_matches_the_model_without_expiry() {
+    check_against_model(None);
+}
+
+fn check_against_model(ttl_ms: Option<u64>) {
     let rt = runtime();
     let redis = TestRedis::start(Topology::Standalone);
     let pool = rt.block_on(redis.pool());
     let clock = ManualClock::new(1_700_000_000_000);
     let store = ContextStore::builder(pool, redis.keyspace())
         .history_len(HISTORY_LEN)
-        .idle_ttl(Some(Duration::from_millis(TTL_MS)))
+        .idle_ttl(ttl_ms.map(Duration::from_millis))
         .clock(Clock::Manual(clock.clone()))
         .build()
         .unwrap();
@@ -82,7 +92,7 @@ fn lua_matches_the_model() {
     let config = ProptestConfig::with_cases(96);
     proptest!(config, |(ops in proptest::collection::vec(op(), 1..40))| {
         let entity = store.entity("doc", &format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed))).unwrap();
-        let mut model = EntityModel::new(HISTORY_LEN as usize, Some(TTL_MS));
+        let mut model = EntityModel::new(HISTORY_LEN as usize, ttl_ms);
         for op in ops {
             let now = clock.now_ms();
             match op {

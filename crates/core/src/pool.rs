@@ -320,7 +320,7 @@ impl Pool {
                     }
                     AnyConnection::Standalone(_) => return Err(bad_cursor()),
                 };
-                let value = self.settle(&conn, outcome, "SCAN", None).await?;
+                let value = self.settle(&conn, outcome, "SCAN", Origin::NONE).await?;
                 let (next, keys): (u64, Vec<String>) = redis::from_redis_value(value)
                     .map_err(|e| Error::decode("the answer to SCAN", e))?;
                 let next = if next != 0 {
@@ -367,6 +367,12 @@ impl Pool {
 
     /// Runs one command and decodes its answer.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.query_keys(cmd, &[]).await
+    }
+
+    /// Runs one command on `keys` (which it names), and decodes its answer: like
+    /// [`Pool::query`], but a `WRONGTYPE` answer names the key at fault.
+    pub async fn query_keys<T: FromRedisValue>(&self, cmd: &Cmd, keys: &[Key]) -> Result<T> {
         let operation = command_name(cmd);
         let mut conn = self.checkout().await?;
         let outcome = tokio::time::timeout(
@@ -374,7 +380,8 @@ impl Pool {
             cmd.query_async::<T>(&mut conn.inner),
         )
         .await;
-        self.settle(&conn, outcome, &operation, None).await
+        self.settle(&conn, outcome, &operation, Origin { script: None, keys })
+            .await
     }
 
     /// Runs a script invocation prepared by [`Script::prepare`](crate::Script::prepare).
@@ -390,14 +397,22 @@ impl Pool {
             invocation.invoke_async::<T>(&mut conn.inner),
         )
         .await;
-        self.settle(&conn, outcome, script.name(), Some((script.name(), keys)))
-            .await
+        self.settle(
+            &conn,
+            outcome,
+            script.name(),
+            Origin {
+                script: Some(script.name()),
+                keys,
+            },
+        )
+        .await
     }
 
     async fn checkout(&self) -> Result<bb8::PooledConnection<'_, Manager>> {
         match self.inner.pool.get().await {
             Ok(conn) => Ok(conn),
-            Err(bb8::RunError::User(e)) => Err(self.classify(&e, "a connection", None)),
+            Err(bb8::RunError::User(e)) => Err(self.classify(&e, "a connection", Origin::NONE)),
             Err(bb8::RunError::TimedOut) => {
                 let last = self
                     .inner
@@ -438,7 +453,7 @@ impl Pool {
         conn: &Connection,
         outcome: std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
         operation: &str,
-        script: Option<(&'static str, &[Key])>,
+        origin: Origin<'_>,
     ) -> Result<T> {
         match outcome {
             Ok(Ok(value)) => Ok(value),
@@ -450,10 +465,10 @@ impl Pool {
                         .epoch
                         .fetch_max(conn.epoch + 1, Ordering::AcqRel);
                 }
-                match self.classify(&e, operation, script) {
-                    Error::WrongType { key, found } if found == UNKNOWN => Err(self
-                        .find_wrong_type(&key, script.map(|s| s.1).unwrap_or(&[]))
-                        .await),
+                match self.classify(&e, operation, origin) {
+                    Error::WrongType { key, found } if found == UNKNOWN => {
+                        Err(self.find_wrong_type(&key, origin.keys).await)
+                    }
                     other => Err(other),
                 }
             }
@@ -467,12 +482,7 @@ impl Pool {
 
     /// Maps a driver error to [`Error`]. A generic `WRONGTYPE` comes back with `found ==
     /// UNKNOWN` and its detail in `key`, for [`Pool::find_wrong_type`] to resolve.
-    fn classify(
-        &self,
-        e: &RedisError,
-        operation: &str,
-        script: Option<(&'static str, &[Key])>,
-    ) -> Error {
+    fn classify(&self, e: &RedisError, operation: &str, origin: Origin<'_>) -> Error {
         let addr = self.inner.addr.clone();
         let message = scrub(&e.to_string(), &self.inner.secrets);
         if e.is_timeout() {
@@ -527,8 +537,8 @@ impl Pool {
                 found: UNKNOWN.to_owned(),
             };
         }
-        match script {
-            Some((name, _)) if !is_server_code(code) || code == "ERR" => Error::Script {
+        match origin.script {
+            Some(name) if !is_server_code(code) || code == "ERR" => Error::Script {
                 script: name,
                 code: code.to_owned(),
                 detail,
@@ -585,6 +595,22 @@ impl Pool {
 }
 
 const UNKNOWN: &str = "unknown";
+
+/// Where a call came from, for error messages.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    /// The script's name, for script invocations.
+    script: Option<&'static str>,
+    /// The keys the call touched.
+    keys: &'a [Key],
+}
+
+impl Origin<'_> {
+    const NONE: Origin<'static> = Origin {
+        script: None,
+        keys: &[],
+    };
+}
 
 /// One page of [`Pool::scan_page`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use clap::ValueEnum;
-use coordkit_core::{Keyspace, Pool, Result};
+use coordkit_core::{Keyspace, Pool};
 
+mod context;
+mod metrics;
 mod raw;
+
+/// Any scenario's error (each primitive has its own error type).
+pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The result of a scenario's step.
+pub(crate) type Result<T> = std::result::Result<T, BenchError>;
 
 /// A boxed future, so workloads can be trait objects.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +40,16 @@ pub(crate) trait Workload: Send + Sync {
 pub(crate) enum Scenario {
     /// One-key HINCRBY+HGET script through the pool: the baseline.
     RawEvalsha,
+    /// A single-field partial update of a context entity (version, stamps, history, event).
+    ContextUpdate,
+    /// A whole-entity read (10 fields) of a context entity.
+    ContextRead,
+    /// One gauge sample (server time, retention by count) per call: one round trip.
+    MetricsRecord,
+    /// 100 gauge samples per call; reports samples/s.
+    MetricsRecordBatch,
+    /// Count, sum, min, max and p50/p95/p99 of a window of 1,000 samples.
+    MetricsAggregate,
 }
 
 impl Scenario {
@@ -39,6 +57,11 @@ impl Scenario {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Scenario::RawEvalsha => "raw-evalsha",
+            Scenario::ContextUpdate => "context-update",
+            Scenario::ContextRead => "context-read",
+            Scenario::MetricsRecord => "metrics-record",
+            Scenario::MetricsRecordBatch => "metrics-record-batch",
+            Scenario::MetricsAggregate => "metrics-aggregate",
         }
     }
 
@@ -50,6 +73,11 @@ impl Scenario {
     ) -> Result<Arc<dyn Workload>> {
         match self {
             Scenario::RawEvalsha => raw::prepare(pool, keyspace).await,
+            Scenario::ContextUpdate => context::prepare_update(pool, keyspace).await,
+            Scenario::ContextRead => context::prepare_read(pool, keyspace).await,
+            Scenario::MetricsRecord => metrics::prepare_record(pool, keyspace).await,
+            Scenario::MetricsRecordBatch => metrics::prepare_record_batch(pool, keyspace).await,
+            Scenario::MetricsAggregate => metrics::prepare_aggregate(pool, keyspace).await,
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use coordkit_core::{Key, Keyspace, Pool, Result, Script};
+use coordkit_core::{Key, Keyspace, Pool, Script};
 
-use super::{BoxFuture, Workload};
+use super::{BoxFuture, Result, Workload};
 
 static RAW_EVALSHA: Script = Script::bare("raw-evalsha", include_str!("../../lua/raw_evalsha.lua"));
 
