@@ -86,7 +86,21 @@ impl Measured {
     fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Adds another round of the same scenario.
+    fn merge(mut self, other: Measured) -> Result<Measured, String> {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.latencies
+            .add(&other.latencies)
+            .map_err(|e| format!("histogram: {e}"))?;
+        Ok(self)
+    }
 }
+
+/// How many alternating rounds of baseline and scenario a comparison runs.
+const ROUNDS: u64 = 10;
 
 /// Runs `ops` operations on `concurrency` workers and records each one's latency.
 async fn measure(
@@ -209,18 +223,35 @@ async fn run(args: Args) -> Result<Report, String> {
     };
 
     measure(&pool, scenario.clone(), args.concurrency, warmup).await?;
-    let baseline_ops_per_sec = match &baseline {
-        Some(fixture) => {
-            measure(&pool, fixture.clone(), args.concurrency, warmup).await?;
-            Some(
-                measure(&pool, fixture.clone(), args.concurrency, args.ops)
-                    .await?
-                    .ops_per_sec(),
-            )
-        }
-        None => None,
+    // The baseline and the scenario alternate in rounds, so a change in the machine's load
+    // during the run weighs on both alike and the ratio holds.
+    let rounds: u64 = if baseline.is_some() {
+        ROUNDS.min(args.ops)
+    } else {
+        1
     };
-    let measured = measure(&pool, scenario.clone(), args.concurrency, args.ops).await?;
+    let mut measured: Option<Measured> = None;
+    let mut baseline_total: Option<Measured> = None;
+    for round in 0..rounds {
+        let ops = args.ops / rounds + u64::from(round < args.ops % rounds);
+        if let Some(fixture) = &baseline {
+            if round == 0 {
+                measure(&pool, fixture.clone(), args.concurrency, warmup).await?;
+            }
+            let b = measure(&pool, fixture.clone(), args.concurrency, ops).await?;
+            baseline_total = Some(match baseline_total {
+                None => b,
+                Some(total) => total.merge(b)?,
+            });
+        }
+        let m = measure(&pool, scenario.clone(), args.concurrency, ops).await?;
+        measured = Some(match measured {
+            None => m,
+            Some(total) => total.merge(m)?,
+        });
+    }
+    let measured = measured.ok_or("nothing was measured")?;
+    let baseline_ops_per_sec = baseline_total.map(|b| b.ops_per_sec());
     let extra = scenario.report(&pool).await.map_err(|e| e.to_string())?;
     let ops_per_sec = measured.ops_per_sec();
     let h = &measured.latencies;

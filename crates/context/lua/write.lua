@@ -18,21 +18,28 @@
 -- ARGV[11+2n ..]   fields to delete
 -- Returns: the new version.
 -- Errors: CONFLICT <current version> when ARGV[2] is not the current version;
---         WRONGTYPE <key> <type> when a key holds another type.
-ck_expect_type(KEYS[1], 'hash')
-ck_expect_type(KEYS[2], 'zset')
+--         Redis's WRONGTYPE, before any write, when a key holds another type.
 local now = ck_now(ARGV[1])
 
+-- Both keys are read before any write, so Redis itself rejects a key of the wrong type
+-- (WRONGTYPE) while nothing has been written yet.
+local meta = redis.call('HMGET', KEYS[1], '__version', '__expires_ms')
+local kept = redis.call('ZCARD', KEYS[2])
+
 -- An entity past its idle expiry is gone, whatever the server's own expiry says yet.
-local expires = tonumber(redis.call('HGET', KEYS[1], '__expires_ms') or '0')
+local expires = tonumber(meta[2] or '0')
 if expires > 0 and expires <= now then
   redis.call('DEL', KEYS[1], KEYS[2])
+  meta = { false, false }
+  kept = 0
+  expires = 0
 end
 
-local current = tonumber(redis.call('HGET', KEYS[1], '__version') or '0')
-if current == 0 then
+local current = tonumber(meta[1] or '0')
+local tombstone = current == 0 and kept > 0
+if tombstone then
   local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  if last[2] then current = tonumber(last[2]) end
+  current = tonumber(last[2])
 end
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= current then
   return ck_fail('CONFLICT', tostring(current))
@@ -76,7 +83,7 @@ else
     hset[#hset + 1] = now + ttl
   end
   redis.call('HSET', KEYS[1], unpack(hset))
-  if ttl <= 0 then
+  if ttl <= 0 and expires > 0 then
     redis.call('HDEL', KEYS[1], '__expires_ms')
   end
 end
@@ -84,14 +91,18 @@ end
 local entry = cjson.encode({ v = version, ts = now, by = actor, set = set_values,
   del = deleted, gone = gone })
 redis.call('ZADD', KEYS[2], version, entry)
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[6]) + 1))
+local history_len = tonumber(ARGV[6])
+if kept + 1 > history_len then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(history_len + 1))
+end
 
 if gone then
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[7]))
 elseif ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
-else
+elseif expires > 0 or tombstone then
+  -- It had an expiry (an idle TTL, or a deleted entity's tombstone) and has none now.
   redis.call('PERSIST', KEYS[1])
   redis.call('PERSIST', KEYS[2])
 end

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use coordkit_core::{InstanceKeys, Key, Script, validate_name};
+use coordkit_core::{InstanceKeys, Key, KeyKind, Script, validate_name};
 use redis::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -66,8 +66,8 @@ impl Entity {
             .keyspace
             .instance(INSTANCE_KIND, &format!("{kind}:{id}"))?;
         Ok(Self {
-            data: keys.key("data"),
-            history: keys.key("history"),
+            data: keys.typed_key("data", KeyKind::Hash),
+            history: keys.typed_key("history", KeyKind::ZSet),
             name: format!("{kind}:{id}"),
             kind: kind.to_owned(),
             id: id.to_owned(),

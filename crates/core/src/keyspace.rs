@@ -172,7 +172,18 @@ impl InstanceKeys {
             validate_name("key suffix", suffix).is_ok(),
             "bad suffix {suffix:?}"
         );
-        Key(format!("{}:{suffix}", self.prefix))
+        Key {
+            name: format!("{}:{suffix}", self.prefix),
+            kind: None,
+        }
+    }
+
+    /// Like [`InstanceKeys::key`], for a key that holds a `kind` of value: when Redis answers
+    /// `WRONGTYPE` for a call on several keys, the error names the one that is not of its kind.
+    pub fn typed_key(&self, suffix: &str, kind: KeyKind) -> Key {
+        let mut key = self.key(suffix);
+        key.kind = Some(kind);
+        key
     }
 
     /// The instance's name, as the user gave it.
@@ -195,36 +206,75 @@ impl fmt::Debug for InstanceKeys {
 
 /// A Redis key built by a [`Keyspace`].
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(String);
+pub struct Key {
+    name: String,
+    kind: Option<KeyKind>,
+}
+
+/// The Redis type a key is meant to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyKind {
+    /// A string.
+    String,
+    /// A hash.
+    Hash,
+    /// A list.
+    List,
+    /// A set.
+    Set,
+    /// A sorted set.
+    ZSet,
+    /// A stream.
+    Stream,
+}
+
+impl KeyKind {
+    /// The name `TYPE` answers for it.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            KeyKind::String => "string",
+            KeyKind::Hash => "hash",
+            KeyKind::List => "list",
+            KeyKind::Set => "set",
+            KeyKind::ZSet => "zset",
+            KeyKind::Stream => "stream",
+        }
+    }
+}
 
 impl Key {
     /// The key as a string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// The kind of value it is meant to hold, when declared.
+    pub fn kind(&self) -> Option<KeyKind> {
+        self.kind
     }
 }
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        fmt::Debug::fmt(&self.name, f)
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
 impl AsRef<str> for Key {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.name
     }
 }
 
 impl redis::ToRedisArgs for Key {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        out.write_arg(self.0.as_bytes());
+        out.write_arg(self.name.as_bytes());
     }
 }
 

@@ -57,7 +57,9 @@ pub use clock::{Clock, ManualClock};
 pub use config::{DEFAULT_URL, PoolConfig, Topology};
 pub use error::{Error, NameRule, Result};
 pub use events::Event;
-pub use keyspace::{InstanceKeys, Key, Keyspace, MAX_NAME_BYTES, redis_hash_tag, validate_name};
+pub use keyspace::{
+    InstanceKeys, Key, KeyKind, Keyspace, MAX_NAME_BYTES, redis_hash_tag, validate_name,
+};
 pub use pool::{Pool, ScanPage};
 pub use script::{Invocation, PRELUDE, Script};
 pub use subscriber::{Received, Subscriber, SubscriberBuilder, SubscriberStats};

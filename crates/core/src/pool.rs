@@ -573,6 +573,13 @@ impl Pool {
                 if let Ok(Ok(kind)) = kind
                     && kind != "none"
                 {
+                    // A key declared to hold another type is the culprit.
+                    if key.kind().is_some_and(|k| k.type_name() != kind) {
+                        return Error::WrongType {
+                            key: key.as_str().to_owned(),
+                            found: kind,
+                        };
+                    }
                     found.push((key.as_str().to_owned(), kind));
                 }
             }
