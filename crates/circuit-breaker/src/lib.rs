@@ -1,7 +1,79 @@
 //! # coordkit-circuit-breaker
 //!
-//! Placeholder: this primitive arrives in its own issue. It already depends on
-//! [`coordkit_core`] so the workspace layout is final.
+//! A circuit breaker per downstream component (an LLM API, a host, a tool), shared by every
+//! agent and process that uses the same Redis, namespace and name. Every decision and
+//! transition is one Lua script on one hash-tagged key, on the server's clock; no lock is held
+//! while the protected call runs.
+//!
+//! - **States**: closed, open, half-open, and operator states that stay until cleared:
+//!   forced-open, disabled (always admit), metrics-only (count, never reject).
+//! - **Trip rules**, evaluated in the script: failure rate over a sliding window — the last N
+//!   calls, or the last T seconds in buckets with running totals — once a minimum number of
+//!   calls is reached; consecutive failures; slow-call rate.
+//! - **Open period**: fixed or exponential with a cap across consecutive re-openings; open →
+//!   half-open happens lazily on server time (no timers).
+//! - **Half-open**: at most K probe permits across all processes, as leases that expire on
+//!   server time; a success threshold closes it, a failure re-opens it, a maximum wait bounds
+//!   the stay.
+//! - **Epochs**: every permit carries the breaker's epoch; an outcome from an older epoch is
+//!   ignored.
+//! - **Events** from the transition script itself, exactly once per transition: `opened`,
+//!   `half_opened`, `closed`, `forced`, `cleared`, with the reason and the window's figures.
+//! - **Redis unreachable**: fail-open, fail-closed, or the same rules in-process
+//!   ([`StorePolicy`]); store errors show in [`BreakerStats`].
+//! - **Idle closed breakers expire**, so per-key breakers cannot leak memory.
+//!
+//! A guarded call costs one blocking round trip: the acquire. The outcome is sent in the
+//! background ([`Permit::record_in_background`], which [`CircuitBreaker::call`] uses).
+//!
+//! ```
+//! use std::time::Duration;
+//! use coordkit_circuit_breaker::{BreakerConfig, CallError, CircuitBreaker, State, Window};
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let config = BreakerConfig::builder()
+//!     .window(Window::Count(20))
+//!     .minimum_calls(5)
+//!     .failure_rate(0.5)
+//!     .build()?;
+//! let llm = CircuitBreaker::new(pool, &Keyspace::new("demo")?, "llm-api", config)?;
+//!
+//! // A guarded call: admitted, run, outcome recorded without a second blocking round trip.
+//! let answer: Result<&str, CallError<String>> = llm.call(async { Ok("hello") }).await;
+//! assert_eq!(answer.unwrap(), "hello");
+//!
+//! // Five failures in a row trip it for every process sharing the breaker.
+//! for _ in 0..5 {
+//!     let _ = llm.call(async { Err::<(), _>("timeout".to_string()) }).await;
+//! }
+//! # tokio::time::sleep(Duration::from_millis(100)).await; // the background reports land
+//! match llm.call(async { Ok::<_, String>(()) }).await {
+//!     Err(CallError::Rejected(rejection)) => assert_eq!(rejection.state, State::Open),
+//!     other => panic!("expected a rejection, got {other:?}"),
+//! }
+//! assert_eq!(llm.snapshot().await?.state, State::Open);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-pub use coordkit_core;
+mod breaker;
+mod config;
+mod error;
+pub mod model;
+mod registry;
+mod state;
+
+pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
+pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};
+pub use error::{BreakerError, Result};
+pub use registry::BreakerRegistry;
+pub use state::{
+    AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection, Snapshot,
+    State,
+};

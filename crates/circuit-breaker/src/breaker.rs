@@ -1,0 +1,595 @@
+//! [`CircuitBreaker`]: the handle every process uses, [`Permit`]s, and guarded calls.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use coordkit_core::{Clock, Key, KeyKind, Keyspace, Pool, Script, redis::Value};
+
+use crate::config::{BreakerConfig, StorePolicy, ms};
+use crate::error::{BreakerError, Result};
+use crate::model::BreakerModel;
+use crate::state::{
+    AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection, Snapshot,
+    State,
+};
+
+static BREAKER: Script = Script::new("circuit-breaker", include_str!("../lua/breaker.lua"));
+
+/// A distributed circuit breaker: every process that uses the same Redis, namespace and name
+/// shares it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    pool: Pool,
+    config: BreakerConfig,
+    state_key: Key,
+    probes_key: Key,
+    channel_prefix: String,
+    /// Unique per handle, so permit ids never collide across processes.
+    instance: String,
+    next_permit: AtomicU64,
+    local: Mutex<BreakerModel>,
+    stats: StatsCell,
+}
+
+#[derive(Debug, Default)]
+struct StatsCell {
+    admitted: AtomicU64,
+    rejected: AtomicU64,
+    store_errors: AtomicU64,
+    local_decisions: AtomicU64,
+    last_store_error: Mutex<Option<String>>,
+}
+
+/// What this handle has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BreakerStats {
+    /// Permits given.
+    pub admitted: u64,
+    /// Calls rejected.
+    pub rejected: u64,
+    /// Operations that could not reach Redis (handled by the store policy).
+    pub store_errors: u64,
+    /// Decisions made by the in-process fallback.
+    pub local_decisions: u64,
+    /// The last store error.
+    pub last_store_error: Option<String>,
+}
+
+/// The answer to [`CircuitBreaker::acquire`].
+#[derive(Debug)]
+pub enum Admission {
+    /// Go ahead; report the outcome with [`CircuitBreaker::record`] (or drop the permit).
+    Admitted(Permit),
+    /// Do not call now.
+    Rejected(Rejection),
+}
+
+/// Permission for one call. Report its outcome with [`CircuitBreaker::record`] or
+/// [`Permit::record_in_background`]; a permit dropped without a report releases itself.
+#[derive(Debug)]
+pub struct Permit {
+    breaker: CircuitBreaker,
+    id: String,
+    epoch: u64,
+    kind: PermitKind,
+    local: bool,
+    started: Instant,
+    reported: bool,
+}
+
+impl Permit {
+    /// The breaker's epoch when the permit was given.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// What kind of permit it is.
+    pub fn kind(&self) -> PermitKind {
+        self.kind
+    }
+
+    /// Time since it was given.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Sends the outcome without waiting for Redis to answer: the caller pays no round trip.
+    /// The report may reach Redis after this process's next acquire, which can only make that
+    /// acquire more conservative. Failures show in [`CircuitBreaker::stats`].
+    pub fn record_in_background(mut self, outcome: Outcome) {
+        self.reported = true;
+        let breaker = self.breaker.clone();
+        let report = self.report(outcome);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = breaker.send_report(report).await;
+                });
+            }
+            Err(_) => breaker.note_store_error("no Tokio runtime to send a report on"),
+        }
+    }
+
+    fn report(&self, outcome: Outcome) -> Report {
+        Report {
+            id: self.id.clone(),
+            epoch: self.epoch,
+            kind: self.kind,
+            local: self.local,
+            outcome,
+            duration_ms: ms(self.started.elapsed()),
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.reported || self.kind != PermitKind::Probe {
+            return;
+        }
+        // Release the probe slot now rather than when its lease runs out.
+        let breaker = self.breaker.clone();
+        let report = self.report(Outcome::Ignored);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = breaker.send_report(report).await;
+            });
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Report {
+    id: String,
+    epoch: u64,
+    kind: PermitKind,
+    local: bool,
+    outcome: Outcome,
+    duration_ms: u64,
+}
+
+/// The error of a guarded call: rejected by the breaker, or the call's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E> {
+    /// The breaker did not admit the call; it was not made.
+    #[error("rejected by the circuit breaker ({:?}, retry after {:?})", .0.state, .0.retry_after)]
+    Rejected(Rejection),
+    /// The call was made and failed.
+    #[error("the call failed: {0}")]
+    Failed(E),
+    /// The breaker's store failed in a way no policy covers (a corrupt state key).
+    #[error(transparent)]
+    Breaker(BreakerError),
+}
+
+impl CircuitBreaker {
+    /// The breaker `name` under `keyspace`, with `config`.
+    pub fn new(pool: Pool, keyspace: &Keyspace, name: &str, config: BreakerConfig) -> Result<Self> {
+        let keys = keyspace.instance("cb", name)?;
+        let channel_prefix = keyspace.channel("cb", "x")?;
+        let channel_prefix = channel_prefix[..channel_prefix.len() - 1].to_owned();
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let instance = format!(
+            "{}-{}-{nanos:x}",
+            std::process::id(),
+            INSTANCES.fetch_add(1, Ordering::Relaxed)
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                local: Mutex::new(BreakerModel::new(config.clone())),
+                state_key: keys.typed_key("state", KeyKind::Hash),
+                probes_key: keys.typed_key("probes", KeyKind::ZSet),
+                channel_prefix,
+                instance,
+                next_permit: AtomicU64::new(0),
+                stats: StatsCell::default(),
+                pool,
+                config,
+            }),
+        })
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Its rules.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.inner.config
+    }
+
+    /// The channel of one kind of its events (`opened`, `half_opened`, `closed`, `forced`,
+    /// `cleared`); every breaker of the namespace publishes there, the envelope's `entity` is
+    /// the breaker's name.
+    pub fn channel(&self, kind: &str) -> String {
+        format!("{}{kind}", self.inner.channel_prefix)
+    }
+
+    /// The key of its state hash (for operators and tests).
+    pub fn state_key(&self) -> &Key {
+        &self.inner.state_key
+    }
+
+    /// What this handle has seen.
+    pub fn stats(&self) -> BreakerStats {
+        let s = &self.inner.stats;
+        BreakerStats {
+            admitted: s.admitted.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            store_errors: s.store_errors.load(Ordering::Relaxed),
+            local_decisions: s.local_decisions.load(Ordering::Relaxed),
+            last_store_error: s.last_store_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+
+    fn note_store_error(&self, error: &str) {
+        self.inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.inner.stats.last_store_error.lock() {
+            *last = Some(error.to_owned());
+        }
+    }
+
+    fn script(&self, op: &str) -> coordkit_core::Invocation<'static> {
+        let c = &self.inner.config;
+        let (wkind, wsize, bucket_ms) = c.window_args();
+        let (open_base, open_factor, open_max) = c.open_ms();
+        let mut call = BREAKER.prepare();
+        call.key(&self.inner.state_key)
+            .key(&self.inner.probes_key)
+            .arg(op)
+            .arg(c.clock.arg())
+            .arg(wkind)
+            .arg(wsize)
+            .arg(bucket_ms)
+            .arg(c.minimum_calls)
+            .arg(c.failure_rate.to_string())
+            .arg(c.slow_call_rate.to_string())
+            .arg(ms(c.slow_call_duration))
+            .arg(c.consecutive_failures.unwrap_or(0))
+            .arg(open_base)
+            .arg(open_factor.to_string())
+            .arg(open_max)
+            .arg(c.half_open_permits)
+            .arg(c.half_open_successes)
+            .arg(ms(c.permit_lease))
+            .arg(c.half_open_max_wait.map(ms).unwrap_or(0))
+            .arg(ms(c.idle_expiry))
+            .arg(&self.inner.channel_prefix)
+            .arg(&self.inner.name);
+        call
+    }
+
+    fn local_now(&self) -> u64 {
+        match &self.inner.config.clock {
+            Clock::Manual(manual) => manual.now_ms(),
+            _ => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| ms(d))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Asks for permission to make one call: one round trip.
+    ///
+    /// Redis being unreachable is not an error: the [`StorePolicy`] decides (and
+    /// [`BreakerStats::store_errors`] counts it). An error means the breaker's keys hold
+    /// something else or garbage.
+    pub async fn acquire(&self) -> Result<Admission> {
+        let n = self.inner.next_permit.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n}", self.inner.instance);
+        let mut call = self.script("acquire");
+        call.arg(&id);
+        let answer = match call.invoke::<Vec<Value>>(&self.inner.pool).await {
+            Ok(values) => decode_acquire(&values)?,
+            Err(e) if e.is_retryable() => return Ok(self.acquire_without_store(id, &e)),
+            Err(e) => return Err(map_script_error(e)),
+        };
+        Ok(self.admission(id, answer, false))
+    }
+
+    fn admission(&self, id: String, answer: AcquireAnswer, local: bool) -> Admission {
+        match (answer.admitted, answer.kind) {
+            (true, Some(kind)) => {
+                self.inner.stats.admitted.fetch_add(1, Ordering::Relaxed);
+                Admission::Admitted(Permit {
+                    breaker: self.clone(),
+                    id,
+                    epoch: answer.epoch,
+                    kind,
+                    local,
+                    started: Instant::now(),
+                    reported: false,
+                })
+            }
+            _ => {
+                self.inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                Admission::Rejected(Rejection {
+                    state: answer.state,
+                    retry_after: Duration::from_millis(answer.retry_after_ms),
+                })
+            }
+        }
+    }
+
+    fn acquire_without_store(&self, id: String, error: &coordkit_core::Error) -> Admission {
+        self.note_store_error(&error.to_string());
+        match self.inner.config.store_policy {
+            StorePolicy::FailOpen => self.admission(
+                id,
+                AcquireAnswer {
+                    admitted: true,
+                    state: State::Closed,
+                    epoch: 0,
+                    retry_after_ms: 0,
+                    kind: Some(PermitKind::Unrecorded),
+                },
+                true,
+            ),
+            StorePolicy::FailClosed => self.admission(
+                id,
+                AcquireAnswer {
+                    admitted: false,
+                    state: State::ForcedOpen,
+                    epoch: 0,
+                    retry_after_ms: 1000,
+                    kind: None,
+                },
+                true,
+            ),
+            StorePolicy::Local => {
+                self.inner
+                    .stats
+                    .local_decisions
+                    .fetch_add(1, Ordering::Relaxed);
+                let now = self.local_now();
+                let answer = match self.inner.local.lock() {
+                    Ok(mut model) => model.acquire(now, &id),
+                    Err(_) => AcquireAnswer {
+                        admitted: true,
+                        state: State::Closed,
+                        epoch: 0,
+                        retry_after_ms: 0,
+                        kind: Some(PermitKind::Unrecorded),
+                    },
+                };
+                self.admission(id, answer, true)
+            }
+        }
+    }
+
+    /// Reports a permit's outcome and waits for Redis to count it (one round trip); the call's
+    /// duration is measured from the acquire. See [`Permit::record_in_background`] for the
+    /// variant that does not wait.
+    pub async fn record(&self, mut permit: Permit, outcome: Outcome) -> Result<RecordAnswer> {
+        permit.reported = true;
+        let report = permit.report(outcome);
+        self.send_report(report).await
+    }
+
+    async fn send_report(&self, report: Report) -> Result<RecordAnswer> {
+        if report.kind == PermitKind::Unrecorded {
+            return Ok(RecordAnswer {
+                status: RecordStatus::NotCounted,
+                state: State::Closed,
+                epoch: 0,
+            });
+        }
+        if report.local {
+            let now = self.local_now();
+            let mut model = self
+                .inner
+                .local
+                .lock()
+                .map_err(|_| BreakerError::Corrupt("the local fallback's lock".into()))?;
+            return Ok(model.record(
+                now,
+                &report.id,
+                report.epoch,
+                report.kind,
+                report.outcome,
+                report.duration_ms,
+            ));
+        }
+        let mut call = self.script("record");
+        call.arg(&report.id)
+            .arg(report.epoch)
+            .arg(report.kind.code())
+            .arg(report.outcome.code())
+            .arg(report.duration_ms);
+        match call.invoke::<Vec<Value>>(&self.inner.pool).await {
+            Ok(values) => decode_record(&values),
+            Err(e) => {
+                if e.is_retryable() {
+                    self.note_store_error(&e.to_string());
+                }
+                Err(map_script_error(e))
+            }
+        }
+    }
+
+    /// Runs `call` if the breaker admits it, and records its outcome in the background:
+    /// `Ok` is a success, `Err` a failure. One blocking round trip.
+    pub async fn call<F, T, E>(&self, call: F) -> std::result::Result<T, CallError<E>>
+    where
+        F: Future<Output = std::result::Result<T, E>>,
+    {
+        self.call_classified(call, |result: &std::result::Result<T, E>| {
+            if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            }
+        })
+        .await
+    }
+
+    /// Like [`CircuitBreaker::call`], with a classifier that decides what counts as a failure
+    /// (a 404 may be a success for the breaker, a cancellation [`Outcome::Ignored`]).
+    pub async fn call_classified<F, T, E, C>(
+        &self,
+        call: F,
+        classify: C,
+    ) -> std::result::Result<T, CallError<E>>
+    where
+        F: Future<Output = std::result::Result<T, E>>,
+        C: FnOnce(&std::result::Result<T, E>) -> Outcome,
+    {
+        let permit = match self.acquire().await {
+            Ok(Admission::Admitted(permit)) => permit,
+            Ok(Admission::Rejected(rejection)) => return Err(CallError::Rejected(rejection)),
+            Err(e) => return Err(CallError::Breaker(e)),
+        };
+        let result = call.await;
+        permit.record_in_background(classify(&result));
+        result.map_err(CallError::Failed)
+    }
+
+    /// The state and the window's figures (applying lazy transitions): one round trip.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let values: Vec<Value> = self
+            .script("snapshot")
+            .invoke(&self.inner.pool)
+            .await
+            .map_err(map_script_error)?;
+        decode_snapshot(&values)
+    }
+
+    /// Puts the breaker in an operator state, cluster-wide, until [`clear`](Self::clear).
+    pub async fn force(&self, to: Forced) -> Result<(State, u64)> {
+        let mut call = self.script("force");
+        call.arg(to.as_str());
+        let values: Vec<Value> = call.invoke(&self.inner.pool).await.map_err(map_script_error)?;
+        decode_state_epoch(&values)
+    }
+
+    /// Back to closed with an empty window, from any state.
+    pub async fn clear(&self) -> Result<(State, u64)> {
+        let values: Vec<Value> = self
+            .script("clear")
+            .invoke(&self.inner.pool)
+            .await
+            .map_err(map_script_error)?;
+        decode_state_epoch(&values)
+    }
+}
+
+fn map_script_error(e: coordkit_core::Error) -> BreakerError {
+    match e {
+        coordkit_core::Error::Script { code, detail, .. } if code == "CORRUPT" => {
+            BreakerError::Corrupt(detail)
+        }
+        other => BreakerError::Core(other),
+    }
+}
+
+fn int(v: Option<&Value>) -> Result<u64> {
+    match v {
+        Some(Value::Int(n)) => u64::try_from(*n).map_err(|_| corrupt("a negative number")),
+        Some(Value::BulkString(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|f| f as u64)
+            .ok_or_else(|| corrupt("a number")),
+        _ => Err(corrupt("a number")),
+    }
+}
+
+fn text(v: Option<&Value>) -> Result<String> {
+    match v {
+        Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Some(Value::SimpleString(s)) => Ok(s.clone()),
+        _ => Err(corrupt("a string")),
+    }
+}
+
+fn state(v: Option<&Value>) -> Result<State> {
+    let s = text(v)?;
+    State::parse(&s).ok_or_else(|| corrupt("a state"))
+}
+
+fn corrupt(expected: &str) -> BreakerError {
+    BreakerError::Corrupt(format!("the breaker script answered something other than {expected}"))
+}
+
+fn decode_acquire(v: &[Value]) -> Result<AcquireAnswer> {
+    let kind = text(v.get(4))?;
+    Ok(AcquireAnswer {
+        admitted: int(v.first())? == 1,
+        state: state(v.get(1))?,
+        epoch: int(v.get(2))?,
+        retry_after_ms: int(v.get(3))?,
+        kind: PermitKind::from_code(&kind),
+    })
+}
+
+fn decode_record(v: &[Value]) -> Result<RecordAnswer> {
+    Ok(RecordAnswer {
+        status: RecordStatus::parse(&text(v.first())?).ok_or_else(|| corrupt("a record status"))?,
+        state: state(v.get(1))?,
+        epoch: int(v.get(2))?,
+    })
+}
+
+fn decode_snapshot(v: &[Value]) -> Result<Snapshot> {
+    Ok(Snapshot {
+        state: state(v.first())?,
+        epoch: int(v.get(1))?,
+        calls: int(v.get(2))?,
+        failures: int(v.get(3))?,
+        slow_calls: int(v.get(4))?,
+        consecutive_failures: int(v.get(5))?,
+        opened_at_ms: int(v.get(6))?,
+        open_until_ms: int(v.get(7))?,
+        half_open_successes: int(v.get(8))?,
+        probes_in_flight: int(v.get(9))?,
+        reopenings: int(v.get(10))?,
+    })
+}
+
+fn decode_state_epoch(v: &[Value]) -> Result<(State, u64)> {
+    Ok((state(v.first())?, int(v.get(1))?))
+}
+
+/// Test support: drive the script's operations with explicit permit ids, to compare with
+/// [`BreakerModel`] step by step.
+#[doc(hidden)]
+impl CircuitBreaker {
+    pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
+        let mut call = self.script("acquire");
+        call.arg(permit);
+        let values: Vec<Value> = call.invoke(&self.inner.pool).await.map_err(map_script_error)?;
+        decode_acquire(&values)
+    }
+
+    pub async fn raw_record(
+        &self,
+        permit: &str,
+        epoch: u64,
+        kind: PermitKind,
+        outcome: Outcome,
+        duration_ms: u64,
+    ) -> Result<RecordAnswer> {
+        let mut call = self.script("record");
+        call.arg(permit)
+            .arg(epoch)
+            .arg(kind.code())
+            .arg(outcome.code())
+            .arg(duration_ms);
+        let values: Vec<Value> = call.invoke(&self.inner.pool).await.map_err(map_script_error)?;
+        decode_record(&values)
+    }
+}

@@ -1,0 +1,300 @@
+//! [`BreakerConfig`]: the rules of a breaker, validated when built.
+
+use std::time::Duration;
+
+use coordkit_core::{Clock, Error};
+
+/// Which calls the failure and slow-call rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last `n` calls (1 to 10,000).
+    Count(u32),
+    /// The last `length`, in `buckets` equal buckets with running totals (length 1 s to 1 day,
+    /// 1 to 120 buckets, each at least 1 ms).
+    Time {
+        /// The window's length.
+        length: Duration,
+        /// How many buckets it is cut into.
+        buckets: u32,
+    },
+}
+
+/// How long the breaker stays open.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OpenDuration {
+    /// Always the same time.
+    Fixed(Duration),
+    /// `base × factor^k` after the k-th consecutive re-opening, at most `max`.
+    Exponential {
+        /// The first open period.
+        base: Duration,
+        /// The growth per re-opening (≥ 1).
+        factor: f64,
+        /// The cap.
+        max: Duration,
+    },
+}
+
+/// What a breaker does when Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorePolicy {
+    /// Admit every call (the protected service matters more than the breaker).
+    FailOpen,
+    /// Reject every call.
+    FailClosed,
+    /// Apply the same rules in this process alone until Redis is back (the default).
+    #[default]
+    Local,
+}
+
+/// The rules of a circuit breaker. Build with [`BreakerConfig::builder`].
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    pub(crate) window: Window,
+    pub(crate) minimum_calls: u32,
+    pub(crate) failure_rate: f64,
+    pub(crate) slow_call_rate: f64,
+    pub(crate) slow_call_duration: Duration,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) open: OpenDuration,
+    pub(crate) half_open_permits: u32,
+    pub(crate) half_open_successes: u32,
+    pub(crate) permit_lease: Duration,
+    pub(crate) half_open_max_wait: Option<Duration>,
+    pub(crate) idle_expiry: Duration,
+    pub(crate) store_policy: StorePolicy,
+    pub(crate) clock: Clock,
+}
+
+/// Builds a [`BreakerConfig`]; every setter takes a plain value and [`build`](Self::build)
+/// rejects out-of-range ones naming the field.
+#[derive(Debug, Clone)]
+pub struct BreakerConfigBuilder {
+    config: BreakerConfig,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            window: Window::Count(100),
+            minimum_calls: 10,
+            failure_rate: 0.5,
+            slow_call_rate: 1.0,
+            slow_call_duration: Duration::from_secs(60),
+            consecutive_failures: None,
+            open: OpenDuration::Fixed(Duration::from_secs(30)),
+            half_open_permits: 3,
+            half_open_successes: 3,
+            permit_lease: Duration::from_secs(30),
+            half_open_max_wait: Some(Duration::from_secs(120)),
+            idle_expiry: Duration::from_secs(24 * 3600),
+            store_policy: StorePolicy::Local,
+            clock: Clock::Server,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// A builder starting from the defaults: the last 100 calls, at least 10 calls, trip at a
+    /// 50% failure rate, slow-call rule off (rate 1.0 of calls over 60 s), open 30 s, 3 probes
+    /// that all must succeed, 30 s probe leases, at most 2 min in half-open, idle closed
+    /// breakers expire after a day, local fallback when Redis is unreachable.
+    pub fn builder() -> BreakerConfigBuilder {
+        BreakerConfigBuilder {
+            config: BreakerConfig::default(),
+        }
+    }
+
+    /// The window.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// What happens when Redis is unreachable.
+    pub fn store_policy(&self) -> StorePolicy {
+        self.store_policy
+    }
+
+    /// The slow-call threshold.
+    pub fn slow_call_duration(&self) -> Duration {
+        self.slow_call_duration
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub(crate) fn open_ms(&self) -> (u64, f64, u64) {
+        match self.open {
+            OpenDuration::Fixed(d) => (ms(d), 1.0, ms(d)),
+            OpenDuration::Exponential { base, factor, max } => (ms(base), factor, ms(max)),
+        }
+    }
+
+    /// `(kind, size, bucket_ms)` as the script takes them.
+    pub(crate) fn window_args(&self) -> (&'static str, u64, u64) {
+        match self.window {
+            Window::Count(n) => ("c", u64::from(n), 0),
+            Window::Time { length, buckets } => ("t", u64::from(buckets), ms(length) / u64::from(buckets)),
+        }
+    }
+}
+
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl BreakerConfigBuilder {
+    /// The window the rates are computed over.
+    pub fn window(mut self, window: Window) -> Self {
+        self.config.window = window;
+        self
+    }
+
+    /// Calls needed in the window before the rates can trip it (≥ 1).
+    pub fn minimum_calls(mut self, n: u32) -> Self {
+        self.config.minimum_calls = n;
+        self
+    }
+
+    /// Trip when this share of the window's calls failed (0 < rate ≤ 1).
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.config.failure_rate = rate;
+        self
+    }
+
+    /// Trip when this share of the window's calls was slow (0 < rate ≤ 1).
+    pub fn slow_call_rate(mut self, rate: f64) -> Self {
+        self.config.slow_call_rate = rate;
+        self
+    }
+
+    /// A call at least this long is slow (≥ 1 ms).
+    pub fn slow_call_duration(mut self, d: Duration) -> Self {
+        self.config.slow_call_duration = d;
+        self
+    }
+
+    /// Also trip after this many failures in a row, whatever the window says (≥ 1; `None`
+    /// turns the rule off).
+    pub fn consecutive_failures(mut self, n: Option<u32>) -> Self {
+        self.config.consecutive_failures = n;
+        self
+    }
+
+    /// How long it stays open (each duration ≥ 1 ms, factor ≥ 1, max ≥ base).
+    pub fn open_duration(mut self, open: OpenDuration) -> Self {
+        self.config.open = open;
+        self
+    }
+
+    /// How many probe calls may run at once in half-open, across all processes (K ≥ 1).
+    pub fn half_open_permits(mut self, k: u32) -> Self {
+        self.config.half_open_permits = k;
+        self
+    }
+
+    /// How many probe successes close it (≥ 1).
+    pub fn half_open_successes(mut self, n: u32) -> Self {
+        self.config.half_open_successes = n;
+        self
+    }
+
+    /// How long a probe permit stays reserved if its holder never reports (≥ 1 ms): a process
+    /// that dies holding one does not wedge the breaker.
+    pub fn permit_lease(mut self, d: Duration) -> Self {
+        self.config.permit_lease = d;
+        self
+    }
+
+    /// The longest stay in half-open before it opens again (≥ 1 ms; `None`: no limit).
+    pub fn half_open_max_wait(mut self, d: Option<Duration>) -> Self {
+        self.config.half_open_max_wait = d;
+        self
+    }
+
+    /// A closed breaker with no recorded call for this long is forgotten (≥ 1 s).
+    pub fn idle_expiry(mut self, d: Duration) -> Self {
+        self.config.idle_expiry = d;
+        self
+    }
+
+    /// What to do when Redis is unreachable.
+    pub fn store_policy(mut self, policy: StorePolicy) -> Self {
+        self.config.store_policy = policy;
+        self
+    }
+
+    /// The clock (tests inject a manual one).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// Validates every field.
+    pub fn build(self) -> Result<BreakerConfig, Error> {
+        let c = self.config;
+        let bad = |field: &'static str, reason: String| Err(Error::invalid_config(field, reason));
+        match c.window {
+            Window::Count(n) if !(1..=10_000).contains(&n) => {
+                return bad("window", format!("a count window holds 1 to 10000 calls, got {n}"));
+            }
+            Window::Time { length, buckets } => {
+                if length < Duration::from_secs(1) || length > Duration::from_secs(86_400) {
+                    return bad("window", format!("a time window lasts 1s to 1 day, got {length:?}"));
+                }
+                if !(1..=120).contains(&buckets) || ms(length) / u64::from(buckets.max(1)) == 0 {
+                    return bad("window", format!("a time window has 1 to 120 buckets of at least 1ms, got {buckets}"));
+                }
+            }
+            Window::Count(_) => {}
+        }
+        if c.minimum_calls == 0 {
+            return bad("minimum_calls", "must be at least 1, got 0".into());
+        }
+        for (field, rate) in [("failure_rate", c.failure_rate), ("slow_call_rate", c.slow_call_rate)] {
+            if !(rate > 0.0 && rate <= 1.0) {
+                return bad(field, format!("must be in (0, 1], got {rate}"));
+            }
+        }
+        if c.slow_call_duration < Duration::from_millis(1) {
+            return bad("slow_call_duration", format!("must be at least 1ms, got {:?}", c.slow_call_duration));
+        }
+        if c.consecutive_failures == Some(0) {
+            return bad("consecutive_failures", "must be at least 1 (or None), got 0".into());
+        }
+        match c.open {
+            OpenDuration::Fixed(d) if d < Duration::from_millis(1) => {
+                return bad("open_duration", format!("must be at least 1ms, got {d:?}"));
+            }
+            OpenDuration::Exponential { base, factor, max } => {
+                if base < Duration::from_millis(1) || max < base || !(factor >= 1.0 && factor.is_finite()) {
+                    return bad(
+                        "open_duration",
+                        format!("needs base ≥ 1ms, max ≥ base and a finite factor ≥ 1, got {base:?}, {factor}, {max:?}"),
+                    );
+                }
+            }
+            OpenDuration::Fixed(_) => {}
+        }
+        if c.half_open_permits == 0 {
+            return bad("half_open_permits", "K must be at least 1, got 0".into());
+        }
+        if c.half_open_successes == 0 {
+            return bad("half_open_successes", "must be at least 1, got 0".into());
+        }
+        if c.permit_lease < Duration::from_millis(1) {
+            return bad("permit_lease", format!("must be at least 1ms, got {:?}", c.permit_lease));
+        }
+        if let Some(d) = c.half_open_max_wait
+            && d < Duration::from_millis(1)
+        {
+            return bad("half_open_max_wait", format!("must be at least 1ms, got {d:?}"));
+        }
+        if c.idle_expiry < Duration::from_secs(1) {
+            return bad("idle_expiry", format!("must be at least 1s, got {:?}", c.idle_expiry));
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,233 @@
+//! The breaker's states and the answers of its operations.
+
+use std::time::Duration;
+
+/// Where a breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Calls pass; outcomes are counted.
+    Closed,
+    /// Calls are rejected until the open period ends.
+    Open,
+    /// A few probe calls (at most K at once, across all processes) decide.
+    HalfOpen,
+    /// Rejects every call until an operator clears it.
+    ForcedOpen,
+    /// Admits every call and counts nothing, until cleared.
+    Disabled,
+    /// Counts outcomes but never rejects, until cleared.
+    MetricsOnly,
+}
+
+impl State {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::Disabled => "disabled",
+            State::MetricsOnly => "metrics_only",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "closed" => State::Closed,
+            "open" => State::Open,
+            "half_open" => State::HalfOpen,
+            "forced_open" => State::ForcedOpen,
+            "disabled" => State::Disabled,
+            "metrics_only" => State::MetricsOnly,
+            _ => return None,
+        })
+    }
+}
+
+/// The operator states, which stay until [`CircuitBreaker::clear`](crate::CircuitBreaker::clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forced {
+    /// Reject everything.
+    Open,
+    /// Admit everything, count nothing.
+    Disabled,
+    /// Count, never reject.
+    MetricsOnly,
+}
+
+impl Forced {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Forced::Open => "forced_open",
+            Forced::Disabled => "disabled",
+            Forced::MetricsOnly => "metrics_only",
+        }
+    }
+}
+
+/// What kind of permission a permit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermitKind {
+    /// A call while closed.
+    Normal,
+    /// A probe in half-open: a lease on one of the K probe slots.
+    Probe,
+    /// A call while metrics-only.
+    MetricsOnly,
+    /// A call while disabled (nothing is counted).
+    Bypass,
+    /// Redis was unreachable and the store policy admitted the call; nothing is recorded.
+    Unrecorded,
+}
+
+impl PermitKind {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            PermitKind::Normal => "n",
+            PermitKind::Probe => "p",
+            PermitKind::MetricsOnly => "m",
+            PermitKind::Bypass => "b",
+            PermitKind::Unrecorded => "u",
+        }
+    }
+
+    pub(crate) fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "n" => PermitKind::Normal,
+            "p" => PermitKind::Probe,
+            "m" => PermitKind::MetricsOnly,
+            "b" => PermitKind::Bypass,
+            _ => return None,
+        })
+    }
+}
+
+/// How a protected call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It worked (it may still count as slow).
+    Success,
+    /// It failed.
+    Failure,
+    /// It does not count either way (a cancelled call, a caller's mistake).
+    Ignored,
+}
+
+impl Outcome {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Outcome::Success => "S",
+            Outcome::Failure => "F",
+            Outcome::Ignored => "I",
+        }
+    }
+}
+
+/// The answer to an acquire, as the script gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquireAnswer {
+    /// Whether the call may go ahead.
+    pub admitted: bool,
+    /// The state after the acquire.
+    pub state: State,
+    /// The epoch after the acquire.
+    pub epoch: u64,
+    /// When rejected: how long until it is worth asking again (ms).
+    pub retry_after_ms: u64,
+    /// When admitted: what kind of permit.
+    pub kind: Option<PermitKind>,
+}
+
+/// What happened to a recorded outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Counted.
+    Recorded,
+    /// The breaker moved on since the permit was given (another epoch): not counted.
+    Stale,
+    /// The outcome was [`Outcome::Ignored`].
+    Ignored,
+    /// The breaker's state does not count outcomes (disabled, forced open).
+    NotCounted,
+}
+
+impl RecordStatus {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "recorded" => RecordStatus::Recorded,
+            "stale" => RecordStatus::Stale,
+            "ignored" => RecordStatus::Ignored,
+            "not_counted" => RecordStatus::NotCounted,
+            _ => return None,
+        })
+    }
+}
+
+/// The answer to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAnswer {
+    /// What happened to the outcome.
+    pub status: RecordStatus,
+    /// The state after it.
+    pub state: State,
+    /// The epoch after it.
+    pub epoch: u64,
+}
+
+/// A breaker's state and figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The state.
+    pub state: State,
+    /// The epoch (bumped at every transition).
+    pub epoch: u64,
+    /// Calls in the window.
+    pub calls: u64,
+    /// Failed calls in the window.
+    pub failures: u64,
+    /// Slow calls in the window.
+    pub slow_calls: u64,
+    /// Failures in a row.
+    pub consecutive_failures: u64,
+    /// When it last opened (ms; 0 if never).
+    pub opened_at_ms: u64,
+    /// When the current or last open period ends (ms).
+    pub open_until_ms: u64,
+    /// Successful probes in this half-open period.
+    pub half_open_successes: u64,
+    /// Probe permits held now.
+    pub probes_in_flight: u64,
+    /// Consecutive re-openings (drives the exponential open duration).
+    pub reopenings: u64,
+}
+
+impl Snapshot {
+    /// Failed share of the window's calls (0 when empty).
+    pub fn failure_rate(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.calls as f64
+        }
+    }
+
+    /// Slow share of the window's calls (0 when empty).
+    pub fn slow_call_rate(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.slow_calls as f64 / self.calls as f64
+        }
+    }
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The state that rejected it.
+    pub state: State,
+    /// How long until it is worth asking again.
+    pub retry_after: Duration,
+}
