@@ -2,14 +2,16 @@
 --
 -- KEYS[1] samples: the series' list of alternating timestamp and value, in recording order
 -- ARGV[1] now_ms: "" for the server's TIME, or a manual clock's time in ms
--- ARGV[2] max_age_ms: samples older than now - max_age_ms are invisible, even before the next
+-- ARGV[2] max_samples: only the newest max_samples of the list are visible (record.lua may keep
+--         a few more until its next trim)
+-- ARGV[3] max_age_ms: samples older than now - max_age_ms are invisible, even before the next
 --         write trims them (0 = no age limit)
--- ARGV[3] selector:
---         "last"   ARGV[4] = n: the n most recently recorded visible samples (n >= 1)
---         "range"  ARGV[4] = from ms, ARGV[5] = to ms: visible samples with from <= ts <= to
---         "recent" ARGV[4] = d ms: visible samples with now - d < ts <= now
--- ARGV[6] what: "samples" or "aggregate"
--- ARGV[7], ARGV[8], ... quantiles q in [0, 1] ("aggregate" only)
+-- ARGV[4] selector:
+--         "last"   ARGV[5] = n: the n most recently recorded visible samples (n >= 1)
+--         "range"  ARGV[5] = from ms, ARGV[6] = to ms: visible samples with from <= ts <= to
+--         "recent" ARGV[5] = d ms: visible samples with now - d < ts <= now
+-- ARGV[7] what: "samples" or "aggregate"
+-- ARGV[8], ARGV[9], ... quantiles q in [0, 1] ("aggregate" only)
 -- Returns, as text:
 --   "samples":   {now, ts1, v1, ts2, v2, ...} in recording order
 --   "aggregate": {now, count, sum, min, max, p(q1), p(q2), ...}, or {now, "0"} when empty.
@@ -20,10 +22,12 @@
 local key = KEYS[1]
 ck_expect_type(key, 'list')
 local now = ck_now(ARGV[1])
-local max_age = tonumber(ARGV[2])
+local max_samples = tonumber(ARGV[2])
+local max_age = tonumber(ARGV[3])
 local cutoff = -math.huge
 if max_age > 0 then cutoff = now - max_age end
-local selector = ARGV[3]
+local selector = ARGV[4]
+local visible_from = -2 * max_samples
 
 local picked = {}
 local function pick_from(list, from, to)
@@ -37,7 +41,7 @@ local function pick_from(list, from, to)
 end
 
 if selector == 'last' then
-  local want = tonumber(ARGV[4])
+  local want = math.min(tonumber(ARGV[5]), max_samples)
   if want >= 1 then
     local tail = redis.call('LRANGE', key, -2 * want, -1)
     local all_visible = true
@@ -47,7 +51,7 @@ if selector == 'last' then
     if all_visible then
       picked = tail
     else
-      pick_from(redis.call('LRANGE', key, 0, -1), -math.huge, math.huge)
+      pick_from(redis.call('LRANGE', key, visible_from, -1), -math.huge, math.huge)
       if #picked > 2 * want then
         local last = {}
         for i = #picked - 2 * want + 1, #picked do last[#last + 1] = picked[i] end
@@ -56,15 +60,15 @@ if selector == 'last' then
     end
   end
 elseif selector == 'range' then
-  pick_from(redis.call('LRANGE', key, 0, -1), tonumber(ARGV[4]), tonumber(ARGV[5]))
+  pick_from(redis.call('LRANGE', key, visible_from, -1), tonumber(ARGV[5]), tonumber(ARGV[6]))
 elseif selector == 'recent' then
-  pick_from(redis.call('LRANGE', key, 0, -1), now - tonumber(ARGV[4]) + 1, now)
+  pick_from(redis.call('LRANGE', key, visible_from, -1), now - tonumber(ARGV[5]) + 1, now)
 else
   return ck_fail('BADQUERY', 'unknown selector ' .. selector)
 end
 
 local now_text = string.format('%d', now)
-if ARGV[6] == 'samples' then
+if ARGV[7] == 'samples' then
   table.insert(picked, 1, now_text)
   return picked
 end
@@ -82,9 +86,9 @@ for i = 1, count do
 end
 local out = { now_text, string.format('%d', count), string.format('%.17g', sum),
   string.format('%.17g', min), string.format('%.17g', max) }
-if #ARGV >= 7 then
+if #ARGV >= 8 then
   table.sort(values)
-  for a = 7, #ARGV do
+  for a = 8, #ARGV do
     local rank = math.ceil(tonumber(ARGV[a]) * count)
     if rank < 1 then rank = 1 end
     if rank > count then rank = count end

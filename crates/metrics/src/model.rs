@@ -28,8 +28,12 @@ pub struct ModelAlert {
 }
 
 /// A gauge or counter series in memory: samples in recording order, trimmed after each write
-/// by count (the oldest recorded go) and then by age (whole samples from the head while they
-/// are older than `now - max_age`).
+/// by count and then by age (whole samples from the head while they are older than
+/// `now - max_age`).
+///
+/// Trimming by count is amortised as in the script: once more than `max_samples +
+/// max_samples / 16` samples are stored, the oldest go until `max_samples` remain. Queries see
+/// only the newest `max_samples` (then filtered by age), so the slack never shows.
 #[derive(Debug, Clone)]
 pub struct SeriesModel {
     config: SeriesConfig,
@@ -70,8 +74,9 @@ impl SeriesModel {
             .collect();
         self.samples.extend(batch.iter().copied());
         let cap = self.config.max_samples as usize;
-        while self.samples.len() > cap {
-            self.samples.pop_front();
+        if self.samples.len() > cap + cap / 16 {
+            let excess = self.samples.len() - cap;
+            self.samples.drain(..excess);
         }
         if let Some(cutoff) = self.cutoff(now_ms) {
             while self
@@ -139,7 +144,7 @@ impl SeriesModel {
             }
         }
         Ok(Recorded {
-            retained: self.samples.len() as u64,
+            retained: self.samples.len().min(cap) as u64,
             now_ms,
             total: self.counter.then_some(self.total),
         })
@@ -153,7 +158,12 @@ impl SeriesModel {
     /// The samples a window selects at clock `now_ms`, in recording order.
     pub fn select(&self, now_ms: u64, window: Window) -> Vec<Sample> {
         let cutoff = self.cutoff(now_ms).unwrap_or(f64::NEG_INFINITY);
-        let visible = self.samples.iter().filter(|s| s.ts_ms as f64 >= cutoff);
+        let cap = self.config.max_samples as usize;
+        let visible = self
+            .samples
+            .iter()
+            .skip(self.samples.len().saturating_sub(cap))
+            .filter(|s| s.ts_ms as f64 >= cutoff);
         match window {
             Window::Last(n) => {
                 let all: Vec<Sample> = visible.copied().collect();
@@ -191,7 +201,7 @@ impl SeriesModel {
             .collect()
     }
 
-    /// Every sample kept (visible or not yet trimmed), in recording order.
+    /// Every sample stored (visible or not yet trimmed), in recording order.
     pub fn stored(&self) -> impl Iterator<Item = &Sample> {
         self.samples.iter()
     }

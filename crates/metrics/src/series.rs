@@ -55,7 +55,8 @@ pub type Counter = Series<CounterKind>;
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recorded {
-    /// How many samples the series keeps after the write (and its trimming).
+    /// How many samples the series holds after the write and its trimming (at most
+    /// `max_samples`).
     pub retained: u64,
     /// The scripts' clock when the write happened, in ms.
     pub now_ms: u64,
@@ -100,8 +101,10 @@ struct Inner {
     samples: Key,
     meta: Key,
     rollups: Key,
-    /// The arguments every write repeats (ARGV[2..=11] of record.lua).
+    /// The arguments every write repeats (ARGV[2..=3] or ARGV[2..=12] of record.lua).
     fixed_args: Vec<String>,
+    /// A gauge without age limit, rollups or alerts: record.lua's one-key fast path.
+    plain: bool,
 }
 
 pub(crate) struct SeriesParts {
@@ -125,24 +128,30 @@ impl<K: Kind> Series<K> {
         } = parts;
         let rollup = config.rollup;
         let alert = config.alert;
-        let fixed_args = vec![
-            config.max_samples.to_string(),
-            config.max_age_ms.to_string(),
-            K::NAME.to_owned(),
-            rollup.map_or(0, |r| r.resolution_ms).to_string(),
-            rollup.map_or(0, |r| r.keep).to_string(),
-            alert
-                .and_then(|a| a.above)
-                .map(value_text)
-                .unwrap_or_default(),
-            alert
-                .and_then(|a| a.below)
-                .map(value_text)
-                .unwrap_or_default(),
-            alert.map_or(0, |a| a.interval_ms).to_string(),
-            channel.clone(),
-            id.encoded().to_owned(),
-        ];
+        let plain = !K::COUNTER && config.max_age_ms == 0 && rollup.is_none() && alert.is_none();
+        let mut fixed_args = vec![config.max_samples.to_string()];
+        if plain {
+            fixed_args.push(String::new());
+        } else {
+            fixed_args.extend([
+                "+".to_owned(),
+                config.max_age_ms.to_string(),
+                K::NAME.to_owned(),
+                rollup.map_or(0, |r| r.resolution_ms).to_string(),
+                rollup.map_or(0, |r| r.keep).to_string(),
+                alert
+                    .and_then(|a| a.above)
+                    .map(value_text)
+                    .unwrap_or_default(),
+                alert
+                    .and_then(|a| a.below)
+                    .map(value_text)
+                    .unwrap_or_default(),
+                alert.map_or(0, |a| a.interval_ms).to_string(),
+                channel.clone(),
+                id.encoded().to_owned(),
+            ]);
+        }
         Self {
             inner: Arc::new(Inner {
                 samples: keys.key(K::NAME),
@@ -154,6 +163,7 @@ impl<K: Kind> Series<K> {
                 config,
                 channel,
                 fixed_args,
+                plain,
             }),
             kind: PhantomData,
         }
@@ -197,10 +207,11 @@ impl<K: Kind> Series<K> {
         }
         let inner = &*self.inner;
         let mut call = RECORD.prepare();
-        call.key(&inner.samples)
-            .key(&inner.meta)
-            .key(&inner.rollups)
-            .arg(inner.clock.arg());
+        call.key(&inner.samples);
+        if !inner.plain {
+            call.key(&inner.meta).key(&inner.rollups);
+        }
+        call.arg(inner.clock.arg());
         for arg in &inner.fixed_args {
             call.arg(arg);
         }
@@ -208,10 +219,10 @@ impl<K: Kind> Series<K> {
             call.arg(ts.map(|t| t.to_string()).unwrap_or_default())
                 .arg(value_text(value));
         }
-        let (retained, now, total): (String, String, String) = call.invoke(&inner.pool).await?;
+        let (retained, now_ms, total): (u64, u64, String) = call.invoke(&inner.pool).await?;
         Ok(Recorded {
-            retained: parse_u64("the retained count", &retained)?,
-            now_ms: parse_u64("the script's time", &now)?,
+            retained,
+            now_ms,
             total: if K::COUNTER {
                 Some(parse_f64("the counter's total", &total)?)
             } else {
@@ -236,6 +247,7 @@ impl<K: Kind> Series<K> {
         let mut call = QUERY.prepare();
         call.key(&inner.samples)
             .arg(inner.clock.arg())
+            .arg(inner.config.max_samples)
             .arg(inner.config.max_age_ms)
             .arg(selector)
             .arg(a)
