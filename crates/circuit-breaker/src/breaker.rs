@@ -237,7 +237,10 @@ impl CircuitBreaker {
     }
 
     fn note_store_error(&self, error: &str) {
-        self.inner.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .store_errors
+            .fetch_add(1, Ordering::Relaxed);
         if let Ok(mut last) = self.inner.stats.last_store_error.lock() {
             *last = Some(error.to_owned());
         }
@@ -472,7 +475,10 @@ impl CircuitBreaker {
     pub async fn force(&self, to: Forced) -> Result<(State, u64)> {
         let mut call = self.script("force");
         call.arg(to.as_str());
-        let values: Vec<Value> = call.invoke(&self.inner.pool).await.map_err(map_script_error)?;
+        let values: Vec<Value> = call
+            .invoke(&self.inner.pool)
+            .await
+            .map_err(map_script_error)?;
         decode_state_epoch(&values)
     }
 
@@ -522,7 +528,9 @@ fn state(v: Option<&Value>) -> Result<State> {
 }
 
 fn corrupt(expected: &str) -> BreakerError {
-    BreakerError::Corrupt(format!("the breaker script answered something other than {expected}"))
+    BreakerError::Corrupt(format!(
+        "the breaker script answered something other than {expected}"
+    ))
 }
 
 fn decode_acquire(v: &[Value]) -> Result<AcquireAnswer> {
@@ -571,7 +579,10 @@ impl CircuitBreaker {
     pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
         let mut call = self.script("acquire");
         call.arg(permit);
-        let values: Vec<Value> = call.invoke(&self.inner.pool).await.map_err(map_script_error)?;
+        let values: Vec<Value> = call
+            .invoke(&self.inner.pool)
+            .await
+            .map_err(map_script_error)?;
         decode_acquire(&values)
     }
 
@@ -589,7 +600,10 @@ impl CircuitBreaker {
             .arg(kind.code())
             .arg(outcome.code())
             .arg(duration_ms);
-        let values: Vec<Value> = call.invoke(&self.inner.pool).await.map_err(map_script_error)?;
+        let values: Vec<Value> = call
+            .invoke(&self.inner.pool)
+            .await
+            .map_err(map_script_error)?;
         decode_record(&values)
     }
 }

@@ -136,7 +136,9 @@ impl BreakerConfig {
     pub(crate) fn window_args(&self) -> (&'static str, u64, u64) {
         match self.window {
             Window::Count(n) => ("c", u64::from(n), 0),
-            Window::Time { length, buckets } => ("t", u64::from(buckets), ms(length) / u64::from(buckets)),
+            Window::Time { length, buckets } => {
+                ("t", u64::from(buckets), ms(length) / u64::from(buckets))
+            }
         }
     }
 }
@@ -238,14 +240,25 @@ impl BreakerConfigBuilder {
         let bad = |field: &'static str, reason: String| Err(Error::invalid_config(field, reason));
         match c.window {
             Window::Count(n) if !(1..=10_000).contains(&n) => {
-                return bad("window", format!("a count window holds 1 to 10000 calls, got {n}"));
+                return bad(
+                    "window",
+                    format!("a count window holds 1 to 10000 calls, got {n}"),
+                );
             }
             Window::Time { length, buckets } => {
                 if length < Duration::from_secs(1) || length > Duration::from_secs(86_400) {
-                    return bad("window", format!("a time window lasts 1s to 1 day, got {length:?}"));
+                    return bad(
+                        "window",
+                        format!("a time window lasts 1s to 1 day, got {length:?}"),
+                    );
                 }
                 if !(1..=120).contains(&buckets) || ms(length) / u64::from(buckets.max(1)) == 0 {
-                    return bad("window", format!("a time window has 1 to 120 buckets of at least 1ms, got {buckets}"));
+                    return bad(
+                        "window",
+                        format!(
+                            "a time window has 1 to 120 buckets of at least 1ms, got {buckets}"
+                        ),
+                    );
                 }
             }
             Window::Count(_) => {}
@@ -253,26 +266,40 @@ impl BreakerConfigBuilder {
         if c.minimum_calls == 0 {
             return bad("minimum_calls", "must be at least 1, got 0".into());
         }
-        for (field, rate) in [("failure_rate", c.failure_rate), ("slow_call_rate", c.slow_call_rate)] {
+        for (field, rate) in [
+            ("failure_rate", c.failure_rate),
+            ("slow_call_rate", c.slow_call_rate),
+        ] {
             if !(rate > 0.0 && rate <= 1.0) {
                 return bad(field, format!("must be in (0, 1], got {rate}"));
             }
         }
         if c.slow_call_duration < Duration::from_millis(1) {
-            return bad("slow_call_duration", format!("must be at least 1ms, got {:?}", c.slow_call_duration));
+            return bad(
+                "slow_call_duration",
+                format!("must be at least 1ms, got {:?}", c.slow_call_duration),
+            );
         }
         if c.consecutive_failures == Some(0) {
-            return bad("consecutive_failures", "must be at least 1 (or None), got 0".into());
+            return bad(
+                "consecutive_failures",
+                "must be at least 1 (or None), got 0".into(),
+            );
         }
         match c.open {
             OpenDuration::Fixed(d) if d < Duration::from_millis(1) => {
                 return bad("open_duration", format!("must be at least 1ms, got {d:?}"));
             }
             OpenDuration::Exponential { base, factor, max } => {
-                if base < Duration::from_millis(1) || max < base || !(factor >= 1.0 && factor.is_finite()) {
+                if base < Duration::from_millis(1)
+                    || max < base
+                    || !(factor >= 1.0 && factor.is_finite())
+                {
                     return bad(
                         "open_duration",
-                        format!("needs base ≥ 1ms, max ≥ base and a finite factor ≥ 1, got {base:?}, {factor}, {max:?}"),
+                        format!(
+                            "needs base ≥ 1ms, max ≥ base and a finite factor ≥ 1, got {base:?}, {factor}, {max:?}"
+                        ),
                     );
                 }
             }
@@ -285,15 +312,24 @@ impl BreakerConfigBuilder {
             return bad("half_open_successes", "must be at least 1, got 0".into());
         }
         if c.permit_lease < Duration::from_millis(1) {
-            return bad("permit_lease", format!("must be at least 1ms, got {:?}", c.permit_lease));
+            return bad(
+                "permit_lease",
+                format!("must be at least 1ms, got {:?}", c.permit_lease),
+            );
         }
         if let Some(d) = c.half_open_max_wait
             && d < Duration::from_millis(1)
         {
-            return bad("half_open_max_wait", format!("must be at least 1ms, got {d:?}"));
+            return bad(
+                "half_open_max_wait",
+                format!("must be at least 1ms, got {d:?}"),
+            );
         }
         if c.idle_expiry < Duration::from_secs(1) {
-            return bad("idle_expiry", format!("must be at least 1s, got {:?}", c.idle_expiry));
+            return bad(
+                "idle_expiry",
+                format!("must be at least 1s, got {:?}", c.idle_expiry),
+            );
         }
         Ok(c)
     }

@@ -54,7 +54,9 @@ impl WindowState {
                     .iter()
                     .flatten()
                     .filter(|(id, ..)| *id + size > current && *id <= current)
-                    .fold((0, 0, 0), |(n, f, s), (_, c, cf, cs)| (n + c, f + cf, s + cs))
+                    .fold((0, 0, 0), |(n, f, s), (_, c, cf, cs)| {
+                        (n + c, f + cf, s + cs)
+                    })
             }
         }
     }

@@ -15,7 +15,11 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     Acquire,
-    Record { which: usize, outcome: Outcome, duration_ms: u64 },
+    Record {
+        which: usize,
+        outcome: Outcome,
+        duration_ms: u64,
+    },
     Advance(u64),
     Snapshot,
     Force(Forced),
@@ -41,7 +45,10 @@ fn op() -> impl Strategy<Value = Op> {
 fn config(time_window: bool, clock: &ManualClock) -> BreakerConfig {
     BreakerConfig::builder()
         .window(if time_window {
-            Window::Time { length: Duration::from_secs(4), buckets: 4 }
+            Window::Time {
+                length: Duration::from_secs(4),
+                buckets: 4,
+            }
         } else {
             Window::Count(5)
         })
