@@ -281,7 +281,7 @@ impl CircuitBreaker {
             Clock::Manual(manual) => manual.now_ms(),
             _ => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| ms(d))
+                .map(ms)
                 .unwrap_or_default(),
         }
     }
