@@ -45,8 +45,10 @@ if selector == 'last' then
   if want >= 1 then
     local tail = redis.call('LRANGE', key, -2 * want, -1)
     local all_visible = true
-    for i = 1, #tail, 2 do
-      if tonumber(tail[i]) < cutoff then all_visible = false break end
+    if max_age > 0 then
+      for i = 1, #tail, 2 do
+        if tonumber(tail[i]) < cutoff then all_visible = false break end
+      end
     end
     if all_visible then
       picked = tail

@@ -152,7 +152,7 @@ impl SeriesModel {
 
     /// `now - max_age`, when there is an age limit (a float, as in Lua: it may be negative).
     fn cutoff(&self, now_ms: u64) -> Option<f64> {
-        (self.config.max_age_ms > 0).then(|| now_ms as f64 - self.config.max_age_ms as f64)
+        (self.config.max_age_ms > 0).then_some(now_ms as f64 - self.config.max_age_ms as f64)
     }
 
     /// The samples a window selects at clock `now_ms`, in recording order.

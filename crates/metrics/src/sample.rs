@@ -100,7 +100,15 @@ mod tests {
 
     #[test]
     fn value_text_reads_back_exactly() {
-        for v in [0.1, -0.0, 1e300, 5e-324, 123456789.123456789, -2.5e-7] {
+        for v in [
+            0.1,
+            -0.0,
+            1e300,
+            5e-324,
+            123_456_789.123_456_78,
+            -2.5e-7,
+            1.0 / 3.0,
+        ] {
             assert_eq!(value_text(v).parse::<f64>().unwrap().to_bits(), v.to_bits());
         }
     }
