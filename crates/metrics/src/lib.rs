@@ -22,6 +22,18 @@
 //! - Bad input is refused with a clear error: NaN or infinite values ([`Error::InvalidSample`]),
 //!   invalid names or labels, a key of another type ([`coordkit_core::Error::WrongType`]).
 //!
+//! # Layout and costs
+//!
+//! A gauge `loss{run=r42}` in namespace `app` lives in `app:{metric:loss,run=r42}:gauge`, a list
+//! `[ts1, v1, ts2, v2, …]` (about 30 bytes per sample: 1,000 samples take ~30 KB), plus
+//! `…:gauge-meta` (counter total, last alert) and `…:gauge-rollups` (one hash field per bucket)
+//! when used; counters use `…:counter*`, histograms one hash `…:histogram` of at most 566
+//! fields. Retention by count is amortised: the list may hold `max_samples / 16` extra samples
+//! between two trims, which queries never see. Recording a sample into a plain gauge runs
+//! `TIME` and `RPUSH` (and, once every `max_samples / 16` writes, `LTRIM`) in one script call;
+//! an aggregate reads the window once (`LRANGE`) and sorts it only when percentiles are asked.
+//! The scripts are in `lua/*.lua`, each documenting its keys, arguments and reply.
+//!
 //! ```
 //! use std::time::Duration;
 //! use coordkit_core::{Keyspace, Pool, PoolConfig};
