@@ -1,7 +1,98 @@
 //! # coordkit-errors
 //!
-//! Placeholder: this primitive arrives in its own issue. It already depends on
-//! [`coordkit_core`] so the workspace layout is final.
+//! Error tracking for agents: every agent reports its failures to one tracker; operators see
+//! which distinct problems exist, how often, since when, and when several subsystems fail
+//! together (a cascade), without a storm of duplicates and without unbounded memory.
+//!
+//! - **One round trip per record.** [`ErrorTracker::record`] runs one Lua script that updates
+//!   the signature (count, first/last seen by server time, last sample, components seen), the
+//!   counters by kind and component, the chronological log, the task's details record, the
+//!   correlation window, re-opens a resolved signature (a regression), and publishes the event,
+//!   all atomically. Under concurrency, records of one tracker share calls (group commit), each
+//!   still applied exactly once, in order.
+//! - **Signatures.** The message is normalized ([`normalize`]: numbers, UUIDs, hex ids, IPs,
+//!   e-mails, URLs, paths, timestamps, durations, quoted values) and hashed with the kind and
+//!   component ([`fingerprint`], SHA-1, versioned by [`NORMALIZER_VERSION`]); a caller may bring
+//!   its own ([`ErrorEvent::fingerprint`]).
+//! - **Resolve and regressions.** [`ErrorTracker::resolve`]; an occurrence after the resolution
+//!   re-opens it with a `regression` event ([`ErrorEvent::occurred_ms`] lets a late report of an
+//!   earlier failure count without re-opening).
+//! - **Cascades.** When the distinct kinds within the correlation window (default 5 minutes)
+//!   reach the threshold (default 3), one `cascade` event lists the kinds, their counts and the
+//!   components, at most once per window.
+//! - **Events** on one channel per [`Severity`] (`<ns>:events:errors:<severity>`), published by
+//!   the recording script: a pattern subscription watches them all.
+//! - **Queries:** [`ErrorTracker::recent`] (paged), [`ErrorTracker::top`] (within a window),
+//!   [`ErrorTracker::signature`], [`ErrorTracker::counts`], [`ErrorTracker::task`].
+//! - **Bounded memory:** caps on the log (count, and age: default 7 days), signatures (least
+//!   recently seen evicted), task records (oldest evicted; TTL), and counters.
+//! - **Bad input is recorded, not rejected:** invalid UTF-8 is replaced, an over-long message
+//!   is truncated with a marker, malformed names are cleaned, missing fields take defaults.
+//!
+//! Keys (one hash tag per tracker, so it works on Redis Cluster):
+//! `<ns>:{errors:<name>}:data` (hash: signature states, samples, task records),
+//! `…:seen` and `…:tasks` (sorted sets: recency for eviction), `…:counts` (hash), `…:log`
+//! (stream), `…:corr` (sorted set: kinds in the window).
+//!
+//! ```
+//! use std::time::Duration;
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//! use coordkit_errors::{ErrorEvent, ErrorTracker, Resolution, Severity};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let tracker = ErrorTracker::builder(pool, Keyspace::new("demo")?, "agents").build()?;
+//!
+//! // Two occurrences of one problem: different ids and hosts, one signature.
+//! let first = tracker
+//!     .record(&ErrorEvent::new("fetcher", "Timeout", "GET https://a.example/1 timed out after 30s").task("t-1"))
+//!     .await?;
+//! let second = tracker
+//!     .record(&ErrorEvent::new("fetcher", "Timeout", "GET https://b.example/9 timed out after 45s").task("t-2"))
+//!     .await?;
+//! assert_eq!(first.signature, second.signature);
+//! assert!(first.new_signature && !second.new_signature);
+//! assert_eq!(second.count, 2);
+//! assert_eq!(second.severity, Severity::Error); // from the default classifier
+//!
+//! let detail = tracker.signature(&second.signature).await?.expect("tracked");
+//! assert_eq!(detail.meta.template, "GET <url> timed out after <dur>");
+//!
+//! // Resolved, then seen again: a regression.
+//! assert!(matches!(tracker.resolve(&second.signature).await?, Resolution::Resolved { .. }));
+//! let again = tracker
+//!     .record(&ErrorEvent::new("fetcher", "Timeout", "GET https://c.example/2 timed out after 5s"))
+//!     .await?;
+//! assert!(again.regression);
+//!
+//! let top = tracker.top(Duration::from_secs(3600), 10).await?;
+//! assert_eq!(top.signatures[0].in_window, 3);
+//! assert_eq!(tracker.counts().await?.by_kind["Timeout"], 3);
+//! assert_eq!(tracker.task("t-2").await?.expect("kept").message, "GET https://b.example/9 timed out after 45s");
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod event;
+pub mod model;
+mod normalize;
+mod query;
+mod tracker;
 
 pub use coordkit_core;
+pub use error::{Result, TrackerError};
+pub use event::{Classifier, ErrorEvent, Severity, default_classifier};
+pub use normalize::{NORMALIZER_VERSION, fingerprint, normalize};
+pub use query::{
+    Counts, ErrorRecord, LogEntry, LogPage, SignatureDetail, SignatureMeta, TopSignature,
+    TopSignatures,
+};
+pub use tracker::{
+    ErrorTracker, INSTANCE_KIND, MAX_ATTRIBUTES, MAX_BATCH, MAX_FIELD_BYTES, MAX_FRAMES, Recorded,
+    Resolution, TrackerBuilder,
+};

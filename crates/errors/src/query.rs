@@ -1,0 +1,400 @@
+//! Queries: recent errors, top signatures, one signature's detail, counters, task details.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use coordkit_core::{Error, Script, redis};
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::event::Severity;
+use crate::tracker::{ErrorTracker, millis};
+
+static RECENT: Script = Script::new("errors-recent", include_str!("../lua/recent.lua"));
+static TOP: Script = Script::new("errors-top", include_str!("../lua/top.lua"));
+static TASK: Script = Script::new("errors-task", include_str!("../lua/task.lua"));
+
+/// One occurrence as kept in the log (the message, not the stack or attributes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LogEntry {
+    /// The log id (`<ms>-<seq>`), usable as a paging cursor.
+    #[serde(skip)]
+    pub id: String,
+    /// The signature.
+    #[serde(skip)]
+    pub signature: String,
+    /// When it was recorded (server time, ms).
+    pub ts_ms: u64,
+    /// The component.
+    pub component: String,
+    /// The kind.
+    pub kind: String,
+    /// The severity.
+    pub severity: Severity,
+    /// The message (after truncation).
+    pub message: String,
+    /// The task, if any.
+    pub task_id: Option<String>,
+    /// The code, if any.
+    pub code: Option<String>,
+    /// Whether it was reported recoverable.
+    pub recoverable: bool,
+}
+
+/// One page of [`ErrorTracker::recent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// Entries, newest first.
+    pub entries: Vec<LogEntry>,
+    /// The cursor of the next (older) page; `None` when this page was the last.
+    pub next: Option<String>,
+}
+
+/// A full record: the last sample of a signature, or a task's details.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ErrorRecord {
+    /// When it was recorded (server time, ms).
+    pub ts_ms: u64,
+    /// The signature's count with this occurrence.
+    pub count: u64,
+    /// The signature.
+    pub signature: String,
+    /// The component.
+    pub component: String,
+    /// The kind.
+    pub kind: String,
+    /// The severity.
+    pub severity: Severity,
+    /// The message (after truncation).
+    pub message: String,
+    /// The task, if any.
+    pub task_id: Option<String>,
+    /// The code, if any.
+    pub code: Option<String>,
+    /// Whether it was reported recoverable.
+    pub recoverable: bool,
+    /// Whether the message was truncated.
+    pub truncated: bool,
+    /// When it happened by the caller's clock, if the caller said.
+    #[serde(default)]
+    pub occurred_ms: Option<u64>,
+    /// Stack frames, innermost first.
+    pub stack: Vec<String>,
+    /// Attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Everything tracked about one signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureDetail {
+    /// The signature.
+    pub signature: String,
+    /// Occurrences recorded.
+    pub count: u64,
+    /// First occurrence (server time, ms).
+    pub first_seen_ms: u64,
+    /// Latest occurrence (server time, ms).
+    pub last_seen_ms: u64,
+    /// When it was resolved, while it is.
+    pub resolved_at_ms: Option<u64>,
+    /// How many times an occurrence re-opened it after a resolution.
+    pub regressions: u64,
+    /// The components that reported it (at most 16), in order of first report.
+    pub components: Vec<String>,
+    /// Kind, component and template of its first occurrence.
+    pub meta: SignatureMeta,
+    /// The latest occurrence in full.
+    pub last_sample: Option<ErrorRecord>,
+}
+
+/// What a signature stands for (from its first occurrence).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct SignatureMeta {
+    /// The kind.
+    pub kind: String,
+    /// The component.
+    pub component: String,
+    /// The normalized message (empty for a caller's own fingerprint).
+    pub template: String,
+    /// The normalizer version that computed it.
+    pub normalizer: u32,
+}
+
+/// One signature of [`ErrorTracker::top`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopSignature {
+    /// The signature.
+    pub signature: String,
+    /// Occurrences within the window.
+    pub in_window: u64,
+    /// All occurrences (0 when the signature is no longer tracked).
+    pub total: u64,
+    /// Latest occurrence (0 when no longer tracked).
+    pub last_seen_ms: u64,
+    /// What it stands for (default when no longer tracked).
+    pub meta: SignatureMeta,
+}
+
+/// The answer of [`ErrorTracker::top`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopSignatures {
+    /// Signatures by occurrences in the window, most first (ties by signature).
+    pub signatures: Vec<TopSignature>,
+    /// `false` when the log's length cap cut into the window: counts are then lower bounds.
+    pub complete: bool,
+}
+
+/// Counters by kind and component (all occurrences since the tracker began).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Per kind.
+    pub by_kind: BTreeMap<String, u64>,
+    /// Per component.
+    pub by_component: BTreeMap<String, u64>,
+    /// Per (kind, component).
+    pub by_pair: BTreeMap<(String, String), u64>,
+    /// Occurrences of pairs first seen beyond the counter cap.
+    pub other: u64,
+}
+
+impl Counts {
+    /// All occurrences counted.
+    pub fn total(&self) -> u64 {
+        self.by_pair.values().sum::<u64>() + self.other
+    }
+}
+
+/// The parsed signature state: `count first last resolved regressions[ comp…]`.
+pub(crate) struct State {
+    pub(crate) count: u64,
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+    pub(crate) resolved: u64,
+    pub(crate) regressions: u64,
+    pub(crate) components: Vec<String>,
+}
+
+pub(crate) fn parse_state(signature: &str, state: &str) -> Result<State> {
+    let mut parts = state.split(' ');
+    let mut number = || -> Result<u64> {
+        parts.next().and_then(|p| p.parse().ok()).ok_or_else(|| {
+            Error::decode(
+                format!("signature {signature}"),
+                format!("bad state {state:?}"),
+            )
+            .into()
+        })
+    };
+    let (count, first, last, resolved, regressions) =
+        (number()?, number()?, number()?, number()?, number()?);
+    Ok(State {
+        count,
+        first,
+        last,
+        resolved,
+        regressions,
+        components: parts.map(str::to_owned).collect(),
+    })
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::decode(what, e).into())
+}
+
+impl ErrorTracker {
+    /// One page of the log, newest first (entries older than the log's max age are not
+    /// shown). Start with `cursor = None` and pass [`LogPage::next`] back for older entries;
+    /// the cursor is an entry id, so new records do not shift the pages.
+    pub async fn recent(&self, cursor: Option<&str>, page_size: u32) -> Result<LogPage> {
+        let inner = &self.inner;
+        let page_size = page_size.clamp(1, 10_000);
+        let raw: Vec<(String, Vec<String>)> = RECENT
+            .prepare()
+            .key(&inner.keys.log)
+            .arg(inner.settings.clock.arg())
+            .arg(millis(inner.settings.log_max_age))
+            .arg(cursor.unwrap_or(""))
+            .arg(page_size)
+            .invoke(&inner.pool)
+            .await?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for (id, fields) in raw {
+            let mut signature = String::new();
+            let mut json = None;
+            for pair in fields.chunks_exact(2) {
+                match pair[0].as_str() {
+                    "f" => signature = pair[1].clone(),
+                    "e" => json = Some(&pair[1]),
+                    _ => {}
+                }
+            }
+            let mut entry: LogEntry =
+                decode_json(&format!("log entry {id}"), json.map_or("", |j| j))?;
+            entry.id = id;
+            entry.signature = signature;
+            entries.push(entry);
+        }
+        let next = (entries.len() == page_size as usize)
+            .then(|| entries.last().map(|e| e.id.clone()))
+            .flatten();
+        Ok(LogPage { entries, next })
+    }
+
+    /// The `limit` signatures with the most occurrences within `window` (up to now, server
+    /// time), counted from the log.
+    pub async fn top(&self, window: Duration, limit: u32) -> Result<TopSignatures> {
+        let inner = &self.inner;
+        let raw: Vec<redis::Value> = TOP
+            .prepare()
+            .key(&inner.keys.data)
+            .key(&inner.keys.log)
+            .arg(inner.settings.clock.arg())
+            .arg(millis(window).max(1))
+            .arg(millis(inner.settings.log_max_age))
+            .arg(limit.max(1))
+            .arg(inner.settings.log_max_len)
+            .invoke(&inner.pool)
+            .await?;
+        let bad = |why: &str| Error::decode("the top script's answer", why.to_owned());
+        let mut it = raw.into_iter();
+        let complete: i64 = redis::from_redis_value(it.next().ok_or_else(|| bad("empty"))?)
+            .map_err(|e| bad(&e.to_string()))?;
+        let rest: Vec<redis::Value> = it.collect();
+        let mut signatures = Vec::new();
+        for chunk in rest.chunks(4) {
+            let [sig, count, state, meta] = chunk else {
+                return Err(bad("a short entry").into());
+            };
+            let text = |v: &redis::Value| -> Result<String> {
+                Ok(redis::from_redis_value_ref(v).map_err(|e| bad(&e.to_string()))?)
+            };
+            let signature = text(sig)?;
+            let in_window: u64 =
+                redis::from_redis_value_ref(count).map_err(|e| bad(&e.to_string()))?;
+            let state = text(state)?;
+            let meta = text(meta)?;
+            let (total, last_seen_ms) = if state.is_empty() {
+                (0, 0)
+            } else {
+                let s = parse_state(&signature, &state)?;
+                (s.count, s.last)
+            };
+            let meta = if meta.is_empty() {
+                SignatureMeta::default()
+            } else {
+                decode_json(&format!("signature {signature} meta"), &meta)?
+            };
+            signatures.push(TopSignature {
+                signature,
+                in_window,
+                total,
+                last_seen_ms,
+                meta,
+            });
+        }
+        Ok(TopSignatures {
+            signatures,
+            complete: complete == 1,
+        })
+    }
+
+    /// Everything tracked about `signature`, or `None` when it is not tracked (never seen, or
+    /// evicted as the least recently seen beyond the cap).
+    pub async fn signature(&self, signature: &str) -> Result<Option<SignatureDetail>> {
+        let inner = &self.inner;
+        let (state, sample, meta): (Option<String>, Option<String>, Option<String>) = inner
+            .pool
+            .query_keys(
+                redis::cmd("HMGET")
+                    .arg(&inner.keys.data)
+                    .arg(signature)
+                    .arg(format!("{signature} s"))
+                    .arg(format!("{signature} m")),
+                std::slice::from_ref(&inner.keys.data),
+            )
+            .await?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let s = parse_state(signature, &state)?;
+        let last_sample = sample
+            .map(|j| decode_json::<ErrorRecord>(&format!("signature {signature} sample"), &j))
+            .transpose()?;
+        let meta = meta
+            .map(|j| decode_json::<SignatureMeta>(&format!("signature {signature} meta"), &j))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Some(SignatureDetail {
+            signature: signature.to_owned(),
+            count: s.count,
+            first_seen_ms: s.first,
+            last_seen_ms: s.last,
+            resolved_at_ms: (s.resolved > 0).then_some(s.resolved),
+            regressions: s.regressions,
+            components: s.components,
+            meta,
+            last_sample,
+        }))
+    }
+
+    /// The counters by kind, by component and by both.
+    pub async fn counts(&self) -> Result<Counts> {
+        let inner = &self.inner;
+        let all: BTreeMap<String, u64> = inner
+            .pool
+            .query_keys(
+                redis::cmd("HGETALL").arg(&inner.keys.counts),
+                std::slice::from_ref(&inner.keys.counts),
+            )
+            .await?;
+        let mut counts = Counts::default();
+        for (field, n) in all {
+            match field.split_once(' ') {
+                Some((kind, component)) => {
+                    *counts.by_kind.entry(kind.to_owned()).or_default() += n;
+                    *counts.by_component.entry(component.to_owned()).or_default() += n;
+                    counts
+                        .by_pair
+                        .insert((kind.to_owned(), component.to_owned()), n);
+                }
+                None => counts.other += n,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The details record of `task_id` (its latest error), unless older than the task TTL or
+    /// evicted beyond the task cap. The id is cleaned as when recorded.
+    pub async fn task(&self, task_id: &str) -> Result<Option<ErrorRecord>> {
+        let inner = &self.inner;
+        let json: Option<String> = TASK
+            .prepare()
+            .key(&inner.keys.data)
+            .key(&inner.keys.tasks)
+            .arg(inner.settings.clock.arg())
+            .arg(millis(inner.settings.task_ttl))
+            .arg(crate::event::clean_name(task_id))
+            .invoke(&inner.pool)
+            .await?;
+        json.map(|j| decode_json(&format!("task {task_id}"), &j))
+            .transpose()
+    }
+
+    /// The tracked signatures, most recently seen first (at most `limit`), with their last
+    /// occurrence time.
+    pub async fn signatures(&self, limit: u32) -> Result<Vec<(String, u64)>> {
+        let inner = &self.inner;
+        let stop = i64::from(limit.max(1)) - 1;
+        Ok(inner
+            .pool
+            .query_keys(
+                redis::cmd("ZREVRANGE")
+                    .arg(&inner.keys.seen)
+                    .arg(0)
+                    .arg(stop)
+                    .arg("WITHSCORES"),
+                std::slice::from_ref(&inner.keys.seen),
+            )
+            .await?)
+    }
+}

@@ -1,0 +1,822 @@
+//! [`ErrorTracker`]: configuration, recording (with group commit) and resolution.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coordkit_core::{Clock, Key, KeyKind, Keyspace, Pool, Script};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::error::{Result, TrackerError};
+use crate::event::{Classifier, ErrorEvent, Severity, clean_name, default_classifier, truncate};
+use crate::normalize::{NORMALIZER_VERSION, fingerprint, normalize};
+
+pub(crate) static RECORD: Script = Script::new("errors-record", include_str!("../lua/record.lua"));
+static RESOLVE: Script = Script::new("errors-resolve", include_str!("../lua/resolve.lua"));
+
+/// The instance kind of trackers in the keyspace (`<ns>:{errors:<name>}:…`).
+pub const INSTANCE_KIND: &str = "errors";
+
+/// The most stack frames kept per record.
+pub const MAX_FRAMES: usize = 64;
+/// The most attributes kept per record.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// The longest stack frame, attribute value or code kept, in bytes (longer ones are truncated
+/// with a marker).
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// The most records one script call carries (see [`TrackerBuilder::max_in_flight`]).
+pub const MAX_BATCH: usize = 64;
+
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) max_message_bytes: usize,
+    pub(crate) log_max_len: u32,
+    pub(crate) log_max_age: Duration,
+    pub(crate) task_ttl: Duration,
+    pub(crate) max_signatures: u32,
+    pub(crate) max_tasks: u32,
+    pub(crate) max_counters: u32,
+    pub(crate) window: Duration,
+    pub(crate) cascade_threshold: u32,
+    pub(crate) per_component: bool,
+    pub(crate) max_in_flight: usize,
+    pub(crate) clock: Clock,
+    pub(crate) classifier: Arc<Classifier>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("log_max_len", &self.log_max_len)
+            .field("log_max_age", &self.log_max_age)
+            .field("task_ttl", &self.task_ttl)
+            .field("max_signatures", &self.max_signatures)
+            .field("max_tasks", &self.max_tasks)
+            .field("max_counters", &self.max_counters)
+            .field("window", &self.window)
+            .field("cascade_threshold", &self.cascade_threshold)
+            .field("per_component", &self.per_component)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of one tracker (one hash tag).
+#[derive(Debug)]
+pub(crate) struct Keys {
+    pub(crate) data: Key,
+    pub(crate) seen: Key,
+    pub(crate) tasks: Key,
+    pub(crate) counts: Key,
+    pub(crate) log: Key,
+    pub(crate) corr: Key,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
+    pub(crate) name: String,
+    pub(crate) keys: Keys,
+    pub(crate) settings: Settings,
+    /// Event channel per severity, in [`Severity::ALL`] order.
+    pub(crate) channels: Vec<String>,
+    /// `{"source":"errors","entity":"<name>",`
+    envelope_head: String,
+    batch: Mutex<BatchState>,
+}
+
+#[derive(Default)]
+struct BatchState {
+    queue: Vec<Pending>,
+    in_flight: usize,
+}
+
+struct Pending {
+    args: Prepared,
+    reply: oneshot::Sender<coordkit_core::Result<Outcome>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    count: u64,
+    first_seen_ms: u64,
+    ts_ms: u64,
+    new_signature: bool,
+    regression: bool,
+    cascade: bool,
+}
+
+/// One record, cleaned and encoded: the script's 9 arguments, and what the caller is told.
+struct Prepared {
+    signature: String,
+    kind: String,
+    component: String,
+    task: String,
+    occurred: String,
+    record: String,
+    meta: String,
+    entry: String,
+    channel: usize,
+    severity: Severity,
+    truncated: bool,
+}
+
+/// Error tracking for one application (or one fleet of agents): records error events,
+/// deduplicates them by signature, correlates them across components, and answers queries.
+/// Cheap to clone; clones share the group-commit queue.
+///
+/// See the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct ErrorTracker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ErrorTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorTracker")
+            .field("name", &self.inner.name)
+            .field("keys", &self.inner.keys)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`ErrorTracker`] with validated settings.
+pub struct TrackerBuilder {
+    pool: Pool,
+    keyspace: Keyspace,
+    name: String,
+    settings: Settings,
+}
+
+impl std::fmt::Debug for TrackerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackerBuilder")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrackerBuilder {
+    /// The longest message kept, in bytes (default 4 KiB; 64 ..= 1 MiB). A longer one is cut
+    /// at a character boundary and ends with `…[truncated <n> bytes]`.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_message_bytes = bytes;
+        self
+    }
+
+    /// How many entries the chronological log keeps (default 10,000).
+    pub fn log_max_len(mut self, entries: u32) -> Self {
+        self.settings.log_max_len = entries;
+        self
+    }
+
+    /// How long log entries stay visible (default 7 days).
+    pub fn log_max_age(mut self, age: Duration) -> Self {
+        self.settings.log_max_age = age;
+        self
+    }
+
+    /// How long a task's details record is kept after its latest error (default 7 days).
+    pub fn task_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.task_ttl = ttl;
+        self
+    }
+
+    /// How many signatures are tracked (default 10,000); beyond it the least recently seen is
+    /// forgotten.
+    pub fn max_signatures(mut self, n: u32) -> Self {
+        self.settings.max_signatures = n;
+        self
+    }
+
+    /// How many task details records are kept (default 10,000); beyond it the oldest goes.
+    pub fn max_tasks(mut self, n: u32) -> Self {
+        self.settings.max_tasks = n;
+        self
+    }
+
+    /// How many (kind, component) counters are kept (default 10,000); occurrences of new pairs
+    /// beyond it are counted under [`Counts::other`](crate::Counts::other).
+    pub fn max_counters(mut self, n: u32) -> Self {
+        self.settings.max_counters = n;
+        self
+    }
+
+    /// The correlation window (default 5 minutes).
+    pub fn correlation_window(mut self, window: Duration) -> Self {
+        self.settings.window = window;
+        self
+    }
+
+    /// How many distinct kinds within the window make a cascade (default 3).
+    pub fn cascade_threshold(mut self, kinds: u32) -> Self {
+        self.settings.cascade_threshold = kinds;
+        self
+    }
+
+    /// Whether the component is part of a computed signature (default `true`). With `false`,
+    /// one problem seen by several components is one signature listing them all.
+    pub fn signature_per_component(mut self, yes: bool) -> Self {
+        self.settings.per_component = yes;
+        self
+    }
+
+    /// The severity of events that carry none (default: [`default_classifier`]).
+    pub fn classifier(
+        mut self,
+        f: impl Fn(&ErrorEvent) -> Severity + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.classifier = Arc::new(f);
+        self
+    }
+
+    /// The clock scripts use (default: the server's).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.settings.clock = clock;
+        self
+    }
+
+    /// How many record calls of this tracker may be in flight at once (default 4, 1 ..= 64).
+    /// Records made while that many are in flight wait and go together in the next call (group
+    /// commit, at most [`MAX_BATCH`] per call): every record is still applied by exactly one
+    /// script call, in arrival order, and under load there are fewer, larger calls.
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.settings.max_in_flight = calls;
+        self
+    }
+
+    /// Validates the settings and builds the tracker.
+    pub fn build(self) -> Result<ErrorTracker> {
+        let s = &self.settings;
+        let ms = |d: Duration| d.as_millis();
+        let check = |ok: bool, field: &'static str, reason: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(coordkit_core::Error::invalid_config(
+                    field,
+                    reason.to_owned(),
+                ))
+            }
+        };
+        check(
+            (64..=1 << 20).contains(&s.max_message_bytes),
+            "max_message_bytes",
+            "must be between 64 and 1048576",
+        )?;
+        check(s.log_max_len >= 1, "log_max_len", "must be at least 1")?;
+        check(
+            ms(s.log_max_age) >= 1,
+            "log_max_age",
+            "must be at least 1 ms",
+        )?;
+        check(ms(s.task_ttl) >= 1, "task_ttl", "must be at least 1 ms")?;
+        check(
+            s.max_signatures >= 1,
+            "max_signatures",
+            "must be at least 1",
+        )?;
+        check(s.max_tasks >= 1, "max_tasks", "must be at least 1")?;
+        check(s.max_counters >= 1, "max_counters", "must be at least 1")?;
+        check(
+            ms(s.window) >= 1,
+            "correlation_window",
+            "must be at least 1 ms",
+        )?;
+        check(
+            s.cascade_threshold >= 1,
+            "cascade_threshold",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=64).contains(&s.max_in_flight),
+            "max_in_flight",
+            "must be between 1 and 64",
+        )?;
+        let instance = self.keyspace.instance(INSTANCE_KIND, &self.name)?;
+        let keys = Keys {
+            data: instance.typed_key("data", KeyKind::Hash),
+            seen: instance.typed_key("seen", KeyKind::ZSet),
+            tasks: instance.typed_key("tasks", KeyKind::ZSet),
+            counts: instance.typed_key("counts", KeyKind::Hash),
+            log: instance.typed_key("log", KeyKind::Stream),
+            corr: instance.typed_key("corr", KeyKind::ZSet),
+        };
+        let channels = Severity::ALL
+            .iter()
+            .map(|s| self.keyspace.channel(INSTANCE_KIND, s.as_str()))
+            .collect::<coordkit_core::Result<Vec<_>>>()?;
+        let envelope_head = format!(
+            "{{\"source\":\"errors\",\"entity\":{},",
+            serde_json::to_string(&self.name).unwrap_or_else(|_| "\"\"".into())
+        );
+        Ok(ErrorTracker {
+            inner: Arc::new(Inner {
+                pool: self.pool,
+                name: self.name,
+                keys,
+                settings: self.settings,
+                channels,
+                envelope_head,
+                batch: Mutex::new(BatchState::default()),
+            }),
+        })
+    }
+}
+
+/// What [`ErrorTracker::record`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The signature the occurrence was counted under.
+    pub signature: String,
+    /// The signature's count, this occurrence included.
+    pub count: u64,
+    /// When the signature was first seen (server time, ms).
+    pub first_seen_ms: u64,
+    /// When this occurrence was recorded (server time, ms).
+    pub ts_ms: u64,
+    /// The severity it was recorded with (given, or from the classifier).
+    pub severity: Severity,
+    /// The signature was not tracked before.
+    pub new_signature: bool,
+    /// The signature was resolved and this occurrence re-opened it.
+    pub regression: bool,
+    /// This occurrence completed a cascade: a `cascade` event was emitted.
+    pub cascade: bool,
+    /// The message was cut to the size limit.
+    pub truncated: bool,
+}
+
+/// What [`ErrorTracker::resolve`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Resolved now (server time, ms).
+    Resolved {
+        /// When.
+        at_ms: u64,
+    },
+    /// It already was, since `at_ms`.
+    AlreadyResolved {
+        /// Since when.
+        at_ms: u64,
+    },
+    /// No such signature is tracked.
+    Unknown,
+}
+
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    signature: &'a str,
+    component: &'a str,
+    kind: &'a str,
+    severity: Severity,
+    message: &'a str,
+    task_id: Option<&'a str>,
+    code: Option<&'a str>,
+    recoverable: bool,
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    occurred_ms: Option<u64>,
+    stack: &'a [String],
+    attributes: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    component: &'a str,
+    kind: &'a str,
+    severity: Severity,
+    message: &'a str,
+    task_id: Option<&'a str>,
+    code: Option<&'a str>,
+    recoverable: bool,
+}
+
+#[derive(Serialize)]
+struct MetaJson<'a> {
+    kind: &'a str,
+    component: &'a str,
+    template: &'a str,
+    normalizer: u32,
+}
+
+fn clean_text(text: &str, max: usize) -> String {
+    let mut text = text.to_owned();
+    truncate(&mut text, max);
+    text
+}
+
+fn clean_fingerprint(custom: &str) -> String {
+    let cleaned: String = custom
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("c-{}", clean_name(&cleaned))
+}
+
+fn json_tail(json: String) -> String {
+    // serde_json writes an object as "{…}": the script prepends its own fields.
+    json[1..].to_owned()
+}
+
+impl ErrorTracker {
+    /// A builder for the tracker `name` (a validated name: one hash tag, so every key of the
+    /// tracker is in one slot) over `pool`, with keys under `keyspace`.
+    ///
+    /// Defaults: messages up to 4 KiB, a log of 10,000 entries kept 7 days, task details kept 7
+    /// days (at most 10,000), at most 10,000 signatures and 10,000 counters, a 5-minute
+    /// correlation window with a threshold of 3 kinds, signatures per component, the
+    /// [`default_classifier`], the server clock, 4 record calls in flight.
+    pub fn builder(pool: Pool, keyspace: Keyspace, name: &str) -> TrackerBuilder {
+        TrackerBuilder {
+            pool,
+            keyspace,
+            name: name.to_owned(),
+            settings: Settings {
+                max_message_bytes: 4096,
+                log_max_len: 10_000,
+                log_max_age: Duration::from_secs(7 * 24 * 3600),
+                task_ttl: Duration::from_secs(7 * 24 * 3600),
+                max_signatures: 10_000,
+                max_tasks: 10_000,
+                max_counters: 10_000,
+                window: Duration::from_secs(300),
+                cascade_threshold: 3,
+                per_component: true,
+                max_in_flight: 4,
+                clock: Clock::Server,
+                classifier: Arc::new(default_classifier),
+            },
+        }
+    }
+
+    /// The tracker's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The pool it uses.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The event channel of `severity`: `<ns>:events:errors:<severity>`. Every record publishes
+    /// on its severity's channel (event kinds `new_signature`, `recorded`, `regression`);
+    /// cascades go to `critical`, resolutions to `info`. A pattern subscription on
+    /// [`Keyspace::channel_pattern`]`(Some("errors"))` watches them all.
+    pub fn channel(&self, severity: Severity) -> &str {
+        &self.inner.channels[severity as usize]
+    }
+
+    /// The signature `event` would be recorded under: its own fingerprint (`c-<cleaned>`), or
+    /// `v<version>-<hash>` of its kind, component (unless disabled) and message template.
+    pub fn signature_of(&self, event: &ErrorEvent) -> String {
+        let message = clean_text(&event.message_text(), self.inner.settings.max_message_bytes);
+        self.signature_with(
+            event,
+            &clean_name(&event.kind),
+            &clean_name(&event.component),
+            &message,
+        )
+    }
+
+    fn signature_with(
+        &self,
+        event: &ErrorEvent,
+        kind: &str,
+        component: &str,
+        message: &str,
+    ) -> String {
+        match &event.fingerprint {
+            Some(custom) => clean_fingerprint(custom),
+            None => fingerprint(
+                kind,
+                self.inner.settings.per_component.then_some(component),
+                &normalize(message),
+            ),
+        }
+    }
+
+    fn prepare(&self, event: &ErrorEvent) -> Prepared {
+        let settings = &self.inner.settings;
+        let mut message = event.message_text().into_owned();
+        let truncated = truncate(&mut message, settings.max_message_bytes);
+        let kind = clean_name(&event.kind);
+        let component = clean_name(&event.component);
+        let task = event.task_id.as_deref().map(clean_name);
+        let code = event
+            .code
+            .as_deref()
+            .map(|c| clean_text(c, MAX_FIELD_BYTES));
+        let severity = event
+            .severity
+            .unwrap_or_else(|| (settings.classifier)(event));
+        let (signature, template) = match &event.fingerprint {
+            Some(custom) => (clean_fingerprint(custom), String::new()),
+            None => {
+                let template = normalize(&message);
+                let sig = fingerprint(
+                    &kind,
+                    settings.per_component.then_some(&*component),
+                    &template,
+                );
+                (sig, template)
+            }
+        };
+        let stack: Vec<String> = event
+            .stack
+            .iter()
+            .take(MAX_FRAMES)
+            .map(|f| clean_text(f, MAX_FIELD_BYTES))
+            .collect();
+        let attributes: BTreeMap<String, String> = event
+            .attributes
+            .iter()
+            .take(MAX_ATTRIBUTES)
+            .map(|(k, v)| (clean_text(k, 200), clean_text(v, MAX_FIELD_BYTES)))
+            .collect();
+        let record = serde_json::to_string(&RecordJson {
+            signature: &signature,
+            component: &component,
+            kind: &kind,
+            severity,
+            message: &message,
+            task_id: task.as_deref(),
+            code: code.as_deref(),
+            recoverable: event.recoverable,
+            truncated,
+            occurred_ms: event.occurred_ms,
+            stack: &stack,
+            attributes: &attributes,
+        })
+        .unwrap_or_else(|_| "{\"signature\":\"?\"}".to_owned());
+        let entry = serde_json::to_string(&EntryJson {
+            component: &component,
+            kind: &kind,
+            severity,
+            message: &message,
+            task_id: task.as_deref(),
+            code: code.as_deref(),
+            recoverable: event.recoverable,
+        })
+        .unwrap_or_else(|_| "{\"kind\":\"?\"}".to_owned());
+        let mut template = template;
+        truncate(&mut template, 1024);
+        let meta = serde_json::to_string(&MetaJson {
+            kind: &kind,
+            component: &component,
+            template: &template,
+            normalizer: NORMALIZER_VERSION,
+        })
+        .unwrap_or_default();
+        Prepared {
+            signature,
+            kind,
+            component,
+            task: task.unwrap_or_default(),
+            occurred: event
+                .occurred_ms
+                .map(|ms| ms.to_string())
+                .unwrap_or_default(),
+            record: json_tail(record),
+            meta,
+            entry: json_tail(entry),
+            channel: severity as usize,
+            severity,
+            truncated,
+        }
+    }
+
+    /// Records one occurrence, in one script call: the signature's count, first/last seen and
+    /// last sample, the components seen, the counters by kind and component, the log, the
+    /// task's details record, correlation (and a `cascade` event when it completes one), the
+    /// re-opening of a resolved signature (a regression), and one event on the severity's
+    /// channel.
+    ///
+    /// Bad input is cleaned, never rejected: invalid UTF-8 is replaced, a message over the
+    /// limit is truncated with a marker, kinds, components and task ids have whitespace,
+    /// control characters and braces replaced and are cut (with a hash) to 120 bytes, an empty
+    /// one becomes `unknown`; stack frames, attributes and codes are capped.
+    ///
+    /// Concurrent records of one tracker may share a call (see
+    /// [`TrackerBuilder::max_in_flight`]); each is applied exactly once, atomically.
+    pub async fn record(&self, event: &ErrorEvent) -> Result<Recorded> {
+        let prepared = self.prepare(event);
+        let signature = prepared.signature.clone();
+        let (severity, truncated) = (prepared.severity, prepared.truncated);
+        let (tx, rx) = oneshot::channel();
+        let batch = {
+            let mut state = self.inner.batch.lock().unwrap_or_else(|e| e.into_inner());
+            state.queue.push(Pending {
+                args: prepared,
+                reply: tx,
+            });
+            if state.in_flight < self.inner.settings.max_in_flight {
+                state.in_flight += 1;
+                Some(take_batch(&mut state.queue))
+            } else {
+                None
+            }
+        };
+        if let Some(batch) = batch {
+            // A task of its own, so a caller that gives up waiting cannot strand the records of
+            // others in its batch.
+            tokio::spawn(flush(self.inner.clone(), batch));
+        }
+        let outcome = match rx.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(TrackerError::Lost("the flushing task ended".into())),
+        };
+        Ok(Recorded {
+            signature,
+            count: outcome.count,
+            first_seen_ms: outcome.first_seen_ms,
+            ts_ms: outcome.ts_ms,
+            severity,
+            new_signature: outcome.new_signature,
+            regression: outcome.regression,
+            cascade: outcome.cascade,
+            truncated,
+        })
+    }
+
+    /// Marks `signature` resolved (server time). A later occurrence re-opens it as a
+    /// regression, with a `regression` event.
+    pub async fn resolve(&self, signature: &str) -> Result<Resolution> {
+        let inner = &self.inner;
+        let (status, ms): (u8, u64) = RESOLVE
+            .prepare()
+            .key(&inner.keys.data)
+            .arg(inner.settings.clock.arg())
+            .arg(signature)
+            .arg(self.channel(Severity::Info))
+            .arg(&inner.name)
+            .invoke(&inner.pool)
+            .await?;
+        Ok(match status {
+            1 => Resolution::Resolved { at_ms: ms },
+            2 => Resolution::AlreadyResolved { at_ms: ms },
+            _ => Resolution::Unknown,
+        })
+    }
+}
+
+fn take_batch(queue: &mut Vec<Pending>) -> Vec<Pending> {
+    if queue.len() <= MAX_BATCH {
+        std::mem::take(queue)
+    } else {
+        queue.drain(..MAX_BATCH).collect()
+    }
+}
+
+/// A copy of `e` for each waiter of a failed batch (the core error is not `Clone`).
+fn copy_error(e: &coordkit_core::Error) -> coordkit_core::Error {
+    use coordkit_core::Error as E;
+    match e {
+        E::Unavailable { addr, reason } => E::Unavailable {
+            addr: addr.clone(),
+            reason: reason.clone(),
+        },
+        E::Timeout {
+            addr,
+            operation,
+            after,
+        } => E::Timeout {
+            addr: addr.clone(),
+            operation: operation.clone(),
+            after: *after,
+        },
+        E::Auth { addr, reason } => E::Auth {
+            addr: addr.clone(),
+            reason: reason.clone(),
+        },
+        E::InvalidName { what, input, rule } => E::InvalidName {
+            what,
+            input: input.clone(),
+            rule: rule.clone(),
+        },
+        E::InvalidConfig { field, reason } => E::InvalidConfig {
+            field,
+            reason: reason.clone(),
+        },
+        E::Script {
+            script,
+            code,
+            detail,
+        } => E::Script {
+            script,
+            code: code.clone(),
+            detail: detail.clone(),
+        },
+        E::Decode { what, reason } => E::Decode {
+            what: what.clone(),
+            reason: reason.clone(),
+        },
+        E::WrongType { key, found } => E::WrongType {
+            key: key.clone(),
+            found: found.clone(),
+        },
+        E::Server { addr, message } => E::Server {
+            addr: addr.clone(),
+            message: message.clone(),
+        },
+        other => E::Server {
+            addr: String::new(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Sends batches until the queue is empty, then gives the in-flight slot back.
+async fn flush(inner: Arc<Inner>, mut batch: Vec<Pending>) {
+    loop {
+        let result = send(&inner, &batch).await;
+        match result {
+            Ok(outcomes) => {
+                for (pending, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(copy_error(&e)));
+                }
+            }
+        }
+        let mut state = inner.batch.lock().unwrap_or_else(|e| e.into_inner());
+        if state.queue.is_empty() {
+            state.in_flight -= 1;
+            return;
+        }
+        batch = take_batch(&mut state.queue);
+    }
+}
+
+async fn send(inner: &Inner, batch: &[Pending]) -> coordkit_core::Result<Vec<Outcome>> {
+    let s = &inner.settings;
+    let keys = &inner.keys;
+    let mut call = RECORD.prepare();
+    call.key(&keys.data)
+        .key(&keys.seen)
+        .key(&keys.tasks)
+        .key(&keys.counts)
+        .key(&keys.log)
+        .key(&keys.corr)
+        .arg(s.clock.arg())
+        .arg(s.log_max_len)
+        .arg(millis(s.log_max_age))
+        .arg(millis(s.task_ttl))
+        .arg(s.max_signatures)
+        .arg(s.max_tasks)
+        .arg(s.max_counters)
+        .arg(millis(s.window))
+        .arg(s.cascade_threshold)
+        .arg(&inner.channels[Severity::Critical as usize])
+        .arg(&inner.envelope_head)
+        .arg(&inner.name);
+    for p in batch {
+        let a = &p.args;
+        call.arg(&a.signature)
+            .arg(&a.kind)
+            .arg(&a.component)
+            .arg(&a.task)
+            .arg(&a.occurred)
+            .arg(&a.record)
+            .arg(&a.meta)
+            .arg(&a.entry)
+            .arg(&inner.channels[a.channel]);
+    }
+    let flat: Vec<u64> = call.invoke(&inner.pool).await?;
+    if flat.len() != batch.len() * 6 {
+        return Err(coordkit_core::Error::decode(
+            "the record script's answer",
+            format!("{} integers for {} records", flat.len(), batch.len()),
+        ));
+    }
+    Ok(flat
+        .chunks_exact(6)
+        .map(|c| Outcome {
+            count: c[0],
+            first_seen_ms: c[1],
+            ts_ms: c[2],
+            new_signature: c[3] == 1,
+            regression: c[4] == 1,
+            cascade: c[5] == 1,
+        })
+        .collect())
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
