@@ -48,7 +48,7 @@ if ARGV[3] == '' and #ARGV == 5 then
   local v = tonumber(value_arg)
   if ts and ts >= 0 and ts == math.floor(ts) and ts <= 9007199254740992
     and v and v == v and v ~= math.huge and v ~= -math.huge then
-    local len = redis.pcall('RPUSH', samples, ts, value_arg)
+    local len = redis.pcall('RPUSH', samples, string.format('%d', ts), value_arg)
     if type(len) == 'table' then
       ck_expect_type(samples, 'list') -- names the key and its type when that was the cause
       return len
@@ -111,7 +111,7 @@ for i = 1, n do
   local ts, v = parse_sample(ARGV[first_pair + 2 * i - 2], value_arg)
   if not ts then return v end
   stamps[i], values[i] = ts, v
-  push[2 * i - 1], push[2 * i] = ts, value_arg
+  push[2 * i - 1], push[2 * i] = string.format('%d', ts), value_arg
 end
 -- The other keys are checked before the first write; the samples key by that write itself.
 if counter or alerting then ck_expect_type(meta, 'hash') end
