@@ -1,0 +1,209 @@
+//! The Lua against the reference model: random records, resolutions, clock moves and queries
+//! with a manual clock must give the same counts, flags, evictions, windows and answers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use coordkit_core::{Clock, ManualClock};
+use coordkit_errors::model::{ModelConfig, ModelRecord, TrackerModel};
+use coordkit_errors::{ErrorEvent, ErrorTracker, Resolution};
+use coordkit_testkit::{TestRedis, Topology};
+use proptest::prelude::*;
+
+const CFG: ModelConfig = ModelConfig {
+    log_max_len: 6,
+    log_max_age_ms: 5_000,
+    task_ttl_ms: 3_000,
+    max_signatures: 3,
+    max_tasks: 3,
+    max_counters: 4,
+    window_ms: 1_000,
+    threshold: 3,
+};
+
+const TEMPLATES: [&str; 4] = [
+    "timeout after {}ms",
+    "connection to 10.0.0.{} refused",
+    "user {} not found",
+    "disk full",
+];
+const KINDS: [&str; 4] = ["Timeout", "Io", "NotFound", "Disk"];
+const COMPONENTS: [&str; 3] = ["fetcher", "indexer", "planner"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Record {
+        template: usize,
+        n: u32,
+        kind: usize,
+        component: usize,
+        task: Option<u8>,
+        occurred: Option<i64>,
+    },
+    Resolve(usize),
+    Advance(u64),
+    Recent,
+    Top(u64),
+    Counts,
+    Signature(usize),
+    Task(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let record = (
+        0..TEMPLATES.len(),
+        0u32..1000,
+        0..KINDS.len(),
+        0..COMPONENTS.len(),
+        proptest::option::of(0u8..6),
+        prop_oneof![4 => Just(None), 1 => (-800i64..800).prop_map(Some)],
+    )
+        .prop_map(
+            |(template, n, kind, component, task, occurred)| Op::Record {
+                template,
+                n,
+                kind,
+                component,
+                task,
+                occurred,
+            },
+        );
+    prop_oneof![
+        8 => record,
+        2 => (0usize..8).prop_map(Op::Resolve),
+        3 => prop_oneof![Just(0u64), 1u64..600, 600u64..4_000].prop_map(Op::Advance),
+        1 => Just(Op::Recent),
+        1 => (1u64..6_000).prop_map(Op::Top),
+        1 => Just(Op::Counts),
+        2 => (0usize..8).prop_map(Op::Signature),
+        1 => (0u8..6).prop_map(Op::Task),
+    ]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn lua_matches_the_model() {
+    let rt = runtime();
+    let redis = TestRedis::start(Topology::Standalone);
+    let pool = rt.block_on(redis.pool());
+    let clock = ManualClock::new(1_700_000_000_000);
+    static CASE: AtomicU64 = AtomicU64::new(0);
+
+    let config = ProptestConfig::with_cases(64);
+    proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
+        let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
+        let tracker = ErrorTracker::builder(pool.clone(), redis.keyspace(), &name)
+            .log_max_len(CFG.log_max_len as u32)
+            .log_max_age(Duration::from_millis(CFG.log_max_age_ms))
+            .task_ttl(Duration::from_millis(CFG.task_ttl_ms))
+            .max_signatures(CFG.max_signatures as u32)
+            .max_tasks(CFG.max_tasks as u32)
+            .max_counters(CFG.max_counters as u32)
+            .correlation_window(Duration::from_millis(CFG.window_ms))
+            .cascade_threshold(CFG.threshold as u32)
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        let mut model = TrackerModel::new(CFG);
+        let mut signatures: Vec<String> = Vec::new();
+        for op in ops {
+            let now = clock.now_ms();
+            match op {
+                Op::Record { template, n, kind, component, task, occurred } => {
+                    let mut event = ErrorEvent::new(
+                        COMPONENTS[component],
+                        KINDS[kind],
+                        TEMPLATES[template].replace("{}", &n.to_string()),
+                    );
+                    if let Some(t) = task {
+                        event = event.task(format!("task-{t}"));
+                    }
+                    if let Some(offset) = occurred {
+                        event = event.occurred_ms(now.saturating_add_signed(offset));
+                    }
+                    let sig = tracker.signature_of(&event);
+                    if !signatures.contains(&sig) {
+                        signatures.push(sig.clone());
+                    }
+                    let expected = model.record(now, &ModelRecord {
+                        signature: sig.clone(),
+                        kind: KINDS[kind].into(),
+                        component: COMPONENTS[component].into(),
+                        task: task.map(|t| format!("task-{t}")),
+                        occurred_ms: event.occurred_ms,
+                    });
+                    let got = rt.block_on(tracker.record(&event)).unwrap();
+                    prop_assert_eq!(&got.signature, &sig);
+                    prop_assert_eq!(got.ts_ms, now);
+                    prop_assert_eq!(
+                        (got.count, got.first_seen_ms, got.new_signature, got.regression, got.cascade),
+                        (expected.count, expected.first_seen_ms, expected.new_signature, expected.regression, expected.cascade)
+                    );
+                }
+                Op::Resolve(i) => {
+                    let Some(sig) = signatures.get(i % signatures.len().max(1)) else { continue };
+                    let got = rt.block_on(tracker.resolve(sig)).unwrap();
+                    let expected = match model.resolve(now, sig) {
+                        Ok(at) => Resolution::Resolved { at_ms: at },
+                        Err(Some(at)) => Resolution::AlreadyResolved { at_ms: at },
+                        Err(None) => Resolution::Unknown,
+                    };
+                    prop_assert_eq!(got, expected);
+                }
+                Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                Op::Recent => {
+                    let page = rt.block_on(tracker.recent(None, 100)).unwrap();
+                    let got: Vec<(u64, String)> = page.entries.into_iter().map(|e| (e.ts_ms, e.signature)).collect();
+                    prop_assert_eq!(got, model.recent(now));
+                }
+                Op::Top(window) => {
+                    let top = rt.block_on(tracker.top(Duration::from_millis(window), 10)).unwrap();
+                    let got: Vec<(String, u64)> = top.signatures.into_iter().map(|s| (s.signature, s.in_window)).collect();
+                    prop_assert_eq!(got, model.top(now, window, 10));
+                }
+                Op::Counts => {
+                    let counts = rt.block_on(tracker.counts()).unwrap();
+                    let mut got: BTreeMap<String, u64> = counts
+                        .by_pair
+                        .into_iter()
+                        .map(|((k, c), n)| (format!("{k} {c}"), n))
+                        .collect();
+                    if counts.other > 0 {
+                        got.insert("~other".into(), counts.other);
+                    }
+                    prop_assert_eq!(&got, model.counts());
+                }
+                Op::Signature(i) => {
+                    let Some(sig) = signatures.get(i % signatures.len().max(1)) else { continue };
+                    let got = rt.block_on(tracker.signature(sig)).unwrap();
+                    match (model.signature(sig), got) {
+                        (None, None) => {}
+                        (Some(e), Some(g)) => {
+                            prop_assert_eq!(
+                                (e.count, e.first_seen_ms, e.last_seen_ms, e.resolved_at_ms, e.regressions, &e.components),
+                                (g.count, g.first_seen_ms, g.last_seen_ms, g.resolved_at_ms, g.regressions, &g.components)
+                            );
+                            let sample = g.last_sample.unwrap();
+                            prop_assert_eq!(sample.ts_ms, e.last_seen_ms);
+                            prop_assert_eq!(sample.count, e.count);
+                        }
+                        (e, g) => prop_assert!(false, "model {e:?}, lua {g:?}"),
+                    }
+                }
+                Op::Task(t) => {
+                    let task = format!("task-{t}");
+                    let got = rt.block_on(tracker.task(&task)).unwrap();
+                    prop_assert_eq!(got.map(|r| r.signature), model.task(now, &task).map(str::to_owned));
+                }
+            }
+        }
+    });
+}
