@@ -12,28 +12,20 @@
 --
 -- ARGV[1]  operation: acquire | record | snapshot | force | clear
 -- ARGV[2]  now_ms: "" for the server clock, or a manual time
--- ARGV[3]  window kind: c (last N calls) | t (last T ms in buckets)
--- ARGV[4]  window size: N calls, or the number of buckets
--- ARGV[5]  bucket length in ms (time window)
--- ARGV[6]  minimum calls before the rates count
--- ARGV[7]  failure rate threshold (0..1]
--- ARGV[8]  slow call rate threshold (0..1]
--- ARGV[9]  slow call duration in ms
--- ARGV[10] consecutive failures that trip it (0: off)
--- ARGV[11] open duration base in ms
--- ARGV[12] open duration factor per re-opening (1: fixed)
--- ARGV[13] open duration cap in ms
--- ARGV[14] half-open permits K
--- ARGV[15] half-open successes that close it
--- ARGV[16] probe permit lease in ms
--- ARGV[17] maximum stay in half-open in ms (0: none)
--- ARGV[18] idle expiry of a closed breaker in ms
--- ARGV[19] event channel prefix (the event kind is appended)
--- ARGV[20] the breaker's name (the events' entity)
--- acquire:  ARGV[21] permit id
--- record:   ARGV[21] permit id, ARGV[22] permit epoch, ARGV[23] permit kind (n | p | m | b),
---           ARGV[24] outcome (S success | F failure | I ignored), ARGV[25] duration ms
--- force:    ARGV[21] forced_open | disabled | metrics_only
+-- ARGV[3]  the rules, one '|'-separated string (parsed only when needed):
+--          window kind (c: last N calls | t: last T ms in buckets) | window size (N calls, or
+--          the number of buckets) | bucket length ms | minimum calls | failure rate threshold
+--          (0..1] | slow call rate threshold (0..1] | slow call duration ms | consecutive
+--          failures that trip it (0: off) | open duration base ms | open duration factor per
+--          re-opening (1: fixed) | open duration cap ms | half-open permits K | half-open
+--          successes that close it | probe lease ms | maximum stay in half-open ms (0: none) |
+--          idle expiry of a closed breaker ms
+-- ARGV[4]  event channel prefix (the event kind is appended)
+-- ARGV[5]  the breaker's name (the events' entity)
+-- acquire:  ARGV[6] permit id
+-- record:   ARGV[6] permit id, ARGV[7] permit epoch, ARGV[8] permit kind (n | p | m | b),
+--           ARGV[9] outcome (S success | F failure | I ignored), ARGV[10] duration ms
+-- force:    ARGV[6] forced_open | disabled | metrics_only
 --
 -- Returns:
 --   acquire:  { admitted 0/1, state, epoch, retry after ms, permit kind n|p|m|b|'' }
@@ -46,41 +38,74 @@
 
 local S, P = KEYS[1], KEYS[2]
 local op = ARGV[1]
-local now = ck_now(ARGV[2])
-local wkind, wsize, bucket_ms = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local min_calls, frt, srt = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local slow_ms, max_cf = tonumber(ARGV[9]), tonumber(ARGV[10])
-local open_base, open_factor, open_max = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local permits, successes = tonumber(ARGV[14]), tonumber(ARGV[15])
-local lease_ms, max_wait, idle_ms = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
-local channel, name = ARGV[19], ARGV[20]
 
-local raw = redis.call('HMGET', S, 'st', 'ep', 'oa', 'ou', 'rc', 'hs', 'hok', 'cf')
-local probes_n = redis.call('ZCARD', P)
-local function num(i, field)
+-- The hot path: an acquire on a breaker that is not open or half-open needs no clock, no
+-- probes and no rules.
+if op == 'acquire' then
+  local quick = redis.call('HMGET', S, 'st', 'ep')
+  local qst = quick[1] or 'closed'
+  local qep = tonumber(quick[2] or '1')
+  if qep then
+    if qep == 0 then qep = 1 end
+    if qst == 'closed' then return { 1, qst, qep, 0, 'n' } end
+    if qst == 'disabled' then return { 1, qst, qep, 0, 'b' } end
+    if qst == 'metrics_only' then return { 1, qst, qep, 0, 'm' } end
+  end
+end
+
+local now = ck_now(ARGV[2])
+local rules = {}
+for part in string.gmatch(ARGV[3], '[^|]+') do rules[#rules + 1] = part end
+local wkind, wsize, bucket_ms = rules[1], tonumber(rules[2]), tonumber(rules[3])
+local min_calls, frt, srt = tonumber(rules[4]), tonumber(rules[5]), tonumber(rules[6])
+local slow_ms, max_cf = tonumber(rules[7]), tonumber(rules[8])
+local open_base, open_factor, open_max = tonumber(rules[9]), tonumber(rules[10]), tonumber(rules[11])
+local permits, successes = tonumber(rules[12]), tonumber(rules[13])
+local lease_ms, max_wait, idle_ms = tonumber(rules[14]), tonumber(rules[15]), tonumber(rules[16])
+local channel, name = ARGV[4], ARGV[5]
+
+-- Everything is read in one call; every change is written in one call at the end (save).
+local fields = { 'st', 'ep', 'oa', 'ou', 'rc', 'hs', 'hok', 'cf', 'xr' }
+if wkind == 'c' then
+  for _, f in ipairs({ 'ring', 'pos', 'n', 'nf', 'ns' }) do fields[#fields + 1] = f end
+else
+  for i = 0, wsize - 1 do fields[#fields + 1] = 'b' .. i end
+end
+local raw = redis.call('HMGET', S, unpack(fields))
+local function num(i)
   if not raw[i] then return 0 end
   local v = tonumber(raw[i])
-  if not v then error({ err = 'CORRUPT ' .. field }) end
+  if not v then error({ err = 'CORRUPT ' .. fields[i] }) end
   return v
 end
 local st = raw[1] or 'closed'
-local ep, oa, ou, rc = num(2, 'ep'), num(3, 'oa'), num(4, 'ou'), num(5, 'rc')
-local hs, hok, cf = num(6, 'hs'), num(7, 'hok'), num(8, 'cf')
+local ep, oa, ou, rc = num(2), num(3), num(4), num(5)
+local hs, hok, cf, xr = num(6), num(7), num(8), num(9)
 if ep == 0 then ep = 1 end
 local valid = { closed = 1, open = 1, half_open = 1, forced_open = 1, disabled = 1,
   metrics_only = 1 }
 if not valid[st] then error({ err = 'CORRUPT st' }) end
-local dirty = {}
+-- Probes exist only in half-open (every other transition deletes them).
+local probes_n = 0
+if st == 'half_open' or st == 'open' then probes_n = redis.call('ZCARD', P) end
+
+local changed = {}      -- field -> new value, written by save()
+local state_dirty = false
+
+-- The window, cached from the read.
+local ring, pos, wn, wnf, wns, slots
+if wkind == 'c' then
+  ring = raw[10]
+  if not ring or #ring ~= wsize then ring = string.rep('.', wsize) end
+  pos, wn, wnf, wns = num(11) % wsize, num(12), num(13), num(14)
+else
+  slots = {}
+  for i = 1, wsize do slots[i] = raw[9 + i] or false end
+end
 
 -- The window's figures: calls, failures, slow.
 local function window()
-  if wkind == 'c' then
-    local w = redis.call('HMGET', S, 'n', 'nf', 'ns')
-    return tonumber(w[1] or '0'), tonumber(w[2] or '0'), tonumber(w[3] or '0')
-  end
-  local fields = {}
-  for i = 0, wsize - 1 do fields[#fields + 1] = 'b' .. i end
-  local slots = redis.call('HMGET', S, unpack(fields))
+  if wkind == 'c' then return wn, wnf, wns end
   local current = math.floor(now / bucket_ms)
   local n, nf, ns = 0, 0, 0
   for i = 1, wsize do
@@ -97,46 +122,46 @@ end
 
 local function add_to_window(failed, slow)
   if wkind == 'c' then
-    local w = redis.call('HMGET', S, 'ring', 'pos', 'n', 'nf', 'ns')
-    local ring = w[1] or string.rep('.', wsize)
-    if #ring ~= wsize then ring = string.rep('.', wsize) end
-    local pos = tonumber(w[2] or '0') % wsize
-    local n, nf, ns = tonumber(w[3] or '0'), tonumber(w[4] or '0'), tonumber(w[5] or '0')
     local old = string.sub(ring, pos + 1, pos + 1)
     if old ~= '.' then
-      n = n - 1
-      if old == 'F' or old == 'f' then nf = nf - 1 end
-      if old == 's' or old == 'f' then ns = ns - 1 end
+      wn = wn - 1
+      if old == 'F' or old == 'f' then wnf = wnf - 1 end
+      if old == 's' or old == 'f' then wns = wns - 1 end
     end
     local c = failed and (slow and 'f' or 'F') or (slow and 's' or 'S')
     ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
-    n = n + 1
-    if failed then nf = nf + 1 end
-    if slow then ns = ns + 1 end
-    redis.call('HSET', S, 'ring', ring, 'pos', (pos + 1) % wsize, 'n', n, 'nf', nf, 'ns', ns)
+    wn = wn + 1
+    if failed then wnf = wnf + 1 end
+    if slow then wns = wns + 1 end
+    pos = (pos + 1) % wsize
+    changed.ring, changed.pos, changed.n, changed.nf, changed.ns = ring, pos, wn, wnf, wns
     return
   end
   local id = math.floor(now / bucket_ms)
-  local field = 'b' .. (id % wsize)
-  local slot = redis.call('HGET', S, field)
+  local i = (id % wsize) + 1
   local c, f, s = 0, 0, 0
-  if slot then
-    local sid, sc, sf, ss = string.match(slot, '^(%d+):(%d+):(%d+):(%d+)$')
+  if slots[i] then
+    local sid, sc, sf, ss = string.match(slots[i], '^(%d+):(%d+):(%d+):(%d+)$')
     if tonumber(sid) == id then c, f, s = tonumber(sc), tonumber(sf), tonumber(ss) end
   end
   c = c + 1
   if failed then f = f + 1 end
   if slow then s = s + 1 end
-  redis.call('HSET', S, field, id .. ':' .. c .. ':' .. f .. ':' .. s)
+  slots[i] = id .. ':' .. c .. ':' .. f .. ':' .. s
+  changed['b' .. (i - 1)] = slots[i]
 end
 
 local function clear_window()
   if wkind == 'c' then
-    redis.call('HDEL', S, 'ring', 'pos', 'n', 'nf', 'ns')
+    ring, pos, wn, wnf, wns = string.rep('.', wsize), 0, 0, 0, 0
+    changed.ring, changed.pos, changed.n, changed.nf, changed.ns = ring, 0, 0, 0, 0
   else
-    local fields = {}
-    for i = 0, wsize - 1 do fields[#fields + 1] = 'b' .. i end
-    redis.call('HDEL', S, unpack(fields))
+    for i = 1, wsize do
+      if slots[i] then
+        slots[i] = false
+        changed['b' .. (i - 1)] = '0:0:0:0'
+      end
+    end
   end
 end
 
@@ -152,13 +177,20 @@ local function open_for(reopenings)
   return math.floor(d)
 end
 
+local function drop_probes()
+  if probes_n > 0 then
+    redis.call('DEL', P)
+    probes_n = 0
+  end
+end
+
 local function go_open(reason, figures)
   if st == 'half_open' or st == 'open' then rc = rc + 1 else rc = 0 end
   st, ep, oa, ou = 'open', ep + 1, now, now + open_for(rc)
   hok, cf = 0, 0
-  dirty.all = true
+  state_dirty = true
   clear_window()
-  if probes_n > 0 then redis.call('DEL', P) probes_n = 0 end
+  drop_probes()
   figures.reason = reason
   figures.open_until = ou
   figures.reopenings = rc
@@ -167,16 +199,16 @@ end
 
 local function go_half_open()
   st, ep, hs, hok = 'half_open', ep + 1, now, 0
-  dirty.all = true
-  if probes_n > 0 then redis.call('DEL', P) probes_n = 0 end
+  state_dirty = true
+  drop_probes()
   emit('half_opened', {})
 end
 
 local function go_closed(reason)
   st, ep, hok, cf, rc = 'closed', ep + 1, 0, 0, 0
-  dirty.all = true
+  state_dirty = true
   clear_window()
-  if probes_n > 0 then redis.call('DEL', P) probes_n = 0 end
+  drop_probes()
   emit('closed', { reason = reason })
 end
 
@@ -212,19 +244,34 @@ local function trip_check()
 end
 
 local function save()
-  if dirty.all then
-    redis.call('HSET', S, 'st', st, 'ep', ep, 'oa', oa, 'ou', ou, 'rc', rc, 'hs', hs,
-      'hok', hok, 'cf', cf)
-  elseif dirty.some then
-    redis.call('HSET', S, 'st', st, 'ep', ep, 'hok', hok, 'cf', cf)
+  if state_dirty then
+    changed.st, changed.ep, changed.oa, changed.ou, changed.rc = st, ep, oa, ou, rc
+    changed.hs, changed.hok, changed.cf = hs, hok, cf
   end
-  if st == 'forced_open' or st == 'disabled' or st == 'metrics_only' then
-    redis.call('PERSIST', S)
+  local forced = st == 'forced_open' or st == 'disabled' or st == 'metrics_only'
+  -- Refresh the idle expiry only now and then: a quarter of it at most goes unrefreshed.
+  local refresh = false
+  if forced then
+    if state_dirty then redis.call('PERSIST', S) end
   elseif st == 'closed' then
-    if dirty.all or dirty.some then redis.call('PEXPIRE', S, idle_ms) end
-  else
-    -- Open or half-open: keep it until well after the open period.
-    redis.call('PEXPIRE', S, math.max(ou - now, 0) + idle_ms)
+    if next(changed) ~= nil and (state_dirty or now - xr >= idle_ms / 4) then refresh = true end
+  elseif state_dirty then
+    refresh = true
+  end
+  if refresh then changed.xr = now end
+  local args = {}
+  for k, v in pairs(changed) do
+    args[#args + 1] = k
+    args[#args + 1] = v
+  end
+  if #args > 0 then redis.call('HSET', S, unpack(args)) end
+  if refresh then
+    if st == 'closed' then
+      redis.call('PEXPIRE', S, idle_ms)
+    else
+      -- Open or half-open: keep it until well after the open period.
+      redis.call('PEXPIRE', S, math.max(ou - now, 0) + idle_ms)
+    end
   end
   if probes_n > 0 then redis.call('PEXPIRE', P, lease_ms + idle_ms) end
 end
@@ -242,7 +289,7 @@ if op == 'acquire' then
     retry = ou - now
   elseif st == 'half_open' then
     if probes_n < permits then
-      redis.call('ZADD', P, now + lease_ms, ARGV[21])
+      redis.call('ZADD', P, now + lease_ms, ARGV[6])
       probes_n = probes_n + 1
       admitted, kind = 1, 'p'
     else
@@ -253,8 +300,8 @@ if op == 'acquire' then
   save()
   return { admitted, st, ep, retry, kind }
 elseif op == 'record' then
-  local permit, pep, pkind, outcome = ARGV[21], tonumber(ARGV[22]), ARGV[23], ARGV[24]
-  local duration = tonumber(ARGV[25])
+  local permit, pep, pkind, outcome = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
+  local duration = tonumber(ARGV[10])
   if pkind == 'p' and probes_n > 0 then
     probes_n = probes_n - redis.call('ZREM', P, permit)
   end
@@ -274,13 +321,14 @@ elseif op == 'record' then
         go_open('probe_failed', {})
       else
         hok = hok + 1
-        dirty.some = true
+        changed.hok = hok
         if hok >= successes then go_closed('probes_succeeded') end
       end
     else
       add_to_window(failed, slow)
+      local was = cf
       if failed then cf = cf + 1 else cf = 0 end
-      dirty.some = true
+      if cf ~= was then changed.cf = cf end
       if st == 'closed' then trip_check() end
     end
   end
@@ -292,12 +340,12 @@ elseif op == 'snapshot' then
   local n, nf, ns = window()
   return { st, ep, n, nf, ns, cf, oa, ou, hok, probes_n, rc }
 elseif op == 'force' then
-  local target = ARGV[21]
+  local target = ARGV[6]
   if target ~= 'forced_open' and target ~= 'disabled' and target ~= 'metrics_only' then
     return ck_fail('BADOP', 'force ' .. target)
   end
   st, ep = target, ep + 1
-  dirty.all = true
+  state_dirty = true
   if probes_n > 0 then redis.call('DEL', P) probes_n = 0 end
   emit('forced', {})
   save()
@@ -305,7 +353,7 @@ elseif op == 'force' then
 elseif op == 'clear' then
   settle()
   st, ep, hok, cf, rc = 'closed', ep + 1, 0, 0, 0
-  dirty.all = true
+  state_dirty = true
   clear_window()
   if probes_n > 0 then redis.call('DEL', P) probes_n = 0 end
   emit('cleared', {})

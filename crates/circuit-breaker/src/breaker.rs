@@ -34,6 +34,8 @@ struct Inner {
     channel_prefix: String,
     /// Unique per handle, so permit ids never collide across processes.
     instance: String,
+    /// ARGV[3..=5] of the script, formatted once.
+    config_args: Vec<String>,
     next_permit: AtomicU64,
     local: Mutex<BreakerModel>,
     stats: StatsCell,
@@ -101,9 +103,17 @@ impl Permit {
         self.started.elapsed()
     }
 
-    /// Sends the outcome without waiting for Redis to answer: the caller pays no round trip.
-    /// The report may reach Redis after this process's next acquire, which can only make that
-    /// acquire more conservative. Failures show in [`CircuitBreaker::stats`].
+    /// Sends the outcome without waiting for Redis to answer: it returns once the report is
+    /// queued on a connection, so the caller pays no round trip. Queued before this task's next
+    /// acquire, it normally reaches Redis first; if not, that acquire can only be more
+    /// conservative. Failures to queue show in [`CircuitBreaker::stats`].
+    pub async fn send_outcome(mut self, outcome: Outcome) {
+        self.reported = true;
+        let report = self.report(outcome);
+        self.breaker.send_report_without_reply(report).await;
+    }
+
+    /// Like [`Permit::send_outcome`], from code that cannot await: a task sends it.
     pub fn record_in_background(mut self, outcome: Outcome) {
         self.reported = true;
         let breaker = self.breaker.clone();
@@ -111,7 +121,7 @@ impl Permit {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    let _ = breaker.send_report(report).await;
+                    breaker.send_report_without_reply(report).await;
                 });
             }
             Err(_) => breaker.note_store_error("no Tokio runtime to send a report on"),
@@ -186,8 +196,10 @@ impl CircuitBreaker {
             std::process::id(),
             INSTANCES.fetch_add(1, Ordering::Relaxed)
         );
+        let config_args = script_config_args(&config, &channel_prefix, name);
         Ok(Self {
             inner: Arc::new(Inner {
+                config_args,
                 name: name.to_owned(),
                 local: Mutex::new(BreakerModel::new(config.clone())),
                 state_key: keys.typed_key("state", KeyKind::Hash),
@@ -247,32 +259,12 @@ impl CircuitBreaker {
     }
 
     fn script(&self, op: &str) -> coordkit_core::Invocation<'static> {
-        let c = &self.inner.config;
-        let (wkind, wsize, bucket_ms) = c.window_args();
-        let (open_base, open_factor, open_max) = c.open_ms();
         let mut call = BREAKER.prepare();
         call.key(&self.inner.state_key)
             .key(&self.inner.probes_key)
             .arg(op)
-            .arg(c.clock.arg())
-            .arg(wkind)
-            .arg(wsize)
-            .arg(bucket_ms)
-            .arg(c.minimum_calls)
-            .arg(c.failure_rate.to_string())
-            .arg(c.slow_call_rate.to_string())
-            .arg(ms(c.slow_call_duration))
-            .arg(c.consecutive_failures.unwrap_or(0))
-            .arg(open_base)
-            .arg(open_factor.to_string())
-            .arg(open_max)
-            .arg(c.half_open_permits)
-            .arg(c.half_open_successes)
-            .arg(ms(c.permit_lease))
-            .arg(c.half_open_max_wait.map(ms).unwrap_or(0))
-            .arg(ms(c.idle_expiry))
-            .arg(&self.inner.channel_prefix)
-            .arg(&self.inner.name);
+            .arg(self.inner.config.clock.arg())
+            .arg(&self.inner.config_args);
         call
     }
 
@@ -424,6 +416,23 @@ impl CircuitBreaker {
         }
     }
 
+    /// Queues a report without waiting for Redis's answer (no round trip).
+    async fn send_report_without_reply(&self, report: Report) {
+        if report.local || report.kind == PermitKind::Unrecorded {
+            let _ = self.send_report(report).await;
+            return;
+        }
+        let mut call = self.script("record");
+        call.arg(&report.id)
+            .arg(report.epoch)
+            .arg(report.kind.code())
+            .arg(report.outcome.code())
+            .arg(report.duration_ms);
+        if let Err(e) = call.send_without_reply(&self.inner.pool).await {
+            self.note_store_error(&e.to_string());
+        }
+    }
+
     /// Runs `call` if the breaker admits it, and records its outcome in the background:
     /// `Ok` is a success, `Err` a failure. One blocking round trip.
     pub async fn call<F, T, E>(&self, call: F) -> std::result::Result<T, CallError<E>>
@@ -457,7 +466,7 @@ impl CircuitBreaker {
             Err(e) => return Err(CallError::Breaker(e)),
         };
         let result = call.await;
-        permit.record_in_background(classify(&result));
+        permit.send_outcome(classify(&result)).await;
         result.map_err(CallError::Failed)
     }
 
@@ -491,6 +500,31 @@ impl CircuitBreaker {
             .map_err(map_script_error)?;
         decode_state_epoch(&values)
     }
+}
+
+/// ARGV[3..=5]: the rules (packed in one argument), the channel prefix and the name.
+fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Vec<String> {
+    let (wkind, wsize, bucket_ms) = c.window_args();
+    let (open_base, open_factor, open_max) = c.open_ms();
+    let rules = [
+        wkind.to_owned(),
+        wsize.to_string(),
+        bucket_ms.to_string(),
+        c.minimum_calls.to_string(),
+        c.failure_rate.to_string(),
+        c.slow_call_rate.to_string(),
+        ms(c.slow_call_duration).to_string(),
+        c.consecutive_failures.unwrap_or(0).to_string(),
+        open_base.to_string(),
+        open_factor.to_string(),
+        open_max.to_string(),
+        c.half_open_permits.to_string(),
+        c.half_open_successes.to_string(),
+        ms(c.permit_lease).to_string(),
+        c.half_open_max_wait.map(ms).unwrap_or(0).to_string(),
+        ms(c.idle_expiry).to_string(),
+    ];
+    vec![rules.join("|"), channel_prefix.to_owned(), name.to_owned()]
 }
 
 fn map_script_error(e: coordkit_core::Error) -> BreakerError {

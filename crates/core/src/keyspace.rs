@@ -173,7 +173,7 @@ impl InstanceKeys {
             "bad suffix {suffix:?}"
         );
         Key {
-            name: format!("{}:{suffix}", self.prefix),
+            name: format!("{}:{suffix}", self.prefix).into(),
             kind: None,
         }
     }
@@ -207,7 +207,7 @@ impl fmt::Debug for InstanceKeys {
 /// A Redis key built by a [`Keyspace`].
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
-    name: String,
+    name: Arc<str>,
     kind: Option<KeyKind>,
 }
 

@@ -384,18 +384,24 @@ impl Pool {
             .await
     }
 
-    /// Runs a script invocation prepared by [`Script::prepare`](crate::Script::prepare).
+    /// Runs a script's EVALSHA `cmd`; on NOSCRIPT loads the script and runs it once more.
     pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
         script: &crate::Script,
-        invocation: &redis::ScriptInvocation<'_>,
+        cmd: &Cmd,
         keys: &[Key],
     ) -> Result<T> {
         let mut conn = self.checkout().await?;
-        let outcome = tokio::time::timeout(
-            self.inner.config.command_timeout,
-            invocation.invoke_async::<T>(&mut conn.inner),
-        )
+        let timeout = self.inner.config.command_timeout;
+        let outcome = tokio::time::timeout(timeout, async {
+            match cmd.query_async::<T>(&mut conn.inner).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load(&mut conn.inner).await?;
+                    cmd.query_async::<T>(&mut conn.inner).await
+                }
+                other => other,
+            }
+        })
         .await;
         self.settle(
             &conn,
@@ -407,6 +413,20 @@ impl Pool {
             },
         )
         .await
+    }
+
+    /// Queues `cmd` (marked no-response) on a connection without waiting for its answer.
+    pub(crate) async fn send_without_reply(&self, cmd: &Cmd, keys: &[Key]) -> Result<()> {
+        let operation = command_name(cmd);
+        let mut conn = self.checkout().await?;
+        let outcome = tokio::time::timeout(
+            self.inner.config.command_timeout,
+            cmd.query_async::<Value>(&mut conn.inner),
+        )
+        .await
+        .map(|r| r.map(|_| ()));
+        self.settle(&conn, outcome, &operation, Origin { script: None, keys })
+            .await
     }
 
     async fn checkout(&self) -> Result<bb8::PooledConnection<'_, Manager>> {

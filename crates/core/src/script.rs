@@ -116,37 +116,68 @@ impl Script {
     pub fn prepare(&self) -> Invocation<'_> {
         Invocation {
             script: self,
-            inner: self.compiled().prepare_invoke(),
             keys: Vec::new(),
+            args: Vec::new(),
         }
+    }
+
+    /// Loads the script on the connection's server (every primary of a cluster).
+    pub(crate) async fn load<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+    ) -> redis::RedisResult<String> {
+        self.compiled().load_async(conn).await
     }
 }
 
 /// One call of a [`Script`] being prepared.
 pub struct Invocation<'a> {
     script: &'a Script,
-    inner: redis::ScriptInvocation<'a>,
     keys: Vec<Key>,
+    args: Vec<Vec<u8>>,
 }
 
 impl Invocation<'_> {
     /// Adds a key (`KEYS[n]`). Keys come only from a [`Keyspace`](crate::Keyspace); on a cluster
     /// all keys of one call must share a hash tag.
     pub fn key(&mut self, key: &Key) -> &mut Self {
-        self.inner.key(key);
         self.keys.push(key.clone());
         self
     }
 
-    /// Adds an argument (`ARGV[n]`).
+    /// Adds an argument (`ARGV[n]`; a value that writes several arguments adds them all).
     pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
-        self.inner.arg(arg);
+        arg.write_redis_args(&mut self.args);
         self
+    }
+
+    /// The EVALSHA command of this invocation.
+    pub(crate) fn command(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.sha1()).arg(self.keys.len());
+        for key in &self.keys {
+            cmd.arg(key);
+        }
+        for arg in &self.args {
+            cmd.arg(arg.as_slice());
+        }
+        cmd
     }
 
     /// Runs the script (one round trip; two more only when the server had to load it) and
     /// decodes its answer.
     pub async fn invoke<T: FromRedisValue>(&self, pool: &Pool) -> Result<T> {
-        pool.invoke(self.script, &self.inner, &self.keys).await
+        pool.invoke(self.script, &self.command(), &self.keys).await
+    }
+
+    /// Sends the script without waiting for its answer: the call returns once the command is
+    /// queued on a connection, so it costs the caller no round trip. Its answer, error included,
+    /// is discarded — use it only for reports whose loss is tolerable and whose script this
+    /// process has already run (a server that does not know the script answers NOSCRIPT, which
+    /// nobody reads). Fails only when no connection can be had.
+    pub async fn send_without_reply(&self, pool: &Pool) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.set_no_response(true);
+        pool.send_without_reply(&cmd, &self.keys).await
     }
 }

@@ -184,3 +184,31 @@ redis_test! {
         assert_eq!(calls(&redis, "eval"), 0);
     }
 }
+
+static ECHO_INCR: Script = Script::new(
+    "echo-incr",
+    "-- KEYS[1] counter. ARGV[1] a marker. Increments the counter; returns the marker.\n\
+     redis.call('INCR', KEYS[1])\n\
+     return ARGV[1]",
+);
+
+redis_test! {
+    async fn replies_not_waited_for_never_reach_another_caller(redis) {
+        // One connection, so sends without reply and awaited calls share its pipeline.
+        let pool = coordkit_core::Pool::connect(redis.config().pool_size(1)).await.unwrap();
+        let key = redis.keyspace().instance("test", "noreply").unwrap().key("n");
+        // Make sure the server knows the script: a send without reply cannot load it.
+        let _: String = ECHO_INCR.prepare().key(&key).arg("warm").invoke(&pool).await.unwrap();
+        for i in 0..200 {
+            ECHO_INCR.prepare().key(&key).arg(format!("lost-{i}")).send_without_reply(&pool).await.unwrap();
+            if i % 10 == 0 {
+                let marker = format!("mine-{i}");
+                let got: String = ECHO_INCR.prepare().key(&key).arg(&marker).invoke(&pool).await.unwrap();
+                assert_eq!(got, marker, "an awaited call got another call's reply");
+            }
+        }
+        // Every send was applied (the awaited read after them is queued behind them).
+        let n: i64 = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
+        assert_eq!(n, 1 + 200 + 20);
+    }
+}

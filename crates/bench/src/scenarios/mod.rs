@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::ValueEnum;
 use coordkit_core::{Keyspace, Pool};
 
+mod breaker;
 mod context;
 mod metrics;
 mod raw;
@@ -44,6 +45,10 @@ pub(crate) enum Scenario {
     ContextUpdate,
     /// A whole-entity read (10 fields) of a context entity.
     ContextRead,
+    /// A circuit breaker's acquire (closed breaker): one EVALSHA.
+    BreakerAcquire,
+    /// A guarded call: acquire, an instant call, its outcome recorded in the background.
+    BreakerGuardedCall,
     /// One gauge sample (server time, retention by count) per call: one round trip.
     MetricsRecord,
     /// 100 gauge samples per call; reports samples/s.
@@ -59,6 +64,8 @@ impl Scenario {
             Scenario::RawEvalsha => "raw-evalsha",
             Scenario::ContextUpdate => "context-update",
             Scenario::ContextRead => "context-read",
+            Scenario::BreakerAcquire => "breaker-acquire",
+            Scenario::BreakerGuardedCall => "breaker-guarded-call",
             Scenario::MetricsRecord => "metrics-record",
             Scenario::MetricsRecordBatch => "metrics-record-batch",
             Scenario::MetricsAggregate => "metrics-aggregate",
@@ -75,6 +82,8 @@ impl Scenario {
             Scenario::RawEvalsha => raw::prepare(pool, keyspace).await,
             Scenario::ContextUpdate => context::prepare_update(pool, keyspace).await,
             Scenario::ContextRead => context::prepare_read(pool, keyspace).await,
+            Scenario::BreakerAcquire => breaker::prepare(pool, keyspace, false).await,
+            Scenario::BreakerGuardedCall => breaker::prepare(pool, keyspace, true).await,
             Scenario::MetricsRecord => metrics::prepare_record(pool, keyspace).await,
             Scenario::MetricsRecordBatch => metrics::prepare_record_batch(pool, keyspace).await,
             Scenario::MetricsAggregate => metrics::prepare_aggregate(pool, keyspace).await,
