@@ -9,7 +9,8 @@
 -- KEYS[2] seen (zset): sig -> last seen ms (least recent evicted beyond the cap)
 -- KEYS[3] tasks (zset): task -> last record ms (oldest evicted beyond the cap; older than the
 --         TTL = expired)
--- KEYS[4] counts (hash): "<kind> <component>" -> occurrences, "~other" beyond the cap
+-- KEYS[4] counts (hash): "<kind> <component>" -> occurrences (at most max counter fields), plus
+--         "~other": occurrences of pairs first seen beyond the cap
 -- KEYS[5] log (stream): id <ms>-<seq>, fields f = sig, e = entry (JSON)
 -- KEYS[6] corr (zset): kind -> last occurrence ms (the correlation window)
 -- ARGV[1]  now_ms: "" for the server clock, or a manual time
@@ -120,7 +121,8 @@ for base = 13, #ARGV - 8, 9 do
 
   -- Counters by kind and component; new fields beyond the cap count as "~other".
   local pair = kind .. ' ' .. comp
-  if redis.call('HINCRBY', counts, pair, 1) == 1 and redis.call('HLEN', counts) > max_counters then
+  if redis.call('HINCRBY', counts, pair, 1) == 1
+      and redis.call('HLEN', counts) - redis.call('HEXISTS', counts, '~other') > max_counters then
     redis.call('HDEL', counts, pair)
     redis.call('HINCRBY', counts, '~other', 1)
   end

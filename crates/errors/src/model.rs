@@ -18,7 +18,7 @@ pub struct ModelConfig {
     pub max_signatures: usize,
     /// Task records kept.
     pub max_tasks: usize,
-    /// Counter fields kept (`~other` included).
+    /// (kind, component) counter fields kept (`~other` aside).
     pub max_counters: usize,
     /// Correlation window.
     pub window_ms: u64,
@@ -216,9 +216,13 @@ impl TrackerModel {
 
         // Counters.
         let pair = format!("{} {}", r.kind, r.component);
-        let n = self.counts.entry(pair.clone()).or_default();
-        *n += 1;
-        if *n == 1 && self.counts.len() > cfg.max_counters {
+        let n = {
+            let n = self.counts.entry(pair.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let pairs = self.counts.len() - usize::from(self.counts.contains_key("~other"));
+        if n == 1 && pairs > cfg.max_counters {
             self.counts.remove(&pair);
             *self.counts.entry("~other".into()).or_default() += 1;
         }

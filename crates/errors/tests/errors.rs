@@ -1,0 +1,407 @@
+//! The tracker against real Redis, standalone and cluster.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, Received, Subscriber, redis};
+use coordkit_errors::{ErrorEvent, ErrorTracker, Resolution, Severity, TrackerError};
+use coordkit_testkit::redis_test;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn tracker(ks: &Keyspace, pool: Pool, name: &str) -> ErrorTracker {
+    ErrorTracker::builder(pool, ks.clone(), name)
+        .build()
+        .unwrap()
+}
+
+async fn next(sub: &mut Subscriber<serde_json::Value>) -> Received<serde_json::Value> {
+    tokio::time::timeout(WAIT, sub.recv())
+        .await
+        .expect("no event within the wait")
+        .expect("the subscriber ended")
+}
+
+redis_test! {
+    async fn records_deduplicate_and_keep_details(redis) {
+        let pool = redis.pool().await;
+        let t = ErrorTracker::builder(pool.clone(), redis.keyspace(), "dedup")
+            .signature_per_component(false)
+            .build()
+            .unwrap();
+        let before = pool.server_time_ms().await.unwrap();
+        let a = t.record(&ErrorEvent::new("fetcher", "Timeout", "timeout after 150ms on 10.0.0.1:80")
+            .task("t-1").code("ETIMEDOUT").frame("fetch (src/fetch.rs:10)").attribute("try", "1")
+            .recoverable(true)).await.unwrap();
+        let b = t.record(&ErrorEvent::new("indexer", "Timeout", "timeout after 3s on 10.0.0.2:81")
+            .task("t-2")).await.unwrap();
+        let c = t.record(&ErrorEvent::new("indexer", "Io", "disk full")).await.unwrap();
+        assert_eq!(a.signature, b.signature);
+        assert_ne!(a.signature, c.signature);
+        assert!(a.new_signature && !b.new_signature && c.new_signature);
+        assert_eq!((a.count, b.count, c.count), (1, 2, 1));
+        assert_eq!(a.severity, Severity::Warning);
+        assert_eq!(b.severity, Severity::Error);
+        assert!(a.ts_ms >= before && b.ts_ms >= a.ts_ms);
+
+        let d = t.signature(&a.signature).await.unwrap().unwrap();
+        assert_eq!(d.count, 2);
+        assert_eq!(d.first_seen_ms, a.ts_ms);
+        assert_eq!(d.last_seen_ms, b.ts_ms);
+        assert_eq!(d.components, vec!["fetcher".to_string(), "indexer".to_string()]);
+        assert_eq!(d.meta.template, "timeout after <dur> on <ip>");
+        assert_eq!(d.meta.kind, "Timeout");
+        assert_eq!(d.resolved_at_ms, None);
+        let sample = d.last_sample.unwrap();
+        assert_eq!(sample.message, "timeout after 3s on 10.0.0.2:81");
+        assert_eq!(sample.component, "indexer");
+        assert_eq!(sample.count, 2);
+
+        let task = t.task("t-1").await.unwrap().unwrap();
+        assert_eq!(task.code.as_deref(), Some("ETIMEDOUT"));
+        assert_eq!(task.stack, vec!["fetch (src/fetch.rs:10)".to_string()]);
+        assert_eq!(task.attributes["try"], "1");
+        assert!(task.recoverable);
+        assert_eq!(t.task("nope").await.unwrap(), None);
+
+        let counts = t.counts().await.unwrap();
+        assert_eq!(counts.by_kind["Timeout"], 2);
+        assert_eq!(counts.by_kind["Io"], 1);
+        assert_eq!(counts.by_component["indexer"], 2);
+        assert_eq!(counts.by_pair[&("Timeout".to_string(), "fetcher".to_string())], 1);
+        assert_eq!(counts.total(), 3);
+
+        // Paging: newest first, the cursor is stable while new records arrive.
+        let p1 = t.recent(None, 2).await.unwrap();
+        assert_eq!(p1.entries.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["Io", "Timeout"]);
+        t.record(&ErrorEvent::new("x", "Late", "after the first page")).await.unwrap();
+        let p2 = t.recent(p1.next.as_deref(), 2).await.unwrap();
+        assert_eq!(p2.entries.len(), 1);
+        assert_eq!(p2.entries[0].message, "timeout after 150ms on 10.0.0.1:80");
+        assert_eq!(p2.entries[0].task_id.as_deref(), Some("t-1"));
+        assert_eq!(p2.next, None);
+
+        let top = t.top(Duration::from_secs(600), 10).await.unwrap();
+        assert!(top.complete);
+        assert_eq!(top.signatures[0].signature, a.signature);
+        assert_eq!((top.signatures[0].in_window, top.signatures[0].total), (2, 2));
+        assert_eq!(top.signatures.len(), 3);
+        let listed = t.signatures(10).await.unwrap();
+        assert_eq!(listed.len(), 3);
+    }
+}
+
+redis_test! {
+    async fn bad_input_is_cleaned_and_recorded(redis) {
+        let t = ErrorTracker::builder(redis.pool().await, redis.keyspace(), "bad")
+            .max_message_bytes(100)
+            .build()
+            .unwrap();
+        // Invalid UTF-8.
+        let r = t.record(&ErrorEvent::new("c", "K", b"bad \xff\xfe bytes 42".as_slice())).await.unwrap();
+        let d = t.signature(&r.signature).await.unwrap().unwrap();
+        assert_eq!(d.last_sample.unwrap().message, "bad \u{fffd}\u{fffd} bytes 42");
+        assert_eq!(d.meta.template, "bad \u{fffd}\u{fffd} bytes <num>");
+        // Over-long message: truncated with a marker.
+        let long = "x".repeat(10_000);
+        let r = t.record(&ErrorEvent::new("c", "K", &long)).await.unwrap();
+        assert!(r.truncated);
+        let sample = t.signature(&r.signature).await.unwrap().unwrap().last_sample.unwrap();
+        assert!(sample.truncated);
+        assert!(sample.message.len() <= 100);
+        assert!(sample.message.ends_with("…[truncated 10000 bytes]"), "{}", sample.message);
+        // Missing and malformed names: defaults, cleaned.
+        let r = t.record(&ErrorEvent::default()).await.unwrap();
+        let d = t.signature(&r.signature).await.unwrap().unwrap();
+        assert_eq!((d.meta.kind.as_str(), d.meta.component.as_str()), ("unknown", "unknown"));
+        let r = t.record(&ErrorEvent::new("my {comp}\n", "a kind", "m").task("task {1}\t")).await.unwrap();
+        let d = t.signature(&r.signature).await.unwrap().unwrap();
+        assert_eq!(d.meta.component, "my__comp__");
+        assert_eq!(d.meta.kind, "a_kind");
+        assert!(t.task("task {1}\t").await.unwrap().is_some());
+        // Huge stacks and attributes are capped; a weird custom fingerprint is cleaned.
+        let mut e = ErrorEvent::new("c", "K", "m").fingerprint("my fp {x}\"");
+        for i in 0..1000 {
+            e = e.frame("f".repeat(5000)).attribute(format!("k{i}"), "v".repeat(5000));
+        }
+        let r = t.record(&e).await.unwrap();
+        assert_eq!(r.signature, "c-my_fp__x__");
+        let s = t.signature(&r.signature).await.unwrap().unwrap().last_sample.unwrap();
+        assert_eq!(s.stack.len(), coordkit_errors::MAX_FRAMES);
+        assert_eq!(s.attributes.len(), coordkit_errors::MAX_ATTRIBUTES);
+        assert!(s.stack[0].len() <= coordkit_errors::MAX_FIELD_BYTES);
+        assert_eq!(t.counts().await.unwrap().total(), 5);
+    }
+}
+
+redis_test! {
+    async fn wrong_type_keys_are_named(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = tracker(&ks, pool.clone(), "wrong");
+        t.record(&ErrorEvent::new("c", "K", "m")).await.unwrap();
+        let inst = ks.instance("errors", "wrong").unwrap();
+        for suffix in ["data", "counts", "log", "corr"] {
+            let key = inst.key(suffix);
+            let _: () = pool.query(redis::cmd("DEL").arg(&key)).await.unwrap();
+            let _: () = pool.query(redis::cmd("SET").arg(&key).arg("x")).await.unwrap();
+            match t.record(&ErrorEvent::new("c", "K", "m")).await {
+                Err(TrackerError::Core(Error::WrongType { key: k, found })) => {
+                    assert_eq!(k, key.as_str(), "{suffix}");
+                    assert_eq!(found, "string");
+                }
+                other => panic!("{suffix}: expected WrongType, got {other:?}"),
+            }
+            let _: () = pool.query(redis::cmd("DEL").arg(&key)).await.unwrap();
+        }
+        assert!(matches!(
+            t.counts().await,
+            Ok(_)
+        ));
+    }
+}
+
+redis_test! {
+    async fn events_on_severity_channels(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "events")
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        let mut sub = pool
+            .subscriber()
+            .pattern(ks.channel_pattern(Some("errors")).unwrap())
+            .subscribe::<serde_json::Value>()
+            .await
+            .unwrap();
+        let r = t.record(&ErrorEvent::new("a", "K1", "boom 1").severity(Severity::Warning)).await.unwrap();
+        let got = next(&mut sub).await;
+        assert_eq!(got.channel, t.channel(Severity::Warning));
+        assert_eq!(got.event.kind, "new_signature");
+        assert_eq!(got.event.source, "errors");
+        assert_eq!(got.event.entity, "events");
+        assert_eq!(got.event.ts_ms, clock.now_ms());
+        assert_eq!(got.event.payload["signature"], r.signature.as_str());
+        assert_eq!(got.event.payload["count"], 1);
+        t.record(&ErrorEvent::new("a", "K1", "boom 2")).await.unwrap();
+        let got = next(&mut sub).await;
+        assert_eq!((got.channel.as_str(), got.event.kind.as_str()), (t.channel(Severity::Error), "recorded"));
+
+        assert!(matches!(t.resolve(&r.signature).await.unwrap(), Resolution::Resolved { .. }));
+        let got = next(&mut sub).await;
+        assert_eq!((got.channel.as_str(), got.event.kind.as_str()), (t.channel(Severity::Info), "resolved"));
+        clock.advance(Duration::from_millis(1));
+        let again = t.record(&ErrorEvent::new("a", "K1", "boom 3")).await.unwrap();
+        assert!(again.regression);
+        let got = next(&mut sub).await;
+        assert_eq!(got.event.kind, "regression");
+
+        // Two more kinds in the window: one cascade event on the critical channel.
+        t.record(&ErrorEvent::new("b", "K2", "x")).await.unwrap();
+        let _ = next(&mut sub).await;
+        let third = t.record(&ErrorEvent::new("c", "K3", "y")).await.unwrap();
+        assert!(third.cascade);
+        let _ = next(&mut sub).await; // the record's own event
+        let got = next(&mut sub).await;
+        assert_eq!((got.channel.as_str(), got.event.kind.as_str()), (t.channel(Severity::Critical), "cascade"));
+        let kinds: BTreeSet<String> = serde_json::from_value(got.event.payload["kinds"].clone()).unwrap();
+        assert_eq!(kinds, ["K1", "K2", "K3"].map(String::from).into());
+        assert_eq!(got.event.payload["counts"]["K1"], 3);
+        assert_eq!(got.event.payload["components"]["a"], 3);
+    }
+}
+
+redis_test! {
+    async fn cascade_fires_once_per_window(redis) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let t = ErrorTracker::builder(redis.pool().await, redis.keyspace(), "cascade")
+            .correlation_window(Duration::from_secs(60))
+            .cascade_threshold(3)
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        let rec = |kind: &'static str| {
+            let t = t.clone();
+            async move { t.record(&ErrorEvent::new(format!("comp-{kind}"), kind, "x")).await.unwrap().cascade }
+        };
+        assert!(!rec("A").await);
+        assert!(!rec("B").await);
+        assert!(!rec("A").await, "two kinds are not a cascade");
+        assert!(rec("C").await);
+        assert!(!rec("D").await, "a second cascade within the window");
+        clock.advance(Duration::from_secs(30));
+        assert!(!rec("E").await, "a second cascade within the window");
+        clock.advance(Duration::from_secs(29));
+        assert!(!rec("F").await, "a second cascade within the window");
+        clock.advance(Duration::from_secs(1));
+        // A window after the first cascade, and E, F and G are within the window.
+        assert!(rec("G").await);
+        // After a quiet window, one kind is no cascade.
+        clock.advance(Duration::from_secs(600));
+        assert!(!rec("A").await);
+        assert!(!rec("B").await);
+        assert!(rec("C").await);
+    }
+}
+
+redis_test! {
+    async fn concurrent_records_are_exact(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "busy")
+            .log_max_len(100_000)
+            .build()
+            .unwrap();
+        const TASKS: u64 = 24;
+        const EACH: u64 = 40;
+        let kinds = ["A", "B", "C", "D"];
+        let handles: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for i in 0..EACH {
+                        let kind = kinds[((task + i) % 4) as usize];
+                        let e = ErrorEvent::new(format!("comp-{}", task % 3), kind, format!("failure {i} in task {task}"))
+                            .task(format!("task-{task}"));
+                        out.push(t.record(&e).await.unwrap());
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        assert_eq!(all.len() as u64, TASKS * EACH);
+        // Exactly one cascade: the server clock stays within one 5-minute window.
+        assert_eq!(all.iter().filter(|r| r.cascade).count(), 1);
+        // Per signature: counts 1..=n each exactly once, and the stored count is n.
+        let mut by_sig: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        for r in &all {
+            by_sig.entry(r.signature.clone()).or_default().push(r.count);
+        }
+        assert_eq!(by_sig.len(), 4 * 3);
+        for (sig, mut counts) in by_sig {
+            counts.sort();
+            let n = counts.len() as u64;
+            assert_eq!(counts, (1..=n).collect::<Vec<_>>(), "{sig}");
+            assert_eq!(t.signature(&sig).await.unwrap().unwrap().count, n);
+            assert_eq!(all.iter().filter(|r| r.signature == sig && r.new_signature).count(), 1);
+        }
+        let counts = t.counts().await.unwrap();
+        assert_eq!(counts.total(), TASKS * EACH);
+        for kind in kinds {
+            assert_eq!(counts.by_kind[kind], TASKS * EACH / 4);
+        }
+        let len: u64 = pool.query(redis::cmd("XLEN").arg(ks.instance("errors", "busy").unwrap().key("log"))).await.unwrap();
+        assert_eq!(len, TASKS * EACH);
+        for task in 0..TASKS {
+            assert!(t.task(&format!("task-{task}")).await.unwrap().is_some());
+        }
+    }
+}
+
+redis_test! {
+    async fn regression_only_for_later_occurrences(redis) {
+        let t = tracker(&redis.keyspace(), redis.pool().await, "regress");
+        let first = t.record(&ErrorEvent::new("c", "K", "flaky 1")).await.unwrap();
+        let sig = first.signature.clone();
+        // Many writers race a resolution.
+        let writers: Vec<_> = (0..16u64)
+            .map(|w| {
+                let t = t.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for i in 0..25u64 {
+                        out.push(t.record(&ErrorEvent::new("c", "K", format!("flaky {w}{i}"))).await.unwrap());
+                    }
+                    out
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let resolved_at = match t.resolve(&sig).await.unwrap() {
+            Resolution::Resolved { at_ms } => at_ms,
+            other => panic!("{other:?}"),
+        };
+        let mut all = Vec::new();
+        for w in writers {
+            all.extend(w.await.unwrap());
+        }
+        // A late report of an occurrence from before the resolution does not re-open it...
+        let late = t.record(&ErrorEvent::new("c", "K", "flaky 0").occurred_ms(resolved_at - 1)).await.unwrap();
+        all.push(late.clone());
+        // ... a new one does (unless one of the writers already did).
+        let fresh = t.record(&ErrorEvent::new("c", "K", "flaky 9")).await.unwrap();
+        all.push(fresh);
+        let regressions: Vec<_> = all.iter().filter(|r| r.regression).collect();
+        assert_eq!(regressions.len(), 1, "exactly one occurrence re-opens it");
+        assert!(regressions[0].ts_ms >= resolved_at);
+        assert!(!late.regression || regressions[0].count < late.count);
+        // Every occurrence counted after the resolution was made by a record at or after it.
+        let d = t.signature(&sig).await.unwrap().unwrap();
+        assert_eq!(d.regressions, 1);
+        assert_eq!(d.resolved_at_ms, None);
+        assert_eq!(d.count, 1 + 16 * 25 + 2);
+        assert!(matches!(t.resolve("v1-unknown").await.unwrap(), Resolution::Unknown));
+        assert!(matches!(t.resolve(&sig).await.unwrap(), Resolution::Resolved { .. }));
+        assert!(matches!(t.resolve(&sig).await.unwrap(), Resolution::AlreadyResolved { .. }));
+    }
+}
+
+redis_test! {
+    async fn caps_bound_signatures_tasks_counters_and_log(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "capped")
+            .max_signatures(50)
+            .max_tasks(20)
+            .max_counters(10)
+            .log_max_len(100)
+            .build()
+            .unwrap();
+        let t = Arc::new(t);
+        let mut first = None;
+        for i in 0..300u32 {
+            let e = ErrorEvent::new(format!("comp{}", i % 7), format!("Kind{}", i % 30), "m")
+                .fingerprint(format!("sig-{i}"))
+                .task(format!("task-{i}"));
+            let r = t.record(&e).await.unwrap();
+            first.get_or_insert(r.signature);
+        }
+        assert_eq!(t.signatures(1000).await.unwrap().len(), 50);
+        assert_eq!(t.signature(first.as_deref().unwrap()).await.unwrap(), None, "the least recent went");
+        assert!(t.signature("c-sig-299").await.unwrap().is_some());
+        assert!(t.task("task-0").await.unwrap().is_none());
+        assert!(t.task("task-299").await.unwrap().is_some());
+        let inst = ks.instance("errors", "capped").unwrap();
+        let tasks: u64 = pool.query(redis::cmd("ZCARD").arg(inst.key("tasks"))).await.unwrap();
+        assert_eq!(tasks, 20);
+        let fields: u64 = pool.query(redis::cmd("HLEN").arg(inst.key("data"))).await.unwrap();
+        // States, samples and metas of 50 signatures, 20 task records, and the last cascade time.
+        assert_eq!(fields, 50 * 3 + 20 + 1);
+        let counts = t.counts().await.unwrap();
+        assert_eq!(counts.by_pair.len(), 10);
+        assert!(counts.other > 0);
+        assert_eq!(counts.total(), 300);
+        let len: u64 = pool.query(redis::cmd("XLEN").arg(inst.key("log"))).await.unwrap();
+        assert_eq!(len, 100);
+    }
+}
+
+redis_test! {
+    async fn invalid_settings_name_the_field(redis) {
+        let pool = redis.pool().await;
+        let err = ErrorTracker::builder(pool.clone(), redis.keyspace(), "x").max_message_bytes(1).build().unwrap_err();
+        assert!(err.to_string().contains("max_message_bytes"), "{err}");
+        let err = ErrorTracker::builder(pool.clone(), redis.keyspace(), "x").cascade_threshold(0).build().unwrap_err();
+        assert!(err.to_string().contains("cascade_threshold"), "{err}");
+        let err = ErrorTracker::builder(pool, redis.keyspace(), "bad name").build().unwrap_err();
+        assert!(matches!(err, TrackerError::Core(Error::InvalidName { .. })));
+    }
+}
