@@ -12,20 +12,28 @@
 --
 -- ARGV[1]  operation: acquire | record | snapshot | force | clear
 -- ARGV[2]  now_ms: "" for the server clock, or a manual time
--- ARGV[3]  the rules, one '|'-separated string (parsed only when needed):
---          window kind (c: last N calls | t: last T ms in buckets) | window size (N calls, or
---          the number of buckets) | bucket length ms | minimum calls | failure rate threshold
---          (0..1] | slow call rate threshold (0..1] | slow call duration ms | consecutive
---          failures that trip it (0: off) | open duration base ms | open duration factor per
---          re-opening (1: fixed) | open duration cap ms | half-open permits K | half-open
---          successes that close it | probe lease ms | maximum stay in half-open ms (0: none) |
---          idle expiry of a closed breaker ms
--- ARGV[4]  event channel prefix (the event kind is appended)
--- ARGV[5]  the breaker's name (the events' entity)
--- acquire:  ARGV[6] permit id
--- record:   ARGV[6] permit id, ARGV[7] permit epoch, ARGV[8] permit kind (n | p | m | b),
---           ARGV[9] outcome (S success | F failure | I ignored), ARGV[10] duration ms
--- force:    ARGV[6] forced_open | disabled | metrics_only
+-- ARGV[3]  window kind: c (last N calls) | t (last T ms in buckets)
+-- ARGV[4]  window size: N calls, or the number of buckets
+-- ARGV[5]  bucket length in ms (time window)
+-- ARGV[6]  minimum calls before the rates count
+-- ARGV[7]  failure rate threshold (0..1]
+-- ARGV[8]  slow call rate threshold (0..1]
+-- ARGV[9]  slow call duration in ms
+-- ARGV[10] consecutive failures that trip it (0: off)
+-- ARGV[11] open duration base in ms
+-- ARGV[12] open duration factor per re-opening (1: fixed)
+-- ARGV[13] open duration cap in ms
+-- ARGV[14] half-open permits K
+-- ARGV[15] half-open successes that close it
+-- ARGV[16] probe permit lease in ms
+-- ARGV[17] maximum stay in half-open in ms (0: none)
+-- ARGV[18] idle expiry of a closed breaker in ms
+-- ARGV[19] event channel prefix (the event kind is appended)
+-- ARGV[20] the breaker's name (the events' entity)
+-- acquire:  ARGV[21] permit id
+-- record:   ARGV[21] permit id, ARGV[22] permit epoch, ARGV[23] permit kind (n | p | m | b),
+--           ARGV[24] outcome (S success | F failure | I ignored), ARGV[25] duration ms
+-- force:    ARGV[21] forced_open | disabled | metrics_only
 --
 -- Returns:
 --   acquire:  { admitted 0/1, state, epoch, retry after ms, permit kind n|p|m|b|'' }
@@ -54,15 +62,13 @@ if op == 'acquire' then
 end
 
 local now = ck_now(ARGV[2])
-local rules = {}
-for part in string.gmatch(ARGV[3], '[^|]+') do rules[#rules + 1] = part end
-local wkind, wsize, bucket_ms = rules[1], tonumber(rules[2]), tonumber(rules[3])
-local min_calls, frt, srt = tonumber(rules[4]), tonumber(rules[5]), tonumber(rules[6])
-local slow_ms, max_cf = tonumber(rules[7]), tonumber(rules[8])
-local open_base, open_factor, open_max = tonumber(rules[9]), tonumber(rules[10]), tonumber(rules[11])
-local permits, successes = tonumber(rules[12]), tonumber(rules[13])
-local lease_ms, max_wait, idle_ms = tonumber(rules[14]), tonumber(rules[15]), tonumber(rules[16])
-local channel, name = ARGV[4], ARGV[5]
+local wkind, wsize, bucket_ms = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local min_calls, frt, srt = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local slow_ms, max_cf = tonumber(ARGV[9]), tonumber(ARGV[10])
+local open_base, open_factor, open_max = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local permits, successes = tonumber(ARGV[14]), tonumber(ARGV[15])
+local lease_ms, max_wait, idle_ms = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
+local channel, name = ARGV[19], ARGV[20]
 
 -- Everything is read in one call; every change is written in one call at the end (save).
 local fields = { 'st', 'ep', 'oa', 'ou', 'rc', 'hs', 'hok', 'cf', 'xr' }
@@ -289,7 +295,7 @@ if op == 'acquire' then
     retry = ou - now
   elseif st == 'half_open' then
     if probes_n < permits then
-      redis.call('ZADD', P, now + lease_ms, ARGV[6])
+      redis.call('ZADD', P, now + lease_ms, ARGV[21])
       probes_n = probes_n + 1
       admitted, kind = 1, 'p'
     else
@@ -300,8 +306,8 @@ if op == 'acquire' then
   save()
   return { admitted, st, ep, retry, kind }
 elseif op == 'record' then
-  local permit, pep, pkind, outcome = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
-  local duration = tonumber(ARGV[10])
+  local permit, pep, pkind, outcome = ARGV[21], tonumber(ARGV[22]), ARGV[23], ARGV[24]
+  local duration = tonumber(ARGV[25])
   if pkind == 'p' and probes_n > 0 then
     probes_n = probes_n - redis.call('ZREM', P, permit)
   end
@@ -340,7 +346,7 @@ elseif op == 'snapshot' then
   local n, nf, ns = window()
   return { st, ep, n, nf, ns, cf, oa, ou, hok, probes_n, rc }
 elseif op == 'force' then
-  local target = ARGV[6]
+  local target = ARGV[21]
   if target ~= 'forced_open' and target ~= 'disabled' and target ~= 'metrics_only' then
     return ck_fail('BADOP', 'force ' .. target)
   end

@@ -34,7 +34,7 @@ struct Inner {
     channel_prefix: String,
     /// Unique per handle, so permit ids never collide across processes.
     instance: String,
-    /// ARGV[3..=5] of the script, formatted once.
+    /// ARGV[3..=20] of the script, formatted once.
     config_args: Vec<String>,
     next_permit: AtomicU64,
     local: Mutex<BreakerModel>,
@@ -502,11 +502,11 @@ impl CircuitBreaker {
     }
 }
 
-/// ARGV[3..=5]: the rules (packed in one argument), the channel prefix and the name.
+/// ARGV[3..=20]: the rules, the channel prefix and the name.
 fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Vec<String> {
     let (wkind, wsize, bucket_ms) = c.window_args();
     let (open_base, open_factor, open_max) = c.open_ms();
-    let rules = [
+    vec![
         wkind.to_owned(),
         wsize.to_string(),
         bucket_ms.to_string(),
@@ -523,8 +523,9 @@ fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Ve
         ms(c.permit_lease).to_string(),
         c.half_open_max_wait.map(ms).unwrap_or(0).to_string(),
         ms(c.idle_expiry).to_string(),
-    ];
-    vec![rules.join("|"), channel_prefix.to_owned(), name.to_owned()]
+        channel_prefix.to_owned(),
+        name.to_owned(),
+    ]
 }
 
 fn map_script_error(e: coordkit_core::Error) -> BreakerError {
