@@ -289,10 +289,7 @@ mod tests {
     fn default_classification() {
         let e = ErrorEvent::new("c", "Timeout", "x");
         assert_eq!(default_classifier(&e), Severity::Error);
-        assert_eq!(
-            default_classifier(&e.clone().recoverable(true)),
-            Severity::Warning
-        );
+        assert_eq!(default_classifier(&e.recoverable(true)), Severity::Warning);
         assert_eq!(
             default_classifier(&ErrorEvent::new("c", "OutOfMemory", "x")),
             Severity::Critical

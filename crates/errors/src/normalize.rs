@@ -47,7 +47,6 @@ pub const NORMALIZER_VERSION: u32 = 1;
 /// The template of `message`: variable parts replaced by placeholders (see the module docs).
 pub fn normalize(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let bytes = message.as_bytes();
     let mut i = 0;
     let mut prev: Option<char> = None;
     while i < message.len() {
@@ -82,7 +81,6 @@ pub fn normalize(message: &str) -> String {
             p = Some(d);
             j += d.len_utf8();
         }
-        let _ = bytes;
         token(&message[start..j], &mut out);
         prev = p;
         i = j;
@@ -148,10 +146,7 @@ fn split(piece: &str, level: usize, out: &mut String) {
     }
     match LEVELS.get(level) {
         Some(seps) => {
-            let mut first = true;
             for part in piece.split_inclusive(*seps) {
-                let _ = first;
-                first = false;
                 let (body, sep) = match part.char_indices().last() {
                     Some((at, c)) if seps.contains(&c) => (&part[..at], &part[at..]),
                     _ => (part, ""),

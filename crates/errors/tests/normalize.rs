@@ -122,14 +122,14 @@ proptest! {
         other in word(),
     ) {
         // Change one fixed word (or add one): a different template.
-        let mut changed = t.clone();
+        let mut changed = t;
         let words: Vec<usize> = changed.parts.iter().enumerate().filter(|(_, p)| p.is_ok()).map(|(i, _)| i).collect();
         match words.is_empty() {
-            true => changed.parts.push(Ok(other.clone())),
+            true => changed.parts.push(Ok(other)),
             false => {
                 let i = words[at.index(words.len())];
                 let old = changed.parts[i].clone().unwrap();
-                changed.parts[i] = Ok(if old == other { format!("{other}x") } else { other.clone() });
+                changed.parts[i] = Ok(if old == other { format!("{other}x") } else { other });
             }
         }
         let mut runner = proptest::test_runner::TestRunner::deterministic();
