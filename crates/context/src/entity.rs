@@ -192,28 +192,16 @@ impl Entity {
     async fn read_plain(&self, fields: &[&str]) -> Result<(Option<Snapshot>, u64)> {
         let pool = &self.store.pool;
         let keys = std::slice::from_ref(&self.data);
-        let values: Vec<Value> = if fields.is_empty() {
-            let mut all: Vec<Value> = pool
+        if fields.is_empty() {
+            let all: Vec<Value> = pool
                 .query_keys(redis::cmd("HGETALL").arg(&self.data), keys)
                 .await?;
-            let mut meta = vec![Value::Nil; 5];
-            for pair in all.chunks(2) {
-                if let [Value::BulkString(k), v] = pair {
-                    let slot = META.iter().position(|m| m.as_bytes() == k.as_slice());
-                    if let Some(slot) = slot {
-                        meta[slot] = v.clone();
-                    }
-                }
-            }
-            meta.append(&mut all);
-            meta
-        } else {
-            let mut cmd = redis::cmd("HMGET");
-            cmd.arg(&self.data).arg(&META[..]).arg(fields);
-            let mut values: Vec<Value> = pool.query_keys(&cmd, keys).await?;
-            values.insert(4, Value::Nil);
-            values
-        };
+            return decode_hgetall(&self.data, all);
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&self.data).arg(&META[..]).arg(fields);
+        let mut values: Vec<Value> = pool.query_keys(&cmd, keys).await?;
+        values.insert(4, Value::Nil);
         decode_read(&self.data, fields, values)
     }
 
@@ -458,6 +446,54 @@ fn text(value: &Value) -> Option<String> {
         Value::Int(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// Decodes a plain `HGETALL`, taking the strings over without copying them.
+fn decode_hgetall(data: &Key, all: Vec<Value>) -> Result<(Option<Snapshot>, u64)> {
+    let bad = |what: &str| {
+        ContextError::Core(coordkit_core::Error::decode(
+            format!("the entity at {data}"),
+            format!("{what} is not a number"),
+        ))
+    };
+    let mut version = None;
+    let mut updated_ms = 0;
+    let mut updated_by = String::new();
+    let mut expires_ms = None;
+    let mut fields = BTreeMap::new();
+    let mut items = all.into_iter();
+    while let (Some(k), Some(v)) = (items.next(), items.next()) {
+        let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
+            continue;
+        };
+        let text = |bytes: Vec<u8>| {
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        };
+        match k.as_slice() {
+            b"__version" => version = Some(text(v).parse().map_err(|_| bad("__version"))?),
+            b"__updated_ms" => updated_ms = text(v).parse().map_err(|_| bad("__updated_ms"))?,
+            b"__updated_by" => updated_by = text(v),
+            b"__expires_ms" => expires_ms = text(v).parse().ok(),
+            _ if k.starts_with(RESERVED_PREFIX.as_bytes()) => {}
+            _ => {
+                fields.insert(text(k), text(v));
+            }
+        }
+    }
+    let Some(version) = version else {
+        return Ok((None, 0));
+    };
+    Ok((
+        Some(Snapshot {
+            version,
+            updated_ms,
+            updated_by,
+            expires_ms,
+            fields,
+        }),
+        version,
+    ))
 }
 
 /// Decodes the read script's answer (or a plain read put in the same shape, with no current
