@@ -141,17 +141,6 @@ fn every_script_carries_the_prelude() {
     assert_ne!(COUNTER.sha1(), NOW.sha1());
 }
 
-/// Sums the `calls=` of one command in `INFO commandstats` over every server.
-fn calls(redis: &coordkit_testkit::TestRedis, command: &str) -> u64 {
-    let infos: Vec<String> = redis.on_every_server(&["INFO", "commandstats"]);
-    infos
-        .iter()
-        .flat_map(|info| info.lines())
-        .filter_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 redis_test! {
     async fn one_round_trip_per_invocation(redis) {
         // A full pool (4 connections for 10 tasks) so no connection is opened while measuring.
@@ -175,13 +164,13 @@ redis_test! {
         };
         round().await;
         assert_eq!(pool.connections().0, 4);
-        let _: Vec<String> = redis.on_every_server(&["CONFIG", "RESETSTAT"]);
+        redis.reset_stats();
         round().await;
-        assert_eq!(calls(&redis, "evalsha"), 200);
+        assert_eq!(redis.command_calls("evalsha"), 200);
         // No PING per checkout, no reload, nothing else on the hot path.
-        assert_eq!(calls(&redis, "ping"), 0);
-        assert_eq!(calls(&redis, "script|load"), 0);
-        assert_eq!(calls(&redis, "eval"), 0);
+        assert_eq!(redis.command_calls("ping"), 0);
+        assert_eq!(redis.command_calls("script|load"), 0);
+        assert_eq!(redis.command_calls("eval"), 0);
     }
 }
 

@@ -327,17 +327,6 @@ redis_test! {
     }
 }
 
-/// Sums `calls=` of one command in `INFO commandstats` over every server.
-fn calls(redis: &TestRedis, command: &str) -> u64 {
-    let infos: Vec<String> = redis.on_every_server(&["INFO", "commandstats"]);
-    infos
-        .iter()
-        .flat_map(|info| info.lines())
-        .filter_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 redis_test! {
     async fn a_record_is_one_round_trip(redis) {
         let clock = ManualClock::new(T0);
@@ -350,8 +339,8 @@ redis_test! {
             g.record(f64::from(i)).await.unwrap();
             clock.advance(Duration::from_millis(300));
         }
-        assert_eq!(calls(&redis, "evalsha"), 50);
-        assert_eq!(calls(&redis, "eval"), 0);
-        assert_eq!(calls(&redis, "ping"), 0);
+        assert_eq!(redis.command_calls("evalsha"), 50);
+        assert_eq!(redis.command_calls("eval"), 0);
+        assert_eq!(redis.command_calls("ping"), 0);
     }
 }

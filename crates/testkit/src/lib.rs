@@ -147,6 +147,24 @@ impl TestRedis {
             .collect()
     }
 
+    /// How many times `command` ran (`calls=` of `cmdstat_<command>` in `INFO commandstats`),
+    /// summed over every server; `CONFIG RESETSTAT` on every server starts the count again.
+    /// For tests that prove how many round trips an operation costs.
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let prefix = format!("cmdstat_{command}:calls=");
+        self.on_every_server::<String>(&["INFO", "commandstats"])
+            .iter()
+            .flat_map(|info| info.lines())
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// `CONFIG RESETSTAT` on every server.
+    pub fn reset_stats(&self) {
+        let _: Vec<String> = self.on_every_server(&["CONFIG", "RESETSTAT"]);
+    }
+
     /// Kills (-9) and restarts every server on the same ports and data dirs, and waits until
     /// they (and a cluster) are ready again.
     pub fn restart(&mut self) {
