@@ -12,28 +12,21 @@
 --
 -- ARGV[1]  operation: acquire | record | snapshot | force | clear
 -- ARGV[2]  now_ms: "" for the server clock, or a manual time
--- ARGV[3]  window kind: c (last N calls) | t (last T ms in buckets)
--- ARGV[4]  window size: N calls, or the number of buckets
--- ARGV[5]  bucket length in ms (time window)
--- ARGV[6]  minimum calls before the rates count
--- ARGV[7]  failure rate threshold (0..1]
--- ARGV[8]  slow call rate threshold (0..1]
--- ARGV[9]  slow call duration in ms
--- ARGV[10] consecutive failures that trip it (0: off)
--- ARGV[11] open duration base in ms
--- ARGV[12] open duration factor per re-opening (1: fixed)
--- ARGV[13] open duration cap in ms
--- ARGV[14] half-open permits K
--- ARGV[15] half-open successes that close it
--- ARGV[16] probe permit lease in ms
--- ARGV[17] maximum stay in half-open in ms (0: none)
--- ARGV[18] idle expiry of a closed breaker in ms
--- ARGV[19] event channel prefix (the event kind is appended)
--- ARGV[20] the breaker's name (the events' entity)
--- acquire:  ARGV[21] permit id
--- record:   ARGV[21] permit id, ARGV[22] permit epoch, ARGV[23] permit kind (n | p | m | b),
---           ARGV[24] outcome (S success | F failure | I ignored), ARGV[25] duration ms
--- force:    ARGV[21] forced_open | disabled | metrics_only
+-- ARGV[3]  the rules, 16 big-endian doubles (struct '>d' x16; unpacked only off the hot path):
+--            window kind (0: last N calls, 1: last T ms in buckets), window size (N calls or
+--            the number of buckets), bucket length ms, minimum calls, failure rate threshold
+--            (0..1], slow call rate threshold (0..1], slow call duration ms, consecutive failures
+--            that trip it (0: off), open duration base ms, open duration factor per re-opening
+--            (1: fixed), open duration cap ms, half-open permits K, half-open successes that
+--            close it, probe lease ms, maximum stay in half-open ms (0: none), idle expiry ms
+-- ARGV[4]  event channel prefix (the event kind is appended)
+-- ARGV[5]  the breaker's name (the events' entity)
+-- acquire:  ARGV[6] permit id
+-- record:   ARGV[6] permit id, ARGV[7] 4 big-endian doubles: permit epoch, permit kind
+--           (0 normal, 1 probe, 2 metrics-only, 3 bypass), outcome (0 success, 1 failure,
+--           2 ignored), duration ms
+-- force:    ARGV[6] forced_open | disabled | metrics_only
+-- (Arguments are few on purpose: every ARGV element costs the server a Lua string.)
 --
 -- Returns:
 --   acquire:  { admitted 0/1, state, epoch, retry after ms, permit kind n|p|m|b|'' }
@@ -62,13 +55,11 @@ if op == 'acquire' then
 end
 
 local now = ck_now(ARGV[2])
-local wkind, wsize, bucket_ms = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local min_calls, frt, srt = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local slow_ms, max_cf = tonumber(ARGV[9]), tonumber(ARGV[10])
-local open_base, open_factor, open_max = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local permits, successes = tonumber(ARGV[14]), tonumber(ARGV[15])
-local lease_ms, max_wait, idle_ms = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
-local channel, name = ARGV[19], ARGV[20]
+local wk, wsize, bucket_ms, min_calls, frt, srt, slow_ms, max_cf, open_base, open_factor,
+  open_max, permits, successes, lease_ms, max_wait, idle_ms =
+  struct.unpack('>dddddddddddddddd', ARGV[3])
+local wkind = wk == 0 and 'c' or 't'
+local channel, name = ARGV[4], ARGV[5]
 
 -- Everything is read in one call; every change is written in one call at the end (save).
 local fields = { 'st', 'ep', 'oa', 'ou', 'rc', 'hs', 'hok', 'cf', 'xr' }
@@ -295,7 +286,7 @@ if op == 'acquire' then
     retry = ou - now
   elseif st == 'half_open' then
     if probes_n < permits then
-      redis.call('ZADD', P, now + lease_ms, ARGV[21])
+      redis.call('ZADD', P, now + lease_ms, ARGV[6])
       probes_n = probes_n + 1
       admitted, kind = 1, 'p'
     else
@@ -306,21 +297,21 @@ if op == 'acquire' then
   save()
   return { admitted, st, ep, retry, kind }
 elseif op == 'record' then
-  local permit, pep, pkind, outcome = ARGV[21], tonumber(ARGV[22]), ARGV[23], ARGV[24]
-  local duration = tonumber(ARGV[25])
-  if pkind == 'p' and probes_n > 0 then
+  local permit = ARGV[6]
+  local pep, pkind, outcome, duration = struct.unpack('>dddd', ARGV[7])
+  if pkind == 1 and probes_n > 0 then
     probes_n = probes_n - redis.call('ZREM', P, permit)
   end
   settle()
   local status = 'recorded'
   if pep ~= ep then
     status = 'stale'
-  elseif outcome == 'I' then
+  elseif outcome == 2 then
     status = 'ignored'
   elseif st == 'disabled' or st == 'forced_open' or st == 'open' then
     status = 'not_counted'
   else
-    local failed = outcome == 'F'
+    local failed = outcome == 1
     local slow = duration >= slow_ms
     if st == 'half_open' then
       if failed then
@@ -346,7 +337,7 @@ elseif op == 'snapshot' then
   local n, nf, ns = window()
   return { st, ep, n, nf, ns, cf, oa, ou, hok, probes_n, rc }
 elseif op == 'force' then
-  local target = ARGV[21]
+  local target = ARGV[6]
   if target ~= 'forced_open' and target ~= 'disabled' and target ~= 'metrics_only' then
     return ck_fail('BADOP', 'force ' .. target)
   end

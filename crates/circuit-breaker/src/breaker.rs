@@ -34,8 +34,8 @@ struct Inner {
     channel_prefix: String,
     /// Unique per handle, so permit ids never collide across processes.
     instance: String,
-    /// ARGV[3..=20] of the script, formatted once.
-    config_args: Vec<String>,
+    /// ARGV[3..=5] of the script, packed once.
+    config_args: Vec<Vec<u8>>,
     next_permit: AtomicU64,
     local: Mutex<BreakerModel>,
     stats: StatsCell,
@@ -400,11 +400,12 @@ impl CircuitBreaker {
             ));
         }
         let mut call = self.script("record");
-        call.arg(&report.id)
-            .arg(report.epoch)
-            .arg(report.kind.code())
-            .arg(report.outcome.code())
-            .arg(report.duration_ms);
+        call.arg(&report.id).arg(pack_report(
+            report.epoch,
+            report.kind,
+            report.outcome,
+            report.duration_ms,
+        ));
         match call.invoke::<Vec<Value>>(&self.inner.pool).await {
             Ok(values) => decode_record(&values),
             Err(e) => {
@@ -423,11 +424,12 @@ impl CircuitBreaker {
             return;
         }
         let mut call = self.script("record");
-        call.arg(&report.id)
-            .arg(report.epoch)
-            .arg(report.kind.code())
-            .arg(report.outcome.code())
-            .arg(report.duration_ms);
+        call.arg(&report.id).arg(pack_report(
+            report.epoch,
+            report.kind,
+            report.outcome,
+            report.duration_ms,
+        ));
         if let Err(e) = call.send_without_reply(&self.inner.pool).await {
             self.note_store_error(&e.to_string());
         }
@@ -502,30 +504,54 @@ impl CircuitBreaker {
     }
 }
 
-/// ARGV[3..=20]: the rules, the channel prefix and the name.
-fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Vec<String> {
+/// ARGV[3..=5]: the rules (16 big-endian doubles), the channel prefix and the name.
+fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Vec<Vec<u8>> {
     let (wkind, wsize, bucket_ms) = c.window_args();
     let (open_base, open_factor, open_max) = c.open_ms();
+    let rules = [
+        if wkind == "c" { 0.0 } else { 1.0 },
+        wsize as f64,
+        bucket_ms as f64,
+        f64::from(c.minimum_calls),
+        c.failure_rate,
+        c.slow_call_rate,
+        ms(c.slow_call_duration) as f64,
+        f64::from(c.consecutive_failures.unwrap_or(0)),
+        open_base as f64,
+        open_factor,
+        open_max as f64,
+        f64::from(c.half_open_permits),
+        f64::from(c.half_open_successes),
+        ms(c.permit_lease) as f64,
+        c.half_open_max_wait.map(ms).unwrap_or(0) as f64,
+        ms(c.idle_expiry) as f64,
+    ];
     vec![
-        wkind.to_owned(),
-        wsize.to_string(),
-        bucket_ms.to_string(),
-        c.minimum_calls.to_string(),
-        c.failure_rate.to_string(),
-        c.slow_call_rate.to_string(),
-        ms(c.slow_call_duration).to_string(),
-        c.consecutive_failures.unwrap_or(0).to_string(),
-        open_base.to_string(),
-        open_factor.to_string(),
-        open_max.to_string(),
-        c.half_open_permits.to_string(),
-        c.half_open_successes.to_string(),
-        ms(c.permit_lease).to_string(),
-        c.half_open_max_wait.map(ms).unwrap_or(0).to_string(),
-        ms(c.idle_expiry).to_string(),
-        channel_prefix.to_owned(),
-        name.to_owned(),
+        pack(&rules),
+        channel_prefix.as_bytes().to_vec(),
+        name.as_bytes().to_vec(),
     ]
+}
+
+/// Numbers as big-endian doubles, for Lua's `struct.unpack('>d…')`.
+fn pack(numbers: &[f64]) -> Vec<u8> {
+    numbers.iter().flat_map(|n| n.to_be_bytes()).collect()
+}
+
+/// The record script's packed numbers: epoch, permit kind, outcome, duration.
+fn pack_report(epoch: u64, kind: PermitKind, outcome: Outcome, duration_ms: u64) -> Vec<u8> {
+    let kind = match kind {
+        PermitKind::Probe => 1.0,
+        PermitKind::MetricsOnly => 2.0,
+        PermitKind::Bypass => 3.0,
+        PermitKind::Normal | PermitKind::Unrecorded => 0.0,
+    };
+    let outcome = match outcome {
+        Outcome::Success => 0.0,
+        Outcome::Failure => 1.0,
+        Outcome::Ignored => 2.0,
+    };
+    pack(&[epoch as f64, kind, outcome, duration_ms as f64])
 }
 
 fn map_script_error(e: coordkit_core::Error) -> BreakerError {
@@ -631,10 +657,7 @@ impl CircuitBreaker {
     ) -> Result<RecordAnswer> {
         let mut call = self.script("record");
         call.arg(permit)
-            .arg(epoch)
-            .arg(kind.code())
-            .arg(outcome.code())
-            .arg(duration_ms);
+            .arg(pack_report(epoch, kind, outcome, duration_ms));
         let values: Vec<Value> = call
             .invoke(&self.inner.pool)
             .await

@@ -83,16 +83,6 @@ pub enum PermitKind {
 }
 
 impl PermitKind {
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            PermitKind::Normal => "n",
-            PermitKind::Probe => "p",
-            PermitKind::MetricsOnly => "m",
-            PermitKind::Bypass => "b",
-            PermitKind::Unrecorded => "u",
-        }
-    }
-
     pub(crate) fn from_code(code: &str) -> Option<Self> {
         Some(match code {
             "n" => PermitKind::Normal,
@@ -113,16 +103,6 @@ pub enum Outcome {
     Failure,
     /// It does not count either way (a cancelled call, a caller's mistake).
     Ignored,
-}
-
-impl Outcome {
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            Outcome::Success => "S",
-            Outcome::Failure => "F",
-            Outcome::Ignored => "I",
-        }
-    }
 }
 
 /// The answer to an acquire, as the script gives it.
