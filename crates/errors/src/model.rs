@@ -5,6 +5,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::tracker::task_slots;
+
+/// How often (ms) a signature's recency for eviction is refreshed.
+pub const INDEX_MS: u64 = 1_000;
+/// The most kinds the correlation window holds (the oldest go first).
+pub const MAX_WINDOW_KINDS: usize = 64;
+
 /// The caps and windows of the modelled tracker (the builder's settings, in ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelConfig {
@@ -16,7 +23,7 @@ pub struct ModelConfig {
     pub task_ttl_ms: u64,
     /// Signatures tracked.
     pub max_signatures: usize,
-    /// Task records kept.
+    /// Task record slots.
     pub max_tasks: usize,
     /// (kind, component) counter fields kept (`~other` aside).
     pub max_counters: usize,
@@ -71,6 +78,8 @@ pub struct ModelSignature {
     pub regressions: u64,
     /// Components seen (at most 16), in order.
     pub components: Vec<String>,
+    /// When its recency was last refreshed.
+    pub indexed_ms: u64,
 }
 
 /// A resolution's outcome: `Ok(at)` resolved now, `Err(Some(at))` already, `Err(None)` unknown.
@@ -82,10 +91,11 @@ pub struct TrackerModel {
     cfg: ModelConfig,
     sigs: BTreeMap<String, ModelSignature>,
     seen: BTreeMap<String, u64>,
-    tasks: BTreeMap<String, (u64, String)>,
+    /// Slot -> (task, ms, signature).
+    task_slots: BTreeMap<u32, (String, u64, String)>,
     counts: BTreeMap<String, u64>,
     log: VecDeque<(u64, String)>,
-    corr: BTreeMap<String, u64>,
+    corr: VecDeque<(String, u64)>,
     cascade_ms: Option<u64>,
 }
 
@@ -96,10 +106,10 @@ impl TrackerModel {
             cfg,
             sigs: BTreeMap::new(),
             seen: BTreeMap::new(),
-            tasks: BTreeMap::new(),
+            task_slots: BTreeMap::new(),
             counts: BTreeMap::new(),
             log: VecDeque::new(),
-            corr: BTreeMap::new(),
+            corr: VecDeque::new(),
             cascade_ms: None,
         }
     }
@@ -116,28 +126,6 @@ impl TrackerModel {
         let cfg = self.cfg;
         let new = !self.sigs.contains_key(&r.signature);
 
-        // Correlation.
-        let existed = self.corr.insert(r.kind.clone(), now).is_some();
-        if !existed {
-            self.corr
-                .retain(|_, s| (*s as i128) > now as i128 - cfg.window_ms as i128);
-        }
-        let mut cascade = false;
-        if self
-            .cascade_ms
-            .is_none_or(|f| now.saturating_sub(f) >= cfg.window_ms)
-        {
-            let distinct = self
-                .corr
-                .values()
-                .filter(|s| (**s as i128) > now as i128 - cfg.window_ms as i128)
-                .count();
-            if distinct >= cfg.threshold {
-                cascade = true;
-                self.cascade_ms = Some(now);
-            }
-        }
-
         // Signature eviction.
         if new {
             let over = (self.seen.len() + 1).saturating_sub(cfg.max_signatures);
@@ -146,8 +134,6 @@ impl TrackerModel {
                 self.sigs.remove(&victim);
             }
         }
-        self.seen.insert(r.signature.clone(), now);
-
         let sig = self
             .sigs
             .entry(r.signature.clone())
@@ -158,7 +144,12 @@ impl TrackerModel {
                 resolved_at_ms: None,
                 regressions: 0,
                 components: Vec::new(),
+                indexed_ms: 0,
             });
+        if new || now as i128 - sig.indexed_ms as i128 >= INDEX_MS as i128 {
+            sig.indexed_ms = now;
+            self.seen.insert(r.signature.clone(), now);
+        }
         sig.count += 1;
         sig.last_seen_ms = now;
         let mut regression = false;
@@ -172,59 +163,57 @@ impl TrackerModel {
         if !sig.components.contains(&r.component) && sig.components.len() < 16 {
             sig.components.push(r.component.clone());
         }
-        let outcome = ModelOutcome {
-            count: sig.count,
-            first_seen_ms: sig.first_seen_ms,
-            new_signature: new,
-            regression,
-            cascade,
-        };
+        let (count, first_seen_ms) = (sig.count, sig.first_seen_ms);
 
-        // Tasks.
-        if let Some(task) = &r.task {
-            let new_task = self
-                .tasks
-                .insert(task.clone(), (now, r.signature.clone()))
-                .is_none();
-            if new_task {
-                let mut over = self.tasks.len() as i64 - cfg.max_tasks as i64;
-                let scores: BTreeMap<String, u64> = self
-                    .tasks
-                    .iter()
-                    .map(|(t, (s, _))| (t.clone(), *s))
-                    .collect();
-                let candidates = Self::ascending(&scores)
-                    .into_iter()
-                    .take(over.max(0) as usize + 4);
-                let mut victims = Vec::new();
-                for (score, t) in candidates {
-                    if &t == task {
-                        continue;
-                    }
-                    if over > 0 {
-                        over -= 1;
-                        victims.push(t);
-                    } else if (score as i128) <= now as i128 - cfg.task_ttl_ms as i128 {
-                        victims.push(t);
-                    }
-                }
-                for v in victims {
-                    self.tasks.remove(&v);
-                }
-            }
+        // Correlation: kinds within the window, oldest first.
+        let cutoff = now as i128 - cfg.window_ms as i128;
+        self.corr
+            .retain(|(k, ts)| k != &r.kind && (*ts as i128) > cutoff);
+        self.corr.push_back((r.kind.clone(), now));
+        while self.corr.len() > MAX_WINDOW_KINDS {
+            self.corr.pop_front();
+        }
+        let mut cascade = false;
+        if self.corr.len() >= cfg.threshold
+            && self
+                .cascade_ms
+                .is_none_or(|f| now as i128 - f as i128 >= cfg.window_ms as i128)
+        {
+            cascade = true;
+            self.cascade_ms = Some(now);
         }
 
-        // Counters.
+        // Counters: pairs up to the cap, then "~other".
         let pair = format!("{} {}", r.kind, r.component);
-        let n = {
-            let n = self.counts.entry(pair.clone()).or_default();
-            *n += 1;
-            *n
-        };
         let pairs = self.counts.len() - usize::from(self.counts.contains_key("~other"));
-        if n == 1 && pairs > cfg.max_counters {
-            self.counts.remove(&pair);
-            *self.counts.entry("~other".into()).or_default() += 1;
+        match self.counts.get_mut(&pair) {
+            Some(n) => *n += 1,
+            None if pairs < cfg.max_counters => {
+                self.counts.insert(pair, 1);
+            }
+            None => *self.counts.entry("~other".into()).or_default() += 1,
+        }
+
+        // Tasks: the slot it owns, else a free one, else the one written longest ago.
+        if let Some(task) = &r.task {
+            let (s1, s2) = task_slots(task, cfg.max_tasks as u32);
+            let o1 = self.task_slots.get(&s1);
+            let o2 = self.task_slots.get(&s2);
+            let slot = match (o1, o2) {
+                (Some((t, _, _)), _) if t == task => s1,
+                (_, Some((t, _, _))) if t == task => s2,
+                (None, _) => s1,
+                (_, None) => s2,
+                (Some((_, ts1, _)), Some((_, ts2, _))) => {
+                    if ts2 < ts1 {
+                        s2
+                    } else {
+                        s1
+                    }
+                }
+            };
+            self.task_slots
+                .insert(slot, (task.clone(), now, r.signature.clone()));
         }
 
         // Log.
@@ -232,9 +221,14 @@ impl TrackerModel {
         while self.log.len() > cfg.log_max_len {
             self.log.pop_front();
         }
-        outcome
+        ModelOutcome {
+            count,
+            first_seen_ms,
+            new_signature: new,
+            regression,
+            cascade,
+        }
     }
-
     /// Resolves `signature` at `now`.
     pub fn resolve(&mut self, now: u64, signature: &str) -> ModelResolution {
         match self.sigs.get_mut(signature) {
@@ -289,9 +283,12 @@ impl TrackerModel {
 
     /// The signature of a task's details record at `now`, if visible.
     pub fn task(&self, now: u64, task: &str) -> Option<&str> {
-        self.tasks
-            .get(task)
-            .filter(|(ts, _)| (*ts as i128) > now as i128 - self.cfg.task_ttl_ms as i128)
-            .map(|(_, sig)| sig.as_str())
+        let (s1, s2) = task_slots(task, self.cfg.max_tasks as u32);
+        [s1, s2]
+            .iter()
+            .filter_map(|s| self.task_slots.get(s))
+            .find(|(t, _, _)| t == task)
+            .filter(|(_, ts, _)| (*ts as i128) > now as i128 - self.cfg.task_ttl_ms as i128)
+            .map(|(_, _, sig)| sig.as_str())
     }
 }

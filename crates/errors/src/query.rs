@@ -13,6 +13,7 @@ use crate::tracker::{ErrorTracker, millis};
 static RECENT: Script = Script::new("errors-recent", include_str!("../lua/recent.lua"));
 static TOP: Script = Script::new("errors-top", include_str!("../lua/top.lua"));
 static TASK: Script = Script::new("errors-task", include_str!("../lua/task.lua"));
+static COUNTS: Script = Script::new("errors-counts", include_str!("../lua/counts.lua"));
 
 /// One occurrence as kept in the log (the message, not the stack or attributes).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,7 +24,8 @@ pub struct LogEntry {
     /// The signature.
     #[serde(skip)]
     pub signature: String,
-    /// When it was recorded (server time, ms).
+    /// When it was recorded (server time, ms): the time part of its id.
+    #[serde(skip)]
     pub ts_ms: u64,
     /// The component.
     pub component: String,
@@ -164,7 +166,7 @@ impl Counts {
     }
 }
 
-/// The parsed signature state: `count first last resolved regressions[ comp…]`.
+/// The parsed signature state: `count first last resolved regressions indexed[ comp…]`.
 pub(crate) struct State {
     pub(crate) count: u64,
     pub(crate) first: u64,
@@ -187,6 +189,7 @@ pub(crate) fn parse_state(signature: &str, state: &str) -> Result<State> {
     };
     let (count, first, last, resolved, regressions) =
         (number()?, number()?, number()?, number()?, number()?);
+    let _indexed = number()?;
     Ok(State {
         count,
         first,
@@ -230,6 +233,11 @@ impl ErrorTracker {
             }
             let mut entry: LogEntry =
                 decode_json(&format!("log entry {id}"), json.map_or("", |j| j))?;
+            entry.ts_ms = id
+                .split('-')
+                .next()
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(0);
             entry.id = id;
             entry.signature = signature;
             entries.push(entry);
@@ -340,13 +348,30 @@ impl ErrorTracker {
     /// The counters by kind, by component and by both.
     pub async fn counts(&self) -> Result<Counts> {
         let inner = &self.inner;
-        let all: BTreeMap<String, u64> = inner
-            .pool
-            .query_keys(
-                redis::cmd("HGETALL").arg(&inner.keys.counts),
-                std::slice::from_ref(&inner.keys.counts),
-            )
+        let raw: Vec<redis::Value> = COUNTS
+            .prepare()
+            .key(&inner.keys.data)
+            .invoke(&inner.pool)
             .await?;
+        let bad = |why: String| Error::decode("the counts script's answer", why);
+        let mut it = raw.iter();
+        let other: u64 = it
+            .next()
+            .map(redis::from_redis_value_ref)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?
+            .unwrap_or(0);
+        let rest: Vec<&redis::Value> = it.collect();
+        let mut all: BTreeMap<String, u64> = BTreeMap::new();
+        for pair in rest.chunks(2) {
+            let [field, n] = pair else {
+                return Err(bad("an odd answer".into()).into());
+            };
+            let field: String =
+                redis::from_redis_value_ref(field).map_err(|e| bad(e.to_string()))?;
+            let n: u64 = redis::from_redis_value_ref(n).map_err(|e| bad(e.to_string()))?;
+            all.insert(field, n);
+        }
         let mut counts = Counts::default();
         for (field, n) in all {
             match field.split_once(' ') {
@@ -360,20 +385,26 @@ impl ErrorTracker {
                 None => counts.other += n,
             }
         }
+        counts.other += other;
         Ok(counts)
     }
 
     /// The details record of `task_id` (its latest error), unless older than the task TTL or
-    /// evicted beyond the task cap. The id is cleaned as when recorded.
+    /// evicted. The id is cleaned as when recorded. Task records live in `max_tasks` slots; a
+    /// task may use one of two (by a hash of its id): the one it holds, else a free one, else
+    /// the one written longest ago, whose task is evicted.
     pub async fn task(&self, task_id: &str) -> Result<Option<ErrorRecord>> {
         let inner = &self.inner;
+        let task = crate::event::clean_name(task_id);
+        let (s1, s2) = crate::tracker::task_slots(&task, inner.settings.max_tasks);
         let json: Option<String> = TASK
             .prepare()
             .key(&inner.keys.data)
-            .key(&inner.keys.tasks)
             .arg(inner.settings.clock.arg())
             .arg(millis(inner.settings.task_ttl))
-            .arg(crate::event::clean_name(task_id))
+            .arg(&task)
+            .arg(s1)
+            .arg(s2)
             .invoke(&inner.pool)
             .await?;
         json.map(|j| decode_json(&format!("task {task_id}"), &j))
@@ -381,7 +412,8 @@ impl ErrorTracker {
     }
 
     /// The tracked signatures, most recently seen first (at most `limit`), with their last
-    /// occurrence time.
+    /// occurrence time as the eviction order knows it (refreshed at most once a second per
+    /// signature, so up to a second behind [`SignatureDetail::last_seen_ms`]).
     pub async fn signatures(&self, limit: u32) -> Result<Vec<(String, u64)>> {
         let inner = &self.inner;
         let stop = i64::from(limit.max(1)) - 1;

@@ -69,10 +69,7 @@ impl std::fmt::Debug for Settings {
 pub(crate) struct Keys {
     pub(crate) data: Key,
     pub(crate) seen: Key,
-    pub(crate) tasks: Key,
-    pub(crate) counts: Key,
     pub(crate) log: Key,
-    pub(crate) corr: Key,
 }
 
 pub(crate) struct Inner {
@@ -114,6 +111,7 @@ struct Prepared {
     kind: String,
     component: String,
     task: String,
+    slots: (u32, u32),
     occurred: String,
     record: String,
     meta: String,
@@ -301,10 +299,7 @@ impl TrackerBuilder {
         let keys = Keys {
             data: instance.typed_key("data", KeyKind::Hash),
             seen: instance.typed_key("seen", KeyKind::ZSet),
-            tasks: instance.typed_key("tasks", KeyKind::ZSet),
-            counts: instance.typed_key("counts", KeyKind::Hash),
             log: instance.typed_key("log", KeyKind::Stream),
-            corr: instance.typed_key("corr", KeyKind::ZSet),
         };
         let channels = Severity::ALL
             .iter()
@@ -465,6 +460,13 @@ impl ErrorTracker {
         &self.inner.name
     }
 
+    /// Every key the tracker writes (data, seen, log), for monitoring (`MEMORY USAGE`) or
+    /// deletion.
+    pub fn keys(&self) -> Vec<Key> {
+        let k = &self.inner.keys;
+        [&k.data, &k.seen, &k.log].into_iter().cloned().collect()
+    }
+
     /// The pool it uses.
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
@@ -583,6 +585,9 @@ impl ErrorTracker {
             signature,
             kind,
             component,
+            slots: task
+                .as_deref()
+                .map_or((0, 0), |t| task_slots(t, settings.max_tasks)),
             task: task.unwrap_or_default(),
             occurred: event
                 .occurred_ms
@@ -590,7 +595,7 @@ impl ErrorTracker {
                 .unwrap_or_default(),
             record: json_tail(record),
             meta,
-            entry: json_tail(entry),
+            entry,
             channel: severity as usize,
             severity,
             truncated,
@@ -769,10 +774,7 @@ async fn send(inner: &Inner, batch: &[Pending]) -> coordkit_core::Result<Vec<Out
     let mut call = RECORD.prepare();
     call.key(&keys.data)
         .key(&keys.seen)
-        .key(&keys.tasks)
-        .key(&keys.counts)
         .key(&keys.log)
-        .key(&keys.corr)
         .arg(s.clock.arg())
         .arg(s.log_max_len)
         .arg(millis(s.log_max_age))
@@ -791,6 +793,8 @@ async fn send(inner: &Inner, batch: &[Pending]) -> coordkit_core::Result<Vec<Out
             .arg(&a.kind)
             .arg(&a.component)
             .arg(&a.task)
+            .arg(a.slots.0)
+            .arg(a.slots.1)
             .arg(&a.occurred)
             .arg(&a.record)
             .arg(&a.meta)
@@ -815,6 +819,16 @@ async fn send(inner: &Inner, batch: &[Pending]) -> coordkit_core::Result<Vec<Out
             cascade: c[5] == 1,
         })
         .collect())
+}
+
+/// The two slots (of `max_tasks`) a task's details record may use: from a SHA-1 of its id, so
+/// every process agrees.
+pub(crate) fn task_slots(task: &str, max_tasks: u32) -> (u32, u32) {
+    let digest = sha1_smol::Sha1::from(task.as_bytes()).digest().bytes();
+    let a = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let b = u32::from_be_bytes([digest[4], digest[5], digest[6], digest[7]]);
+    let n = max_tasks.max(1);
+    (a % n, b % n)
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -10,6 +10,7 @@ use coordkit_core::{Keyspace, Pool};
 
 mod breaker;
 mod context;
+mod errors;
 mod metrics;
 mod raw;
 
@@ -55,6 +56,8 @@ pub(crate) enum Scenario {
     MetricsRecordBatch,
     /// Count, sum, min, max and p50/p95/p99 of a window of 1,000 samples.
     MetricsAggregate,
+    /// One error occurrence (signature, counters, log, task, correlation, event) per call.
+    ErrorsRecord,
 }
 
 impl Scenario {
@@ -69,6 +72,7 @@ impl Scenario {
             Scenario::MetricsRecord => "metrics-record",
             Scenario::MetricsRecordBatch => "metrics-record-batch",
             Scenario::MetricsAggregate => "metrics-aggregate",
+            Scenario::ErrorsRecord => "errors-record",
         }
     }
 
@@ -87,6 +91,7 @@ impl Scenario {
             Scenario::MetricsRecord => metrics::prepare_record(pool, keyspace).await,
             Scenario::MetricsRecordBatch => metrics::prepare_record_batch(pool, keyspace).await,
             Scenario::MetricsAggregate => metrics::prepare_aggregate(pool, keyspace).await,
+            Scenario::ErrorsRecord => errors::prepare_record(pool, keyspace).await,
         }
     }
 }
