@@ -1,7 +1,122 @@
 //! # coordkit-retry-queue
 //!
-//! Placeholder: this primitive arrives in its own issue. It already depends on
-//! [`coordkit_core`] so the workspace layout is final.
+//! A named queue of tasks that may fail and must be retried later, with a dead-letter queue for
+//! what cannot succeed, and a worker runtime. Each step (enqueue, claim, ack, fail, defer,
+//! extend, reclaim, dead-letter, requeue, purge) is **one Lua script** on one hash tag, on the
+//! **server's clock**: no client clock, no read-then-write race, no polling loop.
+//!
+//! - **Enqueue** one task or a batch: payload bytes (or JSON via serde), max attempts, a backoff
+//!   policy stored with the task ([`Backoff`]: exponential with cap, fixed, explicit schedule;
+//!   [`Jitter`]: full, equal, decorrelated — drawn in Rust with `rand`, applied by the script),
+//!   an initial delay, a lease length, an idempotency key (a duplicate within its TTL is not
+//!   enqueued and the caller gets [`Enqueued::Duplicate`]) and a component name.
+//! - **Claim** a batch: due delayed tasks are promoted and expired leases reclaimed (both bounded
+//!   per call), then ready tasks are leased with a **fencing token** and a deadline.
+//! - **Settle** with the token: ack, fail (the script computes the backoff and schedules the
+//!   retry, or dead-letters the task after its last attempt with reason `exhausted` and its error
+//!   history), defer (no attempt spent), dead-letter, extend. A wrong token answers
+//!   [`Settled::LeaseLost`] and changes nothing.
+//! - **Crash recovery**: a lease that runs out is reclaimed by the next claim as a *stall*,
+//!   counted apart from failures; a task that stalls more than
+//!   [`max_stalls`](QueueConfigBuilder::max_stalls) times is dead-lettered as `stalled`.
+//! - **Poison tolerance**: a payload that does not decode ([`Worker::start_json`]) or a task
+//!   whose stored record is unreadable is dead-lettered as `malformed`; the rest of the batch and
+//!   the worker carry on. A panicking handler counts as a failure.
+//! - **Dead-letter queue**: [`Queue::dead_letters`], [`Queue::inspect`], [`Queue::requeue`] /
+//!   [`Queue::requeue_all`] (optionally with a fresh attempt budget), [`Queue::purge`] /
+//!   [`Queue::purge_all`]; count and age caps on by default (100,000 tasks, 7 days).
+//! - **Events** from the scripts on `<ns>:events:queue:<kind>`: `retry_scheduled`,
+//!   `dead_lettered`, `stalled`, `requeued`, and `succeeded` (opt-in). **Stats**: counts per
+//!   state, totals, age of the oldest ready task ([`Queue::stats`]).
+//! - **Worker runtime** ([`Worker`]): concurrency N, a handler closure, batched claims and
+//!   settles, lease renewal while a handler runs, graceful shutdown (stop claiming, finish
+//!   in-flight tasks within a deadline). An idle worker blocks on a wake-up — a pub/sub message
+//!   the scripts publish when work becomes ready, or a timer armed to the due time the claim
+//!   script returned — never on a polling interval. With the `circuit-breaker` feature, tasks that
+//!   name a component are deferred (not failed) while its breaker is open.
+//!
+//! ## Guarantees
+//!
+//! - **At-least-once delivery.** A task leaves the queue only when acknowledged with its
+//!   current token, dead-lettered, or purged from the dead-letter queue. A handler may run more
+//!   than once (after a lost lease); handlers should be idempotent.
+//! - **Each task is in exactly one state** — ready, delayed, leased or dead — because every
+//!   transition is one script that moves its id from one structure to another.
+//! - **At most one valid lease per task.** A lease is reclaimed only after its deadline, and the
+//!   reclaim changes the fencing token, so a late holder's ack, fail or extend is refused.
+//! - **No acknowledged enqueue is lost** across a Redis crash and restart when the server runs
+//!   with AOF `appendfsync always`: the script's writes are in the AOF before the reply.
+//! - **Works on Redis Cluster**: one queue is one hash tag (`<ns>:{queue:<name>}:*`), so every
+//!   script touches one slot.
+//!
+//! ## Keys (one hash tag per queue)
+//!
+//! `tasks` (hash id → compact record: attempts, stalls, token, last delay, since, enqueued, max
+//! attempts, lease, policy, component), `payloads` (hash), `ready` (list), `delayed` (zset by
+//! due time), `leased` (zset by deadline), `dlq` (zset by dead-letter time), `errors` (hash id →
+//! JSON history), `dead` (hash id → reason), `idem` / `idem_exp` (idempotency keys), `info`
+//! (counters). Claims and settles of a batch cost a fixed number of Redis calls per batch, not
+//! per task, apart from the failure paths.
+//!
+//! ## A worker
+//!
+//! ```
+//! use std::time::Duration;
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//! use coordkit_retry_queue::{Backoff, Queue, QueueConfig, TaskOptions, Worker, WorkerConfig};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Email { to: String }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let queue = Queue::new(pool, &Keyspace::new("demo")?, "emails", QueueConfig::default())?;
+//!
+//! let options = TaskOptions::default()
+//!     .max_attempts(3)
+//!     .backoff(Backoff::Fixed(Duration::from_millis(10)));
+//! queue.enqueue_json(&Email { to: "ada@example.com".into() }, options.clone()).await?;
+//! queue.enqueue_json(&Email { to: "flaky@example.com".into() }, options).await?;
+//!
+//! let worker = Worker::start_json(
+//!     queue.clone(),
+//!     WorkerConfig::default().concurrency(4),
+//!     |task, email: Email| async move {
+//!         if email.to.starts_with("flaky") && task.attempt < 2 {
+//!             return Err("smtp timeout".to_string()); // retried after the backoff
+//!         }
+//!         Ok(())
+//!     },
+//! )
+//! .await?;
+//! # while queue.stats().await?.completed < 2 { tokio::time::sleep(Duration::from_millis(5)).await; }
+//! let report = worker.shutdown().await;
+//! assert!(report.clean);
+//! assert_eq!(queue.stats().await?.completed, 2);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+pub mod model;
+mod options;
+mod queue;
+pub mod worker;
 
 pub use coordkit_core;
+pub use error::{QueueError, Result};
+pub use options::{
+    Backoff, Jitter, MAX_DURATION_MS, QueueConfig, QueueConfigBuilder, TaskOptions,
+    backoff_delay_ms,
+};
+#[doc(hidden)]
+pub use queue::RawSettle;
+pub use queue::{
+    Claim, DeadLetter, Enqueued, ErrorRecord, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Queue, Settle,
+    Settled, Stats, Task, TaskInfo, TaskState,
+};
+pub use worker::{ShutdownReport, TaskError, Worker, WorkerConfig, WorkerStats};

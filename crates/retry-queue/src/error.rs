@@ -1,0 +1,28 @@
+//! The queue's error type.
+
+/// What can go wrong with a queue operation. Expected outcomes (an empty queue, a lost lease, a
+/// duplicate enqueue) are values, not errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// A payload could not be encoded (the serde convenience).
+    #[error("could not encode the payload: {0}")]
+    Encode(String),
+    /// The queue's keys hold something coordkit did not write.
+    #[error("corrupt queue state: {0}")]
+    Corrupt(String),
+    /// Anything from the foundation: unavailable, timeout, invalid name or configuration,
+    /// a key of the wrong type.
+    #[error(transparent)]
+    Core(#[from] coordkit_core::Error),
+}
+
+impl QueueError {
+    /// Whether retrying the same call later may succeed (Redis was unavailable or slow).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, QueueError::Core(e) if e.is_retryable())
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;

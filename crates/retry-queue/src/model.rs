@@ -1,0 +1,517 @@
+//! A pure-Rust reference model of the queue's state machine: the same operations as
+//! `lua/queue.lua`, with the same answers, on an explicit clock. The property tests run random
+//! operation sequences against both and compare every answer and the whole stored state.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::options::{QueueConfig, TaskOptions, backoff_delay_ms};
+use crate::queue::{
+    Claim, Enqueued, ErrorRecord, NewTask, RawSettle, Settle, Settled, Stats, Task,
+};
+
+/// One task in the model.
+#[derive(Debug, Clone)]
+struct ModelTask {
+    attempts: u32,
+    stalls: u32,
+    token: u64,
+    prev: u64,
+    since: u64,
+    enqueued: u64,
+    options: TaskOptions,
+}
+
+/// The whole stored state of a queue, in a form both the model and Redis can be read into.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dump {
+    /// The ready list, head (LPUSH side) first, as `LRANGE 0 -1` reads it.
+    pub ready: Vec<String>,
+    /// Delayed tasks by (due, id).
+    pub delayed: Vec<(String, u64)>,
+    /// Leased tasks by (deadline, id).
+    pub leased: Vec<(String, u64)>,
+    /// Dead letters by (dead at, id).
+    pub dlq: Vec<(String, u64)>,
+    /// Every task's meta string.
+    pub tasks: BTreeMap<String, String>,
+    /// Every payload.
+    pub payloads: BTreeMap<String, Vec<u8>>,
+    /// Error histories.
+    pub errors: BTreeMap<String, Vec<ErrorRecord>>,
+    /// Dead-letter reasons.
+    pub dead: BTreeMap<String, String>,
+}
+
+/// The reference model of one queue.
+#[derive(Debug, Clone)]
+pub struct QueueModel {
+    config: QueueConfig,
+    seq: u64,
+    token: u64,
+    completed: u64,
+    dead_total: u64,
+    tasks: BTreeMap<String, ModelTask>,
+    payloads: BTreeMap<String, Vec<u8>>,
+    ready: VecDeque<String>,
+    delayed: BTreeMap<String, u64>,
+    leased: BTreeMap<String, u64>,
+    dlq: BTreeMap<String, u64>,
+    errors: BTreeMap<String, Vec<ErrorRecord>>,
+    dead: BTreeMap<String, String>,
+    idem: BTreeMap<String, (String, u64)>,
+    buried: u32,
+}
+
+/// Members of a sorted set by (score, member), as Redis orders them.
+fn ordered(set: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = set.iter().map(|(k, s)| (k.clone(), *s)).collect();
+    v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+fn due_members(set: &BTreeMap<String, u64>, max: i128, limit: usize) -> Vec<String> {
+    ordered(set)
+        .into_iter()
+        .filter(|(_, s)| i128::from(*s) <= max)
+        .take(limit)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+impl QueueModel {
+    /// An empty queue with these settings (only the caps, stalls and error history matter).
+    pub fn new(config: QueueConfig) -> Self {
+        Self {
+            config,
+            seq: 0,
+            token: 0,
+            completed: 0,
+            dead_total: 0,
+            tasks: BTreeMap::new(),
+            payloads: BTreeMap::new(),
+            ready: VecDeque::new(),
+            delayed: BTreeMap::new(),
+            leased: BTreeMap::new(),
+            dlq: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            dead: BTreeMap::new(),
+            idem: BTreeMap::new(),
+            buried: 0,
+        }
+    }
+
+    fn meta(t: &ModelTask) -> String {
+        let o = &t.options;
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            t.attempts,
+            t.stalls,
+            t.token,
+            t.prev,
+            t.since,
+            t.enqueued,
+            o.max_attempts,
+            o.lease.as_millis(),
+            o.policy(),
+            o.component.as_deref().unwrap_or("")
+        )
+    }
+
+    /// The whole state.
+    pub fn dump(&self) -> Dump {
+        Dump {
+            ready: self.ready.iter().cloned().collect(),
+            delayed: ordered(&self.delayed),
+            leased: ordered(&self.leased),
+            dlq: ordered(&self.dlq),
+            tasks: self
+                .tasks
+                .iter()
+                .map(|(k, t)| (k.clone(), Self::meta(t)))
+                .collect(),
+            payloads: self.payloads.clone(),
+            errors: self.errors.clone(),
+            dead: self.dead.clone(),
+        }
+    }
+
+    /// Ids of the tasks whose attempts are used up or that were dead-lettered.
+    pub fn dead_ids(&self) -> Vec<String> {
+        self.dlq.keys().cloned().collect()
+    }
+
+    /// Failures so far of a task still held.
+    pub fn attempts(&self, id: &str) -> Option<(u32, u32)> {
+        self.tasks
+            .get(id)
+            .map(|t| (t.attempts, t.options.max_attempts))
+    }
+
+    fn lpush(&mut self, ids: &[String]) -> usize {
+        for id in ids {
+            self.ready.push_front(id.clone());
+        }
+        self.ready.len()
+    }
+
+    fn bury(&mut self, now: u64, id: &str, reason: &str) {
+        if let Some(t) = self.tasks.get_mut(id) {
+            t.token = 0;
+            t.since = now;
+        }
+        self.dlq.insert(id.to_owned(), now);
+        self.dead.insert(id.to_owned(), reason.to_owned());
+        self.dead_total += 1;
+        self.buried += 1;
+    }
+
+    fn delete_dead(&mut self, ids: &[String]) {
+        for id in ids {
+            self.dlq.remove(id);
+            self.tasks.remove(id);
+            self.payloads.remove(id);
+            self.errors.remove(id);
+            self.dead.remove(id);
+        }
+    }
+
+    fn trim_dlq(&mut self, now: u64) {
+        if self.buried == 0 {
+            return;
+        }
+        self.buried = 0;
+        let age = self.config.dlq_max_age.as_millis() as i128;
+        if age > 0 {
+            let old = due_members(&self.dlq, i128::from(now) - age, 100);
+            self.delete_dead(&old);
+        }
+        let max = self.config.dlq_max_count;
+        if max > 0 {
+            let n = self.dlq.len() as u64;
+            if n > max {
+                let k = (n - max).min(100) as usize;
+                let old: Vec<String> = ordered(&self.dlq)
+                    .into_iter()
+                    .take(k)
+                    .map(|(id, _)| id)
+                    .collect();
+                self.delete_dead(&old);
+            }
+        }
+    }
+
+    fn push_error(&mut self, now: u64, id: &str, attempt: u32, text: &str) {
+        let list = self.errors.entry(id.to_owned()).or_default();
+        list.push(ErrorRecord {
+            attempt,
+            at_ms: now,
+            error: text.to_owned(),
+        });
+        let keep = self.config.errors_kept as usize;
+        while list.len() > keep {
+            list.remove(0);
+        }
+    }
+
+    /// `enqueue` at `now`.
+    pub fn enqueue(&mut self, now: u64, batch: &[NewTask]) -> Vec<Enqueued> {
+        let expired: Vec<String> = {
+            let exp: BTreeMap<String, u64> = self
+                .idem
+                .iter()
+                .map(|(k, (_, e))| (k.clone(), *e))
+                .collect();
+            due_members(&exp, i128::from(now), 100)
+        };
+        for k in expired {
+            self.idem.remove(&k);
+        }
+        let mut seq = self.seq;
+        self.seq += batch.len() as u64;
+        let mut out = Vec::new();
+        let mut ready = Vec::new();
+        for task in batch {
+            seq += 1;
+            let id = seq.to_string();
+            let o = &task.options;
+            let mut dup = None;
+            if let Some((key, ttl)) = &o.idempotency {
+                if let Some((vid, exp)) = self.idem.get(key)
+                    && *exp > now
+                {
+                    dup = Some(vid.clone());
+                }
+                if dup.is_none() {
+                    self.idem
+                        .insert(key.clone(), (id.clone(), now + ttl.as_millis() as u64));
+                }
+            }
+            if let Some(d) = dup {
+                out.push(Enqueued::Duplicate(d));
+                continue;
+            }
+            let delay = o.delay.as_millis() as u64;
+            let due = now + delay;
+            self.tasks.insert(
+                id.clone(),
+                ModelTask {
+                    attempts: 0,
+                    stalls: 0,
+                    token: 0,
+                    prev: 0,
+                    since: due,
+                    enqueued: now,
+                    options: o.clone(),
+                },
+            );
+            self.payloads.insert(id.clone(), task.payload.clone());
+            if delay > 0 {
+                self.delayed.insert(id.clone(), due);
+            } else {
+                ready.push(id.clone());
+            }
+            out.push(Enqueued::New(id));
+        }
+        self.lpush(&ready);
+        out
+    }
+
+    /// `claim` of up to `n` tasks at `now`.
+    pub fn claim(&mut self, now: u64, n: usize) -> Claim {
+        let n = n.min(crate::queue::MAX_BATCH);
+        let expired = due_members(
+            &self.leased,
+            i128::from(now),
+            self.config.reclaim_limit as usize,
+        );
+        let mut back = Vec::new();
+        for id in &expired {
+            self.leased.remove(id);
+            let Some(t) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            t.stalls += 1;
+            t.token = 0;
+            if t.stalls > self.config.max_stalls {
+                self.bury(now, id, "stalled");
+            } else {
+                t.since = now;
+                back.push(id.clone());
+            }
+        }
+        self.lpush(&back);
+        let due = due_members(
+            &self.delayed,
+            i128::from(now),
+            self.config.promote_limit as usize,
+        );
+        for id in &due {
+            self.delayed.remove(id);
+        }
+        self.lpush(&due);
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            match self.ready.pop_back() {
+                Some(id) => ids.push(id),
+                None => break,
+            }
+        }
+        let mut tok = self.token;
+        self.token += ids.len() as u64;
+        let mut tasks = Vec::new();
+        for id in ids {
+            let t = self.tasks.get_mut(&id).expect("a ready task exists");
+            tok += 1;
+            t.token = tok;
+            let deadline = now + t.options.lease.as_millis() as u64;
+            self.leased.insert(id.clone(), deadline);
+            tasks.push(Task {
+                id: id.clone(),
+                token: tok,
+                deadline_ms: deadline,
+                attempt: t.attempts + 1,
+                stalls: t.stalls,
+                component: t.options.component.clone(),
+                payload: self.payloads.get(&id).cloned().unwrap_or_default(),
+                enqueued_ms: t.enqueued,
+            });
+        }
+        let claim = Claim {
+            tasks,
+            now_ms: now,
+            next_due_ms: ordered(&self.delayed).first().map(|(_, s)| *s),
+            next_deadline_ms: ordered(&self.leased).first().map(|(_, s)| *s),
+        };
+        self.trim_dlq(now);
+        claim
+    }
+
+    /// `settle` at `now`.
+    pub fn settle(&mut self, now: u64, ops: &[RawSettle]) -> Vec<Settled> {
+        let mut done = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for op in ops {
+            let valid = match self.tasks.get(&op.id) {
+                Some(t) => !done.contains(&op.id) && op.token != 0 && t.token == op.token,
+                None => false,
+            };
+            if !valid {
+                out.push(Settled::LeaseLost);
+                continue;
+            }
+            done.insert(op.id.clone());
+            self.leased.remove(&op.id);
+            let id = op.id.as_str();
+            let delay = match &op.settle {
+                Settle::Ack => {
+                    self.tasks.remove(id);
+                    self.payloads.remove(id);
+                    self.errors.remove(id);
+                    self.completed += 1;
+                    out.push(Settled::Acked);
+                    None
+                }
+                Settle::DeadLetter { reason, error } => {
+                    let a = self.tasks[id].attempts;
+                    self.push_error(now, id, a + 1, cut(error));
+                    self.bury(now, id, reason);
+                    out.push(Settled::DeadLettered { attempts: a });
+                    None
+                }
+                Settle::Fail(error) => {
+                    let t = self.tasks.get_mut(id).expect("checked");
+                    t.attempts += 1;
+                    let a = t.attempts;
+                    self.push_error(now, id, a, cut(error));
+                    let t = self.tasks.get_mut(id).expect("checked");
+                    if a >= t.options.max_attempts {
+                        self.bury(now, id, "exhausted");
+                        out.push(Settled::DeadLettered { attempts: a });
+                        None
+                    } else {
+                        let d = backoff_delay_ms(
+                            &t.options.backoff,
+                            t.options.jitter,
+                            a,
+                            t.prev,
+                            op.draw.min(65_535),
+                        );
+                        t.prev = d;
+                        Some((d, true))
+                    }
+                }
+                Settle::Defer(d) => Some((
+                    (d.as_millis() as u64).min(crate::options::MAX_DURATION_MS),
+                    false,
+                )),
+            };
+            if let Some((delay, failed)) = delay {
+                let due = now + delay;
+                let t = self.tasks.get_mut(id).expect("checked");
+                t.token = 0;
+                t.since = due;
+                self.delayed.insert(id.to_owned(), due);
+                out.push(if failed {
+                    Settled::RetryScheduled {
+                        attempts: t.attempts,
+                        due_ms: due,
+                    }
+                } else {
+                    Settled::Deferred { due_ms: due }
+                });
+            }
+        }
+        self.trim_dlq(now);
+        out
+    }
+
+    /// `extend` at `now` (`ms` = `None`: the task's lease length).
+    pub fn extend(&mut self, now: u64, id: &str, token: u64, ms: Option<u64>) -> Option<u64> {
+        let t = self.tasks.get(id)?;
+        if token == 0 || t.token != token {
+            return None;
+        }
+        let deadline = now + ms.unwrap_or(t.options.lease.as_millis() as u64);
+        if self.leased.contains_key(id) {
+            self.leased.insert(id.to_owned(), deadline);
+        }
+        Some(deadline)
+    }
+
+    /// `requeue` of the oldest `limit` dead letters (`ids` empty) or of these ids.
+    pub fn requeue(&mut self, now: u64, ids: &[&str], limit: usize, reset: bool) -> Vec<String> {
+        let ids = self.select_dead(ids, limit);
+        for id in &ids {
+            let t = self.tasks.get_mut(id).expect("dead tasks exist");
+            t.stalls = 0;
+            t.token = 0;
+            t.since = now;
+            if reset {
+                t.attempts = 0;
+                t.prev = 0;
+                self.errors.remove(id);
+            }
+            self.dlq.remove(id);
+            self.dead.remove(id);
+        }
+        self.lpush(&ids);
+        ids
+    }
+
+    /// `purge` of the oldest `limit` dead letters (`ids` empty) or of these ids.
+    pub fn purge(&mut self, ids: &[&str], limit: usize) -> u64 {
+        let ids = self.select_dead(ids, limit);
+        self.delete_dead(&ids);
+        ids.len() as u64
+    }
+
+    fn select_dead(&self, ids: &[&str], limit: usize) -> Vec<String> {
+        if ids.is_empty() {
+            return ordered(&self.dlq)
+                .into_iter()
+                .take(limit)
+                .map(|(id, _)| id)
+                .collect();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for id in ids {
+            if self.dlq.contains_key(*id) && !out.iter().any(|o| o == id) {
+                out.push((*id).to_owned());
+            }
+        }
+        out
+    }
+
+    /// `stats` at `now`.
+    pub fn stats(&self, now: u64) -> Stats {
+        let oldest = self
+            .ready
+            .back()
+            .and_then(|id| self.tasks.get(id))
+            .map(|t| t.since);
+        Stats {
+            ready: self.ready.len() as u64,
+            delayed: self.delayed.len() as u64,
+            leased: self.leased.len() as u64,
+            dead: self.dlq.len() as u64,
+            completed: self.completed,
+            dead_lettered_total: self.dead_total,
+            oldest_ready_age: oldest
+                .map(|s| std::time::Duration::from_millis(now.saturating_sub(s))),
+            next_due_ms: ordered(&self.delayed).first().map(|(_, s)| *s),
+            now_ms: now,
+        }
+    }
+}
+
+fn cut(error: &str) -> &str {
+    let max = crate::queue::MAX_ERROR_BYTES;
+    if error.len() <= max {
+        return error;
+    }
+    let mut end = max;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    &error[..end]
+}

@@ -1,0 +1,380 @@
+//! Task options (attempts, backoff, jitter, delay, lease, idempotency) and the queue's settings.
+
+use std::time::Duration;
+
+use coordkit_core::{Clock, Error as CoreError, validate_name};
+
+use crate::error::Result;
+
+/// The longest delay, backoff or lease accepted: 2^35 ms (about a year), so the scripts' integer
+/// arithmetic stays exact.
+pub const MAX_DURATION_MS: u64 = 1 << 35;
+
+/// How long to wait before the next attempt, applied by the script when an attempt fails.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backoff {
+    /// `base × factor^(attempt-1)`, capped at `max` (each step rounded down to whole ms).
+    Exponential {
+        /// The first delay.
+        base: Duration,
+        /// The growth per attempt (1 to 100).
+        factor: f64,
+        /// The cap.
+        max: Duration,
+    },
+    /// The same delay every time.
+    Fixed(Duration),
+    /// An explicit schedule: the n-th failure waits the n-th entry; the last entry repeats.
+    Schedule(Vec<Duration>),
+}
+
+impl Default for Backoff {
+    /// Exponential from 1 s, doubling, capped at 5 minutes.
+    fn default() -> Self {
+        Backoff::Exponential {
+            base: Duration::from_secs(1),
+            factor: 2.0,
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Randomisation of the backoff delay `d`; the random draw is made in Rust and passed to the
+/// script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Jitter {
+    /// Exactly `d`.
+    None,
+    /// Uniform in `[0, d)`. The default: it spreads a thundering herd best.
+    #[default]
+    Full,
+    /// Uniform in `[d/2, d)`.
+    Equal,
+    /// AWS's decorrelated jitter: uniform in `[base, 3 × previous delay)`, capped. Only with
+    /// [`Backoff::Exponential`].
+    Decorrelated,
+}
+
+/// How one task is run: attempts, backoff, delay, lease, idempotency, component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOptions {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) jitter: Jitter,
+    pub(crate) delay: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) idempotency: Option<(String, Duration)>,
+    pub(crate) component: Option<String>,
+}
+
+impl Default for TaskOptions {
+    /// 5 attempts, [`Backoff::default`] with [`Jitter::Full`], no delay, a 30 s lease.
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff: Backoff::default(),
+            jitter: Jitter::Full,
+            delay: Duration::ZERO,
+            lease: Duration::from_secs(30),
+            idempotency: None,
+            component: None,
+        }
+    }
+}
+
+impl TaskOptions {
+    /// How many times the task may fail before it is dead-lettered (1 to 10,000; default 5).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The backoff policy.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The jitter applied to each backoff delay.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Wait this long before the first attempt.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// How long a claim holds the task before it counts as stalled and is handed out again
+    /// (the worker runtime renews it while the handler runs).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Another enqueue with the same key within `ttl` is not enqueued: the caller is told the
+    /// existing task's id.
+    pub fn idempotency_key(mut self, key: impl Into<String>, ttl: Duration) -> Self {
+        self.idempotency = Some((key.into(), ttl));
+        self
+    }
+
+    /// The component the task calls (with the `circuit-breaker` feature the worker defers it
+    /// while that component's breaker is open).
+    pub fn component(mut self, component: impl Into<String>) -> Self {
+        self.component = Some(component.into());
+        self
+    }
+
+    /// Checks every field; the error names the one at fault.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: String| {
+            Err(CoreError::invalid_config(field, reason).into())
+        };
+        if !(1..=10_000).contains(&self.max_attempts) {
+            return bad(
+                "max_attempts",
+                format!("must be 1 to 10000, got {}", self.max_attempts),
+            );
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if ms(self.delay) > MAX_DURATION_MS {
+            return bad("delay", format!("must be at most {MAX_DURATION_MS} ms"));
+        }
+        if ms(self.lease) == 0 || ms(self.lease) > MAX_DURATION_MS {
+            return bad("lease", format!("must be 1 to {MAX_DURATION_MS} ms"));
+        }
+        match &self.backoff {
+            Backoff::Exponential { base, factor, max } => {
+                if !(1.0..=100.0).contains(factor) {
+                    return bad("backoff", format!("factor must be 1 to 100, got {factor}"));
+                }
+                if ms(*max) > MAX_DURATION_MS || ms(*base) > ms(*max) {
+                    return bad(
+                        "backoff",
+                        format!("needs base <= max <= {MAX_DURATION_MS} ms"),
+                    );
+                }
+            }
+            Backoff::Fixed(d) => {
+                if ms(*d) > MAX_DURATION_MS {
+                    return bad("backoff", format!("must be at most {MAX_DURATION_MS} ms"));
+                }
+            }
+            Backoff::Schedule(list) => {
+                if list.is_empty() || list.len() > 1000 {
+                    return bad("backoff", "a schedule needs 1 to 1000 entries".into());
+                }
+                if list.iter().any(|d| ms(*d) > MAX_DURATION_MS) {
+                    return bad(
+                        "backoff",
+                        format!("entries must be at most {MAX_DURATION_MS} ms"),
+                    );
+                }
+            }
+        }
+        if self.jitter == Jitter::Decorrelated
+            && !matches!(self.backoff, Backoff::Exponential { .. })
+        {
+            return bad(
+                "jitter",
+                "decorrelated jitter needs an exponential backoff".into(),
+            );
+        }
+        if let Some((key, ttl)) = &self.idempotency {
+            validate_name("idempotency key", key)?;
+            if ms(*ttl) == 0 || ms(*ttl) > MAX_DURATION_MS {
+                return bad(
+                    "idempotency_key",
+                    format!("ttl must be 1 to {MAX_DURATION_MS} ms"),
+                );
+            }
+        }
+        if let Some(component) = &self.component {
+            validate_name("component", component)?;
+        }
+        Ok(())
+    }
+
+    /// The policy as the script reads it: `kind;jitter;args`.
+    pub(crate) fn policy(&self) -> String {
+        let j = match self.jitter {
+            Jitter::None => 'n',
+            Jitter::Full => 'f',
+            Jitter::Equal => 'q',
+            Jitter::Decorrelated => 'd',
+        };
+        match &self.backoff {
+            Backoff::Exponential { base, factor, max } => {
+                format!("e;{j};{},{factor},{}", base.as_millis(), max.as_millis())
+            }
+            Backoff::Fixed(d) => format!("f;{j};{}", d.as_millis()),
+            Backoff::Schedule(list) => {
+                let parts: Vec<String> = list.iter().map(|d| d.as_millis().to_string()).collect();
+                format!("s;{j};{}", parts.join(","))
+            }
+        }
+    }
+}
+
+/// The delay before the next attempt after failure number `attempt` (1-based), `previous` the
+/// delay chosen last time (0 at first) and `draw` the jitter draw in `0..65536`: exactly what the
+/// script computes.
+pub fn backoff_delay_ms(
+    backoff: &Backoff,
+    jitter: Jitter,
+    attempt: u32,
+    previous: u64,
+    draw: u32,
+) -> u64 {
+    let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let r = u64::from(draw.min(65_535));
+    let (d, lo, cap) = match backoff {
+        Backoff::Exponential { base, factor, max } => {
+            let cap = ms(max);
+            let mut d = ms(base).min(cap);
+            let lo = d;
+            for _ in 2..=attempt {
+                if d >= cap {
+                    break;
+                }
+                d = cap.min((d as f64 * factor).floor() as u64);
+            }
+            (d, lo, cap)
+        }
+        Backoff::Fixed(f) => (ms(f), 0, 0),
+        Backoff::Schedule(list) => {
+            let i = (attempt.max(1) as usize).min(list.len()) - 1;
+            (ms(&list[i]), 0, 0)
+        }
+    };
+    match jitter {
+        Jitter::None => d,
+        Jitter::Full => d * r / 65_536,
+        Jitter::Equal => {
+            let h = d / 2;
+            h + (d - h) * r / 65_536
+        }
+        Jitter::Decorrelated => {
+            let hi = lo.max(previous * 3);
+            cap.min(lo + (hi - lo) * r / 65_536)
+        }
+    }
+}
+
+/// A queue's settings.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub(crate) clock: Clock,
+    pub(crate) max_stalls: u32,
+    pub(crate) dlq_max_count: u64,
+    pub(crate) dlq_max_age: Duration,
+    pub(crate) errors_kept: u32,
+    pub(crate) succeeded_events: bool,
+    pub(crate) promote_limit: u32,
+    pub(crate) reclaim_limit: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            clock: Clock::Server,
+            max_stalls: 2,
+            dlq_max_count: 100_000,
+            dlq_max_age: Duration::from_secs(7 * 24 * 3600),
+            errors_kept: 10,
+            succeeded_events: false,
+            promote_limit: 1_000,
+            reclaim_limit: 100,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> QueueConfigBuilder {
+        QueueConfigBuilder(Self::default())
+    }
+}
+
+/// Builds a [`QueueConfig`]; [`QueueConfigBuilder::build`] validates it.
+#[derive(Debug, Clone)]
+pub struct QueueConfigBuilder(QueueConfig);
+
+impl QueueConfigBuilder {
+    /// The clock of the scripts (server time by default; a manual clock in tests).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.0.clock = clock;
+        self
+    }
+
+    /// A task whose lease runs out more than this many times is dead-lettered as `stalled`
+    /// (0 to 1,000; default 2).
+    pub fn max_stalls(mut self, n: u32) -> Self {
+        self.0.max_stalls = n;
+        self
+    }
+
+    /// At most this many dead letters are kept, the oldest dropped first (0 = no cap; default
+    /// 100,000).
+    pub fn dlq_max_count(mut self, n: u64) -> Self {
+        self.0.dlq_max_count = n;
+        self
+    }
+
+    /// Dead letters older than this are dropped (zero = no cap; default 7 days).
+    pub fn dlq_max_age(mut self, age: Duration) -> Self {
+        self.0.dlq_max_age = age;
+        self
+    }
+
+    /// How many of its latest errors a task keeps (1 to 100; default 10).
+    pub fn errors_kept(mut self, n: u32) -> Self {
+        self.0.errors_kept = n;
+        self
+    }
+
+    /// Emit a `succeeded` event per acknowledged task (off by default: it costs server time).
+    pub fn succeeded_events(mut self, on: bool) -> Self {
+        self.0.succeeded_events = on;
+        self
+    }
+
+    /// How many due delayed tasks one claim promotes at most (1 to 10,000; default 1,000).
+    pub fn promote_limit(mut self, n: u32) -> Self {
+        self.0.promote_limit = n;
+        self
+    }
+
+    /// How many expired leases one claim reclaims at most (1 to 10,000; default 100).
+    pub fn reclaim_limit(mut self, n: u32) -> Self {
+        self.0.reclaim_limit = n;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<QueueConfig> {
+        let c = self.0;
+        let bad = |field: &'static str, reason: &str| {
+            Err(CoreError::invalid_config(field, reason).into())
+        };
+        if c.max_stalls > 1_000 {
+            return bad("max_stalls", "must be 0 to 1000");
+        }
+        if !(1..=100).contains(&c.errors_kept) {
+            return bad("errors_kept", "must be 1 to 100");
+        }
+        if !(1..=10_000).contains(&c.promote_limit) {
+            return bad("promote_limit", "must be 1 to 10000");
+        }
+        if !(1..=10_000).contains(&c.reclaim_limit) {
+            return bad("reclaim_limit", "must be 1 to 10000");
+        }
+        if c.dlq_max_age.as_millis() > u128::from(MAX_DURATION_MS) {
+            return bad("dlq_max_age", "must be at most 2^35 ms");
+        }
+        Ok(c)
+    }
+}

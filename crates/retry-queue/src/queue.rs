@@ -1,0 +1,828 @@
+//! [`Queue`]: every operation of one named queue, each one EVALSHA of `lua/queue.lua`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordkit_core::redis::Value;
+use coordkit_core::{Invocation, Key, KeyKind, Keyspace, Pool, Script};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{QueueError, Result};
+use crate::options::{QueueConfig, TaskOptions};
+
+static QUEUE: Script = Script::new("retry-queue", include_str!("../lua/queue.lua"));
+
+/// The longest error text kept per failure, in bytes (longer ones are cut).
+pub const MAX_ERROR_BYTES: usize = 2_000;
+
+/// Most tasks one enqueue, claim or settle script handles; larger batches are split.
+pub const MAX_BATCH: usize = 500;
+
+/// A task to enqueue: its payload and [`TaskOptions`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) options: TaskOptions,
+}
+
+impl NewTask {
+    /// A task with these payload bytes and the default options.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            payload: payload.into(),
+            options: TaskOptions::default(),
+        }
+    }
+
+    /// A task whose payload is `value` as JSON.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        let payload = serde_json::to_vec(value).map_err(|e| QueueError::Encode(e.to_string()))?;
+        Ok(Self::new(payload))
+    }
+
+    /// Sets its options.
+    pub fn options(mut self, options: TaskOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Its payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+/// The answer to one enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Enqueued under this id.
+    New(String),
+    /// Not enqueued: a task with the same idempotency key was enqueued within its TTL; its id.
+    Duplicate(String),
+}
+
+impl Enqueued {
+    /// The task's id (the new one, or the one already enqueued).
+    pub fn id(&self) -> &str {
+        match self {
+            Enqueued::New(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+
+    /// Whether it was a duplicate.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Enqueued::Duplicate(_))
+    }
+}
+
+/// A task leased to the caller by [`Queue::claim`]: settle it with its token before
+/// `deadline_ms` (or extend the lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// The task's id within its queue.
+    pub id: String,
+    /// The fencing token of this lease: settling with any other token answers
+    /// [`Settled::LeaseLost`]. Tokens only grow.
+    pub token: u64,
+    /// When the lease runs out (server time, ms).
+    pub deadline_ms: u64,
+    /// Which attempt this is (1 for the first run; failures so far + 1).
+    pub attempt: u32,
+    /// How many times a lease on it ran out before.
+    pub stalls: u32,
+    /// The component it calls, if it names one.
+    pub component: Option<String>,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// When it was enqueued (server time, ms).
+    pub enqueued_ms: u64,
+}
+
+impl Task {
+    /// The payload decoded from JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> std::result::Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.payload)
+    }
+}
+
+/// The answer to [`Queue::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The tasks leased (possibly none).
+    pub tasks: Vec<Task>,
+    /// The server time of the claim.
+    pub now_ms: u64,
+    /// When the earliest delayed task is due, if any.
+    pub next_due_ms: Option<u64>,
+    /// The earliest lease deadline, if any lease is held (when a stalled lease can be reclaimed).
+    pub next_deadline_ms: Option<u64>,
+}
+
+impl Claim {
+    /// How long until a claim may find work that is not ready now (a delayed task falls due or
+    /// a lease runs out): what a worker waits for when nothing else wakes it.
+    pub fn next_wakeup(&self) -> Option<Duration> {
+        let at = match (self.next_due_ms, self.next_deadline_ms) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(Duration::from_millis(at.saturating_sub(self.now_ms)))
+    }
+}
+
+/// How to settle a leased task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// It succeeded: remove it.
+    Ack,
+    /// It failed with this error: retry after the backoff, or dead-letter it after its last
+    /// attempt.
+    Fail(String),
+    /// Put it back for this long without spending an attempt (a breaker is open, a rate limit).
+    Defer(Duration),
+    /// Dead-letter it now with this reason (`malformed`, …) and error.
+    DeadLetter {
+        /// Why (`malformed` for a payload that cannot be decoded).
+        reason: String,
+        /// The error text.
+        error: String,
+    },
+}
+
+/// What settling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Acknowledged and removed.
+    Acked,
+    /// It failed and will be retried.
+    RetryScheduled {
+        /// Failures so far.
+        attempts: u32,
+        /// When it is due again (server time, ms).
+        due_ms: u64,
+    },
+    /// It went to the dead-letter queue.
+    DeadLettered {
+        /// Failures so far.
+        attempts: u32,
+    },
+    /// Put back without spending an attempt.
+    Deferred {
+        /// When it is due again (server time, ms).
+        due_ms: u64,
+    },
+    /// The token does not hold the lease (it ran out and the task was handed to someone else,
+    /// or it was settled already): nothing changed.
+    LeaseLost,
+}
+
+/// One settle operation with its jitter draw, as the script takes it.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSettle {
+    pub id: String,
+    pub token: u64,
+    pub settle: Settle,
+    pub draw: u32,
+}
+
+/// Counts per state and the age of the oldest ready task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Tasks ready to be claimed.
+    pub ready: u64,
+    /// Tasks waiting for their due time (initial delay, retry backoff, deferral).
+    pub delayed: u64,
+    /// Tasks leased to a worker.
+    pub leased: u64,
+    /// Tasks in the dead-letter queue.
+    pub dead: u64,
+    /// Tasks acknowledged since the queue was created.
+    pub completed: u64,
+    /// Tasks dead-lettered since the queue was created.
+    pub dead_lettered_total: u64,
+    /// How long the oldest ready task has been ready (by server time).
+    pub oldest_ready_age: Option<Duration>,
+    /// When the earliest delayed task is due.
+    pub next_due_ms: Option<u64>,
+    /// The server time of the reading.
+    pub now_ms: u64,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Ready to be claimed.
+    Ready,
+    /// Waiting for its due time.
+    Delayed,
+    /// Leased to a worker.
+    Leased,
+    /// In the dead-letter queue.
+    Dead,
+}
+
+/// One recorded failure.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ErrorRecord {
+    /// The attempt that failed.
+    pub attempt: u32,
+    /// When (server time, ms).
+    #[serde(rename = "at")]
+    pub at_ms: u64,
+    /// The error text.
+    pub error: String,
+}
+
+/// A dead-lettered task, as [`Queue::dead_letters`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The task's id.
+    pub id: String,
+    /// When it was dead-lettered (server time, ms).
+    pub dead_at_ms: u64,
+    /// Why: `exhausted` (out of attempts), `stalled` (too many lost leases), `malformed`
+    /// (undecodable payload), or the reason a caller gave.
+    pub reason: String,
+    /// Failures.
+    pub attempts: u32,
+    /// Lost leases.
+    pub stalls: u32,
+    /// When it was enqueued.
+    pub enqueued_ms: u64,
+    /// Its component.
+    pub component: Option<String>,
+}
+
+/// Everything about one task, from [`Queue::inspect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The task's id.
+    pub id: String,
+    /// Where it is.
+    pub state: TaskState,
+    /// Due time (delayed), lease deadline (leased) or dead-letter time (dead).
+    pub at_ms: Option<u64>,
+    /// Failures so far.
+    pub attempts: u32,
+    /// Lost leases so far.
+    pub stalls: u32,
+    /// Its attempt budget.
+    pub max_attempts: u32,
+    /// When it was enqueued.
+    pub enqueued_ms: u64,
+    /// Its component.
+    pub component: Option<String>,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Its latest errors, oldest first.
+    pub errors: Vec<ErrorRecord>,
+    /// Why it was dead-lettered (dead tasks only).
+    pub reason: Option<String>,
+}
+
+/// The parsed meta string of a task.
+pub(crate) struct Meta {
+    pub(crate) attempts: u32,
+    pub(crate) stalls: u32,
+    pub(crate) enqueued: u64,
+    pub(crate) max: u32,
+    pub(crate) component: Option<String>,
+}
+
+pub(crate) fn parse_meta(meta: &str) -> Option<Meta> {
+    let mut parts = meta.splitn(10, '|');
+    let mut num = || parts.next()?.parse::<u64>().ok();
+    let attempts = num()? as u32;
+    let stalls = num()? as u32;
+    let _token = num()?;
+    let _prev = num()?;
+    let _since = num()?;
+    let enqueued = num()?;
+    let max = num()? as u32;
+    let _lease = num()?;
+    let _policy = parts.next()?;
+    let component = parts.next()?;
+    Some(Meta {
+        attempts,
+        stalls,
+        enqueued,
+        max,
+        component: (!component.is_empty()).then(|| component.to_owned()),
+    })
+}
+
+struct Inner {
+    pool: Pool,
+    name: String,
+    keys: Vec<Key>,
+    config: QueueConfig,
+    fixed_args: [String; 9],
+    wake_channel: String,
+    channel_prefix: String,
+}
+
+/// One named queue. Cheap to clone; every operation is one script call on one hash tag.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+/// The suffixes of a queue's keys, in the scripts' `KEYS` order.
+const KEYS: [(&str, KeyKind); 11] = [
+    ("tasks", KeyKind::Hash),
+    ("payloads", KeyKind::Hash),
+    ("ready", KeyKind::List),
+    ("delayed", KeyKind::ZSet),
+    ("leased", KeyKind::ZSet),
+    ("dlq", KeyKind::ZSet),
+    ("errors", KeyKind::Hash),
+    ("dead", KeyKind::Hash),
+    ("idem", KeyKind::Hash),
+    ("idem_exp", KeyKind::ZSet),
+    ("info", KeyKind::Hash),
+];
+
+impl Queue {
+    /// The queue `name` under `keyspace` (keys `<ns>:{queue:<name>}:*`).
+    pub fn new(pool: Pool, keyspace: &Keyspace, name: &str, config: QueueConfig) -> Result<Self> {
+        let instance = keyspace.instance("queue", name)?;
+        let keys = KEYS
+            .iter()
+            .map(|(suffix, kind)| instance.typed_key(suffix, *kind))
+            .collect();
+        let any = keyspace.channel("queue", "x")?;
+        let channel_prefix = any[..any.len() - 1].to_owned();
+        let wake_channel = format!("{channel_prefix}wake:{name}");
+        let wake_message = serde_json::json!({
+            "kind": "wake", "source": "queue", "entity": name, "ts_ms": 0, "payload": {}
+        })
+        .to_string();
+        let fixed_args = [
+            name.to_owned(),
+            channel_prefix.clone(),
+            wake_channel.clone(),
+            wake_message,
+            if config.succeeded_events { "1" } else { "0" }.to_owned(),
+            config.max_stalls.to_string(),
+            config.dlq_max_count.to_string(),
+            config.dlq_max_age.as_millis().to_string(),
+            config.errors_kept.to_string(),
+        ];
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                name: name.to_owned(),
+                keys,
+                config,
+                fixed_args,
+                wake_channel,
+                channel_prefix,
+            }),
+        })
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    /// The pool it runs on.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The channel of one kind of its events (`retry_scheduled`, `dead_lettered`, `stalled`,
+    /// `requeued`, `succeeded`); every queue of the namespace publishes there, the envelope's
+    /// `entity` is the queue's name and `payload.task` the task's id.
+    pub fn channel(&self, kind: &str) -> String {
+        format!("{}{kind}", self.inner.channel_prefix)
+    }
+
+    /// The channel on which the scripts wake idle workers of this queue up (work became ready,
+    /// or an earlier delayed task was scheduled).
+    pub fn wake_channel(&self) -> &str {
+        &self.inner.wake_channel
+    }
+
+    /// The queue's keys, in the scripts' `KEYS` order (for operators and tests): tasks,
+    /// payloads, ready, delayed, leased, dlq, errors, dead, idem, idem_exp, info.
+    pub fn keys(&self) -> &[Key] {
+        &self.inner.keys
+    }
+
+    fn call(&self, op: &str) -> Invocation<'static> {
+        let mut call = QUEUE.prepare();
+        for key in &self.inner.keys {
+            call.key(key);
+        }
+        call.arg(op).arg(self.inner.config.clock.arg());
+        for arg in &self.inner.fixed_args {
+            call.arg(arg);
+        }
+        call
+    }
+
+    /// Enqueues one task.
+    pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
+        let mut out = self.enqueue_batch(std::slice::from_ref(&task)).await?;
+        out.pop()
+            .ok_or_else(|| QueueError::Corrupt("enqueue answered nothing".into()))
+    }
+
+    /// Enqueues `value` as JSON with `options`.
+    pub async fn enqueue_json<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        options: TaskOptions,
+    ) -> Result<Enqueued> {
+        self.enqueue(NewTask::json(value)?.options(options)).await
+    }
+
+    /// Enqueues a batch: one script per [`MAX_BATCH`] tasks, each batch all or nothing. The
+    /// answers are in the tasks' order.
+    pub async fn enqueue_batch(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>> {
+        for task in tasks {
+            task.options.validate()?;
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for chunk in tasks.chunks(MAX_BATCH) {
+            let mut call = self.call("enqueue");
+            call.arg(chunk.len());
+            for task in chunk {
+                let o = &task.options;
+                let (key, ttl) = match &o.idempotency {
+                    Some((key, ttl)) => (key.as_str(), ttl.as_millis()),
+                    None => ("", 0),
+                };
+                call.arg(task.payload.as_slice())
+                    .arg(o.delay.as_millis() as u64)
+                    .arg(o.max_attempts)
+                    .arg(o.lease.as_millis() as u64)
+                    .arg(o.policy())
+                    .arg(o.component.as_deref().unwrap_or(""))
+                    .arg(key)
+                    .arg(ttl as u64);
+            }
+            let answer: Vec<(String, u8)> = call.invoke(&self.inner.pool).await?;
+            out.extend(answer.into_iter().map(|(id, dup)| {
+                if dup == 1 {
+                    Enqueued::Duplicate(id)
+                } else {
+                    Enqueued::New(id)
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Leases up to `max` ready tasks (at most [`MAX_BATCH`]), after reclaiming expired leases
+    /// and promoting due delayed tasks (each bounded per call).
+    pub async fn claim(&self, max: usize) -> Result<Claim> {
+        let c = &self.inner.config;
+        let mut call = self.call("claim");
+        call.arg(max.min(MAX_BATCH))
+            .arg(c.promote_limit)
+            .arg(c.reclaim_limit);
+        let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
+        decode_claim(&values)
+    }
+
+    /// Settles leased tasks in one script; the answers are in the same order.
+    pub async fn settle(&self, items: &[(&Task, Settle)]) -> Result<Vec<Settled>> {
+        let ops: Vec<RawSettle> = items
+            .iter()
+            .map(|(task, settle)| RawSettle {
+                id: task.id.clone(),
+                token: task.token,
+                settle: settle.clone(),
+                draw: rand::random::<u32>() >> 16,
+            })
+            .collect();
+        self.settle_raw(&ops).await
+    }
+
+    /// [`Queue::settle`] with given jitter draws (for the model tests).
+    #[doc(hidden)]
+    pub async fn settle_raw(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(MAX_BATCH) {
+            let mut call = self.call("settle");
+            call.arg(chunk.len());
+            for op in chunk {
+                let (code, x, y): (&str, String, &str) = match &op.settle {
+                    Settle::Ack => ("a", String::new(), ""),
+                    Settle::Fail(error) => ("f", op.draw.min(65_535).to_string(), cut(error)),
+                    Settle::Defer(d) => (
+                        "d",
+                        d.as_millis()
+                            .min(u128::from(crate::options::MAX_DURATION_MS))
+                            .to_string(),
+                        "",
+                    ),
+                    Settle::DeadLetter { reason, error } => ("x", reason.clone(), cut(error)),
+                };
+                call.arg(code).arg(&op.id).arg(op.token).arg(x).arg(y);
+            }
+            let answer: Vec<(u8, u32, u64)> = call.invoke(&self.inner.pool).await?;
+            out.extend(
+                answer
+                    .into_iter()
+                    .map(|(status, attempts, due_ms)| match status {
+                        1 => Settled::Acked,
+                        2 => Settled::RetryScheduled { attempts, due_ms },
+                        3 => Settled::DeadLettered { attempts },
+                        4 => Settled::Deferred { due_ms },
+                        _ => Settled::LeaseLost,
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn settle_one(&self, task: &Task, settle: Settle) -> Result<Settled> {
+        let mut out = self.settle(&[(task, settle)]).await?;
+        out.pop()
+            .ok_or_else(|| QueueError::Corrupt("settle answered nothing".into()))
+    }
+
+    /// Acknowledges a task: it succeeded and is removed.
+    pub async fn ack(&self, task: &Task) -> Result<Settled> {
+        self.settle_one(task, Settle::Ack).await
+    }
+
+    /// Reports a failure: the task is retried after its backoff, or dead-lettered (reason
+    /// `exhausted`) after its last attempt, with its error history.
+    pub async fn fail(&self, task: &Task, error: impl Into<String>) -> Result<Settled> {
+        self.settle_one(task, Settle::Fail(error.into())).await
+    }
+
+    /// Puts a task back for `delay` without spending an attempt.
+    pub async fn defer(&self, task: &Task, delay: Duration) -> Result<Settled> {
+        self.settle_one(task, Settle::Defer(delay)).await
+    }
+
+    /// Dead-letters a task now (for instance `malformed`, for a payload that cannot be decoded).
+    pub async fn dead_letter(
+        &self,
+        task: &Task,
+        reason: impl Into<String>,
+        error: impl Into<String>,
+    ) -> Result<Settled> {
+        let settle = Settle::DeadLetter {
+            reason: reason.into(),
+            error: error.into(),
+        };
+        self.settle_one(task, settle).await
+    }
+
+    /// Extends a lease to `by` from now (`None`: the task's own lease length). Answers the new
+    /// deadline, or `None` when the lease is lost.
+    pub async fn extend(&self, task: &Task, by: Option<Duration>) -> Result<Option<u64>> {
+        let mut call = self.call("extend");
+        call.arg(&task.id).arg(task.token).arg(
+            by.map(|d| d.as_millis().max(1).to_string())
+                .unwrap_or_default(),
+        );
+        let deadline: i64 = call.invoke(&self.inner.pool).await?;
+        Ok(u64::try_from(deadline).ok())
+    }
+
+    /// Counts per state, totals, and the age of the oldest ready task.
+    pub async fn stats(&self) -> Result<Stats> {
+        let v: Vec<i64> = self.call("stats").invoke(&self.inner.pool).await?;
+        if v.len() != 9 {
+            return Err(QueueError::Corrupt(format!("stats answered {v:?}")));
+        }
+        let u = |x: i64| u64::try_from(x).unwrap_or(0);
+        let now = u(v[7]);
+        Ok(Stats {
+            ready: u(v[0]),
+            delayed: u(v[1]),
+            leased: u(v[2]),
+            dead: u(v[3]),
+            completed: u(v[4]),
+            dead_lettered_total: u(v[5]),
+            oldest_ready_age: (v[6] >= 0)
+                .then(|| Duration::from_millis(now.saturating_sub(u(v[6])))),
+            next_due_ms: (v[8] >= 0).then(|| u(v[8])),
+            now_ms: now,
+        })
+    }
+
+    /// A page of the dead-letter queue, oldest first.
+    pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<DeadLetter>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut call = self.call("dlq_list");
+        call.arg(offset).arg(limit.min(10_000));
+        let rows: Vec<(String, u64, String, String)> = call.invoke(&self.inner.pool).await?;
+        rows.into_iter()
+            .map(|(id, dead_at_ms, reason, meta)| {
+                let m = parse_meta(&meta)
+                    .ok_or_else(|| QueueError::Corrupt(format!("task {id} meta {meta:?}")))?;
+                Ok(DeadLetter {
+                    id,
+                    dead_at_ms,
+                    reason,
+                    attempts: m.attempts,
+                    stalls: m.stalls,
+                    enqueued_ms: m.enqueued,
+                    component: m.component,
+                })
+            })
+            .collect()
+    }
+
+    /// Everything about one task (in any state), or `None` when there is no such task (it was
+    /// acknowledged or purged).
+    pub async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>> {
+        let mut call = self.call("inspect");
+        call.arg(id);
+        let v: Vec<Value> = call.invoke(&self.inner.pool).await?;
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = || QueueError::Corrupt(format!("inspect of task {id} answered {v:?}"));
+        if v.len() != 6 {
+            return Err(corrupt());
+        }
+        let state = match text(&v[0]).as_str() {
+            "ready" => TaskState::Ready,
+            "delayed" => TaskState::Delayed,
+            "leased" => TaskState::Leased,
+            "dead" => TaskState::Dead,
+            _ => return Err(corrupt()),
+        };
+        let at = int(&v[1]).ok_or_else(corrupt)?;
+        let meta = parse_meta(&text(&v[2])).ok_or_else(corrupt)?;
+        let errors: Vec<ErrorRecord> = serde_json::from_str(&text(&v[4])).unwrap_or_default();
+        let reason = text(&v[5]);
+        Ok(Some(TaskInfo {
+            id: id.to_owned(),
+            state,
+            at_ms: u64::try_from(at).ok(),
+            attempts: meta.attempts,
+            stalls: meta.stalls,
+            max_attempts: meta.max,
+            enqueued_ms: meta.enqueued,
+            component: meta.component,
+            payload: bytes(&v[3]),
+            errors,
+            reason: (!reason.is_empty()).then_some(reason),
+        }))
+    }
+
+    /// Puts these dead-lettered tasks back in the ready queue (`reset_attempts`: with a fresh
+    /// attempt budget and no error history). Answers the ids requeued (ids not in the DLQ are
+    /// skipped).
+    pub async fn requeue(&self, ids: &[&str], reset_attempts: bool) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        // (An empty id list would mean "the oldest" to the script.)
+        for chunk in ids.chunks(MAX_BATCH) {
+            let mut call = self.call("requeue");
+            call.arg(if reset_attempts { "1" } else { "0" }).arg(0);
+            for id in chunk {
+                call.arg(*id);
+            }
+            let done: Vec<String> = call.invoke(&self.inner.pool).await?;
+            out.extend(done);
+        }
+        Ok(out)
+    }
+
+    /// Requeues every dead-lettered task, oldest first, [`MAX_BATCH`] per script. Answers how
+    /// many.
+    pub async fn requeue_all(&self, reset_attempts: bool) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut call = self.call("requeue");
+            call.arg(if reset_attempts { "1" } else { "0" })
+                .arg(MAX_BATCH);
+            let done: Vec<String> = call.invoke(&self.inner.pool).await?;
+            if done.is_empty() {
+                return Ok(total);
+            }
+            total += done.len() as u64;
+        }
+    }
+
+    /// Deletes these dead-lettered tasks for good. Answers how many were deleted.
+    pub async fn purge(&self, ids: &[&str]) -> Result<u64> {
+        let mut total = 0;
+        // `chunks` yields nothing for an empty list (which would mean "the oldest" to the script).
+        for chunk in ids.chunks(MAX_BATCH) {
+            let mut call = self.call("purge");
+            call.arg(0);
+            for id in chunk {
+                call.arg(*id);
+            }
+            let n: u64 = call.invoke(&self.inner.pool).await?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Deletes every dead-lettered task, [`MAX_BATCH`] per script. Answers how many.
+    pub async fn purge_all(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut call = self.call("purge");
+            call.arg(MAX_BATCH);
+            let n: u64 = call.invoke(&self.inner.pool).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+}
+
+fn cut(error: &str) -> &str {
+    if error.len() <= MAX_ERROR_BYTES {
+        return error;
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    &error[..end]
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b.clone(),
+        Value::SimpleString(s) => s.as_bytes().to_vec(),
+        Value::Int(n) => n.to_string().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    String::from_utf8_lossy(&bytes(v)).into_owned()
+}
+
+fn decode_claim(values: &[Value]) -> Result<Claim> {
+    let corrupt = || QueueError::Corrupt(format!("claim answered {values:?}"));
+    if values.len() < 3 {
+        return Err(corrupt());
+    }
+    let now = int(&values[0]).ok_or_else(corrupt)?;
+    let due = int(&values[1]).ok_or_else(corrupt)?;
+    let deadline = int(&values[2]).ok_or_else(corrupt)?;
+    let mut tasks = Vec::with_capacity(values.len() - 3);
+    for v in &values[3..] {
+        let Value::Array(f) = v else {
+            return Err(corrupt());
+        };
+        if f.len() != 8 {
+            return Err(corrupt());
+        }
+        let n = |i: usize| {
+            int(&f[i])
+                .and_then(|x| u64::try_from(x).ok())
+                .ok_or_else(corrupt)
+        };
+        let component = text(&f[5]);
+        tasks.push(Task {
+            id: text(&f[0]),
+            token: n(1)?,
+            deadline_ms: n(2)?,
+            attempt: n(3)? as u32,
+            stalls: n(4)? as u32,
+            component: (!component.is_empty()).then_some(component),
+            payload: bytes(&f[6]),
+            enqueued_ms: n(7)?,
+        });
+    }
+    Ok(Claim {
+        tasks,
+        now_ms: u64::try_from(now).map_err(|_| corrupt())?,
+        next_due_ms: u64::try_from(due).ok(),
+        next_deadline_ms: u64::try_from(deadline).ok(),
+    })
+}

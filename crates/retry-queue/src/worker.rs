@@ -1,0 +1,639 @@
+//! [`Worker`]: runs a handler on a queue's tasks with bounded concurrency.
+//!
+//! One claimer task leases as many tasks as there are free slots (one script per batch); each
+//! task runs in its own Tokio task, its lease renewed at half-time while the handler runs; the
+//! outcomes go to one settler task that settles whatever has finished in one script. While there
+//! is no work the claimer blocks on a wake-up: a message on the queue's wake channel (the
+//! scripts publish one when work becomes ready or an earlier retry is scheduled), a resubscribe
+//! after the pub/sub connection dropped, or a timer armed to the time the claim script said the
+//! next delayed task is due (or the next lease runs out). There is no polling interval.
+
+use std::any::Any;
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::error::{QueueError, Result};
+use crate::queue::{Queue, Settle, Settled, Task};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type Handler = Arc<dyn Fn(Task) -> BoxFuture<Settle> + Send + Sync>;
+
+/// What a handler answers when a task should not simply be retried after its backoff. Any other
+/// error type counts as a failure ([`Settle::Fail`] with its text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// Failed: retry after the backoff (or dead-letter after the last attempt).
+    #[error("{0}")]
+    Retry(String),
+    /// Not now: put it back for this long without spending an attempt.
+    #[error("deferred for {0:?}")]
+    Defer(Duration),
+    /// Never: dead-letter it now.
+    #[error("{reason}: {error}")]
+    DeadLetter {
+        /// Why (`malformed`, …).
+        reason: String,
+        /// The error text.
+        error: String,
+    },
+}
+
+fn to_settle<E: Display + Send + 'static>(result: std::result::Result<(), E>) -> Settle {
+    match result {
+        Ok(()) => Settle::Ack,
+        Err(e) => match (&e as &dyn Any).downcast_ref::<TaskError>() {
+            Some(TaskError::Retry(text)) => Settle::Fail(text.clone()),
+            Some(TaskError::Defer(d)) => Settle::Defer(*d),
+            Some(TaskError::DeadLetter { reason, error }) => Settle::DeadLetter {
+                reason: reason.clone(),
+                error: error.clone(),
+            },
+            None => Settle::Fail(e.to_string()),
+        },
+    }
+}
+
+/// Looks up the circuit breaker of a task's component (`None`: run it unguarded).
+#[cfg(feature = "circuit-breaker")]
+pub type BreakerLookup =
+    Arc<dyn Fn(&str) -> Option<coordkit_circuit_breaker::CircuitBreaker> + Send + Sync>;
+
+/// How a [`Worker`] runs.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    concurrency: usize,
+    batch: usize,
+    shutdown_timeout: Duration,
+    renew_leases: bool,
+    #[cfg(feature = "circuit-breaker")]
+    breakers: Option<BreakerLookup>,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("concurrency", &self.concurrency)
+            .field("batch", &self.batch)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("renew_leases", &self.renew_leases)
+            .finish()
+    }
+}
+
+impl Default for WorkerConfig {
+    /// 10 tasks at once, claims of up to 10, 30 s to finish in-flight tasks on shutdown,
+    /// leases renewed.
+    fn default() -> Self {
+        Self {
+            concurrency: 10,
+            batch: 10,
+            shutdown_timeout: Duration::from_secs(30),
+            renew_leases: true,
+            #[cfg(feature = "circuit-breaker")]
+            breakers: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// How many tasks run at once (1 to 10,000). Also sets the claim batch to the same number
+    /// (at most 500); change it after with [`WorkerConfig::batch`].
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self.batch = n.clamp(1, crate::queue::MAX_BATCH);
+        self
+    }
+
+    /// The most tasks one claim leases (1 to 500).
+    pub fn batch(mut self, n: usize) -> Self {
+        self.batch = n;
+        self
+    }
+
+    /// On shutdown, how long in-flight tasks may take to finish before they are abandoned (their
+    /// leases then run out and the tasks are handed out again).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether leases are extended at half-time while a handler runs (default on).
+    pub fn renew_leases(mut self, on: bool) -> Self {
+        self.renew_leases = on;
+        self
+    }
+
+    /// Guards tasks that name a component with that component's circuit breaker: while it is
+    /// open the task is deferred until the breaker may admit calls again (no attempt spent);
+    /// otherwise the outcome is recorded with the breaker.
+    #[cfg(feature = "circuit-breaker")]
+    pub fn breakers(
+        mut self,
+        lookup: impl Fn(&str) -> Option<coordkit_circuit_breaker::CircuitBreaker>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.breakers = Some(Arc::new(lookup));
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1..=10_000).contains(&self.concurrency) {
+            return Err(
+                coordkit_core::Error::invalid_config("concurrency", "must be 1 to 10000").into(),
+            );
+        }
+        if !(1..=crate::queue::MAX_BATCH).contains(&self.batch) {
+            return Err(coordkit_core::Error::invalid_config("batch", "must be 1 to 500").into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    claimed: AtomicU64,
+    acked: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    deferred: AtomicU64,
+    lease_lost: AtomicU64,
+    panics: AtomicU64,
+    store_errors: AtomicU64,
+    claims: AtomicU64,
+    settles: AtomicU64,
+    wakeups: AtomicU64,
+}
+
+/// What a worker has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerStats {
+    /// Tasks leased.
+    pub claimed: u64,
+    /// Tasks acknowledged.
+    pub acked: u64,
+    /// Failures scheduled for a retry.
+    pub retried: u64,
+    /// Tasks dead-lettered (out of attempts, malformed, or by the handler).
+    pub dead_lettered: u64,
+    /// Tasks deferred.
+    pub deferred: u64,
+    /// Outcomes refused because the lease had been lost.
+    pub lease_lost: u64,
+    /// Handlers that panicked (counted as failures).
+    pub panics: u64,
+    /// Calls to Redis that failed (retried with backoff).
+    pub store_errors: u64,
+    /// Claim scripts run.
+    pub claims: u64,
+    /// Settle scripts run.
+    pub settles: u64,
+    /// Wake-up messages received.
+    pub wakeups: u64,
+}
+
+/// What [`Worker::shutdown`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether every in-flight task finished (and was settled) within the deadline.
+    pub clean: bool,
+    /// Tasks still running at the deadline, abandoned (their leases run out and they are
+    /// handed out again).
+    pub abandoned: usize,
+    /// The final counters.
+    pub stats: WorkerStats,
+}
+
+struct Shared {
+    queue: Queue,
+    handler: Handler,
+    config: WorkerConfig,
+    settle_tx: mpsc::UnboundedSender<(Task, Settle)>,
+    counters: Arc<Counters>,
+}
+
+/// A running worker; see the [module docs](self). Dropping it stops claiming (in-flight tasks
+/// still finish and are settled); [`Worker::shutdown`] also waits for them.
+pub struct Worker {
+    shutdown: watch::Sender<bool>,
+    claimer: tokio::task::JoinHandle<JoinSet<()>>,
+    settler: tokio::task::JoinHandle<()>,
+    waker: tokio::task::JoinHandle<()>,
+    counters: Arc<Counters>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Worker {
+    /// Starts a worker on `queue` running `handler` for each task. `Ok(())` acknowledges the
+    /// task; an error fails it (with its text), unless it is a [`TaskError`], which can also
+    /// defer or dead-letter it. A panic counts as a failure.
+    pub async fn start<F, Fut, E>(queue: Queue, config: WorkerConfig, handler: F) -> Result<Self>
+    where
+        F: Fn(Task) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |task| {
+            let fut = handler(task);
+            Box::pin(async move { to_settle(fut.await) })
+        });
+        Self::start_erased(queue, config, handler).await
+    }
+
+    /// Like [`Worker::start`], for JSON payloads: each payload is decoded into `T` first. A
+    /// payload that does not decode is dead-lettered as `malformed` (the handler does not run,
+    /// and no other task is affected).
+    pub async fn start_json<T, F, Fut, E>(
+        queue: Queue,
+        config: WorkerConfig,
+        handler: F,
+    ) -> Result<Self>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Task, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |task: Task| match task.json::<T>() {
+            Ok(value) => {
+                let fut = handler(task, value);
+                Box::pin(async move { to_settle(fut.await) }) as BoxFuture<Settle>
+            }
+            Err(e) => Box::pin(std::future::ready(Settle::DeadLetter {
+                reason: "malformed".into(),
+                error: e.to_string(),
+            })),
+        });
+        Self::start_erased(queue, config, handler).await
+    }
+
+    async fn start_erased(queue: Queue, config: WorkerConfig, handler: Handler) -> Result<Self> {
+        config.validate()?;
+        let counters = Arc::new(Counters::default());
+        // Subscribe before the first claim, so no wake-up after it can be missed.
+        let subscriber = queue
+            .pool()
+            .subscriber()
+            .channel(queue.wake_channel())
+            .subscribe::<serde_json::Value>()
+            .await
+            .map_err(QueueError::from)?;
+        let (wake_tx, wake_rx) = watch::channel(0u64);
+        let waker = tokio::spawn(wake_loop(subscriber, wake_tx, counters.clone()));
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settle_loop(queue.clone(), settle_rx, counters.clone()));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let timeout = config.shutdown_timeout;
+        let shared = Arc::new(Shared {
+            queue,
+            handler,
+            config,
+            settle_tx,
+            counters: counters.clone(),
+        });
+        let claimer = tokio::spawn(claim_loop(shared, wake_rx, shutdown_rx));
+        Ok(Self {
+            shutdown,
+            claimer,
+            settler,
+            waker,
+            counters,
+            timeout,
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> WorkerStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerStats {
+            claimed: l(&c.claimed),
+            acked: l(&c.acked),
+            retried: l(&c.retried),
+            dead_lettered: l(&c.dead_lettered),
+            deferred: l(&c.deferred),
+            lease_lost: l(&c.lease_lost),
+            panics: l(&c.panics),
+            store_errors: l(&c.store_errors),
+            claims: l(&c.claims),
+            settles: l(&c.settles),
+            wakeups: l(&c.wakeups),
+        }
+    }
+
+    /// Graceful shutdown: stops claiming, lets in-flight tasks finish and settles them, within
+    /// the configured timeout; tasks still running then are abandoned.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let _ = self.shutdown.send(true);
+        let mut running = match self.claimer.await {
+            Ok(set) => set,
+            Err(_) => JoinSet::new(),
+        };
+        let finished = tokio::time::timeout_at(deadline, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        let abandoned = running.len();
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+        // Every sender is gone now: the settler drains what is left and ends.
+        let settled = tokio::time::timeout_at(deadline, self.settler)
+            .await
+            .is_ok();
+        self.waker.abort();
+        ShutdownReport {
+            clean: finished && settled && abandoned == 0,
+            abandoned,
+            stats: {
+                let c = &self.counters;
+                let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                WorkerStats {
+                    claimed: l(&c.claimed),
+                    acked: l(&c.acked),
+                    retried: l(&c.retried),
+                    dead_lettered: l(&c.dead_lettered),
+                    deferred: l(&c.deferred),
+                    lease_lost: l(&c.lease_lost),
+                    panics: l(&c.panics),
+                    store_errors: l(&c.store_errors),
+                    claims: l(&c.claims),
+                    settles: l(&c.settles),
+                    wakeups: l(&c.wakeups),
+                }
+            },
+        }
+    }
+}
+
+async fn wake_loop(
+    mut subscriber: coordkit_core::Subscriber<serde_json::Value>,
+    wake: watch::Sender<u64>,
+    counters: Arc<Counters>,
+) {
+    let mut reconnections = subscriber.reconnections();
+    loop {
+        tokio::select! {
+            got = subscriber.recv() => {
+                if got.is_none() {
+                    break;
+                }
+                while subscriber.try_recv().is_some() {}
+                counters.wakeups.fetch_add(1, Ordering::Relaxed);
+                wake.send_modify(|g| *g += 1);
+            }
+            changed = reconnections.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                // Messages published while it was down are lost: look again.
+                wake.send_modify(|g| *g += 1);
+            }
+        }
+    }
+    // Without a subscription, wake the claimer up on every timer instead of missing work:
+    // keep the sender alive and signal once so it re-claims.
+    wake.send_modify(|g| *g += 1);
+    std::future::pending::<()>().await;
+}
+
+/// Sleeps for `d`, or forever when there is nothing to wait for.
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn claim_loop(
+    shared: Arc<Shared>,
+    mut wake: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let semaphore = Arc::new(Semaphore::new(shared.config.concurrency));
+    let mut running = JoinSet::new();
+    let mut error_wait = Duration::from_millis(10);
+    loop {
+        while running.try_join_next().is_some() {}
+        if *shutdown.borrow() {
+            break;
+        }
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            permit = semaphore.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let mut permits = vec![first];
+        while permits.len() < shared.config.batch {
+            match semaphore.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // Anything published from here on wakes the wait below.
+        wake.borrow_and_update();
+        let asked = permits.len();
+        shared.counters.claims.fetch_add(1, Ordering::Relaxed);
+        match shared.queue.claim(asked).await {
+            Err(e) => {
+                shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(queue = shared.queue.name(), error = %e, "claim failed");
+                drop(permits);
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(error_wait) => {}
+                }
+                error_wait = (error_wait * 2).min(Duration::from_secs(1));
+            }
+            Ok(claim) => {
+                error_wait = Duration::from_millis(10);
+                let got = claim.tasks.len();
+                let wakeup = claim.next_wakeup();
+                shared
+                    .counters
+                    .claimed
+                    .fetch_add(got as u64, Ordering::Relaxed);
+                for task in claim.tasks {
+                    let Some(permit) = permits.pop() else { break };
+                    running.spawn(run_task(shared.clone(), task, claim.now_ms, permit));
+                }
+                drop(permits);
+                if got < asked {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.changed() => break,
+                        _ = wake.changed() => {}
+                        _ = sleep_opt(wakeup) => {}
+                    }
+                }
+            }
+        }
+    }
+    running
+}
+
+/// Polls a future, turning a panic into an error text.
+struct CatchUnwind(BoxFuture<Settle>);
+
+impl Future for CatchUnwind {
+    type Output = std::result::Result<Settle, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(s)) => Poll::Ready(Ok(s)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Poll::Ready(Err(format!("the handler panicked: {text}")))
+            }
+        }
+    }
+}
+
+async fn run_task(shared: Arc<Shared>, task: Task, claim_now: u64, permit: OwnedSemaphorePermit) {
+    let settle = guarded(&shared, &task, claim_now).await;
+    let _ = shared.settle_tx.send((task, settle));
+    drop(permit);
+}
+
+#[cfg(feature = "circuit-breaker")]
+async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
+    use coordkit_circuit_breaker::{Admission, Outcome};
+    let breaker = match (&task.component, &shared.config.breakers) {
+        (Some(component), Some(lookup)) => lookup(component),
+        _ => None,
+    };
+    let Some(breaker) = breaker else {
+        return execute(shared, task, claim_now).await;
+    };
+    match breaker.acquire().await {
+        Ok(Admission::Rejected(rejection)) => {
+            Settle::Defer(rejection.retry_after.max(Duration::from_millis(1)))
+        }
+        Ok(Admission::Admitted(permit)) => {
+            let settle = execute(shared, task, claim_now).await;
+            let outcome = match settle {
+                Settle::Ack => Outcome::Success,
+                Settle::Fail(_) => Outcome::Failure,
+                _ => Outcome::Ignored,
+            };
+            permit.record_in_background(outcome);
+            settle
+        }
+        Err(_) => execute(shared, task, claim_now).await,
+    }
+}
+
+#[cfg(not(feature = "circuit-breaker"))]
+async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
+    execute(shared, task, claim_now).await
+}
+
+async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
+    let mut run = CatchUnwind((shared.handler)(task.clone()));
+    let lease = Duration::from_millis(task.deadline_ms.saturating_sub(claim_now));
+    let renew =
+        (shared.config.renew_leases && lease >= Duration::from_millis(2)).then(|| lease / 2);
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            _ = sleep_opt(renew) => {
+                match shared.queue.extend(task, None).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        // Lost (reclaimed after a long pause): finish, the settle will say so.
+                    }
+                    Err(_) => {
+                        shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    };
+    match result {
+        Ok(settle) => settle,
+        Err(panic) => {
+            shared.counters.panics.fetch_add(1, Ordering::Relaxed);
+            Settle::Fail(panic)
+        }
+    }
+}
+
+async fn settle_loop(
+    queue: Queue,
+    mut rx: mpsc::UnboundedReceiver<(Task, Settle)>,
+    counters: Arc<Counters>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < crate::queue::MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(&Task, Settle)> = batch.iter().map(|(t, s)| (t, s.clone())).collect();
+        let mut wait = Duration::from_millis(10);
+        let mut tries = 0;
+        loop {
+            counters.settles.fetch_add(1, Ordering::Relaxed);
+            match queue.settle(&items).await {
+                Ok(answers) => {
+                    for answer in answers {
+                        let counter = match answer {
+                            Settled::Acked => &counters.acked,
+                            Settled::RetryScheduled { .. } => &counters.retried,
+                            Settled::DeadLettered { .. } => &counters.dead_lettered,
+                            Settled::Deferred { .. } => &counters.deferred,
+                            Settled::LeaseLost => &counters.lease_lost,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tries += 1;
+                    // Redis unavailable: keep trying for a while (a retried settle that had been
+                    // applied answers "lease lost", which changes nothing). Past that, the leases
+                    // run out and the tasks are handed out again: at least once, never lost.
+                    if !e.is_retryable() || tries > 15 {
+                        tracing::warn!(queue = queue.name(), error = %e, "settle failed; the leases will run out");
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
