@@ -634,9 +634,19 @@ impl ErrorTracker {
             }
         };
         if let Some(batch) = batch {
-            // A task of its own, so a caller that gives up waiting cannot strand the records of
-            // others in its batch.
-            tokio::spawn(flush(self.inner.clone(), batch));
+            if batch.len() == 1 {
+                // Only this record: sent from here, without a hop to another task. The guard
+                // hands the in-flight slot on (to records queued meanwhile) even if this future
+                // is dropped.
+                let guard = SlotGuard(self.inner.clone());
+                let result = send(&self.inner, &batch).await;
+                deliver(batch, result);
+                drop(guard);
+            } else {
+                // Others' records too: a task of its own, so a caller that gives up waiting
+                // cannot strand them.
+                tokio::spawn(flush(self.inner.clone(), batch));
+            }
         }
         let outcome = match rx.await {
             Ok(Ok(outcome)) => outcome,
@@ -743,28 +753,62 @@ fn copy_error(e: &coordkit_core::Error) -> coordkit_core::Error {
     }
 }
 
+fn deliver(batch: Vec<Pending>, result: coordkit_core::Result<Vec<Outcome>>) {
+    match result {
+        Ok(outcomes) => {
+            for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = pending.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            for pending in batch {
+                let _ = pending.reply.send(Err(copy_error(&e)));
+            }
+        }
+    }
+}
+
+/// The next batch for the holder of an in-flight slot, or `None` after giving the slot back.
+fn next_batch(inner: &Inner) -> Option<Vec<Pending>> {
+    let mut state = inner.batch.lock().unwrap_or_else(|e| e.into_inner());
+    if state.queue.is_empty() {
+        state.in_flight -= 1;
+        None
+    } else {
+        Some(take_batch(&mut state.queue))
+    }
+}
+
+/// Hands an in-flight slot on when dropped: to a task that sends what was queued meanwhile,
+/// or back.
+struct SlotGuard(Arc<Inner>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some(batch) = next_batch(&self.0) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(flush(self.0.clone(), batch));
+                }
+                Err(_) => {
+                    // No runtime left to send them: their callers see `Lost`.
+                    let mut state = self.0.batch.lock().unwrap_or_else(|e| e.into_inner());
+                    state.in_flight -= 1;
+                }
+            }
+        }
+    }
+}
+
 /// Sends batches until the queue is empty, then gives the in-flight slot back.
 async fn flush(inner: Arc<Inner>, mut batch: Vec<Pending>) {
     loop {
         let result = send(&inner, &batch).await;
-        match result {
-            Ok(outcomes) => {
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = pending.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(copy_error(&e)));
-                }
-            }
+        deliver(batch, result);
+        match next_batch(&inner) {
+            Some(next) => batch = next,
+            None => return,
         }
-        let mut state = inner.batch.lock().unwrap_or_else(|e| e.into_inner());
-        if state.queue.is_empty() {
-            state.in_flight -= 1;
-            return;
-        }
-        batch = take_batch(&mut state.queue);
     }
 }
 
