@@ -55,18 +55,21 @@ if op == 'acquire' then
 end
 
 local now = ck_now(ARGV[2])
-local wk, wsize, bucket_ms, min_calls, frt, srt, slow_ms, max_cf, open_base, open_factor,
-  open_max, permits, successes, lease_ms, max_wait, idle_ms =
+-- The breaker's state (b) and rules (cfg) live in two tables so the helper functions below
+-- capture two upvalues instead of dozens.
+local b, cfg = {}, {}
+cfg.wk, cfg.wsize, cfg.bucket_ms, cfg.min_calls, cfg.frt, cfg.srt, cfg.slow_ms, cfg.max_cf, cfg.open_base, cfg.open_factor,
+  cfg.open_max, cfg.permits, cfg.successes, cfg.lease_ms, cfg.max_wait, cfg.idle_ms =
   struct.unpack('>dddddddddddddddd', ARGV[3])
-local wkind = wk == 0 and 'c' or 't'
-local channel, name = ARGV[4], ARGV[5]
+cfg.wkind = cfg.wk == 0 and 'c' or 't'
+cfg.channel, cfg.name = ARGV[4], ARGV[5]
 
 -- Everything is read in one call; every change is written in one call at the end (save).
 local fields = { 'st', 'ep', 'oa', 'ou', 'rc', 'hs', 'hok', 'cf', 'xr' }
-if wkind == 'c' then
+if cfg.wkind == 'c' then
   for _, f in ipairs({ 'ring', 'pos', 'n', 'nf', 'ns' }) do fields[#fields + 1] = f end
 else
-  for i = 0, wsize - 1 do fields[#fields + 1] = 'b' .. i end
+  for i = 0, cfg.wsize - 1 do fields[#fields + 1] = 'b' .. i end
 end
 local raw = redis.call('HMGET', S, unpack(fields))
 local function num(i)
@@ -75,41 +78,41 @@ local function num(i)
   if not v then error({ err = 'CORRUPT ' .. fields[i] }) end
   return v
 end
-local st = raw[1] or 'closed'
-local ep, oa, ou, rc = num(2), num(3), num(4), num(5)
-local hs, hok, cf, xr = num(6), num(7), num(8), num(9)
-if ep == 0 then ep = 1 end
+b.st = raw[1] or 'closed'
+b.ep, b.oa, b.ou, b.rc = num(2), num(3), num(4), num(5)
+b.hs, b.hok, b.cf, b.xr = num(6), num(7), num(8), num(9)
+if b.ep == 0 then b.ep = 1 end
 local valid = { closed = 1, open = 1, half_open = 1, forced_open = 1, disabled = 1,
   metrics_only = 1 }
-if not valid[st] then error({ err = 'CORRUPT st' }) end
+if not valid[b.st] then error({ err = 'CORRUPT st' }) end
 -- Probes exist only in half-open (every other transition deletes them).
-local probes_n = 0
-if st == 'half_open' or st == 'open' then probes_n = redis.call('ZCARD', P) end
+b.probes_n = 0
+if b.st == 'half_open' or b.st == 'open' then b.probes_n = redis.call('ZCARD', P) end
 
-local changed = {}      -- field -> new value, written by save()
-local state_dirty = false
+b.changed = {}      -- field -> new value, written by save()
+b.state_dirty = false
 
 -- The window, cached from the read.
-local ring, pos, wn, wnf, wns, slots
-if wkind == 'c' then
-  ring = raw[10]
-  if not ring or #ring ~= wsize then ring = string.rep('.', wsize) end
-  pos, wn, wnf, wns = num(11) % wsize, num(12), num(13), num(14)
+
+if cfg.wkind == 'c' then
+  b.ring = raw[10]
+  if not b.ring or #b.ring ~= cfg.wsize then b.ring = string.rep('.', cfg.wsize) end
+  b.pos, b.wn, b.wnf, b.wns = num(11) % cfg.wsize, num(12), num(13), num(14)
 else
-  slots = {}
-  for i = 1, wsize do slots[i] = raw[9 + i] or false end
+  b.slots = {}
+  for i = 1, cfg.wsize do b.slots[i] = raw[9 + i] or false end
 end
 
 -- The window's figures: calls, failures, slow.
 local function window()
-  if wkind == 'c' then return wn, wnf, wns end
-  local current = math.floor(now / bucket_ms)
+  if cfg.wkind == 'c' then return b.wn, b.wnf, b.wns end
+  local current = math.floor(now / cfg.bucket_ms)
   local n, nf, ns = 0, 0, 0
-  for i = 1, wsize do
-    if slots[i] then
-      local id, c, f, s = string.match(slots[i], '^(%d+):(%d+):(%d+):(%d+)$')
+  for i = 1, cfg.wsize do
+    if b.slots[i] then
+      local id, c, f, s = string.match(b.slots[i], '^(%d+):(%d+):(%d+):(%d+)$')
       id = tonumber(id)
-      if id and id > current - wsize and id <= current then
+      if id and id > current - cfg.wsize and id <= current then
         n, nf, ns = n + tonumber(c), nf + tonumber(f), ns + tonumber(s)
       end
     end
@@ -118,92 +121,92 @@ local function window()
 end
 
 local function add_to_window(failed, slow)
-  if wkind == 'c' then
-    local old = string.sub(ring, pos + 1, pos + 1)
+  if cfg.wkind == 'c' then
+    local old = string.sub(b.ring, b.pos + 1, b.pos + 1)
     if old ~= '.' then
-      wn = wn - 1
-      if old == 'F' or old == 'f' then wnf = wnf - 1 end
-      if old == 's' or old == 'f' then wns = wns - 1 end
+      b.wn = b.wn - 1
+      if old == 'F' or old == 'f' then b.wnf = b.wnf - 1 end
+      if old == 's' or old == 'f' then b.wns = b.wns - 1 end
     end
     local c = failed and (slow and 'f' or 'F') or (slow and 's' or 'S')
-    ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
-    wn = wn + 1
-    if failed then wnf = wnf + 1 end
-    if slow then wns = wns + 1 end
-    pos = (pos + 1) % wsize
-    changed.ring, changed.pos, changed.n, changed.nf, changed.ns = ring, pos, wn, wnf, wns
+    b.ring = string.sub(b.ring, 1, b.pos) .. c .. string.sub(b.ring, b.pos + 2)
+    b.wn = b.wn + 1
+    if failed then b.wnf = b.wnf + 1 end
+    if slow then b.wns = b.wns + 1 end
+    b.pos = (b.pos + 1) % cfg.wsize
+    b.changed.ring, b.changed.pos, b.changed.n, b.changed.nf, b.changed.ns = b.ring, b.pos, b.wn, b.wnf, b.wns
     return
   end
-  local id = math.floor(now / bucket_ms)
-  local i = (id % wsize) + 1
+  local id = math.floor(now / cfg.bucket_ms)
+  local i = (id % cfg.wsize) + 1
   local c, f, s = 0, 0, 0
-  if slots[i] then
-    local sid, sc, sf, ss = string.match(slots[i], '^(%d+):(%d+):(%d+):(%d+)$')
+  if b.slots[i] then
+    local sid, sc, sf, ss = string.match(b.slots[i], '^(%d+):(%d+):(%d+):(%d+)$')
     if tonumber(sid) == id then c, f, s = tonumber(sc), tonumber(sf), tonumber(ss) end
   end
   c = c + 1
   if failed then f = f + 1 end
   if slow then s = s + 1 end
-  slots[i] = id .. ':' .. c .. ':' .. f .. ':' .. s
-  changed['b' .. (i - 1)] = slots[i]
+  b.slots[i] = id .. ':' .. c .. ':' .. f .. ':' .. s
+  b.changed['b' .. (i - 1)] = b.slots[i]
 end
 
 local function clear_window()
-  if wkind == 'c' then
-    ring, pos, wn, wnf, wns = string.rep('.', wsize), 0, 0, 0, 0
-    changed.ring, changed.pos, changed.n, changed.nf, changed.ns = ring, 0, 0, 0, 0
+  if cfg.wkind == 'c' then
+    b.ring, b.pos, b.wn, b.wnf, b.wns = string.rep('.', cfg.wsize), 0, 0, 0, 0
+    b.changed.ring, b.changed.pos, b.changed.n, b.changed.nf, b.changed.ns = b.ring, 0, 0, 0, 0
   else
-    for i = 1, wsize do
-      if slots[i] then
-        slots[i] = false
-        changed['b' .. (i - 1)] = '0:0:0:0'
+    for i = 1, cfg.wsize do
+      if b.slots[i] then
+        b.slots[i] = false
+        b.changed['b' .. (i - 1)] = '0:0:0:0'
       end
     end
   end
 end
 
 local function emit(kind, payload)
-  payload.state = st
-  payload.epoch = ep
-  ck_emit(channel .. kind, kind, 'cb', name, now, payload)
+  payload.state = b.st
+  payload.epoch = b.ep
+  ck_emit(cfg.channel .. kind, kind, 'cb', cfg.name, now, payload)
 end
 
 local function open_for(reopenings)
-  local d = open_base * (open_factor ^ reopenings)
-  if d > open_max then d = open_max end
+  local d = cfg.open_base * (cfg.open_factor ^ reopenings)
+  if d > cfg.open_max then d = cfg.open_max end
   return math.floor(d)
 end
 
 local function drop_probes()
-  if probes_n > 0 then
+  if b.probes_n > 0 then
     redis.call('DEL', P)
-    probes_n = 0
+    b.probes_n = 0
   end
 end
 
 local function go_open(reason, figures)
-  if st == 'half_open' or st == 'open' then rc = rc + 1 else rc = 0 end
-  st, ep, oa, ou = 'open', ep + 1, now, now + open_for(rc)
-  hok, cf = 0, 0
-  state_dirty = true
+  if b.st == 'half_open' or b.st == 'open' then b.rc = b.rc + 1 else b.rc = 0 end
+  b.st, b.ep, b.oa, b.ou = 'open', b.ep + 1, now, now + open_for(b.rc)
+  b.hok, b.cf = 0, 0
+  b.state_dirty = true
   clear_window()
   drop_probes()
   figures.reason = reason
-  figures.open_until = ou
-  figures.reopenings = rc
+  figures.open_until = b.ou
+  figures.reopenings = b.rc
   emit('opened', figures)
 end
 
 local function go_half_open()
-  st, ep, hs, hok = 'half_open', ep + 1, now, 0
-  state_dirty = true
+  b.st, b.ep, b.hs, b.hok = 'half_open', b.ep + 1, now, 0
+  b.state_dirty = true
   drop_probes()
   emit('half_opened', {})
 end
 
 local function go_closed(reason)
-  st, ep, hok, cf, rc = 'closed', ep + 1, 0, 0, 0
-  state_dirty = true
+  b.st, b.ep, b.hok, b.cf, b.rc = 'closed', b.ep + 1, 0, 0, 0
+  b.state_dirty = true
   clear_window()
   drop_probes()
   emit('closed', { reason = reason })
@@ -211,83 +214,83 @@ end
 
 -- Lazy transitions on the server clock: open -> half-open, half-open -> open after max wait.
 local function settle()
-  if st == 'open' and now >= ou then go_half_open() end
-  if st == 'half_open' and max_wait > 0 and now - hs >= max_wait then
+  if b.st == 'open' and now >= b.ou then go_half_open() end
+  if b.st == 'half_open' and cfg.max_wait > 0 and now - b.hs >= cfg.max_wait then
     go_open('half_open_timeout', {})
-    if now >= ou then go_half_open() end
+    if now >= b.ou then go_half_open() end
   end
-  if st == 'half_open' and probes_n > 0 then
+  if b.st == 'half_open' and b.probes_n > 0 then
     redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
-    probes_n = redis.call('ZCARD', P)
+    b.probes_n = redis.call('ZCARD', P)
   end
 end
 
 local function trip_check()
   local n, nf, ns = window()
-  local figures = { calls = n, failures = nf, slow = ns, consecutive_failures = cf }
-  if max_cf > 0 and cf >= max_cf then
+  local figures = { calls = n, failures = nf, slow = ns, consecutive_failures = b.cf }
+  if cfg.max_cf > 0 and b.cf >= cfg.max_cf then
     go_open('consecutive_failures', figures)
     return
   end
-  if n >= min_calls and n > 0 then
+  if n >= cfg.min_calls and n > 0 then
     figures.failure_rate = nf / n
     figures.slow_rate = ns / n
-    if nf / n >= frt then
+    if nf / n >= cfg.frt then
       go_open('failure_rate', figures)
-    elseif ns / n >= srt then
+    elseif ns / n >= cfg.srt then
       go_open('slow_call_rate', figures)
     end
   end
 end
 
 local function save()
-  if state_dirty then
-    changed.st, changed.ep, changed.oa, changed.ou, changed.rc = st, ep, oa, ou, rc
-    changed.hs, changed.hok, changed.cf = hs, hok, cf
+  if b.state_dirty then
+    b.changed.st, b.changed.ep, b.changed.oa, b.changed.ou, b.changed.rc = b.st, b.ep, b.oa, b.ou, b.rc
+    b.changed.hs, b.changed.hok, b.changed.cf = b.hs, b.hok, b.cf
   end
-  local forced = st == 'forced_open' or st == 'disabled' or st == 'metrics_only'
+  local forced = b.st == 'forced_open' or b.st == 'disabled' or b.st == 'metrics_only'
   -- Refresh the idle expiry only now and then: a quarter of it at most goes unrefreshed.
   local refresh = false
   if forced then
-    if state_dirty then redis.call('PERSIST', S) end
-  elseif st == 'closed' then
-    if next(changed) ~= nil and (state_dirty or now - xr >= idle_ms / 4) then refresh = true end
-  elseif state_dirty then
+    if b.state_dirty then redis.call('PERSIST', S) end
+  elseif b.st == 'closed' then
+    if next(b.changed) ~= nil and (b.state_dirty or now - b.xr >= cfg.idle_ms / 4) then refresh = true end
+  elseif b.state_dirty then
     refresh = true
   end
-  if refresh then changed.xr = now end
+  if refresh then b.changed.xr = now end
   local args = {}
-  for k, v in pairs(changed) do
+  for k, v in pairs(b.changed) do
     args[#args + 1] = k
     args[#args + 1] = v
   end
   if #args > 0 then redis.call('HSET', S, unpack(args)) end
   if refresh then
-    if st == 'closed' then
-      redis.call('PEXPIRE', S, idle_ms)
+    if b.st == 'closed' then
+      redis.call('PEXPIRE', S, cfg.idle_ms)
     else
       -- Open or half-open: keep it until well after the open period.
-      redis.call('PEXPIRE', S, math.max(ou - now, 0) + idle_ms)
+      redis.call('PEXPIRE', S, math.max(b.ou - now, 0) + cfg.idle_ms)
     end
   end
-  if probes_n > 0 then redis.call('PEXPIRE', P, lease_ms + idle_ms) end
+  if b.probes_n > 0 then redis.call('PEXPIRE', P, cfg.lease_ms + cfg.idle_ms) end
 end
 
 if op == 'acquire' then
   settle()
   local admitted, kind, retry = 0, '', 0
-  if st == 'closed' then
+  if b.st == 'closed' then
     admitted, kind = 1, 'n'
-  elseif st == 'disabled' then
+  elseif b.st == 'disabled' then
     admitted, kind = 1, 'b'
-  elseif st == 'metrics_only' then
+  elseif b.st == 'metrics_only' then
     admitted, kind = 1, 'm'
-  elseif st == 'open' then
-    retry = ou - now
-  elseif st == 'half_open' then
-    if probes_n < permits then
-      redis.call('ZADD', P, now + lease_ms, ARGV[6])
-      probes_n = probes_n + 1
+  elseif b.st == 'open' then
+    retry = b.ou - now
+  elseif b.st == 'half_open' then
+    if b.probes_n < cfg.permits then
+      redis.call('ZADD', P, now + cfg.lease_ms, ARGV[6])
+      b.probes_n = b.probes_n + 1
       admitted, kind = 1, 'p'
     else
       local first = redis.call('ZRANGE', P, 0, 0, 'WITHSCORES')
@@ -295,66 +298,66 @@ if op == 'acquire' then
     end
   end
   save()
-  return { admitted, st, ep, retry, kind }
+  return { admitted, b.st, b.ep, retry, kind }
 elseif op == 'record' then
   local permit = ARGV[6]
   local pep, pkind, outcome, duration = struct.unpack('>dddd', ARGV[7])
-  if pkind == 1 and probes_n > 0 then
-    probes_n = probes_n - redis.call('ZREM', P, permit)
+  if pkind == 1 and b.probes_n > 0 then
+    b.probes_n = b.probes_n - redis.call('ZREM', P, permit)
   end
   settle()
   local status = 'recorded'
-  if pep ~= ep then
+  if pep ~= b.ep then
     status = 'stale'
   elseif outcome == 2 then
     status = 'ignored'
-  elseif st == 'disabled' or st == 'forced_open' or st == 'open' then
+  elseif b.st == 'disabled' or b.st == 'forced_open' or b.st == 'open' then
     status = 'not_counted'
   else
     local failed = outcome == 1
-    local slow = duration >= slow_ms
-    if st == 'half_open' then
+    local slow = duration >= cfg.slow_ms
+    if b.st == 'half_open' then
       if failed then
         go_open('probe_failed', {})
       else
-        hok = hok + 1
-        changed.hok = hok
-        if hok >= successes then go_closed('probes_succeeded') end
+        b.hok = b.hok + 1
+        b.changed.hok = b.hok
+        if b.hok >= cfg.successes then go_closed('probes_succeeded') end
       end
     else
       add_to_window(failed, slow)
-      local was = cf
-      if failed then cf = cf + 1 else cf = 0 end
-      if cf ~= was then changed.cf = cf end
-      if st == 'closed' then trip_check() end
+      local was = b.cf
+      if failed then b.cf = b.cf + 1 else b.cf = 0 end
+      if b.cf ~= was then b.changed.cf = b.cf end
+      if b.st == 'closed' then trip_check() end
     end
   end
   save()
-  return { status, st, ep }
+  return { status, b.st, b.ep }
 elseif op == 'snapshot' then
   settle()
   save()
   local n, nf, ns = window()
-  return { st, ep, n, nf, ns, cf, oa, ou, hok, probes_n, rc }
+  return { b.st, b.ep, n, nf, ns, b.cf, b.oa, b.ou, b.hok, b.probes_n, b.rc }
 elseif op == 'force' then
   local target = ARGV[6]
   if target ~= 'forced_open' and target ~= 'disabled' and target ~= 'metrics_only' then
     return ck_fail('BADOP', 'force ' .. target)
   end
-  st, ep = target, ep + 1
-  state_dirty = true
-  if probes_n > 0 then redis.call('DEL', P) probes_n = 0 end
+  b.st, b.ep = target, b.ep + 1
+  b.state_dirty = true
+  if b.probes_n > 0 then redis.call('DEL', P) b.probes_n = 0 end
   emit('forced', {})
   save()
-  return { st, ep }
+  return { b.st, b.ep }
 elseif op == 'clear' then
   settle()
-  st, ep, hok, cf, rc = 'closed', ep + 1, 0, 0, 0
-  state_dirty = true
+  b.st, b.ep, b.hok, b.cf, b.rc = 'closed', b.ep + 1, 0, 0, 0
+  b.state_dirty = true
   clear_window()
-  if probes_n > 0 then redis.call('DEL', P) probes_n = 0 end
+  if b.probes_n > 0 then redis.call('DEL', P) b.probes_n = 0 end
   emit('cleared', {})
   save()
-  return { st, ep }
+  return { b.st, b.ep }
 end
 return ck_fail('BADOP', op)

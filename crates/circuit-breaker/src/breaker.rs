@@ -37,6 +37,8 @@ struct Inner {
     /// ARGV[3..=5] of the script, packed once.
     config_args: Vec<Vec<u8>>,
     next_permit: AtomicU64,
+    /// Reports waiting to go out ahead of the next acquire (or by a flush task).
+    pending: Mutex<Vec<Report>>,
     local: Mutex<BreakerModel>,
     stats: StatsCell,
 }
@@ -103,29 +105,15 @@ impl Permit {
         self.started.elapsed()
     }
 
-    /// Sends the outcome without waiting for Redis to answer: it returns once the report is
-    /// queued on a connection, so the caller pays no round trip. Queued before this task's next
-    /// acquire, it normally reaches Redis first; if not, that acquire can only be more
-    /// conservative. Failures to queue show in [`CircuitBreaker::stats`].
-    pub async fn send_outcome(mut self, outcome: Outcome) {
-        self.reported = true;
-        let report = self.report(outcome);
-        self.breaker.send_report_without_reply(report).await;
-    }
-
-    /// Like [`Permit::send_outcome`], from code that cannot await: a task sends it.
+    /// Reports the outcome without waiting for Redis: the caller pays no round trip. The
+    /// report goes out ahead of this handle's next acquire, on the same connection in the same
+    /// round trip, so the server counts it before that acquire; if no acquire comes first, a
+    /// background task sends it as soon as this task yields. Failures to send show in
+    /// [`CircuitBreaker::stats`]; the server's answer is not read.
     pub fn record_in_background(mut self, outcome: Outcome) {
         self.reported = true;
-        let breaker = self.breaker.clone();
         let report = self.report(outcome);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    breaker.send_report_without_reply(report).await;
-                });
-            }
-            Err(_) => breaker.note_store_error("no Tokio runtime to send a report on"),
-        }
+        self.breaker.defer(report);
     }
 
     fn report(&self, outcome: Outcome) -> Report {
@@ -207,6 +195,7 @@ impl CircuitBreaker {
                 channel_prefix,
                 instance,
                 next_permit: AtomicU64::new(0),
+                pending: Mutex::new(Vec::new()),
                 stats: StatsCell::default(),
                 pool,
                 config,
@@ -288,7 +277,15 @@ impl CircuitBreaker {
         let id = format!("{}-{n}", self.inner.instance);
         let mut call = self.script("acquire");
         call.arg(&id);
-        let answer = match call.invoke::<Vec<Value>>(&self.inner.pool).await {
+        let reports = self.take_pending();
+        let invoked = if reports.is_empty() {
+            call.invoke::<Vec<Value>>(&self.inner.pool).await
+        } else {
+            let earlier: Vec<_> = reports.iter().map(|r| self.record_call(r)).collect();
+            call.invoke_after::<Vec<Value>>(&self.inner.pool, &earlier)
+                .await
+        };
+        let answer = match invoked {
             Ok(values) => decode_acquire(&values)?,
             Err(e) if e.is_retryable() => return Ok(self.acquire_without_store(id, &e)),
             Err(e) => return Err(map_script_error(e)),
@@ -423,6 +420,16 @@ impl CircuitBreaker {
             let _ = self.send_report(report).await;
             return;
         }
+        if let Err(e) = self
+            .record_call(&report)
+            .send_without_reply(&self.inner.pool)
+            .await
+        {
+            self.note_store_error(&e.to_string());
+        }
+    }
+
+    fn record_call(&self, report: &Report) -> coordkit_core::Invocation<'static> {
         let mut call = self.script("record");
         call.arg(&report.id).arg(pack_report(
             report.epoch,
@@ -430,9 +437,46 @@ impl CircuitBreaker {
             report.outcome,
             report.duration_ms,
         ));
-        if let Err(e) = call.send_without_reply(&self.inner.pool).await {
-            self.note_store_error(&e.to_string());
+        call
+    }
+
+    /// Queues a report for the next acquire; a flush task sends it if no acquire takes it
+    /// first.
+    fn defer(&self, report: Report) {
+        if report.local || report.kind == PermitKind::Unrecorded {
+            let breaker = self.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = breaker.send_report(report).await;
+                });
+            }
+            return;
         }
+        match self.inner.pending.lock() {
+            Ok(mut pending) => pending.push(report),
+            Err(_) => return self.note_store_error("the pending reports' lock"),
+        }
+        let breaker = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    // Give this handle's next acquire the chance to carry the report.
+                    tokio::task::yield_now().await;
+                    for report in breaker.take_pending() {
+                        breaker.send_report_without_reply(report).await;
+                    }
+                });
+            }
+            Err(_) => self.note_store_error("no Tokio runtime to send a report on"),
+        }
+    }
+
+    fn take_pending(&self) -> Vec<Report> {
+        self.inner
+            .pending
+            .lock()
+            .map(|mut pending| std::mem::take(&mut *pending))
+            .unwrap_or_default()
     }
 
     /// Runs `call` if the breaker admits it, and records its outcome in the background:
@@ -468,7 +512,7 @@ impl CircuitBreaker {
             Err(e) => return Err(CallError::Breaker(e)),
         };
         let result = call.await;
-        permit.send_outcome(classify(&result)).await;
+        permit.record_in_background(classify(&result));
         result.map_err(CallError::Failed)
     }
 

@@ -385,15 +385,21 @@ impl Pool {
     }
 
     /// Runs a script's EVALSHA `cmd`; on NOSCRIPT loads the script and runs it once more.
+    /// `before` (commands marked no-response) are queued first on the same connection, so
+    /// the server runs them before `cmd`, in the same round trip.
     pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
         script: &crate::Script,
         cmd: &Cmd,
         keys: &[Key],
+        before: &[Cmd],
     ) -> Result<T> {
         let mut conn = self.checkout().await?;
         let timeout = self.inner.config.command_timeout;
         let outcome = tokio::time::timeout(timeout, async {
+            for earlier in before {
+                earlier.query_async::<Value>(&mut conn.inner).await?;
+            }
             match cmd.query_async::<T>(&mut conn.inner).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     script.load(&mut conn.inner).await?;

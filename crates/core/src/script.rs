@@ -167,7 +167,29 @@ impl Invocation<'_> {
     /// Runs the script (one round trip; two more only when the server had to load it) and
     /// decodes its answer.
     pub async fn invoke<T: FromRedisValue>(&self, pool: &Pool) -> Result<T> {
-        pool.invoke(self.script, &self.command(), &self.keys).await
+        pool.invoke(self.script, &self.command(), &self.keys, &[])
+            .await
+    }
+
+    /// Like [`Invocation::invoke`], after sending `earlier` invocations without waiting for
+    /// their answers (see [`Invocation::send_without_reply`]) on the same connection: the
+    /// server runs them first, in order, and the whole costs one round trip. For reports that
+    /// must reach Redis before the next call of the same process.
+    pub async fn invoke_after<T: FromRedisValue>(
+        &self,
+        pool: &Pool,
+        earlier: &[Invocation<'_>],
+    ) -> Result<T> {
+        let before: Vec<redis::Cmd> = earlier
+            .iter()
+            .map(|inv| {
+                let mut cmd = inv.command();
+                cmd.set_no_response(true);
+                cmd
+            })
+            .collect();
+        pool.invoke(self.script, &self.command(), &self.keys, &before)
+            .await
     }
 
     /// Sends the script without waiting for its answer: the call returns once the command is
