@@ -463,7 +463,11 @@ local function requeue()
   for i, id in ipairs(ids) do
     local t = parse(metas[i]) or stand_in(id)
     t.s, t.tok, t.since = 0, 0, now
-    if reset then t.a, t.prev = 0, 0 end
+    if reset then
+      t.a, t.prev = 0, 0
+    elseif t.a >= t.max then
+      t.a = t.max - 1
+    end
     sets[#sets + 1] = id
     sets[#sets + 1] = pack(t)
     ck_emit(CH .. 'requeued', 'requeued', 'queue', QNAME, now, { task = id, reset = reset })

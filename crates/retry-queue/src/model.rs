@@ -450,6 +450,8 @@ impl QueueModel {
                 t.attempts = 0;
                 t.prev = 0;
                 self.errors.remove(id);
+            } else if t.attempts >= t.options.max_attempts {
+                t.attempts = t.options.max_attempts - 1;
             }
             self.dlq.remove(id);
             self.dead.remove(id);

@@ -689,7 +689,8 @@ impl Queue {
     }
 
     /// Puts these dead-lettered tasks back in the ready queue (`reset_attempts`: with a fresh
-    /// attempt budget and no error history). Answers the ids requeued (ids not in the DLQ are
+    /// attempt budget and no error history; otherwise an exhausted task gets one more attempt,
+    /// and its stall count starts again). Answers the ids requeued (ids not in the DLQ are
     /// skipped).
     pub async fn requeue(&self, ids: &[&str], reset_attempts: bool) -> Result<Vec<String>> {
         let mut out = Vec::new();

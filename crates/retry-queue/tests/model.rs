@@ -1,0 +1,404 @@
+//! The Lua against the pure-Rust model: random enqueue / claim / ack / fail / defer /
+//! dead-letter / extend / crash (abandoned leases) / time-advance / requeue / purge sequences on
+//! a manual clock must give the same answers and the same stored state, and the invariants
+//! hold: attempts never above max, every task in exactly one state, the DLQ holds exactly the
+//! exhausted, stalled and malformed tasks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use coordkit_core::{Clock, ManualClock, Pool, redis};
+use coordkit_retry_queue::model::{Dump, QueueModel};
+use coordkit_retry_queue::{
+    Backoff, ErrorRecord, Jitter, NewTask, Queue, QueueConfig, RawSettle, Settle, TaskOptions,
+};
+use coordkit_testkit::{TestRedis, Topology};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Enqueue(Vec<(u8, u32, u8, u8, u64, Option<u8>)>),
+    Claim(usize),
+    Settle(Vec<(usize, u8, u32)>),
+    Stale(usize),
+    Extend(usize),
+    /// The holder of a lease crashes: it is never settled.
+    Crash(usize),
+    Advance(u64),
+    Requeue(bool, bool),
+    Purge(bool),
+    Stats,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let task = (
+        0u8..4,                                  // backoff kind
+        1u32..4,                                 // max attempts
+        0u8..4,                                  // jitter
+        0u8..3,                                  // delay choice
+        prop_oneof![Just(300u64), Just(1_500)],  // lease
+        proptest::option::weighted(0.3, 0u8..3), // idempotency key
+    );
+    prop_oneof![
+        4 => proptest::collection::vec(task, 1..4).prop_map(Op::Enqueue),
+        5 => (1usize..4).prop_map(Op::Claim),
+        6 => proptest::collection::vec((0usize..8, 0u8..10, 0u32..65_536), 1..4).prop_map(Op::Settle),
+        1 => (0usize..8).prop_map(Op::Stale),
+        1 => (0usize..8).prop_map(Op::Extend),
+        1 => (0usize..8).prop_map(Op::Crash),
+        4 => prop_oneof![1u64..200, 200u64..2_000].prop_map(Op::Advance),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(a, b)| Op::Requeue(a, b)),
+        1 => any::<bool>().prop_map(Op::Purge),
+        1 => Just(Op::Stats),
+    ]
+}
+
+fn options(spec: &(u8, u32, u8, u8, u64, Option<u8>)) -> TaskOptions {
+    let &(kind, max, jitter, delay, lease, key) = spec;
+    let backoff = match kind {
+        0 => Backoff::Exponential {
+            base: Duration::from_millis(100),
+            factor: 2.5,
+            max: Duration::from_millis(1_000),
+        },
+        1 => Backoff::Fixed(Duration::from_millis(250)),
+        2 => Backoff::Schedule(vec![
+            Duration::from_millis(50),
+            Duration::from_millis(400),
+            Duration::from_millis(900),
+        ]),
+        _ => Backoff::Exponential {
+            base: Duration::from_millis(30),
+            factor: 1.7,
+            max: Duration::from_millis(2_000),
+        },
+    };
+    let jitter = match (jitter, kind) {
+        (0, _) => Jitter::None,
+        (1, _) => Jitter::Full,
+        (2, _) => Jitter::Equal,
+        (_, 0 | 3) => Jitter::Decorrelated,
+        _ => Jitter::Full,
+    };
+    let mut o = TaskOptions::default()
+        .max_attempts(max)
+        .backoff(backoff)
+        .jitter(jitter)
+        .delay(Duration::from_millis([0, 0, 700][delay as usize]))
+        .lease(Duration::from_millis(lease));
+    if kind == 2 {
+        o = o.component("llm-api");
+    }
+    if let Some(k) = key {
+        o = o.idempotency_key(format!("key-{k}"), Duration::from_millis(1_000));
+    }
+    o
+}
+
+async fn dump(pool: &Pool, queue: &Queue) -> Dump {
+    let k = queue.keys();
+    let zset = |key: &coordkit_core::Key| {
+        let mut c = redis::cmd("ZRANGE");
+        c.arg(key).arg(0).arg(-1).arg("WITHSCORES");
+        c
+    };
+    let hgetall = |key: &coordkit_core::Key| {
+        let mut c = redis::cmd("HGETALL");
+        c.arg(key);
+        c
+    };
+    let ready: Vec<String> = pool
+        .query(redis::cmd("LRANGE").arg(&k[2]).arg(0).arg(-1))
+        .await
+        .unwrap();
+    let errors: BTreeMap<String, String> = pool.query(&hgetall(&k[6])).await.unwrap();
+    Dump {
+        ready,
+        delayed: pool.query(&zset(&k[3])).await.unwrap(),
+        leased: pool.query(&zset(&k[4])).await.unwrap(),
+        dlq: pool.query(&zset(&k[5])).await.unwrap(),
+        tasks: pool.query(&hgetall(&k[0])).await.unwrap(),
+        payloads: pool.query(&hgetall(&k[1])).await.unwrap(),
+        errors: errors
+            .into_iter()
+            .map(|(id, json)| {
+                let list: Vec<ErrorRecord> = serde_json::from_str(&json).unwrap();
+                (id, list)
+            })
+            .collect(),
+        dead: pool.query(&hgetall(&k[7])).await.unwrap(),
+    }
+}
+
+/// The invariants on a dump: one state per task, attempts within budget, the DLQ holds exactly
+/// the exhausted, stalled and malformed tasks.
+fn check_invariants(d: &Dump, max_stalls: u32) -> Result<(), TestCaseError> {
+    let mut seen = BTreeSet::new();
+    let all = d
+        .ready
+        .iter()
+        .chain(d.delayed.iter().map(|(id, _)| id))
+        .chain(d.leased.iter().map(|(id, _)| id))
+        .chain(d.dlq.iter().map(|(id, _)| id));
+    for id in all {
+        prop_assert!(seen.insert(id.clone()), "task {} in two states", id);
+    }
+    let held: BTreeSet<String> = d.tasks.keys().cloned().collect();
+    prop_assert_eq!(&seen, &held, "every stored task is in one state");
+    let dead: BTreeSet<&String> = d.dlq.iter().map(|(id, _)| id).collect();
+    for (id, meta) in &d.tasks {
+        let f: Vec<&str> = meta.split('|').collect();
+        let (attempts, stalls, max): (u32, u32, u32) = (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[6].parse().unwrap(),
+        );
+        prop_assert!(
+            attempts <= max,
+            "task {} attempts {} > max {}",
+            id,
+            attempts,
+            max
+        );
+        let exhausted = attempts >= max;
+        let stalled = stalls > max_stalls;
+        let reason = d.dead.get(id).map(String::as_str);
+        match reason {
+            Some("exhausted") => prop_assert!(exhausted && dead.contains(id)),
+            Some("stalled") => prop_assert!(stalled && dead.contains(id)),
+            Some("malformed") => prop_assert!(dead.contains(id)),
+            Some(other) => prop_assert!(false, "unexpected reason {}", other),
+            None => prop_assert!(
+                !exhausted && !stalled && !dead.contains(id),
+                "task {} should be dead",
+                id
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn lua_matches_the_model() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = TestRedis::start(Topology::Standalone);
+    let pool = rt.block_on(redis.pool());
+    let keyspace = redis.keyspace();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let config = QueueConfig::builder()
+        .clock(Clock::Manual(clock.clone()))
+        .max_stalls(1)
+        .dlq_max_count(4)
+        .dlq_max_age(Duration::from_millis(5_000))
+        .errors_kept(2)
+        .promote_limit(2)
+        .reclaim_limit(2)
+        .build()
+        .unwrap();
+    static CASE: AtomicU64 = AtomicU64::new(0);
+
+    proptest!(ProptestConfig::with_cases(96), |(ops in proptest::collection::vec(op(), 1..50))| {
+        let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
+        let queue = Queue::new(pool.clone(), &keyspace, &name, config.clone()).unwrap();
+        let mut model = QueueModel::new(config.clone());
+        let mut held: Vec<coordkit_retry_queue::Task> = Vec::new();
+        let mut payload_n = 0u32;
+        for op in ops {
+            let now = clock.now_ms();
+            match op {
+                Op::Enqueue(specs) => {
+                    let batch: Vec<NewTask> = specs.iter().map(|s| {
+                        payload_n += 1;
+                        // Some payloads are not valid UTF-8: bytes must round-trip.
+                        let mut p = format!("payload-{payload_n}").into_bytes();
+                        if payload_n % 3 == 0 { p.push(0xff); }
+                        NewTask::new(p).options(options(s))
+                    }).collect();
+                    let lua = rt.block_on(queue.enqueue_batch(&batch)).unwrap();
+                    prop_assert_eq!(lua, model.enqueue(now, &batch));
+                }
+                Op::Claim(n) => {
+                    let lua = rt.block_on(queue.claim(n)).unwrap();
+                    let expected = model.claim(now, n);
+                    prop_assert_eq!(&lua, &expected, "claim at {}", now);
+                    held.extend(lua.tasks);
+                }
+                Op::Settle(items) => {
+                    if held.is_empty() { continue; }
+                    let mut ops = Vec::new();
+                    for (which, kind, draw) in items {
+                        if held.is_empty() { break; }
+                        let task = held.remove(which % held.len());
+                        let settle = match kind {
+                            0..=3 => Settle::Ack,
+                            4..=7 => Settle::Fail(format!("boom {which} ✗")),
+                            8 => Settle::Defer(Duration::from_millis(u64::from(draw % 900))),
+                            _ => Settle::DeadLetter { reason: "malformed".into(), error: "bad json".into() },
+                        };
+                        ops.push(RawSettle { id: task.id, token: task.token, settle, draw });
+                    }
+                    let lua = rt.block_on(queue.settle_raw(&ops)).unwrap();
+                    prop_assert_eq!(lua, model.settle(now, &ops), "settle {:?} at {}", ops, now);
+                }
+                Op::Stale(which) => {
+                    if held.is_empty() { continue; }
+                    let task = &held[which % held.len()];
+                    let ops = vec![RawSettle { id: task.id.clone(), token: task.token + 1_000, settle: Settle::Ack, draw: 0 }];
+                    let lua = rt.block_on(queue.settle_raw(&ops)).unwrap();
+                    prop_assert_eq!(&lua, &model.settle(now, &ops));
+                    prop_assert_eq!(lua, vec![coordkit_retry_queue::Settled::LeaseLost]);
+                }
+                Op::Extend(which) => {
+                    if held.is_empty() { continue; }
+                    let task = &held[which % held.len()];
+                    let lua = rt.block_on(queue.extend(task, None)).unwrap();
+                    prop_assert_eq!(lua, model.extend(now, &task.id, task.token, None));
+                }
+                Op::Crash(which) => {
+                    if !held.is_empty() {
+                        held.remove(which % held.len());
+                    }
+                }
+                Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                Op::Requeue(all, reset) => {
+                    let dead = model.dead_ids();
+                    let lua = if all {
+                        let n = rt.block_on(queue.requeue_all(reset)).unwrap();
+                        let mut expected = 0;
+                        loop {
+                            let done = model.requeue(now, &[], coordkit_retry_queue::MAX_BATCH, reset);
+                            if done.is_empty() { break; }
+                            expected += done.len() as u64;
+                        }
+                        prop_assert_eq!(n, expected);
+                        continue;
+                    } else {
+                        let ids: Vec<&str> = dead.iter().take(2).map(String::as_str).chain(["no-such"]).collect();
+                        let lua = rt.block_on(queue.requeue(&ids, reset)).unwrap();
+                        prop_assert_eq!(&lua, &model.requeue(now, &ids, 0, reset));
+                        lua
+                    };
+                    let _ = lua;
+                }
+                Op::Purge(all) => {
+                    if all {
+                        let n = rt.block_on(queue.purge_all()).unwrap();
+                        let mut expected = 0;
+                        loop {
+                            let k = model.purge(&[], coordkit_retry_queue::MAX_BATCH);
+                            if k == 0 { break; }
+                            expected += k;
+                        }
+                        prop_assert_eq!(n, expected);
+                    } else {
+                        let dead = model.dead_ids();
+                        let ids: Vec<&str> = dead.iter().take(1).map(String::as_str).collect();
+                        let n = rt.block_on(queue.purge(&ids)).unwrap();
+                        prop_assert_eq!(n, model.purge(&ids, 0));
+                    }
+                }
+                Op::Stats => {
+                    let lua = rt.block_on(queue.stats()).unwrap();
+                    prop_assert_eq!(lua, model.stats(now));
+                }
+            }
+            let lua = rt.block_on(dump(&pool, &queue));
+            prop_assert_eq!(&lua, &model.dump(), "state after an op at {}", now);
+            check_invariants(&lua, 1)?;
+        }
+    });
+}
+
+#[test]
+fn backoff_policies_compute_the_documented_delays() {
+    use coordkit_retry_queue::backoff_delay_ms;
+    let exp = Backoff::Exponential {
+        base: Duration::from_millis(100),
+        factor: 2.0,
+        max: Duration::from_millis(1_000),
+    };
+    let delays: Vec<u64> = (1..=6)
+        .map(|a| backoff_delay_ms(&exp, Jitter::None, a, 0, 0))
+        .collect();
+    assert_eq!(delays, [100, 200, 400, 800, 1_000, 1_000]);
+    assert_eq!(backoff_delay_ms(&exp, Jitter::Full, 3, 0, 32_768), 200);
+    assert_eq!(backoff_delay_ms(&exp, Jitter::Equal, 3, 0, 0), 200);
+    assert_eq!(backoff_delay_ms(&exp, Jitter::Equal, 3, 0, 65_535), 399);
+    // Decorrelated: between base and 3 × the previous delay, capped.
+    assert_eq!(
+        backoff_delay_ms(&exp, Jitter::Decorrelated, 1, 0, 65_535),
+        100
+    );
+    assert_eq!(backoff_delay_ms(&exp, Jitter::Decorrelated, 2, 300, 0), 100);
+    assert_eq!(
+        backoff_delay_ms(&exp, Jitter::Decorrelated, 2, 300, 65_535),
+        899
+    );
+    assert_eq!(
+        backoff_delay_ms(&exp, Jitter::Decorrelated, 2, 900, 65_535),
+        1_000
+    );
+    let schedule = Backoff::Schedule(vec![Duration::from_millis(5), Duration::from_millis(50)]);
+    let delays: Vec<u64> = (1..=3)
+        .map(|a| backoff_delay_ms(&schedule, Jitter::None, a, 0, 0))
+        .collect();
+    assert_eq!(delays, [5, 50, 50]);
+    assert_eq!(
+        backoff_delay_ms(
+            &Backoff::Fixed(Duration::from_millis(70)),
+            Jitter::None,
+            9,
+            0,
+            0
+        ),
+        70
+    );
+}
+
+#[test]
+fn options_are_validated_with_the_field_named() {
+    let bad = [
+        (TaskOptions::default().max_attempts(0), "max_attempts"),
+        (TaskOptions::default().lease(Duration::ZERO), "lease"),
+        (
+            TaskOptions::default().backoff(Backoff::Exponential {
+                base: Duration::from_secs(10),
+                factor: 2.0,
+                max: Duration::from_secs(1),
+            }),
+            "backoff",
+        ),
+        (
+            TaskOptions::default()
+                .backoff(Backoff::Fixed(Duration::from_secs(1)))
+                .jitter(Jitter::Decorrelated),
+            "jitter",
+        ),
+        (
+            TaskOptions::default().backoff(Backoff::Schedule(vec![])),
+            "backoff",
+        ),
+    ];
+    for (options, field) in bad {
+        let e = options.validate().unwrap_err().to_string();
+        assert!(e.contains(field), "{e} should name {field}");
+    }
+    assert!(
+        TaskOptions::default()
+            .component("bad name")
+            .validate()
+            .is_err()
+    );
+    assert!(
+        TaskOptions::default()
+            .idempotency_key("k{x}", Duration::from_secs(1))
+            .validate()
+            .is_err()
+    );
+    assert!(QueueConfig::builder().errors_kept(0).build().is_err());
+}
