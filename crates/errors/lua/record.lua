@@ -1,8 +1,12 @@
--- errors record: records one or more error occurrences (a batch, applied in order as if each
--- were its own call): the signature's state and last sample, the task's details record, the
--- counters by kind and component, the chronological log, correlation with a cascade check, and
--- one event per record. Caps on signatures, tasks, counters and the log bound memory.
--- Lean by design: in the steady state a record costs HMGET, XADD, HSET and PUBLISH.
+-- errors record: records a batch of error occurrences, applied in order exactly as if each were
+-- its own call: the signature's state and last sample, the task's details record, the counters
+-- by kind and component, the chronological log, correlation with a cascade check, and events.
+-- Caps on signatures, tasks, counters and the log bound memory.
+--
+-- Lean by design: the batch reads the data hash once (HMGET) and writes it once (HSET); each
+-- record adds one XADD (whose id gives the server time). ZADD on `seen` happens for a new
+-- signature and at most once a second per signature; PUBLISH for notable records only (unless
+-- every record is asked for).
 --
 -- KEYS[1] data (hash):
 --   <sig>          "count first_ms last_ms resolved_ms regressions indexed_ms[ comp...]"
@@ -10,14 +14,17 @@
 --   "~t <slot>"    a task's latest record (JSON); "~to <slot>" = "<task> <ms>", its owner.
 --                  A task may use one of two slots (of max_tasks, chosen by a hash of its id in
 --                  Rust): the one it owns, else a free one, else the one written longest ago.
---   "~c <kind> <component>" occurrences; "~np" counter fields; "~o" occurrences beyond the cap
---   "~corr"        "kind ms kind ms ...": kinds in the correlation window, oldest first (<= 64)
---   "~cascade"     when the last cascade fired
--- KEYS[2] seen (zset): sig -> last seen ms, refreshed at most once per second per signature;
---         the lowest goes when a new signature exceeds the cap
+--   "~c <kind> <component>" occurrences; "~np" how many such fields; "~o" occurrences of pairs
+--                  first seen beyond the cap
+--   "~corr"        "<last cascade ms or 0>[ kind ms ...]": the kinds seen within the
+--                  correlation window, oldest first (at most 64)
+-- KEYS[2] seen (zset): sig -> last seen ms, refreshed at most once a second per signature; the
+--         lowest goes when a new signature exceeds the cap
 -- KEYS[3] log (stream): id <ms>-<seq> (the record's time), fields f = sig, e = entry (JSON)
 -- ARGV[1]  now_ms: "" for the server clock (the log id's time), or a manual time
--- ARGV[2]  log max length      ARGV[3] log max age ms       ARGV[4] (unused)
+-- ARGV[2]  log max length      ARGV[3] log max age ms
+-- ARGV[4]  "1": an event for every record; "0": for new signatures, regressions and counts of
+--          10, 100, 1000, ... only
 -- ARGV[5]  max signatures      ARGV[6] (unused)             ARGV[7] max counter fields
 -- ARGV[8]  correlation window ms                            ARGV[9] cascade threshold (kinds)
 -- ARGV[10] cascade channel     ARGV[11] envelope head ('{"source":"errors","entity":"<name>",')
@@ -30,19 +37,46 @@
 
 local data, seen, log = KEYS[1], KEYS[2], KEYS[3]
 local manual = ARGV[1]
-local log_max, max_age = tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_sigs, max_tasks, max_counters = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local log_max, max_age, every = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local max_sigs, max_counters = tonumber(ARGV[5]), tonumber(ARGV[7])
 local window, threshold = tonumber(ARGV[8]), tonumber(ARGV[9])
 local head = ARGV[11]
-local out = {}
+local last = #ARGV - 10
 
-for base = 13, #ARGV - 10, 11 do
+-- Every field the batch reads, read once.
+local want, names = {}, {}
+local function need(f)
+  if not want[f] then
+    want[f] = true
+    names[#names + 1] = f
+  end
+end
+need('~corr')
+need('~np')
+need('~o')
+for base = 13, last, 11 do
+  need(ARGV[base])
+  need('~c ' .. ARGV[base + 1] .. ' ' .. ARGV[base + 2])
+  if ARGV[base + 3] ~= '' then
+    need('~to ' .. ARGV[base + 4])
+    need('~to ' .. ARGV[base + 5])
+  end
+end
+local values = redis.call('HMGET', data, unpack(names))
+local cache, changed, order = {}, {}, {}
+for i, f in ipairs(names) do cache[f] = values[i] end
+local function put(f, v)
+  cache[f] = v
+  if not changed[f] then
+    changed[f] = true
+    order[#order + 1] = f
+  end
+end
+
+local out = {}
+for base = 13, last, 11 do
   local sig, kind, comp, task = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local slot1, slot2 = ARGV[base + 4], ARGV[base + 5]
   local occurred = tonumber(ARGV[base + 6])
-  local pair = '~c ' .. kind .. ' ' .. comp
-  local got = redis.call('HMGET', data, sig, '~cascade', '~corr', pair, '~np', '~to ' .. slot1,
-    '~to ' .. slot2)
 
   -- The log entry first: with the server clock its id is the record's time.
   local id
@@ -58,7 +92,7 @@ for base = 13, #ARGV - 10, 11 do
   end
   local now = tonumber(manual) or tonumber(string.match(id, '^(%d+)'))
 
-  local state = got[1]
+  local state = cache[sig]
   local n, first, resolved, regressions, indexed, comps = 0, now, 0, 0, 0, ''
   if state then
     local sn, sf, sr, sg, si, sc = string.match(state, '^(%d+) (%d+) %d+ (%d+) (%d+) (%d+)(.*)$')
@@ -75,7 +109,7 @@ for base = 13, #ARGV - 10, 11 do
     if k < 16 then comps = comps .. ' ' .. comp end
   end
 
-  -- Signatures: the least recently seen go beyond the cap; recency is refreshed once a second.
+  -- Signatures: the least recently seen go beyond the cap.
   if not state then
     local over = redis.call('ZCARD', seen) - max_sigs + 1
     if over > 0 then
@@ -83,9 +117,11 @@ for base = 13, #ARGV - 10, 11 do
       local del = {}
       for i = 1, #victims, 2 do
         local v = victims[i]
-        del[#del + 1] = v
-        del[#del + 1] = v .. ' s'
-        del[#del + 1] = v .. ' m'
+        for _, f in ipairs({ v, v .. ' s', v .. ' m' }) do
+          del[#del + 1] = f
+          cache[f] = false
+          changed[f] = nil
+        end
       end
       redis.call('HDEL', data, unpack(del))
     end
@@ -96,45 +132,43 @@ for base = 13, #ARGV - 10, 11 do
   end
 
   local stamped = '{"ts_ms":' .. now .. ',"count":' .. n .. ',' .. ARGV[base + 7]
-  local hset = { sig, n .. ' ' .. first .. ' ' .. now .. ' ' .. resolved .. ' ' .. regressions
-    .. ' ' .. indexed .. comps, sig .. ' s', stamped }
-  local h = 4
-  if not state then
-    hset[5], hset[6], h = sig .. ' m', ARGV[base + 8], 6
-  end
+  put(sig, n .. ' ' .. first .. ' ' .. now .. ' ' .. resolved .. ' ' .. regressions .. ' '
+    .. indexed .. comps)
+  put(sig .. ' s', stamped)
+  if not state then put(sig .. ' m', ARGV[base + 8]) end
 
-  -- Correlation: the kinds seen within the window, newest last.
-  local kinds, cutoff = {}, now - window
-  if got[3] then
-    for k, ts in string.gmatch(got[3], '(%S+) (%d+)') do
-      if k ~= kind and tonumber(ts) > cutoff then
-        kinds[#kinds + 1] = k .. ' ' .. ts
-      end
-    end
+  -- Correlation: the kinds seen within the window, newest last; one cascade per window.
+  local cutoff = now - window
+  local corr = cache['~corr'] or '0'
+  local fired = tonumber(string.match(corr, '^(%d+)'))
+  local kinds = {}
+  for k, ts in string.gmatch(corr, ' (%S+) (%d+)') do
+    if k ~= kind and tonumber(ts) > cutoff then kinds[#kinds + 1] = k .. ' ' .. ts end
   end
   kinds[#kinds + 1] = kind .. ' ' .. now
   while #kinds > 64 do table.remove(kinds, 1) end
-  hset[h + 1], hset[h + 2], h = '~corr', table.concat(kinds, ' '), h + 2
-  local fired = tonumber(got[2])
   local cascade = 0
-  if #kinds >= threshold and (fired == nil or now - fired >= window) then
-    cascade = 1
-    hset[h + 1], hset[h + 2], h = '~cascade', now, h + 2
+  if #kinds >= threshold and (fired == 0 or now - fired >= window) then
+    cascade, fired = 1, now
   end
+  put('~corr', fired .. ' ' .. table.concat(kinds, ' '))
 
-  -- Counters by kind and component; new pairs beyond the cap count as "~o".
-  local pairs_n = tonumber(got[5]) or 0
-  if got[4] then
-    hset[h + 1], hset[h + 2], h = pair, tonumber(got[4]) + 1, h + 2
-  elseif pairs_n < max_counters then
-    hset[h + 1], hset[h + 2], hset[h + 3], hset[h + 4], h = pair, 1, '~np', pairs_n + 1, h + 4
+  -- Counters by kind and component; new pairs beyond the cap count under "~o".
+  local pair = '~c ' .. kind .. ' ' .. comp
+  local np = tonumber(cache['~np']) or 0
+  if cache[pair] then
+    put(pair, tonumber(cache[pair]) + 1)
+  elseif np < max_counters then
+    put(pair, 1)
+    put('~np', np + 1)
   else
-    redis.call('HINCRBY', data, '~o', 1)
+    put('~o', (tonumber(cache['~o']) or 0) + 1)
   end
 
   -- Tasks: the slot the task owns, else a free one, else the one written longest ago.
   if task ~= '' then
-    local o1, o2 = got[6], got[7]
+    local slot1, slot2 = ARGV[base + 4], ARGV[base + 5]
+    local o1, o2 = cache['~to ' .. slot1], cache['~to ' .. slot2]
     local slot = slot1
     if o1 and string.match(o1, '^(%S+)') == task then
       slot = slot1
@@ -147,19 +181,28 @@ for base = 13, #ARGV - 10, 11 do
     elseif tonumber(string.match(o2, '(%d+)$')) < tonumber(string.match(o1, '(%d+)$')) then
       slot = slot2
     end
-    hset[h + 1], hset[h + 2], hset[h + 3], hset[h + 4], h = '~t ' .. slot, stamped,
-      '~to ' .. slot, task .. ' ' .. now, h + 4
+    put('~t ' .. slot, stamped)
+    put('~to ' .. slot, task .. ' ' .. now)
   end
 
-  redis.call('HSET', data, unpack(hset))
   if n % 64 == 1 then
     redis.call('XTRIM', log, 'MINID', math.max(now - max_age, 0))
   end
 
-  local ev = 'recorded'
-  if not state then ev = 'new_signature' elseif regression == 1 then ev = 'regression' end
-  redis.call('PUBLISH', ARGV[base + 10], head .. '"kind":"' .. ev .. '","ts_ms":' .. now
-    .. ',"payload":' .. stamped .. '}')
+  local ev
+  if not state then
+    ev = 'new_signature'
+  elseif regression == 1 then
+    ev = 'regression'
+  else
+    local m = n
+    while m % 10 == 0 do m = m / 10 end
+    if m == 1 then ev = 'recurring' elseif every then ev = 'recorded' end
+  end
+  if ev then
+    redis.call('PUBLISH', ARGV[base + 10], head .. '"kind":"' .. ev .. '","ts_ms":' .. now
+      .. ',"payload":' .. stamped .. '}')
+  end
 
   if cascade == 1 then
     local counts, components, names = {}, {}, {}
@@ -189,4 +232,13 @@ for base = 13, #ARGV - 10, 11 do
   out[#out + 1] = regression
   out[#out + 1] = cascade
 end
+
+local hset = {}
+for _, f in ipairs(order) do
+  if changed[f] then
+    hset[#hset + 1] = f
+    hset[#hset + 1] = cache[f]
+  end
+end
+if #hset > 0 then redis.call('HSET', data, unpack(hset)) end
 return out

@@ -40,6 +40,7 @@ pub(crate) struct Settings {
     pub(crate) window: Duration,
     pub(crate) cascade_threshold: u32,
     pub(crate) per_component: bool,
+    pub(crate) every_event: bool,
     pub(crate) max_in_flight: usize,
     pub(crate) clock: Clock,
     pub(crate) classifier: Arc<Classifier>,
@@ -58,6 +59,7 @@ impl std::fmt::Debug for Settings {
             .field("window", &self.window)
             .field("cascade_threshold", &self.cascade_threshold)
             .field("per_component", &self.per_component)
+            .field("every_event", &self.every_event)
             .field("max_in_flight", &self.max_in_flight)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
@@ -220,6 +222,15 @@ impl TrackerBuilder {
     /// one problem seen by several components is one signature listing them all.
     pub fn signature_per_component(mut self, yes: bool) -> Self {
         self.settings.per_component = yes;
+        self
+    }
+
+    /// Whether every record publishes an event (`recorded`), or only notable ones: a new
+    /// signature (`new_signature`), a regression (`regression`), and counts of 10, 100, 1000,
+    /// … (`recurring`), so a storm of duplicates does not become a storm of events. Default
+    /// `false` (notable ones only).
+    pub fn publish_every_record(mut self, yes: bool) -> Self {
+        self.settings.every_event = yes;
         self
     }
 
@@ -448,6 +459,7 @@ impl ErrorTracker {
                 window: Duration::from_secs(300),
                 cascade_threshold: 3,
                 per_component: true,
+                every_event: false,
                 max_in_flight: 4,
                 clock: Clock::Server,
                 classifier: Arc::new(default_classifier),
@@ -472,9 +484,11 @@ impl ErrorTracker {
         &self.inner.pool
     }
 
-    /// The event channel of `severity`: `<ns>:events:errors:<severity>`. Every record publishes
-    /// on its severity's channel (event kinds `new_signature`, `recorded`, `regression`);
-    /// cascades go to `critical`, resolutions to `info`. A pattern subscription on
+    /// The event channel of `severity`: `<ns>:events:errors:<severity>`. Records publish on
+    /// their severity's channel (event kinds `new_signature`, `regression`, `recurring` at
+    /// counts of 10, 100, …, and `recorded` for the others when
+    /// [`TrackerBuilder::publish_every_record`] is on); cascades go to `critical`, resolutions
+    /// to `info`. A pattern subscription on
     /// [`Keyspace::channel_pattern`]`(Some("errors"))` watches them all.
     pub fn channel(&self, severity: Severity) -> &str {
         &self.inner.channels[severity as usize]
@@ -822,7 +836,7 @@ async fn send(inner: &Inner, batch: &[Pending]) -> coordkit_core::Result<Vec<Out
         .arg(s.clock.arg())
         .arg(s.log_max_len)
         .arg(millis(s.log_max_age))
-        .arg(millis(s.task_ttl))
+        .arg(if s.every_event { "1" } else { "0" })
         .arg(s.max_signatures)
         .arg(s.max_tasks)
         .arg(s.max_counters)

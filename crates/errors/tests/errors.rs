@@ -167,6 +167,7 @@ redis_test! {
         let clock = ManualClock::new(1_700_000_000_000);
         let t = ErrorTracker::builder(pool.clone(), ks.clone(), "events")
             .clock(Clock::Manual(clock.clone()))
+            .publish_every_record(true)
             .build()
             .unwrap();
         let mut sub = pool
