@@ -1,0 +1,432 @@
+//! The worker runtime against a real Redis: fleets of workers on standalone and cluster (each
+//! task completes or is dead-lettered exactly as planned, never two holders at once), 50
+//! workers on 20,000 tasks, kill -9 of an AOF server during a run (nothing lost), graceful
+//! shutdown, panics, wake-ups without polling.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coordkit_core::{Pool, PoolConfig};
+use coordkit_retry_queue::{
+    Backoff, Jitter, NewTask, Queue, QueueConfig, TaskError, TaskOptions, Worker, WorkerConfig,
+};
+use coordkit_testkit::{RedisServer, ServerOptions, TestRedis, redis_test};
+use rand::Rng;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Job {
+    i: u32,
+    fails: u32,
+}
+
+/// Task `i`'s plan: its payload, options, and how it must end (None = completed, or the
+/// dead-letter reason and attempts).
+fn plan(i: u32, lease: Duration, keyed: bool) -> (NewTask, Option<(&'static str, u32)>) {
+    let options = |max: u32| {
+        let o = TaskOptions::default()
+            .max_attempts(max)
+            .backoff(Backoff::Fixed(Duration::from_millis(1)))
+            .jitter(Jitter::None)
+            .lease(lease);
+        if keyed {
+            // Retries of an enqueue that was applied answer the same id.
+            o.idempotency_key(format!("task-{i}"), Duration::from_secs(600))
+        } else {
+            o
+        }
+    };
+    match i % 10 {
+        0 => (
+            NewTask::new(format!("not json {i}{{")).options(options(3)),
+            Some(("malformed", 0)),
+        ),
+        1 | 2 => {
+            let fails = i % 4; // 0..=3 failures, 3 attempts
+            let end = (fails >= 3).then_some(("exhausted", 3));
+            (
+                NewTask::json(&Job { i, fails })
+                    .unwrap()
+                    .options(options(3)),
+                end,
+            )
+        }
+        3 => (
+            NewTask::json(&Job { i, fails: 99 })
+                .unwrap()
+                .options(options(2)),
+            Some(("exhausted", 2)),
+        ),
+        _ => (
+            NewTask::json(&Job { i, fails: 0 })
+                .unwrap()
+                .options(options(3)),
+            None,
+        ),
+    }
+}
+
+#[derive(Default)]
+struct Observed {
+    running: Mutex<HashMap<String, u64>>,
+    last_token: Mutex<HashMap<String, u64>>,
+    successes: Mutex<BTreeMap<u32, u32>>,
+    overlaps: AtomicU64,
+    token_regressions: AtomicU64,
+}
+
+async fn start_workers(
+    queue: &Queue,
+    n: usize,
+    concurrency: usize,
+    seen: Arc<Observed>,
+) -> Vec<Worker> {
+    let mut workers = Vec::new();
+    for _ in 0..n {
+        let seen = seen.clone();
+        let w = Worker::start_json(
+            queue.clone(),
+            WorkerConfig::default().concurrency(concurrency),
+            move |task, job: Job| {
+                let seen = seen.clone();
+                async move {
+                    {
+                        let mut running = seen.running.lock().unwrap();
+                        if running.insert(task.id.clone(), task.token).is_some() {
+                            seen.overlaps.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let mut last = seen.last_token.lock().unwrap();
+                        let prev = last.insert(task.id.clone(), task.token).unwrap_or(0);
+                        if prev >= task.token {
+                            seen.token_regressions.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                    let result = if task.attempt <= job.fails {
+                        Err(TaskError::Retry(format!(
+                            "planned failure {}",
+                            task.attempt
+                        )))
+                    } else {
+                        *seen.successes.lock().unwrap().entry(job.i).or_default() += 1;
+                        Ok(())
+                    };
+                    seen.running.lock().unwrap().remove(&task.id);
+                    result
+                }
+            },
+        )
+        .await
+        .unwrap();
+        workers.push(w);
+    }
+    workers
+}
+
+/// Waits until nothing is ready, delayed or leased (and `done` tasks are accounted for).
+async fn drain(queue: &Queue, done: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(100);
+    loop {
+        match queue.stats().await {
+            Ok(s) if s.ready + s.delayed + s.leased == 0 && s.completed + s.dead >= done => return,
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue did not drain: {:?}",
+            queue.stats().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn fleet(redis: &TestRedis, tasks: u32, workers: usize, concurrency: usize) {
+    let pool = redis.pool().await;
+    let queue = Queue::new(pool, &redis.keyspace(), "fleet", QueueConfig::default()).unwrap();
+    let seen = Arc::new(Observed::default());
+    // Start the workers first: they sleep on a wake-up until work arrives.
+    let running = start_workers(&queue, workers, concurrency, seen.clone()).await;
+    let mut expected: BTreeMap<String, (u32, Option<(&str, u32)>)> = BTreeMap::new();
+    let mut batch = Vec::new();
+    let mut ends = Vec::new();
+    for i in 0..tasks {
+        let (task, end) = plan(i, Duration::from_secs(30), false);
+        batch.push(task);
+        ends.push((i, end));
+        if batch.len() == 250 || i + 1 == tasks {
+            let ids = queue.enqueue_batch(&batch).await.unwrap();
+            for (e, (i, end)) in ids.iter().zip(ends.drain(..)) {
+                expected.insert(e.id().to_owned(), (i, end));
+            }
+            batch.clear();
+        }
+    }
+    drain(&queue, u64::from(tasks)).await;
+    let idle_claims: u64 = running.iter().map(|w| w.stats().claims).sum();
+    // Idle: no timer is armed (nothing delayed, no lease), so no worker claims again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later: u64 = running.iter().map(|w| w.stats().claims).sum();
+    assert!(
+        later - idle_claims <= workers as u64,
+        "idle workers polled: {idle_claims} -> {later}"
+    );
+    let mut totals = coordkit_retry_queue::WorkerStats::default();
+    for w in running {
+        let report = w.shutdown().await;
+        assert!(report.clean);
+        totals.acked += report.stats.acked;
+        totals.lease_lost += report.stats.lease_lost;
+    }
+    assert_eq!(
+        seen.overlaps.load(Ordering::Relaxed),
+        0,
+        "two holders at once"
+    );
+    assert_eq!(seen.token_regressions.load(Ordering::Relaxed), 0);
+    assert_eq!(totals.lease_lost, 0);
+
+    let dead: BTreeMap<String, (String, u32)> = queue
+        .dead_letters(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id, (d.reason, d.attempts)))
+        .collect();
+    let successes = seen.successes.lock().unwrap().clone();
+    let mut completed = 0u64;
+    for (id, (i, end)) in &expected {
+        match end {
+            None => {
+                assert_eq!(
+                    successes.get(i),
+                    Some(&1),
+                    "task {i} must complete exactly once"
+                );
+                assert!(!dead.contains_key(id));
+                completed += 1;
+            }
+            Some((reason, attempts)) => {
+                assert_eq!(
+                    dead.get(id),
+                    Some(&(reason.to_string(), *attempts)),
+                    "task {i}"
+                );
+                assert_eq!(successes.get(i), None);
+            }
+        }
+    }
+    assert_eq!(dead.len() as u64, u64::from(tasks) - completed);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.completed, completed);
+    assert_eq!(totals.acked, completed);
+}
+
+redis_test! {
+    async fn a_fleet_completes_or_dead_letters_every_task_as_planned(redis) {
+        fleet(&redis, 2_000, 10, 5).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_workers_process_twenty_thousand_tasks() {
+    let redis = TestRedis::start(coordkit_testkit::Topology::Standalone);
+    fleet(&redis, 20_000, 50, 1).await;
+}
+
+redis_test! {
+    async fn graceful_shutdown_finishes_in_flight_tasks_then_stops(redis) {
+        let pool = redis.pool().await;
+        let queue = Queue::new(pool, &redis.keyspace(), "shutdown", QueueConfig::default()).unwrap();
+        let started = Arc::new(tokio::sync::Semaphore::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (s, r) = (started.clone(), release.clone());
+        let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(4), move |_task| {
+            let (s, r) = (s.clone(), r.clone());
+            async move {
+                s.add_permits(1);
+                r.notified().await;
+                Ok::<(), String>(())
+            }
+        })
+        .await
+        .unwrap();
+        let batch: Vec<NewTask> = (0..4).map(|i| NewTask::new(format!("{i}"))).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        let _all = started.acquire_many(4).await.unwrap();
+        let shutdown = tokio::spawn(worker.shutdown());
+        // In-flight tasks finish after shutdown began; nothing new is claimed.
+        tokio::task::yield_now().await;
+        queue.enqueue(NewTask::new("late")).await.unwrap();
+        release.notify_waiters();
+        // (notify_waiters only wakes tasks already waiting; they all are.)
+        let report = shutdown.await.unwrap();
+        assert!(report.clean, "{report:?}");
+        assert_eq!(report.stats.acked, 4);
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.completed, stats.ready, stats.leased), (4, 1, 0));
+
+        // A handler that never ends is abandoned at the deadline; its lease stays for reclaim.
+        let stuck = Worker::start(
+            queue.clone(),
+            WorkerConfig::default().concurrency(1).shutdown_timeout(Duration::from_millis(100)),
+            |_task| async { std::future::pending::<Result<(), String>>().await },
+        )
+        .await
+        .unwrap();
+        while queue.stats().await.unwrap().leased == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = stuck.shutdown().await;
+        assert!(!report.clean);
+        assert_eq!(report.abandoned, 1);
+        assert_eq!(queue.stats().await.unwrap().leased, 1);
+    }
+}
+
+redis_test! {
+    async fn panics_and_poison_never_stop_a_worker(redis) {
+        let pool = redis.pool().await;
+        let queue = Queue::new(pool, &redis.keyspace(), "poison", QueueConfig::default()).unwrap();
+        let o = TaskOptions::default().max_attempts(1);
+        let mut batch = vec![
+            NewTask::new("panic").options(o.clone()),
+            NewTask::new(vec![0xff, 0xfe]).options(o.clone()),
+        ];
+        batch.extend((0..20).map(|i| NewTask::json(&Job { i, fails: 0 }).unwrap().options(o.clone())));
+        let ids = queue.enqueue_batch(&batch).await.unwrap();
+        let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(3), |task| async move {
+            if task.payload == b"panic" {
+                panic!("poisoned input");
+            }
+            let _: Job = task.json().map_err(|e| TaskError::DeadLetter { reason: "malformed".into(), error: e.to_string() })?;
+            Ok::<(), TaskError>(())
+        })
+        .await
+        .unwrap();
+        drain(&queue, 22).await;
+        let report = worker.shutdown().await;
+        assert_eq!(report.stats.panics, 1);
+        assert_eq!(report.stats.acked, 20);
+        let panicked = queue.inspect(ids[0].id()).await.unwrap().unwrap();
+        assert_eq!(panicked.reason.as_deref(), Some("exhausted"));
+        assert!(panicked.errors[0].error.contains("poisoned input"), "{:?}", panicked.errors);
+        let poison = queue.inspect(ids[1].id()).await.unwrap().unwrap();
+        assert_eq!(poison.reason.as_deref(), Some("malformed"));
+        assert_eq!(poison.payload, vec![0xff, 0xfe]);
+    }
+}
+
+redis_test! {
+    async fn an_idle_worker_wakes_for_delayed_work_and_stalled_leases(redis) {
+        let pool = redis.pool().await;
+        let queue = Queue::new(pool, &redis.keyspace(), "wake", QueueConfig::default()).unwrap();
+        let done = Arc::new(tokio::sync::Semaphore::new(0));
+        let d = done.clone();
+        let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(2), move |_t| {
+            let d = d.clone();
+            async move {
+                d.add_permits(1);
+                Ok::<(), String>(())
+            }
+        })
+        .await
+        .unwrap();
+        // A delayed task: the enqueue script wakes the worker, whose claim arms a timer.
+        queue.enqueue(NewTask::new("later").options(TaskOptions::default().delay(Duration::from_millis(200)))).await.unwrap();
+        let _ = done.acquire().await.unwrap();
+        // A lease abandoned by a crashed holder is reclaimed when it runs out.
+        queue.enqueue(NewTask::new("orphan").options(TaskOptions::default().lease(Duration::from_millis(300)))).await.unwrap();
+        let other = Queue::new(queue.pool().clone(), &redis.keyspace(), "wake", QueueConfig::default()).unwrap();
+        let _ = other.claim(1).await.unwrap(); // may or may not win the race with the worker
+        let _ = done.acquire().await.unwrap();
+        drain(&queue, 2).await;
+        let report = worker.shutdown().await;
+        assert!(report.clean);
+        assert!(report.stats.claims < 50, "{:?}", report.stats);
+    }
+}
+
+/// kill -9 of an AOF server at random moments while tasks are enqueued and processed; after a
+/// restart every acknowledged enqueue ends completed or dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_during_a_run_loses_nothing() {
+    let mut server = RedisServer::start_with(ServerOptions {
+        aof: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let config = PoolConfig::from_url(&server.url())
+        .unwrap()
+        .command_timeout(Duration::from_secs(2))
+        .connection_timeout(Duration::from_secs(1));
+    let pool = Pool::connect(config).await.unwrap();
+    let keyspace = coordkit_core::Keyspace::new("fault").unwrap();
+    let queue = Queue::new(
+        pool,
+        &keyspace,
+        "aof",
+        QueueConfig::builder().max_stalls(20).build().unwrap(),
+    )
+    .unwrap();
+    let seen = Arc::new(Observed::default());
+    let workers = start_workers(&queue, 5, 4, seen.clone()).await;
+
+    const TASKS: u32 = 1_500;
+    let enqueuer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut acknowledged: BTreeMap<String, (u32, Option<(&'static str, u32)>)> =
+                BTreeMap::new();
+            for start in (0..TASKS).step_by(50) {
+                let plans: Vec<_> = (start..start + 50)
+                    .map(|i| {
+                        let (task, end) = plan(i, Duration::from_millis(1_000), true);
+                        (task, i, end)
+                    })
+                    .collect();
+                let batch: Vec<NewTask> = plans.iter().map(|p| p.0.clone()).collect();
+                // Retry until acknowledged: the idempotency keys make a retry of an applied
+                // batch answer the same ids.
+                let ids = loop {
+                    match queue.enqueue_batch(&batch).await {
+                        Ok(ids) => break ids,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                };
+                for (e, (_, i, end)) in ids.iter().zip(plans) {
+                    acknowledged.insert(e.id().to_owned(), (i, end));
+                }
+            }
+            acknowledged
+        })
+    };
+    let mut rng = rand::rng();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..500))).await;
+        tokio::task::block_in_place(|| server.kill());
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..300))).await;
+        tokio::task::block_in_place(|| server.restart()).unwrap();
+    }
+    let acknowledged = enqueuer.await.unwrap();
+    assert_eq!(acknowledged.len() as u32, TASKS);
+    drain(&queue, u64::from(TASKS)).await;
+    for w in workers {
+        w.shutdown().await;
+    }
+    let dead: BTreeSet<String> = queue
+        .dead_letters(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let successes = seen.successes.lock().unwrap().clone();
+    for (id, (i, end)) in &acknowledged {
+        let finished = dead.contains(id)
+            || (successes.contains_key(i) && queue.inspect(id).await.unwrap().is_none());
+        assert!(finished, "task {i} (id {id}, planned {end:?}) was lost");
+    }
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.ready + stats.delayed + stats.leased, 0);
+}
