@@ -10,8 +10,10 @@
 --
 -- KEYS[1] data (hash):
 --   <sig>          "count first_ms last_ms resolved_ms regressions indexed_ms[ comp...]"
---   "<sig> s"      last sample (JSON)          "<sig> m"   meta (JSON, first sight)
---   "~t <slot>"    a task's latest record (JSON); "~to <slot>" = "<task> <ms>", its owner.
+--   "<sig> s"      last sample (JSON; its time and count are the state's last_ms and count)
+--   "<sig> m"      meta (JSON, first sight)
+--   "~t <slot>"    a task's latest record (JSON); "~to <slot>" = "<task> <ms>", its owner and
+--                  the record's time.
 --                  A task may use one of two slots (of max_tasks, chosen by a hash of its id in
 --                  Rust): the one it owns, else a free one, else the one written longest ago.
 --   "~c <kind> <component>" occurrences; "~np" how many such fields; "~o" occurrences of pairs
@@ -29,9 +31,12 @@
 -- ARGV[8]  correlation window ms                            ARGV[9] cascade threshold (kinds)
 -- ARGV[10] cascade channel     ARGV[11] envelope head ('{"source":"errors","entity":"<name>",')
 -- ARGV[12] entity (tracker name)
--- Then 11 arguments per record, from ARGV[13]:
---   sig, kind, component, task ("" = none), task slot 1, task slot 2, occurred_ms ("" = now),
---   record JSON without its leading "{", meta JSON, log entry JSON, event channel
+-- Then 16 arguments per record, from ARGV[13] (field names are built in Rust, so the script
+-- does no string work it can avoid):
+--   +0 sig  +1 "<sig> s"  +2 "<sig> m"  +3 kind  +4 component  +5 "~c <kind> <component>"
+--   +6 task ("" = none)  +7 "~to <slot1>"  +8 "~to <slot2>"  +9 "~t <slot1>"  +10 "~t <slot2>"
+--   +11 occurred_ms ("" = now)  +12 record JSON  +13 meta JSON  +14 log entry JSON
+--   +15 event channel
 -- Returns per record 6 integers: count, first_ms, now, new (0/1), regression (0/1), cascade (0/1).
 -- Errors: WRONGTYPE when a key holds another type (the data hash is read before any write).
 
@@ -41,7 +46,7 @@ local log_max, max_age, every = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] ==
 local max_sigs, max_counters = tonumber(ARGV[5]), tonumber(ARGV[7])
 local window, threshold = tonumber(ARGV[8]), tonumber(ARGV[9])
 local head = ARGV[11]
-local last = #ARGV - 10
+local last = #ARGV - 15
 
 -- Every field the batch reads, read once.
 local want, names = {}, {}
@@ -54,12 +59,12 @@ end
 need('~corr')
 need('~np')
 need('~o')
-for base = 13, last, 11 do
+for base = 13, last, 16 do
   need(ARGV[base])
-  need('~c ' .. ARGV[base + 1] .. ' ' .. ARGV[base + 2])
-  if ARGV[base + 3] ~= '' then
-    need('~to ' .. ARGV[base + 4])
-    need('~to ' .. ARGV[base + 5])
+  need(ARGV[base + 5])
+  if ARGV[base + 6] ~= '' then
+    need(ARGV[base + 7])
+    need(ARGV[base + 8])
   end
 end
 local values = redis.call('HMGET', data, unpack(names))
@@ -74,21 +79,22 @@ local function put(f, v)
 end
 
 local out = {}
-for base = 13, last, 11 do
-  local sig, kind, comp, task = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
-  local occurred = tonumber(ARGV[base + 6])
+for base = 13, last, 16 do
+  local sig, kind, comp, task = ARGV[base], ARGV[base + 3], ARGV[base + 4], ARGV[base + 6]
+  local occurred = tonumber(ARGV[base + 11])
+  local record = ARGV[base + 12]
 
   -- The log entry first: with the server clock its id is the record's time.
   local id
   if manual ~= '' then
-    id = redis.pcall('XADD', log, 'MAXLEN', log_max, manual .. '-*', 'f', sig, 'e', ARGV[base + 9])
+    id = redis.pcall('XADD', log, 'MAXLEN', log_max, manual .. '-*', 'f', sig, 'e', ARGV[base + 14])
     if type(id) == 'table' then
       if string.find(id.err, 'WRONGTYPE', 1, true) then error(id) end
       -- The log holds a later id (the manual clock went back): keep the order.
-      id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', ARGV[base + 9])
+      id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', ARGV[base + 14])
     end
   else
-    id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', ARGV[base + 9])
+    id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', ARGV[base + 14])
   end
   local now = tonumber(manual) or tonumber(string.match(id, '^(%d+)'))
 
@@ -131,11 +137,10 @@ for base = 13, last, 11 do
     indexed = now
   end
 
-  local stamped = '{"ts_ms":' .. now .. ',"count":' .. n .. ',' .. ARGV[base + 7]
   put(sig, n .. ' ' .. first .. ' ' .. now .. ' ' .. resolved .. ' ' .. regressions .. ' '
     .. indexed .. comps)
-  put(sig .. ' s', stamped)
-  if not state then put(sig .. ' m', ARGV[base + 8]) end
+  put(ARGV[base + 1], record)
+  if not state then put(ARGV[base + 2], ARGV[base + 13]) end
 
   -- Correlation: the kinds seen within the window, newest last; one cascade per window.
   local cutoff = now - window
@@ -154,7 +159,7 @@ for base = 13, last, 11 do
   put('~corr', fired .. ' ' .. table.concat(kinds, ' '))
 
   -- Counters by kind and component; new pairs beyond the cap count under "~o".
-  local pair = '~c ' .. kind .. ' ' .. comp
+  local pair = ARGV[base + 5]
   local np = tonumber(cache['~np']) or 0
   if cache[pair] then
     put(pair, tonumber(cache[pair]) + 1)
@@ -167,22 +172,27 @@ for base = 13, last, 11 do
 
   -- Tasks: the slot the task owns, else a free one, else the one written longest ago.
   if task ~= '' then
-    local slot1, slot2 = ARGV[base + 4], ARGV[base + 5]
-    local o1, o2 = cache['~to ' .. slot1], cache['~to ' .. slot2]
-    local slot = slot1
+    local owner1, owner2 = ARGV[base + 7], ARGV[base + 8]
+    local o1, o2 = cache[owner1], cache[owner2]
+    local second = false
     if o1 and string.match(o1, '^(%S+)') == task then
-      slot = slot1
+      second = false
     elseif o2 and string.match(o2, '^(%S+)') == task then
-      slot = slot2
+      second = true
     elseif not o1 then
-      slot = slot1
+      second = false
     elseif not o2 then
-      slot = slot2
-    elseif tonumber(string.match(o2, '(%d+)$')) < tonumber(string.match(o1, '(%d+)$')) then
-      slot = slot2
+      second = true
+    else
+      second = tonumber(string.match(o2, '(%d+)$')) < tonumber(string.match(o1, '(%d+)$'))
     end
-    put('~t ' .. slot, stamped)
-    put('~to ' .. slot, task .. ' ' .. now)
+    if second then
+      put(ARGV[base + 10], record)
+      put(owner2, task .. ' ' .. now)
+    else
+      put(ARGV[base + 9], record)
+      put(owner1, task .. ' ' .. now)
+    end
   end
 
   if n % 64 == 1 then
@@ -200,8 +210,9 @@ for base = 13, last, 11 do
     if m == 1 then ev = 'recurring' elseif every then ev = 'recorded' end
   end
   if ev then
-    redis.call('PUBLISH', ARGV[base + 10], head .. '"kind":"' .. ev .. '","ts_ms":' .. now
-      .. ',"payload":' .. stamped .. '}')
+    redis.call('PUBLISH', ARGV[base + 15], head .. '"kind":"' .. ev .. '","ts_ms":' .. now
+      .. ',"payload":{"count":' .. n .. ',"first_seen_ms":' .. first .. ',"record":' .. record
+      .. '}}')
   end
 
   if cascade == 1 then

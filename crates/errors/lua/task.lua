@@ -5,7 +5,7 @@
 -- ARGV[2] task ttl ms
 -- ARGV[3] task id
 -- ARGV[4], ARGV[5] the task's two slots
--- Returns the record (JSON) or nil.
+-- Returns {ms, record JSON} or nil.
 local now = ck_now(ARGV[1])
 local got = redis.call('HMGET', KEYS[1], '~to ' .. ARGV[4], '~to ' .. ARGV[5])
 for i, owner in ipairs({ got[1], got[2] }) do
@@ -15,7 +15,7 @@ for i, owner in ipairs({ got[1], got[2] }) do
       if tonumber(ts) <= now - tonumber(ARGV[2]) then
         return false
       end
-      return redis.call('HGET', KEYS[1], '~t ' .. ARGV[3 + i])
+      return { tonumber(ts), redis.call('HGET', KEYS[1], '~t ' .. ARGV[3 + i]) }
     end
   end
 end

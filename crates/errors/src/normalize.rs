@@ -194,6 +194,13 @@ fn leaf(piece: &str, out: &mut String) {
 }
 
 fn classify(p: &str) -> Option<&'static str> {
+    // Every variable part has a digit or one of these; most words have neither.
+    if !p
+        .bytes()
+        .any(|b| b.is_ascii_digit() || matches!(b, b'/' | b'@' | b'\\' | b':'))
+    {
+        return None;
+    }
     if is_url(p) {
         Some("<url>")
     } else if is_email(p) {

@@ -56,8 +56,11 @@ pub struct LogPage {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ErrorRecord {
     /// When it was recorded (server time, ms).
+    #[serde(default)]
     pub ts_ms: u64,
-    /// The signature's count with this occurrence.
+    /// For a signature's last sample, the signature's count with this occurrence; 0 for a
+    /// task's record.
+    #[serde(default)]
     pub count: u64,
     /// The signature.
     pub signature: String,
@@ -327,7 +330,12 @@ impl ErrorTracker {
         let s = parse_state(signature, &state)?;
         let last_sample = sample
             .map(|j| decode_json::<ErrorRecord>(&format!("signature {signature} sample"), &j))
-            .transpose()?;
+            .transpose()?
+            .map(|mut r| {
+                r.ts_ms = s.last;
+                r.count = s.count;
+                r
+            });
         let meta = meta
             .map(|j| decode_json::<SignatureMeta>(&format!("signature {signature} meta"), &j))
             .transpose()?
@@ -397,7 +405,7 @@ impl ErrorTracker {
         let inner = &self.inner;
         let task = crate::event::clean_name(task_id);
         let (s1, s2) = crate::tracker::task_slots(&task, inner.settings.max_tasks);
-        let json: Option<String> = TASK
+        let found: Option<(u64, String)> = TASK
             .prepare()
             .key(&inner.keys.data)
             .arg(inner.settings.clock.arg())
@@ -407,7 +415,13 @@ impl ErrorTracker {
             .arg(s2)
             .invoke(&inner.pool)
             .await?;
-        json.map(|j| decode_json(&format!("task {task_id}"), &j))
+        found
+            .map(|(ts, j)| {
+                decode_json::<ErrorRecord>(&format!("task {task_id}"), &j).map(|mut r| {
+                    r.ts_ms = ts;
+                    r
+                })
+            })
             .transpose()
     }
 

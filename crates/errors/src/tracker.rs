@@ -107,17 +107,11 @@ struct Outcome {
     cascade: bool,
 }
 
-/// One record, cleaned and encoded: the script's 9 arguments, and what the caller is told.
+/// One record, cleaned and encoded: the script's 16 arguments (field names built here, so the
+/// script does less string work), and what the caller is told.
 struct Prepared {
     signature: String,
-    kind: String,
-    component: String,
-    task: String,
-    slots: (u32, u32),
-    occurred: String,
-    record: String,
-    meta: String,
-    entry: String,
+    args: [String; 15],
     channel: usize,
     severity: Severity,
     truncated: bool,
@@ -430,11 +424,6 @@ fn clean_fingerprint(custom: &str) -> String {
     format!("c-{}", clean_name(&cleaned))
 }
 
-fn json_tail(json: String) -> String {
-    // serde_json writes an object as "{…}": the script prepends its own fields.
-    json[1..].to_owned()
-}
-
 impl ErrorTracker {
     /// A builder for the tracker `name` (a validated name: one hash tag, so every key of the
     /// tracker is in one slot) over `pool`, with keys under `keyspace`.
@@ -595,21 +584,35 @@ impl ErrorTracker {
             normalizer: NORMALIZER_VERSION,
         })
         .unwrap_or_default();
-        Prepared {
-            signature,
+        let task = task.unwrap_or_default();
+        let (slot1, slot2) = if task.is_empty() {
+            (0, 0)
+        } else {
+            task_slots(&task, settings.max_tasks)
+        };
+        let args = [
+            format!("{signature} s"),
+            format!("{signature} m"),
+            format!("~c {kind} {component}"),
             kind,
             component,
-            slots: task
-                .as_deref()
-                .map_or((0, 0), |t| task_slots(t, settings.max_tasks)),
-            task: task.unwrap_or_default(),
-            occurred: event
+            task,
+            format!("~to {slot1}"),
+            format!("~to {slot2}"),
+            format!("~t {slot1}"),
+            format!("~t {slot2}"),
+            event
                 .occurred_ms
                 .map(|ms| ms.to_string())
                 .unwrap_or_default(),
-            record: json_tail(record),
+            record,
             meta,
             entry,
+            String::new(),
+        ];
+        Prepared {
+            signature,
+            args,
             channel: severity as usize,
             severity,
             truncated,
@@ -847,16 +850,23 @@ async fn send(inner: &Inner, batch: &[Pending]) -> coordkit_core::Result<Vec<Out
         .arg(&inner.name);
     for p in batch {
         let a = &p.args;
+        // Order: sig, "sig s", "sig m", kind, component, pair, task, owner1, owner2, slot1,
+        // slot2, occurred, record, meta, entry, channel.
         call.arg(&a.signature)
-            .arg(&a.kind)
-            .arg(&a.component)
-            .arg(&a.task)
-            .arg(a.slots.0)
-            .arg(a.slots.1)
-            .arg(&a.occurred)
-            .arg(&a.record)
-            .arg(&a.meta)
-            .arg(&a.entry)
+            .arg(&a.args[0])
+            .arg(&a.args[1])
+            .arg(&a.args[3])
+            .arg(&a.args[4])
+            .arg(&a.args[2])
+            .arg(&a.args[5])
+            .arg(&a.args[6])
+            .arg(&a.args[7])
+            .arg(&a.args[8])
+            .arg(&a.args[9])
+            .arg(&a.args[10])
+            .arg(&a.args[11])
+            .arg(&a.args[12])
+            .arg(&a.args[13])
             .arg(&inner.channels[a.channel]);
     }
     let flat: Vec<u64> = call.invoke(&inner.pool).await?;

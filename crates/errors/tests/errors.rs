@@ -183,7 +183,7 @@ redis_test! {
         assert_eq!(got.event.source, "errors");
         assert_eq!(got.event.entity, "events");
         assert_eq!(got.event.ts_ms, clock.now_ms());
-        assert_eq!(got.event.payload["signature"], r.signature.as_str());
+        assert_eq!(got.event.payload["record"]["signature"], r.signature.as_str());
         assert_eq!(got.event.payload["count"], 1);
         t.record(&ErrorEvent::new("a", "K1", "boom 2")).await.unwrap();
         let got = next(&mut sub).await;
