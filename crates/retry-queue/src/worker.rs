@@ -537,7 +537,13 @@ async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
     };
     match breaker.acquire().await {
         Ok(Admission::Rejected(rejection)) => {
-            Settle::Defer(rejection.retry_after.max(Duration::from_millis(1)))
+            // Back when the breaker may admit calls again (at most a minute: it may be forced
+            // open with no end, and the task should be looked at again now and then).
+            Settle::Defer(
+                rejection
+                    .retry_after
+                    .clamp(Duration::from_millis(1), Duration::from_secs(60)),
+            )
         }
         Ok(Admission::Admitted(permit)) => {
             let settle = execute(shared, task, claim_now).await;

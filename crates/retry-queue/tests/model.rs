@@ -216,7 +216,7 @@ fn lua_matches_the_model() {
                         payload_n += 1;
                         // Some payloads are not valid UTF-8: bytes must round-trip.
                         let mut p = format!("payload-{payload_n}").into_bytes();
-                        if payload_n % 3 == 0 { p.push(0xff); }
+                        if payload_n.is_multiple_of(3) { p.push(0xff); }
                         NewTask::new(p).options(options(s))
                     }).collect();
                     let lua = rt.block_on(queue.enqueue_batch(&batch)).unwrap();

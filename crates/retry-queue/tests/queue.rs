@@ -213,7 +213,7 @@ redis_test! {
         let t = queue.claim(1).await.unwrap().tasks.remove(0);
         queue.fail(&t, "x").await.unwrap();
         let dead: Vec<String> = queue.dead_letters(0, 10).await.unwrap().into_iter().map(|d| d.id).collect();
-        assert_eq!(dead, [t.id.clone()]);
+        assert_eq!(dead, std::slice::from_ref(&t.id));
         assert_eq!(queue.purge_all().await.unwrap(), 1);
         assert_eq!(queue.stats().await.unwrap().dead, 0);
     }

@@ -21,9 +21,12 @@ struct Job {
     fails: u32,
 }
 
+/// How a task must end: `None` = completed, or the dead-letter reason and attempts.
+type End = Option<(&'static str, u32)>;
+
 /// Task `i`'s plan: its payload, options, and how it must end (None = completed, or the
 /// dead-letter reason and attempts).
-fn plan(i: u32, lease: Duration, keyed: bool) -> (NewTask, Option<(&'static str, u32)>) {
+fn plan(i: u32, lease: Duration, keyed: bool) -> (NewTask, End) {
     let options = |max: u32| {
         let o = TaskOptions::default()
             .max_attempts(max)
@@ -147,7 +150,7 @@ async fn fleet(redis: &TestRedis, tasks: u32, workers: usize, concurrency: usize
     let seen = Arc::new(Observed::default());
     // Start the workers first: they sleep on a wake-up until work arrives.
     let running = start_workers(&queue, workers, concurrency, seen.clone()).await;
-    let mut expected: BTreeMap<String, (u32, Option<(&str, u32)>)> = BTreeMap::new();
+    let mut expected: BTreeMap<String, (u32, End)> = BTreeMap::new();
     let mut batch = Vec::new();
     let mut ends = Vec::new();
     for i in 0..tasks {
@@ -376,8 +379,8 @@ async fn kill_nine_during_a_run_loses_nothing() {
     let enqueuer = {
         let queue = queue.clone();
         tokio::spawn(async move {
-            let mut acknowledged: BTreeMap<String, (u32, Option<(&'static str, u32)>)> =
-                BTreeMap::new();
+            let mut acknowledged: BTreeMap<String, (u32, End)> = BTreeMap::new();
+            let mut retries = 0u32;
             for start in (0..TASKS).step_by(50) {
                 let plans: Vec<_> = (start..start + 50)
                     .map(|i| {
@@ -391,14 +394,19 @@ async fn kill_nine_during_a_run_loses_nothing() {
                 let ids = loop {
                     match queue.enqueue_batch(&batch).await {
                         Ok(ids) => break ids,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Err(_) => {
+                            retries += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
                     }
                 };
+                // Spread the enqueues over the kills.
+                tokio::time::sleep(Duration::from_millis(40)).await;
                 for (e, (_, i, end)) in ids.iter().zip(plans) {
                     acknowledged.insert(e.id().to_owned(), (i, end));
                 }
             }
-            acknowledged
+            (acknowledged, retries)
         })
     };
     let mut rng = rand::rng();
@@ -408,12 +416,15 @@ async fn kill_nine_during_a_run_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..300))).await;
         tokio::task::block_in_place(|| server.restart()).unwrap();
     }
-    let acknowledged = enqueuer.await.unwrap();
+    let (acknowledged, retries) = enqueuer.await.unwrap();
     assert_eq!(acknowledged.len() as u32, TASKS);
     drain(&queue, u64::from(TASKS)).await;
+    let mut store_errors = 0;
     for w in workers {
-        w.shutdown().await;
+        store_errors += w.shutdown().await.stats.store_errors;
     }
+    // The kills hit the run: calls failed and were retried.
+    assert!(retries + store_errors as u32 > 0);
     let dead: BTreeSet<String> = queue
         .dead_letters(0, 100_000)
         .await
