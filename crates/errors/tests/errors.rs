@@ -404,3 +404,93 @@ redis_test! {
         assert!(matches!(err, TrackerError::Core(Error::InvalidName { .. })));
     }
 }
+
+redis_test! {
+    async fn by_default_only_notable_records_publish(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "quiet").build().unwrap();
+        let mut sub = pool
+            .subscriber()
+            .pattern(ks.channel_pattern(Some("errors")).unwrap())
+            .subscribe::<serde_json::Value>()
+            .await
+            .unwrap();
+        for i in 1..=10u64 {
+            t.record(&ErrorEvent::new("c", "K", format!("again {i}"))).await.unwrap();
+        }
+        let first = next(&mut sub).await;
+        assert_eq!((first.event.kind.as_str(), first.event.payload["count"].as_u64()), ("new_signature", Some(1)));
+        // Counts 2..=9 publish nothing; 10 is a milestone.
+        let tenth = next(&mut sub).await;
+        assert_eq!((tenth.event.kind.as_str(), tenth.event.payload["count"].as_u64()), ("recurring", Some(10)));
+        assert_eq!(sub.try_recv().map(|r| r.event.kind), None);
+    }
+}
+
+redis_test! {
+    async fn memory_stays_bounded_by_the_caps(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "mem")
+            .log_max_len(1_000)
+            .max_tasks(1_000)
+            .max_signatures(1_000)
+            .build()
+            .unwrap();
+        let keys = t.keys();
+        let memory = || {
+            let pool = pool.clone();
+            let keys = keys.clone();
+            async move {
+                let mut total = 0u64;
+                for key in &keys {
+                    let used: Option<u64> = pool
+                        .query(redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0))
+                        .await
+                        .unwrap();
+                    total += used.unwrap_or(0);
+                }
+                total
+            }
+        };
+        let round = |from: u64, to: u64| {
+            let t = t.clone();
+            async move {
+                let writers: Vec<_> = (0..8u64)
+                    .map(|w| {
+                        let t = t.clone();
+                        tokio::spawn(async move {
+                            let mut i = from + w;
+                            while i < to {
+                                let sig = i % 1_000;
+                                t.record(&ErrorEvent::new("c", format!("K{}", sig % 7), format!("case {sig} code {i}"))
+                                    .fingerprint(format!("s{sig}"))
+                                    .task(format!("task-{i}")))
+                                    .await
+                                    .unwrap();
+                                i += 8;
+                            }
+                        })
+                    })
+                    .collect();
+                for w in writers {
+                    w.await.unwrap();
+                }
+            }
+        };
+        round(0, 10_000).await;
+        let after_10k = memory().await;
+        round(10_000, 30_000).await;
+        let after_30k = memory().await;
+        assert!(
+            after_30k <= after_10k + after_10k / 10,
+            "memory grew from {after_10k} to {after_30k} bytes with every cap already reached"
+        );
+        let fields: u64 = pool.query(redis::cmd("HLEN").arg(&keys[0])).await.unwrap();
+        // Signature state, sample and meta; task slots (record + owner); counters; window.
+        assert!(fields <= 3 * 1_000 + 2 * 1_000 + 7 + 3, "{fields}");
+        assert_eq!(t.signatures(10_000).await.unwrap().len(), 1_000);
+        assert_eq!(t.counts().await.unwrap().total(), 30_000);
+    }
+}

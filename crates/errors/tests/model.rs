@@ -97,7 +97,7 @@ fn lua_matches_the_model() {
     let clock = ManualClock::new(1_700_000_000_000);
     static CASE: AtomicU64 = AtomicU64::new(0);
 
-    let config = ProptestConfig::with_cases(64);
+    let config = ProptestConfig::with_cases(128);
     proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
         let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
         let tracker = ErrorTracker::builder(pool.clone(), redis.keyspace(), &name)
@@ -206,4 +206,128 @@ fn lua_matches_the_model() {
             }
         }
     });
+}
+
+/// Concurrent records share script calls (group commit); applied in the log's order, the model
+/// must end in the same state.
+#[test]
+fn batched_records_match_the_model_in_log_order() {
+    let rt = runtime();
+    let redis = TestRedis::start(Topology::Standalone);
+    let pool = rt.block_on(redis.pool());
+    let clock = ManualClock::new(1_700_000_000_000);
+    let cfg = ModelConfig {
+        log_max_len: 10_000,
+        ..CFG
+    };
+    let tracker = ErrorTracker::builder(pool, redis.keyspace(), "batched")
+        .log_max_len(cfg.log_max_len as u32)
+        .log_max_age(Duration::from_millis(cfg.log_max_age_ms))
+        .task_ttl(Duration::from_millis(cfg.task_ttl_ms))
+        .max_signatures(cfg.max_signatures as u32)
+        .max_tasks(cfg.max_tasks as u32)
+        .max_counters(cfg.max_counters as u32)
+        .correlation_window(Duration::from_millis(cfg.window_ms))
+        .cascade_threshold(cfg.threshold as u32)
+        .clock(Clock::Manual(clock.clone()))
+        .build()
+        .unwrap();
+    let results = rt.block_on(async {
+        let writers: Vec<_> = (0..16u32)
+            .map(|w| {
+                let t = tracker.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    for i in 0..30u32 {
+                        let x = (w * 31 + i * 7) as usize;
+                        let e = ErrorEvent::new(
+                            COMPONENTS[x % 3],
+                            KINDS[x % 4],
+                            TEMPLATES[x % 4].replace("{}", &i.to_string()),
+                        )
+                        .task(format!("task-{}", x % 6));
+                        out.push(t.record(&e).await.unwrap());
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in writers {
+            all.extend(w.await.unwrap());
+        }
+        all
+    });
+    let now = clock.now_ms();
+    // The log, oldest first, is the order the records were applied in.
+    let mut entries = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = rt.block_on(tracker.recent(cursor.as_deref(), 100)).unwrap();
+        entries.extend(page.entries);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    entries.reverse();
+    assert_eq!(entries.len(), results.len());
+    let mut model = TrackerModel::new(cfg);
+    let mut outcomes = Vec::new();
+    for e in &entries {
+        outcomes.push(model.record(
+            now,
+            &ModelRecord {
+                signature: e.signature.clone(),
+                kind: e.kind.clone(),
+                component: e.component.clone(),
+                task: e.task_id.clone(),
+                occurred_ms: None,
+            },
+        ));
+    }
+    // Same flags in total, and the same final state.
+    let count =
+        |f: &dyn Fn(&coordkit_errors::Recorded) -> bool| results.iter().filter(|r| f(r)).count();
+    assert_eq!(
+        count(&|r| r.cascade),
+        outcomes.iter().filter(|o| o.cascade).count()
+    );
+    assert_eq!(
+        count(&|r| r.new_signature),
+        outcomes.iter().filter(|o| o.new_signature).count()
+    );
+    let mut sigs: Vec<String> = entries.iter().map(|e| e.signature.clone()).collect();
+    sigs.sort();
+    sigs.dedup();
+    for sig in &sigs {
+        let got = rt.block_on(tracker.signature(sig)).unwrap();
+        match (model.signature(sig), got) {
+            (None, None) => {}
+            (Some(m), Some(g)) => assert_eq!(
+                (m.count, &m.components, m.first_seen_ms),
+                (g.count, &g.components, g.first_seen_ms),
+                "{sig}"
+            ),
+            (m, g) => panic!("{sig}: model {m:?}, lua {g:?}"),
+        }
+    }
+    let counts = rt.block_on(tracker.counts()).unwrap();
+    let mut got: BTreeMap<String, u64> = counts
+        .by_pair
+        .into_iter()
+        .map(|((k, c), n)| (format!("{k} {c}"), n))
+        .collect();
+    if counts.other > 0 {
+        got.insert("~other".into(), counts.other);
+    }
+    assert_eq!(&got, model.counts());
+    for t in 0..6 {
+        let task = format!("task-{t}");
+        let got = rt
+            .block_on(tracker.task(&task))
+            .unwrap()
+            .map(|r| r.signature);
+        assert_eq!(got.as_deref(), model.task(now, &task), "{task}");
+    }
 }
