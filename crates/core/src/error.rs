@@ -14,7 +14,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in a coordkit operation.
 ///
 /// No variant ever carries credentials: addresses are `host:port`, never URLs with a password.
-#[derive(Debug, thiserror::Error)]
+/// It is `Clone`, so one failure can be handed to every caller of a batched call.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The server could not be reached, the connection broke, or the server is not ready
