@@ -50,6 +50,9 @@ struct Args {
     /// Connections in the pool (default: the concurrency, at least 1, at most 64).
     #[arg(long)]
     pool_size: Option<u32>,
+    /// retry-lifecycle: how many times each task fails before it succeeds.
+    #[arg(long, default_value_t = 0)]
+    fails: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -208,7 +211,7 @@ async fn run(args: Args) -> Result<Report, String> {
     let warmup = (args.ops / 10).clamp(1, 5_000);
     let scenario = args
         .scenario
-        .prepare(&pool, &keyspace)
+        .prepare(&pool, &keyspace, args.concurrency, args.fails)
         .await
         .map_err(|e| e.to_string())?;
     let baseline = if args.scenario == Scenario::RawEvalsha {
@@ -216,7 +219,7 @@ async fn run(args: Args) -> Result<Report, String> {
     } else {
         Some(
             Scenario::RawEvalsha
-                .prepare(&pool, &keyspace)
+                .prepare(&pool, &keyspace, args.concurrency, args.fails)
                 .await
                 .map_err(|e| e.to_string())?,
         )

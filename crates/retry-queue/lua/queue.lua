@@ -171,10 +171,17 @@ end
 
 local function enqueue()
   local n = tonumber(ARGV[12])
-  local old = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now, 'LIMIT', 0, 100)
-  if #old > 0 then
-    redis.call('ZREM', K_IDEMX, unpack(old))
-    redis.call('HDEL', K_IDEM, unpack(old))
+  local keyed = false
+  for i = 0, n - 1 do
+    if ARGV[19 + i * 8] ~= '' then keyed = true end
+  end
+  if keyed then
+    -- Expired idempotency keys go (at most 100 per call) when keys are in use.
+    local old = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now, 'LIMIT', 0, 100)
+    if #old > 0 then
+      redis.call('ZREM', K_IDEMX, unpack(old))
+      redis.call('HDEL', K_IDEM, unpack(old))
+    end
   end
   local seq = redis.call('HINCRBY', K_INFO, 'seq', n) - n
   local out, sets, pays, ready, delayed = {}, {}, {}, {}, {}

@@ -58,6 +58,15 @@
 //! (counters). Claims and settles of a batch cost a fixed number of Redis calls per batch, not
 //! per task, apart from the failure paths.
 //!
+//! ## Figures
+//!
+//! `coordkit-bench retry-lifecycle --concurrency 50 --ops 20000` on a shared 2-core machine
+//! (redis 7.0.15, standalone; enqueue + claim + process + ack per task, enqueues of concurrent
+//! callers group-committed): about 25,800 tasks/s with no failure (0.25× the raw-EVALSHA
+//! baseline of the same run), about 8,300 tasks/s with `--fails 2` (two retries per task, 1 ms
+//! backoff). Scripts per completed task: 0.08 enqueue, 0.08 claim, 0.19 settle. A queued task
+//! with a 64-byte payload takes about 251 bytes of Redis memory.
+//!
 //! ## A worker
 //!
 //! ```

@@ -215,7 +215,10 @@ impl QueueModel {
 
     /// `enqueue` at `now`.
     pub fn enqueue(&mut self, now: u64, batch: &[NewTask]) -> Vec<Enqueued> {
-        let expired: Vec<String> = {
+        let keyed = batch.iter().any(|t| t.options.idempotency.is_some());
+        let expired: Vec<String> = if !keyed {
+            Vec::new()
+        } else {
             let exp: BTreeMap<String, u64> = self
                 .idem
                 .iter()

@@ -27,6 +27,7 @@ use crate::queue::{Queue, Settle, Settled, Task};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type Handler = Arc<dyn Fn(Task) -> BoxFuture<Settle> + Send + Sync>;
+type SettledHook = Arc<dyn Fn(&Task, &Settled) + Send + Sync>;
 
 /// What a handler answers when a task should not simply be retried after its backoff. Any other
 /// error type counts as a failure ([`Settle::Fail`] with its text).
@@ -75,6 +76,7 @@ pub struct WorkerConfig {
     batch: usize,
     shutdown_timeout: Duration,
     renew_leases: bool,
+    on_settled: Option<SettledHook>,
     #[cfg(feature = "circuit-breaker")]
     breakers: Option<BreakerLookup>,
 }
@@ -99,6 +101,7 @@ impl Default for WorkerConfig {
             batch: 10,
             shutdown_timeout: Duration::from_secs(30),
             renew_leases: true,
+            on_settled: None,
             #[cfg(feature = "circuit-breaker")]
             breakers: None,
         }
@@ -130,6 +133,14 @@ impl WorkerConfig {
     /// Whether leases are extended at half-time while a handler runs (default on).
     pub fn renew_leases(mut self, on: bool) -> Self {
         self.renew_leases = on;
+        self
+    }
+
+    /// Called with each task and what settling it did, once the settle script has answered
+    /// (for metrics, or to wait for a task's acknowledgement). Keep it quick: it runs on the
+    /// settler task.
+    pub fn on_settled(mut self, hook: impl Fn(&Task, &Settled) + Send + Sync + 'static) -> Self {
+        self.on_settled = Some(Arc::new(hook));
         self
     }
 
@@ -300,7 +311,12 @@ impl Worker {
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let waker = tokio::spawn(wake_loop(subscriber, wake_tx, counters.clone()));
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        let settler = tokio::spawn(settle_loop(queue.clone(), settle_rx, counters.clone()));
+        let settler = tokio::spawn(settle_loop(
+            queue.clone(),
+            settle_rx,
+            counters.clone(),
+            config.on_settled.clone(),
+        ));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let timeout = config.shutdown_timeout;
         let shared = Arc::new(Shared {
@@ -482,7 +498,9 @@ async fn claim_loop(
                     running.spawn(run_task(shared.clone(), task, claim.now_ms, permit));
                 }
                 drop(permits);
-                if got < asked {
+                // Claim until a claim comes back empty: while work flows, the next claim finds
+                // what arrived during this one. Only an empty claim waits for a wake-up.
+                if got == 0 {
                     tokio::select! {
                         biased;
                         _ = shutdown.changed() => break,
@@ -594,12 +612,23 @@ async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
     }
 }
 
+/// How many settle scripts one worker keeps in flight.
+const SETTLES_IN_FLIGHT: usize = 4;
+
 async fn settle_loop(
     queue: Queue,
     mut rx: mpsc::UnboundedReceiver<(Task, Settle)>,
     counters: Arc<Counters>,
+    hook: Option<SettledHook>,
 ) {
+    let slots = Arc::new(Semaphore::new(SETTLES_IN_FLIGHT));
+    let mut in_flight = JoinSet::new();
     while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        while in_flight.try_join_next().is_some() {}
+        // Whatever finished while waiting for a slot joins this batch.
         let mut batch = vec![first];
         while batch.len() < crate::queue::MAX_BATCH {
             match rx.try_recv() {
@@ -607,38 +636,60 @@ async fn settle_loop(
                 Err(_) => break,
             }
         }
-        let items: Vec<(&Task, Settle)> = batch.iter().map(|(t, s)| (t, s.clone())).collect();
-        let mut wait = Duration::from_millis(10);
-        let mut tries = 0;
-        loop {
-            counters.settles.fetch_add(1, Ordering::Relaxed);
-            match queue.settle(&items).await {
-                Ok(answers) => {
-                    for answer in answers {
-                        let counter = match answer {
-                            Settled::Acked => &counters.acked,
-                            Settled::RetryScheduled { .. } => &counters.retried,
-                            Settled::DeadLettered { .. } => &counters.dead_lettered,
-                            Settled::Deferred { .. } => &counters.deferred,
-                            Settled::LeaseLost => &counters.lease_lost,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
+        in_flight.spawn(settle_batch(
+            queue.clone(),
+            batch,
+            counters.clone(),
+            hook.clone(),
+            slot,
+        ));
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn settle_batch(
+    queue: Queue,
+    batch: Vec<(Task, Settle)>,
+    counters: Arc<Counters>,
+    hook: Option<SettledHook>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let items: Vec<(&Task, Settle)> = batch.iter().map(|(t, s)| (t, s.clone())).collect();
+    let mut wait = Duration::from_millis(10);
+    let mut tries = 0;
+    loop {
+        counters.settles.fetch_add(1, Ordering::Relaxed);
+        match queue.settle(&items).await {
+            Ok(answers) => {
+                if let Some(hook) = &hook {
+                    for ((task, _), answer) in batch.iter().zip(&answers) {
+                        hook(task, answer);
                     }
-                    break;
                 }
-                Err(e) => {
-                    counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                    tries += 1;
-                    // Redis unavailable: keep trying for a while (a retried settle that had been
-                    // applied answers "lease lost", which changes nothing). Past that, the leases
-                    // run out and the tasks are handed out again: at least once, never lost.
-                    if !e.is_retryable() || tries > 15 {
-                        tracing::warn!(queue = queue.name(), error = %e, "settle failed; the leases will run out");
-                        break;
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
+                for answer in answers {
+                    let counter = match answer {
+                        Settled::Acked => &counters.acked,
+                        Settled::RetryScheduled { .. } => &counters.retried,
+                        Settled::DeadLettered { .. } => &counters.dead_lettered,
+                        Settled::Deferred { .. } => &counters.deferred,
+                        Settled::LeaseLost => &counters.lease_lost,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
+                return;
+            }
+            Err(e) => {
+                counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                tries += 1;
+                // Redis unavailable: keep trying for a while (a retried settle that had been
+                // applied answers "lease lost", which changes nothing). Past that, the leases
+                // run out and the tasks are handed out again: at least once, never lost.
+                if !e.is_retryable() || tries > 15 {
+                    tracing::warn!(queue = queue.name(), error = %e, "settle failed; the leases will run out");
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
             }
         }
     }

@@ -13,6 +13,7 @@ mod context;
 mod errors;
 mod metrics;
 mod raw;
+mod retry;
 
 /// Any scenario's error (each primitive has its own error type).
 pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -58,6 +59,9 @@ pub(crate) enum Scenario {
     MetricsAggregate,
     /// One error occurrence (signature, counters, log, task, correlation, event) per call.
     ErrorsRecord,
+    /// Enqueue + process + ack of one task by a worker (concurrency C), failing `--fails` times
+    /// first (1 ms backoff); reports tasks completed per second and memory per queued task.
+    RetryLifecycle,
 }
 
 impl Scenario {
@@ -73,14 +77,18 @@ impl Scenario {
             Scenario::MetricsRecordBatch => "metrics-record-batch",
             Scenario::MetricsAggregate => "metrics-aggregate",
             Scenario::ErrorsRecord => "errors-record",
+            Scenario::RetryLifecycle => "retry-lifecycle",
         }
     }
 
-    /// Sets the scenario up (keys, instances) and returns its workload.
+    /// Sets the scenario up (keys, instances) and returns its workload. `concurrency` and
+    /// `fails` are the command line's (only some scenarios use them).
     pub(crate) async fn prepare(
         self,
         pool: &Pool,
         keyspace: &Keyspace,
+        concurrency: usize,
+        fails: u32,
     ) -> Result<Arc<dyn Workload>> {
         match self {
             Scenario::RawEvalsha => raw::prepare(pool, keyspace).await,
@@ -92,6 +100,9 @@ impl Scenario {
             Scenario::MetricsRecordBatch => metrics::prepare_record_batch(pool, keyspace).await,
             Scenario::MetricsAggregate => metrics::prepare_aggregate(pool, keyspace).await,
             Scenario::ErrorsRecord => errors::prepare_record(pool, keyspace).await,
+            Scenario::RetryLifecycle => {
+                retry::prepare(pool, keyspace, concurrency, fails).await
+            }
         }
     }
 }

@@ -1,0 +1,188 @@
+//! `retry-lifecycle`: each operation enqueues one task and waits until a worker (concurrency =
+//! the bench's concurrency) has processed it and its acknowledgement has been applied; the task
+//! fails `--fails` times first (1 ms fixed backoff). `ops_per_sec` is tasks completed per second.
+//! Enqueues from concurrent operations are group-committed (whatever is waiting goes in one
+//! enqueue script, as the worker does for claims and settles). The report adds the Redis memory
+//! per queued task and the scripts run per task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coordkit_core::{Keyspace, Pool};
+use coordkit_retry_queue::{
+    Backoff, Jitter, NewTask, Queue, QueueConfig, Settled, TaskOptions, Worker, WorkerConfig,
+};
+use tokio::sync::oneshot;
+
+use super::{BoxFuture, Result, Workload};
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
+type Enqueue = (NewTask, oneshot::Sender<std::result::Result<(), String>>);
+
+struct Lifecycle {
+    queue: Queue,
+    keyspace: Keyspace,
+    options: TaskOptions,
+    waiters: Waiters,
+    next: AtomicU64,
+    fails: u32,
+    enqueue: tokio::sync::mpsc::UnboundedSender<Enqueue>,
+    enqueues: Arc<AtomicU64>,
+    worker: Worker,
+}
+
+fn number(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload).ok()?.parse().ok()
+}
+
+impl Workload for Lifecycle {
+    fn op<'a>(&'a self, _pool: &'a Pool, _i: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            self.waiters.lock().map_err(|_| "poisoned")?.insert(n, tx);
+            let task = NewTask::new(n.to_string()).options(self.options.clone());
+            let (done, enqueued) = oneshot::channel();
+            self.enqueue
+                .send((task, done))
+                .map_err(|_| "the enqueuer stopped")?;
+            enqueued.await.map_err(|_| "the enqueuer stopped")??;
+            tokio::time::timeout(Duration::from_secs(60), rx)
+                .await
+                .map_err(|_| format!("task {n} not completed within 60 s"))?
+                .map_err(|_| "the worker stopped")?;
+            Ok(())
+        })
+    }
+
+    fn report<'a>(
+        &'a self,
+        pool: &'a Pool,
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>>> {
+        Box::pin(async move {
+            let mut extra = serde_json::Map::new();
+            let stats = self.queue.stats().await?;
+            extra.insert("fails".into(), self.fails.into());
+            extra.insert("tasks_completed".into(), stats.completed.into());
+            extra.insert("tasks_dead".into(), stats.dead.into());
+            let w = self.worker.stats();
+            let per_task = |x: u64| ((x as f64 / w.acked.max(1) as f64) * 1000.0).round() / 1000.0;
+            extra.insert("claims_per_task".into(), per_task(w.claims).into());
+            extra.insert("settles_per_task".into(), per_task(w.settles).into());
+            extra.insert("wakeups_per_task".into(), per_task(w.wakeups).into());
+            extra.insert(
+                "enqueue_scripts_per_task".into(),
+                per_task(self.enqueues.load(Ordering::Relaxed)).into(),
+            );
+            // Memory: 10,000 queued tasks with a 64-byte payload in a queue without workers.
+            let idle = Queue::new(
+                pool.clone(),
+                &self.keyspace,
+                "retry-memory",
+                QueueConfig::default(),
+            )?;
+            const N: usize = 10_000;
+            let payload = vec![b'x'; 64];
+            for _ in 0..N / 500 {
+                let batch: Vec<NewTask> = (0..500)
+                    .map(|_| NewTask::new(payload.clone()).options(self.options.clone()))
+                    .collect();
+                idle.enqueue_batch(&batch).await?;
+            }
+            let mut bytes = 0u64;
+            for key in idle.keys() {
+                let used: Option<u64> = pool
+                    .query(
+                        redis::cmd("MEMORY")
+                            .arg("USAGE")
+                            .arg(key)
+                            .arg("SAMPLES")
+                            .arg(0),
+                    )
+                    .await?;
+                bytes += used.unwrap_or(0);
+            }
+            extra.insert("payload_bytes".into(), 64.into());
+            extra.insert(
+                "bytes_per_queued_task".into(),
+                ((bytes as f64 / N as f64 * 10.0).round() / 10.0).into(),
+            );
+            Ok(extra)
+        })
+    }
+}
+
+pub(crate) async fn prepare(
+    pool: &Pool,
+    keyspace: &Keyspace,
+    concurrency: usize,
+    fails: u32,
+) -> Result<Arc<dyn Workload>> {
+    let queue = Queue::new(
+        pool.clone(),
+        keyspace,
+        "retry-lifecycle",
+        QueueConfig::default(),
+    )?;
+    let options = TaskOptions::default()
+        .max_attempts(fails + 1)
+        .backoff(Backoff::Fixed(Duration::from_millis(1)))
+        .jitter(Jitter::None);
+    let waiters: Waiters = Arc::default();
+    let w = waiters.clone();
+    let config = WorkerConfig::default()
+        .concurrency(concurrency.clamp(1, 10_000))
+        .on_settled(move |task, settled| {
+            if *settled == Settled::Acked
+                && let Some(n) = number(&task.payload)
+                && let Some(tx) = w.lock().ok().and_then(|mut m| m.remove(&n))
+            {
+                let _ = tx.send(());
+            }
+        });
+    let worker = Worker::start(queue.clone(), config, move |task| async move {
+        if task.attempt <= fails {
+            Err(format!("planned failure {}", task.attempt))
+        } else {
+            Ok(())
+        }
+    })
+    .await?;
+    let (enqueue, mut pending) = tokio::sync::mpsc::unbounded_channel::<Enqueue>();
+    let enqueues = Arc::new(AtomicU64::new(0));
+    let (q, count) = (queue.clone(), enqueues.clone());
+    tokio::spawn(async move {
+        while let Some(first) = pending.recv().await {
+            let mut batch = vec![first];
+            while let Ok(more) = pending.try_recv() {
+                batch.push(more);
+                if batch.len() == coordkit_retry_queue::MAX_BATCH {
+                    break;
+                }
+            }
+            let (tasks, replies): (Vec<NewTask>, Vec<_>) = batch.into_iter().unzip();
+            count.fetch_add(1, Ordering::Relaxed);
+            let answer = q
+                .enqueue_batch(&tasks)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            for reply in replies {
+                let _ = reply.send(answer.clone());
+            }
+        }
+    });
+    Ok(Arc::new(Lifecycle {
+        enqueue,
+        enqueues,
+        queue,
+        keyspace: keyspace.clone(),
+        options,
+        waiters,
+        next: AtomicU64::new(0),
+        fails,
+        worker,
+    }))
+}
