@@ -100,9 +100,7 @@ impl Scenario {
             Scenario::MetricsRecordBatch => metrics::prepare_record_batch(pool, keyspace).await,
             Scenario::MetricsAggregate => metrics::prepare_aggregate(pool, keyspace).await,
             Scenario::ErrorsRecord => errors::prepare_record(pool, keyspace).await,
-            Scenario::RetryLifecycle => {
-                retry::prepare(pool, keyspace, concurrency, fails).await
-            }
+            Scenario::RetryLifecycle => retry::prepare(pool, keyspace, concurrency, fails).await,
         }
     }
 }
