@@ -4,22 +4,28 @@
 -- KEYS[1] the entity's data hash (user fields + __version, __updated_ms, __updated_by,
 --         __expires_ms)
 -- KEYS[2] the entity's history sorted set (score = version, member = JSON change)
--- ARGV[1]  now_ms: "" for the server clock, or a manual time
--- ARGV[2]  expected version: "" for none; otherwise the write fails unless it is current
--- ARGV[3]  actor
--- ARGV[4]  mode: "update" or "delete_entity"
--- ARGV[5]  idle ttl in ms ("0": no expiry)
--- ARGV[6]  history length (entries kept)
--- ARGV[7]  tombstone ttl in ms: how long the history of a deleted entity is kept
--- ARGV[8]  event channel
--- ARGV[9]  entity name for the event ("<kind>:<id>")
--- ARGV[10] n: the number of fields to set
--- ARGV[11 .. 10+2n] field, value pairs to set
--- ARGV[11+2n ..]   fields to delete
+-- ARGV[1] now_ms: "" for the server clock, or a manual time
+-- ARGV[2] six big-endian doubles (struct '>dddddd'): expected version (-1: none; otherwise the
+--         write fails unless it is the current version), mode (0 update, 1 delete the entity),
+--         idle ttl ms (0: no expiry), history length, tombstone ttl ms (how long a deleted
+--         entity's history is kept), n = the number of fields to set
+-- ARGV[3] actor
+-- ARGV[4] event channel
+-- ARGV[5] the history entry, JSON without its version and time: '{"by":…,"set":…,"del":…,
+--         "gone":…' (the script appends ',"v":<version>,"ts":<now>}')
+-- ARGV[6] the event envelope up to its time: '{"kind":"changed",…,"ts_ms":'
+-- ARGV[7] the envelope from its time to its version: ',"payload":{…,"version":' (the script
+--         writes <now> before it and <version>}} after it)
+-- ARGV[8 .. 7+2n] field, value pairs to set
+-- ARGV[8+2n ..]   fields to delete
 -- Returns: the new version.
--- Errors: CONFLICT <current version> when ARGV[2] is not the current version;
+-- Errors: CONFLICT <current version> when the expected version is not the current one;
 --         Redis's WRONGTYPE, before any write, when a key holds another type.
+-- The JSON parts come encoded from the caller: building strings in Lua is what costs a script
+-- most of its time.
 local now = ck_now(ARGV[1])
+local expected, mode, ttl, history_len, tombstone_ms, n_set =
+  struct.unpack('>dddddd', ARGV[2])
 
 -- Both keys are read before any write, so Redis itself rejects a key of the wrong type
 -- (WRONGTYPE) while nothing has been written yet.
@@ -41,63 +47,37 @@ if tombstone then
   local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
   current = tonumber(last[2])
 end
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= current then
-  return ck_fail('CONFLICT', tostring(current))
+if expected >= 0 and expected ~= current then
+  return ck_fail('CONFLICT', string.format('%d', current))
 end
 
 local version = current + 1
-local actor = ARGV[3]
-local mode = ARGV[4]
-local ttl = tonumber(ARGV[5])
-local n_set = tonumber(ARGV[10])
-local set_values = {}
-local set_names = {}
-local hset = {}
-for i = 0, n_set - 1 do
-  local field, value = ARGV[11 + 2 * i], ARGV[12 + 2 * i]
-  set_values[field] = value
-  set_names[#set_names + 1] = field
-  hset[#hset + 1] = field
-  hset[#hset + 1] = value
-end
-local deleted = {}
-for i = 11 + 2 * n_set, #ARGV do
-  deleted[#deleted + 1] = ARGV[i]
-end
-
-local gone = mode == 'delete_entity'
+local first_del = 8 + 2 * n_set
+local gone = mode == 1
 if gone then
   redis.call('DEL', KEYS[1])
 else
-  if #deleted > 0 then
-    redis.call('HDEL', KEYS[1], unpack(deleted))
+  if #ARGV >= first_del then
+    redis.call('HDEL', KEYS[1], unpack(ARGV, first_del, #ARGV))
   end
-  hset[#hset + 1] = '__version'
-  hset[#hset + 1] = version
-  hset[#hset + 1] = '__updated_ms'
-  hset[#hset + 1] = now
-  hset[#hset + 1] = '__updated_by'
-  hset[#hset + 1] = actor
+  local hset = { '__version', version, '__updated_ms', now, '__updated_by', ARGV[3] }
+  for i = 8, first_del - 1 do hset[#hset + 1] = ARGV[i] end
   if ttl > 0 then
     hset[#hset + 1] = '__expires_ms'
     hset[#hset + 1] = now + ttl
-  end
-  redis.call('HSET', KEYS[1], unpack(hset))
-  if ttl <= 0 and expires > 0 then
+  elseif expires > 0 then
     redis.call('HDEL', KEYS[1], '__expires_ms')
   end
+  redis.call('HSET', KEYS[1], unpack(hset))
 end
 
-local entry = cjson.encode({ v = version, ts = now, by = actor, set = set_values,
-  del = deleted, gone = gone })
-redis.call('ZADD', KEYS[2], version, entry)
-local history_len = tonumber(ARGV[6])
+redis.call('ZADD', KEYS[2], version, ARGV[5] .. ',"v":' .. version .. ',"ts":' .. now .. '}')
 if kept + 1 > history_len then
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(history_len + 1))
 end
 
 if gone then
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[7]))
+  redis.call('PEXPIRE', KEYS[2], tombstone_ms)
 elseif ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
@@ -107,6 +87,5 @@ elseif expires > 0 or tombstone then
   redis.call('PERSIST', KEYS[2])
 end
 
-ck_emit(ARGV[8], 'changed', 'ctx', ARGV[9], now, { version = version, changed = set_names,
-  deleted = deleted, entity_deleted = gone, actor = actor })
+redis.call('PUBLISH', ARGV[4], ARGV[6] .. now .. ARGV[7] .. version .. '}}')
 return version

@@ -391,24 +391,47 @@ impl Write<'_> {
             }
             None => settings.actor.clone(),
         };
-        let ttl_ms = settings.idle_ttl.map(|t| t.as_millis()).unwrap_or(0);
+        let ttl_ms = settings.idle_ttl.map(ms).unwrap_or(0);
+        let numbers: Vec<u8> = [
+            self.expected.map(|v| v as f64).unwrap_or(-1.0),
+            if self.delete_entity { 1.0 } else { 0.0 },
+            ttl_ms as f64,
+            f64::from(settings.history_len),
+            ms(settings.tombstone_ttl) as f64,
+            set.len() as f64,
+        ]
+        .iter()
+        .flat_map(|n| n.to_be_bytes())
+        .collect();
+        // The JSON of the history entry and of the event, but for the version and the time,
+        // which only the script knows.
+        let set_json = json(&set);
+        let deleted_json = json(&delete);
+        let actor_json = json(&actor);
+        let history = format!(
+            r#"{{"by":{actor_json},"set":{set_json},"del":{deleted_json},"gone":{}"#,
+            self.delete_entity
+        );
+        let changed: Vec<&String> = set.keys().collect();
+        let envelope_head = format!(
+            r#"{{"kind":"changed","source":"ctx","entity":{},"ts_ms":"#,
+            json(&entity.name)
+        );
+        let envelope_tail = format!(
+            r#","payload":{{"changed":{},"deleted":{deleted_json},"entity_deleted":{},"actor":{actor_json},"version":"#,
+            json(&changed),
+            self.delete_entity
+        );
         let mut call = WRITE.prepare();
         call.key(&entity.data)
             .key(&entity.history)
             .arg(settings.clock.arg())
-            .arg(self.expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(numbers)
             .arg(actor)
-            .arg(if self.delete_entity {
-                "delete_entity"
-            } else {
-                "update"
-            })
-            .arg(ttl_ms.to_string())
-            .arg(settings.history_len)
-            .arg(settings.tombstone_ttl.as_millis().to_string())
             .arg(&*entity.store.channel)
-            .arg(&entity.name)
-            .arg(set.len());
+            .arg(history)
+            .arg(envelope_head)
+            .arg(envelope_tail);
         for (field, value) in &set {
             call.arg(field).arg(value);
         }
@@ -426,6 +449,15 @@ impl Write<'_> {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// JSON text of a value that cannot fail to encode (strings, lists and maps of strings).
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
 /// A user field name: a valid name that does not start with the reserved prefix.
