@@ -70,7 +70,8 @@ struct Health {
 }
 
 enum ManagerKind {
-    Standalone(bb8_redis::RedisConnectionManager),
+    // Boxed: their sizes differ a lot, and more with the `tls` feature.
+    Standalone(Box<bb8_redis::RedisConnectionManager>),
     Cluster(Box<ClusterClient>),
 }
 
@@ -186,10 +187,10 @@ impl Pool {
             reason: scrub(&e.to_string(), &secrets),
         };
         let kind = match config.topology {
-            Topology::Standalone => ManagerKind::Standalone(
+            Topology::Standalone => ManagerKind::Standalone(Box::new(
                 bb8_redis::RedisConnectionManager::new(config.nodes[0].clone())
                     .map_err(scrubbed)?,
-            ),
+            )),
             Topology::Cluster => ManagerKind::Cluster(Box::new(
                 ClusterClient::builder(config.nodes.clone())
                     .connection_timeout(config.connection_timeout)
