@@ -1,23 +1,66 @@
 //! # coordkit
 //!
-//! Coordination primitives for multi-agent systems over Redis. This umbrella crate re-exports
-//! the workspace's crates; today that is [`core`] (the pool, keyspace, scripts, clock and
-//! events every primitive stands on). The primitives (context, errors, circuit breaker, retry
-//! queue, metrics) join behind features of their own as they land.
+//! Coordination primitives for multi-agent systems over Redis: shared context, error tracking,
+//! circuit breakers, retry queues and metrics, each one atomic Lua script per state change over
+//! one shared connection pool, correct on Redis Cluster. This umbrella crate re-exports every
+//! primitive behind a feature named after it (all on by default) and offers [`Coordkit`]: connect
+//! once, then ask for a breaker, a queue, a context store, an error tracker or metrics, all
+//! sharing the one pool.
+//!
+//! | feature | module | crate |
+//! |---|---|---|
+//! | (always) | [`core`] | `coordkit-core`: pool, keyspace, scripts, clock, events |
+//! | `context` | [`context`] | `coordkit-context` |
+//! | `errors` | [`errors`] | `coordkit-errors` |
+//! | `circuit-breaker` | [`circuit_breaker`] | `coordkit-circuit-breaker` |
+//! | `retry-queue` | [`retry_queue`] | `coordkit-retry-queue` |
+//! | `metrics` | [`metrics`] | `coordkit-metrics` |
 //!
 //! ```
-//! use coordkit::core::{Pool, PoolConfig};
+//! use coordkit::Coordkit;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let server = coordkit_testkit::RedisServer::start()?;
 //! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
-//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
-//! let pong: String = pool.query(&coordkit::core::redis::cmd("PING")).await?;
-//! assert_eq!(pong, "PONG");
+//! let kit = Coordkit::connect(&url, "fleet").await?;
+//!
+//! let breaker = kit.breaker("llm-api", coordkit::circuit_breaker::BreakerConfig::default())?;
+//! let answer = breaker.call(async { Ok::<_, std::io::Error>("ok") }).await?;
+//! assert_eq!(answer, "ok");
+//!
+//! let project = kit.context()?.entity("project", "p1")?;
+//! assert_eq!(project.set([("status", "running")]).await?, 1);
+//!
+//! let loss = kit.metrics()?.gauge("loss", &[("run", "r1")])?;
+//! loss.record(0.25).await?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub use coordkit_core as core;
+
+/// Shared context: entities with versions, compare-and-set, history, watch, agent status.
+#[cfg(feature = "context")]
+pub use coordkit_context as context;
+
+/// Error tracking with signature deduplication, regressions and cascade correlation.
+#[cfg(feature = "errors")]
+pub use coordkit_errors as errors;
+
+/// Distributed circuit breakers that every process agrees on.
+#[cfg(feature = "circuit-breaker")]
+pub use coordkit_circuit_breaker as circuit_breaker;
+
+/// Retry queues with backoff, leases, dead letters and a worker runtime.
+#[cfg(feature = "retry-queue")]
+pub use coordkit_retry_queue as retry_queue;
+
+/// Trimmed time-series metrics: gauges, counters, histograms, aggregations, rollups.
+#[cfg(feature = "metrics")]
+pub use coordkit_metrics as metrics;
+
+mod facade;
+
+pub use facade::Coordkit;

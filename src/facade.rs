@@ -1,0 +1,102 @@
+//! [`Coordkit`]: one pool and one namespace, handing out every primitive.
+
+use coordkit_core::{Keyspace, Pool, PoolConfig, Result};
+
+/// A connection to Redis and a namespace; every primitive it hands out shares the one pool.
+/// Cheap to clone and to pass into agent code.
+#[derive(Debug, Clone)]
+pub struct Coordkit {
+    pool: Pool,
+    keyspace: Keyspace,
+}
+
+impl Coordkit {
+    /// Connects to `url` (`redis://`, `rediss://`, `redis+cluster://…`) and checks that the
+    /// server answers; every key and channel goes under `namespace`.
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::connect_with(PoolConfig::from_url(url)?, namespace).await
+    }
+
+    /// Connects with a full [`PoolConfig`] (pool size, timeouts, cluster seeds).
+    pub async fn connect_with(config: PoolConfig, namespace: &str) -> Result<Self> {
+        let keyspace = Keyspace::new(namespace)?;
+        let pool = Pool::connect(config).await?;
+        Ok(Self { pool, keyspace })
+    }
+
+    /// Uses an existing pool.
+    pub fn from_pool(pool: Pool, namespace: &str) -> Result<Self> {
+        Ok(Self {
+            pool,
+            keyspace: Keyspace::new(namespace)?,
+        })
+    }
+
+    /// The shared pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The namespace.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    /// The circuit breaker `name` with `config`.
+    #[cfg(feature = "circuit-breaker")]
+    pub fn breaker(
+        &self,
+        name: &str,
+        config: crate::circuit_breaker::BreakerConfig,
+    ) -> crate::circuit_breaker::Result<crate::circuit_breaker::CircuitBreaker> {
+        crate::circuit_breaker::CircuitBreaker::new(self.pool.clone(), &self.keyspace, name, config)
+    }
+
+    /// A registry handing out breakers by template and key, `default` unless a template says
+    /// otherwise.
+    #[cfg(feature = "circuit-breaker")]
+    pub fn breakers(
+        &self,
+        default: crate::circuit_breaker::BreakerConfig,
+    ) -> crate::circuit_breaker::BreakerRegistry {
+        crate::circuit_breaker::BreakerRegistry::new(
+            self.pool.clone(),
+            self.keyspace.clone(),
+            default,
+        )
+    }
+
+    /// The context store with its default settings; see [`Coordkit::context_builder`].
+    #[cfg(feature = "context")]
+    pub fn context(&self) -> crate::context::Result<crate::context::ContextStore> {
+        self.context_builder().build()
+    }
+
+    /// A builder for a context store with other settings (actor, idle expiry, history).
+    #[cfg(feature = "context")]
+    pub fn context_builder(&self) -> crate::context::ContextStoreBuilder {
+        crate::context::ContextStore::builder(self.pool.clone(), self.keyspace.clone())
+    }
+
+    /// A builder for the error tracker `name`.
+    #[cfg(feature = "errors")]
+    pub fn error_tracker(&self, name: &str) -> crate::errors::TrackerBuilder {
+        crate::errors::ErrorTracker::builder(self.pool.clone(), self.keyspace.clone(), name)
+    }
+
+    /// The retry queue `name` with `config`.
+    #[cfg(feature = "retry-queue")]
+    pub fn queue(
+        &self,
+        name: &str,
+        config: crate::retry_queue::QueueConfig,
+    ) -> crate::retry_queue::Result<crate::retry_queue::Queue> {
+        crate::retry_queue::Queue::new(self.pool.clone(), &self.keyspace, name, config)
+    }
+
+    /// Metrics (gauges, counters, histograms) in this namespace.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(&self) -> crate::metrics::Result<crate::metrics::Metrics> {
+        crate::metrics::Metrics::new(&self.pool, &self.keyspace)
+    }
+}
