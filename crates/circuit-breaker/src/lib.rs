@@ -27,8 +27,9 @@
 //! background ([`Permit::record_in_background`], which [`CircuitBreaker::call`] uses).
 //!
 //! ```
-//! use std::time::Duration;
-//! use coordkit_circuit_breaker::{BreakerConfig, CallError, CircuitBreaker, State, Window};
+//! use coordkit_circuit_breaker::{
+//!     Admission, BreakerConfig, CallError, CircuitBreaker, Outcome, State, Window,
+//! };
 //! use coordkit_core::{Keyspace, Pool, PoolConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -47,11 +48,13 @@
 //! let answer: Result<&str, CallError<String>> = llm.call(async { Ok("hello") }).await;
 //! assert_eq!(answer.unwrap(), "hello");
 //!
-//! // Five failures in a row trip it for every process sharing the breaker.
+//! // Five failures (here acquired and recorded by hand, each report awaited) trip it for every
+//! // process sharing the breaker.
 //! for _ in 0..5 {
-//!     let _ = llm.call(async { Err::<(), _>("timeout".to_string()) }).await;
+//!     if let Admission::Admitted(permit) = llm.acquire().await? {
+//!         llm.record(permit, Outcome::Failure).await?;
+//!     }
 //! }
-//! # tokio::time::sleep(Duration::from_millis(100)).await; // the background reports land
 //! match llm.call(async { Ok::<_, String>(()) }).await {
 //!     Err(CallError::Rejected(rejection)) => assert_eq!(rejection.state, State::Open),
 //!     other => panic!("expected a rejection, got {other:?}"),

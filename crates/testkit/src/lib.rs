@@ -11,7 +11,7 @@
 //!
 //! Everything is killed when dropped, and a watchdog kills a server whose test process died.
 //! When `redis-server` is missing, starting fails with the command that installs it: a test
-//! never passes by skipping.
+//! always runs against a real server.
 //!
 //! ```
 //! use coordkit_testkit::{RedisServer, ServerOptions};
