@@ -1,0 +1,118 @@
+//! The primitives together, through the umbrella: a queue worker guarded by a breaker, reporting
+//! errors and metrics, agents in the context store, on standalone and cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use coordkit::Coordkit;
+use coordkit::circuit_breaker::{BreakerConfig, OpenDuration, State, Window};
+use coordkit::context::{AgentStatus, Status};
+use coordkit::errors::ErrorEvent;
+use coordkit::retry_queue::{Backoff, NewTask, QueueConfig, TaskOptions, Worker, WorkerConfig};
+use coordkit_testkit::redis_test;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+redis_test! {
+    async fn a_guarded_worker_rides_out_an_outage_and_reports_it(redis) {
+        let kit = Coordkit::from_pool(redis.pool().await, redis.keyspace().namespace()).unwrap();
+        let breakers = kit.breakers(
+            BreakerConfig::builder()
+                .window(Window::Count(10))
+                .minimum_calls(5)
+                .failure_rate(0.5)
+                .open_duration(OpenDuration::Fixed(Duration::from_millis(200)))
+                .half_open_permits(1)
+                .half_open_successes(1)
+                .permit_lease(Duration::from_millis(500))
+                .build()
+                .unwrap(),
+        );
+        let queue = kit.queue("jobs", QueueConfig::default()).unwrap();
+        let errors = kit.error_tracker("jobs").build().unwrap();
+        let metrics = kit.metrics().unwrap();
+        let agents = kit.context().unwrap().agents("workers").unwrap();
+
+        const TASKS: u32 = 120;
+        let options = TaskOptions::default()
+            .max_attempts(50)
+            .backoff(Backoff::Fixed(Duration::from_millis(5)))
+            .component("flaky-api");
+        let tasks: Vec<NewTask> = (0..TASKS)
+            .map(|n| NewTask::json(&n).unwrap().options(options.clone()))
+            .collect();
+        queue.enqueue_batch(&tasks).await.unwrap();
+
+        // The downstream is down until the test says otherwise.
+        let down = Arc::new(AtomicBool::new(true));
+        let registry = breakers.clone();
+        let config = WorkerConfig::default()
+            .concurrency(4)
+            .breakers(move |component| registry.get("dep", component).ok());
+        let worker = {
+            let (down, errors, metrics, agents) = (down.clone(), errors.clone(), metrics.clone(), agents.clone());
+            Worker::start_json(queue.clone(), config, move |task, n: u32| {
+                let (down, errors, metrics, agents) = (down.clone(), errors.clone(), metrics.clone(), agents.clone());
+                async move {
+                    agents.set_status("w1", &AgentStatus::new(Status::Busy).task(format!("t{n}"))).await.unwrap();
+                    let latency = metrics.histogram("latency_ms", &[("component", "flaky-api")]).unwrap();
+                    latency.observe(1.0 + f64::from(n % 5)).await.unwrap();
+                    if down.load(Ordering::SeqCst) {
+                        errors
+                            .record(&ErrorEvent::new("flaky-api", "Timeout", format!("timeout after {}ms", 100 + n)).task(format!("t{n}")))
+                            .await
+                            .unwrap();
+                        return Err(format!("timeout on attempt {}", task.attempt));
+                    }
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+            .unwrap()
+        };
+
+        // The breaker opens on the outage and tasks wait instead of burning their attempts.
+        let breaker = breakers.get("dep", "flaky-api").unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let snapshot = breaker.snapshot().await.unwrap();
+            if snapshot.epoch >= 2 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the breaker never opened: {snapshot:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        down.store(false, Ordering::SeqCst);
+
+        // Everything completes once the downstream is back; nothing is dead-lettered.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stats = queue.stats().await.unwrap();
+            if stats.completed == u64::from(TASKS) {
+                assert_eq!(stats.dead_lettered_total, 0);
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "stuck: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let report = worker.shutdown().await;
+        assert!(report.clean);
+
+        // Every failure is in the tracker, under one signature; the breaker closed again.
+        let counts = errors.counts().await.unwrap();
+        let failures = counts.by_component.get("flaky-api").copied().unwrap_or(0);
+        assert!(failures >= 5, "only {failures} failures were recorded");
+        let top = errors.top(Duration::from_secs(600), 5).await.unwrap();
+        assert_eq!(top.signatures.len(), 1, "the timeouts must share one signature");
+        assert_eq!(top.signatures[0].total, failures);
+        let snapshot = breaker.snapshot().await.unwrap();
+        assert_eq!(snapshot.state, State::Closed);
+        assert!(snapshot.epoch >= 4, "open, half-open, closed: {snapshot:?}");
+        // Every call's latency was observed (successes and failures alike).
+        let latency = metrics.histogram("latency_ms", &[("component", "flaky-api")]).unwrap().snapshot().await.unwrap();
+        assert_eq!(latency.count, u64::from(TASKS) + failures);
+        let agent = agents.get("w1").await.unwrap().unwrap();
+        assert_eq!(agent.status.status, Status::Busy);
+    }
+}
