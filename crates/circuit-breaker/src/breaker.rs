@@ -15,6 +15,17 @@ use crate::state::{
     State,
 };
 
+/// How long a report waits for an acquire to carry it before the flusher sends it.
+const LINGER: Duration = Duration::from_millis(2);
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(flusher) = self.flusher.get() {
+            flusher.abort();
+        }
+    }
+}
+
 static BREAKER: Script = Script::new("circuit-breaker", include_str!("../lua/breaker.lua"));
 
 /// A distributed circuit breaker: every process that uses the same Redis, namespace and name
@@ -37,8 +48,12 @@ struct Inner {
     /// ARGV[3..=5] of the script, packed once.
     config_args: Vec<Vec<u8>>,
     next_permit: AtomicU64,
-    /// Reports waiting to go out ahead of the next acquire (or by a flush task).
+    /// Reports waiting to go out ahead of the next acquire (or by the flusher).
     pending: Mutex<Vec<Report>>,
+    /// Wakes the flusher.
+    flush: Arc<tokio::sync::Notify>,
+    /// The flusher task, started by the first deferred report.
+    flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
     local: Mutex<BreakerModel>,
     stats: StatsCell,
 }
@@ -196,6 +211,8 @@ impl CircuitBreaker {
                 instance,
                 next_permit: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
+                flush: Arc::new(tokio::sync::Notify::new()),
+                flusher: std::sync::OnceLock::new(),
                 stats: StatsCell::default(),
                 pool,
                 config,
@@ -456,18 +473,35 @@ impl CircuitBreaker {
             Ok(mut pending) => pending.push(report),
             Err(_) => return self.note_store_error("the pending reports' lock"),
         }
-        let breaker = self.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    // Give this handle's next acquire the chance to carry the report.
-                    tokio::task::yield_now().await;
-                    for report in breaker.take_pending() {
-                        breaker.send_report_without_reply(report).await;
-                    }
-                });
+        if self.inner.flusher.get().is_none() {
+            self.start_flusher();
+        }
+        self.inner.flush.notify_one();
+    }
+
+    /// Starts the task that sends reports no acquire has carried within [`LINGER`]. Between
+    /// reports it holds the breaker weakly, and it ends when the breaker is dropped.
+    fn start_flusher(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return self.note_store_error("no Tokio runtime to send reports on");
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let flush = self.inner.flush.clone();
+        let task = handle.spawn(async move {
+            loop {
+                flush.notified().await;
+                // Held until the reports are out, even if the breaker is dropped meanwhile.
+                let Some(inner) = weak.upgrade() else { return };
+                let breaker = CircuitBreaker { inner };
+                // Most reports leave with the next acquire; the rest go after a short linger.
+                tokio::time::sleep(LINGER).await;
+                for report in breaker.take_pending() {
+                    breaker.send_report_without_reply(report).await;
+                }
             }
-            Err(_) => self.note_store_error("no Tokio runtime to send a report on"),
+        });
+        if self.inner.flusher.set(task.abort_handle()).is_err() {
+            task.abort(); // another call started one first
         }
     }
 

@@ -386,8 +386,8 @@ impl Pool {
     }
 
     /// Runs a script's EVALSHA `cmd`; on NOSCRIPT loads the script and runs it once more.
-    /// `before` (commands marked no-response) are queued first on the same connection, so
-    /// the server runs them before `cmd`, in the same round trip.
+    /// `before` (invocations of the same script) go first in the same pipeline, so the server
+    /// runs them before `cmd`, in the same round trip; their answers are dropped.
     pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
         script: &crate::Script,
@@ -398,15 +398,32 @@ impl Pool {
         let mut conn = self.checkout().await?;
         let timeout = self.inner.config.command_timeout;
         let outcome = tokio::time::timeout(timeout, async {
-            for earlier in before {
-                earlier.query_async::<Value>(&mut conn.inner).await?;
+            if before.is_empty() {
+                return match cmd.query_async::<T>(&mut conn.inner).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script.load(&mut conn.inner).await?;
+                        cmd.query_async::<T>(&mut conn.inner).await
+                    }
+                    other => other,
+                };
             }
-            match cmd.query_async::<T>(&mut conn.inner).await {
+            // One pipeline, so the server reads the earlier commands and this one in one go.
+            // Their answers are not kept; a NOSCRIPT (the server forgot the scripts: none of
+            // them ran) loads the scripts and sends the pipeline once more.
+            let mut pipeline = redis::pipe();
+            for earlier in before {
+                pipeline.add_command(earlier.clone()).ignore();
+            }
+            pipeline.add_command(cmd.clone());
+            match pipeline.query_async::<(T,)>(&mut conn.inner).await {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     script.load(&mut conn.inner).await?;
-                    cmd.query_async::<T>(&mut conn.inner).await
+                    pipeline
+                        .query_async::<(T,)>(&mut conn.inner)
+                        .await
+                        .map(|(t,)| t)
                 }
-                other => other,
+                other => other.map(|(t,)| t),
             }
         })
         .await;

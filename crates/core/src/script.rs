@@ -171,23 +171,16 @@ impl Invocation<'_> {
             .await
     }
 
-    /// Like [`Invocation::invoke`], after sending `earlier` invocations without waiting for
-    /// their answers (see [`Invocation::send_without_reply`]) on the same connection: the
-    /// server runs them first, in order, and the whole costs one round trip. For reports that
-    /// must reach Redis before the next call of the same process.
+    /// Like [`Invocation::invoke`], with `earlier` invocations of the same script sent ahead
+    /// of it in one pipeline: the server runs them first, in order, the whole costs one round
+    /// trip, and their answers are dropped (an error of theirs fails this call). For reports
+    /// that must reach Redis before the next call of the same process.
     pub async fn invoke_after<T: FromRedisValue>(
         &self,
         pool: &Pool,
         earlier: &[Invocation<'_>],
     ) -> Result<T> {
-        let before: Vec<redis::Cmd> = earlier
-            .iter()
-            .map(|inv| {
-                let mut cmd = inv.command();
-                cmd.set_no_response(true);
-                cmd
-            })
-            .collect();
+        let before: Vec<redis::Cmd> = earlier.iter().map(Invocation::command).collect();
         pool.invoke(self.script, &self.command(), &self.keys, &before)
             .await
     }

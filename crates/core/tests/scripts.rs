@@ -201,3 +201,28 @@ redis_test! {
         assert_eq!(n, 1 + 200 + 20);
     }
 }
+
+redis_test! {
+    async fn earlier_invocations_run_first_in_the_same_round_trip(redis) {
+        let pool = redis.pool().await;
+        let key = redis.keyspace().instance("test", "after").unwrap().key("n");
+        for round in 0..3 {
+            // The second round starts from a server that forgot every script.
+            if round == 1 {
+                let _: Vec<String> = redis.on_every_server(&["SCRIPT", "FLUSH"]);
+            }
+            let mut earlier = Vec::new();
+            for i in 0..3 {
+                let mut inv = ECHO_INCR.prepare();
+                inv.key(&key).arg(format!("earlier-{i}"));
+                earlier.push(inv);
+            }
+            let mut last = ECHO_INCR.prepare();
+            last.key(&key).arg("last");
+            let got: String = last.invoke_after(&pool, &earlier).await.unwrap();
+            assert_eq!(got, "last");
+            let n: i64 = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
+            assert_eq!(n, 4 * (round + 1), "every earlier invocation ran exactly once");
+        }
+    }
+}
