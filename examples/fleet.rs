@@ -252,6 +252,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     let _ = histogram.observe(latency).await;
                 }
                 let failed = down || rng.random_bool(failure_rate);
+                let outcome = if failed { "failed" } else { "ok" };
+                if let Ok(calls) = metrics.counter(
+                    "calls",
+                    &[("component", job.component.as_str()), ("outcome", outcome)],
+                ) {
+                    let _ = calls.increment(1.0).await;
+                }
                 let result = if failed {
                     let (kind, template) = FAILURES[rng.random_range(0..FAILURES.len())];
                     let message = template
@@ -318,8 +325,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     for component in COMPONENTS {
         let snapshot = breakers.get("dep", component)?.snapshot().await?;
+        let calls = |outcome: &'static str| {
+            metrics.counter("calls", &[("component", component), ("outcome", outcome)])
+        };
+        let (ok, failed) = (calls("ok")?.total().await?, calls("failed")?.total().await?);
         println!(
-            "  breaker {component:<10} {:?}, {} transitions",
+            "  {component:<10} calls {ok:>5.0} ok {failed:>4.0} failed; breaker {:?}, {} transitions",
             snapshot.state,
             snapshot.epoch.saturating_sub(1)
         );
