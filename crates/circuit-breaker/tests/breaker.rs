@@ -36,6 +36,33 @@ async fn admitted(breaker: &CircuitBreaker) -> coordkit_circuit_breaker::Permit 
     }
 }
 
+/// `tasks` tasks each try `tries` acquires at once and keep every permit they get.
+async fn grab_permits(
+    breaker: &CircuitBreaker,
+    tasks: usize,
+    tries: usize,
+) -> Vec<coordkit_circuit_breaker::Permit> {
+    let tasks: Vec<_> = (0..tasks)
+        .map(|_| {
+            let breaker = breaker.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                for _ in 0..tries {
+                    if let Admission::Admitted(p) = breaker.acquire().await.unwrap() {
+                        held.push(p);
+                    }
+                }
+                held
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for task in tasks {
+        held.extend(task.await.unwrap());
+    }
+    held
+}
+
 /// Trips `breaker` with four recorded failures.
 async fn trip(breaker: &CircuitBreaker) {
     for _ in 0..4 {
@@ -103,24 +130,7 @@ redis_test! {
         let breaker = CircuitBreaker::new(pool, &redis.keyspace(), "llm", config(&clock, 3)).unwrap();
         trip(&breaker).await;
         clock.advance(Duration::from_secs(11));
-        let tasks: Vec<_> = (0..50)
-            .map(|_| {
-                let breaker = breaker.clone();
-                tokio::spawn(async move {
-                    let mut held = Vec::new();
-                    for _ in 0..5 {
-                        if let Admission::Admitted(p) = breaker.acquire().await.unwrap() {
-                            held.push(p);
-                        }
-                    }
-                    held
-                })
-            })
-            .collect();
-        let mut held = Vec::new();
-        for task in tasks {
-            held.extend(task.await.unwrap());
-        }
+        let mut held = grab_permits(&breaker, 50, 5).await;
         assert_eq!(held.len(), 3, "admitted {} probes with K = 3", held.len());
         assert_eq!(breaker.snapshot().await.unwrap().probes_in_flight, 3);
 
@@ -460,24 +470,7 @@ fn child_process() {
             config(&clock, 4),
         )
         .unwrap();
-        let tasks: Vec<_> = (0..20)
-            .map(|_| {
-                let breaker = breaker.clone();
-                tokio::spawn(async move {
-                    let mut held = Vec::new();
-                    for _ in 0..5 {
-                        if let Admission::Admitted(p) = breaker.acquire().await.unwrap() {
-                            held.push(p);
-                        }
-                    }
-                    held
-                })
-            })
-            .collect();
-        let mut held = Vec::new();
-        for t in tasks {
-            held.extend(t.await.unwrap());
-        }
+        let held = grab_permits(&breaker, 20, 5).await;
         let n = held.len();
         // Hold the permits until exit: the process ends without reporting them.
         std::mem::forget(held);

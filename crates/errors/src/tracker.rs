@@ -712,64 +712,6 @@ fn take_batch(queue: &mut Vec<Pending>) -> Vec<Pending> {
     }
 }
 
-/// A copy of `e` for each waiter of a failed batch (the core error is not `Clone`).
-fn copy_error(e: &coordkit_core::Error) -> coordkit_core::Error {
-    use coordkit_core::Error as E;
-    match e {
-        E::Unavailable { addr, reason } => E::Unavailable {
-            addr: addr.clone(),
-            reason: reason.clone(),
-        },
-        E::Timeout {
-            addr,
-            operation,
-            after,
-        } => E::Timeout {
-            addr: addr.clone(),
-            operation: operation.clone(),
-            after: *after,
-        },
-        E::Auth { addr, reason } => E::Auth {
-            addr: addr.clone(),
-            reason: reason.clone(),
-        },
-        E::InvalidName { what, input, rule } => E::InvalidName {
-            what,
-            input: input.clone(),
-            rule: rule.clone(),
-        },
-        E::InvalidConfig { field, reason } => E::InvalidConfig {
-            field,
-            reason: reason.clone(),
-        },
-        E::Script {
-            script,
-            code,
-            detail,
-        } => E::Script {
-            script,
-            code: code.clone(),
-            detail: detail.clone(),
-        },
-        E::Decode { what, reason } => E::Decode {
-            what: what.clone(),
-            reason: reason.clone(),
-        },
-        E::WrongType { key, found } => E::WrongType {
-            key: key.clone(),
-            found: found.clone(),
-        },
-        E::Server { addr, message } => E::Server {
-            addr: addr.clone(),
-            message: message.clone(),
-        },
-        other => E::Server {
-            addr: String::new(),
-            message: other.to_string(),
-        },
-    }
-}
-
 fn deliver(batch: Vec<Pending>, result: coordkit_core::Result<Vec<Outcome>>) {
     match result {
         Ok(outcomes) => {
@@ -779,7 +721,7 @@ fn deliver(batch: Vec<Pending>, result: coordkit_core::Result<Vec<Outcome>>) {
         }
         Err(e) => {
             for pending in batch {
-                let _ = pending.reply.send(Err(copy_error(&e)));
+                let _ = pending.reply.send(Err(e.clone()));
             }
         }
     }

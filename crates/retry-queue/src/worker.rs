@@ -172,6 +172,25 @@ impl WorkerConfig {
     }
 }
 
+impl Counters {
+    fn snapshot(&self) -> WorkerStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerStats {
+            claimed: l(&self.claimed),
+            acked: l(&self.acked),
+            retried: l(&self.retried),
+            dead_lettered: l(&self.dead_lettered),
+            deferred: l(&self.deferred),
+            lease_lost: l(&self.lease_lost),
+            panics: l(&self.panics),
+            store_errors: l(&self.store_errors),
+            claims: l(&self.claims),
+            settles: l(&self.settles),
+            wakeups: l(&self.wakeups),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     claimed: AtomicU64,
@@ -339,21 +358,7 @@ impl Worker {
 
     /// The counters so far.
     pub fn stats(&self) -> WorkerStats {
-        let c = &self.counters;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        WorkerStats {
-            claimed: l(&c.claimed),
-            acked: l(&c.acked),
-            retried: l(&c.retried),
-            dead_lettered: l(&c.dead_lettered),
-            deferred: l(&c.deferred),
-            lease_lost: l(&c.lease_lost),
-            panics: l(&c.panics),
-            store_errors: l(&c.store_errors),
-            claims: l(&c.claims),
-            settles: l(&c.settles),
-            wakeups: l(&c.wakeups),
-        }
+        self.counters.snapshot()
     }
 
     /// Graceful shutdown: stops claiming, lets in-flight tasks finish and settles them, within
@@ -381,23 +386,7 @@ impl Worker {
         ShutdownReport {
             clean: finished && settled && abandoned == 0,
             abandoned,
-            stats: {
-                let c = &self.counters;
-                let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-                WorkerStats {
-                    claimed: l(&c.claimed),
-                    acked: l(&c.acked),
-                    retried: l(&c.retried),
-                    dead_lettered: l(&c.dead_lettered),
-                    deferred: l(&c.deferred),
-                    lease_lost: l(&c.lease_lost),
-                    panics: l(&c.panics),
-                    store_errors: l(&c.store_errors),
-                    claims: l(&c.claims),
-                    settles: l(&c.settles),
-                    wakeups: l(&c.wakeups),
-                }
-            },
+            stats: self.counters.snapshot(),
         }
     }
 }

@@ -247,8 +247,12 @@ redis_test! {
         let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(4), move |_task| {
             let (s, r) = (s.clone(), r.clone());
             async move {
+                // Wait for the release before saying we started, so no release is missed.
+                let released = r.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
                 s.add_permits(1);
-                r.notified().await;
+                released.await;
                 Ok::<(), String>(())
             }
         })

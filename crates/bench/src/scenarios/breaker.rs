@@ -5,7 +5,7 @@ use std::sync::Arc;
 use coordkit_circuit_breaker::{Admission, BreakerConfig, CallError, CircuitBreaker};
 use coordkit_core::{Keyspace, Pool};
 
-use super::{BoxFuture, Result, Workload};
+use super::{BoxFuture, Result, Workload, memory_usage};
 
 struct Breaker {
     breaker: CircuitBreaker,
@@ -40,14 +40,8 @@ impl Workload for Breaker {
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>>> {
         Box::pin(async move {
             let mut extra = serde_json::Map::new();
-            let bytes: Option<u64> = pool
-                .query(
-                    redis::cmd("MEMORY")
-                        .arg("USAGE")
-                        .arg(self.breaker.state_key()),
-                )
-                .await?;
-            extra.insert("breaker_state_bytes".into(), bytes.unwrap_or(0).into());
+            let bytes = memory_usage(pool, [self.breaker.state_key()]).await?;
+            extra.insert("breaker_state_bytes".into(), bytes.into());
             let stats = self.breaker.stats();
             extra.insert("store_errors".into(), stats.store_errors.into());
             Ok(extra)

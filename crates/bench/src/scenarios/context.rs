@@ -5,7 +5,7 @@ use std::sync::Arc;
 use coordkit_context::{ContextStore, Entity};
 use coordkit_core::{Keyspace, Pool};
 
-use super::{BoxFuture, Result, Workload};
+use super::{BoxFuture, Result, Workload, memory_usage};
 
 /// Operations spread over this many entities (each its own hash tag).
 const ENTITIES: u64 = 16;
@@ -30,9 +30,7 @@ impl Workload for Update {
         Box::pin(async move {
             let mut extra = serde_json::Map::new();
             let entity = &self.entities[0];
-            let bytes: u64 = pool
-                .query(redis::cmd("MEMORY").arg("USAGE").arg(entity.data_key()))
-                .await?;
+            let bytes = memory_usage(pool, [entity.data_key()]).await?;
             extra.insert("entity_data_bytes".into(), bytes.into());
             Ok(extra)
         })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use coordkit_core::{Keyspace, Pool};
 use coordkit_errors::{ErrorEvent, ErrorTracker};
 
-use super::{BoxFuture, Result, Workload};
+use super::{BoxFuture, Result, Workload, memory_usage};
 
 /// Distinct signatures the records spread over.
 const SIGNATURES: u64 = 1_000;
@@ -60,19 +60,7 @@ impl Workload for Record {
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>>> {
         Box::pin(async move {
             let mut extra = serde_json::Map::new();
-            let mut bytes = 0u64;
-            for key in self.tracker.keys() {
-                let used: Option<u64> = pool
-                    .query(
-                        redis::cmd("MEMORY")
-                            .arg("USAGE")
-                            .arg(&key)
-                            .arg("SAMPLES")
-                            .arg(0),
-                    )
-                    .await?;
-                bytes += used.unwrap_or(0);
-            }
+            let bytes = memory_usage(pool, &self.tracker.keys()).await?;
             let counts = self.tracker.counts().await?;
             let signatures = self.tracker.signatures(u32::MAX).await?.len();
             let log = self.tracker.recent(None, 10_000).await?.entries.len();

@@ -10,7 +10,7 @@ use std::time::Instant;
 use coordkit_core::{Keyspace, Pool};
 use coordkit_metrics::{Gauge, Metrics, SeriesConfig, Window};
 
-use super::{BoxFuture, Result, Workload};
+use super::{BoxFuture, Result, Workload, memory_usage};
 
 /// Samples per call of `metrics-record-batch`.
 const BATCH: usize = 100;
@@ -31,15 +31,7 @@ async fn series_report(
     gauge: &Gauge,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
     let mut extra = serde_json::Map::new();
-    let bytes: u64 = pool
-        .query(
-            redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(gauge.samples_key())
-                .arg("SAMPLES")
-                .arg(0),
-        )
-        .await?;
+    let bytes = memory_usage(pool, [gauge.samples_key()]).await?;
     let retained = gauge.latest(usize::MAX).await?.len();
     extra.insert("series_memory_bytes".into(), bytes.into());
     extra.insert("series_samples".into(), retained.into());

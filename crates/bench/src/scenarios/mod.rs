@@ -21,6 +21,27 @@ pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
 /// The result of a scenario's step.
 pub(crate) type Result<T> = std::result::Result<T, BenchError>;
 
+/// Redis memory used by `keys` (exact: `MEMORY USAGE … SAMPLES 0`; a missing key counts 0).
+pub(crate) async fn memory_usage<'k>(
+    pool: &Pool,
+    keys: impl IntoIterator<Item = &'k coordkit_core::Key>,
+) -> Result<u64> {
+    let mut bytes = 0;
+    for key in keys {
+        let used: Option<u64> = pool
+            .query(
+                redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .arg("SAMPLES")
+                    .arg(0),
+            )
+            .await?;
+        bytes += used.unwrap_or(0);
+    }
+    Ok(bytes)
+}
+
 /// A boxed future, so workloads can be trait objects.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -16,7 +16,7 @@ use coordkit_retry_queue::{
 };
 use tokio::sync::oneshot;
 
-use super::{BoxFuture, Result, Workload};
+use super::{BoxFuture, Result, Workload, memory_usage};
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
 type Enqueue = (NewTask, oneshot::Sender<std::result::Result<(), String>>);
@@ -91,19 +91,7 @@ impl Workload for Lifecycle {
                     .collect();
                 idle.enqueue_batch(&batch).await?;
             }
-            let mut bytes = 0u64;
-            for key in idle.keys() {
-                let used: Option<u64> = pool
-                    .query(
-                        redis::cmd("MEMORY")
-                            .arg("USAGE")
-                            .arg(key)
-                            .arg("SAMPLES")
-                            .arg(0),
-                    )
-                    .await?;
-                bytes += used.unwrap_or(0);
-            }
+            let bytes = memory_usage(pool, idle.keys()).await?;
             extra.insert("payload_bytes".into(), 64.into());
             extra.insert(
                 "bytes_per_queued_task".into(),
