@@ -361,11 +361,16 @@ impl Worker {
         self.counters.snapshot()
     }
 
-    /// Graceful shutdown: stops claiming, lets in-flight tasks finish and settles them, within
-    /// the configured timeout; tasks still running then are abandoned.
-    pub async fn shutdown(self) -> ShutdownReport {
+    /// Graceful shutdown: stops claiming at once (when this is called, not when the returned
+    /// future is first polled), lets in-flight tasks finish and settles them, within the
+    /// configured timeout; tasks still running then are abandoned.
+    pub fn shutdown(self) -> impl Future<Output = ShutdownReport> + Send + 'static {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let _ = self.shutdown.send(true);
+        self.finish(deadline)
+    }
+
+    async fn finish(self, deadline: tokio::time::Instant) -> ShutdownReport {
         let mut running = match self.claimer.await {
             Ok(set) => set,
             Err(_) => JoinSet::new(),

@@ -261,9 +261,9 @@ redis_test! {
         let batch: Vec<NewTask> = (0..4).map(|i| NewTask::new(format!("{i}"))).collect();
         queue.enqueue_batch(&batch).await.unwrap();
         let _all = started.acquire_many(4).await.unwrap();
+        // Calling shutdown stops claiming at once; in-flight tasks finish after it, and the
+        // task enqueued after it is not claimed.
         let shutdown = tokio::spawn(worker.shutdown());
-        // In-flight tasks finish after shutdown began; nothing new is claimed.
-        tokio::task::yield_now().await;
         queue.enqueue(NewTask::new("late")).await.unwrap();
         release.notify_waiters();
         // (notify_waiters only wakes tasks already waiting; they all are.)
