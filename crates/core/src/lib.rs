@@ -12,6 +12,7 @@
 //! - [`Clock`]: server time in scripts, or a [`ManualClock`] injected by tests.
 //! - [`Event`] and [`Subscriber`]: the event envelope scripts publish, and a subscriber on its
 //!   own connection that decodes, counts and resubscribes after reconnects.
+//! - [`GroupCommit`]: concurrent operations of one kind share one script call.
 //! - [`Error`]: the one error type, with variants a caller can act on.
 //!
 //! ```
@@ -48,6 +49,7 @@ mod clock;
 mod config;
 mod error;
 pub mod events;
+mod group_commit;
 mod keyspace;
 mod pool;
 mod script;
@@ -57,6 +59,7 @@ pub use clock::{Clock, ManualClock};
 pub use config::{DEFAULT_URL, PoolConfig, Topology};
 pub use error::{Error, NameRule, Result};
 pub use events::Event;
+pub use group_commit::{BoxFuture, GroupCommit};
 pub use keyspace::{
     InstanceKeys, Key, KeyKind, Keyspace, MAX_NAME_BYTES, redis_hash_tag, validate_name,
 };

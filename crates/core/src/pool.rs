@@ -374,15 +374,21 @@ impl Pool {
     /// Runs one command on `keys` (which it names), and decodes its answer: like
     /// [`Pool::query`], but a `WRONGTYPE` answer names the key at fault.
     pub async fn query_keys<T: FromRedisValue>(&self, cmd: &Cmd, keys: &[Key]) -> Result<T> {
-        let operation = command_name(cmd);
         let mut conn = self.checkout().await?;
         let outcome = tokio::time::timeout(
             self.inner.config.command_timeout,
             cmd.query_async::<T>(&mut conn.inner),
         )
         .await;
-        self.settle(&conn, outcome, &operation, Origin { script: None, keys })
-            .await
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            // The command's name is only needed to describe a failure.
+            failed => {
+                let operation = command_name(cmd);
+                self.settle(&conn, failed, &operation, Origin { script: None, keys })
+                    .await
+            }
+        }
     }
 
     /// Runs a script's EVALSHA `cmd`; on NOSCRIPT loads the script and runs it once more.
@@ -439,9 +445,91 @@ impl Pool {
         .await
     }
 
+    /// Runs several EVALSHA calls of one script (`calls`: each command with its keys) in one
+    /// pipeline on one connection: one round trip for all, and each call its own answer (a
+    /// failing call fails alone). A call answered NOSCRIPT did not run: the script is loaded
+    /// and those calls are sent once more. `Err` means the round trip itself failed.
+    pub(crate) async fn invoke_each<T: FromRedisValue>(
+        &self,
+        script: Option<&crate::Script>,
+        calls: &[(Cmd, &[Key])],
+    ) -> Result<Vec<Result<T>>> {
+        let name = script.map_or("a pipeline", |s| s.name());
+        let mut conn = self.checkout().await?;
+        let timeout = self.inner.config.command_timeout;
+        let outcome = tokio::time::timeout(timeout, async {
+            let mut pipeline = Pipeline::with_capacity(calls.len());
+            pipeline.ignore_errors();
+            for (cmd, _) in calls {
+                pipeline.add_command(cmd.clone());
+            }
+            let mut answers: Vec<redis::RedisResult<Value>> =
+                pipeline.query_async(&mut conn.inner).await?;
+            let unknown: Vec<usize> = answers
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| {
+                    matches!(a, Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if let Some(script) = script.filter(|_| !unknown.is_empty()) {
+                script.load(&mut conn.inner).await?;
+                let mut again = Pipeline::with_capacity(unknown.len());
+                again.ignore_errors();
+                for &i in &unknown {
+                    again.add_command(calls[i].0.clone());
+                }
+                let retried: Vec<redis::RedisResult<Value>> =
+                    again.query_async(&mut conn.inner).await?;
+                for (i, answer) in unknown.into_iter().zip(retried) {
+                    answers[i] = answer;
+                }
+            }
+            Ok(answers)
+        })
+        .await;
+        let origin = Origin {
+            script: script.map(|s| s.name()),
+            keys: &[],
+        };
+        let answers = self.settle(&conn, outcome, name, origin).await?;
+        let mut out = Vec::with_capacity(answers.len());
+        for (answer, (cmd, keys)) in answers.into_iter().zip(calls) {
+            let origin = Origin {
+                script: script.map(|s| s.name()),
+                keys,
+            };
+            out.push(match answer {
+                Ok(value) => T::from_redis_value(value)
+                    .map_err(|e| Error::decode(format!("the answer to {name}"), e)),
+                Err(e) => Err(match self.classify(&e, &command_name(cmd), origin) {
+                    Error::WrongType { key, found } if found == UNKNOWN => {
+                        self.find_wrong_type(&key, keys).await
+                    }
+                    other => other,
+                }),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs `commands` (each with the keys it touches; on a cluster all of one hash tag) in one
+    /// pipeline on one connection: one round trip for all, each with its own answer, in order
+    /// — a command that fails (a key of the wrong type, …) fails alone. `Err` means the round
+    /// trip itself failed: any of the commands may have run.
+    pub async fn query_each<T: FromRedisValue>(
+        &self,
+        commands: &[(Cmd, &[Key])],
+    ) -> Result<Vec<Result<T>>> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.invoke_each(None, commands).await
+    }
+
     /// Queues `cmd` (marked no-response) on a connection without waiting for its answer.
     pub(crate) async fn send_without_reply(&self, cmd: &Cmd, keys: &[Key]) -> Result<()> {
-        let operation = command_name(cmd);
         let mut conn = self.checkout().await?;
         let outcome = tokio::time::timeout(
             self.inner.config.command_timeout,
@@ -449,8 +537,14 @@ impl Pool {
         )
         .await
         .map(|r| r.map(|_| ()));
-        self.settle(&conn, outcome, &operation, Origin { script: None, keys })
-            .await
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            failed => {
+                let operation = command_name(cmd);
+                self.settle(&conn, failed, &operation, Origin { script: None, keys })
+                    .await
+            }
+        }
     }
 
     async fn checkout(&self) -> Result<bb8::PooledConnection<'_, Manager>> {

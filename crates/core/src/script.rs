@@ -185,6 +185,25 @@ impl Invocation<'_> {
             .await
     }
 
+    /// Runs `calls` (invocations of one script) in one pipeline on one connection: one round
+    /// trip for all, each with its own answer, in order — a call that fails (a script error,
+    /// a key of the wrong type) fails alone. `Err` means the round trip itself failed (the
+    /// server is unreachable, the answer timed out): any of the calls may have run. An empty
+    /// `calls` sends nothing.
+    pub async fn invoke_each<T: FromRedisValue>(
+        pool: &Pool,
+        calls: &[Invocation<'_>],
+    ) -> Result<Vec<Result<T>>> {
+        let Some(first) = calls.first() else {
+            return Ok(Vec::new());
+        };
+        let commands: Vec<(redis::Cmd, &[Key])> = calls
+            .iter()
+            .map(|c| (c.command(), c.keys.as_slice()))
+            .collect();
+        pool.invoke_each(Some(first.script), &commands).await
+    }
+
     /// Sends the script without waiting for its answer: the call returns once the command is
     /// queued on a connection, so it costs the caller no round trip. Its answer, error included,
     /// is discarded — use it only for reports whose loss is tolerable and whose script this

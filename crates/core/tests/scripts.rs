@@ -1,6 +1,6 @@
 //! Scripts: EVALSHA with NOSCRIPT recovery, typed errors, the prelude's clock.
 
-use coordkit_core::{Clock, Error, ManualClock, Script};
+use coordkit_core::{Clock, Error, Invocation, ManualClock, Script};
 use coordkit_testkit::redis_test;
 
 static COUNTER: Script = Script::new(
@@ -224,5 +224,48 @@ redis_test! {
             let n: i64 = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
             assert_eq!(n, 4 * (round + 1), "every earlier invocation ran exactly once");
         }
+    }
+}
+
+redis_test! {
+    async fn pipelined_invocations_answer_each_alone(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let inst = ks.instance("test", "each").unwrap();
+        let good = inst.key("h");
+        let squatted = inst.key("s");
+        let _: () = pool.query(redis::cmd("SET").arg(&squatted).arg("x")).await.unwrap();
+        for round in 0..2 {
+            // The second round starts from a server that forgot every script: each call is
+            // answered NOSCRIPT, none ran, so all are sent once more after a load.
+            if round == 1 {
+                let _: Vec<String> = redis.on_every_server(&["SCRIPT", "FLUSH"]);
+            }
+            let mut calls = Vec::new();
+            for i in 0..5 {
+                let mut inv = COUNTER.prepare();
+                inv.key(if i == 2 { &squatted } else { &good }).arg("n").arg(1);
+                calls.push(inv);
+            }
+            let answers = Invocation::invoke_each::<i64>(&pool, &calls).await.unwrap();
+            assert_eq!(answers.len(), 5);
+            let ok: Vec<i64> = answers.iter().filter_map(|a| a.as_ref().ok().copied()).collect();
+            let base = 4 * round;
+            assert_eq!(ok, vec![base + 1, base + 2, base + 3, base + 4], "{answers:?}");
+            assert!(
+                matches!(&answers[2], Err(Error::WrongType { key, found }) if key == squatted.as_str() && found == "string"),
+                "{:?}", answers[2]
+            );
+        }
+        assert!(Invocation::invoke_each::<i64>(&pool, &[]).await.unwrap().is_empty());
+
+        // Plain commands in one pipeline: the failing one alone.
+        let commands = vec![
+            (redis::cmd("HGET").arg(&good).arg("n").to_owned(), std::slice::from_ref(&good)),
+            (redis::cmd("HGET").arg(&squatted).arg("n").to_owned(), std::slice::from_ref(&squatted)),
+        ];
+        let answers = pool.query_each::<Option<i64>>(&commands).await.unwrap();
+        assert_eq!(answers[0].as_ref().unwrap(), &Some(8));
+        assert!(matches!(&answers[1], Err(Error::WrongType { .. })), "{:?}", answers[1]);
     }
 }

@@ -219,3 +219,16 @@ macro_rules! redis_test {
         }
     };
 }
+
+/// A two-worker Tokio runtime for tests that drive async code from synchronous closures
+/// (proptest's model tests block on it between generated operations).
+///
+/// # Panics
+/// If the runtime cannot be built (the machine is out of threads).
+pub fn blocking_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime for the test")
+}
