@@ -5,6 +5,9 @@
 -- ARGV[1] now_ms: "" for the server clock, or a manual time
 -- ARGV[2] since: entries with a version above this are returned
 -- ARGV[3] limit: at most this many entries
+-- ARGV[4] history length: the history holds the last this many versions (the write script
+--         trims the sorted set only every few versions, so it may hold a few older ones,
+--         which are not shown)
 -- Returns: { current version, oldest version kept (0 when none), entry JSON... }.
 --          The current version is 0 for an entity that never existed or expired.
 ck_expect_type(KEYS[1], 'hash')
@@ -19,9 +22,11 @@ local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 if last[2] and tonumber(last[2]) > current then current = tonumber(last[2]) end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local oldest = 0
-if first[2] then oldest = tonumber(first[2]) end
+local window_start = current - tonumber(ARGV[4]) + 1
+if first[2] then oldest = math.max(tonumber(first[2]), window_start) end
 local out = { current, oldest }
-local entries = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[2], '+inf', 'LIMIT', 0,
-  tonumber(ARGV[3]))
+local since = math.max(tonumber(ARGV[2]), window_start - 1)
+local entries = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. string.format('%d', since), '+inf',
+  'LIMIT', 0, tonumber(ARGV[3]))
 for i = 1, #entries do out[#out + 1] = entries[i] end
 return out

@@ -1,91 +1,118 @@
--- context write: a partial update, field deletions, or the deletion of the whole entity, with a
--- new version, stamps, a history entry and a change event, all at once.
+-- context write: a batch of writes (partial updates, field deletions, deletions of a whole
+-- entity), applied one after the other; each gets a new version, stamps, a history entry and a
+-- change event, all at once. Concurrent writes of one store share a call (group commit).
 --
--- KEYS[1] the entity's data hash (user fields + __version, __updated_ms, __updated_by,
---         __expires_ms)
--- KEYS[2] the entity's history sorted set (score = version, member = JSON change)
+-- KEYS[2i-1] write i's entity data hash (user fields + __version, __updated_ms, __updated_by,
+--            __expires_ms)
+-- KEYS[2i]   write i's entity history sorted set (score = version, member = JSON change)
 -- ARGV[1] now_ms: "" for the server clock, or a manual time
--- ARGV[2] six big-endian doubles (struct '>dddddd'): expected version (-1: none; otherwise the
---         write fails unless it is the current version), mode (0 update, 1 delete the entity),
---         idle ttl ms (0: no expiry), history length, tombstone ttl ms (how long a deleted
---         entity's history is kept), n = the number of fields to set
--- ARGV[3] actor
--- ARGV[4] event channel
--- ARGV[5] the history entry, JSON without its version and time: '{"by":…,"set":…,"del":…,
---         "gone":…' (the script appends ',"v":<version>,"ts":<now>}')
--- ARGV[6] the event envelope up to its time: '{"kind":"changed",…,"ts_ms":'
--- ARGV[7] the envelope from its time to its version: ',"payload":{…,"version":' (the script
---         writes <now> before it and <version>}} after it)
--- ARGV[8 .. 7+2n] field, value pairs to set
--- ARGV[8+2n ..]   fields to delete
--- Returns: the new version.
--- Errors: CONFLICT <current version> when the expected version is not the current one;
---         Redis's WRONGTYPE, before any write, when a key holds another type.
--- The JSON parts come encoded from the caller: building strings in Lua is what costs a script
--- most of its time.
+-- ARGV[2] the event channel
+-- Then, per write, from ARGV[a]:
+--   a    seven big-endian doubles (struct '>ddddddd'): expected version (-1: none; otherwise
+--        the write fails unless it is the current version), mode (0 update, 1 delete the
+--        entity), idle ttl ms (0: no expiry), history length, tombstone ttl ms (how long a
+--        deleted entity's history is kept), n = fields to set, d = fields to delete
+--   a+1  actor
+--   a+2  the history entry, JSON without its version and time: '{"by":…,"set":…,"del":…,
+--        "gone":…' (the script appends ',"v":<version>,"ts":<now>}')
+--   a+3  the event envelope up to its time: '{"kind":"changed",…,"ts_ms":'
+--   a+4  the envelope from its time to its version: ',"payload":{…,"version":' (the script
+--        writes <now> before it and <version>}} after it)
+--   a+5 .. a+4+2n        field, value pairs to set
+--   a+5+2n .. a+4+2n+d   fields to delete
+-- Returns: one value per write: its new version (> 0); -(current version + 1) when its
+--          expected version is not the current one (a conflict); 'WRONGTYPE data <type>' or
+--          'WRONGTYPE history <type>' when one of its keys holds another type (nothing of that
+--          write is done).
+-- The JSON parts come encoded from the caller, and the time and each version are turned into
+-- text once: making strings is what costs a script most of its time.
 local now = ck_now(ARGV[1])
-local expected, mode, ttl, history_len, tombstone_ms, n_set =
-  struct.unpack('>dddddd', ARGV[2])
+local now_s = string.format('%d', now)
+local channel = ARGV[2]
 
--- Both keys are read before any write, so Redis itself rejects a key of the wrong type
--- (WRONGTYPE) while nothing has been written yet.
-local meta = redis.call('HMGET', KEYS[1], '__version', '__expires_ms')
-local kept = redis.call('ZCARD', KEYS[2])
-
--- An entity past its idle expiry is gone, whatever the server's own expiry says yet.
-local expires = tonumber(meta[2] or '0')
-if expires > 0 and expires <= now then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  meta = { false, false }
-  kept = 0
-  expires = 0
+local function wrong(key, which)
+  return 'WRONGTYPE ' .. which .. ' ' .. redis.call('TYPE', key)['ok']
 end
 
-local current = tonumber(meta[1] or '0')
-local tombstone = current == 0 and kept > 0
-if tombstone then
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  current = tonumber(last[2])
-end
-if expected >= 0 and expected ~= current then
-  return ck_fail('CONFLICT', string.format('%d', current))
-end
+local function apply(data, hist, a, expected, mode, ttl, history_len, tombstone_ms, n_set, n_del)
+  local first_field = a + 5
+  local first_del = first_field + 2 * n_set
+  local last = first_del + n_del - 1
 
-local version = current + 1
-local first_del = 8 + 2 * n_set
-local gone = mode == 1
-if gone then
-  redis.call('DEL', KEYS[1])
-else
-  if #ARGV >= first_del then
-    redis.call('HDEL', KEYS[1], unpack(ARGV, first_del, #ARGV))
+  -- Reads first: a key of the wrong type is found before anything is written.
+  local meta = redis.pcall('HMGET', data, '__version', '__expires_ms')
+  if meta.err then return wrong(data, 'data') end
+  local current = tonumber(meta[1] or '0')
+  local expires = tonumber(meta[2] or '0')
+  if expires > 0 and expires <= now then
+    -- Past its idle expiry: gone, whatever the server's own expiry says yet.
+    local t = redis.call('TYPE', hist)['ok']
+    if t ~= 'none' and t ~= 'zset' then return wrong(hist, 'history') end
+    redis.call('DEL', data, hist)
+    current, expires = 0, 0
   end
-  local hset = { '__version', version, '__updated_ms', now, '__updated_by', ARGV[3] }
-  for i = 8, first_del - 1 do hset[#hset + 1] = ARGV[i] end
-  if ttl > 0 then
-    hset[#hset + 1] = '__expires_ms'
-    hset[#hset + 1] = now + ttl
-  elseif expires > 0 then
-    redis.call('HDEL', KEYS[1], '__expires_ms')
+  local tombstone = false
+  if current == 0 then
+    -- No data: a deleted entity's history (a tombstone) carries its numbering on.
+    local top = redis.pcall('ZRANGE', hist, -1, -1, 'WITHSCORES')
+    if top.err then return wrong(hist, 'history') end
+    if top[2] then
+      current = tonumber(top[2])
+      tombstone = true
+    end
   end
-  redis.call('HSET', KEYS[1], unpack(hset))
+  if expected >= 0 and expected ~= current then
+    return -current - 1
+  end
+
+  local version = current + 1
+  local v_s = string.format('%d', version)
+  -- The history entry is the first write: if the key holds another type nothing is written.
+  local added = redis.pcall('ZADD', hist, v_s, ARGV[a + 2] .. ',"v":' .. v_s .. ',"ts":' .. now_s .. '}')
+  if type(added) == 'table' and added.err then return wrong(hist, 'history') end
+  -- Versions in a history are consecutive: it keeps the last history_len, trimmed every 8th
+  -- version (a trim is a call of its own; the changes script hides the few older ones).
+  if version > history_len and version % 8 == 0 then
+    redis.call('ZREMRANGEBYSCORE', hist, '-inf', version - history_len)
+  end
+
+  if mode == 1 then
+    redis.call('DEL', data)
+    redis.call('PEXPIRE', hist, tombstone_ms)
+  else
+    if n_del > 0 then
+      redis.call('HDEL', data, unpack(ARGV, first_del, last))
+    end
+    if ttl > 0 then
+      redis.call('HSET', data, '__version', v_s, '__updated_ms', now_s, '__updated_by',
+        ARGV[a + 1], '__expires_ms', now + ttl, unpack(ARGV, first_field, first_del - 1))
+      redis.call('PEXPIRE', data, ttl)
+      redis.call('PEXPIRE', hist, ttl)
+    else
+      redis.call('HSET', data, '__version', v_s, '__updated_ms', now_s, '__updated_by',
+        ARGV[a + 1], unpack(ARGV, first_field, first_del - 1))
+      if expires > 0 then
+        redis.call('HDEL', data, '__expires_ms')
+      end
+      if expires > 0 or tombstone then
+        -- It had an expiry (an idle TTL, or a deleted entity's tombstone) and has none now.
+        redis.call('PERSIST', data)
+        redis.call('PERSIST', hist)
+      end
+    end
+  end
+
+  redis.call('PUBLISH', channel, ARGV[a + 3] .. now_s .. ARGV[a + 4] .. v_s .. '}}')
+  return version
 end
 
-redis.call('ZADD', KEYS[2], version, ARGV[5] .. ',"v":' .. version .. ',"ts":' .. now .. '}')
-if kept + 1 > history_len then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(history_len + 1))
+local out = {}
+local a = 3
+for i = 1, #KEYS / 2 do
+  local expected, mode, ttl, history_len, tombstone_ms, n_set, n_del =
+    struct.unpack('>ddddddd', ARGV[a])
+  out[i] = apply(KEYS[2 * i - 1], KEYS[2 * i], a, expected, mode, ttl, history_len, tombstone_ms,
+    n_set, n_del)
+  a = a + 5 + 2 * n_set + n_del
 end
-
-if gone then
-  redis.call('PEXPIRE', KEYS[2], tombstone_ms)
-elseif ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-elseif expires > 0 or tombstone then
-  -- It had an expiry (an idle TTL, or a deleted entity's tombstone) and has none now.
-  redis.call('PERSIST', KEYS[1])
-  redis.call('PERSIST', KEYS[2])
-end
-
-redis.call('PUBLISH', ARGV[4], ARGV[6] .. now .. ARGV[7] .. version .. '}}')
-return version
+return out

@@ -2,7 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use coordkit_core::{InstanceKeys, Key, KeyKind, Script, validate_name};
+use std::sync::Arc;
+
+use coordkit_core::{
+    BoxFuture, Clock, GroupCommit, InstanceKeys, Key, KeyKind, Pool, Script, validate_name,
+};
 use redis::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -188,19 +192,17 @@ impl Entity {
         decode_read(&self.data, fields, values)
     }
 
-    /// A read without a script, in the same shape as the read script's answer.
+    /// A read without a script, in the same shape as the read script's answer. Concurrent
+    /// reads of one store go in one pipeline.
     async fn read_plain(&self, fields: &[&str]) -> Result<(Option<Snapshot>, u64)> {
-        let pool = &self.store.pool;
-        let keys = std::slice::from_ref(&self.data);
+        let read = PlainRead {
+            data: self.data.clone(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        };
+        let mut values = self.store.reads.submit(&self.data, read).await??;
         if fields.is_empty() {
-            let all: Vec<Value> = pool
-                .query_keys(redis::cmd("HGETALL").arg(&self.data), keys)
-                .await?;
-            return decode_hgetall(&self.data, all);
+            return decode_hgetall(&self.data, values);
         }
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(&self.data).arg(&META[..]).arg(fields);
-        let mut values: Vec<Value> = pool.query_keys(&cmd, keys).await?;
         values.insert(4, Value::Nil);
         decode_read(&self.data, fields, values)
     }
@@ -399,6 +401,7 @@ impl Write<'_> {
             f64::from(settings.history_len),
             ms(settings.tombstone_ttl) as f64,
             set.len() as f64,
+            delete.len() as f64,
         ]
         .iter()
         .flat_map(|n| n.to_be_bytes())
@@ -422,32 +425,180 @@ impl Write<'_> {
             json(&changed),
             self.delete_entity
         );
-        let mut call = WRITE.prepare();
-        call.key(&entity.data)
-            .key(&entity.history)
-            .arg(settings.clock.arg())
-            .arg(numbers)
-            .arg(actor)
-            .arg(&*entity.store.channel)
-            .arg(history)
-            .arg(envelope_head)
-            .arg(envelope_tail);
-        for (field, value) in &set {
-            call.arg(field).arg(value);
+        let prepared = PreparedWrite {
+            data: entity.data.clone(),
+            history: entity.history.clone(),
+            numbers,
+            actor,
+            history_head: history,
+            envelope_head,
+            envelope_tail,
+            set: set.into_iter().collect(),
+            delete,
+        };
+        let outcome = entity.store.writes.submit(&entity.data, prepared).await?;
+        match outcome {
+            WriteOutcome::Written(version) => Ok(version),
+            WriteOutcome::Conflict(current) => Err(ContextError::Conflict {
+                expected: self.expected.unwrap_or_default(),
+                current,
+            }),
+            WriteOutcome::Failed(e) => Err(e.into()),
         }
-        for field in &delete {
-            call.arg(field);
-        }
-        match call.invoke::<u64>(&entity.store.pool).await {
-            Ok(version) => Ok(version),
-            Err(coordkit_core::Error::Script { code, detail, .. }) if code == "CONFLICT" => {
-                Err(ContextError::Conflict {
-                    expected: self.expected.unwrap_or_default(),
-                    current: detail.trim().parse().unwrap_or_default(),
-                })
+    }
+}
+
+/// A read of a whole entity (no fields) or of some fields, without a script.
+#[derive(Debug)]
+pub(crate) struct PlainRead {
+    data: Key,
+    fields: Vec<String>,
+}
+
+/// The store's group commit of plain reads: concurrent reads share one pipeline.
+pub(crate) type ReadBatcher = GroupCommit<PlainRead, coordkit_core::Result<Vec<Value>>>;
+
+/// How many read pipelines per lane may be on the wire at once.
+const READS_IN_FLIGHT: usize = 4;
+/// The most reads one pipeline carries.
+const MAX_READ_BATCH: usize = 128;
+
+pub(crate) fn read_batcher(pool: &Pool) -> ReadBatcher {
+    let flusher = pool.clone();
+    GroupCommit::new(
+        pool,
+        READS_IN_FLIGHT,
+        MAX_READ_BATCH,
+        move |reads: Vec<PlainRead>| {
+            let pool = flusher.clone();
+            Box::pin(async move {
+                let commands: Vec<(redis::Cmd, &[Key])> = reads
+                    .iter()
+                    .map(|r| {
+                        let cmd = if r.fields.is_empty() {
+                            let mut cmd = redis::cmd("HGETALL");
+                            cmd.arg(&r.data);
+                            cmd
+                        } else {
+                            let mut cmd = redis::cmd("HMGET");
+                            cmd.arg(&r.data).arg(&META[..]).arg(&r.fields);
+                            cmd
+                        };
+                        (cmd, std::slice::from_ref(&r.data))
+                    })
+                    .collect();
+                pool.query_each(&commands).await
+            })
+                as BoxFuture<'static, coordkit_core::Result<Vec<coordkit_core::Result<Vec<Value>>>>>
+        },
+    )
+}
+
+/// A checked write, ready for the write script (alone or in a batch).
+#[derive(Debug)]
+pub(crate) struct PreparedWrite {
+    data: Key,
+    history: Key,
+    numbers: Vec<u8>,
+    actor: String,
+    history_head: String,
+    envelope_head: String,
+    envelope_tail: String,
+    set: Vec<(String, String)>,
+    delete: Vec<String>,
+}
+
+/// What the write script answered for one write.
+#[derive(Debug)]
+pub(crate) enum WriteOutcome {
+    Written(u64),
+    Conflict(u64),
+    Failed(coordkit_core::Error),
+}
+
+/// The store's group commit of writes: concurrent writes share one write-script call.
+pub(crate) type WriteBatcher = GroupCommit<PreparedWrite, WriteOutcome>;
+
+/// How many write calls per lane may be on the wire at once.
+const WRITES_IN_FLIGHT: usize = 4;
+/// The most writes one call carries.
+const MAX_WRITE_BATCH: usize = 128;
+
+pub(crate) fn write_batcher(pool: &Pool, clock: Clock, channel: Arc<str>) -> WriteBatcher {
+    let flusher = pool.clone();
+    GroupCommit::new(
+        pool,
+        WRITES_IN_FLIGHT,
+        MAX_WRITE_BATCH,
+        move |writes: Vec<PreparedWrite>| {
+            let pool = flusher.clone();
+            let now_arg = clock.arg();
+            let channel = channel.clone();
+            Box::pin(async move {
+                let mut call = WRITE.prepare();
+                for w in &writes {
+                    call.key(&w.data).key(&w.history);
+                }
+                call.arg(now_arg).arg(&*channel);
+                for w in &writes {
+                    call.arg(&w.numbers[..])
+                        .arg(&w.actor)
+                        .arg(&w.history_head)
+                        .arg(&w.envelope_head)
+                        .arg(&w.envelope_tail);
+                    for (field, value) in &w.set {
+                        call.arg(field).arg(value);
+                    }
+                    for field in &w.delete {
+                        call.arg(field);
+                    }
+                }
+                let answers: Vec<Value> = call.invoke(&pool).await?;
+                if answers.len() != writes.len() {
+                    return Err(coordkit_core::Error::decode(
+                        "the write script's answer",
+                        format!("{} answers for {} writes", answers.len(), writes.len()),
+                    ));
+                }
+                Ok(writes
+                    .iter()
+                    .zip(answers)
+                    .map(|(w, answer)| write_outcome(w, answer))
+                    .collect())
+            }) as BoxFuture<'static, coordkit_core::Result<Vec<WriteOutcome>>>
+        },
+    )
+}
+
+fn write_outcome(write: &PreparedWrite, answer: Value) -> WriteOutcome {
+    match answer {
+        Value::Int(v) if v > 0 => WriteOutcome::Written(v as u64),
+        Value::Int(v) => WriteOutcome::Conflict((-(v + 1)).max(0) as u64),
+        Value::BulkString(text) => {
+            let text = String::from_utf8_lossy(&text);
+            let mut words = text.split(' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("WRONGTYPE"), Some(which), found) => {
+                    let key = if which == "history" {
+                        &write.history
+                    } else {
+                        &write.data
+                    };
+                    WriteOutcome::Failed(coordkit_core::Error::WrongType {
+                        key: key.to_string(),
+                        found: found.unwrap_or("unknown").to_owned(),
+                    })
+                }
+                _ => WriteOutcome::Failed(coordkit_core::Error::decode(
+                    "the write script's answer",
+                    format!("unexpected {text:?}"),
+                )),
             }
-            Err(e) => Err(e.into()),
         }
+        other => WriteOutcome::Failed(coordkit_core::Error::decode(
+            "the write script's answer",
+            format!("unexpected {other:?}"),
+        )),
     }
 }
 

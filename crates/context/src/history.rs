@@ -99,6 +99,7 @@ pub(crate) async fn fetch(entity: &Entity, since: u64, limit: u32) -> Result<Fet
         .arg(entity.store.settings.clock.arg())
         .arg(since)
         .arg(limit.max(1))
+        .arg(entity.store.settings.history_len)
         .invoke(&entity.store.pool)
         .await?;
     let number = |v: Option<&Value>| match v {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use coordkit_core::{Clock, Keyspace, Pool, validate_name};
 
 use crate::agents::AgentRegistry;
-use crate::entity::Entity;
+use crate::entity::{Entity, ReadBatcher, WriteBatcher, read_batcher, write_batcher};
 use crate::error::Result;
 
 /// The instance kind of context entities in the keyspace (`<ns>:{ctx:<kind>:<id>}:data`).
@@ -33,6 +33,8 @@ pub struct ContextStore {
     pub(crate) keyspace: Keyspace,
     pub(crate) settings: Arc<Settings>,
     pub(crate) channel: Arc<str>,
+    pub(crate) writes: WriteBatcher,
+    pub(crate) reads: ReadBatcher,
 }
 
 /// Builds a [`ContextStore`] with validated settings.
@@ -233,12 +235,16 @@ impl ContextStoreBuilder {
             .into());
         }
         validate_name("actor", &s.actor)?;
-        let channel = self.keyspace.channel("ctx", "changed")?;
+        let channel: Arc<str> = self.keyspace.channel("ctx", "changed")?.into();
+        let reads = read_batcher(&self.pool);
+        let writes = write_batcher(&self.pool, self.settings.clock.clone(), channel.clone());
         Ok(ContextStore {
             pool: self.pool,
             keyspace: self.keyspace,
             settings: Arc::new(self.settings),
-            channel: channel.into(),
+            channel,
+            writes,
+            reads,
         })
     }
 }

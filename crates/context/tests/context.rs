@@ -126,6 +126,74 @@ redis_test! {
     }
 }
 
+redis_test! {
+    async fn concurrent_writes_share_calls_and_fail_alone(redis) {
+        // Writes to many entities at once go to the server in shared calls (group commit):
+        // each still gets its own version, history entry and event, and a write whose key
+        // holds another type fails alone, with nothing of it written.
+        let pool = redis.pool().await;
+        let store = store(&redis, pool.clone());
+        let squatted = store.entity("doc", "squatted").unwrap();
+        let history_key = format!("{}history", squatted.data_key().as_str().trim_end_matches("data"));
+        let _: () = pool.query(redis::cmd("SET").arg(&history_key).arg("garbage")).await.unwrap();
+        let mut watcher = store.entity("doc", "e0").unwrap().watch(0).await.unwrap();
+        redis.reset_stats();
+        const ENTITIES: usize = 5;
+        const WRITES: usize = 40;
+        let tasks: Vec<_> = (0..WRITES)
+            .map(|i| {
+                let entity = if i % (ENTITIES + 1) == ENTITIES {
+                    squatted.clone()
+                } else {
+                    store.entity("doc", &format!("e{}", i % (ENTITIES + 1))).unwrap()
+                };
+                tokio::spawn(async move { entity.set([(format!("f{i}"), i.to_string())]).await })
+            })
+            .collect();
+        let mut versions: Vec<Vec<u64>> = vec![Vec::new(); ENTITIES];
+        for (i, task) in tasks.into_iter().enumerate() {
+            let result = task.await.unwrap();
+            let e = i % (ENTITIES + 1);
+            if e == ENTITIES {
+                match result {
+                    Err(ContextError::Core(Error::WrongType { key, found })) => {
+                        assert_eq!(key, history_key);
+                        assert_eq!(found, "string");
+                    }
+                    r => panic!("expected WrongType, got {r:?}"),
+                }
+            } else {
+                versions[e].push(result.unwrap());
+            }
+        }
+        let calls = redis.command_calls("evalsha");
+        assert!(calls <= WRITES as u64, "{calls} script calls for {WRITES} writes");
+        for (e, mut seen) in versions.into_iter().enumerate() {
+            seen.sort();
+            let expected: Vec<u64> = (1..=seen.len() as u64).collect();
+            assert_eq!(seen, expected, "entity e{e}: versions are not 1..=n once each");
+            let entity = store.entity("doc", &format!("e{e}")).unwrap();
+            let snapshot = entity.get_all().await.unwrap().unwrap();
+            assert_eq!(snapshot.version, expected.len() as u64);
+            assert_eq!(snapshot.fields.len(), expected.len(), "e{e} lost a field");
+            let history = entity.changes_since(0, 1000).await.unwrap();
+            let history_versions: Vec<u64> = history.iter().map(|c| c.version).collect();
+            assert_eq!(history_versions, expected, "e{e}'s history");
+        }
+        assert!(squatted.get_all().await.is_ok_and(|s| s.is_none()), "the failed writes wrote data");
+        let garbage: String = pool.query(redis::cmd("GET").arg(&history_key)).await.unwrap();
+        assert_eq!(garbage, "garbage");
+        // e0's watcher sees each of e0's versions once, in order.
+        let e0_writes = (0..WRITES).filter(|i| i % (ENTITIES + 1) == 0).count() as u64;
+        for v in 1..=e0_writes {
+            match next_event(&mut watcher).await {
+                WatchEvent::Change(change) => assert_eq!(change.version, v),
+                other => panic!("expected change {v}, got {other:?}"),
+            }
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Project {
     name: String,

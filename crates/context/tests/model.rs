@@ -57,14 +57,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn lua_matches_the_model_with_idle_expiry() {
     check_against_model(Some(TTL_MS));
@@ -77,7 +69,7 @@ fn lua_matches_the_model_without_expiry() {
 }
 
 fn check_against_model(ttl_ms: Option<u64>) {
-    let rt = runtime();
+    let rt = coordkit_testkit::blocking_runtime();
     let redis = TestRedis::start(Topology::Standalone);
     let pool = rt.block_on(redis.pool());
     let clock = ManualClock::new(1_700_000_000_000);
