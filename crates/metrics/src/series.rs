@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordkit_core::{Clock, Key, Pool};
+use coordkit_core::{Clock, GroupCommit, Invocation, Key, Pool};
 
 use crate::aggregate::{Aggregate, check_quantiles};
 use crate::config::{MAX_SAMPLES_LIMIT, SeriesConfig};
@@ -105,7 +105,14 @@ struct Inner {
     fixed_args: Vec<String>,
     /// A gauge without age limit, rollups or alerts: record.lua's one-key fast path.
     plain: bool,
+    /// Concurrent writes of this handle go in one pipeline (each its own call and answer).
+    writes: GroupCommit<Invocation<'static>, coordkit_core::Result<(u64, u64, String)>>,
 }
+
+/// How many write pipelines may be on the wire at once per series handle.
+const WRITES_IN_FLIGHT: usize = 4;
+/// The most writes one pipeline carries.
+const MAX_WRITE_PIPELINE: usize = 128;
 
 pub(crate) struct SeriesParts {
     pub(crate) pool: Pool,
@@ -152,6 +159,7 @@ impl<K: Kind> Series<K> {
                 id.encoded().to_owned(),
             ]);
         }
+        let writes = GroupCommit::pipelined(&pool, WRITES_IN_FLIGHT, MAX_WRITE_PIPELINE);
         Self {
             inner: Arc::new(Inner {
                 samples: keys.key(K::NAME),
@@ -164,6 +172,7 @@ impl<K: Kind> Series<K> {
                 channel,
                 fixed_args,
                 plain,
+                writes,
             }),
             kind: PhantomData,
         }
@@ -219,7 +228,7 @@ impl<K: Kind> Series<K> {
             call.arg(ts.map(|t| t.to_string()).unwrap_or_default())
                 .arg(value_text(value));
         }
-        let (retained, now_ms, total): (u64, u64, String) = call.invoke(&inner.pool).await?;
+        let (retained, now_ms, total) = inner.writes.submit(&inner.samples, call).await??;
         Ok(Recorded {
             retained,
             now_ms,
