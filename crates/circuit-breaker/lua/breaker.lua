@@ -1,24 +1,29 @@
 -- circuit breaker: every operation on one breaker, atomically, on the server's clock.
 --
 -- KEYS[1] state hash:
---   st  state: closed | open | half_open | forced_open | disabled | metrics_only
---   ep  epoch, +1 at every transition (permits carry it; stale outcomes are ignored)
---   oa  opened at (ms)        ou  open until (ms)      rc  consecutive re-openings
---   hs  half-open since (ms)  hok half-open successes  cf  consecutive failures
---   count window: ring (one char per call: S ok, F failed, s ok but slow, f failed and slow,
---                 . empty), pos (next slot), n (calls), nf (failures), ns (slow calls)
---   time window:  b<slot> = "<bucket id>:<calls>:<failures>:<slow>"
+--   s   the hot numbers, 7 big-endian doubles (struct '>d' x7, 56 bytes): state code
+--       (0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled, 5 metrics_only), epoch
+--       (+1 at every transition; permits carry it, stale outcomes are ignored), consecutive
+--       failures, count window: next slot, calls, failures, slow calls
+--   c   the numbers of transitions, 5 big-endian doubles (40 bytes; absent: all 0): opened at
+--       ms, open until ms, consecutive re-openings, half-open since ms, half-open successes
+--   r   count window ring, one char per call: S ok, F failed, s ok but slow, f failed and
+--       slow, . empty
+--   b<slot>  time window bucket: "<bucket id>:<calls>:<failures>:<slow>"
+--   Absent: closed, epoch 1, empty window. The idle expiry is the key's TTL (refreshed when
+--   less than three quarters of it is left).
 -- KEYS[2] probes sorted set: half-open permit id -> lease deadline (ms)
 --
 -- ARGV[1]  operation: acquire | record | snapshot | force | clear
 -- ARGV[2]  now_ms: "" for the server clock, or a manual time
--- ARGV[3]  the rules, 16 big-endian doubles (struct '>d' x16; unpacked only off the hot path):
+-- ARGV[3]  the rules, 16 big-endian doubles (struct '>d' x16), the record's hot path first:
 --            window kind (0: last N calls, 1: last T ms in buckets), window size (N calls or
---            the number of buckets), bucket length ms, minimum calls, failure rate threshold
---            (0..1], slow call rate threshold (0..1], slow call duration ms, consecutive failures
---            that trip it (0: off), open duration base ms, open duration factor per re-opening
---            (1: fixed), open duration cap ms, half-open permits K, half-open successes that
---            close it, probe lease ms, maximum stay in half-open ms (0: none), idle expiry ms
+--            the number of buckets), minimum calls, failure rate threshold (0..1], slow call
+--            rate threshold (0..1], slow call duration ms, consecutive failures that trip it
+--            (0: off), idle expiry ms, bucket length ms, open duration base ms, open duration
+--            factor per re-opening (1: fixed), open duration cap ms, half-open permits K,
+--            half-open successes that close it, probe lease ms, maximum stay in half-open ms
+--            (0: none)
 -- ARGV[4]  event channel prefix (the event kind is appended)
 -- ARGV[5]  the breaker's name (the events' entity)
 -- acquire:  ARGV[6] permit id
@@ -28,9 +33,12 @@
 -- force:    ARGV[6] forced_open | disabled | metrics_only
 -- (Arguments are few on purpose: every ARGV element costs the server a Lua string.)
 --
--- Returns:
---   acquire:  { admitted 0/1, state, epoch, retry after ms, permit kind n|p|m|b|'' }
---   record:   { recorded | stale | ignored | not_counted, state, epoch }
+-- Returns (numbers only: no number is turned into text):
+--   acquire:  admitted without a change (closed, disabled, metrics-only): epoch * 8 + state;
+--             otherwise { admitted 0/1, state, epoch, retry after ms,
+--                         permit kind 0 none | 1 normal | 2 probe | 3 metrics-only | 4 bypass }
+--   record:   (epoch * 4 + status) * 8 + state, status 0 recorded | 1 stale | 2 ignored |
+--             3 not_counted
 --   snapshot: { state, epoch, calls, failures, slow, consecutive failures, opened at,
 --               open until, half-open successes, probes in flight, re-openings }
 --   force, clear: { state, epoch }
@@ -39,18 +47,70 @@
 
 local S, P = KEYS[1], KEYS[2]
 local op = ARGV[1]
+local SFMT, SLEN = '>ddddddd', 56
+local CFMT, CLEN = '>ddddd', 40
+local MAXN = 2 ^ 48
 
--- The hot path: an acquire on a breaker that is not open or half-open needs no clock, no
--- probes and no rules.
+-- The hot paths: an acquire on a breaker that is not open or half-open, and a record in a
+-- count window that changes no state. They need no clock, no probes and few rules; anything
+-- else (or anything odd, garbage included) goes on to the general path below, which has
+-- written nothing yet.
 if op == 'acquire' then
-  local quick = redis.call('HMGET', S, 'st', 'ep')
-  local qst = quick[1] or 'closed'
-  local qep = tonumber(quick[2] or '1')
-  if qep then
-    if qep == 0 then qep = 1 end
-    if qst == 'closed' then return { 1, qst, qep, 0, 'n' } end
-    if qst == 'disabled' then return { 1, qst, qep, 0, 'b' } end
-    if qst == 'metrics_only' then return { 1, qst, qep, 0, 'm' } end
+  local s = redis.call('HGET', S, 's')
+  if not s then return 8 end
+  if #s == SLEN then
+    local st, ep = struct.unpack('>dd', s)
+    if (st == 0 or st == 4 or st == 5) and ep >= 1 and ep < MAXN and ep % 1 == 0 then
+      return ep * 8 + st
+    end
+  end
+elseif op == 'record' then
+  local wk, wsize, min_calls, frt, srt, slow_ms, max_cf, idle_ms = struct.unpack('>dddddddd', ARGV[3])
+  local raw = redis.call('HMGET', S, 's', 'r')
+  local s, ring = raw[1], raw[2]
+  if wk == 0 and ((not s and not ring) or (s and ring and #s == SLEN and #ring == wsize)) then
+    local st, ep, cf, pos, n, nf, ns = 0, 1, 0, 0, 0, 0, 0
+    if s then
+      st, ep, cf, pos, n, nf, ns = struct.unpack(SFMT, s)
+    else
+      ring = string.rep('.', wsize)
+    end
+    if (st == 0 or st == 5) and ep >= 1 and ep < MAXN and ep % 1 == 0 and pos >= 0
+      and pos < wsize and pos % 1 == 0 and n >= 0 and n <= wsize and nf >= 0 and nf <= n
+      and ns >= 0 and ns <= n and cf >= 0 and cf < MAXN then
+      local pep, _, outcome, duration = struct.unpack('>dddd', ARGV[7])
+      if pep ~= ep then return (ep * 4 + 1) * 8 + st end
+      if outcome == 2 then return (ep * 4 + 2) * 8 + st end
+      local slow = duration >= slow_ms
+      local old = string.byte(ring, pos + 1)
+      if old ~= 46 then -- '.'
+        n = n - 1
+        if old == 70 or old == 102 then nf = nf - 1 end  -- 'F', 'f'
+        if old == 115 or old == 102 then ns = ns - 1 end -- 's', 'f'
+      end
+      local c
+      n = n + 1
+      if outcome == 1 then
+        nf, cf = nf + 1, cf + 1
+        c = 'F'
+        if slow then c, ns = 'f', ns + 1 end
+      else
+        cf = 0
+        c = 'S'
+        if slow then c, ns = 's', ns + 1 end
+      end
+      if st ~= 0 or not ((max_cf > 0 and cf >= max_cf)
+          or (n >= min_calls and (nf / n >= frt or ns / n >= srt))) then
+        ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
+        pos = pos + 1
+        if pos == wsize then pos = 0 end
+        redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring)
+        if st == 0 and redis.call('PTTL', S) < idle_ms * 0.75 then
+          redis.call('PEXPIRE', S, idle_ms)
+        end
+        return ep * 32 + st
+      end
+    end
   end
 end
 
@@ -58,49 +118,55 @@ local now = ck_now(ARGV[2])
 -- The breaker's state (b) and rules (cfg) live in two tables so the helper functions below
 -- capture two upvalues instead of dozens.
 local b, cfg = {}, {}
-cfg.wk, cfg.wsize, cfg.bucket_ms, cfg.min_calls, cfg.frt, cfg.srt, cfg.slow_ms, cfg.max_cf, cfg.open_base, cfg.open_factor,
-  cfg.open_max, cfg.permits, cfg.successes, cfg.lease_ms, cfg.max_wait, cfg.idle_ms =
-  struct.unpack('>dddddddddddddddd', ARGV[3])
+cfg.wk, cfg.wsize, cfg.min_calls, cfg.frt, cfg.srt, cfg.slow_ms, cfg.max_cf, cfg.idle_ms,
+  cfg.bucket_ms, cfg.open_base, cfg.open_factor, cfg.open_max, cfg.permits, cfg.successes,
+  cfg.lease_ms, cfg.max_wait = struct.unpack('>dddddddddddddddd', ARGV[3])
 cfg.wkind = cfg.wk == 0 and 'c' or 't'
 cfg.channel, cfg.name = ARGV[4], ARGV[5]
 
+local NAMES = { [0] = 'closed', 'open', 'half_open', 'forced_open', 'disabled', 'metrics_only' }
+local CLOSED, OPEN, HALF, FORCED, DISABLED, METRICS = 0, 1, 2, 3, 4, 5
+
 -- Everything is read in one call; every change is written in one call at the end (save).
-local fields = { 'st', 'ep', 'oa', 'ou', 'rc', 'hs', 'hok', 'cf', 'xr' }
+local fields = { 's', 'c' }
 if cfg.wkind == 'c' then
-  for _, f in ipairs({ 'ring', 'pos', 'n', 'nf', 'ns' }) do fields[#fields + 1] = f end
+  fields[3] = 'r'
 else
   for i = 0, cfg.wsize - 1 do fields[#fields + 1] = 'b' .. i end
 end
 local raw = redis.call('HMGET', S, unpack(fields))
-local function num(i)
-  if not raw[i] then return 0 end
-  local v = tonumber(raw[i])
-  if not v then error({ err = 'CORRUPT ' .. fields[i] }) end
-  return v
+b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns = 0, 1, 0, 0, 0, 0, 0
+b.oa, b.ou, b.rc, b.hs, b.hok = 0, 0, 0, 0, 0
+if raw[1] then
+  if #raw[1] ~= SLEN then error({ err = 'CORRUPT s' }) end
+  b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns = struct.unpack(SFMT, raw[1])
 end
-b.st = raw[1] or 'closed'
-b.ep, b.oa, b.ou, b.rc = num(2), num(3), num(4), num(5)
-b.hs, b.hok, b.cf, b.xr = num(6), num(7), num(8), num(9)
+if raw[2] then
+  if #raw[2] ~= CLEN then error({ err = 'CORRUPT c' }) end
+  b.oa, b.ou, b.rc, b.hs, b.hok = struct.unpack(CFMT, raw[2])
+end
+if not NAMES[b.st] then error({ err = 'CORRUPT s (state)' }) end
+for _, v in ipairs({ b.ep, b.oa, b.ou, b.rc, b.hs, b.hok, b.cf, b.pos, b.wn, b.wnf, b.wns }) do
+  if not (v >= 0 and v < MAXN and v % 1 == 0) then error({ err = 'CORRUPT s/c (number)' }) end
+end
 if b.ep == 0 then b.ep = 1 end
-local valid = { closed = 1, open = 1, half_open = 1, forced_open = 1, disabled = 1,
-  metrics_only = 1 }
-if not valid[b.st] then error({ err = 'CORRUPT st' }) end
 -- Probes exist only in half-open (every other transition deletes them).
 b.probes_n = 0
-if b.st == 'half_open' or b.st == 'open' then b.probes_n = redis.call('ZCARD', P) end
+if b.st == HALF or b.st == OPEN then b.probes_n = redis.call('ZCARD', P) end
 
-b.changed = {}      -- field -> new value, written by save()
-b.state_dirty = false
+b.dirty = false       -- the numbers changed: s and c are written by save()
+b.state_dirty = false -- a transition
+b.ring_dirty = false
+b.changed = {}        -- time window: field -> new value, written by save()
 
 -- The window, cached from the read.
-
 if cfg.wkind == 'c' then
-  b.ring = raw[10]
+  b.ring = raw[3]
   if not b.ring or #b.ring ~= cfg.wsize then b.ring = string.rep('.', cfg.wsize) end
-  b.pos, b.wn, b.wnf, b.wns = num(11) % cfg.wsize, num(12), num(13), num(14)
+  b.pos = b.pos % cfg.wsize
 else
   b.slots = {}
-  for i = 1, cfg.wsize do b.slots[i] = raw[9 + i] or false end
+  for i = 1, cfg.wsize do b.slots[i] = raw[2 + i] or false end
 end
 
 -- The window's figures: calls, failures, slow.
@@ -134,7 +200,7 @@ local function add_to_window(failed, slow)
     if failed then b.wnf = b.wnf + 1 end
     if slow then b.wns = b.wns + 1 end
     b.pos = (b.pos + 1) % cfg.wsize
-    b.changed.ring, b.changed.pos, b.changed.n, b.changed.nf, b.changed.ns = b.ring, b.pos, b.wn, b.wnf, b.wns
+    b.dirty, b.ring_dirty = true, true
     return
   end
   local id = math.floor(now / cfg.bucket_ms)
@@ -147,14 +213,14 @@ local function add_to_window(failed, slow)
   c = c + 1
   if failed then f = f + 1 end
   if slow then s = s + 1 end
-  b.slots[i] = id .. ':' .. c .. ':' .. f .. ':' .. s
+  b.slots[i] = string.format('%d:%d:%d:%d', id, c, f, s)
   b.changed['b' .. (i - 1)] = b.slots[i]
 end
 
 local function clear_window()
   if cfg.wkind == 'c' then
     b.ring, b.pos, b.wn, b.wnf, b.wns = string.rep('.', cfg.wsize), 0, 0, 0, 0
-    b.changed.ring, b.changed.pos, b.changed.n, b.changed.nf, b.changed.ns = b.ring, 0, 0, 0, 0
+    b.dirty, b.ring_dirty = true, true
   else
     for i = 1, cfg.wsize do
       if b.slots[i] then
@@ -166,7 +232,7 @@ local function clear_window()
 end
 
 local function emit(kind, payload)
-  payload.state = b.st
+  payload.state = NAMES[b.st]
   payload.epoch = b.ep
   ck_emit(cfg.channel .. kind, kind, 'cb', cfg.name, now, payload)
 end
@@ -185,10 +251,10 @@ local function drop_probes()
 end
 
 local function go_open(reason, figures)
-  if b.st == 'half_open' or b.st == 'open' then b.rc = b.rc + 1 else b.rc = 0 end
-  b.st, b.ep, b.oa, b.ou = 'open', b.ep + 1, now, now + open_for(b.rc)
+  if b.st == HALF or b.st == OPEN then b.rc = b.rc + 1 else b.rc = 0 end
+  b.st, b.ep, b.oa, b.ou = OPEN, b.ep + 1, now, now + open_for(b.rc)
   b.hok, b.cf = 0, 0
-  b.state_dirty = true
+  b.state_dirty, b.dirty = true, true
   clear_window()
   drop_probes()
   figures.reason = reason
@@ -198,15 +264,15 @@ local function go_open(reason, figures)
 end
 
 local function go_half_open()
-  b.st, b.ep, b.hs, b.hok = 'half_open', b.ep + 1, now, 0
-  b.state_dirty = true
+  b.st, b.ep, b.hs, b.hok = HALF, b.ep + 1, now, 0
+  b.state_dirty, b.dirty = true, true
   drop_probes()
   emit('half_opened', {})
 end
 
 local function go_closed(reason)
-  b.st, b.ep, b.hok, b.cf, b.rc = 'closed', b.ep + 1, 0, 0, 0
-  b.state_dirty = true
+  b.st, b.ep, b.hok, b.cf, b.rc = CLOSED, b.ep + 1, 0, 0, 0
+  b.state_dirty, b.dirty = true, true
   clear_window()
   drop_probes()
   emit('closed', { reason = reason })
@@ -214,12 +280,12 @@ end
 
 -- Lazy transitions on the server clock: open -> half-open, half-open -> open after max wait.
 local function settle()
-  if b.st == 'open' and now >= b.ou then go_half_open() end
-  if b.st == 'half_open' and cfg.max_wait > 0 and now - b.hs >= cfg.max_wait then
+  if b.st == OPEN and now >= b.ou then go_half_open() end
+  if b.st == HALF and cfg.max_wait > 0 and now - b.hs >= cfg.max_wait then
     go_open('half_open_timeout', {})
     if now >= b.ou then go_half_open() end
   end
-  if b.st == 'half_open' and b.probes_n > 0 then
+  if b.st == HALF and b.probes_n > 0 then
     redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
     b.probes_n = redis.call('ZCARD', P)
   end
@@ -244,54 +310,50 @@ local function trip_check()
 end
 
 local function save()
-  if b.state_dirty then
-    b.changed.st, b.changed.ep, b.changed.oa, b.changed.ou, b.changed.rc = b.st, b.ep, b.oa, b.ou, b.rc
-    b.changed.hs, b.changed.hok, b.changed.cf = b.hs, b.hok, b.cf
-  end
-  local forced = b.st == 'forced_open' or b.st == 'disabled' or b.st == 'metrics_only'
-  -- Refresh the idle expiry only now and then: a quarter of it at most goes unrefreshed.
-  local refresh = false
-  if forced then
-    if b.state_dirty then redis.call('PERSIST', S) end
-  elseif b.st == 'closed' then
-    if next(b.changed) ~= nil and (b.state_dirty or now - b.xr >= cfg.idle_ms / 4) then refresh = true end
-  elseif b.state_dirty then
-    refresh = true
-  end
-  if refresh then b.changed.xr = now end
   local args = {}
+  if b.dirty then
+    args[1], args[2] = 's', struct.pack(SFMT, b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns)
+    args[3], args[4] = 'c', struct.pack(CFMT, b.oa, b.ou, b.rc, b.hs, b.hok)
+  end
+  if b.ring_dirty then
+    args[#args + 1] = 'r'
+    args[#args + 1] = b.ring
+  end
   for k, v in pairs(b.changed) do
     args[#args + 1] = k
     args[#args + 1] = v
   end
   if #args > 0 then redis.call('HSET', S, unpack(args)) end
-  if refresh then
-    if b.st == 'closed' then
+  if b.st == FORCED or b.st == DISABLED or b.st == METRICS then
+    if b.state_dirty then redis.call('PERSIST', S) end
+  elseif b.st == CLOSED then
+    -- Refresh the idle expiry only now and then: a quarter of it at most goes unrefreshed.
+    if #args > 0 and (b.state_dirty or redis.call('PTTL', S) < cfg.idle_ms * 0.75) then
       redis.call('PEXPIRE', S, cfg.idle_ms)
-    else
-      -- Open or half-open: keep it until well after the open period.
-      redis.call('PEXPIRE', S, math.max(b.ou - now, 0) + cfg.idle_ms)
     end
+  elseif b.state_dirty then
+    -- Open or half-open: keep it until well after the open period.
+    redis.call('PEXPIRE', S, math.max(b.ou - now, 0) + cfg.idle_ms)
   end
   if b.probes_n > 0 then redis.call('PEXPIRE', P, cfg.lease_ms + cfg.idle_ms) end
 end
 
 if op == 'acquire' then
   settle()
-  local admitted, kind, retry = 0, '', 0
-  if b.st == 'closed' then
-    admitted, kind = 1, 'n'
-  elseif b.st == 'disabled' then
-    admitted, kind = 1, 'b'
-  elseif b.st == 'metrics_only' then
-    admitted, kind = 1, 'm'
-  elseif b.st == 'open' then
+  local admitted, kind, retry = 0, 0, 0
+  if b.st == CLOSED then
+    admitted, kind = 1, 1
+  elseif b.st == DISABLED then
+    admitted, kind = 1, 4
+  elseif b.st == METRICS then
+    admitted, kind = 1, 3
+  elseif b.st == OPEN then
     retry = b.ou - now
-  elseif b.st == 'half_open' then
+  elseif b.st == HALF then
     if b.probes_n < cfg.permits then
       redis.call('ZADD', P, now + cfg.lease_ms, ARGV[6])
       b.probes_n = b.probes_n + 1
-      admitted, kind = 1, 'p'
+      admitted, kind = 1, 2
     else
       local first = redis.call('ZRANGE', P, 0, 0, 'WITHSCORES')
       retry = math.max(tonumber(first[2] or now) - now, 1)
@@ -306,34 +368,34 @@ elseif op == 'record' then
     b.probes_n = b.probes_n - redis.call('ZREM', P, permit)
   end
   settle()
-  local status = 'recorded'
+  local status = 0
   if pep ~= b.ep then
-    status = 'stale'
+    status = 1
   elseif outcome == 2 then
-    status = 'ignored'
-  elseif b.st == 'disabled' or b.st == 'forced_open' or b.st == 'open' then
-    status = 'not_counted'
+    status = 2
+  elseif b.st == DISABLED or b.st == FORCED or b.st == OPEN then
+    status = 3
   else
     local failed = outcome == 1
     local slow = duration >= cfg.slow_ms
-    if b.st == 'half_open' then
+    if b.st == HALF then
       if failed then
         go_open('probe_failed', {})
       else
         b.hok = b.hok + 1
-        b.changed.hok = b.hok
+        b.dirty = true
         if b.hok >= cfg.successes then go_closed('probes_succeeded') end
       end
     else
       add_to_window(failed, slow)
       local was = b.cf
       if failed then b.cf = b.cf + 1 else b.cf = 0 end
-      if b.cf ~= was then b.changed.cf = b.cf end
-      if b.st == 'closed' then trip_check() end
+      if b.cf ~= was then b.dirty = true end
+      if b.st == CLOSED then trip_check() end
     end
   end
   save()
-  return { status, b.st, b.ep }
+  return (b.ep * 4 + status) * 8 + b.st
 elseif op == 'snapshot' then
   settle()
   save()
@@ -341,19 +403,20 @@ elseif op == 'snapshot' then
   return { b.st, b.ep, n, nf, ns, b.cf, b.oa, b.ou, b.hok, b.probes_n, b.rc }
 elseif op == 'force' then
   local target = ARGV[6]
-  if target ~= 'forced_open' and target ~= 'disabled' and target ~= 'metrics_only' then
+  local code = ({ forced_open = FORCED, disabled = DISABLED, metrics_only = METRICS })[target]
+  if not code then
     return ck_fail('BADOP', 'force ' .. target)
   end
-  b.st, b.ep = target, b.ep + 1
-  b.state_dirty = true
+  b.st, b.ep = code, b.ep + 1
+  b.state_dirty, b.dirty = true, true
   if b.probes_n > 0 then redis.call('DEL', P) b.probes_n = 0 end
   emit('forced', {})
   save()
   return { b.st, b.ep }
 elseif op == 'clear' then
   settle()
-  b.st, b.ep, b.hok, b.cf, b.rc = 'closed', b.ep + 1, 0, 0, 0
-  b.state_dirty = true
+  b.st, b.ep, b.hok, b.cf, b.rc = CLOSED, b.ep + 1, 0, 0, 0
+  b.state_dirty, b.dirty = true, true
   clear_window()
   if b.probes_n > 0 then redis.call('DEL', P) b.probes_n = 0 end
   emit('cleared', {})

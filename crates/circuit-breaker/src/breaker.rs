@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use coordkit_core::{Clock, Key, KeyKind, Keyspace, Pool, Script, redis::Value};
+use coordkit_core::{
+    BoxFuture, Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
+};
 
 use crate::config::{BreakerConfig, StorePolicy, ms};
 use crate::error::{BreakerError, Result};
@@ -56,6 +58,69 @@ struct Inner {
     flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
     local: Mutex<BreakerModel>,
     stats: StatsCell,
+    /// Concurrent acquires share one pipeline.
+    acquires: GroupCommit<AcquireCall, coordkit_core::Result<Value>>,
+}
+
+/// One acquire for the group commit: its EVALSHA, and the reports that go ahead of it.
+struct AcquireCall {
+    reports: Vec<Invocation<'static>>,
+    call: Invocation<'static>,
+}
+
+/// How many acquire pipelines per breaker may be on the wire at once.
+const ACQUIRES_IN_FLIGHT: usize = 4;
+/// The most acquires one pipeline carries.
+const MAX_ACQUIRE_BATCH: usize = 128;
+
+/// Concurrent acquires of one breaker (and the reports riding ahead of them) go in one
+/// pipeline: still one EVALSHA each, each with its own answer, one round trip per caller. A
+/// lone acquire is sent on its own (after its reports, in one round trip).
+fn acquire_batcher(pool: &Pool) -> GroupCommit<AcquireCall, coordkit_core::Result<Value>> {
+    let flusher = pool.clone();
+    GroupCommit::new(
+        pool,
+        ACQUIRES_IN_FLIGHT,
+        MAX_ACQUIRE_BATCH,
+        move |acquires: Vec<AcquireCall>| {
+            let pool = flusher.clone();
+            Box::pin(async move {
+                if let [only] = acquires.as_slice() {
+                    let answer = if only.reports.is_empty() {
+                        only.call.invoke::<Value>(&pool).await
+                    } else {
+                        only.call.invoke_after::<Value>(&pool, &only.reports).await
+                    };
+                    return Ok(vec![answer]);
+                }
+                let mut shape = Vec::with_capacity(acquires.len());
+                let mut calls = Vec::with_capacity(acquires.len());
+                for acquire in acquires {
+                    shape.push(acquire.reports.len());
+                    calls.extend(acquire.reports);
+                    calls.push(acquire.call);
+                }
+                let mut answers = Invocation::invoke_each::<Value>(&pool, &calls)
+                    .await?
+                    .into_iter();
+                let mut out = Vec::with_capacity(shape.len());
+                for reports in shape {
+                    // As with invoke_after: an error of a report fails the acquire behind it.
+                    let failed = answers
+                        .by_ref()
+                        .take(reports)
+                        .fold(None, |first, a| first.or(a.err()));
+                    let answer = answers.next().unwrap_or(Ok(Value::Nil));
+                    out.push(match failed {
+                        Some(e) => Err(e),
+                        None => answer,
+                    });
+                }
+                Ok(out)
+            })
+                as BoxFuture<'static, coordkit_core::Result<Vec<coordkit_core::Result<Value>>>>
+        },
+    )
 }
 
 #[derive(Debug, Default)]
@@ -131,9 +196,10 @@ impl Permit {
         self.breaker.defer(report);
     }
 
-    fn report(&self, outcome: Outcome) -> Report {
+    /// The report of this permit's outcome (it takes the permit's id: one report per permit).
+    fn report(&mut self, outcome: Outcome) -> Report {
         Report {
-            id: self.id.clone(),
+            id: std::mem::take(&mut self.id),
             epoch: self.epoch,
             kind: self.kind,
             local: self.local,
@@ -214,6 +280,7 @@ impl CircuitBreaker {
                 flush: Arc::new(tokio::sync::Notify::new()),
                 flusher: std::sync::OnceLock::new(),
                 stats: StatsCell::default(),
+                acquires: acquire_batcher(&pool),
                 pool,
                 config,
             }),
@@ -294,16 +361,19 @@ impl CircuitBreaker {
         let id = format!("{}-{n}", self.inner.instance);
         let mut call = self.script("acquire");
         call.arg(&id);
-        let reports = self.take_pending();
-        let invoked = if reports.is_empty() {
-            call.invoke::<Vec<Value>>(&self.inner.pool).await
-        } else {
-            let earlier: Vec<_> = reports.iter().map(|r| self.record_call(r)).collect();
-            call.invoke_after::<Vec<Value>>(&self.inner.pool, &earlier)
-                .await
-        };
+        let reports: Vec<_> = self
+            .take_pending()
+            .iter()
+            .map(|r| self.record_call(r))
+            .collect();
+        let invoked = self
+            .inner
+            .acquires
+            .submit(&self.inner.state_key, AcquireCall { reports, call })
+            .await
+            .and_then(|answer| answer);
         let answer = match invoked {
-            Ok(values) => decode_acquire(&values)?,
+            Ok(value) => decode_acquire(&value)?,
             Err(e) if e.is_retryable() => return Ok(self.acquire_without_store(id, &e)),
             Err(e) => return Err(map_script_error(e)),
         };
@@ -420,8 +490,8 @@ impl CircuitBreaker {
             report.outcome,
             report.duration_ms,
         ));
-        match call.invoke::<Vec<Value>>(&self.inner.pool).await {
-            Ok(values) => decode_record(&values),
+        match call.invoke::<Value>(&self.inner.pool).await {
+            Ok(value) => decode_record(&value),
             Err(e) => {
                 if e.is_retryable() {
                     self.note_store_error(&e.to_string());
@@ -582,19 +652,21 @@ impl CircuitBreaker {
     }
 }
 
-/// ARGV[3..=5]: the rules (16 big-endian doubles), the channel prefix and the name.
+/// ARGV[3..=5]: the rules (16 big-endian doubles, in the script's order: the record's hot
+/// path unpacks the first 8), the channel prefix and the name.
 fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Vec<Vec<u8>> {
     let (wkind, wsize, bucket_ms) = c.window_args();
     let (open_base, open_factor, open_max) = c.open_ms();
     let rules = [
         if wkind == "c" { 0.0 } else { 1.0 },
         wsize as f64,
-        bucket_ms as f64,
         f64::from(c.minimum_calls),
         c.failure_rate,
         c.slow_call_rate,
         ms(c.slow_call_duration) as f64,
         f64::from(c.consecutive_failures.unwrap_or(0)),
+        ms(c.idle_expiry) as f64,
+        bucket_ms as f64,
         open_base as f64,
         open_factor,
         open_max as f64,
@@ -602,7 +674,6 @@ fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Ve
         f64::from(c.half_open_successes),
         ms(c.permit_lease) as f64,
         c.half_open_max_wait.map(ms).unwrap_or(0) as f64,
-        ms(c.idle_expiry) as f64,
     ];
     vec![
         pack(&rules),
@@ -644,26 +715,15 @@ fn map_script_error(e: coordkit_core::Error) -> BreakerError {
 fn int(v: Option<&Value>) -> Result<u64> {
     match v {
         Some(Value::Int(n)) => u64::try_from(*n).map_err(|_| corrupt("a negative number")),
-        Some(Value::BulkString(b)) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .map(|f| f as u64)
-            .ok_or_else(|| corrupt("a number")),
         _ => Err(corrupt("a number")),
     }
 }
 
-fn text(v: Option<&Value>) -> Result<String> {
-    match v {
-        Some(Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
-        Some(Value::SimpleString(s)) => Ok(s.clone()),
-        _ => Err(corrupt("a string")),
-    }
-}
-
 fn state(v: Option<&Value>) -> Result<State> {
-    let s = text(v)?;
-    State::parse(&s).ok_or_else(|| corrupt("a state"))
+    match v {
+        Some(Value::Int(n)) => State::from_code(*n).ok_or_else(|| corrupt("a state")),
+        _ => Err(corrupt("a state")),
+    }
 }
 
 fn corrupt(expected: &str) -> BreakerError {
@@ -672,23 +732,56 @@ fn corrupt(expected: &str) -> BreakerError {
     ))
 }
 
-fn decode_acquire(v: &[Value]) -> Result<AcquireAnswer> {
-    let kind = text(v.get(4))?;
-    Ok(AcquireAnswer {
-        admitted: int(v.first())? == 1,
-        state: state(v.get(1))?,
-        epoch: int(v.get(2))?,
-        retry_after_ms: int(v.get(3))?,
-        kind: PermitKind::from_code(&kind),
-    })
+/// An acquire's answer: `epoch * 8 + state` when admitted without a change, else
+/// `{ admitted, state, epoch, retry after ms, permit kind }`.
+fn decode_acquire(v: &Value) -> Result<AcquireAnswer> {
+    match v {
+        Value::Int(n) if *n >= 8 => {
+            let state = State::from_code(n % 8).ok_or_else(|| corrupt("a state"))?;
+            let kind = match state {
+                State::Closed => PermitKind::Normal,
+                State::Disabled => PermitKind::Bypass,
+                State::MetricsOnly => PermitKind::MetricsOnly,
+                _ => return Err(corrupt("an admitting state")),
+            };
+            Ok(AcquireAnswer {
+                admitted: true,
+                state,
+                epoch: (n / 8) as u64,
+                retry_after_ms: 0,
+                kind: Some(kind),
+            })
+        }
+        Value::Array(v) => {
+            let kind = match v.get(4) {
+                Some(Value::Int(0)) => None,
+                Some(Value::Int(code)) => {
+                    Some(PermitKind::from_code(*code).ok_or_else(|| corrupt("a permit kind"))?)
+                }
+                _ => return Err(corrupt("a permit kind")),
+            };
+            Ok(AcquireAnswer {
+                admitted: int(v.first())? == 1,
+                state: state(v.get(1))?,
+                epoch: int(v.get(2))?,
+                retry_after_ms: int(v.get(3))?,
+                kind,
+            })
+        }
+        _ => Err(corrupt("an acquire answer")),
+    }
 }
 
-fn decode_record(v: &[Value]) -> Result<RecordAnswer> {
-    Ok(RecordAnswer {
-        status: RecordStatus::parse(&text(v.first())?).ok_or_else(|| corrupt("a record status"))?,
-        state: state(v.get(1))?,
-        epoch: int(v.get(2))?,
-    })
+/// A record's answer: `(epoch * 4 + status) * 8 + state`.
+fn decode_record(v: &Value) -> Result<RecordAnswer> {
+    match v {
+        Value::Int(n) if *n >= 32 => Ok(RecordAnswer {
+            status: RecordStatus::from_code((n / 8) % 4).ok_or_else(|| corrupt("a status"))?,
+            state: State::from_code(n % 8).ok_or_else(|| corrupt("a state"))?,
+            epoch: (n / 32) as u64,
+        }),
+        _ => Err(corrupt("a record answer")),
+    }
 }
 
 fn decode_snapshot(v: &[Value]) -> Result<Snapshot> {
@@ -718,11 +811,11 @@ impl CircuitBreaker {
     pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
         let mut call = self.script("acquire");
         call.arg(permit);
-        let values: Vec<Value> = call
+        let value: Value = call
             .invoke(&self.inner.pool)
             .await
             .map_err(map_script_error)?;
-        decode_acquire(&values)
+        decode_acquire(&value)
     }
 
     pub async fn raw_record(
@@ -736,10 +829,10 @@ impl CircuitBreaker {
         let mut call = self.script("record");
         call.arg(permit)
             .arg(pack_report(epoch, kind, outcome, duration_ms));
-        let values: Vec<Value> = call
+        let value: Value = call
             .invoke(&self.inner.pool)
             .await
             .map_err(map_script_error)?;
-        decode_record(&values)
+        decode_record(&value)
     }
 }

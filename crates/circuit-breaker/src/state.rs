@@ -32,6 +32,20 @@ impl State {
         }
     }
 
+    /// The state with the script's code (0 closed, 1 open, 2 half-open, 3 forced open,
+    /// 4 disabled, 5 metrics-only).
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => State::Closed,
+            1 => State::Open,
+            2 => State::HalfOpen,
+            3 => State::ForcedOpen,
+            4 => State::Disabled,
+            5 => State::MetricsOnly,
+            _ => return None,
+        })
+    }
+
     /// The state named `s`.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -83,12 +97,13 @@ pub enum PermitKind {
 }
 
 impl PermitKind {
-    pub(crate) fn from_code(code: &str) -> Option<Self> {
+    /// The kind with the script's code (1 normal, 2 probe, 3 metrics-only, 4 bypass).
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
         Some(match code {
-            "n" => PermitKind::Normal,
-            "p" => PermitKind::Probe,
-            "m" => PermitKind::MetricsOnly,
-            "b" => PermitKind::Bypass,
+            1 => PermitKind::Normal,
+            2 => PermitKind::Probe,
+            3 => PermitKind::MetricsOnly,
+            4 => PermitKind::Bypass,
             _ => return None,
         })
     }
@@ -134,12 +149,13 @@ pub enum RecordStatus {
 }
 
 impl RecordStatus {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "recorded" => RecordStatus::Recorded,
-            "stale" => RecordStatus::Stale,
-            "ignored" => RecordStatus::Ignored,
-            "not_counted" => RecordStatus::NotCounted,
+    /// The status with the script's code (0 recorded, 1 stale, 2 ignored, 3 not counted).
+    pub(crate) fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => RecordStatus::Recorded,
+            1 => RecordStatus::Stale,
+            2 => RecordStatus::Ignored,
+            3 => RecordStatus::NotCounted,
             _ => return None,
         })
     }

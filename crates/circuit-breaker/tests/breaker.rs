@@ -262,9 +262,33 @@ redis_test! {
             other => panic!("expected WrongType, got {other:?}"),
         }
         let _: () = pool.query(redis::cmd("DEL").arg(&key)).await.unwrap();
-        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("st").arg("sideways")).await.unwrap();
+        // The hot numbers field `s` holds 7 big-endian doubles: state code, epoch, consecutive
+        // failures, next slot, calls, failures, slow calls.
+        let packed = |numbers: [f64; 7]| -> Vec<u8> { numbers.iter().flat_map(|n| n.to_be_bytes()).collect() };
+        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg("sideways")).await.unwrap();
         assert!(matches!(breaker.acquire().await, Err(BreakerError::Corrupt(_))));
-        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("st").arg("closed").arg("ep").arg("many")).await.unwrap();
+        let mut sideways = [0.0; 7];
+        sideways[0] = 9.0; // no such state
+        sideways[1] = 1.0;
+        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg(packed(sideways))).await.unwrap();
+        assert!(matches!(breaker.acquire().await, Err(BreakerError::Corrupt(_))));
+        let p = breaker.raw_record("x", 1, PermitKind::Normal, Outcome::Success, 1).await;
+        assert!(matches!(p, Err(BreakerError::Corrupt(_))), "{p:?}");
+        let mut many = [0.0; 7];
+        many[1] = f64::NAN; // closed, but the epoch is no number
+        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg(packed(many))).await.unwrap();
+        assert!(matches!(breaker.acquire().await, Err(BreakerError::Corrupt(_))));
+        assert!(matches!(breaker.snapshot().await, Err(BreakerError::Corrupt(_))));
+        let mut negative = [0.0; 7];
+        negative[1] = 1.0;
+        negative[4] = -3.0; // closed, epoch 1, -3 calls in the window
+        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg(packed(negative))).await.unwrap();
+        assert!(matches!(breaker.snapshot().await, Err(BreakerError::Corrupt(_))));
+        let p = breaker.raw_record("x", 1, PermitKind::Normal, Outcome::Success, 1).await;
+        assert!(matches!(p, Err(BreakerError::Corrupt(_))), "{p:?}");
+        // The numbers of transitions, `c`: 5 doubles.
+        let _: () = pool.query(redis::cmd("DEL").arg(&key)).await.unwrap();
+        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("c").arg("short")).await.unwrap();
         assert!(matches!(breaker.snapshot().await, Err(BreakerError::Corrupt(_))));
     }
 }

@@ -72,11 +72,7 @@ fn config(time_window: bool, clock: &ManualClock) -> BreakerConfig {
 }
 
 fn check(time_window: bool) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = coordkit_testkit::blocking_runtime();
     let redis = TestRedis::start(Topology::Standalone);
     let pool = rt.block_on(redis.pool());
     let keyspace = redis.keyspace();
