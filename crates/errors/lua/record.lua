@@ -3,116 +3,228 @@
 -- by kind and component, the chronological log, correlation with a cascade check, and events.
 -- Caps on signatures, tasks, counters and the log bound memory.
 --
--- Lean by design: the batch reads the data hash once (HMGET) and writes it once (HSET); each
--- record adds one XADD (whose id gives the server time). ZADD on `seen` happens for a new
--- signature and at most once a second per signature; PUBLISH for notable records only (unless
--- every record is asked for).
+-- Lean by design. In Redis's Lua every new string is hashed byte by byte and every growing
+-- table is rehashed, so the script makes as few of either as it can: the batch reads the data
+-- hash once (HMGET) and writes it once (HSET); each record adds one XADD (only the batch's last
+-- trims the log to its length); numbers are kept packed (struct, big-endian doubles), never
+-- formatted; field names, delimiters and JSON are built in Rust; the batch takes its time from
+-- its first XADD (the server clock) and records all its occurrences at that time. ZADD on
+-- `seen` happens for a new signature and at most once a second per signature; PUBLISH for
+-- notable records only (unless every record is asked for).
 --
 -- KEYS[1] data (hash):
---   <sig>          "count first_ms last_ms resolved_ms regressions indexed_ms[ comp...]"
+--   <sig>          state: struct '>dddddds' count, first_ms, last_ms, resolved_ms (0 = open),
+--                  regressions, indexed_ms, components seen (" a b ", at most 16)
 --   "<sig> s"      last sample (JSON; its time and count are the state's last_ms and count)
 --   "<sig> m"      meta (JSON, first sight)
---   "~t <slot>"    a task's latest record (JSON); "~to <slot>" = "<task> <ms>", its owner and
+--   "~t <slot>"    a task's latest record (JSON); "~to <slot>" = "<task>\t<ms>", its owner and
 --                  the record's time.
 --                  A task may use one of two slots (of max_tasks, chosen by a hash of its id in
 --                  Rust): the one it owns, else a free one, else the one written longest ago.
---   "~c <kind> <component>" occurrences; "~np" how many such fields; "~o" occurrences of pairs
---                  first seen beyond the cap
---   "~corr"        "<last cascade ms or 0>[ kind ms ...]": the kinds seen within the
---                  correlation window, oldest first (at most 64)
+--   "~c <kind> <component>" occurrences (struct '>d'); "~np" how many such fields; "~o"
+--                  occurrences of pairs first seen beyond the cap
+--   "~corr"        "<last cascade ms or 0>\n" then "~k <kind>\n" per kind seen lately (at
+--                  most 64); "~k <kind>" its last occurrence (ms). Kinds that left the window
+--                  are dropped when a cascade check needs the count.
 -- KEYS[2] seen (zset): sig -> last seen ms, refreshed at most once a second per signature; the
 --         lowest goes when a new signature exceeds the cap
 -- KEYS[3] log (stream): id <ms>-<seq> (the record's time), fields f = sig, e = entry (JSON)
--- ARGV[1]  now_ms: "" for the server clock (the log id's time), or a manual time
--- ARGV[2]  log max length      ARGV[3] log max age ms
--- ARGV[4]  "1": an event for every record; "0": for new signatures, regressions and counts of
---          10, 100, 1000, ... only
--- ARGV[5]  max signatures      ARGV[6] (unused)             ARGV[7] max counter fields
--- ARGV[8]  correlation window ms                            ARGV[9] cascade threshold (kinds)
--- ARGV[10] cascade channel     ARGV[11] envelope head ('{"source":"errors","entity":"<name>",')
--- ARGV[12] entity (tracker name)
--- Then 16 arguments per record, from ARGV[13] (field names are built in Rust, so the script
--- does no string work it can avoid):
---   +0 sig  +1 "<sig> s"  +2 "<sig> m"  +3 kind  +4 component  +5 "~c <kind> <component>"
---   +6 task ("" = none)  +7 "~to <slot1>"  +8 "~to <slot2>"  +9 "~t <slot1>"  +10 "~t <slot2>"
---   +11 occurred_ms ("" = now)  +12 record JSON  +13 meta JSON  +14 log entry JSON
---   +15 event channel
--- Returns per record 6 integers: count, first_ms, now, new (0/1), regression (0/1), cascade (0/1).
+-- ARGV[1]: one string (strings as struct 'Hc0', 2-byte length then bytes, or 'I4c0' for JSON):
+--   struct '>dddddd': log max age ms, every (1: an event for every record; 0: for new
+--   signatures, regressions and counts of 10, 100, 1000, ... only), max signatures, max counter
+--   fields, correlation window ms, cascade threshold (kinds); then log max length, now_ms (""
+--   for the server clock, the log id's time, or a manual time), and for events (I4 length
+--   first, so the script reads them only when it publishes): the channel prefix
+--   ("<ns>:events:errors:", the severity's name follows), the entity (the tracker's name), the
+--   entity as a JSON string.
+--   Then per record: its length (I4, the bytes that follow); sig, "~c <kind> <component>",
+--   "~to <slot1>", "~to <slot2>" (the fields the batch reads; "" without a task); its main
+--   part: "<sig> s", "~k <kind>", " <component> ", "<task>\t" ("" = none), log entry JSON
+--   (I4; "": the record is the entry); "~t <slot1>", "~t <slot2>" ("" without a
+--   task); occurred_ms ("" = now), severity, meta JSON (I4).
+-- ARGV[1 + i]: record i's JSON (an argument of its own: every byte of a new Lua string is
+--   hashed, so the largest string is not also cut from ARGV[1]).
+-- Returns {now, then per record: count, first_ms, flags (1 new, 2 regression, 4 cascade)}.
 -- Errors: WRONGTYPE when a key holds another type (the data hash is read before any write).
 
+-- Helpers are closures without upvalues and hot paths are inlined: each closure and each
+-- captured local is an allocation per call.
+
+-- Forgets this batch's writes to the fields in `gone` (deleted meanwhile); returns the HSET
+-- list and its length.
+local function drop_writes(gone, hset, nset, written)
+  local kept = {}
+  for h = 1, nset, 2 do
+    if not gone[hset[h]] then
+      kept[#kept + 1] = hset[h]
+      kept[#kept + 1] = hset[h + 1]
+    end
+  end
+  for f in pairs(gone) do written[f] = false end
+  return kept, #kept
+end
+
+-- The kinds listed in `corr` with their last occurrences, those that left the window dropped
+-- (fields deleted), oldest first; `current` (this record's kind) and the kinds written in this
+-- batch occurred now.
+local function window_kinds(data, corr, written, now, window, current)
+  local listed, fields = {}, {}
+  for kf in string.gmatch(corr, '\n([^\n]+)') do
+    listed[#listed + 1] = kf
+    if kf ~= current and written[kf] == nil then fields[#fields + 1] = kf end
+  end
+  local fetched = {}
+  if #fields > 0 then
+    local got = redis.call('HMGET', data, unpack(fields))
+    for f = 1, #fields do fetched[fields[f]] = got[f] end
+  end
+  local cutoff = now - window
+  local kept, gone = {}, {}
+  for order = 1, #listed do
+    local kf = listed[order]
+    local ts = (kf == current or written[kf]) and now or tonumber(fetched[kf]) or 0
+    if ts > cutoff then
+      kept[#kept + 1] = { ts, order, kf }
+    else
+      gone[#gone + 1] = kf
+    end
+  end
+  if #gone > 0 then redis.call('HDEL', data, unpack(gone)) end
+  table.sort(kept, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  return kept
+end
+
+-- The correlation state for the last cascade `fired_str` and the kinds `kept`.
+local function kinds_state(fired_str, kept)
+  local parts = { fired_str }
+  for k = 1, #kept do parts[k + 1] = kept[k][3] end
+  return table.concat(parts, '\n') .. '\n'
+end
+
 local data, seen, log = KEYS[1], KEYS[2], KEYS[3]
-local manual = ARGV[1]
-local log_max, max_age, every = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
-local max_sigs, max_counters = tonumber(ARGV[5]), tonumber(ARGV[7])
-local window, threshold = tonumber(ARGV[8]), tonumber(ARGV[9])
-local head = ARGV[11]
-local last = #ARGV - 15
+local blob = ARGV[1]
+local max_age, every, max_sigs, max_counters, window, threshold, log_max, manual, events_len,
+  events_at = struct.unpack('>ddddddHc0Hc0I4', blob)
+local pos = events_at + events_len
 
--- Every field the batch reads, read once.
-local want, names = {}, {}
-local function need(f)
-  if not want[f] then
-    want[f] = true
-    names[#names + 1] = f
-  end
+-- Where each record's main part starts, and every field the batch reads, read once: 4 per
+-- record (sig, pair, the two owners), then the correlation state.
+-- Arrays are made at their final size (a constructor from string.byte of PAD's 255 bytes, a
+-- constant), since every growth of a table rehashes it.
+local PAD = [[
+000000000000000000000000000000000000000000000000000000000000000
+000000000000000000000000000000000000000000000000000000000000000
+000000000000000000000000000000000000000000000000000000000000000
+000000000000000000000000000000000000000000000000000000000000000]]
+local nrec = #ARGV - 1
+local nnames = 4 * nrec + 1
+local starts = nrec <= 255 and { string.byte(PAD, 1, nrec) } or {}
+local names = nnames <= 255 and { string.byte(PAD, 1, nnames) } or {}
+for n = 1, nrec do
+  local len, sig, pair, o1, o2, at = struct.unpack('>I4Hc0Hc0Hc0Hc0', blob, pos)
+  starts[n] = at
+  local k = 4 * n - 4
+  names[k + 1], names[k + 2], names[k + 3], names[k + 4] = sig, pair, o1, o2
+  pos = pos + 4 + len
 end
-need('~corr')
-need('~np')
-need('~o')
-for base = 13, last, 16 do
-  need(ARGV[base])
-  need(ARGV[base + 5])
-  if ARGV[base + 6] ~= '' then
-    need(ARGV[base + 7])
-    need(ARGV[base + 8])
-  end
-end
-local values = redis.call('HMGET', data, unpack(names))
-local cache, changed, order = {}, {}, {}
-for i, f in ipairs(names) do cache[f] = values[i] end
-local function put(f, v)
-  cache[f] = v
-  if not changed[f] then
-    changed[f] = true
-    order[#order + 1] = f
-  end
+local single = nrec == 1
+names[nnames] = '~corr'
+local values = redis.call('HMGET', data, unpack(names, 1, nnames))
+
+-- The batch's HSET, and (for a batch of several) the fields written that a later record of the
+-- batch may read.
+local written = {}
+local nset = 0
+local hset = 14 * nrec + 4 <= 255 and { string.byte(PAD, 1, 14 * nrec + 4) } or {}
+
+-- Correlation state: the last cascade, and the kinds seen lately (each with a field holding its
+-- last occurrence).
+local corr = values[nnames] or '0\n'
+local fired_str = string.sub(corr, 1, string.find(corr, '\n', 1, true) - 1)
+local fired = tonumber(fired_str) or 0
+local corr_changed = false
+
+-- The batch's time: the manual clock, or the first XADD's.
+local now, nowstr, xid
+if manual ~= '' then
+  now, nowstr, xid = tonumber(manual), manual, manual .. '-*'
 end
 
-local out = {}
-for base = 13, last, 16 do
-  local sig, kind, comp, task = ARGV[base], ARGV[base + 3], ARGV[base + 4], ARGV[base + 6]
-  local occurred = tonumber(ARGV[base + 11])
-  local record = ARGV[base + 12]
+local np, one
+local out = 3 * nrec + 1 <= 255 and { string.byte(PAD, 1, 3 * nrec + 1) } or {}
+local i = 0
+for ri = 1, nrec do
+  local sig = names[i + 1]
+  local record = ARGV[1 + ri]
+  local sig_s, kf, compmark, taskmark, entry, tail =
+    struct.unpack('>Hc0Hc0Hc0Hc0I4c0', blob, starts[ri])
+  if entry == '' then entry = record end
+  -- The rare part (after the two slot fields at `tail`): read when needed.
+  local occurred, severity, meta
 
-  -- The log entry first: with the server clock its id is the record's time.
-  local id
+  -- The log entry first: with the server clock its id gives the batch's time. Only the
+  -- batch's last entry trims the log to its length.
+  local trim = ri == nrec
   if manual ~= '' then
-    id = redis.pcall('XADD', log, 'MAXLEN', log_max, manual .. '-*', 'f', sig, 'e', ARGV[base + 14])
+    local id
+    if trim then
+      id = redis.pcall('XADD', log, 'MAXLEN', log_max, xid, 'f', sig, 'e', entry)
+    else
+      id = redis.pcall('XADD', log, xid, 'f', sig, 'e', entry)
+    end
     if type(id) == 'table' then
       if string.find(id.err, 'WRONGTYPE', 1, true) then error(id) end
       -- The log holds a later id (the manual clock went back): keep the order.
-      id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', ARGV[base + 14])
+      redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
+    end
+  elseif xid then
+    if trim then
+      redis.call('XADD', log, 'MAXLEN', log_max, xid, 'f', sig, 'e', entry)
+    else
+      redis.call('XADD', log, xid, 'f', sig, 'e', entry)
     end
   else
-    id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', ARGV[base + 14])
+    local id
+    if trim then
+      id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
+    else
+      id = redis.call('XADD', log, '*', 'f', sig, 'e', entry)
+    end
+    nowstr = string.sub(id, 1, string.find(id, '-', 1, true) - 1)
+    now, xid = tonumber(nowstr), nowstr .. '-*'
   end
-  local now = tonumber(manual) or tonumber(string.match(id, '^(%d+)'))
 
-  local state = cache[sig]
-  local n, first, resolved, regressions, indexed, comps = 0, now, 0, 0, 0, ''
+  local state = written[sig]
+  if state == nil then state = values[i + 1] end
+  local n, first, resolved, regressions, indexed, comps
   if state then
-    local sn, sf, sr, sg, si, sc = string.match(state, '^(%d+) (%d+) %d+ (%d+) (%d+) (%d+)(.*)$')
-    n, first, resolved, regressions, indexed, comps = tonumber(sn), tonumber(sf), tonumber(sr),
-      tonumber(sg), tonumber(si), sc
+    local _
+    n, first, _, resolved, regressions, indexed, comps = struct.unpack('>dddddds', state)
+  else
+    n, first, resolved, regressions, indexed, comps = 0, now, 0, 0, 0, ' '
   end
   n = n + 1
-  local regression = 0
-  if resolved > 0 and (occurred == nil or occurred > resolved) then
-    regression, resolved, regressions = 1, 0, regressions + 1
+  local flags = state and 0 or 1
+  if resolved > 0 then
+    if not severity then
+      local l1 = struct.unpack('>H', blob, tail)
+      local l2 = struct.unpack('>H', blob, tail + 2 + l1)
+      occurred, severity, meta = struct.unpack('>Hc0Hc0I4c0', blob, tail + 4 + l1 + l2)
+    end
+    if occurred == '' or tonumber(occurred) > resolved then
+      flags, resolved, regressions = 2, 0, regressions + 1
+    end
   end
-  if not string.find(comps .. ' ', ' ' .. comp .. ' ', 1, true) then
-    local _, k = string.gsub(comps, ' ', '')
-    if k < 16 then comps = comps .. ' ' .. comp end
+  if not string.find(comps, compmark, 1, true) then
+    local k, p = 0, string.find(comps, ' ', 2, true)
+    while p do
+      k = k + 1
+      p = string.find(comps, ' ', p + 1, true)
+    end
+    if k < 16 then comps = comps .. string.sub(compmark, 2) end
   end
 
   -- Signatures: the least recently seen go beyond the cap.
@@ -120,79 +232,135 @@ for base = 13, last, 16 do
     local over = redis.call('ZCARD', seen) - max_sigs + 1
     if over > 0 then
       local victims = redis.call('ZPOPMIN', seen, over)
-      local del = {}
-      for i = 1, #victims, 2 do
-        local v = victims[i]
-        for _, f in ipairs({ v, v .. ' s', v .. ' m' }) do
+      local del, gone = {}, {}
+      for v = 1, #victims, 2 do
+        local victim = victims[v]
+        for _, f in ipairs({ victim, victim .. ' s', victim .. ' m' }) do
           del[#del + 1] = f
-          cache[f] = false
-          changed[f] = nil
+          gone[f] = true
         end
       end
       redis.call('HDEL', data, unpack(del))
+      hset, nset = drop_writes(gone, hset, nset, written)
     end
   end
   if not state or now - indexed >= 1000 then
-    redis.call('ZADD', seen, now, sig)
+    redis.call('ZADD', seen, nowstr, sig)
     indexed = now
   end
 
-  put(sig, n .. ' ' .. first .. ' ' .. now .. ' ' .. resolved .. ' ' .. regressions .. ' '
-    .. indexed .. comps)
-  put(ARGV[base + 1], record)
-  if not state then put(ARGV[base + 2], ARGV[base + 13]) end
+  local packed = struct.pack('>dddddds', n, first, now, resolved, regressions, indexed, comps)
+  if not single then written[sig] = packed end
+  hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = sig, packed, sig_s, record
+  nset = nset + 4
+  if not state then
+    if not severity then
+      local l1 = struct.unpack('>H', blob, tail)
+      local l2 = struct.unpack('>H', blob, tail + 2 + l1)
+      occurred, severity, meta = struct.unpack('>Hc0Hc0I4c0', blob, tail + 4 + l1 + l2)
+    end
+    hset[nset + 1], hset[nset + 2] = sig .. ' m', meta
+    nset = nset + 2
+  end
 
-  -- Correlation: the kinds seen within the window, newest last; one cascade per window.
-  local cutoff = now - window
-  local corr = cache['~corr'] or '0'
-  local fired = tonumber(string.match(corr, '^(%d+)'))
-  local kinds = {}
-  for k, ts in string.gmatch(corr, ' (%S+) (%d+)') do
-    if k ~= kind and tonumber(ts) > cutoff then kinds[#kinds + 1] = k .. ' ' .. ts end
+  -- Correlation: this kind's last occurrence is now; a kind not listed yet is added (at most
+  -- 64: the oldest go).
+  if written[kf] ~= nowstr then
+    if not single then written[kf] = nowstr end
+    hset[nset + 1], hset[nset + 2] = kf, nowstr
+    nset = nset + 2
   end
-  kinds[#kinds + 1] = kind .. ' ' .. now
-  while #kinds > 64 do table.remove(kinds, 1) end
-  local cascade = 0
-  if #kinds >= threshold and (fired == 0 or now - fired >= window) then
-    cascade, fired = 1, now
+  local p, q = string.find(corr, kf, 1, true)
+  while p and (string.byte(corr, p - 1) ~= 10 or string.byte(corr, q + 1) ~= 10) do
+    p, q = string.find(corr, kf, p + 1, true)
   end
-  put('~corr', fired .. ' ' .. table.concat(kinds, ' '))
+  if not p then
+    corr, corr_changed = corr .. kf .. '\n', true
+    local count, e = -1, 0
+    while e do
+      count = count + 1
+      e = string.find(corr, '\n', e + 1, true)
+    end
+    if count > 65 then
+      local kept = window_kinds(data, corr, written, now, window, kf)
+      local gone = {}
+      while #kept > 64 do
+        redis.call('HDEL', data, kept[1][3])
+        gone[kept[1][3]] = true
+        table.remove(kept, 1)
+      end
+      hset, nset = drop_writes(gone, hset, nset, written)
+      corr = kinds_state(fired_str, kept)
+    end
+  end
+  -- A cascade is possible only a window after the last, with enough kinds listed: then the
+  -- kinds that left the window are dropped and the rest counted.
+  local cascade_kinds
+  if fired == 0 or now - fired >= window then
+    local count, e = -2, 0
+    while e do
+      count = count + 1
+      e = string.find(corr, '\n', e + 1, true)
+    end
+    if count >= threshold then
+      local kept = window_kinds(data, corr, written, now, window, kf)
+      if #kept ~= count then corr, corr_changed = kinds_state(fired_str, kept), true end
+      if #kept >= threshold then
+        fired, fired_str = now, nowstr
+        corr, corr_changed = kinds_state(fired_str, kept), true
+        flags, cascade_kinds = flags + 4, {}
+        for k = 1, #kept do cascade_kinds[k] = string.sub(kept[k][3], 4) end
+      end
+    end
+  end
 
   -- Counters by kind and component; new pairs beyond the cap count under "~o".
-  local pair = ARGV[base + 5]
-  local np = tonumber(cache['~np']) or 0
-  if cache[pair] then
-    put(pair, tonumber(cache[pair]) + 1)
-  elseif np < max_counters then
-    put(pair, 1)
-    put('~np', np + 1)
+  local pair = names[i + 2]
+  local c = written[pair]
+  if c == nil then c = values[i + 2] end
+  if c then
+    c = struct.pack('>d', struct.unpack('>d', c) + 1)
+    if not single then written[pair] = c end
+    hset[nset + 1], hset[nset + 2] = pair, c
+    nset = nset + 2
   else
-    put('~o', (tonumber(cache['~o']) or 0) + 1)
+    np = np or tonumber(redis.call('HGET', data, '~np')) or 0
+    if np < max_counters then
+      one = one or struct.pack('>d', 1)
+      if not single then written[pair] = one end
+      np = np + 1
+      hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = pair, one, '~np', np
+      nset = nset + 4
+    else
+      redis.call('HINCRBY', data, '~o', 1)
+    end
   end
 
   -- Tasks: the slot the task owns, else a free one, else the one written longest ago.
-  if task ~= '' then
-    local owner1, owner2 = ARGV[base + 7], ARGV[base + 8]
-    local o1, o2 = cache[owner1], cache[owner2]
-    local second = false
-    if o1 and string.match(o1, '^(%S+)') == task then
+  if taskmark ~= '' then
+    local f1, f2 = names[i + 3], names[i + 4]
+    local o1, o2 = written[f1], written[f2]
+    if o1 == nil then o1 = values[i + 3] end
+    if o2 == nil then o2 = values[i + 4] end
+    local second
+    if o1 and string.find(o1, taskmark, 1, true) == 1 then
       second = false
-    elseif o2 and string.match(o2, '^(%S+)') == task then
+    elseif o2 and string.find(o2, taskmark, 1, true) == 1 then
       second = true
     elseif not o1 then
       second = false
     elseif not o2 then
       second = true
     else
-      second = tonumber(string.match(o2, '(%d+)$')) < tonumber(string.match(o1, '(%d+)$'))
+      second = tonumber(string.sub(o2, string.find(o2, '\t', 1, true) + 1))
+        < tonumber(string.sub(o1, string.find(o1, '\t', 1, true) + 1))
     end
-    if second then
-      put(ARGV[base + 10], record)
-      put(owner2, task .. ' ' .. now)
-    else
-      put(ARGV[base + 9], record)
-      put(owner1, task .. ' ' .. now)
-    end
+    local owner, f, at = taskmark .. nowstr, f1, tail
+    if second then f, at = f2, tail + 2 + struct.unpack('>H', blob, tail) end
+    if not single then written[f] = owner end
+    hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] =
+      (struct.unpack('>Hc0', blob, at)), record, f, owner
+    nset = nset + 4
   end
 
   if n % 64 == 1 then
@@ -202,54 +370,58 @@ for base = 13, last, 16 do
   local ev
   if not state then
     ev = 'new_signature'
-  elseif regression == 1 then
+  elseif flags % 4 >= 2 then
     ev = 'regression'
   else
     local m = n
     while m % 10 == 0 do m = m / 10 end
-    if m == 1 then ev = 'recurring' elseif every then ev = 'recorded' end
+    if m == 1 then ev = 'recurring' elseif every == 1 then ev = 'recorded' end
   end
   if ev then
-    redis.call('PUBLISH', ARGV[base + 15], head .. '"kind":"' .. ev .. '","ts_ms":' .. now
-      .. ',"payload":{"count":' .. n .. ',"first_seen_ms":' .. first .. ',"record":' .. record
-      .. '}}')
+    if not severity then
+      local l1 = struct.unpack('>H', blob, tail)
+      local l2 = struct.unpack('>H', blob, tail + 2 + l1)
+      occurred, severity, meta = struct.unpack('>Hc0Hc0I4c0', blob, tail + 4 + l1 + l2)
+    end
+    local prefix, _, entity_json = struct.unpack('>Hc0Hc0Hc0', blob, events_at)
+    redis.call('PUBLISH', prefix .. severity, '{"source":"errors","entity":' .. entity_json
+      .. ',"kind":"' .. ev .. '","ts_ms":' .. nowstr .. ',"payload":{"count":' .. n
+      .. ',"first_seen_ms":' .. (state and first or nowstr) .. ',"record":' .. record .. '}}')
   end
 
-  if cascade == 1 then
-    local counts, components, names = {}, {}, {}
-    for i, entry in ipairs(kinds) do names[i] = string.match(entry, '^(%S+)') end
-    local recent = redis.call('XREVRANGE', log, '+', math.max(cutoff + 1, 0), 'COUNT', 2000)
+  if cascade_kinds then
+    local counts, components = {}, {}
+    -- At most the newest log-max entries: what the log holds once trimmed.
+    local recent = redis.call('XREVRANGE', log, '+', math.max(now - window + 1, 0), 'COUNT',
+      math.min(2000, tonumber(log_max)))
     for _, item in ipairs(recent) do
       local fields = item[2]
-      for i = 1, #fields, 2 do
-        if fields[i] == 'e' then
-          local ok, decoded = pcall(cjson.decode, fields[i + 1])
+      for f = 1, #fields, 2 do
+        if fields[f] == 'e' then
+          local ok, decoded = pcall(cjson.decode, fields[f + 1])
           if ok then
-            local k, c = decoded['kind'] or '?', decoded['component'] or '?'
+            local k, cp = decoded['kind'] or '?', decoded['component'] or '?'
             counts[k] = (counts[k] or 0) + 1
-            components[c] = (components[c] or 0) + 1
+            components[cp] = (components[cp] or 0) + 1
           end
         end
       end
     end
-    ck_emit(ARGV[10], 'cascade', 'errors', ARGV[12], now, { kinds = names, counts = counts,
-      components = components, window_ms = window, threshold = threshold, trigger = sig })
+    local prefix, entity = struct.unpack('>Hc0Hc0', blob, events_at)
+    redis.call('PUBLISH', prefix .. 'critical', cjson.encode({ kind = 'cascade',
+      source = 'errors', entity = entity, ts_ms = now, payload = { kinds = cascade_kinds,
+      counts = counts, components = components, window_ms = window, threshold = threshold,
+      trigger = sig } }))
   end
 
-  out[#out + 1] = n
-  out[#out + 1] = first
-  out[#out + 1] = now
-  out[#out + 1] = state and 0 or 1
-  out[#out + 1] = regression
-  out[#out + 1] = cascade
+  out[3 * ri - 1], out[3 * ri], out[3 * ri + 1] = n, first, flags
+  i = i + 4
 end
+out[1] = now
 
-local hset = {}
-for _, f in ipairs(order) do
-  if changed[f] then
-    hset[#hset + 1] = f
-    hset[#hset + 1] = cache[f]
-  end
+if corr_changed then
+  hset[nset + 1], hset[nset + 2] = '~corr', corr
+  nset = nset + 2
 end
-if #hset > 0 then redis.call('HSET', data, unpack(hset)) end
+if nset > 0 then redis.call('HSET', data, unpack(hset, 1, nset)) end
 return out

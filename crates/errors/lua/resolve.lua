@@ -12,10 +12,12 @@ local state = redis.call('HGET', KEYS[1], ARGV[2])
 if not state then
   return { 0, 0 }
 end
-local n, first, last, resolved, rest = string.match(state, '^(%d+) (%d+) (%d+) (%d+)(.*)$')
-if tonumber(resolved) > 0 then
-  return { 2, tonumber(resolved) }
+local n, first, last, resolved, regressions, indexed, comps =
+  struct.unpack('>dddddds', state)
+if resolved > 0 then
+  return { 2, resolved }
 end
-redis.call('HSET', KEYS[1], ARGV[2], n .. ' ' .. first .. ' ' .. last .. ' ' .. now .. rest)
-ck_emit(ARGV[3], 'resolved', 'errors', ARGV[4], now, { signature = ARGV[2], count = tonumber(n) })
+redis.call('HSET', KEYS[1], ARGV[2],
+  struct.pack('>dddddds', n, first, last, now, regressions, indexed, comps))
+ck_emit(ARGV[3], 'resolved', 'errors', ARGV[4], now, { signature = ARGV[2], count = n })
 return { 1, now }

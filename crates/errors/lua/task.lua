@@ -10,7 +10,7 @@ local now = ck_now(ARGV[1])
 local got = redis.call('HMGET', KEYS[1], '~to ' .. ARGV[4], '~to ' .. ARGV[5])
 for i, owner in ipairs({ got[1], got[2] }) do
   if owner then
-    local task, ts = string.match(owner, '^(%S+) (%d+)$')
+    local task, ts = string.match(owner, '^(.-)\t(%d+)$')
     if task == ARGV[3] then
       if tonumber(ts) <= now - tonumber(ARGV[2]) then
         return false

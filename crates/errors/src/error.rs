@@ -6,11 +6,6 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrackerError {
-    /// The record was queued, but the call that carried it could not report back (the runtime
-    /// is shutting down). Whether it was applied is unknown.
-    #[error("the record's outcome was lost: {0}")]
-    Lost(String),
-
     /// Anything from the foundation: unavailable server, timeout, invalid name, wrong type, …
     #[error(transparent)]
     Core(#[from] coordkit_core::Error),

@@ -11,7 +11,11 @@
 //!   all atomically. In the steady state the script costs one `XADD` (whose id is the server
 //!   time) plus one `HMGET` and one `HSET` of the tracker's data hash. Under concurrency,
 //!   records of one tracker share calls (group commit: one `HMGET`/`HSET` per call), each still
-//!   applied exactly once, in order.
+//!   applied exactly once, in order. The script is written for Redis's Lua, where every new
+//!   string is hashed byte by byte, every growing table is rehashed and every closure is an
+//!   allocation: numbers are stored packed (never formatted), names and JSON come built from
+//!   Rust in one length-prefixed argument (plus each record's JSON), and the correlation state
+//!   is only read in full when a cascade is possible.
 //! - **Signatures.** The message is normalized ([`normalize`]: numbers, UUIDs, hex ids, IPs,
 //!   e-mails, URLs, paths, timestamps, durations, quoted values) and hashed with the kind and
 //!   component ([`fingerprint`], SHA-1, versioned by [`NORMALIZER_VERSION`]); a caller may bring
@@ -40,29 +44,33 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `<ns>:{errors:<name>}:data` | hash | per signature: state (`count first last resolved regressions indexed comps…`), last sample, meta; task slots (record + owner); counters `~c <kind> <component>`; the correlation window `~corr` |
+//! | `<ns>:{errors:<name>}:data` | hash | per signature: state (count, first, last, resolved, regressions, indexed as packed doubles, then the components seen), last sample, meta; task slots (record + owner); counters `~c <kind> <component>` (packed); the correlation window: `~corr` (last cascade, kinds seen lately) and each such kind's last occurrence `~k <kind>` |
 //! | `…:seen` | sorted set | signature → last seen (refreshed once a second): the eviction order |
 //! | `…:log` | stream | the chronological log, id = record time, capped by count (exactly) and age |
 //!
 //! Measured on the shared 2-core development machine (Redis 7.0.15, release build, the bench's
-//! `errors-record`: 1,000 signatures, a task per two records, `--ops 50000`; ratios against
-//! `raw-evalsha` in the same run; the machine was loaded by other builds and tests, so absolute
-//! figures are low and ratios moved between runs, 0.26–0.45 at concurrency 1):
+//! `errors-record`: 1,000 signatures, a task per two records, `--ops 20000`, three runs each;
+//! ratios against `raw-evalsha` in the same run; other builds and tests shared the machine and
+//! the baseline's own rate at concurrency 1 swung between 17,000 and 34,000 calls/s, so the
+//! ratios there are wide):
 //!
-//! | concurrency | records/s | p50 µs | p99 µs | ratio to raw-evalsha |
-//! |---:|---:|---:|---:|---:|
-//! | 1 | 13,711 | 60 | 159 | 0.26 |
-//! | 50 | 18,053 | 2,311 | 9,615 | 0.31 |
+//! | concurrency | records/s | p50 µs | p99 µs | ratio to raw-evalsha | server µs per record |
+//! |---:|---:|---:|---:|---:|---:|
+//! | 1 | 9,700–10,900 | 105–107 | 189–284 | 0.29–0.63 | 20 |
+//! | 50 | 62,000–71,000 | 552–607 | 1,725–3,371 | 0.53–0.64 | 10.7 |
 //!
-//! The goal of 0.7 is not met. The cost left is Lua work per record (about 40 µs of server time
-//! per record on that machine, where the baseline's whole two-command script takes about 7 µs),
-//! spread over the script's bookkeeping rather than in any one Redis command; batching (group
-//! commit) removes round trips and per-call overhead but not that.
+//! (Server time: the `EVALSHA` time in `INFO commandstats` per record, with `--no-baseline`.)
+//! A run of 1,000,000 records at concurrency 50 reached 83,000 records/s, 0.68 of the baseline.
+//! The goal of 0.7 is met neither at concurrency 1 nor reliably at 50. What is left is mostly the
+//! price of Redis's Lua itself: one `XADD` per record, the per-call cost of each `redis.call`,
+//! and hashing every byte of the arguments into Lua strings; at concurrency 1 the client's own
+//! work (normalizing, hashing, encoding) adds to the latency.
 //!
 //! Memory: after 1,005,000 records over 1,000 signatures with the default caps (10,000 log
-//! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 8,082,884 bytes
-//! (`MEMORY USAGE`); it plateaus once the caps are reached (the `memory_stays_bounded_by_the_caps`
-//! test checks this with smaller caps: no growth from 10,000 to 30,000 records).
+//! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 9,082,944 bytes
+//! (`MEMORY USAGE`; a log entry is the whole record when it has no stack and few attributes);
+//! it plateaus once the caps are reached (the `memory_stays_bounded_by_the_caps` test checks
+//! this with smaller caps: no growth from 10,000 to 30,000 records).
 //!
 //! ```
 //! use std::time::Duration;

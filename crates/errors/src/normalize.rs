@@ -144,6 +144,17 @@ fn split(piece: &str, level: usize, out: &mut String) {
         out.push_str(placeholder);
         return;
     }
+    // Levels whose separators do not occur in the piece are skipped: splitting there would give
+    // the piece itself, classified again the same way.
+    let mut level = level;
+    while LEVELS.get(level).is_some_and(|seps| {
+        // Every separator is ASCII: a byte scan finds them.
+        !piece
+            .bytes()
+            .any(|b| b.is_ascii() && seps.contains(&char::from(b)))
+    }) {
+        level += 1;
+    }
     match LEVELS.get(level) {
         Some(seps) => {
             for part in piece.split_inclusive(*seps) {
@@ -289,12 +300,13 @@ fn is_ip(p: &str) -> bool {
         .rsplit_once([':', '/'])
         .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         .map_or(p, |(ip, _)| ip);
-    let parts: Vec<&str> = v4.split('.').collect();
-    if parts.len() == 4
-        && parts
-            .iter()
-            .all(|x| (1..=3).contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit()))
-    {
+    let mut parts = 0;
+    let mut digits_only = true;
+    for x in v4.split('.') {
+        parts += 1;
+        digits_only &= (1..=3).contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit());
+    }
+    if parts == 4 && digits_only {
         return true;
     }
     let v6 = p.trim_start_matches('[');

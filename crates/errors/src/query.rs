@@ -169,7 +169,8 @@ impl Counts {
     }
 }
 
-/// The parsed signature state: `count first last resolved regressions indexed[ comp…]`.
+/// The parsed signature state (see `lua/record.lua`): six big-endian doubles (count, first,
+/// last, resolved, regressions, indexed), then the components seen (`" a b "`, NUL-terminated).
 pub(crate) struct State {
     pub(crate) count: u64,
     pub(crate) first: u64,
@@ -179,27 +180,36 @@ pub(crate) struct State {
     pub(crate) components: Vec<String>,
 }
 
-pub(crate) fn parse_state(signature: &str, state: &str) -> Result<State> {
-    let mut parts = state.split(' ');
-    let mut number = || -> Result<u64> {
-        parts.next().and_then(|p| p.parse().ok()).ok_or_else(|| {
-            Error::decode(
-                format!("signature {signature}"),
-                format!("bad state {state:?}"),
-            )
-            .into()
-        })
+pub(crate) fn parse_state(signature: &str, state: &[u8]) -> Result<State> {
+    let bad = || -> crate::TrackerError {
+        Error::decode(
+            format!("signature {signature}"),
+            format!("bad state {:?}", String::from_utf8_lossy(state)),
+        )
+        .into()
     };
-    let (count, first, last, resolved, regressions) =
-        (number()?, number()?, number()?, number()?, number()?);
-    let _indexed = number()?;
+    if state.len() < 49 {
+        return Err(bad());
+    }
+    let number = |i: usize| -> u64 {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&state[i * 8..i * 8 + 8]);
+        f64::from_be_bytes(bytes) as u64
+    };
+    let comps = &state[48..];
+    let comps = comps.strip_suffix(b"\0").unwrap_or(comps);
+    let comps = std::str::from_utf8(comps).map_err(|_| bad())?;
     Ok(State {
-        count,
-        first,
-        last,
-        resolved,
-        regressions,
-        components: parts.map(str::to_owned).collect(),
+        count: number(0),
+        first: number(1),
+        last: number(2),
+        resolved: number(3),
+        regressions: number(4),
+        components: comps
+            .split(' ')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -282,7 +292,8 @@ impl ErrorTracker {
             let signature = text(sig)?;
             let in_window: u64 =
                 redis::from_redis_value_ref(count).map_err(|e| bad(&e.to_string()))?;
-            let state = text(state)?;
+            let state: Vec<u8> =
+                redis::from_redis_value_ref(state).map_err(|e| bad(&e.to_string()))?;
             let meta = text(meta)?;
             let (total, last_seen_ms) = if state.is_empty() {
                 (0, 0)
@@ -313,7 +324,7 @@ impl ErrorTracker {
     /// evicted as the least recently seen beyond the cap).
     pub async fn signature(&self, signature: &str) -> Result<Option<SignatureDetail>> {
         let inner = &self.inner;
-        let (state, sample, meta): (Option<String>, Option<String>, Option<String>) = inner
+        let (state, sample, meta): (Option<Vec<u8>>, Option<String>, Option<String>) = inner
             .pool
             .query_keys(
                 redis::cmd("HMGET")

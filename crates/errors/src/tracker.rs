@@ -1,18 +1,18 @@
 //! [`ErrorTracker`]: configuration, recording (with group commit) and resolution.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use coordkit_core::{Clock, Key, KeyKind, Keyspace, Pool, Script};
+use coordkit_core::{BoxFuture, Clock, GroupCommit, Key, KeyKind, Keyspace, Pool, Script};
 use serde::Serialize;
-use tokio::sync::oneshot;
 
-use crate::error::{Result, TrackerError};
+use crate::error::Result;
 use crate::event::{Classifier, ErrorEvent, Severity, clean_name, default_classifier, truncate};
 use crate::normalize::{NORMALIZER_VERSION, fingerprint, normalize};
 
-pub(crate) static RECORD: Script = Script::new("errors-record", include_str!("../lua/record.lua"));
+// Without the prelude: the record script needs none of its helpers.
+pub(crate) static RECORD: Script = Script::bare("errors-record", include_str!("../lua/record.lua"));
 static RESOLVE: Script = Script::new("errors-resolve", include_str!("../lua/resolve.lua"));
 
 /// The instance kind of trackers in the keyspace (`<ns>:{errors:<name>}:…`).
@@ -67,7 +67,7 @@ impl std::fmt::Debug for Settings {
 }
 
 /// The keys of one tracker (one hash tag).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub(crate) data: Key,
     pub(crate) seen: Key,
@@ -81,24 +81,24 @@ pub(crate) struct Inner {
     pub(crate) settings: Settings,
     /// Event channel per severity, in [`Severity::ALL`] order.
     pub(crate) channels: Vec<String>,
-    /// `{"source":"errors","entity":"<name>",`
-    envelope_head: String,
-    batch: Mutex<BatchState>,
+    /// Concurrent records share one record-script call (group commit).
+    records: GroupCommit<Prepared, Outcome>,
 }
 
-#[derive(Default)]
-struct BatchState {
-    queue: Vec<Pending>,
-    in_flight: usize,
-}
-
-struct Pending {
-    args: Prepared,
-    reply: oneshot::Sender<coordkit_core::Result<Outcome>>,
+/// What every record-script call repeats.
+struct RecordCall {
+    pool: Pool,
+    keys: Keys,
+    clock: Clock,
+    /// The script's settings, the head of its argument (see `lua/record.lua`): its numbers and
+    /// log length (then the clock) ...
+    header: Vec<u8>,
+    /// ... and what its events need (after the clock).
+    events: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Outcome {
+pub(crate) struct Outcome {
     count: u64,
     first_seen_ms: u64,
     ts_ms: u64,
@@ -107,12 +107,13 @@ struct Outcome {
     cascade: bool,
 }
 
-/// One record, cleaned and encoded: the script's 16 arguments (field names built here, so the
-/// script does less string work), and what the caller is told.
+/// One record, cleaned and encoded: its section of the script's argument (field names and
+/// delimited names built here, so the script does less string work; see `lua/record.lua`), and
+/// what the caller is told.
 struct Prepared {
     signature: String,
-    args: [String; 15],
-    channel: usize,
+    blob: Vec<u8>,
+    record: String,
     severity: Severity,
     truncated: bool,
 }
@@ -310,9 +311,41 @@ impl TrackerBuilder {
             .iter()
             .map(|s| self.keyspace.channel(INSTANCE_KIND, s.as_str()))
             .collect::<coordkit_core::Result<Vec<_>>>()?;
-        let envelope_head = format!(
-            "{{\"source\":\"errors\",\"entity\":{},",
-            serde_json::to_string(&self.name).unwrap_or_else(|_| "\"\"".into())
+        let name_json = serde_json::to_string(&self.name).unwrap_or_else(|_| "\"\"".into());
+        let channel_prefix = channels[Severity::Debug as usize]
+            .strip_suffix(Severity::Debug.as_str())
+            .unwrap_or_default();
+        let mut header = pack_f64s(&[
+            millis(s.log_max_age) as f64,
+            if s.every_event { 1.0 } else { 0.0 },
+            f64::from(s.max_signatures),
+            f64::from(s.max_counters),
+            millis(s.window) as f64,
+            f64::from(s.cascade_threshold),
+        ]);
+        put_short(&mut header, s.log_max_len.to_string().as_bytes());
+        let mut event_names = Vec::new();
+        put_short(&mut event_names, channel_prefix.as_bytes());
+        put_short(&mut event_names, self.name.as_bytes());
+        put_short(&mut event_names, name_json.as_bytes());
+        let mut events = Vec::with_capacity(4 + event_names.len());
+        put_long(&mut events, &event_names);
+        let call = Arc::new(RecordCall {
+            pool: self.pool.clone(),
+            keys: keys.clone(),
+            clock: self.settings.clock.clone(),
+            header,
+            events,
+        });
+        let records = GroupCommit::new(
+            &self.pool,
+            self.settings.max_in_flight,
+            MAX_BATCH,
+            move |batch: Vec<Prepared>| {
+                let call = call.clone();
+                Box::pin(async move { send(&call, &batch).await })
+                    as BoxFuture<'static, coordkit_core::Result<Vec<Outcome>>>
+            },
         );
         Ok(ErrorTracker {
             inner: Arc::new(Inner {
@@ -321,8 +354,7 @@ impl TrackerBuilder {
                 keys,
                 settings: self.settings,
                 channels,
-                envelope_head,
-                batch: Mutex::new(BatchState::default()),
+                records,
             }),
         })
     }
@@ -565,16 +597,29 @@ impl ErrorTracker {
             attributes: &attributes,
         })
         .unwrap_or_else(|_| "{\"signature\":\"?\"}".to_owned());
-        let entry = serde_json::to_string(&EntryJson {
-            component: &component,
-            kind: &kind,
-            severity,
-            message: &message,
-            task_id: task.as_deref(),
-            code: code.as_deref(),
-            recoverable: event.recoverable,
-        })
-        .unwrap_or_else(|_| "{\"kind\":\"?\"}".to_owned());
+        // The log entry: the record itself when it has little beyond the entry's fields (no
+        // stack, few small attributes), so the script gets one JSON less; else the entry alone.
+        let entry = if stack.is_empty()
+            && attributes.len() <= 4
+            && attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+                <= 64
+        {
+            String::new()
+        } else {
+            serde_json::to_string(&EntryJson {
+                component: &component,
+                kind: &kind,
+                severity,
+                message: &message,
+                task_id: task.as_deref(),
+                code: code.as_deref(),
+                recoverable: event.recoverable,
+            })
+            .unwrap_or_else(|_| "{\"kind\":\"?\"}".to_owned())
+        };
         let mut template = template;
         truncate(&mut template, 1024);
         let meta = serde_json::to_string(&MetaJson {
@@ -585,35 +630,68 @@ impl ErrorTracker {
         })
         .unwrap_or_default();
         let task = task.unwrap_or_default();
-        let (slot1, slot2) = if task.is_empty() {
-            (0, 0)
-        } else {
-            task_slots(&task, settings.max_tasks)
+        // The record's section of the script's argument (see `lua/record.lua`).
+        let mut blob = Vec::with_capacity(
+            3 * signature.len()
+                + 4 * (kind.len() + component.len() + task.len())
+                + entry.len()
+                + meta.len()
+                + 96,
+        );
+        blob.extend_from_slice(&[0; 4]); // The section's length, set below.
+        let slots = (!task.is_empty()).then(|| {
+            let (slot1, slot2) = task_slots(&task, settings.max_tasks);
+            (slot1.to_string(), slot2.to_string())
+        });
+        let slot = |i: usize| {
+            slots
+                .as_ref()
+                .map_or("", |s| if i == 0 { s.0.as_str() } else { s.1.as_str() })
         };
-        let args = [
-            format!("{signature} s"),
-            format!("{signature} m"),
-            format!("~c {kind} {component}"),
-            kind,
-            component,
-            task,
-            format!("~to {slot1}"),
-            format!("~to {slot2}"),
-            format!("~t {slot1}"),
-            format!("~t {slot2}"),
-            event
-                .occurred_ms
-                .map(|ms| ms.to_string())
-                .unwrap_or_default(),
-            record,
-            meta,
-            entry,
-            String::new(),
-        ];
+        // The fields the batch reads.
+        put_short(&mut blob, signature.as_bytes());
+        put_short_parts(
+            &mut blob,
+            &[b"~c ", kind.as_bytes(), b" ", component.as_bytes()],
+        );
+        for i in 0..2 {
+            if slots.is_some() {
+                put_short_parts(&mut blob, &[b"~to ", slot(i).as_bytes()]);
+            } else {
+                put_short(&mut blob, b"");
+            }
+        }
+        // The main part.
+        put_short_parts(&mut blob, &[signature.as_bytes(), b" s"]);
+        put_short_parts(&mut blob, &[b"~k ", kind.as_bytes()]);
+        put_short_parts(&mut blob, &[b" ", component.as_bytes(), b" "]);
+        if slots.is_some() {
+            put_short_parts(&mut blob, &[task.as_bytes(), b"\t"]);
+        } else {
+            put_short(&mut blob, b"");
+        }
+        put_long(&mut blob, entry.as_bytes());
+        for i in 0..2 {
+            if slots.is_some() {
+                put_short_parts(&mut blob, &[b"~t ", slot(i).as_bytes()]);
+            } else {
+                put_short(&mut blob, b"");
+            }
+        }
+        // The rare part.
+        let occurred = event
+            .occurred_ms
+            .map(|ms| ms.to_string())
+            .unwrap_or_default();
+        put_short(&mut blob, occurred.as_bytes());
+        put_short(&mut blob, severity.as_str().as_bytes());
+        put_long(&mut blob, meta.as_bytes());
+        let len = u32::try_from(blob.len() - 4).unwrap_or(u32::MAX);
+        blob[..4].copy_from_slice(&len.to_be_bytes());
         Prepared {
             signature,
-            args,
-            channel: severity as usize,
+            blob,
+            record,
             severity,
             truncated,
         }
@@ -636,40 +714,11 @@ impl ErrorTracker {
         let prepared = self.prepare(event);
         let signature = prepared.signature.clone();
         let (severity, truncated) = (prepared.severity, prepared.truncated);
-        let (tx, rx) = oneshot::channel();
-        let batch = {
-            let mut state = self.inner.batch.lock().unwrap_or_else(|e| e.into_inner());
-            state.queue.push(Pending {
-                args: prepared,
-                reply: tx,
-            });
-            if state.in_flight < self.inner.settings.max_in_flight {
-                state.in_flight += 1;
-                Some(take_batch(&mut state.queue))
-            } else {
-                None
-            }
-        };
-        if let Some(batch) = batch {
-            if batch.len() == 1 {
-                // Only this record: sent from here, without a hop to another task. The guard
-                // hands the in-flight slot on (to records queued meanwhile) even if this future
-                // is dropped.
-                let guard = SlotGuard(self.inner.clone());
-                let result = send(&self.inner, &batch).await;
-                deliver(batch, result);
-                drop(guard);
-            } else {
-                // Others' records too: a task of its own, so a caller that gives up waiting
-                // cannot strand them.
-                tokio::spawn(flush(self.inner.clone(), batch));
-            }
-        }
-        let outcome = match rx.await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(TrackerError::Lost("the flushing task ended".into())),
-        };
+        let outcome = self
+            .inner
+            .records
+            .submit(&self.inner.keys.data, prepared)
+            .await?;
         Ok(Recorded {
             signature,
             count: outcome.count,
@@ -704,131 +753,81 @@ impl ErrorTracker {
     }
 }
 
-fn take_batch(queue: &mut Vec<Pending>) -> Vec<Pending> {
-    if queue.len() <= MAX_BATCH {
-        std::mem::take(queue)
-    } else {
-        queue.drain(..MAX_BATCH).collect()
+/// One record-script call for `batch`: its outcomes, in order.
+async fn send(common: &RecordCall, batch: &[Prepared]) -> coordkit_core::Result<Vec<Outcome>> {
+    let keys = &common.keys;
+    let clock = common.clock.arg();
+    let size = common.header.len() + clock.len() + 2 + common.events.len();
+    let mut blob = Vec::with_capacity(size + batch.iter().map(|p| p.blob.len()).sum::<usize>());
+    blob.extend_from_slice(&common.header);
+    put_short(&mut blob, clock.as_bytes());
+    blob.extend_from_slice(&common.events);
+    for p in batch {
+        blob.extend_from_slice(&p.blob);
     }
-}
-
-fn deliver(batch: Vec<Pending>, result: coordkit_core::Result<Vec<Outcome>>) {
-    match result {
-        Ok(outcomes) => {
-            for (pending, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = pending.reply.send(Ok(outcome));
-            }
-        }
-        Err(e) => {
-            for pending in batch {
-                let _ = pending.reply.send(Err(e.clone()));
-            }
-        }
-    }
-}
-
-/// The next batch for the holder of an in-flight slot, or `None` after giving the slot back.
-fn next_batch(inner: &Inner) -> Option<Vec<Pending>> {
-    let mut state = inner.batch.lock().unwrap_or_else(|e| e.into_inner());
-    if state.queue.is_empty() {
-        state.in_flight -= 1;
-        None
-    } else {
-        Some(take_batch(&mut state.queue))
-    }
-}
-
-/// Hands an in-flight slot on when dropped: to a task that sends what was queued meanwhile,
-/// or back.
-struct SlotGuard(Arc<Inner>);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        if let Some(batch) = next_batch(&self.0) {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn(flush(self.0.clone(), batch));
-                }
-                Err(_) => {
-                    // No runtime left to send them: their callers see `Lost`.
-                    let mut state = self.0.batch.lock().unwrap_or_else(|e| e.into_inner());
-                    state.in_flight -= 1;
-                }
-            }
-        }
-    }
-}
-
-/// Sends batches until the queue is empty, then gives the in-flight slot back.
-async fn flush(inner: Arc<Inner>, mut batch: Vec<Pending>) {
-    loop {
-        let result = send(&inner, &batch).await;
-        deliver(batch, result);
-        match next_batch(&inner) {
-            Some(next) => batch = next,
-            None => return,
-        }
-    }
-}
-
-async fn send(inner: &Inner, batch: &[Pending]) -> coordkit_core::Result<Vec<Outcome>> {
-    let s = &inner.settings;
-    let keys = &inner.keys;
     let mut call = RECORD.prepare();
     call.key(&keys.data)
         .key(&keys.seen)
         .key(&keys.log)
-        .arg(s.clock.arg())
-        .arg(s.log_max_len)
-        .arg(millis(s.log_max_age))
-        .arg(if s.every_event { "1" } else { "0" })
-        .arg(s.max_signatures)
-        .arg(s.max_tasks)
-        .arg(s.max_counters)
-        .arg(millis(s.window))
-        .arg(s.cascade_threshold)
-        .arg(&inner.channels[Severity::Critical as usize])
-        .arg(&inner.envelope_head)
-        .arg(&inner.name);
+        .arg(blob);
     for p in batch {
-        let a = &p.args;
-        // Order: sig, "sig s", "sig m", kind, component, pair, task, owner1, owner2, slot1,
-        // slot2, occurred, record, meta, entry, channel.
-        call.arg(&a.signature)
-            .arg(&a.args[0])
-            .arg(&a.args[1])
-            .arg(&a.args[3])
-            .arg(&a.args[4])
-            .arg(&a.args[2])
-            .arg(&a.args[5])
-            .arg(&a.args[6])
-            .arg(&a.args[7])
-            .arg(&a.args[8])
-            .arg(&a.args[9])
-            .arg(&a.args[10])
-            .arg(&a.args[11])
-            .arg(&a.args[12])
-            .arg(&a.args[13])
-            .arg(&inner.channels[a.channel]);
+        call.arg(&p.record);
     }
-    let flat: Vec<u64> = call.invoke(&inner.pool).await?;
-    if flat.len() != batch.len() * 6 {
+    let flat: Vec<u64> = call.invoke(&common.pool).await?;
+    decode_outcomes(&flat, batch.len())
+}
+
+/// The record script's answer: `now`, then count, first seen and flags per record.
+pub(crate) fn decode_outcomes(flat: &[u64], records: usize) -> coordkit_core::Result<Vec<Outcome>> {
+    if flat.len() != 1 + records * 3 {
         return Err(coordkit_core::Error::decode(
             "the record script's answer",
-            format!("{} integers for {} records", flat.len(), batch.len()),
+            format!("{} integers for {} records", flat.len(), records),
         ));
     }
-    Ok(flat
-        .chunks_exact(6)
+    let now = flat[0];
+    Ok(flat[1..]
+        .chunks_exact(3)
         .map(|c| Outcome {
             count: c[0],
             first_seen_ms: c[1],
-            ts_ms: c[2],
-            new_signature: c[3] == 1,
-            regression: c[4] == 1,
-            cascade: c[5] == 1,
+            ts_ms: now,
+            new_signature: c[2] & 1 != 0,
+            regression: c[2] & 2 != 0,
+            cascade: c[2] & 4 != 0,
         })
         .collect())
+}
+
+/// A string as the record script's `struct.unpack('>Hc0')` reads it: its length (2 bytes,
+/// big-endian), then its bytes. Only for short strings: names, fields, ids.
+fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_short_parts(out, &[bytes]);
+}
+
+/// [`put_short`] of the concatenation of `parts`.
+fn put_short_parts(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    debug_assert!(
+        len <= usize::from(u16::MAX),
+        "a short string of {len} bytes"
+    );
+    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+/// A string as `struct.unpack('>I4c0')` reads it: its length (4 bytes, big-endian), then its
+/// bytes.
+fn put_long(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Numbers as the scripts' `struct.pack('>d', …)` writes them: big-endian doubles.
+pub(crate) fn pack_f64s(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
 }
 
 /// The two slots (of `max_tasks`) a task's details record may use: from a SHA-1 of its id, so

@@ -381,9 +381,10 @@ redis_test! {
         let inst = ks.instance("errors", "capped").unwrap();
         let fields: u64 = pool.query(redis::cmd("HLEN").arg(inst.key("data"))).await.unwrap();
         // States, samples and metas of 50 signatures; at most 20 task slots (record + owner);
-        // 10 counters, their count and the overflow; the window's kinds and the last cascade.
-        assert!(fields >= 50 * 3 + 12 + 2, "{fields}");
-        assert!(fields <= 50 * 3 + 20 * 2 + 12 + 2, "{fields}");
+        // 10 counters, their count and the overflow; the window's list and last cascade, and
+        // the last occurrence of each of its 30 kinds.
+        assert!(fields >= 50 * 3 + 12 + 1 + 30, "{fields}");
+        assert!(fields <= 50 * 3 + 20 * 2 + 12 + 1 + 30, "{fields}");
         let counts = t.counts().await.unwrap();
         assert_eq!(counts.by_pair.len(), 10);
         assert!(counts.other > 0);
@@ -488,9 +489,35 @@ redis_test! {
             "memory grew from {after_10k} to {after_30k} bytes with every cap already reached"
         );
         let fields: u64 = pool.query(redis::cmd("HLEN").arg(&keys[0])).await.unwrap();
-        // Signature state, sample and meta; task slots (record + owner); counters; window.
-        assert!(fields <= 3 * 1_000 + 2 * 1_000 + 7 + 3, "{fields}");
+        // Signature state, sample and meta; task slots (record + owner); counters; the
+        // window's list and its kinds' last occurrences.
+        assert!(fields <= 3 * 1_000 + 2 * 1_000 + 7 + 3 + 7, "{fields}");
         assert_eq!(t.signatures(10_000).await.unwrap().len(), 1_000);
         assert_eq!(t.counts().await.unwrap().total(), 30_000);
+    }
+}
+
+redis_test! {
+    async fn the_window_keeps_at_most_64_kinds(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "many-kinds")
+            .cascade_threshold(64)
+            .build()
+            .unwrap();
+        let mut cascades = Vec::new();
+        for i in 0..100u32 {
+            let r = t.record(&ErrorEvent::new("c", format!("Kind{i}"), "m")).await.unwrap();
+            if r.cascade {
+                cascades.push(i);
+            }
+        }
+        // The 64th distinct kind completes the cascade; one per window.
+        assert_eq!(cascades, vec![63]);
+        let inst = ks.instance("errors", "many-kinds").unwrap();
+        let fields: Vec<String> = pool.query(redis::cmd("HKEYS").arg(inst.key("data"))).await.unwrap();
+        let kinds = fields.iter().filter(|f| f.starts_with("~k ")).count();
+        assert_eq!(kinds, 64, "{fields:?}");
+        assert_eq!(t.counts().await.unwrap().total(), 100);
     }
 }

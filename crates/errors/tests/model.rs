@@ -81,17 +81,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn lua_matches_the_model() {
-    let rt = runtime();
+    let rt = coordkit_testkit::blocking_runtime();
     let redis = TestRedis::start(Topology::Standalone);
     let pool = rt.block_on(redis.pool());
     let clock = ManualClock::new(1_700_000_000_000);
@@ -212,7 +204,7 @@ fn lua_matches_the_model() {
 /// must end in the same state.
 #[test]
 fn batched_records_match_the_model_in_log_order() {
-    let rt = runtime();
+    let rt = coordkit_testkit::blocking_runtime();
     let redis = TestRedis::start(Topology::Standalone);
     let pool = rt.block_on(redis.pool());
     let clock = ManualClock::new(1_700_000_000_000);
