@@ -8,6 +8,7 @@ use crate::options::{QueueConfig, TaskOptions, backoff_delay_ms};
 use crate::queue::{
     Claim, Enqueued, ErrorRecord, NewTask, RawSettle, Settle, Settled, Stats, Task,
 };
+pub use crate::queue::{Record, decode_errors};
 
 /// One task in the model.
 #[derive(Debug, Clone)]
@@ -30,12 +31,12 @@ pub struct Dump {
     pub delayed: Vec<(String, u64)>,
     /// Leased tasks by (deadline, id).
     pub leased: Vec<(String, u64)>,
+    /// The fencing token of each lease.
+    pub leases: BTreeMap<String, u64>,
     /// Dead letters by (dead at, id).
     pub dlq: Vec<(String, u64)>,
-    /// Every task's meta string.
-    pub tasks: BTreeMap<String, String>,
-    /// Every payload.
-    pub payloads: BTreeMap<String, Vec<u8>>,
+    /// Every task's record.
+    pub tasks: BTreeMap<String, Record>,
     /// Error histories.
     pub errors: BTreeMap<String, Vec<ErrorRecord>>,
     /// Dead-letter reasons.
@@ -100,21 +101,20 @@ impl QueueModel {
         }
     }
 
-    fn meta(t: &ModelTask) -> String {
+    fn record(t: &ModelTask, payload: &[u8]) -> Record {
         let o = &t.options;
-        format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
-            t.attempts,
-            t.stalls,
-            t.token,
-            t.prev,
-            t.since,
-            t.enqueued,
-            o.max_attempts,
-            o.lease.as_millis(),
-            o.policy(),
-            o.component.as_deref().unwrap_or("")
-        )
+        Record {
+            attempts: t.attempts,
+            stalls: t.stalls,
+            prev: t.prev,
+            since: t.since,
+            enqueued: t.enqueued,
+            max: o.max_attempts,
+            lease: o.lease.as_millis() as u64,
+            policy: o.policy(),
+            component: o.component.clone(),
+            payload: payload.to_vec(),
+        }
     }
 
     /// The whole state.
@@ -123,13 +123,21 @@ impl QueueModel {
             ready: self.ready.iter().cloned().collect(),
             delayed: ordered(&self.delayed),
             leased: ordered(&self.leased),
+            leases: self
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.token != 0)
+                .map(|(k, t)| (k.clone(), t.token))
+                .collect(),
             dlq: ordered(&self.dlq),
             tasks: self
                 .tasks
                 .iter()
-                .map(|(k, t)| (k.clone(), Self::meta(t)))
+                .map(|(k, t)| {
+                    let payload = self.payloads.get(k).map_or(&[][..], Vec::as_slice);
+                    (k.clone(), Self::record(t, payload))
+                })
                 .collect(),
-            payloads: self.payloads.clone(),
             errors: self.errors.clone(),
             dead: self.dead.clone(),
         }

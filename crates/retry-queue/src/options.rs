@@ -198,24 +198,38 @@ impl TaskOptions {
         Ok(())
     }
 
-    /// The policy as the script reads it: `kind;jitter;args`.
-    pub(crate) fn policy(&self) -> String {
+    /// The policy as the script reads it (little-endian): kind (0 exponential: base ms, factor
+    /// as a double, cap ms; 1 fixed: delay ms; 2 schedule: u16 count, then each delay ms), then
+    /// jitter (0 none, 1 full, 2 equal, 3 decorrelated), then the kind's numbers.
+    pub(crate) fn policy(&self) -> Vec<u8> {
         let j = match self.jitter {
-            Jitter::None => 'n',
-            Jitter::Full => 'f',
-            Jitter::Equal => 'q',
-            Jitter::Decorrelated => 'd',
+            Jitter::None => 0u8,
+            Jitter::Full => 1,
+            Jitter::Equal => 2,
+            Jitter::Decorrelated => 3,
         };
+        let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let mut b = Vec::with_capacity(26);
         match &self.backoff {
             Backoff::Exponential { base, factor, max } => {
-                format!("e;{j};{},{factor},{}", base.as_millis(), max.as_millis())
+                b.extend_from_slice(&[0, j]);
+                b.extend_from_slice(&ms(base).to_le_bytes());
+                b.extend_from_slice(&factor.to_le_bytes());
+                b.extend_from_slice(&ms(max).to_le_bytes());
             }
-            Backoff::Fixed(d) => format!("f;{j};{}", d.as_millis()),
+            Backoff::Fixed(d) => {
+                b.extend_from_slice(&[1, j]);
+                b.extend_from_slice(&ms(d).to_le_bytes());
+            }
             Backoff::Schedule(list) => {
-                let parts: Vec<String> = list.iter().map(|d| d.as_millis().to_string()).collect();
-                format!("s;{j};{}", parts.join(","))
+                b.extend_from_slice(&[2, j]);
+                b.extend_from_slice(&(list.len() as u16).to_le_bytes());
+                for d in list {
+                    b.extend_from_slice(&ms(d).to_le_bytes());
+                }
             }
         }
+        b
     }
 }
 

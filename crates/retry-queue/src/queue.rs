@@ -282,35 +282,113 @@ pub struct TaskInfo {
     pub reason: Option<String>,
 }
 
-/// The parsed meta string of a task.
-pub(crate) struct Meta {
-    pub(crate) attempts: u32,
-    pub(crate) stalls: u32,
-    pub(crate) enqueued: u64,
-    pub(crate) max: u32,
-    pub(crate) component: Option<String>,
+/// A task's stored record, decoded (see `lua/queue.lua`: a fixed 48-byte head, then the
+/// policy, the component and the payload).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Failures so far.
+    pub attempts: u32,
+    /// Lost leases so far.
+    pub stalls: u32,
+    /// The last backoff delay chosen (ms).
+    pub prev: u64,
+    /// When it became (or becomes) ready, or was dead-lettered.
+    pub since: u64,
+    /// When it was enqueued.
+    pub enqueued: u64,
+    /// Its attempt budget.
+    pub max: u32,
+    /// Its lease length (ms).
+    pub lease: u64,
+    /// Its backoff policy as the script reads it.
+    pub policy: Vec<u8>,
+    /// Its component.
+    pub component: Option<String>,
+    /// Its payload.
+    pub payload: Vec<u8>,
 }
 
-pub(crate) fn parse_meta(meta: &str) -> Option<Meta> {
-    let mut parts = meta.splitn(10, '|');
-    let mut num = || parts.next()?.parse::<u64>().ok();
-    let attempts = num()? as u32;
-    let stalls = num()? as u32;
-    let _token = num()?;
-    let _prev = num()?;
-    let _since = num()?;
-    let enqueued = num()?;
-    let max = num()? as u32;
-    let _lease = num()?;
-    let _policy = parts.next()?;
-    let component = parts.next()?;
-    Some(Meta {
-        attempts,
-        stalls,
-        enqueued,
-        max,
-        component: (!component.is_empty()).then(|| component.to_owned()),
-    })
+/// The length of a record's fixed head.
+const HEAD: usize = 48;
+/// The part of the head the script writes (attempts, stalls, last delay, since, enqueued).
+const SCRIPT_HEAD: usize = 40;
+
+fn le_u64(b: &[u8], at: usize, len: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v[..len].copy_from_slice(&b[at..at + len]);
+    u64::from_le_bytes(v)
+}
+
+impl Record {
+    /// Decodes a stored record.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() < HEAD {
+            return None;
+        }
+        let plen = le_u64(b, 44, 2) as usize;
+        let clen = le_u64(b, 46, 2) as usize;
+        if b.len() < HEAD + plen + clen {
+            return None;
+        }
+        let component = String::from_utf8_lossy(&b[HEAD + plen..HEAD + plen + clen]);
+        Some(Self {
+            attempts: le_u64(b, 0, 4) as u32,
+            stalls: le_u64(b, 4, 4) as u32,
+            prev: le_u64(b, 8, 8),
+            since: le_u64(b, 16, 8),
+            enqueued: le_u64(b, 24, 8),
+            max: le_u64(b, 32, 4) as u32,
+            lease: le_u64(b, 36, 8),
+            policy: b[HEAD..HEAD + plen].to_vec(),
+            component: (clen > 0).then(|| component.into_owned()),
+            payload: b[HEAD + plen + clen..].to_vec(),
+        })
+    }
+}
+
+/// Appends the part of a record Rust writes (from byte 41).
+fn tail(b: &mut Vec<u8>, max: u32, lease: u64, policy: &[u8], component: &str, payload: &[u8]) {
+    b.extend_from_slice(&max.to_le_bytes());
+    b.extend_from_slice(&lease.to_le_bytes());
+    b.extend_from_slice(&(policy.len() as u16).to_le_bytes());
+    b.extend_from_slice(&(component.len() as u16).to_le_bytes());
+    b.extend_from_slice(policy);
+    b.extend_from_slice(component.as_bytes());
+    b.extend_from_slice(payload);
+}
+
+/// Decodes a stored error history (oldest first).
+#[doc(hidden)]
+pub fn decode_errors(b: &[u8]) -> Option<Vec<ErrorRecord>> {
+    let Some((&count, mut rest)) = b.split_first() else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        if rest.len() < 14 {
+            return None;
+        }
+        let len = le_u64(rest, 12, 2) as usize;
+        let text = rest.get(14..14 + len)?;
+        out.push(ErrorRecord {
+            attempt: le_u64(rest, 0, 4) as u32,
+            at_ms: le_u64(rest, 4, 8),
+            error: String::from_utf8_lossy(text).into_owned(),
+        });
+        rest = &rest[14 + len..];
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// The largest integer the scripts' numbers hold exactly (ids and tokens beyond it are none of
+/// this queue's).
+const EXACT: u64 = 1 << 53;
+
+/// A task id as the scripts number it (`None`: not an id this queue hands out).
+fn id_number(id: &str) -> Option<u64> {
+    let n: u64 = id.parse().ok()?;
+    (n < EXACT && n.to_string() == id).then_some(n)
 }
 
 struct Inner {
@@ -318,7 +396,7 @@ struct Inner {
     name: String,
     keys: Vec<Key>,
     config: QueueConfig,
-    fixed_args: [String; 9],
+    settings: Vec<u8>,
     wake_channel: String,
     channel_prefix: String,
 }
@@ -340,10 +418,10 @@ impl std::fmt::Debug for Queue {
 /// The suffixes of a queue's keys, in the scripts' `KEYS` order.
 const KEYS: [(&str, KeyKind); 11] = [
     ("tasks", KeyKind::Hash),
-    ("payloads", KeyKind::Hash),
     ("ready", KeyKind::List),
     ("delayed", KeyKind::ZSet),
     ("leased", KeyKind::ZSet),
+    ("leases", KeyKind::Hash),
     ("dlq", KeyKind::ZSet),
     ("errors", KeyKind::Hash),
     ("dead", KeyKind::Hash),
@@ -367,24 +445,32 @@ impl Queue {
             "kind": "wake", "source": "queue", "entity": name, "ts_ms": 0, "payload": {}
         })
         .to_string();
-        let fixed_args = [
-            name.to_owned(),
-            channel_prefix.clone(),
-            wake_channel.clone(),
-            wake_message,
-            if config.succeeded_events { "1" } else { "0" }.to_owned(),
-            config.max_stalls.to_string(),
-            config.dlq_max_count.to_string(),
-            config.dlq_max_age.as_millis().to_string(),
-            config.errors_kept.to_string(),
-        ];
+        // The script's settings, one argument (see `lua/queue.lua`).
+        let mut settings = vec![u8::from(config.succeeded_events)];
+        settings.extend_from_slice(&config.max_stalls.to_le_bytes());
+        settings.extend_from_slice(&config.dlq_max_count.to_le_bytes());
+        settings.extend_from_slice(&(config.dlq_max_age.as_millis() as u64).to_le_bytes());
+        settings.push(config.errors_kept as u8);
+        let name_json = serde_json::Value::from(name).to_string();
+        for s in [
+            name_json.as_str(),
+            &channel_prefix,
+            &wake_channel,
+            &wake_message,
+        ] {
+            let len = u16::try_from(s.len()).map_err(|_| {
+                coordkit_core::Error::invalid_config("name", "too long for the queue's channels")
+            })?;
+            settings.extend_from_slice(&len.to_le_bytes());
+            settings.extend_from_slice(s.as_bytes());
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 name: name.to_owned(),
                 keys,
                 config,
-                fixed_args,
+                settings,
                 wake_channel,
                 channel_prefix,
             }),
@@ -419,8 +505,8 @@ impl Queue {
         &self.inner.wake_channel
     }
 
-    /// The queue's keys, in the scripts' `KEYS` order (for operators and tests): tasks,
-    /// payloads, ready, delayed, leased, dlq, errors, dead, idem, idem_exp, info.
+    /// The queue's keys, in the scripts' `KEYS` order (for operators and tests): tasks, ready,
+    /// delayed, leased, leases, dlq, errors, dead, idem, idem_exp, info.
     pub fn keys(&self) -> &[Key] {
         &self.inner.keys
     }
@@ -430,10 +516,9 @@ impl Queue {
         for key in &self.inner.keys {
             call.key(key);
         }
-        call.arg(op).arg(self.inner.config.clock.arg());
-        for arg in &self.inner.fixed_args {
-            call.arg(arg);
-        }
+        call.arg(op)
+            .arg(self.inner.config.clock.arg())
+            .arg(self.inner.settings.as_slice());
         call
     }
 
@@ -462,30 +547,54 @@ impl Queue {
         let mut out = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(MAX_BATCH) {
             let mut call = self.call("enqueue");
-            call.arg(chunk.len());
+            let mut nums = Vec::with_capacity(chunk.len() * 16);
+            let mut keys = Vec::new();
             for task in chunk {
                 let o = &task.options;
-                let (key, ttl) = match &o.idempotency {
-                    Some((key, ttl)) => (key.as_str(), ttl.as_millis()),
-                    None => ("", 0),
+                let ttl = match &o.idempotency {
+                    Some((key, ttl)) => {
+                        keys.push(key.as_str());
+                        (ttl.as_millis() as u64).max(1)
+                    }
+                    None => 0,
                 };
-                call.arg(task.payload.as_slice())
-                    .arg(o.delay.as_millis() as u64)
-                    .arg(o.max_attempts)
-                    .arg(o.lease.as_millis() as u64)
-                    .arg(o.policy())
-                    .arg(o.component.as_deref().unwrap_or(""))
-                    .arg(key)
-                    .arg(ttl as u64);
+                nums.extend_from_slice(&(o.delay.as_millis() as u64).to_le_bytes());
+                nums.extend_from_slice(&ttl.to_le_bytes());
             }
-            let answer: Vec<(String, u8)> = call.invoke(&self.inner.pool).await?;
-            out.extend(answer.into_iter().map(|(id, dup)| {
-                if dup == 1 {
-                    Enqueued::Duplicate(id)
-                } else {
-                    Enqueued::New(id)
-                }
-            }));
+            call.arg(chunk.len()).arg(nums);
+            for task in chunk {
+                let o = &task.options;
+                let mut b = Vec::with_capacity(HEAD - SCRIPT_HEAD + task.payload.len() + 32);
+                tail(
+                    &mut b,
+                    o.max_attempts,
+                    o.lease.as_millis() as u64,
+                    &o.policy(),
+                    o.component.as_deref().unwrap_or(""),
+                    &task.payload,
+                );
+                call.arg(b);
+            }
+            for key in keys {
+                call.arg(key);
+            }
+            let answer: Vec<Value> = call.invoke(&self.inner.pool).await?;
+            let corrupt = || QueueError::Corrupt(format!("enqueue answered {answer:?}"));
+            let first = answer.first().and_then(int).ok_or_else(corrupt)?;
+            let mut ids: Vec<Enqueued> = (0..chunk.len() as i64)
+                .map(|i| Enqueued::New((first + i).to_string()))
+                .collect();
+            for pair in answer[1..].chunks(2) {
+                let [i, id] = pair else {
+                    return Err(corrupt());
+                };
+                let i = int(i)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .ok_or_else(corrupt)?;
+                let slot = ids.get_mut(i.wrapping_sub(1)).ok_or_else(corrupt)?;
+                *slot = Enqueued::Duplicate(int(id).ok_or_else(corrupt)?.to_string());
+            }
+            out.extend(ids);
         }
         Ok(out)
     }
@@ -521,35 +630,70 @@ impl Queue {
     pub async fn settle_raw(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
         let mut out = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(MAX_BATCH) {
-            let mut call = self.call("settle");
-            call.arg(chunk.len());
-            for op in chunk {
-                let (code, x, y): (&str, String, &str) = match &op.settle {
-                    Settle::Ack => ("a", String::new(), ""),
-                    Settle::Fail(error) => ("f", op.draw.min(65_535).to_string(), cut(error)),
-                    Settle::Defer(d) => (
-                        "d",
-                        d.as_millis()
-                            .min(u128::from(crate::options::MAX_DURATION_MS))
-                            .to_string(),
-                        "",
-                    ),
-                    Settle::DeadLetter { reason, error } => ("x", reason.clone(), cut(error)),
-                };
-                call.arg(code).arg(&op.id).arg(op.token).arg(x).arg(y);
+            // Ops on ids or tokens this queue never hands out hold no lease: not sent.
+            let sent: Vec<(&RawSettle, u64)> = chunk
+                .iter()
+                .filter_map(|op| Some((op, id_number(&op.id)?)))
+                .filter(|(op, _)| op.token < EXACT)
+                .collect();
+            let mut answers = Vec::new();
+            if !sent.is_empty() {
+                let mut call = self.call("settle");
+                let mut packed = Vec::with_capacity(sent.len() * 25);
+                let mut texts: Vec<&str> = Vec::new();
+                for (op, id) in &sent {
+                    let (code, x) = match &op.settle {
+                        Settle::Ack => (1u8, 0),
+                        Settle::Fail(error) => {
+                            texts.push(cut(error));
+                            (2, u64::from(op.draw.min(65_535)))
+                        }
+                        Settle::Defer(d) => (
+                            3,
+                            u64::try_from(d.as_millis())
+                                .unwrap_or(u64::MAX)
+                                .min(crate::options::MAX_DURATION_MS),
+                        ),
+                        Settle::DeadLetter { reason, error } => {
+                            texts.push(reason);
+                            texts.push(cut(error));
+                            (4, 0)
+                        }
+                    };
+                    packed.push(code);
+                    packed.extend_from_slice(&id.to_le_bytes());
+                    packed.extend_from_slice(&op.token.to_le_bytes());
+                    packed.extend_from_slice(&x.to_le_bytes());
+                }
+                call.arg(sent.len()).arg(packed);
+                for text in texts {
+                    call.arg(text);
+                }
+                let flat: Vec<u64> = call.invoke(&self.inner.pool).await?;
+                if flat.len() != sent.len() * 3 {
+                    return Err(QueueError::Corrupt(format!("settle answered {flat:?}")));
+                }
+                answers = flat;
             }
-            let answer: Vec<(u8, u32, u64)> = call.invoke(&self.inner.pool).await?;
-            out.extend(
-                answer
-                    .into_iter()
-                    .map(|(status, attempts, due_ms)| match status {
-                        1 => Settled::Acked,
-                        2 => Settled::RetryScheduled { attempts, due_ms },
-                        3 => Settled::DeadLettered { attempts },
-                        4 => Settled::Deferred { due_ms },
-                        _ => Settled::LeaseLost,
-                    }),
-            );
+            let mut answers = answers.chunks(3);
+            let mut sent = sent.iter().peekable();
+            for op in chunk {
+                let mine = sent.peek().is_some_and(|(s, _)| std::ptr::eq(*s, op));
+                if !mine {
+                    out.push(Settled::LeaseLost);
+                    continue;
+                }
+                sent.next();
+                let a = answers.next().unwrap_or(&[0, 0, 0]);
+                let (attempts, due_ms) = (a[1] as u32, a[2]);
+                out.push(match a[0] {
+                    1 => Settled::Acked,
+                    2 => Settled::RetryScheduled { attempts, due_ms },
+                    3 => Settled::DeadLettered { attempts },
+                    4 => Settled::Deferred { due_ms },
+                    _ => Settled::LeaseLost,
+                });
+            }
         }
         Ok(out)
     }
@@ -631,15 +775,23 @@ impl Queue {
         }
         let mut call = self.call("dlq_list");
         call.arg(offset).arg(limit.min(10_000));
-        let rows: Vec<(String, u64, String, String)> = call.invoke(&self.inner.pool).await?;
-        rows.into_iter()
-            .map(|(id, dead_at_ms, reason, meta)| {
-                let m = parse_meta(&meta)
-                    .ok_or_else(|| QueueError::Corrupt(format!("task {id} meta {meta:?}")))?;
+        let flat: Vec<Value> = call.invoke(&self.inner.pool).await?;
+        let corrupt = || QueueError::Corrupt(format!("dlq_list answered {flat:?}"));
+        if !flat.len().is_multiple_of(4) {
+            return Err(corrupt());
+        }
+        flat.chunks(4)
+            .map(|row| {
+                let id = text(&row[0]);
+                let dead_at_ms = int(&row[1])
+                    .and_then(|x| u64::try_from(x).ok())
+                    .ok_or_else(corrupt)?;
+                let m = Record::decode(&bytes(&row[3]))
+                    .ok_or_else(|| QueueError::Corrupt(format!("task {id} record {:?}", row[3])))?;
                 Ok(DeadLetter {
                     id,
                     dead_at_ms,
-                    reason,
+                    reason: text(&row[2]),
                     attempts: m.attempts,
                     stalls: m.stalls,
                     enqueued_ms: m.enqueued,
@@ -659,7 +811,7 @@ impl Queue {
             return Ok(None);
         }
         let corrupt = || QueueError::Corrupt(format!("inspect of task {id} answered {v:?}"));
-        if v.len() != 6 {
+        if v.len() != 5 {
             return Err(corrupt());
         }
         let state = match text(&v[0]).as_str() {
@@ -670,19 +822,20 @@ impl Queue {
             _ => return Err(corrupt()),
         };
         let at = int(&v[1]).ok_or_else(corrupt)?;
-        let meta = parse_meta(&text(&v[2])).ok_or_else(corrupt)?;
-        let errors: Vec<ErrorRecord> = serde_json::from_str(&text(&v[4])).unwrap_or_default();
-        let reason = text(&v[5]);
+        let record = Record::decode(&bytes(&v[2])).ok_or_else(corrupt)?;
+        // A history that does not decode is no reason to hide the task.
+        let errors = decode_errors(&bytes(&v[3])).unwrap_or_default();
+        let reason = text(&v[4]);
         Ok(Some(TaskInfo {
             id: id.to_owned(),
             state,
             at_ms: u64::try_from(at).ok(),
-            attempts: meta.attempts,
-            stalls: meta.stalls,
-            max_attempts: meta.max,
-            enqueued_ms: meta.enqueued,
-            component: meta.component,
-            payload: bytes(&v[3]),
+            attempts: record.attempts,
+            stalls: record.stalls,
+            max_attempts: record.max,
+            enqueued_ms: record.enqueued,
+            component: record.component,
+            payload: record.payload,
             errors,
             reason: (!reason.is_empty()).then_some(reason),
         }))
@@ -789,40 +942,37 @@ fn text(v: &Value) -> String {
 
 fn decode_claim(values: &[Value]) -> Result<Claim> {
     let corrupt = || QueueError::Corrupt(format!("claim answered {values:?}"));
-    if values.len() < 3 {
+    if values.len() < 4 || !values.len().is_multiple_of(2) {
         return Err(corrupt());
     }
-    let now = int(&values[0]).ok_or_else(corrupt)?;
+    let now = int(&values[0])
+        .and_then(|x| u64::try_from(x).ok())
+        .ok_or_else(corrupt)?;
     let due = int(&values[1]).ok_or_else(corrupt)?;
     let deadline = int(&values[2]).ok_or_else(corrupt)?;
-    let mut tasks = Vec::with_capacity(values.len() - 3);
-    for v in &values[3..] {
-        let Value::Array(f) = v else {
+    let first = int(&values[3])
+        .and_then(|x| u64::try_from(x).ok())
+        .ok_or_else(corrupt)?;
+    let mut tasks = Vec::with_capacity(values.len() / 2 - 2);
+    for (k, pair) in values[4..].chunks(2).enumerate() {
+        let Value::BulkString(rec) = &pair[1] else {
             return Err(corrupt());
         };
-        if f.len() != 8 {
-            return Err(corrupt());
-        }
-        let n = |i: usize| {
-            int(&f[i])
-                .and_then(|x| u64::try_from(x).ok())
-                .ok_or_else(corrupt)
-        };
-        let component = text(&f[5]);
+        let r = Record::decode(rec).ok_or_else(corrupt)?;
         tasks.push(Task {
-            id: text(&f[0]),
-            token: n(1)?,
-            deadline_ms: n(2)?,
-            attempt: n(3)? as u32,
-            stalls: n(4)? as u32,
-            component: (!component.is_empty()).then_some(component),
-            payload: bytes(&f[6]),
-            enqueued_ms: n(7)?,
+            id: text(&pair[0]),
+            token: first + k as u64,
+            deadline_ms: now + r.lease,
+            attempt: r.attempts + 1,
+            stalls: r.stalls,
+            component: r.component,
+            payload: r.payload,
+            enqueued_ms: r.enqueued,
         });
     }
     Ok(Claim {
         tasks,
-        now_ms: u64::try_from(now).map_err(|_| corrupt())?,
+        now_ms: now,
         next_due_ms: u64::try_from(due).ok(),
         next_deadline_ms: u64::try_from(deadline).ok(),
     })

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit_core::{Clock, ManualClock, Pool, redis};
-use coordkit_retry_queue::model::{Dump, QueueModel};
+use coordkit_retry_queue::model::{Dump, QueueModel, Record, decode_errors};
 use coordkit_retry_queue::{
-    Backoff, ErrorRecord, Jitter, NewTask, Queue, QueueConfig, RawSettle, Settle, TaskOptions,
+    Backoff, Jitter, NewTask, Queue, QueueConfig, RawSettle, Settle, TaskOptions,
 };
 use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
@@ -109,21 +109,28 @@ async fn dump(pool: &Pool, queue: &Queue) -> Dump {
         c
     };
     let ready: Vec<String> = pool
-        .query(redis::cmd("LRANGE").arg(&k[2]).arg(0).arg(-1))
+        .query(redis::cmd("LRANGE").arg(&k[1]).arg(0).arg(-1))
         .await
         .unwrap();
-    let errors: BTreeMap<String, String> = pool.query(&hgetall(&k[6])).await.unwrap();
+    let tasks: BTreeMap<String, Vec<u8>> = pool.query(&hgetall(&k[0])).await.unwrap();
+    let errors: BTreeMap<String, Vec<u8>> = pool.query(&hgetall(&k[6])).await.unwrap();
     Dump {
         ready,
-        delayed: pool.query(&zset(&k[3])).await.unwrap(),
-        leased: pool.query(&zset(&k[4])).await.unwrap(),
+        delayed: pool.query(&zset(&k[2])).await.unwrap(),
+        leased: pool.query(&zset(&k[3])).await.unwrap(),
+        leases: pool.query(&hgetall(&k[4])).await.unwrap(),
         dlq: pool.query(&zset(&k[5])).await.unwrap(),
-        tasks: pool.query(&hgetall(&k[0])).await.unwrap(),
-        payloads: pool.query(&hgetall(&k[1])).await.unwrap(),
+        tasks: tasks
+            .into_iter()
+            .map(|(id, rec)| {
+                let r = Record::decode(&rec).unwrap_or_else(|| panic!("task {id}: {rec:?}"));
+                (id, r)
+            })
+            .collect(),
         errors: errors
             .into_iter()
-            .map(|(id, json)| {
-                let list: Vec<ErrorRecord> = serde_json::from_str(&json).unwrap();
+            .map(|(id, raw)| {
+                let list = decode_errors(&raw).unwrap_or_else(|| panic!("errors of {id}"));
                 (id, list)
             })
             .collect(),
@@ -146,14 +153,12 @@ fn check_invariants(d: &Dump, max_stalls: u32) -> Result<(), TestCaseError> {
     }
     let held: BTreeSet<String> = d.tasks.keys().cloned().collect();
     prop_assert_eq!(&seen, &held, "every stored task is in one state");
+    let leased: BTreeSet<&String> = d.leased.iter().map(|(id, _)| id).collect();
+    let tokens: BTreeSet<&String> = d.leases.keys().collect();
+    prop_assert_eq!(leased, tokens, "exactly the leased tasks have a token");
     let dead: BTreeSet<&String> = d.dlq.iter().map(|(id, _)| id).collect();
-    for (id, meta) in &d.tasks {
-        let f: Vec<&str> = meta.split('|').collect();
-        let (attempts, stalls, max): (u32, u32, u32) = (
-            f[0].parse().unwrap(),
-            f[1].parse().unwrap(),
-            f[6].parse().unwrap(),
-        );
+    for (id, record) in &d.tasks {
+        let (attempts, stalls, max) = (record.attempts, record.stalls, record.max);
         prop_assert!(
             attempts <= max,
             "task {} attempts {} > max {}",
@@ -181,11 +186,7 @@ fn check_invariants(d: &Dump, max_stalls: u32) -> Result<(), TestCaseError> {
 
 #[test]
 fn lua_matches_the_model() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = coordkit_testkit::blocking_runtime();
     let redis = TestRedis::start(Topology::Standalone);
     let pool = rt.block_on(redis.pool());
     let keyspace = redis.keyspace();

@@ -124,6 +124,12 @@ redis_test! {
             if e.kind == "wake" { continue; }
             assert_eq!(e.entity, "retries");
             assert_eq!(e.payload["task"], id.as_str());
+            if e.kind == "succeeded" {
+                assert_eq!(e.payload["attempt"], 1);
+            }
+            if e.kind == "retry_scheduled" {
+                assert_eq!(e.payload["attempt"], kinds.len() + 1);
+            }
             kinds.push(e.kind);
         }
         assert_eq!(kinds, ["retry_scheduled", "retry_scheduled", "dead_lettered", "requeued", "succeeded"]);
@@ -245,8 +251,47 @@ redis_test! {
         assert!(Queue::new(pool.clone(), &redis.keyspace(), "bad name", QueueConfig::default()).is_err());
         // Another writer's key of the wrong type is reported, naming it.
         let other = Queue::new(pool.clone(), &redis.keyspace(), "clobbered", QueueConfig::default()).unwrap();
-        let _: () = pool.query(redis::cmd("SET").arg(&other.keys()[2]).arg("oops")).await.unwrap();
+        let _: () = pool.query(redis::cmd("SET").arg(&other.keys()[1]).arg("oops")).await.unwrap();
         let e = other.enqueue(NewTask::new("x")).await.unwrap_err();
         assert!(e.to_string().contains("ready"), "{e}");
+    }
+}
+
+redis_test! {
+    async fn unreadable_records_are_dead_lettered_as_malformed_without_stopping_a_claim(redis) {
+        let pool = redis.pool().await;
+        let (_, config) = manual();
+        let queue = Queue::new(pool.clone(), &redis.keyspace(), "records", config).unwrap();
+        let batch: Vec<NewTask> = (0..4).map(|i| NewTask::new(format!("t{i}"))).collect();
+        let ids: Vec<String> = queue
+            .enqueue_batch(&batch)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id().to_owned())
+            .collect();
+        // Task 2's record is cut short, task 3's is gone.
+        let tasks = &queue.keys()[0];
+        let _: () = pool.query(redis::cmd("HSET").arg(tasks).arg(&ids[1]).arg("short")).await.unwrap();
+        let _: () = pool.query(redis::cmd("HDEL").arg(tasks).arg(&ids[2])).await.unwrap();
+        let claim = queue.claim(10).await.unwrap();
+        let got: Vec<&str> = claim.tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(got, [ids[0].as_str(), ids[3].as_str()]);
+        assert_eq!(claim.tasks[1].payload, b"t3");
+        // Tokens stay distinct and increasing across the skipped tasks.
+        assert!(claim.tasks[0].token < claim.tasks[1].token);
+        for t in &claim.tasks {
+            assert_eq!(queue.ack(t).await.unwrap(), Settled::Acked);
+        }
+        let dead = queue.dead_letters(0, 10).await.unwrap();
+        let dead: Vec<(&str, &str)> = dead.iter().map(|d| (d.id.as_str(), d.reason.as_str())).collect();
+        assert_eq!(dead, [(ids[1].as_str(), "malformed"), (ids[2].as_str(), "malformed")]);
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.ready, stats.leased, stats.dead, stats.completed), (0, 0, 2, 2));
+        // A dead-lettered stand-in can be requeued and processed like any task.
+        assert_eq!(queue.requeue(&[ids[1].as_str()], true).await.unwrap(), vec![ids[1].clone()]);
+        let t = queue.claim(1).await.unwrap().tasks.remove(0);
+        assert_eq!((t.id.as_str(), t.payload.as_slice()), (ids[1].as_str(), &b""[..]));
+        assert_eq!(queue.ack(&t).await.unwrap(), Settled::Acked);
     }
 }
