@@ -53,6 +53,10 @@ struct Args {
     /// retry-lifecycle: how many times each task fails before it succeeds.
     #[arg(long, default_value_t = 0)]
     fails: u32,
+    /// Skip the raw-evalsha baseline, so that the server's `INFO commandstats` show the
+    /// scenario's own cost per call (for profiling scripts against a server given with --redis).
+    #[arg(long)]
+    no_baseline: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -214,7 +218,7 @@ async fn run(args: Args) -> Result<Report, String> {
         .prepare(&pool, &keyspace, args.concurrency, args.fails)
         .await
         .map_err(|e| e.to_string())?;
-    let baseline = if args.scenario == Scenario::RawEvalsha {
+    let baseline = if args.scenario == Scenario::RawEvalsha || args.no_baseline {
         None
     } else {
         Some(

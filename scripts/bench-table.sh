@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every benchmark scenario the README's table lists and prints the table's rows
+# (markdown). Needs python3 for the formatting. Usage: scripts/bench-table.sh [OPS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ops="${1:-30000}"
+cargo build --release --locked -q -p coordkit-bench
+bench=target/release/coordkit-bench
+run() {
+  local label="$1"; shift
+  "$bench" "$@" | python3 -c '
+import json, sys
+label = sys.argv[1]
+d = json.loads(sys.stdin.read())
+def n(x): return "{:,}".format(round(x)) if x is not None else "—"
+extra = {k: v for k, v in d.items() if k not in ("scenario","topology","concurrency","ops","errors","elapsed_ms","ops_per_sec","p50_us","p90_us","p99_us","max_us","baseline_ops_per_sec","ratio","redis_version")}
+print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+    label, d["topology"], d["concurrency"], n(d["ops_per_sec"]), n(d["p50_us"]), n(d["p99_us"]),
+    n(d.get("baseline_ops_per_sec")), d.get("ratio", "—"),
+    ", ".join("{}={}".format(k, v) for k, v in sorted(extra.items()))))
+' "$label"
+}
+for c in 1 50; do run raw-evalsha raw-evalsha --concurrency "$c" --ops "$ops"; done
+for s in context-update context-read breaker-acquire breaker-guarded-call metrics-record errors-record; do
+  for c in 1 50; do run "$s" "$s" --concurrency "$c" --ops "$ops"; done
+done
+for s in metrics-record-batch metrics-aggregate; do
+  for c in 1 50; do run "$s" "$s" --concurrency "$c" --ops $((ops / 10)); done
+done
+run "retry-lifecycle F=0" retry-lifecycle --concurrency 50 --ops "$ops" --fails 0
+run "retry-lifecycle F=2" retry-lifecycle --concurrency 50 --ops $((ops / 3)) --fails 2
