@@ -81,12 +81,15 @@ struct Manager {
     command_timeout: Duration,
 }
 
-/// A pooled connection: the driver's connection plus the epoch it was opened in.
+/// A pooled connection: the driver's connection plus the epoch it was opened in. Both drivers'
+/// connections are multiplexed handles, so a clone shares the same socket.
+#[derive(Clone)]
 pub(crate) struct Connection {
     inner: AnyConnection,
     epoch: u64,
 }
 
+#[derive(Clone)]
 enum AnyConnection {
     Standalone(MultiplexedConnection),
     Cluster(ClusterConnection),
@@ -547,7 +550,24 @@ impl Pool {
         }
     }
 
-    async fn checkout(&self) -> Result<bb8::PooledConnection<'_, Manager>> {
+    /// A handle on one of the pool's connections. The connections are multiplexed, so the
+    /// checkout is given back at once and the handle (a clone sharing the socket) is used
+    /// instead: any number of callers share the pool's connections, and nobody waits for a
+    /// checkout while others hold it across a round trip (bb8 hands a returned connection to
+    /// whoever asks first, so a busy caller could starve a waiting one for the whole
+    /// connection timeout). A connection known to be broken is dropped here, and another taken.
+    async fn checkout(&self) -> Result<Connection> {
+        loop {
+            let pooled = self.checkout_pooled().await?;
+            if pooled.epoch >= self.inner.health.epoch.load(Ordering::Acquire) {
+                return Ok(Connection::clone(&pooled));
+            }
+            // Given back broken: bb8's `has_broken` sees the epoch and closes it.
+            drop(pooled);
+        }
+    }
+
+    async fn checkout_pooled(&self) -> Result<bb8::PooledConnection<'_, Manager>> {
         match self.inner.pool.get().await {
             Ok(conn) => Ok(conn),
             Err(bb8::RunError::User(e)) => Err(self.classify(&e, "a connection", Origin::NONE)),
@@ -699,7 +719,7 @@ impl Pool {
             };
         }
         let mut found = Vec::new();
-        if let Ok(mut conn) = self.inner.pool.get().await {
+        if let Ok(mut conn) = self.checkout().await {
             for key in keys {
                 let kind = tokio::time::timeout(
                     self.inner.config.command_timeout,

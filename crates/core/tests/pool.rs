@@ -13,6 +13,39 @@ async fn incr(pool: &Pool, key: &str) -> Result<i64, Error> {
 }
 
 redis_test! {
+    async fn callers_share_a_one_connection_pool_without_waiting_for_a_checkout(redis) {
+        // One multiplexed connection and a short checkout timeout: a checkout is given back
+        // at once, so callers that each keep a round trip in flight never wait for one (when a
+        // checkout was held across the round trip, a busy caller could starve the others
+        // until their checkout timed out).
+        let config = redis
+            .config()
+            .pool_size(1)
+            .connection_timeout(Duration::from_millis(50));
+        let pool = Pool::connect(config).await.unwrap();
+        let key = redis.keyspace().instance("test", "shared").unwrap().key("n");
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let pool = pool.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    for _ in 0..200 {
+                        incr(&pool, key.as_str()).await?;
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            tokio::time::timeout(HANG_GUARD, task).await.unwrap().unwrap().unwrap();
+        }
+        let total: i64 = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
+        assert_eq!(total, 4000);
+        assert_eq!(pool.connections().0, 1);
+    }
+}
+
+redis_test! {
     async fn shared_pool_counts_exactly_under_concurrency(redis) {
         let pool = redis.pool().await;
         let key = redis.keyspace().instance("test", "counter").unwrap().key("n");
