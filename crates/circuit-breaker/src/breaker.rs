@@ -1,7 +1,7 @@
 //! [`CircuitBreaker`]: the handle every process uses, [`Permit`]s, and guarded calls.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,8 +52,11 @@ struct Inner {
     next_permit: AtomicU64,
     /// Reports waiting to go out ahead of the next acquire (or by the flusher).
     pending: Mutex<Vec<Report>>,
-    /// Wakes the flusher.
+    /// Wakes the flusher when it is idle.
     flush: Arc<tokio::sync::Notify>,
+    /// Whether the flusher is awake (ticking every [`LINGER`]): while it is, deferring a report
+    /// wakes nobody.
+    flusher_awake: Arc<AtomicBool>,
     /// The flusher task, started by the first deferred report.
     flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
     local: Mutex<BreakerModel>,
@@ -278,6 +281,7 @@ impl CircuitBreaker {
                 next_permit: AtomicU64::new(0),
                 pending: Mutex::new(Vec::new()),
                 flush: Arc::new(tokio::sync::Notify::new()),
+                flusher_awake: Arc::new(AtomicBool::new(false)),
                 flusher: std::sync::OnceLock::new(),
                 stats: StatsCell::default(),
                 acquires: acquire_batcher(&pool),
@@ -546,33 +550,61 @@ impl CircuitBreaker {
         if self.inner.flusher.get().is_none() {
             self.start_flusher();
         }
-        self.inner.flush.notify_one();
+        // One wake-up per burst of reports, not one per report: an awake flusher sees this
+        // report at its next tick.
+        if !self.inner.flusher_awake.swap(true, Ordering::AcqRel) {
+            self.inner.flush.notify_one();
+        }
     }
 
-    /// Starts the task that sends reports no acquire has carried within [`LINGER`]. Between
-    /// reports it holds the breaker weakly, and it ends when the breaker is dropped.
+    /// Starts the task that sends reports no acquire has carried within [`LINGER`]. Woken by
+    /// the first deferred report, it ticks every [`LINGER`] while reports keep coming, sends
+    /// those still waiting at each tick, and sleeps again after a tick with nothing waiting.
+    /// Between bursts it holds the breaker weakly, and it ends when the breaker is dropped.
     fn start_flusher(&self) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return self.note_store_error("no Tokio runtime to send reports on");
         };
         let weak = Arc::downgrade(&self.inner);
         let flush = self.inner.flush.clone();
+        let awake = self.inner.flusher_awake.clone();
         let task = handle.spawn(async move {
             loop {
                 flush.notified().await;
-                // Held until the reports are out, even if the breaker is dropped meanwhile.
+                // Held while awake, so reports go out even if the breaker is dropped meanwhile.
                 let Some(inner) = weak.upgrade() else { return };
                 let breaker = CircuitBreaker { inner };
-                // Most reports leave with the next acquire; the rest go after a short linger.
-                tokio::time::sleep(LINGER).await;
-                for report in breaker.take_pending() {
-                    breaker.send_report_without_reply(report).await;
+                loop {
+                    // Most reports leave with the next acquire; the rest go after a short linger.
+                    tokio::time::sleep(LINGER).await;
+                    let waiting = breaker.take_pending();
+                    let idle = waiting.is_empty();
+                    for report in waiting {
+                        breaker.send_report_without_reply(report).await;
+                    }
+                    if idle {
+                        awake.store(false, Ordering::Release);
+                        // A report deferred just before the store saw the flusher awake and
+                        // woke nobody: take it on another tick.
+                        if breaker.has_pending() && !awake.swap(true, Ordering::AcqRel) {
+                            continue;
+                        }
+                        break;
+                    }
                 }
             }
         });
         if self.inner.flusher.set(task.abort_handle()).is_err() {
             task.abort(); // another call started one first
         }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.inner
+            .pending
+            .lock()
+            .map(|pending| !pending.is_empty())
+            .unwrap_or(false)
     }
 
     fn take_pending(&self) -> Vec<Report> {

@@ -44,6 +44,9 @@ impl Workload for Breaker {
             extra.insert("breaker_state_bytes".into(), bytes.into());
             let stats = self.breaker.stats();
             extra.insert("store_errors".into(), stats.store_errors.into());
+            if let Some(last) = stats.last_store_error {
+                extra.insert("last_store_error".into(), last.into());
+            }
             Ok(extra)
         })
     }
