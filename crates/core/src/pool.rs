@@ -44,6 +44,8 @@ pub struct Pool {
 
 struct Inner {
     pool: bb8::Pool<Manager>,
+    /// One permit per connection: checkouts wait their turn here, first come first served.
+    gate: tokio::sync::Semaphore,
     config: PoolConfig,
     addr: String,
     secrets: Vec<String>,
@@ -79,6 +81,27 @@ struct Manager {
     kind: ManagerKind,
     health: Arc<Health>,
     command_timeout: Duration,
+}
+
+/// A checked-out connection and its turn at the pool's gate (dropped after the connection
+/// is back in the pool, in field order).
+struct Checkout<'a> {
+    conn: bb8::PooledConnection<'a, Manager>,
+    _turn: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 /// A pooled connection: the driver's connection plus the epoch it was opened in. Both drivers'
@@ -220,6 +243,7 @@ impl Pool {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                gate: tokio::sync::Semaphore::new(config.pool_size as usize),
                 config,
                 addr,
                 secrets,
@@ -508,7 +532,7 @@ impl Pool {
                     .map_err(|e| Error::decode(format!("the answer to {name}"), e)),
                 Err(e) => Err(match self.classify(&e, &command_name(cmd), origin) {
                     Error::WrongType { key, found } if found == UNKNOWN => {
-                        self.find_wrong_type(&key, keys).await
+                        self.find_wrong_type(&conn, &key, keys).await
                     }
                     other => other,
                 }),
@@ -550,20 +574,30 @@ impl Pool {
         }
     }
 
-    /// A handle on one of the pool's connections. The connections are multiplexed, so the
-    /// checkout is given back at once and the handle (a clone sharing the socket) is used
-    /// instead: any number of callers share the pool's connections, and nobody waits for a
-    /// checkout while others hold it across a round trip (bb8 hands a returned connection to
-    /// whoever asks first, so a busy caller could starve a waiting one for the whole
-    /// connection timeout). A connection known to be broken is dropped here, and another taken.
-    async fn checkout(&self) -> Result<Connection> {
+    /// A connection of the pool, held until the returned guard is dropped. Checkouts are
+    /// handed out in the order they were asked for (a fair semaphore in front of bb8): bb8
+    /// alone gives a returned connection to whoever asks first, so a busy caller could starve
+    /// a waiting one until its connection timeout. A connection known to be broken is dropped
+    /// here, and another taken.
+    async fn checkout(&self) -> Result<Checkout<'_>> {
+        let timeout = self.inner.config.connection_timeout;
+        let Ok(Ok(permit)) = tokio::time::timeout(timeout, self.inner.gate.acquire()).await else {
+            return Err(Error::Timeout {
+                addr: self.inner.addr.clone(),
+                operation: "a connection from the pool".into(),
+                after: timeout,
+            });
+        };
         loop {
-            let pooled = self.checkout_pooled().await?;
-            if pooled.epoch >= self.inner.health.epoch.load(Ordering::Acquire) {
-                return Ok(Connection::clone(&pooled));
+            let conn = self.checkout_pooled().await?;
+            if conn.epoch >= self.inner.health.epoch.load(Ordering::Acquire) {
+                return Ok(Checkout {
+                    conn,
+                    _turn: permit,
+                });
             }
             // Given back broken: bb8's `has_broken` sees the epoch and closes it.
-            drop(pooled);
+            drop(conn);
         }
     }
 
@@ -625,7 +659,7 @@ impl Pool {
                 }
                 match self.classify(&e, operation, origin) {
                     Error::WrongType { key, found } if found == UNKNOWN => {
-                        Err(self.find_wrong_type(&key, origin.keys).await)
+                        Err(self.find_wrong_type(conn, &key, origin.keys).await)
                     }
                     other => Err(other),
                 }
@@ -707,7 +741,7 @@ impl Pool {
 
     /// Builds [`Error::WrongType`]: from a script's own `WRONGTYPE <key> <found>` reply, or, for
     /// Redis's generic one, by asking which of the call's keys holds an unexpected type.
-    async fn find_wrong_type(&self, detail: &str, keys: &[Key]) -> Error {
+    async fn find_wrong_type(&self, conn: &Connection, detail: &str, keys: &[Key]) -> Error {
         // A script's own `WRONGTYPE <key> <found>` (Redis may append where the script failed).
         let mut words = detail.split_whitespace();
         if let (Some(key), Some(found)) = (words.next(), words.next())
@@ -719,27 +753,28 @@ impl Pool {
             };
         }
         let mut found = Vec::new();
-        if let Ok(mut conn) = self.checkout().await {
-            for key in keys {
-                let kind = tokio::time::timeout(
-                    self.inner.config.command_timeout,
-                    redis::cmd("TYPE")
-                        .arg(key)
-                        .query_async::<String>(&mut conn.inner),
-                )
-                .await;
-                if let Ok(Ok(kind)) = kind
-                    && kind != "none"
-                {
-                    // A key declared to hold another type is the culprit.
-                    if key.kind().is_some_and(|k| k.type_name() != kind) {
-                        return Error::WrongType {
-                            key: key.as_str().to_owned(),
-                            found: kind,
-                        };
-                    }
-                    found.push((key.as_str().to_owned(), kind));
+        // The caller's own connection (a multiplexed handle): no second checkout, which a
+        // full pool could not give.
+        let mut conn = conn.clone();
+        for key in keys {
+            let kind = tokio::time::timeout(
+                self.inner.config.command_timeout,
+                redis::cmd("TYPE")
+                    .arg(key)
+                    .query_async::<String>(&mut conn.inner),
+            )
+            .await;
+            if let Ok(Ok(kind)) = kind
+                && kind != "none"
+            {
+                // A key declared to hold another type is the culprit.
+                if key.kind().is_some_and(|k| k.type_name() != kind) {
+                    return Error::WrongType {
+                        key: key.as_str().to_owned(),
+                        found: kind,
+                    };
                 }
+                found.push((key.as_str().to_owned(), kind));
             }
         }
         match found.as_slice() {
