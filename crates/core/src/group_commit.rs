@@ -146,7 +146,6 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
         } else {
             ""
         };
-        let (tx, rx) = oneshot::channel();
         let batch = {
             let mut lanes = self.inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
             let state = match lanes.get_mut(lane) {
@@ -156,13 +155,24 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                     queue: Vec::new(),
                 }),
             };
-            state.queue.push(Pending { op, reply: tx });
-            if state.in_flight < self.inner.max_in_flight {
+            if state.queue.is_empty() && state.in_flight < self.inner.max_in_flight {
+                // Nobody waits: the caller sends its operation itself, with no channel.
                 state.in_flight += 1;
-                Some(take(&mut state.queue, self.inner.max_batch))
+                Err(op)
             } else {
-                None
+                let (tx, rx) = oneshot::channel();
+                state.queue.push(Pending { op, reply: tx });
+                if state.in_flight < self.inner.max_in_flight {
+                    state.in_flight += 1;
+                    Ok((rx, Some(take(&mut state.queue, self.inner.max_batch))))
+                } else {
+                    Ok((rx, None))
+                }
             }
+        };
+        let (rx, batch) = match batch {
+            Err(alone) => return self.send_alone(lane, alone).await,
+            Ok(queued) => queued,
         };
         if let Some(batch) = batch {
             if batch.len() == 1 {
@@ -185,6 +195,21 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
             Ok(result) => result,
             Err(_) => Err(lost()),
         }
+    }
+
+    /// Sends a lone operation from the caller's task, holding one of its lane's slots (handed
+    /// on to whatever queued meanwhile, even if the caller stops waiting).
+    async fn send_alone(&self, lane: &str, op: Op) -> Result<Out> {
+        let guard = SlotGuard {
+            inner: self.inner.clone(),
+            lane: lane.into(),
+        };
+        let result = match (self.inner.flush)(vec![op]).await {
+            Ok(outs) => outs.into_iter().next().ok_or_else(lost),
+            Err(e) => Err(e),
+        };
+        drop(guard);
+        result
     }
 }
 
