@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-redis.sh
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --features coordkit/tower "$@"

@@ -26,6 +26,8 @@
 //! A guarded call costs one blocking round trip: the acquire. The outcome is sent in the
 //! background ([`Permit::record_in_background`], which [`CircuitBreaker::call`] uses).
 //!
+//! With the `tower` feature, `CircuitBreakerLayer` guards any tower service the same way.
+//!
 //! ```
 //! use coordkit_circuit_breaker::{
 //!     Admission, BreakerConfig, CallError, CircuitBreaker, Outcome, State, Window,
@@ -68,6 +70,8 @@
 mod breaker;
 mod config;
 mod error;
+#[cfg(feature = "tower")]
+mod layer;
 pub mod model;
 mod registry;
 mod state;
@@ -75,6 +79,10 @@ mod state;
 pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
 pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};
 pub use error::{BreakerError, Result};
+#[cfg(feature = "tower")]
+pub use layer::{
+    CircuitBreakerLayer, CircuitBreakerService, Classify, ClassifyFn, ErrorsAreFailures,
+};
 pub use registry::BreakerRegistry;
 pub use state::{
     AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection, Snapshot,
