@@ -13,10 +13,11 @@ import json, sys
 label = sys.argv[1]
 d = json.loads(sys.stdin.read())
 def n(x): return "{:,}".format(round(x)) if x is not None else "—"
-extra = {k: v for k, v in d.items() if k not in ("scenario","topology","concurrency","ops","errors","elapsed_ms","ops_per_sec","p50_us","p90_us","p99_us","max_us","baseline_ops_per_sec","ratio","redis_version")}
+extra = {k: v for k, v in d.items() if k not in ("scenario","topology","concurrency","ops","errors","elapsed_ms","ops_per_sec","p50_us","p90_us","p99_us","max_us","baseline_ops_per_sec","ratio","ratio_of_totals","redis_version")}
 print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
     label, d["topology"], d["concurrency"], n(d["ops_per_sec"]), n(d["p50_us"]), n(d["p99_us"]),
-    n(d.get("baseline_ops_per_sec")), d.get("ratio", "—"),
+    n(d.get("baseline_ops_per_sec")),
+    "{} / {}".format(d["ratio"], d["ratio_of_totals"]) if "ratio" in d else "—",
     ", ".join("{}={}".format(k, v) for k, v in sorted(extra.items()))))
 ' "$label"
 }

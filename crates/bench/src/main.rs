@@ -11,8 +11,9 @@
 //! Without `--redis` the bench starts its own throwaway `redis-server` (a 3-master cluster with
 //! `--cluster`) through the testkit. Every scenario other than `raw-evalsha` also runs the
 //! `raw-evalsha` baseline (a one-key HINCRBY+HGET script through the same pool, at the same
-//! concurrency and op count) in the same process and reports `baseline_ops_per_sec` and
-//! `ratio`, so a comparison holds on a noisy machine.
+//! concurrency and op count) in the same process, in alternating rounds, and reports
+//! `baseline_ops_per_sec`, `ratio` (the median of the rounds' ratios) and `ratio_of_totals`,
+//! so a comparison holds on a noisy machine.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -74,8 +75,13 @@ struct Report {
     max_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline_ops_per_sec: Option<f64>,
+    /// The median over the rounds of scenario ops/s ÷ baseline ops/s of the same round: a
+    /// burst of load (or of the VM's steal time) that hits one round moves it little.
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio: Option<f64>,
+    /// `ops_per_sec / baseline_ops_per_sec` over the whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_of_totals: Option<f64>,
     redis_version: String,
     /// Scenario-specific figures (memory per instance, …).
     #[serde(flatten)]
@@ -239,6 +245,7 @@ async fn run(args: Args) -> Result<Report, String> {
     };
     let mut measured: Option<Measured> = None;
     let mut baseline_total: Option<Measured> = None;
+    let mut round_ratios = Vec::new();
     for round in 0..rounds {
         let ops = args.ops / rounds + u64::from(round < args.ops % rounds);
         if let Some(fixture) = &baseline {
@@ -246,10 +253,17 @@ async fn run(args: Args) -> Result<Report, String> {
                 measure(&pool, fixture.clone(), args.concurrency, warmup).await?;
             }
             let b = measure(&pool, fixture.clone(), args.concurrency, ops).await?;
+            let m = measure(&pool, scenario.clone(), args.concurrency, ops).await?;
+            round_ratios.push(m.ops_per_sec() / b.ops_per_sec());
             baseline_total = Some(match baseline_total {
                 None => b,
                 Some(total) => total.merge(b)?,
             });
+            measured = Some(match measured {
+                None => m,
+                Some(total) => total.merge(m)?,
+            });
+            continue;
         }
         let m = measure(&pool, scenario.clone(), args.concurrency, ops).await?;
         measured = Some(match measured {
@@ -275,7 +289,8 @@ async fn run(args: Args) -> Result<Report, String> {
         p99_us: h.value_at_quantile(0.99),
         max_us: h.max(),
         baseline_ops_per_sec: baseline_ops_per_sec.map(round1),
-        ratio: baseline_ops_per_sec.map(|b| (ops_per_sec / b * 1000.0).round() / 1000.0),
+        ratio: median(&mut round_ratios).map(round3),
+        ratio_of_totals: baseline_ops_per_sec.map(|b| round3(ops_per_sec / b)),
         redis_version,
         extra,
     })
@@ -283,6 +298,21 @@ async fn run(args: Args) -> Result<Report, String> {
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
 }
 
 /// `redis_version` from `INFO server` (a cluster answers once per node: the first one wins).
@@ -331,5 +361,19 @@ async fn main() -> std::process::ExitCode {
             eprintln!("coordkit-bench: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&mut [0.9, 0.1, 0.5]), Some(0.5));
+        assert_eq!(median(&mut [0.8, 0.2, 1.0, 0.6]), Some(0.7));
+        assert_eq!(median(&mut []), None);
+        // One round hit by a burst of load does not move it.
+        assert_eq!(median(&mut [0.9, 0.9, 0.1, 0.9, 0.9]), Some(0.9));
     }
 }
