@@ -205,6 +205,38 @@ redis_test! {
 }
 
 redis_test! {
+    async fn every_background_report_arrives_however_calls_are_spaced(redis) {
+        // Reports leave with the next acquire, or with the flusher, which ticks while reports
+        // come and sleeps after an idle tick: calls spaced around its tick (2 ms) must not
+        // strand a report between the two.
+        let pool = redis.pool().await;
+        let clock = ManualClock::new(1_700_000_000_000);
+        let config = BreakerConfig::builder()
+            .window(Window::Count(1000))
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        let breaker = CircuitBreaker::new(pool, &redis.keyspace(), "spaced", config).unwrap();
+        const CALLS: u64 = 120;
+        for i in 0..CALLS {
+            let _: Result<(), CallError<()>> = breaker.call(async { Ok(()) }).await;
+            tokio::time::sleep(Duration::from_micros(i % 6 * 700)).await;
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let s = breaker.snapshot().await.unwrap();
+            if s.calls == CALLS {
+                break;
+            }
+            assert!(s.calls < CALLS, "more reports than calls: {s:?}");
+            assert!(tokio::time::Instant::now() < deadline, "reports stranded: {s:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(breaker.stats().store_errors, 0);
+    }
+}
+
+redis_test! {
     async fn guarded_calls_classify_and_record_in_the_background(redis) {
         let pool = redis.pool().await;
         let clock = ManualClock::new(1_700_000_000_000);
