@@ -252,8 +252,20 @@ async fn run(args: Args) -> Result<Report, String> {
             if round == 0 {
                 measure(&pool, fixture.clone(), args.concurrency, warmup).await?;
             }
-            let b = measure(&pool, fixture.clone(), args.concurrency, ops).await?;
-            let m = measure(&pool, scenario.clone(), args.concurrency, ops).await?;
+            // Which of the two goes first alternates too.
+            let (b, m) = if round % 2 == 0 {
+                let b = measure(&pool, fixture.clone(), args.concurrency, ops).await?;
+                (
+                    b,
+                    measure(&pool, scenario.clone(), args.concurrency, ops).await?,
+                )
+            } else {
+                let m = measure(&pool, scenario.clone(), args.concurrency, ops).await?;
+                (
+                    measure(&pool, fixture.clone(), args.concurrency, ops).await?,
+                    m,
+                )
+            };
             round_ratios.push(m.ops_per_sec() / b.ops_per_sec());
             baseline_total = Some(match baseline_total {
                 None => b,

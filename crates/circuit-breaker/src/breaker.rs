@@ -190,9 +190,12 @@ impl Permit {
 
     /// Reports the outcome without waiting for Redis: the caller pays no round trip. The
     /// report goes out ahead of this handle's next acquire, on the same connection in the same
-    /// round trip, so the server counts it before that acquire; if no acquire comes first, a
-    /// background task sends it as soon as this task yields. Failures to send show in
-    /// [`CircuitBreaker::stats`]; the server's answer is not read.
+    /// round trip, so the server counts it before that acquire; if no acquire comes within
+    /// about 2 ms, a background task sends it (then an acquire on another connection may reach
+    /// the server just before it). Failures to send show in [`CircuitBreaker::stats`]; the
+    /// server's answer is not read. Background reports are sent at most once: one that rides
+    /// with an acquire that fails, or whose caller stops waiting before it is sent, is lost
+    /// rather than risk being counted twice. Use [`CircuitBreaker::record`] to know it counted.
     pub fn record_in_background(mut self, outcome: Outcome) {
         self.reported = true;
         let report = self.report(outcome);
@@ -565,6 +568,14 @@ impl CircuitBreaker {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return self.note_store_error("no Tokio runtime to send reports on");
         };
+        // One flusher per breaker: `get_or_init` runs the spawn once even when the first
+        // reports race (a second task, aborted, could take the wake-up with it).
+        self.inner
+            .flusher
+            .get_or_init(|| self.spawn_flusher(&handle));
+    }
+
+    fn spawn_flusher(&self, handle: &tokio::runtime::Handle) -> tokio::task::AbortHandle {
         let weak = Arc::downgrade(&self.inner);
         let flush = self.inner.flush.clone();
         let awake = self.inner.flusher_awake.clone();
@@ -594,9 +605,7 @@ impl CircuitBreaker {
                 }
             }
         });
-        if self.inner.flusher.set(task.abort_handle()).is_err() {
-            task.abort(); // another call started one first
-        }
+        task.abort_handle()
     }
 
     fn has_pending(&self) -> bool {

@@ -138,8 +138,9 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
     /// Applies `op` (whose keys share `key`'s hash tag), alone or with the other operations
     /// of its lane that wait at the same time: one round trip from the caller's point of view.
     ///
-    /// If the caller stops waiting, the operation is still applied (or already was): a batch
-    /// of several is sent by a task of its own, and a lone operation's slot is handed on.
+    /// If the caller stops waiting, an operation that went in a batch of several is still
+    /// applied (the batch is sent by a task of its own); a lone operation, sent from the
+    /// caller's task, may or may not have been sent, and its slot is handed on.
     pub async fn submit(&self, key: &Key, op: Op) -> Result<Out> {
         let lane = if self.inner.per_slot {
             redis_hash_tag(key.as_str())

@@ -580,16 +580,17 @@ impl Pool {
     /// a waiting one until its connection timeout. A connection known to be broken is dropped
     /// here, and another taken.
     async fn checkout(&self) -> Result<Checkout<'_>> {
-        let timeout = self.inner.config.connection_timeout;
-        let Ok(Ok(permit)) = tokio::time::timeout(timeout, self.inner.gate.acquire()).await else {
-            return Err(Error::Timeout {
-                addr: self.inner.addr.clone(),
-                operation: "a connection from the pool".into(),
-                after: timeout,
-            });
+        // One deadline for the turn and the connection together.
+        let deadline = tokio::time::Instant::now() + self.inner.config.connection_timeout;
+        let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, self.inner.gate.acquire()).await
+        else {
+            return Err(self.no_connection_in_time());
         };
         loop {
-            let conn = self.checkout_pooled().await?;
+            let Ok(conn) = tokio::time::timeout_at(deadline, self.checkout_pooled()).await else {
+                return Err(self.no_connection_in_time());
+            };
+            let conn = conn?;
             if conn.epoch >= self.inner.health.epoch.load(Ordering::Acquire) {
                 return Ok(Checkout {
                     conn,
@@ -605,38 +606,42 @@ impl Pool {
         match self.inner.pool.get().await {
             Ok(conn) => Ok(conn),
             Err(bb8::RunError::User(e)) => Err(self.classify(&e, "a connection", Origin::NONE)),
-            Err(bb8::RunError::TimedOut) => {
-                let last = self
-                    .inner
-                    .last_connect_error
-                    .lock()
-                    .ok()
-                    .and_then(|mut last| last.take());
-                Err(match last {
-                    Some(reason) => {
-                        let reason = scrub(&reason, &self.inner.secrets);
-                        if is_auth_message(&reason) {
-                            Error::Auth {
-                                addr: self.inner.addr.clone(),
-                                reason,
-                            }
-                        } else {
-                            Error::Unavailable {
-                                addr: self.inner.addr.clone(),
-                                reason: format!(
-                                    "no connection within {:?}: {reason}",
-                                    self.inner.config.connection_timeout
-                                ),
-                            }
-                        }
-                    }
-                    None => Error::Timeout {
+            Err(bb8::RunError::TimedOut) => Err(self.no_connection_in_time()),
+        }
+    }
+
+    /// The error of a checkout that found no connection within the connection timeout: the
+    /// last connection error when there was one (refused, bad credentials, …).
+    fn no_connection_in_time(&self) -> Error {
+        let last = self
+            .inner
+            .last_connect_error
+            .lock()
+            .ok()
+            .and_then(|mut last| last.take());
+        match last {
+            Some(reason) => {
+                let reason = scrub(&reason, &self.inner.secrets);
+                if is_auth_message(&reason) {
+                    Error::Auth {
                         addr: self.inner.addr.clone(),
-                        operation: "a connection from the pool".into(),
-                        after: self.inner.config.connection_timeout,
-                    },
-                })
+                        reason,
+                    }
+                } else {
+                    Error::Unavailable {
+                        addr: self.inner.addr.clone(),
+                        reason: format!(
+                            "no connection within {:?}: {reason}",
+                            self.inner.config.connection_timeout
+                        ),
+                    }
+                }
             }
+            None => Error::Timeout {
+                addr: self.inner.addr.clone(),
+                operation: "a connection from the pool".into(),
+                after: self.inner.config.connection_timeout,
+            },
         }
     }
 

@@ -361,9 +361,10 @@ impl Worker {
         self.counters.snapshot()
     }
 
-    /// Graceful shutdown: stops claiming at once (when this is called, not when the returned
-    /// future is first polled), lets in-flight tasks finish and settles them, within the
-    /// configured timeout; tasks still running then are abandoned.
+    /// Graceful shutdown: asks for no more claims from the moment this is called (not when the
+    /// returned future is first polled; a claim already on the wire completes and its tasks
+    /// run), lets in-flight tasks finish and settles them, within the configured timeout;
+    /// tasks still running then are abandoned.
     pub fn shutdown(self) -> impl Future<Output = ShutdownReport> + Send + 'static {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let _ = self.shutdown.send(true);
