@@ -14,14 +14,14 @@ async fn incr(pool: &Pool, key: &str) -> Result<i64, Error> {
 
 redis_test! {
     async fn callers_of_a_busy_pool_are_served_in_turn(redis) {
-        // One connection, 20 callers each wanting it back at once, and a short checkout
-        // timeout: checkouts are served first come first served, so nobody waits more than
+        // One connection, 20 callers each wanting it back at once, and a checkout timeout far
+        // above 19 turns (but far below how long a starved caller waited): checkouts are served first come first served, so nobody waits more than
         // the others' turns (bb8 alone hands a returned connection to whoever asks first,
         // and a busy caller starved the others until their checkout timed out).
         let config = redis
             .config()
             .pool_size(1)
-            .connection_timeout(Duration::from_millis(250));
+            .connection_timeout(Duration::from_secs(1));
         let pool = Pool::connect(config).await.unwrap();
         let key = redis.keyspace().instance("test", "shared").unwrap().key("n");
         let tasks: Vec<_> = (0..20)
