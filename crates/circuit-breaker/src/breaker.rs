@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coordkit_core::{
-    BoxFuture, Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
+    Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
 };
 
 use crate::config::{BreakerConfig, StorePolicy, ms};
@@ -80,13 +80,11 @@ const MAX_ACQUIRE_BATCH: usize = 128;
 /// pipeline: still one EVALSHA each, each with its own answer, one round trip per caller. A
 /// lone acquire is sent on its own (after its reports, in one round trip).
 fn acquire_batcher(pool: &Pool) -> GroupCommit<AcquireCall, coordkit_core::Result<Value>> {
-    let flusher = pool.clone();
     GroupCommit::new(
         pool,
         ACQUIRES_IN_FLIGHT,
         MAX_ACQUIRE_BATCH,
-        move |acquires: Vec<AcquireCall>| {
-            let pool = flusher.clone();
+        |pool, acquires: Vec<AcquireCall>| {
             Box::pin(async move {
                 if let [only] = acquires.as_slice() {
                     let answer = if only.reports.is_empty() {
@@ -121,7 +119,6 @@ fn acquire_batcher(pool: &Pool) -> GroupCommit<AcquireCall, coordkit_core::Resul
                 }
                 Ok(out)
             })
-                as BoxFuture<'static, coordkit_core::Result<Vec<coordkit_core::Result<Value>>>>
         },
     )
 }

@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use coordkit_core::{
-    BoxFuture, Clock, GroupCommit, InstanceKeys, Key, KeyKind, Pool, Script, validate_name,
-};
+use coordkit_core::{Clock, GroupCommit, InstanceKeys, Key, KeyKind, Pool, Script, validate_name};
 use redis::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -464,13 +462,11 @@ const READS_IN_FLIGHT: usize = 4;
 const MAX_READ_BATCH: usize = 128;
 
 pub(crate) fn read_batcher(pool: &Pool) -> ReadBatcher {
-    let flusher = pool.clone();
     GroupCommit::new(
         pool,
         READS_IN_FLIGHT,
         MAX_READ_BATCH,
-        move |reads: Vec<PlainRead>| {
-            let pool = flusher.clone();
+        |pool, reads: Vec<PlainRead>| {
             Box::pin(async move {
                 let commands: Vec<(redis::Cmd, &[Key])> = reads
                     .iter()
@@ -489,7 +485,6 @@ pub(crate) fn read_batcher(pool: &Pool) -> ReadBatcher {
                     .collect();
                 pool.query_each(&commands).await
             })
-                as BoxFuture<'static, coordkit_core::Result<Vec<coordkit_core::Result<Vec<Value>>>>>
         },
     )
 }
@@ -525,13 +520,11 @@ const WRITES_IN_FLIGHT: usize = 4;
 const MAX_WRITE_BATCH: usize = 128;
 
 pub(crate) fn write_batcher(pool: &Pool, clock: Clock, channel: Arc<str>) -> WriteBatcher {
-    let flusher = pool.clone();
     GroupCommit::new(
         pool,
         WRITES_IN_FLIGHT,
         MAX_WRITE_BATCH,
-        move |writes: Vec<PreparedWrite>| {
-            let pool = flusher.clone();
+        move |pool, writes: Vec<PreparedWrite>| {
             let now_arg = clock.arg();
             let channel = channel.clone();
             Box::pin(async move {
@@ -565,7 +558,7 @@ pub(crate) fn write_batcher(pool: &Pool, clock: Clock, channel: Arc<str>) -> Wri
                     .zip(answers)
                     .map(|(w, answer)| write_outcome(w, answer))
                     .collect())
-            }) as BoxFuture<'static, coordkit_core::Result<Vec<WriteOutcome>>>
+            })
         },
     )
 }

@@ -11,12 +11,13 @@
 //! [`GroupCommit::lane`]). At most `max_in_flight` calls per lane are on the wire at once; what
 //! arrives meanwhile waits, then goes in one call of at most `max_batch` operations.
 //!
-//! The flush function sends one batch and answers one result per operation, in order. It must
+//! The flush function (given the group commit's pool) sends one batch and answers one result
+//! per operation, in order. It must
 //! apply each operation exactly once (the script runs them one after the other, atomically) and
 //! hand a failure of the whole call to every operation of the batch.
 //!
 //! ```
-//! use coordkit_core::{BoxFuture, GroupCommit, Keyspace, Pool, PoolConfig, Result, Script};
+//! use coordkit_core::{GroupCommit, Keyspace, Pool, PoolConfig, Script};
 //!
 //! static ADD: Script = Script::new(
 //!     "add-many",
@@ -31,9 +32,9 @@
 //! # let server = coordkit_testkit::RedisServer::start()?;
 //! let pool = Pool::connect(PoolConfig::from_url(&server.url())?).await?;
 //! let counter = Keyspace::new("doc")?.instance("counter", "a")?.key("n");
-//! let (flusher, key) = (pool.clone(), counter.clone());
-//! let adds: GroupCommit<u64, u64> = GroupCommit::new(&pool, 4, 256, move |increments: Vec<u64>| {
-//!     let (pool, key) = (flusher.clone(), key.clone());
+//! let key = counter.clone();
+//! let adds: GroupCommit<u64, u64> = GroupCommit::new(&pool, 4, 256, move |pool, increments| {
+//!     let key = key.clone();
 //!     Box::pin(async move {
 //!         let mut call = ADD.prepare();
 //!         call.key(&key);
@@ -41,7 +42,7 @@
 //!             call.arg(*n);
 //!         }
 //!         call.invoke::<Vec<u64>>(&pool).await
-//!     }) as BoxFuture<'static, Result<Vec<u64>>>
+//!     })
 //! });
 //! let (a, b) = tokio::join!(adds.submit(&counter, 1), adds.submit(&counter, 2));
 //! // Applied one after the other, alone or together: 1 then 3, or 2 then 3.
@@ -63,7 +64,7 @@ use crate::{Error, Invocation, Key, Pool, Result, Topology, redis_hash_tag};
 /// A boxed, sendable future: what a flush function returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-type FlushFn<Op, Out> = dyn Fn(Vec<Op>) -> BoxFuture<'static, Result<Vec<Out>>> + Send + Sync;
+type FlushFn<Op, Out> = dyn Fn(Pool, Vec<Op>) -> BoxFuture<'static, Result<Vec<Out>>> + Send + Sync;
 
 /// Operations of one kind that go to the server together when they arrive together.
 ///
@@ -94,6 +95,8 @@ impl<Op, Out> std::fmt::Debug for GroupCommit<Op, Out> {
 
 struct Inner<Op, Out> {
     flush: Box<FlushFn<Op, Out>>,
+    /// Handed to `flush` with each batch.
+    pool: Pool,
     per_slot: bool,
     max_in_flight: usize,
     max_batch: usize,
@@ -113,7 +116,8 @@ struct Pending<Op, Out> {
 type Batch<Op, Out> = Vec<Pending<Op, Out>>;
 
 impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
-    /// Group commit over `flush`, for operations on `pool`'s server(s). `flush` sends one batch
+    /// Group commit over `flush`, for operations on `pool`'s server(s). `flush`, given the pool
+    /// (a clone), sends one batch
     /// (of at most `max_batch` operations, at least 1; on a cluster all of one hash tag) and
     /// answers one result per operation, in order; at most `max_in_flight` batches per lane (at
     /// least 1) are on the wire at once.
@@ -122,11 +126,12 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
     /// batch; an answer with fewer results than operations fails the ones left without one.
     pub fn new<F>(pool: &Pool, max_in_flight: usize, max_batch: usize, flush: F) -> Self
     where
-        F: Fn(Vec<Op>) -> BoxFuture<'static, Result<Vec<Out>>> + Send + Sync + 'static,
+        F: Fn(Pool, Vec<Op>) -> BoxFuture<'static, Result<Vec<Out>>> + Send + Sync + 'static,
     {
         Self {
             inner: Arc::new(Inner {
                 flush: Box::new(flush),
+                pool: pool.clone(),
                 per_slot: pool.topology() == Topology::Cluster,
                 max_in_flight: max_in_flight.max(1),
                 max_batch: max_batch.max(1),
@@ -205,7 +210,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
             inner: self.inner.clone(),
             lane: lane.into(),
         };
-        let result = match (self.inner.flush)(vec![op]).await {
+        let result = match (self.inner.flush)(self.inner.pool.clone(), vec![op]).await {
             Ok(outs) => outs.into_iter().next().ok_or_else(lost),
             Err(e) => Err(e),
         };
@@ -219,9 +224,7 @@ impl<T: FromRedisValue + Send + 'static> GroupCommit<Invocation<'static>, Result
     /// one pipeline ([`Invocation::invoke_each`]). Each is still its own EVALSHA with its own
     /// answer; what the batch saves is the round trips and the system calls on both sides.
     pub fn pipelined(pool: &Pool, max_in_flight: usize, max_batch: usize) -> Self {
-        let flusher = pool.clone();
-        Self::new(pool, max_in_flight, max_batch, move |calls| {
-            let pool = flusher.clone();
+        Self::new(pool, max_in_flight, max_batch, |pool, calls| {
             Box::pin(async move {
                 match calls.as_slice() {
                     // A lone call: the plain path, without a pipeline's bookkeeping.
@@ -252,7 +255,7 @@ fn take<Op, Out>(queue: &mut Batch<Op, Out>, max: usize) -> Batch<Op, Out> {
 /// Sends one batch and hands each caller its answer.
 async fn send<Op, Out>(inner: &Inner<Op, Out>, batch: Batch<Op, Out>) {
     let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
-    match (inner.flush)(ops).await {
+    match (inner.flush)(inner.pool.clone(), ops).await {
         Ok(outs) => {
             let mut outs = outs.into_iter();
             for reply in replies {

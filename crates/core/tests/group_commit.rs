@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use coordkit_core::{BoxFuture, Error, GroupCommit, Key, Pool, Result, Script};
+use coordkit_core::{Error, GroupCommit, Key, Pool, Script};
 use coordkit_testkit::redis_test;
 
 static ADD_ALL: Script = Script::new(
@@ -21,9 +21,9 @@ fn adder(
     in_flight: usize,
     calls: Arc<AtomicUsize>,
 ) -> GroupCommit<String, i64> {
-    let (flusher, key) = (pool.clone(), key.clone());
-    GroupCommit::new(pool, in_flight, 16, move |fields: Vec<String>| {
-        let (pool, key, calls) = (flusher.clone(), key.clone(), calls.clone());
+    let key = key.clone();
+    GroupCommit::new(pool, in_flight, 16, move |pool, fields: Vec<String>| {
+        let (key, calls) = (key.clone(), calls.clone());
         Box::pin(async move {
             calls.fetch_add(1, Ordering::Relaxed);
             let mut call = ADD_ALL.prepare();
@@ -32,7 +32,7 @@ fn adder(
                 call.arg(f);
             }
             call.invoke::<Vec<i64>>(&pool).await
-        }) as BoxFuture<'static, Result<Vec<i64>>>
+        })
     })
 }
 
@@ -81,9 +81,8 @@ redis_test! {
             assert!(matches!(answer, Err(Error::WrongType { .. })), "{answer:?}");
         }
         // A flush that answers too few results fails the operations left without one.
-        let short: GroupCommit<u32, u32> = GroupCommit::new(&pool, 1, 8, |ops: Vec<u32>| {
+        let short: GroupCommit<u32, u32> = GroupCommit::new(&pool, 1, 8, |_pool, ops: Vec<u32>| {
             Box::pin(async move { Ok(ops.into_iter().take(0).collect()) })
-                as BoxFuture<'static, Result<Vec<u32>>>
         });
         assert!(matches!(short.submit(&key, 7).await, Err(Error::Unavailable { .. })));
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordkit_core::{BoxFuture, Clock, GroupCommit, Key, KeyKind, Keyspace, Pool, Script};
+use coordkit_core::{Clock, GroupCommit, Key, KeyKind, Keyspace, Pool, Script};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -87,7 +87,6 @@ pub(crate) struct Inner {
 
 /// What every record-script call repeats.
 struct RecordCall {
-    pool: Pool,
     keys: Keys,
     clock: Clock,
     /// The script's settings, the head of its argument (see `lua/record.lua`): its numbers and
@@ -331,7 +330,6 @@ impl TrackerBuilder {
         let mut events = Vec::with_capacity(4 + event_names.len());
         put_long(&mut events, &event_names);
         let call = Arc::new(RecordCall {
-            pool: self.pool.clone(),
             keys: keys.clone(),
             clock: self.settings.clock.clone(),
             header,
@@ -341,10 +339,9 @@ impl TrackerBuilder {
             &self.pool,
             self.settings.max_in_flight,
             MAX_BATCH,
-            move |batch: Vec<Prepared>| {
+            move |pool, batch: Vec<Prepared>| {
                 let call = call.clone();
-                Box::pin(async move { send(&call, &batch).await })
-                    as BoxFuture<'static, coordkit_core::Result<Vec<Outcome>>>
+                Box::pin(async move { send(&pool, &call, &batch).await })
             },
         );
         Ok(ErrorTracker {
@@ -403,13 +400,9 @@ pub enum Resolution {
 #[derive(Serialize)]
 struct RecordJson<'a> {
     signature: &'a str,
-    component: &'a str,
-    kind: &'a str,
-    severity: Severity,
-    message: &'a str,
-    task_id: Option<&'a str>,
-    code: Option<&'a str>,
-    recoverable: bool,
+    /// The log entry's fields, in the same place of the JSON.
+    #[serde(flatten)]
+    entry: EntryJson<'a>,
     truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     occurred_ms: Option<u64>,
@@ -417,7 +410,7 @@ struct RecordJson<'a> {
     attributes: &'a BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 struct EntryJson<'a> {
     component: &'a str,
     kind: &'a str,
@@ -582,8 +575,7 @@ impl ErrorTracker {
             .take(MAX_ATTRIBUTES)
             .map(|(k, v)| (clean_text(k, 200), clean_text(v, MAX_FIELD_BYTES)))
             .collect();
-        let record = serde_json::to_string(&RecordJson {
-            signature: &signature,
+        let entry = EntryJson {
             component: &component,
             kind: &kind,
             severity,
@@ -591,6 +583,10 @@ impl ErrorTracker {
             task_id: task.as_deref(),
             code: code.as_deref(),
             recoverable: event.recoverable,
+        };
+        let record = serde_json::to_string(&RecordJson {
+            signature: &signature,
+            entry,
             truncated,
             occurred_ms: event.occurred_ms,
             stack: &stack,
@@ -609,16 +605,7 @@ impl ErrorTracker {
         {
             String::new()
         } else {
-            serde_json::to_string(&EntryJson {
-                component: &component,
-                kind: &kind,
-                severity,
-                message: &message,
-                task_id: task.as_deref(),
-                code: code.as_deref(),
-                recoverable: event.recoverable,
-            })
-            .unwrap_or_else(|_| "{\"kind\":\"?\"}".to_owned())
+            serde_json::to_string(&entry).unwrap_or_else(|_| "{\"kind\":\"?\"}".to_owned())
         };
         let mut template = template;
         truncate(&mut template, 1024);
@@ -754,7 +741,11 @@ impl ErrorTracker {
 }
 
 /// One record-script call for `batch`: its outcomes, in order.
-async fn send(common: &RecordCall, batch: &[Prepared]) -> coordkit_core::Result<Vec<Outcome>> {
+async fn send(
+    pool: &Pool,
+    common: &RecordCall,
+    batch: &[Prepared],
+) -> coordkit_core::Result<Vec<Outcome>> {
     let keys = &common.keys;
     let clock = common.clock.arg();
     let size = common.header.len() + clock.len() + 2 + common.events.len();
@@ -773,7 +764,7 @@ async fn send(common: &RecordCall, batch: &[Prepared]) -> coordkit_core::Result<
     for p in batch {
         call.arg(&p.record);
     }
-    let flat: Vec<u64> = call.invoke(&common.pool).await?;
+    let flat: Vec<u64> = call.invoke(pool).await?;
     decode_outcomes(&flat, batch.len())
 }
 
