@@ -1,5 +1,7 @@
 -- coordkit prelude: put in front of every coordkit script by coordkit_core::Script.
--- It defines helpers only; it reads no KEYS or ARGV and returns nothing.
+-- It defines helpers only; it reads no KEYS or ARGV and returns nothing. A script gets only the
+-- helpers its body names (each `-- helper: NAME` section below is kept or left out whole), so
+-- it pays for no closure it does not use.
 --
 -- ck_now(arg) -> integer milliseconds
 --   `arg` when it is a positive number (a manual clock injected by tests), else the server's TIME.
@@ -13,6 +15,7 @@
 --   `expected`. Scripts call it before their first write: Redis does not roll back a script's
 --   writes when it fails halfway.
 
+-- helper: ck_now
 local function ck_now(arg)
   local manual = tonumber(arg)
   if manual and manual > 0 then
@@ -22,6 +25,7 @@ local function ck_now(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- helper: ck_emit
 local function ck_emit(channel, kind, source, entity, ts_ms, payload)
   local envelope = cjson.encode({
     kind = kind,
@@ -33,10 +37,12 @@ local function ck_emit(channel, kind, source, entity, ts_ms, payload)
   redis.call('PUBLISH', channel, envelope)
 end
 
+-- helper: ck_fail
 local function ck_fail(code, detail)
   return redis.error_reply(code .. ' ' .. (detail or ''))
 end
 
+-- helper: ck_expect_type
 local function ck_expect_type(key, expected)
   local found = redis.call('TYPE', key)['ok']
   if found ~= 'none' and found ~= expected then

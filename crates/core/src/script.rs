@@ -45,7 +45,7 @@ use crate::error::Result;
 use crate::keyspace::Key;
 use crate::pool::Pool;
 
-/// The Lua prelude put in front of every script.
+/// The Lua prelude: the helpers put in front of every script that names them.
 pub const PRELUDE: &str = include_str!("../lua/prelude.lua");
 
 /// A named Lua script, usable in a `static`. Its full source (prelude + body) and SHA1 are
@@ -98,13 +98,22 @@ impl Script {
         self.compiled().get_hash()
     }
 
-    /// The full source: prelude (unless [`Script::bare`]), then body.
+    /// The full source: the prelude's helpers that the body names (none for
+    /// [`Script::bare`]), then the body. A helper the body does not name is left out, so no
+    /// call pays for creating its closure.
     pub fn source(&self) -> String {
-        if self.with_prelude {
-            format!("{PRELUDE}\n{}", self.body)
-        } else {
-            self.body.to_owned()
+        if !self.with_prelude {
+            return self.body.to_owned();
         }
+        let mut source = String::with_capacity(PRELUDE.len() + self.body.len() + 1);
+        for (name, helper) in prelude_helpers() {
+            if self.body.contains(name) {
+                source.push_str(helper);
+            }
+        }
+        source.push('\n');
+        source.push_str(self.body);
+        source
     }
 
     fn compiled(&self) -> &redis::Script {
@@ -128,6 +137,15 @@ impl Script {
     ) -> redis::RedisResult<String> {
         self.compiled().load_async(conn).await
     }
+}
+
+/// The prelude's helpers: each `-- helper: NAME` section of `lua/prelude.lua`, as (name, code).
+fn prelude_helpers() -> impl Iterator<Item = (&'static str, &'static str)> {
+    const MARK: &str = "-- helper: ";
+    PRELUDE.split(MARK).skip(1).map(|section| {
+        let (name, code) = section.split_once('\n').unwrap_or((section, ""));
+        (name.trim(), code)
+    })
 }
 
 /// One call of a [`Script`] being prepared.

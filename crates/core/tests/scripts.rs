@@ -133,10 +133,28 @@ redis_test! {
 }
 
 #[test]
-fn every_script_carries_the_prelude() {
+fn every_script_carries_the_prelude_helpers_it_names() {
     let source = COUNTER.source();
-    assert!(source.starts_with(coordkit_core::PRELUDE));
+    assert!(source.contains("local function ck_expect_type("));
     assert!(source.contains("HINCRBY"));
+    // Helpers the body does not name are left out (their closures would cost every call).
+    for unused in [
+        "local function ck_now(",
+        "local function ck_emit(",
+        "local function ck_fail(",
+    ] {
+        assert!(!source.contains(unused), "{unused} in {source}");
+    }
+    assert!(NOW.source().contains("local function ck_now("));
+    assert!(GUARDED.source().contains("local function ck_fail("));
+    assert_eq!(
+        UNCHECKED
+            .source()
+            .lines()
+            .filter(|l| l.contains("local function"))
+            .count(),
+        0
+    );
     assert_eq!(COUNTER.sha1().len(), 40);
     assert_ne!(COUNTER.sha1(), NOW.sha1());
 }

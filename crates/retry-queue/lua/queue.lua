@@ -154,13 +154,14 @@ local function rare()
     redis.call('HDEL', K_DEAD, unpack(ids))
   end
 
-  -- Applies the DLQ caps (oldest first, at most 100 of each per call).
-  function H.trim_dlq()
-    if H.buried == 0 then return end
+  -- Applies the DLQ caps (oldest first, at most 100 of each per call): the age cap on every
+  -- claim (`claiming`) and after a dead-lettering, the count cap after a dead-lettering.
+  function H.trim_dlq(claiming)
+    if H.buried == 0 and not claiming then return end
     if DLQ_AGE > 0 then
       H.delete_dead(redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - DLQ_AGE, 'LIMIT', 0, 100))
     end
-    if DLQ_MAX > 0 then
+    if H.buried > 0 and DLQ_MAX > 0 then
       local n = redis.call('ZCARD', K_DLQ)
       if n > DLQ_MAX then
         H.delete_dead(redis.call('ZRANGE', K_DLQ, 0, math.min(n - DLQ_MAX, 100) - 1))
@@ -312,7 +313,16 @@ if op == 'claim' then
   end
   -- Others sleep only after seeing an empty list: wake them when it filled up and still has work.
   if start_len == 0 and #ids == n and redis.call('LLEN', K_READY) > 0 then rare().wake() end
-  if H then H.trim_dlq() end
+  -- The age cap holds even while nothing new is dead-lettered: every claim applies it.
+  if H then
+    H.trim_dlq(true)
+  else
+    local dlq_age = struct.unpack('<I8', CFG, 14)
+    if dlq_age > 0 then
+      local old = redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - dlq_age, 'LIMIT', 0, 100)
+      if #old > 0 then rare().delete_dead(old) end
+    end
+  end
   return out
 end
 
@@ -437,7 +447,7 @@ if op == 'settle' then
     redis.call('ZADD', K_DELAYED, unpack(delayed))
     H.wake_if_first(earliest)
   end
-  if H then H.trim_dlq() end
+  if H then H.trim_dlq(false) end
   return out
 end
 

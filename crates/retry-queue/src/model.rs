@@ -183,18 +183,20 @@ impl QueueModel {
         }
     }
 
-    fn trim_dlq(&mut self, now: u64) {
-        if self.buried == 0 {
+    /// The DLQ caps: the age cap on every claim (`claiming`) and after a dead-lettering, the
+    /// count cap after a dead-lettering; at most 100 dead letters each per call.
+    fn trim_dlq(&mut self, now: u64, claiming: bool) {
+        let buried = std::mem::take(&mut self.buried) > 0;
+        if !buried && !claiming {
             return;
         }
-        self.buried = 0;
         let age = self.config.dlq_max_age.as_millis() as i128;
         if age > 0 {
             let old = due_members(&self.dlq, i128::from(now) - age, 100);
             self.delete_dead(&old);
         }
         let max = self.config.dlq_max_count;
-        if max > 0 {
+        if buried && max > 0 {
             let n = self.dlq.len() as u64;
             if n > max {
                 let k = (n - max).min(100) as usize;
@@ -353,7 +355,7 @@ impl QueueModel {
             next_due_ms: ordered(&self.delayed).first().map(|(_, s)| *s),
             next_deadline_ms: ordered(&self.leased).first().map(|(_, s)| *s),
         };
-        self.trim_dlq(now);
+        self.trim_dlq(now, true);
         claim
     }
 
@@ -432,7 +434,7 @@ impl QueueModel {
                 });
             }
         }
-        self.trim_dlq(now);
+        self.trim_dlq(now, false);
         out
     }
 

@@ -139,8 +139,15 @@ redis_test! {
 redis_test! {
     async fn fencing_tokens_stalls_and_extension(redis) {
         let pool = redis.pool().await;
+        let keyspace = redis.keyspace();
         let (clock, config) = manual();
-        let queue = Queue::new(pool, &redis.keyspace(), "leases", config).unwrap();
+        let queue = Queue::new(pool.clone(), &keyspace, "leases", config).unwrap();
+        let mut events = pool
+            .subscriber()
+            .pattern(keyspace.channel_pattern(Some("queue")).unwrap())
+            .subscribe::<serde_json::Value>()
+            .await
+            .unwrap();
         let opts = fixed(10, 5).lease(Duration::from_millis(1_000));
         queue.enqueue(NewTask::new("x").options(opts)).await.unwrap();
         let first = queue.claim(1).await.unwrap().tasks.remove(0);
@@ -167,6 +174,17 @@ redis_test! {
         assert!(queue.claim(1).await.unwrap().tasks.is_empty());
         let dead = queue.dead_letters(0, 10).await.unwrap();
         assert_eq!((dead[0].reason.as_str(), dead[0].stalls, dead[0].attempts), ("stalled", 3, 0));
+        // Each stall was announced, then the dead-lettering.
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            let got = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
+            let e: Event = got.event;
+            if e.kind == "wake" || e.kind == "succeeded" { continue; }
+            assert_eq!(e.payload["task"], first.id.as_str());
+            seen.push((e.kind, e.payload["stalls"].as_u64()));
+        }
+        let stalled = |n| ("stalled".to_string(), Some(n));
+        assert_eq!(seen, [stalled(1), stalled(2), stalled(3), ("dead_lettered".to_string(), Some(3))]);
         // Defer spends no attempt.
         queue.enqueue(NewTask::new("y").options(fixed(10, 1))).await.unwrap();
         let y = queue.claim(1).await.unwrap().tasks.remove(0);
@@ -210,10 +228,21 @@ redis_test! {
         assert_eq!(queue.requeue_all(false).await.unwrap(), 1);
         let stats = queue.stats().await.unwrap();
         assert_eq!((stats.ready, stats.dead), (2, 0));
-        // Age cap: dead letters older than a minute go when another task dies.
+        // Age cap: dead letters older than a minute go at the next claim, even one that finds
+        // nothing to do and dead-letters nothing.
         for t in queue.claim(2).await.unwrap().tasks {
             assert!(matches!(queue.fail(&t, "again").await.unwrap(), Settled::DeadLettered { .. }));
         }
+        clock.advance(Duration::from_secs(59));
+        assert!(queue.claim(1).await.unwrap().tasks.is_empty());
+        assert_eq!(queue.stats().await.unwrap().dead, 2);
+        clock.advance(Duration::from_secs(2));
+        assert!(queue.claim(1).await.unwrap().tasks.is_empty());
+        assert_eq!(queue.stats().await.unwrap().dead, 0);
+        // And with other tasks dying meanwhile.
+        queue.enqueue(NewTask::new("old").options(fixed(1, 1))).await.unwrap();
+        let old = queue.claim(1).await.unwrap().tasks.remove(0);
+        queue.fail(&old, "x").await.unwrap();
         clock.advance(Duration::from_secs(61));
         queue.enqueue(NewTask::new("late").options(fixed(1, 1))).await.unwrap();
         let t = queue.claim(1).await.unwrap().tasks.remove(0);
