@@ -1,5 +1,6 @@
 //! The worker runtime against a real Redis: fleets of workers on standalone and cluster (each
-//! task completes or is dead-lettered exactly as planned, never two holders at once), 50
+//! task completes or is dead-lettered exactly as the reference model says, never two holders
+//! at once), 50
 //! workers on 20,000 tasks, kill -9 of an AOF server during a run (nothing lost), graceful
 //! shutdown, panics, wake-ups without polling.
 
@@ -9,8 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coordkit_core::{Pool, PoolConfig};
+use coordkit_retry_queue::model::QueueModel;
 use coordkit_retry_queue::{
-    Backoff, Jitter, NewTask, Queue, QueueConfig, TaskError, TaskOptions, Worker, WorkerConfig,
+    Backoff, Jitter, NewTask, Queue, QueueConfig, RawSettle, Settle, Settled, TaskError,
+    TaskOptions, Worker, WorkerConfig,
 };
 use coordkit_testkit::{RedisServer, ServerOptions, TestRedis, redis_test};
 use rand::Rng;
@@ -25,8 +28,68 @@ struct Job {
 type End = Option<(&'static str, u32)>;
 
 /// Task `i`'s plan: its payload, options, and how it must end (None = completed, or the
-/// dead-letter reason and attempts).
+/// dead-letter reason and attempts), checked against the reference model.
 fn plan(i: u32, lease: Duration, keyed: bool) -> (NewTask, End) {
+    let (task, end) = planned(i, lease, keyed);
+    let (fails, malformed) = match i % 10 {
+        0 => (0, true),
+        1 | 2 => (i % 4, false),
+        3 => (99, false),
+        _ => (0, false),
+    };
+    assert_eq!(
+        model_end(&task, fails, malformed),
+        end.map(|(reason, attempts)| (reason.to_owned(), attempts)),
+        "task {i}: the plan disagrees with the reference model"
+    );
+    (task, end)
+}
+
+/// How the reference model says `task` ends when its handler fails `fails` times before it
+/// succeeds, or when its payload cannot be decoded (`malformed`, which the worker dead-letters):
+/// the worker's steps played on a [`QueueModel`].
+fn model_end(task: &NewTask, fails: u32, malformed: bool) -> Option<(String, u32)> {
+    let mut model = QueueModel::new(QueueConfig::default());
+    let mut now = 1_000_000;
+    let id = model.enqueue(now, std::slice::from_ref(task))[0]
+        .id()
+        .to_owned();
+    for _ in 0..1_000 {
+        let claim = model.claim(now, 1);
+        let Some(t) = claim.tasks.into_iter().next() else {
+            now = claim.next_due_ms.expect("the task waits for its backoff");
+            continue;
+        };
+        let settle = if malformed {
+            Settle::DeadLetter {
+                reason: "malformed".into(),
+                error: "undecodable".into(),
+            }
+        } else if t.attempt <= fails {
+            Settle::Fail(format!("planned failure {}", t.attempt))
+        } else {
+            Settle::Ack
+        };
+        let op = RawSettle {
+            id: t.id,
+            token: t.token,
+            settle,
+            draw: 0,
+        };
+        match model.settle(now, &[op])[0] {
+            Settled::Acked => return None,
+            Settled::DeadLettered { attempts } => {
+                let reason = model.dump().dead.get(&id).cloned().unwrap_or_default();
+                return Some((reason, attempts));
+            }
+            _ => {}
+        }
+    }
+    panic!("the model never settled task {id}");
+}
+
+/// The hand-written plan of task `i` (see [`plan`]).
+fn planned(i: u32, lease: Duration, keyed: bool) -> (NewTask, End) {
     let options = |max: u32| {
         let o = TaskOptions::default()
             .max_attempts(max)
@@ -354,8 +417,9 @@ redis_test! {
     }
 }
 
-/// kill -9 of an AOF server at random moments while tasks are enqueued and processed; after a
-/// restart every acknowledged enqueue ends completed or dead-lettered.
+/// kill -9 of an AOF server at random moments during a run of 50 workers on 20,000 tasks (some
+/// failing, some malformed); after a restart every acknowledged enqueue ends completed or
+/// dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_during_a_run_loses_nothing() {
     let mut server = RedisServer::start_with(ServerOptions {
@@ -377,16 +441,18 @@ async fn kill_nine_during_a_run_loses_nothing() {
     )
     .unwrap();
     let seen = Arc::new(Observed::default());
-    let workers = start_workers(&queue, 5, 4, seen.clone()).await;
+    // The same run as `fifty_workers_process_twenty_thousand_tasks`: 50 workers, 20,000 tasks.
+    let workers = start_workers(&queue, 50, 1, seen.clone()).await;
 
-    const TASKS: u32 = 1_500;
+    const TASKS: u32 = 20_000;
+    const BATCH: u32 = 200;
     let enqueuer = {
         let queue = queue.clone();
         tokio::spawn(async move {
             let mut acknowledged: BTreeMap<String, (u32, End)> = BTreeMap::new();
             let mut retries = 0u32;
-            for start in (0..TASKS).step_by(50) {
-                let plans: Vec<_> = (start..start + 50)
+            for start in (0..TASKS).step_by(BATCH as usize) {
+                let plans: Vec<_> = (start..start + BATCH)
                     .map(|i| {
                         let (task, end) = plan(i, Duration::from_millis(1_000), true);
                         (task, i, end)
@@ -405,7 +471,7 @@ async fn kill_nine_during_a_run_loses_nothing() {
                     }
                 };
                 // Spread the enqueues over the kills.
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 for (e, (_, i, end)) in ids.iter().zip(plans) {
                     acknowledged.insert(e.id().to_owned(), (i, end));
                 }
