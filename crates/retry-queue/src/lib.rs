@@ -24,7 +24,8 @@
 //!   the worker carry on. A panicking handler counts as a failure.
 //! - **Dead-letter queue**: [`Queue::dead_letters`], [`Queue::inspect`], [`Queue::requeue`] /
 //!   [`Queue::requeue_all`] (optionally with a fresh attempt budget), [`Queue::purge`] /
-//!   [`Queue::purge_all`]; count and age caps on by default (100,000 tasks, 7 days).
+//!   [`Queue::purge_all`]; count and age caps on by default (100,000 tasks, 7 days; the age
+//!   cap is applied by every claim, the count cap whenever a task is dead-lettered).
 //! - **Events** from the scripts on `<ns>:events:queue:<kind>`: `retry_scheduled`,
 //!   `dead_lettered`, `stalled`, `requeued`, and `succeeded` (opt-in). **Stats**: counts per
 //!   state, totals, age of the oldest ready task ([`Queue::stats`]).
@@ -62,13 +63,14 @@
 //!
 //! ## Figures
 //!
-//! `coordkit-bench retry-lifecycle --concurrency 50 --ops 20000` on a shared 2-core machine
-//! (redis 7.0.15, standalone; enqueue + claim + process + ack per task, enqueues of concurrent
-//! callers group-committed): 30,000–48,000 tasks/s with no failure, 0.38–0.53× the raw-EVALSHA
-//! baseline of the same run (the ratio is highest when the machine is busy with other work),
-//! about 11 µs of script time on the server per task; 7,500–14,000 tasks/s with `--fails 2`
-//! (two retries per task, 1 ms backoff; about 45 µs of script time per task). Scripts per
-//! completed task: 0.07 enqueue, 0.07 claim, 0.14 settle. A queued task with a 64-byte payload
+//! `coordkit-bench retry-lifecycle --concurrency 50 --ops 20000` on a 2-core machine shared by
+//! the bench and the server (redis 7.0.15, standalone; enqueue + claim + process + ack per
+//! task, enqueues of concurrent callers group-committed), three runs of 2026-11-30:
+//! 33,700–43,100 tasks/s with no failure, 0.37–0.45× the raw-EVALSHA baseline of the same run
+//! (goal 0.3; earlier sessions on a noisier machine measured 0.27–0.53), about 11 µs of script
+//! time on the server per task; 10,600–11,500 tasks/s with `--fails 2` (two retries per task,
+//! 1 ms backoff, 0.11–0.13×; about 45 µs of script time per task). Scripts per completed task:
+//! 0.08 enqueue, 0.08 claim, 0.14 settle. A queued task with a 64-byte payload
 //! takes about 183 bytes of Redis memory.
 //!
 //! ## A worker

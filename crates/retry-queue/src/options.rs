@@ -331,14 +331,16 @@ impl QueueConfigBuilder {
         self
     }
 
-    /// At most this many dead letters are kept, the oldest dropped first (0 = no cap; default
-    /// 100,000).
+    /// At most this many dead letters are kept, the oldest dropped first by the call that
+    /// dead-letters one more (0 = no cap; default 100,000).
     pub fn dlq_max_count(mut self, n: u64) -> Self {
         self.0.dlq_max_count = n;
         self
     }
 
-    /// Dead letters older than this are dropped (zero = no cap; default 7 days).
+    /// Dead letters older than this are dropped (zero = no cap; default 7 days): by every claim
+    /// and every call that dead-letters a task, at most 100 per call, so a queue whose workers
+    /// keep claiming sheds old dead letters even when nothing new fails.
     pub fn dlq_max_age(mut self, age: Duration) -> Self {
         self.0.dlq_max_age = age;
         self
