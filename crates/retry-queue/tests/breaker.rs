@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coordkit_circuit_breaker::{BreakerConfig, CircuitBreaker, Forced};
+use coordkit_circuit_breaker::{
+    Admission, BreakerConfig, CircuitBreaker, Forced, OpenDuration, Outcome,
+};
 use coordkit_retry_queue::{
     NewTask, Queue, QueueConfig, TaskOptions, TaskState, Worker, WorkerConfig,
 };
@@ -48,6 +50,61 @@ redis_test! {
         assert_eq!(runs.load(Ordering::Relaxed), 0);
         let info = queue.inspect(&id).await.unwrap().unwrap();
         assert_eq!((info.state, info.attempts), (TaskState::Delayed, 0));
+        assert!(queue.dead_letters(0, 10).await.unwrap().is_empty());
+    }
+}
+
+redis_test! {
+    async fn a_deferred_task_runs_once_its_breaker_closes(redis) {
+        let pool = redis.pool().await;
+        let keyspace = redis.keyspace();
+        let queue = Queue::new(pool.clone(), &keyspace, "reopened", QueueConfig::default()).unwrap();
+        let config = BreakerConfig::builder()
+            .minimum_calls(1)
+            .consecutive_failures(Some(1))
+            .open_duration(OpenDuration::Fixed(Duration::from_millis(300)))
+            .build()
+            .unwrap();
+        let breaker = CircuitBreaker::new(pool, &keyspace, "vector-db", config).unwrap();
+        // One failure opens it for 300 ms.
+        let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
+            panic!("a new breaker admits");
+        };
+        breaker.record(permit, Outcome::Failure).await.unwrap();
+        assert!(matches!(breaker.acquire().await.unwrap(), Admission::Rejected(_)));
+
+        let id = queue
+            .enqueue(NewTask::new("search").options(TaskOptions::default().component("vector-db").max_attempts(1)))
+            .await
+            .unwrap()
+            .id()
+            .to_owned();
+        let runs = Arc::new(AtomicU64::new(0));
+        let (r, b) = (runs.clone(), breaker.clone());
+        let worker = Worker::start(
+            queue.clone(),
+            WorkerConfig::default().breakers(move |name| (name == "vector-db").then(|| b.clone())),
+            move |_task| {
+                let r = r.clone();
+                async move {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    Ok::<(), String>(())
+                }
+            },
+        )
+        .await
+        .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while queue.stats().await.unwrap().completed == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the task never ran: {:?}", worker.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = worker.shutdown().await;
+        assert!(report.clean);
+        // Deferred while open (no attempt spent: it had only one), then run once, as the probe.
+        assert!(report.stats.deferred >= 1, "{:?}", report.stats);
+        assert_eq!((runs.load(Ordering::Relaxed), report.stats.acked), (1, 1));
+        assert_eq!(queue.inspect(&id).await.unwrap(), None);
         assert!(queue.dead_letters(0, 10).await.unwrap().is_empty());
     }
 }
