@@ -4,13 +4,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coordkit_core::redis;
 use coordkit_core::{Clock, GroupCommit, Invocation, Key, Pool};
 
 use crate::aggregate::{Aggregate, check_quantiles};
 use crate::config::{MAX_SAMPLES_LIMIT, SeriesConfig};
 use crate::error::{Error, Result, check_timestamp, check_value};
 use crate::sample::{RollupBucket, Sample, Window, parse_f64, parse_rollup, parse_u64, value_text};
-use crate::scripts::{QUERY, READ_HASH, RECORD};
+use crate::scripts::{QUERY, READ_HASH, RECORD, RECORD_ONE};
 use crate::series_id::SeriesId;
 
 mod sealed {
@@ -105,9 +106,18 @@ struct Inner {
     fixed_args: Vec<String>,
     /// A gauge without age limit, rollups or alerts: record.lua's one-key fast path.
     plain: bool,
+    /// ARGV[2..=3] of record_one.lua (a plain gauge's single samples): the list entries a trim
+    /// keeps, and the length above which it trims.
+    one_sample_args: [String; 2],
     /// Concurrent writes of this handle go in one pipeline (each its own call and answer).
-    writes: GroupCommit<Invocation<'static>, coordkit_core::Result<(u64, u64, String)>>,
+    writes: Writes,
+    /// The same for single samples of a plain gauge (record_one.lua: a pipeline holds calls of
+    /// one script, so that a NOSCRIPT answer reloads the right one).
+    one_sample_writes: GroupCommit<Invocation<'static>, coordkit_core::Result<redis::Value>>,
 }
+
+/// Writes of one script, pipelined when concurrent.
+type Writes = GroupCommit<Invocation<'static>, coordkit_core::Result<(u64, u64, String)>>;
 
 /// How many write pipelines may be on the wire at once per series handle.
 const WRITES_IN_FLIGHT: usize = 4;
@@ -159,7 +169,11 @@ impl<K: Kind> Series<K> {
                 id.encoded().to_owned(),
             ]);
         }
+        let max = u64::from(config.max_samples);
+        let one_sample_args = [(2 * max).to_string(), (2 * (max + max / 16)).to_string()];
         let writes = GroupCommit::pipelined(&pool, WRITES_IN_FLIGHT, MAX_WRITE_PIPELINE);
+        let one_sample_writes =
+            GroupCommit::pipelined(&pool, WRITES_IN_FLIGHT, MAX_WRITE_PIPELINE);
         Self {
             inner: Arc::new(Inner {
                 samples: keys.key(K::NAME),
@@ -172,7 +186,9 @@ impl<K: Kind> Series<K> {
                 channel,
                 fixed_args,
                 plain,
+                one_sample_args,
                 writes,
+                one_sample_writes,
             }),
             kind: PhantomData,
         }
@@ -215,6 +231,39 @@ impl<K: Kind> Series<K> {
             }
         }
         let inner = &*self.inner;
+        if let ([(ts, value)], true) = (samples, inner.plain) {
+            let mut call = RECORD_ONE.prepare();
+            call.key(&inner.samples)
+                .arg(inner.clock.arg())
+                .arg(&inner.one_sample_args[..])
+                .arg(ts.map(|t| t.to_string()).unwrap_or_default())
+                .arg(value_text(*value));
+            let reply = inner
+                .one_sample_writes
+                .submit(&inner.samples, call)
+                .await??;
+            // A full series answers its clock alone.
+            let (retained, now_ms) = match reply {
+                redis::Value::Int(now_ms) => (
+                    u64::from(inner.config.max_samples),
+                    u64::try_from(now_ms).map_err(|_| {
+                        coordkit_core::Error::decode("the write's time", now_ms.to_string())
+                    })?,
+                ),
+                other => {
+                    let (retained, now_ms, _): (u64, u64, String) =
+                        redis::from_redis_value(other).map_err(|e| {
+                            coordkit_core::Error::decode("the write's answer", e.to_string())
+                        })?;
+                    (retained, now_ms)
+                }
+            };
+            return Ok(Recorded {
+                retained,
+                now_ms,
+                total: None,
+            });
+        }
         let mut call = RECORD.prepare();
         call.key(&inner.samples);
         if !inner.plain {
