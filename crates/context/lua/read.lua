@@ -1,7 +1,7 @@
 -- context read: the whole entity or some of its fields, in one call.
 --
 -- KEYS[1] the entity's data hash
--- KEYS[2] the entity's history sorted set (its expiry is refreshed with the data's)
+-- KEYS[2] the entity's history list (see write.lua; its expiry is refreshed with the data's)
 -- ARGV[1] now_ms: "" for the server clock, or a manual time
 -- ARGV[2] idle ttl in ms to refresh on this read ("0": do not refresh)
 -- ARGV[3 ..] the fields to read; none means every field
@@ -11,7 +11,7 @@
 --          pair of the hash (meta fields included, the caller skips them); with fields asked,
 --          one value (or false) per asked field. An entity past its idle expiry reads as empty.
 ck_expect_type(KEYS[1], 'hash')
-ck_expect_type(KEYS[2], 'zset')
+ck_expect_type(KEYS[2], 'list')
 local now = ck_now(ARGV[1])
 local meta = redis.call('HMGET', KEYS[1], '__version', '__updated_ms', '__updated_by',
   '__expires_ms')
@@ -21,8 +21,8 @@ if expires > 0 and expires <= now then
 end
 local current = tonumber(meta[1] or '0')
 if current == 0 then
-  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-  if last[2] then current = tonumber(last[2]) end
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  if last then current = tonumber(string.match(last, '"v":(%d+),"ts":%d+}$')) or 0 end
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 and meta[1] then

@@ -69,7 +69,7 @@ impl Entity {
             .instance(INSTANCE_KIND, &format!("{kind}:{id}"))?;
         Ok(Self {
             data: keys.typed_key("data", KeyKind::Hash),
-            history: keys.typed_key("history", KeyKind::ZSet),
+            history: keys.typed_key("history", KeyKind::List),
             name: format!("{kind}:{id}"),
             kind: kind.to_owned(),
             id: id.to_owned(),

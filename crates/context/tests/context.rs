@@ -313,6 +313,19 @@ redis_test! {
             Err(ContextError::Compacted { since: 1, oldest: 3 }) => {}
             other => panic!("expected Compacted, got {other:?}"),
         }
+        // Past the trims (every 8th version): the last 3 are shown, in order, a page at a time.
+        for i in 6..=20 {
+            e.set([("n", i.to_string())]).await.unwrap();
+        }
+        let versions = |changes: Vec<coordkit_context::Change>| changes.iter().map(|c| c.version).collect::<Vec<_>>();
+        assert_eq!(versions(e.changes_since(17, 10).await.unwrap()), vec![18, 19, 20]);
+        assert_eq!(versions(e.changes_since(17, 2).await.unwrap()), vec![18, 19]);
+        assert_eq!(versions(e.changes_since(19, 10).await.unwrap()), vec![20]);
+        match e.changes_since(10, 10).await {
+            Err(ContextError::Compacted { since: 10, oldest: 18 }) => {}
+            other => panic!("expected Compacted, got {other:?}"),
+        }
+        assert_eq!(e.current_version().await.unwrap(), 20);
     }
 }
 

@@ -172,8 +172,7 @@ impl<K: Kind> Series<K> {
         let max = u64::from(config.max_samples);
         let one_sample_args = [(2 * max).to_string(), (2 * (max + max / 16)).to_string()];
         let writes = GroupCommit::pipelined(&pool, WRITES_IN_FLIGHT, MAX_WRITE_PIPELINE);
-        let one_sample_writes =
-            GroupCommit::pipelined(&pool, WRITES_IN_FLIGHT, MAX_WRITE_PIPELINE);
+        let one_sample_writes = GroupCommit::pipelined(&pool, WRITES_IN_FLIGHT, MAX_WRITE_PIPELINE);
         Self {
             inner: Arc::new(Inner {
                 samples: keys.key(K::NAME),
@@ -251,8 +250,8 @@ impl<K: Kind> Series<K> {
                     })?,
                 ),
                 other => {
-                    let (retained, now_ms, _): (u64, u64, String) =
-                        redis::from_redis_value(other).map_err(|e| {
+                    let (retained, now_ms, _): (u64, u64, String) = redis::from_redis_value(other)
+                        .map_err(|e| {
                             coordkit_core::Error::decode("the write's answer", e.to_string())
                         })?;
                     (retained, now_ms)
