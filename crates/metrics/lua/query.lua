@@ -1,4 +1,5 @@
--- query: reads a gauge or counter series written by record.lua. Writes nothing.
+-- query: reads a gauge or counter series written by record.lua or record_one.lua. Writes
+-- nothing.
 --
 -- KEYS[1] samples: the series' list of alternating timestamp and value, in recording order
 -- ARGV[1] now_ms: "" for the server's TIME, or a manual clock's time in ms

@@ -15,8 +15,8 @@
 --         "count sum min max" (%.17g)
 -- ARGV[1]  now_ms: "" for the server's TIME, or a manual clock's time in ms
 -- ARGV[2]  max_samples: how many samples the series keeps (>= 1); the oldest recorded go first
--- ARGV[3]  options: "" for a plain gauge (no age limit, rollups or alerts; the fast path, one
---          key), or "+" when ARGV[4..12] follow:
+-- ARGV[3]  options: "" for a plain gauge (no age limit, rollups or alerts; one key), or "+"
+--          when ARGV[4..12] follow (one sample into a plain gauge goes to record_one.lua):
 --   ARGV[4]  max_age_ms: samples whose timestamp is older than now - max_age_ms are removed
 --            from the head of the list (0 = no age limit)
 --   ARGV[5]  kind: "gauge", or "counter" (values are increments, must be >= 0, and are added
@@ -39,29 +39,6 @@ local samples, meta, rollups = KEYS[1], KEYS[2], KEYS[3]
 local now = ck_now(ARGV[1])
 local max_samples = tonumber(ARGV[2])
 local trim_above = 2 * (max_samples + math.floor(max_samples / 16))
-
--- The fast path: one sample into a plain gauge (validated as below, see parse_sample).
-if ARGV[3] == '' and #ARGV == 5 then
-  local ts_arg, value_arg = ARGV[4], ARGV[5]
-  local ts = now
-  if ts_arg ~= '' then ts = tonumber(ts_arg) end
-  local v = tonumber(value_arg)
-  if ts and ts >= 0 and ts == math.floor(ts) and ts <= 9007199254740992
-    and v and v == v and v ~= math.huge and v ~= -math.huge then
-    local len = redis.pcall('RPUSH', samples, string.format('%d', ts), value_arg)
-    if type(len) == 'table' then
-      ck_expect_type(samples, 'list') -- names the key and its type when that was the cause
-      return len
-    end
-    if len > trim_above then
-      redis.call('LTRIM', samples, len - 2 * max_samples, -1)
-      len = 2 * max_samples
-    end
-    if len > 2 * max_samples then len = 2 * max_samples end
-    return { len / 2, now, '' }
-  end
-  -- Invalid: fall through to the general path, which names the fault.
-end
 
 local max_age, counter, resolution, above, below, first_pair = 0, false, 0, nil, nil, 4
 if ARGV[3] == '+' then

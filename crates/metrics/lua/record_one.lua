@@ -13,7 +13,8 @@
 -- Returns now_ms (an integer) when the series holds max_samples samples (its steady state, and
 -- a reply with no table to build), else {retained, now_ms, ""} (retained = the samples held).
 -- Fails, before any write: BADVALUE <detail> (a value that is not a finite number, a bad
--- timestamp), WRONGTYPE <key> <type> (the key holds another type).
+-- timestamp), WRONGTYPE <key> <type> (the key holds another type), or the server's own error
+-- (out of memory, ...).
 
 local samples = KEYS[1]
 local now = ck_now(ARGV[1])
@@ -30,7 +31,12 @@ if not v or v ~= v or v == math.huge or v == -math.huge then
 end
 local len = redis.pcall('RPUSH', samples, ts, value)
 if type(len) == 'table' then
-  return redis.error_reply('WRONGTYPE ' .. samples .. ' ' .. redis.call('TYPE', samples)['ok'])
+  -- Name the key and its type when that was the cause; any other failure as it came.
+  local found = redis.call('TYPE', samples)['ok']
+  if found ~= 'none' and found ~= 'list' then
+    return redis.error_reply('WRONGTYPE ' .. samples .. ' ' .. found)
+  end
+  return len
 end
 local keep = tonumber(ARGV[2])
 if len < keep then return { len / 2, now, '' } end

@@ -29,8 +29,10 @@
 //! `…:gauge-meta` (counter total, last alert) and `…:gauge-rollups` (one hash field per bucket)
 //! when used; counters use `…:counter*`, histograms one hash `…:histogram` of at most 566
 //! fields. Retention by count is amortised: the list may hold `max_samples / 16` extra samples
-//! between two trims, which queries never see. Recording a sample into a plain gauge runs
-//! `TIME` and `RPUSH` (and, once every `max_samples / 16` writes, `LTRIM`) in one script call;
+//! between two trims, which queries never see. Recording one sample into a plain gauge (no age
+//! limit, rollups or alerts) runs `record_one.lua`: `TIME` (on the server clock) and `RPUSH`,
+//! and `LTRIM` once every `max_samples / 16 + 1` writes, in one script call that makes no Lua
+//! string; batches and configured series run `record.lua`;
 //! an aggregate reads the window once (`LRANGE`) and sorts it only when percentiles are asked.
 //! The scripts are in `lua/*.lua`, each documenting its keys, arguments and reply.
 //!

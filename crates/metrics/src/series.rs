@@ -104,7 +104,8 @@ struct Inner {
     rollups: Key,
     /// The arguments every write repeats (ARGV[2..=3] or ARGV[2..=12] of record.lua).
     fixed_args: Vec<String>,
-    /// A gauge without age limit, rollups or alerts: record.lua's one-key fast path.
+    /// A gauge without age limit, rollups or alerts: one key, and single samples go to
+    /// record_one.lua.
     plain: bool,
     /// ARGV[2..=3] of record_one.lua (a plain gauge's single samples): the list entries a trim
     /// keeps, and the length above which it trims.

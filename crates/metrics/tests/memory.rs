@@ -51,3 +51,49 @@ redis_test! {
         assert!(after < 100_000, "{after} bytes for 1,000 samples");
     }
 }
+
+redis_test! {
+    async fn single_samples_into_a_capped_plain_gauge_stay_capped(redis) {
+        // record_one.lua's path: one sample per call, 50 calls at a time.
+        let pool = redis.pool().await;
+        let clock = ManualClock::new(1_700_000_000_000);
+        let metrics = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(clock.clone());
+        let config = SeriesConfig::builder().max_samples(1_000).build().unwrap();
+        let gauge = metrics.gauge_with("capped-singles", &[("test", "memory")], config).unwrap();
+        const TOTAL: usize = 20_000;
+        let mut at_cap = None;
+        for round in 0..TOTAL / 50 {
+            let mut writes = tokio::task::JoinSet::new();
+            for k in 0..50 {
+                let gauge = gauge.clone();
+                let value = ((round * 50 + k) as f64) * 1.000_1 / 7.0;
+                writes.spawn(async move { gauge.record(value).await });
+            }
+            while let Some(r) = writes.join_next().await {
+                let retained = r.unwrap().unwrap().retained as usize;
+                assert!((round * 50 + 1).min(1_000) <= retained && retained <= ((round + 1) * 50).min(1_000), "{retained}");
+            }
+            if round * 50 >= 2_000 && at_cap.is_none() {
+                at_cap = Some(MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke::<u64>(&pool).await.unwrap());
+            }
+            clock.advance(std::time::Duration::from_millis(1));
+        }
+        let at_cap = at_cap.unwrap_or_default();
+        let after: u64 = MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke(&pool).await.unwrap();
+        let len: u64 = pool.query(coordkit_core::redis::cmd("LLEN").arg(gauge.samples_key())).await.unwrap();
+        eprintln!("MEMORY USAGE ({:?}): {after} bytes after {TOTAL} single samples capped at 1,000", redis.topology());
+        // At most the cap plus the amortised trim's slack (1,000 / 16 samples).
+        assert!((2_000..=2 * (1_000 + 62)).contains(&len), "{len} list entries");
+        let kept = gauge.latest(usize::MAX).await.unwrap();
+        assert_eq!(kept.len(), 1_000);
+        let newest: Vec<f64> = kept.iter().map(|s| s.value).collect();
+        let mut expected: Vec<f64> = (TOTAL - 1_000..TOTAL).map(|i| (i as f64) * 1.000_1 / 7.0).collect();
+        // Concurrent calls of one round may land in any order: compare as sets.
+        let mut sorted = newest.clone();
+        sorted.sort_by(f64::total_cmp);
+        expected.sort_by(f64::total_cmp);
+        assert_eq!(sorted, expected);
+        assert!(after <= at_cap + at_cap / 4, "{after} bytes now vs {at_cap} when first capped");
+        assert!(after < 100_000, "{after} bytes for 1,000 samples");
+    }
+}

@@ -333,13 +333,18 @@ redis_test! {
         let m = metrics(&redis, &clock).await;
         let config = SeriesConfig::builder().max_samples(10).max_age(Duration::from_secs(5)).rollup(Duration::from_secs(1), 5).alert_above(10.0).build().unwrap();
         let g = m.gauge_with("trips", &[], config).unwrap();
-        g.record(1.0).await.unwrap(); // loads the script if needed
+        // A plain gauge's single samples go through their own lean script.
+        let plain = m.gauge_with("plain-trips", &[], SeriesConfig::builder().max_samples(10).build().unwrap()).unwrap();
+        g.record(1.0).await.unwrap(); // loads the scripts if needed
+        plain.record(1.0).await.unwrap();
         let _: Vec<String> = redis.on_every_server(&["CONFIG", "RESETSTAT"]);
         for i in 0..50 {
             g.record(f64::from(i)).await.unwrap();
+            let r = plain.record(f64::from(i)).await.unwrap();
+            assert_eq!((r.retained, r.now_ms), ((i as u64 + 2).min(10), clock.now_ms()));
             clock.advance(Duration::from_millis(300));
         }
-        assert_eq!(redis.command_calls("evalsha"), 50);
+        assert_eq!(redis.command_calls("evalsha"), 100);
         assert_eq!(redis.command_calls("eval"), 0);
         assert_eq!(redis.command_calls("ping"), 0);
     }
