@@ -86,13 +86,12 @@ redis_test! {
         assert!((2_000..=2 * (1_000 + 62)).contains(&len), "{len} list entries");
         let kept = gauge.latest(usize::MAX).await.unwrap();
         assert_eq!(kept.len(), 1_000);
-        let newest: Vec<f64> = kept.iter().map(|s| s.value).collect();
+        let mut kept_values: Vec<f64> = kept.iter().map(|s| s.value).collect();
         let mut expected: Vec<f64> = (TOTAL - 1_000..TOTAL).map(|i| (i as f64) * 1.000_1 / 7.0).collect();
         // Concurrent calls of one round may land in any order: compare as sets.
-        let mut sorted = newest.clone();
-        sorted.sort_by(f64::total_cmp);
+        kept_values.sort_by(f64::total_cmp);
         expected.sort_by(f64::total_cmp);
-        assert_eq!(sorted, expected);
+        assert_eq!(kept_values, expected);
         assert!(after <= at_cap + at_cap / 4, "{after} bytes now vs {at_cap} when first capped");
         assert!(after < 100_000, "{after} bytes for 1,000 samples");
     }
