@@ -14,6 +14,39 @@ use coordkit_retry_queue::{
 };
 use coordkit_testkit::redis_test;
 
+/// Enqueues one task (one attempt) naming `component`, and starts a worker that consults
+/// `breaker` for it and counts its handler's runs. Returns the task's id, the run count and the
+/// worker.
+async fn guarded_worker(
+    queue: &Queue,
+    breaker: &CircuitBreaker,
+    component: &'static str,
+) -> (String, Arc<AtomicU64>, Worker) {
+    let options = TaskOptions::default().component(component).max_attempts(1);
+    let id = queue
+        .enqueue(NewTask::new("call").options(options))
+        .await
+        .unwrap()
+        .id()
+        .to_owned();
+    let runs = Arc::new(AtomicU64::new(0));
+    let (r, b) = (runs.clone(), breaker.clone());
+    let worker = Worker::start(
+        queue.clone(),
+        WorkerConfig::default().breakers(move |name| (name == component).then(|| b.clone())),
+        move |_task| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), String>(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    (id, runs, worker)
+}
+
 redis_test! {
     async fn an_open_breaker_defers_tasks_without_spending_attempts(redis) {
         let pool = redis.pool().await;
@@ -21,27 +54,7 @@ redis_test! {
         let queue = Queue::new(pool.clone(), &keyspace, "guarded", QueueConfig::default()).unwrap();
         let breaker = CircuitBreaker::new(pool, &keyspace, "llm-api", BreakerConfig::default()).unwrap();
         breaker.force(Forced::Open).await.unwrap();
-        let id = queue
-            .enqueue(NewTask::new("call").options(TaskOptions::default().component("llm-api").max_attempts(1)))
-            .await
-            .unwrap()
-            .id()
-            .to_owned();
-        let runs = Arc::new(AtomicU64::new(0));
-        let (r, b) = (runs.clone(), breaker.clone());
-        let worker = Worker::start(
-            queue.clone(),
-            WorkerConfig::default().breakers(move |name| (name == "llm-api").then(|| b.clone())),
-            move |_task| {
-                let r = r.clone();
-                async move {
-                    r.fetch_add(1, Ordering::Relaxed);
-                    Ok::<(), String>(())
-                }
-            },
-        )
-        .await
-        .unwrap();
+        let (id, runs, worker) = guarded_worker(&queue, &breaker, "llm-api").await;
         while worker.stats().deferred == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -73,27 +86,7 @@ redis_test! {
         breaker.record(permit, Outcome::Failure).await.unwrap();
         assert!(matches!(breaker.acquire().await.unwrap(), Admission::Rejected(_)));
 
-        let id = queue
-            .enqueue(NewTask::new("search").options(TaskOptions::default().component("vector-db").max_attempts(1)))
-            .await
-            .unwrap()
-            .id()
-            .to_owned();
-        let runs = Arc::new(AtomicU64::new(0));
-        let (r, b) = (runs.clone(), breaker.clone());
-        let worker = Worker::start(
-            queue.clone(),
-            WorkerConfig::default().breakers(move |name| (name == "vector-db").then(|| b.clone())),
-            move |_task| {
-                let r = r.clone();
-                async move {
-                    r.fetch_add(1, Ordering::Relaxed);
-                    Ok::<(), String>(())
-                }
-            },
-        )
-        .await
-        .unwrap();
+        let (id, runs, worker) = guarded_worker(&queue, &breaker, "vector-db").await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while queue.stats().await.unwrap().completed == 0 {
             assert!(tokio::time::Instant::now() < deadline, "the task never ran: {:?}", worker.stats());

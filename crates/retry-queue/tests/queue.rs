@@ -20,6 +20,18 @@ fn manual() -> (ManualClock, QueueConfig) {
     (clock, config)
 }
 
+/// A subscription to every queue event of the keyspace.
+async fn queue_events(
+    pool: &coordkit_core::Pool,
+    keyspace: &coordkit_core::Keyspace,
+) -> coordkit_core::Subscriber<serde_json::Value> {
+    pool.subscriber()
+        .pattern(keyspace.channel_pattern(Some("queue")).unwrap())
+        .subscribe::<serde_json::Value>()
+        .await
+        .unwrap()
+}
+
 fn fixed(ms: u64, max: u32) -> TaskOptions {
     TaskOptions::default()
         .max_attempts(max)
@@ -76,12 +88,7 @@ redis_test! {
         let keyspace = redis.keyspace();
         let (clock, config) = manual();
         let queue = Queue::new(pool.clone(), &keyspace, "retries", config).unwrap();
-        let mut events = pool
-            .subscriber()
-            .pattern(keyspace.channel_pattern(Some("queue")).unwrap())
-            .subscribe::<serde_json::Value>()
-            .await
-            .unwrap();
+        let mut events = queue_events(&pool, &keyspace).await;
         let options = TaskOptions::default()
             .max_attempts(3)
             .backoff(Backoff::Exponential { base: Duration::from_millis(100), factor: 2.0, max: Duration::from_secs(10) })
@@ -142,12 +149,7 @@ redis_test! {
         let keyspace = redis.keyspace();
         let (clock, config) = manual();
         let queue = Queue::new(pool.clone(), &keyspace, "leases", config).unwrap();
-        let mut events = pool
-            .subscriber()
-            .pattern(keyspace.channel_pattern(Some("queue")).unwrap())
-            .subscribe::<serde_json::Value>()
-            .await
-            .unwrap();
+        let mut events = queue_events(&pool, &keyspace).await;
         let opts = fixed(10, 5).lease(Duration::from_millis(1_000));
         queue.enqueue(NewTask::new("x").options(opts)).await.unwrap();
         let first = queue.claim(1).await.unwrap().tasks.remove(0);
