@@ -34,19 +34,11 @@ local out = { current, math.max(first, window_start) }
 local since = math.max(tonumber(ARGV[2]), window_start - 1)
 local limit = tonumber(ARGV[3])
 if limit < 1 then return out end
-if last - first + 1 == n then
-  -- Consecutive versions: version v is at index v - first.
-  local from = math.max(since + 1 - first, 0)
-  if from < n then
-    local entries = redis.call('LRANGE', KEYS[2], from, math.min(from + limit, n) - 1)
-    for i = 1, #entries do out[#out + 1] = entries[i] end
-  end
-else
-  -- Not consecutive (a history written some other way): pick the entries by their versions.
-  local entries = redis.call('LRANGE', KEYS[2], 0, -1)
-  for i = 1, #entries do
-    if #out - 2 >= limit then break end
-    if version_of(entries[i]) > since then out[#out + 1] = entries[i] end
-  end
+-- Versions in the list are consecutive (write.lua appends one entry per version and trims
+-- from the head): version v is at index v - first.
+local from = math.max(since + 1 - first, 0)
+if from < n then
+  local entries = redis.call('LRANGE', KEYS[2], from, math.min(from + limit, n) - 1)
+  for i = 1, #entries do out[#out + 1] = entries[i] end
 end
 return out

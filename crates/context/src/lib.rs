@@ -22,7 +22,8 @@
 //! - **Listing** a kind's entities with `SCAN`, paginated ([`ContextStore::list`]).
 //!
 //! Keys: `<ns>:{ctx:<kind>:<id>}:data` (hash) and `…:history` (a list of JSON changes, one per
-//! version, oldest first); one hash tag per entity, so everything works on Redis Cluster. Field names starting with `__` are reserved.
+//! version, oldest first); one hash tag per entity, so everything works on Redis Cluster.
+//! Field names starting with `__` are reserved.
 //!
 //! ```
 //! use coordkit_context::{ContextError, ContextStore};

@@ -120,6 +120,21 @@ struct Inner {
 /// Writes of one script, pipelined when concurrent.
 type Writes = GroupCommit<Invocation<'static>, coordkit_core::Result<(u64, u64, String)>>;
 
+/// record_one.lua's answer as (retained, now_ms): a full series (`max_samples` retained)
+/// answers its clock alone, any other `{retained, now_ms, ""}`.
+fn one_sample_answer(reply: redis::Value, max_samples: u32) -> coordkit_core::Result<(u64, u64)> {
+    match reply {
+        redis::Value::Int(now_ms) => u64::try_from(now_ms)
+            .map(|now_ms| (u64::from(max_samples), now_ms))
+            .map_err(|_| coordkit_core::Error::decode("the write's time", now_ms)),
+        other => {
+            let (retained, now_ms, _): (u64, u64, String) = redis::from_redis_value(other)
+                .map_err(|e| coordkit_core::Error::decode("the write's answer", e))?;
+            Ok((retained, now_ms))
+        }
+    }
+}
+
 /// How many write pipelines may be on the wire at once per series handle.
 const WRITES_IN_FLIGHT: usize = 4;
 /// The most writes one pipeline carries.
@@ -242,22 +257,7 @@ impl<K: Kind> Series<K> {
                 .one_sample_writes
                 .submit(&inner.samples, call)
                 .await??;
-            // A full series answers its clock alone.
-            let (retained, now_ms) = match reply {
-                redis::Value::Int(now_ms) => (
-                    u64::from(inner.config.max_samples),
-                    u64::try_from(now_ms).map_err(|_| {
-                        coordkit_core::Error::decode("the write's time", now_ms.to_string())
-                    })?,
-                ),
-                other => {
-                    let (retained, now_ms, _): (u64, u64, String) = redis::from_redis_value(other)
-                        .map_err(|e| {
-                            coordkit_core::Error::decode("the write's answer", e.to_string())
-                        })?;
-                    (retained, now_ms)
-                }
-            };
+            let (retained, now_ms) = one_sample_answer(reply, inner.config.max_samples)?;
             return Ok(Recorded {
                 retained,
                 now_ms,

@@ -1,7 +1,7 @@
 //! Memory: a capped series stays at its capped size whatever the number of samples.
 
-use coordkit_core::{ManualClock, Script};
-use coordkit_metrics::{Metrics, SeriesConfig};
+use coordkit_core::{Keyspace, ManualClock, Pool, Script};
+use coordkit_metrics::{Gauge, Metrics, SeriesConfig};
 use coordkit_testkit::redis_test;
 
 static MEMORY_USAGE: Script = Script::new(
@@ -10,13 +10,33 @@ static MEMORY_USAGE: Script = Script::new(
      return redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', 0)",
 );
 
+/// A gauge capped at 1,000 samples on a manual clock.
+fn capped_gauge(pool: &Pool, keyspace: &Keyspace, name: &str) -> (ManualClock, Gauge) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let metrics = Metrics::new(pool, keyspace)
+        .unwrap()
+        .with_clock(clock.clone());
+    let config = SeriesConfig::builder().max_samples(1_000).build().unwrap();
+    let gauge = metrics
+        .gauge_with(name, &[("test", "memory")], config)
+        .unwrap();
+    (clock, gauge)
+}
+
+/// MEMORY USAGE of the gauge's samples list.
+async fn memory_usage(pool: &Pool, gauge: &Gauge) -> u64 {
+    MEMORY_USAGE
+        .prepare()
+        .key(gauge.samples_key())
+        .invoke(pool)
+        .await
+        .unwrap()
+}
+
 redis_test! {
     async fn a_million_samples_into_a_series_capped_at_a_thousand_stay_capped(redis) {
         let pool = redis.pool().await;
-        let clock = ManualClock::new(1_700_000_000_000);
-        let metrics = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(clock.clone());
-        let config = SeriesConfig::builder().max_samples(1_000).build().unwrap();
-        let gauge = metrics.gauge_with("capped", &[("test", "memory")], config).unwrap();
+        let (clock, gauge) = capped_gauge(&pool, &redis.keyspace(), "capped");
         const BATCH: usize = 5_000;
         const TOTAL: usize = 1_000_000;
         let mut recorded = 0usize;
@@ -28,12 +48,12 @@ redis_test! {
             recorded += BATCH;
             assert_eq!(r.retained, 1_000);
             if at_cap.is_none() {
-                at_cap = Some(MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke::<u64>(&pool).await.unwrap());
+                at_cap = Some(memory_usage(&pool, &gauge).await);
             }
             clock.advance(std::time::Duration::from_millis(1));
         }
         let at_cap = at_cap.unwrap_or_default();
-        let after: u64 = MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke(&pool).await.unwrap();
+        let after: u64 = memory_usage(&pool, &gauge).await;
         let len: u64 = pool.query(coordkit_core::redis::cmd("LLEN").arg(gauge.samples_key())).await.unwrap();
         eprintln!(
             "MEMORY USAGE ({:?}): {after} bytes after {TOTAL} samples capped at 1,000 \
@@ -56,10 +76,7 @@ redis_test! {
     async fn single_samples_into_a_capped_plain_gauge_stay_capped(redis) {
         // record_one.lua's path: one sample per call, 50 calls at a time.
         let pool = redis.pool().await;
-        let clock = ManualClock::new(1_700_000_000_000);
-        let metrics = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(clock.clone());
-        let config = SeriesConfig::builder().max_samples(1_000).build().unwrap();
-        let gauge = metrics.gauge_with("capped-singles", &[("test", "memory")], config).unwrap();
+        let (clock, gauge) = capped_gauge(&pool, &redis.keyspace(), "capped-singles");
         const TOTAL: usize = 20_000;
         let mut at_cap = None;
         for round in 0..TOTAL / 50 {
@@ -74,12 +91,12 @@ redis_test! {
                 assert!((round * 50 + 1).min(1_000) <= retained && retained <= ((round + 1) * 50).min(1_000), "{retained}");
             }
             if round * 50 >= 2_000 && at_cap.is_none() {
-                at_cap = Some(MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke::<u64>(&pool).await.unwrap());
+                at_cap = Some(memory_usage(&pool, &gauge).await);
             }
             clock.advance(std::time::Duration::from_millis(1));
         }
         let at_cap = at_cap.unwrap_or_default();
-        let after: u64 = MEMORY_USAGE.prepare().key(gauge.samples_key()).invoke(&pool).await.unwrap();
+        let after: u64 = memory_usage(&pool, &gauge).await;
         let len: u64 = pool.query(coordkit_core::redis::cmd("LLEN").arg(gauge.samples_key())).await.unwrap();
         eprintln!("MEMORY USAGE ({:?}): {after} bytes after {TOTAL} single samples capped at 1,000", redis.topology());
         // At most the cap plus the amortised trim's slack (1,000 / 16 samples).
