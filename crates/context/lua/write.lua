@@ -21,100 +21,104 @@
 --        writes <now> before it and <version>}} after it)
 --   a+5 .. a+4+2n        field, value pairs to set
 --   a+5+2n .. a+4+2n+d   fields to delete
--- Returns: one value per write: its new version (> 0); -(current version + 1) when its
---          expected version is not the current one (a conflict); 'WRONGTYPE data <type>' or
---          'WRONGTYPE history <type>' when one of its keys holds another type (nothing of that
---          write is done).
--- The JSON parts come encoded from the caller, and the time and each version are turned into
--- text once: making strings is what costs a script most of its time.
-local now = ck_now(ARGV[1])
-local now_s = string.format('%d', now)
+-- Returns, per write: its new version (> 0); -(current version + 1) when its expected version
+--          is not the current one (a conflict); 'WRONGTYPE data <type>' or 'WRONGTYPE history
+--          <type>' when one of its keys holds another type (nothing of that write is done).
+--          A lone write's answer comes alone; a batch answers a list, one per write.
+-- The JSON parts come encoded from the caller, the time is read as text, and each version is
+-- turned into text once: turning numbers into text and back, building tables and making
+-- closures cost a script more than most of its Redis calls, so the code does without them where
+-- it can (one loop, no function, no reply list for a lone write).
+local now_s = ck_now_text(ARGV[1])
 local channel = ARGV[2]
-
-local function wrong(key, which)
-  return 'WRONGTYPE ' .. which .. ' ' .. redis.call('TYPE', key)['ok']
-end
-
-local function apply(data, hist, a, expected, mode, ttl, history_len, tombstone_ms, n_set, n_del)
-  local first_field = a + 5
-  local first_del = first_field + 2 * n_set
-  local last = first_del + n_del - 1
-
-  -- Reads first: a key of the wrong type is found before anything is written.
-  local meta = redis.pcall('HMGET', data, '__version', '__expires_ms')
-  if meta.err then return wrong(data, 'data') end
-  local current = tonumber(meta[1] or '0')
-  local expires = tonumber(meta[2] or '0')
-  if expires > 0 and expires <= now then
-    -- Past its idle expiry: gone, whatever the server's own expiry says yet.
-    local t = redis.call('TYPE', hist)['ok']
-    if t ~= 'none' and t ~= 'list' then return wrong(hist, 'history') end
-    redis.call('DEL', data, hist)
-    current, expires = 0, 0
-  end
-  local tombstone = false
-  if current == 0 then
-    -- No data: a deleted entity's history (a tombstone) carries its numbering on.
-    local top = redis.pcall('LINDEX', hist, -1)
-    if type(top) == 'table' then return wrong(hist, 'history') end
-    if top then
-      current = tonumber(string.match(top, '"v":(%d+),"ts":%d+}$')) or 0
-      tombstone = current > 0
-    end
-  end
-  if expected >= 0 and expected ~= current then
-    return -current - 1
-  end
-
-  local version = current + 1
-  local v_s = string.format('%d', version)
-  -- The history entry is the first write: if the key holds another type nothing is written.
-  local len = redis.pcall('RPUSH', hist, ARGV[a + 2] .. ',"v":' .. v_s .. ',"ts":' .. now_s .. '}')
-  if type(len) == 'table' then return wrong(hist, 'history') end
-  -- Versions in a history are consecutive: it keeps the last history_len, trimmed every 8th
-  -- version (a trim is a call of its own; the changes script hides the few older ones). A list
-  -- append costs the server a third of a sorted-set insert of the same entry.
-  if len > history_len and version % 8 == 0 then
-    redis.call('LTRIM', hist, -history_len, -1)
-  end
-
-  if mode == 1 then
-    redis.call('DEL', data)
-    redis.call('PEXPIRE', hist, tombstone_ms)
-  else
-    if n_del > 0 then
-      redis.call('HDEL', data, unpack(ARGV, first_del, last))
-    end
-    if ttl > 0 then
-      redis.call('HSET', data, '__version', v_s, '__updated_ms', now_s, '__updated_by',
-        ARGV[a + 1], '__expires_ms', now + ttl, unpack(ARGV, first_field, first_del - 1))
-      redis.call('PEXPIRE', data, ttl)
-      redis.call('PEXPIRE', hist, ttl)
-    else
-      redis.call('HSET', data, '__version', v_s, '__updated_ms', now_s, '__updated_by',
-        ARGV[a + 1], unpack(ARGV, first_field, first_del - 1))
-      if expires > 0 then
-        redis.call('HDEL', data, '__expires_ms')
-      end
-      if expires > 0 or tombstone then
-        -- It had an expiry (an idle TTL, or a deleted entity's tombstone) and has none now.
-        redis.call('PERSIST', data)
-        redis.call('PERSIST', hist)
-      end
-    end
-  end
-
-  redis.call('PUBLISH', channel, ARGV[a + 3] .. now_s .. ARGV[a + 4] .. v_s .. '}}')
-  return version
-end
-
+local n_writes = #KEYS / 2
 local out = {}
 local a = 3
-for i = 1, #KEYS / 2 do
+for i = 1, n_writes do
   local expected, mode, ttl, history_len, tombstone_ms, n_set, n_del =
     struct.unpack('>ddddddd', ARGV[a])
-  out[i] = apply(KEYS[2 * i - 1], KEYS[2 * i], a, expected, mode, ttl, history_len, tombstone_ms,
-    n_set, n_del)
-  a = a + 5 + 2 * n_set + n_del
+  local data, hist = KEYS[2 * i - 1], KEYS[2 * i]
+  local first_field = a + 5
+  local first_del = first_field + 2 * n_set
+  local answer
+  repeat -- once; `break` ends this write early with its answer
+    -- Reads first: a key of the wrong type is found before anything is written.
+    local meta = redis.pcall('HMGET', data, '__version', '__expires_ms')
+    if meta.err then
+      answer = 'WRONGTYPE data ' .. redis.call('TYPE', data)['ok']
+      break
+    end
+    local current = 0
+    if meta[1] then current = tonumber(meta[1]) end
+    local expires = meta[2] and tonumber(meta[2]) or 0
+    if expires > 0 and expires <= tonumber(now_s) then
+      -- Past its idle expiry: gone, whatever the server's own expiry says yet.
+      local t = redis.call('TYPE', hist)['ok']
+      if t ~= 'none' and t ~= 'list' then answer = 'WRONGTYPE history ' .. t break end
+      redis.call('DEL', data, hist)
+      current, expires = 0, 0
+    end
+    local tombstone = false
+    if current == 0 then
+      -- No data: a deleted entity's history (a tombstone) carries its numbering on.
+      local top = redis.pcall('LINDEX', hist, -1)
+      if type(top) == 'table' then
+        answer = 'WRONGTYPE history ' .. redis.call('TYPE', hist)['ok']
+        break
+      end
+      if top then
+        current = tonumber(string.match(top, '"v":(%d+),"ts":%d+}$')) or 0
+        tombstone = current > 0
+      end
+    end
+    if expected >= 0 and expected ~= current then
+      answer = -current - 1
+      break
+    end
+    local version = current + 1
+    local v_s = string.format('%d', version)
+    -- The history entry is the first write: if the key holds another type nothing is written.
+    local len = redis.pcall('RPUSH', hist, ARGV[a + 2] .. ',"v":' .. v_s .. ',"ts":' .. now_s .. '}')
+    if type(len) == 'table' then
+      answer = 'WRONGTYPE history ' .. redis.call('TYPE', hist)['ok']
+      break
+    end
+    -- Versions in a history are consecutive: it keeps the last history_len, trimmed every 8th
+    -- version (a trim is a call of its own; the changes script hides the few older ones). A
+    -- list append costs the server a third of a sorted-set insert of the same entry.
+    if len > history_len and version % 8 == 0 then
+      redis.call('LTRIM', hist, -history_len, -1)
+    end
+    if mode == 1 then
+      redis.call('DEL', data)
+      redis.call('PEXPIRE', hist, tombstone_ms)
+    else
+      if n_del > 0 then
+        redis.call('HDEL', data, unpack(ARGV, first_del, first_del + n_del - 1))
+      end
+      if ttl > 0 then
+        redis.call('HSET', data, '__version', v_s, '__updated_ms', now_s, '__updated_by',
+          ARGV[a + 1], '__expires_ms', tonumber(now_s) + ttl, unpack(ARGV, first_field, first_del - 1))
+        redis.call('PEXPIRE', data, ttl)
+        redis.call('PEXPIRE', hist, ttl)
+      else
+        redis.call('HSET', data, '__version', v_s, '__updated_ms', now_s, '__updated_by',
+          ARGV[a + 1], unpack(ARGV, first_field, first_del - 1))
+        if expires > 0 then
+          redis.call('HDEL', data, '__expires_ms')
+        end
+        if expires > 0 or tombstone then
+          -- It had an expiry (an idle TTL, or a deleted entity's tombstone) and has none now.
+          redis.call('PERSIST', data)
+          redis.call('PERSIST', hist)
+        end
+      end
+    end
+    redis.call('PUBLISH', channel, ARGV[a + 3] .. now_s .. ARGV[a + 4] .. v_s .. '}}')
+    answer = version
+  until true
+  if n_writes == 1 then return answer end
+  out[i] = answer
+  a = first_del + n_del
 end
 return out

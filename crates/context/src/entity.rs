@@ -546,7 +546,17 @@ pub(crate) fn write_batcher(pool: &Pool, clock: Clock, channel: Arc<str>) -> Wri
                         call.arg(field);
                     }
                 }
-                let answers: Vec<Value> = call.invoke(&pool).await?;
+                // A lone write's answer comes alone, a batch's as a list.
+                let answers = match call.invoke::<Value>(&pool).await? {
+                    Value::Array(answers) if writes.len() > 1 => answers,
+                    answer if writes.len() == 1 => vec![answer],
+                    other => {
+                        return Err(coordkit_core::Error::decode(
+                            "the write script's answer",
+                            format!("{other:?} for {} writes", writes.len()),
+                        ));
+                    }
+                };
                 if answers.len() != writes.len() {
                     return Err(coordkit_core::Error::decode(
                         "the write script's answer",

@@ -5,6 +5,10 @@
 --
 -- ck_now(arg) -> integer milliseconds
 --   `arg` when it is a positive number (a manual clock injected by tests), else the server's TIME.
+-- ck_now_text(arg) -> the same time as decimal text
+--   `arg` itself when it is not empty (the manual clock), else TIME's seconds and milliseconds,
+--   put together as text: for scripts that write the time into strings, it turns no number
+--   into text and no text into a number (both cost a script more than a Redis call's share).
 -- ck_emit(channel, kind, source, entity, ts_ms, payload)
 --   PUBLISHes the JSON envelope {kind, source, entity, ts_ms, payload} on `channel`;
 --   `payload` is a Lua table (encoded with cjson) or nil (encoded as {}).
@@ -23,6 +27,15 @@ local function ck_now(arg)
   end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- helper: ck_now_text
+local function ck_now_text(arg)
+  if arg ~= '' then
+    return arg
+  end
+  local t = redis.call('TIME')
+  return t[1] .. string.sub('00000' .. t[2], -6, -4)
 end
 
 -- helper: ck_emit

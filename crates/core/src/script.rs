@@ -7,6 +7,8 @@
 //!
 //! - `ck_now(arg)`: the time in milliseconds: `arg` when it is a positive number (a manual clock
 //!   injected by tests, see [`Clock`](crate::Clock)), otherwise the server's `TIME`.
+//! - `ck_now_text(arg)`: the same time as decimal text, made without turning numbers into text
+//!   (for scripts that write the time into strings).
 //! - `ck_emit(channel, kind, source, entity, ts_ms, payload)`: publishes an event envelope (see
 //!   [`Event`](crate::Event)), so a state change and its event come from the same script.
 //! - `ck_fail(code, detail)`: answers `redis.error_reply("CODE detail")`, which reaches Rust as
@@ -107,7 +109,7 @@ impl Script {
         }
         let mut source = String::with_capacity(PRELUDE.len() + self.body.len() + 1);
         for (name, helper) in prelude_helpers() {
-            if self.body.contains(name) {
+            if names(self.body, name) {
                 source.push_str(helper);
             }
         }
@@ -137,6 +139,14 @@ impl Script {
     ) -> redis::RedisResult<String> {
         self.compiled().load_async(conn).await
     }
+}
+
+/// Whether `body` names the identifier `name` (not merely a longer one that starts with it).
+fn names(body: &str, name: &str) -> bool {
+    body.match_indices(name).any(|(at, _)| {
+        let next = body[at + name.len()..].chars().next();
+        !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 /// The prelude's helpers: each `-- helper: NAME` section of `lua/prelude.lua`, as (name, code).

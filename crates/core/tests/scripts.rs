@@ -30,6 +30,15 @@ static NOW: Script = Script::new(
      return ck_now(ARGV[1])",
 );
 
+static NOW_TEXT: Script = Script::new(
+    "now-text",
+    "-- ARGV[1] now_ms (\"\" = server time). Returns ck_now_text(ARGV[1]) and, read in the\n\
+     -- same call, TIME's seconds and microseconds.\n\
+     local text = ck_now_text(ARGV[1])\n\
+     local t = redis.call('TIME')\n\
+     return {text, t[1], t[2]}",
+);
+
 static WORD: Script = Script::new("word", "-- Returns a word.\nreturn 'not a number'");
 
 redis_test! {
@@ -132,6 +141,28 @@ redis_test! {
     }
 }
 
+redis_test! {
+    async fn the_time_as_text_is_the_manual_clock_or_the_servers_milliseconds(redis) {
+        let pool = redis.pool().await;
+        let key = redis.keyspace().instance("test", "clock-text").unwrap().key("k");
+        let clock = Clock::from(ManualClock::new(1_700_000_000_007));
+        let (text, _, _): (String, u64, u64) =
+            NOW_TEXT.prepare().key(&key).arg(clock.arg()).invoke(&pool).await.unwrap();
+        assert_eq!(text, "1700000000007");
+        // Many readings, so that microsecond parts with fewer than six digits (whose
+        // milliseconds need zero padding) come up too: each text is the millisecond of the
+        // TIME read just after it, or the one before.
+        for _ in 0..200 {
+            let (text, s, us): (String, u64, u64) =
+                NOW_TEXT.prepare().key(&key).arg(Clock::Server.arg()).invoke(&pool).await.unwrap();
+            let ms: u64 = text.parse().unwrap();
+            let after = s * 1000 + us / 1000;
+            assert!(ms <= after && after - ms <= 1, "{text} then {s}.{us:06}");
+            assert_eq!(text.len(), after.to_string().len(), "{text}");
+        }
+    }
+}
+
 #[test]
 fn every_script_carries_the_prelude_helpers_it_names() {
     let source = COUNTER.source();
@@ -146,6 +177,9 @@ fn every_script_carries_the_prelude_helpers_it_names() {
         assert!(!source.contains(unused), "{unused} in {source}");
     }
     assert!(NOW.source().contains("local function ck_now("));
+    // A helper whose name starts with another's brings only itself.
+    assert!(NOW_TEXT.source().contains("local function ck_now_text("));
+    assert!(!NOW_TEXT.source().contains("local function ck_now("));
     assert!(GUARDED.source().contains("local function ck_fail("));
     assert_eq!(
         UNCHECKED
