@@ -453,6 +453,22 @@ pub(crate) struct PlainRead {
     fields: Vec<String>,
 }
 
+impl PlainRead {
+    /// The read's command (`HGETALL`, or `HMGET` of the stamps and the fields), with its key.
+    fn command(&self) -> (redis::Cmd, &[Key]) {
+        let cmd = if self.fields.is_empty() {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(&self.data);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(&self.data).arg(&META[..]).arg(&self.fields);
+            cmd
+        };
+        (cmd, std::slice::from_ref(&self.data))
+    }
+}
+
 /// The store's group commit of plain reads: concurrent reads share one pipeline.
 pub(crate) type ReadBatcher = GroupCommit<PlainRead, coordkit_core::Result<Vec<Value>>>;
 
@@ -468,21 +484,13 @@ pub(crate) fn read_batcher(pool: &Pool) -> ReadBatcher {
         MAX_READ_BATCH,
         |pool, reads: Vec<PlainRead>| {
             Box::pin(async move {
-                let commands: Vec<(redis::Cmd, &[Key])> = reads
-                    .iter()
-                    .map(|r| {
-                        let cmd = if r.fields.is_empty() {
-                            let mut cmd = redis::cmd("HGETALL");
-                            cmd.arg(&r.data);
-                            cmd
-                        } else {
-                            let mut cmd = redis::cmd("HMGET");
-                            cmd.arg(&r.data).arg(&META[..]).arg(&r.fields);
-                            cmd
-                        };
-                        (cmd, std::slice::from_ref(&r.data))
-                    })
-                    .collect();
+                if let [read] = &reads[..] {
+                    // A lone read needs no pipeline: its failure, whatever it is, is its own.
+                    let (cmd, keys) = read.command();
+                    return Ok(vec![pool.query_keys(&cmd, keys).await]);
+                }
+                let commands: Vec<(redis::Cmd, &[Key])> =
+                    reads.iter().map(PlainRead::command).collect();
                 pool.query_each(&commands).await
             })
         },
