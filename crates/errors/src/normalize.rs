@@ -140,6 +140,11 @@ fn split(piece: &str, level: usize, out: &mut String) {
     if piece.is_empty() {
         return;
     }
+    // A word of letters only (most of a message) is never a variable, nor split: it stays.
+    if piece.bytes().all(|b| b.is_ascii_alphabetic()) {
+        out.push_str(piece);
+        return;
+    }
     if let Some(placeholder) = classify(piece) {
         out.push_str(placeholder);
         return;
