@@ -190,13 +190,15 @@ pub fn default_classifier(event: &ErrorEvent) -> Severity {
         "corrupt",
         "dataloss",
     ];
-    let kind = event.kind.to_ascii_lowercase().replace(['_', '-', ' '], "");
-    let code = event
-        .code
-        .as_deref()
-        .unwrap_or("")
-        .to_ascii_lowercase()
-        .replace(['_', '-', ' '], "");
+    // Lowercase, without `_`, `-` and spaces: one pass and one string each.
+    let squash = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !matches!(c, '_' | '-' | ' '))
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let kind = squash(&event.kind);
+    let code = squash(event.code.as_deref().unwrap_or(""));
     if CRITICAL
         .iter()
         .any(|word| kind.contains(word) || code.contains(word))
