@@ -61,10 +61,17 @@
 //!
 //! (Server time: the `EVALSHA` time in `INFO commandstats` per record, with `--no-baseline`.)
 //! A run of 1,000,000 records at concurrency 50 reached 83,000 records/s, 0.68 of the baseline.
-//! The goal of 0.7 is met neither at concurrency 1 nor reliably at 50. What is left is mostly the
-//! price of Redis's Lua itself: one `XADD` per record, the per-call cost of each `redis.call`,
-//! and hashing every byte of the arguments into Lua strings; at concurrency 1 the client's own
-//! work (normalizing, hashing, encoding) adds to the latency.
+//!
+//! Later, on a slower machine of the same kind (raw-evalsha at 12,000–16,000 calls/s at
+//! concurrency 1 and 31,000–41,000 at 50), after the client's fingerprint and classifier were
+//! made cheaper (they were a tenth of its CPU per record), three runs each gave 5,800–7,300
+//! records/s at concurrency 1 (ratio 0.44–0.46) and 24,000–29,000 at 50 (ratio 0.73–0.80).
+//! The goal of 0.7 is met at concurrency 50, not at 1. What is left at 1 is mostly the price of
+//! Redis's Lua itself: counted with callgrind, a record costs the server ~150,000 instructions
+//! against raw-evalsha's 26,700; its arguments alone (every byte hashed into a Lua string) cost
+//! 35,000 before the script runs a line, then one `HMGET`, one `XADD` and one `HSET`, each with
+//! the per-call cost of `redis.call`; the client's own work (normalizing, hashing, encoding)
+//! adds to the latency.
 //!
 //! Memory: after 1,005,000 records over 1,000 signatures with the default caps (10,000 log
 //! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 9,082,944 bytes
