@@ -62,7 +62,7 @@
 //! (Server time: the `EVALSHA` time in `INFO commandstats` per record, with `--no-baseline`.)
 //! A run of 1,000,000 records at concurrency 50 reached 83,000 records/s, 0.68 of the baseline.
 //!
-//! Later, on a slower machine of the same kind (raw-evalsha at 12,000–16,000 calls/s at
+//! Later, on a slower machine of the same kind (raw-evalsha at 13,400–15,800 calls/s at
 //! concurrency 1 and 31,000–41,000 at 50), after the client's fingerprint and classifier were
 //! made cheaper (they were a tenth of its CPU per record), three runs each gave 5,800–7,300
 //! records/s at concurrency 1 (ratio 0.44–0.46) and 24,000–29,000 at 50 (ratio 0.73–0.80).
