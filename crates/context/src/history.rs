@@ -203,6 +203,12 @@ impl Watcher {
         self.last_seen
     }
 
+    /// How many times the watcher's subscriber has reconnected (each time, the watcher read
+    /// the history for what it may have missed meanwhile).
+    pub fn reconnections(&self) -> u64 {
+        *self.reconnections.borrow()
+    }
+
     /// The next change (or resync). Waits for one; fails only when Redis does.
     pub async fn next(&mut self) -> Result<WatchEvent> {
         loop {

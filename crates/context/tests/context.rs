@@ -297,6 +297,45 @@ redis_test! {
 }
 
 redis_test! {
+    async fn reads_push_the_idle_expiry_back_when_asked(redis) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        // Two stores over one keyspace and one clock: one whose reads refresh, one whose do not.
+        let keyspace = redis.keyspace();
+        let pool = redis.pool().await;
+        let builder = |refresh: bool| {
+            ContextStore::builder(pool.clone(), keyspace.clone())
+                .idle_ttl(Some(Duration::from_secs(60)))
+                .refresh_on_read(refresh)
+                .clock(Clock::Manual(clock.clone()))
+        };
+        let refreshing = builder(true).build().unwrap();
+        let plain = builder(false).build().unwrap();
+        let e = refreshing.entity("session", "read-refresh").unwrap();
+        let same = plain.entity("session", "read-refresh").unwrap();
+        e.set([("k", "v")]).await.unwrap();
+        clock.advance(Duration::from_secs(59));
+        // Shorten the server's own expiry, to see the read set it again.
+        let _: i64 = refreshing.pool().query(redis::cmd("PEXPIRE").arg(e.data_key()).arg(10_000)).await.unwrap();
+        // A read of the refreshing store moves the expiry to a minute from now...
+        let read_at = clock.now_ms();
+        let snapshot = e.get_all().await.unwrap().unwrap();
+        assert_eq!(snapshot.expires_ms, Some(read_at + 60_000));
+        // ...so the entity outlives its write by more than a minute; a plain read does not
+        // push it further.
+        clock.advance(Duration::from_secs(59));
+        let snapshot = same.get_all().await.unwrap().unwrap();
+        assert_eq!(snapshot.expires_ms, Some(read_at + 60_000));
+        assert_eq!(snapshot.fields["k"], "v");
+        assert_eq!(snapshot.version, 1, "a read is not a write");
+        // The server's own expiry was set again by the read.
+        let ttl: i64 = refreshing.pool().query(redis::cmd("PTTL").arg(e.data_key())).await.unwrap();
+        assert!(ttl > 60_000 - 5_000 && ttl <= 60_000, "PTTL {ttl}");
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(same.get_all().await.unwrap(), None);
+    }
+}
+
+redis_test! {
     async fn history_compaction_is_a_clear_error(redis) {
         let pool = redis.pool().await;
         let store = ContextStore::builder(pool, redis.keyspace()).history_len(3).build().unwrap();
@@ -360,6 +399,8 @@ redis_test! {
             }
         }
         assert_eq!(watcher.last_seen(), 9);
+        // The kill did cut the subscriber off: it came back at least once.
+        assert!(watcher.reconnections() >= 1, "the subscriber was never cut off");
         e.delete().await.unwrap();
         match next_event(&mut watcher).await {
             WatchEvent::Change(c) => assert!(c.entity_deleted),
@@ -434,6 +475,11 @@ redis_test! {
         assert_eq!(previous, None);
         fleet.set_status("a2", &AgentStatus::new(Status::Busy).task("t-9").capability("rust")).await.unwrap();
         fleet.set_status("a3", &AgentStatus::new(Status::Idle)).await.unwrap();
+        // A status of one's own is indexed like the others.
+        let draining = Status::Custom("draining".to_owned());
+        fleet.set_status("a4", &AgentStatus::new(draining.clone())).await.unwrap();
+        assert_eq!(fleet.with_status(&draining).await.unwrap(), vec!["a4"]);
+        assert_eq!(fleet.get("a4").await.unwrap().unwrap().status.status, draining);
         assert_eq!(fleet.with_status(&Status::Idle).await.unwrap(), vec!["a1", "a3"]);
         assert_eq!(fleet.with_status(&Status::Busy).await.unwrap(), vec!["a2"]);
         assert_eq!(fleet.with_capability("rust").await.unwrap(), vec!["a1", "a2"]);
