@@ -149,9 +149,11 @@ fn names(body: &str, name: &str) -> bool {
     })
 }
 
-/// The prelude's helpers: each `-- helper: NAME` section of `lua/prelude.lua`, as (name, code).
+/// The prelude's helpers: each section of `lua/prelude.lua` that starts with a line
+/// `-- helper: NAME`, as (name, code). The mark counts only at the start of a line, so the
+/// header may mention it.
 fn prelude_helpers() -> impl Iterator<Item = (&'static str, &'static str)> {
-    const MARK: &str = "-- helper: ";
+    const MARK: &str = "\n-- helper: ";
     PRELUDE.split(MARK).skip(1).map(|section| {
         let (name, code) = section.split_once('\n').unwrap_or((section, ""));
         (name.trim(), code)
@@ -241,5 +243,23 @@ impl Invocation<'_> {
         let mut cmd = self.command();
         cmd.set_no_response(true);
         pool.send_without_reply(&cmd, &self.keys).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_prelude_sections_are_its_helpers() {
+        let names: Vec<&str> = super::prelude_helpers().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                "ck_now",
+                "ck_now_text",
+                "ck_emit",
+                "ck_fail",
+                "ck_expect_type"
+            ]
+        );
     }
 }
