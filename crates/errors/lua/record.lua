@@ -29,22 +29,21 @@
 -- KEYS[2] seen (zset): sig -> last seen ms, refreshed at most once a second per signature; the
 --         lowest goes when a new signature exceeds the cap
 -- KEYS[3] log (stream): id <ms>-<seq> (the record's time), fields f = sig, e = entry (JSON)
--- ARGV[1]: one string (strings as struct 'Hc0', 2-byte length then bytes, or 'I4c0' for JSON):
---   struct '>dddddd': log max age ms, every (1: an event for every record; 0: for new
+-- ARGV[1]: struct '>dddddd': log max age ms, every (1: an event for every record; 0: for new
 --   signatures, regressions and counts of 10, 100, 1000, ... only), max signatures, max counter
---   fields, correlation window ms, cascade threshold (kinds); then log max length, now_ms (""
---   for the server clock, the log id's time, or a manual time), and for events (I4 length
---   first, so the script reads them only when it publishes): the channel prefix
---   ("<ns>:events:errors:", the severity's name follows), the entity (the tracker's name), the
---   entity as a JSON string.
---   Then per record: its length (I4, the bytes that follow); sig, "~c <kind> <component>",
---   "~to <slot1>", "~to <slot2>" (the fields the batch reads; "" without a task); its main
---   part: "<sig> s", "~k <kind>", " <component> ", "<task>\t" ("" = none), log entry JSON
---   (I4; "": the record is the entry); "~t <slot1>", "~t <slot2>" ("" without a
---   task); occurred_ms ("" = now), severity, meta JSON (I4).
--- ARGV[1 + i]: record i's JSON (an argument of its own: every byte of a new Lua string is
---   hashed, so the largest string is not also cut from ARGV[1]).
--- Returns {now, then per record: count, first_ms, flags (1 new, 2 regression, 4 cascade)}.
+--   fields, correlation window ms, cascade threshold (kinds); then (as 'Hc0', a 2-byte length
+--   then bytes) log max length, now_ms ("" for the server clock, the log id's time, or a manual
+--   time); and for events (I4 length first, so the script reads them only when it publishes):
+--   the channel prefix ("<ns>:events:errors:", the severity's name follows), the entity (the
+--   tracker's name), the entity as a JSON string.
+-- Then 15 arguments per record (each an argument of its own: every byte of a new Lua string is
+-- hashed, so no string is cut from another): the fields the batch reads: sig,
+-- "~c <kind> <component>", "~to <slot1>", "~to <slot2>" ("" without a task); then "<sig> s",
+-- "~k <kind>", " <component> ", "<task>\t" ("" = none), log entry JSON ("": the record is the
+-- entry), "~t <slot1>", "~t <slot2>" ("" without a task), occurred_ms ("" = now), severity,
+-- meta JSON, the record's JSON.
+-- Returns struct '>d' now, then per record '>ddd' count, first_ms, flags (1 new, 2 regression,
+-- 4 cascade): one string, which costs the server less than a list.
 -- Errors: WRONGTYPE when a key holds another type (the data hash is read before any write).
 
 -- Helpers are closures without upvalues and hot paths are inlined: each closure and each
@@ -52,6 +51,10 @@
 
 -- Forgets this batch's writes to the fields in `gone` (deleted meanwhile); returns the HSET
 -- list and its length.
+-- The library functions the script calls, looked up once.
+local find, sub, byte, spack, sunpack = string.find, string.sub, string.byte, struct.pack,
+  struct.unpack
+
 local function drop_writes(gone, hset, nset, written)
   local kept = {}
   for h = 1, nset, 2 do
@@ -105,45 +108,51 @@ local function kinds_state(fired_str, kept)
 end
 
 local data, seen, log = KEYS[1], KEYS[2], KEYS[3]
-local blob = ARGV[1]
-local max_age, every, max_sigs, max_counters, window, threshold, log_max, manual, events_len,
-  events_at = struct.unpack('>ddddddHc0Hc0I4', blob)
-local pos = events_at + events_len
+local argv = ARGV
+local header = argv[1]
+local max_age, every, max_sigs, max_counters, window, threshold, log_max, manual, _,
+  events_at = sunpack('>ddddddHc0Hc0I4', header)
 
--- Where each record's main part starts, and every field the batch reads, read once: 4 per
--- record (sig, pair, the two owners), then the correlation state.
--- Arrays are made at their final size (a constructor from string.byte of PAD's 255 bytes, a
--- constant), since every growth of a table rehashes it.
+-- Every field the batch reads, read once: 4 per record (sig, pair, the two owners), then the
+-- correlation state. A lone record names them directly; a batch's list is made at its final
+-- size (a constructor from string.byte of PAD's 255 bytes, a constant), since every growth of
+-- a table rehashes it.
 local PAD = [[
 000000000000000000000000000000000000000000000000000000000000000
 000000000000000000000000000000000000000000000000000000000000000
 000000000000000000000000000000000000000000000000000000000000000
 000000000000000000000000000000000000000000000000000000000000000]]
-local nrec = #ARGV - 1
-local nnames = 4 * nrec + 1
-local starts = nrec <= 255 and { string.byte(PAD, 1, nrec) } or {}
-local names = nnames <= 255 and { string.byte(PAD, 1, nnames) } or {}
-for n = 1, nrec do
-  local len, sig, pair, o1, o2, at = struct.unpack('>I4Hc0Hc0Hc0Hc0', blob, pos)
-  starts[n] = at
-  local k = 4 * n - 4
-  names[k + 1], names[k + 2], names[k + 3], names[k + 4] = sig, pair, o1, o2
-  pos = pos + 4 + len
+local STRIDE = 15
+local nrec = (#argv - 1) / STRIDE
+if nrec < 1 or nrec % 1 ~= 0 then
+  return redis.error_reply('ERR errors-record: ' .. #argv .. ' arguments; want 1 + 15 per record')
 end
+local nnames = 4 * nrec + 1
 local single = nrec == 1
-names[nnames] = '~corr'
-local values = redis.call('HMGET', data, unpack(names, 1, nnames))
+local values
+if single then
+  values = redis.call('HMGET', data, argv[2], argv[3], argv[4], argv[5], '~corr')
+else
+  local names = nnames <= 255 and { byte(PAD, 1, nnames) } or {}
+  for n = 1, nrec do
+    local b, k = STRIDE * n - STRIDE + 1, 4 * n - 4
+    names[k + 1], names[k + 2], names[k + 3], names[k + 4] =
+      argv[b + 1], argv[b + 2], argv[b + 3], argv[b + 4]
+  end
+  names[nnames] = '~corr'
+  values = redis.call('HMGET', data, unpack(names, 1, nnames))
+end
 
 -- The batch's HSET, and (for a batch of several) the fields written that a later record of the
 -- batch may read.
 local written = {}
 local nset = 0
-local hset = 14 * nrec + 4 <= 255 and { string.byte(PAD, 1, 14 * nrec + 4) } or {}
+local hset = 14 * nrec + 4 <= 255 and { byte(PAD, 1, 14 * nrec + 4) } or {}
 
 -- Correlation state: the last cascade, and the kinds seen lately (each with a field holding its
 -- last occurrence).
 local corr = values[nnames] or '0\n'
-local fired_str = string.sub(corr, 1, string.find(corr, '\n', 1, true) - 1)
+local fired_str = sub(corr, 1, find(corr, '\n', 1, true) - 1)
 local fired = tonumber(fired_str) or 0
 local corr_changed = false
 
@@ -154,16 +163,17 @@ if manual ~= '' then
 end
 
 local np, one
-local out = 3 * nrec + 1 <= 255 and { string.byte(PAD, 1, 3 * nrec + 1) } or {}
+-- The answer's numbers: count, first seen and flags per record.
+local out = 3 * nrec <= 255 and { byte(PAD, 1, 3 * nrec) } or {}
 local i = 0
 for ri = 1, nrec do
-  local sig = names[i + 1]
-  local record = ARGV[1 + ri]
-  local sig_s, kf, compmark, taskmark, entry, tail =
-    struct.unpack('>Hc0Hc0Hc0Hc0I4c0', blob, starts[ri])
+  local b = STRIDE * ri - STRIDE + 1
+  local sig = argv[b + 1]
+  local sig_s, kf, compmark, taskmark, entry = argv[b + 5], argv[b + 6], argv[b + 7],
+    argv[b + 8], argv[b + 9]
+  local occurred, severity, meta, record = argv[b + 12], argv[b + 13], argv[b + 14],
+    argv[b + 15]
   if entry == '' then entry = record end
-  -- The rare part (after the two slot fields at `tail`): read when needed.
-  local occurred, severity, meta
 
   -- The log entry first: with the server clock its id gives the batch's time. Only the
   -- batch's last entry trims the log to its length.
@@ -176,7 +186,7 @@ for ri = 1, nrec do
       id = redis.pcall('XADD', log, xid, 'f', sig, 'e', entry)
     end
     if type(id) == 'table' then
-      if string.find(id.err, 'WRONGTYPE', 1, true) then error(id) end
+      if find(id.err, 'WRONGTYPE', 1, true) then error(id) end
       -- The log holds a later id (the manual clock went back): keep the order.
       redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
     end
@@ -193,8 +203,9 @@ for ri = 1, nrec do
     else
       id = redis.call('XADD', log, '*', 'f', sig, 'e', entry)
     end
-    nowstr = string.sub(id, 1, string.find(id, '-', 1, true) - 1)
-    now, xid = tonumber(nowstr), nowstr .. '-*'
+    nowstr = sub(id, 1, find(id, '-', 1, true) - 1)
+    now = tonumber(nowstr)
+    if not trim then xid = nowstr .. '-*' end
   end
 
   local state = written[sig]
@@ -202,29 +213,24 @@ for ri = 1, nrec do
   local n, first, resolved, regressions, indexed, comps
   if state then
     local _
-    n, first, _, resolved, regressions, indexed, comps = struct.unpack('>dddddds', state)
+    n, first, _, resolved, regressions, indexed, comps = sunpack('>dddddds', state)
   else
     n, first, resolved, regressions, indexed, comps = 0, now, 0, 0, 0, ' '
   end
   n = n + 1
   local flags = state and 0 or 1
   if resolved > 0 then
-    if not severity then
-      local l1 = struct.unpack('>H', blob, tail)
-      local l2 = struct.unpack('>H', blob, tail + 2 + l1)
-      occurred, severity, meta = struct.unpack('>Hc0Hc0I4c0', blob, tail + 4 + l1 + l2)
-    end
     if occurred == '' or tonumber(occurred) > resolved then
       flags, resolved, regressions = 2, 0, regressions + 1
     end
   end
-  if not string.find(comps, compmark, 1, true) then
-    local k, p = 0, string.find(comps, ' ', 2, true)
+  if not find(comps, compmark, 1, true) then
+    local k, p = 0, find(comps, ' ', 2, true)
     while p do
       k = k + 1
-      p = string.find(comps, ' ', p + 1, true)
+      p = find(comps, ' ', p + 1, true)
     end
-    if k < 16 then comps = comps .. string.sub(compmark, 2) end
+    if k < 16 then comps = comps .. sub(compmark, 2) end
   end
 
   -- Signatures: the least recently seen go beyond the cap.
@@ -249,16 +255,11 @@ for ri = 1, nrec do
     indexed = now
   end
 
-  local packed = struct.pack('>dddddds', n, first, now, resolved, regressions, indexed, comps)
+  local packed = spack('>dddddds', n, first, now, resolved, regressions, indexed, comps)
   if not single then written[sig] = packed end
   hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = sig, packed, sig_s, record
   nset = nset + 4
   if not state then
-    if not severity then
-      local l1 = struct.unpack('>H', blob, tail)
-      local l2 = struct.unpack('>H', blob, tail + 2 + l1)
-      occurred, severity, meta = struct.unpack('>Hc0Hc0I4c0', blob, tail + 4 + l1 + l2)
-    end
     hset[nset + 1], hset[nset + 2] = sig .. ' m', meta
     nset = nset + 2
   end
@@ -270,16 +271,16 @@ for ri = 1, nrec do
     hset[nset + 1], hset[nset + 2] = kf, nowstr
     nset = nset + 2
   end
-  local p, q = string.find(corr, kf, 1, true)
-  while p and (string.byte(corr, p - 1) ~= 10 or string.byte(corr, q + 1) ~= 10) do
-    p, q = string.find(corr, kf, p + 1, true)
+  local p, q = find(corr, kf, 1, true)
+  while p and (byte(corr, p - 1) ~= 10 or byte(corr, q + 1) ~= 10) do
+    p, q = find(corr, kf, p + 1, true)
   end
   if not p then
     corr, corr_changed = corr .. kf .. '\n', true
     local count, e = -1, 0
     while e do
       count = count + 1
-      e = string.find(corr, '\n', e + 1, true)
+      e = find(corr, '\n', e + 1, true)
     end
     if count > 65 then
       local kept = window_kinds(data, corr, written, now, window, kf)
@@ -300,7 +301,7 @@ for ri = 1, nrec do
     local count, e = -2, 0
     while e do
       count = count + 1
-      e = string.find(corr, '\n', e + 1, true)
+      e = find(corr, '\n', e + 1, true)
     end
     if count >= threshold then
       local kept = window_kinds(data, corr, written, now, window, kf)
@@ -309,24 +310,24 @@ for ri = 1, nrec do
         fired, fired_str = now, nowstr
         corr, corr_changed = kinds_state(fired_str, kept), true
         flags, cascade_kinds = flags + 4, {}
-        for k = 1, #kept do cascade_kinds[k] = string.sub(kept[k][3], 4) end
+        for k = 1, #kept do cascade_kinds[k] = sub(kept[k][3], 4) end
       end
     end
   end
 
   -- Counters by kind and component; new pairs beyond the cap count under "~o".
-  local pair = names[i + 2]
+  local pair = argv[b + 2]
   local c = written[pair]
   if c == nil then c = values[i + 2] end
   if c then
-    c = struct.pack('>d', struct.unpack('>d', c) + 1)
+    c = spack('>d', sunpack('>d', c) + 1)
     if not single then written[pair] = c end
     hset[nset + 1], hset[nset + 2] = pair, c
     nset = nset + 2
   else
     np = np or tonumber(redis.call('HGET', data, '~np')) or 0
     if np < max_counters then
-      one = one or struct.pack('>d', 1)
+      one = one or spack('>d', 1)
       if not single then written[pair] = one end
       np = np + 1
       hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = pair, one, '~np', np
@@ -338,28 +339,27 @@ for ri = 1, nrec do
 
   -- Tasks: the slot the task owns, else a free one, else the one written longest ago.
   if taskmark ~= '' then
-    local f1, f2 = names[i + 3], names[i + 4]
+    local f1, f2 = argv[b + 3], argv[b + 4]
     local o1, o2 = written[f1], written[f2]
     if o1 == nil then o1 = values[i + 3] end
     if o2 == nil then o2 = values[i + 4] end
     local second
-    if o1 and string.find(o1, taskmark, 1, true) == 1 then
+    if o1 and find(o1, taskmark, 1, true) == 1 then
       second = false
-    elseif o2 and string.find(o2, taskmark, 1, true) == 1 then
+    elseif o2 and find(o2, taskmark, 1, true) == 1 then
       second = true
     elseif not o1 then
       second = false
     elseif not o2 then
       second = true
     else
-      second = tonumber(string.sub(o2, string.find(o2, '\t', 1, true) + 1))
-        < tonumber(string.sub(o1, string.find(o1, '\t', 1, true) + 1))
+      second = tonumber(sub(o2, find(o2, '\t', 1, true) + 1))
+        < tonumber(sub(o1, find(o1, '\t', 1, true) + 1))
     end
-    local owner, f, at = taskmark .. nowstr, f1, tail
-    if second then f, at = f2, tail + 2 + struct.unpack('>H', blob, tail) end
+    local owner, f, t = taskmark .. nowstr, f1, argv[b + 10]
+    if second then f, t = f2, argv[b + 11] end
     if not single then written[f] = owner end
-    hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] =
-      (struct.unpack('>Hc0', blob, at)), record, f, owner
+    hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = t, record, f, owner
     nset = nset + 4
   end
 
@@ -378,12 +378,7 @@ for ri = 1, nrec do
     if m == 1 then ev = 'recurring' elseif every == 1 then ev = 'recorded' end
   end
   if ev then
-    if not severity then
-      local l1 = struct.unpack('>H', blob, tail)
-      local l2 = struct.unpack('>H', blob, tail + 2 + l1)
-      occurred, severity, meta = struct.unpack('>Hc0Hc0I4c0', blob, tail + 4 + l1 + l2)
-    end
-    local prefix, _, entity_json = struct.unpack('>Hc0Hc0Hc0', blob, events_at)
+    local prefix, _, entity_json = sunpack('>Hc0Hc0Hc0', header, events_at)
     redis.call('PUBLISH', prefix .. severity, '{"source":"errors","entity":' .. entity_json
       .. ',"kind":"' .. ev .. '","ts_ms":' .. nowstr .. ',"payload":{"count":' .. n
       .. ',"first_seen_ms":' .. (state and first or nowstr) .. ',"record":' .. record .. '}}')
@@ -407,21 +402,21 @@ for ri = 1, nrec do
         end
       end
     end
-    local prefix, entity = struct.unpack('>Hc0Hc0', blob, events_at)
+    local prefix, entity = sunpack('>Hc0Hc0', header, events_at)
     redis.call('PUBLISH', prefix .. 'critical', cjson.encode({ kind = 'cascade',
       source = 'errors', entity = entity, ts_ms = now, payload = { kinds = cascade_kinds,
       counts = counts, components = components, window_ms = window, threshold = threshold,
       trigger = sig } }))
   end
 
-  out[3 * ri - 1], out[3 * ri], out[3 * ri + 1] = n, first, flags
+  out[3 * ri - 2], out[3 * ri - 1], out[3 * ri] = n, first, flags
   i = i + 4
 end
-out[1] = now
 
 if corr_changed then
   hset[nset + 1], hset[nset + 2] = '~corr', corr
   nset = nset + 2
 end
 if nset > 0 then redis.call('HSET', data, unpack(hset, 1, nset)) end
-return out
+if single then return spack('>dddd', now, out[1], out[2], out[3]) end
+return spack('>d' .. string.rep('ddd', nrec), now, unpack(out, 1, 3 * nrec))

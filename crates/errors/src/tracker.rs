@@ -27,6 +27,8 @@ pub const MAX_ATTRIBUTES: usize = 64;
 pub const MAX_FIELD_BYTES: usize = 1024;
 /// The most records one script call carries (see [`TrackerBuilder::max_in_flight`]).
 pub const MAX_BATCH: usize = 64;
+/// The record script's arguments per record.
+const RECORD_ARGS: usize = 15;
 
 #[derive(Clone)]
 pub(crate) struct Settings {
@@ -111,8 +113,8 @@ pub(crate) struct Outcome {
 /// what the caller is told.
 struct Prepared {
     signature: String,
-    blob: Vec<u8>,
-    record: String,
+    /// The record's arguments of the script (see `lua/record.lua`), its JSON last.
+    args: Vec<Vec<u8>>,
     severity: Severity,
     truncated: bool,
 }
@@ -617,68 +619,44 @@ impl ErrorTracker {
         })
         .unwrap_or_default();
         let task = task.unwrap_or_default();
-        // The record's section of the script's argument (see `lua/record.lua`).
-        let mut blob = Vec::with_capacity(
-            3 * signature.len()
-                + 4 * (kind.len() + component.len() + task.len())
-                + entry.len()
-                + meta.len()
-                + 96,
-        );
-        blob.extend_from_slice(&[0; 4]); // The section's length, set below.
-        let slots = (!task.is_empty()).then(|| {
-            let (slot1, slot2) = task_slots(&task, settings.max_tasks);
-            (slot1.to_string(), slot2.to_string())
-        });
-        let slot = |i: usize| {
-            slots
-                .as_ref()
-                .map_or("", |s| if i == 0 { s.0.as_str() } else { s.1.as_str() })
+        // The record's arguments of the script (see `lua/record.lua`).
+        let concat = |parts: &[&[u8]]| parts.concat();
+        let slots = (!task.is_empty()).then(|| task_slots(&task, settings.max_tasks));
+        let slot_field = |prefix: &[u8], second: bool| match slots {
+            Some((a, b)) => concat(&[prefix, (if second { b } else { a }).to_string().as_bytes()]),
+            None => Vec::new(),
         };
-        // The fields the batch reads.
-        put_short(&mut blob, signature.as_bytes());
-        put_short_parts(
-            &mut blob,
-            &[b"~c ", kind.as_bytes(), b" ", component.as_bytes()],
-        );
-        for i in 0..2 {
-            if slots.is_some() {
-                put_short_parts(&mut blob, &[b"~to ", slot(i).as_bytes()]);
-            } else {
-                put_short(&mut blob, b"");
-            }
-        }
-        // The main part.
-        put_short_parts(&mut blob, &[signature.as_bytes(), b" s"]);
-        put_short_parts(&mut blob, &[b"~k ", kind.as_bytes()]);
-        put_short_parts(&mut blob, &[b" ", component.as_bytes(), b" "]);
-        if slots.is_some() {
-            put_short_parts(&mut blob, &[task.as_bytes(), b"\t"]);
-        } else {
-            put_short(&mut blob, b"");
-        }
-        put_long(&mut blob, entry.as_bytes());
-        for i in 0..2 {
-            if slots.is_some() {
-                put_short_parts(&mut blob, &[b"~t ", slot(i).as_bytes()]);
-            } else {
-                put_short(&mut blob, b"");
-            }
-        }
-        // The rare part.
         let occurred = event
             .occurred_ms
             .map(|ms| ms.to_string())
             .unwrap_or_default();
-        put_short(&mut blob, occurred.as_bytes());
-        put_short(&mut blob, severity.as_str().as_bytes());
-        put_long(&mut blob, meta.as_bytes());
-        let len = u32::try_from(blob.len() - 4).unwrap_or(u32::MAX);
-        blob[..4].copy_from_slice(&len.to_be_bytes());
+        let args = vec![
+            // The fields the batch reads.
+            signature.clone().into_bytes(),
+            concat(&[b"~c ", kind.as_bytes(), b" ", component.as_bytes()]),
+            slot_field(b"~to ", false),
+            slot_field(b"~to ", true),
+            // The rest.
+            concat(&[signature.as_bytes(), b" s"]),
+            concat(&[b"~k ", kind.as_bytes()]),
+            concat(&[b" ", component.as_bytes(), b" "]),
+            if slots.is_some() {
+                concat(&[task.as_bytes(), b"\t"])
+            } else {
+                Vec::new()
+            },
+            entry.into_bytes(),
+            slot_field(b"~t ", false),
+            slot_field(b"~t ", true),
+            occurred.into_bytes(),
+            severity.as_str().as_bytes().to_vec(),
+            meta.into_bytes(),
+            record.into_bytes(),
+        ];
+        debug_assert_eq!(args.len(), RECORD_ARGS);
         Prepared {
             signature,
-            blob,
-            record,
+            args,
             severity,
             truncated,
         }
@@ -748,36 +726,44 @@ async fn send(
 ) -> coordkit_core::Result<Vec<Outcome>> {
     let keys = &common.keys;
     let clock = common.clock.arg();
-    let size = common.header.len() + clock.len() + 2 + common.events.len();
-    let mut blob = Vec::with_capacity(size + batch.iter().map(|p| p.blob.len()).sum::<usize>());
-    blob.extend_from_slice(&common.header);
-    put_short(&mut blob, clock.as_bytes());
-    blob.extend_from_slice(&common.events);
-    for p in batch {
-        blob.extend_from_slice(&p.blob);
-    }
+    let mut header =
+        Vec::with_capacity(common.header.len() + clock.len() + 2 + common.events.len());
+    header.extend_from_slice(&common.header);
+    put_short(&mut header, clock.as_bytes());
+    header.extend_from_slice(&common.events);
     let mut call = RECORD.prepare();
     call.key(&keys.data)
         .key(&keys.seen)
         .key(&keys.log)
-        .arg(blob);
+        .arg(header);
     for p in batch {
-        call.arg(&p.record);
+        for arg in &p.args {
+            call.arg(arg.as_slice());
+        }
     }
-    let flat: Vec<u64> = call.invoke(pool).await?;
-    decode_outcomes(&flat, batch.len())
+    let packed: Vec<u8> = call.invoke(pool).await?;
+    decode_outcomes(&packed, batch.len())
 }
 
-/// The record script's answer: `now`, then count, first seen and flags per record.
-pub(crate) fn decode_outcomes(flat: &[u64], records: usize) -> coordkit_core::Result<Vec<Outcome>> {
-    if flat.len() != 1 + records * 3 {
+/// The record script's answer: big-endian doubles, `now`, then count, first seen and flags per
+/// record.
+pub(crate) fn decode_outcomes(
+    packed: &[u8],
+    records: usize,
+) -> coordkit_core::Result<Vec<Outcome>> {
+    if packed.len() != 8 * (1 + records * 3) {
         return Err(coordkit_core::Error::decode(
             "the record script's answer",
-            format!("{} integers for {} records", flat.len(), records),
+            format!("{} bytes for {} records", packed.len(), records),
         ));
     }
-    let now = flat[0];
-    Ok(flat[1..]
+    // Whole numbers below 2^53, as the script computed them.
+    let numbers: Vec<u64> = packed
+        .chunks_exact(8)
+        .map(|c| f64::from_be_bytes(c.try_into().unwrap_or_default()) as u64)
+        .collect();
+    let now = numbers[0];
+    Ok(numbers[1..]
         .chunks_exact(3)
         .map(|c| Outcome {
             count: c[0],
@@ -791,22 +777,15 @@ pub(crate) fn decode_outcomes(flat: &[u64], records: usize) -> coordkit_core::Re
 }
 
 /// A string as the record script's `struct.unpack('>Hc0')` reads it: its length (2 bytes,
-/// big-endian), then its bytes. Only for short strings: names, fields, ids.
+/// big-endian), then its bytes. Only for short strings: names, ids.
 fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_short_parts(out, &[bytes]);
-}
-
-/// [`put_short`] of the concatenation of `parts`.
-fn put_short_parts(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
     debug_assert!(
-        len <= usize::from(u16::MAX),
-        "a short string of {len} bytes"
+        bytes.len() <= usize::from(u16::MAX),
+        "a short string of {} bytes",
+        bytes.len()
     );
-    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
-    for part in parts {
-        out.extend_from_slice(part);
-    }
+    out.extend_from_slice(&u16::try_from(bytes.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(bytes);
 }
 
 /// A string as `struct.unpack('>I4c0')` reads it: its length (4 bytes, big-endian), then its

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use coordkit_core::{Keyspace, Pool};
+use coordkit_core::{Key, Keyspace, Pool, Script};
 use coordkit_errors::{ErrorEvent, ErrorTracker};
+use serde::Serialize;
 
 use super::{BoxFuture, Result, Workload, memory_usage};
 
@@ -31,25 +32,29 @@ fn word(mut n: u64) -> String {
     }
 }
 
+/// The event `errors-record` records at step `i`.
+fn event(i: u64) -> ErrorEvent {
+    let sig = i % SIGNATURES;
+    ErrorEvent::new(
+        COMPONENTS[(sig % 4) as usize],
+        KINDS[(sig % 5) as usize],
+        format!(
+            "request {i} to 10.0.{}.{}:6379 failed in handler {} after {}ms",
+            i % 7,
+            i % 251,
+            word(sig),
+            i % 997
+        ),
+    )
+    .task(format!("task-{}", i / 2))
+    .code("E42")
+    .attribute("attempt", (i % 3).to_string())
+}
+
 impl Workload for Record {
     fn op<'a>(&'a self, _pool: &'a Pool, i: u64) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let sig = i % SIGNATURES;
-            let event = ErrorEvent::new(
-                COMPONENTS[(sig % 4) as usize],
-                KINDS[(sig % 5) as usize],
-                format!(
-                    "request {i} to 10.0.{}.{}:6379 failed in handler {} after {}ms",
-                    i % 7,
-                    i % 251,
-                    word(sig),
-                    i % 997
-                ),
-            )
-            .task(format!("task-{}", i / 2))
-            .code("E42")
-            .attribute("attempt", (i % 3).to_string());
-            self.tracker.record(&event).await?;
+            self.tracker.record(&event(i)).await?;
             Ok(())
         })
     }
@@ -76,4 +81,89 @@ impl Workload for Record {
 pub(crate) async fn prepare_record(pool: &Pool, keyspace: &Keyspace) -> Result<Arc<dyn Workload>> {
     let tracker = ErrorTracker::builder(pool.clone(), keyspace.clone(), "bench").build()?;
     Ok(Arc::new(Record { tracker }))
+}
+
+static FLOOR: Script = Script::bare(
+    "errors-record-floor",
+    include_str!("../../lua/errors_record_floor.lua"),
+);
+
+/// `errors-record-floor`: what any recording of `errors-record`'s events must cost at least. The
+/// client computes the signature (normalizer and fingerprint) and the record's JSON as the
+/// tracker does; the script makes the three calls a record needs with arguments of the same
+/// size and computes nothing.
+struct Floor {
+    tracker: ErrorTracker,
+    data: Key,
+    log: Key,
+}
+
+/// The record's JSON, with the fields the tracker's has.
+#[derive(Serialize)]
+struct FloorRecord<'a> {
+    signature: &'a str,
+    component: &'a str,
+    kind: &'a str,
+    severity: &'a str,
+    message: &'a str,
+    task_id: Option<&'a str>,
+    code: Option<&'a str>,
+    recoverable: bool,
+    truncated: bool,
+    stack: &'a [String],
+    attributes: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl Workload for Floor {
+    fn op<'a>(&'a self, pool: &'a Pool, i: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let event = event(i);
+            let sig = self.tracker.signature_of(&event);
+            let message = event.message_text();
+            let task = event.task_id.as_deref().unwrap_or_default();
+            let record = serde_json::to_string(&FloorRecord {
+                signature: &sig,
+                component: &event.component,
+                kind: &event.kind,
+                severity: "error",
+                message: &message,
+                task_id: Some(task),
+                code: event.code.as_deref(),
+                recoverable: event.recoverable,
+                truncated: false,
+                stack: &event.stack,
+                attributes: &event.attributes,
+            })?;
+            let slot = i % 10_000;
+            let _: String = FLOOR
+                .prepare()
+                .key(&self.data)
+                .key(&self.log)
+                .arg(&sig)
+                .arg(format!("~c {} {}", event.kind, event.component))
+                .arg(format!("~to {slot}"))
+                .arg(format!("~to {}", 9_999 - slot))
+                .arg(format!("{sig} s"))
+                .arg(format!("~k {}", event.kind))
+                // The state: six doubles and the components seen.
+                .arg([7u8; 57].as_slice())
+                .arg(2f64.to_be_bytes().as_slice())
+                .arg(format!("~t {slot}"))
+                .arg(format!("{task}\t1764547200000"))
+                .arg(record)
+                .invoke(pool)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+pub(crate) async fn prepare_floor(pool: &Pool, keyspace: &Keyspace) -> Result<Arc<dyn Workload>> {
+    let tracker = ErrorTracker::builder(pool.clone(), keyspace.clone(), "floor").build()?;
+    let instance = keyspace.instance("errors", "floor")?;
+    Ok(Arc::new(Floor {
+        tracker,
+        data: instance.key("data"),
+        log: instance.key("log"),
+    }))
 }

@@ -80,6 +80,10 @@ pub(crate) enum Scenario {
     MetricsAggregate,
     /// One error occurrence (signature, counters, log, task, correlation, event) per call.
     ErrorsRecord,
+    /// The floor under `errors-record`: the client's signature and JSON for the same events,
+    /// and a script making only the three calls a record needs (HMGET, XADD, HSET) with
+    /// arguments of the same size, computing nothing.
+    ErrorsRecordFloor,
     /// Enqueue + process + ack of one task by a worker (concurrency C), failing `--fails` times
     /// first (1 ms backoff); reports tasks completed per second and memory per queued task.
     RetryLifecycle,
@@ -98,6 +102,7 @@ impl Scenario {
             Scenario::MetricsRecordBatch => "metrics-record-batch",
             Scenario::MetricsAggregate => "metrics-aggregate",
             Scenario::ErrorsRecord => "errors-record",
+            Scenario::ErrorsRecordFloor => "errors-record-floor",
             Scenario::RetryLifecycle => "retry-lifecycle",
         }
     }
@@ -121,6 +126,7 @@ impl Scenario {
             Scenario::MetricsRecordBatch => metrics::prepare_record_batch(pool, keyspace).await,
             Scenario::MetricsAggregate => metrics::prepare_aggregate(pool, keyspace).await,
             Scenario::ErrorsRecord => errors::prepare_record(pool, keyspace).await,
+            Scenario::ErrorsRecordFloor => errors::prepare_floor(pool, keyspace).await,
             Scenario::RetryLifecycle => retry::prepare(pool, keyspace, concurrency, fails).await,
         }
     }
