@@ -181,6 +181,12 @@ impl Invocation<'_> {
         self
     }
 
+    /// Adds an argument of raw bytes, taken as they are (no copy).
+    pub fn arg_bytes(&mut self, bytes: Vec<u8>) -> &mut Self {
+        self.args.push(bytes);
+        self
+    }
+
     /// The EVALSHA command of this invocation.
     pub(crate) fn command(&self) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");

@@ -138,6 +138,6 @@ pub use query::{
     TopSignatures,
 };
 pub use tracker::{
-    ErrorTracker, INSTANCE_KIND, MAX_ATTRIBUTES, MAX_BATCH, MAX_FIELD_BYTES, MAX_FRAMES, Recorded,
-    Resolution, TrackerBuilder,
+    ErrorTracker, INSTANCE_KIND, MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTES, MAX_BATCH,
+    MAX_FIELD_BYTES, MAX_FRAMES, Recorded, Resolution, TrackerBuilder,
 };

@@ -1,5 +1,6 @@
 //! [`ErrorTracker`]: configuration, recording (with group commit) and resolution.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub const MAX_ATTRIBUTES: usize = 64;
 /// The longest stack frame, attribute value or code kept, in bytes (longer ones are truncated
 /// with a marker).
 pub const MAX_FIELD_BYTES: usize = 1024;
+/// The longest attribute name kept, in bytes (a longer one is truncated with a marker).
+pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 200;
 /// The most records one script call carries (see [`TrackerBuilder::max_in_flight`]).
 pub const MAX_BATCH: usize = 64;
 /// The record script's arguments per record.
@@ -343,7 +346,7 @@ impl TrackerBuilder {
             MAX_BATCH,
             move |pool, batch: Vec<Prepared>| {
                 let call = call.clone();
-                Box::pin(async move { send(&pool, &call, &batch).await })
+                Box::pin(async move { send(&pool, &call, batch).await })
             },
         );
         Ok(ErrorTracker {
@@ -565,18 +568,44 @@ impl ErrorTracker {
                 (sig, template)
             }
         };
-        let stack: Vec<String> = event
-            .stack
-            .iter()
-            .take(MAX_FRAMES)
-            .map(|f| clean_text(f, MAX_FIELD_BYTES))
-            .collect();
-        let attributes: BTreeMap<String, String> = event
-            .attributes
-            .iter()
-            .take(MAX_ATTRIBUTES)
-            .map(|(k, v)| (clean_text(k, 200), clean_text(v, MAX_FIELD_BYTES)))
-            .collect();
+        // Stack and attributes are copied only when some of them must be cut.
+        let stack: Cow<'_, [String]> = if event.stack.len() <= MAX_FRAMES
+            && event.stack.iter().all(|f| f.len() <= MAX_FIELD_BYTES)
+        {
+            Cow::Borrowed(&event.stack)
+        } else {
+            Cow::Owned(
+                event
+                    .stack
+                    .iter()
+                    .take(MAX_FRAMES)
+                    .map(|f| clean_text(f, MAX_FIELD_BYTES))
+                    .collect(),
+            )
+        };
+        let attributes: Cow<'_, BTreeMap<String, String>> = if event.attributes.len()
+            <= MAX_ATTRIBUTES
+            && event
+                .attributes
+                .iter()
+                .all(|(k, v)| k.len() <= MAX_ATTRIBUTE_NAME_BYTES && v.len() <= MAX_FIELD_BYTES)
+        {
+            Cow::Borrowed(&event.attributes)
+        } else {
+            Cow::Owned(
+                event
+                    .attributes
+                    .iter()
+                    .take(MAX_ATTRIBUTES)
+                    .map(|(k, v)| {
+                        (
+                            clean_text(k, MAX_ATTRIBUTE_NAME_BYTES),
+                            clean_text(v, MAX_FIELD_BYTES),
+                        )
+                    })
+                    .collect(),
+            )
+        };
         let entry = EntryJson {
             component: &component,
             kind: &kind,
@@ -722,7 +751,7 @@ impl ErrorTracker {
 async fn send(
     pool: &Pool,
     common: &RecordCall,
-    batch: &[Prepared],
+    batch: Vec<Prepared>,
 ) -> coordkit_core::Result<Vec<Outcome>> {
     let keys = &common.keys;
     let clock = common.clock.arg();
@@ -736,13 +765,14 @@ async fn send(
         .key(&keys.seen)
         .key(&keys.log)
         .arg(header);
+    let records = batch.len();
     for p in batch {
-        for arg in &p.args {
-            call.arg(arg.as_slice());
+        for arg in p.args {
+            call.arg_bytes(arg);
         }
     }
     let packed: Vec<u8> = call.invoke(pool).await?;
-    decode_outcomes(&packed, batch.len())
+    decode_outcomes(&packed, records)
 }
 
 /// The record script's answer: big-endian doubles, `now`, then count, first seen and flags per
@@ -812,4 +842,44 @@ pub(crate) fn task_slots(task: &str, max_tasks: u32) -> (u32, u32) {
 
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed(numbers: &[f64]) -> Vec<u8> {
+        pack_f64s(numbers)
+    }
+
+    #[test]
+    fn the_record_answer_is_decoded_per_record() {
+        let outcomes = decode_outcomes(
+            &packed(&[
+                1_700_000_000_123.0,
+                5.0,
+                1_600_000_000_000.0,
+                0.0,
+                1.0,
+                1_700_000_000_123.0,
+                7.0,
+            ]),
+            2,
+        )
+        .unwrap();
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes[0].count, 5);
+        assert_eq!(outcomes[0].first_seen_ms, 1_600_000_000_000);
+        assert_eq!(outcomes[0].ts_ms, 1_700_000_000_123);
+        assert!(!outcomes[0].new_signature && !outcomes[0].regression && !outcomes[0].cascade);
+        assert_eq!(outcomes[1].count, 1);
+        assert!(outcomes[1].new_signature && outcomes[1].regression && outcomes[1].cascade);
+    }
+
+    #[test]
+    fn a_record_answer_of_the_wrong_size_is_an_error_not_a_panic() {
+        assert!(decode_outcomes(&packed(&[1.0, 2.0, 3.0]), 1).is_err());
+        assert!(decode_outcomes(&[0; 13], 1).is_err());
+        assert!(decode_outcomes(&[], 0).is_err());
+    }
 }
