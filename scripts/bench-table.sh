@@ -22,7 +22,7 @@ print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
 ' "$label"
 }
 for c in 1 50; do run raw-evalsha raw-evalsha --concurrency "$c" --ops "$ops"; done
-for s in context-update context-read breaker-acquire breaker-guarded-call metrics-record errors-record; do
+for s in context-update context-read breaker-acquire breaker-guarded-call metrics-record errors-record errors-record-floor; do
   for c in 1 50; do run "$s" "$s" --concurrency "$c" --ops "$ops"; done
 done
 for s in metrics-record-batch metrics-aggregate; do

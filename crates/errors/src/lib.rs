@@ -14,8 +14,8 @@
 //!   applied exactly once, in order. The script is written for Redis's Lua, where every new
 //!   string is hashed byte by byte, every growing table is rehashed and every closure is an
 //!   allocation: numbers are stored packed (never formatted), names and JSON come built from
-//!   Rust in one length-prefixed argument (plus each record's JSON), and the correlation state
-//!   is only read in full when a cascade is possible.
+//!   Rust, each an argument of its own (so each byte is hashed once), the answer is one packed
+//!   string, and the correlation state is only read in full when a cascade is possible.
 //! - **Signatures.** The message is normalized ([`normalize`]: numbers, UUIDs, hex ids, IPs,
 //!   e-mails, URLs, paths, timestamps, durations, quoted values) and hashed with the kind and
 //!   component ([`fingerprint`], SHA-1, versioned by [`NORMALIZER_VERSION`]); a caller may bring
@@ -66,15 +66,22 @@
 //! concurrency 1 and 31,000–41,000 at 50), after the client's fingerprint and classifier were
 //! made cheaper (they were a tenth of its CPU per record), three runs each gave 5,800–7,300
 //! records/s at concurrency 1 (ratio 0.44–0.46) and 24,000–29,000 at 50 (ratio 0.73–0.80).
-//! The goal of 0.7 is met at concurrency 50, not at 1. What is left at 1 is mostly the price of
-//! Redis's Lua itself: counted with callgrind, a record costs the server ~150,000 instructions
-//! against raw-evalsha's 26,700; its arguments alone (every byte hashed into a Lua string) cost
-//! 35,000 before the script runs a line, then one `HMGET`, one `XADD` and one `HSET`, each with
-//! the per-call cost of `redis.call`; the client's own work (normalizing, hashing, encoding)
-//! adds to the latency.
+//! On a third machine (2026-12-01; raw-evalsha at 12,700–16,100 calls/s at concurrency 1 and
+//! 73,000–98,000 at 50), after each record's fields became arguments of their own and the
+//! answer one packed string (server instructions per record 142k → 135k), three runs of
+//! `--ops 60000` each gave 8,000–9,000 records/s at concurrency 1 (ratio 0.62–0.64) and
+//! 70,000–77,000 at 50 (ratio 0.82–1.07). The goal of 0.7 is met at concurrency 50, not at 1.
+//! The bench's `errors-record-floor` (the same signatures and JSON on the client, and a script
+//! making only the HMGET, XADD and HSET a record needs, computing nothing) reached 0.74–0.80 in
+//! the same runs: the record's own work would have to cost under a third of what it does now.
+//! That work is ~55,000 server instructions beyond the floor's 80,000 (callgrind), spread over
+//! the state, counters, task slots and correlation, each a few thousand; in Redis 7.0's Lua
+//! every new string is hashed byte by byte and each `redis.call` converts every argument and
+//! reply.
 //!
 //! Memory: after 1,005,000 records over 1,000 signatures with the default caps (10,000 log
-//! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 9,082,944 bytes
+//! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 9,078,796 bytes
+//! (measured again on 12-01; 9,082,944 before)
 //! (`MEMORY USAGE`; a log entry is the whole record when it has no stack and few attributes);
 //! it plateaus once the caps are reached (the `memory_stays_bounded_by_the_caps` test checks
 //! this with smaller caps: no growth from 10,000 to 30,000 records).
