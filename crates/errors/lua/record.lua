@@ -49,12 +49,12 @@
 -- Helpers are closures without upvalues and hot paths are inlined: each closure and each
 -- captured local is an allocation per call.
 
--- Forgets this batch's writes to the fields in `gone` (deleted meanwhile); returns the HSET
--- list and its length.
 -- The library functions the script calls, looked up once.
 local find, sub, byte, spack, sunpack = string.find, string.sub, string.byte, struct.pack,
   struct.unpack
 
+-- Forgets this batch's writes to the fields in `gone` (deleted meanwhile); returns the HSET
+-- list and its length.
 local function drop_writes(gone, hset, nset, written)
   local kept = {}
   for h = 1, nset, 2 do

@@ -650,9 +650,12 @@ impl ErrorTracker {
         let task = task.unwrap_or_default();
         // The record's arguments of the script (see `lua/record.lua`).
         let concat = |parts: &[&[u8]]| parts.concat();
-        let slots = (!task.is_empty()).then(|| task_slots(&task, settings.max_tasks));
-        let slot_field = |prefix: &[u8], second: bool| match slots {
-            Some((a, b)) => concat(&[prefix, (if second { b } else { a }).to_string().as_bytes()]),
+        let slots = (!task.is_empty()).then(|| {
+            let (a, b) = task_slots(&task, settings.max_tasks);
+            (a.to_string(), b.to_string())
+        });
+        let slot_field = |prefix: &[u8], second: bool| match &slots {
+            Some((a, b)) => concat(&[prefix, (if second { b } else { a }).as_bytes()]),
             None => Vec::new(),
         };
         let occurred = event
