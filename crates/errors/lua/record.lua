@@ -44,7 +44,11 @@
 -- meta JSON, the record's JSON.
 -- Returns struct '>d' now, then per record '>ddd' count, first_ms, flags (1 new, 2 regression,
 -- 4 cascade): one string, which costs the server less than a list.
--- Errors: WRONGTYPE when a key holds another type (the data hash is read before any write).
+-- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash is read
+-- and the log's type checked by its XADD before any other write, and the index's type before
+-- its first write (a batch checks it up front; a lone record whose index refresh finds it
+-- wrong deletes its log entry again: only an old entry the log's length cap dropped for it
+-- stays dropped).
 
 -- Helpers are closures without upvalues and hot paths are inlined: each closure and each
 -- captured local is an allocation per call.
@@ -129,6 +133,11 @@ if nrec < 1 or nrec % 1 ~= 0 then
 end
 local nnames = 4 * nrec + 1
 local single = nrec == 1
+if not single then
+  -- The index's type, checked before a batch writes anything (a lone record checks it at its
+  -- first touch, below).
+  redis.call('ZCARD', seen)
+end
 local values
 if single then
   values = redis.call('HMGET', data, argv[2], argv[3], argv[4], argv[5], '~corr')
@@ -175,20 +184,44 @@ for ri = 1, nrec do
     argv[b + 15]
   if entry == '' then entry = record end
 
-  -- The log entry first: with the server clock its id gives the batch's time. Only the
-  -- batch's last entry trims the log to its length.
-  local trim = ri == nrec
-  if manual ~= '' then
-    local id
-    if trim then
-      id = redis.pcall('XADD', log, 'MAXLEN', log_max, xid, 'f', sig, 'e', entry)
-    else
-      id = redis.pcall('XADD', log, xid, 'f', sig, 'e', entry)
+  local state = written[sig]
+  if state == nil then state = values[i + 1] end
+
+  -- Signatures: the least recently seen go beyond the cap. Done before the log entry, so for
+  -- a new signature the index's type is known before anything is written.
+  if not state then
+    local over = redis.call('ZCARD', seen) - max_sigs + 1
+    if over > 0 then
+      -- The log's type too, before the first delete.
+      redis.call('XLEN', log)
+      local victims = redis.call('ZPOPMIN', seen, over)
+      local del, gone = {}, {}
+      for v = 1, #victims, 2 do
+        local victim = victims[v]
+        for _, f in ipairs({ victim, victim .. ' s', victim .. ' m' }) do
+          del[#del + 1] = f
+          gone[f] = true
+        end
+      end
+      redis.call('HDEL', data, unpack(del))
+      hset, nset = drop_writes(gone, hset, nset, written)
     end
-    if type(id) == 'table' then
-      if find(id.err, 'WRONGTYPE', 1, true) then error(id) end
+  end
+
+  -- The log entry: with the server clock its id gives the batch's time. Only the batch's last
+  -- entry trims the log to its length.
+  local trim = ri == nrec
+  local added
+  if manual ~= '' then
+    if trim then
+      added = redis.pcall('XADD', log, 'MAXLEN', log_max, xid, 'f', sig, 'e', entry)
+    else
+      added = redis.pcall('XADD', log, xid, 'f', sig, 'e', entry)
+    end
+    if type(added) == 'table' then
+      if find(added.err, 'WRONGTYPE', 1, true) then error(added) end
       -- The log holds a later id (the manual clock went back): keep the order.
-      redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
+      added = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
     end
   elseif xid then
     if trim then
@@ -197,19 +230,16 @@ for ri = 1, nrec do
       redis.call('XADD', log, xid, 'f', sig, 'e', entry)
     end
   else
-    local id
     if trim then
-      id = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
+      added = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
     else
-      id = redis.call('XADD', log, '*', 'f', sig, 'e', entry)
+      added = redis.call('XADD', log, '*', 'f', sig, 'e', entry)
     end
-    nowstr = sub(id, 1, find(id, '-', 1, true) - 1)
+    nowstr = sub(added, 1, find(added, '-', 1, true) - 1)
     now = tonumber(nowstr)
     if not trim then xid = nowstr .. '-*' end
   end
 
-  local state = written[sig]
-  if state == nil then state = values[i + 1] end
   local n, first, resolved, regressions, indexed, comps
   if state then
     local _
@@ -233,25 +263,21 @@ for ri = 1, nrec do
     if k < 16 then comps = comps .. sub(compmark, 2) end
   end
 
-  -- Signatures: the least recently seen go beyond the cap.
   if not state then
-    local over = redis.call('ZCARD', seen) - max_sigs + 1
-    if over > 0 then
-      local victims = redis.call('ZPOPMIN', seen, over)
-      local del, gone = {}, {}
-      for v = 1, #victims, 2 do
-        local victim = victims[v]
-        for _, f in ipairs({ victim, victim .. ' s', victim .. ' m' }) do
-          del[#del + 1] = f
-          gone[f] = true
-        end
-      end
-      redis.call('HDEL', data, unpack(del))
-      hset, nset = drop_writes(gone, hset, nset, written)
-    end
-  end
-  if not state or now - indexed >= 1000 then
     redis.call('ZADD', seen, nowstr, sig)
+    indexed = now
+  elseif now - indexed >= 1000 then
+    if single then
+      -- This call's first touch of the index, after its log entry: a wrong type takes the
+      -- entry back out before failing.
+      local ok = redis.pcall('ZADD', seen, nowstr, sig)
+      if type(ok) == 'table' then
+        redis.call('XDEL', log, added)
+        error(ok)
+      end
+    else
+      redis.call('ZADD', seen, nowstr, sig)
+    end
     indexed = now
   end
 

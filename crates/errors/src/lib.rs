@@ -69,11 +69,13 @@
 //! On a third machine (2026-12-01; raw-evalsha at 12,700–16,100 calls/s at concurrency 1 and
 //! 73,000–98,000 at 50), after each record's fields became arguments of their own and the
 //! answer one packed string (server instructions per record 142k → 135k), three runs of
-//! `--ops 60000` each gave 8,000–9,000 records/s at concurrency 1 (ratio 0.62–0.64) and
-//! 70,000–77,000 at 50 (ratio 0.82–1.07). The goal of 0.7 is met at concurrency 50, not at 1.
+//! `--ops 60000` each gave 8,000–10,100 records/s at concurrency 1 (ratio 0.58–0.66 over nine
+//! runs) and 70,000–89,000 at 50 (ratio 0.70–1.07, mostly 0.77–0.92; 0.91 on a 3-master
+//! cluster). The goal of 0.7 is met at concurrency 50, not at 1.
 //! The bench's `errors-record-floor` (the same signatures and JSON on the client, and a script
-//! making only the HMGET, XADD and HSET a record needs, computing nothing) reached 0.74–0.80 in
-//! the same runs: the record's own work would have to cost under a third of what it does now.
+//! making only the HMGET, XADD and HSET a record needs, computing nothing) reached 0.70–0.80 in
+//! the same runs: the record's own work would have to cost under a third of what it does now
+//! (cutting the task slots and counters out, 13,000 instructions, moved the ratio by ~0.02).
 //! That work is ~55,000 server instructions beyond the floor's 80,000 (callgrind), spread over
 //! the state, counters, task slots and correlation, each a few thousand; in Redis 7.0's Lua
 //! every new string is hashed byte by byte and each `redis.call` converts every argument and

@@ -160,6 +160,85 @@ redis_test! {
     }
 }
 
+/// The lengths of a tracker's three keys (0 for one of another type).
+async fn sizes(pool: &Pool, ks: &Keyspace, name: &str) -> [u64; 3] {
+    let inst = ks.instance("errors", name).unwrap();
+    let mut out = [0; 3];
+    for (i, (suffix, len)) in [("data", "HLEN"), ("seen", "ZCARD"), ("log", "XLEN")]
+        .into_iter()
+        .enumerate()
+    {
+        out[i] = pool
+            .query(redis::cmd(len).arg(inst.key(suffix)))
+            .await
+            .unwrap_or(0);
+    }
+    out
+}
+
+fn is_wrong_type(r: Result<coordkit_errors::Recorded, TrackerError>, key: &str) -> bool {
+    matches!(r, Err(TrackerError::Core(Error::WrongType { key: k, .. })) if k == key)
+}
+
+redis_test! {
+    async fn a_wrong_type_fails_the_record_with_nothing_written(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "untouched")
+            .clock(Clock::Manual(clock.clone()))
+            .max_signatures(2)
+            .max_in_flight(1)
+            .build()
+            .unwrap();
+        let inst = ks.instance("errors", "untouched").unwrap();
+        for m in ["a", "b"] {
+            t.record(&ErrorEvent::new("c", "K", m)).await.unwrap();
+        }
+        let before = sizes(&pool, &ks, "untouched").await;
+        assert_eq!(before[1], 2, "two signatures indexed");
+
+        // The index of another type: a known signature whose index refresh is due (a lone
+        // record, whose log entry is taken back), and a new one.
+        let seen = inst.key("seen");
+        let _: () = pool.query(redis::cmd("RENAME").arg(&seen).arg(inst.key("parked"))).await.unwrap();
+        let _: () = pool.query(redis::cmd("SET").arg(&seen).arg("x")).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        for m in ["a", "new one"] {
+            assert!(is_wrong_type(t.record(&ErrorEvent::new("c", "K", m)).await, seen.as_str()), "{m}");
+        }
+        // A batch: with one call in flight, records made meanwhile go together.
+        let calls: Vec<_> = (0..6)
+            .map(|k| {
+                let t = t.clone();
+                tokio::spawn(async move { t.record(&ErrorEvent::new("c", "K", format!("m{k} x"))).await })
+            })
+            .collect();
+        for call in calls {
+            assert!(is_wrong_type(call.await.unwrap(), seen.as_str()));
+        }
+        let after = sizes(&pool, &ks, "untouched").await;
+        assert_eq!((after[0], after[2]), (before[0], before[2]), "data and log untouched");
+        let _: () = pool.query(redis::cmd("DEL").arg(&seen)).await.unwrap();
+        let _: () = pool.query(redis::cmd("RENAME").arg(inst.key("parked")).arg(&seen)).await.unwrap();
+
+        // The log of another type while a new signature would evict one: nothing evicted.
+        let log = inst.key("log");
+        let _: () = pool.query(redis::cmd("RENAME").arg(&log).arg(inst.key("parked"))).await.unwrap();
+        let _: () = pool.query(redis::cmd("SET").arg(&log).arg("x")).await.unwrap();
+        assert!(is_wrong_type(t.record(&ErrorEvent::new("c", "K", "third")).await, log.as_str()));
+        let now = sizes(&pool, &ks, "untouched").await;
+        assert_eq!((now[0], now[1]), (before[0], before[1]), "no signature evicted");
+        let _: () = pool.query(redis::cmd("DEL").arg(&log)).await.unwrap();
+        let _: () = pool.query(redis::cmd("RENAME").arg(inst.key("parked")).arg(&log)).await.unwrap();
+
+        // And the tracker goes on as before.
+        let r = t.record(&ErrorEvent::new("c", "K", "a")).await.unwrap();
+        assert_eq!(r.count, 2);
+        assert_eq!(sizes(&pool, &ks, "untouched").await[2], before[2] + 1);
+    }
+}
+
 redis_test! {
     async fn events_on_severity_channels(redis) {
         let pool = redis.pool().await;
