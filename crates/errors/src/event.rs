@@ -232,16 +232,24 @@ pub(crate) fn clean_name(input: &str) -> String {
         return "unknown".to_owned();
     }
     if out.len() > MAX_NAME {
-        let digest = sha1_smol::Sha1::from(input.as_bytes()).digest().to_string();
-        let mut cut = MAX_NAME - 18;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push('~');
-        out.push_str(&digest[..16]);
+        mark_with_digest(&mut out, input, MAX_NAME);
     }
     out
+}
+
+/// Cuts `out` so that, with `~` and 16 hex digits of the SHA-1 of `original` appended, it is at
+/// most `max` bytes, and appends them: texts cut or cleaned alike stay different.
+pub(crate) fn mark_with_digest(out: &mut String, original: &str, max: usize) {
+    let digest = sha1_smol::Sha1::from(original.as_bytes())
+        .digest()
+        .to_string();
+    let mut cut = out.len().min(max.saturating_sub(17));
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out.push('~');
+    out.push_str(&digest[..16]);
 }
 
 /// Cuts `text` to at most `max` bytes (at a character boundary), ending with a marker that

@@ -78,7 +78,7 @@ pub struct ErrorRecord {
     pub code: Option<String>,
     /// Whether it was reported recoverable.
     pub recoverable: bool,
-    /// Whether the message was truncated.
+    /// Whether something was cut (see [`Recorded::truncated`](crate::Recorded::truncated)).
     pub truncated: bool,
     /// When it happened by the caller's clock, if the caller said.
     #[serde(default)]

@@ -9,7 +9,10 @@ use coordkit_core::{Clock, GroupCommit, Key, KeyKind, Keyspace, Pool, Script};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::event::{Classifier, ErrorEvent, Severity, clean_name, default_classifier, truncate};
+use crate::event::{
+    Classifier, ErrorEvent, MAX_NAME, Severity, clean_name, default_classifier, mark_with_digest,
+    truncate,
+};
 use crate::normalize::{NORMALIZER_VERSION, fingerprint, normalize};
 
 // Without the prelude: the record script needs none of its helpers.
@@ -19,14 +22,17 @@ static RESOLVE: Script = Script::new("errors-resolve", include_str!("../lua/reso
 /// The instance kind of trackers in the keyspace (`<ns>:{errors:<name>}:…`).
 pub const INSTANCE_KIND: &str = "errors";
 
-/// The most stack frames kept per record.
+/// The most stack frames kept per record (beyond it, the last kept frame says how many more
+/// there were: `…[<n> more frames]`).
 pub const MAX_FRAMES: usize = 64;
-/// The most attributes kept per record.
+/// The most attributes kept per record (beyond it, the attribute `…` says how many more there
+/// were: `<n> more attributes`).
 pub const MAX_ATTRIBUTES: usize = 64;
 /// The longest stack frame, attribute value or code kept, in bytes (longer ones are truncated
 /// with a marker).
 pub const MAX_FIELD_BYTES: usize = 1024;
-/// The longest attribute name kept, in bytes (a longer one is truncated with a marker).
+/// The longest attribute name kept, in bytes (a longer one is cut and ends with `~` and a
+/// digest of the whole name, so two long names stay two).
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 200;
 /// The most records one script call carries (see [`TrackerBuilder::max_in_flight`]).
 pub const MAX_BATCH: usize = 64;
@@ -381,7 +387,9 @@ pub struct Recorded {
     pub regression: bool,
     /// This occurrence completed a cascade: a `cascade` event was emitted.
     pub cascade: bool,
-    /// The message was cut to the size limit.
+    /// Something was cut: the message to its size limit, the code or a frame or attribute to
+    /// [`MAX_FIELD_BYTES`], or frames or attributes beyond [`MAX_FRAMES`] / [`MAX_ATTRIBUTES`]
+    /// (each cut leaves a marker).
     pub truncated: bool,
 }
 
@@ -451,7 +459,12 @@ fn clean_fingerprint(custom: &str) -> String {
             }
         })
         .collect();
-    format!("c-{}", clean_name(&cleaned))
+    let mut name = clean_name(&cleaned);
+    if cleaned != custom && name.len() <= MAX_NAME {
+        // Characters were replaced: a digest of the original keeps "a b" and "a_b" apart.
+        mark_with_digest(&mut name, custom, MAX_NAME);
+    }
+    format!("c-{name}")
 }
 
 impl ErrorTracker {
@@ -513,7 +526,9 @@ impl ErrorTracker {
         &self.inner.channels[severity as usize]
     }
 
-    /// The signature `event` would be recorded under: its own fingerprint (`c-<cleaned>`), or
+    /// The signature `event` would be recorded under: its own fingerprint (`c-<cleaned>`; when
+    /// characters had to be replaced, `~` and a digest of the original follow, so fingerprints
+    /// that differ stay different), or
     /// `v<version>-<hash>` of its kind, component (unless disabled) and message template.
     pub fn signature_of(&self, event: &ErrorEvent) -> String {
         let message = clean_text(&event.message_text(), self.inner.settings.max_message_bytes);
@@ -545,14 +560,16 @@ impl ErrorTracker {
     fn prepare(&self, event: &ErrorEvent) -> Prepared {
         let settings = &self.inner.settings;
         let mut message = event.message_text().into_owned();
-        let truncated = truncate(&mut message, settings.max_message_bytes);
+        // Whether anything was cut: the message, the code, frames or attributes.
+        let mut cut = truncate(&mut message, settings.max_message_bytes);
         let kind = clean_name(&event.kind);
         let component = clean_name(&event.component);
         let task = event.task_id.as_deref().map(clean_name);
-        let code = event
-            .code
-            .as_deref()
-            .map(|c| clean_text(c, MAX_FIELD_BYTES));
+        let code = event.code.as_deref().map(|c| {
+            let mut code = c.to_owned();
+            cut |= truncate(&mut code, MAX_FIELD_BYTES);
+            code
+        });
         let severity = event
             .severity
             .unwrap_or_else(|| (settings.classifier)(event));
@@ -568,44 +585,68 @@ impl ErrorTracker {
                 (sig, template)
             }
         };
-        // Stack and attributes are copied only when some of them must be cut.
+        // Stack and attributes are copied only when some of them must be cut; what goes beyond
+        // the caps leaves a marker (the last frame, the attribute "…"), never silence.
+        let fits = |text: &String, max: usize| text.len() <= max;
         let stack: Cow<'_, [String]> = if event.stack.len() <= MAX_FRAMES
-            && event.stack.iter().all(|f| f.len() <= MAX_FIELD_BYTES)
+            && event.stack.iter().all(|f| fits(f, MAX_FIELD_BYTES))
         {
             Cow::Borrowed(&event.stack)
         } else {
-            Cow::Owned(
-                event
-                    .stack
-                    .iter()
-                    .take(MAX_FRAMES)
-                    .map(|f| clean_text(f, MAX_FIELD_BYTES))
-                    .collect(),
-            )
+            cut = true;
+            let kept = if event.stack.len() > MAX_FRAMES {
+                MAX_FRAMES - 1
+            } else {
+                MAX_FRAMES
+            };
+            let mut frames: Vec<String> = event
+                .stack
+                .iter()
+                .take(kept)
+                .map(|f| clean_text(f, MAX_FIELD_BYTES))
+                .collect();
+            if event.stack.len() > kept {
+                frames.push(format!("…[{} more frames]", event.stack.len() - kept));
+            }
+            Cow::Owned(frames)
         };
         let attributes: Cow<'_, BTreeMap<String, String>> = if event.attributes.len()
             <= MAX_ATTRIBUTES
             && event
                 .attributes
                 .iter()
-                .all(|(k, v)| k.len() <= MAX_ATTRIBUTE_NAME_BYTES && v.len() <= MAX_FIELD_BYTES)
+                .all(|(k, v)| fits(k, MAX_ATTRIBUTE_NAME_BYTES) && fits(v, MAX_FIELD_BYTES))
         {
             Cow::Borrowed(&event.attributes)
         } else {
-            Cow::Owned(
-                event
-                    .attributes
-                    .iter()
-                    .take(MAX_ATTRIBUTES)
-                    .map(|(k, v)| {
-                        (
-                            clean_text(k, MAX_ATTRIBUTE_NAME_BYTES),
-                            clean_text(v, MAX_FIELD_BYTES),
-                        )
-                    })
-                    .collect(),
-            )
+            cut = true;
+            let kept = if event.attributes.len() > MAX_ATTRIBUTES {
+                MAX_ATTRIBUTES - 1
+            } else {
+                MAX_ATTRIBUTES
+            };
+            let mut attributes: BTreeMap<String, String> = event
+                .attributes
+                .iter()
+                .take(kept)
+                .map(|(k, v)| {
+                    let mut name = k.clone();
+                    if name.len() > MAX_ATTRIBUTE_NAME_BYTES {
+                        // Cut with a digest of the whole, so two long names stay two.
+                        mark_with_digest(&mut name, k, MAX_ATTRIBUTE_NAME_BYTES);
+                    }
+                    (name, clean_text(v, MAX_FIELD_BYTES))
+                })
+                .collect();
+            if event.attributes.len() > kept {
+                attributes.insert(
+                    "…".to_owned(),
+                    format!("{} more attributes", event.attributes.len() - kept),
+                );
+            }
+            Cow::Owned(attributes)
         };
+        let truncated = cut;
         let entry = EntryJson {
             component: &component,
             kind: &kind,
@@ -703,7 +744,8 @@ impl ErrorTracker {
     /// Bad input is cleaned, never rejected: invalid UTF-8 is replaced, a message over the
     /// limit is truncated with a marker, kinds, components and task ids have whitespace,
     /// control characters and braces replaced and are cut (with a hash) to 120 bytes, an empty
-    /// one becomes `unknown`; stack frames, attributes and codes are capped.
+    /// one becomes `unknown`; stack frames, attributes and codes are capped, each cut leaving a
+    /// marker (and [`Recorded::truncated`] set).
     ///
     /// Concurrent records of one tracker may share a call (see
     /// [`TrackerBuilder::max_in_flight`]); each is applied exactly once, atomically.

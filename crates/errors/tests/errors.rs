@@ -126,12 +126,35 @@ redis_test! {
             e = e.frame("f".repeat(5000)).attribute(format!("k{i}"), "v".repeat(5000));
         }
         let r = t.record(&e).await.unwrap();
-        assert_eq!(r.signature, "c-my_fp__x__");
+        assert!(r.truncated, "frames and attributes were cut");
+        assert!(r.signature.starts_with("c-my_fp__x__~"), "{}", r.signature);
+        // A fingerprint that cleans to the same text is still another signature.
+        let other = t.record(&ErrorEvent::new("c", "K", "m").fingerprint("my_fp__x__")).await.unwrap();
+        assert_eq!(other.signature, "c-my_fp__x__");
+        let alike = t.record(&ErrorEvent::new("c", "K", "m").fingerprint("my fp {x}'")).await.unwrap();
+        assert_ne!(alike.signature, r.signature);
         let s = t.signature(&r.signature).await.unwrap().unwrap().last_sample.unwrap();
+        assert!(s.truncated);
         assert_eq!(s.stack.len(), coordkit_errors::MAX_FRAMES);
+        assert_eq!(s.stack.last().unwrap(), &format!("…[{} more frames]", 1000 - 63));
         assert_eq!(s.attributes.len(), coordkit_errors::MAX_ATTRIBUTES);
+        assert_eq!(s.attributes["…"], format!("{} more attributes", 1000 - 63));
         assert!(s.stack[0].len() <= coordkit_errors::MAX_FIELD_BYTES);
-        assert_eq!(t.counts().await.unwrap().total(), 5);
+        assert!(s.stack[0].ends_with("…[truncated 5000 bytes]"), "{}", s.stack[0]);
+        // Two long attribute names alike in their first 200 bytes stay two attributes.
+        let long = "n".repeat(300);
+        let e = ErrorEvent::new("c", "K", "m")
+            .attribute(format!("{long}a"), "1")
+            .attribute(format!("{long}b"), "2");
+        let r = t.record(&e).await.unwrap();
+        assert!(r.truncated);
+        let s = t.signature(&r.signature).await.unwrap().unwrap().last_sample.unwrap();
+        assert_eq!(s.attributes.len(), 2);
+        assert!(s.attributes.keys().all(|k| k.len() <= coordkit_errors::MAX_ATTRIBUTE_NAME_BYTES));
+        // A record with nothing cut says so.
+        let r = t.record(&ErrorEvent::new("c", "K", "short").frame("f").attribute("a", "b")).await.unwrap();
+        assert!(!r.truncated);
+        assert_eq!(t.counts().await.unwrap().total(), 9);
     }
 }
 
