@@ -412,9 +412,16 @@ for ri = 1, nrec do
 
   if cascade_kinds then
     local counts, components = {}, {}
-    -- At most the newest log-max entries: what the log holds once trimmed.
-    local recent = redis.call('XREVRANGE', log, '+', math.max(now - window + 1, 0), 'COUNT',
-      math.min(2000, tonumber(log_max)))
+    -- At most the newest log-max entries (what the log holds once trimmed), and at most 2000:
+    -- `complete` says whether they are every occurrence of the window.
+    local from, limit = math.max(now - window + 1, 0), math.min(2000, tonumber(log_max))
+    local recent = redis.call('XREVRANGE', log, '+', from, 'COUNT', limit)
+    local complete = #recent < limit
+    if complete and redis.call('XLEN', log) >= tonumber(log_max) then
+      -- A full log whose oldest entry is inside the window may have lost some of it.
+      local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
+      complete = not (oldest and tonumber(string.match(oldest[1], '^(%d+)')) >= from)
+    end
     for _, item in ipairs(recent) do
       local fields = item[2]
       for f = 1, #fields, 2 do
@@ -431,8 +438,8 @@ for ri = 1, nrec do
     local prefix, entity = sunpack('>Hc0Hc0', header, events_at)
     redis.call('PUBLISH', prefix .. 'critical', cjson.encode({ kind = 'cascade',
       source = 'errors', entity = entity, ts_ms = now, payload = { kinds = cascade_kinds,
-      counts = counts, components = components, window_ms = window, threshold = threshold,
-      trigger = sig } }))
+      counts = counts, components = components, complete = complete, window_ms = window,
+      threshold = threshold, trigger = sig } }))
   end
 
   out[3 * ri - 2], out[3 * ri - 1], out[3 * ri] = n, first, flags

@@ -25,7 +25,9 @@
 //!   earlier failure count without re-opening).
 //! - **Cascades.** When the distinct kinds within the correlation window (default 5 minutes)
 //!   reach the threshold (default 3), one `cascade` event lists the kinds, their counts and the
-//!   components, at most once per window.
+//!   components, at most once per window. The counts come from the log (at most its newest
+//!   2,000 entries); the payload's `complete` is false when the window held more than the log
+//!   kept or than were read, so they are lower bounds.
 //! - **Events** on one channel per [`Severity`] (`<ns>:events:errors:<severity>`), published by
 //!   the recording script: a pattern subscription watches them all. By default only notable
 //!   records publish (`new_signature`, `regression`, `recurring` at counts 10, 100, …), so a

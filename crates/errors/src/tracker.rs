@@ -257,7 +257,9 @@ impl TrackerBuilder {
     /// How many record calls of this tracker may be in flight at once (default 4, 1 ..= 64).
     /// Records made while that many are in flight wait and go together in the next call (group
     /// commit, at most [`MAX_BATCH`] per call): every record is still applied by exactly one
-    /// script call, in arrival order, and under load there are fewer, larger calls.
+    /// script call, the records of one call in their arrival order, and under load there are
+    /// fewer, larger calls. Calls in flight at the same time may be applied in either order
+    /// (the log's order is the order they were applied in).
     pub fn max_in_flight(mut self, calls: usize) -> Self {
         self.settings.max_in_flight = calls;
         self

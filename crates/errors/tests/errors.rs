@@ -312,6 +312,42 @@ redis_test! {
         assert_eq!(kinds, ["K1", "K2", "K3"].map(String::from).into());
         assert_eq!(got.event.payload["counts"]["K1"], 3);
         assert_eq!(got.event.payload["components"]["a"], 3);
+        assert_eq!(got.event.payload["complete"], true);
+    }
+}
+
+redis_test! {
+    async fn a_cascade_from_a_log_shorter_than_its_window_says_its_counts_are_partial(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "partial")
+            .clock(Clock::Manual(clock.clone()))
+            .log_max_len(4)
+            .build()
+            .unwrap();
+        let mut sub = pool
+            .subscriber()
+            .pattern(ks.channel_pattern(Some("errors")).unwrap())
+            .subscribe::<serde_json::Value>()
+            .await
+            .unwrap();
+        for k in 0..6 {
+            t.record(&ErrorEvent::new("a", "K1", format!("x{k}"))).await.unwrap();
+            clock.advance(Duration::from_millis(1));
+        }
+        t.record(&ErrorEvent::new("b", "K2", "y")).await.unwrap();
+        let r = t.record(&ErrorEvent::new("c", "K3", "z")).await.unwrap();
+        assert!(r.cascade);
+        let got = loop {
+            let got = next(&mut sub).await;
+            if got.event.kind == "cascade" {
+                break got;
+            }
+        };
+        // Eight occurrences in the window, four kept by the log.
+        assert_eq!(got.event.payload["complete"], false);
+        assert_eq!(got.event.payload["counts"]["K1"], 2);
     }
 }
 

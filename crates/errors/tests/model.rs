@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coordkit_core::{Clock, ManualClock};
+use coordkit_core::{Clock, ManualClock, redis};
 use coordkit_errors::model::{ModelConfig, ModelRecord, TrackerModel};
 use coordkit_errors::{ErrorEvent, ErrorTracker, Resolution};
 use coordkit_testkit::{TestRedis, Topology};
@@ -212,7 +212,7 @@ fn batched_records_match_the_model_in_log_order() {
         log_max_len: 10_000,
         ..CFG
     };
-    let tracker = ErrorTracker::builder(pool, redis.keyspace(), "batched")
+    let tracker = ErrorTracker::builder(pool.clone(), redis.keyspace(), "batched")
         .log_max_len(cfg.log_max_len as u32)
         .log_max_age(Duration::from_millis(cfg.log_max_age_ms))
         .task_ttl(Duration::from_millis(cfg.task_ttl_ms))
@@ -224,6 +224,16 @@ fn batched_records_match_the_model_in_log_order() {
         .clock(Clock::Manual(clock.clone()))
         .build()
         .unwrap();
+    let script_calls = || -> u64 {
+        let info: String = rt
+            .block_on(pool.query::<String>(redis::cmd("INFO").arg("commandstats")))
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let calls_before = script_calls();
     let results = rt.block_on(async {
         let writers: Vec<_> = (0..16u32)
             .map(|w| {
@@ -278,7 +288,46 @@ fn batched_records_match_the_model_in_log_order() {
             },
         ));
     }
-    // Same flags in total, and the same final state.
+    // The records did share calls (the recent() pages above are scripts too, one per page).
+    let pages = entries.len().div_ceil(100) as u64 + 1;
+    let calls = script_calls() - calls_before - pages;
+    assert!(
+        calls < results.len() as u64,
+        "{calls} script calls for {} records: no batch formed",
+        results.len()
+    );
+    // Each record's answer is the model's for the same occurrence (a signature's count names
+    // it), and the final state is the same.
+    let mut answered: Vec<_> = results
+        .iter()
+        .map(|r| {
+            (
+                r.signature.clone(),
+                r.count,
+                r.first_seen_ms,
+                r.new_signature,
+                r.regression,
+                r.cascade,
+            )
+        })
+        .collect();
+    let mut modelled: Vec<_> = entries
+        .iter()
+        .zip(&outcomes)
+        .map(|(e, o)| {
+            (
+                e.signature.clone(),
+                o.count,
+                o.first_seen_ms,
+                o.new_signature,
+                o.regression,
+                o.cascade,
+            )
+        })
+        .collect();
+    answered.sort();
+    modelled.sort();
+    assert_eq!(answered, modelled);
     let count =
         |f: &dyn Fn(&coordkit_errors::Recorded) -> bool| results.iter().filter(|r| f(r)).count();
     assert_eq!(
