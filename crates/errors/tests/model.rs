@@ -83,13 +83,24 @@ fn op() -> impl Strategy<Value = Op> {
 
 #[test]
 fn lua_matches_the_model() {
+    lua_matches_the_model_on(Topology::Standalone, 128);
+}
+
+#[test]
+fn lua_matches_the_model_on_a_cluster() {
+    lua_matches_the_model_on(Topology::Cluster, 48);
+}
+
+/// Random operation sequences, each on a fresh tracker, against the model: every answer and
+/// query compared.
+fn lua_matches_the_model_on(topology: Topology, cases: u32) {
     let rt = coordkit_testkit::blocking_runtime();
-    let redis = TestRedis::start(Topology::Standalone);
+    let redis = TestRedis::start(topology);
     let pool = rt.block_on(redis.pool());
     let clock = ManualClock::new(1_700_000_000_000);
     static CASE: AtomicU64 = AtomicU64::new(0);
 
-    let config = ProptestConfig::with_cases(128);
+    let config = ProptestConfig::with_cases(cases);
     proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
         let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
         let tracker = ErrorTracker::builder(pool.clone(), redis.keyspace(), &name)
