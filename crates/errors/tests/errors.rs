@@ -659,3 +659,86 @@ redis_test! {
         assert_eq!(t.counts().await.unwrap().total(), 100);
     }
 }
+
+/// A server that goes down: records fail with an error naming it (no panic, nothing half
+/// applied on the client), and once it is back (AOF on) the tracker goes on from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_fail_cleanly_while_the_server_is_down_and_resume_after() {
+    use coordkit_core::PoolConfig;
+    use coordkit_testkit::{RedisServer, ServerOptions};
+
+    let mut server = RedisServer::start_with(ServerOptions {
+        aof: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let config = PoolConfig::from_url(&server.url())
+        .unwrap()
+        .command_timeout(Duration::from_secs(1))
+        .connection_timeout(Duration::from_millis(500));
+    let pool = Pool::connect(config).await.unwrap();
+    let ks = Keyspace::new("down").unwrap();
+    let t = tracker(&ks, pool, "down");
+    let event = ErrorEvent::new("c", "K", "the same failure");
+    for _ in 0..3 {
+        t.record(&event).await.unwrap();
+    }
+    tokio::task::block_in_place(|| server.kill());
+    for _ in 0..3 {
+        match t.record(&event).await {
+            Err(TrackerError::Core(e)) => assert!(e.is_retryable(), "not retryable: {e}"),
+            other => panic!("expected an unavailable server, got {other:?}"),
+        }
+    }
+    tokio::task::block_in_place(|| server.restart()).unwrap();
+    // The pool replaces its dead connections; a call that met one may fail once more.
+    let mut again = None;
+    for _ in 0..20 {
+        match t.record(&event).await {
+            Ok(r) => {
+                again = Some(r);
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    matches!(&e, TrackerError::Core(c) if c.is_retryable()),
+                    "{e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let again = again.expect("no record succeeded after the restart");
+    // The three records before the kill survived it (AOF), and the failed ones never counted.
+    assert_eq!(again.count, 4);
+    assert_eq!(t.counts().await.unwrap().total(), 4);
+}
+
+redis_test! {
+    async fn a_configured_classifier_sets_the_severity_unless_one_is_given(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "classified")
+            .classifier(|e| if e.kind == "Oom" { Severity::Critical } else { Severity::Debug })
+            .publish_every_record(true)
+            .build()
+            .unwrap();
+        let mut sub = pool
+            .subscriber()
+            .pattern(ks.channel_pattern(Some("errors")).unwrap())
+            .subscribe::<serde_json::Value>()
+            .await
+            .unwrap();
+        let r = t.record(&ErrorEvent::new("c", "Oom", "out of memory")).await.unwrap();
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(next(&mut sub).await.channel, t.channel(Severity::Critical));
+        let r = t.record(&ErrorEvent::new("c", "Io", "read failed")).await.unwrap();
+        assert_eq!(r.severity, Severity::Debug);
+        assert_eq!(next(&mut sub).await.channel, t.channel(Severity::Debug));
+        let r = t.record(&ErrorEvent::new("c", "Oom", "again").severity(Severity::Warning)).await.unwrap();
+        assert_eq!(r.severity, Severity::Warning, "a given severity wins");
+        let got = next(&mut sub).await;
+        assert_eq!(got.channel, t.channel(Severity::Warning));
+        assert_eq!(got.event.payload["record"]["severity"], "warning");
+    }
+}
