@@ -84,7 +84,7 @@
 //! reply.
 //!
 //! Memory: after 1,005,000 records over 1,000 signatures with the default caps (10,000 log
-//! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 9,078,796 bytes
+//! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 9,070,688 bytes
 //! (measured again on 12-01; 9,082,944 before)
 //! (`MEMORY USAGE`; a log entry is the whole record when it has no stack and few attributes);
 //! it plateaus once the caps are reached (the `memory_stays_bounded_by_the_caps` test checks

@@ -50,6 +50,9 @@ pub struct LogPage {
     pub entries: Vec<LogEntry>,
     /// The cursor of the next (older) page; `None` when this page was the last.
     pub next: Option<String>,
+    /// The ids of entries on this page that could not be decoded (written to the log by
+    /// something else): left out of `entries`, so the rest of the page still reads.
+    pub undecodable: Vec<String>,
 }
 
 /// A full record: the last sample of a signature, or a task's details.
@@ -233,7 +236,10 @@ impl ErrorTracker {
             .arg(page_size)
             .invoke(&inner.pool)
             .await?;
+        let full = raw.len() == page_size as usize;
+        let last_id = raw.last().map(|(id, _)| id.clone());
         let mut entries = Vec::with_capacity(raw.len());
+        let mut undecodable = Vec::new();
         for (id, fields) in raw {
             let mut signature = String::new();
             let mut json = None;
@@ -244,8 +250,12 @@ impl ErrorTracker {
                     _ => {}
                 }
             }
-            let mut entry: LogEntry =
-                decode_json(&format!("log entry {id}"), json.map_or("", |j| j))?;
+            let Ok(mut entry) =
+                decode_json::<LogEntry>(&format!("log entry {id}"), json.map_or("", |j| j))
+            else {
+                undecodable.push(id);
+                continue;
+            };
             entry.ts_ms = id
                 .split('-')
                 .next()
@@ -255,10 +265,13 @@ impl ErrorTracker {
             entry.signature = signature;
             entries.push(entry);
         }
-        let next = (entries.len() == page_size as usize)
-            .then(|| entries.last().map(|e| e.id.clone()))
-            .flatten();
-        Ok(LogPage { entries, next })
+        // A full page (counting the undecodable) may have older entries after it.
+        let next = if full { last_id } else { None };
+        Ok(LogPage {
+            entries,
+            next,
+            undecodable,
+        })
     }
 
     /// The `limit` signatures with the most occurrences within `window` (up to now, server

@@ -742,3 +742,28 @@ redis_test! {
         assert_eq!(got.event.payload["record"]["severity"], "warning");
     }
 }
+
+redis_test! {
+    async fn a_foreign_log_entry_is_named_and_the_rest_of_the_page_reads(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = tracker(&ks, pool.clone(), "foreign");
+        t.record(&ErrorEvent::new("c", "K", "before")).await.unwrap();
+        let log = ks.instance("errors", "foreign").unwrap().key("log");
+        let id: String = pool
+            .query(redis::cmd("XADD").arg(&log).arg("*").arg("f").arg("x").arg("e").arg("not json"))
+            .await
+            .unwrap();
+        t.record(&ErrorEvent::new("c", "K", "after")).await.unwrap();
+        let page = t.recent(None, 2).await.unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(page.undecodable, vec![id.clone()]);
+        // The page was full (two entries read), so the older one is on the next.
+        let older = t.recent(page.next.as_deref(), 2).await.unwrap();
+        assert_eq!(older.entries.len(), 1);
+        assert!(older.undecodable.is_empty());
+        assert_eq!(older.next, None);
+        assert_eq!(page.entries[0].message, "after");
+        assert_eq!(older.entries[0].message, "before");
+    }
+}
