@@ -142,6 +142,21 @@ proptest! {
     }
 
     #[test]
+    fn another_kind_or_component_is_another_signature(
+        (_t, a, _b) in two_fillings(),
+        kind in word(),
+        other in word(),
+    ) {
+        let n = normalize(&a);
+        let base = fingerprint(&kind, Some("comp"), &n);
+        let other_kind = if other == kind { format!("{other}x") } else { other.clone() };
+        prop_assert_ne!(&base, &fingerprint(&other_kind, Some("comp"), &n));
+        prop_assert_ne!(&base, &fingerprint(&kind, Some(&format!("comp{other}")), &n));
+        // Without the component (signatures across components), another signature again.
+        prop_assert_ne!(&base, &fingerprint(&kind, None, &n));
+    }
+
+    #[test]
     fn never_panics_on_any_text(s in "\\PC{0,200}") {
         let n = normalize(&s);
         // A template has no whitespace runs, and none at either end.
