@@ -16,6 +16,15 @@ fn tracker(ks: &Keyspace, pool: Pool, name: &str) -> ErrorTracker {
         .unwrap()
 }
 
+/// A subscriber to every errors channel of `ks`.
+async fn every_event(pool: &Pool, ks: &Keyspace) -> Subscriber<serde_json::Value> {
+    pool.subscriber()
+        .pattern(ks.channel_pattern(Some("errors")).unwrap())
+        .subscribe()
+        .await
+        .unwrap()
+}
+
 async fn next(sub: &mut Subscriber<serde_json::Value>) -> Received<serde_json::Value> {
     tokio::time::timeout(WAIT, sub.recv())
         .await
@@ -272,12 +281,7 @@ redis_test! {
             .publish_every_record(true)
             .build()
             .unwrap();
-        let mut sub = pool
-            .subscriber()
-            .pattern(ks.channel_pattern(Some("errors")).unwrap())
-            .subscribe::<serde_json::Value>()
-            .await
-            .unwrap();
+        let mut sub = every_event(&pool, &ks).await;
         let r = t.record(&ErrorEvent::new("a", "K1", "boom 1").severity(Severity::Warning)).await.unwrap();
         let got = next(&mut sub).await;
         assert_eq!(got.channel, t.channel(Severity::Warning));
@@ -326,12 +330,7 @@ redis_test! {
             .log_max_len(4)
             .build()
             .unwrap();
-        let mut sub = pool
-            .subscriber()
-            .pattern(ks.channel_pattern(Some("errors")).unwrap())
-            .subscribe::<serde_json::Value>()
-            .await
-            .unwrap();
+        let mut sub = every_event(&pool, &ks).await;
         for k in 0..6 {
             t.record(&ErrorEvent::new("a", "K1", format!("x{k}"))).await.unwrap();
             clock.advance(Duration::from_millis(1));
@@ -549,12 +548,7 @@ redis_test! {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let t = ErrorTracker::builder(pool.clone(), ks.clone(), "quiet").build().unwrap();
-        let mut sub = pool
-            .subscriber()
-            .pattern(ks.channel_pattern(Some("errors")).unwrap())
-            .subscribe::<serde_json::Value>()
-            .await
-            .unwrap();
+        let mut sub = every_event(&pool, &ks).await;
         for i in 1..=10u64 {
             t.record(&ErrorEvent::new("c", "K", format!("again {i}"))).await.unwrap();
         }
@@ -664,7 +658,6 @@ redis_test! {
 /// applied on the client), and once it is back (AOF on) the tracker goes on from where it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_fail_cleanly_while_the_server_is_down_and_resume_after() {
-    use coordkit_core::PoolConfig;
     use coordkit_testkit::{RedisServer, ServerOptions};
 
     let mut server = RedisServer::start_with(ServerOptions {
@@ -672,11 +665,7 @@ async fn records_fail_cleanly_while_the_server_is_down_and_resume_after() {
         ..Default::default()
     })
     .unwrap();
-    let config = PoolConfig::from_url(&server.url())
-        .unwrap()
-        .command_timeout(Duration::from_secs(1))
-        .connection_timeout(Duration::from_millis(500));
-    let pool = Pool::connect(config).await.unwrap();
+    let pool = server.fault_pool(Duration::from_secs(1)).await;
     let ks = Keyspace::new("down").unwrap();
     let t = tracker(&ks, pool, "down");
     let event = ErrorEvent::new("c", "K", "the same failure");
@@ -723,12 +712,7 @@ redis_test! {
             .publish_every_record(true)
             .build()
             .unwrap();
-        let mut sub = pool
-            .subscriber()
-            .pattern(ks.channel_pattern(Some("errors")).unwrap())
-            .subscribe::<serde_json::Value>()
-            .await
-            .unwrap();
+        let mut sub = every_event(&pool, &ks).await;
         let r = t.record(&ErrorEvent::new("c", "Oom", "out of memory")).await.unwrap();
         assert_eq!(r.severity, Severity::Critical);
         assert_eq!(next(&mut sub).await.channel, t.channel(Severity::Critical));

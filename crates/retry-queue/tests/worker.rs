@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coordkit_core::{Pool, PoolConfig};
 use coordkit_retry_queue::model::QueueModel;
 use coordkit_retry_queue::{
     Backoff, Jitter, NewTask, Queue, QueueConfig, RawSettle, Settle, Settled, TaskError,
@@ -427,11 +426,7 @@ async fn kill_nine_during_a_run_loses_nothing() {
         ..Default::default()
     })
     .unwrap();
-    let config = PoolConfig::from_url(&server.url())
-        .unwrap()
-        .command_timeout(Duration::from_secs(2))
-        .connection_timeout(Duration::from_secs(1));
-    let pool = Pool::connect(config).await.unwrap();
+    let pool = server.fault_pool(Duration::from_secs(2)).await;
     let keyspace = coordkit_core::Keyspace::new("fault").unwrap();
     let queue = Queue::new(
         pool,

@@ -230,6 +230,21 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A pool for fault tests: commands time out after `command_timeout` and connecting after
+    /// half of it, so calls to a killed server fail fast. Panics (this is test support) when
+    /// the server cannot be reached.
+    pub async fn fault_pool(&self, command_timeout: Duration) -> coordkit_core::Pool {
+        let config = coordkit_core::PoolConfig::from_url(&self.url())
+            .map(|c| {
+                c.command_timeout(command_timeout)
+                    .connection_timeout(command_timeout / 2)
+            })
+            .unwrap_or_else(|e| panic!("the testkit built a bad URL: {e}"));
+        coordkit_core::Pool::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test redis: {e}"))
+    }
+
     /// The data directory (AOF, `nodes.conf`, log).
     pub fn dir(&self) -> &Path {
         self.dir.path()
