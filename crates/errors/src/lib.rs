@@ -68,10 +68,10 @@
 //! concurrency 1 and 31,000–41,000 at 50), after the client's fingerprint and classifier were
 //! made cheaper (they were a tenth of its CPU per record), three runs each gave 5,800–7,300
 //! records/s at concurrency 1 (ratio 0.44–0.46) and 24,000–29,000 at 50 (ratio 0.73–0.80).
-//! On a third machine (2026-12-01; raw-evalsha at 12,700–16,100 calls/s at concurrency 1 and
-//! 73,000–98,000 at 50), after each record's fields became arguments of their own and the
-//! answer one packed string (server instructions per record 142k → 135k), three runs of
-//! `--ops 60000` each gave 8,000–10,100 records/s at concurrency 1 (ratio 0.58–0.66 over twelve
+//! On a third machine (2026-12-01; raw-evalsha at 12,200–16,200 calls/s at concurrency 1 and
+//! 72,000–98,000 at 50), after each record's fields became arguments of their own and the
+//! answer one packed string (server instructions per record 142k → 135k), runs of
+//! `--ops 60000` gave 8,000–10,300 records/s at concurrency 1 (ratio 0.58–0.66 over twelve
 //! runs) and 68,000–89,000 at 50 (ratio 0.70–1.07, mostly 0.77–0.99; 0.91 on a 3-master
 //! cluster). The goal of 0.7 is met at concurrency 50, not at 1.
 //! The bench's `errors-record-floor` (the same signatures and JSON on the client, and a script
