@@ -14,28 +14,27 @@
 ck_expect_type(KEYS[1], 'hash')
 ck_expect_type(KEYS[2], 'list')
 local now = ck_now(ARGV[1])
-local expires = tonumber(redis.call('HGET', KEYS[1], '__expires_ms') or '0')
+local meta = redis.call('HMGET', KEYS[1], '__expires_ms', '__version')
+local expires = tonumber(meta[1] or '0')
 if expires > 0 and expires <= now then
   return { 0, 0 }
 end
-local current = tonumber(redis.call('HGET', KEYS[1], '__version') or '0')
+local current = tonumber(meta[2] or '0')
 local n = redis.call('LLEN', KEYS[2])
 if n == 0 then
   return { current, 0 }
 end
-local function version_of(entry)
-  return tonumber(string.match(entry, '"v":(%d+),"ts":%d+}$')) or 0
-end
-local first = version_of(redis.call('LINDEX', KEYS[2], 0))
-local last = version_of(redis.call('LINDEX', KEYS[2], -1))
+-- Versions in the list are consecutive: the newest entry's version gives the oldest's.
+local last = tonumber(string.match(redis.call('LINDEX', KEYS[2], -1), '"v":(%d+),"ts":%d+}$')) or 0
+local first = last - n + 1
 if last > current then current = last end
 local window_start = current - tonumber(ARGV[4]) + 1
 local out = { current, math.max(first, window_start) }
 local since = math.max(tonumber(ARGV[2]), window_start - 1)
 local limit = tonumber(ARGV[3])
 if limit < 1 then return out end
--- Versions in the list are consecutive (write.lua appends one entry per version and trims
--- from the head): version v is at index v - first.
+-- Version v is at index v - first (write.lua appends one entry per version and trims from
+-- the head).
 local from = math.max(since + 1 - first, 0)
 if from < n then
   local entries = redis.call('LRANGE', KEYS[2], from, math.min(from + limit, n) - 1)

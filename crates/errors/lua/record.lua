@@ -133,15 +133,13 @@ if nrec < 1 or nrec % 1 ~= 0 then
 end
 local nnames = 4 * nrec + 1
 local single = nrec == 1
-if not single then
-  -- The index's type, checked before a batch writes anything (a lone record checks it at its
-  -- first touch, below).
-  redis.call('ZCARD', seen)
-end
 local values
 if single then
   values = redis.call('HMGET', data, argv[2], argv[3], argv[4], argv[5], '~corr')
 else
+  -- The index's type, checked before a batch writes anything (a lone record checks it at its
+  -- first touch, below).
+  redis.call('ZCARD', seen)
   local names = nnames <= 255 and { byte(PAD, 1, nnames) } or {}
   for n = 1, nrec do
     local b, k = STRIDE * n - STRIDE + 1, 4 * n - 4
@@ -174,9 +172,9 @@ end
 local np, one
 -- The answer's numbers: count, first seen and flags per record.
 local out = 3 * nrec <= 255 and { byte(PAD, 1, 3 * nrec) } or {}
-local i = 0
 for ri = 1, nrec do
-  local b = STRIDE * ri - STRIDE + 1
+  -- The record's arguments follow argv[b]; the fields it read are at values[i + 1 .. i + 4].
+  local b, i = STRIDE * ri - STRIDE + 1, 4 * ri - 4
   local sig = argv[b + 1]
   local sig_s, kf, compmark, taskmark, entry = argv[b + 5], argv[b + 6], argv[b + 7],
     argv[b + 8], argv[b + 9]
@@ -211,30 +209,19 @@ for ri = 1, nrec do
   -- The log entry: with the server clock its id gives the batch's time. Only the batch's last
   -- entry trims the log to its length.
   local trim = ri == nrec
+  local id = xid or '*'
   local added
-  if manual ~= '' then
-    if trim then
-      added = redis.pcall('XADD', log, 'MAXLEN', log_max, xid, 'f', sig, 'e', entry)
-    else
-      added = redis.pcall('XADD', log, xid, 'f', sig, 'e', entry)
-    end
-    if type(added) == 'table' then
-      if find(added.err, 'WRONGTYPE', 1, true) then error(added) end
-      -- The log holds a later id (the manual clock went back): keep the order.
-      added = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
-    end
-  elseif xid then
-    if trim then
-      redis.call('XADD', log, 'MAXLEN', log_max, xid, 'f', sig, 'e', entry)
-    else
-      redis.call('XADD', log, xid, 'f', sig, 'e', entry)
-    end
+  if trim then
+    added = redis.pcall('XADD', log, 'MAXLEN', log_max, id, 'f', sig, 'e', entry)
   else
-    if trim then
-      added = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
-    else
-      added = redis.call('XADD', log, '*', 'f', sig, 'e', entry)
-    end
+    added = redis.pcall('XADD', log, id, 'f', sig, 'e', entry)
+  end
+  if type(added) == 'table' then
+    if manual == '' or find(added.err, 'WRONGTYPE', 1, true) then error(added) end
+    -- The log holds a later id (the manual clock went back): keep the order.
+    added = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
+  end
+  if not now then
     nowstr = sub(added, 1, find(added, '-', 1, true) - 1)
     now = tonumber(nowstr)
     if not trim then xid = nowstr .. '-*' end
@@ -263,20 +250,13 @@ for ri = 1, nrec do
     if k < 16 then comps = comps .. sub(compmark, 2) end
   end
 
-  if not state then
-    redis.call('ZADD', seen, nowstr, sig)
-    indexed = now
-  elseif now - indexed >= 1000 then
-    if single then
-      -- This call's first touch of the index, after its log entry: a wrong type takes the
-      -- entry back out before failing.
-      local ok = redis.pcall('ZADD', seen, nowstr, sig)
-      if type(ok) == 'table' then
-        redis.call('XDEL', log, added)
-        error(ok)
-      end
-    else
-      redis.call('ZADD', seen, nowstr, sig)
+  if not state or now - indexed >= 1000 then
+    -- The index's type is known by now, except for a lone record's refresh: its first touch of
+    -- the index, after its log entry. A wrong type takes the entry back out before failing.
+    local ok = redis.pcall('ZADD', seen, nowstr, sig)
+    if type(ok) == 'table' then
+      redis.call('XDEL', log, added)
+      error(ok)
     end
     indexed = now
   end
@@ -443,7 +423,6 @@ for ri = 1, nrec do
   end
 
   out[3 * ri - 2], out[3 * ri - 1], out[3 * ri] = n, first, flags
-  i = i + 4
 end
 
 if corr_changed then

@@ -444,6 +444,12 @@ struct MetaJson<'a> {
     normalizer: u32,
 }
 
+/// How many of `len` items are kept under a cap of `cap`: all of them, or one fewer than the cap
+/// when they are more, to leave room for the marker that says how many more there were.
+fn kept_within(len: usize, cap: usize) -> usize {
+    if len > cap { cap - 1 } else { len }
+}
+
 fn clean_text(text: &str, max: usize) -> String {
     let mut text = text.to_owned();
     truncate(&mut text, max);
@@ -540,22 +546,29 @@ impl ErrorTracker {
             &clean_name(&event.component),
             &message,
         )
+        .0
     }
 
+    /// The signature of `event` with its cleaned kind, component and message, and the message
+    /// template it hashed (empty for the caller's own fingerprint).
     fn signature_with(
         &self,
         event: &ErrorEvent,
         kind: &str,
         component: &str,
         message: &str,
-    ) -> String {
+    ) -> (String, String) {
         match &event.fingerprint {
-            Some(custom) => clean_fingerprint(custom),
-            None => fingerprint(
-                kind,
-                self.inner.settings.per_component.then_some(component),
-                &normalize(message),
-            ),
+            Some(custom) => (clean_fingerprint(custom), String::new()),
+            None => {
+                let template = normalize(message);
+                let signature = fingerprint(
+                    kind,
+                    self.inner.settings.per_component.then_some(component),
+                    &template,
+                );
+                (signature, template)
+            }
         }
     }
 
@@ -575,18 +588,7 @@ impl ErrorTracker {
         let severity = event
             .severity
             .unwrap_or_else(|| (settings.classifier)(event));
-        let (signature, template) = match &event.fingerprint {
-            Some(custom) => (clean_fingerprint(custom), String::new()),
-            None => {
-                let template = normalize(&message);
-                let sig = fingerprint(
-                    &kind,
-                    settings.per_component.then_some(&*component),
-                    &template,
-                );
-                (sig, template)
-            }
-        };
+        let (signature, mut template) = self.signature_with(event, &kind, &component, &message);
         // Stack and attributes are copied only when some of them must be cut; what goes beyond
         // the caps leaves a marker (the last frame, the attribute "…"), never silence.
         let fits = |text: &String, max: usize| text.len() <= max;
@@ -596,11 +598,7 @@ impl ErrorTracker {
             Cow::Borrowed(&event.stack)
         } else {
             cut = true;
-            let kept = if event.stack.len() > MAX_FRAMES {
-                MAX_FRAMES - 1
-            } else {
-                MAX_FRAMES
-            };
+            let kept = kept_within(event.stack.len(), MAX_FRAMES);
             let mut frames: Vec<String> = event
                 .stack
                 .iter()
@@ -622,11 +620,7 @@ impl ErrorTracker {
             Cow::Borrowed(&event.attributes)
         } else {
             cut = true;
-            let kept = if event.attributes.len() > MAX_ATTRIBUTES {
-                MAX_ATTRIBUTES - 1
-            } else {
-                MAX_ATTRIBUTES
-            };
+            let kept = kept_within(event.attributes.len(), MAX_ATTRIBUTES);
             let mut attributes: BTreeMap<String, String> = event
                 .attributes
                 .iter()
@@ -648,7 +642,6 @@ impl ErrorTracker {
             }
             Cow::Owned(attributes)
         };
-        let truncated = cut;
         let entry = EntryJson {
             component: &component,
             kind: &kind,
@@ -661,7 +654,7 @@ impl ErrorTracker {
         let record = serde_json::to_string(&RecordJson {
             signature: &signature,
             entry,
-            truncated,
+            truncated: cut,
             occurred_ms: event.occurred_ms,
             stack: &stack,
             attributes: &attributes,
@@ -681,7 +674,6 @@ impl ErrorTracker {
         } else {
             serde_json::to_string(&entry).unwrap_or_else(|_| "{\"kind\":\"?\"}".to_owned())
         };
-        let mut template = template;
         truncate(&mut template, 1024);
         let meta = serde_json::to_string(&MetaJson {
             kind: &kind,
@@ -733,7 +725,7 @@ impl ErrorTracker {
             signature,
             args,
             severity,
-            truncated,
+            truncated: cut,
         }
     }
 

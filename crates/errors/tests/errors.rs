@@ -5,10 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, Received, Subscriber, redis};
-use coordkit_errors::{ErrorEvent, ErrorTracker, Resolution, Severity, TrackerError};
+use coordkit_errors::{
+    ErrorEvent, ErrorTracker, Resolution, Severity, TrackerBuilder, TrackerError,
+};
 use coordkit_testkit::redis_test;
 
 const WAIT: Duration = Duration::from_secs(15);
+
+/// A builder of the tracker `name` on a manual clock (starting at 1,700,000,000,000 ms), and
+/// the clock.
+fn on_manual_clock(pool: Pool, ks: &Keyspace, name: &str) -> (ManualClock, TrackerBuilder) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let builder = ErrorTracker::builder(pool, ks.clone(), name).clock(Clock::Manual(clock.clone()));
+    (clock, builder)
+}
 
 fn tracker(ks: &Keyspace, pool: Pool, name: &str) -> ErrorTracker {
     ErrorTracker::builder(pool, ks.clone(), name)
@@ -216,9 +226,8 @@ redis_test! {
     async fn a_wrong_type_fails_the_record_with_nothing_written(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let clock = ManualClock::new(1_700_000_000_000);
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "untouched")
-            .clock(Clock::Manual(clock.clone()))
+        let (clock, builder) = on_manual_clock(pool.clone(), &ks, "untouched");
+        let t = builder
             .max_signatures(2)
             .max_in_flight(1)
             .build()
@@ -275,9 +284,8 @@ redis_test! {
     async fn events_on_severity_channels(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let clock = ManualClock::new(1_700_000_000_000);
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "events")
-            .clock(Clock::Manual(clock.clone()))
+        let (clock, builder) = on_manual_clock(pool.clone(), &ks, "events");
+        let t = builder
             .publish_every_record(true)
             .build()
             .unwrap();
@@ -324,9 +332,8 @@ redis_test! {
     async fn a_cascade_from_a_log_shorter_than_its_window_says_its_counts_are_partial(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let clock = ManualClock::new(1_700_000_000_000);
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "partial")
-            .clock(Clock::Manual(clock.clone()))
+        let (clock, builder) = on_manual_clock(pool.clone(), &ks, "partial");
+        let t = builder
             .log_max_len(4)
             .build()
             .unwrap();
@@ -352,11 +359,10 @@ redis_test! {
 
 redis_test! {
     async fn cascade_fires_once_per_window(redis) {
-        let clock = ManualClock::new(1_700_000_000_000);
-        let t = ErrorTracker::builder(redis.pool().await, redis.keyspace(), "cascade")
+        let (clock, builder) = on_manual_clock(redis.pool().await, &redis.keyspace(), "cascade");
+        let t = builder
             .correlation_window(Duration::from_secs(60))
             .cascade_threshold(3)
-            .clock(Clock::Manual(clock.clone()))
             .build()
             .unwrap();
         let rec = |kind: &'static str| {
