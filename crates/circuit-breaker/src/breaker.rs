@@ -746,6 +746,9 @@ fn map_script_error(e: coordkit_core::Error) -> BreakerError {
         coordkit_core::Error::Script { code, detail, .. } if code == "CORRUPT" => {
             BreakerError::Corrupt(detail)
         }
+        coordkit_core::Error::Corrupt { key, detail } => {
+            BreakerError::Corrupt(format!("{key}: {detail}"))
+        }
         other => BreakerError::Core(other),
     }
 }

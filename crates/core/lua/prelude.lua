@@ -18,6 +18,14 @@
 --   Raises "WRONGTYPE <key> <found>" (ending the script) when `key` exists and is not of type
 --   `expected`. Scripts call it before their first write: Redis does not roll back a script's
 --   writes when it fails halfway.
+-- ck_corrupt(key, detail)
+--   Raises "CORRUPT <key> <detail>" (ending the script): `key` holds data of the right type that
+--   cannot be used (a record that does not decode, a number out of bounds). Rust maps it to
+--   Error::Corrupt naming the key. Like ck_expect_type, only before the first write.
+-- ck_int(value, key, what, max) -> integer or nil
+--   A number read from `key` (`what` names the field): nil when absent (nil or false), else a
+--   whole number in 0..max; anything else raises "CORRUPT <key> <what> ...". Bounds every
+--   stored number before arithmetic.
 
 -- helper: ck_now
 local function ck_now(arg)
@@ -61,4 +69,22 @@ local function ck_expect_type(key, expected)
   if found ~= 'none' and found ~= expected then
     error({ err = 'WRONGTYPE ' .. key .. ' ' .. found })
   end
+end
+
+-- helper: ck_corrupt
+local function ck_corrupt(key, detail)
+  error({ err = 'CORRUPT ' .. key .. ' ' .. detail })
+end
+
+-- helper: ck_int
+local function ck_int(value, key, what, max)
+  if not value then return nil end
+  local n = tonumber(value)
+  if n == nil or n ~= n or n < 0 or n > max or n % 1 ~= 0 then
+    local shown = tostring(value)
+    if #shown > 40 then shown = string.sub(shown, 1, 40) .. '...' end
+    error({ err = 'CORRUPT ' .. key .. ' ' .. what .. ' is ' .. string.format('%q', shown)
+      .. ', not a whole number in 0..' .. string.format('%d', max) })
+  end
+  return n
 end

@@ -99,6 +99,18 @@ pub enum Error {
         found: String,
     },
 
+    /// A key holds data of the right Redis type that coordkit cannot use: a stored record or
+    /// field that does not decode, a number out of bounds. Something else wrote it (another
+    /// program, an operator, another version of coordkit). The operation wrote nothing; repair
+    /// or delete the key.
+    #[error("key {key:?} holds data coordkit cannot use: {detail}")]
+    Corrupt {
+        /// The key (and, in `detail`, the field) at fault.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
     /// Any other error answered by the server (out of memory, read-only replica, no permission).
     #[error("redis at {addr} answered an error: {message}")]
     Server {
@@ -129,6 +141,14 @@ impl Error {
         Error::InvalidConfig {
             field,
             reason: reason.into(),
+        }
+    }
+
+    /// Builds [`Error::Corrupt`].
+    pub fn corrupt(key: impl Into<String>, detail: impl fmt::Display) -> Self {
+        Error::Corrupt {
+            key: key.into(),
+            detail: detail.to_string(),
         }
     }
 

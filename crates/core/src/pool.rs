@@ -734,6 +734,9 @@ impl Pool {
                 found: UNKNOWN.to_owned(),
             };
         }
+        if code == "CORRUPT" && origin.script.is_some() {
+            return corrupt_reply(&detail, origin.keys);
+        }
         match origin.script {
             Some(name) if !is_server_code(code) || code == "ERR" => Error::Script {
                 script: name,
@@ -867,4 +870,17 @@ fn is_server_code(code: &str) -> bool {
             | "MISCONF"
             | "NOREPLICAS"
     )
+}
+
+/// [`Error::Corrupt`] from a script's `CORRUPT <key> <detail>` reply (the prelude's
+/// `ck_corrupt` and `ck_int`). A first word that is none of the call's keys is kept in the
+/// detail.
+fn corrupt_reply(detail: &str, keys: &[Key]) -> Error {
+    // Redis appends where an error raised by a script came from.
+    let detail = detail.rfind(" script: ").map_or(detail, |at| &detail[..at]);
+    let (first, rest) = detail.split_once(' ').unwrap_or((detail, ""));
+    match keys.iter().find(|k| k.as_str() == first) {
+        Some(key) => Error::corrupt(key.as_str(), rest.trim()),
+        None => Error::corrupt("(unnamed)", detail.trim()),
+    }
 }

@@ -15,6 +15,14 @@
 //!   [`Error::Script`](crate::Error::Script) with that code.
 //! - `ck_expect_type(key, type)`: fails with `WRONGTYPE <key> <found>` (reaching Rust as
 //!   [`Error::WrongType`](crate::Error::WrongType)) when `key` exists with another type.
+//! - `ck_corrupt(key, detail)`: fails with `CORRUPT <key> <detail>` (reaching Rust as
+//!   [`Error::Corrupt`](crate::Error::Corrupt) naming the key) when stored data cannot be used.
+//! - `ck_int(value, key, what, max)`: a stored number as a whole number in `0..=max` (`nil` when
+//!   absent), or the `CORRUPT` failure naming the key and field.
+//!
+//! Redis keeps the writes a script made before it failed, so a script checks the types of the
+//! keys it may write and decodes every stored value it uses *before its first write*; its
+//! "validation" section is marked as such (see `CONTRIBUTING.md`).
 //!
 //! A script is invoked by its SHA1 (EVALSHA); when the server does not know it (after a restart
 //! or a `SCRIPT FLUSH`) it is loaded and the call is retried once, on every node of a cluster.
@@ -264,7 +272,9 @@ mod tests {
                 "ck_now_text",
                 "ck_emit",
                 "ck_fail",
-                "ck_expect_type"
+                "ck_expect_type",
+                "ck_corrupt",
+                "ck_int"
             ]
         );
     }

@@ -39,6 +39,15 @@ static NOW_TEXT: Script = Script::new(
      return {text, t[1], t[2]}",
 );
 
+static BOUNDED: Script = Script::new(
+    "bounded",
+    "-- KEYS[1] hash. Reads field n as a whole number in 0..1000 (validation), then adds one.\n\
+     local n = ck_int(redis.call('HGET', KEYS[1], 'n'), KEYS[1], 'field n', 1000) or 0\n\
+     if n == 1000 then ck_corrupt(KEYS[1], 'field n is at its cap') end\n\
+     redis.call('HSET', KEYS[1], 'n', n + 1, 'touched', 1)\n\
+     return n + 1",
+);
+
 static WORD: Script = Script::new("word", "-- Returns a word.\nreturn 'not a number'");
 
 redis_test! {
@@ -109,6 +118,45 @@ redis_test! {
         // Nothing was written over the foreign value.
         let v: String = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
         assert_eq!(v, "garbage");
+    }
+}
+
+redis_test! {
+    async fn stored_numbers_out_of_bounds_are_corrupt_data_naming_the_key(redis) {
+        let pool = redis.pool().await;
+        let key = redis.keyspace().instance("test", "bounded").unwrap().key("h");
+        let n: i64 = BOUNDED.prepare().key(&key).invoke(&pool).await.unwrap();
+        assert_eq!(n, 1);
+        for garbage in ["x", "-1", "1.5", "1001", "nan", "inf", "18446744073709551615", ""] {
+            let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("n").arg(garbage)).await.unwrap();
+            let _: () = pool.query(redis::cmd("HDEL").arg(&key).arg("touched")).await.unwrap();
+            let err = BOUNDED.prepare().key(&key).invoke::<i64>(&pool).await.unwrap_err();
+            match &err {
+                Error::Corrupt { key: k, detail } => {
+                    assert_eq!(k, key.as_str(), "{garbage:?}");
+                    assert!(detail.starts_with("field n is"), "{garbage:?}: {detail}");
+                    assert!(detail.contains("0..1000"), "{garbage:?}: {detail}");
+                }
+                other => panic!("{garbage:?}: expected Corrupt, got {other:?}"),
+            }
+            assert!(!err.is_retryable());
+            // Nothing written: the garbage is still there and the script's other field is not.
+            let (v, touched): (String, Option<String>) = pool
+                .query(redis::cmd("HMGET").arg(&key).arg("n").arg("touched"))
+                .await
+                .unwrap();
+            assert_eq!((v.as_str(), touched), (garbage, None));
+        }
+        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("n").arg(1000)).await.unwrap();
+        let err = BOUNDED.prepare().key(&key).invoke::<i64>(&pool).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { key: k, detail } if k == key.as_str() && detail == "field n is at its cap"),
+            "{err:?}"
+        );
+        // Repaired, it works again.
+        let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("n").arg(7)).await.unwrap();
+        let n: i64 = BOUNDED.prepare().key(&key).invoke(&pool).await.unwrap();
+        assert_eq!(n, 8);
     }
 }
 

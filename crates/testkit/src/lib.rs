@@ -8,6 +8,8 @@
 //! - [`RedisCluster`]: three masters with the slots split between them, ready when every node
 //!   reports `cluster_state:ok`.
 //! - [`TestRedis`] and [`redis_test!`]: one test body run against both topologies.
+//! - [`garbage`]: bad stored data (keys of another type, undecodable values) and proptest
+//!   strategies over it, for the corruption tests every primitive has.
 //!
 //! Everything is killed when dropped, and a watchdog kills a server whose test process died.
 //! When `redis-server` is missing, starting fails with the command that installs it: a test
@@ -28,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+pub mod garbage;
 mod server;
 
 pub use cluster::RedisCluster;
