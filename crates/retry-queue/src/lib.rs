@@ -117,6 +117,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod health;
 pub mod model;
 mod options;
 mod queue;
@@ -124,6 +125,7 @@ pub mod worker;
 
 pub use coordkit_core;
 pub use error::{QueueError, Result};
+pub use health::{LastError, WorkerHealth};
 pub use options::{
     Backoff, Jitter, MAX_DURATION_MS, QueueConfig, QueueConfigBuilder, TaskOptions,
     backoff_delay_ms,

@@ -23,7 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::error::{QueueError, Result};
-use crate::queue::{Queue, Settle, Settled, Task};
+use crate::health::{Health, WorkerHealth};
+use crate::queue::{Claim, Queue, Settle, Settled, Task};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type Handler = Arc<dyn Fn(Task) -> BoxFuture<Settle> + Send + Sync>;
@@ -236,11 +237,18 @@ pub struct WorkerStats {
 /// What [`Worker::shutdown`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Whether every in-flight task finished (and was settled) within the deadline.
+    /// Whether every task this worker claimed was settled (its outcome recorded) and its claim
+    /// loop ended only because it was asked to.
     pub clean: bool,
     /// Tasks still running at the deadline, abandoned (their leases run out and they are
     /// handed out again).
     pub abandoned: usize,
+    /// Tasks claimed whose outcome was not recorded: abandoned, their settle failed for good,
+    /// or it was still waiting at the deadline. They stay leased until their leases run out,
+    /// then are handed out again.
+    pub unsettled: u64,
+    /// Whether the claim loop ended by itself (a bug: it is built never to), not by shutdown.
+    pub claim_loop_failed: bool,
     /// The final counters.
     pub stats: WorkerStats,
 }
@@ -251,6 +259,7 @@ struct Shared {
     config: WorkerConfig,
     settle_tx: mpsc::UnboundedSender<(Task, Settle)>,
     counters: Arc<Counters>,
+    health: Arc<Health>,
 }
 
 /// A running worker; see the [module docs](self). Dropping it stops claiming (in-flight tasks
@@ -261,6 +270,7 @@ pub struct Worker {
     settler: tokio::task::JoinHandle<()>,
     waker: tokio::task::JoinHandle<()>,
     counters: Arc<Counters>,
+    health: Arc<Health>,
     timeout: Duration,
 }
 
@@ -330,10 +340,13 @@ impl Worker {
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let waker = tokio::spawn(wake_loop(subscriber, wake_tx, counters.clone()));
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let health = Arc::new(Health::default());
+        health.running(true);
         let settler = tokio::spawn(settle_loop(
             queue.clone(),
             settle_rx,
             counters.clone(),
+            health.clone(),
             config.on_settled.clone(),
         ));
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -344,6 +357,7 @@ impl Worker {
             config,
             settle_tx,
             counters: counters.clone(),
+            health: health.clone(),
         });
         let claimer = tokio::spawn(claim_loop(shared, wake_rx, shutdown_rx));
         Ok(Self {
@@ -352,6 +366,7 @@ impl Worker {
             settler,
             waker,
             counters,
+            health,
             timeout,
         })
     }
@@ -359,6 +374,12 @@ impl Worker {
     /// The counters so far.
     pub fn stats(&self) -> WorkerStats {
         self.counters.snapshot()
+    }
+
+    /// Whether the claim loop runs, when it last claimed, how many claims failed in a row and
+    /// the last error met (a key holding bad data is named there).
+    pub fn health(&self) -> WorkerHealth {
+        self.health.snapshot()
     }
 
     /// Graceful shutdown: asks for no more claims from the moment this is called (not when the
@@ -372,9 +393,13 @@ impl Worker {
     }
 
     async fn finish(self, deadline: tokio::time::Instant) -> ShutdownReport {
-        let mut running = match self.claimer.await {
-            Ok(set) => set,
-            Err(_) => JoinSet::new(),
+        let (mut running, claim_loop_failed) = match self.claimer.await {
+            Ok(set) => (set, false),
+            Err(e) => {
+                self.health
+                    .failed("claim", format!("the claim loop ended: {e}"));
+                (JoinSet::new(), true)
+            }
         };
         let finished = tokio::time::timeout_at(deadline, async {
             while running.join_next().await.is_some() {}
@@ -389,10 +414,17 @@ impl Worker {
             .await
             .is_ok();
         self.waker.abort();
+        self.health.running(false);
+        let stats = self.counters.snapshot();
+        let recorded =
+            stats.acked + stats.retried + stats.dead_lettered + stats.deferred + stats.lease_lost;
+        let unsettled = stats.claimed.saturating_sub(recorded);
         ShutdownReport {
-            clean: finished && settled && abandoned == 0,
+            clean: finished && settled && abandoned == 0 && unsettled == 0 && !claim_loop_failed,
             abandoned,
-            stats: self.counters.snapshot(),
+            unsettled,
+            claim_loop_failed,
+            stats,
         }
     }
 }
@@ -468,10 +500,11 @@ async fn claim_loop(
         wake.borrow_and_update();
         let asked = permits.len();
         shared.counters.claims.fetch_add(1, Ordering::Relaxed);
-        match shared.queue.claim(asked).await {
+        match claim_caught(&shared.queue, asked).await {
             Err(e) => {
                 shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(queue = shared.queue.name(), error = %e, "claim failed");
+                shared.health.claim_failed(e);
                 drop(permits);
                 tokio::select! {
                     biased;
@@ -481,6 +514,7 @@ async fn claim_loop(
                 error_wait = (error_wait * 2).min(Duration::from_secs(1));
             }
             Ok(claim) => {
+                shared.health.claimed();
                 error_wait = Duration::from_millis(10);
                 let got = claim.tasks.len();
                 let wakeup = claim.next_wakeup();
@@ -506,14 +540,26 @@ async fn claim_loop(
             }
         }
     }
+    shared.health.running(false);
     running
 }
 
-/// Polls a future, turning a panic into an error text.
-struct CatchUnwind(BoxFuture<Settle>);
+/// One claim, its error or a panic inside it (a bug) as text: nothing ends the claim loop.
+async fn claim_caught(queue: &Queue, asked: usize) -> std::result::Result<Claim, String> {
+    let queue = queue.clone();
+    let claim: BoxFuture<Result<Claim>> = Box::pin(async move { queue.claim(asked).await });
+    match CatchUnwind(claim).await {
+        Ok(Ok(claim)) => Ok(claim),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(panic),
+    }
+}
 
-impl Future for CatchUnwind {
-    type Output = std::result::Result<Settle, String>;
+/// Polls a future, turning a panic into an error text.
+struct CatchUnwind<T>(BoxFuture<T>);
+
+impl<T> Future for CatchUnwind<T> {
+    type Output = std::result::Result<T, String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let fut = &mut self.0;
@@ -526,7 +572,7 @@ impl Future for CatchUnwind {
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".to_owned());
-                Poll::Ready(Err(format!("the handler panicked: {text}")))
+                Poll::Ready(Err(format!("panicked: {text}")))
             }
         }
     }
@@ -591,8 +637,10 @@ async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
                     Ok(None) => {
                         // Lost (reclaimed after a long pause): finish, the settle will say so.
                     }
-                    Err(_) => {
+                    Err(e) => {
                         shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(queue = shared.queue.name(), task = %task.id, error = %e, "lease renewal failed");
+                        shared.health.failed("lease renewal", e.to_string());
                     }
                 }
             }
@@ -602,7 +650,7 @@ async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
         Ok(settle) => settle,
         Err(panic) => {
             shared.counters.panics.fetch_add(1, Ordering::Relaxed);
-            Settle::Fail(panic)
+            Settle::Fail(format!("the handler {panic}"))
         }
     }
 }
@@ -614,6 +662,7 @@ async fn settle_loop(
     queue: Queue,
     mut rx: mpsc::UnboundedReceiver<(Task, Settle)>,
     counters: Arc<Counters>,
+    health: Arc<Health>,
     hook: Option<SettledHook>,
 ) {
     let slots = Arc::new(Semaphore::new(SETTLES_IN_FLIGHT));
@@ -634,7 +683,7 @@ async fn settle_loop(
         in_flight.spawn(settle_batch(
             queue.clone(),
             batch,
-            counters.clone(),
+            (counters.clone(), health.clone()),
             hook.clone(),
             slot,
         ));
@@ -645,7 +694,7 @@ async fn settle_loop(
 async fn settle_batch(
     queue: Queue,
     batch: Vec<(Task, Settle)>,
-    counters: Arc<Counters>,
+    (counters, health): (Arc<Counters>, Arc<Health>),
     hook: Option<SettledHook>,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -680,9 +729,11 @@ async fn settle_batch(
                 // applied answers "lease lost", which changes nothing). Past that, the leases
                 // run out and the tasks are handed out again: at least once, never lost.
                 if !e.is_retryable() || tries > 15 {
-                    tracing::warn!(queue = queue.name(), error = %e, "settle failed; the leases will run out");
+                    tracing::warn!(queue = queue.name(), error = %e, tasks = batch.len(), "settle failed; the leases will run out");
+                    health.unsettled(batch.len() as u64, e.to_string());
                     return;
                 }
+                health.failed("settle", e.to_string());
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(1));
             }
