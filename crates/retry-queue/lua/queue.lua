@@ -2,7 +2,7 @@
 --
 -- KEYS (all of one queue, one hash tag; built in Rust):
 --   KEYS[1]  tasks     HASH  id -> record (below)
---   KEYS[2]  ready     LIST  ids; LPUSH at the back, RPOP from the front
+--   KEYS[2]  ready     LIST  ids; LPUSH at the back, RPOP side is the front
 --   KEYS[3]  delayed   ZSET  id -> due time (ms)
 --   KEYS[4]  leased    ZSET  id -> lease deadline (ms)
 --   KEYS[5]  leases    HASH  id -> fencing token of its lease (leased tasks only)
@@ -13,9 +13,10 @@
 --   KEYS[10] idem_exp  ZSET  idempotency key -> expires_at
 --   KEYS[11] info      HASH  seq (ids), token (fencing), completed, dead (counters)
 --
--- A record is little-endian binary (struct), written by Rust apart from its first 40 bytes:
+-- A record is little-endian binary (struct); the script writes its first 32 bytes, Rust the rest:
 --   a I4 attempts | s I4 stalls | prev I8 last backoff delay | since I8 | enq I8 enqueued at
---   | max I4 | lease I8 | plen I2 | clen I2 (48 bytes) | policy (plen) | component (clen) | payload
+--   (32 bytes) | max I4 | lease I8 | plen I2 | clen I2 (48 bytes) | policy (plen) | component
+--   (clen) | payload
 -- policy: B kind (0 exponential: I8 base, d factor, I8 cap | 1 fixed: I8 delay | 2 schedule:
 --   I2 n, n x I8), B jitter (0 none, 1 full, 2 equal, 3 decorrelated) -- kind and jitter first.
 -- An error history: B count, then per error I4 attempt, I8 at, I2 length, text.
@@ -23,6 +24,15 @@
 -- A task is in exactly one state: the one structure (ready, delayed, leased, dlq) holding its id;
 -- `leases` holds the token of exactly the leased ones. `since` is when it became (or becomes)
 -- ready, or when it was dead-lettered.
+--
+-- Stored data is validated before the first write (CONTRIBUTING.md): each operation reads or
+-- type-checks every key it may write and decodes every stored value it uses first. A record is
+-- used only when it is whole and in bounds (lease 1..2^35 ms to be leased; attempts <= max <=
+-- 10000, stalls < 2^31, delays <= 2^35 ms, times < 2^53, a sound policy and error history to be
+-- failed, deferred or dead-lettered); a task whose record is not is dead-lettered as
+-- `malformed` with its bytes kept, alone, and the rest of the batch applies. A counter in `info`
+-- that is not a whole number in bounds fails the call with CORRUPT <info key> field <name>,
+-- nothing written.
 --
 -- ARGV (every call):
 --   ARGV[1] op: enqueue | claim | settle | extend | stats | dlq_list | inspect | requeue | purge
@@ -33,18 +43,17 @@
 --           wake message (a prebuilt envelope)
 --   ARGV[4..] per op:
 --   enqueue  n, struct n x '<I8I8' (delay_ms, idempotency ttl_ms, 0 = no key), then n record
---            tails (the record from byte 41: max, lease, ..., payload), then the idempotency
+--            tails (the record from byte 33: max, lease, ..., payload), then the idempotency
 --            keys of the keyed tasks, in order
 --            -> { first id, (index, id of the original) for each duplicate ... }; task i's id is
 --               first id + i - 1 unless it is a duplicate
 --   claim    n, promote limit, reclaim limit
 --            -> { now, next_due|-1, next_deadline|-1, first token, id, record, id, record, ... }:
 --               the k-th task (from 0) got token first + k, deadline now + its lease
---   settle   n, struct n x '<BI8I8I8' (op 1 ack | 2 fail | 3 defer | 4 dead-letter, id, token, x:
---            the jitter draw 0..65535 of a fail, the delay of a defer), then the strings of the
---            ops in order: a fail's error; a dead-letter's reason, then its error
---            -> { status, attempts, due, ... } per op: status 0 lease lost, 1 acked,
---               2 retry scheduled, 3 dead-lettered, 4 deferred
+--   settle   n, struct n x '<BI8I8I8' (op, id, token, x: the jitter draw 0..65535 of a fail, the
+--            delay of a defer), then the strings of the ops in order: a fail's error; a
+--            dead-letter's reason, then its error
+--            -> { status, attempts, due, ... } per op
 --   extend   id, token, lease_ms ("" = the task's own) -> deadline, or -1 when the lease is lost
 --   stats    -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|-1, now,
 --                 next_due|-1 }
@@ -53,6 +62,10 @@
 --   requeue  reset 0|1, limit, ids... (none = the oldest `limit`) -> requeued ids
 --   purge    limit, ids... (none = the oldest `limit`) -> purged count
 
+-- Settle ops (ARGV) and settle answers: the same numbers in `src/queue.rs`.
+local OP_ACK, OP_FAIL, OP_DEFER, OP_DEAD = 1, 2, 3, 4
+local LOST, ACKED, RETRYING, BURIED, DEFERRED = 0, 1, 2, 3, 4
+
 local K_TASKS, K_READY, K_DELAYED, K_LEASED, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DLQ, K_ERR, K_DEAD, K_IDEM, K_IDEMX, K_INFO = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 
@@ -60,6 +73,8 @@ local op = ARGV[1]
 local now = ck_now(ARGV[2])
 local CFG = ARGV[3]
 local HDR = 48
+-- Bounds of stored numbers (the same in `src/queue.rs`): durations, times and counters.
+local MAXD, EXACT, MAXS, MAXA = 34359738368, 9007199254740992, 2147483648, 10000
 
 -- The helpers of the less travelled paths (events, dead letters, failures, stalls, the DLQ),
 -- made on first use: making a closure costs time on every call that makes it, so the hot paths
@@ -71,6 +86,7 @@ local function rare()
   local _, MAX_STALLS, DLQ_MAX, DLQ_AGE, MAX_ERRORS = struct.unpack('<BI4I8I8B', CFG)
   local QJSON, CH, WAKE_CH, WAKE_MSG = struct.unpack('<I2c0I2c0I2c0I2c0', CFG, 23)
   H.max_stalls = MAX_STALLS
+  H.dlq_age = DLQ_AGE
 
   function H.wake()
     redis.call('PUBLISH', WAKE_CH, WAKE_MSG)
@@ -95,12 +111,52 @@ local function rare()
     return cjson.encode(id)
   end
 
-  -- Whether a record is whole: its lease when it is.
-  function H.sound(rec)
+  -- The head of a record that is whole and in bounds: attempts, stalls, last delay, max,
+  -- lease, policy length; nil otherwise.
+  function H.head(rec)
     if not rec or #rec < HDR then return nil end
-    local lease, plen, clen = struct.unpack('<I8I2I2', rec, 37)
-    if #rec < HDR + plen + clen then return nil end
-    return lease
+    local a, s, prev, since, enq, max, lease, plen, clen =
+      struct.unpack('<I4I4I8I8I8I4I8I2I2', rec)
+    if #rec < HDR + plen + clen or lease < 1 or lease > MAXD or max < 1 or max > MAXA
+      or a > max or s >= MAXS or prev > MAXD or since >= EXACT or enq >= EXACT then
+      return nil
+    end
+    return a, s, prev, max, lease, plen
+  end
+
+  -- Whether the backoff policy (plen bytes after the head) is one the script can apply.
+  function H.policy_ok(rec, plen)
+    if plen < 2 then return false end
+    local kind, jit = struct.unpack('<BB', rec, HDR + 1)
+    if jit > 3 then return false end
+    if kind == 0 then
+      if plen ~= 26 then return false end
+      local base, factor, cap = struct.unpack('<I8dI8', rec, HDR + 3)
+      return cap <= MAXD and base <= cap and factor >= 1 and factor <= 100
+    elseif kind == 1 then
+      return plen == 10 and struct.unpack('<I8', rec, HDR + 3) <= MAXD
+    elseif kind == 2 then
+      if plen < 12 then return false end
+      local n = struct.unpack('<I2', rec, HDR + 3)
+      if n < 1 or plen ~= 4 + 8 * n then return false end
+      for i = 0, n - 1 do
+        if struct.unpack('<I8', rec, HDR + 5 + 8 * i) > MAXD then return false end
+      end
+      return true
+    end
+    return false
+  end
+
+  -- Whether an error history (or none) decodes to its last byte.
+  function H.history_ok(old)
+    if not old or #old == 0 then return true end
+    local pos = 2
+    for _ = 1, string.byte(old, 1) do
+      if pos + 13 > #old then return false end
+      local _, _, len = struct.unpack('<I4I8I2', old, pos)
+      pos = pos + 14 + len
+    end
+    return pos == #old + 1
   end
 
   -- The record with a new mutable head (attempts, stalls, last delay, since).
@@ -108,13 +164,14 @@ local function rare()
     return struct.pack('<I4I4I8I8c0', a, s, prev, since, string.sub(rec, 25))
   end
 
-  -- A stand-in record for a task whose own is missing or unreadable (dead-lettered as
-  -- malformed): fixed backoff 0 without jitter, 1 attempt, 1 ms lease, no component, no payload.
+  -- A stand-in record for a task whose own is missing: fixed backoff 0 without jitter, 1
+  -- attempt, 1 ms lease, no component, no payload.
   function H.stand_in()
     return struct.pack('<I4I4I8I8I8I4I8I2I2BBI8', 0, 0, 0, now, now, 1, 1, 10, 0, 1, 0, 0)
   end
 
-  -- The history `old` (or none) with one more error, the oldest dropped beyond the cap.
+  -- The history `old` (checked by history_ok, or none) with one more error, the oldest
+  -- dropped beyond the cap.
   function H.with_error(old, attempt, text)
     local count, rest = 0, ''
     if old and #old > 0 then
@@ -130,20 +187,35 @@ local function rare()
     return struct.pack('<Bc0I4I8I2c0', count + 1, rest, attempt, now, #text, text)
   end
 
-  -- Moves task `id` (out of its previous structure, its lease gone) with record `rec`
-  -- (attempts `a`, stalls `s`, last delay `prev`) to the dead-letter queue.
+  -- validate: what a dead-lettering writes (dlq, dead, errors through the caps, the counter).
+  function H.check_bury()
+    if H.bury_checked then return end
+    ck_expect_type(K_DLQ, 'zset')
+    ck_expect_type(K_DEAD, 'hash')
+    ck_expect_type(K_ERR, 'hash')
+    ck_expect_type(K_TASKS, 'hash')
+    ck_int(redis.call('HGET', K_INFO, 'dead'), K_INFO, 'field dead', EXACT - 1000000)
+    H.bury_checked = true
+  end
+
+  -- Moves task `id` (out of its previous structure, its lease gone) to the dead-letter queue,
+  -- its record rewritten (`rec` with attempts `a`, stalls `s`, last delay `prev`) or, when `a`
+  -- is nil, kept as it is. Needs check_bury first.
   function H.bury(id, rec, a, s, prev, reason)
-    redis.call('HSET', K_TASKS, id, H.rewrite(rec, a, s, prev, now))
+    if a then redis.call('HSET', K_TASKS, id, H.rewrite(rec, a, s, prev, now)) end
     redis.call('ZADD', K_DLQ, now, id)
     redis.call('HSET', K_DEAD, id, reason)
     redis.call('HINCRBY', K_INFO, 'dead', 1)
     H.emit('dead_lettered', string.format('"task":%s,"reason":%s,"attempts":%d,"stalls":%d',
-      H.jid(id), cjson.encode(reason), a, s))
+      H.jid(id), cjson.encode(reason), a or 0, s or 0))
     H.buried = H.buried + 1
   end
 
-  function H.bury_malformed(id)
-    H.bury(id, H.stand_in(), 0, 0, 0, 'malformed')
+  -- A task whose record cannot be used: dead-lettered as malformed, its bytes kept for an
+  -- operator (a missing record gets a stand-in, so the dead letter can be listed).
+  function H.bury_malformed(id, rec)
+    if not rec then redis.call('HSET', K_TASKS, id, H.stand_in()) end
+    H.bury(id, nil, nil, nil, nil, 'malformed')
   end
 
   function H.delete_dead(ids)
@@ -154,13 +226,17 @@ local function rare()
     redis.call('HDEL', K_DEAD, unpack(ids))
   end
 
-  -- Applies the DLQ caps (oldest first, at most 100 of each per call): the age cap on every
-  -- claim (`claiming`) and after a dead-lettering, the count cap after a dead-lettering.
-  function H.trim_dlq(claiming)
-    if H.buried == 0 and not claiming then return end
-    if DLQ_AGE > 0 then
-      H.delete_dead(redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - DLQ_AGE, 'LIMIT', 0, 100))
-    end
+  -- The dead letters past the age cap (oldest first, at most 100): read during validation,
+  -- deleted by trim_dlq.
+  function H.aged()
+    if DLQ_AGE == 0 then return {} end
+    return redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - DLQ_AGE, 'LIMIT', 0, 100)
+  end
+
+  -- Applies the DLQ caps: deletes `aged` (from H.aged) and, after a dead-lettering, the
+  -- oldest beyond the count cap (at most 100 per call).
+  function H.trim_dlq(aged)
+    H.delete_dead(aged)
     if H.buried > 0 and DLQ_MAX > 0 then
       local n = redis.call('ZCARD', K_DLQ)
       if n > DLQ_MAX then
@@ -170,7 +246,8 @@ local function rare()
   end
 
   -- The delay before retry number `attempt` (the attempt that just failed) of the task with
-  -- record `rec`, last delay `prev`, jitter draw r in 0..65535.
+  -- record `rec` (its policy checked by policy_ok), last delay `prev`, jitter draw r in
+  -- 0..65535.
   function H.backoff(rec, attempt, prev, r)
     local p = HDR + 1
     local kind, jit = struct.unpack('<BB', rec, p)
@@ -202,10 +279,10 @@ local function rare()
     return d
   end
 
-  -- Publishes a wake-up when a delayed task scheduled at `earliest` is now the first one due.
-  function H.wake_if_first(earliest)
+  -- The due time of the earliest delayed task, or nil (validation: reads `delayed`).
+  function H.first_due()
     local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
-    if first[2] and tonumber(first[2]) >= earliest then H.wake() end
+    return first[2] and tonumber(first[2])
   end
 
   -- The ids a DLQ operation applies to: those given that are dead, or the oldest `limit`.
@@ -229,100 +306,170 @@ end
 
 if op == 'claim' then
   local n, plimit, rlimit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  local start_len = nil
-  -- 1. Expired leases go back to ready (a stall), or to the DLQ after too many stalls.
+  -- validate: leased, delayed, ready, tasks and dlq are read before any write; the token
+  -- counter is decoded; each record claimed must be whole with a lease in bounds, each one
+  -- reclaimed whole and in bounds (else it is dead-lettered as malformed, alone); leases and
+  -- the dead-letter keys are type-checked when written.
   local first_lease = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
   local next_deadline = tonumber(first_lease[2] or -1)
+  local expired, exp_recs = nil, nil
   if first_lease[2] and next_deadline <= now then
+    expired = redis.call('ZRANGEBYSCORE', K_LEASED, '-inf', now, 'LIMIT', 0, rlimit)
+    exp_recs = redis.call('HMGET', K_TASKS, unpack(expired))
+    ck_expect_type(K_LEASES, 'hash')
+  end
+  local first_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  local next_due = tonumber(first_due[2] or -1)
+  local due = nil
+  if first_due[2] and next_due <= now then
+    due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, plimit)
+  end
+  -- The front of the ready list (its RPOP end), front first.
+  local front, was_empty = {}, nil
+  if n > 0 then
+    local tail = redis.call('LRANGE', K_READY, -n, -1)
+    for i = #tail, 1, -1 do front[#front + 1] = tail[i] end
+    was_empty = #tail == 0
+  elseif expired or due then
+    was_empty = redis.call('LLEN', K_READY) == 0
+  end
+  -- Reclaimed leases: back to ready (a stall) or, after too many stalls or with a record that
+  -- cannot be used, to the DLQ.
+  local sets, back, stalled, stalls, bad = {}, {}, {}, {}, {}
+  if expired then
     local h = rare()
-    local expired = redis.call('ZRANGEBYSCORE', K_LEASED, '-inf', now, 'LIMIT', 0, rlimit)
-    redis.call('ZREM', K_LEASED, unpack(expired))
-    redis.call('HDEL', K_LEASES, unpack(expired))
-    local recs = redis.call('HMGET', K_TASKS, unpack(expired))
-    local sets, back = {}, {}
     for i, id in ipairs(expired) do
-      local rec = recs[i]
-      if not h.sound(rec) then
-        h.bury_malformed(id)
+      local rec = exp_recs[i]
+      local a, s, prev = h.head(rec)
+      if not a then
+        bad[#bad + 1] = id
+        bad[id] = rec or false
       else
-        local a, s, prev = struct.unpack('<I4I4I8', rec)
         s = s + 1
-        h.emit('stalled', string.format('"task":%s,"stalls":%d', h.jid(id), s))
+        stalls[#stalls + 1] = { id, s }
         if s > h.max_stalls then
-          h.bury(id, rec, a, s, prev, 'stalled')
+          stalled[#stalled + 1] = { id, rec, a, s, prev }
         else
+          local r = h.rewrite(rec, a, s, prev, now)
           sets[#sets + 1] = id
-          sets[#sets + 1] = h.rewrite(rec, a, s, prev, now)
+          sets[#sets + 1] = r
           back[#back + 1] = id
+          back[id] = r
         end
       end
     end
-    if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
-    if #back > 0 then start_len = redis.call('LPUSH', K_READY, unpack(back)) - #back end
-    local l = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
-    next_deadline = tonumber(l[2] or -1)
   end
-  -- 2. Due delayed tasks join the back of the ready list, earliest first.
-  local first_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
-  local next_due = tonumber(first_due[2] or -1)
-  if first_due[2] and next_due <= now then
-    local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, plimit)
-    redis.call('ZREM', K_DELAYED, unpack(due))
-    local len = redis.call('LPUSH', K_READY, unpack(due)) - #due
-    if start_len == nil then start_len = len end
-    local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
-    next_due = tonumber(d[2] or -1)
+  -- The ids this claim takes: the front of the list, then the reclaimed, then the promoted
+  -- (the order in which they reach the front).
+  local take, from_front = {}, math.min(n, #front)
+  for i = 1, from_front do take[i] = front[i] end
+  local pushed = {}
+  for _, id in ipairs(back) do pushed[#pushed + 1] = id end
+  if due then for _, id in ipairs(due) do pushed[#pushed + 1] = id end end
+  local from_pushed = math.min(n - from_front, #pushed)
+  for i = 1, from_pushed do take[#take + 1] = pushed[i] end
+  -- Their records (the reclaimed ones are rewritten above).
+  local want = {}
+  for _, id in ipairs(take) do
+    if not back[id] then want[#want + 1] = id end
   end
-  -- 3. Lease up to n ready tasks.
-  local ids = {}
-  if n > 0 then ids = redis.call('RPOP', K_READY, n) or {} end
+  local got = {}
+  if #want > 0 then
+    local r = redis.call('HMGET', K_TASKS, unpack(want))
+    for i, id in ipairs(want) do got[id] = r[i] or false end
+  end
   local out = { now, next_due, next_deadline, 0 }
-  if #ids > 0 then
-    local recs = redis.call('HMGET', K_TASKS, unpack(ids))
-    local tok = redis.call('HINCRBY', K_INFO, 'token', #ids) - #ids
-    out[4] = tok + 1
-    local leases, tokens = {}, {}
-    local earliest = nil
-    for i, id in ipairs(ids) do
-      local rec = recs[i]
-      local lease = nil
-      -- Whether the record is whole (else the task is dead-lettered as malformed).
-      if rec and #rec >= HDR then
-        local l, plen, clen = struct.unpack('<I8I2I2', rec, 37)
-        if #rec >= HDR + plen + clen then lease = l end
-      end
-      if lease == nil then
-        rare().bury_malformed(id)
-      else
-        tok = tok + 1
-        local deadline = now + lease
-        if earliest == nil or deadline < earliest then earliest = deadline end
-        leases[#leases + 1] = deadline
-        leases[#leases + 1] = id
-        tokens[#tokens + 1] = id
-        tokens[#tokens + 1] = tok
-        out[#out + 1] = id
-        out[#out + 1] = rec
-      end
+  local leases, tokens = {}, {}
+  local earliest = nil
+  for _, id in ipairs(take) do
+    local rec = back[id] or got[id]
+    local lease = nil
+    -- Whether the record is whole with a lease in bounds (else dead-lettered as malformed).
+    if rec and #rec >= HDR then
+      local l, plen, clen = struct.unpack('<I8I2I2', rec, 37)
+      if #rec >= HDR + plen + clen and l >= 1 and l <= MAXD then lease = l end
     end
-    if earliest then
-      redis.call('ZADD', K_LEASED, unpack(leases))
-      redis.call('HSET', K_LEASES, unpack(tokens))
-      if next_deadline < 0 or earliest < next_deadline then out[3] = earliest end
+    if lease == nil then
+      if bad[id] == nil then
+        bad[#bad + 1] = id
+        bad[id] = rec or false
+      end
+    else
+      local deadline = now + lease
+      if earliest == nil or deadline < earliest then earliest = deadline end
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
+      tokens[#tokens + 1] = id
+      tokens[#tokens + 1] = 0
+      out[#out + 1] = id
+      out[#out + 1] = rec
     end
   end
-  -- Others sleep only after seeing an empty list: wake them when it filled up and still has work.
-  if start_len == 0 and #ids == n and redis.call('LLEN', K_READY) > 0 then rare().wake() end
-  -- The age cap holds even while nothing new is dead-lettered: every claim applies it.
-  if H then
-    H.trim_dlq(true)
+  local tok = nil
+  if earliest then
+    tok = ck_int(redis.call('HGET', K_INFO, 'token'), K_INFO, 'field token',
+      EXACT - 1 - #tokens / 2) or 0
+  end
+  local aged
+  if H or #bad > 0 or #stalled > 0 then
+    local h = rare()
+    if #bad > 0 or #stalled > 0 then h.check_bury() end
+    aged = h.aged()
+    if #aged > 0 then h.check_bury() end
   else
+    -- The age cap holds even while nothing new is dead-lettered: every claim applies it.
     local dlq_age = struct.unpack('<I8', CFG, 14)
     if dlq_age > 0 then
-      local old = redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - dlq_age, 'LIMIT', 0, 100)
-      if #old > 0 then rare().delete_dead(old) end
+      aged = redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - dlq_age, 'LIMIT', 0, 100)
+      if #aged > 0 then rare().check_bury() end
     end
   end
+  -- writes: (without reclaimed leases, the first write, the tokens' HSET, is what checks the
+  -- type of `leases` on the hot path)
+  if expired then
+    redis.call('ZREM', K_LEASED, unpack(expired))
+    redis.call('HDEL', K_LEASES, unpack(expired))
+  end
+  if earliest then
+    local k = 0
+    for i = 2, #tokens, 2 do
+      k = k + 1
+      tokens[i] = tok + k
+    end
+    redis.call('HSET', K_LEASES, unpack(tokens))
+    redis.call('HINCRBY', K_INFO, 'token', k)
+    out[4] = tok + 1
+  end
+  if expired then
+    for _, e in ipairs(stalls) do
+      H.emit('stalled', string.format('"task":%s,"stalls":%d', H.jid(e[1]), e[2]))
+    end
+    if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
+    for _, t in ipairs(stalled) do H.bury(t[1], t[2], t[3], t[4], t[5], 'stalled') end
+    local l = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
+    next_deadline = tonumber(l[2] or -1)
+    out[3] = next_deadline
+  end
+  if due then redis.call('ZREM', K_DELAYED, unpack(due)) end
+  if from_front > 0 then redis.call('LTRIM', K_READY, 0, -from_front - 1) end
+  if #pushed > from_pushed then
+    local rest = {}
+    for i = from_pushed + 1, #pushed do rest[#rest + 1] = pushed[i] end
+    redis.call('LPUSH', K_READY, unpack(rest))
+    -- Others sleep only after seeing an empty list: wake them when it filled up and still has
+    -- work this claim did not take.
+    if was_empty then rare().wake() end
+  end
+  for _, id in ipairs(bad) do H.bury_malformed(id, bad[id]) end
+  if earliest then
+    redis.call('ZADD', K_LEASED, unpack(leases))
+    if next_deadline < 0 or earliest < next_deadline then out[3] = earliest end
+  end
+  if due then
+    local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+    out[2] = tonumber(d[2] or -1)
+  end
+  if H and aged and (#aged > 0 or H.buried > 0) then H.trim_dlq(aged) end
   return out
 end
 
@@ -333,18 +480,29 @@ if op == 'settle' then
   for i = 1, n do
     kinds[i], ids[i], toks[i], xs[i], pos = struct.unpack('<BI8I8I8', ops, pos)
   end
+  -- validate: leases is read; the records and histories the ops use are read and decoded (a
+  -- task whose record or history cannot be used is dead-lettered as malformed, alone); then
+  -- the keys the ops write are type-checked and the counters they bump decoded.
   local held = redis.call('HMGET', K_LEASES, unpack(ids))
   local emit_ok = string.byte(CFG, 1) == 1
   -- Which ops hold their lease (the first of duplicates); the records of those that are no ack
   -- (and of the acks too when `succeeded` events, which tell the attempt, are on).
-  local valid, done, need = {}, {}, {}
+  local valid, done, need, unlease = {}, {}, {}, {}
+  local acks, others = 0, 0
   for i = 1, n do
     local id = ids[i]
     if held[i] and not done[id] and tonumber(held[i]) == toks[i] then
       done[id] = true
       valid[i] = true
-      if kinds[i] ~= 1 or emit_ok then need[#need + 1] = id end
+      unlease[#unlease + 1] = id
+      if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
+      if kinds[i] ~= OP_ACK or emit_ok then need[#need + 1] = id end
     end
+  end
+  if acks + others == 0 then
+    local out = {}
+    for i = 1, 3 * n do out[i] = LOST end
+    return out
   end
   local recs, errs = {}, {}
   if #need > 0 then
@@ -354,58 +512,93 @@ if op == 'settle' then
       recs[id] = r[i]
       errs[id] = e[i]
     end
+  else
+    ck_expect_type(K_TASKS, 'hash')
+    ck_expect_type(K_ERR, 'hash')
   end
-  local out, unlease, acked, sets, errsets, delayed = {}, {}, {}, {}, {}, {}
+  -- What each valid op that is no ack does: { a, s, prev } of a usable record, or false.
+  local heads, burials, delays = {}, 0, 0
+  if others > 0 then
+    local h = rare()
+    for i = 1, n do
+      local what, id = kinds[i], ids[i]
+      if valid[i] and what ~= OP_ACK then
+        local rec = recs[id]
+        local a, s, prev, max, _, plen = h.head(rec)
+        if a and what ~= OP_DEFER and not h.history_ok(errs[id]) then a = nil end
+        if a and what == OP_FAIL and a + 1 < max and not h.policy_ok(rec, plen) then a = nil end
+        if not a then
+          heads[i] = false
+          burials = burials + 1
+        else
+          heads[i] = { a, s, prev, max }
+          if what == OP_DEAD or (what == OP_FAIL and a + 1 >= max) then
+            burials = burials + 1
+          else
+            delays = delays + 1
+          end
+        end
+      end
+    end
+  end
+  if acks > 0 then
+    ck_int(redis.call('HGET', K_INFO, 'completed'), K_INFO, 'field completed', EXACT - n)
+  end
+  if burials > 0 then H.check_bury() end
+  local first_due, aged = nil, nil
+  if delays > 0 then first_due = H.first_due() end
+  if burials > 0 then aged = H.aged() end
+  -- writes: (the first one, the ZREM from `leased`, checks that key's type)
+  redis.call('ZREM', K_LEASED, unpack(unlease))
+  redis.call('HDEL', K_LEASES, unpack(unlease))
+  local out, acked, sets, errsets, delayed = {}, {}, {}, {}, {}
   local earliest = nil
   local spos = 6
   for i = 1, n do
     local what, id = kinds[i], ids[i]
     local text, reason = nil, nil
-    if what == 2 then
+    if what == OP_FAIL then
       text = ARGV[spos]
       spos = spos + 1
-    elseif what == 4 then
+    elseif what == OP_DEAD then
       reason, text = ARGV[spos], ARGV[spos + 1]
       spos = spos + 2
     end
     local k = #out
     if not valid[i] then
-      out[k + 1], out[k + 2], out[k + 3] = 0, 0, 0
-    elseif what == 1 then
-      unlease[#unlease + 1] = id
+      out[k + 1], out[k + 2], out[k + 3] = LOST, 0, 0
+    elseif what == OP_ACK then
       acked[#acked + 1] = id
       if emit_ok then
         local rec, a = recs[id], 0
-        if rare().sound(rec) then a = struct.unpack('<I4', rec) end
-        H.emit('succeeded', string.format('"task":"%d","attempt":%d', id, a + 1))
+        if rec and #rec >= 4 then a = struct.unpack('<I4', rec) end
+        rare().emit('succeeded', string.format('"task":"%d","attempt":%d', id, a + 1))
       end
-      out[k + 1], out[k + 2], out[k + 3] = 1, 0, 0
+      out[k + 1], out[k + 2], out[k + 3] = ACKED, 0, 0
     else
-      local h = rare()
-      unlease[#unlease + 1] = id
-      local rec = recs[id]
-      if not h.sound(rec) then
-        h.bury_malformed(id)
-        out[k + 1], out[k + 2], out[k + 3] = 3, 0, 0
+      local h = H
+      local rec, head = recs[id], heads[i]
+      if not head then
+        h.bury_malformed(id, rec)
+        out[k + 1], out[k + 2], out[k + 3] = BURIED, 0, 0
       else
-        local a, s, prev = struct.unpack('<I4I4I8', rec)
-        if what == 4 then
+        local a, s, prev, max = head[1], head[2], head[3], head[4]
+        if what == OP_DEAD then
           errs[id] = h.with_error(errs[id], a + 1, text)
           errsets[#errsets + 1] = id
           errsets[#errsets + 1] = errs[id]
           h.bury(id, rec, a, s, prev, reason)
-          out[k + 1], out[k + 2], out[k + 3] = 3, a, 0
+          out[k + 1], out[k + 2], out[k + 3] = BURIED, a, 0
         else
           local delay
-          if what == 2 then
+          if what == OP_FAIL then
             a = a + 1
             errs[id] = h.with_error(errs[id], a, text)
             errsets[#errsets + 1] = id
             errsets[#errsets + 1] = errs[id]
-            local max = struct.unpack('<I4', rec, 33)
             if a >= max then
               h.bury(id, rec, a, s, prev, 'exhausted')
-              out[k + 1], out[k + 2], out[k + 3] = 3, a, 0
+              out[k + 1], out[k + 2], out[k + 3] = BURIED, a, 0
             else
               delay = h.backoff(rec, a, prev, xs[i])
               prev = delay
@@ -420,21 +613,17 @@ if op == 'settle' then
             delayed[#delayed + 1] = due
             delayed[#delayed + 1] = id
             if earliest == nil or due < earliest then earliest = due end
-            if what == 2 then
+            if what == OP_FAIL then
               h.emit('retry_scheduled', string.format(
                 '"task":"%d","attempt":%d,"delay_ms":%d,"due_ms":%d', id, a, delay, due))
-              out[k + 1], out[k + 2], out[k + 3] = 2, a, due
+              out[k + 1], out[k + 2], out[k + 3] = RETRYING, a, due
             else
-              out[k + 1], out[k + 2], out[k + 3] = 4, a, due
+              out[k + 1], out[k + 2], out[k + 3] = DEFERRED, a, due
             end
           end
         end
       end
     end
-  end
-  if #unlease > 0 then
-    redis.call('ZREM', K_LEASED, unpack(unlease))
-    redis.call('HDEL', K_LEASES, unpack(unlease))
   end
   if #acked > 0 then
     redis.call('HDEL', K_TASKS, unpack(acked))
@@ -445,43 +634,47 @@ if op == 'settle' then
   if #sets > 0 then
     redis.call('HSET', K_TASKS, unpack(sets))
     redis.call('ZADD', K_DELAYED, unpack(delayed))
-    H.wake_if_first(earliest)
+    -- Wake the sleepers when a retry is now the first task due.
+    if not first_due or earliest <= first_due then H.wake() end
   end
-  if H then H.trim_dlq(false) end
+  if aged then H.trim_dlq(aged) end
   return out
 end
 
 if op == 'enqueue' then
   local n, nums = tonumber(ARGV[4]), ARGV[5]
   local kpos = 6 + n
+  -- validate: idem and idem_exp are read when keys are in use (an entry that does not decode
+  -- counts as expired and is replaced), the id sequence is decoded, ready and delayed are read
+  -- when written; tasks is checked by the first write.
+  local old, held = nil, nil
   if #ARGV >= kpos then
-    -- Expired idempotency keys go (at most 100 per call) when keys are in use.
-    local old = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now, 'LIMIT', 0, 100)
-    if #old > 0 then
-      redis.call('ZREM', K_IDEMX, unpack(old))
-      redis.call('HDEL', K_IDEM, unpack(old))
-    end
+    old = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now, 'LIMIT', 0, 100)
+    local keys = {}
+    for i = kpos, #ARGV do keys[#keys + 1] = ARGV[i] end
+    held = redis.call('HMGET', K_IDEM, unpack(keys))
   end
-  local seq = redis.call('HINCRBY', K_INFO, 'seq', n) - n
-  local out, sets, ready, delayed = { seq + 1 }, {}, {}, {}
+  local seq = ck_int(redis.call('HGET', K_INFO, 'seq'), K_INFO, 'field seq', EXACT - 1 - n) or 0
+  local out, sets, ready, delayed, claims = { seq + 1 }, {}, {}, {}, {}
   local earliest = nil
   local pos, delay, ttl = 1, 0, 0
+  local k, mine = 0, {}
   for i = 1, n do
     seq = seq + 1
     delay, ttl, pos = struct.unpack('<I8I8', nums, pos)
     local dup = nil
     if ttl > 0 then
-      local key = ARGV[kpos]
-      kpos = kpos + 1
-      local v = redis.call('HGET', K_IDEM, key)
-      if v then
+      k = k + 1
+      local key = ARGV[kpos + k - 1]
+      dup = mine[key]
+      local v = held[k]
+      if not dup and v and #v == 16 then
         local vid, exp = struct.unpack('<I8I8', v)
-        if exp > now then dup = vid end
+        if exp > now and vid < EXACT then dup = vid end
       end
       if not dup then
-        local exp = now + ttl
-        redis.call('HSET', K_IDEM, key, struct.pack('<I8I8', seq, exp))
-        redis.call('ZADD', K_IDEMX, exp, key)
+        mine[key] = seq
+        claims[#claims + 1] = { key, seq, now + ttl }
       end
     end
     if dup then
@@ -500,11 +693,27 @@ if op == 'enqueue' then
       end
     end
   end
+  local was_empty, first_due = false, nil
+  if #ready > 0 then was_empty = redis.call('LLEN', K_READY) == 0 end
+  if #delayed > 0 then first_due = rare().first_due() end
+  -- writes: (the first one, the records' HSET, checks the type of `tasks`)
   if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
-  if #ready > 0 and redis.call('LPUSH', K_READY, unpack(ready)) == #ready then rare().wake() end
+  if old and #old > 0 then
+    redis.call('ZREM', K_IDEMX, unpack(old))
+    redis.call('HDEL', K_IDEM, unpack(old))
+  end
+  for _, c in ipairs(claims) do
+    redis.call('HSET', K_IDEM, c[1], struct.pack('<I8I8', c[2], c[3]))
+    redis.call('ZADD', K_IDEMX, c[3], c[1])
+  end
+  redis.call('HINCRBY', K_INFO, 'seq', n)
+  if #ready > 0 then
+    redis.call('LPUSH', K_READY, unpack(ready))
+    if was_empty then rare().wake() end
+  end
   if #delayed > 0 then
     redis.call('ZADD', K_DELAYED, unpack(delayed))
-    rare().wake_if_first(earliest)
+    if not first_due or earliest <= first_due then H.wake() end
   end
   return out
 end
@@ -513,13 +722,17 @@ local h = rare()
 
 if op == 'extend' then
   local id, tok = ARGV[4], tonumber(ARGV[5])
+  -- validate: leases is read; the task's own lease (when used) must be in bounds; leased is
+  -- checked by the only write.
   local held = redis.call('HGET', K_LEASES, id)
   if not held or tonumber(held) ~= tok then return -1 end
   local ms = tonumber(ARGV[6])
   if ms == nil then
-    ms = h.sound(redis.call('HGET', K_TASKS, id))
-    if ms == nil then return -1 end
+    local a, _, _, _, lease = h.head(redis.call('HGET', K_TASKS, id))
+    if not a then return -1 end
+    ms = lease
   end
+  -- writes:
   redis.call('ZADD', K_LEASED, 'XX', now + ms, id)
   return now + ms
 end
@@ -527,14 +740,16 @@ end
 if op == 'stats' then
   local ready = redis.call('LLEN', K_READY)
   local info = redis.call('HMGET', K_INFO, 'completed', 'dead')
+  local completed = ck_int(info[1], K_INFO, 'field completed', EXACT) or 0
+  local dead = ck_int(info[2], K_INFO, 'field dead', EXACT) or 0
   local oldest = -1
   if ready > 0 then
     local rec = redis.call('HGET', K_TASKS, redis.call('LINDEX', K_READY, -1))
-    if h.sound(rec) then oldest = struct.unpack('<I8', rec, 17) end
+    if h.head(rec) then oldest = struct.unpack('<I8', rec, 17) end
   end
   local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
   return { ready, redis.call('ZCARD', K_DELAYED), redis.call('ZCARD', K_LEASED),
-           redis.call('ZCARD', K_DLQ), tonumber(info[1] or 0), tonumber(info[2] or 0), oldest, now,
+           redis.call('ZCARD', K_DLQ), completed, dead, oldest, now,
            d[2] and tonumber(d[2]) or -1 }
 end
 
@@ -574,34 +789,53 @@ end
 
 if op == 'requeue' then
   local reset = ARGV[4] == '1'
+  -- validate: dlq and tasks are read, dead, errors and ready type-checked. A record that cannot
+  -- be used is requeued as it is (the claim dead-letters it again, its bytes kept).
   local ids = h.dead_ids(tonumber(ARGV[5]), 6)
   if #ids == 0 then return {} end
   local recs = redis.call('HMGET', K_TASKS, unpack(ids))
+  ck_expect_type(K_DEAD, 'hash')
+  ck_expect_type(K_ERR, 'hash')
+  local was_empty = redis.call('LLEN', K_READY) == 0
   local sets = {}
   for i, id in ipairs(ids) do
     local rec = recs[i]
-    if not h.sound(rec) then rec = h.stand_in() end
-    local a, _, prev = struct.unpack('<I4I4I8', rec)
-    local max = struct.unpack('<I4', rec, 33)
-    if reset then
-      a, prev = 0, 0
-    elseif a >= max then
-      a = max - 1
+    local a, _, prev, max = h.head(rec)
+    if a then
+      if reset then
+        a, prev = 0, 0
+      elseif a >= max then
+        a = max - 1
+      end
+      sets[#sets + 1] = id
+      sets[#sets + 1] = h.rewrite(rec, a, 0, prev, now)
+    elseif not rec then
+      sets[#sets + 1] = id
+      sets[#sets + 1] = h.stand_in()
     end
-    sets[#sets + 1] = id
-    sets[#sets + 1] = h.rewrite(rec, a, 0, prev, now)
+  end
+  -- writes:
+  for _, id in ipairs(ids) do
     h.emit('requeued', string.format('"task":%s,"reset":%s', h.jid(id), reset and 'true' or 'false'))
   end
   redis.call('ZREM', K_DLQ, unpack(ids))
   redis.call('HDEL', K_DEAD, unpack(ids))
   if reset then redis.call('HDEL', K_ERR, unpack(ids)) end
-  redis.call('HSET', K_TASKS, unpack(sets))
-  if redis.call('LPUSH', K_READY, unpack(ids)) == #ids then h.wake() end
+  if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
+  redis.call('LPUSH', K_READY, unpack(ids))
+  if was_empty then h.wake() end
   return ids
 end
 
 if op == 'purge' then
+  -- validate: dlq is read; tasks, errors and dead type-checked.
   local ids = h.dead_ids(tonumber(ARGV[4]), 5)
+  if #ids > 0 then
+    ck_expect_type(K_TASKS, 'hash')
+    ck_expect_type(K_ERR, 'hash')
+    ck_expect_type(K_DEAD, 'hash')
+  end
+  -- writes:
   h.delete_dead(ids)
   return #ids
 end

@@ -253,6 +253,9 @@ pub struct DeadLetter {
     pub enqueued_ms: u64,
     /// Its component.
     pub component: Option<String>,
+    /// The stored record's bytes when they do not decode (it was dead-lettered as
+    /// `malformed`, and the fields above are zero); `None` for a record that decodes.
+    pub raw_record: Option<Vec<u8>>,
 }
 
 /// Everything about one task, from [`Queue::inspect`].
@@ -280,12 +283,16 @@ pub struct TaskInfo {
     pub errors: Vec<ErrorRecord>,
     /// Why it was dead-lettered (dead tasks only).
     pub reason: Option<String>,
+    /// The stored record's bytes when they do not decode (the fields above from the record
+    /// are then zero or empty): such a task is dead-lettered as `malformed` when claimed.
+    pub raw_record: Option<Vec<u8>>,
 }
 
 /// A task's stored record, decoded (see `lua/queue.lua`: a fixed 48-byte head, then the
-/// policy, the component and the payload).
+/// policy, the component and the payload). Decoding checks the lengths only; the script also
+/// bounds the numbers it uses.
 #[doc(hidden)]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
     /// Failures so far.
     pub attempts: u32,
@@ -312,7 +319,22 @@ pub struct Record {
 /// The length of a record's fixed head.
 const HEAD: usize = 48;
 /// The part of the head the script writes (attempts, stalls, last delay, since, enqueued).
-const SCRIPT_HEAD: usize = 40;
+const SCRIPT_HEAD: usize = 32;
+
+/// Settle ops as the script takes them, and its answers (`lua/queue.lua` has the same
+/// numbers).
+mod code {
+    pub(super) const ACK: u8 = 1;
+    pub(super) const FAIL: u8 = 2;
+    pub(super) const DEFER: u8 = 3;
+    pub(super) const DEAD_LETTER: u8 = 4;
+
+    pub(super) const LOST: u64 = 0;
+    pub(super) const ACKED: u64 = 1;
+    pub(super) const RETRYING: u64 = 2;
+    pub(super) const BURIED: u64 = 3;
+    pub(super) const DEFERRED: u64 = 4;
+}
 
 fn le_u64(b: &[u8], at: usize, len: usize) -> u64 {
     let mut v = [0u8; 8];
@@ -608,7 +630,7 @@ impl Queue {
             .arg(c.promote_limit)
             .arg(c.reclaim_limit);
         let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        decode_claim(&values)
+        decode_claim(&values, &self.inner.keys[0])
     }
 
     /// Settles leased tasks in one script; the answers are in the same order.
@@ -643,13 +665,13 @@ impl Queue {
                 let mut texts: Vec<&str> = Vec::new();
                 for (op, id) in &sent {
                     let (code, x) = match &op.settle {
-                        Settle::Ack => (1u8, 0),
+                        Settle::Ack => (code::ACK, 0),
                         Settle::Fail(error) => {
                             texts.push(cut(error));
-                            (2, u64::from(op.draw.min(65_535)))
+                            (code::FAIL, u64::from(op.draw.min(65_535)))
                         }
                         Settle::Defer(d) => (
-                            3,
+                            code::DEFER,
                             u64::try_from(d.as_millis())
                                 .unwrap_or(u64::MAX)
                                 .min(crate::options::MAX_DURATION_MS),
@@ -657,7 +679,7 @@ impl Queue {
                         Settle::DeadLetter { reason, error } => {
                             texts.push(reason);
                             texts.push(cut(error));
-                            (4, 0)
+                            (code::DEAD_LETTER, 0)
                         }
                     };
                     packed.push(code);
@@ -684,13 +706,13 @@ impl Queue {
                     continue;
                 }
                 sent.next();
-                let a = answers.next().unwrap_or(&[0, 0, 0]);
-                let (attempts, due_ms) = (a[1] as u32, a[2]);
+                let a = answers.next().unwrap_or(&[code::LOST, 0, 0]);
+                let (attempts, due_ms) = (u32::try_from(a[1]).unwrap_or(u32::MAX), a[2]);
                 out.push(match a[0] {
-                    1 => Settled::Acked,
-                    2 => Settled::RetryScheduled { attempts, due_ms },
-                    3 => Settled::DeadLettered { attempts },
-                    4 => Settled::Deferred { due_ms },
+                    code::ACKED => Settled::Acked,
+                    code::RETRYING => Settled::RetryScheduled { attempts, due_ms },
+                    code::BURIED => Settled::DeadLettered { attempts },
+                    code::DEFERRED => Settled::Deferred { due_ms },
                     _ => Settled::LeaseLost,
                 });
             }
@@ -734,14 +756,18 @@ impl Queue {
         self.settle_one(task, settle).await
     }
 
-    /// Extends a lease to `by` from now (`None`: the task's own lease length). Answers the new
-    /// deadline, or `None` when the lease is lost.
+    /// Extends a lease to `by` from now (`None`: the task's own lease length; at most
+    /// [`MAX_DURATION_MS`](crate::MAX_DURATION_MS)). Answers the new deadline, or `None` when the
+    /// lease is lost.
     pub async fn extend(&self, task: &Task, by: Option<Duration>) -> Result<Option<u64>> {
         let mut call = self.call("extend");
-        call.arg(&task.id).arg(task.token).arg(
-            by.map(|d| d.as_millis().max(1).to_string())
-                .unwrap_or_default(),
-        );
+        let by = by.map(|d| {
+            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            ms.clamp(1, crate::options::MAX_DURATION_MS).to_string()
+        });
+        call.arg(&task.id)
+            .arg(task.token)
+            .arg(by.unwrap_or_default());
         let deadline: i64 = call.invoke(&self.inner.pool).await?;
         Ok(u64::try_from(deadline).ok())
     }
@@ -786,8 +812,11 @@ impl Queue {
                 let dead_at_ms = int(&row[1])
                     .and_then(|x| u64::try_from(x).ok())
                     .ok_or_else(corrupt)?;
-                let m = Record::decode(&bytes(&row[3]))
-                    .ok_or_else(|| QueueError::Corrupt(format!("task {id} record {:?}", row[3])))?;
+                let raw = bytes(&row[3]);
+                let (m, raw_record) = match Record::decode(&raw) {
+                    Some(m) => (m, None),
+                    None => (Record::default(), Some(raw)),
+                };
                 Ok(DeadLetter {
                     id,
                     dead_at_ms,
@@ -796,6 +825,7 @@ impl Queue {
                     stalls: m.stalls,
                     enqueued_ms: m.enqueued,
                     component: m.component,
+                    raw_record,
                 })
             })
             .collect()
@@ -822,7 +852,11 @@ impl Queue {
             _ => return Err(corrupt()),
         };
         let at = int(&v[1]).ok_or_else(corrupt)?;
-        let record = Record::decode(&bytes(&v[2])).ok_or_else(corrupt)?;
+        let raw = bytes(&v[2]);
+        let (record, raw_record) = match Record::decode(&raw) {
+            Some(record) => (record, None),
+            None => (Record::default(), Some(raw)),
+        };
         // A history that does not decode is no reason to hide the task.
         let errors = decode_errors(&bytes(&v[3])).unwrap_or_default();
         let reason = text(&v[4]);
@@ -838,6 +872,7 @@ impl Queue {
             payload: record.payload,
             errors,
             reason: (!reason.is_empty()).then_some(reason),
+            raw_record,
         }))
     }
 
@@ -940,7 +975,7 @@ fn text(v: &Value) -> String {
     String::from_utf8_lossy(&bytes(v)).into_owned()
 }
 
-fn decode_claim(values: &[Value]) -> Result<Claim> {
+fn decode_claim(values: &[Value], tasks_key: &Key) -> Result<Claim> {
     let corrupt = || QueueError::Corrupt(format!("claim answered {values:?}"));
     if values.len() < 4 || !values.len().is_multiple_of(2) {
         return Err(corrupt());
@@ -958,12 +993,23 @@ fn decode_claim(values: &[Value]) -> Result<Claim> {
         let Value::BulkString(rec) = &pair[1] else {
             return Err(corrupt());
         };
-        let r = Record::decode(rec).ok_or_else(corrupt)?;
+        let id = text(&pair[0]);
+        // The script leases only records that decode with a lease in bounds.
+        let unusable = || {
+            QueueError::Core(coordkit_core::Error::corrupt(
+                tasks_key.as_str(),
+                format!("the record of task {id} was leased but does not decode"),
+            ))
+        };
+        let r = Record::decode(rec).ok_or_else(unusable)?;
+        if !(1..=crate::options::MAX_DURATION_MS).contains(&r.lease) {
+            return Err(unusable());
+        }
         tasks.push(Task {
-            id: text(&pair[0]),
-            token: first + k as u64,
-            deadline_ms: now + r.lease,
-            attempt: r.attempts + 1,
+            token: first.checked_add(k as u64).ok_or_else(corrupt)?,
+            deadline_ms: now.checked_add(r.lease).ok_or_else(corrupt)?,
+            id,
+            attempt: r.attempts.saturating_add(1),
             stalls: r.stalls,
             component: r.component,
             payload: r.payload,

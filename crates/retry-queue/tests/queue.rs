@@ -315,14 +315,25 @@ redis_test! {
             assert_eq!(queue.ack(t).await.unwrap(), Settled::Acked);
         }
         let dead = queue.dead_letters(0, 10).await.unwrap();
-        let dead: Vec<(&str, &str)> = dead.iter().map(|d| (d.id.as_str(), d.reason.as_str())).collect();
-        assert_eq!(dead, [(ids[1].as_str(), "malformed"), (ids[2].as_str(), "malformed")]);
+        let rows: Vec<(&str, &str)> = dead.iter().map(|d| (d.id.as_str(), d.reason.as_str())).collect();
+        assert_eq!(rows, [(ids[1].as_str(), "malformed"), (ids[2].as_str(), "malformed")]);
+        // The unreadable bytes are kept for an operator; the missing record has a stand-in.
+        assert_eq!(dead[0].raw_record.as_deref(), Some(&b"short"[..]));
+        assert_eq!(dead[1].raw_record, None);
+        let info = queue.inspect(&ids[1]).await.unwrap().unwrap();
+        assert_eq!((info.state, info.raw_record.as_deref()), (TaskState::Dead, Some(&b"short"[..])));
         let stats = queue.stats().await.unwrap();
         assert_eq!((stats.ready, stats.leased, stats.dead, stats.completed), (0, 0, 2, 2));
         // A dead-lettered stand-in can be requeued and processed like any task.
-        assert_eq!(queue.requeue(&[ids[1].as_str()], true).await.unwrap(), vec![ids[1].clone()]);
+        assert_eq!(queue.requeue(&[ids[2].as_str()], true).await.unwrap(), vec![ids[2].clone()]);
         let t = queue.claim(1).await.unwrap().tasks.remove(0);
-        assert_eq!((t.id.as_str(), t.payload.as_slice()), (ids[1].as_str(), &b""[..]));
+        assert_eq!((t.id.as_str(), t.payload.as_slice()), (ids[2].as_str(), &b""[..]));
         assert_eq!(queue.ack(&t).await.unwrap(), Settled::Acked);
+        // Requeued unreadable bytes come back to the DLQ at the next claim, still kept.
+        assert_eq!(queue.requeue(&[ids[1].as_str()], true).await.unwrap(), vec![ids[1].clone()]);
+        assert!(queue.claim(1).await.unwrap().tasks.is_empty());
+        let dead = queue.dead_letters(0, 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].raw_record.as_deref(), Some(&b"short"[..]));
     }
 }
