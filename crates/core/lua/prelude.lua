@@ -81,10 +81,13 @@ local function ck_int(value, key, what, max)
   if not value then return nil end
   local n = tonumber(value)
   if n == nil or n ~= n or n < 0 or n > max or n % 1 ~= 0 then
-    local shown = tostring(value)
-    if #shown > 40 then shown = string.sub(shown, 1, 40) .. '...' end
-    error({ err = 'CORRUPT ' .. key .. ' ' .. what .. ' is ' .. string.format('%q', shown)
-      .. ', not a whole number in 0..' .. string.format('%d', max) })
+    -- The value as printable ASCII (an error reply must be valid text), cut to 40 bytes.
+    local shown = string.gsub(string.sub(tostring(value), 1, 40), '[^%w%p ]', function(c)
+      return string.format('\\x%02x', string.byte(c))
+    end)
+    if #tostring(value) > 40 then shown = shown .. '...' end
+    error({ err = 'CORRUPT ' .. key .. ' ' .. what .. ' is "' .. shown
+      .. '", not a whole number in 0..' .. string.format('%d', max) })
   end
   return n
 end
