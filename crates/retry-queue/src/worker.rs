@@ -725,10 +725,11 @@ async fn settle_batch(
             Err(e) => {
                 counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 tries += 1;
-                // Redis unavailable: keep trying for a while (a retried settle that had been
-                // applied answers "lease lost", which changes nothing). Past that, the leases
-                // run out and the tasks are handed out again: at least once, never lost.
-                if !e.is_retryable() || tries > 15 {
+                // Redis unavailable, or a key holding bad data that an operator may repair:
+                // keep trying for a while (a retried settle that had been applied answers
+                // "lease lost", which changes nothing). Past that, the leases run out and the
+                // tasks are handed out again: at least once, never lost.
+                if tries > 15 {
                     tracing::warn!(queue = queue.name(), error = %e, tasks = batch.len(), "settle failed; the leases will run out");
                     health.unsettled(batch.len() as u64, e.to_string());
                     return;
