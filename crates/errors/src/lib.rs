@@ -150,5 +150,5 @@ pub use query::{
 };
 pub use tracker::{
     ErrorTracker, INSTANCE_KIND, MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTES, MAX_BATCH,
-    MAX_FIELD_BYTES, MAX_FRAMES, Recorded, Resolution, TrackerBuilder,
+    MAX_FIELD_BYTES, MAX_FRAMES, Recorded, Repair, Resolution, TrackerBuilder,
 };
