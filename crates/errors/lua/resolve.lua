@@ -29,9 +29,8 @@ if ok then
   end
 end
 if not ok then
-  local shown = string.format('%q', string.sub(state, 1, 40))
-  ck_corrupt(data, 'signature ' .. sig .. ' state (' .. #state .. ' bytes, ' .. shown
-    .. ') does not decode: six whole numbers in 0..2^53 then the components')
+  ck_corrupt(data, 'signature ' .. sig .. ' state (' .. #state .. ' bytes) does not decode:'
+    .. ' six whole numbers in 0..2^53 then the components')
 end
 if resolved > 0 then
   return { 2, resolved }

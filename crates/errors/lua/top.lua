@@ -9,7 +9,7 @@
 -- Returns {complete, undecodable, sig1, count1, state1, meta1, sig2, ...}: complete = 0 when the
 -- log was trimmed by count inside the window (counts are then lower bounds); undecodable = the
 -- window's entries that name no signature (written by something else: no "f", or one that is
--- empty or starts with "~", the tracker's own fields), left out of the counts; state and meta
+-- not a signature's ASCII or starts with "~", the tracker's own fields), left out of the counts; state and meta
 -- are "" for a signature no longer tracked (Rust decodes them). Ordered by count (descending),
 -- then signature.
 local now = ck_now(ARGV[1])
@@ -22,7 +22,8 @@ for _, item in ipairs(entries) do
   for i = 1, #fields, 2 do
     if fields[i] == 'f' then sig = fields[i + 1] end
   end
-  if sig and sig ~= '' and string.byte(sig, 1) ~= 126 then
+  -- Signatures are ASCII: "v<n>-<hex>" or "c-<cleaned>" (with "~<digest>" when cut).
+  if sig and string.byte(sig, 1) ~= 126 and string.find(sig, '^[%w%-%._:/@~]+$') then
     local c = counts[sig]
     if c then
       counts[sig] = c + 1

@@ -219,7 +219,8 @@ pub(crate) fn parse_state(key: &str, signature: &str, state: &[u8]) -> Result<St
         .strip_suffix(b"\0")
         .filter(|c| !c.contains(&0) && c.starts_with(b" ") && c.ends_with(b" "))
         .ok_or_else(|| bad("the components are not \" a b \" ending the value"))?;
-    let comps = std::str::from_utf8(comps).map_err(|_| bad("the components are not UTF-8"))?;
+    // Names only (the script does not check UTF-8): a damaged byte shows as U+FFFD.
+    let comps = String::from_utf8_lossy(comps);
     Ok(State {
         count: n[0],
         first: n[1],
@@ -234,14 +235,10 @@ pub(crate) fn parse_state(key: &str, signature: &str, state: &[u8]) -> Result<St
     })
 }
 
-fn decode_json<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| Error::decode(what, e).into())
-}
-
 /// A stored JSON of the data hash `key` (`what` names the field): [`Error::Corrupt`] naming
-/// the key when it does not decode.
-fn stored_json<T: for<'de> Deserialize<'de>>(key: &str, what: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| Error::corrupt(key, format!("{what}: {e}")).into())
+/// the key when it does not decode (bytes, so invalid UTF-8 is that error too, not another).
+fn stored_json<T: for<'de> Deserialize<'de>>(key: &str, what: &str, json: &[u8]) -> Result<T> {
+    serde_json::from_slice(json).map_err(|e| Error::corrupt(key, format!("{what}: {e}")).into())
 }
 
 impl ErrorTracker {
@@ -251,7 +248,8 @@ impl ErrorTracker {
     pub async fn recent(&self, cursor: Option<&str>, page_size: u32) -> Result<LogPage> {
         let inner = &self.inner;
         let page_size = page_size.clamp(1, 10_000);
-        let raw: Vec<(String, Vec<String>)> = RECENT
+        // Bytes: an entry written by something else may hold any.
+        let raw: Vec<(String, Vec<Vec<u8>>)> = RECENT
             .prepare()
             .key(&inner.keys.log)
             .arg(inner.settings.clock.arg())
@@ -266,17 +264,15 @@ impl ErrorTracker {
         let mut undecodable = Vec::new();
         for (id, fields) in raw {
             let mut signature = String::new();
-            let mut json = None;
+            let mut json: &[u8] = b"";
             for pair in fields.chunks_exact(2) {
-                match pair[0].as_str() {
-                    "f" => signature = pair[1].clone(),
-                    "e" => json = Some(&pair[1]),
+                match pair[0].as_slice() {
+                    b"f" => signature = String::from_utf8_lossy(&pair[1]).into_owned(),
+                    b"e" => json = &pair[1],
                     _ => {}
                 }
             }
-            let Ok(mut entry) =
-                decode_json::<LogEntry>(&format!("log entry {id}"), json.map_or("", |j| j))
-            else {
+            let Ok(mut entry) = serde_json::from_slice::<LogEntry>(json) else {
                 undecodable.push(id);
                 continue;
             };
@@ -335,7 +331,8 @@ impl ErrorTracker {
                 redis::from_redis_value_ref(count).map_err(|e| bad(&e.to_string()))?;
             let state: Vec<u8> =
                 redis::from_redis_value_ref(state).map_err(|e| bad(&e.to_string()))?;
-            let meta = text(meta)?;
+            let meta: Vec<u8> =
+                redis::from_redis_value_ref(meta).map_err(|e| bad(&e.to_string()))?;
             let (total, last_seen_ms) = if state.is_empty() {
                 (0, 0)
             } else {
@@ -366,7 +363,7 @@ impl ErrorTracker {
     /// evicted as the least recently seen beyond the cap).
     pub async fn signature(&self, signature: &str) -> Result<Option<SignatureDetail>> {
         let inner = &self.inner;
-        let (state, sample, meta): (Option<Vec<u8>>, Option<String>, Option<String>) = inner
+        let (state, sample, meta): (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>) = inner
             .pool
             .query_keys(
                 redis::cmd("HMGET")
@@ -429,8 +426,10 @@ impl ErrorTracker {
             let [field, n] = pair else {
                 return Err(bad("an odd answer".into()).into());
             };
-            let field: String =
+            let field: Vec<u8> =
                 redis::from_redis_value_ref(field).map_err(|e| bad(e.to_string()))?;
+            // A name: a damaged byte shows as U+FFFD.
+            let field = String::from_utf8_lossy(&field).into_owned();
             let n: u64 = redis::from_redis_value_ref(n).map_err(|e| bad(e.to_string()))?;
             all.insert(field, n);
         }
@@ -462,7 +461,7 @@ impl ErrorTracker {
         let inner = &self.inner;
         let task = crate::event::clean_name(task_id);
         let (s1, s2) = crate::tracker::task_slots(&task, inner.settings.max_tasks);
-        let found: Option<(u64, String)> = TASK
+        let found: Option<(u64, Vec<u8>)> = TASK
             .prepare()
             .key(&inner.keys.data)
             .arg(inner.settings.clock.arg())
