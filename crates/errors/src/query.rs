@@ -363,7 +363,8 @@ impl ErrorTracker {
     /// evicted as the least recently seen beyond the cap).
     pub async fn signature(&self, signature: &str) -> Result<Option<SignatureDetail>> {
         let inner = &self.inner;
-        let (state, sample, meta): (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>) = inner
+        type Bytes = Option<Vec<u8>>;
+        let (state, sample, meta): (Bytes, Bytes, Bytes) = inner
             .pool
             .query_keys(
                 redis::cmd("HMGET")

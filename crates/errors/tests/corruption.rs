@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coordkit_core::{Clock, Error, Key, Keyspace, ManualClock, Pool, redis};
+use coordkit_core::{Clock, Error, Key, KeyKind, Keyspace, ManualClock, Pool, redis};
 use coordkit_errors::{ErrorEvent, ErrorTracker, Repair, TrackerBuilder, TrackerError};
 use coordkit_testkit::garbage::{Garbage, TYPES, garbage, overwrite_with_type, wrong_type};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
@@ -170,7 +170,7 @@ impl Fixture {
 /// One field of the data hash replaced with `bad`: queries answer or name the data key without
 /// writing; records all record, B's count goes on exactly, the log grows by one entry per
 /// record; with the field deleted, every query answers.
-async fn field_case(fx: &Fixture, field: &str, bad: &Garbage) -> Result<(), String> {
+async fn field_case(fx: &Fixture, field: &str, bad: &Garbage, exact: bool) -> Result<(), String> {
     let original = fx.field(field).await.unwrap_or_default();
     let bytes = bad.apply(&original);
     let _: () = fx
@@ -194,14 +194,32 @@ async fn field_case(fx: &Fixture, field: &str, bad: &Garbage) -> Result<(), Stri
         (&fx.b, 2)
     };
     let (other_before, log_before) = (fx.count_of(other).await, fx.log_len().await);
-    let r = fx.t.record(&event('A')).await.map_err(|e| ctx(&format!("{e:?}")))?;
+    let r =
+        fx.t.record(&event('A'))
+            .await
+            .map_err(|e| ctx(&format!("{e:?}")))?;
     if r.repaired.contains(&Repair::SignatureState) && (r.count != 1 || !r.new_signature) {
         return Err(ctx(&format!("a restarted state goes on: {r:?}")));
     }
     let batch = fx.batch(&['A', 'B', 'x', 'A', 'B', 'y']).await;
+    let mut repaired = r.repaired.clone();
     for r in &batch {
-        if let Err(e) = r {
-            return Err(ctx(&format!("a batched record failed: {e:?}")));
+        match r {
+            Ok(r) => repaired.extend(r.repaired.iter().copied()),
+            Err(e) => return Err(ctx(&format!("a batched record failed: {e:?}"))),
+        }
+    }
+    if exact {
+        let expected = expected_repair(fx, field, &bytes);
+        if expected.is_some_and(|e| !repaired.contains(&e)) {
+            return Err(ctx(&format!(
+                "want {expected:?} reported, got {repaired:?}"
+            )));
+        }
+        if repaired.len() > usize::from(expected.is_some()) {
+            return Err(ctx(&format!(
+                "repairs reported beyond {expected:?}: {repaired:?}"
+            )));
         }
     }
     if fx.log_len().await != log_before + 7 {
@@ -217,11 +235,37 @@ async fn field_case(fx: &Fixture, field: &str, bad: &Garbage) -> Result<(), Stri
         .query(redis::cmd("HDEL").arg(&fx.data).arg(field))
         .await
         .unwrap();
-    fx.t.record(&event('A')).await.map_err(|e| ctx(&format!("after repair: {e:?}")))?;
+    fx.t.record(&event('A'))
+        .await
+        .map_err(|e| ctx(&format!("after repair: {e:?}")))?;
     match fx.queries(&fx.data).await {
         Ok(0) => Ok(()),
-        Ok(n) => Err(ctx(&format!("{n} queries still fail after the field was deleted"))),
+        Ok(n) => Err(ctx(&format!(
+            "{n} queries still fail after the field was deleted"
+        ))),
         Err(e) => Err(ctx(&e)),
+    }
+}
+
+/// What the records of [`field_case`] must report for `bytes` in `field` (the fixed shapes,
+/// whose decoding is known).
+fn expected_repair(fx: &Fixture, field: &str, bytes: &[u8]) -> Option<Repair> {
+    let decimal = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .is_some_and(|n| n <= 1 << 53);
+    if field == fx.a || field == fx.b {
+        Some(Repair::SignatureState)
+    } else if field == "~c K c" || field == "~c J d" {
+        Some(Repair::Counter)
+    } else if field == "~corr" {
+        Some(Repair::Correlation)
+    } else if field == "~np" && !decimal {
+        Some(Repair::CounterFields)
+    } else if field == "~o" && !decimal {
+        Some(Repair::OtherCounter)
+    } else {
+        None
     }
 }
 
@@ -234,9 +278,7 @@ async fn key_case(fx: &Fixture, key: &Key, type_name: &str) -> Result<(), String
     for k in [&fx.data, &fx.seen, &fx.log] {
         before.push(fx.dump(k).await);
     }
-    let is_named = |r: &Result<coordkit_errors::Recorded, TrackerError>| {
-        matches!(r, Err(TrackerError::Core(Error::WrongType { key: k, .. })) if k == key.as_str())
-    };
+    let is_named = |r: &Result<coordkit_errors::Recorded, TrackerError>| matches!(r, Err(TrackerError::Core(Error::WrongType { key: k, .. })) if k == key.as_str());
     // A new signature touches every key.
     let r = fx.t.record(&event('n')).await;
     if !is_named(&r) {
@@ -266,13 +308,18 @@ async fn key_case(fx: &Fixture, key: &Key, type_name: &str) -> Result<(), String
     fx.queries(key).await.map_err(ctx)?;
 
     let _: () = fx.pool.query(redis::cmd("DEL").arg(key)).await.unwrap();
-    let r = fx.t.record(&event('A')).await.map_err(|e| ctx(format!("{e:?}")))?;
+    let r =
+        fx.t.record(&event('A'))
+            .await
+            .map_err(|e| ctx(format!("{e:?}")))?;
     if r.count == 0 {
         return Err(ctx("no count after repair".into()));
     }
     match fx.queries(key).await {
         Ok(0) => Ok(()),
-        Ok(n) => Err(ctx(format!("{n} queries still fail after the key was deleted"))),
+        Ok(n) => Err(ctx(format!(
+            "{n} queries still fail after the key was deleted"
+        ))),
         Err(e) => Err(ctx(e)),
     }
 }
@@ -314,7 +361,7 @@ redis_test! {
         for field in &fields {
             for bad in shapes() {
                 let fx = seeded(&pool, &ks, &clock).await;
-                if let Err(e) = field_case(&fx, field, &bad).await {
+                if let Err(e) = field_case(&fx, field, &bad, true).await {
                     panic!("{e}");
                 }
             }
@@ -341,5 +388,245 @@ redis_test! {
             }
         }
         assert_eq!(dumps(&bystander).await, untouched, "another tracker was touched");
+    }
+}
+
+/// A corruption of a seeded tracker: one field of its data hash (by index in its sorted
+/// fields), or one of its keys (data, seen, log) of another type.
+#[derive(Debug, Clone)]
+enum Corruption {
+    Field(usize, Garbage),
+    Key(usize, &'static str),
+}
+
+fn corruption() -> impl Strategy<Value = Corruption> {
+    prop_oneof![
+        3 => (0usize..64, garbage()).prop_map(|(i, g)| Corruption::Field(i, g)),
+        1 => (0usize..3).prop_flat_map(|k| {
+            let kind = [KeyKind::Hash, KeyKind::ZSet, KeyKind::Stream][k];
+            wrong_type(kind).prop_map(move |t| Corruption::Key(k, t))
+        }),
+    ]
+}
+
+fn random_corruptions_on(topology: Topology, cases: u32) {
+    let rt = coordkit_testkit::blocking_runtime();
+    let redis = TestRedis::start(topology);
+    let pool = rt.block_on(redis.pool());
+    let ks = redis.keyspace();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let bystander = rt.block_on(seeded(&pool, &ks, &clock));
+    let untouched = rt.block_on(dumps(&bystander));
+    let config = ProptestConfig::with_cases(cases);
+    proptest!(config, |(c in corruption())| {
+        let outcome = rt.block_on(async {
+            let fx = seeded(&pool, &ks, &clock).await;
+            match &c {
+                Corruption::Field(i, bad) => {
+                    let fields = fx.fields().await;
+                    field_case(&fx, &fields[i % fields.len()], bad, false).await
+                }
+                Corruption::Key(k, type_name) => {
+                    let key = [&fx.data, &fx.seen, &fx.log][*k].clone();
+                    key_case(&fx, &key, type_name).await
+                }
+            }
+        });
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    });
+    assert_eq!(
+        rt.block_on(dumps(&bystander)),
+        untouched,
+        "another tracker was touched"
+    );
+}
+
+#[test]
+fn random_corruptions_standalone() {
+    random_corruptions_on(Topology::Standalone, 96);
+}
+
+#[test]
+fn random_corruptions_cluster() {
+    random_corruptions_on(Topology::Cluster, 48);
+}
+
+async fn hset(fx: &Fixture, key: &Key, field: &str, value: &[u8]) {
+    let _: () = fx
+        .pool
+        .query(redis::cmd("HSET").arg(key).arg(field).arg(value))
+        .await
+        .unwrap();
+}
+
+fn corrupt_naming(r: Result<impl std::fmt::Debug, TrackerError>, key: &Key, word: &str) {
+    match r {
+        Err(TrackerError::Core(Error::Corrupt { key: k, detail }))
+            if k == key.as_str() && detail.contains(word) => {}
+        other => panic!("want Corrupt {{ {key}, ..{word}.. }}, got {other:?}"),
+    }
+}
+
+redis_test! {
+    async fn a_bad_state_restarts_the_signature_and_says_so(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let fx = seeded(&pool, &ks, &clock).await;
+        let mut sub = pool
+            .subscriber()
+            .pattern(ks.channel_pattern(Some("errors")).unwrap())
+            .subscribe::<serde_json::Value>()
+            .await
+            .unwrap();
+        // Cut inside its numbers: the script used to fail after its log entry.
+        let state = fx.field(&fx.a).await.unwrap();
+        hset(&fx, &fx.data, &fx.a, &state[..20]).await;
+        corrupt_naming(fx.t.resolve(&fx.a).await, &fx.data, &fx.a);
+        corrupt_naming(fx.t.signature(&fx.a).await, &fx.data, &fx.a);
+        assert_eq!(fx.field(&fx.a).await.unwrap(), &state[..20], "nothing written");
+        let log = fx.log_len().await;
+        let r = fx.t.record(&event('A')).await.unwrap();
+        assert_eq!((r.count, r.new_signature), (1, true));
+        assert_eq!(r.repaired, vec![Repair::SignatureState]);
+        assert_eq!(fx.log_len().await, log + 1);
+        // On a cluster the seeding's events may still arrive (PUBLISH crosses the cluster bus):
+        // A's is the one.
+        let got = loop {
+            let got = tokio::time::timeout(Duration::from_secs(15), sub.recv()).await.unwrap().unwrap();
+            if got.event.payload["record"]["signature"] == fx.a.as_str() {
+                break got;
+            }
+        };
+        assert_eq!(got.event.kind, "new_signature", "{:?}", got.event);
+        assert_eq!(got.event.payload["repaired"], 1, "{:?}", got.event);
+        assert_eq!(fx.t.signature(&fx.a).await.unwrap().unwrap().count, 1);
+        assert!(matches!(fx.t.resolve(&fx.a).await, Ok(coordkit_errors::Resolution::Resolved { .. })));
+    }
+}
+
+redis_test! {
+    async fn one_bad_counter_of_a_batch_is_handled_alone(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let fx = seeded(&pool, &ks, &clock).await;
+        hset(&fx, &fx.data, "~c K c", b"\x01\x02\x03").await;
+        corrupt_naming(fx.t.counts().await, &fx.data, "~c K c");
+        // Concurrent: behind the first in flight, the others go in one call.
+        let out = fx.batch(&['B', 'A', 'B', 'A']).await;
+        let out: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+        // Spawned, they arrive in any order: A's first occurrence (its count 2) repaired it.
+        for r in &out {
+            let first_a = r.signature == fx.a && r.count == 2;
+            let want = if first_a { vec![Repair::Counter] } else { vec![] };
+            assert_eq!(r.repaired, want, "{r:?}");
+        }
+        let counts = fx.t.counts().await.unwrap();
+        // A's counter restarted at its first occurrence; B's went on.
+        assert_eq!(counts.by_pair[&("K".to_string(), "c".to_string())], 1 + 1);
+        assert_eq!(counts.by_pair[&("J".to_string(), "d".to_string())], 1 + 2);
+        let mut finals: Vec<_> = out.iter().map(|r| (r.signature.clone(), r.count)).collect();
+        finals.sort();
+        assert_eq!(finals.iter().filter(|(_, n)| *n == 3).count(), 2, "{finals:?}");
+        assert_eq!(fx.field("~c K c").await.unwrap(), 2f64.to_be_bytes());
+    }
+}
+
+redis_test! {
+    async fn undecodable_task_owners_and_times(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        // One slot: every task's two slots are "~to 0".
+        let fx = seeded_with(&pool, &ks, &clock, |b| b.max_tasks(1)).await;
+        assert!(fx.t.task("t-2").await.unwrap().is_some());
+        // Its owner's time does not decode: the task's query names the field.
+        hset(&fx, &fx.data, "~to 0", b"t-2\tsoon").await;
+        corrupt_naming(fx.t.task("t-2").await, &fx.data, "~to 0");
+        // An owner that is no task at all: the script used to fail after its log entry.
+        hset(&fx, &fx.data, "~to 0", b"garbage").await;
+        assert_eq!(fx.t.task("t-1").await.unwrap(), None);
+        let r = fx.t.record(&event('A')).await.unwrap();
+        assert_eq!(r.repaired, vec![Repair::TaskSlot]);
+        assert_eq!(fx.t.task("t-1").await.unwrap().unwrap().signature, fx.a);
+    }
+}
+
+redis_test! {
+    async fn bad_correlation_state_never_deletes_other_fields(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let fx = seeded(&pool, &ks, &clock).await;
+        // No line end: the script used to fail before writing, with an untyped error.
+        hset(&fx, &fx.data, "~corr", b"garbage").await;
+        let r = fx.t.record(&event('A')).await.unwrap();
+        assert_eq!(r.repaired, vec![Repair::Correlation]);
+        // Lines naming B's state (and a kind twice): a cascade check used to read B's state
+        // as a kind's time and delete it.
+        clock.advance(Duration::from_secs(5));
+        let lines = format!("0\n{}\n~k K\n~k K\n", fx.b);
+        hset(&fx, &fx.data, "~corr", lines.as_bytes()).await;
+        let r = fx.t.record(&event('A')).await.unwrap();
+        assert!(r.repaired.is_empty() && !r.cascade, "{r:?}");
+        assert_eq!(fx.t.signature(&fx.b).await.unwrap().unwrap().count, 1, "B kept");
+        let corr = fx.field("~corr").await.unwrap();
+        assert_eq!(corr, b"0\n~k K\n", "only our own lines kept");
+    }
+}
+
+redis_test! {
+    async fn index_members_and_log_entries_of_others(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let fx = seeded_with(&pool, &ks, &clock, |b| b.max_signatures(3)).await;
+        // A member no signature can be, lowest: a new signature's eviction used to delete the
+        // field of that name.
+        let _: () = pool.query(redis::cmd("ZADD").arg(&fx.seen).arg(0).arg("~np")).await.unwrap();
+        let n = fx.t.record(&event('n')).await.unwrap();
+        assert_eq!(fx.field("~np").await.as_deref(), Some(&b"2"[..]), "~np kept");
+        // "~np" and one signature left the index: three tracked, the new one among them.
+        let listed = fx.t.signatures(10).await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(listed.iter().any(|(s, _)| *s == n.signature));
+        // A score that is no time.
+        let _: () = pool.query(redis::cmd("ZADD").arg(&fx.seen).arg("1e300").arg(&fx.b)).await.unwrap();
+        corrupt_naming(fx.t.signatures(10).await, &fx.seen, &fx.b);
+        // Log entries without a signature, or naming the tracker's own fields.
+        for fields in [&["junk", "1"][..], &["f", "~corr", "e", "\u{1}"][..]] {
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(&fx.log).arg("*").arg(fields);
+            let _: String = pool.query(&xadd).await.unwrap();
+        }
+        let page = fx.t.recent(None, 100).await.unwrap();
+        assert_eq!(page.undecodable.len(), 2);
+        assert_eq!(page.entries.len(), 4);
+        let top = fx.t.top(Duration::from_secs(3600), 10).await.unwrap();
+        assert_eq!(top.undecodable, 2);
+        assert!(top.signatures.iter().all(|s| !s.signature.starts_with('~')));
+    }
+}
+
+redis_test! {
+    async fn a_bad_counter_count_is_taken_as_full(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let fx = seeded_with(&pool, &ks, &clock, |b| b.max_counters(5)).await;
+        // Text read as 0 used to let the counter fields grow past their cap.
+        hset(&fx, &fx.data, "~np", b"lots").await;
+        let r = fx.t.record(&event('x')).await.unwrap();
+        assert_eq!(r.repaired, vec![Repair::CounterFields]);
+        assert_eq!(fx.field("~np").await.as_deref(), Some(&b"5"[..]));
+        let counts = fx.t.counts().await.unwrap();
+        assert_eq!((counts.other, counts.by_pair.len(), counts.total()), (1, 3, 4));
+        // "~o" of text: counts name it; the next occurrence beyond the cap restarts it.
+        hset(&fx, &fx.data, "~o", b"\xffbad").await;
+        corrupt_naming(fx.t.counts().await, &fx.data, "~o");
+        let r = fx.t.record(&event('y')).await.unwrap();
+        assert_eq!(r.repaired, vec![Repair::OtherCounter]);
+        assert_eq!(fx.t.counts().await.unwrap().other, 1);
     }
 }
