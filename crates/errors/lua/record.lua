@@ -134,8 +134,7 @@ local max_age, every, max_sigs, max_counters, window, threshold, log_max, manual
 local BIG = 9007199254740992
 
 -- Every field the batch reads, read once: 4 per record (sig, pair, the two owners), then the
--- correlation state, the counter fields' count and the other pairs' counter. A lone record
--- names them directly; a batch's list is made at its final size (a constructor from
+-- correlation state. A lone record names them directly; a batch's list is made at its final size (a constructor from
 -- string.byte of PAD's 255 bytes, a constant), since every growth of a table rehashes it.
 local PAD = [[
 000000000000000000000000000000000000000000000000000000000000000
@@ -148,7 +147,7 @@ if nrec < 1 or nrec % 1 ~= 0 then
   return redis.error_reply('ERR errors-record: ' .. #argv .. ' arguments; want 1 + 15 per record')
 end
 local base = 4 * nrec
-local nnames = base + 3
+local nnames = base + 1
 local single = nrec == 1
 -- validate: the keys' types, before any write: the data hash by this HMGET; the index by a
 -- batch's ZCARD here (a lone record's by its ZCARD for a new signature, or its refresh ZADD,
@@ -156,7 +155,7 @@ local single = nrec == 1
 -- XADD, the first write.
 local values
 if single then
-  values = redis.call('HMGET', data, argv[2], argv[3], argv[4], argv[5], '~corr', '~np', '~o')
+  values = redis.call('HMGET', data, argv[2], argv[3], argv[4], argv[5], '~corr')
 else
   redis.call('ZCARD', seen)
   local names = nnames <= 255 and { byte(PAD, 1, nnames) } or {}
@@ -165,7 +164,7 @@ else
     names[k + 1], names[k + 2], names[k + 3], names[k + 4] =
       argv[b + 1], argv[b + 2], argv[b + 3], argv[b + 4]
   end
-  names[base + 1], names[base + 2], names[base + 3] = '~corr', '~np', '~o'
+  names[nnames] = '~corr'
   values = redis.call('HMGET', data, unpack(names, 1, nnames))
 end
 
@@ -198,9 +197,8 @@ if manual ~= '' then
   now, nowstr, xid = tonumber(manual), manual, manual .. '-*'
 end
 
--- The counter fields' count and the other pairs' counter, decoded when first needed; written
--- once, at the end, when changed.
-local np, np_dirty, other, one
+-- The counter fields' count, read when a new pair first needs it; written once, at the end.
+local np, np_dirty, one
 -- The answer's numbers: count, first seen and flags per record.
 local out = 3 * nrec <= 255 and { byte(PAD, 1, 3 * nrec) } or {}
 for ri = 1, nrec do
@@ -248,8 +246,9 @@ for ri = 1, nrec do
   end
 
   -- The counter of (kind, component): 8 bytes, a whole number in 1..2^53; one that does not
-  -- decode restarts at this occurrence (flag 16). A new pair needs the fields' count: not a
-  -- whole number, it is taken as full (flag 128) so the fields stay within their cap.
+  -- decode restarts at this occurrence (flag 16). A new pair needs the fields' count (a read
+  -- on that path only): not a whole number, it is taken as full (flag 128) so the fields stay
+  -- within their cap.
   local pair = argv[b + 2]
   local c = written[pair]
   local cv
@@ -263,7 +262,7 @@ for ri = 1, nrec do
     cv = sunpack('>d', c)
   end
   if not cv and np == nil then
-    np = values[base + 2]
+    np = redis.call('HGET', data, '~np')
     if np then
       np = tonumber(np)
       if not (np and np >= 0 and np <= BIG and np % 1 == 0) then
@@ -271,18 +270,6 @@ for ri = 1, nrec do
       end
     else
       np = 0
-    end
-  end
-  -- "~o", when this occurrence goes there: not a whole number in 0..2^53, it restarts (256).
-  if not cv and np >= max_counters and other == nil then
-    other = values[base + 3]
-    if other then
-      other = tonumber(other)
-      if not (other and other >= 0 and other <= BIG and other % 1 == 0) then
-        other, fixed = 0, fixed + 256
-      end
-    else
-      other = 0
     end
   end
 
@@ -467,7 +454,13 @@ for ri = 1, nrec do
     hset[nset + 1], hset[nset + 2] = pair, one
     nset = nset + 2
   else
-    other = other + 1
+    -- "~o" is decoded by HINCRBY itself (no read on the other paths): not an integer, or out
+    -- of 1..2^53 once counted, it restarts at this occurrence (flag 256).
+    local o = redis.pcall('HINCRBY', data, '~o', 1)
+    if type(o) ~= 'number' or o < 1 or o > BIG then
+      redis.call('HSET', data, '~o', 1)
+      fixed, flags = fixed + 256, flags + 256
+    end
   end
 
   -- The task's details record and its slot's owner.
@@ -548,10 +541,6 @@ if corr_changed then
 end
 if np_dirty then
   hset[nset + 1], hset[nset + 2] = '~np', np
-  nset = nset + 2
-end
-if other then
-  hset[nset + 1], hset[nset + 2] = '~o', string.format('%d', other)
   nset = nset + 2
 end
 if nset > 0 then redis.call('HSET', data, unpack(hset, 1, nset)) end
