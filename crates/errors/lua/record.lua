@@ -22,7 +22,7 @@
 --                  A task may use one of two slots (of max_tasks, chosen by a hash of its id in
 --                  Rust): the one it owns, else a free one, else the one written longest ago.
 --   "~c <kind> <component>" occurrences (struct '>d'); "~np" how many such fields; "~o"
---                  occurrences of pairs first seen beyond the cap
+--                  occurrences of pairs first seen beyond the cap (both decimal)
 --   "~corr"        "<last cascade ms or 0>\n" then "~k <kind>\n" per kind seen lately (at
 --                  most 64); "~k <kind>" its last occurrence (ms). Kinds that left the window
 --                  are dropped when a cascade check needs the count.
@@ -43,12 +43,19 @@
 -- entry), "~t <slot1>", "~t <slot2>" ("" without a task), occurred_ms ("" = now), severity,
 -- meta JSON, the record's JSON.
 -- Returns struct '>d' now, then per record '>ddd' count, first_ms, flags (1 new, 2 regression,
--- 4 cascade): one string, which costs the server less than a list.
+-- 4 cascade, and repairs: 8 the signature's state, 16 its counter, 64 the correlation state,
+-- 256 "~o" did not decode and restarted at this occurrence; 32 the task took over a slot whose
+-- owner did not decode; 128 "~np" did not decode and was set to the cap): one string, which
+-- costs the server less than a list. A record with repairs always publishes an event, with
+-- "repaired": flags / 8.
 -- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash is read
 -- and the log's type checked by its XADD before any other write, and the index's type before
 -- its first write (a batch checks it up front; a lone record whose index refresh finds it
 -- wrong deletes its log entry again: only an old entry the log's length cap dropped for it
--- stays dropped).
+-- stays dropped). Stored data never fails a record: what does not decode is repaired for the
+-- record that needs it (flags above) and the batch's other records apply as ever. Index
+-- members that are no signature (starting with "~") are evicted from the index only. The
+-- cascade event counts log entries it cannot decode ("undecodable").
 
 -- Helpers are closures without upvalues and hot paths are inlined: each closure and each
 -- captured local is an allocation per call.
@@ -75,10 +82,15 @@ end
 -- (fields deleted), oldest first; `current` (this record's kind) and the kinds written in this
 -- batch occurred now.
 local function window_kinds(data, corr, written, now, window, current)
-  local listed, fields = {}, {}
+  local listed, fields, once = {}, {}, {}
   for kf in string.gmatch(corr, '\n([^\n]+)') do
-    listed[#listed + 1] = kf
-    if kf ~= current and written[kf] == nil then fields[#fields + 1] = kf end
+    -- A line that names no kind field (written by something else), or names one twice, is
+    -- dropped here, never read or deleted as a field.
+    if not once[kf] and string.sub(kf, 1, 3) == '~k ' then
+      once[kf] = true
+      listed[#listed + 1] = kf
+      if kf ~= current and written[kf] == nil then fields[#fields + 1] = kf end
+    end
   end
   local fetched = {}
   if #fields > 0 then
@@ -90,6 +102,8 @@ local function window_kinds(data, corr, written, now, window, current)
   for order = 1, #listed do
     local kf = listed[order]
     local ts = (kf == current or written[kf]) and now or tonumber(fetched[kf]) or 0
+    -- An undecodable last occurrence counts as none: the kind leaves the window.
+    if not (ts >= 0 and ts < 9007199254740992) then ts = 0 end
     if ts > cutoff then
       kept[#kept + 1] = { ts, order, kf }
     else
@@ -116,11 +130,12 @@ local argv = ARGV
 local header = argv[1]
 local max_age, every, max_sigs, max_counters, window, threshold, log_max, manual, _,
   events_at = sunpack('>ddddddHc0Hc0I4', header)
+-- Stored numbers are whole and at most 2^53: exact in a double, and +1 saturates there.
+local BIG = 9007199254740992
 
 -- Every field the batch reads, read once: 4 per record (sig, pair, the two owners), then the
--- correlation state. A lone record names them directly; a batch's list is made at its final
--- size (a constructor from string.byte of PAD's 255 bytes, a constant), since every growth of
--- a table rehashes it.
+-- correlation state. A lone record names them directly; a batch's list is made at its final size (a constructor from
+-- string.byte of PAD's 255 bytes, a constant), since every growth of a table rehashes it.
 local PAD = [[
 000000000000000000000000000000000000000000000000000000000000000
 000000000000000000000000000000000000000000000000000000000000000
@@ -131,14 +146,17 @@ local nrec = (#argv - 1) / STRIDE
 if nrec < 1 or nrec % 1 ~= 0 then
   return redis.error_reply('ERR errors-record: ' .. #argv .. ' arguments; want 1 + 15 per record')
 end
-local nnames = 4 * nrec + 1
+local base = 4 * nrec
+local nnames = base + 1
 local single = nrec == 1
+-- validate: the keys' types, before any write: the data hash by this HMGET; the index by a
+-- batch's ZCARD here (a lone record's by its ZCARD for a new signature, or its refresh ZADD,
+-- which takes its log entry back on failure); the log by XLEN before an eviction, else by the
+-- XADD, the first write.
 local values
 if single then
   values = redis.call('HMGET', data, argv[2], argv[3], argv[4], argv[5], '~corr')
 else
-  -- The index's type, checked before a batch writes anything (a lone record checks it at its
-  -- first touch, below).
   redis.call('ZCARD', seen)
   local names = nnames <= 255 and { byte(PAD, 1, nnames) } or {}
   for n = 1, nrec do
@@ -156,12 +174,22 @@ local written = {}
 local nset = 0
 local hset = 14 * nrec + 4 <= 255 and { byte(PAD, 1, 14 * nrec + 4) } or {}
 
--- Correlation state: the last cascade, and the kinds seen lately (each with a field holding its
--- last occurrence).
-local corr = values[nnames] or '0\n'
-local fired_str = sub(corr, 1, find(corr, '\n', 1, true) - 1)
-local fired = tonumber(fired_str) or 0
-local corr_changed = false
+-- validate: the correlation state: "<ms>\n" then lines; one that does not decode (no final
+-- newline, a bad time, over 16 KiB) is started afresh, reported on the batch's first record
+-- (flag 64). Its lines are checked where they are used (window_kinds).
+local repaired = 0
+local corr = values[base + 1]
+local fired_str, fired
+if corr then
+  local e = #corr <= 16384 and byte(corr, -1) == 10 and find(corr, '\n', 1, true)
+  fired_str = e and sub(corr, 1, e - 1)
+  fired = fired_str and tonumber(fired_str)
+  if not (fired and fired >= 0 and fired <= BIG and fired % 1 == 0) then
+    corr, repaired = nil, 64
+  end
+end
+local corr_changed = repaired > 0
+if not corr then corr, fired_str, fired = '0\n', '0', 0 end
 
 -- The batch's time: the manual clock, or the first XADD's.
 local now, nowstr, xid
@@ -169,7 +197,8 @@ if manual ~= '' then
   now, nowstr, xid = tonumber(manual), manual, manual .. '-*'
 end
 
-local np, one
+-- The counter fields' count, read when a new pair first needs it; written once, at the end.
+local np, np_dirty, one
 -- The answer's numbers: count, first seen and flags per record.
 local out = 3 * nrec <= 255 and { byte(PAD, 1, 3 * nrec) } or {}
 for ri = 1, nrec do
@@ -181,10 +210,99 @@ for ri = 1, nrec do
   local occurred, severity, meta, record = argv[b + 12], argv[b + 13], argv[b + 14],
     argv[b + 15]
   if entry == '' then entry = record end
+  local fixed = repaired
+  repaired = 0
 
+  -- validate: every stored value this record uses, before its writes. None fails the call: one
+  -- that does not decode is this record's alone to handle (started afresh, flagged), so the
+  -- occurrence is still recorded and the batch's other records apply. What earlier records of
+  -- the batch wrote (`written`) is this script's own and decodes.
+  -- The signature's state: six whole numbers in 0..2^53 (the count at least 1), then the
+  -- components (" a b ", NUL-terminated, ending the value). One that does not decode is
+  -- started afresh as a new signature (flag 8).
+  local n, first, resolved, regressions, indexed, comps
   local state = written[sig]
-  if state == nil then state = values[i + 1] end
+  if state == nil then
+    state = values[i + 1]
+    if state then
+      local ok = #state >= 50 and #state <= 4096 and byte(state, -1) == 0
+      if ok then
+        local last, stop
+        n, first, last, resolved, regressions, indexed, comps, stop =
+          sunpack('>dddddds', state)
+        ok = stop == #state + 1 and n >= 1 and n <= BIG and n % 1 == 0
+          and first >= 0 and first <= BIG and first % 1 == 0
+          and last >= 0 and last <= BIG and last % 1 == 0
+          and resolved >= 0 and resolved <= BIG and resolved % 1 == 0
+          and regressions >= 0 and regressions <= BIG and regressions % 1 == 0
+          and indexed >= 0 and indexed <= BIG and indexed % 1 == 0
+          and byte(comps, 1) == 32 and byte(comps, -1) == 32
+      end
+      if not ok then state, fixed = false, fixed + 8 end
+    end
+  elseif state then
+    local _
+    n, first, _, resolved, regressions, indexed, comps = sunpack('>dddddds', state)
+  end
 
+  -- The counter of (kind, component): 8 bytes, a whole number in 1..2^53; one that does not
+  -- decode restarts at this occurrence (flag 16). A new pair needs the fields' count (a read
+  -- on that path only): not a whole number, it is taken as full (flag 128) so the fields stay
+  -- within their cap.
+  local pair = argv[b + 2]
+  local c = written[pair]
+  local cv
+  if c == nil then
+    c = values[i + 2]
+    if c then
+      cv = #c == 8 and sunpack('>d', c)
+      if not (cv and cv >= 1 and cv <= BIG and cv % 1 == 0) then cv, fixed = 0, fixed + 16 end
+    end
+  elseif c then
+    cv = sunpack('>d', c)
+  end
+  if not cv and np == nil then
+    np = redis.call('HGET', data, '~np')
+    if np then
+      np = tonumber(np)
+      if not (np and np >= 0 and np <= BIG and np % 1 == 0) then
+        np, np_dirty, fixed = max_counters, true, fixed + 128
+      end
+    else
+      np = 0
+    end
+  end
+
+  -- The task's slot: the one it owns, else a free one, else the one written longest ago; an
+  -- owner whose time does not decode counts as the oldest (flag 32 when its slot is taken).
+  local slot_f, slot_t
+  if taskmark ~= '' then
+    local f1, f2 = argv[b + 3], argv[b + 4]
+    local o1, o2 = written[f1], written[f2]
+    if o1 == nil then o1 = values[i + 3] end
+    if o2 == nil then o2 = values[i + 4] end
+    local second
+    if o1 and find(o1, taskmark, 1, true) == 1 then
+      second = false
+    elseif o2 and find(o2, taskmark, 1, true) == 1 then
+      second = true
+    elseif not o1 then
+      second = false
+    elseif not o2 then
+      second = true
+    else
+      local p1, p2 = find(o1, '\t', 1, true), find(o2, '\t', 1, true)
+      local t1, t2 = p1 and tonumber(sub(o1, p1 + 1)), p2 and tonumber(sub(o2, p2 + 1))
+      if not (t1 and t1 >= 0 and t1 <= BIG) then t1 = -1 end
+      if not (t2 and t2 >= 0 and t2 <= BIG) then t2 = -1 end
+      second = t2 < t1
+      if (second and t2 or t1) < 0 then fixed = fixed + 32 end
+    end
+    slot_f, slot_t = f1, argv[b + 10]
+    if second then slot_f, slot_t = f2, argv[b + 11] end
+  end
+
+  -- writes: from here on (the eviction's ZPOPMIN first, else the XADD).
   -- Signatures: the least recently seen go beyond the cap. Done before the log entry, so for
   -- a new signature the index's type is known before anything is written.
   if not state then
@@ -196,13 +314,19 @@ for ri = 1, nrec do
       local del, gone = {}, {}
       for v = 1, #victims, 2 do
         local victim = victims[v]
-        for _, f in ipairs({ victim, victim .. ' s', victim .. ' m' }) do
-          del[#del + 1] = f
-          gone[f] = true
+        -- A member that is no signature (written by something else) leaves the index only:
+        -- "~" fields are the tracker's own state, never a signature's.
+        if byte(victim, 1) ~= 126 then
+          for _, f in ipairs({ victim, victim .. ' s', victim .. ' m' }) do
+            del[#del + 1] = f
+            gone[f] = true
+          end
         end
       end
-      redis.call('HDEL', data, unpack(del))
-      hset, nset = drop_writes(gone, hset, nset, written)
+      if #del > 0 then
+        redis.call('HDEL', data, unpack(del))
+        hset, nset = drop_writes(gone, hset, nset, written)
+      end
     end
   end
 
@@ -227,18 +351,14 @@ for ri = 1, nrec do
     if not trim then xid = nowstr .. '-*' end
   end
 
-  local n, first, resolved, regressions, indexed, comps
-  if state then
-    local _
-    n, first, _, resolved, regressions, indexed, comps = sunpack('>dddddds', state)
-  else
+  if not state then
     n, first, resolved, regressions, indexed, comps = 0, now, 0, 0, 0, ' '
   end
   n = n + 1
-  local flags = state and 0 or 1
+  local flags = (state and 0 or 1) + fixed
   if resolved > 0 then
     if occurred == '' or tonumber(occurred) > resolved then
-      flags, resolved, regressions = 2, 0, regressions + 1
+      flags, resolved, regressions = flags + 2, 0, regressions + 1
     end
   end
   if not find(comps, compmark, 1, true) then
@@ -322,50 +442,32 @@ for ri = 1, nrec do
   end
 
   -- Counters by kind and component; new pairs beyond the cap count under "~o".
-  local pair = argv[b + 2]
-  local c = written[pair]
-  if c == nil then c = values[i + 2] end
-  if c then
-    c = spack('>d', sunpack('>d', c) + 1)
+  if cv then
+    c = spack('>d', cv + 1)
     if not single then written[pair] = c end
     hset[nset + 1], hset[nset + 2] = pair, c
     nset = nset + 2
+  elseif np < max_counters then
+    one = one or spack('>d', 1)
+    if not single then written[pair] = one end
+    np, np_dirty = np + 1, true
+    hset[nset + 1], hset[nset + 2] = pair, one
+    nset = nset + 2
   else
-    np = np or tonumber(redis.call('HGET', data, '~np')) or 0
-    if np < max_counters then
-      one = one or spack('>d', 1)
-      if not single then written[pair] = one end
-      np = np + 1
-      hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = pair, one, '~np', np
-      nset = nset + 4
-    else
-      redis.call('HINCRBY', data, '~o', 1)
+    -- "~o" is decoded by HINCRBY itself (no read on the other paths): not an integer, or out
+    -- of 1..2^53 once counted, it restarts at this occurrence (flag 256).
+    local o = redis.pcall('HINCRBY', data, '~o', 1)
+    if type(o) ~= 'number' or o < 1 or o > BIG then
+      redis.call('HSET', data, '~o', 1)
+      fixed, flags = fixed + 256, flags + 256
     end
   end
 
-  -- Tasks: the slot the task owns, else a free one, else the one written longest ago.
-  if taskmark ~= '' then
-    local f1, f2 = argv[b + 3], argv[b + 4]
-    local o1, o2 = written[f1], written[f2]
-    if o1 == nil then o1 = values[i + 3] end
-    if o2 == nil then o2 = values[i + 4] end
-    local second
-    if o1 and find(o1, taskmark, 1, true) == 1 then
-      second = false
-    elseif o2 and find(o2, taskmark, 1, true) == 1 then
-      second = true
-    elseif not o1 then
-      second = false
-    elseif not o2 then
-      second = true
-    else
-      second = tonumber(sub(o2, find(o2, '\t', 1, true) + 1))
-        < tonumber(sub(o1, find(o1, '\t', 1, true) + 1))
-    end
-    local owner, f, t = taskmark .. nowstr, f1, argv[b + 10]
-    if second then f, t = f2, argv[b + 11] end
-    if not single then written[f] = owner end
-    hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = t, record, f, owner
+  -- The task's details record and its slot's owner.
+  if slot_f then
+    local owner = taskmark .. nowstr
+    if not single then written[slot_f] = owner end
+    hset[nset + 1], hset[nset + 2], hset[nset + 3], hset[nset + 4] = slot_t, record, slot_f, owner
     nset = nset + 4
   end
 
@@ -381,17 +483,20 @@ for ri = 1, nrec do
   else
     local m = n
     while m % 10 == 0 do m = m / 10 end
-    if m == 1 then ev = 'recurring' elseif every == 1 then ev = 'recorded' end
+    if m == 1 then ev = 'recurring' elseif every == 1 or fixed > 0 then ev = 'recorded' end
   end
   if ev then
     local prefix, _, entity_json = sunpack('>Hc0Hc0Hc0', header, events_at)
+    -- A record that started stored state afresh says which (the answer's flags / 8).
+    local repairs = fixed > 0 and ',"repaired":' .. fixed / 8 or ''
     redis.call('PUBLISH', prefix .. severity, '{"source":"errors","entity":' .. entity_json
       .. ',"kind":"' .. ev .. '","ts_ms":' .. nowstr .. ',"payload":{"count":' .. n
-      .. ',"first_seen_ms":' .. (state and first or nowstr) .. ',"record":' .. record .. '}}')
+      .. ',"first_seen_ms":' .. (state and first or nowstr) .. repairs .. ',"record":'
+      .. record .. '}}')
   end
 
   if cascade_kinds then
-    local counts, components = {}, {}
+    local counts, components, undecodable = {}, {}, 0
     -- At most the newest log-max entries (what the log holds once trimmed), and at most 2000:
     -- `complete` says whether they are every occurrence of the window.
     local from, limit = math.max(now - window + 1, 0), math.min(2000, tonumber(log_max))
@@ -403,23 +508,28 @@ for ri = 1, nrec do
       complete = not (oldest and tonumber(string.match(oldest[1], '^(%d+)')) >= from)
     end
     for _, item in ipairs(recent) do
-      local fields = item[2]
+      local fields, decoded = item[2], nil
       for f = 1, #fields, 2 do
         if fields[f] == 'e' then
-          local ok, decoded = pcall(cjson.decode, fields[f + 1])
-          if ok then
-            local k, cp = decoded['kind'] or '?', decoded['component'] or '?'
-            counts[k] = (counts[k] or 0) + 1
-            components[cp] = (components[cp] or 0) + 1
-          end
+          local ok, d = pcall(cjson.decode, fields[f + 1])
+          if ok and type(d) == 'table' then decoded = d end
         end
+      end
+      if decoded then
+        local k, cp = decoded['kind'], decoded['component']
+        k, cp = type(k) == 'string' and k or '?', type(cp) == 'string' and cp or '?'
+        counts[k] = (counts[k] or 0) + 1
+        components[cp] = (components[cp] or 0) + 1
+      else
+        -- Written by something else: counted, never silently left out.
+        undecodable = undecodable + 1
       end
     end
     local prefix, entity = sunpack('>Hc0Hc0', header, events_at)
     redis.call('PUBLISH', prefix .. 'critical', cjson.encode({ kind = 'cascade',
       source = 'errors', entity = entity, ts_ms = now, payload = { kinds = cascade_kinds,
       counts = counts, components = components, complete = complete, window_ms = window,
-      threshold = threshold, trigger = sig } }))
+      threshold = threshold, trigger = sig, undecodable = undecodable } }))
   end
 
   out[3 * ri - 2], out[3 * ri - 1], out[3 * ri] = n, first, flags
@@ -427,6 +537,10 @@ end
 
 if corr_changed then
   hset[nset + 1], hset[nset + 2] = '~corr', corr
+  nset = nset + 2
+end
+if np_dirty then
+  hset[nset + 1], hset[nset + 2] = '~np', np
   nset = nset + 2
 end
 if nset > 0 then redis.call('HSET', data, unpack(hset, 1, nset)) end

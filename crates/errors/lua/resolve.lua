@@ -7,17 +7,36 @@
 -- ARGV[3] event channel        ARGV[4] entity (tracker name)
 -- Returns {status, ms}: {0, 0} unknown signature, {1, now} resolved, {2, resolved_ms} it already
 -- was. Emits a `resolved` event when it resolves.
+-- Errors: WRONGTYPE (by the HGET) when the data hash holds another type; CORRUPT <data> when the
+-- signature's state does not decode (record.lua's checks; the next occurrence starts it
+-- afresh). Both with nothing written.
+local data, sig = KEYS[1], ARGV[2]
 local now = ck_now(ARGV[1])
-local state = redis.call('HGET', KEYS[1], ARGV[2])
+-- validate: the data hash's type (the HGET) and the signature's state, whole (as record.lua).
+local state = redis.call('HGET', data, sig)
 if not state then
   return { 0, 0 }
 end
-local n, first, last, resolved, regressions, indexed, comps =
-  struct.unpack('>dddddds', state)
+local BIG = 9007199254740992
+local ok = #state >= 50 and #state <= 4096 and string.byte(state, -1) == 0
+local n, first, last, resolved, regressions, indexed, comps, stop
+if ok then
+  n, first, last, resolved, regressions, indexed, comps, stop = struct.unpack('>dddddds', state)
+  ok = stop == #state + 1 and n >= 1 and string.byte(comps, 1) == 32
+    and string.byte(comps, -1) == 32
+  for _, v in ipairs({ n, first, last, resolved, regressions, indexed }) do
+    ok = ok and v >= 0 and v <= BIG and v % 1 == 0
+  end
+end
+if not ok then
+  ck_corrupt(data, 'signature ' .. sig .. ' state (' .. #state .. ' bytes) does not decode:'
+    .. ' six whole numbers in 0..2^53 then the components')
+end
 if resolved > 0 then
   return { 2, resolved }
 end
-redis.call('HSET', KEYS[1], ARGV[2],
-  struct.pack('>dddddds', n, first, last, now, regressions, indexed, comps))
-ck_emit(ARGV[3], 'resolved', 'errors', ARGV[4], now, { signature = ARGV[2], count = n })
+-- writes:
+redis.call('HSET', data, sig, struct.pack('>dddddds', n, first, last, now, regressions, indexed,
+  comps))
+ck_emit(ARGV[3], 'resolved', 'errors', ARGV[4], now, { signature = sig, count = n })
 return { 1, now }

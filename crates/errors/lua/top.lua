@@ -6,27 +6,33 @@
 -- ARGV[3] max age ms (older log entries never count)
 -- ARGV[4] how many signatures to return
 -- ARGV[5] the log's max length
--- Returns {complete, sig1, count1, state1, meta1, sig2, ...}: complete = 0 when the log was
--- trimmed by count inside the window (counts are then lower bounds); state and meta are "" for
--- a signature no longer tracked. Ordered by count (descending), then signature.
+-- Returns {complete, undecodable, sig1, count1, state1, meta1, sig2, ...}: complete = 0 when the
+-- log was trimmed by count inside the window (counts are then lower bounds); undecodable = the
+-- window's entries that name no signature (written by something else: no "f", or one that is
+-- not a signature's ASCII or starts with "~", the tracker's own fields), left out of the counts; state and meta
+-- are "" for a signature no longer tracked (Rust decodes them). Ordered by count (descending),
+-- then signature.
 local now = ck_now(ARGV[1])
 local from = math.max(now - tonumber(ARGV[2]) + 1, now - tonumber(ARGV[3]), 0)
 local log_max = tonumber(ARGV[5])
 local entries = redis.call('XREVRANGE', KEYS[2], '+', from, 'COUNT', log_max)
-local counts, order = {}, {}
+local counts, order, undecodable = {}, {}, 0
 for _, item in ipairs(entries) do
-  local fields = item[2]
+  local fields, sig = item[2], nil
   for i = 1, #fields, 2 do
-    if fields[i] == 'f' then
-      local sig = fields[i + 1]
-      local c = counts[sig]
-      if c then
-        counts[sig] = c + 1
-      else
-        counts[sig] = 1
-        order[#order + 1] = sig
-      end
+    if fields[i] == 'f' then sig = fields[i + 1] end
+  end
+  -- Signatures are ASCII: "v<n>-<hex>" or "c-<cleaned>" (with "~<digest>" when cut).
+  if sig and string.byte(sig, 1) ~= 126 and string.find(sig, '^[%w%-%._:/@~]+$') then
+    local c = counts[sig]
+    if c then
+      counts[sig] = c + 1
+    else
+      counts[sig] = 1
+      order[#order + 1] = sig
     end
+  else
+    undecodable = undecodable + 1
   end
 end
 table.sort(order, function(a, b)
@@ -40,7 +46,7 @@ if redis.call('XLEN', KEYS[2]) >= log_max then
     complete = 0
   end
 end
-local out = { complete }
+local out = { complete, undecodable }
 for i = 1, math.min(#order, tonumber(ARGV[4])) do
   local sig = order[i]
   local got = redis.call('HMGET', KEYS[1], sig, sig .. ' m')

@@ -40,6 +40,13 @@
 //!   kinds of the correlation window.
 //! - **Bad input is recorded, not rejected:** invalid UTF-8 is replaced, an over-long message
 //!   is truncated with a marker, malformed names are cleaned, missing fields take defaults.
+//! - **Bad stored data never loses a record:** a key of another type fails the call, naming
+//!   it, with nothing written; a stored value that does not decode (a signature's state, a
+//!   counter, a task slot's owner, the correlation state, written by something else) is started
+//!   afresh by the record that needs it, alone in its batch, and reported
+//!   ([`Recorded::repaired`], `"repaired"` in its event). Queries name such data
+//!   (`Error::Corrupt` with the key and field), or count it ([`LogPage::undecodable`],
+//!   [`TopSignatures::undecodable`]).
 //!
 //! Keys (one hash tag per tracker, so every script touches one slot and it works on Redis
 //! Cluster), all built by [`coordkit_core::InstanceKeys`]:
@@ -150,5 +157,5 @@ pub use query::{
 };
 pub use tracker::{
     ErrorTracker, INSTANCE_KIND, MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTES, MAX_BATCH,
-    MAX_FIELD_BYTES, MAX_FRAMES, Recorded, Resolution, TrackerBuilder,
+    MAX_FIELD_BYTES, MAX_FRAMES, Recorded, Repair, Resolution, TrackerBuilder,
 };

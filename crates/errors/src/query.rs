@@ -150,6 +150,9 @@ pub struct TopSignatures {
     pub signatures: Vec<TopSignature>,
     /// `false` when the log's length cap cut into the window: counts are then lower bounds.
     pub complete: bool,
+    /// Log entries of the window that name no signature (written there by something else):
+    /// left out of the counts.
+    pub undecodable: u64,
 }
 
 /// Counters by kind and component (all occurrences since the tracker began).
@@ -168,7 +171,9 @@ pub struct Counts {
 impl Counts {
     /// All occurrences counted.
     pub fn total(&self) -> u64 {
-        self.by_pair.values().sum::<u64>() + self.other
+        self.by_pair
+            .values()
+            .fold(self.other, |sum, n| sum.saturating_add(*n))
     }
 }
 
@@ -183,31 +188,45 @@ pub(crate) struct State {
     pub(crate) components: Vec<String>,
 }
 
-pub(crate) fn parse_state(signature: &str, state: &[u8]) -> Result<State> {
-    let bad = || -> crate::TrackerError {
-        Error::decode(
-            format!("signature {signature}"),
-            format!("bad state {:?}", String::from_utf8_lossy(state)),
+/// `key` is the data hash that holds it: undecodable state is [`Error::Corrupt`] naming it and
+/// the signature (the same checks as `lua/record.lua`, which starts such a state afresh).
+pub(crate) fn parse_state(key: &str, signature: &str, state: &[u8]) -> Result<State> {
+    let bad = |why: &str| -> crate::TrackerError {
+        let shown: String = String::from_utf8_lossy(state).chars().take(40).collect();
+        Error::corrupt(
+            key,
+            format!(
+                "signature {signature} state ({} bytes, {shown:?}): {why}",
+                state.len()
+            ),
         )
         .into()
     };
-    if state.len() < 49 {
-        return Err(bad());
+    if !(50..=4096).contains(&state.len()) {
+        return Err(bad("not 50..=4096 bytes"));
     }
-    let number = |i: usize| -> u64 {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&state[i * 8..i * 8 + 8]);
-        f64::from_be_bytes(bytes) as u64
-    };
-    let comps = &state[48..];
-    let comps = comps.strip_suffix(b"\0").unwrap_or(comps);
-    let comps = std::str::from_utf8(comps).map_err(|_| bad())?;
+    let (numbers, comps) = state.split_at(48);
+    let mut n = [0u64; 6];
+    for (slot, bytes) in n.iter_mut().zip(numbers.chunks_exact(8)) {
+        let value = f64::from_be_bytes(bytes.try_into().unwrap_or_default());
+        *slot = crate::tracker::whole(value)
+            .ok_or_else(|| bad(&format!("{value} is no whole number in 0..=2^53")))?;
+    }
+    if n[0] == 0 {
+        return Err(bad("a count of 0"));
+    }
+    let comps = comps
+        .strip_suffix(b"\0")
+        .filter(|c| !c.contains(&0) && c.starts_with(b" ") && c.ends_with(b" "))
+        .ok_or_else(|| bad("the components are not \" a b \" ending the value"))?;
+    // Names only (the script does not check UTF-8): a damaged byte shows as U+FFFD.
+    let comps = String::from_utf8_lossy(comps);
     Ok(State {
-        count: number(0),
-        first: number(1),
-        last: number(2),
-        resolved: number(3),
-        regressions: number(4),
+        count: n[0],
+        first: n[1],
+        last: n[2],
+        resolved: n[3],
+        regressions: n[4],
         components: comps
             .split(' ')
             .filter(|c| !c.is_empty())
@@ -216,8 +235,10 @@ pub(crate) fn parse_state(signature: &str, state: &[u8]) -> Result<State> {
     })
 }
 
-fn decode_json<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| Error::decode(what, e).into())
+/// A stored JSON of the data hash `key` (`what` names the field): [`Error::Corrupt`] naming
+/// the key when it does not decode (bytes, so invalid UTF-8 is that error too, not another).
+fn stored_json<T: for<'de> Deserialize<'de>>(key: &str, what: &str, json: &[u8]) -> Result<T> {
+    serde_json::from_slice(json).map_err(|e| Error::corrupt(key, format!("{what}: {e}")).into())
 }
 
 impl ErrorTracker {
@@ -227,7 +248,8 @@ impl ErrorTracker {
     pub async fn recent(&self, cursor: Option<&str>, page_size: u32) -> Result<LogPage> {
         let inner = &self.inner;
         let page_size = page_size.clamp(1, 10_000);
-        let raw: Vec<(String, Vec<String>)> = RECENT
+        // Bytes: an entry written by something else may hold any.
+        let raw: Vec<(String, Vec<Vec<u8>>)> = RECENT
             .prepare()
             .key(&inner.keys.log)
             .arg(inner.settings.clock.arg())
@@ -242,17 +264,15 @@ impl ErrorTracker {
         let mut undecodable = Vec::new();
         for (id, fields) in raw {
             let mut signature = String::new();
-            let mut json = None;
+            let mut json: &[u8] = b"";
             for pair in fields.chunks_exact(2) {
-                match pair[0].as_str() {
-                    "f" => signature = pair[1].clone(),
-                    "e" => json = Some(&pair[1]),
+                match pair[0].as_slice() {
+                    b"f" => signature = String::from_utf8_lossy(&pair[1]).into_owned(),
+                    b"e" => json = &pair[1],
                     _ => {}
                 }
             }
-            let Ok(mut entry) =
-                decode_json::<LogEntry>(&format!("log entry {id}"), json.map_or("", |j| j))
-            else {
+            let Ok(mut entry) = serde_json::from_slice::<LogEntry>(json) else {
                 undecodable.push(id);
                 continue;
             };
@@ -293,6 +313,10 @@ impl ErrorTracker {
         let mut it = raw.into_iter();
         let complete: i64 = redis::from_redis_value(it.next().ok_or_else(|| bad("empty"))?)
             .map_err(|e| bad(&e.to_string()))?;
+        let undecodable: u64 =
+            redis::from_redis_value(it.next().ok_or_else(|| bad("no undecodable count"))?)
+                .map_err(|e| bad(&e.to_string()))?;
+        let data = inner.keys.data.as_str();
         let rest: Vec<redis::Value> = it.collect();
         let mut signatures = Vec::new();
         for chunk in rest.chunks(4) {
@@ -307,17 +331,18 @@ impl ErrorTracker {
                 redis::from_redis_value_ref(count).map_err(|e| bad(&e.to_string()))?;
             let state: Vec<u8> =
                 redis::from_redis_value_ref(state).map_err(|e| bad(&e.to_string()))?;
-            let meta = text(meta)?;
+            let meta: Vec<u8> =
+                redis::from_redis_value_ref(meta).map_err(|e| bad(&e.to_string()))?;
             let (total, last_seen_ms) = if state.is_empty() {
                 (0, 0)
             } else {
-                let s = parse_state(&signature, &state)?;
+                let s = parse_state(data, &signature, &state)?;
                 (s.count, s.last)
             };
             let meta = if meta.is_empty() {
                 SignatureMeta::default()
             } else {
-                decode_json(&format!("signature {signature} meta"), &meta)?
+                stored_json(data, &format!("signature {signature} meta"), &meta)?
             };
             signatures.push(TopSignature {
                 signature,
@@ -330,6 +355,7 @@ impl ErrorTracker {
         Ok(TopSignatures {
             signatures,
             complete: complete == 1,
+            undecodable,
         })
     }
 
@@ -337,7 +363,8 @@ impl ErrorTracker {
     /// evicted as the least recently seen beyond the cap).
     pub async fn signature(&self, signature: &str) -> Result<Option<SignatureDetail>> {
         let inner = &self.inner;
-        let (state, sample, meta): (Option<Vec<u8>>, Option<String>, Option<String>) = inner
+        type Bytes = Option<Vec<u8>>;
+        let (state, sample, meta): (Bytes, Bytes, Bytes) = inner
             .pool
             .query_keys(
                 redis::cmd("HMGET")
@@ -351,9 +378,10 @@ impl ErrorTracker {
         let Some(state) = state else {
             return Ok(None);
         };
-        let s = parse_state(signature, &state)?;
+        let data = inner.keys.data.as_str();
+        let s = parse_state(data, signature, &state)?;
         let last_sample = sample
-            .map(|j| decode_json::<ErrorRecord>(&format!("signature {signature} sample"), &j))
+            .map(|j| stored_json::<ErrorRecord>(data, &format!("signature {signature} sample"), &j))
             .transpose()?
             .map(|mut r| {
                 r.ts_ms = s.last;
@@ -361,7 +389,7 @@ impl ErrorTracker {
                 r
             });
         let meta = meta
-            .map(|j| decode_json::<SignatureMeta>(&format!("signature {signature} meta"), &j))
+            .map(|j| stored_json::<SignatureMeta>(data, &format!("signature {signature} meta"), &j))
             .transpose()?
             .unwrap_or_default();
         Ok(Some(SignatureDetail {
@@ -399,8 +427,10 @@ impl ErrorTracker {
             let [field, n] = pair else {
                 return Err(bad("an odd answer".into()).into());
             };
-            let field: String =
+            let field: Vec<u8> =
                 redis::from_redis_value_ref(field).map_err(|e| bad(e.to_string()))?;
+            // A name: a damaged byte shows as U+FFFD.
+            let field = String::from_utf8_lossy(&field).into_owned();
             let n: u64 = redis::from_redis_value_ref(n).map_err(|e| bad(e.to_string()))?;
             all.insert(field, n);
         }
@@ -408,16 +438,19 @@ impl ErrorTracker {
         for (field, n) in all {
             match field.split_once(' ') {
                 Some((kind, component)) => {
-                    *counts.by_kind.entry(kind.to_owned()).or_default() += n;
-                    *counts.by_component.entry(component.to_owned()).or_default() += n;
+                    // Each counter is at most 2^53 (the script checks): sums saturate.
+                    let kind_n = counts.by_kind.entry(kind.to_owned()).or_default();
+                    *kind_n = kind_n.saturating_add(n);
+                    let component_n = counts.by_component.entry(component.to_owned()).or_default();
+                    *component_n = component_n.saturating_add(n);
                     counts
                         .by_pair
                         .insert((kind.to_owned(), component.to_owned()), n);
                 }
-                None => counts.other += n,
+                None => counts.other = counts.other.saturating_add(n),
             }
         }
-        counts.other += other;
+        counts.other = counts.other.saturating_add(other);
         Ok(counts)
     }
 
@@ -429,7 +462,7 @@ impl ErrorTracker {
         let inner = &self.inner;
         let task = crate::event::clean_name(task_id);
         let (s1, s2) = crate::tracker::task_slots(&task, inner.settings.max_tasks);
-        let found: Option<(u64, String)> = TASK
+        let found: Option<(u64, Vec<u8>)> = TASK
             .prepare()
             .key(&inner.keys.data)
             .arg(inner.settings.clock.arg())
@@ -441,7 +474,8 @@ impl ErrorTracker {
             .await?;
         found
             .map(|(ts, j)| {
-                decode_json::<ErrorRecord>(&format!("task {task_id}"), &j).map(|mut r| {
+                let what = format!("task {task} details record");
+                stored_json::<ErrorRecord>(inner.keys.data.as_str(), &what, &j).map(|mut r| {
                     r.ts_ms = ts;
                     r
                 })
@@ -455,7 +489,7 @@ impl ErrorTracker {
     pub async fn signatures(&self, limit: u32) -> Result<Vec<(String, u64)>> {
         let inner = &self.inner;
         let stop = i64::from(limit.max(1)) - 1;
-        Ok(inner
+        let raw: Vec<(String, f64)> = inner
             .pool
             .query_keys(
                 redis::cmd("ZREVRANGE")
@@ -465,6 +499,17 @@ impl ErrorTracker {
                     .arg("WITHSCORES"),
                 std::slice::from_ref(&inner.keys.seen),
             )
-            .await?)
+            .await?;
+        // Scores are times in ms the record script wrote; another is named, not wrapped.
+        raw.into_iter()
+            .map(|(signature, score)| match crate::tracker::whole(score) {
+                Some(ms) => Ok((signature, ms)),
+                None => Err(Error::corrupt(
+                    inner.keys.seen.as_str(),
+                    format!("signature {signature} score {score} is no time in ms"),
+                )
+                .into()),
+            })
+            .collect()
     }
 }

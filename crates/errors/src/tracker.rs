@@ -107,7 +107,7 @@ struct RecordCall {
     events: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     count: u64,
     first_seen_ms: u64,
@@ -115,6 +115,7 @@ pub(crate) struct Outcome {
     new_signature: bool,
     regression: bool,
     cascade: bool,
+    repaired: Vec<Repair>,
 }
 
 /// One record, cleaned and encoded: its section of the script's argument (field names and
@@ -393,6 +394,42 @@ pub struct Recorded {
     /// [`MAX_FIELD_BYTES`], or frames or attributes beyond [`MAX_FRAMES`] / [`MAX_ATTRIBUTES`]
     /// (each cut leaves a marker).
     pub truncated: bool,
+    /// Stored state this record found undecodable (written by something else, or damaged) and
+    /// started afresh, so the occurrence was still recorded: empty unless the data was bad.
+    /// The record's event says so too (`"repaired"`, see `lua/record.lua`).
+    pub repaired: Vec<Repair>,
+}
+
+/// Stored state a record could not decode and started afresh (see [`Recorded::repaired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Repair {
+    /// The signature's state: count, first seen, resolution, regressions and components
+    /// restart with this occurrence (reported as a new signature).
+    SignatureState,
+    /// The (kind, component) counter restarts at this occurrence.
+    Counter,
+    /// The task's details went to a slot whose owner did not decode (its task is unknowable).
+    TaskSlot,
+    /// The correlation state (kinds seen lately, last cascade) restarts empty.
+    Correlation,
+    /// The count of counter fields was set to the cap: new pairs count under
+    /// [`Counts::other`](crate::Counts::other).
+    CounterFields,
+    /// [`Counts::other`](crate::Counts::other) restarts at this occurrence.
+    OtherCounter,
+}
+
+impl Repair {
+    /// Each repair with its bit in the record script's flags.
+    const BITS: [(u64, Repair); 6] = [
+        (8, Repair::SignatureState),
+        (16, Repair::Counter),
+        (32, Repair::TaskSlot),
+        (64, Repair::Correlation),
+        (128, Repair::CounterFields),
+        (256, Repair::OtherCounter),
+    ];
 }
 
 /// What [`ErrorTracker::resolve`] did.
@@ -762,6 +799,7 @@ impl ErrorTracker {
             regression: outcome.regression,
             cascade: outcome.cascade,
             truncated,
+            repaired: outcome.repaired,
         })
     }
 
@@ -826,13 +864,21 @@ pub(crate) fn decode_outcomes(
             format!("{} bytes for {} records", packed.len(), records),
         ));
     }
-    // Whole numbers below 2^53, as the script computed them.
-    let numbers: Vec<u64> = packed
-        .chunks_exact(8)
-        .map(|c| f64::from_be_bytes(c.try_into().unwrap_or_default()) as u64)
-        .collect();
-    let now = numbers[0];
-    Ok(numbers[1..]
+    // Whole numbers in 0..=2^53, as the script computed them from bounded stored numbers.
+    let mut numbers = Vec::with_capacity(packed.len() / 8);
+    for c in packed.chunks_exact(8) {
+        let n = f64::from_be_bytes(c.try_into().unwrap_or_default());
+        numbers.push(whole(n).ok_or_else(|| {
+            coordkit_core::Error::decode(
+                "the record script's answer",
+                format!("{n} is no whole number in 0..=2^53"),
+            )
+        })?);
+    }
+    let now = numbers.first().copied().unwrap_or_default();
+    Ok(numbers
+        .get(1..)
+        .unwrap_or_default()
         .chunks_exact(3)
         .map(|c| Outcome {
             count: c[0],
@@ -841,8 +887,21 @@ pub(crate) fn decode_outcomes(
             new_signature: c[2] & 1 != 0,
             regression: c[2] & 2 != 0,
             cascade: c[2] & 4 != 0,
+            repaired: Repair::BITS
+                .iter()
+                .filter(|(bit, _)| c[2] & bit != 0)
+                .map(|(_, r)| *r)
+                .collect(),
         })
         .collect())
+}
+
+/// The largest whole number the scripts store (in a double, exactly).
+pub(crate) const MAX_STORED: u64 = 1 << 53;
+
+/// `n` as a whole number in `0..=2^53`, or `None` (NaN, infinite, negative, fractional, huge).
+pub(crate) fn whole(n: f64) -> Option<u64> {
+    (n >= 0.0 && n <= MAX_STORED as f64 && n.fract() == 0.0).then_some(n as u64)
 }
 
 /// A string as the record script's `struct.unpack('>Hc0')` reads it: its length (2 bytes,
