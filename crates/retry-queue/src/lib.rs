@@ -22,6 +22,18 @@
 //! - **Poison tolerance**: a payload that does not decode ([`Worker::start_json`]) or a task
 //!   whose stored record is unreadable is dead-lettered as `malformed`; the rest of the batch and
 //!   the worker carry on. A panicking handler counts as a failure.
+//! - **Bad stored data** (a key of another type, a counter that is no number, a record or error
+//!   history written by something else): every script reads or type-checks the keys it may
+//!   write and decodes what it uses *before its first write*, so a call either applies whole
+//!   or fails with [`Error::WrongType`](coordkit_core::Error::WrongType) /
+//!   [`Error::Corrupt`](coordkit_core::Error::Corrupt) naming the key, with nothing written.
+//!   A task whose record (or history) cannot be used is dead-lettered as `malformed` alone,
+//!   its bytes kept ([`DeadLetter::raw_record`]); once the key is repaired or deleted the queue
+//!   carries on.
+//! - **Worker health**: nothing ends a worker's claim loop; failures are counted, logged
+//!   (`tracing`) and retried with backoff, and [`Worker::health`] tells whether the loop runs,
+//!   when it last claimed and the last error. [`ShutdownReport`] counts the tasks whose outcome
+//!   was not recorded.
 //! - **Dead-letter queue**: [`Queue::dead_letters`], [`Queue::inspect`], [`Queue::requeue`] /
 //!   [`Queue::requeue_all`] (optionally with a fresh attempt budget), [`Queue::purge`] /
 //!   [`Queue::purge_all`]; count and age caps on by default (100,000 tasks, 7 days; the age
