@@ -2,11 +2,11 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coordkit_core::{
-    Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
+    Clock, Error, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
 };
 
 use crate::config::{BreakerConfig, StorePolicy, ms};
@@ -379,7 +379,7 @@ impl CircuitBreaker {
         let answer = match invoked {
             Ok(value) => decode_acquire(&value)?,
             Err(e) if e.is_retryable() => return Ok(self.acquire_without_store(id, &e)),
-            Err(e) => return Err(map_script_error(e)),
+            Err(e) => return Err(e.into()),
         };
         Ok(self.admission(id, answer, false))
     }
@@ -439,15 +439,13 @@ impl CircuitBreaker {
                     .local_decisions
                     .fetch_add(1, Ordering::Relaxed);
                 let now = self.local_now();
-                let answer = match self.inner.local.lock() {
-                    Ok(mut model) => model.acquire(now, &id),
-                    Err(_) => AcquireAnswer {
-                        admitted: true,
-                        state: State::Closed,
-                        epoch: 0,
-                        retry_after_ms: 0,
-                        kind: Some(PermitKind::Unrecorded),
-                    },
+                let answer = {
+                    let mut model = self
+                        .inner
+                        .local
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    model.acquire(now, &id)
                 };
                 self.admission(id, answer, true)
             }
@@ -477,7 +475,7 @@ impl CircuitBreaker {
                 .inner
                 .local
                 .lock()
-                .map_err(|_| BreakerError::Corrupt("the local fallback's lock".into()))?;
+                .unwrap_or_else(PoisonError::into_inner);
             return Ok(model.record(
                 now,
                 &report.id,
@@ -495,12 +493,15 @@ impl CircuitBreaker {
             report.duration_ms,
         ));
         match call.invoke::<Value>(&self.inner.pool).await {
-            Ok(value) => decode_record(&value),
+            Ok(value) => {
+                let (answer, _) = decode_record(&value)?;
+                Ok(answer)
+            }
             Err(e) => {
                 if e.is_retryable() {
                     self.note_store_error(&e.to_string());
                 }
-                Err(map_script_error(e))
+                Err(e.into())
             }
         }
     }
@@ -660,32 +661,22 @@ impl CircuitBreaker {
 
     /// The state and the window's figures (applying lazy transitions): one round trip.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let values: Vec<Value> = self
-            .script("snapshot")
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
-        decode_snapshot(&values)
+        let values: Vec<Value> = self.script("snapshot").invoke(&self.inner.pool).await?;
+        let (snapshot, _) = decode_snapshot(&values)?;
+        Ok(snapshot)
     }
 
     /// Puts the breaker in an operator state, cluster-wide, until [`clear`](Self::clear).
     pub async fn force(&self, to: Forced) -> Result<(State, u64)> {
         let mut call = self.script("force");
         call.arg(to.as_str());
-        let values: Vec<Value> = call
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
+        let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
         decode_state_epoch(&values)
     }
 
     /// Back to closed with an empty window, from any state.
     pub async fn clear(&self) -> Result<(State, u64)> {
-        let values: Vec<Value> = self
-            .script("clear")
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
+        let values: Vec<Value> = self.script("clear").invoke(&self.inner.pool).await?;
         decode_state_epoch(&values)
     }
 }
@@ -741,18 +732,6 @@ fn pack_report(epoch: u64, kind: PermitKind, outcome: Outcome, duration_ms: u64)
     pack(&[epoch as f64, kind, outcome, duration_ms as f64])
 }
 
-fn map_script_error(e: coordkit_core::Error) -> BreakerError {
-    match e {
-        coordkit_core::Error::Script { code, detail, .. } if code == "CORRUPT" => {
-            BreakerError::Corrupt(detail)
-        }
-        coordkit_core::Error::Corrupt { key, detail } => {
-            BreakerError::Corrupt(format!("{key}: {detail}"))
-        }
-        other => BreakerError::Core(other),
-    }
-}
-
 fn int(v: Option<&Value>) -> Result<u64> {
     match v {
         Some(Value::Int(n)) => u64::try_from(*n).map_err(|_| corrupt("a negative number")),
@@ -767,10 +746,10 @@ fn state(v: Option<&Value>) -> Result<State> {
     }
 }
 
+/// An answer of the script this version cannot read (bad stored data is an error of the
+/// script itself, naming the key).
 fn corrupt(expected: &str) -> BreakerError {
-    BreakerError::Corrupt(format!(
-        "the breaker script answered something other than {expected}"
-    ))
+    Error::decode("the breaker script's answer", format!("expected {expected}")).into()
 }
 
 /// An acquire's answer: `epoch * 8 + state` when admitted without a change, else
@@ -788,7 +767,7 @@ fn decode_acquire(v: &Value) -> Result<AcquireAnswer> {
             Ok(AcquireAnswer {
                 admitted: true,
                 state,
-                epoch: (n / 8) as u64,
+                epoch: u64::try_from(n / 8).map_err(|_| corrupt("an epoch"))?,
                 retry_after_ms: 0,
                 kind: Some(kind),
             })
@@ -813,20 +792,26 @@ fn decode_acquire(v: &Value) -> Result<AcquireAnswer> {
     }
 }
 
-/// A record's answer: `(epoch * 4 + status) * 8 + state`.
-fn decode_record(v: &Value) -> Result<RecordAnswer> {
-    match v {
-        Value::Int(n) if *n >= 32 => Ok(RecordAnswer {
+/// A record's answer: `(epoch * 4 + status) * 8 + state`, and when that leaves it open,
+/// `{ that, open ms left }`.
+fn decode_record(v: &Value) -> Result<(RecordAnswer, Option<u64>)> {
+    let answer = |v: Option<&Value>| match v {
+        Some(Value::Int(n)) if *n >= 32 => Ok(RecordAnswer {
             status: RecordStatus::from_code((n / 8) % 4).ok_or_else(|| corrupt("a status"))?,
             state: State::from_code(n % 8).ok_or_else(|| corrupt("a state"))?,
-            epoch: (n / 32) as u64,
+            epoch: u64::try_from(n / 32).map_err(|_| corrupt("an epoch"))?,
         }),
         _ => Err(corrupt("a record answer")),
+    };
+    match v {
+        Value::Array(v) if v.len() == 2 => Ok((answer(v.first())?, Some(int(v.get(1))?))),
+        v => Ok((answer(Some(v))?, None)),
     }
 }
 
-fn decode_snapshot(v: &[Value]) -> Result<Snapshot> {
-    Ok(Snapshot {
+/// A snapshot and the server's time it was taken at.
+fn decode_snapshot(v: &[Value]) -> Result<(Snapshot, u64)> {
+    let snapshot = Snapshot {
         state: state(v.first())?,
         epoch: int(v.get(1))?,
         calls: int(v.get(2))?,
@@ -838,7 +823,8 @@ fn decode_snapshot(v: &[Value]) -> Result<Snapshot> {
         half_open_successes: int(v.get(8))?,
         probes_in_flight: int(v.get(9))?,
         reopenings: int(v.get(10))?,
-    })
+    };
+    Ok((snapshot, int(v.get(11))?))
 }
 
 fn decode_state_epoch(v: &[Value]) -> Result<(State, u64)> {
@@ -852,10 +838,7 @@ impl CircuitBreaker {
     pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
         let mut call = self.script("acquire");
         call.arg(permit);
-        let value: Value = call
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
+        let value: Value = call.invoke(&self.inner.pool).await?;
         decode_acquire(&value)
     }
 
@@ -870,10 +853,8 @@ impl CircuitBreaker {
         let mut call = self.script("record");
         call.arg(permit)
             .arg(pack_report(epoch, kind, outcome, duration_ms));
-        let value: Value = call
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
-        decode_record(&value)
+        let value: Value = call.invoke(&self.inner.pool).await?;
+        let (answer, _) = decode_record(&value)?;
+        Ok(answer)
     }
 }

@@ -143,6 +143,10 @@ impl BreakerConfig {
     }
 }
 
+/// The longest duration a rule takes (100 years): the script stores times as whole numbers
+/// below 2^48 ms and writes `now + duration` as an integer, so none may go beyond.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -234,7 +238,7 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// Validates every field.
+    /// Validates every field; every duration is at most 100 years.
     pub fn build(self) -> Result<BreakerConfig, Error> {
         let c = self.config;
         let bad = |field: &'static str, reason: String| Err(Error::invalid_config(field, reason));
@@ -330,6 +334,22 @@ impl BreakerConfigBuilder {
                 "idle_expiry",
                 format!("must be at least 1s, got {:?}", c.idle_expiry),
             );
+        }
+        let (open_base, open_max) = match c.open {
+            OpenDuration::Fixed(d) => (d, d),
+            OpenDuration::Exponential { base, max, .. } => (base, max),
+        };
+        for (field, d) in [
+            ("slow_call_duration", c.slow_call_duration),
+            ("open_duration", open_base),
+            ("open_duration", open_max),
+            ("permit_lease", c.permit_lease),
+            ("half_open_max_wait", c.half_open_max_wait.unwrap_or_default()),
+            ("idle_expiry", c.idle_expiry),
+        ] {
+            if d > MAX_DURATION {
+                return bad(field, format!("must be at most 100 years, got {d:?}"));
+            }
         }
         Ok(c)
     }
