@@ -59,7 +59,18 @@ struct Inner {
     flusher_awake: Arc<AtomicBool>,
     /// The flusher task, started by the first deferred report.
     flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// The [`StorePolicy::Local`] fallback, seeded from `seen` when an outage starts.
     local: Mutex<BreakerModel>,
+    /// The last shared state an answer from Redis showed: `epoch * 8 + state` (0: none yet).
+    seen: AtomicU64,
+    /// When the shared state was last seen open: its epoch and the [`CircuitBreaker::local_now`]
+    /// time its open period ends.
+    seen_open: Mutex<(u64, u64)>,
+    /// Whether the local fallback decides: set by the first acquire that cannot reach Redis
+    /// (which seeds it), cleared by any answer from Redis.
+    outage: AtomicBool,
+    /// The origin of [`CircuitBreaker::local_now`] on the server clock.
+    started: Instant,
     stats: StatsCell,
     /// Concurrent acquires share one pipeline.
     acquires: GroupCommit<AcquireCall, coordkit_core::Result<Value>>,
@@ -274,6 +285,10 @@ impl CircuitBreaker {
                 config_args,
                 name: name.to_owned(),
                 local: Mutex::new(BreakerModel::new(config.clone())),
+                seen: AtomicU64::new(0),
+                seen_open: Mutex::new((0, 0)),
+                outage: AtomicBool::new(false),
+                started: Instant::now(),
                 state_key: keys.typed_key("state", KeyKind::Hash),
                 probes_key: keys.typed_key("probes", KeyKind::ZSet),
                 channel_prefix,
@@ -345,14 +360,61 @@ impl CircuitBreaker {
         call
     }
 
+    /// The local fallback's clock (ms): the manual clock, else a monotonic one (a wall clock
+    /// that jumps does not shorten or stretch a local open period).
     fn local_now(&self) -> u64 {
         match &self.inner.config.clock {
             Clock::Manual(manual) => manual.now_ms(),
-            _ => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(ms)
-                .unwrap_or_default(),
+            _ => ms(self.inner.started.elapsed()),
         }
+    }
+
+    /// Notes the shared state an answer from Redis showed (`open_left_ms`: how long it stays
+    /// open, when it is): the local fallback's start at the next outage, which this answer
+    /// ends. Two relaxed loads when nothing changed, as on the hot path.
+    fn saw(&self, state: State, epoch: u64, open_left_ms: Option<u64>) {
+        let inner = &self.inner;
+        if let Some(code) = epoch.checked_mul(8).map(|e| e | state.code())
+            && inner.seen.load(Ordering::Relaxed) != code
+        {
+            inner.seen.store(code, Ordering::Relaxed);
+        }
+        if let (State::Open, Some(left)) = (state, open_left_ms) {
+            let until = self.local_now().saturating_add(left);
+            *inner
+                .seen_open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = (epoch, until);
+        }
+        if inner.outage.load(Ordering::Relaxed) {
+            inner.outage.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// The local fallback at the start of an outage: the last shared state seen (see
+    /// [`StorePolicy::Local`]).
+    fn resumed_model(&self, now: u64) -> BreakerModel {
+        let config = self.inner.config.clone();
+        let code = self.inner.seen.load(Ordering::Relaxed);
+        let epoch = code / 8;
+        let state = i64::try_from(code % 8).ok().and_then(State::from_code);
+        let Some(state) = state.filter(|_| epoch > 0) else {
+            return BreakerModel::new(config);
+        };
+        let open_until = match state {
+            State::Open => match *self
+                .inner
+                .seen_open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
+                (seen, until) if seen == epoch => until,
+                // Seen open without its deadline: at least the first open period.
+                _ => now.saturating_add(config.open_ms().0),
+            },
+            _ => 0,
+        };
+        BreakerModel::resume(config, state, epoch, now, open_until)
     }
 
     /// Asks for permission to make one call: one round trip.
@@ -381,7 +443,13 @@ impl CircuitBreaker {
             Err(e) if e.is_retryable() => return Ok(self.acquire_without_store(id, &e)),
             Err(e) => return Err(e.into()),
         };
+        self.saw_acquire(&answer);
         Ok(self.admission(id, answer, false))
+    }
+
+    fn saw_acquire(&self, answer: &AcquireAnswer) {
+        let open_left = (answer.state == State::Open).then_some(answer.retry_after_ms);
+        self.saw(answer.state, answer.epoch, open_left);
     }
 
     fn admission(&self, id: String, answer: AcquireAnswer, local: bool) -> Admission {
@@ -445,6 +513,9 @@ impl CircuitBreaker {
                         .local
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
+                    if !self.inner.outage.swap(true, Ordering::AcqRel) {
+                        *model = self.resumed_model(now);
+                    }
                     model.acquire(now, &id)
                 };
                 self.admission(id, answer, true)
@@ -494,7 +565,8 @@ impl CircuitBreaker {
         ));
         match call.invoke::<Value>(&self.inner.pool).await {
             Ok(value) => {
-                let (answer, _) = decode_record(&value)?;
+                let (answer, open_left) = decode_record(&value)?;
+                self.saw(answer.state, answer.epoch, open_left);
                 Ok(answer)
             }
             Err(e) => {
@@ -662,7 +734,9 @@ impl CircuitBreaker {
     /// The state and the window's figures (applying lazy transitions): one round trip.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let values: Vec<Value> = self.script("snapshot").invoke(&self.inner.pool).await?;
-        let (snapshot, _) = decode_snapshot(&values)?;
+        let (snapshot, now) = decode_snapshot(&values)?;
+        let open_left = snapshot.open_until_ms.saturating_sub(now);
+        self.saw(snapshot.state, snapshot.epoch, Some(open_left));
         Ok(snapshot)
     }
 
@@ -671,13 +745,19 @@ impl CircuitBreaker {
         let mut call = self.script("force");
         call.arg(to.as_str());
         let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        decode_state_epoch(&values)
+        self.state_epoch(&values)
     }
 
     /// Back to closed with an empty window, from any state.
     pub async fn clear(&self) -> Result<(State, u64)> {
         let values: Vec<Value> = self.script("clear").invoke(&self.inner.pool).await?;
-        decode_state_epoch(&values)
+        self.state_epoch(&values)
+    }
+
+    fn state_epoch(&self, values: &[Value]) -> Result<(State, u64)> {
+        let (state, epoch) = (state(values.first())?, int(values.get(1))?);
+        self.saw(state, epoch, None);
+        Ok((state, epoch))
     }
 }
 
@@ -749,7 +829,11 @@ fn state(v: Option<&Value>) -> Result<State> {
 /// An answer of the script this version cannot read (bad stored data is an error of the
 /// script itself, naming the key).
 fn corrupt(expected: &str) -> BreakerError {
-    Error::decode("the breaker script's answer", format!("expected {expected}")).into()
+    Error::decode(
+        "the breaker script's answer",
+        format!("expected {expected}"),
+    )
+    .into()
 }
 
 /// An acquire's answer: `epoch * 8 + state` when admitted without a change, else
@@ -827,10 +911,6 @@ fn decode_snapshot(v: &[Value]) -> Result<(Snapshot, u64)> {
     Ok((snapshot, int(v.get(11))?))
 }
 
-fn decode_state_epoch(v: &[Value]) -> Result<(State, u64)> {
-    Ok((state(v.first())?, int(v.get(1))?))
-}
-
 /// Test support: drive the script's operations with explicit permit ids, to compare with
 /// [`BreakerModel`] step by step.
 #[doc(hidden)]
@@ -839,7 +919,9 @@ impl CircuitBreaker {
         let mut call = self.script("acquire");
         call.arg(permit);
         let value: Value = call.invoke(&self.inner.pool).await?;
-        decode_acquire(&value)
+        let answer = decode_acquire(&value)?;
+        self.saw_acquire(&answer);
+        Ok(answer)
     }
 
     pub async fn raw_record(
@@ -854,7 +936,8 @@ impl CircuitBreaker {
         call.arg(permit)
             .arg(pack_report(epoch, kind, outcome, duration_ms));
         let value: Value = call.invoke(&self.inner.pool).await?;
-        let (answer, _) = decode_record(&value)?;
+        let (answer, open_left) = decode_record(&value)?;
+        self.saw(answer.state, answer.epoch, open_left);
         Ok(answer)
     }
 }

@@ -43,6 +43,21 @@ pub enum StorePolicy {
     /// Reject every call.
     FailClosed,
     /// Apply the same rules in this process alone until Redis is back (the default).
+    ///
+    /// The local decisions start from the last shared state this handle (or a clone of it)
+    /// saw in an answer from Redis, not from closed:
+    /// - **open** stays open for what was left of the open period when Redis last answered
+    ///   (the server's remaining milliseconds become a deadline on this process's monotonic
+    ///   clock when the answer arrives), then goes half-open locally;
+    /// - **half-open** admits up to K probes in this process, whose outcomes close or re-open
+    ///   it locally;
+    /// - **forced open**, **disabled** and **metrics-only** stay as the operator left them
+    ///   (reject everything, admit everything, admit and count);
+    /// - **closed** (or nothing seen yet) starts closed with an empty window.
+    ///
+    /// Outcomes of calls admitted locally count only locally and are never sent to Redis.
+    /// Once Redis answers again the shared state rules: the next acquire follows it, and the
+    /// next outage starts again from what Redis last said.
     #[default]
     Local,
 }
@@ -344,7 +359,10 @@ impl BreakerConfigBuilder {
             ("open_duration", open_base),
             ("open_duration", open_max),
             ("permit_lease", c.permit_lease),
-            ("half_open_max_wait", c.half_open_max_wait.unwrap_or_default()),
+            (
+                "half_open_max_wait",
+                c.half_open_max_wait.unwrap_or_default(),
+            ),
             ("idle_expiry", c.idle_expiry),
         ] {
             if d > MAX_DURATION {

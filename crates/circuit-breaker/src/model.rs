@@ -156,6 +156,32 @@ impl BreakerModel {
         }
     }
 
+    /// A breaker last seen in `state` at `epoch`, from `now` on: the [`StorePolicy::Local`]
+    /// fallback's start when Redis becomes unreachable. Open until `open_until` (ms on the
+    /// same clock as `now`), half-open since `now`; the window is empty and no probe is held.
+    ///
+    /// [`StorePolicy::Local`]: crate::StorePolicy::Local
+    pub fn resume(
+        config: BreakerConfig,
+        state: State,
+        epoch: u64,
+        now: u64,
+        open_until: u64,
+    ) -> Self {
+        let mut model = Self::new(config);
+        model.st = state;
+        model.ep = epoch.max(1);
+        match state {
+            State::Open => {
+                model.oa = now;
+                model.ou = open_until;
+            }
+            State::HalfOpen => model.hs = now,
+            _ => {}
+        }
+        model
+    }
+
     fn emit(&mut self, kind: &'static str, reason: Option<&'static str>) {
         self.transitions.push(Transition {
             kind,
@@ -261,8 +287,10 @@ impl BreakerModel {
             State::ForcedOpen => (false, None, 0),
             State::HalfOpen => {
                 if (self.probes.len() as u64) < u64::from(self.config.half_open_permits) {
-                    self.probes
-                        .insert(permit.to_owned(), now.saturating_add(ms(self.config.permit_lease)));
+                    self.probes.insert(
+                        permit.to_owned(),
+                        now.saturating_add(ms(self.config.permit_lease)),
+                    );
                     (true, Some(PermitKind::Probe), 0)
                 } else {
                     let first = self.probes.values().min().copied().unwrap_or(now);

@@ -65,7 +65,11 @@ async fn grab_permits(
 
 /// Asserts `result` is the corrupt-data error naming `key` and, in its detail, `field`.
 #[track_caller]
-fn names<T: std::fmt::Debug>(result: Result<T, BreakerError>, key: &coordkit_core::Key, field: &str) {
+fn names<T: std::fmt::Debug>(
+    result: Result<T, BreakerError>,
+    key: &coordkit_core::Key,
+    field: &str,
+) {
     match result {
         Err(BreakerError::Core(Error::Corrupt { key: k, detail })) => {
             assert_eq!(k, key.as_str());
