@@ -47,8 +47,8 @@
 --   BADOP <operation>;
 --   WRONGTYPE (Redis's, from the first read of each key) when a key holds another type;
 --   CORRUPT <key> field <f>: ... (ck_corrupt, ck_int) when a stored value cannot be used: s or
---   c of another length or with a number out of bounds, a byte of r that is no call, window
---   figures that do not fit the ring, a bucket that does not parse, a probe lease deadline out
+--   c of another length or with a number out of bounds, the byte of r a record replaces that is
+--   no call, window figures that do not fit the ring, a bucket that does not parse, a probe lease deadline out
 --   of bounds. A ring of another length than the window (absent, or the window's size was
 --   changed) is no fault: the count window starts empty.
 
@@ -152,9 +152,9 @@ local CLOSED, OPEN, HALF, FORCED, DISABLED, METRICS = 0, 1, 2, 3, 4, 5
 local MAXI = MAXN - 1
 
 -- validate: every operation. S's type: the HMGET below is the first call on S. s and c: their
--- length, then every number whole and in bounds (ck_int). The count window: every byte of r a
--- call, the figures within the ring (a ring of another length starts a fresh window), and for a
--- record the figures without the call leaving it. The time window: every bucket parsed and
+-- length, then every number whole and in bounds (ck_int). The count window: the figures within
+-- the ring (a ring of another length starts a fresh window), and for a record the byte of r it
+-- replaces and the figures without it. The time window: every bucket parsed and
 -- bounded. P (open or half-open only; no other state writes it): its type (the ZRANGE, its
 -- first call) and every lease deadline bounded. Then settle, the operation and save only work
 -- on these checked numbers.
@@ -195,9 +195,6 @@ if b.ep == 0 then b.ep = 1 end
 
 if cfg.wkind == 'c' then
   local ring = raw[3]
-  if ring and string.find(ring, '[^%.SFsf]') then
-    ck_corrupt(S, 'field r: a byte that is none of . S F s f')
-  end
   if ring and #ring == cfg.wsize then
     if not (b.pos < cfg.wsize and b.wn <= cfg.wsize and b.wnf <= b.wn and b.wns <= b.wn) then
       ck_corrupt(S, string.format('field s: next slot %d, calls %d, failures %d, slow %d do not '
@@ -208,15 +205,22 @@ if cfg.wkind == 'c' then
     -- Absent, or the window's size was changed: a fresh window.
     b.ring, b.pos, b.wn, b.wnf, b.wns = string.rep('.', cfg.wsize), 0, 0, 0, 0
   end
+  -- A record reads one byte of the ring, the call leaving the window (scanning all of it
+  -- would cost the hot path microseconds): that byte is checked, the others when their turn
+  -- comes.
   if op == 'record' and (b.st == CLOSED or b.st == METRICS) then
     local old = string.sub(b.ring, b.pos + 1, b.pos + 1)
     local n, nf, ns = b.wn, b.wnf, b.wns
+    if not string.find('.SFsf', old, 1, true) then
+      ck_corrupt(S, string.format('field r: byte %d is %d, not one of . S F s f', b.pos,
+        string.byte(old)))
+    end
     if old ~= '.' then n = n - 1 end
     if old == 'F' or old == 'f' then nf = nf - 1 end
     if old == 's' or old == 'f' then ns = ns - 1 end
     if not (n >= 0 and nf >= 0 and ns >= 0 and nf <= n and ns <= n and n < cfg.wsize) then
       ck_corrupt(S, string.format('field s: calls %d, failures %d, slow %d do not match r '
-        .. '(%q at slot %d)', b.wn, b.wnf, b.wns, old, b.pos))
+        .. '(%s at slot %d)', b.wn, b.wnf, b.wns, old, b.pos))
     end
   end
 else
@@ -247,8 +251,9 @@ if b.st == HALF or b.st == OPEN then
   for i = 1, #list, 2 do
     local deadline = tonumber(list[i + 1])
     if not (deadline and deadline <= MAXI) then
-      ck_corrupt(P, 'probe ' .. string.format('%q', string.sub(list[i], 1, 40))
-        .. ': lease deadline ' .. list[i + 1] .. ' out of bounds')
+      -- (No control character in an error reply.)
+      local member = string.gsub(string.sub(list[i], 1, 40), '%c', '?')
+      ck_corrupt(P, 'probe "' .. member .. '": lease deadline ' .. list[i + 1] .. ' out of bounds')
     end
     b.leases[list[i]] = deadline
     b.probes_n = b.probes_n + 1

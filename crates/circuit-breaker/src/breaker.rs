@@ -328,6 +328,12 @@ impl CircuitBreaker {
         &self.inner.state_key
     }
 
+    /// The key of its probe leases, a sorted set: permit id -> lease deadline (for operators
+    /// and tests).
+    pub fn probes_key(&self) -> &Key {
+        &self.inner.probes_key
+    }
+
     /// What this handle has seen.
     pub fn stats(&self) -> BreakerStats {
         let s = &self.inner.stats;
@@ -814,7 +820,7 @@ fn pack_report(epoch: u64, kind: PermitKind, outcome: Outcome, duration_ms: u64)
 
 fn int(v: Option<&Value>) -> Result<u64> {
     match v {
-        Some(Value::Int(n)) => u64::try_from(*n).map_err(|_| corrupt("a negative number")),
+        Some(Value::Int(n)) => u64::try_from(*n).map_err(|_| corrupt("a number of at least 0")),
         _ => Err(corrupt("a number")),
     }
 }
