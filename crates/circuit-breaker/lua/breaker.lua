@@ -47,10 +47,10 @@
 --   BADOP <operation>;
 --   WRONGTYPE (Redis's, from the first read of each key) when a key holds another type;
 --   CORRUPT <key> field <f>: ... (ck_corrupt, ck_int) when a stored value cannot be used: s or
---   c of another length or with a number out of bounds, the byte of r a record replaces that is
---   no call, window figures that do not fit the ring, a bucket that does not parse, a probe lease deadline out
---   of bounds. A ring of another length than the window (absent, or the window's size was
---   changed) is no fault: the count window starts empty.
+--   c of another length or with a number out of bounds, the byte of r a record replaces that
+--   is no call, window figures that do not fit the ring, a bucket that does not parse, a probe
+--   lease deadline out of bounds. A ring of another length than the window (absent, or the
+--   window's size was changed) is no fault: the count window starts empty.
 
 local S, P = KEYS[1], KEYS[2]
 local op = ARGV[1]
@@ -258,6 +258,13 @@ if b.st == HALF or b.st == OPEN then
     b.leases[list[i]] = deadline
     b.probes_n = b.probes_n + 1
   end
+end
+
+-- The arguments: a force's target.
+local force_to
+if op == 'force' then
+  force_to = ({ forced_open = FORCED, disabled = DISABLED, metrics_only = METRICS })[ARGV[6]]
+  if not force_to then return ck_fail('BADOP', 'force ' .. ARGV[6]) end
 end
 
 -- writes: from here on, only through the functions below, on the numbers checked above.
@@ -514,12 +521,7 @@ elseif op == 'snapshot' then
   local n, nf, ns = window()
   return { b.st, b.ep, n, nf, ns, b.cf, b.oa, b.ou, b.hok, b.probes_n, b.rc, now }
 elseif op == 'force' then
-  local target = ARGV[6]
-  local code = ({ forced_open = FORCED, disabled = DISABLED, metrics_only = METRICS })[target]
-  if not code then
-    return ck_fail('BADOP', 'force ' .. target)
-  end
-  b.st, b.ep = code, b.ep + 1
+  b.st, b.ep = force_to, b.ep + 1
   b.state_dirty, b.dirty = true, true
   drop_probes()
   emit('forced', {})

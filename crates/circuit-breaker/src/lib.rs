@@ -76,6 +76,7 @@ mod layer;
 pub mod model;
 mod registry;
 mod state;
+mod wire;
 
 pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
 pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};
