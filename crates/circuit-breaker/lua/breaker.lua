@@ -10,6 +10,7 @@
 --   r   count window ring, one char per call: S ok, F failed, s ok but slow, f failed and
 --       slow, . empty
 --   b<slot>  time window bucket: "<bucket id>:<calls>:<failures>:<slow>"
+--   Every stored number is a whole number below 2^48 (MAXN), checked before use.
 --   Absent: closed, epoch 1, empty window. The idle expiry is the key's TTL (refreshed when
 --   less than three quarters of it is left).
 -- KEYS[2] probes sorted set: half-open permit id -> lease deadline (ms)
@@ -38,12 +39,18 @@
 --             otherwise { admitted 0/1, state, epoch, retry after ms,
 --                         permit kind 0 none | 1 normal | 2 probe | 3 metrics-only | 4 bypass }
 --   record:   (epoch * 4 + status) * 8 + state, status 0 recorded | 1 stale | 2 ignored |
---             3 not_counted
+--             3 not_counted; when it leaves the breaker open: { that number, open ms left }
 --   snapshot: { state, epoch, calls, failures, slow, consecutive failures, opened at,
---               open until, half-open successes, probes in flight, re-openings }
+--               open until, half-open successes, probes in flight, re-openings, now }
 --   force, clear: { state, epoch }
--- Errors: BADOP <operation>; Redis's WRONGTYPE (before any write) for a key of another type;
---         CORRUPT <field> when the state hash holds garbage.
+-- Errors, all raised before the first write (nothing is written then):
+--   BADOP <operation>;
+--   WRONGTYPE (Redis's, from the first read of each key) when a key holds another type;
+--   CORRUPT <key> field <f>: ... (ck_corrupt, ck_int) when a stored value cannot be used: s or
+--   c of another length or with a number out of bounds, the byte of r a record replaces that
+--   is no call, window figures that do not fit the ring, a bucket that does not parse, a probe
+--   lease deadline out of bounds. A ring of another length than the window (absent, or the
+--   window's size was changed) is no fault: the count window starts empty.
 
 local S, P = KEYS[1], KEYS[2]
 local op = ARGV[1]
@@ -54,18 +61,23 @@ local MAXN = 2 ^ 48
 -- The hot paths: an acquire on a breaker that is not open or half-open, and a record in a
 -- count window that changes no state. They need no clock, no probes and few rules; anything
 -- else (or anything odd, garbage included) goes on to the general path below, which has
--- written nothing yet.
+-- written nothing yet and names the fault.
 if op == 'acquire' then
+  -- validate: S's type (the HGET); the state code and the epoch, the only numbers used.
   local s = redis.call('HGET', S, 's')
   if not s then return 8 end
   if #s == SLEN then
     local st, ep = struct.unpack('>dd', s)
     if (st == 0 or st == 4 or st == 5) and ep >= 1 and ep < MAXN and ep % 1 == 0 then
+      -- writes: none.
       return ep * 8 + st
     end
   end
 elseif op == 'record' then
   local wk, wsize, min_calls, frt, srt, slow_ms, max_cf, idle_ms = struct.unpack('>dddddddd', ARGV[3])
+  -- validate: S's type (the HMGET); s whole and bounded; the ring's byte at the next slot and
+  -- the figures without it (0 <= failures, slow <= calls < window), so the write keeps them
+  -- consistent. Anything else falls through to the general path, which raises the fault.
   local raw = redis.call('HMGET', S, 's', 'r')
   local s, ring = raw[1], raw[2]
   if wk == 0 and ((not s and not ring) or (s and ring and #s == SLEN and #ring == wsize)) then
@@ -76,39 +88,50 @@ elseif op == 'record' then
       ring = string.rep('.', wsize)
     end
     if (st == 0 or st == 5) and ep >= 1 and ep < MAXN and ep % 1 == 0 and pos >= 0
-      and pos < wsize and pos % 1 == 0 and n >= 0 and n <= wsize and nf >= 0 and nf <= n
-      and ns >= 0 and ns <= n and cf >= 0 and cf < MAXN then
+      and pos < wsize and pos % 1 == 0 and n >= 0 and n <= wsize and n % 1 == 0 and nf >= 0
+      and nf <= n and nf % 1 == 0 and ns >= 0 and ns <= n and ns % 1 == 0 and cf >= 0
+      and cf < MAXN - 1 and cf % 1 == 0 then
       local pep, _, outcome, duration = struct.unpack('>dddd', ARGV[7])
       if pep ~= ep then return (ep * 4 + 1) * 8 + st end
       if outcome == 2 then return (ep * 4 + 2) * 8 + st end
-      local slow = duration >= slow_ms
+      -- The call leaving the window: S ok, F failed, s slow, f failed and slow, . none.
       local old = string.byte(ring, pos + 1)
-      if old ~= 46 then -- '.'
+      if old == 83 then
         n = n - 1
-        if old == 70 or old == 102 then nf = nf - 1 end  -- 'F', 'f'
-        if old == 115 or old == 102 then ns = ns - 1 end -- 's', 'f'
+      elseif old == 70 then
+        n, nf = n - 1, nf - 1
+      elseif old == 115 then
+        n, ns = n - 1, ns - 1
+      elseif old == 102 then
+        n, nf, ns = n - 1, nf - 1, ns - 1
+      elseif old ~= 46 then
+        n = -1
       end
-      local c
-      n = n + 1
-      if outcome == 1 then
-        nf, cf = nf + 1, cf + 1
-        c = 'F'
-        if slow then c, ns = 'f', ns + 1 end
-      else
-        cf = 0
-        c = 'S'
-        if slow then c, ns = 's', ns + 1 end
-      end
-      if st ~= 0 or not ((max_cf > 0 and cf >= max_cf)
-          or (n >= min_calls and (nf / n >= frt or ns / n >= srt))) then
-        ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
-        pos = pos + 1
-        if pos == wsize then pos = 0 end
-        redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring)
-        if st == 0 and redis.call('PTTL', S) < idle_ms * 0.75 then
-          redis.call('PEXPIRE', S, idle_ms)
+      if n >= 0 and nf >= 0 and ns >= 0 and nf <= n and ns <= n and n < wsize then
+        local slow = duration >= slow_ms
+        local c
+        n = n + 1
+        if outcome == 1 then
+          nf, cf = nf + 1, cf + 1
+          c = 'F'
+          if slow then c, ns = 'f', ns + 1 end
+        else
+          cf = 0
+          c = 'S'
+          if slow then c, ns = 's', ns + 1 end
         end
-        return ep * 32 + st
+        if st ~= 0 or not ((max_cf > 0 and cf >= max_cf)
+            or (n >= min_calls and (nf / n >= frt or ns / n >= srt))) then
+          -- writes: s and r, the idle expiry now and then.
+          ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
+          pos = pos + 1
+          if pos == wsize then pos = 0 end
+          redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring)
+          if st == 0 and redis.call('PTTL', S) < idle_ms * 0.75 then
+            redis.call('PEXPIRE', S, idle_ms)
+          end
+          return ep * 32 + st
+        end
       end
     end
   end
@@ -126,8 +149,15 @@ cfg.channel, cfg.name = ARGV[4], ARGV[5]
 
 local NAMES = { [0] = 'closed', 'open', 'half_open', 'forced_open', 'disabled', 'metrics_only' }
 local CLOSED, OPEN, HALF, FORCED, DISABLED, METRICS = 0, 1, 2, 3, 4, 5
+local MAXI = MAXN - 1
 
--- Everything is read in one call; every change is written in one call at the end (save).
+-- validate: every operation. S's type: the HMGET below is the first call on S. s and c: their
+-- length, then every number whole and in bounds (ck_int). The count window: the figures within
+-- the ring (a ring of another length starts a fresh window), and for a record the byte of r it
+-- replaces and the figures without it. The time window: every bucket parsed and
+-- bounded. P (open or half-open only; no other state writes it): its type (the ZRANGE, its
+-- first call) and every lease deadline bounded. Then settle, the operation and save only work
+-- on these checked numbers.
 local fields = { 's', 'c' }
 if cfg.wkind == 'c' then
   fields[3] = 'r'
@@ -138,36 +168,110 @@ local raw = redis.call('HMGET', S, unpack(fields))
 b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns = 0, 1, 0, 0, 0, 0, 0
 b.oa, b.ou, b.rc, b.hs, b.hok = 0, 0, 0, 0, 0
 if raw[1] then
-  if #raw[1] ~= SLEN then error({ err = 'CORRUPT s' }) end
-  b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns = struct.unpack(SFMT, raw[1])
+  if #raw[1] ~= SLEN then
+    ck_corrupt(S, 'field s: ' .. #raw[1] .. ' bytes, not ' .. SLEN)
+  end
+  local st, ep, cf, pos, n, nf, ns = struct.unpack(SFMT, raw[1])
+  b.st = ck_int(st, S, 'field s: state', 5)
+  b.ep = ck_int(ep, S, 'field s: epoch', MAXI)
+  b.cf = ck_int(cf, S, 'field s: consecutive failures', MAXI)
+  b.pos = ck_int(pos, S, 'field s: next slot', MAXI)
+  b.wn = ck_int(n, S, 'field s: calls', MAXI)
+  b.wnf = ck_int(nf, S, 'field s: failures', MAXI)
+  b.wns = ck_int(ns, S, 'field s: slow calls', MAXI)
 end
 if raw[2] then
-  if #raw[2] ~= CLEN then error({ err = 'CORRUPT c' }) end
-  b.oa, b.ou, b.rc, b.hs, b.hok = struct.unpack(CFMT, raw[2])
-end
-if not NAMES[b.st] then error({ err = 'CORRUPT s (state)' }) end
-for _, v in ipairs({ b.ep, b.oa, b.ou, b.rc, b.hs, b.hok, b.cf, b.pos, b.wn, b.wnf, b.wns }) do
-  if not (v >= 0 and v < MAXN and v % 1 == 0) then error({ err = 'CORRUPT s/c (number)' }) end
+  if #raw[2] ~= CLEN then
+    ck_corrupt(S, 'field c: ' .. #raw[2] .. ' bytes, not ' .. CLEN)
+  end
+  local oa, ou, rc, hs, hok = struct.unpack(CFMT, raw[2])
+  b.oa = ck_int(oa, S, 'field c: opened at', MAXI)
+  b.ou = ck_int(ou, S, 'field c: open until', MAXI)
+  b.rc = ck_int(rc, S, 'field c: re-openings', MAXI)
+  b.hs = ck_int(hs, S, 'field c: half-open since', MAXI)
+  b.hok = ck_int(hok, S, 'field c: half-open successes', MAXI)
 end
 if b.ep == 0 then b.ep = 1 end
--- Probes exist only in half-open (every other transition deletes them).
-b.probes_n = 0
-if b.st == HALF or b.st == OPEN then b.probes_n = redis.call('ZCARD', P) end
 
+if cfg.wkind == 'c' then
+  local ring = raw[3]
+  if ring and #ring == cfg.wsize then
+    if not (b.pos < cfg.wsize and b.wn <= cfg.wsize and b.wnf <= b.wn and b.wns <= b.wn) then
+      ck_corrupt(S, string.format('field s: next slot %d, calls %d, failures %d, slow %d do not '
+        .. 'fit a window of %d', b.pos, b.wn, b.wnf, b.wns, cfg.wsize))
+    end
+    b.ring = ring
+  else
+    -- Absent, or the window's size was changed: a fresh window.
+    b.ring, b.pos, b.wn, b.wnf, b.wns = string.rep('.', cfg.wsize), 0, 0, 0, 0
+  end
+  -- A record reads one byte of the ring, the call leaving the window (scanning all of it
+  -- would cost the hot path microseconds): that byte is checked, the others when their turn
+  -- comes.
+  if op == 'record' and (b.st == CLOSED or b.st == METRICS) then
+    local old = string.sub(b.ring, b.pos + 1, b.pos + 1)
+    local n, nf, ns = b.wn, b.wnf, b.wns
+    if not string.find('.SFsf', old, 1, true) then
+      ck_corrupt(S, string.format('field r: byte %d is %d, not one of . S F s f', b.pos,
+        string.byte(old)))
+    end
+    if old ~= '.' then n = n - 1 end
+    if old == 'F' or old == 'f' then nf = nf - 1 end
+    if old == 's' or old == 'f' then ns = ns - 1 end
+    if not (n >= 0 and nf >= 0 and ns >= 0 and nf <= n and ns <= n and n < cfg.wsize) then
+      ck_corrupt(S, string.format('field s: calls %d, failures %d, slow %d do not match r '
+        .. '(%s at slot %d)', b.wn, b.wnf, b.wns, old, b.pos))
+    end
+  end
+else
+  -- slots[i]: { bucket id, calls, failures, slow } or false.
+  b.slots = {}
+  for i = 1, cfg.wsize do
+    local v = raw[2 + i]
+    if v then
+      local what = 'field b' .. (i - 1)
+      local id, c, f, s = string.match(v, '^(%d+):(%d+):(%d+):(%d+)$')
+      if not id then ck_corrupt(S, what .. ': not <bucket>:<calls>:<failures>:<slow>') end
+      id = ck_int(id, S, what .. ': bucket', MAXI)
+      c = ck_int(c, S, what .. ': calls', MAXI)
+      f = ck_int(f, S, what .. ': failures', c)
+      s = ck_int(s, S, what .. ': slow calls', c)
+      b.slots[i] = { id, c, f, s }
+    else
+      b.slots[i] = false
+    end
+  end
+end
+
+-- Probe leases (only half-open holds any: every other transition deletes them), read whole:
+-- at most K in normal operation.
+b.leases, b.probes_n = {}, 0
+if b.st == HALF or b.st == OPEN then
+  local list = redis.call('ZRANGE', P, 0, -1, 'WITHSCORES')
+  for i = 1, #list, 2 do
+    local deadline = tonumber(list[i + 1])
+    if not (deadline and deadline <= MAXI) then
+      -- (No control character in an error reply.)
+      local member = string.gsub(string.sub(list[i], 1, 40), '%c', '?')
+      ck_corrupt(P, 'probe "' .. member .. '": lease deadline ' .. list[i + 1] .. ' out of bounds')
+    end
+    b.leases[list[i]] = deadline
+    b.probes_n = b.probes_n + 1
+  end
+end
+
+-- The arguments: a force's target.
+local force_to
+if op == 'force' then
+  force_to = ({ forced_open = FORCED, disabled = DISABLED, metrics_only = METRICS })[ARGV[6]]
+  if not force_to then return ck_fail('BADOP', 'force ' .. ARGV[6]) end
+end
+
+-- writes: from here on, only through the functions below, on the numbers checked above.
 b.dirty = false       -- the numbers changed: s and c are written by save()
 b.state_dirty = false -- a transition
 b.ring_dirty = false
 b.changed = {}        -- time window: field -> new value, written by save()
-
--- The window, cached from the read.
-if cfg.wkind == 'c' then
-  b.ring = raw[3]
-  if not b.ring or #b.ring ~= cfg.wsize then b.ring = string.rep('.', cfg.wsize) end
-  b.pos = b.pos % cfg.wsize
-else
-  b.slots = {}
-  for i = 1, cfg.wsize do b.slots[i] = raw[2 + i] or false end
-end
 
 -- The window's figures: calls, failures, slow.
 local function window()
@@ -175,12 +279,9 @@ local function window()
   local current = math.floor(now / cfg.bucket_ms)
   local n, nf, ns = 0, 0, 0
   for i = 1, cfg.wsize do
-    if b.slots[i] then
-      local id, c, f, s = string.match(b.slots[i], '^(%d+):(%d+):(%d+):(%d+)$')
-      id = tonumber(id)
-      if id and id > current - cfg.wsize and id <= current then
-        n, nf, ns = n + tonumber(c), nf + tonumber(f), ns + tonumber(s)
-      end
+    local slot = b.slots[i]
+    if slot and slot[1] > current - cfg.wsize and slot[1] <= current then
+      n, nf, ns = n + slot[2], nf + slot[3], ns + slot[4]
     end
   end
   return n, nf, ns
@@ -206,15 +307,13 @@ local function add_to_window(failed, slow)
   local id = math.floor(now / cfg.bucket_ms)
   local i = (id % cfg.wsize) + 1
   local c, f, s = 0, 0, 0
-  if b.slots[i] then
-    local sid, sc, sf, ss = string.match(b.slots[i], '^(%d+):(%d+):(%d+):(%d+)$')
-    if tonumber(sid) == id then c, f, s = tonumber(sc), tonumber(sf), tonumber(ss) end
-  end
+  local slot = b.slots[i]
+  if slot and slot[1] == id then c, f, s = slot[2], slot[3], slot[4] end
   c = c + 1
   if failed then f = f + 1 end
   if slow then s = s + 1 end
-  b.slots[i] = string.format('%d:%d:%d:%d', id, c, f, s)
-  b.changed['b' .. (i - 1)] = b.slots[i]
+  b.slots[i] = { id, c, f, s }
+  b.changed['b' .. (i - 1)] = string.format('%d:%d:%d:%d', id, c, f, s)
 end
 
 local function clear_window()
@@ -246,7 +345,7 @@ end
 local function drop_probes()
   if b.probes_n > 0 then
     redis.call('DEL', P)
-    b.probes_n = 0
+    b.leases, b.probes_n = {}, 0
   end
 end
 
@@ -278,7 +377,8 @@ local function go_closed(reason)
   emit('closed', { reason = reason })
 end
 
--- Lazy transitions on the server clock: open -> half-open, half-open -> open after max wait.
+-- Lazy transitions on the server clock: open -> half-open, half-open -> open after max wait;
+-- expired probe leases are dropped.
 local function settle()
   if b.st == OPEN and now >= b.ou then go_half_open() end
   if b.st == HALF and cfg.max_wait > 0 and now - b.hs >= cfg.max_wait then
@@ -286,8 +386,17 @@ local function settle()
     if now >= b.ou then go_half_open() end
   end
   if b.st == HALF and b.probes_n > 0 then
-    redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
-    b.probes_n = redis.call('ZCARD', P)
+    local expired = 0
+    for permit, deadline in pairs(b.leases) do
+      if deadline <= now then
+        b.leases[permit] = nil
+        expired = expired + 1
+      end
+    end
+    if expired > 0 then
+      redis.call('ZREMRANGEBYSCORE', P, '-inf', now)
+      b.probes_n = b.probes_n - expired
+    end
   end
 end
 
@@ -351,12 +460,17 @@ if op == 'acquire' then
     retry = b.ou - now
   elseif b.st == HALF then
     if b.probes_n < cfg.permits then
-      redis.call('ZADD', P, now + cfg.lease_ms, ARGV[6])
-      b.probes_n = b.probes_n + 1
+      local permit = ARGV[6]
+      redis.call('ZADD', P, now + cfg.lease_ms, permit)
+      if not b.leases[permit] then b.probes_n = b.probes_n + 1 end
+      b.leases[permit] = now + cfg.lease_ms
       admitted, kind = 1, 2
     else
-      local first = redis.call('ZRANGE', P, 0, 0, 'WITHSCORES')
-      retry = math.max(tonumber(first[2] or now) - now, 1)
+      local first
+      for _, deadline in pairs(b.leases) do
+        if not first or deadline < first then first = deadline end
+      end
+      retry = math.max((first or now) - now, 1)
     end
   end
   save()
@@ -364,8 +478,10 @@ if op == 'acquire' then
 elseif op == 'record' then
   local permit = ARGV[6]
   local pep, pkind, outcome, duration = struct.unpack('>dddd', ARGV[7])
-  if pkind == 1 and b.probes_n > 0 then
-    b.probes_n = b.probes_n - redis.call('ZREM', P, permit)
+  if pkind == 1 and b.leases[permit] then
+    redis.call('ZREM', P, permit)
+    b.leases[permit] = nil
+    b.probes_n = b.probes_n - 1
   end
   settle()
   local status = 0
@@ -395,21 +511,19 @@ elseif op == 'record' then
     end
   end
   save()
-  return (b.ep * 4 + status) * 8 + b.st
+  local answer = (b.ep * 4 + status) * 8 + b.st
+  -- Open: how long it stays so (the caller's fallback keeps it open that long).
+  if b.st == OPEN then return { answer, math.max(b.ou - now, 0) } end
+  return answer
 elseif op == 'snapshot' then
   settle()
   save()
   local n, nf, ns = window()
-  return { b.st, b.ep, n, nf, ns, b.cf, b.oa, b.ou, b.hok, b.probes_n, b.rc }
+  return { b.st, b.ep, n, nf, ns, b.cf, b.oa, b.ou, b.hok, b.probes_n, b.rc, now }
 elseif op == 'force' then
-  local target = ARGV[6]
-  local code = ({ forced_open = FORCED, disabled = DISABLED, metrics_only = METRICS })[target]
-  if not code then
-    return ck_fail('BADOP', 'force ' .. target)
-  end
-  b.st, b.ep = code, b.ep + 1
+  b.st, b.ep = force_to, b.ep + 1
   b.state_dirty, b.dirty = true, true
-  if b.probes_n > 0 then redis.call('DEL', P) b.probes_n = 0 end
+  drop_probes()
   emit('forced', {})
   save()
   return { b.st, b.ep }
@@ -418,7 +532,7 @@ elseif op == 'clear' then
   b.st, b.ep, b.hok, b.cf, b.rc = CLOSED, b.ep + 1, 0, 0, 0
   b.state_dirty, b.dirty = true, true
   clear_window()
-  if b.probes_n > 0 then redis.call('DEL', P) b.probes_n = 0 end
+  drop_probes()
   emit('cleared', {})
   save()
   return { b.st, b.ep }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coordkit_core::{
@@ -15,6 +15,9 @@ use crate::model::BreakerModel;
 use crate::state::{
     AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection, Snapshot,
     State,
+};
+use crate::wire::{
+    decode_acquire, decode_record, decode_snapshot, int, pack_report, script_config_args, state,
 };
 
 /// How long a report waits for an acquire to carry it before the flusher sends it.
@@ -59,7 +62,18 @@ struct Inner {
     flusher_awake: Arc<AtomicBool>,
     /// The flusher task, started by the first deferred report.
     flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// The [`StorePolicy::Local`] fallback, seeded from `seen` when an outage starts.
     local: Mutex<BreakerModel>,
+    /// The last shared state an answer from Redis showed: `epoch * 8 + state` (0: none yet).
+    seen: AtomicU64,
+    /// When the shared state was last seen open: its epoch and the [`CircuitBreaker::local_now`]
+    /// time its open period ends.
+    seen_open: Mutex<(u64, u64)>,
+    /// Whether the local fallback decides: set by the first acquire that cannot reach Redis
+    /// (which seeds it), cleared by any answer from Redis.
+    outage: AtomicBool,
+    /// The origin of [`CircuitBreaker::local_now`] on the server clock.
+    started: Instant,
     stats: StatsCell,
     /// Concurrent acquires share one pipeline.
     acquires: GroupCommit<AcquireCall, coordkit_core::Result<Value>>,
@@ -274,6 +288,10 @@ impl CircuitBreaker {
                 config_args,
                 name: name.to_owned(),
                 local: Mutex::new(BreakerModel::new(config.clone())),
+                seen: AtomicU64::new(0),
+                seen_open: Mutex::new((0, 0)),
+                outage: AtomicBool::new(false),
+                started: Instant::now(),
                 state_key: keys.typed_key("state", KeyKind::Hash),
                 probes_key: keys.typed_key("probes", KeyKind::ZSet),
                 channel_prefix,
@@ -313,6 +331,12 @@ impl CircuitBreaker {
         &self.inner.state_key
     }
 
+    /// The key of its probe leases, a sorted set: permit id -> lease deadline (for operators
+    /// and tests).
+    pub fn probes_key(&self) -> &Key {
+        &self.inner.probes_key
+    }
+
     /// What this handle has seen.
     pub fn stats(&self) -> BreakerStats {
         let s = &self.inner.stats;
@@ -345,14 +369,61 @@ impl CircuitBreaker {
         call
     }
 
+    /// The local fallback's clock (ms): the manual clock, else a monotonic one (a wall clock
+    /// that jumps does not shorten or stretch a local open period).
     fn local_now(&self) -> u64 {
         match &self.inner.config.clock {
             Clock::Manual(manual) => manual.now_ms(),
-            _ => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(ms)
-                .unwrap_or_default(),
+            _ => ms(self.inner.started.elapsed()),
         }
+    }
+
+    /// Notes the shared state an answer from Redis showed (`open_left_ms`: how long it stays
+    /// open, when it is): the local fallback's start at the next outage, which this answer
+    /// ends. Two relaxed loads when nothing changed, as on the hot path.
+    fn saw(&self, state: State, epoch: u64, open_left_ms: Option<u64>) {
+        let inner = &self.inner;
+        if let Some(code) = epoch.checked_mul(8).map(|e| e | state.code())
+            && inner.seen.load(Ordering::Relaxed) != code
+        {
+            inner.seen.store(code, Ordering::Relaxed);
+        }
+        if let (State::Open, Some(left)) = (state, open_left_ms) {
+            let until = self.local_now().saturating_add(left);
+            *inner
+                .seen_open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = (epoch, until);
+        }
+        if inner.outage.load(Ordering::Relaxed) {
+            inner.outage.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// The local fallback at the start of an outage: the last shared state seen (see
+    /// [`StorePolicy::Local`]).
+    fn resumed_model(&self, now: u64) -> BreakerModel {
+        let config = self.inner.config.clone();
+        let code = self.inner.seen.load(Ordering::Relaxed);
+        let epoch = code / 8;
+        let state = i64::try_from(code % 8).ok().and_then(State::from_code);
+        let Some(state) = state.filter(|_| epoch > 0) else {
+            return BreakerModel::new(config);
+        };
+        let open_until = match state {
+            State::Open => match *self
+                .inner
+                .seen_open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
+                (seen, until) if seen == epoch => until,
+                // Seen open without its deadline: at least the first open period.
+                _ => now.saturating_add(config.open_ms().0),
+            },
+            _ => 0,
+        };
+        BreakerModel::resume(config, state, epoch, now, open_until)
     }
 
     /// Asks for permission to make one call: one round trip.
@@ -379,9 +450,15 @@ impl CircuitBreaker {
         let answer = match invoked {
             Ok(value) => decode_acquire(&value)?,
             Err(e) if e.is_retryable() => return Ok(self.acquire_without_store(id, &e)),
-            Err(e) => return Err(map_script_error(e)),
+            Err(e) => return Err(e.into()),
         };
+        self.saw_acquire(&answer);
         Ok(self.admission(id, answer, false))
+    }
+
+    fn saw_acquire(&self, answer: &AcquireAnswer) {
+        let open_left = (answer.state == State::Open).then_some(answer.retry_after_ms);
+        self.saw(answer.state, answer.epoch, open_left);
     }
 
     fn admission(&self, id: String, answer: AcquireAnswer, local: bool) -> Admission {
@@ -439,15 +516,16 @@ impl CircuitBreaker {
                     .local_decisions
                     .fetch_add(1, Ordering::Relaxed);
                 let now = self.local_now();
-                let answer = match self.inner.local.lock() {
-                    Ok(mut model) => model.acquire(now, &id),
-                    Err(_) => AcquireAnswer {
-                        admitted: true,
-                        state: State::Closed,
-                        epoch: 0,
-                        retry_after_ms: 0,
-                        kind: Some(PermitKind::Unrecorded),
-                    },
+                let answer = {
+                    let mut model = self
+                        .inner
+                        .local
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if !self.inner.outage.swap(true, Ordering::AcqRel) {
+                        *model = self.resumed_model(now);
+                    }
+                    model.acquire(now, &id)
                 };
                 self.admission(id, answer, true)
             }
@@ -477,7 +555,7 @@ impl CircuitBreaker {
                 .inner
                 .local
                 .lock()
-                .map_err(|_| BreakerError::Corrupt("the local fallback's lock".into()))?;
+                .unwrap_or_else(PoisonError::into_inner);
             return Ok(model.record(
                 now,
                 &report.id,
@@ -495,12 +573,16 @@ impl CircuitBreaker {
             report.duration_ms,
         ));
         match call.invoke::<Value>(&self.inner.pool).await {
-            Ok(value) => decode_record(&value),
+            Ok(value) => {
+                let (answer, open_left) = decode_record(&value)?;
+                self.saw(answer.state, answer.epoch, open_left);
+                Ok(answer)
+            }
             Err(e) => {
                 if e.is_retryable() {
                     self.note_store_error(&e.to_string());
                 }
-                Err(map_script_error(e))
+                Err(e.into())
             }
         }
     }
@@ -660,189 +742,32 @@ impl CircuitBreaker {
 
     /// The state and the window's figures (applying lazy transitions): one round trip.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let values: Vec<Value> = self
-            .script("snapshot")
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
-        decode_snapshot(&values)
+        let values: Vec<Value> = self.script("snapshot").invoke(&self.inner.pool).await?;
+        let (snapshot, now) = decode_snapshot(&values)?;
+        let open_left = snapshot.open_until_ms.saturating_sub(now);
+        self.saw(snapshot.state, snapshot.epoch, Some(open_left));
+        Ok(snapshot)
     }
 
     /// Puts the breaker in an operator state, cluster-wide, until [`clear`](Self::clear).
     pub async fn force(&self, to: Forced) -> Result<(State, u64)> {
         let mut call = self.script("force");
         call.arg(to.as_str());
-        let values: Vec<Value> = call
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
-        decode_state_epoch(&values)
+        let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
+        self.state_epoch(&values)
     }
 
     /// Back to closed with an empty window, from any state.
     pub async fn clear(&self) -> Result<(State, u64)> {
-        let values: Vec<Value> = self
-            .script("clear")
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
-        decode_state_epoch(&values)
+        let values: Vec<Value> = self.script("clear").invoke(&self.inner.pool).await?;
+        self.state_epoch(&values)
     }
-}
 
-/// ARGV[3..=5]: the rules (16 big-endian doubles, in the script's order: the record's hot
-/// path unpacks the first 8), the channel prefix and the name.
-fn script_config_args(c: &BreakerConfig, channel_prefix: &str, name: &str) -> Vec<Vec<u8>> {
-    let (wkind, wsize, bucket_ms) = c.window_args();
-    let (open_base, open_factor, open_max) = c.open_ms();
-    let rules = [
-        if wkind == "c" { 0.0 } else { 1.0 },
-        wsize as f64,
-        f64::from(c.minimum_calls),
-        c.failure_rate,
-        c.slow_call_rate,
-        ms(c.slow_call_duration) as f64,
-        f64::from(c.consecutive_failures.unwrap_or(0)),
-        ms(c.idle_expiry) as f64,
-        bucket_ms as f64,
-        open_base as f64,
-        open_factor,
-        open_max as f64,
-        f64::from(c.half_open_permits),
-        f64::from(c.half_open_successes),
-        ms(c.permit_lease) as f64,
-        c.half_open_max_wait.map(ms).unwrap_or(0) as f64,
-    ];
-    vec![
-        pack(&rules),
-        channel_prefix.as_bytes().to_vec(),
-        name.as_bytes().to_vec(),
-    ]
-}
-
-/// Numbers as big-endian doubles, for Lua's `struct.unpack('>d…')`.
-fn pack(numbers: &[f64]) -> Vec<u8> {
-    numbers.iter().flat_map(|n| n.to_be_bytes()).collect()
-}
-
-/// The record script's packed numbers: epoch, permit kind, outcome, duration.
-fn pack_report(epoch: u64, kind: PermitKind, outcome: Outcome, duration_ms: u64) -> Vec<u8> {
-    let kind = match kind {
-        PermitKind::Probe => 1.0,
-        PermitKind::MetricsOnly => 2.0,
-        PermitKind::Bypass => 3.0,
-        PermitKind::Normal | PermitKind::Unrecorded => 0.0,
-    };
-    let outcome = match outcome {
-        Outcome::Success => 0.0,
-        Outcome::Failure => 1.0,
-        Outcome::Ignored => 2.0,
-    };
-    pack(&[epoch as f64, kind, outcome, duration_ms as f64])
-}
-
-fn map_script_error(e: coordkit_core::Error) -> BreakerError {
-    match e {
-        coordkit_core::Error::Script { code, detail, .. } if code == "CORRUPT" => {
-            BreakerError::Corrupt(detail)
-        }
-        coordkit_core::Error::Corrupt { key, detail } => {
-            BreakerError::Corrupt(format!("{key}: {detail}"))
-        }
-        other => BreakerError::Core(other),
+    fn state_epoch(&self, values: &[Value]) -> Result<(State, u64)> {
+        let (state, epoch) = (state(values.first())?, int(values.get(1))?);
+        self.saw(state, epoch, None);
+        Ok((state, epoch))
     }
-}
-
-fn int(v: Option<&Value>) -> Result<u64> {
-    match v {
-        Some(Value::Int(n)) => u64::try_from(*n).map_err(|_| corrupt("a negative number")),
-        _ => Err(corrupt("a number")),
-    }
-}
-
-fn state(v: Option<&Value>) -> Result<State> {
-    match v {
-        Some(Value::Int(n)) => State::from_code(*n).ok_or_else(|| corrupt("a state")),
-        _ => Err(corrupt("a state")),
-    }
-}
-
-fn corrupt(expected: &str) -> BreakerError {
-    BreakerError::Corrupt(format!(
-        "the breaker script answered something other than {expected}"
-    ))
-}
-
-/// An acquire's answer: `epoch * 8 + state` when admitted without a change, else
-/// `{ admitted, state, epoch, retry after ms, permit kind }`.
-fn decode_acquire(v: &Value) -> Result<AcquireAnswer> {
-    match v {
-        Value::Int(n) if *n >= 8 => {
-            let state = State::from_code(n % 8).ok_or_else(|| corrupt("a state"))?;
-            let kind = match state {
-                State::Closed => PermitKind::Normal,
-                State::Disabled => PermitKind::Bypass,
-                State::MetricsOnly => PermitKind::MetricsOnly,
-                _ => return Err(corrupt("an admitting state")),
-            };
-            Ok(AcquireAnswer {
-                admitted: true,
-                state,
-                epoch: (n / 8) as u64,
-                retry_after_ms: 0,
-                kind: Some(kind),
-            })
-        }
-        Value::Array(v) => {
-            let kind = match v.get(4) {
-                Some(Value::Int(0)) => None,
-                Some(Value::Int(code)) => {
-                    Some(PermitKind::from_code(*code).ok_or_else(|| corrupt("a permit kind"))?)
-                }
-                _ => return Err(corrupt("a permit kind")),
-            };
-            Ok(AcquireAnswer {
-                admitted: int(v.first())? == 1,
-                state: state(v.get(1))?,
-                epoch: int(v.get(2))?,
-                retry_after_ms: int(v.get(3))?,
-                kind,
-            })
-        }
-        _ => Err(corrupt("an acquire answer")),
-    }
-}
-
-/// A record's answer: `(epoch * 4 + status) * 8 + state`.
-fn decode_record(v: &Value) -> Result<RecordAnswer> {
-    match v {
-        Value::Int(n) if *n >= 32 => Ok(RecordAnswer {
-            status: RecordStatus::from_code((n / 8) % 4).ok_or_else(|| corrupt("a status"))?,
-            state: State::from_code(n % 8).ok_or_else(|| corrupt("a state"))?,
-            epoch: (n / 32) as u64,
-        }),
-        _ => Err(corrupt("a record answer")),
-    }
-}
-
-fn decode_snapshot(v: &[Value]) -> Result<Snapshot> {
-    Ok(Snapshot {
-        state: state(v.first())?,
-        epoch: int(v.get(1))?,
-        calls: int(v.get(2))?,
-        failures: int(v.get(3))?,
-        slow_calls: int(v.get(4))?,
-        consecutive_failures: int(v.get(5))?,
-        opened_at_ms: int(v.get(6))?,
-        open_until_ms: int(v.get(7))?,
-        half_open_successes: int(v.get(8))?,
-        probes_in_flight: int(v.get(9))?,
-        reopenings: int(v.get(10))?,
-    })
-}
-
-fn decode_state_epoch(v: &[Value]) -> Result<(State, u64)> {
-    Ok((state(v.first())?, int(v.get(1))?))
 }
 
 /// Test support: drive the script's operations with explicit permit ids, to compare with
@@ -852,11 +777,10 @@ impl CircuitBreaker {
     pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
         let mut call = self.script("acquire");
         call.arg(permit);
-        let value: Value = call
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
-        decode_acquire(&value)
+        let value: Value = call.invoke(&self.inner.pool).await?;
+        let answer = decode_acquire(&value)?;
+        self.saw_acquire(&answer);
+        Ok(answer)
     }
 
     pub async fn raw_record(
@@ -870,10 +794,9 @@ impl CircuitBreaker {
         let mut call = self.script("record");
         call.arg(permit)
             .arg(pack_report(epoch, kind, outcome, duration_ms));
-        let value: Value = call
-            .invoke(&self.inner.pool)
-            .await
-            .map_err(map_script_error)?;
-        decode_record(&value)
+        let value: Value = call.invoke(&self.inner.pool).await?;
+        let (answer, open_left) = decode_record(&value)?;
+        self.saw(answer.state, answer.epoch, open_left);
+        Ok(answer)
     }
 }

@@ -43,6 +43,21 @@ pub enum StorePolicy {
     /// Reject every call.
     FailClosed,
     /// Apply the same rules in this process alone until Redis is back (the default).
+    ///
+    /// The local decisions start from the last shared state this handle (or a clone of it)
+    /// saw in an answer from Redis, not from closed:
+    /// - **open** stays open for what was left of the open period when Redis last answered
+    ///   (the server's remaining milliseconds become a deadline on this process's monotonic
+    ///   clock when the answer arrives), then goes half-open locally;
+    /// - **half-open** admits up to K probes in this process, whose outcomes close or re-open
+    ///   it locally;
+    /// - **forced open**, **disabled** and **metrics-only** stay as the operator left them
+    ///   (reject everything, admit everything, admit and count);
+    /// - **closed** (or nothing seen yet) starts closed with an empty window.
+    ///
+    /// Outcomes of calls admitted locally count only locally and are never sent to Redis.
+    /// Once Redis answers again the shared state rules: the next acquire follows it, and the
+    /// next outage starts again from what Redis last said.
     #[default]
     Local,
 }
@@ -143,6 +158,10 @@ impl BreakerConfig {
     }
 }
 
+/// The longest duration a rule takes (100 years): the script stores times as whole numbers
+/// below 2^48 ms and writes `now + duration` as an integer, so none may go beyond.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -234,7 +253,7 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// Validates every field.
+    /// Validates every field; every duration is at most 100 years.
     pub fn build(self) -> Result<BreakerConfig, Error> {
         let c = self.config;
         let bad = |field: &'static str, reason: String| Err(Error::invalid_config(field, reason));
@@ -330,6 +349,25 @@ impl BreakerConfigBuilder {
                 "idle_expiry",
                 format!("must be at least 1s, got {:?}", c.idle_expiry),
             );
+        }
+        let (open_base, open_max) = match c.open {
+            OpenDuration::Fixed(d) => (d, d),
+            OpenDuration::Exponential { base, max, .. } => (base, max),
+        };
+        for (field, d) in [
+            ("slow_call_duration", c.slow_call_duration),
+            ("open_duration", open_base),
+            ("open_duration", open_max),
+            ("permit_lease", c.permit_lease),
+            (
+                "half_open_max_wait",
+                c.half_open_max_wait.unwrap_or_default(),
+            ),
+            ("idle_expiry", c.idle_expiry),
+        ] {
+            if d > MAX_DURATION {
+                return bad(field, format!("must be at most 100 years, got {d:?}"));
+            }
         }
         Ok(c)
     }

@@ -19,8 +19,9 @@
 //!   ignored.
 //! - **Events** from the transition script itself, exactly once per transition: `opened`,
 //!   `half_opened`, `closed`, `forced`, `cleared`, with the reason and the window's figures.
-//! - **Redis unreachable**: fail-open, fail-closed, or the same rules in-process
-//!   ([`StorePolicy`]); store errors show in [`BreakerStats`].
+//! - **Redis unreachable**: fail-open, fail-closed, or the same rules in-process, starting
+//!   from the last shared state this process saw ([`StorePolicy`]); store errors show in
+//!   [`BreakerStats`].
 //! - **Idle closed breakers expire**, so per-key breakers cannot leak memory.
 //!
 //! A guarded call costs one blocking round trip: the acquire. The outcome is sent in the
@@ -75,6 +76,7 @@ mod layer;
 pub mod model;
 mod registry;
 mod state;
+mod wire;
 
 pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
 pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};

@@ -53,7 +53,7 @@ impl WindowState {
                 slots
                     .iter()
                     .flatten()
-                    .filter(|(id, ..)| *id + size > current && *id <= current)
+                    .filter(|(id, ..)| id.saturating_add(size) > current && *id <= current)
                     .fold((0, 0, 0), |(n, f, s), (_, c, cf, cs)| {
                         (n + c, f + cf, s + cs)
                     })
@@ -156,6 +156,32 @@ impl BreakerModel {
         }
     }
 
+    /// A breaker last seen in `state` at `epoch`, from `now` on: the [`StorePolicy::Local`]
+    /// fallback's start when Redis becomes unreachable. Open until `open_until` (ms on the
+    /// same clock as `now`), half-open since `now`; the window is empty and no probe is held.
+    ///
+    /// [`StorePolicy::Local`]: crate::StorePolicy::Local
+    pub fn resume(
+        config: BreakerConfig,
+        state: State,
+        epoch: u64,
+        now: u64,
+        open_until: u64,
+    ) -> Self {
+        let mut model = Self::new(config);
+        model.st = state;
+        model.ep = epoch.max(1);
+        match state {
+            State::Open => {
+                model.oa = now;
+                model.ou = open_until;
+            }
+            State::HalfOpen => model.hs = now,
+            _ => {}
+        }
+        model
+    }
+
     fn emit(&mut self, kind: &'static str, reason: Option<&'static str>) {
         self.transitions.push(Transition {
             kind,
@@ -180,14 +206,14 @@ impl BreakerModel {
 
     fn go_open(&mut self, now: u64, reason: &'static str) {
         self.rc = if matches!(self.st, State::HalfOpen | State::Open) {
-            self.rc + 1
+            self.rc.saturating_add(1)
         } else {
             0
         };
         self.st = State::Open;
-        self.ep += 1;
+        self.ep = self.ep.saturating_add(1);
         self.oa = now;
-        self.ou = now + self.open_for(self.rc);
+        self.ou = now.saturating_add(self.open_for(self.rc));
         self.hok = 0;
         self.cf = 0;
         self.clear_window();
@@ -197,7 +223,7 @@ impl BreakerModel {
 
     fn go_half_open(&mut self, now: u64) {
         self.st = State::HalfOpen;
-        self.ep += 1;
+        self.ep = self.ep.saturating_add(1);
         self.hs = now;
         self.hok = 0;
         self.probes.clear();
@@ -206,7 +232,7 @@ impl BreakerModel {
 
     fn go_closed(&mut self, reason: &'static str) {
         self.st = State::Closed;
-        self.ep += 1;
+        self.ep = self.ep.saturating_add(1);
         self.hok = 0;
         self.cf = 0;
         self.rc = 0;
@@ -221,7 +247,7 @@ impl BreakerModel {
         }
         if let Some(max_wait) = self.config.half_open_max_wait
             && self.st == State::HalfOpen
-            && now - self.hs >= ms(max_wait)
+            && now.saturating_sub(self.hs) >= ms(max_wait)
         {
             self.go_open(now, "half_open_timeout");
             if now >= self.ou {
@@ -257,12 +283,14 @@ impl BreakerModel {
             State::Closed => (true, Some(PermitKind::Normal), 0),
             State::Disabled => (true, Some(PermitKind::Bypass), 0),
             State::MetricsOnly => (true, Some(PermitKind::MetricsOnly), 0),
-            State::Open => (false, None, self.ou - now),
+            State::Open => (false, None, self.ou.saturating_sub(now)),
             State::ForcedOpen => (false, None, 0),
             State::HalfOpen => {
                 if (self.probes.len() as u64) < u64::from(self.config.half_open_permits) {
-                    self.probes
-                        .insert(permit.to_owned(), now + ms(self.config.permit_lease));
+                    self.probes.insert(
+                        permit.to_owned(),
+                        now.saturating_add(ms(self.config.permit_lease)),
+                    );
                     (true, Some(PermitKind::Probe), 0)
                 } else {
                     let first = self.probes.values().min().copied().unwrap_or(now);
@@ -306,14 +334,14 @@ impl BreakerModel {
                 if failed {
                     self.go_open(now, "probe_failed");
                 } else {
-                    self.hok += 1;
+                    self.hok = self.hok.saturating_add(1);
                     if self.hok >= u64::from(self.config.half_open_successes) {
                         self.go_closed("probes_succeeded");
                     }
                 }
             } else {
                 self.window.add(now, failed, slow);
-                self.cf = if failed { self.cf + 1 } else { 0 };
+                self.cf = if failed { self.cf.saturating_add(1) } else { 0 };
                 if self.st == State::Closed {
                     self.trip_check(now);
                 }
@@ -353,7 +381,7 @@ impl BreakerModel {
             Forced::Disabled => State::Disabled,
             Forced::MetricsOnly => State::MetricsOnly,
         };
-        self.ep += 1;
+        self.ep = self.ep.saturating_add(1);
         self.probes.clear();
         self.emit("forced", None);
         (self.st, self.ep)
@@ -363,7 +391,7 @@ impl BreakerModel {
     pub fn clear(&mut self, now: u64) -> (State, u64) {
         self.settle(now);
         self.st = State::Closed;
-        self.ep += 1;
+        self.ep = self.ep.saturating_add(1);
         self.hok = 0;
         self.cf = 0;
         self.rc = 0;

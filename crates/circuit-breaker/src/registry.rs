@@ -48,10 +48,11 @@ impl BreakerRegistry {
         coordkit_core::validate_name("breaker template", template)?;
         coordkit_core::validate_name("breaker key", key)?;
         let name = format!("{template}:{key}");
+        // A panic elsewhere while holding the lock leaves the map whole: go on with it.
         let mut breakers = self
             .breakers
             .lock()
-            .map_err(|_| crate::BreakerError::Corrupt("the registry's lock".into()))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(breaker) = breakers.get(&name) {
             return Ok(breaker.clone());
         }

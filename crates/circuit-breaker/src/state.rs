@@ -32,6 +32,18 @@ impl State {
         }
     }
 
+    /// The script's code of the state (see [`State::from_code`]).
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+            State::Disabled => 4,
+            State::MetricsOnly => 5,
+        }
+    }
+
     /// The state with the script's code (0 closed, 1 open, 2 half-open, 3 forced open,
     /// 4 disabled, 5 metrics-only).
     pub(crate) fn from_code(code: i64) -> Option<Self> {

@@ -63,6 +63,22 @@ async fn grab_permits(
     held
 }
 
+/// Asserts `result` is the corrupt-data error naming `key` and, in its detail, `field`.
+#[track_caller]
+fn names<T: std::fmt::Debug>(
+    result: Result<T, BreakerError>,
+    key: &coordkit_core::Key,
+    field: &str,
+) {
+    match result {
+        Err(BreakerError::Core(Error::Corrupt { key: k, detail })) => {
+            assert_eq!(k, key.as_str());
+            assert!(detail.starts_with(field), "{detail}");
+        }
+        other => panic!("expected Corrupt naming {key} {field}, got {other:?}"),
+    }
+}
+
 /// Trips `breaker` with four recorded failures.
 async fn trip(breaker: &CircuitBreaker) {
     for _ in 0..4 {
@@ -298,30 +314,30 @@ redis_test! {
         // failures, next slot, calls, failures, slow calls.
         let packed = |numbers: [f64; 7]| -> Vec<u8> { numbers.iter().flat_map(|n| n.to_be_bytes()).collect() };
         let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg("sideways")).await.unwrap();
-        assert!(matches!(breaker.acquire().await, Err(BreakerError::Corrupt(_))));
+        names(breaker.acquire().await, &key, "field s");
         let mut sideways = [0.0; 7];
         sideways[0] = 9.0; // no such state
         sideways[1] = 1.0;
         let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg(packed(sideways))).await.unwrap();
-        assert!(matches!(breaker.acquire().await, Err(BreakerError::Corrupt(_))));
+        names(breaker.acquire().await, &key, "field s");
         let p = breaker.raw_record("x", 1, PermitKind::Normal, Outcome::Success, 1).await;
-        assert!(matches!(p, Err(BreakerError::Corrupt(_))), "{p:?}");
+        names(p, &key, "field s");
         let mut many = [0.0; 7];
         many[1] = f64::NAN; // closed, but the epoch is no number
         let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg(packed(many))).await.unwrap();
-        assert!(matches!(breaker.acquire().await, Err(BreakerError::Corrupt(_))));
-        assert!(matches!(breaker.snapshot().await, Err(BreakerError::Corrupt(_))));
+        names(breaker.acquire().await, &key, "field s");
+        names(breaker.snapshot().await, &key, "field s");
         let mut negative = [0.0; 7];
         negative[1] = 1.0;
         negative[4] = -3.0; // closed, epoch 1, -3 calls in the window
         let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("s").arg(packed(negative))).await.unwrap();
-        assert!(matches!(breaker.snapshot().await, Err(BreakerError::Corrupt(_))));
+        names(breaker.snapshot().await, &key, "field s");
         let p = breaker.raw_record("x", 1, PermitKind::Normal, Outcome::Success, 1).await;
-        assert!(matches!(p, Err(BreakerError::Corrupt(_))), "{p:?}");
+        names(p, &key, "field s");
         // The numbers of transitions, `c`: 5 doubles.
         let _: () = pool.query(redis::cmd("DEL").arg(&key)).await.unwrap();
         let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("c").arg("short")).await.unwrap();
-        assert!(matches!(breaker.snapshot().await, Err(BreakerError::Corrupt(_))));
+        names(breaker.snapshot().await, &key, "field c");
     }
 }
 
