@@ -309,7 +309,8 @@ if op == 'claim' then
   -- validate: leased, delayed, ready, tasks and dlq are read before any write; the token
   -- counter is decoded; each record claimed must be whole with a lease in bounds, each one
   -- reclaimed whole and in bounds (else it is dead-lettered as malformed, alone); leases and
-  -- the dead-letter keys are type-checked when written.
+  -- the dead-letter keys are type-checked when written. The hot path (no lease expired, no
+  -- delayed task due) makes no table it does not answer with.
   local first_lease = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
   local next_deadline = tonumber(first_lease[2] or -1)
   local expired, exp_recs = nil, nil
@@ -324,21 +325,26 @@ if op == 'claim' then
   if first_due[2] and next_due <= now then
     due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, plimit)
   end
-  -- The front of the ready list (its RPOP end), front first.
-  local front, was_empty = {}, nil
+  -- The ids this claim takes, in the order they reach the front of the ready list (its RPOP
+  -- end): those there now, then the reclaimed, then the promoted.
+  local take, was_empty = {}, nil
   if n > 0 then
     local tail = redis.call('LRANGE', K_READY, -n, -1)
-    for i = #tail, 1, -1 do front[#front + 1] = tail[i] end
-    was_empty = #tail == 0
+    local len = #tail
+    for i = 1, len do take[i] = tail[len + 1 - i] end
+    was_empty = len == 0
   elseif expired or due then
     was_empty = redis.call('LLEN', K_READY) == 0
   end
+  local from_front = #take
   -- Reclaimed leases: back to ready (a stall) or, after too many stalls or with a record that
-  -- cannot be used, to the DLQ.
-  local sets, back, stalled, stalls, bad = {}, {}, {}, {}, {}
-  if expired then
+  -- cannot be used, to the DLQ. `back` maps a reclaimed id to its rewritten record.
+  local sets, back, stalled, stalls, bad = nil, nil, nil, nil, nil
+  local pushed, from_pushed = nil, 0
+  if expired or due then
+    sets, back, stalled, stalls, bad, pushed = {}, {}, {}, {}, {}, {}
     local h = rare()
-    for i, id in ipairs(expired) do
+    for i, id in ipairs(expired or {}) do
       local rec = exp_recs[i]
       local a, s, prev = h.head(rec)
       if not a then
@@ -353,36 +359,41 @@ if op == 'claim' then
           local r = h.rewrite(rec, a, s, prev, now)
           sets[#sets + 1] = id
           sets[#sets + 1] = r
-          back[#back + 1] = id
+          pushed[#pushed + 1] = id
           back[id] = r
         end
       end
     end
+    for _, id in ipairs(due or {}) do pushed[#pushed + 1] = id end
+    from_pushed = math.min(n - from_front, #pushed)
+    for i = 1, from_pushed do take[#take + 1] = pushed[i] end
   end
-  -- The ids this claim takes: the front of the list, then the reclaimed, then the promoted
-  -- (the order in which they reach the front).
-  local take, from_front = {}, math.min(n, #front)
-  for i = 1, from_front do take[i] = front[i] end
-  local pushed = {}
-  for _, id in ipairs(back) do pushed[#pushed + 1] = id end
-  if due then for _, id in ipairs(due) do pushed[#pushed + 1] = id end end
-  local from_pushed = math.min(n - from_front, #pushed)
-  for i = 1, from_pushed do take[#take + 1] = pushed[i] end
-  -- Their records (the reclaimed ones are rewritten above).
-  local want = {}
-  for _, id in ipairs(take) do
-    if not back[id] then want[#want + 1] = id end
+  -- The records of the ids taken (the reclaimed ones are rewritten above).
+  local recs = take
+  if #take > 0 then
+    if back and next(back) then
+      local want = {}
+      for _, id in ipairs(take) do
+        if not back[id] then want[#want + 1] = id end
+      end
+      local got, r = {}, {}
+      if #want > 0 then r = redis.call('HMGET', K_TASKS, unpack(want)) end
+      for i, id in ipairs(want) do got[id] = r[i] or false end
+      recs = {}
+      for i, id in ipairs(take) do recs[i] = back[id] or got[id] end
+    else
+      recs = redis.call('HMGET', K_TASKS, unpack(take))
+    end
   end
-  local got = {}
-  if #want > 0 then
-    local r = redis.call('HMGET', K_TASKS, unpack(want))
-    for i, id in ipairs(want) do got[id] = r[i] or false end
+  local tok = 0
+  if #take > 0 then
+    tok = ck_int(redis.call('HGET', K_INFO, 'token'), K_INFO, 'field token', EXACT - 1 - n) or 0
   end
-  local out = { now, next_due, next_deadline, 0 }
+  local out = { now, next_due, next_deadline, tok + 1 }
   local leases, tokens = {}, {}
   local earliest = nil
-  for _, id in ipairs(take) do
-    local rec = back[id] or got[id]
+  for i, id in ipairs(take) do
+    local rec = recs[i]
     local lease = nil
     -- Whether the record is whole with a lease in bounds (else dead-lettered as malformed).
     if rec and #rec >= HDR then
@@ -390,6 +401,7 @@ if op == 'claim' then
       if #rec >= HDR + plen + clen and l >= 1 and l <= MAXD then lease = l end
     end
     if lease == nil then
+      bad = bad or {}
       if bad[id] == nil then
         bad[#bad + 1] = id
         bad[id] = rec or false
@@ -397,23 +409,20 @@ if op == 'claim' then
     else
       local deadline = now + lease
       if earliest == nil or deadline < earliest then earliest = deadline end
+      tok = tok + 1
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       tokens[#tokens + 1] = id
-      tokens[#tokens + 1] = 0
+      tokens[#tokens + 1] = tok
       out[#out + 1] = id
       out[#out + 1] = rec
     end
   end
-  local tok = nil
-  if earliest then
-    tok = ck_int(redis.call('HGET', K_INFO, 'token'), K_INFO, 'field token',
-      EXACT - 1 - #tokens / 2) or 0
-  end
+  local burying = (bad and #bad > 0) or (stalled and #stalled > 0)
   local aged
-  if H or #bad > 0 or #stalled > 0 then
+  if H or burying then
     local h = rare()
-    if #bad > 0 or #stalled > 0 then h.check_bury() end
+    if burying then h.check_bury() end
     aged = h.aged()
     if #aged > 0 then h.check_bury() end
   else
@@ -431,14 +440,8 @@ if op == 'claim' then
     redis.call('HDEL', K_LEASES, unpack(expired))
   end
   if earliest then
-    local k = 0
-    for i = 2, #tokens, 2 do
-      k = k + 1
-      tokens[i] = tok + k
-    end
     redis.call('HSET', K_LEASES, unpack(tokens))
-    redis.call('HINCRBY', K_INFO, 'token', k)
-    out[4] = tok + 1
+    redis.call('HINCRBY', K_INFO, 'token', #tokens / 2)
   end
   if expired then
     for _, e in ipairs(stalls) do
@@ -452,7 +455,7 @@ if op == 'claim' then
   end
   if due then redis.call('ZREM', K_DELAYED, unpack(due)) end
   if from_front > 0 then redis.call('LTRIM', K_READY, 0, -from_front - 1) end
-  if #pushed > from_pushed then
+  if pushed and #pushed > from_pushed then
     local rest = {}
     for i = from_pushed + 1, #pushed do rest[#rest + 1] = pushed[i] end
     redis.call('LPUSH', K_READY, unpack(rest))
@@ -460,7 +463,9 @@ if op == 'claim' then
     -- work this claim did not take.
     if was_empty then rare().wake() end
   end
-  for _, id in ipairs(bad) do H.bury_malformed(id, bad[id]) end
+  if bad then
+    for _, id in ipairs(bad) do H.bury_malformed(id, bad[id]) end
+  end
   if earliest then
     redis.call('ZADD', K_LEASED, unpack(leases))
     if next_deadline < 0 or earliest < next_deadline then out[3] = earliest end
@@ -517,8 +522,9 @@ if op == 'settle' then
     ck_expect_type(K_ERR, 'hash')
   end
   -- What each valid op that is no ack does: { a, s, prev } of a usable record, or false.
-  local heads, burials, delays = {}, 0, 0
+  local heads, burials, delays = nil, 0, 0
   if others > 0 then
+    heads = {}
     local h = rare()
     for i = 1, n do
       local what, id = kinds[i], ids[i]
@@ -655,10 +661,11 @@ if op == 'enqueue' then
     held = redis.call('HMGET', K_IDEM, unpack(keys))
   end
   local seq = ck_int(redis.call('HGET', K_INFO, 'seq'), K_INFO, 'field seq', EXACT - 1 - n) or 0
-  local out, sets, ready, delayed, claims = { seq + 1 }, {}, {}, {}, {}
+  local out, sets, ready, delayed = { seq + 1 }, {}, {}, {}
   local earliest = nil
   local pos, delay, ttl = 1, 0, 0
-  local k, mine = 0, {}
+  -- Keys taken by this batch (a later duplicate in it answers the first), and their entries.
+  local k, mine, claims = 0, nil, nil
   for i = 1, n do
     seq = seq + 1
     delay, ttl, pos = struct.unpack('<I8I8', nums, pos)
@@ -666,6 +673,7 @@ if op == 'enqueue' then
     if ttl > 0 then
       k = k + 1
       local key = ARGV[kpos + k - 1]
+      mine, claims = mine or {}, claims or {}
       dup = mine[key]
       local v = held[k]
       if not dup and v and #v == 16 then
@@ -702,7 +710,7 @@ if op == 'enqueue' then
     redis.call('ZREM', K_IDEMX, unpack(old))
     redis.call('HDEL', K_IDEM, unpack(old))
   end
-  for _, c in ipairs(claims) do
+  for _, c in ipairs(claims or {}) do
     redis.call('HSET', K_IDEM, c[1], struct.pack('<I8I8', c[2], c[3]))
     redis.call('ZADD', K_IDEMX, c[3], c[1])
   end
