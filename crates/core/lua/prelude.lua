@@ -81,7 +81,8 @@ local function ck_int(value, key, what, max)
   if not value then return nil end
   local n = tonumber(value)
   if n == nil or n ~= n or n < 0 or n > max or n % 1 ~= 0 then
-    local shown = tostring(value)
+    -- Printable ASCII only: an error reply that is not valid UTF-8 cannot be decoded.
+    local shown = string.gsub(tostring(value), '[^ -~]', '?')
     if #shown > 40 then shown = string.sub(shown, 1, 40) .. '...' end
     error({ err = 'CORRUPT ' .. key .. ' ' .. what .. ' is ' .. string.format('%q', shown)
       .. ', not a whole number in 0..' .. string.format('%d', max) })
