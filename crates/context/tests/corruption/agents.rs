@@ -223,3 +223,30 @@ redis_test! {
         }
     }
 }
+
+redis_test! {
+    async fn a_live_agent_without_a_record_is_named_not_rewritten(redis) {
+        let pool = redis.pool().await;
+        let agents = Agents::new(pool.clone(), redis.keyspace(), "fleet").await;
+        let (alive, records) = (agents.key("alive"), agents.key("records"));
+        // Another program put a member in the live set, with no record.
+        let _: () = pool.query(redis::cmd("ZADD").arg(&alive).arg(u64::MAX / 2).arg("ghost")).await.unwrap();
+        let before = agents.dumps().await;
+        let r = &agents.registry;
+        for outcome in [r.heartbeat("ghost").await.map(drop), r.all().await.map(drop)] {
+            match outcome {
+                Err(ContextError::Core(Error::Corrupt { key, detail })) => {
+                    assert_eq!(key, records.as_str());
+                    assert_eq!(detail, "agent \"ghost\": alive, but it has no record");
+                }
+                other => panic!("expected corrupt data, got {other:?}"),
+            }
+        }
+        assert_eq!(before, agents.dumps().await, "a failed call wrote");
+        // The others are still served; setting the ghost's status repairs it.
+        assert!(r.get("a").await.unwrap().is_some());
+        r.set_status("ghost", &AgentStatus::new(Status::Idle)).await.unwrap();
+        assert_eq!(r.all().await.unwrap().len(), 3);
+        assert!(r.heartbeat("ghost").await.unwrap());
+    }
+}
