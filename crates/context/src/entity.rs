@@ -601,7 +601,7 @@ fn write_outcome(write: &PreparedWrite, answer: Value) -> WriteOutcome {
     };
     match answer {
         Value::Int(v) if v > 0 => WriteOutcome::Written(v.unsigned_abs()),
-        // -(current + 1): never below i64::MIN + 1, so the negation cannot overflow.
+        // A conflict answers -(current + 1).
         Value::Int(v) => match v.checked_add(1).and_then(i64::checked_neg) {
             Some(current) => WriteOutcome::Conflict(current.unsigned_abs()),
             None => unexpected(&v),
@@ -667,7 +667,7 @@ pub(crate) fn corrupt(key: &Key, detail: impl std::fmt::Display) -> ContextError
 }
 
 /// At most 40 characters of a stored value, for error messages.
-pub(crate) fn shown(raw: &str) -> String {
+fn shown(raw: &str) -> String {
     let mut shown: String = raw.chars().take(40).collect();
     if shown.len() < raw.len() {
         shown.push_str("...");
