@@ -13,17 +13,77 @@
 -- ARGV[4] purge limit: at most this many expired agents are dropped by this call
 -- ARGV[5] event channel
 -- Returns: for status/cap, the agents (sorted); for get, the record JSON or false;
---          for all, agent, record JSON pairs; for remove, 1 or 0.
-ck_expect_type(KEYS[1], 'zset')
-ck_expect_type(KEYS[2], 'hash')
-ck_expect_type(KEYS[3], 'zset')
-ck_expect_type(KEYS[4], 'zset')
-local now = ck_now(ARGV[1])
+--          for all, agent, record JSON pairs (false for a live agent without a record);
+--          for remove, 1 or 0.
+-- An expired agent whose record does not decode is dropped from the alive set only: its
+-- record is left for repair (its index entries are unknown) and its `agent_expired` event
+-- carries {"malformed": why}. The other expired agents are dropped whole.
+-- Errors: WRONGTYPE naming a key of another type; CORRUPT naming the records hash when the
+--         agent to remove has a record that does not decode (nothing is written).
+-- A stored record, decoded and checked whole: the record, or nil and why not.
+local function decode_record(raw)
+  local ok, record = pcall(cjson.decode, raw)
+  if not ok or type(record) ~= 'table' then return nil, 'the record is not a JSON object' end
+  if type(record.status) ~= 'string' or record.status == '' then
+    return nil, 'status is not a name'
+  end
+  if type(record.task) ~= 'string' then return nil, 'task is not a string' end
+  local caps = record.caps
+  if type(caps) ~= 'table' or (#caps == 0 and next(caps) ~= nil) then
+    return nil, 'caps is not a list'
+  end
+  for _, cap in ipairs(caps) do
+    if type(cap) ~= 'string' then return nil, 'caps holds a value that is not a string' end
+  end
+  for _, what in ipairs({ 'updated_ms', 'expires_ms' }) do
+    local n = record[what]
+    if type(n) ~= 'number' or not (n >= 0 and n <= 9007199254740991 and n % 1 == 0) then
+      -- Printable ASCII only: an error reply that is not valid UTF-8 cannot be decoded.
+      local shown = string.gsub(string.sub(tostring(n), 1, 40), '[^ -~]', '?')
+      return nil, what .. ' is ' .. string.format('%q', shown)
+        .. ', not a whole number in 0..9007199254740991'
+    end
+  end
+  return record
+end
 
+local now = ck_now(ARGV[1])
+local question, arg = ARGV[2], ARGV[3]
+-- validate: the expired agents (the read fails on an alive key of another type) and their
+-- records (one HMGET, which fails on a records key of another type), plus the record of the
+-- agent to remove; the indexes, written without a read, by their types when one is written.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local names = { unpack(expired) }
+if question == 'remove' then names[#names + 1] = arg end
+local records, reasons = {}, {}
+local indexed = false
+if #names > 0 then
+  local raws = redis.call('HMGET', KEYS[2], unpack(names))
+  for i, agent in ipairs(names) do
+    if raws[i] then
+      local record, why = decode_record(raws[i])
+      if record then
+        records[agent] = record
+        indexed = true
+      else
+        reasons[agent] = why
+      end
+    end
+  end
+end
+if question == 'remove' and reasons[arg] then
+  ck_corrupt(KEYS[2], 'agent ' .. string.format('%q', arg) .. ': ' .. reasons[arg])
+end
+if indexed then
+  ck_expect_type(KEYS[3], 'zset')
+  ck_expect_type(KEYS[4], 'zset')
+end
+
+-- writes:
 local function drop(agent)
-  local old = redis.call('HGET', KEYS[2], agent)
-  if old then
-    local record = cjson.decode(old)
+  local record = records[agent]
+  if record then
+    records[agent] = nil
     redis.call('ZREM', KEYS[3], record.status .. '\0' .. agent)
     for _, cap in ipairs(record.caps) do
       redis.call('ZREM', KEYS[4], cap .. '\0' .. agent)
@@ -33,10 +93,11 @@ local function drop(agent)
   return redis.call('ZREM', KEYS[1], agent)
 end
 
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, agent in ipairs(expired) do
   drop(agent)
-  ck_emit(ARGV[5], 'agent_expired', 'ctx', agent, now, {})
+  local payload = {}
+  if reasons[agent] then payload = { malformed = reasons[agent] } end
+  ck_emit(ARGV[5], 'agent_expired', 'ctx', agent, now, payload)
 end
 
 local function alive(agent)
@@ -44,7 +105,6 @@ local function alive(agent)
   return deadline and tonumber(deadline) > now
 end
 
-local question, arg = ARGV[2], ARGV[3]
 if question == 'status' or question == 'cap' then
   local index = question == 'status' and KEYS[3] or KEYS[4]
   local members = redis.call('ZRANGEBYLEX', index, '[' .. arg .. '\0', '(' .. arg .. '\1')

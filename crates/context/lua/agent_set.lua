@@ -13,17 +13,54 @@
 -- ARGV[6] heartbeat ttl in ms
 -- ARGV[7] event channel
 -- Returns: the agent's previous status, or false when it had none (or had expired).
-ck_expect_type(KEYS[1], 'zset')
-ck_expect_type(KEYS[2], 'hash')
-ck_expect_type(KEYS[3], 'zset')
-ck_expect_type(KEYS[4], 'zset')
+-- Errors: WRONGTYPE naming a key of another type; CORRUPT naming the records hash when the
+--         agent's record does not decode (its index entries are unknown, so nothing is written;
+--         delete or repair the record).
+-- A stored record, decoded and checked whole: the record, or nil and why not.
+local function decode_record(raw)
+  local ok, record = pcall(cjson.decode, raw)
+  if not ok or type(record) ~= 'table' then return nil, 'the record is not a JSON object' end
+  if type(record.status) ~= 'string' or record.status == '' then
+    return nil, 'status is not a name'
+  end
+  if type(record.task) ~= 'string' then return nil, 'task is not a string' end
+  local caps = record.caps
+  if type(caps) ~= 'table' or (#caps == 0 and next(caps) ~= nil) then
+    return nil, 'caps is not a list'
+  end
+  for _, cap in ipairs(caps) do
+    if type(cap) ~= 'string' then return nil, 'caps holds a value that is not a string' end
+  end
+  for _, what in ipairs({ 'updated_ms', 'expires_ms' }) do
+    local n = record[what]
+    if type(n) ~= 'number' or not (n >= 0 and n <= 9007199254740991 and n % 1 == 0) then
+      -- Printable ASCII only: an error reply that is not valid UTF-8 cannot be decoded.
+      local shown = string.gsub(string.sub(tostring(n), 1, 40), '[^ -~]', '?')
+      return nil, what .. ' is ' .. string.format('%q', shown)
+        .. ', not a whole number in 0..9007199254740991'
+    end
+  end
+  return record
+end
+
 local now = ck_now(ARGV[1])
 local agent = ARGV[2]
-local previous = false
+-- validate: the agent's old record (HGET fails on a records key of another type), decoded
+-- whole; the alive set and the indexes, written without a read, by their types.
 local old = redis.call('HGET', KEYS[2], agent)
+local record
 if old then
-  local record = cjson.decode(old)
-  if tonumber(record.expires_ms) > now then previous = record.status end
+  local why
+  record, why = decode_record(old)
+  if not record then ck_corrupt(KEYS[2], 'agent ' .. string.format('%q', agent) .. ': ' .. why) end
+end
+ck_expect_type(KEYS[1], 'zset')
+ck_expect_type(KEYS[3], 'zset')
+ck_expect_type(KEYS[4], 'zset')
+-- writes:
+local previous = false
+if record then
+  if record.expires_ms > now then previous = record.status end
   redis.call('ZREM', KEYS[3], record.status .. '\0' .. agent)
   for _, cap in ipairs(record.caps) do
     redis.call('ZREM', KEYS[4], cap .. '\0' .. agent)
@@ -31,9 +68,9 @@ if old then
 end
 local caps = cjson.decode(ARGV[5])
 local expires = now + tonumber(ARGV[6])
-local record = { status = ARGV[3], task = ARGV[4], caps = caps, updated_ms = now,
+local new = { status = ARGV[3], task = ARGV[4], caps = caps, updated_ms = now,
   expires_ms = expires }
-redis.call('HSET', KEYS[2], agent, cjson.encode(record))
+redis.call('HSET', KEYS[2], agent, cjson.encode(new))
 redis.call('ZADD', KEYS[1], expires, agent)
 redis.call('ZADD', KEYS[3], 0, ARGV[3] .. '\0' .. agent)
 for _, cap in ipairs(caps) do

@@ -11,21 +11,32 @@
 --         not shown)
 -- Returns: { current version, oldest version kept (0 when none), entry JSON... }.
 --          The current version is 0 for an entity that never existed or expired.
-ck_expect_type(KEYS[1], 'hash')
-ck_expect_type(KEYS[2], 'list')
+-- Errors: WRONGTYPE naming a key of another type; CORRUPT naming the data hash when __version
+--         or __expires_ms is not a whole number in 0..2^53-1, or the history when its newest
+--         entry carries no version or the list holds more entries than that version.
+-- Reads only. The entries themselves are decoded (and their versions checked) by the caller.
+local MAX = 9007199254740991
 local now = ck_now(ARGV[1])
+-- validate: the stamps, and the newest entry's version, which places every other entry.
 local meta = redis.call('HMGET', KEYS[1], '__expires_ms', '__version')
-local expires = tonumber(meta[1] or '0')
+local expires = ck_int(meta[1], KEYS[1], '__expires_ms', MAX) or 0
+local current = ck_int(meta[2], KEYS[1], '__version', MAX) or 0
 if expires > 0 and expires <= now then
   return { 0, 0 }
 end
-local current = tonumber(meta[2] or '0')
 local n = redis.call('LLEN', KEYS[2])
 if n == 0 then
   return { current, 0 }
 end
 -- Versions in the list are consecutive: the newest entry's version gives the oldest's.
-local last = tonumber(string.match(redis.call('LINDEX', KEYS[2], -1), '"v":(%d+),"ts":%d+}$')) or 0
+local v = string.match(redis.call('LINDEX', KEYS[2], -1), '"v":(%d+),"ts":%d+}$')
+if not v then
+  ck_corrupt(KEYS[2], 'the newest entry does not end with ,"v":<version>,"ts":<ms>}')
+end
+local last = ck_int(v, KEYS[2], 'the newest entry\'s version', MAX)
+if n > last then
+  ck_corrupt(KEYS[2], string.format('holds %d entries, more than its newest version %d', n, last))
+end
 local first = last - n + 1
 if last > current then current = last end
 local window_start = current - tonumber(ARGV[4]) + 1

@@ -23,12 +23,20 @@
 --   a+5+2n .. a+4+2n+d   fields to delete
 -- Returns, per write: its new version (> 0); -(current version + 1) when its expected version
 --          is not the current one (a conflict); 'WRONGTYPE data <type>' or 'WRONGTYPE history
---          <type>' when one of its keys holds another type (nothing of that write is done).
---          A lone write's answer comes alone; a batch answers a list, one per write.
+--          <type>' when one of its keys holds another type; 'CORRUPT data <detail>' or
+--          'CORRUPT history <detail>' when a stored value it needs does not decode (__version
+--          or __expires_ms not a whole number in 0..2^53-2, or, for an entity without data, a
+--          newest history entry without its version). Nothing of a failed write is done; the
+--          other writes of a batch apply. A lone write's answer comes alone; a batch answers a
+--          list, one per write.
+-- Each write validates (its keys' types, its stored numbers) before its first write: Redis
+-- keeps what a script wrote before an error, and one bad entity must not fail the batch.
 -- The JSON parts come encoded from the caller, the time is read as text, and each version is
 -- turned into text once: turning numbers into text and back, building tables and making
 -- closures cost a script more than most of its Redis calls, so the code does without them where
 -- it can (one loop, no function, no reply list for a lone write).
+-- The largest stored number used: versions and times stay whole in a Lua number up to 2^53.
+local MAX = 9007199254740991
 local now_s = ck_now_text(ARGV[1])
 local channel = ARGV[2]
 local n_writes = #KEYS / 2
@@ -42,32 +50,55 @@ for i = 1, n_writes do
   local first_del = first_field + 2 * n_set
   local answer
   repeat -- once; `break` ends this write early with its answer
-    -- Reads first: a key of the wrong type is found before anything is written.
+    -- validate: the data hash's type (its read fails on another type) and its stamps; for an
+    -- entity past its idle expiry, the history's type (it is deleted); for one without data,
+    -- the history's type and its newest entry's version (a tombstone carries the numbering on).
     local meta = redis.pcall('HMGET', data, '__version', '__expires_ms')
     if meta.err then
       answer = 'WRONGTYPE data ' .. redis.call('TYPE', data)['ok']
       break
     end
-    local current = 0
-    if meta[1] then current = tonumber(meta[1]) end
-    local expires = meta[2] and tonumber(meta[2]) or 0
-    if expires > 0 and expires <= tonumber(now_s) then
-      -- Past its idle expiry: gone, whatever the server's own expiry says yet.
+    local current, expires, bad, raw, limit = 0, 0, nil, nil, MAX
+    if meta[1] then
+      current = tonumber(meta[1])
+      -- Below MAX: the next version must stay whole too.
+      if not (current and current >= 0 and current < MAX and current % 1 == 0) then
+        bad, raw, limit = '__version', meta[1], MAX - 1
+      end
+    end
+    if meta[2] and not bad then
+      expires = tonumber(meta[2])
+      if not (expires and expires >= 0 and expires <= MAX and expires % 1 == 0) then
+        bad, raw = '__expires_ms', meta[2]
+      end
+    end
+    if bad then
+      answer = 'CORRUPT data ' .. bad .. ' is ' .. string.format('%q', string.sub(raw, 1, 40))
+        .. ', not a whole number in 0..' .. string.format('%d', limit)
+      break
+    end
+    -- Past its idle expiry: gone, whatever the server's own expiry says yet.
+    local gone = expires > 0 and expires <= tonumber(now_s)
+    local tombstone = false
+    if gone then
       local t = redis.call('TYPE', hist)['ok']
       if t ~= 'none' and t ~= 'list' then answer = 'WRONGTYPE history ' .. t break end
-      redis.call('DEL', data, hist)
-      current, expires = 0, 0
-    end
-    local tombstone = false
-    if current == 0 then
-      -- No data: a deleted entity's history (a tombstone) carries its numbering on.
+      current = 0
+    elseif current == 0 then
       local top = redis.pcall('LINDEX', hist, -1)
       if type(top) == 'table' then
         answer = 'WRONGTYPE history ' .. redis.call('TYPE', hist)['ok']
         break
       end
       if top then
-        current = tonumber(string.match(top, '"v":(%d+),"ts":%d+}$')) or 0
+        local v = string.match(top, '"v":(%d+),"ts":%d+}$')
+        current = tonumber(v)
+        if not (current and current < MAX) then
+          answer = 'CORRUPT history the newest entry '
+            .. string.format('%q', string.sub(top, -40))
+            .. ' does not end with ,"v":<version below 2^53-1>,"ts":<ms>}'
+          break
+        end
         tombstone = current > 0
       end
     end
@@ -77,7 +108,12 @@ for i = 1, n_writes do
     end
     local version = current + 1
     local v_s = string.format('%d', version)
-    -- The history entry is the first write: if the key holds another type nothing is written.
+    -- writes: from here on (the history append fails, writing nothing, on a history of another
+    -- type, the one key not read above).
+    if gone then
+      redis.call('DEL', data, hist)
+      expires = 0
+    end
     local len = redis.pcall('RPUSH', hist, ARGV[a + 2] .. ',"v":' .. v_s .. ',"ts":' .. now_s .. '}')
     if type(len) == 'table' then
       answer = 'WRONGTYPE history ' .. redis.call('TYPE', hist)['ok']

@@ -8,10 +8,11 @@
 
 use std::collections::BTreeSet;
 
-use coordkit_core::{Key, Script, validate_name};
+use coordkit_core::{Key, KeyKind, Script, validate_name};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use crate::entity::{MAX_STORED, corrupt};
 use crate::error::{ContextError, Result};
 use crate::history::list_or_empty;
 use crate::store::ContextStore;
@@ -133,10 +134,11 @@ impl AgentRegistry {
         let keys = store.keyspace.instance("agents", name)?;
         let channel = store.keyspace.channel("ctx", "agents")?;
         Ok(Self {
-            alive: keys.key("alive"),
-            records: keys.key("records"),
-            by_status: keys.key("by_status"),
-            by_cap: keys.key("by_cap"),
+            // Typed: a key of another type is named in errors even when Redis does not say which.
+            alive: keys.typed_key("alive", KeyKind::ZSet),
+            records: keys.typed_key("records", KeyKind::Hash),
+            by_status: keys.typed_key("by_status", KeyKind::ZSet),
+            by_cap: keys.typed_key("by_cap", KeyKind::ZSet),
             channel,
             store,
         })
@@ -224,7 +226,8 @@ impl AgentRegistry {
         self.names(self.query("cap", capability).await?)
     }
 
-    /// One live agent's record.
+    /// One live agent's record ([`coordkit_core::Error::Corrupt`] naming the records key when
+    /// it does not decode).
     pub async fn get(&self, agent: &str) -> Result<Option<AgentRecord>> {
         validate_name("agent", agent)?;
         match self.query("get", agent).await? {
@@ -233,12 +236,21 @@ impl AgentRegistry {
         }
     }
 
-    /// Every live agent's record, sorted by name.
+    /// Every live agent's record, sorted by name. A record that does not decode (or a live
+    /// agent without one) fails the call with [`coordkit_core::Error::Corrupt`] naming the
+    /// records key and the agent.
     pub async fn all(&self) -> Result<Vec<AgentRecord>> {
         match self.query("all", "").await? {
             Value::Array(items) => items
                 .chunks(2)
                 .map(|pair| match pair {
+                    [Value::BulkString(agent), Value::Nil] => Err(corrupt(
+                        &self.records,
+                        format!(
+                            "agent {:?}: alive, but it has no record",
+                            String::from_utf8_lossy(agent)
+                        ),
+                    )),
                     [Value::BulkString(agent), record] => {
                         self.record(&String::from_utf8_lossy(agent), record)
                     }
@@ -265,12 +277,27 @@ impl AgentRegistry {
         let Value::BulkString(bytes) = value else {
             return Err(self.bad("a record"));
         };
-        let stored: StoredRecord = serde_json::from_slice(bytes).map_err(|e| {
-            ContextError::Core(coordkit_core::Error::decode(
-                format!("agent {agent:?} in {}", self.records),
-                e,
-            ))
-        })?;
+        let stored: StoredRecord = serde_json::from_slice(bytes)
+            .map_err(|e| corrupt(&self.records, format!("agent {agent:?}: {e}")))?;
+        if stored.status.is_empty() {
+            return Err(corrupt(
+                &self.records,
+                format!("agent {agent:?}: status is empty"),
+            ));
+        }
+        for (what, n) in [
+            ("updated_ms", stored.updated_ms),
+            ("expires_ms", stored.expires_ms),
+        ] {
+            if n > MAX_STORED {
+                return Err(corrupt(
+                    &self.records,
+                    format!(
+                        "agent {agent:?}: {what} is {n}, not a whole number in 0..{MAX_STORED}"
+                    ),
+                ));
+            }
+        }
         Ok(AgentRecord {
             agent: agent.to_owned(),
             status: AgentStatus {

@@ -23,6 +23,10 @@ pub const RESERVED_PREFIX: &str = "__";
 /// The stamp fields, in the order the read script answers them.
 const META: [&str; 4] = ["__version", "__updated_ms", "__updated_by", "__expires_ms"];
 
+/// The largest stored number (version, time in ms) a context accepts: 2^53 - 1, the last whole
+/// number a Lua script counts exactly. A stored number above it is corrupt data.
+pub(crate) const MAX_STORED: u64 = (1 << 53) - 1;
+
 /// An entity as read: its fields and its stamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -392,8 +396,15 @@ impl Write<'_> {
             None => settings.actor.clone(),
         };
         let ttl_ms = settings.idle_ttl.map(ms).unwrap_or(0);
+        // A version above MAX_STORED exists nowhere: clamped one above it, it still conflicts,
+        // and every number sent is whole in an f64.
+        let expected = self
+            .expected
+            // Exact: at most 2^53.
+            .map(|v| v.min(MAX_STORED + 1) as f64)
+            .unwrap_or(-1.0);
         let numbers: Vec<u8> = [
-            self.expected.map(|v| v as f64).unwrap_or(-1.0),
+            expected,
             if self.delete_entity { 1.0 } else { 0.0 },
             ttl_ms as f64,
             f64::from(settings.history_len),
@@ -582,34 +593,42 @@ pub(crate) fn write_batcher(pool: &Pool, clock: Clock, channel: Arc<str>) -> Wri
 }
 
 fn write_outcome(write: &PreparedWrite, answer: Value) -> WriteOutcome {
+    let unexpected = |what: &dyn std::fmt::Debug| {
+        WriteOutcome::Failed(coordkit_core::Error::decode(
+            "the write script's answer",
+            format!("unexpected {what:?}"),
+        ))
+    };
     match answer {
-        Value::Int(v) if v > 0 => WriteOutcome::Written(v as u64),
-        Value::Int(v) => WriteOutcome::Conflict((-(v + 1)).max(0) as u64),
+        Value::Int(v) if v > 0 => WriteOutcome::Written(v.unsigned_abs()),
+        // A conflict answers -(current + 1).
+        Value::Int(v) => match v.checked_add(1).and_then(i64::checked_neg) {
+            Some(current) => WriteOutcome::Conflict(current.unsigned_abs()),
+            None => unexpected(&v),
+        },
         Value::BulkString(text) => {
             let text = String::from_utf8_lossy(&text);
-            let mut words = text.split(' ');
-            match (words.next(), words.next(), words.next()) {
-                (Some("WRONGTYPE"), Some(which), found) => {
-                    let key = if which == "history" {
-                        &write.history
-                    } else {
-                        &write.data
-                    };
+            let mut words = text.splitn(3, ' ');
+            let (code, which, rest) = (words.next(), words.next(), words.next());
+            let key = if which == Some("history") {
+                &write.history
+            } else {
+                &write.data
+            };
+            match (code, which) {
+                (Some("WRONGTYPE"), Some(_)) => {
                     WriteOutcome::Failed(coordkit_core::Error::WrongType {
                         key: key.to_string(),
-                        found: found.unwrap_or("unknown").to_owned(),
+                        found: rest.unwrap_or("unknown").to_owned(),
                     })
                 }
-                _ => WriteOutcome::Failed(coordkit_core::Error::decode(
-                    "the write script's answer",
-                    format!("unexpected {text:?}"),
-                )),
+                (Some("CORRUPT"), Some("data" | "history")) => WriteOutcome::Failed(
+                    coordkit_core::Error::corrupt(key.as_str(), rest.unwrap_or_default()),
+                ),
+                _ => unexpected(&text),
             }
         }
-        other => WriteOutcome::Failed(coordkit_core::Error::decode(
-            "the write script's answer",
-            format!("unexpected {other:?}"),
-        )),
+        other => unexpected(&other),
     }
 }
 
@@ -642,52 +661,101 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
+/// [`coordkit_core::Error::Corrupt`] naming `key`.
+pub(crate) fn corrupt(key: &Key, detail: impl std::fmt::Display) -> ContextError {
+    coordkit_core::Error::corrupt(key.as_str(), detail).into()
+}
+
+/// At most 40 characters of a stored value, for error messages.
+fn shown(raw: &str) -> String {
+    let mut shown: String = raw.chars().take(40).collect();
+    if shown.len() < raw.len() {
+        shown.push_str("...");
+    }
+    shown
+}
+
+/// A stored stamp of `key`: a whole number in `0..=MAX_STORED` (digits, or a whole number a
+/// Lua script reads the same, like `1e3`), else [`coordkit_core::Error::Corrupt`] naming the
+/// key and the field.
+pub(crate) fn stored_number(key: &Key, field: &str, raw: &str) -> Result<u64> {
+    let n = raw.parse::<u64>().ok().or_else(|| {
+        let f: f64 = raw.parse().ok()?;
+        // In range and whole, the cast is exact.
+        (f.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&f)).then_some(f as u64)
+    });
+    n.filter(|n| *n <= MAX_STORED).ok_or_else(|| {
+        corrupt(
+            key,
+            format!(
+                "{field} is {:?}, not a whole number in 0..{MAX_STORED}",
+                shown(raw)
+            ),
+        )
+    })
+}
+
+fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The stamps as stored (text, `None` when missing), decoded into a snapshot without fields
+/// (`None`: no version, no entity).
+fn decode_stamps(
+    data: &Key,
+    version: Option<String>,
+    updated_ms: Option<String>,
+    updated_by: Option<String>,
+    expires_ms: Option<String>,
+) -> Result<Option<Snapshot>> {
+    // Every stamp is checked, even of a hash without a version: a read never hides bad data.
+    let expires_ms = expires_ms
+        .map(|raw| stored_number(data, "__expires_ms", &raw))
+        .transpose()?;
+    let updated = updated_ms
+        .map(|raw| stored_number(data, "__updated_ms", &raw))
+        .transpose()?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    let version = stored_number(data, "__version", &version)?;
+    let updated_ms = updated.ok_or_else(|| corrupt(data, "__updated_ms is missing"))?;
+    Ok(Some(Snapshot {
+        version,
+        updated_ms,
+        updated_by: updated_by.unwrap_or_default(),
+        expires_ms,
+        fields: BTreeMap::new(),
+    }))
+}
+
 /// Decodes a plain `HGETALL`, taking the strings over without copying them.
 fn decode_hgetall(data: &Key, all: Vec<Value>) -> Result<(Option<Snapshot>, u64)> {
-    let bad = |what: &str| {
-        ContextError::Core(coordkit_core::Error::decode(
-            format!("the entity at {data}"),
-            format!("{what} is not a number"),
-        ))
-    };
-    let mut version = None;
-    let mut updated_ms = 0;
-    let mut updated_by = String::new();
-    let mut expires_ms = None;
+    let mut stamps: [Option<String>; 4] = Default::default();
     let mut fields = BTreeMap::new();
     let mut items = all.into_iter();
     while let (Some(k), Some(v)) = (items.next(), items.next()) {
         let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
-            continue;
+            return Err(coordkit_core::Error::decode(
+                format!("the entity at {data}"),
+                "HGETALL answered a field or value that is not a string",
+            )
+            .into());
         };
-        let text = |bytes: Vec<u8>| {
-            String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-        };
-        match k.as_slice() {
-            b"__version" => version = Some(text(v).parse().map_err(|_| bad("__version"))?),
-            b"__updated_ms" => updated_ms = text(v).parse().map_err(|_| bad("__updated_ms"))?,
-            b"__updated_by" => updated_by = text(v),
-            b"__expires_ms" => expires_ms = text(v).parse().ok(),
-            _ if k.starts_with(RESERVED_PREFIX.as_bytes()) => {}
-            _ => {
-                fields.insert(text(k), text(v));
-            }
+        if let Some(i) = META.iter().position(|m| m.as_bytes() == k.as_slice()) {
+            stamps[i] = Some(utf8(v));
+        } else if !k.starts_with(RESERVED_PREFIX.as_bytes()) {
+            fields.insert(utf8(k), utf8(v));
         }
     }
-    let Some(version) = version else {
+    let [version, updated_ms, updated_by, expires_ms] = stamps;
+    let Some(mut snapshot) = decode_stamps(data, version, updated_ms, updated_by, expires_ms)?
+    else {
         return Ok((None, 0));
     };
-    Ok((
-        Some(Snapshot {
-            version,
-            updated_ms,
-            updated_by,
-            expires_ms,
-            fields,
-        }),
-        version,
-    ))
+    snapshot.fields = fields;
+    let version = snapshot.version;
+    Ok((Some(snapshot), version))
 }
 
 /// Decodes the read script's answer (or a plain read put in the same shape, with no current
@@ -702,23 +770,20 @@ fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<(Optio
     if values.len() < 5 {
         return Err(bad("the read script answered too few values"));
     }
-    let current = text(&values[4]).and_then(|t| t.parse().ok());
-    let Some(version) = text(&values[0]) else {
+    let current = match &values[4] {
+        Value::Nil => None,
+        Value::Int(n) => Some(u64::try_from(*n).map_err(|_| bad("a negative current version"))?),
+        _ => return Err(bad("the current version is not a number")),
+    };
+    let stamps = decode_stamps(
+        data,
+        text(&values[0]),
+        text(&values[1]),
+        text(&values[2]),
+        text(&values[3]),
+    )?;
+    let Some(mut snapshot) = stamps else {
         return Ok((None, current.unwrap_or(0)));
-    };
-    let number = |v: &Value, what: &str| -> Result<u64> {
-        text(v)
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| bad(&format!("{what} is not a number")))
-    };
-    let mut snapshot = Snapshot {
-        version: version
-            .parse()
-            .map_err(|_| bad("__version is not a number"))?,
-        updated_ms: number(&values[1], "__updated_ms")?,
-        updated_by: text(&values[2]).unwrap_or_default(),
-        expires_ms: text(&values[3]).and_then(|t| t.parse().ok()),
-        fields: BTreeMap::new(),
     };
     let rest = &values[5..];
     if fields.is_empty() {

@@ -8,7 +8,7 @@ use coordkit_core::{Script, Subscriber};
 use redis::Value;
 use serde::{Deserialize, Deserializer};
 
-use crate::entity::{Entity, Snapshot};
+use crate::entity::{Entity, Snapshot, corrupt};
 use crate::error::{ContextError, Result};
 
 static CHANGES: Script = Script::new("context-changes", include_str!("../lua/changes.lua"));
@@ -114,12 +114,33 @@ pub(crate) async fn fetch(entity: &Entity, since: u64, limit: u32) -> Result<Fet
     };
     let current = number(values.first()).ok_or_else(|| bad("no current version".into()))?;
     let oldest = number(values.get(1)).ok_or_else(|| bad("no oldest version".into()))?;
+    // The script answers the entries from version max(since + 1, oldest) on, consecutive: an
+    // entry that does not decode, or holds another version, is corrupt history (a watcher
+    // would otherwise wait forever for the version it skipped).
+    let first = since.saturating_add(1).max(oldest);
     let changes = values
         .iter()
         .skip(2)
-        .map(|v| match v {
+        .zip(0u64..)
+        .map(|(v, i)| (v, first.saturating_add(i)))
+        .map(|(v, expected)| match v {
             Value::BulkString(bytes) => {
-                serde_json::from_slice::<Change>(bytes).map_err(|e| bad(e.to_string()))
+                let change = serde_json::from_slice::<Change>(bytes).map_err(|e| {
+                    corrupt(
+                        &entity.history,
+                        format!("the entry for version {expected} does not decode: {e}"),
+                    )
+                })?;
+                if change.version != expected {
+                    return Err(corrupt(
+                        &entity.history,
+                        format!(
+                            "the entry for version {expected} holds version {}",
+                            change.version
+                        ),
+                    ));
+                }
+                Ok(change)
             }
             other => Err(bad(format!("unexpected {other:?}"))),
         })
@@ -140,7 +161,8 @@ pub(crate) async fn changes_since(entity: &Entity, since: u64, limit: u32) -> Re
 /// The history reaches back to `since` when it holds `since + 1` (or nothing happened since).
 fn check_reachable(since: u64, fetched: &Fetched) -> Result<()> {
     let nothing_new = fetched.current == since;
-    let reaches = fetched.oldest != 0 && fetched.oldest <= since + 1 && fetched.current > since;
+    let reaches =
+        fetched.oldest != 0 && fetched.oldest <= since.saturating_add(1) && fetched.current > since;
     if nothing_new || reaches {
         Ok(())
     } else {
@@ -209,15 +231,18 @@ impl Watcher {
         *self.reconnections.borrow()
     }
 
-    /// The next change (or resync). Waits for one; fails only when Redis does.
+    /// The next change (or resync). Waits for one; fails when Redis does, or when the
+    /// entity's stored data is corrupt ([`coordkit_core::Error::Corrupt`] naming the key): the
+    /// next call reads again, so the watcher goes on once the key is repaired or deleted.
     pub async fn next(&mut self) -> Result<WatchEvent> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
             if self.stale {
-                self.stale = false;
+                // Still stale if the read fails: the next call reads again.
                 self.catch_up().await?;
+                self.stale = false;
                 continue;
             }
             tokio::select! {
@@ -262,7 +287,7 @@ impl Watcher {
             }
             let more = fetched.changes.len() == 100;
             for change in fetched.changes {
-                if change.version == self.last_seen + 1 {
+                if change.version == self.last_seen.saturating_add(1) {
                     self.last_seen = change.version;
                     self.pending.push_back(WatchEvent::Change(change));
                 }

@@ -20,6 +20,10 @@
 //! - **Agent status** ([`AgentRegistry`]): status, task and capabilities with indexes and
 //!   heartbeats, so "who is idle" and "who can do X" are one call.
 //! - **Listing** a kind's entities with `SCAN`, paginated ([`ContextStore::list`]).
+//! - **Stored data is checked before it is used.** A key of another type fails with
+//!   `Error::WrongType`, a stamp, history entry or agent record that does not decode with
+//!   `Error::Corrupt`, both naming the key (and the field), and nothing is written over it;
+//!   a write that shares a call with others fails alone.
 //!
 //! Keys: `<ns>:{ctx:<kind>:<id>}:data` (hash) and `…:history` (a list of JSON changes, one per
 //! version, oldest first); one hash tag per entity, so everything works on Redis Cluster.

@@ -18,10 +18,13 @@
 --   "aggregate": {now, count, sum, min, max, p(q1), p(q2), ...}, or {now, "0"} when empty.
 --                sum is taken in recording order; p(q) is the nearest-rank percentile: the
 --                ceil(q * count)-th smallest value (the smallest when that is 0).
--- Fails: WRONGTYPE <key> <type> when KEYS[1] is not a list.
+-- Fails: WRONGTYPE <key> <type> when KEYS[1] is not a list (its read fails); CORRUPT <key>
+-- <detail> when the list does not hold timestamp, value pairs (an odd length short of the
+-- window), or a sample the query judges or aggregates does not decode (a timestamp not a whole
+-- number in 0..2^53, a value not a finite number). Samples it only returns are decoded by the
+-- caller.
 
 local key = KEYS[1]
-ck_expect_type(key, 'list')
 local now = ck_now(ARGV[1])
 local max_samples = tonumber(ARGV[2])
 local max_age = tonumber(ARGV[3])
@@ -30,10 +33,35 @@ if max_age > 0 then cutoff = now - max_age end
 local selector = ARGV[4]
 local visible_from = -2 * max_samples
 
+-- A stored value in an error: quoted, cut, printable ASCII (an error reply must be text).
+local function shown(text)
+  return string.format('%q', (string.gsub(string.sub(text, 1, 40), '[^ -~]', '?')))
+end
+
+-- A stored timestamp, decoded (a list of another layout fails naming the key).
+local function stamp(text)
+  local ts = tonumber(text)
+  if not (ts and ts >= 0 and ts <= 9007199254740992 and ts % 1 == 0) then
+    ck_corrupt(key, 'a sample\'s timestamp is ' .. shown(text)
+      .. ', not a whole number in 0..9007199254740992')
+  end
+  return ts
+end
+
+-- A range of the list: pairs only (a list shorter than the range starts at its head).
+local function entries(from)
+  local list = redis.call('LRANGE', key, from, -1)
+  if #list % 2 ~= 0 then
+    ck_corrupt(key, 'holds ' .. #list .. ' entries in its newest ' .. -from
+      .. ', not timestamp, value pairs')
+  end
+  return list
+end
+
 local picked = {}
 local function pick_from(list, from, to)
   for i = 1, #list, 2 do
-    local ts = tonumber(list[i])
+    local ts = stamp(list[i])
     if ts >= cutoff and ts >= from and ts <= to then
       picked[#picked + 1] = list[i]
       picked[#picked + 1] = list[i + 1]
@@ -44,17 +72,17 @@ end
 if selector == 'last' then
   local want = math.min(tonumber(ARGV[5]), max_samples)
   if want >= 1 then
-    local tail = redis.call('LRANGE', key, -2 * want, -1)
+    local tail = entries(-2 * want)
     local all_visible = true
     if max_age > 0 then
       for i = 1, #tail, 2 do
-        if tonumber(tail[i]) < cutoff then all_visible = false break end
+        if stamp(tail[i]) < cutoff then all_visible = false break end
       end
     end
     if all_visible then
       picked = tail
     else
-      pick_from(redis.call('LRANGE', key, visible_from, -1), -math.huge, math.huge)
+      pick_from(entries(visible_from), -math.huge, math.huge)
       if #picked > 2 * want then
         local last = {}
         for i = #picked - 2 * want + 1, #picked do last[#last + 1] = picked[i] end
@@ -63,9 +91,9 @@ if selector == 'last' then
     end
   end
 elseif selector == 'range' then
-  pick_from(redis.call('LRANGE', key, visible_from, -1), tonumber(ARGV[5]), tonumber(ARGV[6]))
+  pick_from(entries(visible_from), tonumber(ARGV[5]), tonumber(ARGV[6]))
 elseif selector == 'recent' then
-  pick_from(redis.call('LRANGE', key, visible_from, -1), now - tonumber(ARGV[5]) + 1, now)
+  pick_from(entries(visible_from), now - tonumber(ARGV[5]) + 1, now)
 else
   return ck_fail('BADQUERY', 'unknown selector ' .. selector)
 end
@@ -82,6 +110,9 @@ local values = {}
 local sum, min, max = 0, nil, nil
 for i = 1, count do
   local v = tonumber(picked[2 * i])
+  if not (v and v == v and v ~= math.huge and v ~= -math.huge) then
+    ck_corrupt(key, 'a sample\'s value is ' .. shown(picked[2 * i]) .. ', not a finite number')
+  end
   values[i] = v
   sum = sum + v
   if min == nil or v < min then min = v end

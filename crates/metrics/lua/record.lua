@@ -33,9 +33,17 @@
 -- Returns {retained, now_ms, total}: retained = min(samples in the list, max_samples), now_ms
 -- the script's clock, total a counter's total as text ("" for gauges).
 -- Fails, before any write: BADVALUE <detail> (a value that is not a finite number, a negative
--- increment, a bad timestamp, no sample), WRONGTYPE <key> <type> (a key of another type).
+-- increment, a bad timestamp, no sample), WRONGTYPE <key> <type> (a key of another type),
+-- CORRUPT <key> <detail> (a stored value the write needs does not decode: meta's `total` not a
+-- finite number >= 0 or `alert_ms` not a whole number in 0..2^53, a rollup bucket the samples
+-- fall in not "count sum min max", a rollup field not a bucket start when the rollups are
+-- trimmed). One call is one series' write: pipelined writes of other calls are not affected.
+-- The age trim reads the list after the append: a timestamp it cannot read ends the trim there
+-- (it never drops what it cannot date; the trim by count drops the oldest, whatever they hold).
 
 local samples, meta, rollups = KEYS[1], KEYS[2], KEYS[3]
+-- Stored times and counts stay whole in a Lua number up to 2^53.
+local MAX = 9007199254740992
 local now = ck_now(ARGV[1])
 local max_samples = tonumber(ARGV[2])
 local trim_above = 2 * (max_samples + math.floor(max_samples / 16))
@@ -51,7 +59,8 @@ if ARGV[3] == '+' then
 end
 local alerting = above ~= nil or below ~= nil
 
--- Validate everything first: Redis does not roll back a script's writes when it fails halfway.
+-- validate: the caller's samples, then every stored value the write uses (Redis does not roll
+-- back a script's writes when it fails halfway).
 local function parse_sample(ts_arg, value_arg)
   local ts = now
   if ts_arg ~= '' then
@@ -68,6 +77,15 @@ local function parse_sample(ts_arg, value_arg)
     return nil, ck_fail('BADVALUE', 'increment ' .. value_arg .. ' is negative')
   end
   return ts, v
+end
+
+local function finite(x)
+  return x and x == x and x ~= math.huge and x ~= -math.huge
+end
+
+-- A stored value in an error: quoted, cut, printable ASCII (an error reply must be text).
+local function shown(text)
+  return string.format('%q', (string.gsub(string.sub(text, 1, 40), '[^ -~]', '?')))
 end
 
 local function failed_push(reply)
@@ -90,10 +108,64 @@ for i = 1, n do
   stamps[i], values[i] = ts, v
   push[2 * i - 1], push[2 * i] = string.format('%d', ts), value_arg
 end
--- The other keys are checked before the first write; the samples key by that write itself.
-if counter or alerting then ck_expect_type(meta, 'hash') end
-if resolution > 0 then ck_expect_type(rollups, 'hash') end
+-- Stored values, read before the first write (each read fails on a key of another type): a
+-- counter's total and the last alert's time (meta), the rollup buckets the samples fall in and,
+-- when new buckets make the rollups too long, every bucket start. The samples list's type is
+-- checked by the append itself, the first write (it fails writing nothing).
+local total_before, last = 0, nil
+if counter or alerting then
+  local m = redis.call('HMGET', meta, 'total', 'alert_ms')
+  if counter and m[1] then
+    total_before = tonumber(m[1])
+    if not (finite(total_before) and total_before >= 0) then
+      ck_corrupt(meta, 'total is ' .. shown(m[1]) .. ', not a finite number >= 0')
+    end
+  end
+  if alerting then last = ck_int(m[2], meta, 'alert_ms', MAX) end
+end
+local buckets, touched, drop = {}, {}, {}
+if resolution > 0 then
+  local created = {}
+  for i = 1, n do
+    local start = string.format('%d', stamps[i] - stamps[i] % resolution)
+    if not buckets[start] then
+      local text = redis.call('HGET', rollups, start)
+      local b
+      if text then
+        local c, s, lo, hi = string.match(text, '^(%S+) (%S+) (%S+) (%S+)$')
+        b = { tonumber(c), tonumber(s), tonumber(lo), tonumber(hi) }
+        if not (b[1] and b[1] >= 0 and b[1] <= MAX and b[1] % 1 == 0 and finite(b[2])
+            and finite(b[3]) and finite(b[4])) then
+          ck_corrupt(rollups, 'bucket ' .. start .. ' is ' .. shown(text)
+            .. ', not "count sum min max"')
+        end
+      else
+        b = { 0, 0, values[i], values[i] }
+        created[#created + 1] = start
+      end
+      buckets[start] = b
+      touched[#touched + 1] = start
+    end
+  end
+  if #created > 0 then
+    local count = redis.call('HLEN', rollups) + #created
+    local keep = tonumber(ARGV[7])
+    if count > keep then
+      local starts = redis.call('HKEYS', rollups)
+      for _, start in ipairs(starts) do
+        local t = tonumber(start)
+        if not (t and t >= 0 and t <= MAX and t % 1 == 0) then
+          ck_corrupt(rollups, 'field ' .. shown(start) .. ' is not a bucket start')
+        end
+      end
+      for _, start in ipairs(created) do starts[#starts + 1] = start end
+      table.sort(starts, function(a, b) return tonumber(a) < tonumber(b) end)
+      for i = 1, count - keep do drop[i] = starts[i] end
+    end
+  end
+end
 
+-- writes:
 -- Append (in chunks: unpack has a stack limit), then trim by count.
 local len = 0
 for first = 1, #push, 2000 do
@@ -109,12 +181,14 @@ end
 -- Trim by age: pop whole pairs from the head while they are older than the cutoff.
 if max_age > 0 then
   local cutoff = now - max_age
-  local head = redis.call('LINDEX', samples, 0)
-  if head and tonumber(head) < cutoff then
+  local head = tonumber(redis.call('LINDEX', samples, 0))
+  if head and head < cutoff then
     repeat
       local chunk = redis.call('LRANGE', samples, 0, 255)
       local old = 0
-      while old * 2 < #chunk and tonumber(chunk[old * 2 + 1]) < cutoff do
+      while old * 2 < #chunk do
+        local ts = tonumber(chunk[old * 2 + 1])
+        if not ts or ts >= cutoff then break end
         old = old + 1
       end
       if old > 0 then
@@ -128,7 +202,7 @@ end
 -- Counter: the running total of increments, summed in recording order.
 local total = ''
 if counter then
-  local t = tonumber(redis.call('HGET', meta, 'total') or '0')
+  local t = total_before
   for i = 1, n do t = t + values[i] end
   total = string.format('%.17g', t)
   redis.call('HSET', meta, 'total', total)
@@ -136,22 +210,8 @@ end
 
 -- Rollups: one bucket per `resolution` ms of sample time, the newest `keep` kept.
 if resolution > 0 then
-  local buckets, touched, created = {}, {}, false
   for i = 1, n do
-    local start = string.format('%d', stamps[i] - stamps[i] % resolution)
-    local b = buckets[start]
-    if not b then
-      local text = redis.call('HGET', rollups, start)
-      if text then
-        local c, s, lo, hi = string.match(text, '^(%S+) (%S+) (%S+) (%S+)$')
-        b = { tonumber(c), tonumber(s), tonumber(lo), tonumber(hi) }
-      else
-        b = { 0, 0, values[i], values[i] }
-        created = true
-      end
-      buckets[start] = b
-      touched[#touched + 1] = start
-    end
+    local b = buckets[string.format('%d', stamps[i] - stamps[i] % resolution)]
     local v = values[i]
     b[1] = b[1] + 1
     b[2] = b[2] + v
@@ -165,23 +225,12 @@ if resolution > 0 then
     fields[#fields + 1] = string.format('%d %.17g %.17g %.17g', b[1], b[2], b[3], b[4])
   end
   redis.call('HSET', rollups, unpack(fields))
-  if created then
-    local count = redis.call('HLEN', rollups)
-    local keep = tonumber(ARGV[7])
-    if count > keep then
-      local starts = redis.call('HKEYS', rollups)
-      table.sort(starts, function(a, b) return tonumber(a) < tonumber(b) end)
-      local drop = {}
-      for i = 1, count - keep do drop[i] = starts[i] end
-      redis.call('HDEL', rollups, unpack(drop))
-    end
-  end
+  if #drop > 0 then redis.call('HDEL', rollups, unpack(drop)) end
 end
 
 -- Threshold alerts: at most one per interval, in recording order.
 if alerting then
   local interval = tonumber(ARGV[10])
-  local last = tonumber(redis.call('HGET', meta, 'alert_ms') or '')
   for i = 1, n do
     local v = values[i]
     local direction, bound

@@ -18,6 +18,8 @@
 
 local samples = KEYS[1]
 local now = ck_now(ARGV[1])
+-- validate: the caller's sample. No stored value is used (the trim goes by the list's length);
+-- the list's type is checked by the append itself, which fails writing nothing.
 local ts, value = now, ARGV[5]
 if ARGV[4] ~= '' then
   ts = tonumber(ARGV[4])
@@ -29,6 +31,7 @@ local v = tonumber(value)
 if not v or v ~= v or v == math.huge or v == -math.huge then
   return redis.error_reply('BADVALUE value ' .. value .. ' is not a finite number')
 end
+-- writes:
 local len = redis.pcall('RPUSH', samples, ts, value)
 if type(len) == 'table' then
   -- Name the key and its type when that was the cause; any other failure as it came.

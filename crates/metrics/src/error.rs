@@ -7,7 +7,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Invalid names and labels come as [`coordkit_core::Error::InvalidName`], invalid
 /// configuration as [`coordkit_core::Error::InvalidConfig`] (naming the builder field), a key of
-/// another type as [`coordkit_core::Error::WrongType`], all wrapped in [`Error::Core`].
+/// another type as [`coordkit_core::Error::WrongType`], stored data that does not decode as
+/// [`coordkit_core::Error::Corrupt`] (naming the key), all wrapped in [`Error::Core`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

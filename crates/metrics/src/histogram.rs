@@ -19,11 +19,11 @@
 
 use std::collections::BTreeMap;
 
-use coordkit_core::{Key, Pool};
+use coordkit_core::{Key, KeyKind, Pool};
 
 use crate::aggregate::nearest_rank;
 use crate::error::{Error, Result, check_value};
-use crate::sample::{parse_f64, parse_u64, value_text};
+use crate::sample::{parse_u64, stored_f64, stored_u64, value_text};
 use crate::scripts::OBSERVE;
 use crate::series::read_hash;
 use crate::series_id::SeriesId;
@@ -105,10 +105,12 @@ impl HistogramSnapshot {
     /// Adds another histogram's observations (of another series, say): the buckets are the same
     /// for every histogram, so the merge is exact.
     pub fn merge(&mut self, other: &HistogramSnapshot) {
+        // Saturating: counts read back are bounded, but a merge of many may still add up.
         for (&index, &n) in &other.buckets {
-            *self.buckets.entry(index).or_insert(0) += n;
+            let bucket = self.buckets.entry(index).or_insert(0);
+            *bucket = bucket.saturating_add(n);
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         self.min = match (self.min, other.min) {
             (Some(a), Some(b)) => Some(if b < a { b } else { a }),
@@ -130,10 +132,10 @@ impl HistogramSnapshot {
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let (min, max) = (self.min?, self.max?);
         let count = usize::try_from(self.count).ok()?;
-        let rank = nearest_rank(q, count) as u64;
+        let rank = u64::try_from(nearest_rank(q, count)).unwrap_or(u64::MAX);
         let mut seen = 0u64;
         for (&index, &n) in &self.buckets {
-            seen += n;
+            seen = seen.saturating_add(n);
             if seen >= rank {
                 let estimate = match index {
                     0 => min,
@@ -164,25 +166,30 @@ impl HistogramSnapshot {
         self.quantile(0.99)
     }
 
-    fn from_fields(fields: &[(String, String)]) -> coordkit_core::Result<Self> {
+    /// Decodes the fields of the histogram at `key`: a field that does not decode is
+    /// [`coordkit_core::Error::Corrupt`] naming the key and the field.
+    fn from_fields(key: &Key, fields: &[(String, String)]) -> coordkit_core::Result<Self> {
         let mut snapshot = Self::new();
         for (field, value) in fields {
             match field.as_str() {
-                "count" => snapshot.count = parse_u64("a histogram's count", value)?,
-                "sum" => snapshot.sum = parse_f64("a histogram's sum", value)?,
-                "min" => snapshot.min = Some(parse_f64("a histogram's min", value)?),
-                "max" => snapshot.max = Some(parse_f64("a histogram's max", value)?),
+                "count" => snapshot.count = stored_u64(key, "count", value)?,
+                "sum" => snapshot.sum = stored_f64(key, "sum", value, true)?,
+                "min" => snapshot.min = Some(stored_f64(key, "min", value, true)?),
+                "max" => snapshot.max = Some(stored_f64(key, "max", value, true)?),
                 other => {
                     let index = other
                         .strip_prefix('b')
                         .and_then(|i| i.parse::<u16>().ok())
                         .filter(|i| *i < BUCKETS)
                         .ok_or_else(|| {
-                            coordkit_core::Error::decode("a histogram", format!("field {other:?}"))
+                            coordkit_core::Error::corrupt(
+                                key.as_str(),
+                                format!("field {other:?} is not count, sum, min, max or a bucket"),
+                            )
                         })?;
                     snapshot
                         .buckets
-                        .insert(index, parse_u64("a bucket's count", value)?);
+                        .insert(index, stored_u64(key, other, value)?);
                 }
             }
         }
@@ -204,7 +211,7 @@ impl Histogram {
         Self {
             pool,
             id,
-            key: keys.key("histogram"),
+            key: keys.typed_key("histogram", KeyKind::Hash),
         }
     }
 
@@ -244,10 +251,11 @@ impl Histogram {
         Ok(parse_u64("the histogram's count", &count)?)
     }
 
-    /// The histogram's content now.
+    /// The histogram's content now ([`coordkit_core::Error::Corrupt`] naming the key when a
+    /// field does not decode).
     pub async fn snapshot(&self) -> Result<HistogramSnapshot> {
         let fields = read_hash(&self.pool, &self.key).await?;
-        Ok(HistogramSnapshot::from_fields(&fields)?)
+        Ok(HistogramSnapshot::from_fields(&self.key, &fields)?)
     }
 
     /// The merged content of several histograms (of different series, on any node).

@@ -21,6 +21,10 @@
 //!   averages; [`RollupBucket`]s kept longer than raw samples.
 //! - Bad input is refused with a clear error: NaN or infinite values ([`Error::InvalidSample`]),
 //!   invalid names or labels, a key of another type ([`coordkit_core::Error::WrongType`]).
+//! - Stored data is checked before it is used: a total, alert time, rollup bucket, histogram
+//!   field or sample that does not decode is [`coordkit_core::Error::Corrupt`] naming the key,
+//!   and a write that fails so writes nothing (each write script reads and checks what it
+//!   needs before its first write).
 //!
 //! # Layout and costs
 //!

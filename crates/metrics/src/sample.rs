@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use coordkit_core::Key;
+
 /// One sample: a timestamp in ms since the Unix epoch and a value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -76,21 +78,86 @@ pub(crate) fn parse_u64(what: &str, text: &str) -> coordkit_core::Result<u64> {
         .map_err(|e| coordkit_core::Error::decode(what, format!("{text:?}: {e}")))
 }
 
-/// Reads a rollup field (`"count sum min max"`).
-pub(crate) fn parse_rollup(start: &str, text: &str) -> coordkit_core::Result<RollupBucket> {
-    let parts: Vec<&str> = text.split(' ').collect();
-    if parts.len() != 4 {
-        return Err(coordkit_core::Error::decode(
-            "a rollup bucket",
-            format!("{text:?} does not hold 4 numbers"),
-        ));
+/// The largest stored count or time in ms: 2^53, the last whole number a script counts exactly
+/// (the largest timestamp a caller may give, too).
+pub(crate) const MAX_STORED: u64 = crate::error::MAX_TIMESTAMP_MS;
+
+/// At most 40 characters of a stored value, for error messages.
+fn shown(text: &str) -> String {
+    let mut shown: String = text.chars().take(40).collect();
+    if shown.len() < text.len() {
+        shown.push_str("...");
     }
+    shown
+}
+
+/// A stored whole number of `key` in `0..=MAX_STORED`, else [`coordkit_core::Error::Corrupt`]
+/// naming the key and `what`.
+pub(crate) fn stored_u64(key: &Key, what: &str, text: &str) -> coordkit_core::Result<u64> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= MAX_STORED)
+        .ok_or_else(|| {
+            coordkit_core::Error::corrupt(
+                key.as_str(),
+                format!(
+                    "{what} is {:?}, not a whole number in 0..{MAX_STORED}",
+                    shown(text)
+                ),
+            )
+        })
+}
+
+/// A stored finite number of `key` (and `>= 0` when `non_negative`), else
+/// [`coordkit_core::Error::Corrupt`] naming the key and `what`.
+pub(crate) fn stored_f64(
+    key: &Key,
+    what: &str,
+    text: &str,
+    non_negative: bool,
+) -> coordkit_core::Result<f64> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && (!non_negative || *x >= 0.0))
+        .ok_or_else(|| {
+            let rule = if non_negative {
+                "a finite number >= 0"
+            } else {
+                "a finite number"
+            };
+            coordkit_core::Error::corrupt(
+                key.as_str(),
+                format!("{what} is {:?}, not {rule}", shown(text)),
+            )
+        })
+}
+
+/// Reads a rollup field (`"count sum min max"`) of the rollups hash `key`.
+pub(crate) fn parse_rollup(
+    key: &Key,
+    start: &str,
+    text: &str,
+) -> coordkit_core::Result<RollupBucket> {
+    let parts: Vec<&str> = text.split(' ').collect();
+    let [count, sum, min, max] = parts[..] else {
+        return Err(coordkit_core::Error::corrupt(
+            key.as_str(),
+            format!(
+                "bucket {:?} is {:?}, not \"count sum min max\"",
+                shown(start),
+                shown(text)
+            ),
+        ));
+    };
+    let what = |part: &str| format!("bucket {:?}'s {part}", shown(start));
     Ok(RollupBucket {
-        start_ms: parse_u64("a rollup start", start)?,
-        count: parse_u64("a rollup count", parts[0])?,
-        sum: parse_f64("a rollup sum", parts[1])?,
-        min: parse_f64("a rollup min", parts[2])?,
-        max: parse_f64("a rollup max", parts[3])?,
+        start_ms: stored_u64(key, "a bucket start", start)?,
+        count: stored_u64(key, &what("count"), count)?,
+        sum: stored_f64(key, &what("sum"), sum, false)?,
+        min: stored_f64(key, &what("min"), min, false)?,
+        max: stored_f64(key, &what("max"), max, false)?,
     })
 }
 
@@ -115,7 +182,12 @@ mod tests {
 
     #[test]
     fn rollups_parse_or_say_why_not() {
-        let b = parse_rollup("60000", "3 6.5 1 4").unwrap();
+        let key = coordkit_core::Keyspace::new("t")
+            .unwrap()
+            .instance("metric", "m")
+            .unwrap()
+            .key("r");
+        let b = parse_rollup(&key, "60000", "3 6.5 1 4").unwrap();
         assert_eq!(
             b,
             RollupBucket {
@@ -126,7 +198,11 @@ mod tests {
                 max: 4.0
             }
         );
-        assert!(parse_rollup("60000", "3 6.5").is_err());
-        assert!(parse_rollup("x", "3 6.5 1 4").is_err());
+        for (start, text) in [("60000", "3 6.5"), ("x", "3 6.5 1 4"), ("0", "1 inf 1 1")] {
+            match parse_rollup(&key, start, text) {
+                Err(coordkit_core::Error::Corrupt { key: k, .. }) => assert_eq!(k, key.as_str()),
+                other => panic!("{start} {text}: {other:?}"),
+            }
+        }
     }
 }

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordkit_core::redis;
-use coordkit_core::{Clock, GroupCommit, Invocation, Key, Pool};
+use coordkit_core::{Clock, GroupCommit, Invocation, Key, KeyKind, Pool};
 
 use crate::aggregate::{Aggregate, check_quantiles};
 use crate::config::{MAX_SAMPLES_LIMIT, SeriesConfig};
 use crate::error::{Error, Result, check_timestamp, check_value};
-use crate::sample::{RollupBucket, Sample, Window, parse_f64, parse_rollup, parse_u64, value_text};
+use crate::sample::{
+    RollupBucket, Sample, Window, parse_f64, parse_rollup, parse_u64, stored_f64, stored_u64,
+    value_text,
+};
 use crate::scripts::{QUERY, READ_HASH, RECORD, RECORD_ONE};
 use crate::series_id::SeriesId;
 
@@ -191,9 +194,10 @@ impl<K: Kind> Series<K> {
         let one_sample_writes = GroupCommit::pipelined(&pool, WRITES_IN_FLIGHT, MAX_WRITE_PIPELINE);
         Self {
             inner: Arc::new(Inner {
-                samples: keys.key(K::NAME),
-                meta: keys.key(&format!("{}-meta", K::NAME)),
-                rollups: keys.key(&format!("{}-rollups", K::NAME)),
+                // Typed: a key of another type is named even when Redis does not say which.
+                samples: keys.typed_key(K::NAME, KeyKind::List),
+                meta: keys.typed_key(&format!("{}-meta", K::NAME), KeyKind::Hash),
+                rollups: keys.typed_key(&format!("{}-rollups", K::NAME), KeyKind::Hash),
                 pool,
                 clock,
                 id,
@@ -298,7 +302,13 @@ impl<K: Kind> Series<K> {
         let inner = &*self.inner;
         let (selector, a, b) = match window {
             // No series holds more than MAX_SAMPLES_LIMIT samples.
-            Window::Last(n) => ("last", n.min(MAX_SAMPLES_LIMIT as usize) as u64, 0),
+            Window::Last(n) => (
+                "last",
+                u64::try_from(n)
+                    .unwrap_or(u64::MAX)
+                    .min(u64::from(MAX_SAMPLES_LIMIT)),
+                0,
+            ),
             Window::Recent(d) => ("recent", duration_ms(d), 0),
             Window::Range { from_ms, to_ms } => ("range", from_ms, to_ms),
         };
@@ -314,11 +324,17 @@ impl<K: Kind> Series<K> {
         for &q in quantiles {
             call.arg(value_text(q));
         }
-        Ok(call.invoke(&inner.pool).await?)
+        // Bytes, not text: a stored sample that is not UTF-8 is corrupt data of the key, which
+        // the decoding names, not an answer the client cannot read.
+        let reply: Vec<Vec<u8>> = call.invoke(&inner.pool).await?;
+        Ok(reply.into_iter().map(lossy).collect())
     }
 
-    /// The samples a window selects, in recording order.
+    /// The samples a window selects, in recording order. A selected sample that does not
+    /// decode (a timestamp not a whole number in `0..=2^53`, a value not a finite number) fails
+    /// the query with [`coordkit_core::Error::Corrupt`] naming the samples key.
     pub async fn samples(&self, window: Window) -> Result<Vec<Sample>> {
+        let key = &self.inner.samples;
         let reply = self.query(window, false, &[]).await?;
         let pairs = reply.get(1..).unwrap_or_default();
         if pairs.len() % 2 != 0 {
@@ -329,9 +345,10 @@ impl<K: Kind> Series<K> {
         pairs
             .chunks_exact(2)
             .map(|pair| {
+                let ts_ms = stored_u64(key, "a sample's timestamp", &pair[0])?;
                 Ok(Sample {
-                    ts_ms: parse_u64("a sample's timestamp", &pair[0])?,
-                    value: parse_f64("a sample's value", &pair[1])?,
+                    ts_ms,
+                    value: stored_f64(key, "a sample's value", &pair[1], false)?,
                 })
             })
             .collect()
@@ -361,12 +378,14 @@ impl<K: Kind> Series<K> {
     }
 
     /// The rollup buckets starting within `from_ms..=to_ms`, oldest first (empty without
-    /// rollups). They outlive the raw samples: use them for long windows.
+    /// rollups). They outlive the raw samples: use them for long windows. A bucket that does
+    /// not decode fails the call with [`coordkit_core::Error::Corrupt`] naming the rollups key.
     pub async fn rollups(&self, from_ms: u64, to_ms: u64) -> Result<Vec<RollupBucket>> {
-        let fields = read_hash(&self.inner.pool, &self.inner.rollups).await?;
+        let key = &self.inner.rollups;
+        let fields = read_hash(&self.inner.pool, key).await?;
         let mut buckets = fields
             .iter()
-            .map(|(start, text)| parse_rollup(start, text))
+            .map(|(start, text)| parse_rollup(key, start, text))
             .filter(|b| {
                 b.as_ref()
                     .map_or(true, |b| (from_ms..=to_ms).contains(&b.start_ms))
@@ -447,7 +466,7 @@ impl Series<CounterKind> {
     pub async fn total(&self) -> Result<f64> {
         let fields = read_hash(&self.inner.pool, &self.inner.meta).await?;
         match fields.iter().find(|(field, _)| field == "total") {
-            Some((_, text)) => Ok(parse_f64("the counter's total", text)?),
+            Some((_, text)) => Ok(stored_f64(&self.inner.meta, "total", text, true)?),
             None => Ok(0.0),
         }
     }
@@ -502,11 +521,18 @@ fn decode_aggregate(reply: &[String], quantiles: &[f64]) -> Result<Aggregate> {
     })
 }
 
-/// A hash's fields and values, read by a script that checks the key's type.
+/// A hash's fields and values (bytes that are not UTF-8 replaced: the caller's decoding then
+/// names the key).
 pub(crate) async fn read_hash(pool: &Pool, key: &Key) -> Result<Vec<(String, String)>> {
-    let flat: Vec<String> = READ_HASH.prepare().key(key).invoke(pool).await?;
-    Ok(flat
-        .chunks_exact(2)
-        .map(|pair| (pair[0].clone(), pair[1].clone()))
-        .collect())
+    let flat: Vec<Vec<u8>> = READ_HASH.prepare().key(key).invoke(pool).await?;
+    let mut flat = flat.into_iter().map(lossy);
+    let mut pairs = Vec::new();
+    while let (Some(field), Some(value)) = (flat.next(), flat.next()) {
+        pairs.push((field, value));
+    }
+    Ok(pairs)
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
