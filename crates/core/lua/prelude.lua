@@ -24,8 +24,9 @@
 --   Error::Corrupt naming the key. Like ck_expect_type, only before the first write.
 -- ck_int(value, key, what, max) -> integer or nil
 --   A number read from `key` (`what` names the field): nil when absent (nil or false), else a
---   whole number in 0..max; anything else raises "CORRUPT <key> <what> ...". Bounds every
---   stored number before arithmetic.
+--   whole number in 0..max, written as plain decimal digits when it is a string (what HINCRBY
+--   accepts); anything else raises "CORRUPT <key> <what> ...". Bounds every stored number
+--   before arithmetic.
 
 -- helper: ck_now
 local function ck_now(arg)
@@ -79,7 +80,15 @@ end
 -- helper: ck_int
 local function ck_int(value, key, what, max)
   if not value then return nil end
-  local n = tonumber(value)
+  local n = nil
+  if type(value) == 'number' then
+    n = value
+  elseif string.find(value, '^[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$')
+    or value == '0' then
+    -- Plain decimal digits only, as HINCRBY reads them: Lua's tonumber also takes "5.0",
+    -- " 5", "0x10" and "1e3", which a later HINCRBY of the same field would refuse.
+    n = tonumber(value)
+  end
   if n == nil or n ~= n or n < 0 or n > max or n % 1 ~= 0 then
     -- The value as printable ASCII (an error reply must be valid text), cut to 40 bytes.
     local shown = string.gsub(string.sub(tostring(value), 1, 40), '[^%w%p ]', function(c)

@@ -127,7 +127,11 @@ redis_test! {
         let key = redis.keyspace().instance("test", "bounded").unwrap().key("h");
         let n: i64 = BOUNDED.prepare().key(&key).invoke(&pool).await.unwrap();
         assert_eq!(n, 1);
-        for garbage in ["x", "-1", "1.5", "1001", "nan", "inf", "18446744073709551615", "", "\u{e9}\r\n"] {
+        for garbage in [
+            "x", "-1", "1.5", "1001", "nan", "inf", "18446744073709551615", "", "\u{e9}\r\n",
+            // Numbers to Lua, but not to HINCRBY: a later increment would fail half-way.
+            "5.0", " 5", "5 ", "0x10", "1e3", "+5", "05",
+        ] {
             let _: () = pool.query(redis::cmd("HSET").arg(&key).arg("n").arg(garbage)).await.unwrap();
             let _: () = pool.query(redis::cmd("HDEL").arg(&key).arg("touched")).await.unwrap();
             let err = BOUNDED.prepare().key(&key).invoke::<i64>(&pool).await.unwrap_err();

@@ -134,7 +134,7 @@ redis_test! {
         let ids: Vec<String> =
             queue.enqueue_batch(&batch).await.unwrap().iter().map(|e| e.id().to_owned()).collect();
         let info = &queue.keys()[10];
-        for bad in [&b"x"[..], b"-1", b"1.5", b"9007199254740991"] {
+        for bad in [&b"x"[..], b"-1", b"1.5", b"9007199254740991", b"5.0", b" 5", b"0x10", b"1e3"] {
             hset(&pool, info, "token", bad).await;
             assert_corrupt(queue.claim(3).await.unwrap_err(), info, "token");
             assert_eq!(hget(&pool, info, "token").await.as_deref(), Some(bad));
@@ -146,6 +146,77 @@ redis_test! {
         assert_eq!(tokens, [42, 43, 44]);
         let items: Vec<_> = claim.tasks.iter().map(|t| (t, Settle::Ack)).collect();
         assert_eq!(queue.settle(&items).await.unwrap(), vec![Settled::Acked; 3]);
+    }
+}
+
+redis_test! {
+    async fn info_counters_in_forms_hincrby_refuses_fail_with_nothing_written(redis) {
+        let pool = redis.pool().await;
+        let (_, queue) = manual("counters", &redis, &pool);
+        let info = queue.keys()[10].clone();
+        let once = TaskOptions::default().max_attempts(1);
+        let batch = [NewTask::new("a").options(once.clone()), NewTask::new("b").options(once)];
+        let ids: Vec<String> =
+            queue.enqueue_batch(&batch).await.unwrap().iter().map(|e| e.id().to_owned()).collect();
+        let claim = queue.claim(2).await.unwrap();
+        let t = &claim.tasks;
+        for bad in [&b"5.0"[..], b" 5", b"0x10", b"1e3"] {
+            // seq: an enqueue writes no record.
+            hset(&pool, &info, "seq", bad).await;
+            assert_corrupt(queue.enqueue(NewTask::new("c")).await.unwrap_err(), &info, "seq");
+            let records: u64 = pool.query(redis::cmd("HLEN").arg(&queue.keys()[0])).await.unwrap();
+            assert_eq!(records, 2);
+            hset(&pool, &info, "seq", b"2").await;
+            // completed: an ack beside a retry unleases nothing.
+            hset(&pool, &info, "completed", bad).await;
+            let items = [(&t[0], Settle::Ack), (&t[1], Settle::Defer(ms(10)))];
+            assert_corrupt(queue.settle(&items).await.unwrap_err(), &info, "completed");
+            assert_eq!(states(&pool, &queue, &ids).await, [Some("leased"); 2]);
+            hset(&pool, &info, "completed", b"0").await;
+            // dead: a last failure dead-letters nothing.
+            hset(&pool, &info, "dead", bad).await;
+            let items = [(&t[0], Settle::Fail("x".into())), (&t[1], Settle::Fail("y".into()))];
+            assert_corrupt(queue.settle(&items).await.unwrap_err(), &info, "dead");
+            assert_eq!(states(&pool, &queue, &ids).await, [Some("leased"); 2]);
+            hset(&pool, &info, "dead", b"0").await;
+        }
+        let items = [(&t[0], Settle::Ack), (&t[1], Settle::Fail("z".into()))];
+        let done = queue.settle(&items).await.unwrap();
+        assert_eq!(done, [Settled::Acked, Settled::DeadLettered { attempts: 1 }]);
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.completed, stats.dead_lettered_total, stats.dead), (1, 1, 1));
+    }
+}
+
+redis_test! {
+    async fn scores_no_lease_or_delay_can_have_are_due_now_not_never(redis) {
+        let pool = redis.pool().await;
+        let (clock, queue) = manual("scores", &redis, &pool);
+        let k = queue.keys().to_vec();
+        let delayed = TaskOptions::default().delay(ms(1_000));
+        let batch = [NewTask::new("leased"), NewTask::new("delayed").options(delayed)];
+        let ids: Vec<String> =
+            queue.enqueue_batch(&batch).await.unwrap().iter().map(|e| e.id().to_owned()).collect();
+        assert_eq!(queue.claim(1).await.unwrap().tasks[0].id, ids[0]);
+        for score in ["inf", "1e300"] {
+            for (key, id) in [(&k[3], &ids[0]), (&k[2], &ids[1])] {
+                let _: () = pool
+                    .query(redis::cmd("ZADD").arg(key).arg("XX").arg(score).arg(id))
+                    .await
+                    .unwrap();
+            }
+            // The stalled lease comes back, the delayed task is due: both handed out now.
+            let claim = queue.claim(10).await.unwrap();
+            let got: Vec<&str> = claim.tasks.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(got, [ids[0].as_str(), ids[1].as_str()], "{score}");
+            let now = clock.now_ms();
+            assert!(claim.next_deadline_ms.is_some_and(|d| d > now && d <= now + 30_000), "{claim:?}");
+            assert_eq!(claim.next_due_ms, None);
+            // Put the second back in delayed for the next round.
+            queue.defer(&claim.tasks[1], ms(1_000)).await.unwrap();
+        }
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.ready, stats.delayed, stats.leased, stats.dead), (0, 1, 1, 0));
     }
 }
 

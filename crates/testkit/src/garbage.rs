@@ -3,7 +3,8 @@
 //!
 //! - [`overwrite_with_type`] replaces a key with a value of another Redis type;
 //! - [`Garbage`] turns a stored value (a record, a field) into bad bytes: random, truncated,
-//!   empty, huge or negative numbers, text where a number belongs;
+//!   empty, huge or negative numbers, text where a number belongs, numbers in forms Lua reads
+//!   but Redis's integer commands refuse (`5.0`, `0x10`);
 //! - [`garbage`] and [`wrong_type`] are proptest strategies over both.
 //!
 //! ```no_run
@@ -78,7 +79,13 @@ pub enum Garbage {
     Float,
     /// `not a number`.
     Text,
+    /// A number to Lua's `tonumber` but not to Redis's `HINCRBY` (`5.0`, ` 5`, `0x10`, `1e3`,
+    /// …; the index picks one, modulo their count).
+    Lenient(usize),
 }
+
+/// Numbers in forms Lua reads and Redis's integer commands refuse.
+const LENIENT: [&str; 7] = ["5.0", " 5", "5 ", "0x10", "1e3", "+5", "05"];
 
 impl Garbage {
     /// The bad bytes that replace `original`.
@@ -99,6 +106,7 @@ impl Garbage {
             Garbage::Negative => b"-1".to_vec(),
             Garbage::Float => b"1e308".to_vec(),
             Garbage::Text => b"not a number".to_vec(),
+            Garbage::Lenient(i) => LENIENT[i % LENIENT.len()].as_bytes().to_vec(),
         }
     }
 }
@@ -114,6 +122,7 @@ pub fn garbage() -> impl Strategy<Value = Garbage> {
         Just(Garbage::Negative),
         Just(Garbage::Float),
         Just(Garbage::Text),
+        (0usize..LENIENT.len()).prop_map(Garbage::Lenient),
     ]
 }
 
