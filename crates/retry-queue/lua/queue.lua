@@ -316,6 +316,12 @@ if op == 'claim' then
   local expired, exp_recs = nil, nil
   if first_lease[2] and next_deadline <= now then
     expired = redis.call('ZRANGEBYSCORE', K_LEASED, '-inf', now, 'LIMIT', 0, rlimit)
+  elseif first_lease[2] and next_deadline > now + MAXD then
+    -- A deadline no lease can have (a lease is at most MAXD long), written by something else:
+    -- reclaimed now rather than never. The first is the earliest, so all are beyond.
+    expired = redis.call('ZRANGE', K_LEASED, 0, rlimit - 1)
+  end
+  if expired then
     exp_recs = redis.call('HMGET', K_TASKS, unpack(expired))
     ck_expect_type(K_LEASES, 'hash')
   end
@@ -324,6 +330,9 @@ if op == 'claim' then
   local due = nil
   if first_due[2] and next_due <= now then
     due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, plimit)
+  elseif first_due[2] and next_due > now + MAXD then
+    -- A due time no delay can give (at most MAXD ahead): due now rather than never.
+    due = redis.call('ZRANGE', K_DELAYED, 0, plimit - 1)
   end
   -- The ids this claim takes, in the order they reach the front of the ready list (its RPOP
   -- end): those there now, then the reclaimed, then the promoted.
@@ -475,6 +484,11 @@ if op == 'claim' then
     out[2] = tonumber(d[2] or -1)
   end
   if H and aged and (#aged > 0 or H.buried > 0) then H.trim_dlq(aged) end
+  -- The next due time and deadline the caller sleeps until: within bounds, else "now" (what is
+  -- left beyond the limits of this call, or scores written by something else).
+  for i = 2, 3 do
+    if out[i] ~= -1 and (out[i] < 0 or out[i] > now + MAXD) then out[i] = now end
+  end
   return out
 end
 

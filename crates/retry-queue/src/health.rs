@@ -31,7 +31,8 @@ impl WorkerHealth {
 /// One error a worker met.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastError {
-    /// What the worker was doing: `claim`, `settle` or `lease renewal`.
+    /// What the worker was doing: `claim`, `settle`, `lease renewal` or `wake-ups` (its
+    /// subscription ended: it polls every second instead).
     pub during: &'static str,
     /// The error's text (it names the key when stored data was at fault).
     pub message: String,

@@ -603,9 +603,11 @@ impl Queue {
             let answer: Vec<Value> = call.invoke(&self.inner.pool).await?;
             let corrupt = || QueueError::Corrupt(format!("enqueue answered {answer:?}"));
             let first = answer.first().and_then(int).ok_or_else(corrupt)?;
-            let mut ids: Vec<Enqueued> = (0..chunk.len() as i64)
-                .map(|i| Enqueued::New((first + i).to_string()))
-                .collect();
+            let mut ids = Vec::with_capacity(chunk.len());
+            for i in 0..chunk.len() as i64 {
+                let id = first.checked_add(i).ok_or_else(corrupt)?;
+                ids.push(Enqueued::New(id.to_string()));
+            }
             for pair in answer[1..].chunks(2) {
                 let [i, id] = pair else {
                     return Err(corrupt());
@@ -994,20 +996,19 @@ fn decode_claim(values: &[Value], tasks_key: &Key) -> Result<Claim> {
             return Err(corrupt());
         };
         let id = text(&pair[0]);
-        // The script leases only records that decode with a lease in bounds.
-        let unusable = || {
-            QueueError::Core(coordkit_core::Error::corrupt(
-                tasks_key.as_str(),
-                format!("the record of task {id} was leased but does not decode"),
-            ))
+        let token = first.checked_add(k as u64).ok_or_else(corrupt)?;
+        // The script leases only records that decode with a lease in bounds; should the two
+        // ever disagree, the task is left to its lease (then reclaimed, and dead-lettered as
+        // `stalled` if it keeps coming back), not the whole claim failed.
+        let Some(r) = Record::decode(rec)
+            .filter(|r| (1..=crate::options::MAX_DURATION_MS).contains(&r.lease))
+        else {
+            tracing::warn!(key = %tasks_key, task = %id, "a leased record does not decode; left to its lease");
+            continue;
         };
-        let r = Record::decode(rec).ok_or_else(unusable)?;
-        if !(1..=crate::options::MAX_DURATION_MS).contains(&r.lease) {
-            return Err(unusable());
-        }
         tasks.push(Task {
-            token: first.checked_add(k as u64).ok_or_else(corrupt)?,
-            deadline_ms: now.checked_add(r.lease).ok_or_else(corrupt)?,
+            token,
+            deadline_ms: now.saturating_add(r.lease),
             id,
             attempt: r.attempts.saturating_add(1),
             stalls: r.stalls,

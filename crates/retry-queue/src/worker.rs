@@ -338,10 +338,15 @@ impl Worker {
             .await
             .map_err(QueueError::from)?;
         let (wake_tx, wake_rx) = watch::channel(0u64);
-        let waker = tokio::spawn(wake_loop(subscriber, wake_tx, counters.clone()));
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
         health.running(true);
+        let waker = tokio::spawn(wake_loop(
+            subscriber,
+            wake_tx,
+            counters.clone(),
+            health.clone(),
+        ));
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let settler = tokio::spawn(settle_loop(
             queue.clone(),
             settle_rx,
@@ -429,10 +434,14 @@ impl Worker {
     }
 }
 
+/// How often an idle worker looks for work once its wake-up subscription is gone.
+const POLL_WITHOUT_WAKEUPS: Duration = Duration::from_secs(1);
+
 async fn wake_loop(
     mut subscriber: coordkit_core::Subscriber<serde_json::Value>,
     wake: watch::Sender<u64>,
     counters: Arc<Counters>,
+    health: Arc<Health>,
 ) {
     let mut reconnections = subscriber.reconnections();
     loop {
@@ -454,10 +463,17 @@ async fn wake_loop(
             }
         }
     }
-    // Without a subscription, wake the claimer up on every timer instead of missing work:
-    // keep the sender alive and signal once so it re-claims.
-    wake.send_modify(|g| *g += 1);
-    std::future::pending::<()>().await;
+    // Without a subscription nothing would wake an idle claimer: look for work on a timer
+    // instead, and say so.
+    tracing::warn!("the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}");
+    health.failed(
+        "wake-ups",
+        format!("the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}"),
+    );
+    loop {
+        wake.send_modify(|g| *g += 1);
+        tokio::time::sleep(POLL_WITHOUT_WAKEUPS).await;
+    }
 }
 
 /// Sleeps for `d`, or forever when there is nothing to wait for.
