@@ -164,7 +164,9 @@ impl AgentRegistry {
         let caps: Vec<&String> = status.capabilities.iter().collect();
         let caps = serde_json::to_string(&caps)
             .map_err(|e| coordkit_core::Error::decode("capabilities", e))?;
-        let previous: Option<String> = SET
+        // The previous status is whatever the stored record held: bytes, read lossily, so a
+        // write that was applied is never answered as a decoding error.
+        let previous: Option<Vec<u8>> = SET
             .prepare()
             .key(&self.alive)
             .key(&self.records)
@@ -179,7 +181,7 @@ impl AgentRegistry {
             .arg(&self.channel)
             .invoke(&self.store.pool)
             .await?;
-        Ok(previous.map(|s| Status::parse(&s)))
+        Ok(previous.map(|s| Status::parse(&String::from_utf8_lossy(&s))))
     }
 
     /// Pushes `agent`'s deadline forward by the registry's TTL. `false` when the agent is

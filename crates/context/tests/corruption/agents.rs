@@ -250,3 +250,24 @@ redis_test! {
         assert!(r.heartbeat("ghost").await.unwrap());
     }
 }
+
+redis_test! {
+    async fn a_previous_status_that_is_not_utf8_does_not_fail_a_status_change(redis) {
+        let pool = redis.pool().await;
+        let agents = Agents::new(pool.clone(), redis.keyspace(), "fleet").await;
+        let records = agents.key("records");
+        // "idle" with a flipped byte: a record that decodes, whose status is not UTF-8.
+        let record = agents.record("a").await.unwrap();
+        let at = record.windows(4).position(|w| w == b"idle").unwrap();
+        let mut bad = record.clone();
+        bad[at] = !bad[at];
+        let _: () = pool.query(redis::cmd("HSET").arg(&records).arg("a").arg(&bad)).await.unwrap();
+        let r = &agents.registry;
+        // The write applies, and its answer is not a decoding error (it once was).
+        let previous = r.set_status("a", &AgentStatus::new(Status::Busy)).await.unwrap();
+        let lossy = String::from_utf8_lossy(&bad[at..at + 4]).into_owned();
+        assert_eq!(previous, Some(Status::Custom(lossy)));
+        assert_eq!(r.get("a").await.unwrap().unwrap().status.status, Status::Busy);
+        assert_eq!(r.with_status(&Status::Busy).await.unwrap().len(), 2);
+    }
+}
