@@ -17,12 +17,28 @@ use crate::error::{ContextError, Result};
 use crate::history::list_or_empty;
 use crate::store::ContextStore;
 
-static SET: Script = Script::new("agents-set", include_str!("../lua/agent_set.lua"));
+/// The agent scripts share `decode_record`, which comes first in each.
+static SET: Script = Script::new(
+    "agents-set",
+    concat!(
+        include_str!("../lua/agent_record.lua"),
+        include_str!("../lua/agent_set.lua")
+    ),
+);
 static HEARTBEAT: Script = Script::new(
     "agents-heartbeat",
-    include_str!("../lua/agent_heartbeat.lua"),
+    concat!(
+        include_str!("../lua/agent_record.lua"),
+        include_str!("../lua/agent_heartbeat.lua")
+    ),
 );
-static QUERY: Script = Script::new("agents-query", include_str!("../lua/agent_query.lua"));
+static QUERY: Script = Script::new(
+    "agents-query",
+    concat!(
+        include_str!("../lua/agent_record.lua"),
+        include_str!("../lua/agent_query.lua")
+    ),
+);
 
 /// How many expired agents one call removes at most.
 const PURGE_LIMIT: u32 = 100;
