@@ -16,6 +16,9 @@ use coordkit_testkit::garbage::{Garbage, garbage, overwrite_with_type, wrong_typ
 use coordkit_testkit::{TestRedis, Topology, redis_test};
 use proptest::prelude::*;
 
+mod common;
+use common::{hget, hset};
+
 /// The kinds of a queue's keys, in `Queue::keys` order.
 const KINDS: [KeyKind; 11] = [
     KeyKind::Hash,
@@ -82,19 +85,6 @@ fn corruption() -> impl Strategy<Value = Corruption> {
 
 fn lease() -> TaskOptions {
     TaskOptions::default().lease(Duration::from_secs(5))
-}
-
-async fn hget(pool: &Pool, key: &Key, field: &str) -> Option<Vec<u8>> {
-    pool.query(redis::cmd("HGET").arg(key).arg(field))
-        .await
-        .unwrap()
-}
-
-async fn hset(pool: &Pool, key: &Key, field: &str, value: &[u8]) {
-    let _: () = pool
-        .query(redis::cmd("HSET").arg(key).arg(field).arg(value))
-        .await
-        .unwrap();
 }
 
 /// Which structures hold `id` (those that can be read: a corrupted key is skipped). At most one
@@ -256,15 +246,25 @@ async fn corrupt(
         Corruption::Info(field, g) => {
             let info = k[10].clone();
             let old = hget(pool, &info, field).await;
-            hset(pool, &info, field, &g.apply(old.as_deref().unwrap_or(b"0"))).await;
+            let bad = g.apply(old.as_deref().unwrap_or(b"0"));
+            hset(pool, &info, field, &bad).await;
             let field = *field;
             let key = info.clone();
+            // Restored only while it still holds the garbage: garbage that happens to be a
+            // valid count may have been counted on since.
             let restore: Box<dyn Fn() -> redis::Cmd> = Box::new(move || {
-                let mut c = redis::cmd(if old.is_some() { "HSET" } else { "HDEL" });
-                c.arg(&key).arg(field);
-                if let Some(v) = &old {
-                    c.arg(v.as_slice());
-                }
+                let mut c = redis::cmd("EVAL");
+                c.arg(
+                    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
+                       if ARGV[3] == '1' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) \
+                       else redis.call('HDEL', KEYS[1], ARGV[1]) end end",
+                )
+                .arg(1)
+                .arg(&key)
+                .arg(field)
+                .arg(bad.as_slice())
+                .arg(if old.is_some() { "1" } else { "0" })
+                .arg(old.as_deref().unwrap_or_default());
                 c
             });
             (Some(info), restore)

@@ -17,6 +17,9 @@ use coordkit_retry_queue::{
 use coordkit_testkit::garbage::overwrite_with_type;
 use coordkit_testkit::redis_test;
 
+mod common;
+use common::{hget, hset};
+
 fn manual(name: &str, redis: &coordkit_testkit::TestRedis, pool: &Pool) -> (ManualClock, Queue) {
     let clock = ManualClock::new(1_800_000_000_000);
     let config = QueueConfig::builder()
@@ -29,19 +32,6 @@ fn manual(name: &str, redis: &coordkit_testkit::TestRedis, pool: &Pool) -> (Manu
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-async fn hget(pool: &Pool, key: &Key, field: &str) -> Option<Vec<u8>> {
-    pool.query(redis::cmd("HGET").arg(key).arg(field))
-        .await
-        .unwrap()
-}
-
-async fn hset(pool: &Pool, key: &Key, field: &str, value: &[u8]) {
-    let _: () = pool
-        .query(redis::cmd("HSET").arg(key).arg(field).arg(value))
-        .await
-        .unwrap();
 }
 
 async fn del(pool: &Pool, key: &Key) {
@@ -221,12 +211,12 @@ redis_test! {
 }
 
 /// Claims [one-attempt, poisoned, good, good] and settles [fail, fail, ack, ack] after
-/// `poison` spoiled the second task's stored data.
+/// `poison` spoiled the second task's stored data; checks the answers and states.
 async fn settle_around_a_poisoned_task(
     pool: &Pool,
     queue: &Queue,
     poison: impl AsyncFnOnce(&Pool, &Queue, &str),
-) -> (Vec<String>, Vec<Settled>) {
+) -> Vec<String> {
     let once = TaskOptions::default().max_attempts(1);
     let tasks = vec![
         NewTask::new("once").options(once),
@@ -251,8 +241,22 @@ async fn settle_around_a_poisoned_task(
         (&t[2], Settle::Ack),
         (&t[3], Settle::Ack),
     ];
+    // The poisoned task alone is dead-lettered as malformed; the rest of the batch applies.
     let answers = queue.settle(&items).await.unwrap();
-    (ids, answers)
+    assert_eq!(
+        answers,
+        [
+            Settled::DeadLettered { attempts: 1 },
+            Settled::DeadLettered { attempts: 0 },
+            Settled::Acked,
+            Settled::Acked
+        ]
+    );
+    assert_eq!(
+        states(pool, queue, &ids).await,
+        [Some("dead"), Some("dead"), None, None]
+    );
+    ids
 }
 
 redis_test! {
@@ -260,7 +264,7 @@ redis_test! {
         let pool = redis.pool().await;
         let (_, queue) = manual("policy", &redis, &pool);
         // Lengths that look right (policy length 2, the record ends there) but no delays.
-        let (ids, answers) = settle_around_a_poisoned_task(&pool, &queue, async |pool, queue, id| {
+        settle_around_a_poisoned_task(&pool, &queue, async |pool, queue, id| {
             let tasks = &queue.keys()[0];
             let mut rec = hget(pool, tasks, id).await.unwrap();
             rec.truncate(50);
@@ -269,16 +273,6 @@ redis_test! {
             hset(pool, tasks, id, &rec).await;
         })
         .await;
-        assert_eq!(
-            answers,
-            [
-                Settled::DeadLettered { attempts: 1 },
-                Settled::DeadLettered { attempts: 0 },
-                Settled::Acked,
-                Settled::Acked
-            ]
-        );
-        assert_eq!(states(&pool, &queue, &ids).await, [Some("dead"), Some("dead"), None, None]);
         let dead = queue.dead_letters(0, 10).await.unwrap();
         let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
         assert_eq!(reasons, ["exhausted", "malformed"]);
@@ -293,20 +287,10 @@ redis_test! {
         let (_, queue) = manual("history", &redis, &pool);
         let garbage = b"\xffgarbage".to_vec();
         let stored = garbage.clone();
-        let (ids, answers) = settle_around_a_poisoned_task(&pool, &queue, async move |pool, queue, id| {
+        let ids = settle_around_a_poisoned_task(&pool, &queue, async move |pool, queue, id| {
             hset(pool, &queue.keys()[6], id, &stored).await;
         })
         .await;
-        assert_eq!(
-            answers,
-            [
-                Settled::DeadLettered { attempts: 1 },
-                Settled::DeadLettered { attempts: 0 },
-                Settled::Acked,
-                Settled::Acked
-            ]
-        );
-        assert_eq!(states(&pool, &queue, &ids).await, [Some("dead"), Some("dead"), None, None]);
         // The history nobody can read is kept as it was, for an operator.
         assert_eq!(hget(&pool, &queue.keys()[6], &ids[1]).await, Some(garbage));
         let info = queue.inspect(&ids[1]).await.unwrap().unwrap();

@@ -23,18 +23,6 @@ use proptest::prelude::*;
 /// The Redis types a key can be overwritten with.
 pub const TYPES: [&str; 5] = ["string", "list", "hash", "set", "zset"];
 
-/// The name `TYPE` answers for `kind`.
-pub fn type_name(kind: KeyKind) -> &'static str {
-    match kind {
-        KeyKind::String => "string",
-        KeyKind::Hash => "hash",
-        KeyKind::List => "list",
-        KeyKind::Set => "set",
-        KeyKind::ZSet => "zset",
-        KeyKind::Stream => "stream",
-    }
-}
-
 /// Deletes `key` and writes one element of Redis type `type_name` (one of [`TYPES`]) there, in
 /// one atomic call.
 ///
@@ -128,7 +116,7 @@ pub fn garbage() -> impl Strategy<Value = Garbage> {
 
 /// A Redis type other than `kind`'s, for [`overwrite_with_type`].
 pub fn wrong_type(kind: KeyKind) -> impl Strategy<Value = &'static str> {
-    let expected = type_name(kind);
+    let expected = kind.type_name();
     let others: Vec<&'static str> = TYPES.into_iter().filter(|t| *t != expected).collect();
     proptest::sample::select(others)
 }
