@@ -50,13 +50,14 @@
 -- owner did not decode; 128 "~np" did not decode and was set to the cap): one string, which
 -- costs the server less than a list. A record with repairs always publishes an event, with
 -- "repaired": flags / 8.
--- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash and the
--- index are read (HMGET, ZCARD) before the first write, the XADD, which checks the log's type.
--- CORRUPT <log> when the log has no stream id left for the records (at id 2^64-1-2^64-1; a
--- batch, at ms 2^64-1), with nothing written. Stored data never fails a record: what does not decode is repaired for the
--- record that needs it (flags above) and the batch's other records apply as ever. Index
--- members that are no signature (starting with "~") are evicted from the index only. The
--- cascade event counts log entries it cannot decode ("undecodable").
+-- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash (HMGET)
+-- and, when the call may write it, the index (ZCARD) are read before the first write, the XADD,
+-- which checks the log's type. CORRUPT <log> when the log has no stream id left for the records
+-- (it is at 2^64-1-2^64-1; for a batch, at ms 2^64-1), with nothing written. Stored data never
+-- fails a record: what does not decode is repaired for the record that needs it (flags above)
+-- and the batch's other records apply as ever. Index members that are no signature (starting
+-- with "~") are evicted from the index only. The cascade event counts log entries it cannot
+-- decode ("undecodable").
 
 -- Helpers are closures without upvalues and hot paths are inlined: each closure and each
 -- captured local is an allocation per call.
