@@ -10,7 +10,11 @@
 --   r   count window ring, one char per call: S ok, F failed, s ok but slow, f failed and
 --       slow, . empty
 --   b<slot>  time window bucket: "<bucket id>:<calls>:<failures>:<slow>"
---   Every stored number is a whole number below 2^48 (MAXN), checked before use.
+--   Every stored number is a whole number below 2^48 (MAXN), checked before use; the counts
+--   this script adds to (epoch, consecutive failures, re-openings, half-open successes, a
+--   bucket's figures) stop at 2^48 - 1 (MAXI), so it never writes one it would refuse. Only
+--   a stored value written by something else gets there: an epoch stopped at it no longer
+--   tells the permits of its last transitions apart.
 --   Absent: closed, epoch 1, empty window. The idle expiry is the key's TTL (refreshed when
 --   less than three quarters of it is left).
 -- KEYS[2] probes sorted set: half-open permit id -> lease deadline (ms)
@@ -309,9 +313,10 @@ local function add_to_window(failed, slow)
   local c, f, s = 0, 0, 0
   local slot = b.slots[i]
   if slot and slot[1] == id then c, f, s = slot[2], slot[3], slot[4] end
-  c = c + 1
-  if failed then f = f + 1 end
-  if slow then s = s + 1 end
+  -- (f, s <= c <= MAXI stays so: each stops at MAXI.)
+  c = math.min(c + 1, MAXI)
+  if failed then f = math.min(f + 1, MAXI) end
+  if slow then s = math.min(s + 1, MAXI) end
   b.slots[i] = { id, c, f, s }
   b.changed['b' .. (i - 1)] = string.format('%d:%d:%d:%d', id, c, f, s)
 end
@@ -350,8 +355,8 @@ local function drop_probes()
 end
 
 local function go_open(reason, figures)
-  if b.st == HALF or b.st == OPEN then b.rc = b.rc + 1 else b.rc = 0 end
-  b.st, b.ep, b.oa, b.ou = OPEN, b.ep + 1, now, now + open_for(b.rc)
+  if b.st == HALF or b.st == OPEN then b.rc = math.min(b.rc + 1, MAXI) else b.rc = 0 end
+  b.st, b.ep, b.oa, b.ou = OPEN, math.min(b.ep + 1, MAXI), now, now + open_for(b.rc)
   b.hok, b.cf = 0, 0
   b.state_dirty, b.dirty = true, true
   clear_window()
@@ -363,14 +368,14 @@ local function go_open(reason, figures)
 end
 
 local function go_half_open()
-  b.st, b.ep, b.hs, b.hok = HALF, b.ep + 1, now, 0
+  b.st, b.ep, b.hs, b.hok = HALF, math.min(b.ep + 1, MAXI), now, 0
   b.state_dirty, b.dirty = true, true
   drop_probes()
   emit('half_opened', {})
 end
 
 local function go_closed(reason)
-  b.st, b.ep, b.hok, b.cf, b.rc = CLOSED, b.ep + 1, 0, 0, 0
+  b.st, b.ep, b.hok, b.cf, b.rc = CLOSED, math.min(b.ep + 1, MAXI), 0, 0, 0
   b.state_dirty, b.dirty = true, true
   clear_window()
   drop_probes()
@@ -498,14 +503,14 @@ elseif op == 'record' then
       if failed then
         go_open('probe_failed', {})
       else
-        b.hok = b.hok + 1
+        b.hok = math.min(b.hok + 1, MAXI)
         b.dirty = true
         if b.hok >= cfg.successes then go_closed('probes_succeeded') end
       end
     else
       add_to_window(failed, slow)
       local was = b.cf
-      if failed then b.cf = b.cf + 1 else b.cf = 0 end
+      if failed then b.cf = math.min(b.cf + 1, MAXI) else b.cf = 0 end
       if b.cf ~= was then b.dirty = true end
       if b.st == CLOSED then trip_check() end
     end
@@ -521,7 +526,7 @@ elseif op == 'snapshot' then
   local n, nf, ns = window()
   return { b.st, b.ep, n, nf, ns, b.cf, b.oa, b.ou, b.hok, b.probes_n, b.rc, now }
 elseif op == 'force' then
-  b.st, b.ep = force_to, b.ep + 1
+  b.st, b.ep = force_to, math.min(b.ep + 1, MAXI)
   b.state_dirty, b.dirty = true, true
   drop_probes()
   emit('forced', {})
@@ -529,7 +534,7 @@ elseif op == 'force' then
   return { b.st, b.ep }
 elseif op == 'clear' then
   settle()
-  b.st, b.ep, b.hok, b.cf, b.rc = CLOSED, b.ep + 1, 0, 0, 0
+  b.st, b.ep, b.hok, b.cf, b.rc = CLOSED, math.min(b.ep + 1, MAXI), 0, 0, 0
   b.state_dirty, b.dirty = true, true
   clear_window()
   drop_probes()

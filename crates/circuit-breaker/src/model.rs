@@ -12,6 +12,9 @@ use crate::state::{
     AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Snapshot, State,
 };
 
+/// Where the counts stop, as in the script: 2^48 - 1, the largest it accepts from storage.
+const MAXI: u64 = (1 << 48) - 1;
+
 #[derive(Debug, Clone)]
 enum WindowState {
     Count {
@@ -99,7 +102,12 @@ impl WindowState {
                     Some((sid, c, f, s)) if *sid == id => (*c, *f, *s),
                     _ => (0, 0, 0),
                 };
-                *slot = Some((id, c + 1, f + u64::from(failed), s + u64::from(slow)));
+                *slot = Some((
+                    id,
+                    (c + 1).min(MAXI),
+                    (f + u64::from(failed)).min(MAXI),
+                    (s + u64::from(slow)).min(MAXI),
+                ));
             }
         }
     }
@@ -206,12 +214,12 @@ impl BreakerModel {
 
     fn go_open(&mut self, now: u64, reason: &'static str) {
         self.rc = if matches!(self.st, State::HalfOpen | State::Open) {
-            self.rc.saturating_add(1)
+            self.rc.saturating_add(1).min(MAXI)
         } else {
             0
         };
         self.st = State::Open;
-        self.ep = self.ep.saturating_add(1);
+        self.ep = self.ep.saturating_add(1).min(MAXI);
         self.oa = now;
         self.ou = now.saturating_add(self.open_for(self.rc));
         self.hok = 0;
@@ -223,7 +231,7 @@ impl BreakerModel {
 
     fn go_half_open(&mut self, now: u64) {
         self.st = State::HalfOpen;
-        self.ep = self.ep.saturating_add(1);
+        self.ep = self.ep.saturating_add(1).min(MAXI);
         self.hs = now;
         self.hok = 0;
         self.probes.clear();
@@ -232,7 +240,7 @@ impl BreakerModel {
 
     fn go_closed(&mut self, reason: &'static str) {
         self.st = State::Closed;
-        self.ep = self.ep.saturating_add(1);
+        self.ep = self.ep.saturating_add(1).min(MAXI);
         self.hok = 0;
         self.cf = 0;
         self.rc = 0;
@@ -334,14 +342,18 @@ impl BreakerModel {
                 if failed {
                     self.go_open(now, "probe_failed");
                 } else {
-                    self.hok = self.hok.saturating_add(1);
+                    self.hok = self.hok.saturating_add(1).min(MAXI);
                     if self.hok >= u64::from(self.config.half_open_successes) {
                         self.go_closed("probes_succeeded");
                     }
                 }
             } else {
                 self.window.add(now, failed, slow);
-                self.cf = if failed { self.cf.saturating_add(1) } else { 0 };
+                self.cf = if failed {
+                    self.cf.saturating_add(1).min(MAXI)
+                } else {
+                    0
+                };
                 if self.st == State::Closed {
                     self.trip_check(now);
                 }
@@ -381,7 +393,7 @@ impl BreakerModel {
             Forced::Disabled => State::Disabled,
             Forced::MetricsOnly => State::MetricsOnly,
         };
-        self.ep = self.ep.saturating_add(1);
+        self.ep = self.ep.saturating_add(1).min(MAXI);
         self.probes.clear();
         self.emit("forced", None);
         (self.st, self.ep)
@@ -391,7 +403,7 @@ impl BreakerModel {
     pub fn clear(&mut self, now: u64) -> (State, u64) {
         self.settle(now);
         self.st = State::Closed;
-        self.ep = self.ep.saturating_add(1);
+        self.ep = self.ep.saturating_add(1).min(MAXI);
         self.hok = 0;
         self.cf = 0;
         self.rc = 0;

@@ -8,7 +8,8 @@
 -- hash once (HMGET) and writes it once (HSET); each record adds one XADD (only the batch's last
 -- trims the log to its length); numbers are kept packed (struct, big-endian doubles), never
 -- formatted; field names, delimiters and JSON are built in Rust; the batch takes its time from
--- its first XADD (the server clock) and records all its occurrences at that time. ZADD on
+-- its first XADD (the server clock; TIME instead when the log's last id is past year 9999, so
+-- no clock's) and records all its occurrences at that time. ZADD on
 -- `seen` happens for a new signature and at most once a second per signature; PUBLISH for
 -- notable records only (unless every record is asked for).
 --
@@ -28,7 +29,8 @@
 --                  are dropped when a cascade check needs the count.
 -- KEYS[2] seen (zset): sig -> last seen ms, refreshed at most once a second per signature; the
 --         lowest goes when a new signature exceeds the cap
--- KEYS[3] log (stream): id <ms>-<seq> (the record's time), fields f = sig, e = entry (JSON)
+-- KEYS[3] log (stream): id <ms>-<seq> (the record's time, unless the log's ids were past year
+--         9999 already), fields f = sig, e = entry (JSON)
 -- ARGV[1]: struct '>dddddd': log max age ms, every (1: an event for every record; 0: for new
 --   signatures, regressions and counts of 10, 100, 1000, ... only), max signatures, max counter
 --   fields, correlation window ms, cascade threshold (kinds); then (as 'Hc0', a 2-byte length
@@ -48,14 +50,14 @@
 -- owner did not decode; 128 "~np" did not decode and was set to the cap): one string, which
 -- costs the server less than a list. A record with repairs always publishes an event, with
 -- "repaired": flags / 8.
--- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash is read
--- and the log's type checked by its XADD before any other write, and the index's type before
--- its first write (a batch checks it up front; a lone record whose index refresh finds it
--- wrong deletes its log entry again: only an old entry the log's length cap dropped for it
--- stays dropped). Stored data never fails a record: what does not decode is repaired for the
--- record that needs it (flags above) and the batch's other records apply as ever. Index
--- members that are no signature (starting with "~") are evicted from the index only. The
--- cascade event counts log entries it cannot decode ("undecodable").
+-- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash (HMGET)
+-- and, when the call may write it, the index (ZCARD) are read before the first write, the XADD,
+-- which checks the log's type. CORRUPT <log> when the log has no stream id left for the records
+-- (it is at 2^64-1-2^64-1; for a batch, at ms 2^64-1), with nothing written. Stored data never
+-- fails a record: what does not decode is repaired for the record that needs it (flags above)
+-- and the batch's other records apply as ever. Index members that are no signature (starting
+-- with "~") are evicted from the index only. The cascade event counts log entries it cannot
+-- decode ("undecodable").
 
 -- Helpers are closures without upvalues and hot paths are inlined: each closure and each
 -- captured local is an allocation per call.
@@ -132,6 +134,9 @@ local max_age, every, max_sigs, max_counters, window, threshold, log_max, manual
   events_at = sunpack('>ddddddHc0Hc0I4', header)
 -- Stored numbers are whole and at most 2^53: exact in a double, and +1 saturates there.
 local BIG = 9007199254740992
+-- The last ms of year 9999: a log id beyond is no server's clock (written by something else),
+-- and its time is not the record's.
+local TIME_MAX = 253402300799999
 
 -- Every field the batch reads, read once: 4 per record (sig, pair, the two owners), then the
 -- correlation state. A lone record names them directly; a batch's list is made at its final size (a constructor from
@@ -150,14 +155,15 @@ local base = 4 * nrec
 local nnames = base + 1
 local single = nrec == 1
 -- validate: the keys' types, before any write: the data hash by this HMGET; the index by a
--- batch's ZCARD here (a lone record's by its ZCARD for a new signature, or its refresh ZADD,
--- which takes its log entry back on failure); the log by XLEN before an eviction, else by the
--- XADD, the first write.
+-- batch's ZCARD here (a lone record's just before its XADD, when it may write the index); the
+-- log by the XADD, the first write (evictions come after it).
+-- The index's size: read once, then kept by the script (its ZPOPMIN and ZADD change it).
+local card
 local values
 if single then
   values = redis.call('HMGET', data, argv[2], argv[3], argv[4], argv[5], '~corr')
 else
-  redis.call('ZCARD', seen)
+  card = redis.call('ZCARD', seen)
   local names = nnames <= 255 and { byte(PAD, 1, nnames) } or {}
   for n = 1, nrec do
     local b, k = STRIDE * n - STRIDE + 1, 4 * n - 4
@@ -302,15 +308,63 @@ for ri = 1, nrec do
     if second then slot_f, slot_t = f2, argv[b + 11] end
   end
 
-  -- writes: from here on (the eviction's ZPOPMIN first, else the XADD).
-  -- Signatures: the least recently seen go beyond the cap. Done before the log entry, so for
-  -- a new signature the index's type is known before anything is written.
+  -- A lone record reads the index's type (and size) when it may write the index: a new
+  -- signature, or a refresh (due, or possibly due: the server clock is read by the XADD).
+  if single and not (state and now and now - indexed < 1000) then
+    card = redis.call('ZCARD', seen)
+  end
+
+  -- writes: from here on, the XADD first.
+  -- The log entry: with the server clock its id gives the batch's time. Only the batch's last
+  -- entry trims the log to its length.
+  local trim = ri == nrec
+  local id = xid or '*'
+  local added
+  if trim then
+    added = redis.pcall('XADD', log, 'MAXLEN', log_max, id, 'f', sig, 'e', entry)
+  else
+    added = redis.pcall('XADD', log, id, 'f', sig, 'e', entry)
+  end
+  if type(added) == 'table' then
+    if find(added.err, 'WRONGTYPE', 1, true) then error(added) end
+    -- The log holds a later id (the manual clock went back, or the batch's ms has no sequence
+    -- number left): keep the order.
+    if id ~= '*' and trim then
+      added = redis.pcall('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
+    elseif id ~= '*' then
+      added = redis.pcall('XADD', log, '*', 'f', sig, 'e', entry)
+    end
+    if type(added) == 'table' then
+      if not find(added.err, 'exhausted', 1, true) then error(added) end
+      -- Only a first XADD can get here (see the batch's check below): nothing written.
+      error({ err = 'CORRUPT ' .. log .. ' has no stream id left (its last is 2^64-1-2^64-1)' })
+    end
+  end
+  if ri == 1 and not single and find(added, '18446744073709551615-', 1, true) == 1 then
+    -- The batch's next ids might run out half-way: its first entry (never trimmed) goes back.
+    redis.call('XDEL', log, added)
+    error({ err = 'CORRUPT ' .. log .. ' is at stream id ms 2^64-1: no ids left for a batch' })
+  end
+  if not now then
+    nowstr = sub(added, 1, find(added, '-', 1, true) - 1)
+    now = tonumber(nowstr)
+    if now > TIME_MAX then
+      -- The log's last id is no clock's: the server's TIME is the batch's, and its next
+      -- entries take ids after the log's.
+      local t = redis.call('TIME')
+      nowstr = t[1] .. sub('00000' .. t[2], -6, -4)
+      now = tonumber(nowstr)
+    elseif not trim then
+      xid = nowstr .. '-*'
+    end
+  end
+
+  -- Signatures: the least recently seen go beyond the cap (after the XADD, which may fail).
   if not state then
-    local over = redis.call('ZCARD', seen) - max_sigs + 1
+    local over = card - max_sigs + 1
     if over > 0 then
-      -- The log's type too, before the first delete.
-      redis.call('XLEN', log)
       local victims = redis.call('ZPOPMIN', seen, over)
+      card = card - #victims / 2
       local del, gone = {}, {}
       for v = 1, #victims, 2 do
         local victim = victims[v]
@@ -328,27 +382,6 @@ for ri = 1, nrec do
         hset, nset = drop_writes(gone, hset, nset, written)
       end
     end
-  end
-
-  -- The log entry: with the server clock its id gives the batch's time. Only the batch's last
-  -- entry trims the log to its length.
-  local trim = ri == nrec
-  local id = xid or '*'
-  local added
-  if trim then
-    added = redis.pcall('XADD', log, 'MAXLEN', log_max, id, 'f', sig, 'e', entry)
-  else
-    added = redis.pcall('XADD', log, id, 'f', sig, 'e', entry)
-  end
-  if type(added) == 'table' then
-    if manual == '' or find(added.err, 'WRONGTYPE', 1, true) then error(added) end
-    -- The log holds a later id (the manual clock went back): keep the order.
-    added = redis.call('XADD', log, 'MAXLEN', log_max, '*', 'f', sig, 'e', entry)
-  end
-  if not now then
-    nowstr = sub(added, 1, find(added, '-', 1, true) - 1)
-    now = tonumber(nowstr)
-    if not trim then xid = nowstr .. '-*' end
   end
 
   if not state then
@@ -371,13 +404,8 @@ for ri = 1, nrec do
   end
 
   if not state or now - indexed >= 1000 then
-    -- The index's type is known by now, except for a lone record's refresh: its first touch of
-    -- the index, after its log entry. A wrong type takes the entry back out before failing.
-    local ok = redis.pcall('ZADD', seen, nowstr, sig)
-    if type(ok) == 'table' then
-      redis.call('XDEL', log, added)
-      error(ok)
-    end
+    -- (The index's type was read before the XADD.)
+    card = card + redis.call('ZADD', seen, nowstr, sig)
     indexed = now
   end
 

@@ -86,8 +86,8 @@ impl Fixture {
         f
     }
 
-    /// What `key` holds: its entries for a stream (a lone record whose index refresh fails
-    /// takes its log entry back, which leaves the stream's last id moved on), else its DUMP.
+    /// What `key` holds: its entries for a stream (a batch refused at the log's last ms takes
+    /// its first entry back, which leaves the stream's last id moved on), else its DUMP.
     async fn dump(&self, key: &Key) -> redis::Value {
         let kind: String = self.pool.query(redis::cmd("TYPE").arg(key)).await.unwrap();
         let cmd = if kind == "stream" {

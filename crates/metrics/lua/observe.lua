@@ -5,7 +5,9 @@
 --         documented in histogram.rs; the caller computes the index)
 -- ARGV[1], ARGV[2], ... one pair per observation: bucket index (0..=561), value (finite, >= 0)
 -- Returns: the histogram's count after the update, as text.
--- Fails, before any write: BADVALUE <detail> (a bad value or bucket, no observation),
+-- Fails, before any write: BADVALUE <detail> (a bad value or bucket, no observation, or an
+-- observation that would take the sum past the largest finite number: it is refused, never
+-- stored as "inf", which the next call would refuse as corrupt),
 -- WRONGTYPE (KEYS[1] is not a hash: its read fails), CORRUPT <key> <detail> (`count` or a
 -- touched bucket not a whole number in 0..2^53, or the count at that cap; `sum`, `min` or `max`
 -- not a finite number >= 0).
@@ -61,6 +63,10 @@ end
 for i = 1, n do
   local v = values[i]
   sum = sum + v
+  if sum == math.huge then
+    return ck_fail('BADVALUE', 'observation ' .. ARGV[2 * i] .. ' would take the sum past '
+      .. 'the largest number (the sum is ' .. string.format('%.17g', sum - v) .. ')')
+  end
   if min == nil or v < min then min = v end
   if max == nil or v > max then max = v end
 end

@@ -33,7 +33,9 @@
 -- Returns {retained, now_ms, total}: retained = min(samples in the list, max_samples), now_ms
 -- the script's clock, total a counter's total as text ("" for gauges).
 -- Fails, before any write: BADVALUE <detail> (a value that is not a finite number, a negative
--- increment, a bad timestamp, no sample), WRONGTYPE <key> <type> (a key of another type),
+-- increment, a bad timestamp, no sample, a value that would take the counter's total or a
+-- rollup bucket's sum past the largest finite number: refused, never stored as "inf", which
+-- the next write would refuse as corrupt), WRONGTYPE <key> <type> (a key of another type),
 -- CORRUPT <key> <detail> (a stored value the write needs does not decode: meta's `total` not a
 -- finite number >= 0 or `alert_ms` not a whole number in 0..2^53, a rollup bucket the samples
 -- fall in not "count sum min max", a rollup field not a bucket start when the rollups are
@@ -123,6 +125,20 @@ if counter or alerting then
   end
   if alerting then last = ck_int(m[2], meta, 'alert_ms', MAX) end
 end
+-- The counter's new total, in recording order; a total past the largest number is refused.
+local total = ''
+if counter then
+  local t = total_before
+  for i = 1, n do
+    t = t + values[i]
+    if t == math.huge then
+      return ck_fail('BADVALUE', 'increment ' .. ARGV[first_pair + 2 * i - 1] .. ' would take '
+        .. 'the total past the largest number (it is ' .. string.format('%.17g', t - values[i])
+        .. ')')
+    end
+  end
+  total = string.format('%.17g', t)
+end
 local buckets, touched, drop = {}, {}, {}
 if resolution > 0 then
   local created = {}
@@ -163,6 +179,20 @@ if resolution > 0 then
       for i = 1, count - keep do drop[i] = starts[i] end
     end
   end
+  -- The buckets' new figures (in memory): a sum past the largest number is refused.
+  for i = 1, n do
+    local b = buckets[string.format('%d', stamps[i] - stamps[i] % resolution)]
+    local v = values[i]
+    b[1] = b[1] + 1
+    b[2] = b[2] + v
+    if v < b[3] then b[3] = v end
+    if v > b[4] then b[4] = v end
+    if not finite(b[2]) then
+      return ck_fail('BADVALUE', 'value ' .. ARGV[first_pair + 2 * i - 1] .. ' would take the '
+        .. 'sum of rollup bucket ' .. string.format('%d', stamps[i] - stamps[i] % resolution)
+        .. ' past the largest number')
+    end
+  end
 end
 
 -- writes:
@@ -199,25 +229,12 @@ if max_age > 0 then
   end
 end
 
--- Counter: the running total of increments, summed in recording order.
-local total = ''
-if counter then
-  local t = total_before
-  for i = 1, n do t = t + values[i] end
-  total = string.format('%.17g', t)
-  redis.call('HSET', meta, 'total', total)
-end
+-- Counter: the running total of increments (summed above).
+if counter then redis.call('HSET', meta, 'total', total) end
 
--- Rollups: one bucket per `resolution` ms of sample time, the newest `keep` kept.
+-- Rollups: one bucket per `resolution` ms of sample time (updated above), the newest `keep`
+-- kept.
 if resolution > 0 then
-  for i = 1, n do
-    local b = buckets[string.format('%d', stamps[i] - stamps[i] % resolution)]
-    local v = values[i]
-    b[1] = b[1] + 1
-    b[2] = b[2] + v
-    if v < b[3] then b[3] = v end
-    if v > b[4] then b[4] = v end
-  end
   local fields = {}
   for _, start in ipairs(touched) do
     local b = buckets[start]

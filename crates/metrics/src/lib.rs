@@ -20,7 +20,9 @@
 //!   sum, min, max, avg, nearest-rank percentiles) computed by the server in one call; moving
 //!   averages; [`RollupBucket`]s kept longer than raw samples.
 //! - Bad input is refused with a clear error: NaN or infinite values ([`Error::InvalidSample`]),
-//!   invalid names or labels, a key of another type ([`coordkit_core::Error::WrongType`]).
+//!   invalid names or labels, a key of another type ([`coordkit_core::Error::WrongType`]),
+//!   finite values whose counter total, rollup sum or histogram sum would pass the largest
+//!   finite number ([`coordkit_core::Error::Script`] with code `BADVALUE`, nothing written).
 //! - Stored data is checked before it is used: a total, alert time, rollup bucket, histogram
 //!   field or sample that does not decode is [`coordkit_core::Error::Corrupt`] naming the key,
 //!   and a write that fails so writes nothing (each write script reads and checks what it
