@@ -8,6 +8,20 @@ pub enum QueueError {
     /// A payload could not be encoded (the serde convenience).
     #[error("could not encode the payload: {0}")]
     Encode(String),
+    /// A task's payload is larger than the queue's
+    /// [`max_payload_bytes`](crate::QueueConfigBuilder::max_payload_bytes). Nothing of its batch
+    /// was enqueued.
+    #[error(
+        "task {index} of the enqueue has a payload of {len} bytes; the queue's limit is {max} (QueueConfig max_payload_bytes)"
+    )]
+    PayloadTooLarge {
+        /// The task's position in the enqueued batch (0 for a single enqueue).
+        index: usize,
+        /// Its payload's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The queue's keys hold something coordkit did not write.
     #[error("corrupt queue state: {0}")]
     Corrupt(String),

@@ -139,8 +139,8 @@ pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use health::{LastError, WorkerHealth};
 pub use options::{
-    Backoff, Jitter, MAX_DURATION_MS, QueueConfig, QueueConfigBuilder, TaskOptions,
-    backoff_delay_ms,
+    Backoff, DEFAULT_MAX_PAYLOAD_BYTES, Jitter, MAX_DURATION_MS, QueueConfig, QueueConfigBuilder,
+    TaskOptions, backoff_delay_ms,
 };
 #[doc(hidden)]
 pub use queue::RawSettle;

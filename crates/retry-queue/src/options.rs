@@ -10,6 +10,12 @@ use crate::error::Result;
 /// arithmetic stays exact.
 pub const MAX_DURATION_MS: u64 = 1 << 35;
 
+/// The default payload limit of [`QueueConfigBuilder::max_payload_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// The largest payload limit: Redis's limit for one string, 512 MiB.
+const MAX_PAYLOAD_BYTES: usize = 512 << 20;
+
 /// How long to wait before the next attempt, applied by the script when an attempt fails.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backoff {
@@ -284,6 +290,7 @@ pub struct QueueConfig {
     pub(crate) clock: Clock,
     pub(crate) max_stalls: u32,
     pub(crate) dlq_max_count: u64,
+    pub(crate) max_payload_bytes: usize,
     pub(crate) dlq_max_age: Duration,
     pub(crate) errors_kept: u32,
     pub(crate) succeeded_events: bool,
@@ -297,6 +304,7 @@ impl Default for QueueConfig {
             clock: Clock::Server,
             max_stalls: 2,
             dlq_max_count: 100_000,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             dlq_max_age: Duration::from_secs(7 * 24 * 3600),
             errors_kept: 10,
             succeeded_events: false,
@@ -335,6 +343,15 @@ impl QueueConfigBuilder {
     /// dead-letters one more (0 = no cap; default 100,000).
     pub fn dlq_max_count(mut self, n: u64) -> Self {
         self.0.dlq_max_count = n;
+        self
+    }
+
+    /// The largest payload an enqueue accepts, in bytes (1 to 512 MiB; default 1 MiB): a larger
+    /// one fails the enqueue with [`QueueError::PayloadTooLarge`](crate::QueueError), nothing
+    /// enqueued. Every claim carries its tasks' payloads, so large ones belong elsewhere (a
+    /// blob store) with a reference in the task.
+    pub fn max_payload_bytes(mut self, n: usize) -> Self {
+        self.0.max_payload_bytes = n;
         self
     }
 
@@ -390,6 +407,9 @@ impl QueueConfigBuilder {
         }
         if c.dlq_max_age.as_millis() > u128::from(MAX_DURATION_MS) {
             return bad("dlq_max_age", "must be at most 2^35 ms");
+        }
+        if !(1..=MAX_PAYLOAD_BYTES).contains(&c.max_payload_bytes) {
+            return bad("max_payload_bytes", "must be 1 to 536870912 (512 MiB)");
         }
         Ok(c)
     }

@@ -561,10 +561,20 @@ impl Queue {
     }
 
     /// Enqueues a batch: one script per [`MAX_BATCH`] tasks, each batch all or nothing. The
-    /// answers are in the tasks' order.
+    /// answers are in the tasks' order. Every task is checked first (its options, its payload
+    /// against the queue's limit): one that fails the check fails the call with nothing
+    /// enqueued.
     pub async fn enqueue_batch(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>> {
-        for task in tasks {
+        let max = self.inner.config.max_payload_bytes;
+        for (index, task) in tasks.iter().enumerate() {
             task.options.validate()?;
+            if task.payload.len() > max {
+                return Err(QueueError::PayloadTooLarge {
+                    index,
+                    len: task.payload.len(),
+                    max,
+                });
+            }
         }
         let mut out = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(MAX_BATCH) {

@@ -300,8 +300,8 @@ impl Worker {
     }
 
     /// Like [`Worker::start`], for JSON payloads: each payload is decoded into `T` first. A
-    /// payload that does not decode is dead-lettered as `malformed` (the handler does not run,
-    /// and no other task is affected).
+    /// payload that does not decode is dead-lettered as `malformed` with an error naming `T`
+    /// and serde's reason (the handler does not run, and no other task is affected).
     pub async fn start_json<T, F, Fut, E>(
         queue: Queue,
         config: WorkerConfig,
@@ -320,7 +320,10 @@ impl Worker {
             }
             Err(e) => Box::pin(std::future::ready(Settle::DeadLetter {
                 reason: "malformed".into(),
-                error: e.to_string(),
+                error: format!(
+                    "the payload does not decode as JSON of {}: {e}",
+                    std::any::type_name::<T>()
+                ),
             })),
         });
         Self::start_erased(queue, config, handler).await
