@@ -129,6 +129,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod events;
 mod health;
 pub mod model;
 mod options;
@@ -137,6 +138,7 @@ pub mod worker;
 
 pub use coordkit_core;
 pub use error::{QueueError, Result};
+pub use events::{QueueEvent, QueueEventKind, QueueEvents};
 pub use health::{LastError, WorkerHealth};
 pub use options::{
     Backoff, DEFAULT_MAX_PAYLOAD_BYTES, Jitter, MAX_DURATION_MS, QueueConfig, QueueConfigBuilder,

@@ -1,0 +1,141 @@
+//! [`QueueEvents`]: a typed subscription to one queue's events, from [`Queue::events`].
+
+use coordkit_core::{Subscriber, SubscriberStats};
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::queue::Queue;
+
+/// The kinds of event a queue's scripts publish (each on `<ns>:events:queue:<kind>`).
+const KINDS: [&str; 5] = [
+    "retry_scheduled",
+    "dead_lettered",
+    "stalled",
+    "requeued",
+    "succeeded",
+];
+
+/// One event of a queue, published by the script that made the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEvent {
+    /// When it happened (server time, ms).
+    pub at_ms: u64,
+    /// What happened.
+    pub kind: QueueEventKind,
+}
+
+/// What happened to a task.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum QueueEventKind {
+    /// It failed and will run again at `due_ms`.
+    RetryScheduled {
+        /// The task's id.
+        task: String,
+        /// Failures so far.
+        attempt: u32,
+        /// The backoff chosen.
+        delay_ms: u64,
+        /// When it is due again.
+        due_ms: u64,
+    },
+    /// It went to the dead-letter queue (`exhausted`, `stalled`, `malformed`, or a handler's
+    /// reason).
+    DeadLettered {
+        /// The task's id.
+        task: String,
+        /// Why.
+        reason: String,
+        /// Failures so far.
+        attempts: u32,
+        /// Lost leases so far.
+        stalls: u32,
+    },
+    /// Its lease ran out and it was handed back (a stall).
+    Stalled {
+        /// The task's id.
+        task: String,
+        /// Lost leases so far.
+        stalls: u32,
+    },
+    /// An operator put it back from the dead-letter queue.
+    Requeued {
+        /// The task's id.
+        task: String,
+        /// Whether its attempts were reset.
+        reset: bool,
+    },
+    /// It was acknowledged (only with
+    /// [`succeeded_events`](crate::QueueConfigBuilder::succeeded_events) on).
+    Succeeded {
+        /// The task's id.
+        task: String,
+        /// The attempt that succeeded.
+        attempt: u32,
+    },
+}
+
+/// A subscription to one queue's events, on its own connection; it resubscribes after the
+/// connection drops (events published meanwhile are missed: the queue's state is the truth,
+/// [`Queue::stats`] and [`Queue::inspect`] read it). Every queue of a namespace publishes on
+/// the same channels; this one keeps its own queue's events. Each kind has its own channel, so
+/// on a cluster events of different kinds may arrive out of order (`at_ms` tells).
+#[derive(Debug)]
+pub struct QueueEvents {
+    subscriber: Subscriber<serde_json::Value>,
+    name: String,
+    undecodable: u64,
+}
+
+impl QueueEvents {
+    /// The next event of this queue; `None` once the subscription ended.
+    pub async fn recv(&mut self) -> Option<QueueEvent> {
+        loop {
+            let received = self.subscriber.recv().await?;
+            let event = received.event;
+            if event.entity != self.name {
+                continue;
+            }
+            // The kind is the envelope's; the payload holds the fields.
+            let mut payload = event.payload;
+            let tagged = serde_json::json!({ event.kind.clone(): payload.take() });
+            match serde_json::from_value::<QueueEventKind>(tagged) {
+                Ok(kind) => {
+                    return Some(QueueEvent {
+                        at_ms: event.ts_ms,
+                        kind,
+                    });
+                }
+                Err(_) => self.undecodable += 1,
+            }
+        }
+    }
+
+    /// Events of this queue whose payload did not decode (another version's), skipped.
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable
+    }
+
+    /// The underlying subscriber's counters (all queues of the namespace), and reconnects.
+    pub fn stats(&self) -> SubscriberStats {
+        self.subscriber.stats()
+    }
+}
+
+impl Queue {
+    /// Subscribes to this queue's events: retries scheduled, dead letters, stalls, requeues
+    /// and (when on) successes, typed. Subscribe before the work whose events you want.
+    pub async fn events(&self) -> Result<QueueEvents> {
+        let mut builder = self.pool().subscriber();
+        for kind in KINDS {
+            builder = builder.channel(self.channel(kind));
+        }
+        let subscriber = builder.subscribe().await?;
+        Ok(QueueEvents {
+            subscriber,
+            name: self.name().to_owned(),
+            undecodable: 0,
+        })
+    }
+}
