@@ -124,8 +124,11 @@ impl WorkerConfig {
         self
     }
 
-    /// On shutdown, how long in-flight tasks may take to finish before they are abandoned (their
-    /// leases then run out and the tasks are handed out again).
+    /// On shutdown, how long in-flight tasks may take to finish and their outcomes to be
+    /// written (default 30 s). Tasks still running then are abandoned, and outcomes not written
+    /// by then (Redis down: settles retry until the deadline) are counted in
+    /// [`ShutdownReport::unsettled`]; both kinds of task are handed out again when their leases
+    /// run out.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self

@@ -416,3 +416,38 @@ redis_test! {
         assert!(!report.claim_loop_failed);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_with_redis_down_reports_the_outcomes_it_could_not_save() {
+    let mut server = coordkit_testkit::RedisServer::start().unwrap();
+    let pool = server.fault_pool(ms(300)).await;
+    let keyspace = coordkit_core::Keyspace::new("down").unwrap();
+    let queue = Queue::new(pool, &keyspace, "down", QueueConfig::default()).unwrap();
+    queue.enqueue(NewTask::new("a")).await.unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = Arc::new(std::sync::Mutex::new(Some(started_tx)));
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let config = WorkerConfig::default().shutdown_timeout(Duration::from_secs(1));
+    let worker = Worker::start(queue.clone(), config, move |_task| {
+        let started = started.clone();
+        let mut go = go_rx.clone();
+        async move {
+            if let Some(tx) = started.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            let _ = go.wait_for(|go| *go).await;
+            Ok::<(), String>(())
+        }
+    })
+    .await
+    .unwrap();
+    started_rx.await.unwrap();
+    // Redis dies while the handler runs; the handler then finishes, and its ack cannot be
+    // written before the shutdown deadline.
+    tokio::task::block_in_place(|| server.kill());
+    go_tx.send(true).unwrap();
+    let report = worker.shutdown().await;
+    assert!(!report.clean, "{report:?}");
+    assert_eq!((report.abandoned, report.unsettled), (0, 1), "{report:?}");
+    assert_eq!(report.stats.acked, 0);
+}
