@@ -9,7 +9,8 @@
 -- ARGV[2] agent
 -- ARGV[3] status
 -- ARGV[4] current task ("" for none)
--- ARGV[5] capabilities, a JSON array of strings
+-- ARGV[5] capabilities, a JSON array of strings, or "" to keep those of the stored record (none
+--         when there is none)
 -- ARGV[6] heartbeat ttl in ms
 -- ARGV[7] event channel
 -- Returns: the agent's previous status, or false when it had none (or had expired).
@@ -41,7 +42,12 @@ if record then
     redis.call('ZREM', KEYS[4], cap .. '\0' .. agent)
   end
 end
-local caps = cjson.decode(ARGV[5])
+local caps
+if ARGV[5] == '' then
+  caps = record and record.caps or {}
+else
+  caps = cjson.decode(ARGV[5])
+end
 local expires = now + tonumber(ARGV[6])
 local new = { status = ARGV[3], task = ARGV[4], caps = caps, updated_ms = now,
   expires_ms = expires }

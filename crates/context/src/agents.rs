@@ -169,17 +169,42 @@ impl AgentRegistry {
     /// indexes; returns its previous status if it was alive. Emits `agent_status` when the
     /// status changed.
     pub async fn set_status(&self, agent: &str, status: &AgentStatus) -> Result<Option<Status>> {
-        validate_name("agent", agent)?;
-        validate_name("status", status.status.as_str())?;
-        if let Some(task) = &status.current_task {
-            validate_name("task", task)?;
-        }
         for capability in &status.capabilities {
             validate_name("capability", capability)?;
         }
         let caps: Vec<&String> = status.capabilities.iter().collect();
         let caps = serde_json::to_string(&caps)
             .map_err(|e| coordkit_core::Error::decode("capabilities", e))?;
+        self.set(agent, &status.status, status.current_task.as_deref(), &caps)
+            .await
+    }
+
+    /// Sets `agent`'s status and current task (and heartbeat), keeping the capabilities it
+    /// registered with [`set_status`](Self::set_status) (none for an agent the registry does
+    /// not know): the busy/idle flip of a working agent, without restating what it can do.
+    /// Returns its previous status if it was alive.
+    pub async fn set_state(
+        &self,
+        agent: &str,
+        status: &Status,
+        task: Option<&str>,
+    ) -> Result<Option<Status>> {
+        self.set(agent, status, task, "").await
+    }
+
+    /// One `agent_set` script: `caps` is the JSON list, or "" to keep the stored one.
+    async fn set(
+        &self,
+        agent: &str,
+        status: &Status,
+        task: Option<&str>,
+        caps: &str,
+    ) -> Result<Option<Status>> {
+        validate_name("agent", agent)?;
+        validate_name("status", status.as_str())?;
+        if let Some(task) = task {
+            validate_name("task", task)?;
+        }
         // The previous status is whatever the stored record held: bytes, read lossily, so a
         // write that was applied is never answered as a decoding error.
         let previous: Option<Vec<u8>> = SET
@@ -190,8 +215,8 @@ impl AgentRegistry {
             .key(&self.by_cap)
             .arg(self.store.settings.clock.arg())
             .arg(agent)
-            .arg(status.status.as_str())
-            .arg(status.current_task.as_deref().unwrap_or(""))
+            .arg(status.as_str())
+            .arg(task.unwrap_or(""))
             .arg(caps)
             .arg(self.store.settings.agent_ttl.as_millis().to_string())
             .arg(&self.channel)

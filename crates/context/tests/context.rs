@@ -544,3 +544,37 @@ redis_test! {
         assert_eq!(ids, expected);
     }
 }
+
+redis_test! {
+    async fn set_state_flips_status_and_task_and_keeps_capabilities(redis) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let store = manual_store(&redis, redis.pool().await, &clock);
+        let fleet = store.agents("fleet").unwrap();
+        fleet
+            .set_status("a1", &AgentStatus::new(Status::Idle).capability("rust").capability("sql"))
+            .await
+            .unwrap();
+        let previous = fleet.set_state("a1", &Status::Busy, Some("t-7")).await.unwrap();
+        assert_eq!(previous, Some(Status::Idle));
+        let record = fleet.get("a1").await.unwrap().unwrap();
+        assert_eq!(record.status.status, Status::Busy);
+        assert_eq!(record.status.current_task.as_deref(), Some("t-7"));
+        let caps: Vec<&str> = record.status.capabilities.iter().map(String::as_str).collect();
+        assert_eq!(caps, ["rust", "sql"]);
+        assert_eq!(fleet.with_capability("sql").await.unwrap(), vec!["a1"]);
+        assert_eq!(fleet.with_status(&Status::Busy).await.unwrap(), vec!["a1"]);
+        assert!(fleet.with_status(&Status::Idle).await.unwrap().is_empty());
+        // Back to idle, no task: the capabilities stay.
+        fleet.set_state("a1", &Status::Idle, None).await.unwrap();
+        let record = fleet.get("a1").await.unwrap().unwrap();
+        assert_eq!((record.status.current_task, record.status.capabilities.len()), (None, 2));
+        // An agent the registry does not know registers without capabilities.
+        assert_eq!(fleet.set_state("new", &Status::Idle, None).await.unwrap(), None);
+        assert!(fleet.get("new").await.unwrap().unwrap().status.capabilities.is_empty());
+        // Its record expired (an outage outlasted its heartbeats): it comes back with them.
+        clock.advance(std::time::Duration::from_secs(3600));
+        assert!(!fleet.heartbeat("a1").await.unwrap());
+        fleet.set_state("a1", &Status::Busy, Some("t-8")).await.unwrap();
+        assert_eq!(fleet.with_capability("rust").await.unwrap(), vec!["a1"]);
+    }
+}
