@@ -5,7 +5,8 @@
 --   KEYS[2]  ready     LIST  ids; LPUSH at the back, RPOP side is the front
 --   KEYS[3]  delayed   ZSET  id -> due time (ms)
 --   KEYS[4]  leased    ZSET  id -> lease deadline (ms)
---   KEYS[5]  leases    HASH  id -> fencing token of its lease (leased tasks only)
+--   KEYS[5]  leases    HASH  id -> fencing token of its lease (leased tasks), or minus the token
+--                            whose fail, defer or dead-letter settled it (until claimed again)
 --   KEYS[6]  dlq       ZSET  id -> dead-lettered at (ms)
 --   KEYS[7]  errors    HASH  id -> error history (below; the latest `errors kept`)
 --   KEYS[8]  dead      HASH  id -> dead-letter reason
@@ -22,7 +23,9 @@
 -- An error history: B count, then per error I4 attempt, I8 at, I2 length, text.
 --
 -- A task is in exactly one state: the one structure (ready, delayed, leased, dlq) holding its id;
--- `leases` holds the token of exactly the leased ones. `since` is when it became (or becomes)
+-- `leases` holds a positive token for exactly the leased ones. A settle whose token no longer
+-- holds the lease answers "already settled" when that token settled the task (the negative
+-- mark) or the task is gone (acknowledged or purged), else "lease lost". `since` is when it became (or becomes)
 -- ready, or when it was dead-lettered.
 --
 -- Stored data is validated before the first write (CONTRIBUTING.md): each operation reads or
@@ -53,7 +56,7 @@
 --   settle   n, struct n x '<BI8I8I8' (op, id, token, x: the jitter draw 0..65535 of a fail, the
 --            delay of a defer), then the strings of the ops in order: a fail's error; a
 --            dead-letter's reason, then its error
---            -> { status, attempts, due, ... } per op
+--            -> { status, attempts, due, ... } per op (status: the answer codes below)
 --   extend   id, token, lease_ms ("" = the task's own) -> deadline, or -1 when the lease is lost
 --   stats    -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|-1, now,
 --                 next_due|-1 }
@@ -64,7 +67,7 @@
 
 -- Settle ops (ARGV) and settle answers: the same numbers in `src/queue.rs`.
 local OP_ACK, OP_FAIL, OP_DEFER, OP_DEAD = 1, 2, 3, 4
-local LOST, ACKED, RETRYING, BURIED, DEFERRED = 0, 1, 2, 3, 4
+local LOST, ACKED, RETRYING, BURIED, DEFERRED, ALREADY = 0, 1, 2, 3, 4, 5
 
 local K_TASKS, K_READY, K_DELAYED, K_LEASED, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DLQ, K_ERR, K_DEAD, K_IDEM, K_IDEMX, K_INFO = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
@@ -194,6 +197,7 @@ local function rare()
     ck_expect_type(K_DEAD, 'hash')
     ck_expect_type(K_ERR, 'hash')
     ck_expect_type(K_TASKS, 'hash')
+    ck_expect_type(K_LEASES, 'hash')
     ck_int(redis.call('HGET', K_INFO, 'dead'), K_INFO, 'field dead', EXACT - 1000000)
     H.bury_checked = true
   end
@@ -221,6 +225,7 @@ local function rare()
   function H.delete_dead(ids)
     if #ids == 0 then return end
     redis.call('ZREM', K_DLQ, unpack(ids))
+    redis.call('HDEL', K_LEASES, unpack(ids))
     redis.call('HDEL', K_TASKS, unpack(ids))
     redis.call('HDEL', K_ERR, unpack(ids))
     redis.call('HDEL', K_DEAD, unpack(ids))
@@ -505,34 +510,51 @@ if op == 'settle' then
   local held = redis.call('HMGET', K_LEASES, unpack(ids))
   local emit_ok = string.byte(CFG, 1) == 1
   -- Which ops hold their lease (the first of duplicates); the records of those that are no ack
-  -- (and of the acks too when `succeeded` events, which tell the attempt, are on).
-  local valid, done, need, unlease = {}, {}, {}, {}
+  -- (and of the acks too when `succeeded` events, which tell the attempt, are on), and of the
+  -- tasks no lease is held for (gone: already settled).
+  local valid, done, need, unlease, already, unheld = {}, {}, {}, {}, {}, nil
   local acks, others = 0, 0
   for i = 1, n do
-    local id = ids[i]
-    if held[i] and not done[id] and tonumber(held[i]) == toks[i] then
+    local id, h = ids[i], tonumber(held[i])
+    if h == toks[i] and not done[id] then
       done[id] = true
       valid[i] = true
       unlease[#unlease + 1] = id
       if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
       if kinds[i] ~= OP_ACK or emit_ok then need[#need + 1] = id end
+    elseif h == toks[i] or h == -toks[i] then
+      already[i] = true
+    elseif not held[i] then
+      unheld = unheld or {}
+      unheld[#unheld + 1] = i
+    end
+  end
+  local recs, errs = {}, {}
+  local probe = need
+  if unheld then
+    probe = {}
+    for _, id in ipairs(need) do probe[#probe + 1] = id end
+    for _, i in ipairs(unheld) do probe[#probe + 1] = ids[i] end
+  end
+  if #probe > 0 then
+    local r = redis.call('HMGET', K_TASKS, unpack(probe))
+    for i, id in ipairs(probe) do recs[id] = r[i] end
+    for _, i in ipairs(unheld or {}) do
+      if not recs[ids[i]] then already[i] = true end
     end
   end
   if acks + others == 0 then
     local out = {}
-    for i = 1, 3 * n do out[i] = LOST end
+    for i = 1, n do
+      out[3 * i - 2], out[3 * i - 1], out[3 * i] = already[i] and ALREADY or LOST, 0, 0
+    end
     return out
   end
-  local recs, errs = {}, {}
   if #need > 0 then
-    local r = redis.call('HMGET', K_TASKS, unpack(need))
     local e = redis.call('HMGET', K_ERR, unpack(need))
-    for i, id in ipairs(need) do
-      recs[id] = r[i]
-      errs[id] = e[i]
-    end
+    for i, id in ipairs(need) do errs[id] = e[i] end
   else
-    ck_expect_type(K_TASKS, 'hash')
+    if #probe == 0 then ck_expect_type(K_TASKS, 'hash') end
     ck_expect_type(K_ERR, 'hash')
   end
   -- What each valid op that is no ack does: { a, s, prev } of a usable record, or false.
@@ -570,7 +592,20 @@ if op == 'settle' then
   if burials > 0 then aged = H.aged() end
   -- writes: (the first one, the ZREM from `leased`, checks that key's type)
   redis.call('ZREM', K_LEASED, unpack(unlease))
-  redis.call('HDEL', K_LEASES, unpack(unlease))
+  -- An ack's lease goes; any other settle leaves its token's mark.
+  local gone, marks = {}, {}
+  for i = 1, n do
+    if valid[i] then
+      if kinds[i] == OP_ACK then
+        gone[#gone + 1] = ids[i]
+      else
+        marks[#marks + 1] = ids[i]
+        marks[#marks + 1] = -toks[i]
+      end
+    end
+  end
+  if #gone > 0 then redis.call('HDEL', K_LEASES, unpack(gone)) end
+  if #marks > 0 then redis.call('HSET', K_LEASES, unpack(marks)) end
   local out, acked, sets, errsets, delayed = {}, {}, {}, {}, {}
   local earliest = nil
   local spos = 6
@@ -586,7 +621,7 @@ if op == 'settle' then
     end
     local k = #out
     if not valid[i] then
-      out[k + 1], out[k + 2], out[k + 3] = LOST, 0, 0
+      out[k + 1], out[k + 2], out[k + 3] = already[i] and ALREADY or LOST, 0, 0
     elseif what == OP_ACK then
       acked[#acked + 1] = id
       if emit_ok then
@@ -818,6 +853,7 @@ if op == 'requeue' then
   local recs = redis.call('HMGET', K_TASKS, unpack(ids))
   ck_expect_type(K_DEAD, 'hash')
   ck_expect_type(K_ERR, 'hash')
+  ck_expect_type(K_LEASES, 'hash')
   local was_empty = redis.call('LLEN', K_READY) == 0
   local sets = {}
   for i, id in ipairs(ids) do
@@ -842,6 +878,7 @@ if op == 'requeue' then
   end
   redis.call('ZREM', K_DLQ, unpack(ids))
   redis.call('HDEL', K_DEAD, unpack(ids))
+  redis.call('HDEL', K_LEASES, unpack(ids))
   if reset then redis.call('HDEL', K_ERR, unpack(ids)) end
   if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
   redis.call('LPUSH', K_READY, unpack(ids))
@@ -850,10 +887,11 @@ if op == 'requeue' then
 end
 
 if op == 'purge' then
-  -- validate: dlq is read; tasks, errors and dead type-checked.
+  -- validate: dlq is read; tasks, leases, errors and dead type-checked.
   local ids = h.dead_ids(tonumber(ARGV[4]), 5)
   if #ids > 0 then
     ck_expect_type(K_TASKS, 'hash')
+    ck_expect_type(K_LEASES, 'hash')
     ck_expect_type(K_ERR, 'hash')
     ck_expect_type(K_DEAD, 'hash')
   end

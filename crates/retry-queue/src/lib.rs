@@ -14,8 +14,9 @@
 //!   per call), then ready tasks are leased with a **fencing token** and a deadline.
 //! - **Settle** with the token: ack, fail (the script computes the backoff and schedules the
 //!   retry, or dead-letters the task after its last attempt with reason `exhausted` and its error
-//!   history), defer (no attempt spent), dead-letter, extend. A wrong token answers
-//!   [`Settled::LeaseLost`] and changes nothing.
+//!   history), defer (no attempt spent), dead-letter, extend. A token that lost its lease
+//!   answers [`Settled::LeaseLost`], one whose task was settled already (a second ack, a retried
+//!   settle) [`Settled::AlreadySettled`]; neither changes anything.
 //! - **Crash recovery**: a lease that runs out is reclaimed by the next claim as a *stall*,
 //!   counted apart from failures; a task that stalls more than
 //!   [`max_stalls`](QueueConfigBuilder::max_stalls) times is dead-lettered as `stalled`.

@@ -16,6 +16,8 @@ struct ModelTask {
     attempts: u32,
     stalls: u32,
     token: u64,
+    /// The token whose fail, defer or dead-letter settled it last (0: none since its claim).
+    mark: u64,
     prev: u64,
     since: u64,
     enqueued: u64,
@@ -31,8 +33,9 @@ pub struct Dump {
     pub delayed: Vec<(String, u64)>,
     /// Leased tasks by (deadline, id).
     pub leased: Vec<(String, u64)>,
-    /// The fencing token of each lease.
-    pub leases: BTreeMap<String, u64>,
+    /// The fencing token of each lease, or minus the token that settled a task (not acked)
+    /// since it was last claimed.
+    pub leases: BTreeMap<String, i64>,
     /// Dead letters by (dead at, id).
     pub dlq: Vec<(String, u64)>,
     /// Every task's record.
@@ -126,8 +129,16 @@ impl QueueModel {
             leases: self
                 .tasks
                 .iter()
-                .filter(|(_, t)| t.token != 0)
-                .map(|(k, t)| (k.clone(), t.token))
+                .filter_map(|(k, t)| {
+                    let v = if t.token != 0 {
+                        t.token as i64
+                    } else if t.mark != 0 {
+                        -(t.mark as i64)
+                    } else {
+                        return None;
+                    };
+                    Some((k.clone(), v))
+                })
                 .collect(),
             dlq: ordered(&self.dlq),
             tasks: self
@@ -271,6 +282,7 @@ impl QueueModel {
                     attempts: 0,
                     stalls: 0,
                     token: 0,
+                    mark: 0,
                     prev: 0,
                     since: due,
                     enqueued: now,
@@ -305,6 +317,7 @@ impl QueueModel {
             };
             t.stalls += 1;
             t.token = 0;
+            t.mark = 0;
             if t.stalls > self.config.max_stalls {
                 self.bury(now, id, "stalled");
             } else {
@@ -336,6 +349,7 @@ impl QueueModel {
             let t = self.tasks.get_mut(&id).expect("a ready task exists");
             tok += 1;
             t.token = tok;
+            t.mark = 0;
             let deadline = now + t.options.lease.as_millis() as u64;
             self.leased.insert(id.clone(), deadline);
             tasks.push(Task {
@@ -363,16 +377,34 @@ impl QueueModel {
     pub fn settle(&mut self, now: u64, ops: &[RawSettle]) -> Vec<Settled> {
         let mut done = std::collections::BTreeSet::new();
         let mut out = Vec::new();
-        for op in ops {
-            let valid = match self.tasks.get(&op.id) {
-                Some(t) => !done.contains(&op.id) && op.token != 0 && t.token == op.token,
+        // What `leases` held for each op before the batch: the script reads it first.
+        let held: Vec<Option<(u64, u64)>> = ops
+            .iter()
+            .map(|op| self.tasks.get(&op.id).map(|t| (t.token, t.mark)))
+            .collect();
+        for (op, held) in ops.iter().zip(held) {
+            let valid = match held {
+                Some((token, _)) => !done.contains(&op.id) && op.token != 0 && token == op.token,
                 None => false,
             };
             if !valid {
-                out.push(Settled::LeaseLost);
+                // Settled already: by this token (a duplicate in the batch, or its mark), or the
+                // task is gone (acknowledged or purged). Else the lease went to someone else.
+                let already = match held {
+                    None => true,
+                    Some((token, mark)) => op.token != 0 && (token == op.token || mark == op.token),
+                };
+                out.push(if already {
+                    Settled::AlreadySettled
+                } else {
+                    Settled::LeaseLost
+                });
                 continue;
             }
             done.insert(op.id.clone());
+            if let Some(t) = self.tasks.get_mut(&op.id) {
+                t.mark = op.token;
+            }
             self.leased.remove(&op.id);
             let id = op.id.as_str();
             let delay = match &op.settle {
@@ -458,6 +490,7 @@ impl QueueModel {
             let t = self.tasks.get_mut(id).expect("dead tasks exist");
             t.stalls = 0;
             t.token = 0;
+            t.mark = 0;
             t.since = now;
             if reset {
                 t.attempts = 0;

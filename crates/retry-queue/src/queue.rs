@@ -172,9 +172,13 @@ pub enum Settled {
         /// When it is due again (server time, ms).
         due_ms: u64,
     },
-    /// The token does not hold the lease (it ran out and the task was handed to someone else,
-    /// or it was settled already): nothing changed.
+    /// The token does not hold the lease: it ran out, and the task went back to the queue or
+    /// to another holder. Nothing changed; the task will run (or runs) again.
     LeaseLost,
+    /// The task was settled already: by this same lease (a second ack, fail, defer or
+    /// dead-letter), or it is gone (acknowledged, by this or a later holder, or purged).
+    /// Nothing changed.
+    AlreadySettled,
 }
 
 /// One settle operation with its jitter draw, as the script takes it.
@@ -334,6 +338,7 @@ mod code {
     pub(super) const RETRYING: u64 = 2;
     pub(super) const BURIED: u64 = 3;
     pub(super) const DEFERRED: u64 = 4;
+    pub(super) const ALREADY: u64 = 5;
 }
 
 fn le_u64(b: &[u8], at: usize, len: usize) -> u64 {
@@ -725,6 +730,7 @@ impl Queue {
                     code::RETRYING => Settled::RetryScheduled { attempts, due_ms },
                     code::BURIED => Settled::DeadLettered { attempts },
                     code::DEFERRED => Settled::Deferred { due_ms },
+                    code::ALREADY => Settled::AlreadySettled,
                     _ => Settled::LeaseLost,
                 });
             }

@@ -186,6 +186,7 @@ impl Counters {
             dead_lettered: l(&self.dead_lettered),
             deferred: l(&self.deferred),
             lease_lost: l(&self.lease_lost),
+            already_settled: l(&self.already_settled),
             panics: l(&self.panics),
             store_errors: l(&self.store_errors),
             claims: l(&self.claims),
@@ -203,6 +204,7 @@ struct Counters {
     dead_lettered: AtomicU64,
     deferred: AtomicU64,
     lease_lost: AtomicU64,
+    already_settled: AtomicU64,
     panics: AtomicU64,
     store_errors: AtomicU64,
     claims: AtomicU64,
@@ -225,6 +227,8 @@ pub struct WorkerStats {
     pub deferred: u64,
     /// Outcomes refused because the lease had been lost.
     pub lease_lost: u64,
+    /// Outcomes found settled already (a settle retried after its first try was applied).
+    pub already_settled: u64,
     /// Handlers that panicked (counted as failures).
     pub panics: u64,
     /// Calls to Redis that failed (retried with backoff).
@@ -427,8 +431,12 @@ impl Worker {
         self.waker.abort();
         self.health.running(false);
         let stats = self.counters.snapshot();
-        let recorded =
-            stats.acked + stats.retried + stats.dead_lettered + stats.deferred + stats.lease_lost;
+        let recorded = stats.acked
+            + stats.retried
+            + stats.dead_lettered
+            + stats.deferred
+            + stats.lease_lost
+            + stats.already_settled;
         let unsettled = stats.claimed.saturating_sub(recorded);
         ShutdownReport {
             clean: finished && settled && abandoned == 0 && unsettled == 0 && !claim_loop_failed,
@@ -739,6 +747,7 @@ async fn settle_batch(
                         Settled::DeadLettered { .. } => &counters.dead_lettered,
                         Settled::Deferred { .. } => &counters.deferred,
                         Settled::LeaseLost => &counters.lease_lost,
+                        Settled::AlreadySettled => &counters.already_settled,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }

@@ -64,8 +64,9 @@ redis_test! {
         assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
         let items: Vec<_> = claim.tasks.iter().map(|t| (t, Settle::Ack)).collect();
         assert_eq!(queue.settle(&items).await.unwrap(), vec![Settled::Acked; 4]);
-        // A second ack of the same lease is refused.
-        assert_eq!(queue.ack(&claim.tasks[0]).await.unwrap(), Settled::LeaseLost);
+        // A second ack of the same lease changes nothing, and says the task was settled already
+        // (not that someone else took the lease).
+        assert_eq!(queue.ack(&claim.tasks[0]).await.unwrap(), Settled::AlreadySettled);
         assert_eq!(queue.inspect(&claim.tasks[0].id).await.unwrap(), None);
 
         let rest = queue.claim(10).await.unwrap();
@@ -335,5 +336,35 @@ redis_test! {
         let dead = queue.dead_letters(0, 10).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].raw_record.as_deref(), Some(&b"short"[..]));
+    }
+}
+
+redis_test! {
+    async fn a_settle_tells_already_settled_from_lease_lost(redis) {
+        let pool = redis.pool().await;
+        let (clock, config) = manual();
+        let queue = Queue::new(pool, &redis.keyspace(), "twice", config).unwrap();
+        let short = fixed(100, 5).lease(Duration::from_millis(1_000));
+        for _ in 0..3 {
+            queue.enqueue(NewTask::new("x").options(short.clone())).await.unwrap();
+        }
+        let c = queue.claim(3).await.unwrap();
+        let (a, b, t) = (&c.tasks[0], &c.tasks[1], &c.tasks[2]);
+        // The same outcome twice in one batch, then again later: settled already.
+        let first = queue.settle(&[(a, Settle::Fail("x".into())), (a, Settle::Fail("x".into()))]).await.unwrap();
+        assert!(matches!(first[..], [Settled::RetryScheduled { .. }, Settled::AlreadySettled]), "{first:?}");
+        assert_eq!(queue.fail(a, "again").await.unwrap(), Settled::AlreadySettled);
+        assert_eq!(queue.defer(b, Duration::from_secs(1)).await.unwrap(), Settled::Deferred { due_ms: clock.now_ms() + 1_000 });
+        assert_eq!(queue.ack(b).await.unwrap(), Settled::AlreadySettled);
+        assert_eq!(queue.inspect(&a.id).await.unwrap().unwrap().attempts, 1, "the second fail counted");
+        // A lease that ran out, its task claimed by someone else: lost, not settled.
+        clock.advance(Duration::from_millis(1_500));
+        let again = queue.claim(3).await.unwrap();
+        assert!(again.tasks.iter().any(|x| x.id == t.id));
+        assert_eq!(queue.ack(t).await.unwrap(), Settled::LeaseLost);
+        // The new holder's ack works; the old holder's, after it, finds the task gone.
+        let mine = again.tasks.iter().find(|x| x.id == t.id).unwrap();
+        assert_eq!(queue.ack(mine).await.unwrap(), Settled::Acked);
+        assert_eq!(queue.ack(t).await.unwrap(), Settled::AlreadySettled);
     }
 }

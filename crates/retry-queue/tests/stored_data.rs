@@ -79,11 +79,16 @@ async fn states(pool: &Pool, queue: &Queue, ids: &[String]) -> Vec<Option<&'stat
             }
         }
         assert!(found.len() <= 1, "task {id} is in {found:?} at once");
+        // A positive token exactly for a leased task (a negative one marks who settled it).
         let token = hget(pool, &k[4], id).await;
+        let leased = token
+            .as_deref()
+            .and_then(|t| std::str::from_utf8(t).ok()?.parse::<i64>().ok())
+            .is_some_and(|t| t > 0);
         assert_eq!(
-            token.is_some(),
+            leased,
             found == ["leased"],
-            "task {id}: a lease token must exist exactly for a leased task ({found:?})"
+            "task {id}: token {token:?}, {found:?}"
         );
         out.push(found.first().copied());
     }
