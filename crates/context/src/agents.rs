@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use coordkit_core::{Key, KeyKind, Script, validate_name};
+use coordkit_core::{Invocation, Key, KeyKind, Script, validate_name};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
@@ -207,13 +207,8 @@ impl AgentRegistry {
         }
         // The previous status is whatever the stored record held: bytes, read lossily, so a
         // write that was applied is never answered as a decoding error.
-        let previous: Option<Vec<u8>> = SET
-            .prepare()
-            .key(&self.alive)
-            .key(&self.records)
-            .key(&self.by_status)
-            .key(&self.by_cap)
-            .arg(self.store.settings.clock.arg())
+        let previous: Option<Vec<u8>> = self
+            .call(&SET)
             .arg(agent)
             .arg(status.as_str())
             .arg(task.unwrap_or(""))
@@ -223,6 +218,17 @@ impl AgentRegistry {
             .invoke(&self.store.pool)
             .await?;
         Ok(previous.map(|s| Status::parse(&String::from_utf8_lossy(&s))))
+    }
+
+    /// An invocation of `script` with the registry's four keys and the clock argument.
+    fn call(&self, script: &'static Script) -> Invocation<'static> {
+        let mut call = script.prepare();
+        call.key(&self.alive)
+            .key(&self.records)
+            .key(&self.by_status)
+            .key(&self.by_cap)
+            .arg(self.store.settings.clock.arg());
+        call
     }
 
     /// Pushes `agent`'s deadline forward by the registry's TTL. `false` when the agent is
@@ -242,13 +248,8 @@ impl AgentRegistry {
     }
 
     async fn query(&self, question: &str, arg: &str) -> Result<Value> {
-        Ok(QUERY
-            .prepare()
-            .key(&self.alive)
-            .key(&self.records)
-            .key(&self.by_status)
-            .key(&self.by_cap)
-            .arg(self.store.settings.clock.arg())
+        Ok(self
+            .call(&QUERY)
             .arg(question)
             .arg(arg)
             .arg(PURGE_LIMIT)
