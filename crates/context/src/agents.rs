@@ -220,6 +220,11 @@ impl AgentRegistry {
         Ok(previous.map(|s| Status::parse(&String::from_utf8_lossy(&s))))
     }
 
+    /// How long an agent stays alive without a heartbeat (the store's `agent_ttl`).
+    pub fn ttl(&self) -> std::time::Duration {
+        self.store.settings.agent_ttl
+    }
+
     /// An invocation of `script` with the registry's four keys and the clock argument.
     fn call(&self, script: &'static Script) -> Invocation<'static> {
         let mut call = script.prepare();

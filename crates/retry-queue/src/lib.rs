@@ -129,6 +129,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "agents")]
+mod agent;
 mod error;
 mod events;
 mod health;
@@ -137,6 +139,8 @@ mod options;
 mod queue;
 pub mod worker;
 
+#[cfg(feature = "agents")]
+pub use agent::AgentBinding;
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};

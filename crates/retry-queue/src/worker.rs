@@ -80,6 +80,8 @@ pub struct WorkerConfig {
     on_settled: Option<SettledHook>,
     #[cfg(feature = "circuit-breaker")]
     breakers: Option<BreakerLookup>,
+    #[cfg(feature = "agents")]
+    agent: Option<crate::agent::AgentBinding>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -105,6 +107,8 @@ impl Default for WorkerConfig {
             on_settled: None,
             #[cfg(feature = "circuit-breaker")]
             breakers: None,
+            #[cfg(feature = "agents")]
+            agent: None,
         }
     }
 }
@@ -160,6 +164,18 @@ impl WorkerConfig {
         + 'static,
     ) -> Self {
         self.breakers = Some(Arc::new(lookup));
+        self
+    }
+
+    /// Keeps an agent record for this worker in coordkit-context's registry (feature
+    /// `agents`): registered idle when the worker starts (the start fails when it cannot be),
+    /// kept alive by heartbeats at a third of the registry's TTL, busy with the task that
+    /// started a busy spell and idle when no task runs, registered again when it expired
+    /// during an outage, removed at shutdown. Failures to update it are in
+    /// [`Worker::health`].
+    #[cfg(feature = "agents")]
+    pub fn agent(mut self, agent: crate::agent::AgentBinding) -> Self {
+        self.agent = Some(agent);
         self
     }
 
@@ -267,6 +283,36 @@ struct Shared {
     settle_tx: mpsc::UnboundedSender<(Task, Settle)>,
     counters: Arc<Counters>,
     health: Arc<Health>,
+    running: Running,
+}
+
+/// How many tasks run; with an agent record (feature `agents`), the task that started a busy
+/// spell, or none once idle.
+#[derive(Default)]
+struct Running {
+    count: std::sync::atomic::AtomicUsize,
+    #[cfg(feature = "agents")]
+    task: Option<watch::Sender<Option<String>>>,
+}
+
+impl Running {
+    fn started(&self, _id: &str) {
+        if self.count.fetch_add(1, Ordering::AcqRel) == 0 {
+            #[cfg(feature = "agents")]
+            if let Some(tx) = &self.task {
+                tx.send_replace(Some(_id.to_owned()));
+            }
+        }
+    }
+
+    fn finished(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            #[cfg(feature = "agents")]
+            if let Some(tx) = &self.task {
+                tx.send_replace(None);
+            }
+        }
+    }
 }
 
 /// A running worker; see the [module docs](self). Dropping it stops claiming (in-flight tasks
@@ -276,6 +322,7 @@ pub struct Worker {
     claimer: tokio::task::JoinHandle<JoinSet<()>>,
     settler: tokio::task::JoinHandle<()>,
     waker: tokio::task::JoinHandle<()>,
+    agent: Option<tokio::task::JoinHandle<()>>,
     counters: Arc<Counters>,
     health: Arc<Health>,
     timeout: Duration,
@@ -366,6 +413,21 @@ impl Worker {
         ));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let timeout = config.shutdown_timeout;
+        #[allow(unused_mut)]
+        let mut running = Running::default();
+        #[allow(unused_mut)]
+        let mut agent = None;
+        #[cfg(feature = "agents")]
+        if let Some(binding) = config.agent.clone() {
+            binding.register().await?;
+            let (tx, rx) = watch::channel(None);
+            running.task = Some(tx);
+            agent = Some(tokio::spawn(binding.keep(
+                rx,
+                shutdown_rx.clone(),
+                health.clone(),
+            )));
+        }
         let shared = Arc::new(Shared {
             queue,
             handler,
@@ -373,6 +435,7 @@ impl Worker {
             settle_tx,
             counters: counters.clone(),
             health: health.clone(),
+            running,
         });
         let claimer = tokio::spawn(claim_loop(shared, wake_rx, shutdown_rx));
         Ok(Self {
@@ -380,6 +443,7 @@ impl Worker {
             claimer,
             settler,
             waker,
+            agent,
             counters,
             health,
             timeout,
@@ -429,6 +493,10 @@ impl Worker {
             .await
             .is_ok();
         self.waker.abort();
+        if let Some(agent) = self.agent {
+            // It removes the record once it sees the shutdown.
+            let _ = tokio::time::timeout_at(deadline, agent).await;
+        }
         self.health.running(false);
         let stats = self.counters.snapshot();
         let recorded = stats.acked
@@ -609,7 +677,9 @@ impl<T> Future for CatchUnwind<T> {
 }
 
 async fn run_task(shared: Arc<Shared>, task: Task, claim_now: u64, permit: OwnedSemaphorePermit) {
+    shared.running.started(&task.id);
     let settle = guarded(&shared, &task, claim_now).await;
+    shared.running.finished();
     let _ = shared.settle_tx.send((task, settle));
     drop(permit);
 }
