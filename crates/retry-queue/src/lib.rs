@@ -152,7 +152,7 @@ pub use options::{
 #[doc(hidden)]
 pub use queue::RawSettle;
 pub use queue::{
-    Claim, DeadLetter, Enqueued, ErrorRecord, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Queue, Settle,
+    Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Queue, Settle,
     Settled, Stats, Task, TaskInfo, TaskState,
 };
 pub use worker::{ShutdownReport, TaskError, Worker, WorkerConfig, WorkerStats};

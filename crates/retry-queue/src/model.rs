@@ -5,9 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::options::{QueueConfig, TaskOptions, backoff_delay_ms};
-use crate::queue::{
-    Claim, Enqueued, ErrorRecord, NewTask, RawSettle, Settle, Settled, Stats, Task,
-};
+use crate::queue::{Claim, Enqueued, Failure, NewTask, RawSettle, Settle, Settled, Stats, Task};
 pub use crate::queue::{Record, decode_errors};
 
 /// One task in the model.
@@ -41,7 +39,7 @@ pub struct Dump {
     /// Every task's record.
     pub tasks: BTreeMap<String, Record>,
     /// Error histories.
-    pub errors: BTreeMap<String, Vec<ErrorRecord>>,
+    pub errors: BTreeMap<String, Vec<Failure>>,
     /// Dead-letter reasons.
     pub dead: BTreeMap<String, String>,
 }
@@ -60,7 +58,7 @@ pub struct QueueModel {
     delayed: BTreeMap<String, u64>,
     leased: BTreeMap<String, u64>,
     dlq: BTreeMap<String, u64>,
-    errors: BTreeMap<String, Vec<ErrorRecord>>,
+    errors: BTreeMap<String, Vec<Failure>>,
     dead: BTreeMap<String, String>,
     idem: BTreeMap<String, (String, u64)>,
     buried: u32,
@@ -223,7 +221,7 @@ impl QueueModel {
 
     fn push_error(&mut self, now: u64, id: &str, attempt: u32, text: &str) {
         let list = self.errors.entry(id.to_owned()).or_default();
-        list.push(ErrorRecord {
+        list.push(Failure {
             attempt,
             at_ms: now,
             error: text.to_owned(),

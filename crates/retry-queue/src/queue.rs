@@ -229,7 +229,7 @@ pub enum TaskState {
 
 /// One recorded failure.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct ErrorRecord {
+pub struct Failure {
     /// The attempt that failed.
     pub attempt: u32,
     /// When (server time, ms).
@@ -284,7 +284,7 @@ pub struct TaskInfo {
     /// Its payload.
     pub payload: Vec<u8>,
     /// Its latest errors, oldest first.
-    pub errors: Vec<ErrorRecord>,
+    pub errors: Vec<Failure>,
     /// Why it was dead-lettered (dead tasks only).
     pub reason: Option<String>,
     /// The stored record's bytes when they do not decode (the fields above from the record
@@ -387,7 +387,7 @@ fn tail(b: &mut Vec<u8>, max: u32, lease: u64, policy: &[u8], component: &str, p
 
 /// Decodes a stored error history (oldest first).
 #[doc(hidden)]
-pub fn decode_errors(b: &[u8]) -> Option<Vec<ErrorRecord>> {
+pub fn decode_errors(b: &[u8]) -> Option<Vec<Failure>> {
     let Some((&count, mut rest)) = b.split_first() else {
         return Some(Vec::new());
     };
@@ -398,7 +398,7 @@ pub fn decode_errors(b: &[u8]) -> Option<Vec<ErrorRecord>> {
         }
         let len = le_u64(rest, 12, 2) as usize;
         let text = rest.get(14..14 + len)?;
-        out.push(ErrorRecord {
+        out.push(Failure {
             attempt: le_u64(rest, 0, 4) as u32,
             at_ms: le_u64(rest, 4, 8),
             error: String::from_utf8_lossy(text).into_owned(),
