@@ -29,7 +29,7 @@ pub(crate) const MAX_STORED: u64 = (1 << 53) - 1;
 
 /// An entity as read: its fields and its stamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct EntitySnapshot {
     /// The version: 1 after the first write, +1 per write.
     pub version: u64,
     /// When it was last written (server time, ms).
@@ -147,13 +147,13 @@ impl Entity {
     }
 
     /// Reads every field in one call; `None` when the entity does not exist.
-    pub async fn get_all(&self) -> Result<Option<Snapshot>> {
+    pub async fn get_all(&self) -> Result<Option<EntitySnapshot>> {
         self.read(&[]).await
     }
 
     /// Reads some fields in one call; `None` when the entity does not exist. Missing fields
-    /// are absent from [`Snapshot::fields`].
-    pub async fn get(&self, fields: &[&str]) -> Result<Option<Snapshot>> {
+    /// are absent from [`EntitySnapshot::fields`].
+    pub async fn get(&self, fields: &[&str]) -> Result<Option<EntitySnapshot>> {
         if fields.is_empty() {
             return Ok(self.read(&[]).await?.map(|mut s| {
                 s.fields.clear();
@@ -166,7 +166,7 @@ impl Entity {
         self.read(fields).await
     }
 
-    async fn read(&self, fields: &[&str]) -> Result<Option<Snapshot>> {
+    async fn read(&self, fields: &[&str]) -> Result<Option<EntitySnapshot>> {
         if self.store.settings.idle_ttl.is_none() {
             // No idle expiry to judge: a plain HGETALL / HMGET is the whole read.
             return Ok(self.read_plain(fields).await?.0);
@@ -176,7 +176,7 @@ impl Entity {
 
     /// A read by the read script: the snapshot and the version a compare-and-set must name
     /// now, both from one atomic step.
-    async fn read_scripted(&self, fields: &[&str]) -> Result<(Option<Snapshot>, u64)> {
+    async fn read_scripted(&self, fields: &[&str]) -> Result<(Option<EntitySnapshot>, u64)> {
         let settings = &self.store.settings;
         let refresh = match (settings.refresh_on_read, settings.idle_ttl) {
             (true, Some(ttl)) => ttl.as_millis().to_string(),
@@ -196,7 +196,7 @@ impl Entity {
 
     /// A read without a script, in the same shape as the read script's answer. Concurrent
     /// reads of one store go in one pipeline.
-    async fn read_plain(&self, fields: &[&str]) -> Result<(Option<Snapshot>, u64)> {
+    async fn read_plain(&self, fields: &[&str]) -> Result<(Option<EntitySnapshot>, u64)> {
         let read = PlainRead {
             data: self.data.clone(),
             fields: fields.iter().map(|f| (*f).to_owned()).collect(),
@@ -279,7 +279,7 @@ impl Entity {
     /// to `max_attempts` times. Returns the new version.
     pub async fn update<F>(&self, max_attempts: u32, mut change: F) -> Result<u64>
     where
-        F: for<'w> FnMut(Option<&Snapshot>, Write<'w>) -> Write<'w>,
+        F: for<'w> FnMut(Option<&EntitySnapshot>, Write<'w>) -> Write<'w>,
     {
         for _ in 0..max_attempts.max(1) {
             // The snapshot and the version to expect come from one atomic read: a version read
@@ -707,7 +707,7 @@ fn decode_stamps(
     updated_ms: Option<String>,
     updated_by: Option<String>,
     expires_ms: Option<String>,
-) -> Result<Option<Snapshot>> {
+) -> Result<Option<EntitySnapshot>> {
     // Every stamp is checked, even of a hash without a version: a read never hides bad data.
     let expires_ms = expires_ms
         .map(|raw| stored_number(data, "__expires_ms", &raw))
@@ -720,7 +720,7 @@ fn decode_stamps(
     };
     let version = stored_number(data, "__version", &version)?;
     let updated_ms = updated.ok_or_else(|| corrupt(data, "__updated_ms is missing"))?;
-    Ok(Some(Snapshot {
+    Ok(Some(EntitySnapshot {
         version,
         updated_ms,
         updated_by: updated_by.unwrap_or_default(),
@@ -730,7 +730,7 @@ fn decode_stamps(
 }
 
 /// Decodes a plain `HGETALL`, taking the strings over without copying them.
-fn decode_hgetall(data: &Key, all: Vec<Value>) -> Result<(Option<Snapshot>, u64)> {
+fn decode_hgetall(data: &Key, all: Vec<Value>) -> Result<(Option<EntitySnapshot>, u64)> {
     let mut stamps: [Option<String>; 4] = Default::default();
     let mut fields = BTreeMap::new();
     let mut items = all.into_iter();
@@ -760,7 +760,11 @@ fn decode_hgetall(data: &Key, all: Vec<Value>) -> Result<(Option<Snapshot>, u64)
 
 /// Decodes the read script's answer (or a plain read put in the same shape, with no current
 /// version: then the snapshot's version, or 0, is the current one).
-fn decode_read(data: &Key, fields: &[&str], values: Vec<Value>) -> Result<(Option<Snapshot>, u64)> {
+fn decode_read(
+    data: &Key,
+    fields: &[&str],
+    values: Vec<Value>,
+) -> Result<(Option<EntitySnapshot>, u64)> {
     let bad = |reason: &str| {
         ContextError::Core(coordkit_core::Error::decode(
             format!("the entity at {data}"),

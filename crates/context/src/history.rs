@@ -8,7 +8,7 @@ use coordkit_core::{Script, Subscriber};
 use redis::Value;
 use serde::{Deserialize, Deserializer};
 
-use crate::entity::{Entity, Snapshot, corrupt};
+use crate::entity::{Entity, EntitySnapshot, corrupt};
 use crate::error::{ContextError, Result};
 
 static CHANGES: Script = Script::new("context-changes", include_str!("../lua/changes.lua"));
@@ -181,7 +181,7 @@ pub enum WatchEvent {
     /// The history no longer reached back to the last version seen (or the entity expired and
     /// started over): here is the whole current state instead (`None`: it does not exist now).
     /// Changes after it follow as [`WatchEvent::Change`].
-    Resync(Option<Snapshot>),
+    Resync(Option<EntitySnapshot>),
 }
 
 /// Follows one entity's changes; from [`Entity::watch`].

@@ -82,7 +82,7 @@ pub mod model;
 mod store;
 
 pub use agents::{AgentRecord, AgentRegistry, AgentStatus, Status};
-pub use entity::{Entity, RESERVED_PREFIX, Snapshot, Versioned, Write};
+pub use entity::{Entity, EntitySnapshot, RESERVED_PREFIX, Versioned, Write};
 pub use error::{ContextError, Result};
 pub use history::{Change, ChangeEvent, WatchEvent, Watcher};
 pub use store::{ContextStore, ContextStoreBuilder, EntityPage};

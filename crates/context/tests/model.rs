@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit_context::model::{EntityModel, ModelSnapshot, WriteOp};
-use coordkit_context::{ContextError, ContextStore, Snapshot};
+use coordkit_context::{ContextError, ContextStore, EntitySnapshot};
 use coordkit_core::{Clock, ManualClock};
 use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
@@ -81,7 +81,7 @@ fn lua_matches_the_model_on_a_cluster() {
 /// The model's snapshot and the one read from Redis agree (`what`: which read, for the message).
 fn same_snapshot(
     expected: Option<ModelSnapshot>,
-    got: Option<Snapshot>,
+    got: Option<EntitySnapshot>,
     what: &str,
 ) -> Result<(), TestCaseError> {
     match (expected, got) {
