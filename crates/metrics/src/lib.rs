@@ -16,7 +16,7 @@
 //! - Kinds: [`Gauge`] samples; [`Counter`] increments with a total and a rate over a window;
 //!   [`Histogram`] observations in fixed, documented buckets with p50/p95/p99 estimates that
 //!   merge across series.
-//! - Queries ([`Window`]): the latest N, a time range, the recent past; [`Aggregate`]s (count,
+//! - Queries ([`SampleWindow`]): the latest N, a time range, the recent past; [`Aggregate`]s (count,
 //!   sum, min, max, avg, nearest-rank percentiles) computed by the server in one call; moving
 //!   averages; [`RollupBucket`]s kept longer than raw samples.
 //! - Bad input is refused with a clear error: NaN or infinite values ([`Error::InvalidSample`]),
@@ -45,7 +45,7 @@
 //! ```
 //! use std::time::Duration;
 //! use coordkit_core::{Keyspace, Pool, PoolConfig};
-//! use coordkit_metrics::{Metrics, SeriesConfig, Window};
+//! use coordkit_metrics::{Metrics, SeriesConfig, SampleWindow};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,7 +68,7 @@
 //!
 //! let last = loss.latest(3).await?;
 //! assert_eq!(last.iter().map(|s| s.value).collect::<Vec<_>>(), [0.5, 0.5, 0.25]);
-//! let stats = loss.aggregate(Window::Last(6), &[0.5, 0.95]).await?;
+//! let stats = loss.aggregate(SampleWindow::Last(6), &[0.5, 0.95]).await?;
 //! assert_eq!(stats.count, 6);
 //! assert_eq!(stats.quantile(0.5), Some(0.5));
 //! assert_eq!(loss.moving_average(2).await?, Some(0.375));
@@ -108,8 +108,8 @@ pub use config::{
 pub use error::{Error, MAX_TIMESTAMP_MS, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use metrics::{INSTANCE_KIND, Metrics, ThresholdAlert};
-pub use sample::{RollupBucket, Sample, Window};
-pub use series::{Counter, CounterKind, Gauge, GaugeKind, Kind, Recorded, Series, rate_per_second};
+pub use sample::{RollupBucket, Sample, SampleWindow};
+pub use series::{Counter, CounterKind, Gauge, GaugeKind, Kind, Series, Written, rate_per_second};
 pub use series_id::SeriesId;
 
 pub use coordkit_core;

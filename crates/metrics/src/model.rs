@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::aggregate::Aggregate;
 use crate::config::SeriesConfig;
 use crate::error::{Result, check_timestamp, check_value};
-use crate::sample::{RollupBucket, Sample, Window};
-use crate::series::{Recorded, duration_ms};
+use crate::sample::{RollupBucket, Sample, SampleWindow};
+use crate::series::{Written, duration_ms};
 
 /// An alert the model emitted.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,7 +60,7 @@ impl SeriesModel {
     }
 
     /// Records samples `(timestamp or now, value)` at clock `now_ms`, as one write.
-    pub fn record(&mut self, now_ms: u64, batch: &[(Option<u64>, f64)]) -> Result<Recorded> {
+    pub fn record(&mut self, now_ms: u64, batch: &[(Option<u64>, f64)]) -> Result<Written> {
         let what = if self.counter { "increment" } else { "value" };
         for &(ts, v) in batch {
             check_value(what, v, self.counter)?;
@@ -143,7 +143,7 @@ impl SeriesModel {
                 }
             }
         }
-        Ok(Recorded {
+        Ok(Written {
             retained: self.samples.len().min(cap) as u64,
             now_ms,
             total: self.counter.then_some(self.total),
@@ -156,7 +156,7 @@ impl SeriesModel {
     }
 
     /// The samples a window selects at clock `now_ms`, in recording order.
-    pub fn select(&self, now_ms: u64, window: Window) -> Vec<Sample> {
+    pub fn select(&self, now_ms: u64, window: SampleWindow) -> Vec<Sample> {
         let cutoff = self.cutoff(now_ms).unwrap_or(f64::NEG_INFINITY);
         let cap = self.config.max_samples as usize;
         let visible = self
@@ -165,15 +165,15 @@ impl SeriesModel {
             .skip(self.samples.len().saturating_sub(cap))
             .filter(|s| s.ts_ms as f64 >= cutoff);
         match window {
-            Window::Last(n) => {
+            SampleWindow::Last(n) => {
                 let all: Vec<Sample> = visible.copied().collect();
                 all[all.len().saturating_sub(n)..].to_vec()
             }
-            Window::Range { from_ms, to_ms } => visible
+            SampleWindow::Range { from_ms, to_ms } => visible
                 .filter(|s| (from_ms..=to_ms).contains(&s.ts_ms))
                 .copied()
                 .collect(),
-            Window::Recent(d) => {
+            SampleWindow::Recent(d) => {
                 let from = now_ms as f64 - duration_ms(d) as f64 + 1.0;
                 visible
                     .filter(|s| s.ts_ms as f64 >= from && s.ts_ms <= now_ms)
@@ -184,7 +184,7 @@ impl SeriesModel {
     }
 
     /// The aggregate of a window at clock `now_ms`.
-    pub fn aggregate(&self, now_ms: u64, window: Window, quantiles: &[f64]) -> Aggregate {
+    pub fn aggregate(&self, now_ms: u64, window: SampleWindow, quantiles: &[f64]) -> Aggregate {
         let values: Vec<f64> = self
             .select(now_ms, window)
             .iter()
@@ -228,7 +228,7 @@ mod tests {
         let mut m = SeriesModel::new(SeriesConfig::default(), false);
         m.record(10, &[(None, 1.0), (None, 1.0), (Some(10), 1.0)])
             .unwrap();
-        assert_eq!(m.select(10, Window::Last(10)).len(), 3);
+        assert_eq!(m.select(10, SampleWindow::Last(10)).len(), 3);
     }
 
     #[test]
@@ -247,6 +247,6 @@ mod tests {
         assert_eq!(kept, vec![80, 120, 160]);
         let r = m.record(250, &[(None, 9.0)]).unwrap();
         assert_eq!(r.retained, 2); // 160 and 250 survive the cutoff 150
-        assert_eq!(m.select(400, Window::Last(10)).len(), 0);
+        assert_eq!(m.select(400, SampleWindow::Last(10)).len(), 0);
     }
 }

@@ -1,4 +1,4 @@
-//! What a series holds and how it is selected: [`Sample`], [`Window`], [`RollupBucket`].
+//! What a series holds and how it is selected: [`Sample`], [`SampleWindow`], [`RollupBucket`].
 
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ impl Sample {
 /// Which samples a query looks at. Samples older than the series' `max_age` are never
 /// selected, even before the next write removes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
+pub enum SampleWindow {
     /// The `n` most recently recorded samples (a moving window by count).
     Last(usize),
     /// Samples with `now - d < ts <= now`, by the scripts' clock.

@@ -11,7 +11,7 @@ use crate::aggregate::{Aggregate, check_quantiles};
 use crate::config::{MAX_SAMPLES_LIMIT, SeriesConfig};
 use crate::error::{Error, Result, check_timestamp, check_value};
 use crate::sample::{
-    RollupBucket, Sample, Window, parse_f64, parse_rollup, parse_u64, stored_f64, stored_u64,
+    RollupBucket, Sample, SampleWindow, parse_f64, parse_rollup, parse_u64, stored_f64, stored_u64,
     value_text,
 };
 use crate::scripts::{QUERY, READ_HASH, RECORD, RECORD_ONE};
@@ -58,7 +58,7 @@ pub type Counter = Series<CounterKind>;
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Recorded {
+pub struct Written {
     /// How many samples the series holds after the write and its trimming (at most
     /// `max_samples`).
     pub retained: u64,
@@ -234,7 +234,7 @@ impl<K: Kind> Series<K> {
     }
 
     /// Writes samples `(timestamp or now, value)` in one script call.
-    async fn write(&self, samples: &[(Option<u64>, f64)]) -> Result<Recorded> {
+    async fn write(&self, samples: &[(Option<u64>, f64)]) -> Result<Written> {
         let what = if K::COUNTER { "increment" } else { "value" };
         if samples.is_empty() {
             return Err(Error::InvalidSample {
@@ -262,7 +262,7 @@ impl<K: Kind> Series<K> {
                 .submit(&inner.samples, call)
                 .await??;
             let (retained, now_ms) = one_sample_answer(reply, inner.config.max_samples)?;
-            return Ok(Recorded {
+            return Ok(Written {
                 retained,
                 now_ms,
                 total: None,
@@ -282,7 +282,7 @@ impl<K: Kind> Series<K> {
                 .arg(value_text(value));
         }
         let (retained, now_ms, total) = inner.writes.submit(&inner.samples, call).await??;
-        Ok(Recorded {
+        Ok(Written {
             retained,
             now_ms,
             total: if K::COUNTER {
@@ -295,22 +295,22 @@ impl<K: Kind> Series<K> {
 
     async fn query(
         &self,
-        window: Window,
+        window: SampleWindow,
         aggregate: bool,
         quantiles: &[f64],
     ) -> Result<Vec<String>> {
         let inner = &*self.inner;
         let (selector, a, b) = match window {
             // No series holds more than MAX_SAMPLES_LIMIT samples.
-            Window::Last(n) => (
+            SampleWindow::Last(n) => (
                 "last",
                 u64::try_from(n)
                     .unwrap_or(u64::MAX)
                     .min(u64::from(MAX_SAMPLES_LIMIT)),
                 0,
             ),
-            Window::Recent(d) => ("recent", duration_ms(d), 0),
-            Window::Range { from_ms, to_ms } => ("range", from_ms, to_ms),
+            SampleWindow::Recent(d) => ("recent", duration_ms(d), 0),
+            SampleWindow::Range { from_ms, to_ms } => ("range", from_ms, to_ms),
         };
         let mut call = QUERY.prepare();
         call.key(&inner.samples)
@@ -333,7 +333,7 @@ impl<K: Kind> Series<K> {
     /// The samples a window selects, in recording order. A selected sample that does not
     /// decode (a timestamp not a whole number in `0..=2^53`, a value not a finite number) fails
     /// the query with [`coordkit_core::Error::Corrupt`] naming the samples key.
-    pub async fn samples(&self, window: Window) -> Result<Vec<Sample>> {
+    pub async fn samples(&self, window: SampleWindow) -> Result<Vec<Sample>> {
         let key = &self.inner.samples;
         let reply = self.query(window, false, &[]).await?;
         let pairs = reply.get(1..).unwrap_or_default();
@@ -356,17 +356,17 @@ impl<K: Kind> Series<K> {
 
     /// The `n` most recently recorded samples, oldest first.
     pub async fn latest(&self, n: usize) -> Result<Vec<Sample>> {
-        self.samples(Window::Last(n)).await
+        self.samples(SampleWindow::Last(n)).await
     }
 
     /// The samples with `from_ms <= ts <= to_ms`, in recording order.
     pub async fn range(&self, from_ms: u64, to_ms: u64) -> Result<Vec<Sample>> {
-        self.samples(Window::Range { from_ms, to_ms }).await
+        self.samples(SampleWindow::Range { from_ms, to_ms }).await
     }
 
     /// Count, sum, min, max and the nearest-rank percentiles `quantiles` (each in `[0, 1]`) of
     /// a window, computed by the server in one call (see [`Aggregate`] for the definitions).
-    pub async fn aggregate(&self, window: Window, quantiles: &[f64]) -> Result<Aggregate> {
+    pub async fn aggregate(&self, window: SampleWindow, quantiles: &[f64]) -> Result<Aggregate> {
         check_quantiles(quantiles)?;
         let reply = self.query(window, true, quantiles).await?;
         decode_aggregate(&reply, quantiles)
@@ -374,7 +374,7 @@ impl<K: Kind> Series<K> {
 
     /// The mean of the `n` most recently recorded samples (a moving average by count), if any.
     pub async fn moving_average(&self, n: usize) -> Result<Option<f64>> {
-        Ok(self.aggregate(Window::Last(n), &[]).await?.avg())
+        Ok(self.aggregate(SampleWindow::Last(n), &[]).await?.avg())
     }
 
     /// The rollup buckets starting within `from_ms..=to_ms`, oldest first (empty without
@@ -413,52 +413,52 @@ impl<K: Kind> Series<K> {
 
 impl Series<GaugeKind> {
     /// Records `value` at the scripts' clock (the server's time). One round trip.
-    pub async fn record(&self, value: f64) -> Result<Recorded> {
+    pub async fn record(&self, value: f64) -> Result<Written> {
         self.write(&[(None, value)]).await
     }
 
     /// Records `value` at `ts_ms`. One round trip.
-    pub async fn record_at(&self, ts_ms: u64, value: f64) -> Result<Recorded> {
+    pub async fn record_at(&self, ts_ms: u64, value: f64) -> Result<Written> {
         self.write(&[(Some(ts_ms), value)]).await
     }
 
     /// Records several values at the scripts' clock, in order, in one round trip.
-    pub async fn record_batch(&self, values: &[f64]) -> Result<Recorded> {
+    pub async fn record_batch(&self, values: &[f64]) -> Result<Written> {
         let samples: Vec<_> = values.iter().map(|&v| (None, v)).collect();
         self.write(&samples).await
     }
 
     /// Records samples with their own timestamps, in order, in one round trip.
-    pub async fn record_samples(&self, samples: &[Sample]) -> Result<Recorded> {
+    pub async fn record_samples(&self, samples: &[Sample]) -> Result<Written> {
         let samples: Vec<_> = samples.iter().map(|s| (Some(s.ts_ms), s.value)).collect();
         self.write(&samples).await
     }
 
     /// Writes samples whose timestamps are optional (`None` = the scripts' clock).
-    pub async fn record_mixed(&self, samples: &[(Option<u64>, f64)]) -> Result<Recorded> {
+    pub async fn record_mixed(&self, samples: &[(Option<u64>, f64)]) -> Result<Written> {
         self.write(samples).await
     }
 }
 
 impl Series<CounterKind> {
     /// Adds `by` (finite, `>= 0`) at the scripts' clock; returns the write, with the new total.
-    pub async fn increment(&self, by: f64) -> Result<Recorded> {
+    pub async fn increment(&self, by: f64) -> Result<Written> {
         self.write(&[(None, by)]).await
     }
 
     /// Adds `by` at `ts_ms`.
-    pub async fn increment_at(&self, ts_ms: u64, by: f64) -> Result<Recorded> {
+    pub async fn increment_at(&self, ts_ms: u64, by: f64) -> Result<Written> {
         self.write(&[(Some(ts_ms), by)]).await
     }
 
     /// Adds several increments at the scripts' clock, in one round trip.
-    pub async fn increment_batch(&self, increments: &[f64]) -> Result<Recorded> {
+    pub async fn increment_batch(&self, increments: &[f64]) -> Result<Written> {
         let samples: Vec<_> = increments.iter().map(|&v| (None, v)).collect();
         self.write(&samples).await
     }
 
     /// Writes increments whose timestamps are optional (`None` = the scripts' clock).
-    pub async fn increment_mixed(&self, samples: &[(Option<u64>, f64)]) -> Result<Recorded> {
+    pub async fn increment_mixed(&self, samples: &[(Option<u64>, f64)]) -> Result<Written> {
         self.write(samples).await
     }
 
@@ -474,7 +474,7 @@ impl Series<CounterKind> {
     /// The rate per second over the last `window`: the sum of the increments recorded with
     /// `now - window < ts <= now`, divided by the window in seconds (0 for an empty window).
     pub async fn rate(&self, window: Duration) -> Result<f64> {
-        let sum = self.aggregate(Window::Recent(window), &[]).await?.sum;
+        let sum = self.aggregate(SampleWindow::Recent(window), &[]).await?.sum;
         Ok(rate_per_second(sum, window))
     }
 }

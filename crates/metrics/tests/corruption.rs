@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use coordkit_core::redis;
 use coordkit_core::{Key, KeyKind, Keyspace, ManualClock, Pool};
-use coordkit_metrics::{Counter, Error, Gauge, Histogram, Metrics, Sample, SeriesConfig, Window};
+use coordkit_metrics::{
+    Counter, Error, Gauge, Histogram, Metrics, Sample, SampleWindow, SeriesConfig,
+};
 use coordkit_testkit::garbage::{TYPES, garbage, overwrite_with_type, wrong_type};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
 use proptest::prelude::*;
@@ -142,7 +144,7 @@ impl Fixture {
                 "plain latest" => self.plain.latest(10).await.map(drop),
                 "plain aggregate" => self
                     .plain
-                    .aggregate(Window::Last(10), &[0.5])
+                    .aggregate(SampleWindow::Last(10), &[0.5])
                     .await
                     .map(drop),
                 "full record" => self.full.record(7.0).await.map(drop),
@@ -156,7 +158,7 @@ impl Fixture {
                 "full range" => self.full.range(0, T0 + 10 * MINUTE).await.map(drop),
                 "full aggregate" => self
                     .full
-                    .aggregate(Window::Recent(Duration::from_secs(3600)), &[0.9])
+                    .aggregate(SampleWindow::Recent(Duration::from_secs(3600)), &[0.9])
                     .await
                     .map(drop),
                 "full rollups" => self.full.rollups(0, u64::MAX).await.map(drop),

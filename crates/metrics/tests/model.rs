@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use coordkit_core::ManualClock;
 use coordkit_metrics::model::SeriesModel;
-use coordkit_metrics::{Kind, Metrics, Recorded, Sample, Series, SeriesConfig, Window};
+use coordkit_metrics::{Kind, Metrics, Sample, SampleWindow, Series, SeriesConfig, Written};
 use coordkit_testkit::redis_test;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -21,7 +21,7 @@ enum Op {
     Latest(usize),
     Range(u64, u64),
     Recent(u64),
-    Aggregate(Window, Vec<f64>),
+    Aggregate(SampleWindow, Vec<f64>),
     Rollups,
     Total,
 }
@@ -44,11 +44,11 @@ fn value(counter: bool) -> impl Strategy<Value = f64> {
     .prop_map(move |v: f64| if counter { v.abs() } else { v })
 }
 
-fn window() -> impl Strategy<Value = Window> {
+fn window() -> impl Strategy<Value = SampleWindow> {
     prop_oneof![
-        (0usize..30).prop_map(Window::Last),
-        (0u64..3_000).prop_map(|ms| Window::Recent(Duration::from_millis(ms))),
-        (0u64..3_000, 0u64..3_000).prop_map(|(a, b)| Window::Range {
+        (0usize..30).prop_map(SampleWindow::Last),
+        (0u64..3_000).prop_map(|ms| SampleWindow::Recent(Duration::from_millis(ms))),
+        (0u64..3_000, 0u64..3_000).prop_map(|(a, b)| SampleWindow::Range {
             from_ms: T0 + a,
             to_ms: T0 + b
         }),
@@ -110,7 +110,7 @@ async fn check_queries<K: Kind>(
         Op::Latest(n) => {
             prop_assert_eq!(
                 s.latest(*n).await.unwrap(),
-                model.select(now, Window::Last(*n))
+                model.select(now, SampleWindow::Last(*n))
             );
         }
         Op::Range(a, b) => {
@@ -118,7 +118,7 @@ async fn check_queries<K: Kind>(
                 s.range(T0 + a, T0 + b).await.unwrap(),
                 model.select(
                     now,
-                    Window::Range {
+                    SampleWindow::Range {
                         from_ms: T0 + a,
                         to_ms: T0 + b
                     }
@@ -126,7 +126,7 @@ async fn check_queries<K: Kind>(
             );
         }
         Op::Recent(ms) => {
-            let w = Window::Recent(Duration::from_millis(*ms));
+            let w = SampleWindow::Recent(Duration::from_millis(*ms));
             prop_assert_eq!(s.samples(w).await.unwrap(), model.select(now, w));
         }
         Op::Aggregate(w, qs) => {
@@ -171,7 +171,7 @@ async fn run_case(
                     .iter()
                     .map(|&(off, v)| (off.map(|o| T0 + o), v))
                     .collect();
-                let got: Recorded = match &handle {
+                let got: Written = match &handle {
                     Handle::Gauge(g) => g.record_mixed(&batch).await.unwrap(),
                     Handle::Counter(c) => c.increment_mixed(&batch).await.unwrap(),
                 };
@@ -280,7 +280,7 @@ redis_test! {
         let mut model = SeriesModel::new(config.clone(), false);
         let batch: Vec<_> = stored.iter().map(|s| (Some(s.ts_ms), s.value)).collect();
         model.record(now, &batch).unwrap();
-        for w in [Window::Last(usize::MAX), Window::Last(777), Window::Recent(Duration::from_millis(3)), Window::Range { from_ms: T0 + 1, to_ms: T0 + 2 }] {
+        for w in [SampleWindow::Last(usize::MAX), SampleWindow::Last(777), SampleWindow::Recent(Duration::from_millis(3)), SampleWindow::Range { from_ms: T0 + 1, to_ms: T0 + 2 }] {
             let qs = [0.0, 0.5, 0.95, 0.99, 1.0];
             assert_eq!(gauge.aggregate(w, &qs).await.unwrap(), model.aggregate(now, w, &qs), "{w:?}");
         }

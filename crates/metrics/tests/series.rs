@@ -5,7 +5,8 @@ use std::time::Duration;
 use coordkit_core::{Clock, ManualClock, Script};
 use coordkit_metrics::model::SeriesModel;
 use coordkit_metrics::{
-    Error, HistogramSnapshot, Metrics, RollupBucket, Sample, SeriesConfig, ThresholdAlert, Window,
+    Error, HistogramSnapshot, Metrics, RollupBucket, Sample, SampleWindow, SeriesConfig,
+    ThresholdAlert,
 };
 use coordkit_testkit::{TestRedis, redis_test};
 
@@ -37,7 +38,7 @@ redis_test! {
         let all = g.latest(100).await.unwrap();
         assert_eq!(values(&all), [7.0, 7.0, 7.0, 7.0, 8.0, 7.0, 7.0]);
         assert!(all.iter().all(|s| s.ts_ms == T0));
-        let a = g.aggregate(Window::Range { from_ms: T0, to_ms: T0 }, &[0.5, 1.0]).await.unwrap();
+        let a = g.aggregate(SampleWindow::Range { from_ms: T0, to_ms: T0 }, &[0.5, 1.0]).await.unwrap();
         assert_eq!((a.count, a.sum, a.quantile(1.0)), (7, 50.0, Some(8.0)));
     }
 }
@@ -90,20 +91,20 @@ redis_test! {
         model.record(T0, &batch).unwrap();
         let now = clock.now_ms();
 
-        assert_eq!(g.latest(3).await.unwrap(), model.select(now, Window::Last(3)));
+        assert_eq!(g.latest(3).await.unwrap(), model.select(now, SampleWindow::Last(3)));
         assert_eq!(g.range(T0 + 100, T0 + 150).await.unwrap().len(), 6);
-        assert_eq!(g.range(T0 + 100, T0 + 150).await.unwrap(), model.select(now, Window::Range { from_ms: T0 + 100, to_ms: T0 + 150 }));
-        let recent = g.samples(Window::Recent(Duration::from_millis(50))).await.unwrap();
+        assert_eq!(g.range(T0 + 100, T0 + 150).await.unwrap(), model.select(now, SampleWindow::Range { from_ms: T0 + 100, to_ms: T0 + 150 }));
+        let recent = g.samples(SampleWindow::Recent(Duration::from_millis(50))).await.unwrap();
         assert_eq!(recent.iter().map(|s| s.ts_ms).collect::<Vec<_>>(), [T0 + 950, T0 + 960, T0 + 970, T0 + 980, T0 + 990]);
-        for window in [Window::Last(10), Window::Last(1_000), Window::Recent(Duration::from_millis(333)), Window::Range { from_ms: 0, to_ms: u64::MAX }] {
+        for window in [SampleWindow::Last(10), SampleWindow::Last(1_000), SampleWindow::Recent(Duration::from_millis(333)), SampleWindow::Range { from_ms: 0, to_ms: u64::MAX }] {
             let got = g.aggregate(window, &[0.5, 0.95, 0.99]).await.unwrap();
             assert_eq!(got, model.aggregate(now, window, &[0.5, 0.95, 0.99]), "{window:?}");
         }
-        let a = g.aggregate(Window::Last(100), &[0.5]).await.unwrap();
+        let a = g.aggregate(SampleWindow::Last(100), &[0.5]).await.unwrap();
         assert_eq!((a.count, a.min, a.max), (100, Some(0.0), Some(6.0)));
         assert_eq!(g.moving_average(7).await.unwrap(), Some(3.0));
         assert_eq!(g.latest(0).await.unwrap(), []);
-        assert_eq!(g.aggregate(Window::Range { from_ms: 0, to_ms: 5 }, &[0.5]).await.unwrap().count, 0);
+        assert_eq!(g.aggregate(SampleWindow::Range { from_ms: 0, to_ms: 5 }, &[0.5]).await.unwrap().count, 0);
         assert_eq!(g.moving_average(0).await.unwrap(), None);
     }
 }
@@ -227,7 +228,7 @@ redis_test! {
         assert!(g.latest(10).await.unwrap().is_empty(), "a refused batch writes nothing");
         assert!(matches!(g.record_batch(&[]).await, Err(Error::InvalidSample { what: "batch", .. })));
         assert!(matches!(g.record_at(u64::MAX, 1.0).await, Err(Error::InvalidSample { what: "timestamp", .. })));
-        let err = g.aggregate(Window::Last(3), &[1.5]).await.unwrap_err();
+        let err = g.aggregate(SampleWindow::Last(3), &[1.5]).await.unwrap_err();
         assert!(matches!(err, Error::Core(coordkit_core::Error::InvalidConfig { field: "quantiles", .. })), "{err}");
 
         for (name, labels) in [("", vec![]), ("a b", vec![]), ("x{y}", vec![]), ("ok", vec![("l", "")]), ("ok", vec![("l\n", "v")])] {
@@ -255,7 +256,7 @@ redis_test! {
         };
         check(g.record(1.0).await.unwrap_err());
         check(g.latest(5).await.unwrap_err());
-        check(g.aggregate(Window::Last(5), &[0.5]).await.unwrap_err());
+        check(g.aggregate(SampleWindow::Last(5), &[0.5]).await.unwrap_err());
 
         let h = m.histogram("foreign", &[]).unwrap();
         let _: String = SET_STRING.prepare().key(h.key()).invoke(m.pool()).await.unwrap();

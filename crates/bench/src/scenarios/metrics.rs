@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use coordkit_core::{Keyspace, Pool};
-use coordkit_metrics::{Gauge, Metrics, SeriesConfig, Window};
+use coordkit_metrics::{Gauge, Metrics, SampleWindow, SeriesConfig};
 
 use super::{BoxFuture, Result, Workload, memory_usage};
 
@@ -118,7 +118,7 @@ impl Workload for Aggregate {
         Box::pin(async move {
             let a = self
                 .gauge
-                .aggregate(Window::Last(CAP as usize), &[0.5, 0.95, 0.99])
+                .aggregate(SampleWindow::Last(CAP as usize), &[0.5, 0.95, 0.99])
                 .await?;
             if a.count != u64::from(CAP) {
                 return Err(format!("the window held {} samples, not {CAP}", a.count).into());
