@@ -47,6 +47,7 @@
 
 mod clock;
 mod config;
+mod connect_error;
 mod error;
 pub mod events;
 mod group_commit;
