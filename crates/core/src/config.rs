@@ -133,7 +133,10 @@ impl PoolConfig {
         };
         let mut config = Self::from_url(&format!("redis://{host}:{port}/{db}"))?;
         if let Some(password) = lookup("REDIS_PASSWORD").filter(|p| !p.is_empty()) {
-            let settings = config.nodes[0].redis_settings().clone().set_password(password);
+            let settings = config.nodes[0]
+                .redis_settings()
+                .clone()
+                .set_password(password);
             config.nodes[0] = config.nodes[0].clone().set_redis_settings(settings);
         }
         Ok(config)
