@@ -89,7 +89,7 @@ impl PoolConfig {
     /// let config = PoolConfig::from_env_with(env)?;
     /// assert_eq!(config.address(), "10.0.0.5:6380");
     ///
-    /// let err = PoolConfig::from_env_with(|name| (name == "REDIS_PORT").then(|| "63790".into()))
+    /// let err = PoolConfig::from_env_with(|name| (name == "REDIS_PORT").then(|| "70000".into()))
     ///     .unwrap_err();
     /// assert!(err.to_string().contains("REDIS_PORT"), "{err}");
     /// # Ok::<(), coordkit_core::Error>(())
