@@ -262,6 +262,11 @@ impl Pool {
             field: "url",
             reason: scrub(&e.to_string(), &secrets),
         };
+        // The driver's retries (redirects, reconnects) must end within the command timeout,
+        // so a node that is down answers with its own error (Unavailable) rather than the
+        // command timing out; its default first wait alone is 1.28 s.
+        let retry_wait =
+            (config.command_timeout / (4 * CLUSTER_RETRIES)).max(Duration::from_millis(1));
         let kind = match config.topology {
             Topology::Standalone => ManagerKind::Standalone(Box::new(
                 bb8_redis::RedisConnectionManager::new(config.nodes[0].clone())
@@ -271,6 +276,9 @@ impl Pool {
                 ClusterClient::builder(config.nodes.clone())
                     .connection_timeout(config.connection_timeout)
                     .response_timeout(config.command_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(retry_wait.as_millis() as u64)
+                    .max_retry_wait(retry_wait.as_millis() as u64 * 2)
                     .build()
                     .map_err(scrubbed)?,
             )),
@@ -860,6 +868,10 @@ impl Pool {
 }
 
 const UNKNOWN: &str = "unknown";
+
+/// How many times the cluster driver retries a command (redirects, reconnects) before it
+/// answers with the error.
+const CLUSTER_RETRIES: u32 = 3;
 
 /// Where a call came from, for error messages.
 #[derive(Clone, Copy)]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use coordkit_core::{Error, Pool, PoolConfig};
-use coordkit_testkit::{RedisServer, ServerOptions};
+use coordkit_testkit::{RedisCluster, RedisServer, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -242,4 +242,37 @@ async fn every_caller_of_a_down_server_hears_unavailable() {
             "{err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_that_is_down_is_unavailable_not_a_timeout() {
+    // The cluster driver used to retry a dead node for longer than the command timeout (its
+    // first wait alone is 1.28 s), so the same outage read Timeout on a cluster and
+    // Unavailable on one server.
+    let mut cluster = RedisCluster::start().unwrap();
+    let config = PoolConfig::from_url(&cluster.cluster_url())
+        .unwrap()
+        .connection_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_millis(300));
+    let pool = Pool::connect(config).await.unwrap();
+    let set = |i: usize| redis::cmd("SET").arg(format!("k{i}")).arg(1).to_owned();
+    for i in 0..12 {
+        pool.query::<()>(&set(i)).await.unwrap();
+    }
+    let dead = cluster.node_mut(1).port();
+    cluster.node_mut(1).kill();
+    let mut failures = 0;
+    for _ in 0..2 {
+        for i in 0..12 {
+            let outcome = tokio::time::timeout(HANG_GUARD, pool.query::<()>(&set(i)))
+                .await
+                .expect("a call hung");
+            if let Err(err) = outcome {
+                failures += 1;
+                assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+                assert!(err.is_retryable());
+            }
+        }
+    }
+    assert!(failures > 0, "no key lived on the killed node {dead}");
 }
