@@ -53,6 +53,14 @@ impl ConnectTarget {
                 ),
             );
         }
+        // The driver refuses a setting only when it connects (`#insecure` without its
+        // feature, …): retrying cannot help.
+        if e.kind() == ErrorKind::InvalidClientConfig {
+            return Error::invalid_config(
+                "url",
+                format!("cannot connect to {addr} as configured: {message}"),
+            );
+        }
         if crate::pool::is_auth_message(&message) {
             return Error::Auth {
                 addr,

@@ -694,11 +694,17 @@ impl Pool {
             None if health.connecting.load(Ordering::Acquire) > 0
                 || self.inner.pool.state().connections == 0 =>
             {
+                // A server without TLS waits for a command after a TLS hello: say so.
+                let hint = if addr.contains("(tls)") {
+                    "; a server without TLS does not answer rediss://, use redis:// for it"
+                } else {
+                    ""
+                };
                 Error::Unavailable {
                     addr,
                     reason: format!(
                         "no connection within {after:?}: connecting did not complete (the \
-                         server does not answer)"
+                         server does not answer){hint}"
                     ),
                 }
             }

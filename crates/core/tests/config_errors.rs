@@ -276,3 +276,22 @@ async fn a_cluster_node_that_is_down_is_unavailable_not_a_timeout() {
     }
     assert!(failures > 0, "no key lived on the killed node {dead}");
 }
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mistakes_are_named() {
+    let plain = RedisServer::start().unwrap();
+    // TLS to a server without it: the server waits for a command, so it looks down, with a
+    // hint.
+    let err = failure(&format!("rediss://127.0.0.1:{}", plain.port())).await;
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("use redis://"), "{err}");
+    // A setting the driver refuses only when connecting: configuration, not an outage.
+    let err = failure(&format!("rediss://localhost:{}/#insecure", plain.port())).await;
+    assert!(
+        matches!(err, Error::InvalidConfig { field: "url", .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("insecure"), "{err}");
+}
