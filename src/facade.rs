@@ -17,6 +17,25 @@ impl Coordkit {
         Self::connect_with(PoolConfig::from_url(url)?, namespace).await
     }
 
+    /// Connects to the server the environment names and checks that it answers: `REDIS_URL`,
+    /// else `REDIS_HOST` / `REDIS_PORT` / `REDIS_PASSWORD` / `REDIS_DB` (see
+    /// [`PoolConfig::from_env_with`]), else `redis://127.0.0.1:6379`. A malformed variable is
+    /// [`Error::InvalidConfig`](coordkit_core::Error::InvalidConfig) naming it.
+    ///
+    /// ```no_run
+    /// use coordkit::Coordkit;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // REDIS_HOST=redis.internal REDIS_PASSWORD=… REDIS_DB=2 ./agent
+    /// let kit = Coordkit::from_env("fleet").await?;
+    /// let _shown_in_errors = kit.pool().address();
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env(namespace: &str) -> Result<Self> {
+        Self::connect_with(PoolConfig::from_env()?, namespace).await
+    }
+
     /// Connects with a full [`PoolConfig`] (pool size, timeouts, cluster seeds).
     pub async fn connect_with(config: PoolConfig, namespace: &str) -> Result<Self> {
         let keyspace = Keyspace::new(namespace)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, preview};
 
 /// The URL used when `REDIS_URL` is not set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -58,12 +58,88 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// The configuration for `REDIS_URL`, or [`DEFAULT_URL`] when it is not set.
+    /// The configuration from the environment (see [`PoolConfig::from_env_with`]).
     pub fn from_env() -> Result<Self> {
-        match std::env::var("REDIS_URL") {
-            Ok(url) if !url.trim().is_empty() => Self::from_url(url.trim()),
-            _ => Self::from_url(DEFAULT_URL),
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// The configuration from variables looked up by `lookup` (the environment, for
+    /// [`PoolConfig::from_env`]):
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `REDIS_URL` | the whole URL (see the table above); when set, the others are ignored |
+    /// | `REDIS_HOST` | host name or address; default `127.0.0.1` |
+    /// | `REDIS_PORT` | port, 1 to 65535; default `6379` |
+    /// | `REDIS_PASSWORD` | password of the `default` user; default none |
+    /// | `REDIS_DB` | database index, 0 or more; default `0` |
+    ///
+    /// Empty values count as unset. Nothing set means [`DEFAULT_URL`]. A malformed value is
+    /// [`Error::InvalidConfig`] with `field` the variable's name.
+    ///
+    /// ```
+    /// use coordkit_core::PoolConfig;
+    ///
+    /// let env = |name: &str| match name {
+    ///     "REDIS_HOST" => Some("10.0.0.5".to_owned()),
+    ///     "REDIS_PORT" => Some("6380".to_owned()),
+    ///     "REDIS_PASSWORD" => Some("s3cret".to_owned()),
+    ///     _ => None,
+    /// };
+    /// let config = PoolConfig::from_env_with(env)?;
+    /// assert_eq!(config.address(), "10.0.0.5:6380");
+    ///
+    /// let err = PoolConfig::from_env_with(|name| (name == "REDIS_PORT").then(|| "70000".into()))
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("REDIS_PORT"), "{err}");
+    /// # Ok::<(), coordkit_core::Error>(())
+    /// ```
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(url) = var("REDIS_URL") {
+            return Self::from_url(&url);
         }
+        let host = var("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
+        if host.contains(['/', '@', '?', '#', ' ']) {
+            return Err(Error::invalid_config(
+                "REDIS_HOST",
+                format!("{:?} is not a host name or address", preview(&host)),
+            ));
+        }
+        let port = match var("REDIS_PORT") {
+            Some(text) => parse_port(&text).map_err(|rule| {
+                Error::invalid_config("REDIS_PORT", format!("{:?} {rule}", preview(&text)))
+            })?,
+            None => 6379,
+        };
+        let db = match var("REDIS_DB") {
+            Some(text) => text.parse::<u32>().map_err(|_| {
+                Error::invalid_config(
+                    "REDIS_DB",
+                    format!("{:?} is not a database index (0 or more)", preview(&text)),
+                )
+            })?,
+            None => 0,
+        };
+        // An IPv6 address goes in brackets in a URL.
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let mut config = Self::from_url(&format!("redis://{host}:{port}/{db}"))?;
+        if let Some(password) = lookup("REDIS_PASSWORD").filter(|p| !p.is_empty()) {
+            let settings = config.nodes[0]
+                .redis_settings()
+                .clone()
+                .set_password(password);
+            config.nodes[0] = config.nodes[0].clone().set_redis_settings(settings);
+        }
+        Ok(config)
     }
 
     /// The configuration for one URL (see the table above).
@@ -231,7 +307,18 @@ impl fmt::Debug for PoolConfig {
 }
 
 fn parse_node(url: &str) -> Result<ConnectionInfo> {
-    let info = url.into_connection_info().map_err(|e| {
+    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return Err(Error::invalid_config(
+            "url",
+            format!(
+                "{:?} uses TLS (rediss://), which needs the cargo feature `tls` of `coordkit` \
+                 (or `coordkit-core`): enable it, or use redis://",
+                redact_url(url)
+            ),
+        ));
+    }
+    check_port(url)?;
+    url.into_connection_info().map_err(|e| {
         Error::invalid_config(
             "url",
             format!(
@@ -240,13 +327,36 @@ fn parse_node(url: &str) -> Result<ConnectionInfo> {
                 scrub(&e.to_string(), &[])
             ),
         )
-    })?;
-    match info.addr() {
-        ConnectionAddr::TcpTls { .. } if !cfg!(feature = "tls") => Err(Error::invalid_config(
-            "url",
-            "rediss:// needs the `tls` feature of coordkit (or coordkit-core)",
-        )),
-        _ => Ok(info),
+    })
+}
+
+/// Rejects a URL whose port is not a port number, naming it (the driver only says "did not
+/// parse").
+fn check_port(url: &str) -> Result<()> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    // After an IPv6 address's closing bracket, or else after the last colon.
+    let port = match host_port.rsplit_once(']') {
+        Some((_, after)) => after.strip_prefix(':'),
+        None => host_port.rsplit_once(':').map(|(_, port)| port),
+    };
+    match port {
+        Some(text) => parse_port(text).map(drop).map_err(|rule| {
+            Error::invalid_config(
+                "url",
+                format!("port {:?} in {:?} {rule}", preview(text), redact_url(url)),
+            )
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A port number, 1 to 65535; the error says why not.
+fn parse_port(text: &str) -> std::result::Result<u16, &'static str> {
+    match text.parse::<u16>() {
+        Ok(port) if port > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(port),
+        _ => Err("is not a port number (1 to 65535)"),
     }
 }
 

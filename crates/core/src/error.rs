@@ -13,14 +13,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a coordkit operation.
 ///
+/// One vocabulary for every call, standalone or cluster:
+///
+/// - A server that is down (connection refused, unreachable, connecting timed out, the
+///   connection broke) is always [`Error::Unavailable`].
+/// - [`Error::Timeout`] means a live connection whose command answered too late (or a pool
+///   whose every connection stayed busy for the connection timeout).
+/// - Both are retryable ([`Error::is_retryable`]); nothing else is.
+/// - A configuration mistake found when connecting is [`Error::InvalidConfig`] naming the
+///   field: a database index the server refuses (`database`), a password sent to a server
+///   without one (`password`), an endpoint that is not a Redis server (`url`), as are a
+///   malformed URL, a bad port, or `rediss://` without the `tls` feature. A wrong password or
+///   a missing one is [`Error::Auth`].
+///
 /// No variant ever carries credentials: addresses are `host:port`, never URLs with a password.
 /// It is `Clone`, so one failure can be handed to every caller of a batched call.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The server could not be reached, the connection broke, or the server is not ready
-    /// (loading, cluster down). The operation may or may not have been applied if the connection
-    /// broke mid-call; retrying is the caller's decision.
+    /// The server is down: it could not be reached (refused, unreachable, connecting timed
+    /// out), the connection broke, or the server is not ready (loading, cluster down). The
+    /// operation may or may not have been applied if the connection broke mid-call; retrying is
+    /// the caller's decision.
     #[error("redis at {addr} is unavailable: {reason}")]
     Unavailable {
         /// The address (`host:port`, or the cluster's seed list) that was tried.
@@ -29,7 +43,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// The server did not answer within the configured time.
+    /// A live connection's command did not answer within the configured time (or no pooled
+    /// connection came free in time). Never used for a server that cannot be connected to.
     #[error("redis at {addr} did not answer {operation} within {after:?}")]
     Timeout {
         /// The address that was tried.
@@ -60,8 +75,9 @@ pub enum Error {
         rule: NameRule,
     },
 
-    /// A configuration value is out of range or malformed. Raised when a builder is built, never
-    /// later.
+    /// A configuration value is out of range or malformed, or the server showed it to be wrong
+    /// when connecting (database index, password, not a Redis endpoint). Not retryable: the
+    /// configuration must change.
     #[error("invalid configuration: `{field}` {reason}")]
     InvalidConfig {
         /// The name of the field (builder method) at fault.

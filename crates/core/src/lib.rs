@@ -4,7 +4,8 @@
 //!
 //! - [`Pool`]: one cheap-to-clone handle over a shared connection pool, to a standalone server
 //!   (bb8 over bb8-redis) or a Redis Cluster (bb8 over the `redis` crate's cluster client), built
-//!   from a [`PoolConfig`] (`REDIS_URL`, a cluster URL, or seed nodes).
+//!   from a [`PoolConfig`] (a URL, a cluster URL, seed nodes, or the environment: `REDIS_URL`,
+//!   else `REDIS_HOST` / `REDIS_PORT` / `REDIS_PASSWORD` / `REDIS_DB`).
 //! - [`Keyspace`]: the only place key names are built; one hash tag per primitive instance so
 //!   every script touches one slot, and validated names that cannot escape it.
 //! - [`Script`]: Lua from `lua/*.lua` with coordkit's prelude (server time, events, typed
@@ -13,7 +14,8 @@
 //! - [`Event`] and [`Subscriber`]: the event envelope scripts publish, and a subscriber on its
 //!   own connection that decodes, counts and resubscribes after reconnects.
 //! - [`GroupCommit`]: concurrent operations of one kind share one script call.
-//! - [`Error`]: the one error type, with variants a caller can act on.
+//! - [`Error`]: the one error type, with variants a caller can act on: a server that is down
+//!   is always [`Error::Unavailable`], a configuration mistake [`Error::InvalidConfig`].
 //!
 //! ```
 //! use coordkit_core::{Keyspace, Pool, PoolConfig, Script};
@@ -47,6 +49,7 @@
 
 mod clock;
 mod config;
+mod connect_error;
 mod error;
 pub mod events;
 mod group_commit;

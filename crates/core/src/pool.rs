@@ -7,7 +7,7 @@
 //! checkout. So after a `CLIENT KILL` or a server restart, the calls in flight fail with
 //! [`Error::Unavailable`] and the ones after them succeed on fresh connections.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use redis::{
 };
 
 use crate::config::{PoolConfig, Topology, scrub};
+use crate::connect_error::ConnectTarget;
 use crate::error::{Error, Result};
 use crate::keyspace::Key;
 
@@ -50,7 +51,6 @@ struct Inner {
     addr: String,
     secrets: Vec<String>,
     health: Arc<Health>,
-    last_connect_error: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -65,10 +65,23 @@ impl std::fmt::Debug for Pool {
 }
 
 /// Where the pool knows connections to be broken: every connection opened in an epoch below
-/// `epoch` is discarded at its next checkout.
+/// `epoch` is discarded at its next checkout. Also what connecting looks like, so a checkout
+/// that found no connection in time can say why.
 #[derive(Default)]
 struct Health {
     epoch: AtomicU64,
+    /// Connection attempts under way.
+    connecting: AtomicUsize,
+    /// Why the last connection attempt failed; cleared when one succeeds.
+    last_connect_error: Mutex<Option<Error>>,
+}
+
+impl Health {
+    fn set_last_connect_error(&self, error: Option<Error>) {
+        if let Ok(mut last) = self.last_connect_error.lock() {
+            *last = error;
+        }
+    }
 }
 
 enum ManagerKind {
@@ -81,6 +94,7 @@ struct Manager {
     kind: ManagerKind,
     health: Arc<Health>,
     command_timeout: Duration,
+    target: ConnectTarget,
 }
 
 /// A checked-out connection and its turn at the pool's gate (dropped after the connection
@@ -146,25 +160,57 @@ impl ConnectionLike for AnyConnection {
     }
 }
 
-impl bb8::ManageConnection for Manager {
-    type Connection = Connection;
-    type Error = RedisError;
-
-    async fn connect(&self) -> Result<Connection, RedisError> {
-        let epoch = self.health.epoch.load(Ordering::Acquire);
-        let inner = match &self.kind {
+impl Manager {
+    async fn open(&self) -> Result<AnyConnection, RedisError> {
+        use bb8::ManageConnection as _;
+        Ok(match &self.kind {
             ManagerKind::Standalone(manager) => {
                 let mut conn = manager.connect().await?;
                 conn.set_response_timeout(self.command_timeout);
                 AnyConnection::Standalone(conn)
             }
             ManagerKind::Cluster(client) => AnyConnection::Cluster(client.connect().await?),
-        };
-        Ok(Connection { inner, epoch })
+        })
+    }
+}
+
+/// Counts a connection attempt while it runs (also when its future is dropped).
+struct Connecting<'a>(&'a AtomicUsize);
+
+impl<'a> Connecting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Connecting(count)
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<Connection, Error> {
+        let epoch = self.health.epoch.load(Ordering::Acquire);
+        let _connecting = Connecting::enter(&self.health.connecting);
+        match self.open().await {
+            Ok(inner) => {
+                self.health.set_last_connect_error(None);
+                Ok(Connection { inner, epoch })
+            }
+            Err(e) => Err(self.target.explain(&e).await),
+        }
     }
 
-    async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
-        redis::cmd("PING").query_async::<()>(&mut conn.inner).await
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
+        match redis::cmd("PING").query_async::<()>(&mut conn.inner).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.target.explain(&e).await),
+        }
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
@@ -173,17 +219,21 @@ impl bb8::ManageConnection for Manager {
 }
 
 /// Records the last connection error bb8 saw, so a checkout that times out can say why.
-#[derive(Debug, Clone)]
-struct LastErrorSink(Arc<Mutex<Option<String>>>);
+#[derive(Clone)]
+struct LastErrorSink(Arc<Health>);
 
-impl bb8::ErrorSink<RedisError> for LastErrorSink {
-    fn sink(&self, error: RedisError) {
-        if let Ok(mut last) = self.0.lock() {
-            *last = Some(error.to_string());
-        }
+impl std::fmt::Debug for LastErrorSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LastErrorSink")
+    }
+}
+
+impl bb8::ErrorSink<Error> for LastErrorSink {
+    fn sink(&self, error: Error) {
+        self.0.set_last_connect_error(Some(error));
     }
 
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<RedisError>> {
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<Error>> {
         Box::new(self.clone())
     }
 }
@@ -212,6 +262,11 @@ impl Pool {
             field: "url",
             reason: scrub(&e.to_string(), &secrets),
         };
+        // The driver's retries (redirects, reconnects) must end within the command timeout,
+        // so a node that is down answers with its own error (Unavailable) rather than the
+        // command timing out; its default first wait alone is 1.28 s.
+        let retry_wait =
+            (config.command_timeout / (4 * CLUSTER_RETRIES)).max(Duration::from_millis(1));
         let kind = match config.topology {
             Topology::Standalone => ManagerKind::Standalone(Box::new(
                 bb8_redis::RedisConnectionManager::new(config.nodes[0].clone())
@@ -221,16 +276,24 @@ impl Pool {
                 ClusterClient::builder(config.nodes.clone())
                     .connection_timeout(config.connection_timeout)
                     .response_timeout(config.command_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(retry_wait.as_millis() as u64)
+                    .max_retry_wait(retry_wait.as_millis() as u64 * 2)
                     .build()
                     .map_err(scrubbed)?,
             )),
         };
         let health = Arc::new(Health::default());
-        let last_connect_error = Arc::new(Mutex::new(None));
         let manager = Manager {
             kind,
             health: health.clone(),
             command_timeout: config.command_timeout,
+            target: ConnectTarget {
+                addr: addr.clone(),
+                secrets: secrets.clone(),
+                node: config.nodes[0].clone(),
+                connection_timeout: config.connection_timeout,
+            },
         };
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size)
@@ -238,7 +301,7 @@ impl Pool {
             // A PING per checkout would double the round trips; breakage is detected from
             // command errors instead (see `Health`).
             .test_on_check_out(false)
-            .error_sink(Box::new(LastErrorSink(last_connect_error.clone())))
+            .error_sink(Box::new(LastErrorSink(health.clone())))
             .build_unchecked(manager);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -248,7 +311,6 @@ impl Pool {
                 addr,
                 secrets,
                 health,
-                last_connect_error,
             }),
         })
     }
@@ -605,42 +667,51 @@ impl Pool {
     async fn checkout_pooled(&self) -> Result<bb8::PooledConnection<'_, Manager>> {
         match self.inner.pool.get().await {
             Ok(conn) => Ok(conn),
-            Err(bb8::RunError::User(e)) => Err(self.classify(&e, "a connection", Origin::NONE)),
+            Err(bb8::RunError::User(e)) => Err(e),
             Err(bb8::RunError::TimedOut) => Err(self.no_connection_in_time()),
         }
     }
 
-    /// The error of a checkout that found no connection within the connection timeout: the
-    /// last connection error when there was one (refused, bad credentials, …).
+    /// The error of a checkout that found no connection within the connection timeout. The
+    /// server is down ([`Error::Unavailable`]) when the last connection attempt failed (or
+    /// the failure itself when it says more: credentials, configuration) or when one is still
+    /// under way; only a pool whose every connection stayed busy is a [`Error::Timeout`].
     fn no_connection_in_time(&self) -> Error {
-        let last = self
-            .inner
+        let health = &self.inner.health;
+        let last = health
             .last_connect_error
             .lock()
             .ok()
-            .and_then(|mut last| last.take());
+            .and_then(|last| last.clone());
+        let after = self.inner.config.connection_timeout;
+        let addr = self.inner.addr.clone();
         match last {
-            Some(reason) => {
-                let reason = scrub(&reason, &self.inner.secrets);
-                if is_auth_message(&reason) {
-                    Error::Auth {
-                        addr: self.inner.addr.clone(),
-                        reason,
-                    }
+            Some(Error::Unavailable { addr, reason }) => Error::Unavailable {
+                addr,
+                reason: format!("no connection within {after:?}: {reason}"),
+            },
+            Some(other) => other,
+            None if health.connecting.load(Ordering::Acquire) > 0
+                || self.inner.pool.state().connections == 0 =>
+            {
+                // A server without TLS waits for a command after a TLS hello: say so.
+                let hint = if addr.contains("(tls)") {
+                    "; a server without TLS does not answer rediss://, use redis:// for it"
                 } else {
-                    Error::Unavailable {
-                        addr: self.inner.addr.clone(),
-                        reason: format!(
-                            "no connection within {:?}: {reason}",
-                            self.inner.config.connection_timeout
-                        ),
-                    }
+                    ""
+                };
+                Error::Unavailable {
+                    addr,
+                    reason: format!(
+                        "no connection within {after:?}: connecting did not complete (the \
+                         server does not answer){hint}"
+                    ),
                 }
             }
             None => Error::Timeout {
-                addr: self.inner.addr.clone(),
-                operation: "a connection from the pool".into(),
-                after: self.inner.config.connection_timeout,
+                addr,
+                operation: "a connection from the pool (every connection stayed busy)".into(),
+                after,
             },
         }
     }
@@ -804,6 +875,10 @@ impl Pool {
 
 const UNKNOWN: &str = "unknown";
 
+/// How many times the cluster driver retries a command (redirects, reconnects) before it
+/// answers with the error.
+const CLUSTER_RETRIES: u32 = 3;
+
 /// Where a call came from, for error messages.
 #[derive(Clone, Copy)]
 struct Origin<'a> {
@@ -844,7 +919,7 @@ fn breaks_connection(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
 }
 
-fn is_auth_message(message: &str) -> bool {
+pub(crate) fn is_auth_message(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     ["noauth", "wrongpass", "invalid password", "authentication"]
         .iter()
