@@ -419,7 +419,9 @@ impl Worker {
         let mut agent = None;
         #[cfg(feature = "agents")]
         if let Some(binding) = config.agent.clone() {
-            binding.register().await?;
+            // Boxed: the registry's future nests deep enough to overflow the layout query of
+            // `start`'s own future.
+            Box::pin(binding.register()).await?;
             let (tx, rx) = watch::channel(None);
             running.task = Some(tx);
             agent = Some(tokio::spawn(binding.keep(
