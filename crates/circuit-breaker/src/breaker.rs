@@ -22,6 +22,9 @@ use crate::wire::{
 
 /// How long a report waits for an acquire to carry it before the flusher sends it.
 const LINGER: Duration = Duration::from_millis(2);
+/// The store probe's first wait after an outage began, and its longest (it doubles).
+const STORE_PROBE_FIRST: Duration = Duration::from_millis(100);
+const STORE_PROBE_MAX: Duration = Duration::from_secs(2);
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -70,8 +73,11 @@ struct Inner {
     /// time its open period ends.
     seen_open: Mutex<(u64, u64)>,
     /// Whether the local fallback decides: set by the first acquire that cannot reach Redis
-    /// (which seeds it), cleared by any answer from Redis.
+    /// (which seeds it), cleared by any answer from Redis (the store probe's included). While
+    /// it is set, acquires do not ask Redis.
     outage: AtomicBool,
+    /// Whether the store probe task runs (one per breaker).
+    probing: AtomicBool,
     /// The origin of [`CircuitBreaker::local_now`] on the server clock.
     started: Instant,
     stats: StatsCell,
@@ -141,7 +147,9 @@ fn acquire_batcher(pool: &Pool) -> GroupCommit<AcquireCall, coordkit_core::Resul
 struct StatsCell {
     admitted: AtomicU64,
     rejected: AtomicU64,
+    store_calls: AtomicU64,
     store_errors: AtomicU64,
+    store_probes: AtomicU64,
     local_decisions: AtomicU64,
     last_store_error: Mutex<Option<String>>,
 }
@@ -153,10 +161,19 @@ pub struct BreakerStats {
     pub admitted: u64,
     /// Calls rejected.
     pub rejected: u64,
+    /// Script calls sent to Redis: acquires, reports (each carried report counts), snapshots,
+    /// forces and clears. Not the store probes.
+    pub store_calls: u64,
     /// Operations that could not reach Redis (handled by the store policy).
     pub store_errors: u64,
+    /// Store probes sent while the local fallback decided ([`StorePolicy::Local`]): one at a
+    /// time, 100 ms after the outage began, then backing off to one every 2 s.
+    pub store_probes: u64,
     /// Decisions made by the in-process fallback.
     pub local_decisions: u64,
+    /// Whether acquires are decided by the local fallback now, without asking Redis: from the
+    /// first acquire that cannot reach it until Redis answers again ([`StorePolicy::Local`]).
+    pub deciding_locally: bool,
     /// The last store error.
     pub last_store_error: Option<String>,
 }
@@ -291,6 +308,7 @@ impl CircuitBreaker {
                 seen: AtomicU64::new(0),
                 seen_open: Mutex::new((0, 0)),
                 outage: AtomicBool::new(false),
+                probing: AtomicBool::new(false),
                 started: Instant::now(),
                 state_key: keys.typed_key("state", KeyKind::Hash),
                 probes_key: keys.typed_key("probes", KeyKind::ZSet),
@@ -319,9 +337,13 @@ impl CircuitBreaker {
         &self.inner.config
     }
 
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
     /// The channel of one kind of its events (`opened`, `half_opened`, `closed`, `forced`,
     /// `cleared`); every breaker of the namespace publishes there, the envelope's `entity` is
-    /// the breaker's name.
+    /// the breaker's name. [`CircuitBreaker::events`] subscribes to this breaker's alone.
     pub fn channel(&self, kind: &str) -> String {
         format!("{}{kind}", self.inner.channel_prefix)
     }
@@ -343,8 +365,11 @@ impl CircuitBreaker {
         BreakerStats {
             admitted: s.admitted.load(Ordering::Relaxed),
             rejected: s.rejected.load(Ordering::Relaxed),
+            store_calls: s.store_calls.load(Ordering::Relaxed),
             store_errors: s.store_errors.load(Ordering::Relaxed),
+            store_probes: s.store_probes.load(Ordering::Relaxed),
             local_decisions: s.local_decisions.load(Ordering::Relaxed),
+            deciding_locally: self.inner.outage.load(Ordering::Relaxed),
             last_store_error: s.last_store_error.lock().ok().and_then(|e| e.clone()),
         }
     }
@@ -359,7 +384,9 @@ impl CircuitBreaker {
         }
     }
 
+    /// A call of the script (counted in [`BreakerStats::store_calls`]: every one built is sent).
     fn script(&self, op: &str) -> coordkit_core::Invocation<'static> {
+        self.inner.stats.store_calls.fetch_add(1, Ordering::Relaxed);
         let mut call = BREAKER.prepare();
         call.key(&self.inner.state_key)
             .key(&self.inner.probes_key)
@@ -434,6 +461,11 @@ impl CircuitBreaker {
     pub async fn acquire(&self) -> Result<Admission> {
         let n = self.inner.next_permit.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.inner.instance);
+        // An outage under way: decide at once rather than wait for Redis to fail again (its
+        // connection timeout, on every call); the store probe ends the outage.
+        if self.inner.outage.load(Ordering::Relaxed) {
+            return Ok(self.decide_locally(id));
+        }
         let mut call = self.script("acquire");
         call.arg(&id);
         let reports: Vec<_> = self
@@ -510,26 +542,70 @@ impl CircuitBreaker {
                 },
                 true,
             ),
-            StorePolicy::Local => {
-                self.inner
-                    .stats
-                    .local_decisions
-                    .fetch_add(1, Ordering::Relaxed);
-                let now = self.local_now();
-                let answer = {
-                    let mut model = self
-                        .inner
-                        .local
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    if !self.inner.outage.swap(true, Ordering::AcqRel) {
-                        *model = self.resumed_model(now);
-                    }
-                    model.acquire(now, &id)
-                };
-                self.admission(id, answer, true)
-            }
+            StorePolicy::Local => self.decide_locally(id),
         }
+    }
+
+    /// The [`StorePolicy::Local`] fallback's decision. The first one of an outage seeds it
+    /// from the last shared state seen and starts the store probe.
+    fn decide_locally(&self, id: String) -> Admission {
+        let inner = &self.inner;
+        inner.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
+        let now = self.local_now();
+        let answer = {
+            let mut model = inner.local.lock().unwrap_or_else(PoisonError::into_inner);
+            if !inner.outage.swap(true, Ordering::AcqRel) {
+                *model = self.resumed_model(now);
+                self.start_store_probe();
+            }
+            model.acquire(now, &id)
+        };
+        self.admission(id, answer, true)
+    }
+
+    /// Starts the task that asks Redis, with backoff, whether it answers again, and ends the
+    /// outage when it does (the next acquire asks Redis and the shared state rules again). It
+    /// holds the breaker weakly and stops when the outage ends by other means.
+    fn start_store_probe(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // No runtime to probe on: end the outage, so the next acquire asks Redis again.
+            self.inner.outage.store(false, Ordering::Relaxed);
+            return;
+        };
+        if self.inner.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        handle.spawn(async move {
+            let mut delay = STORE_PROBE_FIRST;
+            loop {
+                tokio::time::sleep(delay).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.outage.load(Ordering::Acquire) {
+                    inner.stats.store_probes.fetch_add(1, Ordering::Relaxed);
+                    let key = inner.state_key.clone();
+                    let mut exists = coordkit_core::redis::cmd("EXISTS");
+                    exists.arg(&key);
+                    match inner.pool.query_keys::<i64>(&exists, &[key]).await {
+                        Err(e) if e.is_retryable() => {
+                            delay = (delay * 2).min(STORE_PROBE_MAX);
+                            continue;
+                        }
+                        // Redis answers (an error of another kind is the next acquire's).
+                        _ => inner.outage.store(false, Ordering::Release),
+                    }
+                }
+                inner.probing.store(false, Ordering::Release);
+                // An outage that began again just before (its start saw this task running and
+                // started none): keep probing it.
+                let again = inner.outage.load(Ordering::Acquire)
+                    && !inner.probing.swap(true, Ordering::AcqRel);
+                if !again {
+                    return;
+                }
+                delay = STORE_PROBE_FIRST;
+            }
+        });
     }
 
     /// Reports a permit's outcome and waits for Redis to count it (one round trip); the call's
