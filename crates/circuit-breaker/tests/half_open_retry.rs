@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use coordkit_circuit_breaker::{
-    Admission, BreakerConfig, CircuitBreaker, HALF_OPEN_RETRY_CAP, OpenDuration, Outcome,
-    Permit, PermitKind, Rejection, State,
+    Admission, BreakerConfig, CircuitBreaker, HALF_OPEN_RETRY_CAP, OpenDuration, Outcome, Permit,
+    PermitKind, Rejection, State,
 };
 use coordkit_core::{Clock, ManualClock};
 use coordkit_testkit::redis_test;
