@@ -9,7 +9,7 @@ use coordkit_core::{
     Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
 };
 
-use crate::config::{BreakerConfig, StorePolicy, ms};
+use crate::config::{BreakerConfig, ms};
 use crate::error::{BreakerError, Result};
 use crate::model::BreakerModel;
 use crate::state::{
@@ -22,9 +22,6 @@ use crate::wire::{
 
 /// How long a report waits for an acquire to carry it before the flusher sends it.
 const LINGER: Duration = Duration::from_millis(2);
-/// The store probe's first wait after an outage began, and its longest (it doubles).
-const STORE_PROBE_FIRST: Duration = Duration::from_millis(100);
-const STORE_PROBE_MAX: Duration = Duration::from_secs(2);
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -40,47 +37,47 @@ static BREAKER: Script = Script::new("circuit-breaker", include_str!("../lua/bre
 /// shares it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    name: String,
-    pool: Pool,
-    config: BreakerConfig,
-    state_key: Key,
-    probes_key: Key,
-    channel_prefix: String,
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) pool: Pool,
+    pub(crate) config: BreakerConfig,
+    pub(crate) state_key: Key,
+    pub(crate) probes_key: Key,
+    pub(crate) channel_prefix: String,
     /// Unique per handle, so permit ids never collide across processes.
-    instance: String,
+    pub(crate) instance: String,
     /// ARGV[3..=5] of the script, packed once.
-    config_args: Vec<Vec<u8>>,
-    next_permit: AtomicU64,
+    pub(crate) config_args: Vec<Vec<u8>>,
+    pub(crate) next_permit: AtomicU64,
     /// Reports waiting to go out ahead of the next acquire (or by the flusher).
     pending: Mutex<Vec<Report>>,
     /// Wakes the flusher when it is idle.
-    flush: Arc<tokio::sync::Notify>,
+    pub(crate) flush: Arc<tokio::sync::Notify>,
     /// Whether the flusher is awake (ticking every [`LINGER`]): while it is, deferring a report
     /// wakes nobody.
-    flusher_awake: Arc<AtomicBool>,
+    pub(crate) flusher_awake: Arc<AtomicBool>,
     /// The flusher task, started by the first deferred report.
-    flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
+    pub(crate) flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
     /// The [`StorePolicy::Local`] fallback, seeded from `seen` when an outage starts.
-    local: Mutex<BreakerModel>,
+    pub(crate) local: Mutex<BreakerModel>,
     /// The last shared state an answer from Redis showed: `epoch * 8 + state` (0: none yet).
-    seen: AtomicU64,
+    pub(crate) seen: AtomicU64,
     /// When the shared state was last seen open: its epoch and the [`CircuitBreaker::local_now`]
     /// time its open period ends.
-    seen_open: Mutex<(u64, u64)>,
+    pub(crate) seen_open: Mutex<(u64, u64)>,
     /// Whether the local fallback decides: set by the first acquire that cannot reach Redis
     /// (which seeds it), cleared by any answer from Redis (the store probe's included). While
     /// it is set, acquires do not ask Redis.
-    outage: AtomicBool,
+    pub(crate) outage: AtomicBool,
     /// Whether the store probe task runs (one per breaker).
-    probing: AtomicBool,
+    pub(crate) probing: AtomicBool,
     /// The origin of [`CircuitBreaker::local_now`] on the server clock.
-    started: Instant,
-    stats: StatsCell,
+    pub(crate) started: Instant,
+    pub(crate) stats: StatsCell,
     /// Concurrent acquires share one pipeline.
     acquires: GroupCommit<AcquireCall, coordkit_core::Result<Value>>,
 }
@@ -144,14 +141,14 @@ fn acquire_batcher(pool: &Pool) -> GroupCommit<AcquireCall, coordkit_core::Resul
 }
 
 #[derive(Debug, Default)]
-struct StatsCell {
-    admitted: AtomicU64,
-    rejected: AtomicU64,
-    store_calls: AtomicU64,
-    store_errors: AtomicU64,
-    store_probes: AtomicU64,
-    local_decisions: AtomicU64,
-    last_store_error: Mutex<Option<String>>,
+pub(crate) struct StatsCell {
+    pub(crate) admitted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) store_calls: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
+    pub(crate) store_probes: AtomicU64,
+    pub(crate) local_decisions: AtomicU64,
+    pub(crate) last_store_error: Mutex<Option<String>>,
 }
 
 /// What this handle has seen.
@@ -374,7 +371,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn note_store_error(&self, error: &str) {
+    pub(crate) fn note_store_error(&self, error: &str) {
         self.inner
             .stats
             .store_errors
@@ -398,7 +395,7 @@ impl CircuitBreaker {
 
     /// The local fallback's clock (ms): the manual clock, else a monotonic one (a wall clock
     /// that jumps does not shorten or stretch a local open period).
-    fn local_now(&self) -> u64 {
+    pub(crate) fn local_now(&self) -> u64 {
         match &self.inner.config.clock {
             Clock::Manual(manual) => manual.now_ms(),
             _ => ms(self.inner.started.elapsed()),
@@ -408,7 +405,7 @@ impl CircuitBreaker {
     /// Notes the shared state an answer from Redis showed (`open_left_ms`: how long it stays
     /// open, when it is): the local fallback's start at the next outage, which this answer
     /// ends. Two relaxed loads when nothing changed, as on the hot path.
-    fn saw(&self, state: State, epoch: u64, open_left_ms: Option<u64>) {
+    pub(crate) fn saw(&self, state: State, epoch: u64, open_left_ms: Option<u64>) {
         let inner = &self.inner;
         if let Some(code) = epoch.checked_mul(8).map(|e| e | state.code())
             && inner.seen.load(Ordering::Relaxed) != code
@@ -425,32 +422,6 @@ impl CircuitBreaker {
         if inner.outage.load(Ordering::Relaxed) {
             inner.outage.store(false, Ordering::Relaxed);
         }
-    }
-
-    /// The local fallback at the start of an outage: the last shared state seen (see
-    /// [`StorePolicy::Local`]).
-    fn resumed_model(&self, now: u64) -> BreakerModel {
-        let config = self.inner.config.clone();
-        let code = self.inner.seen.load(Ordering::Relaxed);
-        let epoch = code / 8;
-        let state = i64::try_from(code % 8).ok().and_then(State::from_code);
-        let Some(state) = state.filter(|_| epoch > 0) else {
-            return BreakerModel::new(config);
-        };
-        let open_until = match state {
-            State::Open => match *self
-                .inner
-                .seen_open
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-            {
-                (seen, until) if seen == epoch => until,
-                // Seen open without its deadline: at least the first open period.
-                _ => now.saturating_add(config.open_ms().0),
-            },
-            _ => 0,
-        };
-        BreakerModel::resume(config, state, epoch, now, open_until)
     }
 
     /// Asks for permission to make one call: one round trip.
@@ -493,7 +464,7 @@ impl CircuitBreaker {
         self.saw(answer.state, answer.epoch, open_left);
     }
 
-    fn admission(&self, id: String, answer: AcquireAnswer, local: bool) -> Admission {
+    pub(crate) fn admission(&self, id: String, answer: AcquireAnswer, local: bool) -> Admission {
         match (answer.admitted, answer.kind) {
             (true, Some(kind)) => {
                 self.inner.stats.admitted.fetch_add(1, Ordering::Relaxed);
@@ -515,97 +486,6 @@ impl CircuitBreaker {
                 })
             }
         }
-    }
-
-    fn acquire_without_store(&self, id: String, error: &coordkit_core::Error) -> Admission {
-        self.note_store_error(&error.to_string());
-        match self.inner.config.store_policy {
-            StorePolicy::FailOpen => self.admission(
-                id,
-                AcquireAnswer {
-                    admitted: true,
-                    state: State::Closed,
-                    epoch: 0,
-                    retry_after_ms: 0,
-                    kind: Some(PermitKind::Unrecorded),
-                },
-                true,
-            ),
-            StorePolicy::FailClosed => self.admission(
-                id,
-                AcquireAnswer {
-                    admitted: false,
-                    state: State::ForcedOpen,
-                    epoch: 0,
-                    retry_after_ms: 1000,
-                    kind: None,
-                },
-                true,
-            ),
-            StorePolicy::Local => self.decide_locally(id),
-        }
-    }
-
-    /// The [`StorePolicy::Local`] fallback's decision. The first one of an outage seeds it
-    /// from the last shared state seen and starts the store probe.
-    fn decide_locally(&self, id: String) -> Admission {
-        let inner = &self.inner;
-        inner.stats.local_decisions.fetch_add(1, Ordering::Relaxed);
-        let now = self.local_now();
-        let answer = {
-            let mut model = inner.local.lock().unwrap_or_else(PoisonError::into_inner);
-            if !inner.outage.swap(true, Ordering::AcqRel) {
-                *model = self.resumed_model(now);
-                self.start_store_probe();
-            }
-            model.acquire(now, &id)
-        };
-        self.admission(id, answer, true)
-    }
-
-    /// Starts the task that asks Redis, with backoff, whether it answers again, and ends the
-    /// outage when it does (the next acquire asks Redis and the shared state rules again). It
-    /// holds the breaker weakly and stops when the outage ends by other means.
-    fn start_store_probe(&self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // No runtime to probe on: end the outage, so the next acquire asks Redis again.
-            self.inner.outage.store(false, Ordering::Relaxed);
-            return;
-        };
-        if self.inner.probing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        handle.spawn(async move {
-            let mut delay = STORE_PROBE_FIRST;
-            loop {
-                tokio::time::sleep(delay).await;
-                let Some(inner) = weak.upgrade() else { return };
-                if inner.outage.load(Ordering::Acquire) {
-                    inner.stats.store_probes.fetch_add(1, Ordering::Relaxed);
-                    let key = inner.state_key.clone();
-                    let mut exists = coordkit_core::redis::cmd("EXISTS");
-                    exists.arg(&key);
-                    match inner.pool.query_keys::<i64>(&exists, &[key]).await {
-                        Err(e) if e.is_retryable() => {
-                            delay = (delay * 2).min(STORE_PROBE_MAX);
-                            continue;
-                        }
-                        // Redis answers (an error of another kind is the next acquire's).
-                        _ => inner.outage.store(false, Ordering::Release),
-                    }
-                }
-                inner.probing.store(false, Ordering::Release);
-                // An outage that began again just before (its start saw this task running and
-                // started none): keep probing it.
-                let again = inner.outage.load(Ordering::Acquire)
-                    && !inner.probing.swap(true, Ordering::AcqRel);
-                if !again {
-                    return;
-                }
-                delay = STORE_PROBE_FIRST;
-            }
-        });
     }
 
     /// Reports a permit's outcome and waits for Redis to count it (one round trip); the call's

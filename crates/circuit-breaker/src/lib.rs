@@ -73,6 +73,7 @@ mod breaker;
 mod config;
 mod error;
 mod events;
+mod fallback;
 #[cfg(feature = "tower")]
 mod layer;
 pub mod model;
