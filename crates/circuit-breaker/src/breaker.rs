@@ -62,7 +62,8 @@ pub(crate) struct Inner {
     pub(crate) flusher_awake: Arc<AtomicBool>,
     /// The flusher task, started by the first deferred report.
     pub(crate) flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
-    /// The [`StorePolicy::Local`] fallback, seeded from `seen` when an outage starts.
+    /// The [`StorePolicy::Local`](crate::StorePolicy::Local) fallback, seeded from `seen` when
+    /// an outage starts.
     pub(crate) local: Mutex<BreakerModel>,
     /// The last shared state an answer from Redis showed: `epoch * 8 + state` (0: none yet).
     pub(crate) seen: AtomicU64,
@@ -163,13 +164,15 @@ pub struct BreakerStats {
     pub store_calls: u64,
     /// Operations that could not reach Redis (handled by the store policy).
     pub store_errors: u64,
-    /// Store probes sent while the local fallback decided ([`StorePolicy::Local`]): one at a
-    /// time, 100 ms after the outage began, then backing off to one every 2 s.
+    /// Store probes sent while the local fallback decided
+    /// ([`StorePolicy::Local`](crate::StorePolicy::Local)): one at a time, 100 ms after the
+    /// outage began, then backing off to one every 2 s.
     pub store_probes: u64,
     /// Decisions made by the in-process fallback.
     pub local_decisions: u64,
     /// Whether acquires are decided by the local fallback now, without asking Redis: from the
-    /// first acquire that cannot reach it until Redis answers again ([`StorePolicy::Local`]).
+    /// first acquire that cannot reach it until Redis answers again
+    /// ([`StorePolicy::Local`](crate::StorePolicy::Local)).
     pub deciding_locally: bool,
     /// The last store error.
     pub last_store_error: Option<String>,
@@ -426,9 +429,11 @@ impl CircuitBreaker {
 
     /// Asks for permission to make one call: one round trip.
     ///
-    /// Redis being unreachable is not an error: the [`StorePolicy`] decides (and
-    /// [`BreakerStats::store_errors`] counts it). An error means the breaker's keys hold
-    /// something else or garbage.
+    /// Redis being unreachable is not an error: the [`StorePolicy`](crate::StorePolicy) decides
+    /// (and [`BreakerStats::store_errors`] counts it). Under
+    /// [`StorePolicy::Local`](crate::StorePolicy::Local), once one acquire found Redis
+    /// unreachable the next ones are decided locally with no round trip until Redis answers
+    /// again. An error means the breaker's keys hold something else or garbage.
     pub async fn acquire(&self) -> Result<Admission> {
         let n = self.inner.next_permit.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.inner.instance);
