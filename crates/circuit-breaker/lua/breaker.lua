@@ -41,7 +41,9 @@
 -- Returns (numbers only: no number is turned into text):
 --   acquire:  admitted without a change (closed, disabled, metrics-only): epoch * 8 + state;
 --             otherwise { admitted 0/1, state, epoch, retry after ms,
---                         permit kind 0 none | 1 normal | 2 probe | 3 metrics-only | 4 bypass }
+--                         permit kind 0 none | 1 normal | 2 probe | 3 metrics-only | 4 bypass };
+--             retry after: open, the rest of the open period; half-open with every probe
+--             taken, min(first lease's rest, base open duration, 2000), at least 1
 --   record:   (epoch * 4 + status) * 8 + state, status 0 recorded | 1 stale | 2 ignored |
 --             3 not_counted; when it leaves the breaker open: { that number, open ms left }
 --   snapshot: { state, epoch, calls, failures, slow, consecutive failures, opened at,
@@ -475,7 +477,10 @@ if op == 'acquire' then
       for _, deadline in pairs(b.leases) do
         if not first or deadline < first then first = deadline end
       end
-      retry = math.max((first or now) - now, 1)
+      -- Ask again when the probes are likely done: the base open period's scale, at most 2 s
+      -- (HALF_OPEN_RETRY_CAP in state.rs), and no later than the first lease frees a slot.
+      -- Not the lease itself: it is long (30 s by default), and the probes close it sooner.
+      retry = math.max(math.min((first or now) - now, cfg.open_base, 2000), 1)
     end
   end
   save()

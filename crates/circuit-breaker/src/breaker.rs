@@ -9,7 +9,7 @@ use coordkit_core::{
     Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
 };
 
-use crate::config::{BreakerConfig, StorePolicy, ms};
+use crate::config::{BreakerConfig, ms};
 use crate::error::{BreakerError, Result};
 use crate::model::BreakerModel;
 use crate::state::{
@@ -37,44 +37,48 @@ static BREAKER: Script = Script::new("circuit-breaker", include_str!("../lua/bre
 /// shares it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    name: String,
-    pool: Pool,
-    config: BreakerConfig,
-    state_key: Key,
-    probes_key: Key,
-    channel_prefix: String,
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) pool: Pool,
+    pub(crate) config: BreakerConfig,
+    pub(crate) state_key: Key,
+    pub(crate) probes_key: Key,
+    pub(crate) channel_prefix: String,
     /// Unique per handle, so permit ids never collide across processes.
-    instance: String,
+    pub(crate) instance: String,
     /// ARGV[3..=5] of the script, packed once.
-    config_args: Vec<Vec<u8>>,
-    next_permit: AtomicU64,
+    pub(crate) config_args: Vec<Vec<u8>>,
+    pub(crate) next_permit: AtomicU64,
     /// Reports waiting to go out ahead of the next acquire (or by the flusher).
     pending: Mutex<Vec<Report>>,
     /// Wakes the flusher when it is idle.
-    flush: Arc<tokio::sync::Notify>,
+    pub(crate) flush: Arc<tokio::sync::Notify>,
     /// Whether the flusher is awake (ticking every [`LINGER`]): while it is, deferring a report
     /// wakes nobody.
-    flusher_awake: Arc<AtomicBool>,
+    pub(crate) flusher_awake: Arc<AtomicBool>,
     /// The flusher task, started by the first deferred report.
-    flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
-    /// The [`StorePolicy::Local`] fallback, seeded from `seen` when an outage starts.
-    local: Mutex<BreakerModel>,
+    pub(crate) flusher: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// The [`StorePolicy::Local`](crate::StorePolicy::Local) fallback, seeded from `seen` when
+    /// an outage starts.
+    pub(crate) local: Mutex<BreakerModel>,
     /// The last shared state an answer from Redis showed: `epoch * 8 + state` (0: none yet).
-    seen: AtomicU64,
+    pub(crate) seen: AtomicU64,
     /// When the shared state was last seen open: its epoch and the [`CircuitBreaker::local_now`]
     /// time its open period ends.
-    seen_open: Mutex<(u64, u64)>,
+    pub(crate) seen_open: Mutex<(u64, u64)>,
     /// Whether the local fallback decides: set by the first acquire that cannot reach Redis
-    /// (which seeds it), cleared by any answer from Redis.
-    outage: AtomicBool,
+    /// (which seeds it), cleared by any answer from Redis (the store probe's included). While
+    /// it is set, acquires do not ask Redis.
+    pub(crate) outage: AtomicBool,
+    /// Whether the store probe task runs (one per breaker).
+    pub(crate) probing: AtomicBool,
     /// The origin of [`CircuitBreaker::local_now`] on the server clock.
-    started: Instant,
-    stats: StatsCell,
+    pub(crate) started: Instant,
+    pub(crate) stats: StatsCell,
     /// Concurrent acquires share one pipeline.
     acquires: GroupCommit<AcquireCall, coordkit_core::Result<Value>>,
 }
@@ -138,12 +142,14 @@ fn acquire_batcher(pool: &Pool) -> GroupCommit<AcquireCall, coordkit_core::Resul
 }
 
 #[derive(Debug, Default)]
-struct StatsCell {
-    admitted: AtomicU64,
-    rejected: AtomicU64,
-    store_errors: AtomicU64,
-    local_decisions: AtomicU64,
-    last_store_error: Mutex<Option<String>>,
+pub(crate) struct StatsCell {
+    pub(crate) admitted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) store_calls: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
+    pub(crate) store_probes: AtomicU64,
+    pub(crate) local_decisions: AtomicU64,
+    pub(crate) last_store_error: Mutex<Option<String>>,
 }
 
 /// What this handle has seen.
@@ -153,10 +159,21 @@ pub struct BreakerStats {
     pub admitted: u64,
     /// Calls rejected.
     pub rejected: u64,
+    /// Script calls sent to Redis: acquires, reports (each carried report counts), snapshots,
+    /// forces and clears. Not the store probes.
+    pub store_calls: u64,
     /// Operations that could not reach Redis (handled by the store policy).
     pub store_errors: u64,
+    /// Store probes sent while the local fallback decided
+    /// ([`StorePolicy::Local`](crate::StorePolicy::Local)): one at a time, 100 ms after the
+    /// outage began, then backing off to one every 2 s.
+    pub store_probes: u64,
     /// Decisions made by the in-process fallback.
     pub local_decisions: u64,
+    /// Whether acquires are decided by the local fallback now, without asking Redis: from the
+    /// first acquire that cannot reach it until Redis answers again
+    /// ([`StorePolicy::Local`](crate::StorePolicy::Local)).
+    pub deciding_locally: bool,
     /// The last store error.
     pub last_store_error: Option<String>,
 }
@@ -291,6 +308,7 @@ impl CircuitBreaker {
                 seen: AtomicU64::new(0),
                 seen_open: Mutex::new((0, 0)),
                 outage: AtomicBool::new(false),
+                probing: AtomicBool::new(false),
                 started: Instant::now(),
                 state_key: keys.typed_key("state", KeyKind::Hash),
                 probes_key: keys.typed_key("probes", KeyKind::ZSet),
@@ -319,9 +337,13 @@ impl CircuitBreaker {
         &self.inner.config
     }
 
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
     /// The channel of one kind of its events (`opened`, `half_opened`, `closed`, `forced`,
     /// `cleared`); every breaker of the namespace publishes there, the envelope's `entity` is
-    /// the breaker's name.
+    /// the breaker's name. [`CircuitBreaker::events`] subscribes to this breaker's alone.
     pub fn channel(&self, kind: &str) -> String {
         format!("{}{kind}", self.inner.channel_prefix)
     }
@@ -343,13 +365,16 @@ impl CircuitBreaker {
         BreakerStats {
             admitted: s.admitted.load(Ordering::Relaxed),
             rejected: s.rejected.load(Ordering::Relaxed),
+            store_calls: s.store_calls.load(Ordering::Relaxed),
             store_errors: s.store_errors.load(Ordering::Relaxed),
+            store_probes: s.store_probes.load(Ordering::Relaxed),
             local_decisions: s.local_decisions.load(Ordering::Relaxed),
+            deciding_locally: self.inner.outage.load(Ordering::Relaxed),
             last_store_error: s.last_store_error.lock().ok().and_then(|e| e.clone()),
         }
     }
 
-    fn note_store_error(&self, error: &str) {
+    pub(crate) fn note_store_error(&self, error: &str) {
         self.inner
             .stats
             .store_errors
@@ -359,7 +384,9 @@ impl CircuitBreaker {
         }
     }
 
+    /// A call of the script (counted in [`BreakerStats::store_calls`]: every one built is sent).
     fn script(&self, op: &str) -> coordkit_core::Invocation<'static> {
+        self.inner.stats.store_calls.fetch_add(1, Ordering::Relaxed);
         let mut call = BREAKER.prepare();
         call.key(&self.inner.state_key)
             .key(&self.inner.probes_key)
@@ -371,7 +398,7 @@ impl CircuitBreaker {
 
     /// The local fallback's clock (ms): the manual clock, else a monotonic one (a wall clock
     /// that jumps does not shorten or stretch a local open period).
-    fn local_now(&self) -> u64 {
+    pub(crate) fn local_now(&self) -> u64 {
         match &self.inner.config.clock {
             Clock::Manual(manual) => manual.now_ms(),
             _ => ms(self.inner.started.elapsed()),
@@ -381,7 +408,7 @@ impl CircuitBreaker {
     /// Notes the shared state an answer from Redis showed (`open_left_ms`: how long it stays
     /// open, when it is): the local fallback's start at the next outage, which this answer
     /// ends. Two relaxed loads when nothing changed, as on the hot path.
-    fn saw(&self, state: State, epoch: u64, open_left_ms: Option<u64>) {
+    pub(crate) fn saw(&self, state: State, epoch: u64, open_left_ms: Option<u64>) {
         let inner = &self.inner;
         if let Some(code) = epoch.checked_mul(8).map(|e| e | state.code())
             && inner.seen.load(Ordering::Relaxed) != code
@@ -400,40 +427,21 @@ impl CircuitBreaker {
         }
     }
 
-    /// The local fallback at the start of an outage: the last shared state seen (see
-    /// [`StorePolicy::Local`]).
-    fn resumed_model(&self, now: u64) -> BreakerModel {
-        let config = self.inner.config.clone();
-        let code = self.inner.seen.load(Ordering::Relaxed);
-        let epoch = code / 8;
-        let state = i64::try_from(code % 8).ok().and_then(State::from_code);
-        let Some(state) = state.filter(|_| epoch > 0) else {
-            return BreakerModel::new(config);
-        };
-        let open_until = match state {
-            State::Open => match *self
-                .inner
-                .seen_open
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-            {
-                (seen, until) if seen == epoch => until,
-                // Seen open without its deadline: at least the first open period.
-                _ => now.saturating_add(config.open_ms().0),
-            },
-            _ => 0,
-        };
-        BreakerModel::resume(config, state, epoch, now, open_until)
-    }
-
     /// Asks for permission to make one call: one round trip.
     ///
-    /// Redis being unreachable is not an error: the [`StorePolicy`] decides (and
-    /// [`BreakerStats::store_errors`] counts it). An error means the breaker's keys hold
-    /// something else or garbage.
+    /// Redis being unreachable is not an error: the [`StorePolicy`](crate::StorePolicy) decides
+    /// (and [`BreakerStats::store_errors`] counts it). Under
+    /// [`StorePolicy::Local`](crate::StorePolicy::Local), once one acquire found Redis
+    /// unreachable the next ones are decided locally with no round trip until Redis answers
+    /// again. An error means the breaker's keys hold something else or garbage.
     pub async fn acquire(&self) -> Result<Admission> {
         let n = self.inner.next_permit.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.inner.instance);
+        // An outage under way: decide at once rather than wait for Redis to fail again (its
+        // connection timeout, on every call); the store probe ends the outage.
+        if self.inner.outage.load(Ordering::Relaxed) {
+            return Ok(self.decide_locally(id));
+        }
         let mut call = self.script("acquire");
         call.arg(&id);
         let reports: Vec<_> = self
@@ -461,7 +469,7 @@ impl CircuitBreaker {
         self.saw(answer.state, answer.epoch, open_left);
     }
 
-    fn admission(&self, id: String, answer: AcquireAnswer, local: bool) -> Admission {
+    pub(crate) fn admission(&self, id: String, answer: AcquireAnswer, local: bool) -> Admission {
         match (answer.admitted, answer.kind) {
             (true, Some(kind)) => {
                 self.inner.stats.admitted.fetch_add(1, Ordering::Relaxed);
@@ -481,53 +489,6 @@ impl CircuitBreaker {
                     state: answer.state,
                     retry_after: Duration::from_millis(answer.retry_after_ms),
                 })
-            }
-        }
-    }
-
-    fn acquire_without_store(&self, id: String, error: &coordkit_core::Error) -> Admission {
-        self.note_store_error(&error.to_string());
-        match self.inner.config.store_policy {
-            StorePolicy::FailOpen => self.admission(
-                id,
-                AcquireAnswer {
-                    admitted: true,
-                    state: State::Closed,
-                    epoch: 0,
-                    retry_after_ms: 0,
-                    kind: Some(PermitKind::Unrecorded),
-                },
-                true,
-            ),
-            StorePolicy::FailClosed => self.admission(
-                id,
-                AcquireAnswer {
-                    admitted: false,
-                    state: State::ForcedOpen,
-                    epoch: 0,
-                    retry_after_ms: 1000,
-                    kind: None,
-                },
-                true,
-            ),
-            StorePolicy::Local => {
-                self.inner
-                    .stats
-                    .local_decisions
-                    .fetch_add(1, Ordering::Relaxed);
-                let now = self.local_now();
-                let answer = {
-                    let mut model = self
-                        .inner
-                        .local
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    if !self.inner.outage.swap(true, Ordering::AcqRel) {
-                        *model = self.resumed_model(now);
-                    }
-                    model.acquire(now, &id)
-                };
-                self.admission(id, answer, true)
             }
         }
     }

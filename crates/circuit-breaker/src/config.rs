@@ -55,9 +55,17 @@ pub enum StorePolicy {
     ///   (reject everything, admit everything, admit and count);
     /// - **closed** (or nothing seen yet) starts closed with an empty window.
     ///
+    /// The first acquire that cannot reach Redis starts the outage (it waited for the
+    /// failure); the acquires after it are decided locally at once, without asking Redis,
+    /// while a background probe (`EXISTS` on the state key, 100 ms after the start, then
+    /// backing off to every 2 s) waits for Redis to answer. Snapshots, forces, clears and the
+    /// reports of permits Redis gave still go to Redis. [`BreakerStats`](crate::BreakerStats)
+    /// shows it: `deciding_locally`, `store_calls`, `store_probes`, `local_decisions`.
+    ///
     /// Outcomes of calls admitted locally count only locally and are never sent to Redis.
-    /// Once Redis answers again the shared state rules: the next acquire follows it, and the
-    /// next outage starts again from what Redis last said.
+    /// Once Redis answers again (the probe, or any other operation of the handle) the shared
+    /// state rules: the next acquire follows it, and the next outage starts again from what
+    /// Redis last said.
     #[default]
     Local,
 }

@@ -18,7 +18,8 @@
 //! - **Epochs**: every permit carries the breaker's epoch; an outcome from an older epoch is
 //!   ignored.
 //! - **Events** from the transition script itself, exactly once per transition: `opened`,
-//!   `half_opened`, `closed`, `forced`, `cleared`, with the reason and the window's figures.
+//!   `half_opened`, `closed`, `forced`, `cleared`, with the reason and the window's figures;
+//!   [`CircuitBreaker::events`] delivers one breaker's, typed ([`BreakerEvent`]).
 //! - **Redis unreachable**: fail-open, fail-closed, or the same rules in-process, starting
 //!   from the last shared state this process saw ([`StorePolicy`]); store errors show in
 //!   [`BreakerStats`].
@@ -71,6 +72,8 @@
 mod breaker;
 mod config;
 mod error;
+mod events;
+mod fallback;
 #[cfg(feature = "tower")]
 mod layer;
 pub mod model;
@@ -81,12 +84,13 @@ mod wire;
 pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
 pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};
 pub use error::{BreakerError, Result};
+pub use events::{BreakerEvent, BreakerEventKind, BreakerEvents, TripFigures};
 #[cfg(feature = "tower")]
 pub use layer::{
     CircuitBreakerLayer, CircuitBreakerService, Classify, ClassifyFn, ErrorsAreFailures,
 };
 pub use registry::BreakerRegistry;
 pub use state::{
-    AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection, Snapshot,
-    State,
+    AcquireAnswer, Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus,
+    Rejection, Snapshot, State,
 };

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use crate::config::{BreakerConfig, Window, ms};
 use crate::state::{
-    AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Snapshot, State,
+    AcquireAnswer, Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus,
+    Snapshot, State,
 };
 
 /// Where the counts stop, as in the script: 2^48 - 1, the largest it accepts from storage.
@@ -302,7 +303,12 @@ impl BreakerModel {
                     (true, Some(PermitKind::Probe), 0)
                 } else {
                     let first = self.probes.values().min().copied().unwrap_or(now);
-                    (false, None, first.saturating_sub(now).max(1))
+                    let retry = first
+                        .saturating_sub(now)
+                        .min(self.config.open_ms().0)
+                        .min(ms(HALF_OPEN_RETRY_CAP))
+                        .max(1);
+                    (false, None, retry)
                 }
             }
         };

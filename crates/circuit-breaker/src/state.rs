@@ -231,11 +231,25 @@ impl Snapshot {
     }
 }
 
+/// The longest [`Rejection::retry_after`] of a half-open breaker whose probe permits are all
+/// taken.
+pub const HALF_OPEN_RETRY_CAP: Duration = Duration::from_secs(2);
+
 /// Why a call was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// The state that rejected it.
     pub state: State,
-    /// How long until it is worth asking again.
+    /// How long until it is worth asking again:
+    /// - **open**: the rest of the open period (then it goes half-open);
+    /// - **half-open, every probe permit taken**: about as long as the probes should take —
+    ///   the base open duration, at most [`HALF_OPEN_RETRY_CAP`] (2 s), and no longer than
+    ///   until the first probe lease runs out; at least 1 ms. Never the whole permit lease:
+    ///   the probes usually decide well before it, and a caller that waited it would stall
+    ///   long after the breaker closed. A caller may be rejected again (the probes are still
+    ///   running); it then waits again.
+    /// - **forced open**: zero (no end is known; ask an operator);
+    /// - **Redis unreachable with [`StorePolicy::FailClosed`](crate::StorePolicy::FailClosed)**:
+    ///   1 s.
     pub retry_after: Duration,
 }

@@ -64,7 +64,8 @@ fn config(time_window: bool, clock: &ManualClock) -> BreakerConfig {
         })
         .half_open_permits(2)
         .half_open_successes(2)
-        .permit_lease(Duration::from_millis(700))
+        // Longer than the base open duration: a half-open rejection answers the shorter.
+        .permit_lease(Duration::from_millis(1500))
         .half_open_max_wait(Some(Duration::from_millis(3000)))
         .clock(Clock::Manual(clock.clone()))
         .build()
