@@ -101,3 +101,55 @@ redis_test! {
         assert!(queue.dead_letters(0, 10).await.unwrap().is_empty());
     }
 }
+
+redis_test! {
+    async fn tasks_deferred_by_a_half_open_breaker_come_back_soon_not_after_the_lease(redis) {
+        let pool = redis.pool().await;
+        let keyspace = redis.keyspace();
+        let queue = Queue::new(pool.clone(), &keyspace, "herd", QueueConfig::default()).unwrap();
+        let config = BreakerConfig::builder()
+            .minimum_calls(1)
+            .consecutive_failures(Some(1))
+            .open_duration(OpenDuration::Fixed(Duration::from_millis(300)))
+            .build()
+            .unwrap();
+        let breaker = CircuitBreaker::new(pool, &keyspace, "search", config).unwrap();
+        let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
+            panic!("a new breaker admits");
+        };
+        breaker.record(permit, Outcome::Failure).await.unwrap();
+        let options = TaskOptions::default().component("search").max_attempts(1);
+        let batch: Vec<NewTask> = (0..10).map(|_| NewTask::new("call").options(options.clone())).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        // How long each deferral put its task off: due time minus the claim's time.
+        let delays = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let d = delays.clone();
+        let b = breaker.clone();
+        let config = WorkerConfig::default()
+            .breakers(move |name| (name == "search").then(|| b.clone()))
+            .on_settled(move |task, settled| {
+                if let coordkit_retry_queue::Settled::Deferred { due_ms } = settled {
+                    let claimed = task.deadline_ms - 30_000;
+                    d.lock().unwrap().push(due_ms.saturating_sub(claimed));
+                }
+            });
+        let worker = Worker::start(queue.clone(), config, |_task| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while queue.stats().await.unwrap().completed < 10 {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", worker.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(worker.shutdown().await.clean);
+        let delays = delays.lock().unwrap().clone();
+        assert!(!delays.is_empty(), "nothing was deferred");
+        // Open: until it half-opens (300 ms); half-open with its probe taken: at most the cap,
+        // never the 30 s permit lease.
+        let cap = coordkit_circuit_breaker::HALF_OPEN_RETRY_CAP.as_millis() as u64;
+        assert!(delays.iter().all(|&d| d <= cap), "{delays:?}");
+    }
+}
