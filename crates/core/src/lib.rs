@@ -53,6 +53,7 @@ mod connect_error;
 mod error;
 pub mod events;
 mod group_commit;
+mod health;
 mod keyspace;
 mod pool;
 mod script;
@@ -63,6 +64,7 @@ pub use config::{DEFAULT_URL, PoolConfig, Topology};
 pub use error::{Error, NameRule, Result};
 pub use events::Event;
 pub use group_commit::{BoxFuture, GroupCommit};
+pub use health::{PoolHealth, PrimaryHealth};
 pub use keyspace::{
     InstanceKeys, Key, KeyKind, Keyspace, MAX_NAME_BYTES, redis_hash_tag, validate_name,
 };

@@ -396,21 +396,7 @@ impl Pool {
                     .arg(pattern)
                     .arg("COUNT")
                     .arg(count.max(1));
-                let routing = redis::cluster_routing::RoutingInfo::SingleNode(
-                    redis::cluster_routing::SingleNodeRoutingInfo::ByAddress { host, port },
-                );
-                let mut conn = self.checkout().await?;
-                let outcome = match &mut conn.inner {
-                    AnyConnection::Cluster(c) => {
-                        tokio::time::timeout(
-                            self.inner.config.command_timeout,
-                            c.route_command(scan, routing),
-                        )
-                        .await
-                    }
-                    AnyConnection::Standalone(_) => return Err(bad_cursor()),
-                };
-                let value = self.settle(&conn, outcome, "SCAN", Origin::NONE).await?;
+                let value = self.query_node(host, port, scan, "SCAN").await?;
                 let (next, keys): (u64, Vec<String>) = redis::from_redis_value(value)
                     .map_err(|e| Error::decode("the answer to SCAN", e))?;
                 let next = if next != 0 {
@@ -425,8 +411,32 @@ impl Pool {
         }
     }
 
+    /// Runs `cmd` on the cluster node at `host:port` (on a standalone server, on the server).
+    pub(crate) async fn query_node(
+        &self,
+        host: String,
+        port: u16,
+        cmd: Cmd,
+        operation: &str,
+    ) -> Result<Value> {
+        let mut conn = self.checkout().await?;
+        let timeout = self.inner.config.command_timeout;
+        let outcome = match &mut conn.inner {
+            AnyConnection::Cluster(c) => {
+                let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+                    redis::cluster_routing::SingleNodeRoutingInfo::ByAddress { host, port },
+                );
+                tokio::time::timeout(timeout, c.route_command(cmd, routing)).await
+            }
+            AnyConnection::Standalone(c) => {
+                tokio::time::timeout(timeout, cmd.query_async::<Value>(c)).await
+            }
+        };
+        self.settle(&conn, outcome, operation, Origin::NONE).await
+    }
+
     /// The cluster's primaries, `(host, port)` sorted, from `CLUSTER SLOTS`.
-    async fn cluster_primaries(&self) -> Result<Vec<(String, u16)>> {
+    pub(crate) async fn cluster_primaries(&self) -> Result<Vec<(String, u16)>> {
         let slots: Vec<Vec<redis::Value>> = self
             .query(&redis::cmd("CLUSTER").arg("SLOTS").to_owned())
             .await?;

@@ -327,3 +327,37 @@ redis_test! {
         assert!(matches!(err, Error::InvalidConfig { field: "cursor", .. }), "{err:?}");
     }
 }
+
+redis_test! {
+    async fn health_reads_every_primary(redis) {
+        let pool = redis.pool().await;
+        let health = pool.health().await.unwrap();
+        assert_eq!(health.topology, pool.topology());
+        let expected = match redis.topology() {
+            coordkit_testkit::Topology::Standalone => 1,
+            coordkit_testkit::Topology::Cluster => 3,
+        };
+        assert_eq!(health.primaries.len(), expected, "{health:?}");
+        for p in &health.primaries {
+            assert!(p.used_memory > 0 && p.connected_clients >= 1, "{p:?}");
+        }
+        // The pool's own connections are among the clients it reports.
+        assert!(health.connections >= 1);
+        assert!(health.idle_connections <= health.connections);
+    }
+}
+
+#[tokio::test]
+async fn health_of_a_server_that_is_down_is_unavailable() {
+    let mut server = coordkit_testkit::RedisServer::start().unwrap();
+    let pool = server
+        .fault_pool(std::time::Duration::from_millis(300))
+        .await;
+    assert!(pool.health().await.is_ok());
+    server.kill();
+    let err = pool.health().await.unwrap_err();
+    assert!(
+        matches!(err, coordkit_core::Error::Unavailable { .. }),
+        "{err:?}"
+    );
+}
