@@ -57,7 +57,7 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let ms = crate::time::duration_ms(by);
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
 

@@ -18,7 +18,7 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::pool::Pool;
@@ -35,24 +35,10 @@ pub struct Event<P = serde_json::Value> {
     pub entity: String,
     /// When it happened, in milliseconds since the Unix epoch, by the server's clock (or the
     /// manual clock the script was given).
-    #[serde(deserialize_with = "millis")]
+    #[serde(with = "crate::time::millis")]
     pub ts_ms: u64,
     /// The primitive-specific details.
     pub payload: P,
-}
-
-/// Accepts integers and the floats Lua's cjson may write for them.
-fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
-    let value = serde_json::Number::deserialize(deserializer)?;
-    value
-        .as_u64()
-        .or_else(|| {
-            value
-                .as_f64()
-                .filter(|f| *f >= 0.0)
-                .map(|f| f.round() as u64)
-        })
-        .ok_or_else(|| serde::de::Error::custom(format!("{value} is not a timestamp")))
 }
 
 static PUBLISH: Script = Script::new("publish", include_str!("../lua/publish.lua"));

@@ -58,6 +58,8 @@ mod keyspace;
 mod pool;
 mod script;
 pub mod subscriber;
+pub mod time;
+pub mod wire;
 
 pub use clock::{Clock, ManualClock};
 pub use config::{DEFAULT_URL, PoolConfig, Topology};

@@ -22,6 +22,7 @@ use crate::config::{PoolConfig, Topology, scrub};
 use crate::connect_error::ConnectTarget;
 use crate::error::{Error, Result};
 use crate::keyspace::Key;
+use crate::time::duration_ms;
 
 /// A cheap-to-clone handle over one shared connection pool. Every primitive of a process should
 /// share one.
@@ -277,8 +278,8 @@ impl Pool {
                     .connection_timeout(config.connection_timeout)
                     .response_timeout(config.command_timeout)
                     .retries(CLUSTER_RETRIES)
-                    .min_retry_wait(retry_wait.as_millis() as u64)
-                    .max_retry_wait(retry_wait.as_millis() as u64 * 2)
+                    .min_retry_wait(duration_ms(retry_wait))
+                    .max_retry_wait(duration_ms(retry_wait).saturating_mul(2))
                     .build()
                     .map_err(scrubbed)?,
             )),

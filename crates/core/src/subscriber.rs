@@ -48,6 +48,7 @@ use crate::config::{PoolConfig, Topology, scrub};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::pool::Pool;
+use crate::time::RetryDelay;
 
 /// One received event.
 #[derive(Debug, Clone, PartialEq)]
@@ -431,7 +432,7 @@ impl<P: DeserializeOwned + Send + 'static> Receiver<P> {
 
     /// Drives the connection back (the drivers resubscribe on reconnect) with backoff.
     async fn reconnect(&mut self, shutdown: &mut oneshot::Receiver<()>) -> bool {
-        let mut delay = Duration::from_millis(20);
+        let mut delay = RetryDelay::new(Duration::from_millis(20), Duration::from_secs(1));
         loop {
             let attempt = tokio::time::timeout(Duration::from_secs(2), self.conn.ping()).await;
             match attempt {
@@ -448,9 +449,8 @@ impl<P: DeserializeOwned + Send + 'static> Receiver<P> {
             }
             tokio::select! {
                 _ = &mut *shutdown => return false,
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(delay.next_delay()) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
 }
