@@ -9,9 +9,13 @@
 --   `arg` itself when it is not empty (the manual clock), else TIME's seconds and milliseconds,
 --   put together as text: for scripts that write the time into strings, it turns no number
 --   into text and no text into a number (both cost a script more than a Redis call's share).
+-- ck_emit_json(channel, kind, source, entity, ts_ms, payload_json)
+--   PUBLISHes the event envelope {kind, source, entity, ts_ms, payload} on `channel`, with
+--   `payload_json` already encoded (a script on a hot path writes it by concatenation). This is
+--   the one place the envelope is written; `ts_ms` is a number or its decimal text. Returns the
+--   number of receivers.
 -- ck_emit(channel, kind, source, entity, ts_ms, payload)
---   PUBLISHes the JSON envelope {kind, source, entity, ts_ms, payload} on `channel`;
---   `payload` is a Lua table (encoded with cjson) or nil (encoded as {}).
+--   The same with `payload` a Lua table (encoded with cjson) or nil (encoded as {}).
 -- ck_fail(code, detail)
 --   Returns an error reply "CODE detail": Rust maps it to Error::Script { code, detail }.
 -- ck_expect_type(key, expected)
@@ -47,16 +51,23 @@ local function ck_now_text(arg)
   return t[1] .. string.sub('00000' .. t[2], -6, -4)
 end
 
+-- helper: ck_emit_json
+local function ck_emit_json(channel, kind, source, entity, ts_ms, payload_json)
+  if type(ts_ms) == 'number' then
+    ts_ms = string.format('%d', ts_ms)
+  end
+  return redis.call('PUBLISH', channel, '{"kind":' .. cjson.encode(kind) .. ',"source":'
+    .. cjson.encode(source) .. ',"entity":' .. cjson.encode(entity) .. ',"ts_ms":' .. ts_ms
+    .. ',"payload":' .. payload_json .. '}')
+end
+
 -- helper: ck_emit
 local function ck_emit(channel, kind, source, entity, ts_ms, payload)
-  local envelope = cjson.encode({
-    kind = kind,
-    source = source,
-    entity = entity,
-    ts_ms = ts_ms,
-    payload = payload or {},
-  })
-  redis.call('PUBLISH', channel, envelope)
+  local json = '{}'
+  if payload and next(payload) ~= nil then
+    json = cjson.encode(payload)
+  end
+  return ck_emit_json(channel, kind, source, entity, ts_ms, json)
 end
 
 -- helper: ck_fail

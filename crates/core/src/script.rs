@@ -115,9 +115,18 @@ impl Script {
         if !self.with_prelude {
             return self.body.to_owned();
         }
+        // The helpers the body names, and the helpers those name (a helper names only
+        // helpers defined before it, so walking the prelude backwards finds them all).
+        let helpers: Vec<_> = prelude_helpers().collect();
+        let mut wanted = vec![false; helpers.len()];
+        for i in (0..helpers.len()).rev() {
+            let (name, _) = helpers[i];
+            wanted[i] = names(self.body, name)
+                || (i + 1..helpers.len()).any(|j| wanted[j] && names(helpers[j].1, name));
+        }
         let mut source = String::with_capacity(PRELUDE.len() + self.body.len() + 1);
-        for (name, helper) in prelude_helpers() {
-            if names(self.body, name) {
+        for ((_, helper), wanted) in helpers.iter().zip(wanted) {
+            if wanted {
                 source.push_str(helper);
             }
         }
@@ -270,6 +279,7 @@ mod tests {
             [
                 "ck_now",
                 "ck_now_text",
+                "ck_emit_json",
                 "ck_emit",
                 "ck_fail",
                 "ck_expect_type",

@@ -194,3 +194,18 @@ async fn a_subscriber_needs_a_channel() {
         }
     ));
 }
+
+redis_test! {
+    async fn the_envelope_is_valid_json_for_any_kind_source_and_entity(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let channel = ks.channel("test", "odd").unwrap();
+        let mut sub = pool.subscriber().channel(&channel).subscribe::<serde_json::Value>().await.unwrap();
+        let odd = "quote \" backslash \\ newline \n unicode é";
+        events::publish(&pool, &channel, odd, odd, odd, &serde_json::json!([1, "x"])).await.unwrap();
+        let got = next(&mut sub).await.event;
+        assert_eq!((got.kind.as_str(), got.source.as_str(), got.entity.as_str()), (odd, odd, odd));
+        assert_eq!(got.payload, serde_json::json!([1, "x"]));
+        assert_eq!(sub.stats().decode_errors, 0);
+    }
+}

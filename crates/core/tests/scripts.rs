@@ -48,6 +48,11 @@ static BOUNDED: Script = Script::new(
      return n + 1",
 );
 
+static TRANSITION_EMIT: Script = Script::new(
+    "emit",
+    "-- ARGV[1] channel. Emits an event.\nck_emit(ARGV[1], 'k', 's', 'e', 1, nil)",
+);
+
 static WORD: Script = Script::new("word", "-- Returns a word.\nreturn 'not a number'");
 
 redis_test! {
@@ -233,6 +238,14 @@ fn every_script_carries_the_prelude_helpers_it_names() {
     assert!(NOW_TEXT.source().contains("local function ck_now_text("));
     assert!(!NOW_TEXT.source().contains("local function ck_now("));
     assert!(GUARDED.source().contains("local function ck_fail("));
+    // A helper brings the helpers it calls, before itself.
+    let emit = TRANSITION_EMIT.source();
+    let (json, table) = (
+        emit.find("local function ck_emit_json(")
+            .expect("ck_emit_json"),
+        emit.find("local function ck_emit(").expect("ck_emit"),
+    );
+    assert!(json < table, "{emit}");
     assert_eq!(
         UNCHECKED
             .source()
