@@ -38,27 +38,33 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use coordkit_core as core;
 
 /// Shared context: entities with versions, compare-and-set, history, watch, agent status.
 #[cfg(feature = "context")]
+#[cfg_attr(docsrs, doc(cfg(feature = "context")))]
 pub use coordkit_context as context;
 
 /// Error tracking with signature deduplication, regressions and cascade correlation.
 #[cfg(feature = "errors")]
+#[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
 pub use coordkit_errors as errors;
 
 /// Distributed circuit breakers that every process agrees on.
 #[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub use coordkit_circuit_breaker as circuit_breaker;
 
 /// Retry queues with backoff, leases, dead letters and a worker runtime.
 #[cfg(feature = "retry-queue")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry-queue")))]
 pub use coordkit_retry_queue as retry_queue;
 
 /// Trimmed time-series metrics: gauges, counters, histograms, aggregations, rollups.
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use coordkit_metrics as metrics;
 
 mod facade;
