@@ -100,7 +100,7 @@ impl Coordkit {
     /// A builder for the error tracker `name`.
     #[cfg(feature = "errors")]
     pub fn error_tracker(&self, name: &str) -> crate::errors::TrackerBuilder {
-        crate::errors::ErrorTracker::builder(self.pool.clone(), self.keyspace.clone(), name)
+        crate::errors::ErrorTracker::builder(&self.pool, &self.keyspace, name)
     }
 
     /// The retry queue `name` with `config`.
