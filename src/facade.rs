@@ -94,7 +94,7 @@ impl Coordkit {
     /// A builder for a context store with other settings (actor, idle expiry, history).
     #[cfg(feature = "context")]
     pub fn context_builder(&self) -> crate::context::ContextStoreBuilder {
-        crate::context::ContextStore::builder(self.pool.clone(), self.keyspace.clone())
+        crate::context::ContextStore::builder(&self.pool, &self.keyspace)
     }
 
     /// A builder for the error tracker `name`.
