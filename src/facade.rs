@@ -94,13 +94,13 @@ impl Coordkit {
     /// A builder for a context store with other settings (actor, idle expiry, history).
     #[cfg(feature = "context")]
     pub fn context_builder(&self) -> crate::context::ContextStoreBuilder {
-        crate::context::ContextStore::builder(self.pool.clone(), self.keyspace.clone())
+        crate::context::ContextStore::builder(&self.pool, &self.keyspace)
     }
 
     /// A builder for the error tracker `name`.
     #[cfg(feature = "errors")]
     pub fn error_tracker(&self, name: &str) -> crate::errors::TrackerBuilder {
-        crate::errors::ErrorTracker::builder(self.pool.clone(), self.keyspace.clone(), name)
+        crate::errors::ErrorTracker::builder(&self.pool, &self.keyspace, name)
     }
 
     /// The retry queue `name` with `config`.
@@ -113,9 +113,16 @@ impl Coordkit {
         crate::retry_queue::Queue::new(self.pool.clone(), &self.keyspace, name, config)
     }
 
-    /// Metrics (gauges, counters, histograms) in this namespace.
+    /// Metrics (gauges, counters, histograms) in this namespace, on the server's clock; see
+    /// [`Coordkit::metrics_builder`] for another clock.
     #[cfg(feature = "metrics")]
     pub fn metrics(&self) -> crate::metrics::Result<crate::metrics::Metrics> {
-        crate::metrics::Metrics::new(&self.pool, &self.keyspace)
+        self.metrics_builder().build()
+    }
+
+    /// A builder for metrics in this namespace with other settings (the clock).
+    #[cfg(feature = "metrics")]
+    pub fn metrics_builder(&self) -> crate::metrics::MetricsBuilder {
+        crate::metrics::Metrics::builder(&self.pool, &self.keyspace)
     }
 }

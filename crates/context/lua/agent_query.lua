@@ -72,7 +72,7 @@ for _, agent in ipairs(expired) do
   drop(agent)
   local payload = {}
   if reasons[agent] then payload = { malformed = reasons[agent] } end
-  ck_emit(ARGV[5], 'agent_expired', 'ctx', agent, now, payload)
+  ck_emit(ARGV[5], 'agent_expired', 'context', agent, now, payload)
 end
 
 local function alive(agent)

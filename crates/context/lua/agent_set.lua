@@ -58,7 +58,7 @@ for _, cap in ipairs(caps) do
   redis.call('ZADD', KEYS[4], 0, cap .. '\0' .. agent)
 end
 if previous ~= ARGV[3] then
-  ck_emit(ARGV[7], 'agent_status', 'ctx', agent, now, { from = previous or '', to = ARGV[3],
+  ck_emit(ARGV[7], 'agent_status', 'context', agent, now, { from = previous or '', to = ARGV[3],
     task = ARGV[4] })
 end
 return previous

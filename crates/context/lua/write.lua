@@ -16,9 +16,10 @@
 --   a+1  actor
 --   a+2  the history entry, JSON without its version and time: '{"by":…,"set":…,"del":…,
 --        "gone":…' (the script appends ',"v":<version>,"ts":<now>}')
---   a+3  the event envelope up to its time: '{"kind":"changed",…,"ts_ms":'
---   a+4  the envelope from its time to its version: ',"payload":{…,"version":' (the script
---        writes <now> before it and <version>}} after it)
+--   a+3  the event's entity ("<kind>:<id>")
+--   a+4  the event's payload JSON up to its version: '{"changed":…,"version":' (the script
+--        appends <version>} and publishes it with the prelude's ck_emit_json: kind `changed`,
+--        source `context`)
 --   a+5 .. a+4+2n        field, value pairs to set
 --   a+5+2n .. a+4+2n+d   fields to delete
 -- Returns, per write: its new version (> 0); -(current version + 1) when its expected version
@@ -150,7 +151,7 @@ for i = 1, n_writes do
         end
       end
     end
-    redis.call('PUBLISH', channel, ARGV[a + 3] .. now_s .. ARGV[a + 4] .. v_s .. '}}')
+    ck_emit_json(channel, 'changed', 'context', ARGV[a + 3], now_s, ARGV[a + 4] .. v_s .. '}')
     answer = version
   until true
   if n_writes == 1 then return answer end

@@ -12,10 +12,9 @@ use coordkit_core::{Invocation, Key, KeyKind, Script, validate_name};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
-use crate::entity::{MAX_STORED, corrupt};
 use crate::error::{ContextError, Result};
-use crate::history::list_or_empty;
 use crate::store::ContextStore;
+use crate::wire::{MAX_STORED, corrupt, list_or_empty};
 
 /// The agent scripts share `decode_record`, which comes first in each.
 static SET: Script = Script::new(
@@ -148,7 +147,9 @@ pub struct AgentRegistry {
 impl AgentRegistry {
     pub(crate) fn new(store: ContextStore, name: &str) -> Result<Self> {
         let keys = store.keyspace.instance("agents", name)?;
-        let channel = store.keyspace.channel("ctx", "agents")?;
+        let channel = store
+            .keyspace
+            .channel(crate::store::INSTANCE_KIND, "agents")?;
         Ok(Self {
             // Typed: a key of another type is named in errors even when Redis does not say which.
             alive: keys.typed_key("alive", KeyKind::ZSet),
@@ -364,5 +365,12 @@ impl AgentRegistry {
             format!("the registry at {}", self.records),
             format!("expected {expected}"),
         ))
+    }
+}
+
+impl ContextStore {
+    /// An agent status registry named `name`.
+    pub fn agents(&self, name: &str) -> Result<AgentRegistry> {
+        AgentRegistry::new(self.clone(), name)
     }
 }

@@ -2,85 +2,35 @@
 //! history and publishes a `changed` event; a [`Watcher`] combines both so it never misses a
 //! version, even when its subscriber reconnects.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use coordkit_core::{Script, Subscriber};
 use redis::Value;
-use serde::{Deserialize, Deserializer};
 
-use crate::entity::{Entity, EntitySnapshot, corrupt};
+use crate::entity::Entity;
 use crate::error::{ContextError, Result};
+use crate::types::{Change, ChangeEvent, EntitySnapshot};
+use crate::wire::corrupt;
 
 static CHANGES: Script = Script::new("context-changes", include_str!("../lua/changes.lua"));
 
-/// One write, as kept in the history.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Change {
-    /// The version this write produced.
-    #[serde(rename = "v")]
-    pub version: u64,
-    /// When (server time, ms).
-    #[serde(rename = "ts")]
-    pub ts_ms: u64,
-    /// Who wrote it.
-    #[serde(rename = "by")]
-    pub actor: String,
-    /// Fields set, with their new values.
-    #[serde(rename = "set", deserialize_with = "map_or_empty")]
-    pub set: BTreeMap<String, String>,
-    /// Fields deleted.
-    #[serde(rename = "del", deserialize_with = "list_or_empty")]
-    pub deleted: Vec<String>,
-    /// Whether this write deleted the whole entity.
-    #[serde(rename = "gone")]
-    pub entity_deleted: bool,
-}
-
-/// The payload of a `changed` event (on [`ContextStore::channel`](crate::ContextStore::channel);
-/// the envelope's `entity` is `<kind>:<id>`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ChangeEvent {
-    /// The version the write produced.
-    pub version: u64,
-    /// The names of the fields set.
-    #[serde(deserialize_with = "list_or_empty")]
-    pub changed: Vec<String>,
-    /// The names of the fields deleted.
-    #[serde(deserialize_with = "list_or_empty")]
-    pub deleted: Vec<String>,
-    /// Whether the whole entity was deleted.
-    pub entity_deleted: bool,
-    /// Who wrote it.
-    pub actor: String,
-}
-
-/// Lua's cjson writes an empty table as `{}`: accept it where a list is expected.
-pub(crate) fn list_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrMap {
-        List(Vec<String>),
-        Map(BTreeMap<String, serde_json::Value>),
+impl Entity {
+    /// The current version, counting a deleted entity's tombstone (0 if it never existed).
+    pub async fn current_version(&self) -> Result<u64> {
+        Ok(fetch(self, u64::MAX - 1, 1).await?.current)
     }
-    match ListOrMap::deserialize(d)? {
-        ListOrMap::List(list) => Ok(list),
-        ListOrMap::Map(map) if map.is_empty() => Ok(Vec::new()),
-        ListOrMap::Map(_) => Err(serde::de::Error::custom("expected a list")),
-    }
-}
 
-/// Lua's cjson writes an empty table as `{}`, and Redis may hand a map back as `[]`.
-fn map_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum MapOrList {
-        Map(BTreeMap<String, String>),
-        List(Vec<serde_json::Value>),
+    /// The changes after `version`, oldest first (at most `limit`). Fails with
+    /// [`ContextError::Compacted`] when the history no longer reaches back that far.
+    pub async fn changes_since(&self, version: u64, limit: u32) -> Result<Vec<Change>> {
+        changes_since(self, version, limit).await
     }
-    match MapOrList::deserialize(d)? {
-        MapOrList::Map(map) => Ok(map),
-        MapOrList::List(list) if list.is_empty() => Ok(BTreeMap::new()),
-        MapOrList::List(_) => Err(serde::de::Error::custom("expected a map")),
+
+    /// Watches the entity from `version` (0: from its beginning, or its current snapshot if the
+    /// history does not reach back): every change after it, in order, even across subscriber
+    /// reconnects. Opens a subscriber connection of its own.
+    pub async fn watch(&self, version: u64) -> Result<Watcher> {
+        Watcher::start(self.clone(), version).await
     }
 }
 

@@ -46,7 +46,7 @@
 //! # let server = coordkit_testkit::RedisServer::start()?;
 //! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
 //! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
-//! let store = ContextStore::builder(pool, Keyspace::new("demo")?)
+//! let store = ContextStore::builder(&pool, &Keyspace::new("demo")?)
 //!     .actor("planner")
 //!     .build()?;
 //! let project = store.entity("project", "proj-1")?;
@@ -75,14 +75,21 @@
 #![warn(missing_docs)]
 
 mod agents;
+mod batch;
+mod decode;
 mod entity;
 mod error;
 mod history;
+#[cfg(feature = "model")]
 pub mod model;
 mod store;
+mod types;
+mod wire;
 
 pub use agents::{AgentRecord, AgentRegistry, AgentStatus, Status};
-pub use entity::{Entity, EntitySnapshot, RESERVED_PREFIX, Versioned, Write};
+pub use entity::{Entity, Write};
 pub use error::{ContextError, Result};
-pub use history::{Change, ChangeEvent, WatchEvent, Watcher};
-pub use store::{ContextStore, ContextStoreBuilder, EntityPage};
+pub use history::{WatchEvent, Watcher};
+pub use store::{ContextStore, ContextStoreBuilder, EVENT_SOURCE, EntityPage};
+pub use types::{Change, ChangeEvent, EntitySnapshot, Versioned};
+pub use wire::RESERVED_PREFIX;

@@ -1,10 +1,10 @@
-//! A pure-Rust reference model of one entity, for tests: what the Lua scripts must do, written
-//! plainly. The proptest in `tests/model.rs` runs random operation sequences against this model
-//! and against Redis (with a manual clock) and requires the same answers.
+//! A pure-Rust reference model of one entity: what the Lua scripts must do, written plainly. For
+//! your own property tests (feature `model`): run the same operations against it and against a
+//! store on a manual clock and compare the answers, as this crate's `tests/model.rs` does.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::history::Change;
+use crate::types::Change;
 
 /// One write, before normalization (exactly what a caller hands to [`crate::Write`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use coordkit_core::{Clock, Keyspace, Pool, validate_name};
 
-use crate::agents::AgentRegistry;
-use crate::entity::{Entity, ReadBatcher, WriteBatcher, read_batcher, write_batcher};
+use crate::batch::{ReadBatcher, WriteBatcher, read_batcher, write_batcher};
 use crate::error::Result;
 
-/// The instance kind of context entities in the keyspace (`<ns>:{ctx:<kind>:<id>}:data`).
+/// The instance kind of context entities in the keyspace (`<ns>:{ctx:<kind>:<id>}:data`), and
+/// the kind part of the store's event channels.
 pub(crate) const INSTANCE_KIND: &str = "ctx";
+
+/// The `source` of the store's events (`changed`, `agent_status`, `agent_expired`); the same
+/// name is written in `lua/write.lua`, `lua/agent_set.lua` and `lua/agent_query.lua`.
+pub const EVENT_SOURCE: &str = "context";
 
 /// Settings of a [`ContextStore`]; see [`ContextStore::builder`].
 #[derive(Debug, Clone)]
@@ -51,10 +55,10 @@ impl ContextStore {
     /// Defaults: values up to 1 MiB, 100 history entries per entity, no idle expiry, tombstones
     /// (the history of a deleted entity) kept 1 day, actor `"unknown"`, server clock, agent
     /// heartbeat TTL 30 s.
-    pub fn builder(pool: Pool, keyspace: Keyspace) -> ContextStoreBuilder {
+    pub fn builder(pool: &Pool, keyspace: &Keyspace) -> ContextStoreBuilder {
         ContextStoreBuilder {
-            pool,
-            keyspace,
+            pool: pool.clone(),
+            keyspace: keyspace.clone(),
             settings: Settings {
                 max_value_bytes: 1 << 20,
                 history_len: 100,
@@ -66,16 +70,6 @@ impl ContextStore {
                 agent_ttl: Duration::from_secs(30),
             },
         }
-    }
-
-    /// The entity `id` of kind `kind` (both validated names; `kind` may not contain `:`).
-    pub fn entity(&self, kind: &str, id: &str) -> Result<Entity> {
-        Entity::new(self.clone(), kind, id)
-    }
-
-    /// An agent status registry named `name`.
-    pub fn agents(&self, name: &str) -> Result<AgentRegistry> {
-        AgentRegistry::new(self.clone(), name)
     }
 
     /// The channel on which every write publishes its `changed` event.
@@ -235,7 +229,7 @@ impl ContextStoreBuilder {
             .into());
         }
         validate_name("actor", &s.actor)?;
-        let channel: Arc<str> = self.keyspace.channel("ctx", "changed")?.into();
+        let channel: Arc<str> = self.keyspace.channel(INSTANCE_KIND, "changed")?.into();
         let reads = read_batcher(&self.pool);
         let writes = write_batcher(&self.pool, self.settings.clock.clone(), channel.clone());
         Ok(ContextStore {

@@ -11,14 +11,14 @@ use serde::{Deserialize, Serialize};
 const WAIT: Duration = Duration::from_secs(15);
 
 fn store(redis: &TestRedis, pool: Pool) -> ContextStore {
-    ContextStore::builder(pool, redis.keyspace())
+    ContextStore::builder(&pool, &redis.keyspace())
         .actor("tester")
         .build()
         .unwrap()
 }
 
 fn manual_store(redis: &TestRedis, pool: Pool, clock: &ManualClock) -> ContextStore {
-    ContextStore::builder(pool, redis.keyspace())
+    ContextStore::builder(&pool, &redis.keyspace())
         .actor("tester")
         .idle_ttl(Some(Duration::from_secs(60)))
         .agent_ttl(Duration::from_secs(30))
@@ -81,7 +81,7 @@ redis_test! {
 redis_test! {
     async fn concurrent_cas_increments_lose_nothing(redis) {
         let pool = redis.pool().await;
-        let store = ContextStore::builder(pool, redis.keyspace())
+        let store = ContextStore::builder(&pool, &redis.keyspace())
             .history_len(1000)
             .build()
             .unwrap();
@@ -232,7 +232,7 @@ redis_test! {
 redis_test! {
     async fn bad_input_is_rejected_and_nothing_is_half_written(redis) {
         let pool = redis.pool().await;
-        let store = ContextStore::builder(pool.clone(), redis.keyspace())
+        let store = ContextStore::builder(&pool, &redis.keyspace())
             .max_value_bytes(16)
             .build()
             .unwrap();
@@ -269,8 +269,46 @@ redis_test! {
         let v: String = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
         assert_eq!(v, "garbage");
 
-        let err = ContextStore::builder(pool, redis.keyspace()).history_len(0).build().unwrap_err();
+        let err = ContextStore::builder(&pool, &redis.keyspace()).history_len(0).build().unwrap_err();
         assert!(matches!(err, ContextError::Core(Error::InvalidConfig { field: "history_len", .. })));
+    }
+}
+
+redis_test! {
+    async fn invalid_settings_name_the_setter(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let b = || ContextStore::builder(&pool, &ks);
+        let day = Duration::from_secs(24 * 3600);
+        let cases = [
+            ("max_value_bytes", b().max_value_bytes(0)),
+            ("max_value_bytes", b().max_value_bytes((512 << 20) + 1)),
+            ("history_len", b().history_len(100_001)),
+            ("idle_ttl", b().idle_ttl(Some(Duration::from_millis(999)))),
+            ("idle_ttl", b().idle_ttl(Some(day * 366))),
+            ("tombstone_ttl", b().tombstone_ttl(Duration::ZERO)),
+            ("agent_ttl", b().agent_ttl(Duration::from_millis(99))),
+            ("agent_ttl", b().agent_ttl(day * 2)),
+        ];
+        for (setter, builder) in cases {
+            match builder.build() {
+                Err(ContextError::Core(Error::InvalidConfig { field, .. })) => assert_eq!(field, setter),
+                other => panic!("{setter}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+        assert!(matches!(b().actor("no spaces").build(), Err(ContextError::Core(Error::InvalidName { .. }))));
+    }
+}
+
+redis_test! {
+    async fn agent_events_come_from_the_context_source(redis) {
+        let pool = redis.pool().await;
+        let store = store(&redis, pool.clone());
+        let fleet = store.agents("fleet").unwrap();
+        let mut events = pool.subscriber().channel(fleet.channel()).subscribe::<serde_json::Value>().await.unwrap();
+        fleet.set_status("a1", &AgentStatus::new(Status::Idle)).await.unwrap();
+        let got = tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap();
+        assert_eq!((got.event.kind.as_str(), got.event.source.as_str(), got.event.entity.as_str()), ("agent_status", "context", "a1"));
     }
 }
 
@@ -303,7 +341,7 @@ redis_test! {
         let keyspace = redis.keyspace();
         let pool = redis.pool().await;
         let builder = |refresh: bool| {
-            ContextStore::builder(pool.clone(), keyspace.clone())
+            ContextStore::builder(&pool, &keyspace)
                 .idle_ttl(Some(Duration::from_secs(60)))
                 .refresh_on_read(refresh)
                 .clock(Clock::Manual(clock.clone()))
@@ -338,7 +376,7 @@ redis_test! {
 redis_test! {
     async fn history_compaction_is_a_clear_error(redis) {
         let pool = redis.pool().await;
-        let store = ContextStore::builder(pool, redis.keyspace()).history_len(3).build().unwrap();
+        let store = ContextStore::builder(&pool, &redis.keyspace()).history_len(3).build().unwrap();
         let e = store.entity("doc", "h").unwrap();
         for i in 1..=5 {
             e.set([("n", i.to_string())]).await.unwrap();
@@ -371,7 +409,7 @@ redis_test! {
 redis_test! {
     async fn watchers_see_every_version_in_order_across_reconnects(redis) {
         let pool = redis.pool().await;
-        let store = ContextStore::builder(pool, redis.keyspace()).history_len(1000).build().unwrap();
+        let store = ContextStore::builder(&pool, &redis.keyspace()).history_len(1000).build().unwrap();
         let e = store.entity("doc", "watched").unwrap();
         e.set([("n", "0")]).await.unwrap();
         let mut watcher = e.watch(1).await.unwrap();
@@ -420,7 +458,7 @@ redis_test! {
 redis_test! {
     async fn a_watcher_behind_the_history_resyncs_from_a_snapshot(redis) {
         let pool = redis.pool().await;
-        let store = ContextStore::builder(pool, redis.keyspace()).history_len(2).build().unwrap();
+        let store = ContextStore::builder(&pool, &redis.keyspace()).history_len(2).build().unwrap();
         let e = store.entity("doc", "behind").unwrap();
         for i in 1..=6 {
             e.set([("n", i.to_string())]).await.unwrap();
@@ -456,6 +494,9 @@ redis_test! {
         e.write().delete("a").actor("cleaner").commit().await.unwrap();
         let first = tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap();
         assert_eq!(first.event.entity, "doc:ev");
+        assert_eq!((first.event.kind.as_str(), first.event.source.as_str()), ("changed", "context"));
+        assert_eq!(first.event.source, coordkit_context::EVENT_SOURCE);
+        assert!(first.event.ts_ms > 0);
         assert_eq!(first.event.payload.version, 1);
         assert_eq!(first.event.payload.changed, vec!["a", "b"]);
         assert!(first.event.payload.deleted.is_empty());

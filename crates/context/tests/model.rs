@@ -103,7 +103,7 @@ fn check_against_model(topology: Topology, ttl_ms: Option<u64>, cases: u32) {
     let redis = TestRedis::start(topology);
     let pool = rt.block_on(redis.pool());
     let clock = ManualClock::new(1_700_000_000_000);
-    let store = ContextStore::builder(pool, redis.keyspace())
+    let store = ContextStore::builder(&pool, &redis.keyspace())
         .history_len(HISTORY_LEN)
         .idle_ttl(ttl_ms.map(Duration::from_millis))
         .clock(Clock::Manual(clock.clone()))

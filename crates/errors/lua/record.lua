@@ -37,19 +37,17 @@
 --   then bytes) log max length, now_ms ("" for the server clock, the log id's time, or a manual
 --   time); and for events (I4 length first, so the script reads them only when it publishes):
 --   the channel prefix ("<ns>:events:errors:", the severity's name follows), the entity (the
---   tracker's name), the entity as a JSON string.
+--   tracker's name).
 -- Then 15 arguments per record (each an argument of its own: every byte of a new Lua string is
 -- hashed, so no string is cut from another): the fields the batch reads: sig,
 -- "~c <kind> <component>", "~to <slot1>", "~to <slot2>" ("" without a task); then "<sig> s",
 -- "~k <kind>", " <component> ", "<task>\t" ("" = none), log entry JSON ("": the record is the
 -- entry), "~t <slot1>", "~t <slot2>" ("" without a task), occurred_ms ("" = now), severity,
 -- meta JSON, the record's JSON.
--- Returns struct '>d' now, then per record '>ddd' count, first_ms, flags (1 new, 2 regression,
--- 4 cascade, and repairs: 8 the signature's state, 16 its counter, 64 the correlation state,
--- 256 "~o" did not decode and restarted at this occurrence; 32 the task took over a slot whose
--- owner did not decode; 128 "~np" did not decode and was set to the cap): one string, which
--- costs the server less than a list. A record with repairs always publishes an event, with
--- "repaired": flags / 8.
+-- Returns struct '>d' now, then per record '>ddd' count, first_ms, flags (the FLAG_* below; the
+-- same in the Rust's `wire::code`): one string, which costs the server less than a list. A
+-- record with repairs always publishes an event, with "repaired": its repair flags /
+-- FLAG_REPAIRED_STATE. Events are written by the prelude's ck_emit_json / ck_emit.
 -- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash (HMGET)
 -- and, when the call may write it, the index (ZCARD) are read before the first write, the XADD,
 -- which checks the log's type. CORRUPT <log> when the log has no stream id left for the records
@@ -61,6 +59,14 @@
 
 -- Helpers are closures without upvalues and hot paths are inlined: each closure and each
 -- captured local is an allocation per call.
+
+-- A record's flags in the answer (the same in the Rust's `wire::code`): new signature,
+-- regression, cascade; then repairs: the signature's state, its counter, a task slot taken over
+-- from an owner that did not decode, the correlation state (all started afresh), "~np" set to
+-- the cap, "~o" restarted at this occurrence.
+local FLAG_NEW, FLAG_REGRESSION, FLAG_CASCADE = 1, 2, 4
+local FLAG_REPAIRED_STATE, FLAG_REPAIRED_COUNTER, FLAG_REPAIRED_TASK_SLOT = 8, 16, 32
+local FLAG_REPAIRED_CORRELATION, FLAG_REPAIRED_COUNTER_FIELDS, FLAG_REPAIRED_OTHER = 64, 128, 256
 
 -- The library functions the script calls, looked up once.
 local find, sub, byte, spack, sunpack = string.find, string.sub, string.byte, struct.pack,
@@ -182,7 +188,7 @@ local hset = 14 * nrec + 4 <= 255 and { byte(PAD, 1, 14 * nrec + 4) } or {}
 
 -- validate: the correlation state: "<ms>\n" then lines; one that does not decode (no final
 -- newline, a bad time, over 16 KiB) is started afresh, reported on the batch's first record
--- (flag 64). Its lines are checked where they are used (window_kinds).
+-- (FLAG_REPAIRED_CORRELATION). Its lines are checked where they are used (window_kinds).
 local repaired = 0
 local corr = values[base + 1]
 local fired_str, fired
@@ -191,7 +197,7 @@ if corr then
   fired_str = e and sub(corr, 1, e - 1)
   fired = fired_str and tonumber(fired_str)
   if not (fired and fired >= 0 and fired <= BIG and fired % 1 == 0) then
-    corr, repaired = nil, 64
+    corr, repaired = nil, FLAG_REPAIRED_CORRELATION
   end
 end
 local corr_changed = repaired > 0
@@ -225,7 +231,7 @@ for ri = 1, nrec do
   -- the batch wrote (`written`) is this script's own and decodes.
   -- The signature's state: six whole numbers in 0..2^53 (the count at least 1), then the
   -- components (" a b ", NUL-terminated, ending the value). One that does not decode is
-  -- started afresh as a new signature (flag 8).
+  -- started afresh as a new signature (FLAG_REPAIRED_STATE).
   local n, first, resolved, regressions, indexed, comps
   local state = written[sig]
   if state == nil then
@@ -244,7 +250,7 @@ for ri = 1, nrec do
           and indexed >= 0 and indexed <= BIG and indexed % 1 == 0
           and byte(comps, 1) == 32 and byte(comps, -1) == 32
       end
-      if not ok then state, fixed = false, fixed + 8 end
+      if not ok then state, fixed = false, fixed + FLAG_REPAIRED_STATE end
     end
   elseif state then
     local _
@@ -252,8 +258,8 @@ for ri = 1, nrec do
   end
 
   -- The counter of (kind, component): 8 bytes, a whole number in 1..2^53; one that does not
-  -- decode restarts at this occurrence (flag 16). A new pair needs the fields' count (a read
-  -- on that path only): not a whole number, it is taken as full (flag 128) so the fields stay
+  -- decode restarts at this occurrence (FLAG_REPAIRED_COUNTER). A new pair needs the fields' count (a read
+  -- on that path only): not a whole number, it is taken as full (FLAG_REPAIRED_COUNTER_FIELDS) so the fields stay
   -- within their cap.
   local pair = argv[b + 2]
   local c = written[pair]
@@ -262,7 +268,9 @@ for ri = 1, nrec do
     c = values[i + 2]
     if c then
       cv = #c == 8 and sunpack('>d', c)
-      if not (cv and cv >= 1 and cv <= BIG and cv % 1 == 0) then cv, fixed = 0, fixed + 16 end
+      if not (cv and cv >= 1 and cv <= BIG and cv % 1 == 0) then
+        cv, fixed = 0, fixed + FLAG_REPAIRED_COUNTER
+      end
     end
   elseif c then
     cv = sunpack('>d', c)
@@ -272,7 +280,7 @@ for ri = 1, nrec do
     if np then
       np = tonumber(np)
       if not (np and np >= 0 and np <= BIG and np % 1 == 0) then
-        np, np_dirty, fixed = max_counters, true, fixed + 128
+        np, np_dirty, fixed = max_counters, true, fixed + FLAG_REPAIRED_COUNTER_FIELDS
       end
     else
       np = 0
@@ -280,7 +288,7 @@ for ri = 1, nrec do
   end
 
   -- The task's slot: the one it owns, else a free one, else the one written longest ago; an
-  -- owner whose time does not decode counts as the oldest (flag 32 when its slot is taken).
+  -- owner whose time does not decode counts as the oldest (FLAG_REPAIRED_TASK_SLOT when its slot is taken).
   local slot_f, slot_t
   if taskmark ~= '' then
     local f1, f2 = argv[b + 3], argv[b + 4]
@@ -302,7 +310,7 @@ for ri = 1, nrec do
       if not (t1 and t1 >= 0 and t1 <= BIG) then t1 = -1 end
       if not (t2 and t2 >= 0 and t2 <= BIG) then t2 = -1 end
       second = t2 < t1
-      if (second and t2 or t1) < 0 then fixed = fixed + 32 end
+      if (second and t2 or t1) < 0 then fixed = fixed + FLAG_REPAIRED_TASK_SLOT end
     end
     slot_f, slot_t = f1, argv[b + 10]
     if second then slot_f, slot_t = f2, argv[b + 11] end
@@ -388,10 +396,10 @@ for ri = 1, nrec do
     n, first, resolved, regressions, indexed, comps = 0, now, 0, 0, 0, ' '
   end
   n = n + 1
-  local flags = (state and 0 or 1) + fixed
+  local flags = (state and 0 or FLAG_NEW) + fixed
   if resolved > 0 then
     if occurred == '' or tonumber(occurred) > resolved then
-      flags, resolved, regressions = flags + 2, 0, regressions + 1
+      flags, resolved, regressions = flags + FLAG_REGRESSION, 0, regressions + 1
     end
   end
   if not find(comps, compmark, 1, true) then
@@ -463,7 +471,7 @@ for ri = 1, nrec do
       if #kept >= threshold then
         fired, fired_str = now, nowstr
         corr, corr_changed = kinds_state(fired_str, kept), true
-        flags, cascade_kinds = flags + 4, {}
+        flags, cascade_kinds = flags + FLAG_CASCADE, {}
         for k = 1, #kept do cascade_kinds[k] = sub(kept[k][3], 4) end
       end
     end
@@ -483,11 +491,11 @@ for ri = 1, nrec do
     nset = nset + 2
   else
     -- "~o" is decoded by HINCRBY itself (no read on the other paths): not an integer, or out
-    -- of 1..2^53 once counted, it restarts at this occurrence (flag 256).
+    -- of 1..2^53 once counted, it restarts at this occurrence (FLAG_REPAIRED_OTHER).
     local o = redis.pcall('HINCRBY', data, '~o', 1)
     if type(o) ~= 'number' or o < 1 or o > BIG then
       redis.call('HSET', data, '~o', 1)
-      fixed, flags = fixed + 256, flags + 256
+      fixed, flags = fixed + FLAG_REPAIRED_OTHER, flags + FLAG_REPAIRED_OTHER
     end
   end
 
@@ -506,7 +514,7 @@ for ri = 1, nrec do
   local ev
   if not state then
     ev = 'new_signature'
-  elseif flags % 4 >= 2 then
+  elseif flags % (2 * FLAG_REGRESSION) >= FLAG_REGRESSION then
     ev = 'regression'
   else
     local m = n
@@ -514,13 +522,13 @@ for ri = 1, nrec do
     if m == 1 then ev = 'recurring' elseif every == 1 or fixed > 0 then ev = 'recorded' end
   end
   if ev then
-    local prefix, _, entity_json = sunpack('>Hc0Hc0Hc0', header, events_at)
-    -- A record that started stored state afresh says which (the answer's flags / 8).
-    local repairs = fixed > 0 and ',"repaired":' .. fixed / 8 or ''
-    redis.call('PUBLISH', prefix .. severity, '{"source":"errors","entity":' .. entity_json
-      .. ',"kind":"' .. ev .. '","ts_ms":' .. nowstr .. ',"payload":{"count":' .. n
+    local prefix, entity = sunpack('>Hc0Hc0', header, events_at)
+    -- A record that started stored state afresh says which (its repair flags, shifted down to
+    -- start at 1).
+    local repairs = fixed > 0 and ',"repaired":' .. fixed / FLAG_REPAIRED_STATE or ''
+    ck_emit_json(prefix .. severity, ev, 'errors', entity, nowstr, '{"count":' .. n
       .. ',"first_seen_ms":' .. (state and first or nowstr) .. repairs .. ',"record":'
-      .. record .. '}}')
+      .. record .. '}')
   end
 
   if cascade_kinds then
@@ -554,10 +562,9 @@ for ri = 1, nrec do
       end
     end
     local prefix, entity = sunpack('>Hc0Hc0', header, events_at)
-    redis.call('PUBLISH', prefix .. 'critical', cjson.encode({ kind = 'cascade',
-      source = 'errors', entity = entity, ts_ms = now, payload = { kinds = cascade_kinds,
+    ck_emit(prefix .. 'critical', 'cascade', 'errors', entity, nowstr, { kinds = cascade_kinds,
       counts = counts, components = components, complete = complete, window_ms = window,
-      threshold = threshold, trigger = sig, undecodable = undecodable } }))
+      threshold = threshold, trigger = sig, undecodable = undecodable })
   end
 
   out[3 * ri - 2], out[3 * ri - 1], out[3 * ri] = n, first, flags

@@ -5,17 +5,20 @@
 -- ARGV[1] now_ms: "" for the server clock, or a manual time
 -- ARGV[2] signature
 -- ARGV[3] event channel        ARGV[4] entity (tracker name)
--- Returns {status, ms}: {0, 0} unknown signature, {1, now} resolved, {2, resolved_ms} it already
--- was. Emits a `resolved` event when it resolves.
+-- Returns {status, ms}: {RESOLVE_UNKNOWN, 0} unknown signature, {RESOLVE_DONE, now} resolved,
+-- {RESOLVE_ALREADY, resolved_ms} it already was (the codes below; the same in the Rust's
+-- `wire::code`). Emits a `resolved` event when it resolves.
 -- Errors: WRONGTYPE (by the HGET) when the data hash holds another type; CORRUPT <data> when the
 -- signature's state does not decode (record.lua's checks; the next occurrence starts it
 -- afresh). Both with nothing written.
+local RESOLVE_UNKNOWN, RESOLVE_DONE, RESOLVE_ALREADY = 0, 1, 2
+
 local data, sig = KEYS[1], ARGV[2]
 local now = ck_now(ARGV[1])
 -- validate: the data hash's type (the HGET) and the signature's state, whole (as record.lua).
 local state = redis.call('HGET', data, sig)
 if not state then
-  return { 0, 0 }
+  return { RESOLVE_UNKNOWN, 0 }
 end
 local BIG = 9007199254740992
 local ok = #state >= 50 and #state <= 4096 and string.byte(state, -1) == 0
@@ -33,10 +36,10 @@ if not ok then
     .. ' six whole numbers in 0..2^53 then the components')
 end
 if resolved > 0 then
-  return { 2, resolved }
+  return { RESOLVE_ALREADY, resolved }
 end
 -- writes:
 redis.call('HSET', data, sig, struct.pack('>dddddds', n, first, last, now, regressions, indexed,
   comps))
 ck_emit(ARGV[3], 'resolved', 'errors', ARGV[4], now, { signature = sig, count = n })
-return { 1, now }
+return { RESOLVE_DONE, now }

@@ -57,45 +57,8 @@
 //! | `…:seen` | sorted set | signature → last seen (refreshed once a second): the eviction order |
 //! | `…:log` | stream | the chronological log, id = record time, capped by count (exactly) and age |
 //!
-//! Measured on the shared 2-core development machine (Redis 7.0.15, release build, the bench's
-//! `errors-record`: 1,000 signatures, a task per two records, `--ops 20000`, three runs each;
-//! ratios against `raw-evalsha` in the same run; other builds and tests shared the machine and
-//! the baseline's own rate at concurrency 1 swung between 17,000 and 34,000 calls/s, so the
-//! ratios there are wide):
-//!
-//! | concurrency | records/s | p50 µs | p99 µs | ratio to raw-evalsha | server µs per record |
-//! |---:|---:|---:|---:|---:|---:|
-//! | 1 | 9,700–10,900 | 105–107 | 189–284 | 0.29–0.63 | 20 |
-//! | 50 | 62,000–71,000 | 552–607 | 1,725–3,371 | 0.53–0.64 | 10.7 |
-//!
-//! (Server time: the `EVALSHA` time in `INFO commandstats` per record, with `--no-baseline`.)
-//! A run of 1,000,000 records at concurrency 50 reached 83,000 records/s, 0.68 of the baseline.
-//!
-//! Later, on a slower machine of the same kind (raw-evalsha at 13,400–15,800 calls/s at
-//! concurrency 1 and 31,000–41,000 at 50), after the client's fingerprint and classifier were
-//! made cheaper (they were a tenth of its CPU per record), three runs each gave 5,800–7,300
-//! records/s at concurrency 1 (ratio 0.44–0.46) and 24,000–29,000 at 50 (ratio 0.73–0.80).
-//! On a third machine (2026-12-01; raw-evalsha at 12,200–16,200 calls/s at concurrency 1 and
-//! 72,000–98,000 at 50), after each record's fields became arguments of their own and the
-//! answer one packed string (server instructions per record 142k → 135k), runs of
-//! `--ops 60000` gave 8,000–10,300 records/s at concurrency 1 (ratio 0.58–0.66 over twelve
-//! runs) and 68,000–89,000 at 50 (ratio 0.70–1.07, mostly 0.77–0.99; 0.91 on a 3-master
-//! cluster). The goal of 0.7 is met at concurrency 50, not at 1.
-//! The bench's `errors-record-floor` (the same signatures and JSON on the client, and a script
-//! making only the HMGET, XADD and HSET a record needs, computing nothing) reached 0.70–0.80 in
-//! the same runs: the record's own work would have to cost under a third of what it does now
-//! (cutting the task slots and counters out, 13,000 instructions, moved the ratio by ~0.02).
-//! That work is ~55,000 server instructions beyond the floor's 80,000 (callgrind), spread over
-//! the state, counters, task slots and correlation, each a few thousand; in Redis 7.0's Lua
-//! every new string is hashed byte by byte and each `redis.call` converts every argument and
-//! reply.
-//!
-//! Memory: after 1,005,000 records over 1,000 signatures with the default caps (10,000 log
-//! entries, 10,000 task slots, 10,000 signatures), the tracker's three keys hold 9,070,688 bytes
-//! (measured again on 12-01; 9,082,944 before)
-//! (`MEMORY USAGE`; a log entry is the whole record when it has no stack and few attributes);
-//! it plateaus once the caps are reached (the `memory_stays_bounded_by_the_caps` test checks
-//! this with smaller caps: no growth from 10,000 to 30,000 records).
+//! Throughput and memory figures, with the commands that reproduce them, are in
+//! `docs/benchmarks.md` (scenario `errors-record`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -107,7 +70,7 @@
 //! # let server = coordkit_testkit::RedisServer::start()?;
 //! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
 //! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
-//! let tracker = ErrorTracker::builder(pool, Keyspace::new("demo")?, "agents").build()?;
+//! let tracker = ErrorTracker::builder(&pool, &Keyspace::new("demo")?, "agents").build()?;
 //!
 //! // Two occurrences of one problem: different ids and hosts, one signature.
 //! let first = tracker
@@ -134,28 +97,33 @@
 //! let top = tracker.top(Duration::from_secs(3600), 10).await?;
 //! assert_eq!(top.signatures[0].in_window, 3);
 //! assert_eq!(tracker.counts().await?.by_kind["Timeout"], 3);
-//! assert_eq!(tracker.task("t-2").await?.expect("kept").message, "GET https://b.example/9 timed out after 45s");
+//! assert_eq!(tracker.task("t-2").await?.expect("kept").occurrence.message, "GET https://b.example/9 timed out after 45s");
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod error;
+mod batch;
+mod config;
 mod event;
+#[cfg(feature = "model")]
 pub mod model;
 mod normalize;
 mod query;
+mod resolve;
 mod tracker;
+mod wire;
 
+pub use config::TrackerBuilder;
 pub use coordkit_core;
-pub use error::{Result, TrackerError};
 pub use event::{Classifier, ErrorEvent, Severity, default_classifier};
 pub use normalize::{NORMALIZER_VERSION, fingerprint, normalize};
 pub use query::{
-    Counts, ErrorRecord, LogEntry, LogPage, SignatureDetail, SignatureMeta, TopSignature,
-    TopSignatures,
+    Counts, ErrorRecord, LogEntry, LogPage, Occurrence, SignatureDetail, SignatureMeta,
+    TopSignature, TopSignatures,
 };
+pub use resolve::Resolution;
 pub use tracker::{
     ErrorTracker, INSTANCE_KIND, MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTES, MAX_BATCH,
-    MAX_FIELD_BYTES, MAX_FRAMES, Recorded, Repair, Resolution, TrackerBuilder,
+    MAX_FIELD_BYTES, MAX_FRAMES, Recorded, Repair,
 };

@@ -1,11 +1,11 @@
-//! A pure-Rust reference model of one tracker's counters, caps and windows, for tests: what the
-//! Lua scripts must do, written plainly. The proptest in `tests/model.rs` runs random sequences
-//! of records, resolutions, clock moves and queries against this model and against Redis (with
-//! a manual clock) and requires the same answers.
+//! A pure-Rust reference model of one tracker's counters, caps and windows: what the Lua
+//! scripts must do, written plainly. For your own property tests (feature `model`): drive it
+//! and a tracker with a manual clock through the same records, resolutions and queries, and
+//! compare the answers, as this crate's `tests/model.rs` does.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::tracker::task_slots;
+use crate::wire::task_slots;
 
 /// How often (ms) a signature's recency for eviction is refreshed.
 pub const INDEX_MS: u64 = 1_000;
@@ -63,7 +63,7 @@ pub struct ModelOutcome {
     pub cascade: bool,
 }
 
-/// One signature's state.
+/// One signature's state, its fields in the order of the stored state (`lua/record.lua`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSignature {
     /// Count.
@@ -76,10 +76,10 @@ pub struct ModelSignature {
     pub resolved_at_ms: Option<u64>,
     /// Regressions.
     pub regressions: u64,
-    /// Components seen (at most 16), in order.
-    pub components: Vec<String>,
     /// When its recency was last refreshed.
     pub indexed_ms: u64,
+    /// Components seen (at most 16), in order.
+    pub components: Vec<String>,
 }
 
 /// A resolution's outcome: `Ok(at)` resolved now, `Err(Some(at))` already, `Err(None)` unknown.

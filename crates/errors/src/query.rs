@@ -3,30 +3,24 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use coordkit_core::{Error, Script, redis};
+use coordkit_core::time::duration_ms;
+use coordkit_core::wire::Reply;
+use coordkit_core::{Error, Result, Script, redis};
 use serde::Deserialize;
 
-use crate::error::Result;
 use crate::event::Severity;
-use crate::tracker::{ErrorTracker, millis};
+use crate::tracker::ErrorTracker;
+use crate::wire::{parse_state, task_slots, whole};
 
 static RECENT: Script = Script::new("errors-recent", include_str!("../lua/recent.lua"));
 static TOP: Script = Script::new("errors-top", include_str!("../lua/top.lua"));
 static TASK: Script = Script::new("errors-task", include_str!("../lua/task.lua"));
 static COUNTS: Script = Script::new("errors-counts", include_str!("../lua/counts.lua"));
 
-/// One occurrence as kept in the log (the message, not the stack or attributes).
+/// What was reported about one occurrence, as kept (after cleaning and truncation): the part
+/// shared by a log entry and a full record.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LogEntry {
-    /// The log id (`<ms>-<seq>`), usable as a paging cursor.
-    #[serde(skip)]
-    pub id: String,
-    /// The signature.
-    #[serde(skip)]
-    pub signature: String,
-    /// When it was recorded (server time, ms): the time part of its id.
-    #[serde(skip)]
-    pub ts_ms: u64,
+pub struct Occurrence {
     /// The component.
     pub component: String,
     /// The kind.
@@ -41,6 +35,19 @@ pub struct LogEntry {
     pub code: Option<String>,
     /// Whether it was reported recoverable.
     pub recoverable: bool,
+}
+
+/// One occurrence as kept in the log (the message, not the stack or attributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The log id (`<ms>-<seq>`), usable as a paging cursor.
+    pub id: String,
+    /// The signature.
+    pub signature: String,
+    /// When it was recorded (server time, ms): the time part of its id.
+    pub ts_ms: u64,
+    /// What was reported.
+    pub occurrence: Occurrence,
 }
 
 /// One page of [`ErrorTracker::recent`].
@@ -67,20 +74,9 @@ pub struct ErrorRecord {
     pub count: u64,
     /// The signature.
     pub signature: String,
-    /// The component.
-    pub component: String,
-    /// The kind.
-    pub kind: String,
-    /// The severity.
-    pub severity: Severity,
-    /// The message (after truncation).
-    pub message: String,
-    /// The task, if any.
-    pub task_id: Option<String>,
-    /// The code, if any.
-    pub code: Option<String>,
-    /// Whether it was reported recoverable.
-    pub recoverable: bool,
+    /// What was reported.
+    #[serde(flatten)]
+    pub occurrence: Occurrence,
     /// Whether something was cut (see [`Recorded::truncated`](crate::Recorded::truncated)).
     pub truncated: bool,
     /// When it happened by the caller's clock, if the caller said.
@@ -177,68 +173,10 @@ impl Counts {
     }
 }
 
-/// The parsed signature state (see `lua/record.lua`): six big-endian doubles (count, first,
-/// last, resolved, regressions, indexed), then the components seen (`" a b "`, NUL-terminated).
-pub(crate) struct State {
-    pub(crate) count: u64,
-    pub(crate) first: u64,
-    pub(crate) last: u64,
-    pub(crate) resolved: u64,
-    pub(crate) regressions: u64,
-    pub(crate) components: Vec<String>,
-}
-
-/// `key` is the data hash that holds it: undecodable state is [`Error::Corrupt`] naming it and
-/// the signature (the same checks as `lua/record.lua`, which starts such a state afresh).
-pub(crate) fn parse_state(key: &str, signature: &str, state: &[u8]) -> Result<State> {
-    let bad = |why: &str| -> crate::TrackerError {
-        let shown: String = String::from_utf8_lossy(state).chars().take(40).collect();
-        Error::corrupt(
-            key,
-            format!(
-                "signature {signature} state ({} bytes, {shown:?}): {why}",
-                state.len()
-            ),
-        )
-        .into()
-    };
-    if !(50..=4096).contains(&state.len()) {
-        return Err(bad("not 50..=4096 bytes"));
-    }
-    let (numbers, comps) = state.split_at(48);
-    let mut n = [0u64; 6];
-    for (slot, bytes) in n.iter_mut().zip(numbers.chunks_exact(8)) {
-        let value = f64::from_be_bytes(bytes.try_into().unwrap_or_default());
-        *slot = crate::tracker::whole(value)
-            .ok_or_else(|| bad(&format!("{value} is no whole number in 0..=2^53")))?;
-    }
-    if n[0] == 0 {
-        return Err(bad("a count of 0"));
-    }
-    let comps = comps
-        .strip_suffix(b"\0")
-        .filter(|c| !c.contains(&0) && c.starts_with(b" ") && c.ends_with(b" "))
-        .ok_or_else(|| bad("the components are not \" a b \" ending the value"))?;
-    // Names only (the script does not check UTF-8): a damaged byte shows as U+FFFD.
-    let comps = String::from_utf8_lossy(comps);
-    Ok(State {
-        count: n[0],
-        first: n[1],
-        last: n[2],
-        resolved: n[3],
-        regressions: n[4],
-        components: comps
-            .split(' ')
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
-}
-
 /// A stored JSON of the data hash `key` (`what` names the field): [`Error::Corrupt`] naming
 /// the key when it does not decode (bytes, so invalid UTF-8 is that error too, not another).
 fn stored_json<T: for<'de> Deserialize<'de>>(key: &str, what: &str, json: &[u8]) -> Result<T> {
-    serde_json::from_slice(json).map_err(|e| Error::corrupt(key, format!("{what}: {e}")).into())
+    serde_json::from_slice(json).map_err(|e| Error::corrupt(key, format!("{what}: {e}")))
 }
 
 impl ErrorTracker {
@@ -253,7 +191,7 @@ impl ErrorTracker {
             .prepare()
             .key(&inner.keys.log)
             .arg(inner.settings.clock.arg())
-            .arg(millis(inner.settings.log_max_age))
+            .arg(duration_ms(inner.settings.log_max_age))
             .arg(cursor.unwrap_or(""))
             .arg(page_size)
             .invoke(&inner.pool)
@@ -272,18 +210,21 @@ impl ErrorTracker {
                     _ => {}
                 }
             }
-            let Ok(mut entry) = serde_json::from_slice::<LogEntry>(json) else {
+            let Ok(occurrence) = serde_json::from_slice::<Occurrence>(json) else {
                 undecodable.push(id);
                 continue;
             };
-            entry.ts_ms = id
+            let ts_ms = id
                 .split('-')
                 .next()
                 .and_then(|ms| ms.parse().ok())
                 .unwrap_or(0);
-            entry.id = id;
-            entry.signature = signature;
-            entries.push(entry);
+            entries.push(LogEntry {
+                id,
+                signature,
+                ts_ms,
+                occurrence,
+            });
         }
         // A full page (counting the undecodable) may have older entries after it.
         let next = if full { last_id } else { None };
@@ -303,46 +244,38 @@ impl ErrorTracker {
             .key(&inner.keys.data)
             .key(&inner.keys.log)
             .arg(inner.settings.clock.arg())
-            .arg(millis(window).max(1))
-            .arg(millis(inner.settings.log_max_age))
+            .arg(duration_ms(window).max(1))
+            .arg(duration_ms(inner.settings.log_max_age))
             .arg(limit.max(1))
             .arg(inner.settings.log_max_len)
             .invoke(&inner.pool)
             .await?;
-        let bad = |why: &str| Error::decode("the top script's answer", why.to_owned());
-        let mut it = raw.into_iter();
-        let complete: i64 = redis::from_redis_value(it.next().ok_or_else(|| bad("empty"))?)
-            .map_err(|e| bad(&e.to_string()))?;
-        let undecodable: u64 =
-            redis::from_redis_value(it.next().ok_or_else(|| bad("no undecodable count"))?)
-                .map_err(|e| bad(&e.to_string()))?;
+        let answer = Reply::items("errors-top", &raw);
+        let complete = answer.u64(0, "complete")? == 1;
+        let undecodable = answer.u64(1, "undecodable")?;
         let data = inner.keys.data.as_str();
-        let rest: Vec<redis::Value> = it.collect();
+        if answer.len() % 4 != 2 {
+            return Err(Error::decode(
+                "errors-top",
+                format!("{} items: not 2 then 4 per signature", answer.len()),
+            ));
+        }
         let mut signatures = Vec::new();
-        for chunk in rest.chunks(4) {
-            let [sig, count, state, meta] = chunk else {
-                return Err(bad("a short entry").into());
-            };
-            let text = |v: &redis::Value| -> Result<String> {
-                Ok(redis::from_redis_value_ref(v).map_err(|e| bad(&e.to_string()))?)
-            };
-            let signature = text(sig)?;
-            let in_window: u64 =
-                redis::from_redis_value_ref(count).map_err(|e| bad(&e.to_string()))?;
-            let state: Vec<u8> =
-                redis::from_redis_value_ref(state).map_err(|e| bad(&e.to_string()))?;
-            let meta: Vec<u8> =
-                redis::from_redis_value_ref(meta).map_err(|e| bad(&e.to_string()))?;
+        for at in (2..answer.len()).step_by(4) {
+            let signature = answer.text(at, "signature")?.to_owned();
+            let in_window = answer.u64(at + 1, "in_window")?;
+            let state = answer.bytes(at + 2, "state")?;
+            let meta = answer.bytes(at + 3, "meta")?;
             let (total, last_seen_ms) = if state.is_empty() {
                 (0, 0)
             } else {
-                let s = parse_state(data, &signature, &state)?;
+                let s = parse_state(data, &signature, state)?;
                 (s.count, s.last)
             };
             let meta = if meta.is_empty() {
                 SignatureMeta::default()
             } else {
-                stored_json(data, &format!("signature {signature} meta"), &meta)?
+                stored_json(data, &format!("signature {signature} meta"), meta)?
             };
             signatures.push(TopSignature {
                 signature,
@@ -354,7 +287,7 @@ impl ErrorTracker {
         }
         Ok(TopSignatures {
             signatures,
-            complete: complete == 1,
+            complete,
             undecodable,
         })
     }
@@ -413,26 +346,19 @@ impl ErrorTracker {
             .key(&inner.keys.data)
             .invoke(&inner.pool)
             .await?;
-        let bad = |why: String| Error::decode("the counts script's answer", why);
-        let mut it = raw.iter();
-        let other: u64 = it
-            .next()
-            .map(redis::from_redis_value_ref)
-            .transpose()
-            .map_err(|e| bad(e.to_string()))?
-            .unwrap_or(0);
-        let rest: Vec<&redis::Value> = it.collect();
+        let answer = Reply::items("errors-counts", &raw);
+        let other = answer.u64(0, "other")?;
+        if answer.len() % 2 != 1 {
+            return Err(Error::decode(
+                "errors-counts",
+                format!("{} items: not 1 then 2 per counter", answer.len()),
+            ));
+        }
         let mut all: BTreeMap<String, u64> = BTreeMap::new();
-        for pair in rest.chunks(2) {
-            let [field, n] = pair else {
-                return Err(bad("an odd answer".into()).into());
-            };
-            let field: Vec<u8> =
-                redis::from_redis_value_ref(field).map_err(|e| bad(e.to_string()))?;
+        for at in (1..answer.len()).step_by(2) {
             // A name: a damaged byte shows as U+FFFD.
-            let field = String::from_utf8_lossy(&field).into_owned();
-            let n: u64 = redis::from_redis_value_ref(n).map_err(|e| bad(e.to_string()))?;
-            all.insert(field, n);
+            let field = String::from_utf8_lossy(answer.bytes(at, "counter field")?).into_owned();
+            all.insert(field, answer.u64(at + 1, "counter")?);
         }
         let mut counts = Counts::default();
         for (field, n) in all {
@@ -461,12 +387,12 @@ impl ErrorTracker {
     pub async fn task(&self, task_id: &str) -> Result<Option<ErrorRecord>> {
         let inner = &self.inner;
         let task = crate::event::clean_name(task_id);
-        let (s1, s2) = crate::tracker::task_slots(&task, inner.settings.max_tasks);
+        let (s1, s2) = task_slots(&task, inner.settings.max_tasks);
         let found: Option<(u64, Vec<u8>)> = TASK
             .prepare()
             .key(&inner.keys.data)
             .arg(inner.settings.clock.arg())
-            .arg(millis(inner.settings.task_ttl))
+            .arg(duration_ms(inner.settings.task_ttl))
             .arg(&task)
             .arg(s1)
             .arg(s2)
@@ -502,13 +428,12 @@ impl ErrorTracker {
             .await?;
         // Scores are times in ms the record script wrote; another is named, not wrapped.
         raw.into_iter()
-            .map(|(signature, score)| match crate::tracker::whole(score) {
+            .map(|(signature, score)| match whole(score) {
                 Some(ms) => Ok((signature, ms)),
                 None => Err(Error::corrupt(
                     inner.keys.seen.as_str(),
                     format!("signature {signature} score {score} is no time in ms"),
-                )
-                .into()),
+                )),
             })
             .collect()
     }

@@ -1,23 +1,18 @@
-//! [`ErrorTracker`]: configuration, recording (with group commit) and resolution.
+//! [`ErrorTracker`]: the handle, and the record path (cleaning an event and encoding it for
+//! the record script; the batching is in `batch`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use coordkit_core::{Clock, GroupCommit, Key, KeyKind, Keyspace, Pool, Script};
+use coordkit_core::{GroupCommit, Key, Pool, Result};
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::event::{
-    Classifier, ErrorEvent, MAX_NAME, Severity, clean_name, default_classifier, mark_with_digest,
-    truncate,
-};
+use crate::batch::{Outcome, Prepared};
+use crate::config::Settings;
+use crate::event::{ErrorEvent, MAX_NAME, Severity, clean_name, mark_with_digest, truncate};
 use crate::normalize::{NORMALIZER_VERSION, fingerprint, normalize};
-
-// Without the prelude: the record script needs none of its helpers.
-pub(crate) static RECORD: Script = Script::bare("errors-record", include_str!("../lua/record.lua"));
-static RESOLVE: Script = Script::new("errors-resolve", include_str!("../lua/resolve.lua"));
+use crate::wire::{RECORD_ARGS, code, task_slots};
 
 /// The instance kind of trackers in the keyspace (`<ns>:{errors:<name>}:…`).
 pub const INSTANCE_KIND: &str = "errors";
@@ -36,46 +31,6 @@ pub const MAX_FIELD_BYTES: usize = 1024;
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 200;
 /// The most records one script call carries (see [`TrackerBuilder::max_in_flight`]).
 pub const MAX_BATCH: usize = 64;
-/// The record script's arguments per record.
-const RECORD_ARGS: usize = 15;
-
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) max_message_bytes: usize,
-    pub(crate) log_max_len: u32,
-    pub(crate) log_max_age: Duration,
-    pub(crate) task_ttl: Duration,
-    pub(crate) max_signatures: u32,
-    pub(crate) max_tasks: u32,
-    pub(crate) max_counters: u32,
-    pub(crate) window: Duration,
-    pub(crate) cascade_threshold: u32,
-    pub(crate) per_component: bool,
-    pub(crate) every_event: bool,
-    pub(crate) max_in_flight: usize,
-    pub(crate) clock: Clock,
-    pub(crate) classifier: Arc<Classifier>,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("log_max_len", &self.log_max_len)
-            .field("log_max_age", &self.log_max_age)
-            .field("task_ttl", &self.task_ttl)
-            .field("max_signatures", &self.max_signatures)
-            .field("max_tasks", &self.max_tasks)
-            .field("max_counters", &self.max_counters)
-            .field("window", &self.window)
-            .field("cascade_threshold", &self.cascade_threshold)
-            .field("per_component", &self.per_component)
-            .field("every_event", &self.every_event)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The keys of one tracker (one hash tag).
 #[derive(Debug, Clone)]
@@ -93,40 +48,7 @@ pub(crate) struct Inner {
     /// Event channel per severity, in [`Severity::ALL`] order.
     pub(crate) channels: Vec<String>,
     /// Concurrent records share one record-script call (group commit).
-    records: GroupCommit<Prepared, Outcome>,
-}
-
-/// What every record-script call repeats.
-struct RecordCall {
-    keys: Keys,
-    clock: Clock,
-    /// The script's settings, the head of its argument (see `lua/record.lua`): its numbers and
-    /// log length (then the clock) ...
-    header: Vec<u8>,
-    /// ... and what its events need (after the clock).
-    events: Vec<u8>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Outcome {
-    count: u64,
-    first_seen_ms: u64,
-    ts_ms: u64,
-    new_signature: bool,
-    regression: bool,
-    cascade: bool,
-    repaired: Vec<Repair>,
-}
-
-/// One record, cleaned and encoded: its section of the script's argument (field names and
-/// delimited names built here, so the script does less string work; see `lua/record.lua`), and
-/// what the caller is told.
-struct Prepared {
-    signature: String,
-    /// The record's arguments of the script (see `lua/record.lua`), its JSON last.
-    args: Vec<Vec<u8>>,
-    severity: Severity,
-    truncated: bool,
+    pub(crate) records: GroupCommit<Prepared, Outcome>,
 }
 
 /// Error tracking for one application (or one fleet of agents): records error events,
@@ -146,228 +68,6 @@ impl std::fmt::Debug for ErrorTracker {
             .field("keys", &self.inner.keys)
             .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds an [`ErrorTracker`] with validated settings.
-pub struct TrackerBuilder {
-    pool: Pool,
-    keyspace: Keyspace,
-    name: String,
-    settings: Settings,
-}
-
-impl std::fmt::Debug for TrackerBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackerBuilder")
-            .field("name", &self.name)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TrackerBuilder {
-    /// The longest message kept, in bytes (default 4 KiB; 64 ..= 1 MiB). A longer one is cut
-    /// at a character boundary and ends with `…[truncated <n> bytes]`.
-    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_message_bytes = bytes;
-        self
-    }
-
-    /// How many entries the chronological log keeps (default 10,000).
-    pub fn log_max_len(mut self, entries: u32) -> Self {
-        self.settings.log_max_len = entries;
-        self
-    }
-
-    /// How long log entries stay visible (default 7 days).
-    pub fn log_max_age(mut self, age: Duration) -> Self {
-        self.settings.log_max_age = age;
-        self
-    }
-
-    /// How long a task's details record is kept after its latest error (default 7 days).
-    pub fn task_ttl(mut self, ttl: Duration) -> Self {
-        self.settings.task_ttl = ttl;
-        self
-    }
-
-    /// How many signatures are tracked (default 10,000); beyond it the least recently seen is
-    /// forgotten.
-    pub fn max_signatures(mut self, n: u32) -> Self {
-        self.settings.max_signatures = n;
-        self
-    }
-
-    /// How many task details records are kept (default 10,000); beyond it the oldest goes.
-    pub fn max_tasks(mut self, n: u32) -> Self {
-        self.settings.max_tasks = n;
-        self
-    }
-
-    /// How many (kind, component) counters are kept (default 10,000); occurrences of new pairs
-    /// beyond it are counted under [`Counts::other`](crate::Counts::other).
-    pub fn max_counters(mut self, n: u32) -> Self {
-        self.settings.max_counters = n;
-        self
-    }
-
-    /// The correlation window (default 5 minutes).
-    pub fn correlation_window(mut self, window: Duration) -> Self {
-        self.settings.window = window;
-        self
-    }
-
-    /// How many distinct kinds within the window make a cascade (default 3).
-    pub fn cascade_threshold(mut self, kinds: u32) -> Self {
-        self.settings.cascade_threshold = kinds;
-        self
-    }
-
-    /// Whether the component is part of a computed signature (default `true`). With `false`,
-    /// one problem seen by several components is one signature listing them all.
-    pub fn signature_per_component(mut self, yes: bool) -> Self {
-        self.settings.per_component = yes;
-        self
-    }
-
-    /// Whether every record publishes an event (`recorded`), or only notable ones: a new
-    /// signature (`new_signature`), a regression (`regression`), and counts of 10, 100, 1000,
-    /// … (`recurring`), so a storm of duplicates does not become a storm of events. Default
-    /// `false` (notable ones only).
-    pub fn publish_every_record(mut self, yes: bool) -> Self {
-        self.settings.every_event = yes;
-        self
-    }
-
-    /// The severity of events that carry none (default: [`default_classifier`]).
-    pub fn classifier(
-        mut self,
-        f: impl Fn(&ErrorEvent) -> Severity + Send + Sync + 'static,
-    ) -> Self {
-        self.settings.classifier = Arc::new(f);
-        self
-    }
-
-    /// The clock scripts use (default: the server's).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.settings.clock = clock;
-        self
-    }
-
-    /// How many record calls of this tracker may be in flight at once (default 4, 1 ..= 64).
-    /// Records made while that many are in flight wait and go together in the next call (group
-    /// commit, at most [`MAX_BATCH`] per call): every record is still applied by exactly one
-    /// script call, the records of one call in their arrival order, and under load there are
-    /// fewer, larger calls. Calls in flight at the same time may be applied in either order
-    /// (the log's order is the order they were applied in).
-    pub fn max_in_flight(mut self, calls: usize) -> Self {
-        self.settings.max_in_flight = calls;
-        self
-    }
-
-    /// Validates the settings and builds the tracker.
-    pub fn build(self) -> Result<ErrorTracker> {
-        let s = &self.settings;
-        let ms = |d: Duration| d.as_millis();
-        let check = |ok: bool, field: &'static str, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(coordkit_core::Error::invalid_config(
-                    field,
-                    reason.to_owned(),
-                ))
-            }
-        };
-        check(
-            (64..=1 << 20).contains(&s.max_message_bytes),
-            "max_message_bytes",
-            "must be between 64 and 1048576",
-        )?;
-        check(s.log_max_len >= 1, "log_max_len", "must be at least 1")?;
-        check(
-            ms(s.log_max_age) >= 1,
-            "log_max_age",
-            "must be at least 1 ms",
-        )?;
-        check(ms(s.task_ttl) >= 1, "task_ttl", "must be at least 1 ms")?;
-        check(
-            s.max_signatures >= 1,
-            "max_signatures",
-            "must be at least 1",
-        )?;
-        check(s.max_tasks >= 1, "max_tasks", "must be at least 1")?;
-        check(s.max_counters >= 1, "max_counters", "must be at least 1")?;
-        check(
-            ms(s.window) >= 1,
-            "correlation_window",
-            "must be at least 1 ms",
-        )?;
-        check(
-            s.cascade_threshold >= 1,
-            "cascade_threshold",
-            "must be at least 1",
-        )?;
-        check(
-            (1..=64).contains(&s.max_in_flight),
-            "max_in_flight",
-            "must be between 1 and 64",
-        )?;
-        let instance = self.keyspace.instance(INSTANCE_KIND, &self.name)?;
-        let keys = Keys {
-            data: instance.typed_key("data", KeyKind::Hash),
-            seen: instance.typed_key("seen", KeyKind::ZSet),
-            log: instance.typed_key("log", KeyKind::Stream),
-        };
-        let channels = Severity::ALL
-            .iter()
-            .map(|s| self.keyspace.channel(INSTANCE_KIND, s.as_str()))
-            .collect::<coordkit_core::Result<Vec<_>>>()?;
-        let name_json = serde_json::to_string(&self.name).unwrap_or_else(|_| "\"\"".into());
-        let channel_prefix = channels[Severity::Debug as usize]
-            .strip_suffix(Severity::Debug.as_str())
-            .unwrap_or_default();
-        let mut header = pack_f64s(&[
-            millis(s.log_max_age) as f64,
-            if s.every_event { 1.0 } else { 0.0 },
-            f64::from(s.max_signatures),
-            f64::from(s.max_counters),
-            millis(s.window) as f64,
-            f64::from(s.cascade_threshold),
-        ]);
-        put_short(&mut header, s.log_max_len.to_string().as_bytes());
-        let mut event_names = Vec::new();
-        put_short(&mut event_names, channel_prefix.as_bytes());
-        put_short(&mut event_names, self.name.as_bytes());
-        put_short(&mut event_names, name_json.as_bytes());
-        let mut events = Vec::with_capacity(4 + event_names.len());
-        put_long(&mut events, &event_names);
-        let call = Arc::new(RecordCall {
-            keys: keys.clone(),
-            clock: self.settings.clock.clone(),
-            header,
-            events,
-        });
-        let records = GroupCommit::new(
-            &self.pool,
-            self.settings.max_in_flight,
-            MAX_BATCH,
-            move |pool, batch: Vec<Prepared>| {
-                let call = call.clone();
-                Box::pin(async move { send(&pool, &call, batch).await })
-            },
-        );
-        Ok(ErrorTracker {
-            inner: Arc::new(Inner {
-                pool: self.pool,
-                name: self.name,
-                keys,
-                settings: self.settings,
-                channels,
-                records,
-            }),
-        })
     }
 }
 
@@ -422,31 +122,14 @@ pub enum Repair {
 
 impl Repair {
     /// Each repair with its bit in the record script's flags.
-    const BITS: [(u64, Repair); 6] = [
-        (8, Repair::SignatureState),
-        (16, Repair::Counter),
-        (32, Repair::TaskSlot),
-        (64, Repair::Correlation),
-        (128, Repair::CounterFields),
-        (256, Repair::OtherCounter),
+    pub(crate) const BITS: [(u64, Repair); 6] = [
+        (code::FLAG_REPAIRED_STATE, Repair::SignatureState),
+        (code::FLAG_REPAIRED_COUNTER, Repair::Counter),
+        (code::FLAG_REPAIRED_TASK_SLOT, Repair::TaskSlot),
+        (code::FLAG_REPAIRED_CORRELATION, Repair::Correlation),
+        (code::FLAG_REPAIRED_COUNTER_FIELDS, Repair::CounterFields),
+        (code::FLAG_REPAIRED_OTHER, Repair::OtherCounter),
     ];
-}
-
-/// What [`ErrorTracker::resolve`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
-    /// Resolved now (server time, ms).
-    Resolved {
-        /// When.
-        at_ms: u64,
-    },
-    /// It already was, since `at_ms`.
-    AlreadyResolved {
-        /// Since when.
-        at_ms: u64,
-    },
-    /// No such signature is tracked.
-    Unknown,
 }
 
 #[derive(Serialize)]
@@ -513,37 +196,6 @@ fn clean_fingerprint(custom: &str) -> String {
 }
 
 impl ErrorTracker {
-    /// A builder for the tracker `name` (a validated name: one hash tag, so every key of the
-    /// tracker is in one slot) over `pool`, with keys under `keyspace`.
-    ///
-    /// Defaults: messages up to 4 KiB, a log of 10,000 entries kept 7 days, task details kept 7
-    /// days (at most 10,000), at most 10,000 signatures and 10,000 counters, a 5-minute
-    /// correlation window with a threshold of 3 kinds, signatures per component, the
-    /// [`default_classifier`], the server clock, 4 record calls in flight.
-    pub fn builder(pool: Pool, keyspace: Keyspace, name: &str) -> TrackerBuilder {
-        TrackerBuilder {
-            pool,
-            keyspace,
-            name: name.to_owned(),
-            settings: Settings {
-                max_message_bytes: 4096,
-                log_max_len: 10_000,
-                log_max_age: Duration::from_secs(7 * 24 * 3600),
-                task_ttl: Duration::from_secs(7 * 24 * 3600),
-                max_signatures: 10_000,
-                max_tasks: 10_000,
-                max_counters: 10_000,
-                window: Duration::from_secs(300),
-                cascade_threshold: 3,
-                per_component: true,
-                every_event: false,
-                max_in_flight: 4,
-                clock: Clock::Server,
-                classifier: Arc::new(default_classifier),
-            },
-        }
-    }
-
     /// The tracker's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -801,183 +453,5 @@ impl ErrorTracker {
             truncated,
             repaired: outcome.repaired,
         })
-    }
-
-    /// Marks `signature` resolved (server time). A later occurrence re-opens it as a
-    /// regression, with a `regression` event.
-    pub async fn resolve(&self, signature: &str) -> Result<Resolution> {
-        let inner = &self.inner;
-        let (status, ms): (u8, u64) = RESOLVE
-            .prepare()
-            .key(&inner.keys.data)
-            .arg(inner.settings.clock.arg())
-            .arg(signature)
-            .arg(self.channel(Severity::Info))
-            .arg(&inner.name)
-            .invoke(&inner.pool)
-            .await?;
-        Ok(match status {
-            1 => Resolution::Resolved { at_ms: ms },
-            2 => Resolution::AlreadyResolved { at_ms: ms },
-            _ => Resolution::Unknown,
-        })
-    }
-}
-
-/// One record-script call for `batch`: its outcomes, in order.
-async fn send(
-    pool: &Pool,
-    common: &RecordCall,
-    batch: Vec<Prepared>,
-) -> coordkit_core::Result<Vec<Outcome>> {
-    let keys = &common.keys;
-    let clock = common.clock.arg();
-    let mut header =
-        Vec::with_capacity(common.header.len() + clock.len() + 2 + common.events.len());
-    header.extend_from_slice(&common.header);
-    put_short(&mut header, clock.as_bytes());
-    header.extend_from_slice(&common.events);
-    let mut call = RECORD.prepare();
-    call.key(&keys.data)
-        .key(&keys.seen)
-        .key(&keys.log)
-        .arg(header);
-    let records = batch.len();
-    for p in batch {
-        for arg in p.args {
-            call.arg_bytes(arg);
-        }
-    }
-    let packed: Vec<u8> = call.invoke(pool).await?;
-    decode_outcomes(&packed, records)
-}
-
-/// The record script's answer: big-endian doubles, `now`, then count, first seen and flags per
-/// record.
-pub(crate) fn decode_outcomes(
-    packed: &[u8],
-    records: usize,
-) -> coordkit_core::Result<Vec<Outcome>> {
-    if packed.len() != 8 * (1 + records * 3) {
-        return Err(coordkit_core::Error::decode(
-            "the record script's answer",
-            format!("{} bytes for {} records", packed.len(), records),
-        ));
-    }
-    // Whole numbers in 0..=2^53, as the script computed them from bounded stored numbers.
-    let mut numbers = Vec::with_capacity(packed.len() / 8);
-    for c in packed.chunks_exact(8) {
-        let n = f64::from_be_bytes(c.try_into().unwrap_or_default());
-        numbers.push(whole(n).ok_or_else(|| {
-            coordkit_core::Error::decode(
-                "the record script's answer",
-                format!("{n} is no whole number in 0..=2^53"),
-            )
-        })?);
-    }
-    let now = numbers.first().copied().unwrap_or_default();
-    Ok(numbers
-        .get(1..)
-        .unwrap_or_default()
-        .chunks_exact(3)
-        .map(|c| Outcome {
-            count: c[0],
-            first_seen_ms: c[1],
-            ts_ms: now,
-            new_signature: c[2] & 1 != 0,
-            regression: c[2] & 2 != 0,
-            cascade: c[2] & 4 != 0,
-            repaired: Repair::BITS
-                .iter()
-                .filter(|(bit, _)| c[2] & bit != 0)
-                .map(|(_, r)| *r)
-                .collect(),
-        })
-        .collect())
-}
-
-/// The largest whole number the scripts store (in a double, exactly).
-pub(crate) const MAX_STORED: u64 = 1 << 53;
-
-/// `n` as a whole number in `0..=2^53`, or `None` (NaN, infinite, negative, fractional, huge).
-pub(crate) fn whole(n: f64) -> Option<u64> {
-    (n >= 0.0 && n <= MAX_STORED as f64 && n.fract() == 0.0).then_some(n as u64)
-}
-
-/// A string as the record script's `struct.unpack('>Hc0')` reads it: its length (2 bytes,
-/// big-endian), then its bytes. Only for short strings: names, ids.
-fn put_short(out: &mut Vec<u8>, bytes: &[u8]) {
-    debug_assert!(
-        bytes.len() <= usize::from(u16::MAX),
-        "a short string of {} bytes",
-        bytes.len()
-    );
-    out.extend_from_slice(&u16::try_from(bytes.len()).unwrap_or(u16::MAX).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// A string as `struct.unpack('>I4c0')` reads it: its length (4 bytes, big-endian), then its
-/// bytes.
-fn put_long(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// Numbers as the scripts' `struct.pack('>d', …)` writes them: big-endian doubles.
-pub(crate) fn pack_f64s(values: &[f64]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_be_bytes()).collect()
-}
-
-/// The two slots (of `max_tasks`) a task's details record may use: from a SHA-1 of its id, so
-/// every process agrees.
-pub(crate) fn task_slots(task: &str, max_tasks: u32) -> (u32, u32) {
-    let digest = sha1_smol::Sha1::from(task.as_bytes()).digest().bytes();
-    let a = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    let b = u32::from_be_bytes([digest[4], digest[5], digest[6], digest[7]]);
-    let n = max_tasks.max(1);
-    (a % n, b % n)
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn packed(numbers: &[f64]) -> Vec<u8> {
-        pack_f64s(numbers)
-    }
-
-    #[test]
-    fn the_record_answer_is_decoded_per_record() {
-        let outcomes = decode_outcomes(
-            &packed(&[
-                1_700_000_000_123.0,
-                5.0,
-                1_600_000_000_000.0,
-                0.0,
-                1.0,
-                1_700_000_000_123.0,
-                7.0,
-            ]),
-            2,
-        )
-        .unwrap();
-        assert_eq!(outcomes.len(), 2);
-        assert_eq!(outcomes[0].count, 5);
-        assert_eq!(outcomes[0].first_seen_ms, 1_600_000_000_000);
-        assert_eq!(outcomes[0].ts_ms, 1_700_000_000_123);
-        assert!(!outcomes[0].new_signature && !outcomes[0].regression && !outcomes[0].cascade);
-        assert_eq!(outcomes[1].count, 1);
-        assert!(outcomes[1].new_signature && outcomes[1].regression && outcomes[1].cascade);
-    }
-
-    #[test]
-    fn a_record_answer_of_the_wrong_size_is_an_error_not_a_panic() {
-        assert!(decode_outcomes(&packed(&[1.0, 2.0, 3.0]), 1).is_err());
-        assert!(decode_outcomes(&[0; 13], 1).is_err());
-        assert!(decode_outcomes(&[], 0).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Key, KeyKind, Keyspace, ManualClock, Pool, redis};
-use coordkit_errors::{ErrorEvent, ErrorTracker, Repair, TrackerBuilder, TrackerError};
+use coordkit_errors::{ErrorEvent, ErrorTracker, Repair, TrackerBuilder};
 use coordkit_testkit::garbage::{Garbage, TYPES, garbage, overwrite_with_type, wrong_type};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
 use proptest::prelude::*;
@@ -51,7 +51,7 @@ async fn seeded_with(
     settings: impl FnOnce(TrackerBuilder) -> TrackerBuilder,
 ) -> Fixture {
     let name = format!("bad-{}", CASE.fetch_add(1, Ordering::Relaxed));
-    let builder = ErrorTracker::builder(pool.clone(), ks.clone(), &name)
+    let builder = ErrorTracker::builder(pool, ks, &name)
         .max_counters(2)
         .max_in_flight(1)
         .cascade_threshold(3)
@@ -116,15 +116,15 @@ impl Fixture {
     async fn queries(&self, expected: &Key) -> Result<usize, String> {
         let t = &self.t;
         let mut failed = 0;
-        let mut check = |what: &str, r: Result<(), TrackerError>| match r {
+        let mut check = |what: &str, r: Result<(), Error>| match r {
             Ok(()) => Ok(()),
-            Err(TrackerError::Core(Error::Corrupt { key, detail }))
+            Err(Error::Corrupt { key, detail })
                 if key == expected.as_str() && !detail.is_empty() =>
             {
                 failed += 1;
                 Ok(())
             }
-            Err(TrackerError::Core(Error::WrongType { key, .. })) if key == expected.as_str() => {
+            Err(Error::WrongType { key, .. }) if key == expected.as_str() => {
                 failed += 1;
                 Ok(())
             }
@@ -142,7 +142,7 @@ impl Fixture {
     }
 
     /// Concurrent records (batched behind the one in flight): their results, in order.
-    async fn batch(&self, which: &[char]) -> Vec<Result<coordkit_errors::Recorded, TrackerError>> {
+    async fn batch(&self, which: &[char]) -> Vec<Result<coordkit_errors::Recorded, Error>> {
         let calls: Vec<_> = which
             .iter()
             .map(|w| {
@@ -278,7 +278,7 @@ async fn key_case(fx: &Fixture, key: &Key, type_name: &str) -> Result<(), String
     for k in [&fx.data, &fx.seen, &fx.log] {
         before.push(fx.dump(k).await);
     }
-    let is_named = |r: &Result<coordkit_errors::Recorded, TrackerError>| matches!(r, Err(TrackerError::Core(Error::WrongType { key: k, .. })) if k == key.as_str());
+    let is_named = |r: &Result<coordkit_errors::Recorded, Error>| matches!(r, Err(Error::WrongType { key: k, .. }) if k == key.as_str());
     // A new signature touches every key.
     let r = fx.t.record(&event('n')).await;
     if !is_named(&r) {
@@ -293,7 +293,7 @@ async fn key_case(fx: &Fixture, key: &Key, type_name: &str) -> Result<(), String
     let resolved = fx.t.resolve(&fx.a).await;
     let data_bad = *key == fx.data;
     match (&resolved, data_bad) {
-        (Err(TrackerError::Core(Error::WrongType { key: k, .. })), true) if k == key.as_str() => {}
+        (Err(Error::WrongType { key: k, .. }), true) if k == key.as_str() => {}
         (Ok(_), false) => {
             // It wrote the data hash: compare without it.
             before[0] = fx.dump(&fx.data).await;
@@ -459,10 +459,9 @@ async fn hset(fx: &Fixture, key: &Key, field: &str, value: &[u8]) {
         .unwrap();
 }
 
-fn corrupt_naming(r: Result<impl std::fmt::Debug, TrackerError>, key: &Key, word: &str) {
+fn corrupt_naming(r: Result<impl std::fmt::Debug, Error>, key: &Key, word: &str) {
     match r {
-        Err(TrackerError::Core(Error::Corrupt { key: k, detail }))
-            if k == key.as_str() && detail.contains(word) => {}
+        Err(Error::Corrupt { key: k, detail }) if k == key.as_str() && detail.contains(word) => {}
         other => panic!("want Corrupt {{ {key}, ..{word}.. }}, got {other:?}"),
     }
 }

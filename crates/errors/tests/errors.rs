@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, Received, Subscriber, redis};
-use coordkit_errors::{
-    ErrorEvent, ErrorTracker, Resolution, Severity, TrackerBuilder, TrackerError,
-};
+use coordkit_errors::{ErrorEvent, ErrorTracker, Resolution, Severity, TrackerBuilder};
 use coordkit_testkit::redis_test;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -16,14 +14,12 @@ const WAIT: Duration = Duration::from_secs(15);
 /// the clock.
 fn on_manual_clock(pool: Pool, ks: &Keyspace, name: &str) -> (ManualClock, TrackerBuilder) {
     let clock = ManualClock::new(1_700_000_000_000);
-    let builder = ErrorTracker::builder(pool, ks.clone(), name).clock(Clock::Manual(clock.clone()));
+    let builder = ErrorTracker::builder(&pool, ks, name).clock(Clock::Manual(clock.clone()));
     (clock, builder)
 }
 
 fn tracker(ks: &Keyspace, pool: Pool, name: &str) -> ErrorTracker {
-    ErrorTracker::builder(pool, ks.clone(), name)
-        .build()
-        .unwrap()
+    ErrorTracker::builder(&pool, ks, name).build().unwrap()
 }
 
 /// A subscriber to every errors channel of `ks`.
@@ -45,7 +41,7 @@ async fn next(sub: &mut Subscriber<serde_json::Value>) -> Received<serde_json::V
 redis_test! {
     async fn records_deduplicate_and_keep_details(redis) {
         let pool = redis.pool().await;
-        let t = ErrorTracker::builder(pool.clone(), redis.keyspace(), "dedup")
+        let t = ErrorTracker::builder(&pool, &redis.keyspace(), "dedup")
             .signature_per_component(false)
             .build()
             .unwrap();
@@ -73,15 +69,15 @@ redis_test! {
         assert_eq!(d.meta.kind, "Timeout");
         assert_eq!(d.resolved_at_ms, None);
         let sample = d.last_sample.unwrap();
-        assert_eq!(sample.message, "timeout after 3s on 10.0.0.2:81");
-        assert_eq!(sample.component, "indexer");
+        assert_eq!(sample.occurrence.message, "timeout after 3s on 10.0.0.2:81");
+        assert_eq!(sample.occurrence.component, "indexer");
         assert_eq!(sample.count, 2);
 
         let task = t.task("t-1").await.unwrap().unwrap();
-        assert_eq!(task.code.as_deref(), Some("ETIMEDOUT"));
+        assert_eq!(task.occurrence.code.as_deref(), Some("ETIMEDOUT"));
         assert_eq!(task.stack, vec!["fetch (src/fetch.rs:10)".to_string()]);
         assert_eq!(task.attributes["try"], "1");
-        assert!(task.recoverable);
+        assert!(task.occurrence.recoverable);
         assert_eq!(t.task("nope").await.unwrap(), None);
 
         let counts = t.counts().await.unwrap();
@@ -93,12 +89,12 @@ redis_test! {
 
         // Paging: newest first, the cursor is stable while new records arrive.
         let p1 = t.recent(None, 2).await.unwrap();
-        assert_eq!(p1.entries.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["Io", "Timeout"]);
+        assert_eq!(p1.entries.iter().map(|e| e.occurrence.kind.as_str()).collect::<Vec<_>>(), ["Io", "Timeout"]);
         t.record(&ErrorEvent::new("x", "Late", "after the first page")).await.unwrap();
         let p2 = t.recent(p1.next.as_deref(), 2).await.unwrap();
         assert_eq!(p2.entries.len(), 1);
-        assert_eq!(p2.entries[0].message, "timeout after 150ms on 10.0.0.1:80");
-        assert_eq!(p2.entries[0].task_id.as_deref(), Some("t-1"));
+        assert_eq!(p2.entries[0].occurrence.message, "timeout after 150ms on 10.0.0.1:80");
+        assert_eq!(p2.entries[0].occurrence.task_id.as_deref(), Some("t-1"));
         assert_eq!(p2.next, None);
 
         let top = t.top(Duration::from_secs(600), 10).await.unwrap();
@@ -113,14 +109,14 @@ redis_test! {
 
 redis_test! {
     async fn bad_input_is_cleaned_and_recorded(redis) {
-        let t = ErrorTracker::builder(redis.pool().await, redis.keyspace(), "bad")
+        let t = ErrorTracker::builder(&redis.pool().await, &redis.keyspace(), "bad")
             .max_message_bytes(100)
             .build()
             .unwrap();
         // Invalid UTF-8.
         let r = t.record(&ErrorEvent::new("c", "K", b"bad \xff\xfe bytes 42".as_slice())).await.unwrap();
         let d = t.signature(&r.signature).await.unwrap().unwrap();
-        assert_eq!(d.last_sample.unwrap().message, "bad \u{fffd}\u{fffd} bytes 42");
+        assert_eq!(d.last_sample.unwrap().occurrence.message, "bad \u{fffd}\u{fffd} bytes 42");
         assert_eq!(d.meta.template, "bad \u{fffd}\u{fffd} bytes <num>");
         // Over-long message: truncated with a marker.
         let long = "x".repeat(10_000);
@@ -128,8 +124,8 @@ redis_test! {
         assert!(r.truncated);
         let sample = t.signature(&r.signature).await.unwrap().unwrap().last_sample.unwrap();
         assert!(sample.truncated);
-        assert!(sample.message.len() <= 100);
-        assert!(sample.message.ends_with("…[truncated 10000 bytes]"), "{}", sample.message);
+        assert!(sample.occurrence.message.len() <= 100);
+        assert!(sample.occurrence.message.ends_with("…[truncated 10000 bytes]"), "{}", sample.occurrence.message);
         // Missing and malformed names: defaults, cleaned.
         let r = t.record(&ErrorEvent::default()).await.unwrap();
         let d = t.signature(&r.signature).await.unwrap().unwrap();
@@ -190,7 +186,7 @@ redis_test! {
             let _: () = pool.query(redis::cmd("SET").arg(&key).arg("x")).await.unwrap();
             // A new signature, so every key is touched.
             match t.record(&ErrorEvent::new("c", "K", format!("m {suffix}"))).await {
-                Err(TrackerError::Core(Error::WrongType { key: k, found })) => {
+                Err(Error::WrongType { key: k, found }) => {
                     assert_eq!(k, key.as_str(), "{suffix}");
                     assert_eq!(found, "string");
                 }
@@ -218,8 +214,8 @@ async fn sizes(pool: &Pool, ks: &Keyspace, name: &str) -> [u64; 3] {
     out
 }
 
-fn is_wrong_type(r: Result<coordkit_errors::Recorded, TrackerError>, key: &str) -> bool {
-    matches!(r, Err(TrackerError::Core(Error::WrongType { key: k, .. })) if k == key)
+fn is_wrong_type(r: Result<coordkit_errors::Recorded, Error>, key: &str) -> bool {
+    matches!(r, Err(Error::WrongType { key: k, .. }) if k == key)
 }
 
 redis_test! {
@@ -306,6 +302,7 @@ redis_test! {
         assert!(matches!(t.resolve(&r.signature).await.unwrap(), Resolution::Resolved { .. }));
         let got = next(&mut sub).await;
         assert_eq!((got.channel.as_str(), got.event.kind.as_str()), (t.channel(Severity::Info), "resolved"));
+        assert_eq!((got.event.source.as_str(), got.event.entity.as_str()), ("errors", "events"));
         clock.advance(Duration::from_millis(1));
         let again = t.record(&ErrorEvent::new("a", "K1", "boom 3")).await.unwrap();
         assert!(again.regression);
@@ -320,6 +317,8 @@ redis_test! {
         let _ = next(&mut sub).await; // the record's own event
         let got = next(&mut sub).await;
         assert_eq!((got.channel.as_str(), got.event.kind.as_str()), (t.channel(Severity::Critical), "cascade"));
+        assert_eq!((got.event.source.as_str(), got.event.entity.as_str()), ("errors", "events"));
+        assert_eq!(got.event.ts_ms, clock.now_ms());
         let kinds: BTreeSet<String> = serde_json::from_value(got.event.payload["kinds"].clone()).unwrap();
         assert_eq!(kinds, ["K1", "K2", "K3"].map(String::from).into());
         assert_eq!(got.event.payload["counts"]["K1"], 3);
@@ -393,7 +392,7 @@ redis_test! {
     async fn concurrent_records_are_exact(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "busy")
+        let t = ErrorTracker::builder(&pool, &ks, "busy")
             .log_max_len(100_000)
             .build()
             .unwrap();
@@ -500,7 +499,7 @@ redis_test! {
     async fn caps_bound_signatures_tasks_counters_and_log(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "capped")
+        let t = ErrorTracker::builder(&pool, &ks, "capped")
             .max_signatures(50)
             .max_tasks(20)
             .max_counters(10)
@@ -540,12 +539,30 @@ redis_test! {
 redis_test! {
     async fn invalid_settings_name_the_field(redis) {
         let pool = redis.pool().await;
-        let err = ErrorTracker::builder(pool.clone(), redis.keyspace(), "x").max_message_bytes(1).build().unwrap_err();
-        assert!(err.to_string().contains("max_message_bytes"), "{err}");
-        let err = ErrorTracker::builder(pool.clone(), redis.keyspace(), "x").cascade_threshold(0).build().unwrap_err();
-        assert!(err.to_string().contains("cascade_threshold"), "{err}");
-        let err = ErrorTracker::builder(pool, redis.keyspace(), "bad name").build().unwrap_err();
-        assert!(matches!(err, TrackerError::Core(Error::InvalidName { .. })));
+        let ks = redis.keyspace();
+        let b = || ErrorTracker::builder(&pool, &ks, "x");
+        let cases: Vec<(&str, TrackerBuilder)> = vec![
+            ("max_message_bytes", b().max_message_bytes(1)),
+            ("max_message_bytes", b().max_message_bytes((1 << 20) + 1)),
+            ("log_max_len", b().log_max_len(0)),
+            ("log_max_age", b().log_max_age(Duration::ZERO)),
+            ("task_ttl", b().task_ttl(Duration::from_micros(999))),
+            ("max_signatures", b().max_signatures(0)),
+            ("max_tasks", b().max_tasks(0)),
+            ("max_counters", b().max_counters(0)),
+            ("correlation_window", b().correlation_window(Duration::ZERO)),
+            ("cascade_threshold", b().cascade_threshold(0)),
+            ("max_in_flight", b().max_in_flight(0)),
+            ("max_in_flight", b().max_in_flight(65)),
+        ];
+        for (setter, builder) in cases {
+            match builder.build() {
+                Err(Error::InvalidConfig { field, .. }) => assert_eq!(field, setter),
+                other => panic!("{setter}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+        let err = ErrorTracker::builder(&pool, &ks, "bad name").build().unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }));
     }
 }
 
@@ -553,7 +570,7 @@ redis_test! {
     async fn by_default_only_notable_records_publish(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "quiet").build().unwrap();
+        let t = ErrorTracker::builder(&pool, &ks, "quiet").build().unwrap();
         let mut sub = every_event(&pool, &ks).await;
         for i in 1..=10u64 {
             t.record(&ErrorEvent::new("c", "K", format!("again {i}"))).await.unwrap();
@@ -571,7 +588,7 @@ redis_test! {
     async fn memory_stays_bounded_by_the_caps(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "mem")
+        let t = ErrorTracker::builder(&pool, &ks, "mem")
             .log_max_len(1_000)
             .max_tasks(1_000)
             .max_signatures(1_000)
@@ -639,7 +656,7 @@ redis_test! {
     async fn the_window_keeps_at_most_64_kinds(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "many-kinds")
+        let t = ErrorTracker::builder(&pool, &ks, "many-kinds")
             .cascade_threshold(64)
             .build()
             .unwrap();
@@ -681,7 +698,7 @@ async fn records_fail_cleanly_while_the_server_is_down_and_resume_after() {
     tokio::task::block_in_place(|| server.kill());
     for _ in 0..3 {
         match t.record(&event).await {
-            Err(TrackerError::Core(e)) => assert!(e.is_retryable(), "not retryable: {e}"),
+            Err(e) => assert!(e.is_retryable(), "not retryable: {e}"),
             other => panic!("expected an unavailable server, got {other:?}"),
         }
     }
@@ -695,10 +712,7 @@ async fn records_fail_cleanly_while_the_server_is_down_and_resume_after() {
                 break;
             }
             Err(e) => {
-                assert!(
-                    matches!(&e, TrackerError::Core(c) if c.is_retryable()),
-                    "{e}"
-                );
+                assert!(e.is_retryable(), "{e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -713,7 +727,7 @@ redis_test! {
     async fn a_configured_classifier_sets_the_severity_unless_one_is_given(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let t = ErrorTracker::builder(pool.clone(), ks.clone(), "classified")
+        let t = ErrorTracker::builder(&pool, &ks, "classified")
             .classifier(|e| if e.kind == "Oom" { Severity::Critical } else { Severity::Debug })
             .publish_every_record(true)
             .build()
@@ -753,7 +767,31 @@ redis_test! {
         assert_eq!(older.entries.len(), 1);
         assert!(older.undecodable.is_empty());
         assert_eq!(older.next, None);
-        assert_eq!(page.entries[0].message, "after");
-        assert_eq!(older.entries[0].message, "before");
+        assert_eq!(page.entries[0].occurrence.message, "after");
+        assert_eq!(older.entries[0].occurrence.message, "before");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_shows_the_name_and_keys_never_the_password() {
+    let server = coordkit_testkit::RedisServer::start_with(coordkit_testkit::ServerOptions {
+        password: Some("tracker-secret-42".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let pool = Pool::connect(coordkit_core::PoolConfig::from_url(&server.url()).unwrap())
+        .await
+        .unwrap();
+    let t = ErrorTracker::builder(&pool, &Keyspace::new("dbg").unwrap(), "shown")
+        .build()
+        .unwrap();
+    let shown = format!("{t:?} {:?}", t.clone());
+    assert!(
+        shown.contains("ErrorTracker") && shown.contains("\"shown\""),
+        "{shown}"
+    );
+    for key in t.keys() {
+        assert!(shown.contains(key.as_str()), "{key:?} not in {shown}");
+    }
+    assert!(!shown.contains("tracker-secret-42"), "{shown}");
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Key, Keyspace, ManualClock, Pool, redis};
-use coordkit_errors::{ErrorEvent, ErrorTracker, TrackerBuilder, TrackerError};
+use coordkit_errors::{ErrorEvent, ErrorTracker, TrackerBuilder};
 use coordkit_testkit::garbage::overwrite_with_type;
 use coordkit_testkit::redis_test;
 
@@ -30,7 +30,7 @@ async fn tracker(
     settings: impl FnOnce(TrackerBuilder) -> TrackerBuilder,
 ) -> (ErrorTracker, [Key; 3]) {
     let name = format!("ids-{}", CASE.fetch_add(1, Ordering::Relaxed));
-    let t = settings(ErrorTracker::builder(pool.clone(), ks.clone(), &name).max_in_flight(1))
+    let t = settings(ErrorTracker::builder(pool, ks, &name).max_in_flight(1))
         .build()
         .unwrap();
     for w in ['A', 'B', 'C'] {
@@ -57,10 +57,9 @@ async fn xadd(pool: &Pool, log: &Key, id: &str) {
         .unwrap();
 }
 
-fn corrupt_naming(r: &Result<impl std::fmt::Debug, TrackerError>, key: &Key) {
+fn corrupt_naming(r: &Result<impl std::fmt::Debug, Error>, key: &Key) {
     match r {
-        Err(TrackerError::Core(Error::Corrupt { key: k, detail }))
-            if k == key.as_str() && !detail.is_empty() => {}
+        Err(Error::Corrupt { key: k, detail }) if k == key.as_str() && !detail.is_empty() => {}
         other => panic!("want Corrupt naming {key}, got {other:?}"),
     }
 }
@@ -78,7 +77,7 @@ redis_test! {
         overwrite_with_type(&pool, &seen, "string").await;
         let (log_before, data_before) = (entries(&pool, &log).await, dump(&pool, &data).await);
         match t.record(&event('A')).await {
-            Err(TrackerError::Core(Error::WrongType { key, .. })) if key == seen.as_str() => {}
+            Err(Error::WrongType { key, .. }) if key == seen.as_str() => {}
             other => panic!("want WrongType naming {seen}, got {other:?}"),
         }
         assert_eq!(entries(&pool, &log).await, log_before, "the log was trimmed");

@@ -103,7 +103,7 @@ fn lua_matches_the_model_on(topology: Topology, cases: u32) {
     let config = ProptestConfig::with_cases(cases);
     proptest!(config, |(ops in proptest::collection::vec(op(), 1..60))| {
         let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
-        let tracker = ErrorTracker::builder(pool.clone(), redis.keyspace(), &name)
+        let tracker = ErrorTracker::builder(&pool, &redis.keyspace(), &name)
             .log_max_len(CFG.log_max_len as u32)
             .log_max_age(Duration::from_millis(CFG.log_max_age_ms))
             .task_ttl(Duration::from_millis(CFG.task_ttl_ms))
@@ -223,7 +223,7 @@ fn batched_records_match_the_model_in_log_order() {
         log_max_len: 10_000,
         ..CFG
     };
-    let tracker = ErrorTracker::builder(pool.clone(), redis.keyspace(), "batched")
+    let tracker = ErrorTracker::builder(&pool, &redis.keyspace(), "batched")
         .log_max_len(cfg.log_max_len as u32)
         .log_max_age(Duration::from_millis(cfg.log_max_age_ms))
         .task_ttl(Duration::from_millis(cfg.task_ttl_ms))
@@ -292,9 +292,9 @@ fn batched_records_match_the_model_in_log_order() {
             now,
             &ModelRecord {
                 signature: e.signature.clone(),
-                kind: e.kind.clone(),
-                component: e.component.clone(),
-                task: e.task_id.clone(),
+                kind: e.occurrence.kind.clone(),
+                component: e.occurrence.component.clone(),
+                task: e.occurrence.task_id.clone(),
                 occurred_ms: None,
             },
         ));

@@ -52,7 +52,7 @@
 //! # let server = coordkit_testkit::RedisServer::start()?;
 //! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
 //! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
-//! let metrics = Metrics::new(&pool, &Keyspace::new("myapp")?)?;
+//! let metrics = Metrics::builder(&pool, &Keyspace::new("myapp")?).build()?;
 //!
 //! // A gauge keeping its last 1,000 samples of the last hour, with per-minute rollups for a day.
 //! let config = SeriesConfig::builder()
@@ -94,6 +94,7 @@ mod config;
 mod error;
 pub mod histogram;
 mod metrics;
+#[cfg(feature = "model")]
 pub mod model;
 mod sample;
 mod scripts;
@@ -107,7 +108,7 @@ pub use config::{
 };
 pub use error::{Error, MAX_TIMESTAMP_MS, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use metrics::{INSTANCE_KIND, Metrics, ThresholdAlert};
+pub use metrics::{EVENT_SOURCE, INSTANCE_KIND, Metrics, MetricsBuilder, ThresholdAlert};
 pub use sample::{RollupBucket, Sample, SampleWindow};
 pub use series::{Counter, CounterKind, Gauge, GaugeKind, Kind, Series, Written, rate_per_second};
 pub use series_id::SeriesId;

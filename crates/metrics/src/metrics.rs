@@ -1,7 +1,7 @@
 //! [`Metrics`]: the entry point that builds series handles over one pool and keyspace.
 
 use coordkit_core::{Clock, Keyspace, Pool};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::config::SeriesConfig;
 use crate::error::Result;
@@ -11,6 +11,9 @@ use crate::series_id::SeriesId;
 
 /// The instance kind of every metric key: `<namespace>:{metric:<name,labels>}:<suffix>`.
 pub const INSTANCE_KIND: &str = "metric";
+
+/// The `source` of this crate's events, and the kind part of their channels.
+pub const EVENT_SOURCE: &str = "metrics";
 
 /// Builds gauge, counter and histogram handles over one shared [`Pool`] and [`Keyspace`].
 /// Cheap to clone.
@@ -22,23 +25,43 @@ pub struct Metrics {
     channel: String,
 }
 
+/// Builds [`Metrics`]: see [`Metrics::builder`].
+#[derive(Debug, Clone)]
+pub struct MetricsBuilder {
+    pool: Pool,
+    keyspace: Keyspace,
+    clock: Clock,
+}
+
+impl MetricsBuilder {
+    /// The clock the write scripts stamp samples with (default: the server's `TIME`; a
+    /// [`ManualClock`](coordkit_core::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// Builds the handle: fails when the keyspace cannot name the alert channel.
+    pub fn build(self) -> Result<Metrics> {
+        let channel = self.keyspace.channel(EVENT_SOURCE, "threshold")?;
+        Ok(Metrics {
+            pool: self.pool,
+            keyspace: self.keyspace,
+            clock: self.clock,
+            channel,
+        })
+    }
+}
+
 impl Metrics {
-    /// Metrics under `keyspace`, on the server's clock. Threshold alerts are published on
-    /// `<namespace>:events:metrics:threshold`.
-    pub fn new(pool: &Pool, keyspace: &Keyspace) -> Result<Self> {
-        Ok(Self {
+    /// A builder for metrics under `keyspace` over `pool`. Threshold alerts are published on
+    /// `<namespace>:events:metrics:threshold`, with source `metrics`.
+    pub fn builder(pool: &Pool, keyspace: &Keyspace) -> MetricsBuilder {
+        MetricsBuilder {
             pool: pool.clone(),
             keyspace: keyspace.clone(),
             clock: Clock::Server,
-            channel: keyspace.channel("metrics", "threshold")?,
-        })
-    }
-
-    /// Uses `clock` instead of the server's (a [`ManualClock`](coordkit_core::ManualClock) in
-    /// tests). Handles built afterwards use it.
-    pub fn with_clock(mut self, clock: impl Into<Clock>) -> Self {
-        self.clock = clock.into();
-        self
+        }
     }
 
     /// The channel threshold alerts are published on; subscribe with
@@ -118,18 +141,6 @@ pub struct ThresholdAlert {
     /// The value that crossed it (to 14 significant digits).
     pub value: f64,
     /// The sample's timestamp, in ms.
-    #[serde(deserialize_with = "millis")]
+    #[serde(with = "coordkit_core::time::millis")]
     pub sample_ts_ms: u64,
-}
-
-/// Accepts integers and the floats Lua's cjson may write for them.
-fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
-    let value = f64::deserialize(deserializer)?;
-    if value.is_finite() && value >= 0.0 {
-        Ok(value.round() as u64)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "{value} is not a timestamp"
-        )))
-    }
 }

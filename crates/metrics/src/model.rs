@@ -1,16 +1,18 @@
 //! The reference model: a pure-Rust series with the same trimming, rollup, total and alert
-//! rules as the Lua scripts, used by the tests (and usable by anyone who wants to check a
-//! series offline). Histograms are modelled by [`HistogramSnapshot::observe`].
+//! rules as the Lua scripts. For your own property tests (feature `model`): drive it and a
+//! series on a manual clock with the same samples and compare, as this crate's tests do. Histograms are modelled by [`HistogramSnapshot::observe`].
 //!
 //! [`HistogramSnapshot::observe`]: crate::HistogramSnapshot::observe
 
 use std::collections::{BTreeMap, VecDeque};
 
+use coordkit_core::time::duration_ms;
+
 use crate::aggregate::Aggregate;
 use crate::config::SeriesConfig;
 use crate::error::{Result, check_timestamp, check_value};
 use crate::sample::{RollupBucket, Sample, SampleWindow};
-use crate::series::{Written, duration_ms};
+use crate::series::Written;
 
 /// An alert the model emitted.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordkit_core::redis;
+use coordkit_core::time::duration_ms;
 use coordkit_core::{Clock, GroupCommit, Invocation, Key, KeyKind, Pool};
 
 use crate::aggregate::{Aggregate, check_quantiles};
@@ -91,8 +92,9 @@ impl<K: Kind> std::fmt::Debug for Series<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct(K::NAME)
             .field("id", &self.inner.id)
+            .field("samples", &self.inner.samples)
             .field("config", &self.inner.config)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -487,10 +489,6 @@ pub fn rate_per_second(sum: f64, window: Duration) -> f64 {
     } else {
         sum * 1000.0 / ms as f64
     }
-}
-
-pub(crate) fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn decode_aggregate(reply: &[String], quantiles: &[f64]) -> Result<Aggregate> {

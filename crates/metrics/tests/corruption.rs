@@ -36,9 +36,10 @@ struct Fixture {
 
 impl Fixture {
     async fn new(pool: Pool, keyspace: Keyspace) -> Self {
-        let m = Metrics::new(&pool, &keyspace)
-            .unwrap()
-            .with_clock(ManualClock::new(T0));
+        let m = Metrics::builder(&pool, &keyspace)
+            .clock(ManualClock::new(T0))
+            .build()
+            .unwrap();
         let full_config = SeriesConfig::builder()
             .max_age(Duration::from_secs(3600))
             .rollup(Duration::from_secs(60), 3)

@@ -13,9 +13,10 @@ static MEMORY_USAGE: Script = Script::new(
 /// A gauge capped at 1,000 samples on a manual clock.
 fn capped_gauge(pool: &Pool, keyspace: &Keyspace, name: &str) -> (ManualClock, Gauge) {
     let clock = ManualClock::new(1_700_000_000_000);
-    let metrics = Metrics::new(pool, keyspace)
-        .unwrap()
-        .with_clock(clock.clone());
+    let metrics = Metrics::builder(pool, keyspace)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let config = SeriesConfig::builder().max_samples(1_000).build().unwrap();
     let gauge = metrics
         .gauge_with(name, &[("test", "memory")], config)

@@ -211,7 +211,7 @@ redis_test! {
     async fn lua_matches_the_model_on_random_sequences(redis) {
         let pool = redis.pool().await;
         let clock = ManualClock::new(T0);
-        let metrics = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(clock.clone());
+        let metrics = Metrics::builder(&pool, &redis.keyspace()).clock(clock.clone()).build().unwrap();
         let runtime = tokio::runtime::Handle::current();
         let next = AtomicU64::new(0);
         tokio::task::block_in_place(|| {
@@ -231,7 +231,7 @@ redis_test! {
     async fn many_writers_on_one_series_lose_nothing(redis) {
         let pool = redis.pool().await;
         let clock = ManualClock::new(T0);
-        let metrics = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(clock.clone());
+        let metrics = Metrics::builder(&pool, &redis.keyspace()).clock(clock.clone()).build().unwrap();
         const WRITERS: u32 = 16;
         const EACH: u32 = 200;
         let config = SeriesConfig::builder().max_samples(2 * WRITERS * EACH).build().unwrap();

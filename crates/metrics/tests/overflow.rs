@@ -28,7 +28,7 @@ fn refused<T: std::fmt::Debug>(r: Result<T, Error>, input: &str) {
 redis_test! {
     async fn a_counter_total_past_the_largest_number_is_refused(redis) {
         let pool = redis.pool().await;
-        let m = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(ManualClock::new(T0));
+        let m = Metrics::builder(&pool, &redis.keyspace()).clock(ManualClock::new(T0)).build().unwrap();
         let rollups = SeriesConfig::builder().rollup(Duration::from_secs(60), 3).build().unwrap();
 
         // A counter's total.
@@ -47,7 +47,7 @@ redis_test! {
 redis_test! {
     async fn a_rollup_sum_past_the_largest_number_is_refused(redis) {
         let pool = redis.pool().await;
-        let m = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(ManualClock::new(T0));
+        let m = Metrics::builder(&pool, &redis.keyspace()).clock(ManualClock::new(T0)).build().unwrap();
         let rollups = SeriesConfig::builder().rollup(Duration::from_secs(60), 3).build().unwrap();
 
         // A gauge's rollup bucket, either way.
@@ -66,7 +66,7 @@ redis_test! {
 redis_test! {
     async fn a_histogram_sum_past_the_largest_number_is_refused(redis) {
         let pool = redis.pool().await;
-        let m = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(ManualClock::new(T0));
+        let m = Metrics::builder(&pool, &redis.keyspace()).clock(ManualClock::new(T0)).build().unwrap();
 
         // A histogram's sum.
         let h = m.histogram("size", &[]).unwrap();

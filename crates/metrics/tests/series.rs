@@ -14,9 +14,10 @@ const T0: u64 = 1_700_000_000_000;
 
 async fn metrics(redis: &TestRedis, clock: &ManualClock) -> Metrics {
     let pool = redis.pool().await;
-    Metrics::new(&pool, &redis.keyspace())
+    Metrics::builder(&pool, &redis.keyspace())
+        .clock(clock.clone())
+        .build()
         .unwrap()
-        .with_clock(clock.clone())
 }
 
 fn values(samples: &[Sample]) -> Vec<f64> {
@@ -318,7 +319,7 @@ redis_test! {
 redis_test! {
     async fn writes_use_the_server_clock_by_default(redis) {
         let pool = redis.pool().await;
-        let m = Metrics::new(&pool, &redis.keyspace()).unwrap().with_clock(Clock::Server);
+        let m = Metrics::builder(&pool, &redis.keyspace()).clock(Clock::Server).build().unwrap();
         let g = m.gauge("clock", &[]).unwrap();
         let before = pool.server_time_ms().await.unwrap();
         let r = g.record(1.0).await.unwrap();
@@ -348,5 +349,22 @@ redis_test! {
         assert_eq!(redis.command_calls("evalsha"), 100);
         assert_eq!(redis.command_calls("eval"), 0);
         assert_eq!(redis.command_calls("ping"), 0);
+    }
+}
+
+redis_test! {
+    async fn handles_are_clone_and_debug_naming_their_series(redis) {
+        let clock = ManualClock::new(T0);
+        let m = metrics(&redis, &clock).await;
+        let g = m.gauge("shown", &[("run", "r1")]).unwrap();
+        let c = m.counter("counted", &[]).unwrap();
+        let h = m.histogram("spread", &[]).unwrap();
+        let shown = format!("{:?} {:?} {:?} {:?}", m.clone(), g.clone(), c.clone(), h.clone());
+        for part in ["shown", "run=r1", "counted", "spread", g.samples_key().as_str()] {
+            assert!(shown.contains(part), "{part} not in {shown}");
+        }
+        // The builder's clock stamps the samples.
+        assert_eq!(g.record(1.0).await.unwrap().now_ms, T0);
+        assert!(m.alert_channel().ends_with(":events:metrics:threshold"), "{}", m.alert_channel());
     }
 }

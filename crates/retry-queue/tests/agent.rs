@@ -24,7 +24,7 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let clock = ManualClock::new(1_800_000_000_000);
-        let store = ContextStore::builder(pool.clone(), keyspace.clone())
+        let store = ContextStore::builder(&pool, &keyspace)
             .agent_ttl(Duration::from_millis(300))
             .clock(Clock::Manual(clock.clone()))
             .build()

@@ -79,7 +79,7 @@ impl Workload for Record {
 }
 
 pub(crate) async fn prepare_record(pool: &Pool, keyspace: &Keyspace) -> Result<Arc<dyn Workload>> {
-    let tracker = ErrorTracker::builder(pool.clone(), keyspace.clone(), "bench").build()?;
+    let tracker = ErrorTracker::builder(pool, keyspace, "bench").build()?;
     Ok(Arc::new(Record { tracker }))
 }
 
@@ -159,7 +159,7 @@ impl Workload for Floor {
 }
 
 pub(crate) async fn prepare_floor(pool: &Pool, keyspace: &Keyspace) -> Result<Arc<dyn Workload>> {
-    let tracker = ErrorTracker::builder(pool.clone(), keyspace.clone(), "floor").build()?;
+    let tracker = ErrorTracker::builder(pool, keyspace, "floor").build()?;
     let instance = keyspace.instance("errors", "floor")?;
     Ok(Arc::new(Floor {
         tracker,

@@ -18,7 +18,7 @@ const BATCH: usize = 100;
 const CAP: u32 = 1_000;
 
 async fn gauge(pool: &Pool, keyspace: &Keyspace, name: &str) -> Result<Gauge> {
-    let metrics = Metrics::new(pool, keyspace)?;
+    let metrics = Metrics::builder(pool, keyspace).build()?;
     let config = SeriesConfig::builder().max_samples(CAP).build()?;
     let gauge = metrics.gauge_with(name, &[("bench", "metrics")], config)?;
     gauge.clear().await?;

@@ -13,7 +13,7 @@ pub(crate) struct Agents {
 impl Agents {
     pub(crate) async fn new(pool: Pool, keyspace: Keyspace, name: &str) -> Self {
         let clock = ManualClock::new(START_MS);
-        let store = ContextStore::builder(pool.clone(), keyspace.clone())
+        let store = ContextStore::builder(&pool, &keyspace)
             .agent_ttl(Duration::from_secs(30))
             .clock(Clock::Manual(clock.clone()))
             .build()

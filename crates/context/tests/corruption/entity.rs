@@ -18,13 +18,13 @@ pub(crate) struct Fixture {
 impl Fixture {
     pub(crate) async fn new(pool: Pool, keyspace: Keyspace, case: &str) -> Self {
         let clock = ManualClock::new(START_MS);
-        let scripted = ContextStore::builder(pool.clone(), keyspace.clone())
+        let scripted = ContextStore::builder(&pool, &keyspace)
             .actor("tester")
             .idle_ttl(Some(Duration::from_secs(3600)))
             .clock(Clock::Manual(clock))
             .build()
             .unwrap();
-        let plain = ContextStore::builder(pool.clone(), keyspace.clone())
+        let plain = ContextStore::builder(&pool, &keyspace)
             .actor("tester")
             .build()
             .unwrap();
