@@ -10,9 +10,15 @@
 //! - **Compare-and-set.** [`Write::expect_version`] fails with [`ContextError::Conflict`]
 //!   (carrying the current version) instead of overwriting a newer state;
 //!   [`Entity::update`] retries a closure on conflict.
-//! - **Typed access.** [`Entity::set_typed`] / [`Entity::get_typed`]: a struct maps to fields,
-//!   each field holding the JSON encoding of its value; a field of the wrong shape gives
-//!   [`ContextError::FieldDecode`] naming it.
+//! - **Every field holds JSON: one rule for typed and raw access.** [`Entity::set_typed`] /
+//!   [`Entity::get_typed`] map a struct to fields and encode each value as JSON for you; the raw
+//!   [`Entity::set`] / [`Entity::get_all`] take and give each field's JSON text as it is, so a string
+//!   is written `"\"training\""` and a number `"10"`. Keep to JSON in raw writes and typed reads
+//!   of the same entity work; a field of the wrong shape gives [`ContextError::FieldDecode`]
+//!   naming it.
+//! - **Who wrote it.** Every write is stamped `__updated_by` with the store's actor
+//!   ([`ContextStoreBuilder::actor`], `"unknown"` unless set), or the actor a write names
+//!   ([`Write::actor`]).
 //! - **Watch.** [`Entity::watch`] follows every version in order; it resumes from the history
 //!   after its subscriber reconnects, and resyncs from a snapshot when the history was
 //!   compacted ([`ContextError::Compacted`] for [`Entity::changes_since`]).
@@ -63,6 +69,11 @@
 //! // A write that expects an older version does not overwrite the newer state.
 //! let stale = project.write().set("status", "\"done\"").expect_version(1).commit().await;
 //! assert!(matches!(stale, Err(ContextError::Conflict { current: 2, .. })));
+//!
+//! // Writes are stamped with the store's actor unless a write names another.
+//! assert_eq!(project.get(&[]).await?.expect("it exists").updated_by, "planner");
+//! project.write().set("status", "\"eval\"").actor("reviewer").commit().await?;
+//! assert_eq!(project.get(&["status"]).await?.expect("it exists").updated_by, "reviewer");
 //!
 //! // Who is idle, in one call.
 //! use coordkit_context::{AgentStatus, Status};
