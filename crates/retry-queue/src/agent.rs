@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::health::Health;
 
 /// The agent a [`Worker`](crate::Worker) keeps a record of, for
-/// [`WorkerConfig::agent`](crate::WorkerConfig::agent).
+/// [`WorkerBuilder::agent`](crate::WorkerBuilder::agent).
 #[derive(Debug, Clone)]
 pub struct AgentBinding {
     registry: AgentRegistry,

@@ -9,10 +9,10 @@ pub enum QueueError {
     #[error("could not encode the payload: {0}")]
     Encode(String),
     /// A task's payload is larger than the queue's
-    /// [`max_payload_bytes`](crate::QueueConfigBuilder::max_payload_bytes). Nothing of its batch
+    /// [`max_payload_bytes`](crate::QueueBuilder::max_payload_bytes). Nothing of its batch
     /// was enqueued.
     #[error(
-        "task {index} of the enqueue has a payload of {len} bytes; the queue's limit is {max} (QueueConfig max_payload_bytes)"
+        "task {index} of the enqueue has a payload of {len} bytes; the queue's limit is {max} (QueueBuilder::max_payload_bytes)"
     )]
     PayloadTooLarge {
         /// The task's position in the enqueued batch (0 for a single enqueue).

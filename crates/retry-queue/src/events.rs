@@ -67,7 +67,7 @@ pub enum QueueEventKind {
         reset: bool,
     },
     /// It was acknowledged (only with
-    /// [`succeeded_events`](crate::QueueConfigBuilder::succeeded_events) on).
+    /// [`succeeded_events`](crate::QueueBuilder::succeeded_events) on).
     Succeeded {
         /// The task's id.
         task: String,

@@ -19,7 +19,7 @@
 //!   settle) [`Settled::AlreadySettled`]; neither changes anything.
 //! - **Crash recovery**: a lease that runs out is reclaimed by the next claim as a *stall*,
 //!   counted apart from failures; a task that stalls more than
-//!   [`max_stalls`](QueueConfigBuilder::max_stalls) times is dead-lettered as `stalled`.
+//!   [`max_stalls`](QueueBuilder::max_stalls) times is dead-lettered as `stalled`.
 //! - **Poison tolerance**: a payload that does not decode ([`Worker::start_json`]) or a task
 //!   whose stored record is unreadable is dead-lettered as `malformed`; the rest of the batch and
 //!   the worker carry on. A panicking handler counts as a failure.
@@ -91,7 +91,7 @@
 //! ```
 //! use std::time::Duration;
 //! use coordkit_core::{Keyspace, Pool, PoolConfig};
-//! use coordkit_retry_queue::{Backoff, Queue, QueueConfig, TaskOptions, Worker, WorkerConfig};
+//! use coordkit_retry_queue::{Backoff, Queue, TaskOptions, Worker};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct Email { to: String }
@@ -101,7 +101,7 @@
 //! # let server = coordkit_testkit::RedisServer::start()?;
 //! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
 //! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
-//! let queue = Queue::new(pool, &Keyspace::new("demo")?, "emails", QueueConfig::default())?;
+//! let queue = Queue::builder(&pool, &Keyspace::new("demo")?, "emails").build()?;
 //!
 //! let options = TaskOptions::default()
 //!     .max_attempts(3)
@@ -109,16 +109,14 @@
 //! queue.enqueue_json(&Email { to: "ada@example.com".into() }, options.clone()).await?;
 //! queue.enqueue_json(&Email { to: "flaky@example.com".into() }, options).await?;
 //!
-//! let worker = Worker::start_json(
-//!     queue.clone(),
-//!     WorkerConfig::default().concurrency(4),
-//!     |task, email: Email| async move {
-//!         if email.to.starts_with("flaky") && task.attempt < 2 {
-//!             return Err("smtp timeout".to_string()); // retried after the backoff
-//!         }
-//!         Ok(())
-//!     },
-//! )
+//! let worker = Worker::builder_json(&queue, |task, email: Email| async move {
+//!     if email.to.starts_with("flaky") && task.attempt < 2 {
+//!         return Err("smtp timeout".to_string()); // retried after the backoff
+//!     }
+//!     Ok(())
+//! })
+//! .concurrency(4)
+//! .start()
 //! .await?;
 //! # while queue.stats().await?.completed < 2 { tokio::time::sleep(Duration::from_millis(5)).await; }
 //! let report = worker.shutdown().await;
@@ -131,6 +129,7 @@
 
 #[cfg(feature = "agents")]
 mod agent;
+mod config;
 mod error;
 mod events;
 mod health;
@@ -141,18 +140,16 @@ pub mod worker;
 
 #[cfg(feature = "agents")]
 pub use agent::AgentBinding;
+pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, QueueBuilder, QueueConfig};
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};
 pub use health::{LastError, WorkerHealth};
-pub use options::{
-    Backoff, DEFAULT_MAX_PAYLOAD_BYTES, Jitter, MAX_DURATION_MS, QueueConfig, QueueConfigBuilder,
-    TaskOptions, backoff_delay_ms,
-};
+pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};
 #[doc(hidden)]
 pub use queue::RawSettle;
 pub use queue::{
     Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Queue, Settle,
     Settled, Stats, Task, TaskInfo, TaskState,
 };
-pub use worker::{ShutdownReport, TaskError, Worker, WorkerConfig, WorkerStats};
+pub use worker::{ShutdownReport, TaskError, Worker, WorkerBuilder, WorkerStats};

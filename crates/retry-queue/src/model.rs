@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::options::{QueueConfig, TaskOptions, backoff_delay_ms};
+use crate::config::QueueConfig;
+use crate::options::{TaskOptions, backoff_delay_ms};
 use crate::queue::{Claim, Enqueued, Failure, NewTask, RawSettle, Settle, Settled, Stats, Task};
 pub use crate::queue::{Record, decode_errors};
 

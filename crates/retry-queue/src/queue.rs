@@ -8,8 +8,9 @@ use coordkit_core::{Invocation, Key, KeyKind, Keyspace, Pool, Script};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::config::QueueConfig;
 use crate::error::{QueueError, Result};
-use crate::options::{QueueConfig, TaskOptions};
+use crate::options::TaskOptions;
 
 static QUEUE: Script = Script::new("retry-queue", include_str!("../lua/queue.lua"));
 
@@ -428,16 +429,20 @@ struct Inner {
     channel_prefix: String,
 }
 
-/// One named queue. Cheap to clone; every operation is one script call on one hash tag.
+/// One named queue, built by [`Queue::builder`]. Cheap to clone (an `Arc` inside); every
+/// operation is one script call on one hash tag.
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Queue {
+    /// The name and keys (never the pool's address or credentials).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.inner.keys.iter().map(|k| k.as_str()).collect();
         f.debug_struct("Queue")
             .field("name", &self.inner.name)
+            .field("keys", &keys)
             .finish()
     }
 }
@@ -458,8 +463,13 @@ const KEYS: [(&str, KeyKind); 11] = [
 ];
 
 impl Queue {
-    /// The queue `name` under `keyspace` (keys `<ns>:{queue:<name>}:*`).
-    pub fn new(pool: Pool, keyspace: &Keyspace, name: &str, config: QueueConfig) -> Result<Self> {
+    /// The queue `name` under `keyspace` with validated settings.
+    pub(crate) fn from_config(
+        pool: Pool,
+        keyspace: &Keyspace,
+        name: &str,
+        config: QueueConfig,
+    ) -> Result<Self> {
         let instance = keyspace.instance("queue", name)?;
         let keys = KEYS
             .iter()

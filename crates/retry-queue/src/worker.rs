@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use coordkit_core::time::duration_ms;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -70,9 +71,9 @@ fn to_settle<E: Display + Send + 'static>(result: std::result::Result<(), E>) ->
 pub type BreakerLookup =
     Arc<dyn Fn(&str) -> Option<coordkit_circuit_breaker::CircuitBreaker> + Send + Sync>;
 
-/// How a [`Worker`] runs.
+/// How a [`Worker`] runs: what its [`WorkerBuilder`] holds.
 #[derive(Clone)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     concurrency: usize,
     batch: usize,
     shutdown_timeout: Duration,
@@ -84,20 +85,7 @@ pub struct WorkerConfig {
     agent: Option<crate::agent::AgentBinding>,
 }
 
-impl std::fmt::Debug for WorkerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerConfig")
-            .field("concurrency", &self.concurrency)
-            .field("batch", &self.batch)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("renew_leases", &self.renew_leases)
-            .finish()
-    }
-}
-
 impl Default for WorkerConfig {
-    /// 10 tasks at once, claims of up to 10, 30 s to finish in-flight tasks on shutdown,
-    /// leases renewed.
     fn default() -> Self {
         Self {
             concurrency: 10,
@@ -114,47 +102,95 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// How many tasks run at once (1 to 10,000). Also sets the claim batch to the same number
-    /// (at most 500); change it after with [`WorkerConfig::batch`].
+    fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(coordkit_core::Error::invalid_config(field, reason).into())
+        };
+        if !(1..=10_000).contains(&self.concurrency) {
+            return bad("concurrency", "must be 1 to 10000");
+        }
+        if !(1..=crate::queue::MAX_BATCH).contains(&self.batch) {
+            return bad("batch", "must be 1 to 500");
+        }
+        if duration_ms(self.shutdown_timeout) > crate::options::MAX_DURATION_MS {
+            return bad("shutdown_timeout", "must be at most 2^35 ms");
+        }
+        Ok(())
+    }
+}
+
+/// Builds and starts a [`Worker`]: from [`Worker::builder`] or [`Worker::builder_json`],
+/// setters, then [`WorkerBuilder::start`], which validates every setting.
+pub struct WorkerBuilder {
+    queue: Queue,
+    handler: Handler,
+    config: WorkerConfig,
+}
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.config;
+        f.debug_struct("WorkerBuilder")
+            .field("queue", &self.queue.name())
+            .field("concurrency", &c.concurrency)
+            .field("batch", &c.batch)
+            .field("shutdown_timeout", &c.shutdown_timeout)
+            .field("renew_leases", &c.renew_leases)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerBuilder {
+    fn new(queue: &Queue, handler: Handler) -> Self {
+        Self {
+            queue: queue.clone(),
+            handler,
+            config: WorkerConfig::default(),
+        }
+    }
+
+    /// How many tasks run at once (1 to 10,000; default 10). Also sets the claim batch to the
+    /// same number (at most 500); change it after with [`WorkerBuilder::batch`].
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n;
-        self.batch = n.clamp(1, crate::queue::MAX_BATCH);
+        self.config.concurrency = n;
+        self.config.batch = n.clamp(1, crate::queue::MAX_BATCH);
         self
     }
 
-    /// The most tasks one claim leases (1 to 500).
+    /// The most tasks one claim leases (1 to 500; default 10, or the concurrency).
     pub fn batch(mut self, n: usize) -> Self {
-        self.batch = n;
+        self.config.batch = n;
         self
     }
 
     /// On shutdown, how long in-flight tasks may take to finish and their outcomes to be
-    /// written (default 30 s). Tasks still running then are abandoned, and outcomes not written
-    /// by then (Redis down: settles retry until the deadline) are counted in
-    /// [`ShutdownReport::unsettled`]; both kinds of task are handed out again when their leases
-    /// run out.
+    /// written (at most 2^35 ms; default 30 s). Tasks still running then are abandoned, and
+    /// outcomes not written by then (Redis down: settles retry until the deadline) are counted
+    /// in [`ShutdownReport::unsettled`]; both kinds of task are handed out again when their
+    /// leases run out.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.config.shutdown_timeout = timeout;
         self
     }
 
     /// Whether leases are extended at half-time while a handler runs (default on).
     pub fn renew_leases(mut self, on: bool) -> Self {
-        self.renew_leases = on;
+        self.config.renew_leases = on;
         self
     }
 
     /// Called with each task and what settling it did, once the settle script has answered
-    /// (for metrics, or to wait for a task's acknowledgement). Keep it quick: it runs on the
-    /// settler task.
+    /// (for metrics, or to wait for a task's acknowledgement; default none). Keep it quick: it
+    /// runs on the settler task.
     pub fn on_settled(mut self, hook: impl Fn(&Task, &Settled) + Send + Sync + 'static) -> Self {
-        self.on_settled = Some(Arc::new(hook));
+        self.config.on_settled = Some(Arc::new(hook));
         self
     }
 
-    /// Guards tasks that name a component with that component's circuit breaker: while it is
-    /// open the task is deferred until the breaker may admit calls again (no attempt spent);
-    /// otherwise the outcome is recorded with the breaker.
+    /// Guards tasks that name a component with that component's circuit breaker (default:
+    /// none): while it is open the task is deferred until the breaker may admit calls again (no
+    /// attempt spent), and when the breaker publishes `closed` the tasks it deferred are made
+    /// due at once; otherwise the outcome is recorded with the breaker.
     #[cfg(feature = "circuit-breaker")]
     pub fn breakers(
         mut self,
@@ -163,32 +199,27 @@ impl WorkerConfig {
         + Sync
         + 'static,
     ) -> Self {
-        self.breakers = Some(Arc::new(lookup));
+        self.config.breakers = Some(Arc::new(lookup));
         self
     }
 
     /// Keeps an agent record for this worker in coordkit-context's registry (feature
-    /// `agents`): registered idle when the worker starts (the start fails when it cannot be),
-    /// kept alive by heartbeats at a third of the registry's TTL, busy with the task that
-    /// started a busy spell and idle when no task runs, registered again when it expired
-    /// during an outage, removed at shutdown. Failures to update it are in
+    /// `agents`; default none): registered idle when the worker starts (the start fails when
+    /// it cannot be), kept alive by heartbeats at a third of the registry's TTL, busy with the
+    /// task that started a busy spell and idle when no task runs, registered again when it
+    /// expired during an outage, removed at shutdown. Failures to update it are in
     /// [`Worker::health`].
     #[cfg(feature = "agents")]
     pub fn agent(mut self, agent: crate::agent::AgentBinding) -> Self {
-        self.agent = Some(agent);
+        self.config.agent = Some(agent);
         self
     }
 
-    fn validate(&self) -> Result<()> {
-        if !(1..=10_000).contains(&self.concurrency) {
-            return Err(
-                coordkit_core::Error::invalid_config("concurrency", "must be 1 to 10000").into(),
-            );
-        }
-        if !(1..=crate::queue::MAX_BATCH).contains(&self.batch) {
-            return Err(coordkit_core::Error::invalid_config("batch", "must be 1 to 500").into());
-        }
-        Ok(())
+    /// Validates every setting (an error is
+    /// [`Error::InvalidConfig`](coordkit_core::Error::InvalidConfig) naming its setter) and
+    /// starts the worker.
+    pub async fn start(self) -> Result<Worker> {
+        Worker::start_erased(self.queue, self.config, self.handler).await
     }
 }
 
@@ -337,10 +368,10 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// Starts a worker on `queue` running `handler` for each task. `Ok(())` acknowledges the
-    /// task; an error fails it (with its text), unless it is a [`TaskError`], which can also
-    /// defer or dead-letter it. A panic counts as a failure.
-    pub async fn start<F, Fut, E>(queue: Queue, config: WorkerConfig, handler: F) -> Result<Self>
+    /// A builder for a worker on `queue` running `handler` for each task. `Ok(())`
+    /// acknowledges the task; an error fails it (with its text), unless it is a [`TaskError`],
+    /// which can also defer or dead-letter it. A panic counts as a failure.
+    pub fn builder<F, Fut, E>(queue: &Queue, handler: F) -> WorkerBuilder
     where
         F: Fn(Task) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
@@ -350,17 +381,13 @@ impl Worker {
             let fut = handler(task);
             Box::pin(async move { to_settle(fut.await) })
         });
-        Self::start_erased(queue, config, handler).await
+        WorkerBuilder::new(queue, handler)
     }
 
-    /// Like [`Worker::start`], for JSON payloads: each payload is decoded into `T` first. A
+    /// Like [`Worker::builder`], for JSON payloads: each payload is decoded into `T` first. A
     /// payload that does not decode is dead-lettered as `malformed` with an error naming `T`
     /// and serde's reason (the handler does not run, and no other task is affected).
-    pub async fn start_json<T, F, Fut, E>(
-        queue: Queue,
-        config: WorkerConfig,
-        handler: F,
-    ) -> Result<Self>
+    pub fn builder_json<T, F, Fut, E>(queue: &Queue, handler: F) -> WorkerBuilder
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Task, T) -> Fut + Send + Sync + 'static,
@@ -380,7 +407,7 @@ impl Worker {
                 ),
             })),
         });
-        Self::start_erased(queue, config, handler).await
+        WorkerBuilder::new(queue, handler)
     }
 
     async fn start_erased(queue: Queue, config: WorkerConfig, handler: Handler) -> Result<Self> {

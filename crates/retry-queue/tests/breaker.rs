@@ -9,9 +9,7 @@ use std::time::Duration;
 use coordkit_circuit_breaker::{
     Admission, BreakerConfig, CircuitBreaker, Forced, OpenDuration, Outcome,
 };
-use coordkit_retry_queue::{
-    NewTask, Queue, QueueConfig, TaskOptions, TaskState, Worker, WorkerConfig,
-};
+use coordkit_retry_queue::{NewTask, Queue, TaskOptions, TaskState, Worker};
 use coordkit_testkit::redis_test;
 
 /// Enqueues one task (one attempt) naming `component`, and starts a worker that consults
@@ -31,17 +29,15 @@ async fn guarded_worker(
         .to_owned();
     let runs = Arc::new(AtomicU64::new(0));
     let (r, b) = (runs.clone(), breaker.clone());
-    let worker = Worker::start(
-        queue.clone(),
-        WorkerConfig::default().breakers(move |name| (name == component).then(|| b.clone())),
-        move |_task| {
-            let r = r.clone();
-            async move {
-                r.fetch_add(1, Ordering::Relaxed);
-                Ok::<(), String>(())
-            }
-        },
-    )
+    let worker = Worker::builder(&queue, move |_task| {
+        let r = r.clone();
+        async move {
+            r.fetch_add(1, Ordering::Relaxed);
+            Ok::<(), String>(())
+        }
+    })
+    .breakers(move |name| (name == component).then(|| b.clone()))
+    .start()
     .await
     .unwrap();
     (id, runs, worker)
@@ -51,7 +47,7 @@ redis_test! {
     async fn an_open_breaker_defers_tasks_without_spending_attempts(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let queue = Queue::new(pool.clone(), &keyspace, "guarded", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &keyspace, "guarded").build().unwrap();
         let breaker = CircuitBreaker::new(pool, &keyspace, "llm-api", BreakerConfig::default()).unwrap();
         breaker.force(Forced::Open).await.unwrap();
         let (id, runs, worker) = guarded_worker(&queue, &breaker, "llm-api").await;
@@ -71,7 +67,7 @@ redis_test! {
     async fn a_deferred_task_runs_once_its_breaker_closes(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let queue = Queue::new(pool.clone(), &keyspace, "reopened", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &keyspace, "reopened").build().unwrap();
         let config = BreakerConfig::builder()
             .minimum_calls(1)
             .consecutive_failures(Some(1))
@@ -106,7 +102,7 @@ redis_test! {
     async fn tasks_deferred_by_a_half_open_breaker_come_back_soon_not_after_the_lease(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let queue = Queue::new(pool.clone(), &keyspace, "herd", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &keyspace, "herd").build().unwrap();
         let config = BreakerConfig::builder()
             .minimum_calls(1)
             .consecutive_failures(Some(1))
@@ -125,18 +121,16 @@ redis_test! {
         let delays = Arc::new(std::sync::Mutex::new(Vec::new()));
         let d = delays.clone();
         let b = breaker.clone();
-        let config = WorkerConfig::default()
-            .breakers(move |name| (name == "search").then(|| b.clone()))
+        let worker = Worker::builder(&queue, |_task| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<(), String>(())
+        }).breakers(move |name| (name == "search").then(|| b.clone()))
             .on_settled(move |task, settled| {
                 if let coordkit_retry_queue::Settled::Deferred { due_ms } = settled {
                     let claimed = task.deadline_ms - 30_000;
                     d.lock().unwrap().push(due_ms.saturating_sub(claimed));
                 }
-            });
-        let worker = Worker::start(queue.clone(), config, |_task| async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<(), String>(())
-        })
+            }).start()
         .await
         .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
