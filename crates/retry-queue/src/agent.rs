@@ -114,6 +114,6 @@ impl AgentBinding {
 fn agent_error(e: coordkit_context::ContextError) -> crate::QueueError {
     match e {
         coordkit_context::ContextError::Core(core) => crate::QueueError::Core(core),
-        other => crate::QueueError::Corrupt(other.to_string()),
+        other => crate::QueueError::Agent(other),
     }
 }

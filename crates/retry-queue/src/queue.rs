@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::QueueConfig;
-use crate::error::{QueueError, Result};
+use crate::error::{QueueError, Result, bad_answer};
 use crate::options::TaskOptions;
 
 static QUEUE: Script = Script::new("retry-queue", include_str!("../lua/queue.lua"));
@@ -38,7 +38,7 @@ impl NewTask {
 
     /// A task whose payload is `value` as JSON.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        let payload = serde_json::to_vec(value).map_err(|e| QueueError::Encode(e.to_string()))?;
+        let payload = serde_json::to_vec(value).map_err(QueueError::Encode)?;
         Ok(Self::new(payload))
     }
 
@@ -562,8 +562,7 @@ impl Queue {
     /// Enqueues one task.
     pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
         let mut out = self.enqueue_batch(std::slice::from_ref(&task)).await?;
-        out.pop()
-            .ok_or_else(|| QueueError::Corrupt("enqueue answered nothing".into()))
+        out.pop().ok_or_else(|| bad_answer("enqueue", "no answer"))
     }
 
     /// Enqueues `value` as JSON with `options`.
@@ -626,7 +625,7 @@ impl Queue {
                 call.arg(key);
             }
             let answer: Vec<Value> = call.invoke(&self.inner.pool).await?;
-            let corrupt = || QueueError::Corrupt(format!("enqueue answered {answer:?}"));
+            let corrupt = || bad_answer("enqueue", format!("{answer:?}"));
             let first = answer.first().and_then(int).ok_or_else(corrupt)?;
             let mut ids = Vec::with_capacity(chunk.len());
             for i in 0..chunk.len() as i64 {
@@ -720,7 +719,7 @@ impl Queue {
                 }
                 let flat: Vec<u64> = call.invoke(&self.inner.pool).await?;
                 if flat.len() != sent.len() * 3 {
-                    return Err(QueueError::Corrupt(format!("settle answered {flat:?}")));
+                    return Err(bad_answer("settle", format!("{flat:?}")));
                 }
                 answers = flat;
             }
@@ -750,8 +749,7 @@ impl Queue {
 
     async fn settle_one(&self, task: &Task, settle: Settle) -> Result<Settled> {
         let mut out = self.settle(&[(task, settle)]).await?;
-        out.pop()
-            .ok_or_else(|| QueueError::Corrupt("settle answered nothing".into()))
+        out.pop().ok_or_else(|| bad_answer("settle", "no answer"))
     }
 
     /// Acknowledges a task: it succeeded and is removed.
@@ -804,7 +802,7 @@ impl Queue {
     pub async fn stats(&self) -> Result<Stats> {
         let v: Vec<i64> = self.call("stats").invoke(&self.inner.pool).await?;
         if v.len() != 9 {
-            return Err(QueueError::Corrupt(format!("stats answered {v:?}")));
+            return Err(bad_answer("stats", format!("{v:?}")));
         }
         let u = |x: i64| u64::try_from(x).unwrap_or(0);
         let now = u(v[7]);
@@ -830,7 +828,7 @@ impl Queue {
         let mut call = self.call("dlq_list");
         call.arg(offset).arg(limit.min(10_000));
         let flat: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        let corrupt = || QueueError::Corrupt(format!("dlq_list answered {flat:?}"));
+        let corrupt = || bad_answer("dlq_list", format!("{flat:?}"));
         if !flat.len().is_multiple_of(4) {
             return Err(corrupt());
         }
@@ -868,7 +866,7 @@ impl Queue {
         if v.is_empty() {
             return Ok(None);
         }
-        let corrupt = || QueueError::Corrupt(format!("inspect of task {id} answered {v:?}"));
+        let corrupt = || bad_answer("inspect", format!("task {id}: {v:?}"));
         if v.len() != 5 {
             return Err(corrupt());
         }
@@ -1004,7 +1002,7 @@ fn text(v: &Value) -> String {
 }
 
 fn decode_claim(values: &[Value], tasks_key: &Key) -> Result<Claim> {
-    let corrupt = || QueueError::Corrupt(format!("claim answered {values:?}"));
+    let corrupt = || bad_answer("claim", format!("{values:?}"));
     if values.len() < 4 || !values.len().is_multiple_of(2) {
         return Err(corrupt());
     }

@@ -73,3 +73,12 @@ redis_test! {
         assert!(error.contains("Invoice") && error.contains("invalid type"), "{error}");
     }
 }
+
+#[test]
+fn a_payload_that_cannot_be_json_is_an_encode_error_with_its_source() {
+    // JSON object keys must be strings: a map keyed by pairs does not encode.
+    let value: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+    let err = NewTask::json(&value).unwrap_err();
+    assert!(matches!(err, QueueError::Encode(_)), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
+}
