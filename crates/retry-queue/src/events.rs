@@ -94,7 +94,7 @@ impl QueueEvents {
         loop {
             let received = self.subscriber.recv().await?;
             let event = received.event;
-            if event.entity != self.name {
+            if event.entity != self.name || event.source != crate::code::SOURCE {
                 continue;
             }
             // The kind is the envelope's; the payload holds the fields.

@@ -129,6 +129,7 @@
 
 #[cfg(feature = "agents")]
 mod agent;
+mod code;
 mod config;
 mod error;
 mod events;

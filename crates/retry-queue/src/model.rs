@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use coordkit_core::time::duration_ms;
+
 use crate::config::QueueConfig;
 use crate::options::{TaskOptions, backoff_delay_ms};
 use crate::queue::{Claim, Enqueued, Failure, NewTask, RawSettle, Settle, Settled, Stats, Task};
@@ -112,7 +114,7 @@ impl QueueModel {
             since: t.since,
             enqueued: t.enqueued,
             max: o.max_attempts,
-            lease: o.lease.as_millis() as u64,
+            lease: duration_ms(o.lease),
             policy: o.policy(),
             component: o.component.clone(),
             payload: payload.to_vec(),
@@ -200,7 +202,7 @@ impl QueueModel {
         if !buried && !claiming {
             return;
         }
-        let age = self.config.dlq_max_age.as_millis() as i128;
+        let age = i128::from(duration_ms(self.config.dlq_max_age));
         if age > 0 {
             let old = due_members(&self.dlq, i128::from(now) - age, 100);
             self.delete_dead(&old);
@@ -266,14 +268,14 @@ impl QueueModel {
                 }
                 if dup.is_none() {
                     self.idem
-                        .insert(key.clone(), (id.clone(), now + ttl.as_millis() as u64));
+                        .insert(key.clone(), (id.clone(), now + duration_ms(*ttl)));
                 }
             }
             if let Some(d) = dup {
                 out.push(Enqueued::Duplicate(d));
                 continue;
             }
-            let delay = o.delay.as_millis() as u64;
+            let delay = duration_ms(o.delay);
             let due = now + delay;
             self.tasks.insert(
                 id.clone(),
@@ -349,7 +351,7 @@ impl QueueModel {
             tok += 1;
             t.token = tok;
             t.mark = 0;
-            let deadline = now + t.options.lease.as_millis() as u64;
+            let deadline = now + duration_ms(t.options.lease);
             self.leased.insert(id.clone(), deadline);
             tasks.push(Task {
                 id: id.clone(),
@@ -444,10 +446,9 @@ impl QueueModel {
                         Some((d, true))
                     }
                 }
-                Settle::Defer(d) => Some((
-                    (d.as_millis() as u64).min(crate::options::MAX_DURATION_MS),
-                    false,
-                )),
+                Settle::Defer(d) => {
+                    Some((duration_ms(*d).min(crate::options::MAX_DURATION_MS), false))
+                }
             };
             if let Some((delay, failed)) = delay {
                 let due = now + delay;
@@ -475,7 +476,7 @@ impl QueueModel {
         if token == 0 || t.token != token {
             return None;
         }
-        let deadline = now + ms.unwrap_or(t.options.lease.as_millis() as u64);
+        let deadline = now + ms.unwrap_or(duration_ms(t.options.lease));
         if self.leased.contains_key(id) {
             self.leased.insert(id.to_owned(), deadline);
         }

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use coordkit_core::time::duration_ms;
+use coordkit_core::wire::Packed;
 use coordkit_core::{Error as CoreError, validate_name};
+
+use crate::code;
 
 use crate::error::Result;
 
@@ -139,7 +143,7 @@ impl TaskOptions {
                 format!("must be 1 to 10000, got {}", self.max_attempts),
             );
         }
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let ms = duration_ms;
         if ms(self.delay) > MAX_DURATION_MS {
             return bad("delay", format!("must be at most {MAX_DURATION_MS} ms"));
         }
@@ -198,38 +202,33 @@ impl TaskOptions {
         Ok(())
     }
 
-    /// The policy as the script reads it (little-endian): kind (0 exponential: base ms, factor
-    /// as a double, cap ms; 1 fixed: delay ms; 2 schedule: u16 count, then each delay ms), then
-    /// jitter (0 none, 1 full, 2 equal, 3 decorrelated), then the kind's numbers.
+    /// The policy as the script reads it (little-endian): kind (`code::POLICY_*`: exponential:
+    /// base ms, factor as a double, cap ms; fixed: delay ms; schedule: u16 count, then each delay
+    /// ms), then jitter (`code::JITTER_*`), then the kind's numbers.
     pub(crate) fn policy(&self) -> Vec<u8> {
-        let j = match self.jitter {
-            Jitter::None => 0u8,
-            Jitter::Full => 1,
-            Jitter::Equal => 2,
-            Jitter::Decorrelated => 3,
+        let jitter = match self.jitter {
+            Jitter::None => code::JITTER_NONE,
+            Jitter::Full => code::JITTER_FULL,
+            Jitter::Equal => code::JITTER_EQUAL,
+            Jitter::Decorrelated => code::JITTER_DECORRELATED,
         };
-        let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let mut b = Vec::with_capacity(26);
         match &self.backoff {
-            Backoff::Exponential { base, factor, max } => {
-                b.extend_from_slice(&[0, j]);
-                b.extend_from_slice(&ms(base).to_le_bytes());
-                b.extend_from_slice(&factor.to_le_bytes());
-                b.extend_from_slice(&ms(max).to_le_bytes());
-            }
-            Backoff::Fixed(d) => {
-                b.extend_from_slice(&[1, j]);
-                b.extend_from_slice(&ms(d).to_le_bytes());
-            }
-            Backoff::Schedule(list) => {
-                b.extend_from_slice(&[2, j]);
-                b.extend_from_slice(&(list.len() as u16).to_le_bytes());
-                for d in list {
-                    b.extend_from_slice(&ms(d).to_le_bytes());
-                }
-            }
+            Backoff::Exponential { base, factor, max } => Packed::new()
+                .bytes(&[code::POLICY_EXPONENTIAL, jitter])
+                .u64_le(duration_ms(*base))
+                .bytes(&factor.to_le_bytes())
+                .u64_le(duration_ms(*max)),
+            Backoff::Fixed(d) => Packed::new()
+                .bytes(&[code::POLICY_FIXED, jitter])
+                .u64_le(duration_ms(*d)),
+            Backoff::Schedule(list) => list.iter().fold(
+                Packed::new()
+                    .bytes(&[code::POLICY_SCHEDULE, jitter])
+                    .bytes(&(list.len() as u16).to_le_bytes()),
+                |p, d| p.u64_le(duration_ms(*d)),
+            ),
         }
-        b
+        .into_bytes()
     }
 }
 
@@ -243,7 +242,7 @@ pub fn backoff_delay_ms(
     previous: u64,
     draw: u32,
 ) -> u64 {
-    let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let ms = |d: &Duration| duration_ms(*d);
     let r = u64::from(draw.min(65_535));
     let (d, lo, cap) = match backoff {
         Backoff::Exponential { base, factor, max } => {

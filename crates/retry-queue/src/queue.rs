@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordkit_core::redis::Value;
+use coordkit_core::time::duration_ms;
+use coordkit_core::wire::{Packed, Reply};
 use coordkit_core::{Invocation, Key, KeyKind, Keyspace, Pool, Script};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::code;
 use crate::config::QueueConfig;
 use crate::error::{QueueError, Result, bad_answer};
 use crate::options::TaskOptions;
@@ -293,8 +296,9 @@ pub struct TaskInfo {
     pub raw_record: Option<Vec<u8>>,
 }
 
-/// A task's stored record, decoded (see `lua/queue.lua`: a fixed 48-byte head, then the
-/// policy, the component and the payload). Decoding checks the lengths only; the script also
+/// A task's stored record, decoded (see `lua/queue.lua`: a fixed 48-byte head, of which the
+/// script writes the first 32 bytes and Rust the other 16, then the policy, the component and
+/// the payload). Decoding checks the lengths only; the script also
 /// bounds the numbers it uses.
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -321,26 +325,11 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
-/// The length of a record's fixed head.
+/// The length of a record's fixed head (`HDR` in `lua/queue.lua`).
 const HEAD: usize = 48;
-/// The part of the head the script writes (attempts, stalls, last delay, since, enqueued).
+/// The part of the head the script writes, from offset 0: attempts, stalls, last delay,
+/// since, enqueued. Rust writes the rest, from offset 32 (see [`tail`]).
 const SCRIPT_HEAD: usize = 32;
-
-/// Settle ops as the script takes them, and its answers (`lua/queue.lua` has the same
-/// numbers).
-mod code {
-    pub(super) const ACK: u8 = 1;
-    pub(super) const FAIL: u8 = 2;
-    pub(super) const DEFER: u8 = 3;
-    pub(super) const DEAD_LETTER: u8 = 4;
-
-    pub(super) const LOST: u64 = 0;
-    pub(super) const ACKED: u64 = 1;
-    pub(super) const RETRYING: u64 = 2;
-    pub(super) const BURIED: u64 = 3;
-    pub(super) const DEFERRED: u64 = 4;
-    pub(super) const ALREADY: u64 = 5;
-}
 
 fn le_u64(b: &[u8], at: usize, len: usize) -> u64 {
     let mut v = [0u8; 8];
@@ -354,8 +343,8 @@ impl Record {
         if b.len() < HEAD {
             return None;
         }
-        let plen = le_u64(b, 44, 2) as usize;
-        let clen = le_u64(b, 46, 2) as usize;
+        let plen = le_u64(b, SCRIPT_HEAD + 12, 2) as usize;
+        let clen = le_u64(b, SCRIPT_HEAD + 14, 2) as usize;
         if b.len() < HEAD + plen + clen {
             return None;
         }
@@ -366,8 +355,8 @@ impl Record {
             prev: le_u64(b, 8, 8),
             since: le_u64(b, 16, 8),
             enqueued: le_u64(b, 24, 8),
-            max: le_u64(b, 32, 4) as u32,
-            lease: le_u64(b, 36, 8),
+            max: le_u64(b, SCRIPT_HEAD, 4) as u32,
+            lease: le_u64(b, SCRIPT_HEAD + 4, 8),
             policy: b[HEAD..HEAD + plen].to_vec(),
             component: (clen > 0).then(|| component.into_owned()),
             payload: b[HEAD + plen + clen..].to_vec(),
@@ -375,15 +364,19 @@ impl Record {
     }
 }
 
-/// Appends the part of a record Rust writes (from byte 41).
-fn tail(b: &mut Vec<u8>, max: u32, lease: u64, policy: &[u8], component: &str, payload: &[u8]) {
-    b.extend_from_slice(&max.to_le_bytes());
-    b.extend_from_slice(&lease.to_le_bytes());
-    b.extend_from_slice(&(policy.len() as u16).to_le_bytes());
-    b.extend_from_slice(&(component.len() as u16).to_le_bytes());
-    b.extend_from_slice(policy);
-    b.extend_from_slice(component.as_bytes());
-    b.extend_from_slice(payload);
+/// The part of a record Rust writes: from offset [`SCRIPT_HEAD`] (32) to the end of the
+/// [`HEAD`] (max I4, lease I8, policy length I2, component length I2), then the policy, the
+/// component and the payload.
+fn tail(max: u32, lease: u64, policy: &[u8], component: &str, payload: &[u8]) -> Vec<u8> {
+    Packed::new()
+        .bytes(&max.to_le_bytes())
+        .u64_le(lease)
+        .bytes(&(policy.len() as u16).to_le_bytes())
+        .bytes(&(component.len() as u16).to_le_bytes())
+        .bytes(policy)
+        .bytes(component.as_bytes())
+        .bytes(payload)
+        .into_bytes()
 }
 
 /// Decodes a stored error history (oldest first).
@@ -478,29 +471,20 @@ impl Queue {
         let any = keyspace.channel("queue", "x")?;
         let channel_prefix = any[..any.len() - 1].to_owned();
         let wake_channel = format!("{channel_prefix}wake:{name}");
-        let wake_message = serde_json::json!({
-            "kind": "wake", "source": "queue", "entity": name, "ts_ms": 0, "payload": {}
-        })
-        .to_string();
         // The script's settings, one argument (see `lua/queue.lua`).
-        let mut settings = vec![u8::from(config.succeeded_events)];
-        settings.extend_from_slice(&config.max_stalls.to_le_bytes());
-        settings.extend_from_slice(&config.dlq_max_count.to_le_bytes());
-        settings.extend_from_slice(&(config.dlq_max_age.as_millis() as u64).to_le_bytes());
-        settings.push(config.errors_kept as u8);
-        let name_json = serde_json::Value::from(name).to_string();
-        for s in [
-            name_json.as_str(),
-            &channel_prefix,
-            &wake_channel,
-            &wake_message,
-        ] {
+        let mut settings = Packed::new()
+            .bytes(&[u8::from(config.succeeded_events)])
+            .bytes(&config.max_stalls.to_le_bytes())
+            .u64_le(config.dlq_max_count)
+            .u64_le(duration_ms(config.dlq_max_age))
+            .bytes(&[config.errors_kept as u8]);
+        for s in [name, &channel_prefix, &wake_channel] {
             let len = u16::try_from(s.len()).map_err(|_| {
                 coordkit_core::Error::invalid_config("name", "too long for the queue's channels")
             })?;
-            settings.extend_from_slice(&len.to_le_bytes());
-            settings.extend_from_slice(s.as_bytes());
+            settings = settings.bytes(&len.to_le_bytes()).bytes(s.as_bytes());
         }
+        let settings = settings.into_bytes();
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -593,56 +577,35 @@ impl Queue {
         let mut out = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(MAX_BATCH) {
             let mut call = self.call("enqueue");
-            let mut nums = Vec::with_capacity(chunk.len() * 16);
+            let mut nums = Packed::new();
             let mut keys = Vec::new();
             for task in chunk {
                 let o = &task.options;
                 let ttl = match &o.idempotency {
                     Some((key, ttl)) => {
                         keys.push(key.as_str());
-                        (ttl.as_millis() as u64).max(1)
+                        duration_ms(*ttl).max(1)
                     }
                     None => 0,
                 };
-                nums.extend_from_slice(&(o.delay.as_millis() as u64).to_le_bytes());
-                nums.extend_from_slice(&ttl.to_le_bytes());
+                nums = nums.u64_le(duration_ms(o.delay)).u64_le(ttl);
             }
-            call.arg(chunk.len()).arg(nums);
+            call.arg(chunk.len()).arg(nums.into_bytes());
             for task in chunk {
                 let o = &task.options;
-                let mut b = Vec::with_capacity(HEAD - SCRIPT_HEAD + task.payload.len() + 32);
-                tail(
-                    &mut b,
+                call.arg(tail(
                     o.max_attempts,
-                    o.lease.as_millis() as u64,
+                    duration_ms(o.lease),
                     &o.policy(),
                     o.component.as_deref().unwrap_or(""),
                     &task.payload,
-                );
-                call.arg(b);
+                ));
             }
             for key in keys {
                 call.arg(key);
             }
-            let answer: Vec<Value> = call.invoke(&self.inner.pool).await?;
-            let corrupt = || bad_answer("enqueue", format!("{answer:?}"));
-            let first = answer.first().and_then(int).ok_or_else(corrupt)?;
-            let mut ids = Vec::with_capacity(chunk.len());
-            for i in 0..chunk.len() as i64 {
-                let id = first.checked_add(i).ok_or_else(corrupt)?;
-                ids.push(Enqueued::New(id.to_string()));
-            }
-            for pair in answer[1..].chunks(2) {
-                let [i, id] = pair else {
-                    return Err(corrupt());
-                };
-                let i = int(i)
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(corrupt)?;
-                let slot = ids.get_mut(i.wrapping_sub(1)).ok_or_else(corrupt)?;
-                *slot = Enqueued::Duplicate(int(id).ok_or_else(corrupt)?.to_string());
-            }
-            out.extend(ids);
+            let answer: Value = call.invoke(&self.inner.pool).await?;
+            out.extend(decode_enqueue(&answer, chunk.len())?);
         }
         Ok(out)
     }
@@ -655,8 +618,8 @@ impl Queue {
         call.arg(max.min(MAX_BATCH))
             .arg(c.promote_limit)
             .arg(c.reclaim_limit);
-        let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        decode_claim(&values, &self.inner.keys[0])
+        let answer: Value = call.invoke(&self.inner.pool).await?;
+        decode_claim(&answer, &self.inner.keys[0])
     }
 
     /// Settles leased tasks in one script; the answers are in the same order.
@@ -687,41 +650,46 @@ impl Queue {
             let mut answers = Vec::new();
             if !sent.is_empty() {
                 let mut call = self.call("settle");
-                let mut packed = Vec::with_capacity(sent.len() * 25);
+                let mut packed = Packed::new();
                 let mut texts: Vec<&str> = Vec::new();
                 for (op, id) in &sent {
-                    let (code, x) = match &op.settle {
-                        Settle::Ack => (code::ACK, 0),
+                    let (op_code, x) = match &op.settle {
+                        Settle::Ack => (code::OP_ACK, 0),
                         Settle::Fail(error) => {
                             texts.push(cut(error));
-                            (code::FAIL, u64::from(op.draw.min(65_535)))
+                            (code::OP_FAIL, u64::from(op.draw.min(65_535)))
                         }
                         Settle::Defer(d) => (
-                            code::DEFER,
-                            u64::try_from(d.as_millis())
-                                .unwrap_or(u64::MAX)
-                                .min(crate::options::MAX_DURATION_MS),
+                            code::OP_DEFER,
+                            duration_ms(*d).min(crate::options::MAX_DURATION_MS),
                         ),
                         Settle::DeadLetter { reason, error } => {
                             texts.push(reason);
                             texts.push(cut(error));
-                            (code::DEAD_LETTER, 0)
+                            (code::OP_DEAD_LETTER, 0)
                         }
                     };
-                    packed.push(code);
-                    packed.extend_from_slice(&id.to_le_bytes());
-                    packed.extend_from_slice(&op.token.to_le_bytes());
-                    packed.extend_from_slice(&x.to_le_bytes());
+                    packed = packed
+                        .bytes(&[op_code])
+                        .u64_le(*id)
+                        .u64_le(op.token)
+                        .u64_le(x);
                 }
-                call.arg(sent.len()).arg(packed);
+                call.arg(sent.len()).arg(packed.into_bytes());
                 for text in texts {
                     call.arg(text);
                 }
-                let flat: Vec<u64> = call.invoke(&self.inner.pool).await?;
-                if flat.len() != sent.len() * 3 {
-                    return Err(bad_answer("settle", format!("{flat:?}")));
+                let answer: Value = call.invoke(&self.inner.pool).await?;
+                let reply = Reply::array("retry-queue", &answer)?;
+                if reply.len() != sent.len() * 3 {
+                    return Err(bad_answer(
+                        "settle",
+                        format!("{} numbers for {} ops", reply.len(), sent.len()),
+                    ));
                 }
-                answers = flat;
+                answers = (0..reply.len())
+                    .map(|i| reply.u64(i, "status, attempts or due time"))
+                    .collect::<coordkit_core::Result<_>>()?;
             }
             let mut answers = answers.chunks(3);
             let mut sent = sent.iter().peekable();
@@ -732,14 +700,14 @@ impl Queue {
                     continue;
                 }
                 sent.next();
-                let a = answers.next().unwrap_or(&[code::LOST, 0, 0]);
+                let a = answers.next().unwrap_or(&[code::SETTLED_LOST, 0, 0]);
                 let (attempts, due_ms) = (u32::try_from(a[1]).unwrap_or(u32::MAX), a[2]);
                 out.push(match a[0] {
-                    code::ACKED => Settled::Acked,
-                    code::RETRYING => Settled::RetryScheduled { attempts, due_ms },
-                    code::BURIED => Settled::DeadLettered { attempts },
-                    code::DEFERRED => Settled::Deferred { due_ms },
-                    code::ALREADY => Settled::AlreadySettled,
+                    code::SETTLED_ACKED => Settled::Acked,
+                    code::SETTLED_RETRYING => Settled::RetryScheduled { attempts, due_ms },
+                    code::SETTLED_DEAD_LETTERED => Settled::DeadLettered { attempts },
+                    code::SETTLED_DEFERRED => Settled::Deferred { due_ms },
+                    code::SETTLED_ALREADY => Settled::AlreadySettled,
                     _ => Settled::LeaseLost,
                 });
             }
@@ -788,34 +756,33 @@ impl Queue {
     pub async fn extend(&self, task: &Task, by: Option<Duration>) -> Result<Option<u64>> {
         let mut call = self.call("extend");
         let by = by.map(|d| {
-            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            ms.clamp(1, crate::options::MAX_DURATION_MS).to_string()
+            duration_ms(d)
+                .clamp(1, crate::options::MAX_DURATION_MS)
+                .to_string()
         });
         call.arg(&task.id)
             .arg(task.token)
             .arg(by.unwrap_or_default());
         let deadline: i64 = call.invoke(&self.inner.pool).await?;
-        Ok(u64::try_from(deadline).ok())
+        Ok(some(deadline))
     }
 
     /// Counts per state, totals, and the age of the oldest ready task.
     pub async fn stats(&self) -> Result<Stats> {
-        let v: Vec<i64> = self.call("stats").invoke(&self.inner.pool).await?;
-        if v.len() != 9 {
-            return Err(bad_answer("stats", format!("{v:?}")));
-        }
-        let u = |x: i64| u64::try_from(x).unwrap_or(0);
-        let now = u(v[7]);
+        let answer: Value = self.call("stats").invoke(&self.inner.pool).await?;
+        let r = Reply::array("retry-queue", &answer)?;
+        let now = r.u64(7, "now")?;
+        let oldest_ready = some(r.i64(6, "oldest ready since")?);
         Ok(Stats {
-            ready: u(v[0]),
-            delayed: u(v[1]),
-            leased: u(v[2]),
-            dead: u(v[3]),
-            completed: u(v[4]),
-            dead_lettered_total: u(v[5]),
-            oldest_ready_age: (v[6] >= 0)
-                .then(|| Duration::from_millis(now.saturating_sub(u(v[6])))),
-            next_due_ms: (v[8] >= 0).then(|| u(v[8])),
+            ready: r.u64(0, "ready")?,
+            delayed: r.u64(1, "delayed")?,
+            leased: r.u64(2, "leased")?,
+            dead: r.u64(3, "dead")?,
+            completed: r.u64(4, "completed")?,
+            dead_lettered_total: r.u64(5, "dead-lettered total")?,
+            oldest_ready_age: oldest_ready
+                .map(|since| Duration::from_millis(now.saturating_sub(since))),
+            next_due_ms: some(r.i64(8, "next due")?),
             now_ms: now,
         })
     }
@@ -827,26 +794,23 @@ impl Queue {
         }
         let mut call = self.call("dlq_list");
         call.arg(offset).arg(limit.min(10_000));
-        let flat: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        let corrupt = || bad_answer("dlq_list", format!("{flat:?}"));
-        if !flat.len().is_multiple_of(4) {
-            return Err(corrupt());
+        let answer: Value = call.invoke(&self.inner.pool).await?;
+        let r = Reply::array("retry-queue", &answer)?;
+        if !r.len().is_multiple_of(4) {
+            return Err(bad_answer("dlq_list", format!("{} items", r.len())));
         }
-        flat.chunks(4)
+        (0..r.len() / 4)
             .map(|row| {
-                let id = text(&row[0]);
-                let dead_at_ms = int(&row[1])
-                    .and_then(|x| u64::try_from(x).ok())
-                    .ok_or_else(corrupt)?;
-                let raw = bytes(&row[3]);
-                let (m, raw_record) = match Record::decode(&raw) {
+                let i = row * 4;
+                let raw = r.bytes(i + 3, "record")?;
+                let (m, raw_record) = match Record::decode(raw) {
                     Some(m) => (m, None),
-                    None => (Record::default(), Some(raw)),
+                    None => (Record::default(), Some(raw.to_vec())),
                 };
                 Ok(DeadLetter {
-                    id,
-                    dead_at_ms,
-                    reason: text(&row[2]),
+                    id: lossy(r.bytes(i, "id")?),
+                    dead_at_ms: r.u64(i + 1, "dead-letter time")?,
+                    reason: lossy(r.bytes(i + 2, "reason")?),
                     attempts: m.attempts,
                     stalls: m.stalls,
                     enqueued_ms: m.enqueued,
@@ -862,34 +826,31 @@ impl Queue {
     pub async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>> {
         let mut call = self.call("inspect");
         call.arg(id);
-        let v: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        if v.is_empty() {
+        let answer: Value = call.invoke(&self.inner.pool).await?;
+        let r = Reply::array("retry-queue", &answer)?;
+        if r.is_empty() {
             return Ok(None);
         }
-        let corrupt = || bad_answer("inspect", format!("task {id}: {v:?}"));
-        if v.len() != 5 {
-            return Err(corrupt());
-        }
-        let state = match text(&v[0]).as_str() {
+        let state = match r.text(0, "state")? {
             "ready" => TaskState::Ready,
             "delayed" => TaskState::Delayed,
             "leased" => TaskState::Leased,
             "dead" => TaskState::Dead,
-            _ => return Err(corrupt()),
+            other => return Err(bad_answer("inspect", format!("no state {other:?}"))),
         };
-        let at = int(&v[1]).ok_or_else(corrupt)?;
-        let raw = bytes(&v[2]);
-        let (record, raw_record) = match Record::decode(&raw) {
+        let at = r.i64(1, "score")?;
+        let raw = r.bytes(2, "record")?;
+        let (record, raw_record) = match Record::decode(raw) {
             Some(record) => (record, None),
-            None => (Record::default(), Some(raw)),
+            None => (Record::default(), Some(raw.to_vec())),
         };
         // A history that does not decode is no reason to hide the task.
-        let errors = decode_errors(&bytes(&v[3])).unwrap_or_default();
-        let reason = text(&v[4]);
+        let errors = decode_errors(r.bytes(3, "errors")?).unwrap_or_default();
+        let reason = lossy(r.bytes(4, "reason")?);
         Ok(Some(TaskInfo {
             id: id.to_owned(),
             state,
-            at_ms: u64::try_from(at).ok(),
+            at_ms: some(at),
             attempts: record.attempts,
             stalls: record.stalls,
             max_attempts: record.max,
@@ -979,52 +940,66 @@ fn cut(error: &str) -> &str {
     &error[..end]
 }
 
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(n) => Some(*n),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        Value::SimpleString(s) => s.parse().ok(),
-        _ => None,
+/// A number of an answer that may be [`code::NONE`] (or any other negative number).
+fn some(n: i64) -> Option<u64> {
+    if n == code::NONE {
+        return None;
     }
+    u64::try_from(n).ok()
 }
 
-fn bytes(v: &Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b.clone(),
-        Value::SimpleString(s) => s.as_bytes().to_vec(),
-        Value::Int(n) => n.to_string().into_bytes(),
-        _ => Vec::new(),
-    }
+/// Text a script stored from a caller (a reason), with invalid UTF-8 replaced.
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
-fn text(v: &Value) -> String {
-    String::from_utf8_lossy(&bytes(v)).into_owned()
+/// The enqueue answer: the first id, then (index, id of the original) per duplicate.
+fn decode_enqueue(answer: &Value, n: usize) -> Result<Vec<Enqueued>> {
+    let r = Reply::array("retry-queue", answer)?;
+    let first = r.u64(0, "first id")?;
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let id = first
+            .checked_add(i)
+            .ok_or_else(|| bad_answer("enqueue", format!("first id {first}")))?;
+        ids.push(Enqueued::New(id.to_string()));
+    }
+    if r.len().is_multiple_of(2) {
+        return Err(bad_answer("enqueue", format!("{} items", r.len())));
+    }
+    for pair in (1..r.len()).step_by(2) {
+        let i = r.u64(pair, "duplicate index")?;
+        let original = r.u64(pair + 1, "duplicate's original")?;
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| ids.get_mut(i.wrapping_sub(1)))
+            .ok_or_else(|| bad_answer("enqueue", format!("duplicate index {i}")))?;
+        *slot = Enqueued::Duplicate(original.to_string());
+    }
+    Ok(ids)
 }
 
-fn decode_claim(values: &[Value], tasks_key: &Key) -> Result<Claim> {
-    let corrupt = || bad_answer("claim", format!("{values:?}"));
-    if values.len() < 4 || !values.len().is_multiple_of(2) {
-        return Err(corrupt());
+fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
+    let r = Reply::array("retry-queue", answer)?;
+    if r.len() < 4 || !r.len().is_multiple_of(2) {
+        return Err(bad_answer("claim", format!("{} items", r.len())));
     }
-    let now = int(&values[0])
-        .and_then(|x| u64::try_from(x).ok())
-        .ok_or_else(corrupt)?;
-    let due = int(&values[1]).ok_or_else(corrupt)?;
-    let deadline = int(&values[2]).ok_or_else(corrupt)?;
-    let first = int(&values[3])
-        .and_then(|x| u64::try_from(x).ok())
-        .ok_or_else(corrupt)?;
-    let mut tasks = Vec::with_capacity(values.len() / 2 - 2);
-    for (k, pair) in values[4..].chunks(2).enumerate() {
-        let Value::BulkString(rec) = &pair[1] else {
-            return Err(corrupt());
-        };
-        let id = text(&pair[0]);
-        let token = first.checked_add(k as u64).ok_or_else(corrupt)?;
+    let now = r.u64(0, "now")?;
+    let due = r.i64(1, "next due")?;
+    let deadline = r.i64(2, "next deadline")?;
+    let first = r.u64(3, "first token")?;
+    let mut tasks = Vec::with_capacity(r.len() / 2 - 2);
+    for k in 0..(r.len() - 4) / 2 {
+        let i = 4 + 2 * k;
+        let id = lossy(r.bytes(i, "id")?);
+        let rec = r.bytes(i + 1, "record")?;
+        let token = first
+            .checked_add(k as u64)
+            .ok_or_else(|| bad_answer("claim", format!("first token {first}")))?;
         // The script leases only records that decode with a lease in bounds; should the two
         // ever disagree, the task is left to its lease (then reclaimed, and dead-lettered as
         // `stalled` if it keeps coming back), not the whole claim failed.
-        let Some(r) = Record::decode(rec)
+        let Some(rec) = Record::decode(rec)
             .filter(|r| (1..=crate::options::MAX_DURATION_MS).contains(&r.lease))
         else {
             tracing::warn!(key = %tasks_key, task = %id, "a leased record does not decode; left to its lease");
@@ -1032,19 +1007,53 @@ fn decode_claim(values: &[Value], tasks_key: &Key) -> Result<Claim> {
         };
         tasks.push(Task {
             token,
-            deadline_ms: now.saturating_add(r.lease),
+            deadline_ms: now.saturating_add(rec.lease),
             id,
-            attempt: r.attempts.saturating_add(1),
-            stalls: r.stalls,
-            component: r.component,
-            payload: r.payload,
-            enqueued_ms: r.enqueued,
+            attempt: rec.attempts.saturating_add(1),
+            stalls: rec.stalls,
+            component: rec.component,
+            payload: rec.payload,
+            enqueued_ms: rec.enqueued,
         });
     }
     Ok(Claim {
         tasks,
         now_ms: now,
-        next_due_ms: u64::try_from(due).ok(),
-        next_deadline_ms: u64::try_from(deadline).ok(),
+        next_due_ms: some(due),
+        next_deadline_ms: some(deadline),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_head_and_the_rust_tail_make_the_documented_48_byte_head() {
+        let tail = tail(7, 30_000, b"pp", "db", b"payload");
+        assert_eq!(tail.len(), HEAD - SCRIPT_HEAD + 2 + 2 + 7);
+        // What the enqueue script writes before it: attempts, stalls, last delay, since,
+        // enqueued.
+        let mut rec = Packed::new()
+            .bytes(&1u32.to_le_bytes())
+            .bytes(&2u32.to_le_bytes())
+            .u64_le(3)
+            .u64_le(4)
+            .u64_le(5)
+            .into_bytes();
+        assert_eq!(rec.len(), SCRIPT_HEAD);
+        rec.extend_from_slice(&tail);
+        let r = Record::decode(&rec).unwrap();
+        assert_eq!(
+            (
+                r.attempts, r.stalls, r.prev, r.since, r.enqueued, r.max, r.lease
+            ),
+            (1, 2, 3, 4, 5, 7, 30_000)
+        );
+        assert_eq!(
+            (r.policy.as_slice(), r.component.as_deref()),
+            (&b"pp"[..], Some("db"))
+        );
+        assert_eq!(r.payload, b"payload");
+    }
 }

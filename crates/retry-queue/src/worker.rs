@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use coordkit_core::time::duration_ms;
+use coordkit_core::time::{RetryDelay, duration_ms};
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -602,7 +602,7 @@ async fn claim_loop(
 ) -> JoinSet<()> {
     let semaphore = Arc::new(Semaphore::new(shared.config.concurrency));
     let mut running = JoinSet::new();
-    let mut error_wait = Duration::from_millis(10);
+    let mut error_wait = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         while running.try_join_next().is_some() {}
         if *shutdown.borrow() {
@@ -636,13 +636,12 @@ async fn claim_loop(
                 tokio::select! {
                     biased;
                     _ = shutdown.changed() => break,
-                    _ = tokio::time::sleep(error_wait) => {}
+                    _ = tokio::time::sleep(error_wait.next_delay()) => {}
                 }
-                error_wait = (error_wait * 2).min(Duration::from_secs(1));
             }
             Ok(claim) => {
                 shared.health.claimed();
-                error_wait = Duration::from_millis(10);
+                error_wait.reset();
                 let got = claim.tasks.len();
                 let wakeup = claim.next_wakeup();
                 shared
@@ -828,7 +827,7 @@ async fn settle_batch(
     _slot: OwnedSemaphorePermit,
 ) {
     let items: Vec<(&Task, Settle)> = batch.iter().map(|(t, s)| (t, s.clone())).collect();
-    let mut wait = Duration::from_millis(10);
+    let mut wait = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
     let mut tries = 0;
     loop {
         counters.settles.fetch_add(1, Ordering::Relaxed);
@@ -865,8 +864,7 @@ async fn settle_batch(
                     return;
                 }
                 health.failed("settle", e.to_string());
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
+                tokio::time::sleep(wait.next_delay()).await;
             }
         }
     }

@@ -132,6 +132,7 @@ redis_test! {
         while kinds.len() < 5 {
             let got = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
             let e: Event = got.event;
+            assert_eq!(e.source, "retry-queue", "{e:?}");
             if e.kind == "wake" { continue; }
             assert_eq!(e.entity, "retries");
             assert_eq!(e.payload["task"], id.as_str());
