@@ -10,7 +10,7 @@ use std::time::Duration;
 use coordkit_context::{AgentRegistry, AgentStatus, Status};
 use tokio::sync::watch;
 
-use crate::health::Health;
+use crate::worker::Health;
 
 /// The agent a [`Worker`](crate::Worker) keeps a record of, for
 /// [`WorkerBuilder::agent`](crate::WorkerBuilder::agent).

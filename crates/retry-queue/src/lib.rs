@@ -20,7 +20,7 @@
 //! - **Crash recovery**: a lease that runs out is reclaimed by the next claim as a *stall*,
 //!   counted apart from failures; a task that stalls more than
 //!   [`max_stalls`](QueueBuilder::max_stalls) times is dead-lettered as `stalled`.
-//! - **Poison tolerance**: a payload that does not decode ([`Worker::start_json`]) or a task
+//! - **Poison tolerance**: a payload that does not decode ([`Worker::builder_json`]) or a task
 //!   whose stored record is unreadable is dead-lettered as `malformed`; the rest of the batch and
 //!   the worker carry on. A panicking handler counts as a failure.
 //! - **Bad stored data** (a key of another type, a counter that is no number, a record or error
@@ -127,16 +127,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admin;
 #[cfg(feature = "agents")]
 mod agent;
 mod code;
 mod config;
 mod error;
 mod events;
-mod health;
 pub mod model;
+mod ops;
 mod options;
 mod queue;
+mod record;
+mod types;
 pub mod worker;
 
 #[cfg(feature = "agents")]
@@ -145,12 +148,13 @@ pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, QueueBuilder, QueueConfig};
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};
-pub use health::{LastError, WorkerHealth};
-pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};
 #[doc(hidden)]
-pub use queue::RawSettle;
-pub use queue::{
-    Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Queue, Settle,
-    Settled, Stats, Task, TaskInfo, TaskState,
+pub use ops::RawSettle;
+pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};
+pub use queue::Queue;
+pub use types::{
+    Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled,
+    Stats, Task, TaskInfo, TaskState,
 };
+pub use worker::{LastError, WorkerHealth};
 pub use worker::{ShutdownReport, TaskError, Worker, WorkerBuilder, WorkerStats};

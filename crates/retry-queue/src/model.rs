@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, VecDeque};
 use coordkit_core::time::duration_ms;
 
 use crate::config::QueueConfig;
+use crate::ops::RawSettle;
 use crate::options::{TaskOptions, backoff_delay_ms};
-use crate::queue::{Claim, Enqueued, Failure, NewTask, RawSettle, Settle, Settled, Stats, Task};
-pub use crate::queue::{Record, decode_errors};
+pub use crate::record::{Record, decode_errors};
+use crate::types::{Claim, Enqueued, Failure, NewTask, Settle, Settled, Stats, Task};
 
 /// One task in the model.
 #[derive(Debug, Clone)]
@@ -304,7 +305,7 @@ impl QueueModel {
 
     /// `claim` of up to `n` tasks at `now`.
     pub fn claim(&mut self, now: u64, n: usize) -> Claim {
-        let n = n.min(crate::queue::MAX_BATCH);
+        let n = n.min(crate::types::MAX_BATCH);
         let expired = due_members(
             &self.leased,
             i128::from(now),
@@ -553,7 +554,7 @@ impl QueueModel {
 }
 
 fn cut(error: &str) -> &str {
-    let max = crate::queue::MAX_ERROR_BYTES;
+    let max = crate::types::MAX_ERROR_BYTES;
     if error.len() <= max {
         return error;
     }

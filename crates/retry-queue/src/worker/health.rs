@@ -4,7 +4,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A snapshot of a worker's health, from [`Worker::health`](crate::Worker::health).
+/// A snapshot of a worker's health, from [`Worker::health`](super::Worker::health)(crate::Worker::health).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerHealth {
     /// Whether the claim loop is running. It ends only at shutdown (or when the worker is
