@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 const MAX_PAYLOAD_BYTES: usize = 512 << 20;
 
 /// A queue's settings, as its [`QueueBuilder`] validated them: read them with
-/// [`Queue::config`], and build a [`model::QueueModel`](crate::model::QueueModel) (feature
+/// [`Queue::config`], and build a `model::QueueModel` (feature
 /// `model`) from them. [`QueueConfig::default`] holds every setter's default.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {

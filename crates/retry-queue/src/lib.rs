@@ -134,6 +134,7 @@ mod code;
 mod config;
 mod error;
 mod events;
+#[cfg(feature = "model")]
 pub mod model;
 mod ops;
 mod options;
@@ -148,7 +149,7 @@ pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, QueueBuilder, QueueConfig};
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};
-#[doc(hidden)]
+#[cfg(any(feature = "testing", feature = "model"))]
 pub use ops::RawSettle;
 pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};
 pub use queue::Queue;

@@ -16,13 +16,22 @@ use crate::queue::{EXACT, Queue, id_number, lossy, some};
 use crate::record::{Record, tail};
 use crate::types::{Claim, Enqueued, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled, Task};
 
-/// One settle operation with its jitter draw, as the script takes it.
-#[doc(hidden)]
+/// One settle operation with its jitter draw, as the script takes it (features `testing` and
+/// `model`: what `model::QueueModel::settle` and
+/// `Queue::settle_raw` take, so both can be given the same draws).
+#[cfg_attr(
+    not(any(feature = "testing", feature = "model")),
+    allow(unreachable_pub)
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawSettle {
+    /// The task's id.
     pub id: String,
+    /// The token of its lease.
     pub token: u64,
+    /// What to do.
     pub settle: Settle,
+    /// The jitter draw of a failure's backoff, `0..65536`.
     pub draw: u32,
 }
 
@@ -117,12 +126,17 @@ impl Queue {
                 draw: rand::random::<u32>() >> 16,
             })
             .collect();
-        self.settle_raw(&ops).await
+        self.settle_ops(&ops).await
     }
 
-    /// [`Queue::settle`] with given jitter draws (for the model tests).
-    #[doc(hidden)]
+    /// [`Queue::settle`] with given jitter draws (feature `testing`: for tests that compare the
+    /// script with the reference model).
+    #[cfg(feature = "testing")]
     pub async fn settle_raw(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
+        self.settle_ops(ops).await
+    }
+
+    async fn settle_ops(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
         let mut out = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(MAX_BATCH) {
             // Ops on ids or tokens this queue never hands out hold no lease: not sent.

@@ -7,8 +7,9 @@ use crate::types::Failure;
 /// A task's stored record, decoded (see `lua/queue.lua`: a fixed 48-byte head, of which the
 /// script writes the first 32 bytes and Rust the other 16, then the policy, the component and
 /// the payload). Decoding checks the lengths only; the script also
-/// bounds the numbers it uses.
-#[doc(hidden)]
+/// bounds the numbers it uses. Public with the `model` feature (what a `model::Dump`
+/// holds).
+#[cfg_attr(not(feature = "model"), allow(unreachable_pub))]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
     /// Failures so far.
@@ -45,6 +46,7 @@ fn le_u64(b: &[u8], at: usize, len: usize) -> u64 {
     u64::from_le_bytes(v)
 }
 
+#[cfg_attr(not(feature = "model"), allow(unreachable_pub))]
 impl Record {
     /// Decodes a stored record.
     pub fn decode(b: &[u8]) -> Option<Self> {
@@ -93,8 +95,8 @@ pub(crate) fn tail(
         .into_bytes()
 }
 
-/// Decodes a stored error history (oldest first).
-#[doc(hidden)]
+/// Decodes a stored error history (oldest first); public with the `model` feature.
+#[cfg_attr(not(feature = "model"), allow(unreachable_pub))]
 pub fn decode_errors(b: &[u8]) -> Option<Vec<Failure>> {
     let Some((&count, mut rest)) = b.split_first() else {
         return Some(Vec::new());

@@ -1,7 +1,5 @@
-//! With the `circuit-breaker` feature: a task naming a component whose breaker is open is
+//! With the `circuit-breaker` feature (required by this target): a task naming a component whose breaker is open is
 //! deferred (no attempt spent, handler not run); once the breaker closes it runs.
-#![cfg(feature = "circuit-breaker")]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
