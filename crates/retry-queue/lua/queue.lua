@@ -40,7 +40,8 @@
 -- nothing written.
 --
 -- ARGV (every call):
---   ARGV[1] op: enqueue | claim | settle | extend | stats | dlq_list | inspect | requeue | purge
+--   ARGV[1] op: enqueue | claim | settle | extend | make_due | stats | dlq_list | inspect |
+--           requeue | purge
 --   ARGV[2] now_ms ("" = server TIME)
 --   ARGV[3] settings: struct '<BI4I8I8B' succeeded events 0|1, max stalls, DLQ count cap (0 =
 --           none), DLQ age cap ms (0 = none), errors kept; then three I2-length strings: the
@@ -60,6 +61,8 @@
 --            dead-letter's reason, then its error
 --            -> { status, attempts, due, ... } per op (status: a SETTLED_* code)
 --   extend   id, token, lease_ms ("" = the task's own) -> deadline, or NONE when the lease is lost
+--   make_due ids... -> the ids moved from delayed to the back of ready (those not delayed are
+--            skipped)
 --   stats    -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|NONE,
 --                 now, next_due|NONE }
 --   dlq_list offset, limit -> { id, dead_at, reason, record, ... }
@@ -800,6 +803,42 @@ if op == 'extend' then
   -- writes:
   redis.call('ZADD', K_LEASED, 'XX', now + ms, id)
   return now + ms
+end
+
+if op == 'make_due' then
+  -- validate: delayed and tasks are read, ready type-checked. A record that cannot be used
+  -- moves as it is (the claim dead-letters it, its bytes kept).
+  local given, seen = {}, {}
+  for i = 4, #ARGV do
+    if not seen[ARGV[i]] then
+      seen[ARGV[i]] = true
+      given[#given + 1] = ARGV[i]
+    end
+  end
+  if #given == 0 then return {} end
+  local scores = redis.call('ZMSCORE', K_DELAYED, unpack(given))
+  local ids = {}
+  for i, id in ipairs(given) do
+    if scores[i] then ids[#ids + 1] = id end
+  end
+  if #ids == 0 then return {} end
+  local recs = redis.call('HMGET', K_TASKS, unpack(ids))
+  ck_expect_type(K_READY, 'list')
+  local was_empty = redis.call('LLEN', K_READY) == 0
+  local sets = {}
+  for i, id in ipairs(ids) do
+    local a, s, prev = h.head(recs[i])
+    if a then
+      sets[#sets + 1] = id
+      sets[#sets + 1] = h.rewrite(recs[i], a, s, prev, now)
+    end
+  end
+  -- writes:
+  redis.call('ZREM', K_DELAYED, unpack(ids))
+  if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
+  redis.call('LPUSH', K_READY, unpack(ids))
+  if was_empty then h.wake() end
+  return ids
 end
 
 if op == 'stats' then

@@ -510,6 +510,22 @@ impl QueueModel {
         ids
     }
 
+    /// `make_due` of these ids: the delayed ones move to the back of the ready list.
+    pub fn make_due(&mut self, now: u64, ids: &[&str]) -> Vec<String> {
+        let mut moved: Vec<String> = Vec::new();
+        for id in ids {
+            if self.delayed.contains_key(*id) && !moved.iter().any(|m| m == id) {
+                moved.push((*id).to_owned());
+            }
+        }
+        for id in &moved {
+            self.delayed.remove(id);
+            self.tasks.get_mut(id).expect("delayed tasks exist").since = now;
+        }
+        self.lpush(&moved);
+        moved
+    }
+
     /// `purge` of the oldest `limit` dead letters (`ids` empty) or of these ids.
     pub fn purge(&mut self, ids: &[&str], limit: usize) -> u64 {
         let ids = self.select_dead(ids, limit);

@@ -248,6 +248,23 @@ impl Queue {
         self.settle_one(task, settle).await
     }
 
+    /// Makes these delayed tasks (waiting for a retry's backoff or a deferral) ready now, at
+    /// the back of the ready list; answers the ids moved (ids not delayed are skipped). A
+    /// worker guarding tasks with circuit breakers calls it with the tasks a breaker deferred,
+    /// once that breaker closes.
+    pub async fn make_due(&self, ids: &[&str]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_BATCH) {
+            let mut call = self.call("make_due");
+            for id in chunk {
+                call.arg(*id);
+            }
+            let moved: Vec<String> = call.invoke(self.inner_pool()).await?;
+            out.extend(moved);
+        }
+        Ok(out)
+    }
+
     /// Extends a lease to `by` from now (`None`: the task's own lease length; at most
     /// [`MAX_DURATION_MS`](crate::MAX_DURATION_MS)). Answers the new deadline, or `None` when the
     /// lease is lost.

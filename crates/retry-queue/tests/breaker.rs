@@ -1,5 +1,7 @@
-//! With the `circuit-breaker` feature (required by this target): a task naming a component whose breaker is open is
-//! deferred (no attempt spent, handler not run); once the breaker closes it runs.
+//! With the `circuit-breaker` feature (required by this target): a task naming a component
+//! whose breaker is open is deferred (no attempt spent, handler not run); once the breaker
+//! closes it runs, at once rather than when its deferral ends.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -7,6 +9,7 @@ use std::time::Duration;
 use coordkit_circuit_breaker::{
     Admission, BreakerConfig, CircuitBreaker, Forced, OpenDuration, Outcome,
 };
+use coordkit_core::{Clock, ManualClock};
 use coordkit_retry_queue::{NewTask, Queue, TaskOptions, TaskState, Worker};
 use coordkit_testkit::redis_test;
 
@@ -143,5 +146,90 @@ redis_test! {
         // never the 30 s permit lease.
         let cap = coordkit_circuit_breaker::HALF_OPEN_RETRY_CAP.as_millis() as u64;
         assert!(delays.iter().all(|&d| d <= cap), "{delays:?}");
+    }
+}
+
+redis_test! {
+    async fn tasks_a_breaker_deferred_run_as_soon_as_it_closes(redis) {
+        let pool = redis.pool().await;
+        let keyspace = redis.keyspace();
+        let queue = Queue::builder(&pool, &keyspace, "resumed").build().unwrap();
+        // The breaker runs on a manual clock: its 60 s open period ends when the test says.
+        let clock = ManualClock::new(1_800_000_000_000);
+        let config = BreakerConfig::builder()
+            .minimum_calls(1)
+            .consecutive_failures(Some(1))
+            .open_duration(OpenDuration::Fixed(Duration::from_secs(60)))
+            .half_open_permits(1)
+            .half_open_successes(1)
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        let breaker = CircuitBreaker::new(pool, &keyspace, "payments", config).unwrap();
+        let mut events = breaker.events().await.unwrap();
+        let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
+            panic!("a new breaker admits");
+        };
+        breaker.record(permit, Outcome::Failure).await.unwrap();
+
+        let options = TaskOptions::default().component("payments").max_attempts(1);
+        let batch: Vec<NewTask> = (0..5).map(|_| NewTask::new("charge").options(options.clone())).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        let runs = Arc::new(AtomicU64::new(0));
+        let deferrals = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (r, d, b) = (runs.clone(), deferrals.clone(), breaker.clone());
+        let worker = Worker::builder(&queue, move |_task| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), String>(())
+            }
+        })
+        .breakers(move |name| (name == "payments").then(|| b.clone()))
+        .on_settled(move |task, settled| {
+            if let coordkit_retry_queue::Settled::Deferred { due_ms } = settled {
+                let claimed = task.deadline_ms - 30_000;
+                d.lock().unwrap().push(due_ms.saturating_sub(claimed));
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+        let guard = tokio::time::Instant::now() + Duration::from_secs(10);
+        while worker.stats().deferred < 5 {
+            assert!(tokio::time::Instant::now() < guard, "not all deferred: {:?}", worker.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Each was put off for the whole open period.
+        let deferrals = deferrals.lock().unwrap().clone();
+        assert!(deferrals.iter().all(|&ms| ms >= 59_000), "{deferrals:?}");
+        assert_eq!(runs.load(Ordering::Relaxed), 0);
+
+        // The open period ends; one probe succeeds and the breaker closes.
+        clock.advance(Duration::from_secs(60));
+        let Admission::Admitted(probe) = breaker.acquire().await.unwrap() else {
+            panic!("a breaker past its open period admits a probe");
+        };
+        breaker.record(probe, Outcome::Success).await.unwrap();
+        loop {
+            let event = tokio::time::timeout_at(guard, events.recv()).await.expect("a closed event").unwrap();
+            if event.kind == coordkit_circuit_breaker::BreakerEventKind::Closed {
+                break;
+            }
+        }
+        // Deferred for 60 s, they run now: made due by the close, not by their deferral.
+        while queue.stats().await.unwrap().completed < 5 {
+            assert!(
+                tokio::time::Instant::now() < guard,
+                "the deferred tasks did not run after the close: {:?} {:?}",
+                worker.stats(),
+                queue.stats().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = worker.shutdown().await;
+        assert!(report.clean);
+        assert_eq!((runs.load(Ordering::Relaxed), report.stats.deferred, report.stats.acked), (5, 5, 5));
+        assert!(queue.dead_letters(0, 10).await.unwrap().is_empty());
     }
 }

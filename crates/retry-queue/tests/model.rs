@@ -26,6 +26,7 @@ enum Op {
     Advance(u64),
     Requeue(bool, bool),
     Purge(bool),
+    MakeDue(usize),
     Stats,
 }
 
@@ -48,6 +49,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => prop_oneof![1u64..200, 200u64..2_000].prop_map(Op::Advance),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(a, b)| Op::Requeue(a, b)),
         1 => any::<bool>().prop_map(Op::Purge),
+        1 => (0usize..8).prop_map(Op::MakeDue),
         1 => Just(Op::Stats),
     ]
 }
@@ -275,6 +277,15 @@ fn lua_matches_the_model() {
                     }
                 }
                 Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                Op::MakeDue(skip) => {
+                    // Some delayed tasks (a duplicate among them), and an id that is not.
+                    let delayed: Vec<String> = model.dump().delayed.into_iter().map(|(id, _)| id).collect();
+                    let mut ids: Vec<&str> = delayed.iter().skip(skip % 3).step_by(2).map(String::as_str).collect();
+                    ids.extend(delayed.first().map(String::as_str));
+                    ids.push("no-such");
+                    let lua = rt.block_on(queue.make_due(&ids)).unwrap();
+                    prop_assert_eq!(&lua, &model.make_due(now, &ids), "make_due {:?} at {}", ids, now);
+                }
                 Op::Requeue(all, reset) => {
                     let dead = model.dead_ids();
                     let lua = if all {

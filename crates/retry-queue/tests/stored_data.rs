@@ -376,6 +376,24 @@ redis_test! {
 }
 
 redis_test! {
+    async fn make_due_into_a_ready_key_of_the_wrong_type_writes_nothing(redis) {
+        let pool = redis.pool().await;
+        let (_, queue) = manual("make-due", &redis, &pool);
+        let k = queue.keys().to_vec();
+        let id = queue.enqueue(NewTask::new("a").options(TaskOptions::default().delay(ms(60_000)))).await.unwrap();
+        let id = id.id();
+        overwrite_with_type(&pool, &k[1], "string").await;
+        assert_wrong_type(queue.make_due(&[id]).await.expect_err("a string as ready"), &k[1]);
+        assert_eq!(queue.inspect(id).await.unwrap().unwrap().state, TaskState::Delayed);
+        del(&pool, &k[1]).await;
+        // Repaired: it moves, once; an id that is not delayed is skipped.
+        assert_eq!(queue.make_due(&[id, id, "77"]).await.unwrap(), vec![id.to_owned()]);
+        assert_eq!(queue.make_due(&[id]).await.unwrap(), Vec::<String>::new());
+        assert_eq!(queue.claim(1).await.unwrap().tasks[0].id, id);
+    }
+}
+
+redis_test! {
     async fn the_worker_outlives_a_claim_error_and_reports_it(redis) {
         let pool = redis.pool().await;
         let queue = Queue::builder(&pool, &redis.keyspace(), "health").build().unwrap();

@@ -10,6 +10,8 @@
 
 mod builder;
 mod health;
+#[cfg(feature = "circuit-breaker")]
+mod resume;
 mod runtime;
 mod settle;
 mod stats;
@@ -163,15 +165,35 @@ impl Worker {
             counters.clone(),
             health.clone(),
         ));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        #[allow(unused_mut)]
+        let mut hook = config.on_settled.clone();
+        #[cfg(feature = "circuit-breaker")]
+        let resume = config.breakers.is_some().then(|| {
+            Arc::new(resume::Resume::new(
+                queue.clone(),
+                health.clone(),
+                shutdown_rx.clone(),
+            ))
+        });
+        #[cfg(feature = "circuit-breaker")]
+        if let Some(resume) = resume.clone() {
+            let user = hook.take();
+            hook = Some(Arc::new(move |task: &Task, settled: &Settled| {
+                resume.settled(task, settled);
+                if let Some(user) = &user {
+                    user(task, settled);
+                }
+            }));
+        }
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let settler = tokio::spawn(settle_loop(
             queue.clone(),
             settle_rx,
             counters.clone(),
             health.clone(),
-            config.on_settled.clone(),
+            hook,
         ));
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let timeout = config.shutdown_timeout;
         #[allow(unused_mut)]
         let mut running = Running::default();
@@ -198,6 +220,8 @@ impl Worker {
             counters: counters.clone(),
             health: health.clone(),
             running,
+            #[cfg(feature = "circuit-breaker")]
+            resume,
         });
         let claimer = tokio::spawn(claim_loop(shared, wake_rx, shutdown_rx));
         Ok(Self {

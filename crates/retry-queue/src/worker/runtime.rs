@@ -29,6 +29,9 @@ pub(super) struct Shared {
     pub(super) counters: Arc<Counters>,
     pub(super) health: Arc<Health>,
     pub(super) running: Running,
+    /// With breakers: the deferred tasks to make due when their breaker closes.
+    #[cfg(feature = "circuit-breaker")]
+    pub(super) resume: Option<Arc<super::resume::Resume>>,
 }
 
 /// How many tasks run; with an agent record (feature `agents`), the task that started a busy
@@ -239,8 +242,12 @@ async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
     };
     match breaker.acquire().await {
         Ok(Admission::Rejected(rejection)) => {
+            if let Some(resume) = &shared.resume {
+                resume.rejected(task, &breaker);
+            }
             // Back when the breaker may admit calls again (at most a minute: it may be forced
-            // open with no end, and the task should be looked at again now and then).
+            // open with no end, and the task should be looked at again now and then), or as
+            // soon as it closes.
             Settle::Defer(
                 rejection
                     .retry_after
