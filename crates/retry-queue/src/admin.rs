@@ -14,7 +14,7 @@ use crate::types::{DeadLetter, MAX_BATCH, Stats, TaskInfo, TaskState};
 impl Queue {
     /// Counts per state, totals, and the age of the oldest ready task.
     pub async fn stats(&self) -> Result<Stats> {
-        let answer: Value = self.call("stats").invoke(&self.inner_pool()).await?;
+        let answer: Value = self.call("stats").invoke(self.inner_pool()).await?;
         let r = Reply::array("retry-queue", &answer)?;
         let now = r.u64(7, "now")?;
         let oldest_ready = some(r.i64(6, "oldest ready since")?);
@@ -39,7 +39,7 @@ impl Queue {
         }
         let mut call = self.call("dlq_list");
         call.arg(offset).arg(limit.min(10_000));
-        let answer: Value = call.invoke(&self.inner_pool()).await?;
+        let answer: Value = call.invoke(self.inner_pool()).await?;
         let r = Reply::array("retry-queue", &answer)?;
         if !r.len().is_multiple_of(4) {
             return Err(bad_answer("dlq_list", format!("{} items", r.len())));
@@ -71,7 +71,7 @@ impl Queue {
     pub async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>> {
         let mut call = self.call("inspect");
         call.arg(id);
-        let answer: Value = call.invoke(&self.inner_pool()).await?;
+        let answer: Value = call.invoke(self.inner_pool()).await?;
         let r = Reply::array("retry-queue", &answer)?;
         if r.is_empty() {
             return Ok(None);
@@ -121,7 +121,7 @@ impl Queue {
             for id in chunk {
                 call.arg(*id);
             }
-            let done: Vec<String> = call.invoke(&self.inner_pool()).await?;
+            let done: Vec<String> = call.invoke(self.inner_pool()).await?;
             out.extend(done);
         }
         Ok(out)
@@ -135,7 +135,7 @@ impl Queue {
             let mut call = self.call("requeue");
             call.arg(if reset_attempts { "1" } else { "0" })
                 .arg(MAX_BATCH);
-            let done: Vec<String> = call.invoke(&self.inner_pool()).await?;
+            let done: Vec<String> = call.invoke(self.inner_pool()).await?;
             if done.is_empty() {
                 return Ok(total);
             }
@@ -153,7 +153,7 @@ impl Queue {
             for id in chunk {
                 call.arg(*id);
             }
-            let n: u64 = call.invoke(&self.inner_pool()).await?;
+            let n: u64 = call.invoke(self.inner_pool()).await?;
             total += n;
         }
         Ok(total)
@@ -165,7 +165,7 @@ impl Queue {
         loop {
             let mut call = self.call("purge");
             call.arg(MAX_BATCH);
-            let n: u64 = call.invoke(&self.inner_pool()).await?;
+            let n: u64 = call.invoke(self.inner_pool()).await?;
             if n == 0 {
                 return Ok(total);
             }

@@ -97,7 +97,7 @@ impl Queue {
             for key in keys {
                 call.arg(key);
             }
-            let answer: Value = call.invoke(&self.inner_pool()).await?;
+            let answer: Value = call.invoke(self.inner_pool()).await?;
             out.extend(decode_enqueue(&answer, chunk.len())?);
         }
         Ok(out)
@@ -111,7 +111,7 @@ impl Queue {
         call.arg(max.min(MAX_BATCH))
             .arg(c.promote_limit)
             .arg(c.reclaim_limit);
-        let answer: Value = call.invoke(&self.inner_pool()).await?;
+        let answer: Value = call.invoke(self.inner_pool()).await?;
         decode_claim(&answer, &self.keys()[0])
     }
 
@@ -177,7 +177,7 @@ impl Queue {
                 for text in texts {
                     call.arg(text);
                 }
-                let answer: Value = call.invoke(&self.inner_pool()).await?;
+                let answer: Value = call.invoke(self.inner_pool()).await?;
                 let reply = Reply::array("retry-queue", &answer)?;
                 if reply.len() != sent.len() * 3 {
                     return Err(bad_answer(
@@ -278,7 +278,7 @@ impl Queue {
         call.arg(&task.id)
             .arg(task.token)
             .arg(by.unwrap_or_default());
-        let deadline: i64 = call.invoke(&self.inner_pool()).await?;
+        let deadline: i64 = call.invoke(self.inner_pool()).await?;
         Ok(some(deadline))
     }
 }

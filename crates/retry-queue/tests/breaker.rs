@@ -30,7 +30,7 @@ async fn guarded_worker(
         .to_owned();
     let runs = Arc::new(AtomicU64::new(0));
     let (r, b) = (runs.clone(), breaker.clone());
-    let worker = Worker::builder(&queue, move |_task| {
+    let worker = Worker::builder(queue, move |_task| {
         let r = r.clone();
         async move {
             r.fetch_add(1, Ordering::Relaxed);

@@ -63,7 +63,7 @@ redis_test! {
     async fn a_queue_debug_shows_its_name_and_keys_not_the_server(redis) {
         let pool = redis.pool().await;
         let queue = Queue::builder(&pool, &redis.keyspace(), "emails").build().unwrap();
-        let shown = format!("{:?}", queue.clone());
+        let shown = format!("{queue:?}");
         assert!(shown.contains("\"emails\""), "{shown}");
         for key in queue.keys() {
             assert!(shown.contains(key.as_str()), "{shown} lacks {key}");

@@ -149,7 +149,7 @@ async fn start_workers(
     let mut workers = Vec::new();
     for _ in 0..n {
         let seen = seen.clone();
-        let w = Worker::builder_json(&queue, move |task, job: Job| {
+        let w = Worker::builder_json(queue, move |task, job: Job| {
             let seen = seen.clone();
             async move {
                 {

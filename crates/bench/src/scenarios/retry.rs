@@ -75,7 +75,7 @@ impl Workload for Lifecycle {
                 per_task(self.enqueues.load(Ordering::Relaxed)).into(),
             );
             // Memory: 10,000 queued tasks with a 64-byte payload in a queue without workers.
-            let idle = Queue::builder(&pool, &self.keyspace, "retry-memory").build()?;
+            let idle = Queue::builder(pool, &self.keyspace, "retry-memory").build()?;
             const N: usize = 10_000;
             let payload = vec![b'x'; 64];
             for _ in 0..N / 500 {
@@ -101,7 +101,7 @@ pub(crate) async fn prepare(
     concurrency: usize,
     fails: u32,
 ) -> Result<Arc<dyn Workload>> {
-    let queue = Queue::builder(&pool, keyspace, "retry-lifecycle").build()?;
+    let queue = Queue::builder(pool, keyspace, "retry-lifecycle").build()?;
     let options = TaskOptions::default()
         .max_attempts(fails + 1)
         .backoff(Backoff::Fixed(Duration::from_millis(1)))
