@@ -22,9 +22,7 @@ use coordkit::Coordkit;
 use coordkit::circuit_breaker::{BreakerConfig, BreakerRegistry, OpenDuration, Window};
 use coordkit::context::{AgentStatus, Status};
 use coordkit::errors::ErrorEvent;
-use coordkit::retry_queue::{
-    Backoff, Jitter, NewTask, QueueConfig, TaskOptions, Worker, WorkerConfig,
-};
+use coordkit::retry_queue::{Backoff, Jitter, NewTask, TaskOptions, Worker};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
@@ -118,7 +116,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .permit_lease(Duration::from_secs(1))
             .build()?,
     );
-    let queue = kit.queue("tasks", QueueConfig::default())?;
+    let queue = kit.queue("tasks").build()?;
     let errors = kit
         .error_tracker("fleet")
         .correlation_window(Duration::from_secs(10))
@@ -226,10 +224,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let registry: BreakerRegistry = breakers.clone();
         let ctx = Arc::new((agent, agents.clone(), errors.clone(), metrics.clone()));
         let (failure_rate, seed) = (args.failure_rate, args.seed);
-        let config = WorkerConfig::default()
-            .concurrency(1)
-            .breakers(move |component| registry.get("dep", component).ok());
-        let worker = Worker::start_json(queue.clone(), config, move |task, job: Job| {
+        let worker = Worker::builder_json(&queue, move |task, job: Job| {
             let ctx = ctx.clone();
             async move {
                 let (agent, agents, errors, metrics) = &*ctx;
@@ -281,6 +276,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 result
             }
         })
+        .concurrency(1)
+        .breakers(move |component| registry.get("dep", component).ok())
+        .start()
         .await?;
         workers.push(worker);
     }

@@ -103,14 +103,11 @@ impl Coordkit {
         crate::errors::ErrorTracker::builder(&self.pool, &self.keyspace, name)
     }
 
-    /// The retry queue `name` with `config`.
+    /// A builder for the retry queue `name`: set what differs from the defaults, then
+    /// [`build`](crate::retry_queue::QueueBuilder::build).
     #[cfg(feature = "retry-queue")]
-    pub fn queue(
-        &self,
-        name: &str,
-        config: crate::retry_queue::QueueConfig,
-    ) -> crate::retry_queue::Result<crate::retry_queue::Queue> {
-        crate::retry_queue::Queue::new(self.pool.clone(), &self.keyspace, name, config)
+    pub fn queue(&self, name: &str) -> crate::retry_queue::QueueBuilder {
+        crate::retry_queue::Queue::builder(&self.pool, &self.keyspace, name)
     }
 
     /// Metrics (gauges, counters, histograms) in this namespace, on the server's clock; see

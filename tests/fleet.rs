@@ -9,7 +9,7 @@ use coordkit::Coordkit;
 use coordkit::circuit_breaker::{BreakerConfig, OpenDuration, State, Window};
 use coordkit::context::{AgentStatus, Status};
 use coordkit::errors::ErrorEvent;
-use coordkit::retry_queue::{Backoff, NewTask, QueueConfig, TaskOptions, Worker, WorkerConfig};
+use coordkit::retry_queue::{Backoff, NewTask, TaskOptions, Worker};
 use coordkit_testkit::redis_test;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ redis_test! {
                 .build()
                 .unwrap(),
         );
-        let queue = kit.queue("jobs", QueueConfig::default()).unwrap();
+        let queue = kit.queue("jobs").build().unwrap();
         let errors = kit.error_tracker("jobs").build().unwrap();
         let metrics = kit.metrics().unwrap();
         let agents = kit.context().unwrap().agents("workers").unwrap();
@@ -47,12 +47,9 @@ redis_test! {
         // The downstream is down until the test says otherwise.
         let down = Arc::new(AtomicBool::new(true));
         let registry = breakers.clone();
-        let config = WorkerConfig::default()
-            .concurrency(4)
-            .breakers(move |component| registry.get("dep", component).ok());
         let worker = {
             let (down, errors, metrics, agents) = (down.clone(), errors.clone(), metrics.clone(), agents.clone());
-            Worker::start_json(queue.clone(), config, move |task, n: u32| {
+            Worker::builder_json(&queue, move |task, n: u32| {
                 let (down, errors, metrics, agents) = (down.clone(), errors.clone(), metrics.clone(), agents.clone());
                 async move {
                     agents.set_status("w1", &AgentStatus::new(Status::Busy).task(format!("t{n}"))).await.unwrap();
@@ -67,7 +64,8 @@ redis_test! {
                     }
                     Ok::<(), String>(())
                 }
-            })
+            }).concurrency(4)
+            .breakers(move |component| registry.get("dep", component).ok()).start()
             .await
             .unwrap()
         };

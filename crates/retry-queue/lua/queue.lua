@@ -14,12 +14,14 @@
 --   KEYS[10] idem_exp  ZSET  idempotency key -> expires_at
 --   KEYS[11] info      HASH  seq (ids), token (fencing), completed, dead (counters)
 --
--- A record is little-endian binary (struct); the script writes its first 32 bytes, Rust the rest:
+-- A record is little-endian binary (struct): a head of HDR = 48 bytes, of which the script
+-- writes the first 32 (bytes 1 to 32 in Lua's 1-based positions) and Rust the other 16, then the
+-- variable part Rust writes:
 --   a I4 attempts | s I4 stalls | prev I8 last backoff delay | since I8 | enq I8 enqueued at
---   (32 bytes) | max I4 | lease I8 | plen I2 | clen I2 (48 bytes) | policy (plen) | component
---   (clen) | payload
--- policy: B kind (0 exponential: I8 base, d factor, I8 cap | 1 fixed: I8 delay | 2 schedule:
---   I2 n, n x I8), B jitter (0 none, 1 full, 2 equal, 3 decorrelated) -- kind and jitter first.
+--   (32 bytes, the script's) | max I4 | lease I8 | plen I2 | clen I2 (48 bytes) | policy (plen)
+--   | component (clen) | payload
+-- policy: B kind (POLICY_*: exponential: I8 base, d factor, I8 cap | fixed: I8 delay | schedule:
+--   I2 n, n x I8), B jitter (JITTER_*) -- kind and jitter first.
 -- An error history: B count, then per error I4 attempt, I8 at, I2 length, text.
 --
 -- A task is in exactly one state: the one structure (ready, delayed, leased, dlq) holding its id;
@@ -38,36 +40,52 @@
 -- nothing written.
 --
 -- ARGV (every call):
---   ARGV[1] op: enqueue | claim | settle | extend | stats | dlq_list | inspect | requeue | purge
+--   ARGV[1] op: enqueue | claim | settle | extend | make_due | stats | dlq_list | inspect |
+--           requeue | purge
 --   ARGV[2] now_ms ("" = server TIME)
 --   ARGV[3] settings: struct '<BI4I8I8B' succeeded events 0|1, max stalls, DLQ count cap (0 =
---           none), DLQ age cap ms (0 = none), errors kept; then four I2-length strings: the queue
---           name as JSON, the event channel prefix (the kind is appended), the wake channel, the
---           wake message (a prebuilt envelope)
+--           none), DLQ age cap ms (0 = none), errors kept; then three I2-length strings: the
+--           queue's name, the event channel prefix (the kind is appended), the wake channel
 --   ARGV[4..] per op:
 --   enqueue  n, struct n x '<I8I8' (delay_ms, idempotency ttl_ms, 0 = no key), then n record
---            tails (the record from byte 33: max, lease, ..., payload), then the idempotency
+--            tails (the record from its 33rd byte: max, lease, ..., payload), then the idempotency
 --            keys of the keyed tasks, in order
 --            -> { first id, (index, id of the original) for each duplicate ... }; task i's id is
 --               first id + i - 1 unless it is a duplicate
 --   claim    n, promote limit, reclaim limit
---            -> { now, next_due|-1, next_deadline|-1, first token, id, record, id, record, ... }:
+--            -> { now, next_due|NONE, next_deadline|NONE, first token, id, record, id, record,
+--               ... }:
 --               the k-th task (from 0) got token first + k, deadline now + its lease
 --   settle   n, struct n x '<BI8I8I8' (op, id, token, x: the jitter draw 0..65535 of a fail, the
 --            delay of a defer), then the strings of the ops in order: a fail's error; a
 --            dead-letter's reason, then its error
---            -> { status, attempts, due, ... } per op (status: the answer codes below)
---   extend   id, token, lease_ms ("" = the task's own) -> deadline, or -1 when the lease is lost
---   stats    -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|-1, now,
---                 next_due|-1 }
+--            -> { status, attempts, due, ... } per op (status: a SETTLED_* code)
+--   extend   id, token, lease_ms ("" = the task's own) -> deadline, or NONE when the lease is lost
+--   make_due ids... -> the ids moved from delayed to the back of ready (those not delayed are
+--            skipped)
+--   stats    -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|NONE,
+--                 now, next_due|NONE }
 --   dlq_list offset, limit -> { id, dead_at, reason, record, ... }
---   inspect  id -> {} or { state, score|-1, record, errors, reason }
+--   inspect  id -> {} or { state, score|NONE, record, errors, reason }
 --   requeue  reset 0|1, limit, ids... (none = the oldest `limit`) -> requeued ids
 --   purge    limit, ids... (none = the oldest `limit`) -> purged count
+--
+-- Events: ck_emit_json on <prefix><kind>, source SOURCE, entity the queue's name; `wake` (no
+-- payload) on the wake channel.
 
--- Settle ops (ARGV) and settle answers: the same numbers in `src/queue.rs`.
-local OP_ACK, OP_FAIL, OP_DEFER, OP_DEAD = 1, 2, 3, 4
-local LOST, ACKED, RETRYING, BURIED, DEFERRED, ALREADY = 0, 1, 2, 3, 4, 5
+-- Codes shared with Rust: the same names and numbers in `code` (src/code.rs).
+-- Settle ops (ARGV):
+local OP_ACK, OP_FAIL, OP_DEFER, OP_DEAD_LETTER = 1, 2, 3, 4
+-- Settle answers (one per op):
+local SETTLED_LOST, SETTLED_ACKED, SETTLED_RETRYING = 0, 1, 2
+local SETTLED_DEAD_LETTERED, SETTLED_DEFERRED, SETTLED_ALREADY = 3, 4, 5
+-- A number the answer does not have (no due time, no deadline, a lost lease):
+local NONE = -1
+-- Backoff policy kinds and jitters, the first two bytes of a record's policy:
+local POLICY_EXPONENTIAL, POLICY_FIXED, POLICY_SCHEDULE = 0, 1, 2
+local JITTER_NONE, JITTER_FULL, JITTER_EQUAL, JITTER_DECORRELATED = 0, 1, 2, 3
+-- The source of this script's events.
+local SOURCE = 'retry-queue'
 
 local K_TASKS, K_READY, K_DELAYED, K_LEASED, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DLQ, K_ERR, K_DEAD, K_IDEM, K_IDEMX, K_INFO = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
@@ -76,7 +94,7 @@ local op = ARGV[1]
 local now = ck_now(ARGV[2])
 local CFG = ARGV[3]
 local HDR = 48
--- Bounds of stored numbers (the same in `src/queue.rs`): durations, times and counters.
+-- Bounds of stored numbers (MAX_DURATION_MS and EXACT in Rust): durations, times, counters.
 local MAXD, EXACT, MAXS, MAXA = 34359738368, 9007199254740992, 2147483648, 10000
 
 -- The helpers of the less travelled paths (events, dead letters, failures, stalls, the DLQ),
@@ -87,25 +105,17 @@ local function rare()
   if H then return H end
   H = { buried = 0 }
   local _, MAX_STALLS, DLQ_MAX, DLQ_AGE, MAX_ERRORS = struct.unpack('<BI4I8I8B', CFG)
-  local QJSON, CH, WAKE_CH, WAKE_MSG = struct.unpack('<I2c0I2c0I2c0I2c0', CFG, 23)
+  local QNAME, CH, WAKE_CH = struct.unpack('<I2c0I2c0I2c0', CFG, 23)
   H.max_stalls = MAX_STALLS
   H.dlq_age = DLQ_AGE
 
   function H.wake()
-    redis.call('PUBLISH', WAKE_CH, WAKE_MSG)
+    ck_emit_json(WAKE_CH, 'wake', SOURCE, QNAME, now, '{}')
   end
 
-  -- Publishes an event envelope; `payload` is the JSON object's inside, already encoded.
-  local channels = {}
+  -- Publishes an event; `payload` is the JSON object's inside, already encoded.
   function H.emit(kind, payload)
-    local channel = channels[kind]
-    if not channel then
-      channel = CH .. kind
-      channels[kind] = channel
-    end
-    redis.call('PUBLISH', channel, string.format(
-      '{"kind":"%s","source":"queue","entity":%s,"ts_ms":%d,"payload":{%s}}', kind, QJSON, now,
-      payload))
+    ck_emit_json(CH .. kind, kind, SOURCE, QNAME, now, '{' .. payload .. '}')
   end
 
   -- The id as a JSON string (ids are numbers where they come from struct, strings from Redis).
@@ -131,14 +141,14 @@ local function rare()
   function H.policy_ok(rec, plen)
     if plen < 2 then return false end
     local kind, jit = struct.unpack('<BB', rec, HDR + 1)
-    if jit > 3 then return false end
-    if kind == 0 then
+    if jit > JITTER_DECORRELATED then return false end
+    if kind == POLICY_EXPONENTIAL then
       if plen ~= 26 then return false end
       local base, factor, cap = struct.unpack('<I8dI8', rec, HDR + 3)
       return cap <= MAXD and base <= cap and factor >= 1 and factor <= 100
-    elseif kind == 1 then
+    elseif kind == POLICY_FIXED then
       return plen == 10 and struct.unpack('<I8', rec, HDR + 3) <= MAXD
-    elseif kind == 2 then
+    elseif kind == POLICY_SCHEDULE then
       if plen < 12 then return false end
       local n = struct.unpack('<I2', rec, HDR + 3)
       if n < 1 or plen ~= 4 + 8 * n then return false end
@@ -170,7 +180,8 @@ local function rare()
   -- A stand-in record for a task whose own is missing: fixed backoff 0 without jitter, 1
   -- attempt, 1 ms lease, no component, no payload.
   function H.stand_in()
-    return struct.pack('<I4I4I8I8I8I4I8I2I2BBI8', 0, 0, 0, now, now, 1, 1, 10, 0, 1, 0, 0)
+    return struct.pack('<I4I4I8I8I8I4I8I2I2BBI8', 0, 0, 0, now, now, 1, 1, 10, 0, POLICY_FIXED,
+      JITTER_NONE, 0)
   end
 
   -- The history `old` (checked by history_ok, or none) with one more error, the oldest
@@ -257,7 +268,7 @@ local function rare()
     local p = HDR + 1
     local kind, jit = struct.unpack('<BB', rec, p)
     local d, lo, cap = 0, 0, 0
-    if kind == 0 then
+    if kind == POLICY_EXPONENTIAL then
       local base, factor, c = struct.unpack('<I8dI8', rec, p + 2)
       cap = c
       d = math.min(base, cap)
@@ -266,18 +277,18 @@ local function rare()
         if d >= cap then break end
         d = math.min(cap, math.floor(d * factor))
       end
-    elseif kind == 1 then
+    elseif kind == POLICY_FIXED then
       d = struct.unpack('<I8', rec, p + 2)
     else
       local n = struct.unpack('<I2', rec, p + 2)
       d = struct.unpack('<I8', rec, p + 4 + (math.min(math.max(attempt, 1), n) - 1) * 8)
     end
-    if jit == 1 then
+    if jit == JITTER_FULL then
       d = math.floor(d * r / 65536)
-    elseif jit == 2 then
+    elseif jit == JITTER_EQUAL then
       local h = math.floor(d / 2)
       d = h + math.floor((d - h) * r / 65536)
-    elseif jit == 3 then
+    elseif jit == JITTER_DECORRELATED then
       local hi = math.max(lo, prev * 3)
       d = math.min(cap, lo + math.floor((hi - lo) * r / 65536))
     end
@@ -317,7 +328,7 @@ if op == 'claim' then
   -- the dead-letter keys are type-checked when written. The hot path (no lease expired, no
   -- delayed task due) makes no table it does not answer with.
   local first_lease = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
-  local next_deadline = tonumber(first_lease[2] or -1)
+  local next_deadline = tonumber(first_lease[2] or NONE)
   local expired, exp_recs = nil, nil
   if first_lease[2] and next_deadline <= now then
     expired = redis.call('ZRANGEBYSCORE', K_LEASED, '-inf', now, 'LIMIT', 0, rlimit)
@@ -331,7 +342,7 @@ if op == 'claim' then
     ck_expect_type(K_LEASES, 'hash')
   end
   local first_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
-  local next_due = tonumber(first_due[2] or -1)
+  local next_due = tonumber(first_due[2] or NONE)
   local due = nil
   if first_due[2] and next_due <= now then
     due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, plimit)
@@ -464,7 +475,7 @@ if op == 'claim' then
     if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
     for _, t in ipairs(stalled) do H.bury(t[1], t[2], t[3], t[4], t[5], 'stalled') end
     local l = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
-    next_deadline = tonumber(l[2] or -1)
+    next_deadline = tonumber(l[2] or NONE)
     out[3] = next_deadline
   end
   if due then redis.call('ZREM', K_DELAYED, unpack(due)) end
@@ -486,13 +497,13 @@ if op == 'claim' then
   end
   if due then
     local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
-    out[2] = tonumber(d[2] or -1)
+    out[2] = tonumber(d[2] or NONE)
   end
   if H and aged and (#aged > 0 or H.buried > 0) then H.trim_dlq(aged) end
   -- The next due time and deadline the caller sleeps until: within bounds, else "now" (what is
   -- left beyond the limits of this call, or scores written by something else).
   for i = 2, 3 do
-    if out[i] ~= -1 and (out[i] < 0 or out[i] > now + MAXD) then out[i] = now end
+    if out[i] ~= NONE and (out[i] < 0 or out[i] > now + MAXD) then out[i] = now end
   end
   return out
 end
@@ -546,7 +557,7 @@ if op == 'settle' then
   if acks + others == 0 then
     local out = {}
     for i = 1, n do
-      out[3 * i - 2], out[3 * i - 1], out[3 * i] = already[i] and ALREADY or LOST, 0, 0
+      out[3 * i - 2], out[3 * i - 1], out[3 * i] = already[i] and SETTLED_ALREADY or SETTLED_LOST, 0, 0
     end
     return out
   end
@@ -574,7 +585,7 @@ if op == 'settle' then
           burials = burials + 1
         else
           heads[i] = { a, s, prev, max }
-          if what == OP_DEAD or (what == OP_FAIL and a + 1 >= max) then
+          if what == OP_DEAD_LETTER or (what == OP_FAIL and a + 1 >= max) then
             burials = burials + 1
           else
             delays = delays + 1
@@ -615,13 +626,13 @@ if op == 'settle' then
     if what == OP_FAIL then
       text = ARGV[spos]
       spos = spos + 1
-    elseif what == OP_DEAD then
+    elseif what == OP_DEAD_LETTER then
       reason, text = ARGV[spos], ARGV[spos + 1]
       spos = spos + 2
     end
     local k = #out
     if not valid[i] then
-      out[k + 1], out[k + 2], out[k + 3] = already[i] and ALREADY or LOST, 0, 0
+      out[k + 1], out[k + 2], out[k + 3] = already[i] and SETTLED_ALREADY or SETTLED_LOST, 0, 0
     elseif what == OP_ACK then
       acked[#acked + 1] = id
       if emit_ok then
@@ -629,21 +640,21 @@ if op == 'settle' then
         if rec and #rec >= 4 then a = struct.unpack('<I4', rec) end
         rare().emit('succeeded', string.format('"task":"%d","attempt":%d', id, a + 1))
       end
-      out[k + 1], out[k + 2], out[k + 3] = ACKED, 0, 0
+      out[k + 1], out[k + 2], out[k + 3] = SETTLED_ACKED, 0, 0
     else
       local h = H
       local rec, head = recs[id], heads[i]
       if not head then
         h.bury_malformed(id, rec)
-        out[k + 1], out[k + 2], out[k + 3] = BURIED, 0, 0
+        out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, 0, 0
       else
         local a, s, prev, max = head[1], head[2], head[3], head[4]
-        if what == OP_DEAD then
+        if what == OP_DEAD_LETTER then
           errs[id] = h.with_error(errs[id], a + 1, text)
           errsets[#errsets + 1] = id
           errsets[#errsets + 1] = errs[id]
           h.bury(id, rec, a, s, prev, reason)
-          out[k + 1], out[k + 2], out[k + 3] = BURIED, a, 0
+          out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, a, 0
         else
           local delay
           if what == OP_FAIL then
@@ -653,7 +664,7 @@ if op == 'settle' then
             errsets[#errsets + 1] = errs[id]
             if a >= max then
               h.bury(id, rec, a, s, prev, 'exhausted')
-              out[k + 1], out[k + 2], out[k + 3] = BURIED, a, 0
+              out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, a, 0
             else
               delay = h.backoff(rec, a, prev, xs[i])
               prev = delay
@@ -671,9 +682,9 @@ if op == 'settle' then
             if what == OP_FAIL then
               h.emit('retry_scheduled', string.format(
                 '"task":"%d","attempt":%d,"delay_ms":%d,"due_ms":%d', id, a, delay, due))
-              out[k + 1], out[k + 2], out[k + 3] = RETRYING, a, due
+              out[k + 1], out[k + 2], out[k + 3] = SETTLED_RETRYING, a, due
             else
-              out[k + 1], out[k + 2], out[k + 3] = DEFERRED, a, due
+              out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEFERRED, a, due
             end
           end
         end
@@ -782,11 +793,11 @@ if op == 'extend' then
   -- validate: leases is read; the task's own lease (when used) must be in bounds; leased is
   -- checked by the only write.
   local held = redis.call('HGET', K_LEASES, id)
-  if not held or tonumber(held) ~= tok then return -1 end
+  if not held or tonumber(held) ~= tok then return NONE end
   local ms = tonumber(ARGV[6])
   if ms == nil then
     local a, _, _, _, lease = h.head(redis.call('HGET', K_TASKS, id))
-    if not a then return -1 end
+    if not a then return NONE end
     ms = lease
   end
   -- writes:
@@ -794,12 +805,48 @@ if op == 'extend' then
   return now + ms
 end
 
+if op == 'make_due' then
+  -- validate: delayed and tasks are read, ready type-checked. A record that cannot be used
+  -- moves as it is (the claim dead-letters it, its bytes kept).
+  local given, seen = {}, {}
+  for i = 4, #ARGV do
+    if not seen[ARGV[i]] then
+      seen[ARGV[i]] = true
+      given[#given + 1] = ARGV[i]
+    end
+  end
+  if #given == 0 then return {} end
+  local scores = redis.call('ZMSCORE', K_DELAYED, unpack(given))
+  local ids = {}
+  for i, id in ipairs(given) do
+    if scores[i] then ids[#ids + 1] = id end
+  end
+  if #ids == 0 then return {} end
+  local recs = redis.call('HMGET', K_TASKS, unpack(ids))
+  ck_expect_type(K_READY, 'list')
+  local was_empty = redis.call('LLEN', K_READY) == 0
+  local sets = {}
+  for i, id in ipairs(ids) do
+    local a, s, prev = h.head(recs[i])
+    if a then
+      sets[#sets + 1] = id
+      sets[#sets + 1] = h.rewrite(recs[i], a, s, prev, now)
+    end
+  end
+  -- writes:
+  redis.call('ZREM', K_DELAYED, unpack(ids))
+  if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
+  redis.call('LPUSH', K_READY, unpack(ids))
+  if was_empty then h.wake() end
+  return ids
+end
+
 if op == 'stats' then
   local ready = redis.call('LLEN', K_READY)
   local info = redis.call('HMGET', K_INFO, 'completed', 'dead')
   local completed = ck_int(info[1], K_INFO, 'field completed', EXACT) or 0
   local dead = ck_int(info[2], K_INFO, 'field dead', EXACT) or 0
-  local oldest = -1
+  local oldest = NONE
   if ready > 0 then
     local rec = redis.call('HGET', K_TASKS, redis.call('LINDEX', K_READY, -1))
     if h.head(rec) then oldest = struct.unpack('<I8', rec, 17) end
@@ -807,7 +854,7 @@ if op == 'stats' then
   local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
   return { ready, redis.call('ZCARD', K_DELAYED), redis.call('ZCARD', K_LEASED),
            redis.call('ZCARD', K_DLQ), completed, dead, oldest, now,
-           d[2] and tonumber(d[2]) or -1 }
+           d[2] and tonumber(d[2]) or NONE }
 end
 
 if op == 'dlq_list' then
@@ -840,7 +887,7 @@ if op == 'inspect' then
       break
     end
   end
-  return { state, score and tonumber(score) or -1, rec, redis.call('HGET', K_ERR, id) or '',
+  return { state, score and tonumber(score) or NONE, rec, redis.call('HGET', K_ERR, id) or '',
            redis.call('HGET', K_DEAD, id) or '' }
 end
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 use coordkit_context::{AgentRegistry, AgentStatus, Status};
 use tokio::sync::watch;
 
-use crate::health::Health;
+use crate::worker::Health;
 
 /// The agent a [`Worker`](crate::Worker) keeps a record of, for
-/// [`WorkerConfig::agent`](crate::WorkerConfig::agent).
+/// [`WorkerBuilder::agent`](crate::WorkerBuilder::agent).
 #[derive(Debug, Clone)]
 pub struct AgentBinding {
     registry: AgentRegistry,
@@ -114,6 +114,6 @@ impl AgentBinding {
 fn agent_error(e: coordkit_context::ContextError) -> crate::QueueError {
     match e {
         coordkit_context::ContextError::Core(core) => crate::QueueError::Core(core),
-        other => crate::QueueError::Corrupt(other.to_string()),
+        other => crate::QueueError::Agent(other),
     }
 }

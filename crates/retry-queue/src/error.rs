@@ -1,18 +1,19 @@
-//! The queue's error type.
+//! The queue's error type: core's [`Error`](coordkit_core::Error), plus what only a queue can
+//! tell.
 
 /// What can go wrong with a queue operation. Expected outcomes (an empty queue, a lost lease, a
 /// duplicate enqueue) are values, not errors.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    /// A payload could not be encoded (the serde convenience).
-    #[error("could not encode the payload: {0}")]
-    Encode(String),
+    /// A payload could not be encoded as JSON (the serde convenience).
+    #[error("could not encode the payload as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
     /// A task's payload is larger than the queue's
-    /// [`max_payload_bytes`](crate::QueueConfigBuilder::max_payload_bytes). Nothing of its batch
+    /// [`max_payload_bytes`](crate::QueueBuilder::max_payload_bytes). Nothing of its batch
     /// was enqueued.
     #[error(
-        "task {index} of the enqueue has a payload of {len} bytes; the queue's limit is {max} (QueueConfig max_payload_bytes)"
+        "task {index} of the enqueue has a payload of {len} bytes; the queue's limit is {max} (QueueBuilder::max_payload_bytes)"
     )]
     PayloadTooLarge {
         /// The task's position in the enqueued batch (0 for a single enqueue).
@@ -22,11 +23,14 @@ pub enum QueueError {
         /// The limit.
         max: usize,
     },
-    /// The queue's keys hold something coordkit did not write.
-    #[error("corrupt queue state: {0}")]
-    Corrupt(String),
-    /// Anything from the foundation: unavailable, timeout, invalid name or configuration,
-    /// a key of the wrong type.
+    /// The worker's agent record (feature `agents`) could not be written for a reason of the
+    /// context store's own (a store that cannot be reached is [`QueueError::Core`]).
+    #[cfg(feature = "agents")]
+    #[error("the worker's agent record: {0}")]
+    Agent(#[source] coordkit_context::ContextError),
+    /// Anything from the foundation: unavailable, timeout, invalid name or configuration, a
+    /// key of the wrong type or holding data coordkit did not write, an answer this version
+    /// cannot read.
     #[error(transparent)]
     Core(#[from] coordkit_core::Error),
 }
@@ -40,3 +44,12 @@ impl QueueError {
 
 /// The result type of this crate.
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// An answer of the queue script this version cannot read (`op` names the operation).
+pub(crate) fn bad_answer(op: &str, reason: impl Into<String>) -> QueueError {
+    coordkit_core::Error::Decode {
+        what: format!("the `retry-queue` script's {op} answer"),
+        reason: reason.into(),
+    }
+    .into()
+}

@@ -67,7 +67,7 @@ pub enum QueueEventKind {
         reset: bool,
     },
     /// It was acknowledged (only with
-    /// [`succeeded_events`](crate::QueueConfigBuilder::succeeded_events) on).
+    /// [`succeeded_events`](crate::QueueBuilder::succeeded_events) on).
     Succeeded {
         /// The task's id.
         task: String,
@@ -94,7 +94,7 @@ impl QueueEvents {
         loop {
             let received = self.subscriber.recv().await?;
             let event = received.event;
-            if event.entity != self.name {
+            if event.entity != self.name || event.source != crate::code::SOURCE {
                 continue;
             }
             // The kind is the envelope's; the payload holds the fields.

@@ -1,9 +1,55 @@
 //! # coordkit-retry-queue
 //!
-//! A named queue of tasks that may fail and must be retried later, with a dead-letter queue for
-//! what cannot succeed, and a worker runtime. Each step (enqueue, claim, ack, fail, defer,
-//! extend, reclaim, dead-letter, requeue, purge) is **one Lua script** on one hash tag, on the
-//! **server's clock**: no client clock, no read-then-write race, no polling loop.
+//! A named queue of tasks that may fail and must be retried later — calls to a model API, a
+//! flaky downstream, anything an agent must not lose — with backoff, a dead-letter queue for
+//! what cannot succeed, and a worker runtime. Each step is **one Lua script** on one hash tag,
+//! on the **server's clock**: no client clock, no read-then-write race, no polling loop.
+//!
+//! Build a queue with [`Queue::builder`] and a worker with [`Worker::builder`] (or
+//! [`Worker::builder_json`] for JSON payloads); every setter documents its range and default,
+//! and `build()` / `start()` check them all.
+//!
+//! ```
+//! use std::time::Duration;
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//! use coordkit_retry_queue::{Backoff, Queue, TaskOptions, Worker};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Email { to: String }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let queue = Queue::builder(&pool, &Keyspace::new("demo")?, "emails")
+//!     .max_payload_bytes(64 * 1024) // larger payloads fail the enqueue (default 1 MiB)
+//!     .build()?;
+//!
+//! let options = TaskOptions::default()
+//!     .max_attempts(3)
+//!     .backoff(Backoff::Fixed(Duration::from_millis(10)));
+//! queue.enqueue_json(&Email { to: "ada@example.com".into() }, options.clone()).await?;
+//! queue.enqueue_json(&Email { to: "flaky@example.com".into() }, options).await?;
+//!
+//! let worker = Worker::builder_json(&queue, |task, email: Email| async move {
+//!     if email.to.starts_with("flaky") && task.attempt < 2 {
+//!         return Err("smtp timeout".to_string()); // retried after the backoff
+//!     }
+//!     Ok(())
+//! })
+//! .concurrency(4)
+//! .shutdown_timeout(Duration::from_secs(5))
+//! .start()
+//! .await?;
+//! # while queue.stats().await?.completed < 2 { tokio::time::sleep(Duration::from_millis(5)).await; }
+//! let report = worker.shutdown().await;
+//! assert!(report.clean);
+//! assert_eq!(queue.stats().await?.completed, 2);
+//! # Ok(()) }
+//! ```
+//!
+//! ## What it does
 //!
 //! - **Enqueue** one task or a batch: payload bytes (or JSON via serde), max attempts, a backoff
 //!   policy stored with the task ([`Backoff`]: exponential with cap, fixed, explicit schedule;
@@ -19,8 +65,8 @@
 //!   settle) [`Settled::AlreadySettled`]; neither changes anything.
 //! - **Crash recovery**: a lease that runs out is reclaimed by the next claim as a *stall*,
 //!   counted apart from failures; a task that stalls more than
-//!   [`max_stalls`](QueueConfigBuilder::max_stalls) times is dead-lettered as `stalled`.
-//! - **Poison tolerance**: a payload that does not decode ([`Worker::start_json`]) or a task
+//!   [`max_stalls`](QueueBuilder::max_stalls) times is dead-lettered as `stalled`.
+//! - **Poison tolerance**: a payload that does not decode ([`Worker::builder_json`]) or a task
 //!   whose stored record is unreadable is dead-lettered as `malformed`; the rest of the batch and
 //!   the worker carry on. A panicking handler counts as a failure.
 //! - **Bad stored data** (a key of another type, a counter that is no number, a record or error
@@ -39,7 +85,8 @@
 //!   [`Queue::requeue_all`] (optionally with a fresh attempt budget), [`Queue::purge`] /
 //!   [`Queue::purge_all`]; count and age caps on by default (100,000 tasks, 7 days; the age
 //!   cap is applied by every claim, the count cap whenever a task is dead-lettered).
-//! - **Events** from the scripts on `<ns>:events:queue:<kind>`: `retry_scheduled`,
+//! - **Events** from the scripts on `<ns>:events:queue:<kind>` (source `retry-queue`, entity
+//!   the queue's name; [`Queue::events`] follows one queue's, typed): `retry_scheduled`,
 //!   `dead_lettered`, `stalled`, `requeued`, and `succeeded` (opt-in). **Stats**: counts per
 //!   state, totals, age of the oldest ready task ([`Queue::stats`]).
 //! - **Worker runtime** ([`Worker`]): concurrency N, a handler closure, batched claims and
@@ -47,7 +94,9 @@
 //!   in-flight tasks within a deadline). An idle worker blocks on a wake-up — a pub/sub message
 //!   the scripts publish when work becomes ready, or a timer armed to the due time the claim
 //!   script returned — never on a polling interval. With the `circuit-breaker` feature, tasks that
-//!   name a component are deferred (not failed) while its breaker is open.
+//!   name a component are deferred (not failed) while its breaker is open, and made due again
+//!   as soon as the breaker closes.
+//!
 //!
 //! ## Guarantees
 //!
@@ -63,6 +112,19 @@
 //! - **Works on Redis Cluster**: one queue is one hash tag (`<ns>:{queue:<name>}:*`), so every
 //!   script touches one slot.
 //!
+//!
+//! ## Cargo features
+//!
+//! - `circuit-breaker`: guard tasks that name a component with its breaker
+//!   (`WorkerBuilder::breakers`).
+//! - `agents`: tie a worker to an agent record of coordkit-context's registry
+//!   (`WorkerBuilder::agent`).
+//! - `model`: the reference model of the queue's state machine, for your own property tests.
+//! - `testing`: hooks for this crate's own tests; not part of the API.
+//!
+//! Throughput and the server time each step costs are measured by `coordkit-bench
+//! retry-lifecycle`; the method and current figures are in `docs/benchmarks.md`.
+//!
 //! ## Keys (one hash tag per queue)
 //!
 //! `tasks` (hash id → one binary record: attempts, stalls, last delay, since, enqueued, max
@@ -73,86 +135,39 @@
 //! batch cost a fixed number of Redis calls per batch, not per task, apart from the failure
 //! paths; the numbers of a batch travel packed in one argument, and a claim or an ack neither
 //! parses nor rewrites a record in Lua (Rust decodes the records a claim returns).
-//!
-//! ## Figures
-//!
-//! `coordkit-bench retry-lifecycle --concurrency 50 --ops 20000` on a 2-core machine shared by
-//! the bench and the server (redis 7.0.15, standalone; enqueue + claim + process + ack per
-//! task, enqueues of concurrent callers group-committed), three runs of 2026-11-30:
-//! 33,700–43,100 tasks/s with no failure, 0.37–0.45× the raw-EVALSHA baseline of the same run
-//! (goal 0.3; earlier sessions on a noisier machine measured 0.27–0.53), about 11 µs of script
-//! time on the server per task; 10,600–11,500 tasks/s with `--fails 2` (two retries per task,
-//! 1 ms backoff, 0.11–0.13×; about 45 µs of script time per task). Scripts per completed task:
-//! 0.08 enqueue, 0.08 claim, 0.14 settle. A queued task with a 64-byte payload
-//! takes about 183 bytes of Redis memory.
-//!
-//! ## A worker
-//!
-//! ```
-//! use std::time::Duration;
-//! use coordkit_core::{Keyspace, Pool, PoolConfig};
-//! use coordkit_retry_queue::{Backoff, Queue, QueueConfig, TaskOptions, Worker, WorkerConfig};
-//!
-//! #[derive(serde::Serialize, serde::Deserialize)]
-//! struct Email { to: String }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let server = coordkit_testkit::RedisServer::start()?;
-//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
-//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
-//! let queue = Queue::new(pool, &Keyspace::new("demo")?, "emails", QueueConfig::default())?;
-//!
-//! let options = TaskOptions::default()
-//!     .max_attempts(3)
-//!     .backoff(Backoff::Fixed(Duration::from_millis(10)));
-//! queue.enqueue_json(&Email { to: "ada@example.com".into() }, options.clone()).await?;
-//! queue.enqueue_json(&Email { to: "flaky@example.com".into() }, options).await?;
-//!
-//! let worker = Worker::start_json(
-//!     queue.clone(),
-//!     WorkerConfig::default().concurrency(4),
-//!     |task, email: Email| async move {
-//!         if email.to.starts_with("flaky") && task.attempt < 2 {
-//!             return Err("smtp timeout".to_string()); // retried after the backoff
-//!         }
-//!         Ok(())
-//!     },
-//! )
-//! .await?;
-//! # while queue.stats().await?.completed < 2 { tokio::time::sleep(Duration::from_millis(5)).await; }
-//! let report = worker.shutdown().await;
-//! assert!(report.clean);
-//! assert_eq!(queue.stats().await?.completed, 2);
-//! # Ok(()) }
-//! ```
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admin;
 #[cfg(feature = "agents")]
 mod agent;
+mod code;
+mod config;
 mod error;
 mod events;
-mod health;
+#[cfg(feature = "model")]
 pub mod model;
+mod ops;
 mod options;
 mod queue;
+mod record;
+mod types;
 pub mod worker;
 
 #[cfg(feature = "agents")]
 pub use agent::AgentBinding;
+pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, QueueBuilder, QueueConfig};
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};
-pub use health::{LastError, WorkerHealth};
-pub use options::{
-    Backoff, DEFAULT_MAX_PAYLOAD_BYTES, Jitter, MAX_DURATION_MS, QueueConfig, QueueConfigBuilder,
-    TaskOptions, backoff_delay_ms,
+#[cfg(any(feature = "testing", feature = "model"))]
+pub use ops::RawSettle;
+pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};
+pub use queue::Queue;
+pub use types::{
+    Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled,
+    Stats, Task, TaskInfo, TaskState,
 };
-#[doc(hidden)]
-pub use queue::RawSettle;
-pub use queue::{
-    Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Queue, Settle,
-    Settled, Stats, Task, TaskInfo, TaskState,
-};
-pub use worker::{ShutdownReport, TaskError, Worker, WorkerConfig, WorkerStats};
+pub use worker::{LastError, WorkerHealth};
+pub use worker::{ShutdownReport, TaskError, Worker, WorkerBuilder, WorkerStats};

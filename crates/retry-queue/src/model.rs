@@ -1,12 +1,19 @@
-//! A pure-Rust reference model of the queue's state machine: the same operations as
-//! `lua/queue.lua`, with the same answers, on an explicit clock. The property tests run random
-//! operation sequences against both and compare every answer and the whole stored state.
+//! A pure-Rust reference model of the queue's state machine (feature `model`), for your own
+//! property tests: the same operations as `lua/queue.lua`, with the same answers, on an
+//! explicit clock. Build it from a queue's settings (`QueueModel::new(queue.config().clone())`),
+//! drive it with the operations you drive the queue with, and compare the answers; this
+//! crate's own property tests run random operation sequences against both and compare every
+//! answer and the whole stored state ([`Dump`]).
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::options::{QueueConfig, TaskOptions, backoff_delay_ms};
-use crate::queue::{Claim, Enqueued, Failure, NewTask, RawSettle, Settle, Settled, Stats, Task};
-pub use crate::queue::{Record, decode_errors};
+use coordkit_core::time::duration_ms;
+
+use crate::config::QueueConfig;
+use crate::ops::RawSettle;
+use crate::options::{TaskOptions, backoff_delay_ms};
+pub use crate::record::{Record, decode_errors};
+use crate::types::{Claim, Enqueued, Failure, NewTask, Settle, Settled, Stats, Task};
 
 /// One task in the model.
 #[derive(Debug, Clone)]
@@ -111,7 +118,7 @@ impl QueueModel {
             since: t.since,
             enqueued: t.enqueued,
             max: o.max_attempts,
-            lease: o.lease.as_millis() as u64,
+            lease: duration_ms(o.lease),
             policy: o.policy(),
             component: o.component.clone(),
             payload: payload.to_vec(),
@@ -199,7 +206,7 @@ impl QueueModel {
         if !buried && !claiming {
             return;
         }
-        let age = self.config.dlq_max_age.as_millis() as i128;
+        let age = i128::from(duration_ms(self.config.dlq_max_age));
         if age > 0 {
             let old = due_members(&self.dlq, i128::from(now) - age, 100);
             self.delete_dead(&old);
@@ -265,14 +272,14 @@ impl QueueModel {
                 }
                 if dup.is_none() {
                     self.idem
-                        .insert(key.clone(), (id.clone(), now + ttl.as_millis() as u64));
+                        .insert(key.clone(), (id.clone(), now + duration_ms(*ttl)));
                 }
             }
             if let Some(d) = dup {
                 out.push(Enqueued::Duplicate(d));
                 continue;
             }
-            let delay = o.delay.as_millis() as u64;
+            let delay = duration_ms(o.delay);
             let due = now + delay;
             self.tasks.insert(
                 id.clone(),
@@ -301,7 +308,7 @@ impl QueueModel {
 
     /// `claim` of up to `n` tasks at `now`.
     pub fn claim(&mut self, now: u64, n: usize) -> Claim {
-        let n = n.min(crate::queue::MAX_BATCH);
+        let n = n.min(crate::types::MAX_BATCH);
         let expired = due_members(
             &self.leased,
             i128::from(now),
@@ -348,7 +355,7 @@ impl QueueModel {
             tok += 1;
             t.token = tok;
             t.mark = 0;
-            let deadline = now + t.options.lease.as_millis() as u64;
+            let deadline = now + duration_ms(t.options.lease);
             self.leased.insert(id.clone(), deadline);
             tasks.push(Task {
                 id: id.clone(),
@@ -443,10 +450,9 @@ impl QueueModel {
                         Some((d, true))
                     }
                 }
-                Settle::Defer(d) => Some((
-                    (d.as_millis() as u64).min(crate::options::MAX_DURATION_MS),
-                    false,
-                )),
+                Settle::Defer(d) => {
+                    Some((duration_ms(*d).min(crate::options::MAX_DURATION_MS), false))
+                }
             };
             if let Some((delay, failed)) = delay {
                 let due = now + delay;
@@ -474,7 +480,7 @@ impl QueueModel {
         if token == 0 || t.token != token {
             return None;
         }
-        let deadline = now + ms.unwrap_or(t.options.lease.as_millis() as u64);
+        let deadline = now + ms.unwrap_or(duration_ms(t.options.lease));
         if self.leased.contains_key(id) {
             self.leased.insert(id.to_owned(), deadline);
         }
@@ -502,6 +508,22 @@ impl QueueModel {
         }
         self.lpush(&ids);
         ids
+    }
+
+    /// `make_due` of these ids: the delayed ones move to the back of the ready list.
+    pub fn make_due(&mut self, now: u64, ids: &[&str]) -> Vec<String> {
+        let mut moved: Vec<String> = Vec::new();
+        for id in ids {
+            if self.delayed.contains_key(*id) && !moved.iter().any(|m| m == id) {
+                moved.push((*id).to_owned());
+            }
+        }
+        for id in &moved {
+            self.delayed.remove(id);
+            self.tasks.get_mut(id).expect("delayed tasks exist").since = now;
+        }
+        self.lpush(&moved);
+        moved
     }
 
     /// `purge` of the oldest `limit` dead letters (`ids` empty) or of these ids.
@@ -551,7 +573,7 @@ impl QueueModel {
 }
 
 fn cut(error: &str) -> &str {
-    let max = crate::queue::MAX_ERROR_BYTES;
+    let max = crate::types::MAX_ERROR_BYTES;
     if error.len() <= max {
         return error;
     }

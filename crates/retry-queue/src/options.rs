@@ -1,20 +1,18 @@
-//! Task options (attempts, backoff, jitter, delay, lease, idempotency) and the queue's settings.
+//! Task options: attempts, backoff, jitter, delay, lease, idempotency, component.
 
 use std::time::Duration;
 
-use coordkit_core::{Clock, Error as CoreError, validate_name};
+use coordkit_core::time::duration_ms;
+use coordkit_core::wire::Packed;
+use coordkit_core::{Error as CoreError, validate_name};
+
+use crate::code;
 
 use crate::error::Result;
 
 /// The longest delay, backoff or lease accepted: 2^35 ms (about a year), so the scripts' integer
 /// arithmetic stays exact.
 pub const MAX_DURATION_MS: u64 = 1 << 35;
-
-/// The default payload limit of [`QueueConfigBuilder::max_payload_bytes`]: 1 MiB.
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
-
-/// The largest payload limit: Redis's limit for one string, 512 MiB.
-const MAX_PAYLOAD_BYTES: usize = 512 << 20;
 
 /// How long to wait before the next attempt, applied by the script when an attempt fails.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,7 +143,7 @@ impl TaskOptions {
                 format!("must be 1 to 10000, got {}", self.max_attempts),
             );
         }
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let ms = duration_ms;
         if ms(self.delay) > MAX_DURATION_MS {
             return bad("delay", format!("must be at most {MAX_DURATION_MS} ms"));
         }
@@ -204,38 +202,33 @@ impl TaskOptions {
         Ok(())
     }
 
-    /// The policy as the script reads it (little-endian): kind (0 exponential: base ms, factor
-    /// as a double, cap ms; 1 fixed: delay ms; 2 schedule: u16 count, then each delay ms), then
-    /// jitter (0 none, 1 full, 2 equal, 3 decorrelated), then the kind's numbers.
+    /// The policy as the script reads it (little-endian): kind (`code::POLICY_*`: exponential:
+    /// base ms, factor as a double, cap ms; fixed: delay ms; schedule: u16 count, then each delay
+    /// ms), then jitter (`code::JITTER_*`), then the kind's numbers.
     pub(crate) fn policy(&self) -> Vec<u8> {
-        let j = match self.jitter {
-            Jitter::None => 0u8,
-            Jitter::Full => 1,
-            Jitter::Equal => 2,
-            Jitter::Decorrelated => 3,
+        let jitter = match self.jitter {
+            Jitter::None => code::JITTER_NONE,
+            Jitter::Full => code::JITTER_FULL,
+            Jitter::Equal => code::JITTER_EQUAL,
+            Jitter::Decorrelated => code::JITTER_DECORRELATED,
         };
-        let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let mut b = Vec::with_capacity(26);
         match &self.backoff {
-            Backoff::Exponential { base, factor, max } => {
-                b.extend_from_slice(&[0, j]);
-                b.extend_from_slice(&ms(base).to_le_bytes());
-                b.extend_from_slice(&factor.to_le_bytes());
-                b.extend_from_slice(&ms(max).to_le_bytes());
-            }
-            Backoff::Fixed(d) => {
-                b.extend_from_slice(&[1, j]);
-                b.extend_from_slice(&ms(d).to_le_bytes());
-            }
-            Backoff::Schedule(list) => {
-                b.extend_from_slice(&[2, j]);
-                b.extend_from_slice(&(list.len() as u16).to_le_bytes());
-                for d in list {
-                    b.extend_from_slice(&ms(d).to_le_bytes());
-                }
-            }
+            Backoff::Exponential { base, factor, max } => Packed::new()
+                .bytes(&[code::POLICY_EXPONENTIAL, jitter])
+                .u64_le(duration_ms(*base))
+                .bytes(&factor.to_le_bytes())
+                .u64_le(duration_ms(*max)),
+            Backoff::Fixed(d) => Packed::new()
+                .bytes(&[code::POLICY_FIXED, jitter])
+                .u64_le(duration_ms(*d)),
+            Backoff::Schedule(list) => list.iter().fold(
+                Packed::new()
+                    .bytes(&[code::POLICY_SCHEDULE, jitter])
+                    .bytes(&(list.len() as u16).to_le_bytes()),
+                |p, d| p.u64_le(duration_ms(*d)),
+            ),
         }
-        b
+        .into_bytes()
     }
 }
 
@@ -249,7 +242,7 @@ pub fn backoff_delay_ms(
     previous: u64,
     draw: u32,
 ) -> u64 {
-    let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let ms = |d: &Duration| duration_ms(*d);
     let r = u64::from(draw.min(65_535));
     let (d, lo, cap) = match backoff {
         Backoff::Exponential { base, factor, max } => {
@@ -281,136 +274,5 @@ pub fn backoff_delay_ms(
             let hi = lo.max(previous * 3);
             cap.min(lo + (hi - lo) * r / 65_536)
         }
-    }
-}
-
-/// A queue's settings.
-#[derive(Debug, Clone)]
-pub struct QueueConfig {
-    pub(crate) clock: Clock,
-    pub(crate) max_stalls: u32,
-    pub(crate) dlq_max_count: u64,
-    pub(crate) max_payload_bytes: usize,
-    pub(crate) dlq_max_age: Duration,
-    pub(crate) errors_kept: u32,
-    pub(crate) succeeded_events: bool,
-    pub(crate) promote_limit: u32,
-    pub(crate) reclaim_limit: u32,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        Self {
-            clock: Clock::Server,
-            max_stalls: 2,
-            dlq_max_count: 100_000,
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-            dlq_max_age: Duration::from_secs(7 * 24 * 3600),
-            errors_kept: 10,
-            succeeded_events: false,
-            promote_limit: 1_000,
-            reclaim_limit: 100,
-        }
-    }
-}
-
-impl QueueConfig {
-    /// A builder starting from the defaults.
-    pub fn builder() -> QueueConfigBuilder {
-        QueueConfigBuilder(Self::default())
-    }
-}
-
-/// Builds a [`QueueConfig`]; [`QueueConfigBuilder::build`] validates it.
-#[derive(Debug, Clone)]
-pub struct QueueConfigBuilder(QueueConfig);
-
-impl QueueConfigBuilder {
-    /// The clock of the scripts (server time by default; a manual clock in tests).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.0.clock = clock;
-        self
-    }
-
-    /// A task whose lease runs out more than this many times is dead-lettered as `stalled`
-    /// (0 to 1,000; default 2).
-    pub fn max_stalls(mut self, n: u32) -> Self {
-        self.0.max_stalls = n;
-        self
-    }
-
-    /// At most this many dead letters are kept, the oldest dropped first by the call that
-    /// dead-letters one more (0 = no cap; default 100,000).
-    pub fn dlq_max_count(mut self, n: u64) -> Self {
-        self.0.dlq_max_count = n;
-        self
-    }
-
-    /// The largest payload an enqueue accepts, in bytes (1 to 512 MiB; default 1 MiB): a larger
-    /// one fails the enqueue with [`QueueError::PayloadTooLarge`](crate::QueueError), nothing
-    /// enqueued. Every claim carries its tasks' payloads, so large ones belong elsewhere (a
-    /// blob store) with a reference in the task.
-    pub fn max_payload_bytes(mut self, n: usize) -> Self {
-        self.0.max_payload_bytes = n;
-        self
-    }
-
-    /// Dead letters older than this are dropped (zero = no cap; default 7 days): by every claim
-    /// and every call that dead-letters a task, at most 100 per call, so a queue whose workers
-    /// keep claiming sheds old dead letters even when nothing new fails.
-    pub fn dlq_max_age(mut self, age: Duration) -> Self {
-        self.0.dlq_max_age = age;
-        self
-    }
-
-    /// How many of its latest errors a task keeps (1 to 100; default 10).
-    pub fn errors_kept(mut self, n: u32) -> Self {
-        self.0.errors_kept = n;
-        self
-    }
-
-    /// Emit a `succeeded` event per acknowledged task (off by default: it costs server time).
-    pub fn succeeded_events(mut self, on: bool) -> Self {
-        self.0.succeeded_events = on;
-        self
-    }
-
-    /// How many due delayed tasks one claim promotes at most (1 to 10,000; default 1,000).
-    pub fn promote_limit(mut self, n: u32) -> Self {
-        self.0.promote_limit = n;
-        self
-    }
-
-    /// How many expired leases one claim reclaims at most (1 to 10,000; default 100).
-    pub fn reclaim_limit(mut self, n: u32) -> Self {
-        self.0.reclaim_limit = n;
-        self
-    }
-
-    /// Validates and builds.
-    pub fn build(self) -> Result<QueueConfig> {
-        let c = self.0;
-        let bad = |field: &'static str, reason: &str| {
-            Err(CoreError::invalid_config(field, reason).into())
-        };
-        if c.max_stalls > 1_000 {
-            return bad("max_stalls", "must be 0 to 1000");
-        }
-        if !(1..=100).contains(&c.errors_kept) {
-            return bad("errors_kept", "must be 1 to 100");
-        }
-        if !(1..=10_000).contains(&c.promote_limit) {
-            return bad("promote_limit", "must be 1 to 10000");
-        }
-        if !(1..=10_000).contains(&c.reclaim_limit) {
-            return bad("reclaim_limit", "must be 1 to 10000");
-        }
-        if c.dlq_max_age.as_millis() > u128::from(MAX_DURATION_MS) {
-            return bad("dlq_max_age", "must be at most 2^35 ms");
-        }
-        if !(1..=MAX_PAYLOAD_BYTES).contains(&c.max_payload_bytes) {
-            return bad("max_payload_bytes", "must be 1 to 536870912 (512 MiB)");
-        }
-        Ok(c)
     }
 }

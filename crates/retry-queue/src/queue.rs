@@ -1,419 +1,24 @@
-//! [`Queue`]: every operation of one named queue, each one EVALSHA of `lua/queue.lua`.
+//! [`Queue`]: the handle of one named queue, its keys and settings; its operations are in
+//! `ops` (enqueue, claim, settle) and `admin` (stats, dead letters, inspection).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use coordkit_core::redis::Value;
+use coordkit_core::time::duration_ms;
+use coordkit_core::wire::Packed;
 use coordkit_core::{Invocation, Key, KeyKind, Keyspace, Pool, Script};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::error::{QueueError, Result};
-use crate::options::{QueueConfig, TaskOptions};
+use crate::code;
+use crate::config::QueueConfig;
+use crate::error::Result;
 
 static QUEUE: Script = Script::new("retry-queue", include_str!("../lua/queue.lua"));
 
-/// The longest error text kept per failure, in bytes (longer ones are cut).
-pub const MAX_ERROR_BYTES: usize = 2_000;
-
-/// Most tasks one enqueue, claim or settle script handles; larger batches are split.
-pub const MAX_BATCH: usize = 500;
-
-/// A task to enqueue: its payload and [`TaskOptions`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewTask {
-    pub(crate) payload: Vec<u8>,
-    pub(crate) options: TaskOptions,
-}
-
-impl NewTask {
-    /// A task with these payload bytes and the default options.
-    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
-        Self {
-            payload: payload.into(),
-            options: TaskOptions::default(),
-        }
-    }
-
-    /// A task whose payload is `value` as JSON.
-    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
-        let payload = serde_json::to_vec(value).map_err(|e| QueueError::Encode(e.to_string()))?;
-        Ok(Self::new(payload))
-    }
-
-    /// Sets its options.
-    pub fn options(mut self, options: TaskOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// Its payload.
-    pub fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-}
-
-/// The answer to one enqueue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Enqueued {
-    /// Enqueued under this id.
-    New(String),
-    /// Not enqueued: a task with the same idempotency key was enqueued within its TTL; its id.
-    Duplicate(String),
-}
-
-impl Enqueued {
-    /// The task's id (the new one, or the one already enqueued).
-    pub fn id(&self) -> &str {
-        match self {
-            Enqueued::New(id) | Enqueued::Duplicate(id) => id,
-        }
-    }
-
-    /// Whether it was a duplicate.
-    pub fn is_duplicate(&self) -> bool {
-        matches!(self, Enqueued::Duplicate(_))
-    }
-}
-
-/// A task leased to the caller by [`Queue::claim`]: settle it with its token before
-/// `deadline_ms` (or extend the lease).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Task {
-    /// The task's id within its queue.
-    pub id: String,
-    /// The fencing token of this lease: settling with any other token answers
-    /// [`Settled::LeaseLost`]. Tokens only grow.
-    pub token: u64,
-    /// When the lease runs out (server time, ms).
-    pub deadline_ms: u64,
-    /// Which attempt this is (1 for the first run; failures so far + 1).
-    pub attempt: u32,
-    /// How many times a lease on it ran out before.
-    pub stalls: u32,
-    /// The component it calls, if it names one.
-    pub component: Option<String>,
-    /// The payload.
-    pub payload: Vec<u8>,
-    /// When it was enqueued (server time, ms).
-    pub enqueued_ms: u64,
-}
-
-impl Task {
-    /// The payload decoded from JSON.
-    pub fn json<T: DeserializeOwned>(&self) -> std::result::Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.payload)
-    }
-}
-
-/// The answer to [`Queue::claim`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The tasks leased (possibly none).
-    pub tasks: Vec<Task>,
-    /// The server time of the claim.
-    pub now_ms: u64,
-    /// When the earliest delayed task is due, if any.
-    pub next_due_ms: Option<u64>,
-    /// The earliest lease deadline, if any lease is held (when a stalled lease can be reclaimed).
-    pub next_deadline_ms: Option<u64>,
-}
-
-impl Claim {
-    /// How long until a claim may find work that is not ready now (a delayed task falls due or
-    /// a lease runs out): what a worker waits for when nothing else wakes it.
-    pub fn next_wakeup(&self) -> Option<Duration> {
-        let at = match (self.next_due_ms, self.next_deadline_ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(Duration::from_millis(at.saturating_sub(self.now_ms)))
-    }
-}
-
-/// How to settle a leased task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settle {
-    /// It succeeded: remove it.
-    Ack,
-    /// It failed with this error: retry after the backoff, or dead-letter it after its last
-    /// attempt.
-    Fail(String),
-    /// Put it back for this long without spending an attempt (a breaker is open, a rate limit).
-    Defer(Duration),
-    /// Dead-letter it now with this reason (`malformed`, …) and error.
-    DeadLetter {
-        /// Why (`malformed` for a payload that cannot be decoded).
-        reason: String,
-        /// The error text.
-        error: String,
-    },
-}
-
-/// What settling did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settled {
-    /// Acknowledged and removed.
-    Acked,
-    /// It failed and will be retried.
-    RetryScheduled {
-        /// Failures so far.
-        attempts: u32,
-        /// When it is due again (server time, ms).
-        due_ms: u64,
-    },
-    /// It went to the dead-letter queue.
-    DeadLettered {
-        /// Failures so far.
-        attempts: u32,
-    },
-    /// Put back without spending an attempt.
-    Deferred {
-        /// When it is due again (server time, ms).
-        due_ms: u64,
-    },
-    /// The token does not hold the lease: it ran out, and the task went back to the queue or
-    /// to another holder. Nothing changed; the task will run (or runs) again.
-    LeaseLost,
-    /// The task was settled already: by this same lease (a second ack, fail, defer or
-    /// dead-letter), or it is gone (acknowledged, by this or a later holder, or purged).
-    /// Nothing changed.
-    AlreadySettled,
-}
-
-/// One settle operation with its jitter draw, as the script takes it.
-#[doc(hidden)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawSettle {
-    pub id: String,
-    pub token: u64,
-    pub settle: Settle,
-    pub draw: u32,
-}
-
-/// Counts per state and the age of the oldest ready task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stats {
-    /// Tasks ready to be claimed.
-    pub ready: u64,
-    /// Tasks waiting for their due time (initial delay, retry backoff, deferral).
-    pub delayed: u64,
-    /// Tasks leased to a worker.
-    pub leased: u64,
-    /// Tasks in the dead-letter queue.
-    pub dead: u64,
-    /// Tasks acknowledged since the queue was created.
-    pub completed: u64,
-    /// Tasks dead-lettered since the queue was created.
-    pub dead_lettered_total: u64,
-    /// How long the oldest ready task has been ready (by server time).
-    pub oldest_ready_age: Option<Duration>,
-    /// When the earliest delayed task is due.
-    pub next_due_ms: Option<u64>,
-    /// The server time of the reading.
-    pub now_ms: u64,
-}
-
-/// Where a task is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    /// Ready to be claimed.
-    Ready,
-    /// Waiting for its due time.
-    Delayed,
-    /// Leased to a worker.
-    Leased,
-    /// In the dead-letter queue.
-    Dead,
-}
-
-/// One recorded failure.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct Failure {
-    /// The attempt that failed.
-    pub attempt: u32,
-    /// When (server time, ms).
-    #[serde(rename = "at")]
-    pub at_ms: u64,
-    /// The error text.
-    pub error: String,
-}
-
-/// A dead-lettered task, as [`Queue::dead_letters`] lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The task's id.
-    pub id: String,
-    /// When it was dead-lettered (server time, ms).
-    pub dead_at_ms: u64,
-    /// Why: `exhausted` (out of attempts), `stalled` (too many lost leases), `malformed`
-    /// (undecodable payload), or the reason a caller gave.
-    pub reason: String,
-    /// Failures.
-    pub attempts: u32,
-    /// Lost leases.
-    pub stalls: u32,
-    /// When it was enqueued.
-    pub enqueued_ms: u64,
-    /// Its component.
-    pub component: Option<String>,
-    /// The stored record's bytes when they do not decode (it was dead-lettered as
-    /// `malformed`, and the fields above are zero); `None` for a record that decodes.
-    pub raw_record: Option<Vec<u8>>,
-}
-
-/// Everything about one task, from [`Queue::inspect`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskInfo {
-    /// The task's id.
-    pub id: String,
-    /// Where it is.
-    pub state: TaskState,
-    /// Due time (delayed), lease deadline (leased) or dead-letter time (dead).
-    pub at_ms: Option<u64>,
-    /// Failures so far.
-    pub attempts: u32,
-    /// Lost leases so far.
-    pub stalls: u32,
-    /// Its attempt budget.
-    pub max_attempts: u32,
-    /// When it was enqueued.
-    pub enqueued_ms: u64,
-    /// Its component.
-    pub component: Option<String>,
-    /// Its payload.
-    pub payload: Vec<u8>,
-    /// Its latest errors, oldest first.
-    pub errors: Vec<Failure>,
-    /// Why it was dead-lettered (dead tasks only).
-    pub reason: Option<String>,
-    /// The stored record's bytes when they do not decode (the fields above from the record
-    /// are then zero or empty): such a task is dead-lettered as `malformed` when claimed.
-    pub raw_record: Option<Vec<u8>>,
-}
-
-/// A task's stored record, decoded (see `lua/queue.lua`: a fixed 48-byte head, then the
-/// policy, the component and the payload). Decoding checks the lengths only; the script also
-/// bounds the numbers it uses.
-#[doc(hidden)]
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Record {
-    /// Failures so far.
-    pub attempts: u32,
-    /// Lost leases so far.
-    pub stalls: u32,
-    /// The last backoff delay chosen (ms).
-    pub prev: u64,
-    /// When it became (or becomes) ready, or was dead-lettered.
-    pub since: u64,
-    /// When it was enqueued.
-    pub enqueued: u64,
-    /// Its attempt budget.
-    pub max: u32,
-    /// Its lease length (ms).
-    pub lease: u64,
-    /// Its backoff policy as the script reads it.
-    pub policy: Vec<u8>,
-    /// Its component.
-    pub component: Option<String>,
-    /// Its payload.
-    pub payload: Vec<u8>,
-}
-
-/// The length of a record's fixed head.
-const HEAD: usize = 48;
-/// The part of the head the script writes (attempts, stalls, last delay, since, enqueued).
-const SCRIPT_HEAD: usize = 32;
-
-/// Settle ops as the script takes them, and its answers (`lua/queue.lua` has the same
-/// numbers).
-mod code {
-    pub(super) const ACK: u8 = 1;
-    pub(super) const FAIL: u8 = 2;
-    pub(super) const DEFER: u8 = 3;
-    pub(super) const DEAD_LETTER: u8 = 4;
-
-    pub(super) const LOST: u64 = 0;
-    pub(super) const ACKED: u64 = 1;
-    pub(super) const RETRYING: u64 = 2;
-    pub(super) const BURIED: u64 = 3;
-    pub(super) const DEFERRED: u64 = 4;
-    pub(super) const ALREADY: u64 = 5;
-}
-
-fn le_u64(b: &[u8], at: usize, len: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v[..len].copy_from_slice(&b[at..at + len]);
-    u64::from_le_bytes(v)
-}
-
-impl Record {
-    /// Decodes a stored record.
-    pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() < HEAD {
-            return None;
-        }
-        let plen = le_u64(b, 44, 2) as usize;
-        let clen = le_u64(b, 46, 2) as usize;
-        if b.len() < HEAD + plen + clen {
-            return None;
-        }
-        let component = String::from_utf8_lossy(&b[HEAD + plen..HEAD + plen + clen]);
-        Some(Self {
-            attempts: le_u64(b, 0, 4) as u32,
-            stalls: le_u64(b, 4, 4) as u32,
-            prev: le_u64(b, 8, 8),
-            since: le_u64(b, 16, 8),
-            enqueued: le_u64(b, 24, 8),
-            max: le_u64(b, 32, 4) as u32,
-            lease: le_u64(b, 36, 8),
-            policy: b[HEAD..HEAD + plen].to_vec(),
-            component: (clen > 0).then(|| component.into_owned()),
-            payload: b[HEAD + plen + clen..].to_vec(),
-        })
-    }
-}
-
-/// Appends the part of a record Rust writes (from byte 41).
-fn tail(b: &mut Vec<u8>, max: u32, lease: u64, policy: &[u8], component: &str, payload: &[u8]) {
-    b.extend_from_slice(&max.to_le_bytes());
-    b.extend_from_slice(&lease.to_le_bytes());
-    b.extend_from_slice(&(policy.len() as u16).to_le_bytes());
-    b.extend_from_slice(&(component.len() as u16).to_le_bytes());
-    b.extend_from_slice(policy);
-    b.extend_from_slice(component.as_bytes());
-    b.extend_from_slice(payload);
-}
-
-/// Decodes a stored error history (oldest first).
-#[doc(hidden)]
-pub fn decode_errors(b: &[u8]) -> Option<Vec<Failure>> {
-    let Some((&count, mut rest)) = b.split_first() else {
-        return Some(Vec::new());
-    };
-    let mut out = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        if rest.len() < 14 {
-            return None;
-        }
-        let len = le_u64(rest, 12, 2) as usize;
-        let text = rest.get(14..14 + len)?;
-        out.push(Failure {
-            attempt: le_u64(rest, 0, 4) as u32,
-            at_ms: le_u64(rest, 4, 8),
-            error: String::from_utf8_lossy(text).into_owned(),
-        });
-        rest = &rest[14 + len..];
-    }
-    rest.is_empty().then_some(out)
-}
-
 /// The largest integer the scripts' numbers hold exactly (ids and tokens beyond it are none of
 /// this queue's).
-const EXACT: u64 = 1 << 53;
+pub(crate) const EXACT: u64 = 1 << 53;
 
 /// A task id as the scripts number it (`None`: not an id this queue hands out).
-fn id_number(id: &str) -> Option<u64> {
+pub(crate) fn id_number(id: &str) -> Option<u64> {
     let n: u64 = id.parse().ok()?;
     (n < EXACT && n.to_string() == id).then_some(n)
 }
@@ -428,16 +33,20 @@ struct Inner {
     channel_prefix: String,
 }
 
-/// One named queue. Cheap to clone; every operation is one script call on one hash tag.
+/// One named queue, built by [`Queue::builder`]. Cheap to clone (an `Arc` inside); every
+/// operation is one script call on one hash tag.
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Queue {
+    /// The name and keys (never the pool's address or credentials).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.inner.keys.iter().map(|k| k.as_str()).collect();
         f.debug_struct("Queue")
             .field("name", &self.inner.name)
+            .field("keys", &keys)
             .finish()
     }
 }
@@ -458,8 +67,13 @@ const KEYS: [(&str, KeyKind); 11] = [
 ];
 
 impl Queue {
-    /// The queue `name` under `keyspace` (keys `<ns>:{queue:<name>}:*`).
-    pub fn new(pool: Pool, keyspace: &Keyspace, name: &str, config: QueueConfig) -> Result<Self> {
+    /// The queue `name` under `keyspace` with validated settings.
+    pub(crate) fn from_config(
+        pool: Pool,
+        keyspace: &Keyspace,
+        name: &str,
+        config: QueueConfig,
+    ) -> Result<Self> {
         let instance = keyspace.instance("queue", name)?;
         let keys = KEYS
             .iter()
@@ -468,29 +82,20 @@ impl Queue {
         let any = keyspace.channel("queue", "x")?;
         let channel_prefix = any[..any.len() - 1].to_owned();
         let wake_channel = format!("{channel_prefix}wake:{name}");
-        let wake_message = serde_json::json!({
-            "kind": "wake", "source": "queue", "entity": name, "ts_ms": 0, "payload": {}
-        })
-        .to_string();
         // The script's settings, one argument (see `lua/queue.lua`).
-        let mut settings = vec![u8::from(config.succeeded_events)];
-        settings.extend_from_slice(&config.max_stalls.to_le_bytes());
-        settings.extend_from_slice(&config.dlq_max_count.to_le_bytes());
-        settings.extend_from_slice(&(config.dlq_max_age.as_millis() as u64).to_le_bytes());
-        settings.push(config.errors_kept as u8);
-        let name_json = serde_json::Value::from(name).to_string();
-        for s in [
-            name_json.as_str(),
-            &channel_prefix,
-            &wake_channel,
-            &wake_message,
-        ] {
+        let mut settings = Packed::new()
+            .bytes(&[u8::from(config.succeeded_events)])
+            .bytes(&config.max_stalls.to_le_bytes())
+            .u64_le(config.dlq_max_count)
+            .u64_le(duration_ms(config.dlq_max_age))
+            .bytes(&[config.errors_kept as u8]);
+        for s in [name, &channel_prefix, &wake_channel] {
             let len = u16::try_from(s.len()).map_err(|_| {
                 coordkit_core::Error::invalid_config("name", "too long for the queue's channels")
             })?;
-            settings.extend_from_slice(&len.to_le_bytes());
-            settings.extend_from_slice(s.as_bytes());
+            settings = settings.bytes(&len.to_le_bytes()).bytes(s.as_bytes());
         }
+        let settings = settings.into_bytes();
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -538,7 +143,7 @@ impl Queue {
         &self.inner.keys
     }
 
-    fn call(&self, op: &str) -> Invocation<'static> {
+    pub(crate) fn call(&self, op: &str) -> Invocation<'static> {
         let mut call = QUEUE.prepare();
         for key in &self.inner.keys {
             call.key(key);
@@ -549,494 +154,24 @@ impl Queue {
         call
     }
 
-    /// Enqueues one task.
-    pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
-        let mut out = self.enqueue_batch(std::slice::from_ref(&task)).await?;
-        out.pop()
-            .ok_or_else(|| QueueError::Corrupt("enqueue answered nothing".into()))
+    pub(crate) fn inner_pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
-    /// Enqueues `value` as JSON with `options`.
-    pub async fn enqueue_json<T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-        options: TaskOptions,
-    ) -> Result<Enqueued> {
-        self.enqueue(NewTask::json(value)?.options(options)).await
-    }
-
-    /// Enqueues a batch: one script per [`MAX_BATCH`] tasks, each batch all or nothing. The
-    /// answers are in the tasks' order. Every task is checked first (its options, its payload
-    /// against the queue's limit): one that fails the check fails the call with nothing
-    /// enqueued.
-    pub async fn enqueue_batch(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>> {
-        let max = self.inner.config.max_payload_bytes;
-        for (index, task) in tasks.iter().enumerate() {
-            task.options.validate()?;
-            if task.payload.len() > max {
-                return Err(QueueError::PayloadTooLarge {
-                    index,
-                    len: task.payload.len(),
-                    max,
-                });
-            }
-        }
-        let mut out = Vec::with_capacity(tasks.len());
-        for chunk in tasks.chunks(MAX_BATCH) {
-            let mut call = self.call("enqueue");
-            let mut nums = Vec::with_capacity(chunk.len() * 16);
-            let mut keys = Vec::new();
-            for task in chunk {
-                let o = &task.options;
-                let ttl = match &o.idempotency {
-                    Some((key, ttl)) => {
-                        keys.push(key.as_str());
-                        (ttl.as_millis() as u64).max(1)
-                    }
-                    None => 0,
-                };
-                nums.extend_from_slice(&(o.delay.as_millis() as u64).to_le_bytes());
-                nums.extend_from_slice(&ttl.to_le_bytes());
-            }
-            call.arg(chunk.len()).arg(nums);
-            for task in chunk {
-                let o = &task.options;
-                let mut b = Vec::with_capacity(HEAD - SCRIPT_HEAD + task.payload.len() + 32);
-                tail(
-                    &mut b,
-                    o.max_attempts,
-                    o.lease.as_millis() as u64,
-                    &o.policy(),
-                    o.component.as_deref().unwrap_or(""),
-                    &task.payload,
-                );
-                call.arg(b);
-            }
-            for key in keys {
-                call.arg(key);
-            }
-            let answer: Vec<Value> = call.invoke(&self.inner.pool).await?;
-            let corrupt = || QueueError::Corrupt(format!("enqueue answered {answer:?}"));
-            let first = answer.first().and_then(int).ok_or_else(corrupt)?;
-            let mut ids = Vec::with_capacity(chunk.len());
-            for i in 0..chunk.len() as i64 {
-                let id = first.checked_add(i).ok_or_else(corrupt)?;
-                ids.push(Enqueued::New(id.to_string()));
-            }
-            for pair in answer[1..].chunks(2) {
-                let [i, id] = pair else {
-                    return Err(corrupt());
-                };
-                let i = int(i)
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(corrupt)?;
-                let slot = ids.get_mut(i.wrapping_sub(1)).ok_or_else(corrupt)?;
-                *slot = Enqueued::Duplicate(int(id).ok_or_else(corrupt)?.to_string());
-            }
-            out.extend(ids);
-        }
-        Ok(out)
-    }
-
-    /// Leases up to `max` ready tasks (at most [`MAX_BATCH`]), after reclaiming expired leases
-    /// and promoting due delayed tasks (each bounded per call).
-    pub async fn claim(&self, max: usize) -> Result<Claim> {
-        let c = &self.inner.config;
-        let mut call = self.call("claim");
-        call.arg(max.min(MAX_BATCH))
-            .arg(c.promote_limit)
-            .arg(c.reclaim_limit);
-        let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        decode_claim(&values, &self.inner.keys[0])
-    }
-
-    /// Settles leased tasks in one script; the answers are in the same order.
-    pub async fn settle(&self, items: &[(&Task, Settle)]) -> Result<Vec<Settled>> {
-        let ops: Vec<RawSettle> = items
-            .iter()
-            .map(|(task, settle)| RawSettle {
-                id: task.id.clone(),
-                token: task.token,
-                settle: settle.clone(),
-                draw: rand::random::<u32>() >> 16,
-            })
-            .collect();
-        self.settle_raw(&ops).await
-    }
-
-    /// [`Queue::settle`] with given jitter draws (for the model tests).
-    #[doc(hidden)]
-    pub async fn settle_raw(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
-        let mut out = Vec::with_capacity(ops.len());
-        for chunk in ops.chunks(MAX_BATCH) {
-            // Ops on ids or tokens this queue never hands out hold no lease: not sent.
-            let sent: Vec<(&RawSettle, u64)> = chunk
-                .iter()
-                .filter_map(|op| Some((op, id_number(&op.id)?)))
-                .filter(|(op, _)| op.token < EXACT)
-                .collect();
-            let mut answers = Vec::new();
-            if !sent.is_empty() {
-                let mut call = self.call("settle");
-                let mut packed = Vec::with_capacity(sent.len() * 25);
-                let mut texts: Vec<&str> = Vec::new();
-                for (op, id) in &sent {
-                    let (code, x) = match &op.settle {
-                        Settle::Ack => (code::ACK, 0),
-                        Settle::Fail(error) => {
-                            texts.push(cut(error));
-                            (code::FAIL, u64::from(op.draw.min(65_535)))
-                        }
-                        Settle::Defer(d) => (
-                            code::DEFER,
-                            u64::try_from(d.as_millis())
-                                .unwrap_or(u64::MAX)
-                                .min(crate::options::MAX_DURATION_MS),
-                        ),
-                        Settle::DeadLetter { reason, error } => {
-                            texts.push(reason);
-                            texts.push(cut(error));
-                            (code::DEAD_LETTER, 0)
-                        }
-                    };
-                    packed.push(code);
-                    packed.extend_from_slice(&id.to_le_bytes());
-                    packed.extend_from_slice(&op.token.to_le_bytes());
-                    packed.extend_from_slice(&x.to_le_bytes());
-                }
-                call.arg(sent.len()).arg(packed);
-                for text in texts {
-                    call.arg(text);
-                }
-                let flat: Vec<u64> = call.invoke(&self.inner.pool).await?;
-                if flat.len() != sent.len() * 3 {
-                    return Err(QueueError::Corrupt(format!("settle answered {flat:?}")));
-                }
-                answers = flat;
-            }
-            let mut answers = answers.chunks(3);
-            let mut sent = sent.iter().peekable();
-            for op in chunk {
-                let mine = sent.peek().is_some_and(|(s, _)| std::ptr::eq(*s, op));
-                if !mine {
-                    out.push(Settled::LeaseLost);
-                    continue;
-                }
-                sent.next();
-                let a = answers.next().unwrap_or(&[code::LOST, 0, 0]);
-                let (attempts, due_ms) = (u32::try_from(a[1]).unwrap_or(u32::MAX), a[2]);
-                out.push(match a[0] {
-                    code::ACKED => Settled::Acked,
-                    code::RETRYING => Settled::RetryScheduled { attempts, due_ms },
-                    code::BURIED => Settled::DeadLettered { attempts },
-                    code::DEFERRED => Settled::Deferred { due_ms },
-                    code::ALREADY => Settled::AlreadySettled,
-                    _ => Settled::LeaseLost,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    async fn settle_one(&self, task: &Task, settle: Settle) -> Result<Settled> {
-        let mut out = self.settle(&[(task, settle)]).await?;
-        out.pop()
-            .ok_or_else(|| QueueError::Corrupt("settle answered nothing".into()))
-    }
-
-    /// Acknowledges a task: it succeeded and is removed.
-    pub async fn ack(&self, task: &Task) -> Result<Settled> {
-        self.settle_one(task, Settle::Ack).await
-    }
-
-    /// Reports a failure: the task is retried after its backoff, or dead-lettered (reason
-    /// `exhausted`) after its last attempt, with its error history.
-    pub async fn fail(&self, task: &Task, error: impl Into<String>) -> Result<Settled> {
-        self.settle_one(task, Settle::Fail(error.into())).await
-    }
-
-    /// Puts a task back for `delay` without spending an attempt.
-    pub async fn defer(&self, task: &Task, delay: Duration) -> Result<Settled> {
-        self.settle_one(task, Settle::Defer(delay)).await
-    }
-
-    /// Dead-letters a task now (for instance `malformed`, for a payload that cannot be decoded).
-    pub async fn dead_letter(
-        &self,
-        task: &Task,
-        reason: impl Into<String>,
-        error: impl Into<String>,
-    ) -> Result<Settled> {
-        let settle = Settle::DeadLetter {
-            reason: reason.into(),
-            error: error.into(),
-        };
-        self.settle_one(task, settle).await
-    }
-
-    /// Extends a lease to `by` from now (`None`: the task's own lease length; at most
-    /// [`MAX_DURATION_MS`](crate::MAX_DURATION_MS)). Answers the new deadline, or `None` when the
-    /// lease is lost.
-    pub async fn extend(&self, task: &Task, by: Option<Duration>) -> Result<Option<u64>> {
-        let mut call = self.call("extend");
-        let by = by.map(|d| {
-            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-            ms.clamp(1, crate::options::MAX_DURATION_MS).to_string()
-        });
-        call.arg(&task.id)
-            .arg(task.token)
-            .arg(by.unwrap_or_default());
-        let deadline: i64 = call.invoke(&self.inner.pool).await?;
-        Ok(u64::try_from(deadline).ok())
-    }
-
-    /// Counts per state, totals, and the age of the oldest ready task.
-    pub async fn stats(&self) -> Result<Stats> {
-        let v: Vec<i64> = self.call("stats").invoke(&self.inner.pool).await?;
-        if v.len() != 9 {
-            return Err(QueueError::Corrupt(format!("stats answered {v:?}")));
-        }
-        let u = |x: i64| u64::try_from(x).unwrap_or(0);
-        let now = u(v[7]);
-        Ok(Stats {
-            ready: u(v[0]),
-            delayed: u(v[1]),
-            leased: u(v[2]),
-            dead: u(v[3]),
-            completed: u(v[4]),
-            dead_lettered_total: u(v[5]),
-            oldest_ready_age: (v[6] >= 0)
-                .then(|| Duration::from_millis(now.saturating_sub(u(v[6])))),
-            next_due_ms: (v[8] >= 0).then(|| u(v[8])),
-            now_ms: now,
-        })
-    }
-
-    /// A page of the dead-letter queue, oldest first.
-    pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<DeadLetter>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut call = self.call("dlq_list");
-        call.arg(offset).arg(limit.min(10_000));
-        let flat: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        let corrupt = || QueueError::Corrupt(format!("dlq_list answered {flat:?}"));
-        if !flat.len().is_multiple_of(4) {
-            return Err(corrupt());
-        }
-        flat.chunks(4)
-            .map(|row| {
-                let id = text(&row[0]);
-                let dead_at_ms = int(&row[1])
-                    .and_then(|x| u64::try_from(x).ok())
-                    .ok_or_else(corrupt)?;
-                let raw = bytes(&row[3]);
-                let (m, raw_record) = match Record::decode(&raw) {
-                    Some(m) => (m, None),
-                    None => (Record::default(), Some(raw)),
-                };
-                Ok(DeadLetter {
-                    id,
-                    dead_at_ms,
-                    reason: text(&row[2]),
-                    attempts: m.attempts,
-                    stalls: m.stalls,
-                    enqueued_ms: m.enqueued,
-                    component: m.component,
-                    raw_record,
-                })
-            })
-            .collect()
-    }
-
-    /// Everything about one task (in any state), or `None` when there is no such task (it was
-    /// acknowledged or purged).
-    pub async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>> {
-        let mut call = self.call("inspect");
-        call.arg(id);
-        let v: Vec<Value> = call.invoke(&self.inner.pool).await?;
-        if v.is_empty() {
-            return Ok(None);
-        }
-        let corrupt = || QueueError::Corrupt(format!("inspect of task {id} answered {v:?}"));
-        if v.len() != 5 {
-            return Err(corrupt());
-        }
-        let state = match text(&v[0]).as_str() {
-            "ready" => TaskState::Ready,
-            "delayed" => TaskState::Delayed,
-            "leased" => TaskState::Leased,
-            "dead" => TaskState::Dead,
-            _ => return Err(corrupt()),
-        };
-        let at = int(&v[1]).ok_or_else(corrupt)?;
-        let raw = bytes(&v[2]);
-        let (record, raw_record) = match Record::decode(&raw) {
-            Some(record) => (record, None),
-            None => (Record::default(), Some(raw)),
-        };
-        // A history that does not decode is no reason to hide the task.
-        let errors = decode_errors(&bytes(&v[3])).unwrap_or_default();
-        let reason = text(&v[4]);
-        Ok(Some(TaskInfo {
-            id: id.to_owned(),
-            state,
-            at_ms: u64::try_from(at).ok(),
-            attempts: record.attempts,
-            stalls: record.stalls,
-            max_attempts: record.max,
-            enqueued_ms: record.enqueued,
-            component: record.component,
-            payload: record.payload,
-            errors,
-            reason: (!reason.is_empty()).then_some(reason),
-            raw_record,
-        }))
-    }
-
-    /// Puts these dead-lettered tasks back in the ready queue (`reset_attempts`: with a fresh
-    /// attempt budget and no error history; otherwise an exhausted task gets one more attempt,
-    /// and its stall count starts again). Answers the ids requeued (ids not in the DLQ are
-    /// skipped).
-    pub async fn requeue(&self, ids: &[&str], reset_attempts: bool) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        // (An empty id list would mean "the oldest" to the script.)
-        for chunk in ids.chunks(MAX_BATCH) {
-            let mut call = self.call("requeue");
-            call.arg(if reset_attempts { "1" } else { "0" }).arg(0);
-            for id in chunk {
-                call.arg(*id);
-            }
-            let done: Vec<String> = call.invoke(&self.inner.pool).await?;
-            out.extend(done);
-        }
-        Ok(out)
-    }
-
-    /// Requeues every dead-lettered task, oldest first, [`MAX_BATCH`] per script. Answers how
-    /// many.
-    pub async fn requeue_all(&self, reset_attempts: bool) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let mut call = self.call("requeue");
-            call.arg(if reset_attempts { "1" } else { "0" })
-                .arg(MAX_BATCH);
-            let done: Vec<String> = call.invoke(&self.inner.pool).await?;
-            if done.is_empty() {
-                return Ok(total);
-            }
-            total += done.len() as u64;
-        }
-    }
-
-    /// Deletes these dead-lettered tasks for good. Answers how many were deleted.
-    pub async fn purge(&self, ids: &[&str]) -> Result<u64> {
-        let mut total = 0;
-        // `chunks` yields nothing for an empty list (which would mean "the oldest" to the script).
-        for chunk in ids.chunks(MAX_BATCH) {
-            let mut call = self.call("purge");
-            call.arg(0);
-            for id in chunk {
-                call.arg(*id);
-            }
-            let n: u64 = call.invoke(&self.inner.pool).await?;
-            total += n;
-        }
-        Ok(total)
-    }
-
-    /// Deletes every dead-lettered task, [`MAX_BATCH`] per script. Answers how many.
-    pub async fn purge_all(&self) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let mut call = self.call("purge");
-            call.arg(MAX_BATCH);
-            let n: u64 = call.invoke(&self.inner.pool).await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n;
-        }
+    pub(crate) fn inner_config(&self) -> &QueueConfig {
+        &self.inner.config
     }
 }
 
-fn cut(error: &str) -> &str {
-    if error.len() <= MAX_ERROR_BYTES {
-        return error;
+/// A number of an answer that may be [`code::NONE`] (or any other negative number).
+pub(crate) fn some(n: i64) -> Option<u64> {
+    if n == code::NONE {
+        return None;
     }
-    let mut end = MAX_ERROR_BYTES;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    &error[..end]
+    u64::try_from(n).ok()
 }
 
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(n) => Some(*n),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        Value::SimpleString(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    match v {
-        Value::BulkString(b) => b.clone(),
-        Value::SimpleString(s) => s.as_bytes().to_vec(),
-        Value::Int(n) => n.to_string().into_bytes(),
-        _ => Vec::new(),
-    }
-}
-
-fn text(v: &Value) -> String {
-    String::from_utf8_lossy(&bytes(v)).into_owned()
-}
-
-fn decode_claim(values: &[Value], tasks_key: &Key) -> Result<Claim> {
-    let corrupt = || QueueError::Corrupt(format!("claim answered {values:?}"));
-    if values.len() < 4 || !values.len().is_multiple_of(2) {
-        return Err(corrupt());
-    }
-    let now = int(&values[0])
-        .and_then(|x| u64::try_from(x).ok())
-        .ok_or_else(corrupt)?;
-    let due = int(&values[1]).ok_or_else(corrupt)?;
-    let deadline = int(&values[2]).ok_or_else(corrupt)?;
-    let first = int(&values[3])
-        .and_then(|x| u64::try_from(x).ok())
-        .ok_or_else(corrupt)?;
-    let mut tasks = Vec::with_capacity(values.len() / 2 - 2);
-    for (k, pair) in values[4..].chunks(2).enumerate() {
-        let Value::BulkString(rec) = &pair[1] else {
-            return Err(corrupt());
-        };
-        let id = text(&pair[0]);
-        let token = first.checked_add(k as u64).ok_or_else(corrupt)?;
-        // The script leases only records that decode with a lease in bounds; should the two
-        // ever disagree, the task is left to its lease (then reclaimed, and dead-lettered as
-        // `stalled` if it keeps coming back), not the whole claim failed.
-        let Some(r) = Record::decode(rec)
-            .filter(|r| (1..=crate::options::MAX_DURATION_MS).contains(&r.lease))
-        else {
-            tracing::warn!(key = %tasks_key, task = %id, "a leased record does not decode; left to its lease");
-            continue;
-        };
-        tasks.push(Task {
-            token,
-            deadline_ms: now.saturating_add(r.lease),
-            id,
-            attempt: r.attempts.saturating_add(1),
-            stalls: r.stalls,
-            component: r.component,
-            payload: r.payload,
-            enqueued_ms: r.enqueued,
-        });
-    }
-    Ok(Claim {
-        tasks,
-        now_ms: now,
-        next_due_ms: u64::try_from(due).ok(),
-        next_deadline_ms: u64::try_from(deadline).ok(),
-    })
+/// Text a script stored from a caller (a reason), with invalid UTF-8 replaced.
+pub(crate) fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use coordkit_context::{ContextStore, Status};
 use coordkit_core::{Clock, ManualClock};
-use coordkit_retry_queue::{AgentBinding, NewTask, Queue, QueueConfig, Worker, WorkerConfig};
+use coordkit_retry_queue::{AgentBinding, NewTask, Queue, Worker};
 use coordkit_testkit::redis_test;
 
 /// Polls `check` every 20 ms for at most 10 s (a bound on waiting, not a timing assertion).
@@ -30,16 +30,16 @@ redis_test! {
             .build()
             .unwrap();
         let registry = store.agents("fleet").unwrap();
-        let queue = Queue::new(pool, &keyspace, "jobs", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &keyspace, "jobs").build().unwrap();
         let (go_tx, go_rx) = tokio::sync::watch::channel(false);
         let binding = AgentBinding::new(registry.clone(), "worker-1").capability("search");
-        let worker = Worker::start(queue.clone(), WorkerConfig::default().agent(binding), move |_task| {
+        let worker = Worker::builder(&queue, move |_task| {
             let mut go = go_rx.clone();
             async move {
                 let _ = go.wait_for(|go| *go).await;
                 Ok::<(), String>(())
             }
-        })
+        }).agent(binding).start()
         .await
         .unwrap();
         let record = registry.get("worker-1").await.unwrap().expect("registered at start");

@@ -1,6 +1,6 @@
-//! With the `circuit-breaker` feature: a task naming a component whose breaker is open is
-//! deferred (no attempt spent, handler not run); once the breaker closes it runs.
-#![cfg(feature = "circuit-breaker")]
+//! With the `circuit-breaker` feature (required by this target): a task naming a component
+//! whose breaker is open is deferred (no attempt spent, handler not run); once the breaker
+//! closes it runs, at once rather than when its deferral ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,9 +9,8 @@ use std::time::Duration;
 use coordkit_circuit_breaker::{
     Admission, BreakerConfig, CircuitBreaker, Forced, OpenDuration, Outcome,
 };
-use coordkit_retry_queue::{
-    NewTask, Queue, QueueConfig, TaskOptions, TaskState, Worker, WorkerConfig,
-};
+use coordkit_core::{Clock, ManualClock};
+use coordkit_retry_queue::{NewTask, Queue, TaskOptions, TaskState, Worker};
 use coordkit_testkit::redis_test;
 
 /// Enqueues one task (one attempt) naming `component`, and starts a worker that consults
@@ -31,17 +30,15 @@ async fn guarded_worker(
         .to_owned();
     let runs = Arc::new(AtomicU64::new(0));
     let (r, b) = (runs.clone(), breaker.clone());
-    let worker = Worker::start(
-        queue.clone(),
-        WorkerConfig::default().breakers(move |name| (name == component).then(|| b.clone())),
-        move |_task| {
-            let r = r.clone();
-            async move {
-                r.fetch_add(1, Ordering::Relaxed);
-                Ok::<(), String>(())
-            }
-        },
-    )
+    let worker = Worker::builder(queue, move |_task| {
+        let r = r.clone();
+        async move {
+            r.fetch_add(1, Ordering::Relaxed);
+            Ok::<(), String>(())
+        }
+    })
+    .breakers(move |name| (name == component).then(|| b.clone()))
+    .start()
     .await
     .unwrap();
     (id, runs, worker)
@@ -51,7 +48,7 @@ redis_test! {
     async fn an_open_breaker_defers_tasks_without_spending_attempts(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let queue = Queue::new(pool.clone(), &keyspace, "guarded", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &keyspace, "guarded").build().unwrap();
         let breaker = CircuitBreaker::new(pool, &keyspace, "llm-api", BreakerConfig::default()).unwrap();
         breaker.force(Forced::Open).await.unwrap();
         let (id, runs, worker) = guarded_worker(&queue, &breaker, "llm-api").await;
@@ -71,7 +68,7 @@ redis_test! {
     async fn a_deferred_task_runs_once_its_breaker_closes(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let queue = Queue::new(pool.clone(), &keyspace, "reopened", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &keyspace, "reopened").build().unwrap();
         let config = BreakerConfig::builder()
             .minimum_calls(1)
             .consecutive_failures(Some(1))
@@ -106,7 +103,7 @@ redis_test! {
     async fn tasks_deferred_by_a_half_open_breaker_come_back_soon_not_after_the_lease(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let queue = Queue::new(pool.clone(), &keyspace, "herd", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &keyspace, "herd").build().unwrap();
         let config = BreakerConfig::builder()
             .minimum_calls(1)
             .consecutive_failures(Some(1))
@@ -125,18 +122,16 @@ redis_test! {
         let delays = Arc::new(std::sync::Mutex::new(Vec::new()));
         let d = delays.clone();
         let b = breaker.clone();
-        let config = WorkerConfig::default()
-            .breakers(move |name| (name == "search").then(|| b.clone()))
+        let worker = Worker::builder(&queue, |_task| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<(), String>(())
+        }).breakers(move |name| (name == "search").then(|| b.clone()))
             .on_settled(move |task, settled| {
                 if let coordkit_retry_queue::Settled::Deferred { due_ms } = settled {
                     let claimed = task.deadline_ms - 30_000;
                     d.lock().unwrap().push(due_ms.saturating_sub(claimed));
                 }
-            });
-        let worker = Worker::start(queue.clone(), config, |_task| async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<(), String>(())
-        })
+            }).start()
         .await
         .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -151,5 +146,90 @@ redis_test! {
         // never the 30 s permit lease.
         let cap = coordkit_circuit_breaker::HALF_OPEN_RETRY_CAP.as_millis() as u64;
         assert!(delays.iter().all(|&d| d <= cap), "{delays:?}");
+    }
+}
+
+redis_test! {
+    async fn tasks_a_breaker_deferred_run_as_soon_as_it_closes(redis) {
+        let pool = redis.pool().await;
+        let keyspace = redis.keyspace();
+        let queue = Queue::builder(&pool, &keyspace, "resumed").build().unwrap();
+        // The breaker runs on a manual clock: its 60 s open period ends when the test says.
+        let clock = ManualClock::new(1_800_000_000_000);
+        let config = BreakerConfig::builder()
+            .minimum_calls(1)
+            .consecutive_failures(Some(1))
+            .open_duration(OpenDuration::Fixed(Duration::from_secs(60)))
+            .half_open_permits(1)
+            .half_open_successes(1)
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        let breaker = CircuitBreaker::new(pool, &keyspace, "payments", config).unwrap();
+        let mut events = breaker.events().await.unwrap();
+        let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
+            panic!("a new breaker admits");
+        };
+        breaker.record(permit, Outcome::Failure).await.unwrap();
+
+        let options = TaskOptions::default().component("payments").max_attempts(1);
+        let batch: Vec<NewTask> = (0..5).map(|_| NewTask::new("charge").options(options.clone())).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        let runs = Arc::new(AtomicU64::new(0));
+        let deferrals = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (r, d, b) = (runs.clone(), deferrals.clone(), breaker.clone());
+        let worker = Worker::builder(&queue, move |_task| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), String>(())
+            }
+        })
+        .breakers(move |name| (name == "payments").then(|| b.clone()))
+        .on_settled(move |task, settled| {
+            if let coordkit_retry_queue::Settled::Deferred { due_ms } = settled {
+                let claimed = task.deadline_ms - 30_000;
+                d.lock().unwrap().push(due_ms.saturating_sub(claimed));
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+        let guard = tokio::time::Instant::now() + Duration::from_secs(10);
+        while worker.stats().deferred < 5 {
+            assert!(tokio::time::Instant::now() < guard, "not all deferred: {:?}", worker.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Each was put off for the whole open period.
+        let deferrals = deferrals.lock().unwrap().clone();
+        assert!(deferrals.iter().all(|&ms| ms >= 59_000), "{deferrals:?}");
+        assert_eq!(runs.load(Ordering::Relaxed), 0);
+
+        // The open period ends; one probe succeeds and the breaker closes.
+        clock.advance(Duration::from_secs(60));
+        let Admission::Admitted(probe) = breaker.acquire().await.unwrap() else {
+            panic!("a breaker past its open period admits a probe");
+        };
+        breaker.record(probe, Outcome::Success).await.unwrap();
+        loop {
+            let event = tokio::time::timeout_at(guard, events.recv()).await.expect("a closed event").unwrap();
+            if event.kind == coordkit_circuit_breaker::BreakerEventKind::Closed {
+                break;
+            }
+        }
+        // Deferred for 60 s, they run now: made due by the close, not by their deferral.
+        while queue.stats().await.unwrap().completed < 5 {
+            assert!(
+                tokio::time::Instant::now() < guard,
+                "the deferred tasks did not run after the close: {:?} {:?}",
+                worker.stats(),
+                queue.stats().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = worker.shutdown().await;
+        assert!(report.clean);
+        assert_eq!((runs.load(Ordering::Relaxed), report.stats.deferred, report.stats.acked), (5, 5, 5));
+        assert!(queue.dead_letters(0, 10).await.unwrap().is_empty());
     }
 }

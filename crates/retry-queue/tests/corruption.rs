@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Key, KeyKind, ManualClock, Pool, redis};
-use coordkit_retry_queue::{
-    NewTask, Queue, QueueConfig, QueueError, Settle, TaskOptions, Worker, WorkerConfig,
-};
+use coordkit_retry_queue::{NewTask, Queue, QueueError, Settle, TaskOptions, Worker};
 use coordkit_testkit::garbage::{Garbage, garbage, overwrite_with_type, wrong_type};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
 use proptest::prelude::*;
@@ -159,11 +157,10 @@ struct Setup {
 /// leased (with an idempotency key), t3 delayed, t4 and t5 ready.
 async fn setup(redis: &TestRedis, pool: &Pool) -> Setup {
     let clock = ManualClock::new(1_800_000_000_000);
-    let config = QueueConfig::builder()
+    let queue = Queue::builder(pool, &redis.keyspace(), "corrupt")
         .clock(Clock::Manual(clock.clone()))
         .build()
         .unwrap();
-    let queue = Queue::new(pool.clone(), &redis.keyspace(), "corrupt", config).unwrap();
     let tasks = vec![
         NewTask::new("t0").options(lease().max_attempts(1)),
         NewTask::new("t1").options(lease()),
@@ -378,7 +375,7 @@ fn garbage_anywhere_is_named_or_handled_alone_and_loses_nothing_cluster() {
 redis_test! {
     async fn a_worker_meets_each_key_of_the_wrong_type_and_finishes_once_repaired(redis) {
         let pool = redis.pool().await;
-        let queue = Queue::new(pool.clone(), &redis.keyspace(), "worker", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "worker").build().unwrap();
         let mut total = 0;
         for (i, kind) in KINDS.iter().enumerate() {
             let key = queue.keys()[i].clone();
@@ -390,9 +387,9 @@ redis_test! {
             let dump: Option<Vec<u8>> = pool.query(redis::cmd("DUMP").arg(&key)).await.unwrap();
             let ty = if *kind == KeyKind::Hash { "string" } else { "hash" };
             overwrite_with_type(&pool, &key, ty).await;
-            let worker = Worker::start(queue.clone(), WorkerConfig::default(), |_task| async {
+            let worker = Worker::builder(&queue, |_task| async {
                 Ok::<(), String>(())
-            })
+            }).start()
             .await
             .unwrap();
             // It runs into the key (or never needs it), and keeps going either way.

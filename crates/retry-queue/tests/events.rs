@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use coordkit_core::{Clock, ManualClock};
-use coordkit_retry_queue::{
-    Backoff, Jitter, NewTask, Queue, QueueConfig, QueueEventKind, Settle, TaskOptions,
-};
+use coordkit_retry_queue::{Backoff, Jitter, NewTask, Queue, QueueEventKind, Settle, TaskOptions};
 use coordkit_testkit::redis_test;
 
 redis_test! {
@@ -13,13 +11,15 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let clock = ManualClock::new(1_800_000_000_000);
-        let config = QueueConfig::builder()
-            .clock(Clock::Manual(clock.clone()))
-            .succeeded_events(true)
-            .build()
-            .unwrap();
-        let mine = Queue::new(pool.clone(), &keyspace, "mine", config.clone()).unwrap();
-        let other = Queue::new(pool, &keyspace, "other", config).unwrap();
+        let builder = |name: &str| {
+            Queue::builder(&pool, &keyspace, name)
+                .clock(Clock::Manual(clock.clone()))
+                .succeeded_events(true)
+                .build()
+                .unwrap()
+        };
+        let mine = builder("mine");
+        let other = builder("other");
         let mut events = mine.events().await.unwrap();
         let twice = TaskOptions::default()
             .max_attempts(2)

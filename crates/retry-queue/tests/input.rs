@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
-use coordkit_retry_queue::{
-    DEFAULT_MAX_PAYLOAD_BYTES, NewTask, Queue, QueueConfig, QueueError, Worker, WorkerConfig,
-};
+use coordkit_retry_queue::{DEFAULT_MAX_PAYLOAD_BYTES, NewTask, Queue, QueueError, Worker};
 use coordkit_testkit::redis_test;
 
 redis_test! {
     async fn a_payload_over_the_limit_fails_the_enqueue_with_nothing_enqueued(redis) {
         let pool = redis.pool().await;
-        let config = QueueConfig::builder().max_payload_bytes(1_000).build().unwrap();
-        let queue = Queue::new(pool, &redis.keyspace(), "limits", config).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "limits").max_payload_bytes(1_000).build().unwrap();
         let batch = vec![NewTask::new(vec![b'a'; 1_000]), NewTask::new(vec![b'b'; 1_001])];
         match queue.enqueue_batch(&batch).await {
             Err(e @ QueueError::PayloadTooLarge { index: 1, len: 1_001, max: 1_000 }) => {
@@ -25,21 +22,23 @@ redis_test! {
         queue.enqueue(batch[0].clone()).await.unwrap();
         assert_eq!(queue.stats().await.unwrap().ready, 1);
         // The default is 1 MiB.
-        let queue = Queue::new(redis.pool().await, &redis.keyspace(), "default", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "default").build().unwrap();
         let over = NewTask::new(vec![0u8; DEFAULT_MAX_PAYLOAD_BYTES + 1]);
         assert!(matches!(queue.enqueue(over).await, Err(QueueError::PayloadTooLarge { .. })));
         queue.enqueue(NewTask::new(vec![0u8; DEFAULT_MAX_PAYLOAD_BYTES])).await.unwrap();
     }
 }
 
-#[test]
-fn the_payload_limit_is_validated() {
-    for bad in [0, (512 << 20) + 1] {
-        let err = QueueConfig::builder()
-            .max_payload_bytes(bad)
-            .build()
-            .unwrap_err();
-        assert!(err.to_string().contains("max_payload_bytes"), "{err}");
+redis_test! {
+    async fn the_payload_limit_is_validated(redis) {
+        let pool = redis.pool().await;
+        for bad in [0, (512 << 20) + 1] {
+            let err = Queue::builder(&pool, &redis.keyspace(), "limits")
+                .max_payload_bytes(bad)
+                .build()
+                .unwrap_err();
+            assert!(err.to_string().contains("max_payload_bytes"), "{err}");
+        }
     }
 }
 
@@ -52,12 +51,12 @@ struct Invoice {
 redis_test! {
     async fn a_malformed_payload_is_dead_lettered_naming_the_expected_type(redis) {
         let pool = redis.pool().await;
-        let queue = Queue::new(pool, &redis.keyspace(), "json", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "json").build().unwrap();
         let id = queue.enqueue(NewTask::new("{\"number\": \"seven\"}")).await.unwrap().id().to_owned();
         let good = queue.enqueue(NewTask::new("{\"number\": 7}")).await.unwrap().id().to_owned();
-        let worker = Worker::start_json(queue.clone(), WorkerConfig::default(), |_task, _invoice: Invoice| async {
+        let worker = Worker::builder_json(&queue, |_task, _invoice: Invoice| async {
             Ok::<(), String>(())
-        })
+        }).start()
         .await
         .unwrap();
         for _ in 0..500 {
@@ -73,4 +72,13 @@ redis_test! {
         let error = &info.errors.last().unwrap().error;
         assert!(error.contains("Invoice") && error.contains("invalid type"), "{error}");
     }
+}
+
+#[test]
+fn a_payload_that_cannot_be_json_is_an_encode_error_with_its_source() {
+    // JSON object keys must be strings: a map keyed by pairs does not encode.
+    let value: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+    let err = NewTask::json(&value).unwrap_err();
+    assert!(matches!(err, QueueError::Encode(_)), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use coordkit_core::{Clock, ManualClock, Pool, redis};
 use coordkit_retry_queue::model::{Dump, QueueModel, Record, decode_errors};
-use coordkit_retry_queue::{
-    Backoff, Jitter, NewTask, Queue, QueueConfig, RawSettle, Settle, TaskOptions,
-};
+use coordkit_retry_queue::{Backoff, Jitter, NewTask, Queue, RawSettle, Settle, TaskOptions};
 use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
 
@@ -28,6 +26,7 @@ enum Op {
     Advance(u64),
     Requeue(bool, bool),
     Purge(bool),
+    MakeDue(usize),
     Stats,
 }
 
@@ -50,6 +49,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => prop_oneof![1u64..200, 200u64..2_000].prop_map(Op::Advance),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(a, b)| Op::Requeue(a, b)),
         1 => any::<bool>().prop_map(Op::Purge),
+        1 => (0usize..8).prop_map(Op::MakeDue),
         1 => Just(Op::Stats),
     ]
 }
@@ -196,22 +196,24 @@ fn lua_matches_the_model() {
     let pool = rt.block_on(redis.pool());
     let keyspace = redis.keyspace();
     let clock = ManualClock::new(1_700_000_000_000);
-    let config = QueueConfig::builder()
-        .clock(Clock::Manual(clock.clone()))
-        .max_stalls(1)
-        .dlq_max_count(4)
-        .dlq_max_age(Duration::from_millis(5_000))
-        .errors_kept(2)
-        .promote_limit(2)
-        .reclaim_limit(2)
-        .build()
-        .unwrap();
+    let builder = |name: &str| {
+        Queue::builder(&pool, &keyspace, name)
+            .clock(Clock::Manual(clock.clone()))
+            .max_stalls(1)
+            .dlq_max_count(4)
+            .dlq_max_age(Duration::from_millis(5_000))
+            .errors_kept(2)
+            .promote_limit(2)
+            .reclaim_limit(2)
+            .build()
+            .unwrap()
+    };
     static CASE: AtomicU64 = AtomicU64::new(0);
 
     proptest!(ProptestConfig::with_cases(96), |(ops in proptest::collection::vec(op(), 1..50))| {
         let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
-        let queue = Queue::new(pool.clone(), &keyspace, &name, config.clone()).unwrap();
-        let mut model = QueueModel::new(config.clone());
+        let queue = builder(&name);
+        let mut model = QueueModel::new(queue.config().clone());
         let mut held: Vec<coordkit_retry_queue::Task> = Vec::new();
         let mut payload_n = 0u32;
         for op in ops {
@@ -275,6 +277,15 @@ fn lua_matches_the_model() {
                     }
                 }
                 Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                Op::MakeDue(skip) => {
+                    // Some delayed tasks (a duplicate among them), and an id that is not.
+                    let delayed: Vec<String> = model.dump().delayed.into_iter().map(|(id, _)| id).collect();
+                    let mut ids: Vec<&str> = delayed.iter().skip(skip % 3).step_by(2).map(String::as_str).collect();
+                    ids.extend(delayed.first().map(String::as_str));
+                    ids.push("no-such");
+                    let lua = rt.block_on(queue.make_due(&ids)).unwrap();
+                    prop_assert_eq!(&lua, &model.make_due(now, &ids), "make_due {:?} at {}", ids, now);
+                }
                 Op::Requeue(all, reset) => {
                     let dead = model.dead_ids();
                     let lua = if all {
@@ -410,5 +421,4 @@ fn options_are_validated_with_the_field_named() {
             .validate()
             .is_err()
     );
-    assert!(QueueConfig::builder().errors_kept(0).build().is_err());
 }

@@ -6,18 +6,23 @@ use std::time::Duration;
 
 use coordkit_core::{Clock, Event, ManualClock, redis};
 use coordkit_retry_queue::{
-    Backoff, Enqueued, Jitter, NewTask, Queue, QueueConfig, Settle, Settled, TaskOptions, TaskState,
+    Backoff, Enqueued, Jitter, NewTask, Queue, Settle, Settled, TaskOptions, TaskState,
 };
 use coordkit_testkit::redis_test;
 
-fn manual() -> (ManualClock, QueueConfig) {
+/// A queue `name` on a manual clock, with `succeeded` events on.
+fn manual(
+    pool: &coordkit_core::Pool,
+    keyspace: &coordkit_core::Keyspace,
+    name: &str,
+) -> (ManualClock, Queue) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let config = QueueConfig::builder()
+    let queue = Queue::builder(pool, keyspace, name)
         .clock(Clock::Manual(clock.clone()))
         .succeeded_events(true)
         .build()
         .unwrap();
-    (clock, config)
+    (clock, queue)
 }
 
 /// A subscription to every queue event of the keyspace.
@@ -42,8 +47,7 @@ fn fixed(ms: u64, max: u32) -> TaskOptions {
 redis_test! {
     async fn enqueue_claim_ack_and_idempotency(redis) {
         let pool = redis.pool().await;
-        let (_, config) = manual();
-        let queue = Queue::new(pool, &redis.keyspace(), "basic", config).unwrap();
+        let (_, queue) = manual(&pool, &redis.keyspace(), "basic");
         let opts = TaskOptions::default().idempotency_key("order-1", Duration::from_secs(60));
         let first = queue.enqueue(NewTask::new(b"a".to_vec()).options(opts.clone())).await.unwrap();
         let again = queue.enqueue(NewTask::new(b"a2".to_vec()).options(opts)).await.unwrap();
@@ -87,8 +91,7 @@ redis_test! {
     async fn failures_back_off_then_dead_letter_with_history_and_events(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let (clock, config) = manual();
-        let queue = Queue::new(pool.clone(), &keyspace, "retries", config).unwrap();
+        let (clock, queue) = manual(&pool, &keyspace, "retries");
         let mut events = queue_events(&pool, &keyspace).await;
         let options = TaskOptions::default()
             .max_attempts(3)
@@ -129,6 +132,7 @@ redis_test! {
         while kinds.len() < 5 {
             let got = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
             let e: Event = got.event;
+            assert_eq!(e.source, "retry-queue", "{e:?}");
             if e.kind == "wake" { continue; }
             assert_eq!(e.entity, "retries");
             assert_eq!(e.payload["task"], id.as_str());
@@ -148,8 +152,7 @@ redis_test! {
     async fn fencing_tokens_stalls_and_extension(redis) {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
-        let (clock, config) = manual();
-        let queue = Queue::new(pool.clone(), &keyspace, "leases", config).unwrap();
+        let (clock, queue) = manual(&pool, &keyspace, "leases");
         let mut events = queue_events(&pool, &keyspace).await;
         let opts = fixed(10, 5).lease(Duration::from_millis(1_000));
         queue.enqueue(NewTask::new("x").options(opts)).await.unwrap();
@@ -205,13 +208,12 @@ redis_test! {
     async fn dead_letter_queue_operations_and_caps(redis) {
         let pool = redis.pool().await;
         let clock = ManualClock::new(1_800_000_000_000);
-        let config = QueueConfig::builder()
+        let queue = Queue::builder(&pool, &redis.keyspace(), "dlq")
             .clock(Clock::Manual(clock.clone()))
             .dlq_max_count(3)
             .dlq_max_age(Duration::from_secs(60))
             .build()
             .unwrap();
-        let queue = Queue::new(pool, &redis.keyspace(), "dlq", config).unwrap();
         let batch: Vec<NewTask> = (0..5).map(|i| NewTask::new(format!("{i}")).options(fixed(1, 1))).collect();
         queue.enqueue_batch(&batch).await.unwrap();
         for _ in 0..5 {
@@ -260,8 +262,7 @@ redis_test! {
 redis_test! {
     async fn delays_idempotency_expiry_and_bad_input(redis) {
         let pool = redis.pool().await;
-        let (clock, config) = manual();
-        let queue = Queue::new(pool.clone(), &redis.keyspace(), "delays", config).unwrap();
+        let (clock, queue) = manual(&pool, &redis.keyspace(), "delays");
         let o = TaskOptions::default()
             .delay(Duration::from_millis(500))
             .idempotency_key("k", Duration::from_millis(100));
@@ -280,9 +281,9 @@ redis_test! {
         // Invalid input fails before any write, naming the field.
         let e = queue.enqueue(NewTask::new("z").options(TaskOptions::default().max_attempts(0))).await.unwrap_err();
         assert!(e.to_string().contains("max_attempts"), "{e}");
-        assert!(Queue::new(pool.clone(), &redis.keyspace(), "bad name", QueueConfig::default()).is_err());
+        assert!(Queue::builder(&pool, &redis.keyspace(), "bad name").build().is_err());
         // Another writer's key of the wrong type is reported, naming it.
-        let other = Queue::new(pool.clone(), &redis.keyspace(), "clobbered", QueueConfig::default()).unwrap();
+        let other = Queue::builder(&pool, &redis.keyspace(), "clobbered").build().unwrap();
         let _: () = pool.query(redis::cmd("SET").arg(&other.keys()[1]).arg("oops")).await.unwrap();
         let e = other.enqueue(NewTask::new("x")).await.unwrap_err();
         assert!(e.to_string().contains("ready"), "{e}");
@@ -292,8 +293,7 @@ redis_test! {
 redis_test! {
     async fn unreadable_records_are_dead_lettered_as_malformed_without_stopping_a_claim(redis) {
         let pool = redis.pool().await;
-        let (_, config) = manual();
-        let queue = Queue::new(pool.clone(), &redis.keyspace(), "records", config).unwrap();
+        let (_, queue) = manual(&pool, &redis.keyspace(), "records");
         let batch: Vec<NewTask> = (0..4).map(|i| NewTask::new(format!("t{i}"))).collect();
         let ids: Vec<String> = queue
             .enqueue_batch(&batch)
@@ -342,8 +342,7 @@ redis_test! {
 redis_test! {
     async fn a_settle_tells_already_settled_from_lease_lost(redis) {
         let pool = redis.pool().await;
-        let (clock, config) = manual();
-        let queue = Queue::new(pool, &redis.keyspace(), "twice", config).unwrap();
+        let (clock, queue) = manual(&pool, &redis.keyspace(), "twice");
         let short = fixed(100, 5).lease(Duration::from_millis(1_000));
         for _ in 0..3 {
             queue.enqueue(NewTask::new("x").options(short.clone())).await.unwrap();

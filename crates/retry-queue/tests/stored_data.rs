@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Key, ManualClock, Pool, redis};
 use coordkit_retry_queue::{
-    NewTask, Queue, QueueConfig, QueueError, Settle, Settled, TaskOptions, TaskState, Worker,
-    WorkerConfig,
+    NewTask, Queue, QueueError, Settle, Settled, TaskOptions, TaskState, Worker,
 };
 use coordkit_testkit::garbage::overwrite_with_type;
 use coordkit_testkit::redis_test;
@@ -22,11 +21,10 @@ use common::{hget, hset};
 
 fn manual(name: &str, redis: &coordkit_testkit::TestRedis, pool: &Pool) -> (ManualClock, Queue) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let config = QueueConfig::builder()
+    let queue = Queue::builder(pool, &redis.keyspace(), name)
         .clock(Clock::Manual(clock.clone()))
         .build()
         .unwrap();
-    let queue = Queue::new(pool.clone(), &redis.keyspace(), name, config).unwrap();
     (clock, queue)
 }
 
@@ -310,7 +308,7 @@ redis_test! {
 redis_test! {
     async fn a_lease_of_u64_max_is_malformed_and_the_worker_keeps_working(redis) {
         let pool = redis.pool().await;
-        let queue = Queue::new(pool.clone(), &redis.keyspace(), "lease", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "lease").build().unwrap();
         let batch: Vec<NewTask> = (0..5).map(|i| NewTask::new(format!("t{i}"))).collect();
         let ids: Vec<String> =
             queue.enqueue_batch(&batch).await.unwrap().iter().map(|e| e.id().to_owned()).collect();
@@ -321,13 +319,13 @@ redis_test! {
 
         let acked = Arc::new(AtomicU64::new(0));
         let seen = acked.clone();
-        let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(8), move |_task| {
+        let worker = Worker::builder(&queue, move |_task| {
             let seen = seen.clone();
             async move {
                 seen.fetch_add(1, Ordering::SeqCst);
                 Ok::<(), String>(())
             }
-        })
+        }).concurrency(8).start()
         .await
         .unwrap();
         for _ in 0..500 {
@@ -378,14 +376,32 @@ redis_test! {
 }
 
 redis_test! {
+    async fn make_due_into_a_ready_key_of_the_wrong_type_writes_nothing(redis) {
+        let pool = redis.pool().await;
+        let (_, queue) = manual("make-due", &redis, &pool);
+        let k = queue.keys().to_vec();
+        let id = queue.enqueue(NewTask::new("a").options(TaskOptions::default().delay(ms(60_000)))).await.unwrap();
+        let id = id.id();
+        overwrite_with_type(&pool, &k[1], "string").await;
+        assert_wrong_type(queue.make_due(&[id]).await.expect_err("a string as ready"), &k[1]);
+        assert_eq!(queue.inspect(id).await.unwrap().unwrap().state, TaskState::Delayed);
+        del(&pool, &k[1]).await;
+        // Repaired: it moves, once; an id that is not delayed is skipped.
+        assert_eq!(queue.make_due(&[id, id, "77"]).await.unwrap(), vec![id.to_owned()]);
+        assert_eq!(queue.make_due(&[id]).await.unwrap(), Vec::<String>::new());
+        assert_eq!(queue.claim(1).await.unwrap().tasks[0].id, id);
+    }
+}
+
+redis_test! {
     async fn the_worker_outlives_a_claim_error_and_reports_it(redis) {
         let pool = redis.pool().await;
-        let queue = Queue::new(pool.clone(), &redis.keyspace(), "health", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "health").build().unwrap();
         let info = queue.keys()[10].clone();
         hset(&pool, &info, "token", b"not a number").await;
-        let worker = Worker::start(queue.clone(), WorkerConfig::default(), |_task| async {
+        let worker = Worker::builder(&queue, |_task| async {
             Ok::<(), String>(())
-        })
+        }).start()
         .await
         .unwrap();
         let batch: Vec<NewTask> = (0..3).map(|i| NewTask::new(format!("t{i}"))).collect();
@@ -427,13 +443,12 @@ async fn a_shutdown_with_redis_down_reports_the_outcomes_it_could_not_save() {
     let mut server = coordkit_testkit::RedisServer::start().unwrap();
     let pool = server.fault_pool(ms(300)).await;
     let keyspace = coordkit_core::Keyspace::new("down").unwrap();
-    let queue = Queue::new(pool, &keyspace, "down", QueueConfig::default()).unwrap();
+    let queue = Queue::builder(&pool, &keyspace, "down").build().unwrap();
     queue.enqueue(NewTask::new("a")).await.unwrap();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Arc::new(std::sync::Mutex::new(Some(started_tx)));
     let (go_tx, go_rx) = tokio::sync::watch::channel(false);
-    let config = WorkerConfig::default().shutdown_timeout(Duration::from_secs(1));
-    let worker = Worker::start(queue.clone(), config, move |_task| {
+    let worker = Worker::builder(&queue, move |_task| {
         let started = started.clone();
         let mut go = go_rx.clone();
         async move {
@@ -444,6 +459,8 @@ async fn a_shutdown_with_redis_down_reports_the_outcomes_it_could_not_save() {
             Ok::<(), String>(())
         }
     })
+    .shutdown_timeout(Duration::from_secs(1))
+    .start()
     .await
     .unwrap();
     started_rx.await.unwrap();

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use coordkit_retry_queue::model::QueueModel;
 use coordkit_retry_queue::{
-    Backoff, Jitter, NewTask, Queue, QueueConfig, RawSettle, Settle, Settled, TaskError,
-    TaskOptions, Worker, WorkerConfig,
+    Backoff, Jitter, NewTask, Queue, RawSettle, Settle, Settled, TaskError, TaskOptions, Worker,
 };
 use coordkit_testkit::{RedisServer, ServerOptions, TestRedis, redis_test};
 use rand::Rng;
@@ -48,7 +47,7 @@ fn plan(i: u32, lease: Duration, keyed: bool) -> (NewTask, End) {
 /// succeeds, or when its payload cannot be decoded (`malformed`, which the worker dead-letters):
 /// the worker's steps played on a [`QueueModel`].
 fn model_end(task: &NewTask, fails: u32, malformed: bool) -> Option<(String, u32)> {
-    let mut model = QueueModel::new(QueueConfig::default());
+    let mut model = QueueModel::new(coordkit_retry_queue::QueueConfig::default());
     let mut now = 1_000_000;
     let id = model.enqueue(now, std::slice::from_ref(task))[0]
         .id()
@@ -150,38 +149,36 @@ async fn start_workers(
     let mut workers = Vec::new();
     for _ in 0..n {
         let seen = seen.clone();
-        let w = Worker::start_json(
-            queue.clone(),
-            WorkerConfig::default().concurrency(concurrency),
-            move |task, job: Job| {
-                let seen = seen.clone();
-                async move {
-                    {
-                        let mut running = seen.running.lock().unwrap();
-                        if running.insert(task.id.clone(), task.token).is_some() {
-                            seen.overlaps.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let mut last = seen.last_token.lock().unwrap();
-                        let prev = last.insert(task.id.clone(), task.token).unwrap_or(0);
-                        if prev >= task.token {
-                            seen.token_regressions.fetch_add(1, Ordering::Relaxed);
-                        }
+        let w = Worker::builder_json(queue, move |task, job: Job| {
+            let seen = seen.clone();
+            async move {
+                {
+                    let mut running = seen.running.lock().unwrap();
+                    if running.insert(task.id.clone(), task.token).is_some() {
+                        seen.overlaps.fetch_add(1, Ordering::Relaxed);
                     }
-                    tokio::task::yield_now().await;
-                    let result = if task.attempt <= job.fails {
-                        Err(TaskError::Retry(format!(
-                            "planned failure {}",
-                            task.attempt
-                        )))
-                    } else {
-                        *seen.successes.lock().unwrap().entry(job.i).or_default() += 1;
-                        Ok(())
-                    };
-                    seen.running.lock().unwrap().remove(&task.id);
-                    result
+                    let mut last = seen.last_token.lock().unwrap();
+                    let prev = last.insert(task.id.clone(), task.token).unwrap_or(0);
+                    if prev >= task.token {
+                        seen.token_regressions.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            },
-        )
+                tokio::task::yield_now().await;
+                let result = if task.attempt <= job.fails {
+                    Err(TaskError::Retry(format!(
+                        "planned failure {}",
+                        task.attempt
+                    )))
+                } else {
+                    *seen.successes.lock().unwrap().entry(job.i).or_default() += 1;
+                    Ok(())
+                };
+                seen.running.lock().unwrap().remove(&task.id);
+                result
+            }
+        })
+        .concurrency(concurrency)
+        .start()
         .await
         .unwrap();
         workers.push(w);
@@ -208,7 +205,9 @@ async fn drain(queue: &Queue, done: u64) {
 
 async fn fleet(redis: &TestRedis, tasks: u32, workers: usize, concurrency: usize) {
     let pool = redis.pool().await;
-    let queue = Queue::new(pool, &redis.keyspace(), "fleet", QueueConfig::default()).unwrap();
+    let queue = Queue::builder(&pool, &redis.keyspace(), "fleet")
+        .build()
+        .unwrap();
     let seen = Arc::new(Observed::default());
     // Start the workers first: they sleep on a wake-up until work arrives.
     let running = start_workers(&queue, workers, concurrency, seen.clone()).await;
@@ -302,11 +301,11 @@ async fn fifty_workers_process_twenty_thousand_tasks() {
 redis_test! {
     async fn graceful_shutdown_finishes_in_flight_tasks_then_stops(redis) {
         let pool = redis.pool().await;
-        let queue = Queue::new(pool, &redis.keyspace(), "shutdown", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "shutdown").build().unwrap();
         let started = Arc::new(tokio::sync::Semaphore::new(0));
         let release = Arc::new(tokio::sync::Notify::new());
         let (s, r) = (started.clone(), release.clone());
-        let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(4), move |_task| {
+        let worker = Worker::builder(&queue, move |_task| {
             let (s, r) = (s.clone(), r.clone());
             async move {
                 // Wait for the release before saying we started, so no release is missed.
@@ -317,7 +316,7 @@ redis_test! {
                 released.await;
                 Ok::<(), String>(())
             }
-        })
+        }).concurrency(4).start()
         .await
         .unwrap();
         let batch: Vec<NewTask> = (0..4).map(|i| NewTask::new(format!("{i}"))).collect();
@@ -336,11 +335,7 @@ redis_test! {
         assert_eq!((stats.completed, stats.ready, stats.leased), (4, 1, 0));
 
         // A handler that never ends is abandoned at the deadline; its lease stays for reclaim.
-        let stuck = Worker::start(
-            queue.clone(),
-            WorkerConfig::default().concurrency(1).shutdown_timeout(Duration::from_millis(100)),
-            |_task| async { std::future::pending::<Result<(), String>>().await },
-        )
+        let stuck = Worker::builder(&queue, |_task| async { std::future::pending::<Result<(), String>>().await }).concurrency(1).shutdown_timeout(Duration::from_millis(100)).start()
         .await
         .unwrap();
         while queue.stats().await.unwrap().leased == 0 {
@@ -356,7 +351,7 @@ redis_test! {
 redis_test! {
     async fn panics_and_poison_never_stop_a_worker(redis) {
         let pool = redis.pool().await;
-        let queue = Queue::new(pool, &redis.keyspace(), "poison", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "poison").build().unwrap();
         let o = TaskOptions::default().max_attempts(1);
         let mut batch = vec![
             NewTask::new("panic").options(o.clone()),
@@ -364,13 +359,13 @@ redis_test! {
         ];
         batch.extend((0..20).map(|i| NewTask::json(&Job { i, fails: 0 }).unwrap().options(o.clone())));
         let ids = queue.enqueue_batch(&batch).await.unwrap();
-        let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(3), |task| async move {
+        let worker = Worker::builder(&queue, |task| async move {
             if task.payload == b"panic" {
                 panic!("poisoned input");
             }
             let _: Job = task.json().map_err(|e| TaskError::DeadLetter { reason: "malformed".into(), error: e.to_string() })?;
             Ok::<(), TaskError>(())
-        })
+        }).concurrency(3).start()
         .await
         .unwrap();
         drain(&queue, 22).await;
@@ -389,16 +384,16 @@ redis_test! {
 redis_test! {
     async fn an_idle_worker_wakes_for_delayed_work_and_stalled_leases(redis) {
         let pool = redis.pool().await;
-        let queue = Queue::new(pool, &redis.keyspace(), "wake", QueueConfig::default()).unwrap();
+        let queue = Queue::builder(&pool, &redis.keyspace(), "wake").build().unwrap();
         let done = Arc::new(tokio::sync::Semaphore::new(0));
         let d = done.clone();
-        let worker = Worker::start(queue.clone(), WorkerConfig::default().concurrency(2), move |_t| {
+        let worker = Worker::builder(&queue, move |_t| {
             let d = d.clone();
             async move {
                 d.add_permits(1);
                 Ok::<(), String>(())
             }
-        })
+        }).concurrency(2).start()
         .await
         .unwrap();
         // A delayed task: the enqueue script wakes the worker, whose claim arms a timer.
@@ -406,7 +401,7 @@ redis_test! {
         let _ = done.acquire().await.unwrap();
         // A lease abandoned by a crashed holder is reclaimed when it runs out.
         queue.enqueue(NewTask::new("orphan").options(TaskOptions::default().lease(Duration::from_millis(300)))).await.unwrap();
-        let other = Queue::new(queue.pool().clone(), &redis.keyspace(), "wake", QueueConfig::default()).unwrap();
+        let other = Queue::builder(queue.pool(), &redis.keyspace(), "wake").build().unwrap();
         let _ = other.claim(1).await.unwrap(); // may or may not win the race with the worker
         let _ = done.acquire().await.unwrap();
         drain(&queue, 2).await;
@@ -428,13 +423,10 @@ async fn kill_nine_during_a_run_loses_nothing() {
     .unwrap();
     let pool = server.fault_pool(Duration::from_secs(2)).await;
     let keyspace = coordkit_core::Keyspace::new("fault").unwrap();
-    let queue = Queue::new(
-        pool,
-        &keyspace,
-        "aof",
-        QueueConfig::builder().max_stalls(20).build().unwrap(),
-    )
-    .unwrap();
+    let queue = Queue::builder(&pool, &keyspace, "aof")
+        .max_stalls(20)
+        .build()
+        .unwrap();
     let seen = Arc::new(Observed::default());
     // The same run as `fifty_workers_process_twenty_thousand_tasks`: 50 workers, 20,000 tasks.
     let workers = start_workers(&queue, 50, 1, seen.clone()).await;

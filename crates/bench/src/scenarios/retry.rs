@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coordkit_core::{Keyspace, Pool};
-use coordkit_retry_queue::{
-    Backoff, Jitter, NewTask, Queue, QueueConfig, Settled, TaskOptions, Worker, WorkerConfig,
-};
+use coordkit_retry_queue::{Backoff, Jitter, NewTask, Queue, Settled, TaskOptions, Worker};
 use tokio::sync::oneshot;
 
 use super::{BoxFuture, Result, Workload, memory_usage};
@@ -77,12 +75,7 @@ impl Workload for Lifecycle {
                 per_task(self.enqueues.load(Ordering::Relaxed)).into(),
             );
             // Memory: 10,000 queued tasks with a 64-byte payload in a queue without workers.
-            let idle = Queue::new(
-                pool.clone(),
-                &self.keyspace,
-                "retry-memory",
-                QueueConfig::default(),
-            )?;
+            let idle = Queue::builder(pool, &self.keyspace, "retry-memory").build()?;
             const N: usize = 10_000;
             let payload = vec![b'x'; 64];
             for _ in 0..N / 500 {
@@ -108,35 +101,30 @@ pub(crate) async fn prepare(
     concurrency: usize,
     fails: u32,
 ) -> Result<Arc<dyn Workload>> {
-    let queue = Queue::new(
-        pool.clone(),
-        keyspace,
-        "retry-lifecycle",
-        QueueConfig::default(),
-    )?;
+    let queue = Queue::builder(pool, keyspace, "retry-lifecycle").build()?;
     let options = TaskOptions::default()
         .max_attempts(fails + 1)
         .backoff(Backoff::Fixed(Duration::from_millis(1)))
         .jitter(Jitter::None);
     let waiters: Waiters = Arc::default();
     let w = waiters.clone();
-    let config = WorkerConfig::default()
-        .concurrency(concurrency.clamp(1, 10_000))
-        .on_settled(move |task, settled| {
-            if *settled == Settled::Acked
-                && let Some(n) = number(&task.payload)
-                && let Some(tx) = w.lock().ok().and_then(|mut m| m.remove(&n))
-            {
-                let _ = tx.send(());
-            }
-        });
-    let worker = Worker::start(queue.clone(), config, move |task| async move {
+    let worker = Worker::builder(&queue, move |task| async move {
         if task.attempt <= fails {
             Err(format!("planned failure {}", task.attempt))
         } else {
             Ok(())
         }
     })
+    .concurrency(concurrency.clamp(1, 10_000))
+    .on_settled(move |task, settled| {
+        if *settled == Settled::Acked
+            && let Some(n) = number(&task.payload)
+            && let Some(tx) = w.lock().ok().and_then(|mut m| m.remove(&n))
+        {
+            let _ = tx.send(());
+        }
+    })
+    .start()
     .await?;
     let (enqueue, mut pending) = tokio::sync::mpsc::unbounded_channel::<Enqueue>();
     let enqueues = Arc::new(AtomicU64::new(0));

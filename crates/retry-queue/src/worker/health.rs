@@ -4,7 +4,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// A snapshot of a worker's health, from [`Worker::health`](crate::Worker::health).
+/// A snapshot of a worker's health, from [`Worker::health`](super::Worker::health)(crate::Worker::health).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerHealth {
     /// Whether the claim loop is running. It ends only at shutdown (or when the worker is
@@ -31,8 +31,9 @@ impl WorkerHealth {
 /// One error a worker met.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastError {
-    /// What the worker was doing: `claim`, `settle`, `lease renewal` or `wake-ups` (its
-    /// subscription ended: it polls every second instead).
+    /// What the worker was doing: `claim`, `settle`, `lease renewal`, `wake-ups` (its
+    /// subscription ended: it polls every second instead), `agent record`, or `breaker resume`
+    /// (following a breaker, or making the tasks it deferred due once it closed).
     pub during: &'static str,
     /// The error's text (it names the key when stored data was at fault).
     pub message: String,

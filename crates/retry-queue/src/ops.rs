@@ -1,0 +1,366 @@
+//! The operations of a queue's tasks: enqueue, claim, settle (ack, fail, defer,
+//! dead-letter) and lease extension.
+
+use std::time::Duration;
+
+use coordkit_core::Key;
+use coordkit_core::redis::Value;
+use coordkit_core::time::duration_ms;
+use coordkit_core::wire::{Packed, Reply};
+use serde::Serialize;
+
+use crate::code;
+use crate::error::{QueueError, Result, bad_answer};
+use crate::options::TaskOptions;
+use crate::queue::{EXACT, Queue, id_number, lossy, some};
+use crate::record::{Record, tail};
+use crate::types::{Claim, Enqueued, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled, Task};
+
+/// One settle operation with its jitter draw, as the script takes it (features `testing` and
+/// `model`: what `model::QueueModel::settle` and
+/// `Queue::settle_raw` take, so both can be given the same draws).
+#[cfg_attr(
+    not(any(feature = "testing", feature = "model")),
+    allow(unreachable_pub)
+)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSettle {
+    /// The task's id.
+    pub id: String,
+    /// The token of its lease.
+    pub token: u64,
+    /// What to do.
+    pub settle: Settle,
+    /// The jitter draw of a failure's backoff, `0..65536`.
+    pub draw: u32,
+}
+
+impl Queue {
+    /// Enqueues one task.
+    pub async fn enqueue(&self, task: NewTask) -> Result<Enqueued> {
+        let mut out = self.enqueue_batch(std::slice::from_ref(&task)).await?;
+        out.pop().ok_or_else(|| bad_answer("enqueue", "no answer"))
+    }
+
+    /// Enqueues `value` as JSON with `options`.
+    pub async fn enqueue_json<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        options: TaskOptions,
+    ) -> Result<Enqueued> {
+        self.enqueue(NewTask::json(value)?.options(options)).await
+    }
+
+    /// Enqueues a batch: one script per [`MAX_BATCH`] tasks, each batch all or nothing. The
+    /// answers are in the tasks' order. Every task is checked first (its options, its payload
+    /// against the queue's limit): one that fails the check fails the call with nothing
+    /// enqueued.
+    pub async fn enqueue_batch(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>> {
+        let max = self.inner_config().max_payload_bytes;
+        for (index, task) in tasks.iter().enumerate() {
+            task.options.validate()?;
+            if task.payload.len() > max {
+                return Err(QueueError::PayloadTooLarge {
+                    index,
+                    len: task.payload.len(),
+                    max,
+                });
+            }
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for chunk in tasks.chunks(MAX_BATCH) {
+            let mut call = self.call("enqueue");
+            let mut nums = Packed::new();
+            let mut keys = Vec::new();
+            for task in chunk {
+                let o = &task.options;
+                let ttl = match &o.idempotency {
+                    Some((key, ttl)) => {
+                        keys.push(key.as_str());
+                        duration_ms(*ttl).max(1)
+                    }
+                    None => 0,
+                };
+                nums = nums.u64_le(duration_ms(o.delay)).u64_le(ttl);
+            }
+            call.arg(chunk.len()).arg(nums.into_bytes());
+            for task in chunk {
+                let o = &task.options;
+                call.arg(tail(
+                    o.max_attempts,
+                    duration_ms(o.lease),
+                    &o.policy(),
+                    o.component.as_deref().unwrap_or(""),
+                    &task.payload,
+                ));
+            }
+            for key in keys {
+                call.arg(key);
+            }
+            let answer: Value = call.invoke(self.inner_pool()).await?;
+            out.extend(decode_enqueue(&answer, chunk.len())?);
+        }
+        Ok(out)
+    }
+
+    /// Leases up to `max` ready tasks (at most [`MAX_BATCH`]), after reclaiming expired leases
+    /// and promoting due delayed tasks (each bounded per call).
+    pub async fn claim(&self, max: usize) -> Result<Claim> {
+        let c = &self.inner_config();
+        let mut call = self.call("claim");
+        call.arg(max.min(MAX_BATCH))
+            .arg(c.promote_limit)
+            .arg(c.reclaim_limit);
+        let answer: Value = call.invoke(self.inner_pool()).await?;
+        decode_claim(&answer, &self.keys()[0])
+    }
+
+    /// Settles leased tasks in one script; the answers are in the same order.
+    pub async fn settle(&self, items: &[(&Task, Settle)]) -> Result<Vec<Settled>> {
+        let ops: Vec<RawSettle> = items
+            .iter()
+            .map(|(task, settle)| RawSettle {
+                id: task.id.clone(),
+                token: task.token,
+                settle: settle.clone(),
+                draw: rand::random::<u32>() >> 16,
+            })
+            .collect();
+        self.settle_ops(&ops).await
+    }
+
+    /// [`Queue::settle`] with given jitter draws (feature `testing`: for tests that compare the
+    /// script with the reference model).
+    #[cfg(feature = "testing")]
+    pub async fn settle_raw(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
+        self.settle_ops(ops).await
+    }
+
+    async fn settle_ops(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(MAX_BATCH) {
+            // Ops on ids or tokens this queue never hands out hold no lease: not sent.
+            let sent: Vec<(&RawSettle, u64)> = chunk
+                .iter()
+                .filter_map(|op| Some((op, id_number(&op.id)?)))
+                .filter(|(op, _)| op.token < EXACT)
+                .collect();
+            let mut answers = Vec::new();
+            if !sent.is_empty() {
+                let mut call = self.call("settle");
+                let mut packed = Packed::new();
+                let mut texts: Vec<&str> = Vec::new();
+                for (op, id) in &sent {
+                    let (op_code, x) = match &op.settle {
+                        Settle::Ack => (code::OP_ACK, 0),
+                        Settle::Fail(error) => {
+                            texts.push(cut(error));
+                            (code::OP_FAIL, u64::from(op.draw.min(65_535)))
+                        }
+                        Settle::Defer(d) => (
+                            code::OP_DEFER,
+                            duration_ms(*d).min(crate::options::MAX_DURATION_MS),
+                        ),
+                        Settle::DeadLetter { reason, error } => {
+                            texts.push(reason);
+                            texts.push(cut(error));
+                            (code::OP_DEAD_LETTER, 0)
+                        }
+                    };
+                    packed = packed
+                        .bytes(&[op_code])
+                        .u64_le(*id)
+                        .u64_le(op.token)
+                        .u64_le(x);
+                }
+                call.arg(sent.len()).arg(packed.into_bytes());
+                for text in texts {
+                    call.arg(text);
+                }
+                let answer: Value = call.invoke(self.inner_pool()).await?;
+                let reply = Reply::array("retry-queue", &answer)?;
+                if reply.len() != sent.len() * 3 {
+                    return Err(bad_answer(
+                        "settle",
+                        format!("{} numbers for {} ops", reply.len(), sent.len()),
+                    ));
+                }
+                answers = (0..reply.len())
+                    .map(|i| reply.u64(i, "status, attempts or due time"))
+                    .collect::<coordkit_core::Result<_>>()?;
+            }
+            let mut answers = answers.chunks(3);
+            let mut sent = sent.iter().peekable();
+            for op in chunk {
+                let mine = sent.peek().is_some_and(|(s, _)| std::ptr::eq(*s, op));
+                if !mine {
+                    out.push(Settled::LeaseLost);
+                    continue;
+                }
+                sent.next();
+                let a = answers.next().unwrap_or(&[code::SETTLED_LOST, 0, 0]);
+                let (attempts, due_ms) = (u32::try_from(a[1]).unwrap_or(u32::MAX), a[2]);
+                out.push(match a[0] {
+                    code::SETTLED_ACKED => Settled::Acked,
+                    code::SETTLED_RETRYING => Settled::RetryScheduled { attempts, due_ms },
+                    code::SETTLED_DEAD_LETTERED => Settled::DeadLettered { attempts },
+                    code::SETTLED_DEFERRED => Settled::Deferred { due_ms },
+                    code::SETTLED_ALREADY => Settled::AlreadySettled,
+                    _ => Settled::LeaseLost,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn settle_one(&self, task: &Task, settle: Settle) -> Result<Settled> {
+        let mut out = self.settle(&[(task, settle)]).await?;
+        out.pop().ok_or_else(|| bad_answer("settle", "no answer"))
+    }
+
+    /// Acknowledges a task: it succeeded and is removed.
+    pub async fn ack(&self, task: &Task) -> Result<Settled> {
+        self.settle_one(task, Settle::Ack).await
+    }
+
+    /// Reports a failure: the task is retried after its backoff, or dead-lettered (reason
+    /// `exhausted`) after its last attempt, with its error history.
+    pub async fn fail(&self, task: &Task, error: impl Into<String>) -> Result<Settled> {
+        self.settle_one(task, Settle::Fail(error.into())).await
+    }
+
+    /// Puts a task back for `delay` without spending an attempt.
+    pub async fn defer(&self, task: &Task, delay: Duration) -> Result<Settled> {
+        self.settle_one(task, Settle::Defer(delay)).await
+    }
+
+    /// Dead-letters a task now (for instance `malformed`, for a payload that cannot be decoded).
+    pub async fn dead_letter(
+        &self,
+        task: &Task,
+        reason: impl Into<String>,
+        error: impl Into<String>,
+    ) -> Result<Settled> {
+        let settle = Settle::DeadLetter {
+            reason: reason.into(),
+            error: error.into(),
+        };
+        self.settle_one(task, settle).await
+    }
+
+    /// Makes these delayed tasks (waiting for a retry's backoff or a deferral) ready now, at
+    /// the back of the ready list; answers the ids moved (ids not delayed are skipped). A
+    /// worker guarding tasks with circuit breakers calls it with the tasks a breaker deferred,
+    /// once that breaker closes.
+    pub async fn make_due(&self, ids: &[&str]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_BATCH) {
+            let mut call = self.call("make_due");
+            for id in chunk {
+                call.arg(*id);
+            }
+            let moved: Vec<String> = call.invoke(self.inner_pool()).await?;
+            out.extend(moved);
+        }
+        Ok(out)
+    }
+
+    /// Extends a lease to `by` from now (`None`: the task's own lease length; at most
+    /// [`MAX_DURATION_MS`](crate::MAX_DURATION_MS)). Answers the new deadline, or `None` when the
+    /// lease is lost.
+    pub async fn extend(&self, task: &Task, by: Option<Duration>) -> Result<Option<u64>> {
+        let mut call = self.call("extend");
+        let by = by.map(|d| {
+            duration_ms(d)
+                .clamp(1, crate::options::MAX_DURATION_MS)
+                .to_string()
+        });
+        call.arg(&task.id)
+            .arg(task.token)
+            .arg(by.unwrap_or_default());
+        let deadline: i64 = call.invoke(self.inner_pool()).await?;
+        Ok(some(deadline))
+    }
+}
+
+fn cut(error: &str) -> &str {
+    if error.len() <= MAX_ERROR_BYTES {
+        return error;
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    &error[..end]
+}
+
+/// The enqueue answer: the first id, then (index, id of the original) per duplicate.
+fn decode_enqueue(answer: &Value, n: usize) -> Result<Vec<Enqueued>> {
+    let r = Reply::array("retry-queue", answer)?;
+    let first = r.u64(0, "first id")?;
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let id = first
+            .checked_add(i)
+            .ok_or_else(|| bad_answer("enqueue", format!("first id {first}")))?;
+        ids.push(Enqueued::New(id.to_string()));
+    }
+    if r.len().is_multiple_of(2) {
+        return Err(bad_answer("enqueue", format!("{} items", r.len())));
+    }
+    for pair in (1..r.len()).step_by(2) {
+        let i = r.u64(pair, "duplicate index")?;
+        let original = r.u64(pair + 1, "duplicate's original")?;
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| ids.get_mut(i.wrapping_sub(1)))
+            .ok_or_else(|| bad_answer("enqueue", format!("duplicate index {i}")))?;
+        *slot = Enqueued::Duplicate(original.to_string());
+    }
+    Ok(ids)
+}
+
+fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
+    let r = Reply::array("retry-queue", answer)?;
+    if r.len() < 4 || !r.len().is_multiple_of(2) {
+        return Err(bad_answer("claim", format!("{} items", r.len())));
+    }
+    let now = r.u64(0, "now")?;
+    let due = r.i64(1, "next due")?;
+    let deadline = r.i64(2, "next deadline")?;
+    let first = r.u64(3, "first token")?;
+    let mut tasks = Vec::with_capacity(r.len() / 2 - 2);
+    for k in 0..(r.len() - 4) / 2 {
+        let i = 4 + 2 * k;
+        let id = lossy(r.bytes(i, "id")?);
+        let rec = r.bytes(i + 1, "record")?;
+        let token = first
+            .checked_add(k as u64)
+            .ok_or_else(|| bad_answer("claim", format!("first token {first}")))?;
+        // The script leases only records that decode with a lease in bounds; should the two
+        // ever disagree, the task is left to its lease (then reclaimed, and dead-lettered as
+        // `stalled` if it keeps coming back), not the whole claim failed.
+        let Some(rec) = Record::decode(rec)
+            .filter(|r| (1..=crate::options::MAX_DURATION_MS).contains(&r.lease))
+        else {
+            tracing::warn!(key = %tasks_key, task = %id, "a leased record does not decode; left to its lease");
+            continue;
+        };
+        tasks.push(Task {
+            token,
+            deadline_ms: now.saturating_add(rec.lease),
+            id,
+            attempt: rec.attempts.saturating_add(1),
+            stalls: rec.stalls,
+            component: rec.component,
+            payload: rec.payload,
+            enqueued_ms: rec.enqueued,
+        });
+    }
+    Ok(Claim {
+        tasks,
+        now_ms: now,
+        next_due_ms: some(due),
+        next_deadline_ms: some(deadline),
+    })
+}

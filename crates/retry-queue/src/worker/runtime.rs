@@ -1,0 +1,306 @@
+//! The worker's runtime: the wake-up listener, the claim loop, and each task's run (breaker
+//! guard, lease renewal, panic catching).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use coordkit_core::time::RetryDelay;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::builder::WorkerConfig;
+use super::health::Health;
+use super::stats::Counters;
+use super::{BoxFuture, Handler};
+use crate::error::Result;
+use crate::queue::Queue;
+use crate::types::{Claim, Settle, Task};
+
+pub(super) struct Shared {
+    pub(super) queue: Queue,
+    pub(super) handler: Handler,
+    pub(super) config: WorkerConfig,
+    pub(super) settle_tx: mpsc::UnboundedSender<(Task, Settle)>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) health: Arc<Health>,
+    pub(super) running: Running,
+    /// With breakers: the deferred tasks to make due when their breaker closes.
+    #[cfg(feature = "circuit-breaker")]
+    pub(super) resume: Option<Arc<super::resume::Resume>>,
+}
+
+/// How many tasks run; with an agent record (feature `agents`), the task that started a busy
+/// spell, or none once idle.
+#[derive(Default)]
+pub(super) struct Running {
+    count: std::sync::atomic::AtomicUsize,
+    #[cfg(feature = "agents")]
+    pub(super) task: Option<watch::Sender<Option<String>>>,
+}
+
+impl Running {
+    fn started(&self, _id: &str) {
+        if self.count.fetch_add(1, Ordering::AcqRel) == 0 {
+            #[cfg(feature = "agents")]
+            if let Some(tx) = &self.task {
+                tx.send_replace(Some(_id.to_owned()));
+            }
+        }
+    }
+
+    fn finished(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            #[cfg(feature = "agents")]
+            if let Some(tx) = &self.task {
+                tx.send_replace(None);
+            }
+        }
+    }
+}
+
+/// How often an idle worker looks for work once its wake-up subscription is gone.
+const POLL_WITHOUT_WAKEUPS: Duration = Duration::from_secs(1);
+
+pub(super) async fn wake_loop(
+    mut subscriber: coordkit_core::Subscriber<serde_json::Value>,
+    wake: watch::Sender<u64>,
+    counters: Arc<Counters>,
+    health: Arc<Health>,
+) {
+    let mut reconnections = subscriber.reconnections();
+    loop {
+        tokio::select! {
+            got = subscriber.recv() => {
+                if got.is_none() {
+                    break;
+                }
+                while subscriber.try_recv().is_some() {}
+                counters.wakeups.fetch_add(1, Ordering::Relaxed);
+                wake.send_modify(|g| *g += 1);
+            }
+            changed = reconnections.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                // Messages published while it was down are lost: look again.
+                wake.send_modify(|g| *g += 1);
+            }
+        }
+    }
+    // Without a subscription nothing would wake an idle claimer: look for work on a timer
+    // instead, and say so.
+    tracing::warn!("the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}");
+    health.failed(
+        "wake-ups",
+        format!("the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}"),
+    );
+    loop {
+        wake.send_modify(|g| *g += 1);
+        tokio::time::sleep(POLL_WITHOUT_WAKEUPS).await;
+    }
+}
+
+/// Sleeps for `d`, or forever when there is nothing to wait for.
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn claim_loop(
+    shared: Arc<Shared>,
+    mut wake: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let semaphore = Arc::new(Semaphore::new(shared.config.concurrency));
+    let mut running = JoinSet::new();
+    let mut error_wait = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        while running.try_join_next().is_some() {}
+        if *shutdown.borrow() {
+            break;
+        }
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            permit = semaphore.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let mut permits = vec![first];
+        while permits.len() < shared.config.batch {
+            match semaphore.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // Anything published from here on wakes the wait below.
+        wake.borrow_and_update();
+        let asked = permits.len();
+        shared.counters.claims.fetch_add(1, Ordering::Relaxed);
+        match claim_caught(&shared.queue, asked).await {
+            Err(e) => {
+                shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(queue = shared.queue.name(), error = %e, "claim failed");
+                shared.health.claim_failed(e);
+                drop(permits);
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(error_wait.next_delay()) => {}
+                }
+            }
+            Ok(claim) => {
+                shared.health.claimed();
+                error_wait.reset();
+                let got = claim.tasks.len();
+                let wakeup = claim.next_wakeup();
+                shared
+                    .counters
+                    .claimed
+                    .fetch_add(got as u64, Ordering::Relaxed);
+                for task in claim.tasks {
+                    let Some(permit) = permits.pop() else { break };
+                    running.spawn(run_task(shared.clone(), task, claim.now_ms, permit));
+                }
+                drop(permits);
+                // Claim until a claim comes back empty: while work flows, the next claim finds
+                // what arrived during this one. Only an empty claim waits for a wake-up.
+                if got == 0 {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.changed() => break,
+                        _ = wake.changed() => {}
+                        _ = sleep_opt(wakeup) => {}
+                    }
+                }
+            }
+        }
+    }
+    shared.health.running(false);
+    running
+}
+
+/// One claim, its error or a panic inside it (a bug) as text: nothing ends the claim loop.
+async fn claim_caught(queue: &Queue, asked: usize) -> std::result::Result<Claim, String> {
+    let queue = queue.clone();
+    let claim: BoxFuture<Result<Claim>> = Box::pin(async move { queue.claim(asked).await });
+    match CatchUnwind(claim).await {
+        Ok(Ok(claim)) => Ok(claim),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(panic),
+    }
+}
+
+/// Polls a future, turning a panic into an error text.
+struct CatchUnwind<T>(BoxFuture<T>);
+
+impl<T> Future for CatchUnwind<T> {
+    type Output = std::result::Result<T, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(s)) => Poll::Ready(Ok(s)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Poll::Ready(Err(format!("panicked: {text}")))
+            }
+        }
+    }
+}
+
+async fn run_task(shared: Arc<Shared>, task: Task, claim_now: u64, permit: OwnedSemaphorePermit) {
+    shared.running.started(&task.id);
+    let settle = guarded(&shared, &task, claim_now).await;
+    shared.running.finished();
+    let _ = shared.settle_tx.send((task, settle));
+    drop(permit);
+}
+
+#[cfg(feature = "circuit-breaker")]
+async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
+    use coordkit_circuit_breaker::{Admission, Outcome};
+    let breaker = match (&task.component, &shared.config.breakers) {
+        (Some(component), Some(lookup)) => lookup(component),
+        _ => None,
+    };
+    let Some(breaker) = breaker else {
+        return execute(shared, task, claim_now).await;
+    };
+    match breaker.acquire().await {
+        Ok(Admission::Rejected(rejection)) => {
+            if let Some(resume) = &shared.resume {
+                resume.rejected(task, &breaker);
+            }
+            // Back when the breaker may admit calls again (at most a minute: it may be forced
+            // open with no end, and the task should be looked at again now and then), or as
+            // soon as it closes.
+            Settle::Defer(
+                rejection
+                    .retry_after
+                    .clamp(Duration::from_millis(1), Duration::from_secs(60)),
+            )
+        }
+        Ok(Admission::Admitted(permit)) => {
+            let settle = execute(shared, task, claim_now).await;
+            let outcome = match settle {
+                Settle::Ack => Outcome::Success,
+                Settle::Fail(_) => Outcome::Failure,
+                _ => Outcome::Ignored,
+            };
+            permit.record_in_background(outcome);
+            settle
+        }
+        Err(_) => execute(shared, task, claim_now).await,
+    }
+}
+
+#[cfg(not(feature = "circuit-breaker"))]
+async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
+    execute(shared, task, claim_now).await
+}
+
+async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
+    let mut run = CatchUnwind((shared.handler)(task.clone()));
+    let lease = Duration::from_millis(task.deadline_ms.saturating_sub(claim_now));
+    let renew =
+        (shared.config.renew_leases && lease >= Duration::from_millis(2)).then(|| lease / 2);
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            _ = sleep_opt(renew) => {
+                match shared.queue.extend(task, None).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        // Lost (reclaimed after a long pause): finish, the settle will say so.
+                    }
+                    Err(e) => {
+                        shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(queue = shared.queue.name(), task = %task.id, error = %e, "lease renewal failed");
+                        shared.health.failed("lease renewal", e.to_string());
+                    }
+                }
+            }
+        }
+    };
+    match result {
+        Ok(settle) => settle,
+        Err(panic) => {
+            shared.counters.panics.fetch_add(1, Ordering::Relaxed);
+            Settle::Fail(format!("the handler {panic}"))
+        }
+    }
+}
