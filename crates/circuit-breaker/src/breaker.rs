@@ -284,8 +284,14 @@ pub enum CallError<E> {
 }
 
 impl CircuitBreaker {
-    /// The breaker `name` under `keyspace`, with `config`.
-    pub fn new(pool: Pool, keyspace: &Keyspace, name: &str, config: BreakerConfig) -> Result<Self> {
+    /// The breaker `name` under `keyspace`, with `config` (validated): see
+    /// [`CircuitBreaker::builder`].
+    pub(crate) fn with_config(
+        pool: Pool,
+        keyspace: &Keyspace,
+        name: &str,
+        config: BreakerConfig,
+    ) -> coordkit_core::Result<Self> {
         let keys = keyspace.instance("cb", name)?;
         let channel_prefix = keyspace.channel("cb", "x")?;
         let channel_prefix = channel_prefix[..channel_prefix.len() - 1].to_owned();

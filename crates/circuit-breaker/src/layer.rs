@@ -7,7 +7,7 @@
 //! [`CallError::Failed`].
 //!
 //! ```
-//! use coordkit_circuit_breaker::{BreakerConfig, CallError, CircuitBreaker, CircuitBreakerLayer};
+//! use coordkit_circuit_breaker::{CallError, CircuitBreaker, CircuitBreakerLayer};
 //! use coordkit_core::{Keyspace, Pool, PoolConfig};
 //! use tower::{Layer, Service, ServiceExt};
 //!
@@ -17,7 +17,7 @@
 //! # let url = server.url();
 //! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
 //! let breaker =
-//!     CircuitBreaker::new(pool, &Keyspace::new("demo")?, "search-api", BreakerConfig::default())?;
+//!     CircuitBreaker::builder(&pool, &Keyspace::new("demo")?, "search-api").build()?;
 //! let search = tower::service_fn(|query: String| async move {
 //!     Ok::<_, std::io::Error>(format!("results for {query}"))
 //! });

@@ -32,7 +32,7 @@
 //!
 //! ```
 //! use coordkit_circuit_breaker::{
-//!     Admission, BreakerConfig, CallError, CircuitBreaker, Outcome, State, Window,
+//!     Admission, CallError, CircuitBreaker, Outcome, State, Window,
 //! };
 //! use coordkit_core::{Keyspace, Pool, PoolConfig};
 //!
@@ -41,12 +41,11 @@
 //! # let server = coordkit_testkit::RedisServer::start()?;
 //! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
 //! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
-//! let config = BreakerConfig::builder()
+//! let llm = CircuitBreaker::builder(&pool, &Keyspace::new("demo")?, "llm-api")
 //!     .window(Window::Count(20))
 //!     .minimum_calls(5)
 //!     .failure_rate(0.5)
 //!     .build()?;
-//! let llm = CircuitBreaker::new(pool, &Keyspace::new("demo")?, "llm-api", config)?;
 //!
 //! // A guarded call: admitted, run, outcome recorded without a second blocking round trip.
 //! let answer: Result<&str, CallError<String>> = llm.call(async { Ok("hello") }).await;
@@ -70,6 +69,7 @@
 #![warn(missing_docs)]
 
 mod breaker;
+mod builder;
 mod config;
 mod error;
 mod events;
@@ -82,6 +82,7 @@ mod state;
 mod wire;
 
 pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
+pub use builder::CircuitBreakerBuilder;
 pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};
 pub use error::{BreakerError, Result};
 pub use events::{BreakerEvent, BreakerEventKind, BreakerEvents, TripFigures};
@@ -89,7 +90,7 @@ pub use events::{BreakerEvent, BreakerEventKind, BreakerEvents, TripFigures};
 pub use layer::{
     CircuitBreakerLayer, CircuitBreakerService, Classify, ClassifyFn, ErrorsAreFailures,
 };
-pub use registry::BreakerRegistry;
+pub use registry::{BreakerRegistry, BreakerRegistryBuilder};
 pub use state::{
     AcquireAnswer, Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus,
     Rejection, Snapshot, State,

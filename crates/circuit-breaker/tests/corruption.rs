@@ -139,7 +139,10 @@ struct Subject {
 
 async fn subject(pool: &Pool, ks: &Keyspace, name: &str, time: bool, setup: Setup) -> Subject {
     let clock = ManualClock::new(1_700_000_000_000);
-    let breaker = CircuitBreaker::new(pool.clone(), ks, name, config(time, &clock)).unwrap();
+    let breaker = CircuitBreaker::builder(pool, ks, name)
+        .config(config(time, &clock))
+        .build()
+        .unwrap();
     breaker.clear().await.unwrap();
     let mut outcomes = vec![Outcome::Success, Outcome::Success];
     if setup != Setup::Closed {

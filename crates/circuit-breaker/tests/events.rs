@@ -37,8 +37,8 @@ redis_test! {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let clock = ManualClock::new(1_700_000_000_000);
-        let mine = CircuitBreaker::new(pool.clone(), &ks, "mine", config(&clock)).unwrap();
-        let other = CircuitBreaker::new(pool, &ks, "other", config(&clock)).unwrap();
+        let mine = CircuitBreaker::builder(&pool, &ks, "mine").config(config(&clock)).build().unwrap();
+        let other = CircuitBreaker::builder(&pool, &ks, "other").config(config(&clock)).build().unwrap();
         let mut events = mine.events().await.unwrap();
 
         // The other breaker trips and is forced first: none of it reaches `events`.

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coordkit_circuit_breaker::{
-    Admission, BreakerConfig, CircuitBreaker, Forced, OpenDuration, Outcome,
-};
+use coordkit_circuit_breaker::{Admission, CircuitBreaker, Forced, OpenDuration, Outcome};
 use coordkit_retry_queue::{
     NewTask, Queue, QueueConfig, TaskOptions, TaskState, Worker, WorkerConfig,
 };
@@ -52,7 +50,7 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let queue = Queue::new(pool.clone(), &keyspace, "guarded", QueueConfig::default()).unwrap();
-        let breaker = CircuitBreaker::new(pool, &keyspace, "llm-api", BreakerConfig::default()).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "llm-api").build().unwrap();
         breaker.force(Forced::Open).await.unwrap();
         let (id, runs, worker) = guarded_worker(&queue, &breaker, "llm-api").await;
         while worker.stats().deferred == 0 {
@@ -72,13 +70,12 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let queue = Queue::new(pool.clone(), &keyspace, "reopened", QueueConfig::default()).unwrap();
-        let config = BreakerConfig::builder()
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "vector-db")
             .minimum_calls(1)
             .consecutive_failures(Some(1))
             .open_duration(OpenDuration::Fixed(Duration::from_millis(300)))
             .build()
             .unwrap();
-        let breaker = CircuitBreaker::new(pool, &keyspace, "vector-db", config).unwrap();
         // One failure opens it for 300 ms.
         let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
             panic!("a new breaker admits");
@@ -107,13 +104,12 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let queue = Queue::new(pool.clone(), &keyspace, "herd", QueueConfig::default()).unwrap();
-        let config = BreakerConfig::builder()
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "search")
             .minimum_calls(1)
             .consecutive_failures(Some(1))
             .open_duration(OpenDuration::Fixed(Duration::from_millis(300)))
             .build()
             .unwrap();
-        let breaker = CircuitBreaker::new(pool, &keyspace, "search", config).unwrap();
         let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
             panic!("a new breaker admits");
         };
