@@ -6,11 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coordkit_core::{
-    Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Script, redis::Value,
+    Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Result, Script, redis::Value,
 };
 
 use crate::config::{BreakerConfig, ms};
-use crate::error::{BreakerError, Result};
 use crate::model::BreakerModel;
 use crate::state::{
     AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection, Snapshot,
@@ -278,9 +277,11 @@ pub enum CallError<E> {
     /// The call was made and failed.
     #[error("the call failed: {0}")]
     Failed(E),
-    /// The breaker's store failed in a way no policy covers (a corrupt state key).
+    /// The breaker's store failed in a way no policy covers: a breaker key of the wrong type
+    /// or with corrupt data ([`Error::WrongType`](coordkit_core::Error::WrongType),
+    /// [`Error::Corrupt`](coordkit_core::Error::Corrupt)), an answer that does not decode.
     #[error(transparent)]
-    Breaker(BreakerError),
+    Core(#[from] coordkit_core::Error),
 }
 
 impl CircuitBreaker {
@@ -291,7 +292,7 @@ impl CircuitBreaker {
         keyspace: &Keyspace,
         name: &str,
         config: BreakerConfig,
-    ) -> coordkit_core::Result<Self> {
+    ) -> Result<Self> {
         let keys = keyspace.instance("cb", name)?;
         let channel_prefix = keyspace.channel("cb", "x")?;
         let channel_prefix = channel_prefix[..channel_prefix.len() - 1].to_owned();
@@ -464,7 +465,7 @@ impl CircuitBreaker {
         let answer = match invoked {
             Ok(value) => decode_acquire(&value)?,
             Err(e) if e.is_retryable() => return Ok(self.acquire_without_store(id, &e)),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         self.saw_acquire(&answer);
         Ok(self.admission(id, answer, false))
@@ -549,7 +550,7 @@ impl CircuitBreaker {
                 if e.is_retryable() {
                     self.note_store_error(&e.to_string());
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -700,7 +701,7 @@ impl CircuitBreaker {
         let permit = match self.acquire().await {
             Ok(Admission::Admitted(permit)) => permit,
             Ok(Admission::Rejected(rejection)) => return Err(CallError::Rejected(rejection)),
-            Err(e) => return Err(CallError::Breaker(e)),
+            Err(e) => return Err(CallError::Core(e)),
         };
         let result = call.await;
         permit.record_in_background(classify(&result));

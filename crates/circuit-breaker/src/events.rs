@@ -1,10 +1,9 @@
 //! [`CircuitBreaker::events`]: one breaker's transitions, typed.
 
-use coordkit_core::{Subscriber, SubscriberStats};
+use coordkit_core::{Result, Subscriber, SubscriberStats};
 use serde::{Deserialize, Deserializer};
 
 use crate::breaker::CircuitBreaker;
-use crate::error::Result;
 use crate::state::State;
 
 /// What a transition was.

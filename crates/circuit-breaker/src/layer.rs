@@ -155,7 +155,7 @@ where
             let permit = match breaker.acquire().await {
                 Ok(Admission::Admitted(permit)) => permit,
                 Ok(Admission::Rejected(rejection)) => return Err(CallError::Rejected(rejection)),
-                Err(e) => return Err(CallError::Breaker(e)),
+                Err(e) => return Err(CallError::Core(e)),
             };
             let result = ready.call(request).await;
             permit.record_in_background(classify.classify(&result));

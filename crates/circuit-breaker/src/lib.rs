@@ -71,7 +71,6 @@
 mod breaker;
 mod builder;
 mod config;
-mod error;
 mod events;
 mod fallback;
 #[cfg(feature = "tower")]
@@ -84,7 +83,8 @@ mod wire;
 pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
 pub use builder::CircuitBreakerBuilder;
 pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};
-pub use error::{BreakerError, Result};
+/// The result of this crate's operations: errors are core's [`Error`](coordkit_core::Error).
+pub use coordkit_core::Result;
 pub use events::{BreakerEvent, BreakerEventKind, BreakerEvents, TripFigures};
 #[cfg(feature = "tower")]
 pub use layer::{

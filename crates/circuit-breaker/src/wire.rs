@@ -2,10 +2,9 @@
 //! answers decoded with every number bounded (an answer that does not decode is
 //! [`Error::Decode`]; bad stored data is the script's own error, naming the key).
 
-use coordkit_core::{Error, redis::Value};
+use coordkit_core::{Error, Result, redis::Value};
 
 use crate::config::{BreakerConfig, ms};
-use crate::error::{BreakerError, Result};
 use crate::state::{
     AcquireAnswer, Outcome, PermitKind, RecordAnswer, RecordStatus, Snapshot, State,
 };
@@ -86,12 +85,11 @@ pub(crate) fn state(v: Option<&Value>) -> Result<State> {
 
 /// An answer of the script this version cannot read (bad stored data is an error of the
 /// script itself, naming the key).
-fn corrupt(expected: &str) -> BreakerError {
+fn corrupt(expected: &str) -> Error {
     Error::decode(
         "the breaker script's answer",
         format!("expected {expected}"),
     )
-    .into()
 }
 
 /// An acquire's answer: `epoch * 8 + state` when admitted without a change, else

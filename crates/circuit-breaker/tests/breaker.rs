@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coordkit_circuit_breaker::{
-    Admission, BreakerConfig, BreakerError, BreakerRegistry, CallError, CircuitBreaker,
-    CircuitBreakerBuilder, Forced, OpenDuration, Outcome, PermitKind, RecordStatus, State,
-    StorePolicy, Window,
+    Admission, BreakerConfig, BreakerRegistry, CallError, CircuitBreaker, CircuitBreakerBuilder,
+    Forced, OpenDuration, Outcome, PermitKind, RecordStatus, State, StorePolicy, Window,
 };
 use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, PoolConfig};
 use coordkit_testkit::{TestRedis, redis_test};
@@ -66,13 +65,9 @@ async fn grab_permits(
 
 /// Asserts `result` is the corrupt-data error naming `key` and, in its detail, `field`.
 #[track_caller]
-fn names<T: std::fmt::Debug>(
-    result: Result<T, BreakerError>,
-    key: &coordkit_core::Key,
-    field: &str,
-) {
+fn names<T: std::fmt::Debug>(result: Result<T, Error>, key: &coordkit_core::Key, field: &str) {
     match result {
-        Err(BreakerError::Core(Error::Corrupt { key: k, detail })) => {
+        Err(Error::Corrupt { key: k, detail }) => {
             assert_eq!(k, key.as_str());
             assert!(detail.starts_with(field), "{detail}");
         }
@@ -304,12 +299,18 @@ redis_test! {
         let key = breaker.state_key().clone();
         let _: () = pool.query(redis::cmd("SET").arg(&key).arg("x")).await.unwrap();
         match breaker.acquire().await {
-            Err(BreakerError::Core(Error::WrongType { key: k, found })) => {
+            Err(Error::WrongType { key: k, found }) => {
                 assert_eq!(k, key.as_str());
                 assert_eq!(found, "string");
             }
             other => panic!("expected WrongType, got {other:?}"),
         }
+        // A guarded call tells the store's fault from a rejection and from its own error, and
+        // does not run.
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let call = breaker.call(async { ran.store(true, std::sync::atomic::Ordering::Relaxed); Ok::<_, String>(()) }).await;
+        assert!(matches!(call, Err(CallError::Core(Error::WrongType { .. }))), "{call:?}");
+        assert!(!ran.load(std::sync::atomic::Ordering::Relaxed));
         let _: () = pool.query(redis::cmd("DEL").arg(&key)).await.unwrap();
         // The hot numbers field `s` holds 7 big-endian doubles: state code, epoch, consecutive
         // failures, next slot, calls, failures, slow calls.
