@@ -164,7 +164,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             while let Some(got) = events.recv().await {
                 let e = got.event;
                 match (e.source.as_str(), e.kind.as_str()) {
-                    ("cb", kind) => say(format!(
+                    ("circuit-breaker", kind) => say(format!(
                         "  breaker {:<10} {:<12} {}",
                         e.entity,
                         kind,

@@ -9,15 +9,17 @@ use coordkit_core::{
     Clock, GroupCommit, Invocation, Key, KeyKind, Keyspace, Pool, Result, Script, redis::Value,
 };
 
-use crate::config::{BreakerConfig, ms};
+use crate::config::BreakerConfig;
 use crate::model::BreakerModel;
 use crate::state::{
     AcquireAnswer, Forced, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection, Snapshot,
     State,
 };
 use crate::wire::{
-    decode_acquire, decode_record, decode_snapshot, int, pack_report, script_config_args, state,
+    decode_acquire, decode_record, decode_snapshot, decode_state_epoch, pack_report, pack_state,
+    script_config_args,
 };
+use coordkit_core::time::duration_ms;
 
 /// How long a report waits for an acquire to carry it before the flusher sends it.
 const LINGER: Duration = Duration::from_millis(2);
@@ -64,7 +66,8 @@ pub(crate) struct Inner {
     /// The [`StorePolicy::Local`](crate::StorePolicy::Local) fallback, seeded from `seen` when
     /// an outage starts.
     pub(crate) local: Mutex<BreakerModel>,
-    /// The last shared state an answer from Redis showed: `epoch * 8 + state` (0: none yet).
+    /// The last shared state an answer from Redis showed, packed by
+    /// [`pack_state`](crate::wire::pack_state) (0: none yet).
     pub(crate) seen: AtomicU64,
     /// When the shared state was last seen open: its epoch and the [`CircuitBreaker::local_now`]
     /// time its open period ends.
@@ -237,7 +240,7 @@ impl Permit {
             kind: self.kind,
             local: self.local,
             outcome,
-            duration_ms: ms(self.started.elapsed()),
+            duration_ms: duration_ms(self.started.elapsed()),
         }
     }
 }
@@ -408,7 +411,7 @@ impl CircuitBreaker {
     pub(crate) fn local_now(&self) -> u64 {
         match &self.inner.config.clock {
             Clock::Manual(manual) => manual.now_ms(),
-            _ => ms(self.inner.started.elapsed()),
+            _ => duration_ms(self.inner.started.elapsed()),
         }
     }
 
@@ -417,10 +420,10 @@ impl CircuitBreaker {
     /// ends. Two relaxed loads when nothing changed, as on the hot path.
     pub(crate) fn saw(&self, state: State, epoch: u64, open_left_ms: Option<u64>) {
         let inner = &self.inner;
-        if let Some(code) = epoch.checked_mul(8).map(|e| e | state.code())
-            && inner.seen.load(Ordering::Relaxed) != code
+        if let Some(packed) = pack_state(state, epoch)
+            && inner.seen.load(Ordering::Relaxed) != packed
         {
-            inner.seen.store(code, Ordering::Relaxed);
+            inner.seen.store(packed, Ordering::Relaxed);
         }
         if let (State::Open, Some(left)) = (state, open_left_ms) {
             let until = self.local_now().saturating_add(left);
@@ -732,7 +735,7 @@ impl CircuitBreaker {
     }
 
     fn state_epoch(&self, values: &[Value]) -> Result<(State, u64)> {
-        let (state, epoch) = (state(values.first())?, int(values.get(1))?);
+        let (state, epoch) = decode_state_epoch(values)?;
         self.saw(state, epoch, None);
         Ok((state, epoch))
     }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use coordkit_core::time::duration_ms;
 use coordkit_core::{Clock, Error};
 
 /// Which calls the failure and slow-call rates are computed over.
@@ -150,17 +151,19 @@ impl BreakerConfig {
 
     pub(crate) fn open_ms(&self) -> (u64, f64, u64) {
         match self.open {
-            OpenDuration::Fixed(d) => (ms(d), 1.0, ms(d)),
-            OpenDuration::Exponential { base, factor, max } => (ms(base), factor, ms(max)),
+            OpenDuration::Fixed(d) => (duration_ms(d), 1.0, duration_ms(d)),
+            OpenDuration::Exponential { base, factor, max } => {
+                (duration_ms(base), factor, duration_ms(max))
+            }
         }
     }
 
-    /// `(kind, size, bucket_ms)` as the script takes them.
-    pub(crate) fn window_args(&self) -> (&'static str, u64, u64) {
+    /// `(size, bucket_ms)` as the script takes them: calls, or buckets and their length.
+    pub(crate) fn window_args(&self) -> (u64, u64) {
         match self.window {
-            Window::Count(n) => ("c", u64::from(n), 0),
+            Window::Count(n) => (u64::from(n), 0),
             Window::Time { length, buckets } => {
-                ("t", u64::from(buckets), ms(length) / u64::from(buckets))
+                (u64::from(buckets), duration_ms(length) / u64::from(buckets))
             }
         }
     }
@@ -169,10 +172,6 @@ impl BreakerConfig {
 /// The longest duration a rule takes (100 years): the script stores times as whole numbers
 /// below 2^48 ms and writes `now + duration` as an integer, so none may go beyond.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
-
-pub(crate) fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// The rule setters, shared by [`BreakerConfigBuilder`] and
 /// [`CircuitBreakerBuilder`](crate::CircuitBreakerBuilder): one list, one set of docs, so the
@@ -304,7 +303,9 @@ impl BreakerConfig {
                         format!("a time window lasts 1s to 1 day, got {length:?}"),
                     );
                 }
-                if !(1..=120).contains(&buckets) || ms(length) / u64::from(buckets.max(1)) == 0 {
+                if !(1..=120).contains(&buckets)
+                    || duration_ms(length) / u64::from(buckets.max(1)) == 0
+                {
                     return bad(
                         "window",
                         format!(

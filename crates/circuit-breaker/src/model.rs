@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{BreakerConfig, Window, ms};
+use coordkit_core::time::duration_ms;
+
+use crate::config::{BreakerConfig, Window};
 use crate::state::{
     AcquireAnswer, Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus,
     Snapshot, State,
@@ -43,7 +45,7 @@ impl WindowState {
             },
             Window::Time { length, buckets } => WindowState::Time {
                 slots: vec![None; buckets as usize],
-                bucket_ms: ms(length) / u64::from(buckets),
+                bucket_ms: duration_ms(length) / u64::from(buckets),
             },
         }
     }
@@ -256,7 +258,7 @@ impl BreakerModel {
         }
         if let Some(max_wait) = self.config.half_open_max_wait
             && self.st == State::HalfOpen
-            && now.saturating_sub(self.hs) >= ms(max_wait)
+            && now.saturating_sub(self.hs) >= duration_ms(max_wait)
         {
             self.go_open(now, "half_open_timeout");
             if now >= self.ou {
@@ -298,7 +300,7 @@ impl BreakerModel {
                 if (self.probes.len() as u64) < u64::from(self.config.half_open_permits) {
                     self.probes.insert(
                         permit.to_owned(),
-                        now.saturating_add(ms(self.config.permit_lease)),
+                        now.saturating_add(duration_ms(self.config.permit_lease)),
                     );
                     (true, Some(PermitKind::Probe), 0)
                 } else {
@@ -306,7 +308,7 @@ impl BreakerModel {
                     let retry = first
                         .saturating_sub(now)
                         .min(self.config.open_ms().0)
-                        .min(ms(HALF_OPEN_RETRY_CAP))
+                        .min(duration_ms(HALF_OPEN_RETRY_CAP))
                         .max(1);
                     (false, None, retry)
                 }
@@ -343,7 +345,8 @@ impl BreakerModel {
             RecordStatus::NotCounted
         } else {
             let failed = outcome == Outcome::Failure;
-            let slow = duration_ms >= ms(self.config.slow_call_duration);
+            let slow =
+                duration_ms >= coordkit_core::time::duration_ms(self.config.slow_call_duration);
             if self.st == State::HalfOpen {
                 if failed {
                     self.go_open(now, "probe_failed");

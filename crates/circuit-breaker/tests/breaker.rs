@@ -120,7 +120,7 @@ redis_test! {
         while kinds.len() < 5 {
             let got = tokio::time::timeout(WAIT, events.recv()).await.expect("events stopped").unwrap();
             assert_eq!(got.event.entity, "payments");
-            assert_eq!(got.event.source, "cb");
+            assert_eq!(got.event.source, "circuit-breaker");
             if got.event.kind == "opened" {
                 assert_eq!(got.event.payload["reason"], "failure_rate");
                 assert_eq!(got.event.payload["calls"], 4);
