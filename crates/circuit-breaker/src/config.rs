@@ -178,8 +178,8 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400
 /// two cannot drift apart. `$config` names the builder's [`BreakerConfig`] field.
 macro_rules! rule_setters {
     ($config:ident) => {
-        /// The window the rates are computed over: [`Window::Count`] of 1 to 10,000 calls, or
-        /// [`Window::Time`] of 1 s to 1 day in 1 to 120 buckets of at least 1 ms. Default: the
+        /// The window the rates are computed over: [`Window::Count`](crate::Window::Count) of 1 to 10,000 calls, or
+        /// [`Window::Time`](crate::Window::Time) of 1 s to 1 day in 1 to 120 buckets of at least 1 ms. Default: the
         /// last 100 calls.
         pub fn window(mut self, window: $crate::Window) -> Self {
             self.$config.window = window;

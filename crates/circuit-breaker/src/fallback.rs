@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use coordkit_core::time::RetryDelay;
 
-use crate::breaker::{Admission, CircuitBreaker};
+use crate::breaker::CircuitBreaker;
 use crate::config::StorePolicy;
 use crate::model::BreakerModel;
+use crate::permit::Admission;
 use crate::state::{AcquireAnswer, PermitKind, State};
 use crate::wire::unpack_state;
 

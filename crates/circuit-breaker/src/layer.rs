@@ -33,7 +33,9 @@ use std::task::{Context, Poll};
 
 use tower::{Layer, Service};
 
-use crate::breaker::{Admission, CallError, CircuitBreaker};
+use crate::breaker::CircuitBreaker;
+use crate::call::CallError;
+use crate::permit::Admission;
 use crate::state::Outcome;
 
 /// Decides what a service's result counts as for the breaker.

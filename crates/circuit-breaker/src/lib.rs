@@ -68,20 +68,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acquire;
+mod admin;
 mod breaker;
 mod builder;
+mod call;
 mod config;
 mod events;
 mod fallback;
 #[cfg(feature = "tower")]
 mod layer;
 pub mod model;
+mod permit;
+mod record;
 mod registry;
 mod state;
+mod stats;
+mod testing;
 mod wire;
 
-pub use breaker::{Admission, BreakerStats, CallError, CircuitBreaker, Permit};
+pub use breaker::CircuitBreaker;
 pub use builder::CircuitBreakerBuilder;
+pub use call::CallError;
 pub use config::{BreakerConfig, BreakerConfigBuilder, OpenDuration, StorePolicy, Window};
 /// The result of this crate's operations: errors are core's [`Error`](coordkit_core::Error).
 pub use coordkit_core::Result;
@@ -90,8 +98,10 @@ pub use events::{BreakerEvent, BreakerEventKind, BreakerEvents, TripFigures};
 pub use layer::{
     CircuitBreakerLayer, CircuitBreakerService, Classify, ClassifyFn, ErrorsAreFailures,
 };
+pub use permit::{Admission, Permit};
 pub use registry::{BreakerRegistry, BreakerRegistryBuilder};
 pub use state::{
     AcquireAnswer, Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus,
     Rejection, Snapshot, State,
 };
+pub use stats::BreakerStats;

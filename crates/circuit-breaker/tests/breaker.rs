@@ -458,6 +458,9 @@ redis_test! {
         assert_eq!(field(b().config(template.clone()).failure_rate(-1.0)), "failure_rate");
         let built = b().config(template).window(Window::Count(9)).build().unwrap();
         assert_eq!(built.config().window(), Window::Count(9));
+        // Debug shows the name and keys, not the pool.
+        let shown = format!("{built:?}");
+        assert!(shown.contains("checked") && shown.contains("state_key") && !shown.contains("redis://"), "{shown}");
         assert!(matches!(
             CircuitBreaker::builder(&pool, &ks, "bad name").build(),
             Err(Error::InvalidName { .. })

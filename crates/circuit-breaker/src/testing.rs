@@ -1,0 +1,38 @@
+//! Test support (feature `testing`): the script's operations with explicit permit ids.
+
+use coordkit_core::{Result, redis::Value};
+
+use crate::breaker::CircuitBreaker;
+use crate::state::{AcquireAnswer, Outcome, PermitKind, RecordAnswer};
+use crate::wire::{decode_acquire, decode_record, pack_report};
+
+/// Test support: drive the script's operations with explicit permit ids, to compare with
+/// [`BreakerModel`](crate::model::BreakerModel) step by step.
+#[doc(hidden)]
+impl CircuitBreaker {
+    pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
+        let mut call = self.script("acquire");
+        call.arg(permit);
+        let value: Value = call.invoke(&self.inner.pool).await?;
+        let answer = decode_acquire(&value)?;
+        self.saw_acquire(&answer);
+        Ok(answer)
+    }
+
+    pub async fn raw_record(
+        &self,
+        permit: &str,
+        epoch: u64,
+        kind: PermitKind,
+        outcome: Outcome,
+        duration_ms: u64,
+    ) -> Result<RecordAnswer> {
+        let mut call = self.script("record");
+        call.arg(permit)
+            .arg(pack_report(epoch, kind, outcome, duration_ms));
+        let value: Value = call.invoke(&self.inner.pool).await?;
+        let (answer, open_left) = decode_record(&value)?;
+        self.saw(answer.state, answer.epoch, open_left);
+        Ok(answer)
+    }
+}
