@@ -78,12 +78,18 @@ mod events;
 mod fallback;
 #[cfg(feature = "tower")]
 mod layer;
+#[cfg(feature = "model")]
 pub mod model;
+// Without the feature, the model serves the local fallback alone: its public API is unused.
+#[cfg(not(feature = "model"))]
+#[allow(unreachable_pub, dead_code)]
+mod model;
 mod permit;
 mod record;
 mod registry;
 mod state;
 mod stats;
+#[cfg(feature = "testing")]
 mod testing;
 mod wire;
 

@@ -1,9 +1,30 @@
-//! A pure-Rust model of one breaker: the same state machine as `lua/breaker.lua`, written
-//! plainly. The proptest in `tests/model.rs` requires the Lua and this model to give the same
-//! answers; the breaker also runs it in-process as the [`StorePolicy::Local`] fallback when
-//! Redis is unreachable.
+//! The reference model of one breaker (feature `model`), for your own property tests: the same
+//! state machine as the script, written plainly, on a clock you pass in. Drive your code and
+//! a [`BreakerModel`] with the same operations and compare their answers; this crate's own
+//! proptest requires the script and the model to agree, step by step. The breaker also runs
+//! it in-process as the [`StorePolicy::Local`] fallback when Redis is unreachable.
 //!
 //! [`StorePolicy::Local`]: crate::StorePolicy::Local
+
+// (The example compiles only where the module is public.)
+#![cfg_attr(
+    feature = "model",
+    doc = r#"
+```
+use coordkit_circuit_breaker::model::BreakerModel;
+use coordkit_circuit_breaker::{BreakerConfig, Outcome, State};
+
+let config = BreakerConfig::builder().minimum_calls(1).consecutive_failures(Some(1)).build()?;
+let mut model = BreakerModel::new(config);
+let permit = model.acquire(1_000, "p1");
+assert!(permit.admitted);
+let kind = permit.kind.expect("an admitted permit has a kind");
+model.record(1_010, "p1", permit.epoch, kind, Outcome::Failure, 10);
+assert_eq!(model.snapshot(1_020).state, State::Open);
+# Ok::<(), coordkit_core::Error>(())
+```
+"#
+)]
 
 use std::collections::BTreeMap;
 

@@ -6,10 +6,10 @@ use crate::breaker::CircuitBreaker;
 use crate::state::{AcquireAnswer, Outcome, PermitKind, RecordAnswer};
 use crate::wire::{decode_acquire, decode_record, pack_report};
 
-/// Test support: drive the script's operations with explicit permit ids, to compare with
-/// [`BreakerModel`](crate::model::BreakerModel) step by step.
-#[doc(hidden)]
+/// Test hooks (feature `testing`, not part of the API): drive the script's operations with
+/// explicit permit ids, to compare them with the reference model step by step.
 impl CircuitBreaker {
+    /// The script's acquire for permit id `permit`, its answer as the script gave it.
     pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
         let mut call = self.script("acquire");
         call.arg(permit);
@@ -19,6 +19,8 @@ impl CircuitBreaker {
         Ok(answer)
     }
 
+    /// The script's record of permit `permit` (given at `epoch`, of `kind`), its answer as
+    /// the script gave it.
     pub async fn raw_record(
         &self,
         permit: &str,
