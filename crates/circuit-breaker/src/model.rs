@@ -236,40 +236,46 @@ impl BreakerModel {
         d.floor() as u64
     }
 
+    /// Every transition: the new state, the next epoch, no probe leases.
+    fn enter(&mut self, to: State) {
+        self.st = to;
+        self.ep = self.ep.saturating_add(1).min(MAXI);
+        self.probes.clear();
+    }
+
+    /// Back to closed (the probes succeeded, or an operator cleared it): nothing counted.
+    fn enter_closed(&mut self) {
+        self.enter(State::Closed);
+        self.hok = 0;
+        self.cf = 0;
+        self.rc = 0;
+        self.clear_window();
+    }
+
     fn go_open(&mut self, now: u64, reason: &'static str) {
         self.rc = if matches!(self.st, State::HalfOpen | State::Open) {
             self.rc.saturating_add(1).min(MAXI)
         } else {
             0
         };
-        self.st = State::Open;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
+        self.enter(State::Open);
         self.oa = now;
         self.ou = now.saturating_add(self.open_for(self.rc));
         self.hok = 0;
         self.cf = 0;
         self.clear_window();
-        self.probes.clear();
         self.emit("opened", Some(reason));
     }
 
     fn go_half_open(&mut self, now: u64) {
-        self.st = State::HalfOpen;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
+        self.enter(State::HalfOpen);
         self.hs = now;
         self.hok = 0;
-        self.probes.clear();
         self.emit("half_opened", None);
     }
 
     fn go_closed(&mut self, reason: &'static str) {
-        self.st = State::Closed;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
-        self.hok = 0;
-        self.cf = 0;
-        self.rc = 0;
-        self.clear_window();
-        self.probes.clear();
+        self.enter_closed();
         self.emit("closed", Some(reason));
     }
 
@@ -418,13 +424,11 @@ impl BreakerModel {
 
     /// An operator state.
     pub fn force(&mut self, to: Forced) -> (State, u64) {
-        self.st = match to {
+        self.enter(match to {
             Forced::Open => State::ForcedOpen,
             Forced::Disabled => State::Disabled,
             Forced::MetricsOnly => State::MetricsOnly,
-        };
-        self.ep = self.ep.saturating_add(1).min(MAXI);
-        self.probes.clear();
+        });
         self.emit("forced", None);
         (self.st, self.ep)
     }
@@ -432,13 +436,7 @@ impl BreakerModel {
     /// Back to closed, from any state.
     pub fn clear(&mut self, now: u64) -> (State, u64) {
         self.settle(now);
-        self.st = State::Closed;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
-        self.hok = 0;
-        self.cf = 0;
-        self.rc = 0;
-        self.clear_window();
-        self.probes.clear();
+        self.enter_closed();
         self.emit("cleared", None);
         (self.st, self.ep)
     }

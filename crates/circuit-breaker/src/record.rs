@@ -49,19 +49,12 @@ impl CircuitBreaker {
                 report.duration_ms,
             ));
         }
-        let mut call = self.script("record");
-        call.arg(&report.id).arg(pack_report(
-            report.epoch,
-            report.kind,
-            report.outcome,
-            report.duration_ms,
-        ));
-        match call.invoke::<Value>(&self.inner.pool).await {
-            Ok(value) => {
-                let (answer, open_left) = decode_record(&value)?;
-                self.saw(answer.state, answer.epoch, open_left);
-                Ok(answer)
-            }
+        match self
+            .record_call(&report)
+            .invoke::<Value>(&self.inner.pool)
+            .await
+        {
+            Ok(value) => self.recorded(&value),
             Err(e) => {
                 if e.is_retryable() {
                     self.note_store_error(&e.to_string());
@@ -86,6 +79,14 @@ impl CircuitBreaker {
         }
     }
 
+    /// A record's answer, decoded and noted as the shared state.
+    pub(crate) fn recorded(&self, value: &Value) -> Result<RecordAnswer> {
+        let (answer, open_left) = decode_record(value)?;
+        self.saw(answer.state, answer.epoch, open_left);
+        Ok(answer)
+    }
+
+    /// The script call that reports `report`.
     pub(crate) fn record_call(&self, report: &Report) -> coordkit_core::Invocation<'static> {
         let mut call = self.script("record");
         call.arg(&report.id).arg(pack_report(

@@ -3,8 +3,9 @@
 use coordkit_core::{Result, redis::Value};
 
 use crate::breaker::CircuitBreaker;
+use crate::permit::Report;
 use crate::state::{AcquireAnswer, Outcome, PermitKind, RecordAnswer};
-use crate::wire::{decode_acquire, decode_record, pack_report};
+use crate::wire::decode_acquire;
 
 /// Test hooks (feature `testing`, not part of the API): drive the script's operations with
 /// explicit permit ids, to compare them with the reference model step by step.
@@ -29,12 +30,15 @@ impl CircuitBreaker {
         outcome: Outcome,
         duration_ms: u64,
     ) -> Result<RecordAnswer> {
-        let mut call = self.script("record");
-        call.arg(permit)
-            .arg(pack_report(epoch, kind, outcome, duration_ms));
-        let value: Value = call.invoke(&self.inner.pool).await?;
-        let (answer, open_left) = decode_record(&value)?;
-        self.saw(answer.state, answer.epoch, open_left);
-        Ok(answer)
+        let report = Report {
+            id: permit.to_owned(),
+            epoch,
+            kind,
+            local: false,
+            outcome,
+            duration_ms,
+        };
+        let value: Value = self.record_call(&report).invoke(&self.inner.pool).await?;
+        self.recorded(&value)
     }
 }
