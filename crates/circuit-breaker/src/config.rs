@@ -71,7 +71,11 @@ pub enum StorePolicy {
     Local,
 }
 
-/// The rules of a circuit breaker. Build with [`BreakerConfig::builder`].
+/// The rules of a circuit breaker, validated: a template a
+/// [`BreakerRegistry`](crate::BreakerRegistry) makes breakers from, or that
+/// [`CircuitBreakerBuilder::config`](crate::CircuitBreakerBuilder::config) starts from. Build
+/// with [`BreakerConfig::builder`]; a single breaker is built with
+/// [`CircuitBreaker::builder`](crate::CircuitBreaker::builder) and the same setters.
 #[derive(Debug, Clone)]
 pub struct BreakerConfig {
     pub(crate) window: Window,
