@@ -104,18 +104,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // The primitives, all over one pool.
-    let breakers = kit.breakers(
-        BreakerConfig::builder()
-            .window(Window::Count(20))
-            .minimum_calls(10)
-            .failure_rate(0.5)
-            .open_duration(OpenDuration::Fixed(Duration::from_millis(600)))
-            .half_open_permits(2)
-            .half_open_successes(2)
-            // Probes take milliseconds here: a lost one frees its slot after a second.
-            .permit_lease(Duration::from_secs(1))
-            .build()?,
-    );
+    let breakers = kit
+        .breakers()
+        .default_config(
+            BreakerConfig::builder()
+                .window(Window::Count(20))
+                .minimum_calls(10)
+                .failure_rate(0.5)
+                .open_duration(OpenDuration::Fixed(Duration::from_millis(600)))
+                .half_open_permits(2)
+                .half_open_successes(2)
+                // Probes take milliseconds here: a lost one frees its slot after a second.
+                .permit_lease(Duration::from_secs(1))
+                .build()?,
+        )
+        .build()?;
     let queue = kit.queue("tasks").build()?;
     let errors = kit
         .error_tracker("fleet")
@@ -159,7 +162,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             while let Some(got) = events.recv().await {
                 let e = got.event;
                 match (e.source.as_str(), e.kind.as_str()) {
-                    ("cb", kind) => say(format!(
+                    ("circuit-breaker", kind) => say(format!(
                         "  breaker {:<10} {:<12} {}",
                         e.entity,
                         kind,

@@ -61,28 +61,18 @@ impl Coordkit {
         &self.keyspace
     }
 
-    /// The circuit breaker `name` with `config`.
+    /// A builder for the circuit breaker `name` (see
+    /// [`CircuitBreaker::builder`](crate::circuit_breaker::CircuitBreaker::builder)).
     #[cfg(feature = "circuit-breaker")]
-    pub fn breaker(
-        &self,
-        name: &str,
-        config: crate::circuit_breaker::BreakerConfig,
-    ) -> crate::circuit_breaker::Result<crate::circuit_breaker::CircuitBreaker> {
-        crate::circuit_breaker::CircuitBreaker::new(self.pool.clone(), &self.keyspace, name, config)
+    pub fn breaker(&self, name: &str) -> crate::circuit_breaker::CircuitBreakerBuilder {
+        crate::circuit_breaker::CircuitBreaker::builder(&self.pool, &self.keyspace, name)
     }
 
-    /// A registry handing out breakers by template and key, `default` unless a template says
-    /// otherwise.
+    /// A builder for a registry handing out breakers by template and key (see
+    /// [`BreakerRegistry::builder`](crate::circuit_breaker::BreakerRegistry::builder)).
     #[cfg(feature = "circuit-breaker")]
-    pub fn breakers(
-        &self,
-        default: crate::circuit_breaker::BreakerConfig,
-    ) -> crate::circuit_breaker::BreakerRegistry {
-        crate::circuit_breaker::BreakerRegistry::new(
-            self.pool.clone(),
-            self.keyspace.clone(),
-            default,
-        )
+    pub fn breakers(&self) -> crate::circuit_breaker::BreakerRegistryBuilder {
+        crate::circuit_breaker::BreakerRegistry::builder(&self.pool, &self.keyspace)
     }
 
     /// The context store with its default settings; see [`Coordkit::context_builder`].

@@ -25,7 +25,7 @@
 //! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
 //! let kit = Coordkit::connect(&url, "fleet").await?;
 //!
-//! let breaker = kit.breaker("llm-api", coordkit::circuit_breaker::BreakerConfig::default())?;
+//! let breaker = kit.breaker("llm-api").failure_rate(0.5).build()?;
 //! let answer = breaker.call(async { Ok::<_, std::io::Error>("ok") }).await?;
 //! assert_eq!(answer, "ok");
 //!

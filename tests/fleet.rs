@@ -17,18 +17,22 @@ const WAIT: Duration = Duration::from_secs(60);
 redis_test! {
     async fn a_guarded_worker_rides_out_an_outage_and_reports_it(redis) {
         let kit = Coordkit::from_pool(redis.pool().await, redis.keyspace().namespace()).unwrap();
-        let breakers = kit.breakers(
-            BreakerConfig::builder()
-                .window(Window::Count(10))
-                .minimum_calls(5)
-                .failure_rate(0.5)
-                .open_duration(OpenDuration::Fixed(Duration::from_millis(200)))
-                .half_open_permits(1)
-                .half_open_successes(1)
-                .permit_lease(Duration::from_millis(500))
-                .build()
-                .unwrap(),
-        );
+        let breakers = kit
+            .breakers()
+            .default_config(
+                BreakerConfig::builder()
+                    .window(Window::Count(10))
+                    .minimum_calls(5)
+                    .failure_rate(0.5)
+                    .open_duration(OpenDuration::Fixed(Duration::from_millis(200)))
+                    .half_open_permits(1)
+                    .half_open_successes(1)
+                    .permit_lease(Duration::from_millis(500))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
         let queue = kit.queue("jobs").build().unwrap();
         let errors = kit.error_tracker("jobs").build().unwrap();
         let metrics = kit.metrics().unwrap();

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] state hash:
 --   s   the hot numbers, 7 big-endian doubles (struct '>d' x7, 56 bytes): state code
---       (0 closed, 1 open, 2 half_open, 3 forced_open, 4 disabled, 5 metrics_only), epoch
+--       (CLOSED .. METRICS_ONLY below), epoch
 --       (+1 at every transition; permits carry it, stale outcomes are ignored), consecutive
 --       failures, count window: next slot, calls, failures, slow calls
 --   c   the numbers of transitions, 5 big-endian doubles (40 bytes; absent: all 0): opened at
@@ -22,8 +22,8 @@
 -- ARGV[1]  operation: acquire | record | snapshot | force | clear
 -- ARGV[2]  now_ms: "" for the server clock, or a manual time
 -- ARGV[3]  the rules, 16 big-endian doubles (struct '>d' x16), the record's hot path first:
---            window kind (0: last N calls, 1: last T ms in buckets), window size (N calls or
---            the number of buckets), minimum calls, failure rate threshold (0..1], slow call
+--            window kind (WINDOW_COUNT: last N calls, WINDOW_TIME: last T ms in buckets),
+--            window size (N calls or the number of buckets), minimum calls, failure rate threshold (0..1], slow call
 --            rate threshold (0..1], slow call duration ms, consecutive failures that trip it
 --            (0: off), idle expiry ms, bucket length ms, open duration base ms, open duration
 --            factor per re-opening (1: fixed), open duration cap ms, half-open permits K,
@@ -33,19 +33,21 @@
 -- ARGV[5]  the breaker's name (the events' entity)
 -- acquire:  ARGV[6] permit id
 -- record:   ARGV[6] permit id, ARGV[7] 4 big-endian doubles: permit epoch, permit kind
---           (0 normal, 1 probe, 2 metrics-only, 3 bypass), outcome (0 success, 1 failure,
---           2 ignored), duration ms
+--           (KIND_*, as the acquire answered it), outcome (SUCCESS, FAILURE, OUTCOME_IGNORED),
+--           duration ms
 -- force:    ARGV[6] forced_open | disabled | metrics_only
 -- (Arguments are few on purpose: every ARGV element costs the server a Lua string.)
 --
 -- Returns (numbers only: no number is turned into text):
---   acquire:  admitted without a change (closed, disabled, metrics-only): epoch * 8 + state;
---             otherwise { admitted 0/1, state, epoch, retry after ms,
---                         permit kind 0 none | 1 normal | 2 probe | 3 metrics-only | 4 bypass };
+--   acquire:  admitted without a change (closed, disabled, metrics-only):
+--             epoch * STATE_CODES + state; otherwise { admitted 0/1, state, epoch,
+--             retry after ms, permit kind KIND_* };
 --             retry after: open, the rest of the open period; half-open with every probe
---             taken, min(first lease's rest, base open duration, 2000), at least 1
---   record:   (epoch * 4 + status) * 8 + state, status 0 recorded | 1 stale | 2 ignored |
---             3 not_counted; when it leaves the breaker open: { that number, open ms left }
+--             taken, min(first lease's rest, base open duration, HALF_OPEN_RETRY_CAP_MS), at
+--             least 1
+--   record:   (epoch * STATUS_CODES + status) * STATE_CODES + state, status RECORDED | STALE |
+--             IGNORED | NOT_COUNTED; when it leaves the breaker open: { that number, open ms
+--             left }
 --   snapshot: { state, epoch, calls, failures, slow, consecutive failures, opened at,
 --               open until, half-open successes, probes in flight, re-openings, now }
 --   force, clear: { state, epoch }
@@ -57,6 +59,23 @@
 --   is no call, window figures that do not fit the ring, a bucket that does not parse, a probe
 --   lease deadline out of bounds. A ring of another length than the window (absent, or the
 --   window's size was changed) is no fault: the count window starts empty.
+
+-- Codes shared with Rust: the `code` module of src/wire.rs holds the same names and numbers.
+-- States:
+local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED, METRICS_ONLY = 0, 1, 2, 3, 4, 5
+-- Packed answers: epoch * STATE_CODES + state; a record's, (epoch * STATUS_CODES + status) *
+-- STATE_CODES + state.
+local STATE_CODES, STATUS_CODES = 8, 4
+-- A record's status:
+local RECORDED, STALE, IGNORED, NOT_COUNTED = 0, 1, 2, 3
+-- Permit kinds (an acquire's answer, a record's argument):
+local KIND_NONE, KIND_NORMAL, KIND_PROBE, KIND_METRICS_ONLY, KIND_BYPASS = 0, 1, 2, 3, 4
+-- Outcomes (a record's argument):
+local SUCCESS, FAILURE, OUTCOME_IGNORED = 0, 1, 2
+-- Window kinds (the rules):
+local WINDOW_COUNT, WINDOW_TIME = 0, 1
+-- The longest retry after of a half-open breaker (HALF_OPEN_RETRY_CAP in src/state.rs).
+local HALF_OPEN_RETRY_CAP_MS = 2000
 
 local S, P = KEYS[1], KEYS[2]
 local op = ARGV[1]
@@ -71,12 +90,12 @@ local MAXN = 2 ^ 48
 if op == 'acquire' then
   -- validate: S's type (the HGET); the state code and the epoch, the only numbers used.
   local s = redis.call('HGET', S, 's')
-  if not s then return 8 end
+  if not s then return 1 * STATE_CODES + CLOSED end
   if #s == SLEN then
     local st, ep = struct.unpack('>dd', s)
-    if (st == 0 or st == 4 or st == 5) and ep >= 1 and ep < MAXN and ep % 1 == 0 then
+    if (st == CLOSED or st == DISABLED or st == METRICS_ONLY) and ep >= 1 and ep < MAXN and ep % 1 == 0 then
       -- writes: none.
-      return ep * 8 + st
+      return ep * STATE_CODES + st
     end
   end
 elseif op == 'record' then
@@ -86,20 +105,22 @@ elseif op == 'record' then
   -- consistent. Anything else falls through to the general path, which raises the fault.
   local raw = redis.call('HMGET', S, 's', 'r')
   local s, ring = raw[1], raw[2]
-  if wk == 0 and ((not s and not ring) or (s and ring and #s == SLEN and #ring == wsize)) then
-    local st, ep, cf, pos, n, nf, ns = 0, 1, 0, 0, 0, 0, 0
+  if wk == WINDOW_COUNT and ((not s and not ring) or (s and ring and #s == SLEN and #ring == wsize)) then
+    local st, ep, cf, pos, n, nf, ns = CLOSED, 1, 0, 0, 0, 0, 0
     if s then
       st, ep, cf, pos, n, nf, ns = struct.unpack(SFMT, s)
     else
       ring = string.rep('.', wsize)
     end
-    if (st == 0 or st == 5) and ep >= 1 and ep < MAXN and ep % 1 == 0 and pos >= 0
+    if (st == CLOSED or st == METRICS_ONLY) and ep >= 1 and ep < MAXN and ep % 1 == 0 and pos >= 0
       and pos < wsize and pos % 1 == 0 and n >= 0 and n <= wsize and n % 1 == 0 and nf >= 0
       and nf <= n and nf % 1 == 0 and ns >= 0 and ns <= n and ns % 1 == 0 and cf >= 0
       and cf < MAXN - 1 and cf % 1 == 0 then
       local pep, _, outcome, duration = struct.unpack('>dddd', ARGV[7])
-      if pep ~= ep then return (ep * 4 + 1) * 8 + st end
-      if outcome == 2 then return (ep * 4 + 2) * 8 + st end
+      if pep ~= ep then return (ep * STATUS_CODES + STALE) * STATE_CODES + st end
+      if outcome == OUTCOME_IGNORED then
+        return (ep * STATUS_CODES + IGNORED) * STATE_CODES + st
+      end
       -- The call leaving the window: S ok, F failed, s slow, f failed and slow, . none.
       local old = string.byte(ring, pos + 1)
       if old == 83 then
@@ -117,7 +138,7 @@ elseif op == 'record' then
         local slow = duration >= slow_ms
         local c
         n = n + 1
-        if outcome == 1 then
+        if outcome == FAILURE then
           nf, cf = nf + 1, cf + 1
           c = 'F'
           if slow then c, ns = 'f', ns + 1 end
@@ -126,17 +147,17 @@ elseif op == 'record' then
           c = 'S'
           if slow then c, ns = 's', ns + 1 end
         end
-        if st ~= 0 or not ((max_cf > 0 and cf >= max_cf)
+        if st ~= CLOSED or not ((max_cf > 0 and cf >= max_cf)
             or (n >= min_calls and (nf / n >= frt or ns / n >= srt))) then
           -- writes: s and r, the idle expiry now and then.
           ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
           pos = pos + 1
           if pos == wsize then pos = 0 end
           redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring)
-          if st == 0 and redis.call('PTTL', S) < idle_ms * 0.75 then
+          if st == CLOSED and redis.call('PTTL', S) < idle_ms * 0.75 then
             redis.call('PEXPIRE', S, idle_ms)
           end
-          return ep * 32 + st
+          return (ep * STATUS_CODES + RECORDED) * STATE_CODES + st
         end
       end
     end
@@ -150,11 +171,13 @@ local b, cfg = {}, {}
 cfg.wk, cfg.wsize, cfg.min_calls, cfg.frt, cfg.srt, cfg.slow_ms, cfg.max_cf, cfg.idle_ms,
   cfg.bucket_ms, cfg.open_base, cfg.open_factor, cfg.open_max, cfg.permits, cfg.successes,
   cfg.lease_ms, cfg.max_wait = struct.unpack('>dddddddddddddddd', ARGV[3])
-cfg.wkind = cfg.wk == 0 and 'c' or 't'
+cfg.wkind = cfg.wk == WINDOW_COUNT and 'c' or 't'
 cfg.channel, cfg.name = ARGV[4], ARGV[5]
 
-local NAMES = { [0] = 'closed', 'open', 'half_open', 'forced_open', 'disabled', 'metrics_only' }
-local CLOSED, OPEN, HALF, FORCED, DISABLED, METRICS = 0, 1, 2, 3, 4, 5
+local NAMES = {
+  [CLOSED] = 'closed', [OPEN] = 'open', [HALF_OPEN] = 'half_open', [FORCED_OPEN] = 'forced_open',
+  [DISABLED] = 'disabled', [METRICS_ONLY] = 'metrics_only',
+}
 local MAXI = MAXN - 1
 
 -- validate: every operation. S's type: the HMGET below is the first call on S. s and c: their
@@ -171,14 +194,14 @@ else
   for i = 0, cfg.wsize - 1 do fields[#fields + 1] = 'b' .. i end
 end
 local raw = redis.call('HMGET', S, unpack(fields))
-b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns = 0, 1, 0, 0, 0, 0, 0
+b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns = CLOSED, 1, 0, 0, 0, 0, 0
 b.oa, b.ou, b.rc, b.hs, b.hok = 0, 0, 0, 0, 0
 if raw[1] then
   if #raw[1] ~= SLEN then
     ck_corrupt(S, 'field s: ' .. #raw[1] .. ' bytes, not ' .. SLEN)
   end
   local st, ep, cf, pos, n, nf, ns = struct.unpack(SFMT, raw[1])
-  b.st = ck_int(st, S, 'field s: state', 5)
+  b.st = ck_int(st, S, 'field s: state', METRICS_ONLY)
   b.ep = ck_int(ep, S, 'field s: epoch', MAXI)
   b.cf = ck_int(cf, S, 'field s: consecutive failures', MAXI)
   b.pos = ck_int(pos, S, 'field s: next slot', MAXI)
@@ -214,7 +237,7 @@ if cfg.wkind == 'c' then
   -- A record reads one byte of the ring, the call leaving the window (scanning all of it
   -- would cost the hot path microseconds): that byte is checked, the others when their turn
   -- comes.
-  if op == 'record' and (b.st == CLOSED or b.st == METRICS) then
+  if op == 'record' and (b.st == CLOSED or b.st == METRICS_ONLY) then
     local old = string.sub(b.ring, b.pos + 1, b.pos + 1)
     local n, nf, ns = b.wn, b.wnf, b.wns
     if not string.find('.SFsf', old, 1, true) then
@@ -252,7 +275,7 @@ end
 -- Probe leases (only half-open holds any: every other transition deletes them), read whole:
 -- at most K in normal operation.
 b.leases, b.probes_n = {}, 0
-if b.st == HALF or b.st == OPEN then
+if b.st == HALF_OPEN or b.st == OPEN then
   local list = redis.call('ZRANGE', P, 0, -1, 'WITHSCORES')
   for i = 1, #list, 2 do
     local deadline = tonumber(list[i + 1])
@@ -269,7 +292,7 @@ end
 -- The arguments: a force's target.
 local force_to
 if op == 'force' then
-  force_to = ({ forced_open = FORCED, disabled = DISABLED, metrics_only = METRICS })[ARGV[6]]
+  force_to = ({ forced_open = FORCED_OPEN, disabled = DISABLED, metrics_only = METRICS_ONLY })[ARGV[6]]
   if not force_to then return ck_fail('BADOP', 'force ' .. ARGV[6]) end
 end
 
@@ -340,7 +363,7 @@ end
 local function emit(kind, payload)
   payload.state = NAMES[b.st]
   payload.epoch = b.ep
-  ck_emit(cfg.channel .. kind, kind, 'cb', cfg.name, now, payload)
+  ck_emit(cfg.channel .. kind, kind, 'circuit-breaker', cfg.name, now, payload)
 end
 
 local function open_for(reopenings)
@@ -357,7 +380,7 @@ local function drop_probes()
 end
 
 local function go_open(reason, figures)
-  if b.st == HALF or b.st == OPEN then b.rc = math.min(b.rc + 1, MAXI) else b.rc = 0 end
+  if b.st == HALF_OPEN or b.st == OPEN then b.rc = math.min(b.rc + 1, MAXI) else b.rc = 0 end
   b.st, b.ep, b.oa, b.ou = OPEN, math.min(b.ep + 1, MAXI), now, now + open_for(b.rc)
   b.hok, b.cf = 0, 0
   b.state_dirty, b.dirty = true, true
@@ -370,7 +393,7 @@ local function go_open(reason, figures)
 end
 
 local function go_half_open()
-  b.st, b.ep, b.hs, b.hok = HALF, math.min(b.ep + 1, MAXI), now, 0
+  b.st, b.ep, b.hs, b.hok = HALF_OPEN, math.min(b.ep + 1, MAXI), now, 0
   b.state_dirty, b.dirty = true, true
   drop_probes()
   emit('half_opened', {})
@@ -388,11 +411,11 @@ end
 -- expired probe leases are dropped.
 local function settle()
   if b.st == OPEN and now >= b.ou then go_half_open() end
-  if b.st == HALF and cfg.max_wait > 0 and now - b.hs >= cfg.max_wait then
+  if b.st == HALF_OPEN and cfg.max_wait > 0 and now - b.hs >= cfg.max_wait then
     go_open('half_open_timeout', {})
     if now >= b.ou then go_half_open() end
   end
-  if b.st == HALF and b.probes_n > 0 then
+  if b.st == HALF_OPEN and b.probes_n > 0 then
     local expired = 0
     for permit, deadline in pairs(b.leases) do
       if deadline <= now then
@@ -440,7 +463,7 @@ local function save()
     args[#args + 1] = v
   end
   if #args > 0 then redis.call('HSET', S, unpack(args)) end
-  if b.st == FORCED or b.st == DISABLED or b.st == METRICS then
+  if b.st == FORCED_OPEN or b.st == DISABLED or b.st == METRICS_ONLY then
     if b.state_dirty then redis.call('PERSIST', S) end
   elseif b.st == CLOSED then
     -- Refresh the idle expiry only now and then: a quarter of it at most goes unrefreshed.
@@ -456,31 +479,31 @@ end
 
 if op == 'acquire' then
   settle()
-  local admitted, kind, retry = 0, 0, 0
+  local admitted, kind, retry = 0, KIND_NONE, 0
   if b.st == CLOSED then
-    admitted, kind = 1, 1
+    admitted, kind = 1, KIND_NORMAL
   elseif b.st == DISABLED then
-    admitted, kind = 1, 4
-  elseif b.st == METRICS then
-    admitted, kind = 1, 3
+    admitted, kind = 1, KIND_BYPASS
+  elseif b.st == METRICS_ONLY then
+    admitted, kind = 1, KIND_METRICS_ONLY
   elseif b.st == OPEN then
     retry = b.ou - now
-  elseif b.st == HALF then
+  elseif b.st == HALF_OPEN then
     if b.probes_n < cfg.permits then
       local permit = ARGV[6]
       redis.call('ZADD', P, now + cfg.lease_ms, permit)
       if not b.leases[permit] then b.probes_n = b.probes_n + 1 end
       b.leases[permit] = now + cfg.lease_ms
-      admitted, kind = 1, 2
+      admitted, kind = 1, KIND_PROBE
     else
       local first
       for _, deadline in pairs(b.leases) do
         if not first or deadline < first then first = deadline end
       end
-      -- Ask again when the probes are likely done: the base open period's scale, at most 2 s
-      -- (HALF_OPEN_RETRY_CAP in state.rs), and no later than the first lease frees a slot.
-      -- Not the lease itself: it is long (30 s by default), and the probes close it sooner.
-      retry = math.max(math.min((first or now) - now, cfg.open_base, 2000), 1)
+      -- Ask again when the probes are likely done: the base open period's scale, at most
+      -- HALF_OPEN_RETRY_CAP_MS, and no later than the first lease frees a slot. Not the lease
+      -- itself: it is long (30 s by default), and the probes close it sooner.
+      retry = math.max(math.min((first or now) - now, cfg.open_base, HALF_OPEN_RETRY_CAP_MS), 1)
     end
   end
   save()
@@ -488,23 +511,23 @@ if op == 'acquire' then
 elseif op == 'record' then
   local permit = ARGV[6]
   local pep, pkind, outcome, duration = struct.unpack('>dddd', ARGV[7])
-  if pkind == 1 and b.leases[permit] then
+  if pkind == KIND_PROBE and b.leases[permit] then
     redis.call('ZREM', P, permit)
     b.leases[permit] = nil
     b.probes_n = b.probes_n - 1
   end
   settle()
-  local status = 0
+  local status = RECORDED
   if pep ~= b.ep then
-    status = 1
-  elseif outcome == 2 then
-    status = 2
-  elseif b.st == DISABLED or b.st == FORCED or b.st == OPEN then
-    status = 3
+    status = STALE
+  elseif outcome == OUTCOME_IGNORED then
+    status = IGNORED
+  elseif b.st == DISABLED or b.st == FORCED_OPEN or b.st == OPEN then
+    status = NOT_COUNTED
   else
-    local failed = outcome == 1
+    local failed = outcome == FAILURE
     local slow = duration >= cfg.slow_ms
-    if b.st == HALF then
+    if b.st == HALF_OPEN then
       if failed then
         go_open('probe_failed', {})
       else
@@ -521,7 +544,7 @@ elseif op == 'record' then
     end
   end
   save()
-  local answer = (b.ep * 4 + status) * 8 + b.st
+  local answer = (b.ep * STATUS_CODES + status) * STATE_CODES + b.st
   -- Open: how long it stays so (the caller's fallback keeps it open that long).
   if b.st == OPEN then return { answer, math.max(b.ou - now, 0) } end
   return answer

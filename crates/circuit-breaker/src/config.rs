@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use coordkit_core::time::duration_ms;
 use coordkit_core::{Clock, Error};
 
 /// Which calls the failure and slow-call rates are computed over.
@@ -70,7 +71,11 @@ pub enum StorePolicy {
     Local,
 }
 
-/// The rules of a circuit breaker. Build with [`BreakerConfig::builder`].
+/// The rules of a circuit breaker, validated: a template a
+/// [`BreakerRegistry`](crate::BreakerRegistry) makes breakers from, or that
+/// [`CircuitBreakerBuilder::config`](crate::CircuitBreakerBuilder::config) starts from. Build
+/// with [`BreakerConfig::builder`]; a single breaker is built with
+/// [`CircuitBreaker::builder`](crate::CircuitBreaker::builder) and the same setters.
 #[derive(Debug, Clone)]
 pub struct BreakerConfig {
     pub(crate) window: Window,
@@ -150,17 +155,19 @@ impl BreakerConfig {
 
     pub(crate) fn open_ms(&self) -> (u64, f64, u64) {
         match self.open {
-            OpenDuration::Fixed(d) => (ms(d), 1.0, ms(d)),
-            OpenDuration::Exponential { base, factor, max } => (ms(base), factor, ms(max)),
+            OpenDuration::Fixed(d) => (duration_ms(d), 1.0, duration_ms(d)),
+            OpenDuration::Exponential { base, factor, max } => {
+                (duration_ms(base), factor, duration_ms(max))
+            }
         }
     }
 
-    /// `(kind, size, bucket_ms)` as the script takes them.
-    pub(crate) fn window_args(&self) -> (&'static str, u64, u64) {
+    /// `(size, bucket_ms)` as the script takes them: calls, or buckets and their length.
+    pub(crate) fn window_args(&self) -> (u64, u64) {
         match self.window {
-            Window::Count(n) => ("c", u64::from(n), 0),
+            Window::Count(n) => (u64::from(n), 0),
             Window::Time { length, buckets } => {
-                ("t", u64::from(buckets), ms(length) / u64::from(buckets))
+                (u64::from(buckets), duration_ms(length) / u64::from(buckets))
             }
         }
     }
@@ -170,100 +177,121 @@ impl BreakerConfig {
 /// below 2^48 ms and writes `now + duration` as an integer, so none may go beyond.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-pub(crate) fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// The rule setters, shared by [`BreakerConfigBuilder`] and
+/// [`CircuitBreakerBuilder`](crate::CircuitBreakerBuilder): one list, one set of docs, so the
+/// two cannot drift apart. `$config` names the builder's [`BreakerConfig`] field.
+macro_rules! rule_setters {
+    ($config:ident) => {
+        /// The window the rates are computed over: [`Window::Count`](crate::Window::Count) of 1 to 10,000 calls, or
+        /// [`Window::Time`](crate::Window::Time) of 1 s to 1 day in 1 to 120 buckets of at least 1 ms. Default: the
+        /// last 100 calls.
+        pub fn window(mut self, window: $crate::Window) -> Self {
+            self.$config.window = window;
+            self
+        }
+
+        /// Calls needed in the window before the rates can trip it (at least 1). Default: 10.
+        pub fn minimum_calls(mut self, n: u32) -> Self {
+            self.$config.minimum_calls = n;
+            self
+        }
+
+        /// Trip when this share of the window's calls failed (0 < rate ≤ 1). Default: 0.5.
+        pub fn failure_rate(mut self, rate: f64) -> Self {
+            self.$config.failure_rate = rate;
+            self
+        }
+
+        /// Trip when this share of the window's calls was slow (0 < rate ≤ 1). Default: 1.0
+        /// (with the default slow-call duration, the rule is in effect off).
+        pub fn slow_call_rate(mut self, rate: f64) -> Self {
+            self.$config.slow_call_rate = rate;
+            self
+        }
+
+        /// A call at least this long is slow (1 ms to 100 years). Default: 60 s.
+        pub fn slow_call_duration(mut self, d: std::time::Duration) -> Self {
+            self.$config.slow_call_duration = d;
+            self
+        }
+
+        /// Also trip after this many failures in a row, whatever the window says (at least 1;
+        /// `None` turns the rule off). Default: `None`.
+        pub fn consecutive_failures(mut self, n: Option<u32>) -> Self {
+            self.$config.consecutive_failures = n;
+            self
+        }
+
+        /// How long it stays open: [`OpenDuration::Fixed`](crate::OpenDuration::Fixed) or
+        /// [`OpenDuration::Exponential`](crate::OpenDuration::Exponential) (each duration 1 ms
+        /// to 100 years, factor finite and at least 1, max at least base). Default: fixed 30 s.
+        pub fn open_duration(mut self, open: $crate::OpenDuration) -> Self {
+            self.$config.open = open;
+            self
+        }
+
+        /// How many probe calls may run at once in half-open, across all processes (K at
+        /// least 1). Default: 3.
+        pub fn half_open_permits(mut self, k: u32) -> Self {
+            self.$config.half_open_permits = k;
+            self
+        }
+
+        /// How many probe successes close it (at least 1). Default: 3.
+        pub fn half_open_successes(mut self, n: u32) -> Self {
+            self.$config.half_open_successes = n;
+            self
+        }
+
+        /// How long a probe permit stays reserved if its holder never reports (1 ms to 100
+        /// years): a process that dies holding one does not wedge the breaker. Default: 30 s.
+        pub fn permit_lease(mut self, d: std::time::Duration) -> Self {
+            self.$config.permit_lease = d;
+            self
+        }
+
+        /// The longest stay in half-open before it opens again (1 ms to 100 years; `None`: no
+        /// limit). Default: 2 min.
+        pub fn half_open_max_wait(mut self, d: Option<std::time::Duration>) -> Self {
+            self.$config.half_open_max_wait = d;
+            self
+        }
+
+        /// A closed breaker with no recorded call for this long is forgotten (1 s to 100
+        /// years). Default: 1 day.
+        pub fn idle_expiry(mut self, d: std::time::Duration) -> Self {
+            self.$config.idle_expiry = d;
+            self
+        }
+
+        /// What to do when Redis is unreachable. Default: [`StorePolicy::Local`](crate::StorePolicy::Local).
+        pub fn store_policy(mut self, policy: $crate::StorePolicy) -> Self {
+            self.$config.store_policy = policy;
+            self
+        }
+
+        /// The clock: the server's, or a manual one (tests). Default: the server's.
+        pub fn clock(mut self, clock: coordkit_core::Clock) -> Self {
+            self.$config.clock = clock;
+            self
+        }
+    };
 }
+pub(crate) use rule_setters;
 
 impl BreakerConfigBuilder {
-    /// The window the rates are computed over.
-    pub fn window(mut self, window: Window) -> Self {
-        self.config.window = window;
-        self
-    }
+    rule_setters!(config);
 
-    /// Calls needed in the window before the rates can trip it (≥ 1).
-    pub fn minimum_calls(mut self, n: u32) -> Self {
-        self.config.minimum_calls = n;
-        self
-    }
-
-    /// Trip when this share of the window's calls failed (0 < rate ≤ 1).
-    pub fn failure_rate(mut self, rate: f64) -> Self {
-        self.config.failure_rate = rate;
-        self
-    }
-
-    /// Trip when this share of the window's calls was slow (0 < rate ≤ 1).
-    pub fn slow_call_rate(mut self, rate: f64) -> Self {
-        self.config.slow_call_rate = rate;
-        self
-    }
-
-    /// A call at least this long is slow (≥ 1 ms).
-    pub fn slow_call_duration(mut self, d: Duration) -> Self {
-        self.config.slow_call_duration = d;
-        self
-    }
-
-    /// Also trip after this many failures in a row, whatever the window says (≥ 1; `None`
-    /// turns the rule off).
-    pub fn consecutive_failures(mut self, n: Option<u32>) -> Self {
-        self.config.consecutive_failures = n;
-        self
-    }
-
-    /// How long it stays open (each duration ≥ 1 ms, factor ≥ 1, max ≥ base).
-    pub fn open_duration(mut self, open: OpenDuration) -> Self {
-        self.config.open = open;
-        self
-    }
-
-    /// How many probe calls may run at once in half-open, across all processes (K ≥ 1).
-    pub fn half_open_permits(mut self, k: u32) -> Self {
-        self.config.half_open_permits = k;
-        self
-    }
-
-    /// How many probe successes close it (≥ 1).
-    pub fn half_open_successes(mut self, n: u32) -> Self {
-        self.config.half_open_successes = n;
-        self
-    }
-
-    /// How long a probe permit stays reserved if its holder never reports (≥ 1 ms): a process
-    /// that dies holding one does not wedge the breaker.
-    pub fn permit_lease(mut self, d: Duration) -> Self {
-        self.config.permit_lease = d;
-        self
-    }
-
-    /// The longest stay in half-open before it opens again (≥ 1 ms; `None`: no limit).
-    pub fn half_open_max_wait(mut self, d: Option<Duration>) -> Self {
-        self.config.half_open_max_wait = d;
-        self
-    }
-
-    /// A closed breaker with no recorded call for this long is forgotten (≥ 1 s).
-    pub fn idle_expiry(mut self, d: Duration) -> Self {
-        self.config.idle_expiry = d;
-        self
-    }
-
-    /// What to do when Redis is unreachable.
-    pub fn store_policy(mut self, policy: StorePolicy) -> Self {
-        self.config.store_policy = policy;
-        self
-    }
-
-    /// The clock (tests inject a manual one).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.config.clock = clock;
-        self
-    }
-
-    /// Validates every field; every duration is at most 100 years.
+    /// Validates every field, failing with [`Error::InvalidConfig`] naming the setter.
     pub fn build(self) -> Result<BreakerConfig, Error> {
-        let c = self.config;
+        self.config.validate()
+    }
+}
+
+impl BreakerConfig {
+    /// Checks every rule against the ranges the setters document.
+    pub(crate) fn validate(self) -> Result<Self, Error> {
+        let c = self;
         let bad = |field: &'static str, reason: String| Err(Error::invalid_config(field, reason));
         match c.window {
             Window::Count(n) if !(1..=10_000).contains(&n) => {
@@ -279,7 +307,9 @@ impl BreakerConfigBuilder {
                         format!("a time window lasts 1s to 1 day, got {length:?}"),
                     );
                 }
-                if !(1..=120).contains(&buckets) || ms(length) / u64::from(buckets.max(1)) == 0 {
+                if !(1..=120).contains(&buckets)
+                    || duration_ms(length) / u64::from(buckets.max(1)) == 0
+                {
                     return bad(
                         "window",
                         format!(

@@ -1,11 +1,14 @@
 //! [`CircuitBreaker::events`]: one breaker's transitions, typed.
 
-use coordkit_core::{Subscriber, SubscriberStats};
+use coordkit_core::time::millis;
+use coordkit_core::{Result, Subscriber, SubscriberStats};
 use serde::{Deserialize, Deserializer};
 
 use crate::breaker::CircuitBreaker;
-use crate::error::Result;
 use crate::state::State;
+
+/// The `source` of the breaker's events (`ck_emit` in `lua/breaker.lua`).
+pub(crate) const SOURCE: &str = "circuit-breaker";
 
 /// What a transition was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -92,12 +95,12 @@ pub struct TripFigures {
 struct Payload {
     #[serde(deserialize_with = "state")]
     state: State,
-    #[serde(deserialize_with = "whole")]
+    #[serde(with = "millis")]
     epoch: u64,
     reason: Option<String>,
-    #[serde(default, deserialize_with = "some_whole")]
+    #[serde(default, with = "millis::option")]
     open_until: Option<u64>,
-    #[serde(default, deserialize_with = "some_whole")]
+    #[serde(default, with = "millis::option")]
     reopenings: Option<u64>,
     #[serde(flatten)]
     figures: Option<TripFigures>,
@@ -106,20 +109,6 @@ struct Payload {
 fn state<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<State, D::Error> {
     let name = String::deserialize(deserializer)?;
     State::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("no state {name:?}")))
-}
-
-/// A whole number, also when cjson wrote it as a float.
-fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
-    let n = serde_json::Number::deserialize(deserializer)?;
-    n.as_u64()
-        .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
-        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
-}
-
-fn some_whole<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Option<u64>, D::Error> {
-    whole(deserializer).map(Some)
 }
 
 /// A subscription to one breaker's transitions, from [`CircuitBreaker::events`].
@@ -174,7 +163,7 @@ impl BreakerEvents {
 
     /// This breaker's event, typed; `None` for another breaker's or another kind.
     fn typed(&self, event: coordkit_core::Event<Payload>) -> Option<BreakerEvent> {
-        if event.entity != self.name || event.source != "cb" {
+        if event.entity != self.name || event.source != SOURCE {
             return None;
         }
         let kind = BreakerEventKind::ALL

@@ -5,23 +5,27 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use crate::breaker::{Admission, CircuitBreaker};
+use coordkit_core::time::RetryDelay;
+
+use crate::breaker::CircuitBreaker;
 use crate::config::StorePolicy;
 use crate::model::BreakerModel;
+use crate::permit::Admission;
 use crate::state::{AcquireAnswer, PermitKind, State};
+use crate::wire::unpack_state;
 
 /// The store probe's first wait after an outage began, and its longest (it doubles).
 const STORE_PROBE_FIRST: Duration = Duration::from_millis(100);
 const STORE_PROBE_MAX: Duration = Duration::from_secs(2);
+/// How long a fail-closed rejection tells the caller to wait.
+const FAIL_CLOSED_RETRY_MS: u64 = 1000;
 
 impl CircuitBreaker {
     /// The local fallback at the start of an outage: the last shared state seen (see
     /// [`StorePolicy::Local`]).
     fn resumed_model(&self, now: u64) -> BreakerModel {
         let config = self.inner.config.clone();
-        let code = self.inner.seen.load(Ordering::Relaxed);
-        let epoch = code / 8;
-        let state = i64::try_from(code % 8).ok().and_then(State::from_code);
+        let (state, epoch) = unpack_state(self.inner.seen.load(Ordering::Relaxed));
         let Some(state) = state.filter(|_| epoch > 0) else {
             return BreakerModel::new(config);
         };
@@ -65,7 +69,7 @@ impl CircuitBreaker {
                     admitted: false,
                     state: State::ForcedOpen,
                     epoch: 0,
-                    retry_after_ms: 1000,
+                    retry_after_ms: FAIL_CLOSED_RETRY_MS,
                     kind: None,
                 },
                 true,
@@ -105,9 +109,9 @@ impl CircuitBreaker {
         }
         let weak = Arc::downgrade(&self.inner);
         handle.spawn(async move {
-            let mut delay = STORE_PROBE_FIRST;
+            let mut delay = RetryDelay::new(STORE_PROBE_FIRST, STORE_PROBE_MAX);
             loop {
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(delay.next_delay()).await;
                 let Some(inner) = weak.upgrade() else { return };
                 if inner.outage.load(Ordering::Acquire) {
                     inner.stats.store_probes.fetch_add(1, Ordering::Relaxed);
@@ -115,10 +119,7 @@ impl CircuitBreaker {
                     let mut exists = coordkit_core::redis::cmd("EXISTS");
                     exists.arg(&key);
                     match inner.pool.query_keys::<i64>(&exists, &[key]).await {
-                        Err(e) if e.is_retryable() => {
-                            delay = (delay * 2).min(STORE_PROBE_MAX);
-                            continue;
-                        }
+                        Err(e) if e.is_retryable() => continue,
                         // Redis answers (an error of another kind is the next acquire's).
                         _ => inner.outage.store(false, Ordering::Release),
                     }
@@ -131,7 +132,7 @@ impl CircuitBreaker {
                 if !again {
                     return;
                 }
-                delay = STORE_PROBE_FIRST;
+                delay.reset();
             }
         });
     }

@@ -7,7 +7,7 @@
 //! [`CallError::Failed`].
 //!
 //! ```
-//! use coordkit_circuit_breaker::{BreakerConfig, CallError, CircuitBreaker, CircuitBreakerLayer};
+//! use coordkit_circuit_breaker::{CallError, CircuitBreaker, CircuitBreakerLayer};
 //! use coordkit_core::{Keyspace, Pool, PoolConfig};
 //! use tower::{Layer, Service, ServiceExt};
 //!
@@ -17,7 +17,7 @@
 //! # let url = server.url();
 //! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
 //! let breaker =
-//!     CircuitBreaker::new(pool, &Keyspace::new("demo")?, "search-api", BreakerConfig::default())?;
+//!     CircuitBreaker::builder(&pool, &Keyspace::new("demo")?, "search-api").build()?;
 //! let search = tower::service_fn(|query: String| async move {
 //!     Ok::<_, std::io::Error>(format!("results for {query}"))
 //! });
@@ -33,7 +33,9 @@ use std::task::{Context, Poll};
 
 use tower::{Layer, Service};
 
-use crate::breaker::{Admission, CallError, CircuitBreaker};
+use crate::breaker::CircuitBreaker;
+use crate::call::CallError;
+use crate::permit::Admission;
 use crate::state::Outcome;
 
 /// Decides what a service's result counts as for the breaker.
@@ -155,7 +157,7 @@ where
             let permit = match breaker.acquire().await {
                 Ok(Admission::Admitted(permit)) => permit,
                 Ok(Admission::Rejected(rejection)) => return Err(CallError::Rejected(rejection)),
-                Err(e) => return Err(CallError::Breaker(e)),
+                Err(e) => return Err(CallError::Core(e)),
             };
             let result = ready.call(request).await;
             permit.record_in_background(classify.classify(&result));

@@ -1,13 +1,36 @@
-//! A pure-Rust model of one breaker: the same state machine as `lua/breaker.lua`, written
-//! plainly. The proptest in `tests/model.rs` requires the Lua and this model to give the same
-//! answers; the breaker also runs it in-process as the [`StorePolicy::Local`] fallback when
-//! Redis is unreachable.
+//! The reference model of one breaker (feature `model`), for your own property tests: the same
+//! state machine as the script, written plainly, on a clock you pass in. Drive your code and
+//! a [`BreakerModel`] with the same operations and compare their answers; this crate's own
+//! proptest requires the script and the model to agree, step by step. The breaker also runs
+//! it in-process as the [`StorePolicy::Local`] fallback when Redis is unreachable.
 //!
 //! [`StorePolicy::Local`]: crate::StorePolicy::Local
 
+// (The example compiles only where the module is public.)
+#![cfg_attr(
+    feature = "model",
+    doc = r#"
+```
+use coordkit_circuit_breaker::model::BreakerModel;
+use coordkit_circuit_breaker::{BreakerConfig, Outcome, State};
+
+let config = BreakerConfig::builder().minimum_calls(1).consecutive_failures(Some(1)).build()?;
+let mut model = BreakerModel::new(config);
+let permit = model.acquire(1_000, "p1");
+assert!(permit.admitted);
+let kind = permit.kind.expect("an admitted permit has a kind");
+model.record(1_010, "p1", permit.epoch, kind, Outcome::Failure, 10);
+assert_eq!(model.snapshot(1_020).state, State::Open);
+# Ok::<(), coordkit_core::Error>(())
+```
+"#
+)]
+
 use std::collections::BTreeMap;
 
-use crate::config::{BreakerConfig, Window, ms};
+use coordkit_core::time::duration_ms;
+
+use crate::config::{BreakerConfig, Window};
 use crate::state::{
     AcquireAnswer, Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus,
     Snapshot, State,
@@ -43,7 +66,7 @@ impl WindowState {
             },
             Window::Time { length, buckets } => WindowState::Time {
                 slots: vec![None; buckets as usize],
-                bucket_ms: ms(length) / u64::from(buckets),
+                bucket_ms: duration_ms(length) / u64::from(buckets),
             },
         }
     }
@@ -213,40 +236,46 @@ impl BreakerModel {
         d.floor() as u64
     }
 
+    /// Every transition: the new state, the next epoch, no probe leases.
+    fn enter(&mut self, to: State) {
+        self.st = to;
+        self.ep = self.ep.saturating_add(1).min(MAXI);
+        self.probes.clear();
+    }
+
+    /// Back to closed (the probes succeeded, or an operator cleared it): nothing counted.
+    fn enter_closed(&mut self) {
+        self.enter(State::Closed);
+        self.hok = 0;
+        self.cf = 0;
+        self.rc = 0;
+        self.clear_window();
+    }
+
     fn go_open(&mut self, now: u64, reason: &'static str) {
         self.rc = if matches!(self.st, State::HalfOpen | State::Open) {
             self.rc.saturating_add(1).min(MAXI)
         } else {
             0
         };
-        self.st = State::Open;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
+        self.enter(State::Open);
         self.oa = now;
         self.ou = now.saturating_add(self.open_for(self.rc));
         self.hok = 0;
         self.cf = 0;
         self.clear_window();
-        self.probes.clear();
         self.emit("opened", Some(reason));
     }
 
     fn go_half_open(&mut self, now: u64) {
-        self.st = State::HalfOpen;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
+        self.enter(State::HalfOpen);
         self.hs = now;
         self.hok = 0;
-        self.probes.clear();
         self.emit("half_opened", None);
     }
 
     fn go_closed(&mut self, reason: &'static str) {
-        self.st = State::Closed;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
-        self.hok = 0;
-        self.cf = 0;
-        self.rc = 0;
-        self.clear_window();
-        self.probes.clear();
+        self.enter_closed();
         self.emit("closed", Some(reason));
     }
 
@@ -256,7 +285,7 @@ impl BreakerModel {
         }
         if let Some(max_wait) = self.config.half_open_max_wait
             && self.st == State::HalfOpen
-            && now.saturating_sub(self.hs) >= ms(max_wait)
+            && now.saturating_sub(self.hs) >= duration_ms(max_wait)
         {
             self.go_open(now, "half_open_timeout");
             if now >= self.ou {
@@ -298,7 +327,7 @@ impl BreakerModel {
                 if (self.probes.len() as u64) < u64::from(self.config.half_open_permits) {
                     self.probes.insert(
                         permit.to_owned(),
-                        now.saturating_add(ms(self.config.permit_lease)),
+                        now.saturating_add(duration_ms(self.config.permit_lease)),
                     );
                     (true, Some(PermitKind::Probe), 0)
                 } else {
@@ -306,7 +335,7 @@ impl BreakerModel {
                     let retry = first
                         .saturating_sub(now)
                         .min(self.config.open_ms().0)
-                        .min(ms(HALF_OPEN_RETRY_CAP))
+                        .min(duration_ms(HALF_OPEN_RETRY_CAP))
                         .max(1);
                     (false, None, retry)
                 }
@@ -343,7 +372,8 @@ impl BreakerModel {
             RecordStatus::NotCounted
         } else {
             let failed = outcome == Outcome::Failure;
-            let slow = duration_ms >= ms(self.config.slow_call_duration);
+            let slow =
+                duration_ms >= coordkit_core::time::duration_ms(self.config.slow_call_duration);
             if self.st == State::HalfOpen {
                 if failed {
                     self.go_open(now, "probe_failed");
@@ -394,13 +424,11 @@ impl BreakerModel {
 
     /// An operator state.
     pub fn force(&mut self, to: Forced) -> (State, u64) {
-        self.st = match to {
+        self.enter(match to {
             Forced::Open => State::ForcedOpen,
             Forced::Disabled => State::Disabled,
             Forced::MetricsOnly => State::MetricsOnly,
-        };
-        self.ep = self.ep.saturating_add(1).min(MAXI);
-        self.probes.clear();
+        });
         self.emit("forced", None);
         (self.st, self.ep)
     }
@@ -408,13 +436,7 @@ impl BreakerModel {
     /// Back to closed, from any state.
     pub fn clear(&mut self, now: u64) -> (State, u64) {
         self.settle(now);
-        self.st = State::Closed;
-        self.ep = self.ep.saturating_add(1).min(MAXI);
-        self.hok = 0;
-        self.cf = 0;
-        self.rc = 0;
-        self.clear_window();
-        self.probes.clear();
+        self.enter_closed();
         self.emit("cleared", None);
         (self.st, self.ep)
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::wire::code;
+
 /// Where a breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -32,28 +34,27 @@ impl State {
         }
     }
 
-    /// The script's code of the state (see [`State::from_code`]).
+    /// The script's code of the state (see [`code`]).
     pub(crate) fn code(self) -> u64 {
         match self {
-            State::Closed => 0,
-            State::Open => 1,
-            State::HalfOpen => 2,
-            State::ForcedOpen => 3,
-            State::Disabled => 4,
-            State::MetricsOnly => 5,
+            State::Closed => code::CLOSED,
+            State::Open => code::OPEN,
+            State::HalfOpen => code::HALF_OPEN,
+            State::ForcedOpen => code::FORCED_OPEN,
+            State::Disabled => code::DISABLED,
+            State::MetricsOnly => code::METRICS_ONLY,
         }
     }
 
-    /// The state with the script's code (0 closed, 1 open, 2 half-open, 3 forced open,
-    /// 4 disabled, 5 metrics-only).
-    pub(crate) fn from_code(code: i64) -> Option<Self> {
-        Some(match code {
-            0 => State::Closed,
-            1 => State::Open,
-            2 => State::HalfOpen,
-            3 => State::ForcedOpen,
-            4 => State::Disabled,
-            5 => State::MetricsOnly,
+    /// The state with the script's code.
+    pub(crate) fn from_code(n: u64) -> Option<Self> {
+        Some(match n {
+            code::CLOSED => State::Closed,
+            code::OPEN => State::Open,
+            code::HALF_OPEN => State::HalfOpen,
+            code::FORCED_OPEN => State::ForcedOpen,
+            code::DISABLED => State::Disabled,
+            code::METRICS_ONLY => State::MetricsOnly,
             _ => return None,
         })
     }
@@ -109,13 +110,24 @@ pub enum PermitKind {
 }
 
 impl PermitKind {
-    /// The kind with the script's code (1 normal, 2 probe, 3 metrics-only, 4 bypass).
-    pub(crate) fn from_code(code: i64) -> Option<Self> {
-        Some(match code {
-            1 => PermitKind::Normal,
-            2 => PermitKind::Probe,
-            3 => PermitKind::MetricsOnly,
-            4 => PermitKind::Bypass,
+    /// The script's code of the kind (an unrecorded permit is never sent).
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            PermitKind::Normal => code::KIND_NORMAL,
+            PermitKind::Probe => code::KIND_PROBE,
+            PermitKind::MetricsOnly => code::KIND_METRICS_ONLY,
+            PermitKind::Bypass => code::KIND_BYPASS,
+            PermitKind::Unrecorded => code::KIND_NONE,
+        }
+    }
+
+    /// The kind with the script's code (not [`code::KIND_NONE`]).
+    pub(crate) fn from_code(n: u64) -> Option<Self> {
+        Some(match n {
+            code::KIND_NORMAL => PermitKind::Normal,
+            code::KIND_PROBE => PermitKind::Probe,
+            code::KIND_METRICS_ONLY => PermitKind::MetricsOnly,
+            code::KIND_BYPASS => PermitKind::Bypass,
             _ => return None,
         })
     }
@@ -161,13 +173,13 @@ pub enum RecordStatus {
 }
 
 impl RecordStatus {
-    /// The status with the script's code (0 recorded, 1 stale, 2 ignored, 3 not counted).
-    pub(crate) fn from_code(code: i64) -> Option<Self> {
-        Some(match code {
-            0 => RecordStatus::Recorded,
-            1 => RecordStatus::Stale,
-            2 => RecordStatus::Ignored,
-            3 => RecordStatus::NotCounted,
+    /// The status with the script's code.
+    pub(crate) fn from_code(n: u64) -> Option<Self> {
+        Some(match n {
+            code::RECORDED => RecordStatus::Recorded,
+            code::STALE => RecordStatus::Stale,
+            code::IGNORED => RecordStatus::Ignored,
+            code::NOT_COUNTED => RecordStatus::NotCounted,
             _ => return None,
         })
     }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coordkit_circuit_breaker::{
-    Admission, BreakerConfig, BreakerError, BreakerRegistry, CallError, CircuitBreaker, Forced,
-    OpenDuration, Outcome, PermitKind, RecordStatus, State, StorePolicy, Window,
+    Admission, BreakerConfig, BreakerRegistry, CallError, CircuitBreaker, CircuitBreakerBuilder,
+    Forced, OpenDuration, Outcome, PermitKind, RecordStatus, State, StorePolicy, Window,
 };
 use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, PoolConfig};
 use coordkit_testkit::{TestRedis, redis_test};
@@ -65,13 +65,9 @@ async fn grab_permits(
 
 /// Asserts `result` is the corrupt-data error naming `key` and, in its detail, `field`.
 #[track_caller]
-fn names<T: std::fmt::Debug>(
-    result: Result<T, BreakerError>,
-    key: &coordkit_core::Key,
-    field: &str,
-) {
+fn names<T: std::fmt::Debug>(result: Result<T, Error>, key: &coordkit_core::Key, field: &str) {
     match result {
-        Err(BreakerError::Core(Error::Corrupt { key: k, detail })) => {
+        Err(Error::Corrupt { key: k, detail }) => {
             assert_eq!(k, key.as_str());
             assert!(detail.starts_with(field), "{detail}");
         }
@@ -93,7 +89,7 @@ redis_test! {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let clock = ManualClock::new(1_700_000_000_000);
-        let breaker = CircuitBreaker::new(pool.clone(), &ks, "payments", config(&clock, 2)).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &ks, "payments").config(config(&clock, 2)).build().unwrap();
         let mut events = pool
             .subscriber()
             .pattern(ks.channel_pattern(Some("cb")).unwrap())
@@ -124,7 +120,7 @@ redis_test! {
         while kinds.len() < 5 {
             let got = tokio::time::timeout(WAIT, events.recv()).await.expect("events stopped").unwrap();
             assert_eq!(got.event.entity, "payments");
-            assert_eq!(got.event.source, "cb");
+            assert_eq!(got.event.source, "circuit-breaker");
             if got.event.kind == "opened" {
                 assert_eq!(got.event.payload["reason"], "failure_rate");
                 assert_eq!(got.event.payload["calls"], 4);
@@ -143,7 +139,7 @@ redis_test! {
     async fn fifty_tasks_never_get_more_than_k_probes(redis) {
         let pool = redis.pool().await;
         let clock = ManualClock::new(1_700_000_000_000);
-        let breaker = CircuitBreaker::new(pool, &redis.keyspace(), "llm", config(&clock, 3)).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &redis.keyspace(), "llm").config(config(&clock, 3)).build().unwrap();
         trip(&breaker).await;
         clock.advance(Duration::from_secs(11));
         let mut held = grab_permits(&breaker, 50, 5).await;
@@ -174,7 +170,7 @@ redis_test! {
     async fn an_outcome_from_an_older_epoch_does_not_count(redis) {
         let pool = redis.pool().await;
         let clock = ManualClock::new(1_700_000_000_000);
-        let breaker = CircuitBreaker::new(pool, &redis.keyspace(), "slow", config(&clock, 1)).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &redis.keyspace(), "slow").config(config(&clock, 1)).build().unwrap();
         let old = admitted(&breaker).await; // admitted while closed
         trip(&breaker).await;
         clock.advance(Duration::from_secs(10));
@@ -196,7 +192,7 @@ redis_test! {
 redis_test! {
     async fn one_evalsha_per_acquire_and_per_record(redis) {
         let pool = Pool::connect(redis.config().pool_size(2)).await.unwrap();
-        let breaker = CircuitBreaker::new(pool, &redis.keyspace(), "trips", BreakerConfig::default()).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &redis.keyspace(), "trips").build().unwrap();
         for _ in 0..5 {
             let p = admitted(&breaker).await;
             breaker.record(p, Outcome::Success).await.unwrap();
@@ -232,7 +228,7 @@ redis_test! {
             .clock(Clock::Manual(clock.clone()))
             .build()
             .unwrap();
-        let breaker = CircuitBreaker::new(pool, &redis.keyspace(), "spaced", config).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &redis.keyspace(), "spaced").config(config).build().unwrap();
         const CALLS: u64 = 120;
         for i in 0..CALLS {
             let _: Result<(), CallError<()>> = breaker.call(async { Ok(()) }).await;
@@ -256,7 +252,7 @@ redis_test! {
     async fn guarded_calls_classify_and_record_in_the_background(redis) {
         let pool = redis.pool().await;
         let clock = ManualClock::new(1_700_000_000_000);
-        let breaker = CircuitBreaker::new(pool, &redis.keyspace(), "tool", config(&clock, 1)).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &redis.keyspace(), "tool").config(config(&clock, 1)).build().unwrap();
         let ok: Result<u32, CallError<String>> = breaker.call(async { Ok(7) }).await;
         assert_eq!(ok.unwrap(), 7);
         // A 404 is not the downstream's fault: the classifier says success.
@@ -299,16 +295,22 @@ redis_test! {
     async fn bad_state_is_a_clear_error(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let breaker = CircuitBreaker::new(pool.clone(), &ks, "broken", BreakerConfig::default()).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &ks, "broken").build().unwrap();
         let key = breaker.state_key().clone();
         let _: () = pool.query(redis::cmd("SET").arg(&key).arg("x")).await.unwrap();
         match breaker.acquire().await {
-            Err(BreakerError::Core(Error::WrongType { key: k, found })) => {
+            Err(Error::WrongType { key: k, found }) => {
                 assert_eq!(k, key.as_str());
                 assert_eq!(found, "string");
             }
             other => panic!("expected WrongType, got {other:?}"),
         }
+        // A guarded call tells the store's fault from a rejection and from its own error, and
+        // does not run.
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let call = breaker.call(async { ran.store(true, std::sync::atomic::Ordering::Relaxed); Ok::<_, String>(()) }).await;
+        assert!(matches!(call, Err(CallError::Core(Error::WrongType { .. }))), "{call:?}");
+        assert!(!ran.load(std::sync::atomic::Ordering::Relaxed));
         let _: () = pool.query(redis::cmd("DEL").arg(&key)).await.unwrap();
         // The hot numbers field `s` holds 7 big-endian doubles: state code, epoch, consecutive
         // failures, next slot, calls, failures, slow calls.
@@ -345,7 +347,7 @@ redis_test! {
     async fn idle_closed_breakers_expire_and_forced_ones_stay(redis) {
         let pool = redis.pool().await;
         let config = BreakerConfig::builder().idle_expiry(Duration::from_secs(3600)).build().unwrap();
-        let breaker = CircuitBreaker::new(pool.clone(), &redis.keyspace(), "idle", config).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &redis.keyspace(), "idle").config(config).build().unwrap();
         let p = admitted(&breaker).await;
         breaker.record(p, Outcome::Success).await.unwrap();
         let ttl: i64 = pool.query(redis::cmd("PTTL").arg(breaker.state_key())).await.unwrap();
@@ -361,9 +363,11 @@ redis_test! {
 redis_test! {
     async fn a_registry_hands_out_one_breaker_per_name_from_templates(redis) {
         let pool = redis.pool().await;
-        let registry = BreakerRegistry::new(pool, redis.keyspace(), BreakerConfig::default());
         let strict = BreakerConfig::builder().consecutive_failures(Some(2)).build().unwrap();
-        registry.template("llm", strict).unwrap();
+        let registry = BreakerRegistry::builder(&pool, &redis.keyspace())
+            .template("llm", strict)
+            .build()
+            .unwrap();
         let a = registry.get("llm", "gpt-4").unwrap();
         let b = registry.get("llm", "gpt-4").unwrap();
         assert_eq!(a.name(), "llm:gpt-4");
@@ -375,6 +379,22 @@ redis_test! {
         let other = registry.get("host", "api.example.com").unwrap();
         assert_eq!(other.config().window(), Window::Count(100));
         assert!(registry.get("llm", "bad name").is_err());
+
+        // A template set later applies to breakers handed out after it; a default template
+        // applies to the rest.
+        let lenient = BreakerConfig::builder().window(Window::Count(7)).build().unwrap();
+        let registry = BreakerRegistry::builder(&pool, &redis.keyspace())
+            .default_config(lenient)
+            .build()
+            .unwrap();
+        assert_eq!(registry.get("any", "x").unwrap().config().window(), Window::Count(7));
+        let wide = BreakerConfig::builder().window(Window::Count(500)).build().unwrap();
+        registry.template("wide", wide).unwrap();
+        assert_eq!(registry.get("wide", "x").unwrap().config().window(), Window::Count(500));
+        let bad = BreakerRegistry::builder(&pool, &redis.keyspace())
+            .template("bad name", BreakerConfig::default())
+            .build();
+        assert!(matches!(bad, Err(Error::InvalidName { .. })), "{bad:?}");
     }
 }
 
@@ -412,6 +432,42 @@ async fn invalid_configuration_names_the_field() {
     );
 }
 
+redis_test! {
+    async fn the_breaker_builder_validates_every_rule_naming_the_setter(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let field = |b: CircuitBreakerBuilder| match b.build() {
+            Err(Error::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        };
+        let b = || CircuitBreaker::builder(&pool, &ks, "checked");
+        assert_eq!(field(b().failure_rate(1.5)), "failure_rate");
+        assert_eq!(field(b().slow_call_rate(0.0)), "slow_call_rate");
+        assert_eq!(field(b().window(Window::Count(10_001))), "window");
+        assert_eq!(field(b().minimum_calls(0)), "minimum_calls");
+        assert_eq!(field(b().slow_call_duration(Duration::ZERO)), "slow_call_duration");
+        assert_eq!(field(b().consecutive_failures(Some(0))), "consecutive_failures");
+        assert_eq!(field(b().open_duration(OpenDuration::Fixed(Duration::ZERO))), "open_duration");
+        assert_eq!(field(b().half_open_permits(0)), "half_open_permits");
+        assert_eq!(field(b().half_open_successes(0)), "half_open_successes");
+        assert_eq!(field(b().permit_lease(Duration::ZERO)), "permit_lease");
+        assert_eq!(field(b().half_open_max_wait(Some(Duration::ZERO))), "half_open_max_wait");
+        assert_eq!(field(b().idle_expiry(Duration::from_millis(999))), "idle_expiry");
+        // A setter after a template changes that rule alone, and is checked too.
+        let template = BreakerConfig::builder().minimum_calls(3).build().unwrap();
+        assert_eq!(field(b().config(template.clone()).failure_rate(-1.0)), "failure_rate");
+        let built = b().config(template).window(Window::Count(9)).build().unwrap();
+        assert_eq!(built.config().window(), Window::Count(9));
+        // Debug shows the name and keys, not the pool.
+        let shown = format!("{built:?}");
+        assert!(shown.contains("checked") && shown.contains("state_key") && !shown.contains("redis://"), "{shown}");
+        assert!(matches!(
+            CircuitBreaker::builder(&pool, &ks, "bad name").build(),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_redis_follows_the_store_policy() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -430,7 +486,10 @@ async fn unreachable_redis_follows_the_store_policy() {
             .unwrap()
     };
 
-    let open = CircuitBreaker::new(pool.clone(), &ks, "a", with(StorePolicy::FailOpen)).unwrap();
+    let open = CircuitBreaker::builder(&pool, &ks, "a")
+        .config(with(StorePolicy::FailOpen))
+        .build()
+        .unwrap();
     let p = admitted(&open).await;
     assert_eq!(p.kind(), PermitKind::Unrecorded);
     assert_eq!(
@@ -438,14 +497,19 @@ async fn unreachable_redis_follows_the_store_policy() {
         RecordStatus::NotCounted
     );
 
-    let closed =
-        CircuitBreaker::new(pool.clone(), &ks, "b", with(StorePolicy::FailClosed)).unwrap();
+    let closed = CircuitBreaker::builder(&pool, &ks, "b")
+        .config(with(StorePolicy::FailClosed))
+        .build()
+        .unwrap();
     assert!(matches!(
         closed.acquire().await.unwrap(),
         Admission::Rejected(_)
     ));
 
-    let local = CircuitBreaker::new(pool, &ks, "c", with(StorePolicy::Local)).unwrap();
+    let local = CircuitBreaker::builder(&pool, &ks, "c")
+        .config(with(StorePolicy::Local))
+        .build()
+        .unwrap();
     for _ in 0..3 {
         let p = admitted(&local).await;
         local.record(p, Outcome::Failure).await.unwrap();
@@ -476,7 +540,10 @@ async fn several_processes_never_get_more_than_k_probes() {
     let pool = redis.pool().await;
     let ks = redis.keyspace();
     let clock = ManualClock::new(1_700_000_000_000);
-    let breaker = CircuitBreaker::new(pool, &ks, "shared", config(&clock, 4)).unwrap();
+    let breaker = CircuitBreaker::builder(&pool, &ks, "shared")
+        .config(config(&clock, 4))
+        .build()
+        .unwrap();
     trip(&breaker).await;
     clock.advance(Duration::from_secs(11));
     let exe = std::env::current_exe().unwrap();
@@ -537,13 +604,10 @@ fn child_process() {
             .await
             .unwrap();
         let clock = ManualClock::new(now.parse().unwrap());
-        let breaker = CircuitBreaker::new(
-            pool,
-            &Keyspace::new(ns).unwrap(),
-            "shared",
-            config(&clock, 4),
-        )
-        .unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &Keyspace::new(ns).unwrap(), "shared")
+            .config(config(&clock, 4))
+            .build()
+            .unwrap();
         let held = grab_permits(&breaker, 20, 5).await;
         let n = held.len();
         // Hold the permits until exit: the process ends without reporting them.

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use coordkit_circuit_breaker::{
-    BreakerConfig, BreakerError, CircuitBreaker, Forced, OpenDuration, Outcome, PermitKind,
-    RecordStatus, Snapshot, State, Window,
+    BreakerConfig, CircuitBreaker, Forced, OpenDuration, Outcome, PermitKind, RecordStatus,
+    Snapshot, State, Window,
 };
 use coordkit_core::{Clock, Error, Key, KeyKind, Keyspace, ManualClock, Pool};
 use coordkit_testkit::garbage::{Garbage, TYPES, garbage, overwrite_with_type, wrong_type};
@@ -139,7 +139,10 @@ struct Subject {
 
 async fn subject(pool: &Pool, ks: &Keyspace, name: &str, time: bool, setup: Setup) -> Subject {
     let clock = ManualClock::new(1_700_000_000_000);
-    let breaker = CircuitBreaker::new(pool.clone(), ks, name, config(time, &clock)).unwrap();
+    let breaker = CircuitBreaker::builder(pool, ks, name)
+        .config(config(time, &clock))
+        .build()
+        .unwrap();
     breaker.clear().await.unwrap();
     let mut outcomes = vec![Outcome::Success, Outcome::Success];
     if setup != Setup::Closed {
@@ -199,7 +202,7 @@ const OPS: [&str; 8] = [
 
 /// Runs every operation once; a failed one must have written nothing. Answers each one's
 /// error, if any.
-async fn run_ops(pool: &Pool, s: &Subject) -> Vec<(&'static str, Option<BreakerError>)> {
+async fn run_ops(pool: &Pool, s: &Subject) -> Vec<(&'static str, Option<Error>)> {
     let b = &s.breaker;
     let mut out = Vec::new();
     for op in OPS {
@@ -238,19 +241,17 @@ async fn run_ops(pool: &Pool, s: &Subject) -> Vec<(&'static str, Option<BreakerE
 }
 
 /// The key an error names, and its detail (`WRONGTYPE <found>` for a key of another type).
-fn named(op: &str, e: &BreakerError) -> (String, String) {
+fn named(op: &str, e: &Error) -> (String, String) {
     match e {
-        BreakerError::Core(Error::Corrupt { key, detail }) => (key.clone(), detail.clone()),
-        BreakerError::Core(Error::WrongType { key, found }) => {
-            (key.clone(), format!("WRONGTYPE {found}"))
-        }
+        Error::Corrupt { key, detail } => (key.clone(), detail.clone()),
+        Error::WrongType { key, found } => (key.clone(), format!("WRONGTYPE {found}")),
         other => panic!("{op}: not an error naming a key: {other:?}"),
     }
 }
 
 /// Every op (but those in `except`) failed naming `key`, with a detail starting with `detail`.
 #[track_caller]
-fn all_fail(results: &[(&str, Option<BreakerError>)], except: &[&str], key: &Key, detail: &str) {
+fn all_fail(results: &[(&str, Option<Error>)], except: &[&str], key: &Key, detail: &str) {
     for (op, e) in results.iter().filter(|(op, _)| !except.contains(op)) {
         let e = e
             .as_ref()

@@ -37,8 +37,8 @@ redis_test! {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let clock = ManualClock::new(1_700_000_000_000);
-        let mine = CircuitBreaker::new(pool.clone(), &ks, "mine", config(&clock)).unwrap();
-        let other = CircuitBreaker::new(pool, &ks, "other", config(&clock)).unwrap();
+        let mine = CircuitBreaker::builder(&pool, &ks, "mine").config(config(&clock)).build().unwrap();
+        let other = CircuitBreaker::builder(&pool, &ks, "other").config(config(&clock)).build().unwrap();
         let mut events = mine.events().await.unwrap();
 
         // The other breaker trips and is forced first: none of it reaches `events`.
@@ -77,6 +77,13 @@ redis_test! {
         mine.force(Forced::Disabled).await.unwrap();
         let forced = tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap();
         assert_eq!((forced.kind, forced.state), (BreakerEventKind::Forced, State::Disabled));
+        // On a cluster the other's `cleared`, published on another node, may reach this
+        // subscriber after mine: wait until it was received (and dropped).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while events.stats().received < 7 {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", events.stats());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(events.try_recv().is_none(), "an extra event");
         assert_eq!(events.stats().received, 7, "4 of mine, 3 of the other's");
         assert_eq!(events.stats().decode_errors, 0);

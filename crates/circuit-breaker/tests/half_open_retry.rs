@@ -54,7 +54,7 @@ redis_test! {
         let open = Duration::from_secs(30);
         let lease = Duration::from_secs(30); // the default permit lease
         let breaker =
-            CircuitBreaker::new(pool, &redis.keyspace(), "llm", config(&clock, open)).unwrap();
+            CircuitBreaker::builder(&pool, &redis.keyspace(), "llm").config(config(&clock, open)).build().unwrap();
         let probe = probe_taken(&breaker, &clock, open).await;
 
         let r = rejected(&breaker).await;
@@ -77,7 +77,7 @@ redis_test! {
         let clock = ManualClock::new(1_700_000_000_000);
         let open = Duration::from_millis(300);
         let breaker =
-            CircuitBreaker::new(pool, &redis.keyspace(), "fast", config(&clock, open)).unwrap();
+            CircuitBreaker::builder(&pool, &redis.keyspace(), "fast").config(config(&clock, open)).build().unwrap();
         let _probe = probe_taken(&breaker, &clock, open).await;
         assert_eq!(rejected(&breaker).await.retry_after, open);
         // Within a few ms of the lease's end, no later than it.

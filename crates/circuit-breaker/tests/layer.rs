@@ -37,7 +37,10 @@ async fn breaker(redis: &TestRedis, name: &str) -> CircuitBreaker {
         .failure_rate(0.5)
         .build()
         .unwrap();
-    CircuitBreaker::new(redis.pool().await, &redis.keyspace(), name, config).unwrap()
+    CircuitBreaker::builder(&redis.pool().await, &redis.keyspace(), name)
+        .config(config)
+        .build()
+        .unwrap()
 }
 
 redis_test! {

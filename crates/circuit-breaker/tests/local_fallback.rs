@@ -58,8 +58,14 @@ async fn handles(
     let ks = Keyspace::new("fallback").unwrap();
     let operator_pool = server.fault_pool(FAULT_TIMEOUT).await;
     let local_pool: Pool = server.fault_pool(FAULT_TIMEOUT).await;
-    let operator = CircuitBreaker::new(operator_pool, &ks, name, config.clone()).unwrap();
-    let local = CircuitBreaker::new(local_pool, &ks, name, config).unwrap();
+    let operator = CircuitBreaker::builder(&operator_pool, &ks, name)
+        .config(config.clone())
+        .build()
+        .unwrap();
+    let local = CircuitBreaker::builder(&local_pool, &ks, name)
+        .config(config)
+        .build()
+        .unwrap();
     (operator, local)
 }
 

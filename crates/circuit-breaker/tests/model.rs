@@ -82,7 +82,7 @@ fn check(time_window: bool) {
 
     proptest!(ProptestConfig::with_cases(128), |(ops in proptest::collection::vec(op(), 1..60))| {
         let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
-        let breaker = CircuitBreaker::new(pool.clone(), &keyspace, &name, config(time_window, &clock)).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, &name).config(config(time_window, &clock)).build().unwrap();
         let mut model = BreakerModel::new(config(time_window, &clock));
         // Permits held: (id, epoch, kind).
         let mut held: Vec<(String, u64, PermitKind)> = Vec::new();

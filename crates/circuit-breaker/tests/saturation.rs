@@ -39,7 +39,10 @@ fn breaker(
         .clock(Clock::Manual(clock.clone()))
         .build()
         .unwrap();
-    CircuitBreaker::new(pool.clone(), ks, name, config).unwrap()
+    CircuitBreaker::builder(pool, ks, name)
+        .config(config)
+        .build()
+        .unwrap()
 }
 
 async fn record(b: &CircuitBreaker, outcome: Outcome) {

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use coordkit_circuit_breaker::{
-    Admission, BreakerConfig, CircuitBreaker, Forced, OpenDuration, Outcome,
-};
+use coordkit_circuit_breaker::{Admission, CircuitBreaker, Forced, OpenDuration, Outcome};
 use coordkit_core::{Clock, ManualClock};
 use coordkit_retry_queue::{NewTask, Queue, TaskOptions, TaskState, Worker};
 use coordkit_testkit::redis_test;
@@ -49,7 +47,7 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let queue = Queue::builder(&pool, &keyspace, "guarded").build().unwrap();
-        let breaker = CircuitBreaker::new(pool, &keyspace, "llm-api", BreakerConfig::default()).unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "llm-api").build().unwrap();
         breaker.force(Forced::Open).await.unwrap();
         let (id, runs, worker) = guarded_worker(&queue, &breaker, "llm-api").await;
         while worker.stats().deferred == 0 {
@@ -69,13 +67,12 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let queue = Queue::builder(&pool, &keyspace, "reopened").build().unwrap();
-        let config = BreakerConfig::builder()
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "vector-db")
             .minimum_calls(1)
             .consecutive_failures(Some(1))
             .open_duration(OpenDuration::Fixed(Duration::from_millis(300)))
             .build()
             .unwrap();
-        let breaker = CircuitBreaker::new(pool, &keyspace, "vector-db", config).unwrap();
         // One failure opens it for 300 ms.
         let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
             panic!("a new breaker admits");
@@ -104,13 +101,12 @@ redis_test! {
         let pool = redis.pool().await;
         let keyspace = redis.keyspace();
         let queue = Queue::builder(&pool, &keyspace, "herd").build().unwrap();
-        let config = BreakerConfig::builder()
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "search")
             .minimum_calls(1)
             .consecutive_failures(Some(1))
             .open_duration(OpenDuration::Fixed(Duration::from_millis(300)))
             .build()
             .unwrap();
-        let breaker = CircuitBreaker::new(pool, &keyspace, "search", config).unwrap();
         let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
             panic!("a new breaker admits");
         };
@@ -156,7 +152,7 @@ redis_test! {
         let queue = Queue::builder(&pool, &keyspace, "resumed").build().unwrap();
         // The breaker runs on a manual clock: its 60 s open period ends when the test says.
         let clock = ManualClock::new(1_800_000_000_000);
-        let config = BreakerConfig::builder()
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "payments")
             .minimum_calls(1)
             .consecutive_failures(Some(1))
             .open_duration(OpenDuration::Fixed(Duration::from_secs(60)))
@@ -165,7 +161,6 @@ redis_test! {
             .clock(Clock::Manual(clock.clone()))
             .build()
             .unwrap();
-        let breaker = CircuitBreaker::new(pool, &keyspace, "payments", config).unwrap();
         let mut events = breaker.events().await.unwrap();
         let Admission::Admitted(permit) = breaker.acquire().await.unwrap() else {
             panic!("a new breaker admits");

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use coordkit_circuit_breaker::{Admission, BreakerConfig, CallError, CircuitBreaker};
+use coordkit_circuit_breaker::{Admission, CallError, CircuitBreaker};
 use coordkit_core::{Keyspace, Pool};
 
 use super::{BoxFuture, Result, Workload, memory_usage};
@@ -57,12 +57,9 @@ pub(crate) async fn prepare(
     keyspace: &Keyspace,
     guarded: bool,
 ) -> Result<Arc<dyn Workload>> {
-    let breaker = CircuitBreaker::new(
-        pool.clone(),
-        keyspace,
-        if guarded { "guarded" } else { "acquire" },
-        BreakerConfig::default(),
-    )?;
+    let breaker =
+        CircuitBreaker::builder(pool, keyspace, if guarded { "guarded" } else { "acquire" })
+            .build()?;
     // Give the breaker a state (and a window) before measuring.
     for _ in 0..10 {
         breaker.call(async { Ok::<_, std::io::Error>(()) }).await?;

@@ -1,0 +1,39 @@
+//! Reading and steering a breaker: [`CircuitBreaker::snapshot`], [`force`](CircuitBreaker::force),
+//! [`clear`](CircuitBreaker::clear).
+
+use coordkit_core::{Result, redis::Value};
+
+use crate::breaker::CircuitBreaker;
+use crate::state::{Forced, Snapshot, State};
+use crate::wire::{decode_snapshot, decode_state_epoch};
+
+impl CircuitBreaker {
+    /// The state and the window's figures (applying lazy transitions): one round trip.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let values: Vec<Value> = self.script("snapshot").invoke(&self.inner.pool).await?;
+        let (snapshot, now) = decode_snapshot(&values)?;
+        let open_left = snapshot.open_until_ms.saturating_sub(now);
+        self.saw(snapshot.state, snapshot.epoch, Some(open_left));
+        Ok(snapshot)
+    }
+
+    /// Puts the breaker in an operator state, cluster-wide, until [`clear`](Self::clear).
+    pub async fn force(&self, to: Forced) -> Result<(State, u64)> {
+        let mut call = self.script("force");
+        call.arg(to.as_str());
+        let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
+        self.state_epoch(&values)
+    }
+
+    /// Back to closed with an empty window, from any state.
+    pub async fn clear(&self) -> Result<(State, u64)> {
+        let values: Vec<Value> = self.script("clear").invoke(&self.inner.pool).await?;
+        self.state_epoch(&values)
+    }
+
+    pub(crate) fn state_epoch(&self, values: &[Value]) -> Result<(State, u64)> {
+        let (state, epoch) = decode_state_epoch(values)?;
+        self.saw(state, epoch, None);
+        Ok((state, epoch))
+    }
+}
