@@ -125,8 +125,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .correlation_window(Duration::from_secs(10))
         .cascade_threshold(3)
         .build()?;
-    let metrics = kit.metrics()?;
-    let context = kit.context_builder().actor("fleet").build()?;
+    let metrics = kit.metrics().build()?;
+    let context = kit.context().actor("fleet").build()?;
     let agents = context.agents("fleet")?;
     let run = context.entity("run", &run_id)?;
     run.set([

@@ -64,6 +64,7 @@ impl Coordkit {
     /// A builder for the circuit breaker `name` (see
     /// [`CircuitBreaker::builder`](crate::circuit_breaker::CircuitBreaker::builder)).
     #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
     pub fn breaker(&self, name: &str) -> crate::circuit_breaker::CircuitBreakerBuilder {
         crate::circuit_breaker::CircuitBreaker::builder(&self.pool, &self.keyspace, name)
     }
@@ -71,24 +72,24 @@ impl Coordkit {
     /// A builder for a registry handing out breakers by template and key (see
     /// [`BreakerRegistry::builder`](crate::circuit_breaker::BreakerRegistry::builder)).
     #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
     pub fn breakers(&self) -> crate::circuit_breaker::BreakerRegistryBuilder {
         crate::circuit_breaker::BreakerRegistry::builder(&self.pool, &self.keyspace)
     }
 
-    /// The context store with its default settings; see [`Coordkit::context_builder`].
+    /// A builder for the context store of this namespace (actor, idle expiry, history): set
+    /// what differs from the defaults, then
+    /// [`build`](crate::context::ContextStoreBuilder::build).
     #[cfg(feature = "context")]
-    pub fn context(&self) -> crate::context::Result<crate::context::ContextStore> {
-        self.context_builder().build()
-    }
-
-    /// A builder for a context store with other settings (actor, idle expiry, history).
-    #[cfg(feature = "context")]
-    pub fn context_builder(&self) -> crate::context::ContextStoreBuilder {
+    #[cfg_attr(docsrs, doc(cfg(feature = "context")))]
+    pub fn context(&self) -> crate::context::ContextStoreBuilder {
         crate::context::ContextStore::builder(&self.pool, &self.keyspace)
     }
 
-    /// A builder for the error tracker `name`.
+    /// A builder for the error tracker `name` (see
+    /// [`ErrorTracker::builder`](crate::errors::ErrorTracker::builder)).
     #[cfg(feature = "errors")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
     pub fn error_tracker(&self, name: &str) -> crate::errors::TrackerBuilder {
         crate::errors::ErrorTracker::builder(&self.pool, &self.keyspace, name)
     }
@@ -96,20 +97,17 @@ impl Coordkit {
     /// A builder for the retry queue `name`: set what differs from the defaults, then
     /// [`build`](crate::retry_queue::QueueBuilder::build).
     #[cfg(feature = "retry-queue")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry-queue")))]
     pub fn queue(&self, name: &str) -> crate::retry_queue::QueueBuilder {
         crate::retry_queue::Queue::builder(&self.pool, &self.keyspace, name)
     }
 
-    /// Metrics (gauges, counters, histograms) in this namespace, on the server's clock; see
-    /// [`Coordkit::metrics_builder`] for another clock.
+    /// A builder for the metrics (gauges, counters, histograms) of this namespace, on the
+    /// server's clock unless set otherwise; then
+    /// [`build`](crate::metrics::MetricsBuilder::build).
     #[cfg(feature = "metrics")]
-    pub fn metrics(&self) -> crate::metrics::Result<crate::metrics::Metrics> {
-        self.metrics_builder().build()
-    }
-
-    /// A builder for metrics in this namespace with other settings (the clock).
-    #[cfg(feature = "metrics")]
-    pub fn metrics_builder(&self) -> crate::metrics::MetricsBuilder {
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(&self) -> crate::metrics::MetricsBuilder {
         crate::metrics::Metrics::builder(&self.pool, &self.keyspace)
     }
 }

@@ -29,10 +29,10 @@
 //! let answer = breaker.call(async { Ok::<_, std::io::Error>("ok") }).await?;
 //! assert_eq!(answer, "ok");
 //!
-//! let project = kit.context()?.entity("project", "p1")?;
-//! assert_eq!(project.set([("status", "running")]).await?, 1);
+//! let project = kit.context().build()?.entity("project", "p1")?;
+//! assert_eq!(project.set([("status", "\"running\"")]).await?, 1); // fields hold JSON
 //!
-//! let loss = kit.metrics()?.gauge("loss", &[("run", "r1")])?;
+//! let loss = kit.metrics().build()?.gauge("loss", &[("run", "r1")])?;
 //! loss.record(0.25).await?;
 //! # Ok(()) }
 //! ```

@@ -35,8 +35,8 @@ redis_test! {
             .unwrap();
         let queue = kit.queue("jobs").build().unwrap();
         let errors = kit.error_tracker("jobs").build().unwrap();
-        let metrics = kit.metrics().unwrap();
-        let agents = kit.context().unwrap().agents("workers").unwrap();
+        let metrics = kit.metrics().build().unwrap();
+        let agents = kit.context().build().unwrap().agents("workers").unwrap();
 
         const TASKS: u32 = 120;
         let options = TaskOptions::default()
