@@ -129,8 +129,11 @@ pub use layer::{
 };
 pub use permit::{Admission, Permit};
 pub use registry::{BreakerRegistry, BreakerRegistryBuilder};
+/// What the acquire script answers, as the model and the test hooks return it.
+#[cfg(any(feature = "model", feature = "testing"))]
+pub use state::AcquireAnswer;
 pub use state::{
-    AcquireAnswer, Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus,
-    Rejection, Snapshot, State,
+    Forced, HALF_OPEN_RETRY_CAP, Outcome, PermitKind, RecordAnswer, RecordStatus, Rejection,
+    Snapshot, State,
 };
 pub use stats::BreakerStats;

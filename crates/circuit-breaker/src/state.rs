@@ -146,6 +146,10 @@ pub enum Outcome {
 
 /// The answer to an acquire, as the script gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    not(any(feature = "model", feature = "testing")),
+    allow(unreachable_pub)
+)]
 pub struct AcquireAnswer {
     /// Whether the call may go ahead.
     pub admitted: bool,
