@@ -145,6 +145,9 @@ redis_test! {
     }
 }
 
+// The tasks are deferred for the breaker's 60 s open period; they must run once it closes,
+// not when the deferral runs out. The 10 s guard tells the two apart without a timed
+// assertion (the project has none): with the resume on `closed` disabled, it fails.
 redis_test! {
     async fn tasks_a_breaker_deferred_run_as_soon_as_it_closes(redis) {
         let pool = redis.pool().await;
