@@ -9,13 +9,14 @@ use coordkit_core::wire::Reply;
 use crate::error::{Result, bad_answer};
 use crate::queue::{Queue, lossy, some};
 use crate::record::{Record, decode_errors};
+use crate::scripts;
 use crate::types::{DeadLetter, MAX_BATCH, Stats, TaskInfo, TaskState};
 
 impl Queue {
     /// Counts per state, totals, and the age of the oldest ready task.
     pub async fn stats(&self) -> Result<Stats> {
-        let answer: Value = self.call("stats").invoke(self.inner_pool()).await?;
-        let r = Reply::array("retry-queue", &answer)?;
+        let answer: Value = self.call(&scripts::STATS).invoke(self.inner_pool()).await?;
+        let r = Reply::array(scripts::STATS.name(), &answer)?;
         let now = r.u64(7, "now")?;
         let oldest_ready = some(r.i64(6, "oldest ready since")?);
         Ok(Stats {
@@ -37,10 +38,10 @@ impl Queue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut call = self.call("dlq_list");
+        let mut call = self.call(&scripts::DLQ_LIST);
         call.arg(offset).arg(limit.min(10_000));
         let answer: Value = call.invoke(self.inner_pool()).await?;
-        let r = Reply::array("retry-queue", &answer)?;
+        let r = Reply::array(scripts::DLQ_LIST.name(), &answer)?;
         if !r.len().is_multiple_of(4) {
             return Err(bad_answer("dlq_list", format!("{} items", r.len())));
         }
@@ -69,10 +70,10 @@ impl Queue {
     /// Everything about one task (in any state), or `None` when there is no such task (it was
     /// acknowledged or purged).
     pub async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>> {
-        let mut call = self.call("inspect");
+        let mut call = self.call(&scripts::INSPECT);
         call.arg(id);
         let answer: Value = call.invoke(self.inner_pool()).await?;
-        let r = Reply::array("retry-queue", &answer)?;
+        let r = Reply::array(scripts::INSPECT.name(), &answer)?;
         if r.is_empty() {
             return Ok(None);
         }
@@ -116,7 +117,7 @@ impl Queue {
         let mut out = Vec::new();
         // (An empty id list would mean "the oldest" to the script.)
         for chunk in ids.chunks(MAX_BATCH) {
-            let mut call = self.call("requeue");
+            let mut call = self.call(&scripts::REQUEUE);
             call.arg(if reset_attempts { "1" } else { "0" }).arg(0);
             for id in chunk {
                 call.arg(*id);
@@ -132,7 +133,7 @@ impl Queue {
     pub async fn requeue_all(&self, reset_attempts: bool) -> Result<u64> {
         let mut total = 0;
         loop {
-            let mut call = self.call("requeue");
+            let mut call = self.call(&scripts::REQUEUE);
             call.arg(if reset_attempts { "1" } else { "0" })
                 .arg(MAX_BATCH);
             let done: Vec<String> = call.invoke(self.inner_pool()).await?;
@@ -148,7 +149,7 @@ impl Queue {
         let mut total = 0;
         // `chunks` yields nothing for an empty list (which would mean "the oldest" to the script).
         for chunk in ids.chunks(MAX_BATCH) {
-            let mut call = self.call("purge");
+            let mut call = self.call(&scripts::PURGE);
             call.arg(0);
             for id in chunk {
                 call.arg(*id);
@@ -163,7 +164,7 @@ impl Queue {
     pub async fn purge_all(&self) -> Result<u64> {
         let mut total = 0;
         loop {
-            let mut call = self.call("purge");
+            let mut call = self.call(&scripts::PURGE);
             call.arg(MAX_BATCH);
             let n: u64 = call.invoke(self.inner_pool()).await?;
             if n == 0 {

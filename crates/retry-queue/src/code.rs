@@ -1,7 +1,8 @@
-//! Numbers shared with `lua/queue.lua`: the constants of the same names at the top of the
-//! script. Change one side, change the other.
+//! Numbers shared with the scripts: the constants of the same names at the top of
+//! `lua/lib/queue.lua` (`NONE`, policies, jitters, the events' source) and of `lua/settle.lua`
+//! (settle ops and answers). Change one side, change the other.
 
-/// Settle ops, as a settle packs them.
+/// Settle ops, as a settle packs them (per op of a batch: data, not a dispatch).
 pub(crate) const OP_ACK: u8 = 1;
 pub(crate) const OP_FAIL: u8 = 2;
 pub(crate) const OP_DEFER: u8 = 3;

@@ -152,6 +152,7 @@ mod ops;
 mod options;
 mod queue;
 mod record;
+mod scripts;
 mod types;
 pub mod worker;
 

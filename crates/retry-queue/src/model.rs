@@ -1,5 +1,5 @@
 //! A pure-Rust reference model of the queue's state machine (feature `model`), for your own
-//! property tests: the same operations as `lua/queue.lua`, with the same answers, on an
+//! property tests: the same operations as the scripts (`lua/*.lua`), with the same answers, on an
 //! explicit clock. Build it from a queue's settings (`QueueModel::new(queue.config().clone())`),
 //! drive it with the operations you drive the queue with, and compare the answers; this
 //! crate's own property tests run random operation sequences against both and compare every

@@ -14,6 +14,7 @@ use crate::error::{QueueError, Result, bad_answer};
 use crate::options::TaskOptions;
 use crate::queue::{EXACT, Queue, id_number, lossy, some};
 use crate::record::{Record, tail};
+use crate::scripts;
 use crate::types::{Claim, Enqueued, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled, Task};
 
 /// One settle operation with its jitter draw, as the script takes it (features `testing` and
@@ -69,7 +70,7 @@ impl Queue {
         }
         let mut out = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(MAX_BATCH) {
-            let mut call = self.call("enqueue");
+            let mut call = self.call(&scripts::ENQUEUE);
             let mut nums = Packed::new();
             let mut keys = Vec::new();
             for task in chunk {
@@ -107,7 +108,7 @@ impl Queue {
     /// and promoting due delayed tasks (each bounded per call).
     pub async fn claim(&self, max: usize) -> Result<Claim> {
         let c = &self.inner_config();
-        let mut call = self.call("claim");
+        let mut call = self.call(&scripts::CLAIM);
         call.arg(max.min(MAX_BATCH))
             .arg(c.promote_limit)
             .arg(c.reclaim_limit);
@@ -147,7 +148,7 @@ impl Queue {
                 .collect();
             let mut answers = Vec::new();
             if !sent.is_empty() {
-                let mut call = self.call("settle");
+                let mut call = self.call(&scripts::SETTLE);
                 let mut packed = Packed::new();
                 let mut texts: Vec<&str> = Vec::new();
                 for (op, id) in &sent {
@@ -178,7 +179,7 @@ impl Queue {
                     call.arg(text);
                 }
                 let answer: Value = call.invoke(self.inner_pool()).await?;
-                let reply = Reply::array("retry-queue", &answer)?;
+                let reply = Reply::array(scripts::SETTLE.name(), &answer)?;
                 if reply.len() != sent.len() * 3 {
                     return Err(bad_answer(
                         "settle",
@@ -255,7 +256,7 @@ impl Queue {
     pub async fn make_due(&self, ids: &[&str]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(MAX_BATCH) {
-            let mut call = self.call("make_due");
+            let mut call = self.call(&scripts::MAKE_DUE);
             for id in chunk {
                 call.arg(*id);
             }
@@ -269,7 +270,7 @@ impl Queue {
     /// [`MAX_DURATION_MS`](crate::MAX_DURATION_MS)). Answers the new deadline, or `None` when the
     /// lease is lost.
     pub async fn extend(&self, task: &Task, by: Option<Duration>) -> Result<Option<u64>> {
-        let mut call = self.call("extend");
+        let mut call = self.call(&scripts::EXTEND);
         let by = by.map(|d| {
             duration_ms(d)
                 .clamp(1, crate::options::MAX_DURATION_MS)
@@ -296,7 +297,7 @@ fn cut(error: &str) -> &str {
 
 /// The enqueue answer: the first id, then (index, id of the original) per duplicate.
 fn decode_enqueue(answer: &Value, n: usize) -> Result<Vec<Enqueued>> {
-    let r = Reply::array("retry-queue", answer)?;
+    let r = Reply::array(scripts::ENQUEUE.name(), answer)?;
     let first = r.u64(0, "first id")?;
     let mut ids = Vec::with_capacity(n);
     for i in 0..n as u64 {
@@ -321,7 +322,7 @@ fn decode_enqueue(answer: &Value, n: usize) -> Result<Vec<Enqueued>> {
 }
 
 fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
-    let r = Reply::array("retry-queue", answer)?;
+    let r = Reply::array(scripts::CLAIM.name(), answer)?;
     if r.len() < 4 || !r.len().is_multiple_of(2) {
         return Err(bad_answer("claim", format!("{} items", r.len())));
     }

@@ -11,8 +11,6 @@ use crate::code;
 use crate::config::QueueConfig;
 use crate::error::Result;
 
-static QUEUE: Script = Script::new("retry-queue", include_str!("../lua/queue.lua"));
-
 /// The largest integer the scripts' numbers hold exactly (ids and tokens beyond it are none of
 /// this queue's).
 pub(crate) const EXACT: u64 = 1 << 53;
@@ -82,7 +80,7 @@ impl Queue {
         let any = keyspace.channel("queue", "x")?;
         let channel_prefix = any[..any.len() - 1].to_owned();
         let wake_channel = format!("{channel_prefix}wake:{name}");
-        // The script's settings, one argument (see `lua/queue.lua`).
+        // The script's settings, one argument (see `lua/lib/queue.lua`).
         let mut settings = Packed::new()
             .bytes(&[u8::from(config.succeeded_events)])
             .bytes(&config.max_stalls.to_le_bytes())
@@ -143,13 +141,14 @@ impl Queue {
         &self.inner.keys
     }
 
-    pub(crate) fn call(&self, op: &str) -> Invocation<'static> {
-        let mut call = QUEUE.prepare();
+    /// A call of one of the queue's scripts (`crate::scripts`) with the arguments every one
+    /// takes: the keys, the clock, the settings.
+    pub(crate) fn call(&self, script: &'static Script) -> Invocation<'static> {
+        let mut call = script.prepare();
         for key in &self.inner.keys {
             call.key(key);
         }
-        call.arg(op)
-            .arg(self.inner.config.clock.arg())
+        call.arg(self.inner.config.clock.arg())
             .arg(self.inner.settings.as_slice());
         call
     }

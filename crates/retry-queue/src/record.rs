@@ -1,10 +1,10 @@
-//! A task's stored record and error history, as `lua/queue.lua` lays them out.
+//! A task's stored record and error history, as `lua/lib/queue.lua` lays them out.
 
 use coordkit_core::wire::Packed;
 
 use crate::types::Failure;
 
-/// A task's stored record, decoded (see `lua/queue.lua`: a fixed 48-byte head, of which the
+/// A task's stored record, decoded (see `lua/lib/queue.lua`: a fixed 48-byte head, of which the
 /// script writes the first 32 bytes and Rust the other 16, then the policy, the component and
 /// the payload). Decoding checks the lengths only; the script also
 /// bounds the numbers it uses. Public with the `model` feature (what a `model::Dump`
@@ -34,7 +34,7 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
-/// The length of a record's fixed head (`HDR` in `lua/queue.lua`).
+/// The length of a record's fixed head (`HDR` in `lua/lib/queue.lua`).
 const HEAD: usize = 48;
 /// The part of the head the script writes, from offset 0: attempts, stalls, last delay,
 /// since, enqueued. Rust writes the rest, from offset 32 (see [`tail`]).

@@ -55,7 +55,7 @@ impl Workload for Read {
 }
 
 async fn entities(pool: &Pool, keyspace: &Keyspace) -> Result<Vec<Entity>> {
-    let store = ContextStore::builder(&pool, &keyspace)
+    let store = ContextStore::builder(pool, keyspace)
         .actor("bench")
         .build()?;
     let mut entities = Vec::new();

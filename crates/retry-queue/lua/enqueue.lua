@@ -1,0 +1,88 @@
+-- enqueue: adds a batch of tasks, ready or delayed, each at most once per idempotency key.
+-- Runs after lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it,
+-- made on first use (to wake workers up).
+--
+-- KEYS: all of lib/queue.lua's; writes tasks, ready, delayed, idem, idem_exp, info (seq).
+-- ARGV[3] n, ARGV[4] struct n x '<I8I8' (delay_ms, idempotency ttl_ms, 0 = no key), then
+--   ARGV[5..4+n] the n record tails (the record from its 33rd byte: max, lease, ..., payload),
+--   then the idempotency keys of the keyed tasks, in order
+-- -> { first id, (index, id of the original) for each duplicate ... }; task i's id is
+--    first id + i - 1 unless it is a duplicate
+-- Events: wake.
+
+local n, nums = tonumber(ARGV[3]), ARGV[4]
+local kpos = 5 + n
+-- validate: idem and idem_exp are read when keys are in use (an entry that does not decode
+-- counts as expired and is replaced), the id sequence is decoded, ready and delayed are read
+-- when written; tasks is checked by the first write.
+local old, held = nil, nil
+if #ARGV >= kpos then
+  old = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now, 'LIMIT', 0, 100)
+  local keys = {}
+  for i = kpos, #ARGV do keys[#keys + 1] = ARGV[i] end
+  held = redis.call('HMGET', K_IDEM, unpack(keys))
+end
+local seq = ck_int(redis.call('HGET', K_INFO, 'seq'), K_INFO, 'field seq', EXACT - 1 - n) or 0
+local out, sets, ready, delayed = { seq + 1 }, {}, {}, {}
+local earliest = nil
+local pos, delay, ttl = 1, 0, 0
+-- Keys taken by this batch (a later duplicate in it answers the first), and their entries.
+local k, mine, claims = 0, nil, nil
+for i = 1, n do
+  seq = seq + 1
+  delay, ttl, pos = struct.unpack('<I8I8', nums, pos)
+  local dup = nil
+  if ttl > 0 then
+    k = k + 1
+    local key = ARGV[kpos + k - 1]
+    mine, claims = mine or {}, claims or {}
+    dup = mine[key]
+    local v = held[k]
+    if not dup and v and #v == 16 then
+      local vid, exp = struct.unpack('<I8I8', v)
+      if exp > now and vid < EXACT then dup = vid end
+    end
+    if not dup then
+      mine[key] = seq
+      claims[#claims + 1] = { key, seq, now + ttl }
+    end
+  end
+  if dup then
+    out[#out + 1] = i
+    out[#out + 1] = dup
+  else
+    local due = now + delay
+    sets[#sets + 1] = seq
+    sets[#sets + 1] = struct.pack('<I4I4I8I8I8c0', 0, 0, 0, due, now, ARGV[4 + i])
+    if delay > 0 then
+      delayed[#delayed + 1] = due
+      delayed[#delayed + 1] = seq
+      if earliest == nil or due < earliest then earliest = due end
+    else
+      ready[#ready + 1] = seq
+    end
+  end
+end
+local was_empty, first_due = false, nil
+if #ready > 0 then was_empty = redis.call('LLEN', K_READY) == 0 end
+if #delayed > 0 then first_due = rare().first_due() end
+-- writes: (the first one, the records' HSET, checks the type of `tasks`)
+if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
+if old and #old > 0 then
+  redis.call('ZREM', K_IDEMX, unpack(old))
+  redis.call('HDEL', K_IDEM, unpack(old))
+end
+for _, c in ipairs(claims or {}) do
+  redis.call('HSET', K_IDEM, c[1], struct.pack('<I8I8', c[2], c[3]))
+  redis.call('ZADD', K_IDEMX, c[3], c[1])
+end
+redis.call('HINCRBY', K_INFO, 'seq', n)
+if #ready > 0 then
+  redis.call('LPUSH', K_READY, unpack(ready))
+  if was_empty then rare().wake() end
+end
+if #delayed > 0 then
+  redis.call('ZADD', K_DELAYED, unpack(delayed))
+  if not first_due or earliest <= first_due then H.wake() end
+end
+return out

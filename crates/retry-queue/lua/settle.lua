@@ -1,0 +1,215 @@
+-- settle: acks, fails, defers and dead-letters leased tasks, a batch of ops in one call. Runs
+-- after lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it, made on
+-- first use (an ack makes none, unless `succeeded` events are on).
+--
+-- KEYS: all of lib/queue.lua's; writes leased, leases, tasks, errors, delayed, info
+--   (completed, dead), and dlq, dead when dead-lettering.
+-- ARGV[3] n, ARGV[4] struct n x '<BI8I8I8' (op: an OP_* code, id, token, x: the jitter draw
+--   0..65535 of a fail, the delay of a defer), then ARGV[5..] the strings of the ops in order:
+--   a fail's error; a dead-letter's reason, then its error
+-- -> { status, attempts, due, ... } per op (status: a SETTLED_* code)
+-- Events: succeeded (when on), retry_scheduled, dead_lettered, wake.
+
+-- Codes shared with Rust: the same names and numbers in `code` (src/code.rs).
+-- Settle ops (ARGV[4]):
+local OP_ACK, OP_FAIL, OP_DEFER, OP_DEAD_LETTER = 1, 2, 3, 4
+-- Settle answers (one per op):
+local SETTLED_LOST, SETTLED_ACKED, SETTLED_RETRYING = 0, 1, 2
+local SETTLED_DEAD_LETTERED, SETTLED_DEFERRED, SETTLED_ALREADY = 3, 4, 5
+
+local n, ops = tonumber(ARGV[3]), ARGV[4]
+local kinds, ids, toks, xs = {}, {}, {}, {}
+local pos = 1
+for i = 1, n do
+  kinds[i], ids[i], toks[i], xs[i], pos = struct.unpack('<BI8I8I8', ops, pos)
+end
+-- validate: leases is read; the records and histories the ops use are read and decoded (a
+-- task whose record or history cannot be used is dead-lettered as malformed, alone); then
+-- the keys the ops write are type-checked and the counters they bump decoded.
+local held = redis.call('HMGET', K_LEASES, unpack(ids))
+local emit_ok = string.byte(CFG, 1) == 1
+-- Which ops hold their lease (the first of duplicates); the records of those that are no ack
+-- (and of the acks too when `succeeded` events, which tell the attempt, are on), and of the
+-- tasks no lease is held for (gone: already settled).
+local valid, done, need, unlease, already, unheld = {}, {}, {}, {}, {}, nil
+local acks, others = 0, 0
+for i = 1, n do
+  local id, h = ids[i], tonumber(held[i])
+  if h == toks[i] and not done[id] then
+    done[id] = true
+    valid[i] = true
+    unlease[#unlease + 1] = id
+    if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
+    if kinds[i] ~= OP_ACK or emit_ok then need[#need + 1] = id end
+  elseif h == toks[i] or h == -toks[i] then
+    already[i] = true
+  elseif not held[i] then
+    unheld = unheld or {}
+    unheld[#unheld + 1] = i
+  end
+end
+local recs, errs = {}, {}
+local probe = need
+if unheld then
+  probe = {}
+  for _, id in ipairs(need) do probe[#probe + 1] = id end
+  for _, i in ipairs(unheld) do probe[#probe + 1] = ids[i] end
+end
+if #probe > 0 then
+  local r = redis.call('HMGET', K_TASKS, unpack(probe))
+  for i, id in ipairs(probe) do recs[id] = r[i] end
+  for _, i in ipairs(unheld or {}) do
+    if not recs[ids[i]] then already[i] = true end
+  end
+end
+if acks + others == 0 then
+  local out = {}
+  for i = 1, n do
+    out[3 * i - 2], out[3 * i - 1], out[3 * i] = already[i] and SETTLED_ALREADY or SETTLED_LOST, 0, 0
+  end
+  return out
+end
+if #need > 0 then
+  local e = redis.call('HMGET', K_ERR, unpack(need))
+  for i, id in ipairs(need) do errs[id] = e[i] end
+else
+  if #probe == 0 then ck_expect_type(K_TASKS, 'hash') end
+  ck_expect_type(K_ERR, 'hash')
+end
+-- What each valid op that is no ack does: { a, s, prev } of a usable record, or false.
+local heads, burials, delays = nil, 0, 0
+if others > 0 then
+  heads = {}
+  local h = rare()
+  for i = 1, n do
+    local what, id = kinds[i], ids[i]
+    if valid[i] and what ~= OP_ACK then
+      local rec = recs[id]
+      local a, s, prev, max, _, plen = h.head(rec)
+      if a and what ~= OP_DEFER and not h.history_ok(errs[id]) then a = nil end
+      if a and what == OP_FAIL and a + 1 < max and not h.policy_ok(rec, plen) then a = nil end
+      if not a then
+        heads[i] = false
+        burials = burials + 1
+      else
+        heads[i] = { a, s, prev, max }
+        if what == OP_DEAD_LETTER or (what == OP_FAIL and a + 1 >= max) then
+          burials = burials + 1
+        else
+          delays = delays + 1
+        end
+      end
+    end
+  end
+end
+if acks > 0 then
+  ck_int(redis.call('HGET', K_INFO, 'completed'), K_INFO, 'field completed', EXACT - n)
+end
+if burials > 0 then H.check_bury() end
+local first_due, aged = nil, nil
+if delays > 0 then first_due = H.first_due() end
+if burials > 0 then aged = H.aged() end
+-- writes: (the first one, the ZREM from `leased`, checks that key's type)
+redis.call('ZREM', K_LEASED, unpack(unlease))
+-- An ack's lease goes; any other settle leaves its token's mark.
+local gone, marks = {}, {}
+for i = 1, n do
+  if valid[i] then
+    if kinds[i] == OP_ACK then
+      gone[#gone + 1] = ids[i]
+    else
+      marks[#marks + 1] = ids[i]
+      marks[#marks + 1] = -toks[i]
+    end
+  end
+end
+if #gone > 0 then redis.call('HDEL', K_LEASES, unpack(gone)) end
+if #marks > 0 then redis.call('HSET', K_LEASES, unpack(marks)) end
+local out, acked, sets, errsets, delayed = {}, {}, {}, {}, {}
+local earliest = nil
+local spos = 5
+for i = 1, n do
+  local what, id = kinds[i], ids[i]
+  local text, reason = nil, nil
+  if what == OP_FAIL then
+    text = ARGV[spos]
+    spos = spos + 1
+  elseif what == OP_DEAD_LETTER then
+    reason, text = ARGV[spos], ARGV[spos + 1]
+    spos = spos + 2
+  end
+  local k = #out
+  if not valid[i] then
+    out[k + 1], out[k + 2], out[k + 3] = already[i] and SETTLED_ALREADY or SETTLED_LOST, 0, 0
+  elseif what == OP_ACK then
+    acked[#acked + 1] = id
+    if emit_ok then
+      local rec, a = recs[id], 0
+      if rec and #rec >= 4 then a = struct.unpack('<I4', rec) end
+      rare().emit('succeeded', string.format('"task":"%d","attempt":%d', id, a + 1))
+    end
+    out[k + 1], out[k + 2], out[k + 3] = SETTLED_ACKED, 0, 0
+  else
+    local h = H
+    local rec, head = recs[id], heads[i]
+    if not head then
+      h.bury_malformed(id, rec)
+      out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, 0, 0
+    else
+      local a, s, prev, max = head[1], head[2], head[3], head[4]
+      if what == OP_DEAD_LETTER then
+        errs[id] = h.with_error(errs[id], a + 1, text)
+        errsets[#errsets + 1] = id
+        errsets[#errsets + 1] = errs[id]
+        h.bury(id, rec, a, s, prev, reason)
+        out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, a, 0
+      else
+        local delay
+        if what == OP_FAIL then
+          a = a + 1
+          errs[id] = h.with_error(errs[id], a, text)
+          errsets[#errsets + 1] = id
+          errsets[#errsets + 1] = errs[id]
+          if a >= max then
+            h.bury(id, rec, a, s, prev, 'exhausted')
+            out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, a, 0
+          else
+            delay = h.backoff(rec, a, prev, xs[i])
+            prev = delay
+          end
+        else
+          delay = xs[i]
+        end
+        if delay then
+          local due = now + delay
+          sets[#sets + 1] = id
+          sets[#sets + 1] = h.rewrite(rec, a, s, prev, due)
+          delayed[#delayed + 1] = due
+          delayed[#delayed + 1] = id
+          if earliest == nil or due < earliest then earliest = due end
+          if what == OP_FAIL then
+            h.emit('retry_scheduled', string.format(
+              '"task":"%d","attempt":%d,"delay_ms":%d,"due_ms":%d', id, a, delay, due))
+            out[k + 1], out[k + 2], out[k + 3] = SETTLED_RETRYING, a, due
+          else
+            out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEFERRED, a, due
+          end
+        end
+      end
+    end
+  end
+end
+if #acked > 0 then
+  redis.call('HDEL', K_TASKS, unpack(acked))
+  redis.call('HDEL', K_ERR, unpack(acked))
+  redis.call('HINCRBY', K_INFO, 'completed', #acked)
+end
+if #errsets > 0 then redis.call('HSET', K_ERR, unpack(errsets)) end
+if #sets > 0 then
+  redis.call('HSET', K_TASKS, unpack(sets))
+  redis.call('ZADD', K_DELAYED, unpack(delayed))
+  -- Wake the sleepers when a retry is now the first task due.
+  if not first_due or earliest <= first_due then H.wake() end
+end
+if aged then H.trim_dlq(aged) end
+return out

@@ -1,0 +1,103 @@
+//! The queue's scripts, one per operation: `lua/<operation>.lua`, after `lua/lib/queue.lua`
+//! (the keys, the settings, the record layout, the codes and bounds every operation shares)
+//! and the helper pieces (`lua/lib/<piece>.lua`) the operation calls.
+//!
+//! The pieces go inside one function, `rare()`, that the operation calls the first time it
+//! needs a helper: making a closure costs the server time on every call that makes it, so a
+//! hot path (a claim with nothing to reclaim, an ack) makes none, and a script holds only the
+//! pieces it calls. `settings` (the decoded ARGV[2]) comes first when a piece needs it.
+
+use coordkit_core::Script;
+
+/// `script!("op")`: lib/queue.lua then lua/op.lua. `script!("op", ["piece", ...])`: the same
+/// with the pieces in `rare()` between them.
+macro_rules! script {
+    ($op:literal) => {
+        Script::new(
+            concat!("retry-queue-", $op),
+            concat!(
+                include_str!("../lua/lib/queue.lua"),
+                include_str!(concat!("../lua/", $op, ".lua")),
+            ),
+        )
+    };
+    ($op:literal, [$($piece:literal),+]) => {
+        Script::new(
+            concat!("retry-queue-", $op),
+            concat!(
+                include_str!("../lua/lib/queue.lua"),
+                "\n-- The helpers of this script (lua/lib/<piece>.lua), made on the first call of",
+                " rare().\nlocal H = nil\nlocal function rare()\nif H then return H end\nH = {}\n",
+                $(include_str!(concat!("../lua/lib/", $piece, ".lua")),)+
+                "return H\nend\n\n",
+                include_str!(concat!("../lua/", $op, ".lua")),
+            ),
+        )
+    };
+}
+
+pub(crate) static ENQUEUE: Script = script!("enqueue", ["settings", "wake", "first_due"]);
+#[rustfmt::skip]
+pub(crate) static CLAIM: Script = script!("claim",
+    ["settings", "head", "rewrite", "stand_in", "events", "wake", "delete_dead", "bury"]);
+#[rustfmt::skip]
+pub(crate) static SETTLE: Script = script!("settle",
+    ["settings", "head", "rewrite", "stand_in", "events", "wake", "first_due", "delete_dead",
+     "backoff", "history", "bury"]);
+pub(crate) static EXTEND: Script = script!("extend", ["head"]);
+pub(crate) static MAKE_DUE: Script = script!("make_due", ["settings", "head", "rewrite", "wake"]);
+pub(crate) static STATS: Script = script!("stats", ["head"]);
+pub(crate) static DLQ_LIST: Script = script!("dlq_list");
+pub(crate) static INSPECT: Script = script!("inspect");
+#[rustfmt::skip]
+pub(crate) static REQUEUE: Script = script!("requeue",
+    ["settings", "head", "rewrite", "stand_in", "events", "wake", "dead_ids"]);
+pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names after `prefix` (an identifier, then `(`) at word starts of `source`.
+    fn names_after<'a>(source: &'a str, prefix: &str) -> Vec<&'a str> {
+        source
+            .match_indices(prefix)
+            .filter(|(at, _)| {
+                let before = source[..*at].chars().next_back();
+                !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            })
+            .filter_map(|(at, _)| {
+                let rest = &source[at + prefix.len()..];
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+                rest[end..].starts_with('(').then(|| &rest[..end])
+            })
+            .collect()
+    }
+
+    /// Each script defines every helper it calls, and no helper it does not call: a closure
+    /// made for nothing costs every call that makes it.
+    #[test]
+    fn each_script_holds_exactly_the_helpers_it_calls() {
+        let all = [
+            &ENQUEUE, &CLAIM, &SETTLE, &EXTEND, &MAKE_DUE, &STATS, &DLQ_LIST, &INSPECT, &REQUEUE,
+            &PURGE,
+        ];
+        for script in all {
+            let source = script.source();
+            let mut defined = names_after(&source, "function H.");
+            defined.sort_unstable();
+            // (A definition `function H.name(` is no call: its `H.` follows "function ".)
+            let calls = source.replace("function H.", "function ");
+            let mut called: Vec<&str> = ["h.", "H.", "rare()."]
+                .iter()
+                .flat_map(|p| names_after(&calls, p))
+                .collect();
+            called.sort_unstable();
+            called.dedup();
+            assert_eq!(defined, called, "{}", script.name());
+            if defined.is_empty() {
+                assert!(!source.contains("rare"), "{}", script.name());
+            }
+        }
+    }
+}
