@@ -76,6 +76,12 @@ redis_test! {
         assert_eq!(stats.published, 6);
         assert_eq!(stats.delivered, 1 + 2 + 3 + 3 + 4);
 
+        // One round trip: one EVALSHA (the script is loaded by now).
+        redis.reset_stats();
+        ch.publish(&reading("t1", 23.5)).await.unwrap();
+        assert_eq!(redis.command_calls("evalsha"), 1);
+        assert_eq!(redis.command_calls("eval") + redis.command_calls("script|load"), 0);
+
         for sub in subs.drain(..) {
             sub.shutdown().await;
         }
