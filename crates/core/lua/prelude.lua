@@ -9,6 +9,10 @@
 --   `arg` itself when it is not empty (the manual clock), else TIME's seconds and milliseconds,
 --   put together as text: for scripts that write the time into strings, it turns no number
 --   into text and no text into a number (both cost a script more than a Redis call's share).
+-- ck_envelope(kind, source, entity, ts_ms, payload_json) -> text
+--   The event envelope {kind, source, entity, ts_ms, payload} as JSON text, with
+--   `payload_json` already encoded: the one place the envelope is written, for scripts that
+--   send it with another command than PUBLISH (SPUBLISH). `ts_ms` is a number or its text.
 -- ck_emit_json(channel, kind, source, entity, ts_ms, payload_json)
 --   PUBLISHes the event envelope {kind, source, entity, ts_ms, payload} on `channel`, with
 --   `payload_json` already encoded (a script on a hot path writes it by concatenation). This is
@@ -51,14 +55,19 @@ local function ck_now_text(arg)
   return t[1] .. string.sub('00000' .. t[2], -6, -4)
 end
 
--- helper: ck_emit_json
-local function ck_emit_json(channel, kind, source, entity, ts_ms, payload_json)
+-- helper: ck_envelope
+local function ck_envelope(kind, source, entity, ts_ms, payload_json)
   if type(ts_ms) == 'number' then
     ts_ms = string.format('%d', ts_ms)
   end
-  return redis.call('PUBLISH', channel, '{"kind":' .. cjson.encode(kind) .. ',"source":'
-    .. cjson.encode(source) .. ',"entity":' .. cjson.encode(entity) .. ',"ts_ms":' .. ts_ms
-    .. ',"payload":' .. payload_json .. '}')
+  return '{"kind":' .. cjson.encode(kind) .. ',"source":' .. cjson.encode(source)
+    .. ',"entity":' .. cjson.encode(entity) .. ',"ts_ms":' .. ts_ms .. ',"payload":'
+    .. payload_json .. '}'
+end
+
+-- helper: ck_emit_json
+local function ck_emit_json(channel, kind, source, entity, ts_ms, payload_json)
+  return redis.call('PUBLISH', channel, ck_envelope(kind, source, entity, ts_ms, payload_json))
 end
 
 -- helper: ck_emit

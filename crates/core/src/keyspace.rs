@@ -138,7 +138,9 @@ impl Keyspace {
     }
 }
 
-fn escape_glob(input: &str) -> String {
+/// `input` with the glob characters of Redis patterns (`* ? [ ] \\`) escaped, so that a
+/// pattern built from it matches it literally.
+pub fn escape_glob(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     for c in input.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

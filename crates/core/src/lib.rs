@@ -68,11 +68,15 @@ pub use events::Event;
 pub use group_commit::{BoxFuture, GroupCommit};
 pub use health::{PoolHealth, PrimaryHealth};
 pub use keyspace::{
-    InstanceKeys, Key, KeyKind, Keyspace, MAX_NAME_BYTES, redis_hash_tag, validate_name,
+    InstanceKeys, Key, KeyKind, Keyspace, MAX_NAME_BYTES, escape_glob, redis_hash_tag,
+    validate_name,
 };
 pub use pool::{Pool, ScanPage};
 pub use script::{Invocation, PRELUDE, Script};
-pub use subscriber::{Received, Subscriber, SubscriberBuilder, SubscriberStats};
+pub use subscriber::{
+    RawMessage, RawSubscriber, Received, Subscriber, SubscriberBuilder, SubscriberControl,
+    SubscriberStats,
+};
 
 /// The `redis` crate coordkit is built on, for commands and value conversions.
 pub use redis;

@@ -10,7 +10,10 @@
 //! - `ck_now_text(arg)`: the same time as decimal text, made without turning numbers into text
 //!   (for scripts that write the time into strings).
 //! - `ck_emit(channel, kind, source, entity, ts_ms, payload)`: publishes an event envelope (see
-//!   [`Event`](crate::Event)), so a state change and its event come from the same script.
+//!   [`Event`](crate::Event)), so a state change and its event come from the same script;
+//!   `ck_emit_json` takes the payload already encoded, and `ck_envelope(kind, source, entity,
+//!   ts_ms, payload_json)` answers the envelope's text for a script that sends it with another
+//!   command (`SPUBLISH`).
 //! - `ck_fail(code, detail)`: answers `redis.error_reply("CODE detail")`, which reaches Rust as
 //!   [`Error::Script`](crate::Error::Script) with that code.
 //! - `ck_expect_type(key, type)`: fails with `WRONGTYPE <key> <found>` (reaching Rust as
@@ -279,6 +282,7 @@ mod tests {
             [
                 "ck_now",
                 "ck_now_text",
+                "ck_envelope",
                 "ck_emit_json",
                 "ck_emit",
                 "ck_fail",

@@ -209,3 +209,88 @@ redis_test! {
         assert_eq!(sub.stats().decode_errors, 0);
     }
 }
+
+async fn next_raw(sub: &mut coordkit_core::RawSubscriber) -> coordkit_core::RawMessage {
+    tokio::time::timeout(WAIT, sub.recv())
+        .await
+        .expect("no message arrived")
+        .expect("the subscriber ended")
+}
+
+static SHARD_PUBLISH: Script = Script::new(
+    "shard_publish",
+    "-- KEYS[1] a shard channel. ARGV[1] payload. ARGV[2] SPUBLISH (cluster) or PUBLISH.\n\
+     -- Returns how many subscribers got it.\n\
+     return redis.call(ARGV[2], KEYS[1], ARGV[1])",
+);
+
+redis_test! {
+    async fn subscriptions_change_while_it_runs_and_raw_mode_keeps_bytes(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let first = ks.channel("test", "first").unwrap();
+        let second = ks.channel("test", "second").unwrap();
+        let shard = ks.instance("test", "shard").unwrap().key("chan");
+        let mut sub = pool.subscriber().channel(&first).subscribe_raw().await.unwrap();
+        assert!(sub.is_connected());
+        let publish = |channel: String, payload: &'static [u8]| {
+            let pool = pool.clone();
+            async move {
+                let n: i64 =
+                    pool.query(redis::cmd("PUBLISH").arg(channel).arg(payload)).await.unwrap();
+                n
+            }
+        };
+
+        // Raw mode: any bytes are delivered as published, counted as received.
+        assert!(publish(first.clone(), b"not json \xff").await >= 1);
+        let got = next_raw(&mut sub).await;
+        assert_eq!((got.channel.as_str(), got.payload.as_slice()), (first.as_str(), &b"not json \xff"[..]));
+
+        // Channels and patterns added to the running subscriber.
+        let control = sub.control();
+        control.add_channel(&second).await.unwrap();
+        publish(second.clone(), b"2").await;
+        assert_eq!(next_raw(&mut sub).await.channel, second);
+        let pattern = ks.channel_pattern(Some("pat")).unwrap();
+        sub.add_pattern(&pattern).await.unwrap();
+        let matching = ks.channel("pat", "x").unwrap();
+        publish(matching.clone(), b"p").await;
+        let got = next_raw(&mut sub).await;
+        assert_eq!((got.channel, got.pattern), (matching.clone(), Some(pattern.clone())));
+
+        // A shard channel: SSUBSCRIBE on a cluster, where only SPUBLISH reaches it (the count is
+        // the shard's, exact); SUBSCRIBE on a standalone server.
+        let spublish = match redis.topology() {
+            coordkit_testkit::Topology::Standalone => "PUBLISH",
+            coordkit_testkit::Topology::Cluster => "SPUBLISH",
+        };
+        control.add_shard_channel(shard.as_str()).await.unwrap();
+        let n: u64 = SHARD_PUBLISH.prepare().key(&shard).arg("s").arg(spublish).invoke(&pool).await.unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(next_raw(&mut sub).await.payload, b"s");
+
+        // Removed ones no longer deliver; the next message is the one still subscribed.
+        sub.remove_channel(&first).await.unwrap();
+        sub.remove_pattern(&pattern).await.unwrap();
+        control.remove_shard_channel(shard.as_str()).await.unwrap();
+        let n: u64 = SHARD_PUBLISH.prepare().key(&shard).arg("s").arg(spublish).invoke(&pool).await.unwrap();
+        assert_eq!(n, 0);
+        publish(first.clone(), b"gone").await;
+        publish(matching, b"gone").await;
+        publish(second.clone(), b"kept").await;
+        assert_eq!(next_raw(&mut sub).await.payload, b"kept");
+        assert!(sub.try_recv().is_none());
+        let stats = control.stats();
+        assert_eq!((stats.received, stats.decode_errors), (5, 0), "{stats:?}");
+        assert!(format!("{control:?}").contains(&second));
+
+        // After shutdown nothing of it is left subscribed.
+        sub.shutdown().await;
+        let numpat: Vec<i64> = redis.on_every_server(&["PUBSUB", "NUMPAT"]);
+        assert_eq!(numpat.iter().sum::<i64>(), 0);
+        let numsub: Vec<Vec<redis::Value>> =
+            redis.on_every_server(&["PUBSUB", "NUMSUB", second.as_str()]);
+        assert!(numsub.iter().all(|r| r.get(1) == Some(&redis::Value::Int(0))), "{numsub:?}");
+    }
+}
