@@ -12,12 +12,14 @@
 -- ARGV[3] the status, capability or agent
 -- ARGV[4] purge limit: at most this many expired agents are dropped by this call
 -- ARGV[5] event channel
+-- ARGV[6] the registry's name (in the event's payload: every registry of a namespace publishes
+--         on one channel)
 -- Returns: for status/cap, the agents (sorted); for get, the record JSON or false;
 --          for all, agent, record JSON pairs (false for a live agent without a record);
 --          for remove, 1 or 0.
 -- An expired agent whose record does not decode is dropped from the alive set only: its
 -- record is left for repair (its index entries are unknown) and its `agent_expired` event
--- carries {"malformed": why}. The other expired agents are dropped whole.
+-- carries {"malformed": why} besides the registry. The other expired agents are dropped whole.
 -- Errors: WRONGTYPE naming a key of another type; CORRUPT naming the records hash when the
 --         agent to remove has a record that does not decode (nothing is written).
 -- decode_record(raw): agent_record.lua, put in front of this script.
@@ -70,8 +72,7 @@ end
 
 for _, agent in ipairs(expired) do
   drop(agent)
-  local payload = {}
-  if reasons[agent] then payload = { malformed = reasons[agent] } end
+  local payload = { registry = ARGV[6], malformed = reasons[agent] }
   ck_emit(ARGV[5], 'agent_expired', 'context', agent, now, payload)
 end
 

@@ -66,7 +66,7 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "idle" => Status::Idle,
             "busy" => Status::Busy,
@@ -137,6 +137,7 @@ struct StoredRecord {
 #[derive(Debug, Clone)]
 pub struct AgentRegistry {
     store: ContextStore,
+    name: String,
     alive: Key,
     records: Key,
     by_status: Key,
@@ -157,13 +158,26 @@ impl AgentRegistry {
             by_status: keys.typed_key("by_status", KeyKind::ZSet),
             by_cap: keys.typed_key("by_cap", KeyKind::ZSet),
             channel,
+            name: name.to_owned(),
             store,
         })
     }
 
-    /// The channel of this registry's `agent_status` and `agent_expired` events.
+    /// The registry's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channel of the `agent_status` and `agent_expired` events of every registry of the
+    /// namespace (each payload names its registry); [`events`](Self::events) subscribes to
+    /// this registry's, typed.
     pub fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// The store it belongs to.
+    pub(crate) fn store(&self) -> &ContextStore {
+        &self.store
     }
 
     /// Sets `agent`'s status, task and capabilities (and heartbeat) atomically with the
@@ -216,6 +230,7 @@ impl AgentRegistry {
             .arg(caps)
             .arg(self.store.settings.agent_ttl.as_millis().to_string())
             .arg(&self.channel)
+            .arg(&self.name)
             .invoke(&self.store.pool)
             .await?;
         Ok(previous.map(|s| Status::parse(&String::from_utf8_lossy(&s))))
@@ -260,6 +275,7 @@ impl AgentRegistry {
             .arg(arg)
             .arg(PURGE_LIMIT)
             .arg(&self.channel)
+            .arg(&self.name)
             .invoke(&self.store.pool)
             .await?)
     }

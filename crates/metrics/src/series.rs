@@ -225,9 +225,15 @@ impl<K: Kind> Series<K> {
         &self.inner.config
     }
 
-    /// The channel its threshold alerts are published on.
+    /// The channel its threshold alerts are published on; [`alerts`](Self::alerts) subscribes
+    /// to this series' alerts, typed.
     pub fn alert_channel(&self) -> &str {
         &self.inner.channel
+    }
+
+    /// The pool it writes through.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// The key holding its samples (for inspection: `MEMORY USAGE`, `TYPE`).

@@ -5,8 +5,8 @@ use std::time::Duration;
 use coordkit_core::{Clock, ManualClock, Script};
 use coordkit_metrics::model::SeriesModel;
 use coordkit_metrics::{
-    Error, HistogramSnapshot, Metrics, RollupBucket, Sample, SampleWindow, SeriesConfig,
-    ThresholdAlert,
+    AlertDirection, Error, HistogramSnapshot, MetricAlert, MetricAlerts, Metrics, RollupBucket,
+    Sample, SampleWindow, SeriesConfig, ThresholdAlert,
 };
 use coordkit_testkit::{TestRedis, redis_test};
 
@@ -167,6 +167,57 @@ redis_test! {
     }
 }
 
+async fn next_alert(alerts: &mut MetricAlerts) -> MetricAlert {
+    tokio::time::timeout(Duration::from_secs(15), alerts.recv())
+        .await
+        .expect("no alert arrived")
+        .expect("the subscription ended")
+}
+
+redis_test! {
+    async fn typed_alerts_of_one_series_and_of_the_namespace(redis) {
+        let clock = ManualClock::new(T0);
+        let m = metrics(&redis, &clock).await;
+        let config = SeriesConfig::builder()
+            .alert_above(0.9)
+            .alert_below(0.1)
+            .alert_interval(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let g = m.gauge_with("gpu_util", &[("node", "n1")], config.clone()).unwrap();
+        let tokens = m.counter_with("tokens", &[], config).unwrap();
+        let mut one = g.alerts().await.unwrap();
+        let mut all = m.alerts().await.unwrap();
+
+        // Another series' alert first: the series' subscription skips it.
+        tokens.increment(5.0).await.unwrap();
+        g.record(0.95).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        g.record(0.05).await.unwrap();
+
+        let above = MetricAlert {
+            series: "gpu_util,node=n1".into(),
+            ts_ms: T0,
+            alert: ThresholdAlert { direction: AlertDirection::Above, bound: 0.9, value: 0.95, sample_ts_ms: T0 },
+        };
+        let below = MetricAlert {
+            series: "gpu_util,node=n1".into(),
+            ts_ms: T0 + 1_000,
+            alert: ThresholdAlert { direction: AlertDirection::Below, bound: 0.1, value: 0.05, sample_ts_ms: T0 + 1_000 },
+        };
+        assert_eq!(next_alert(&mut one).await, above);
+        assert_eq!(next_alert(&mut one).await, below);
+        let counter = next_alert(&mut all).await;
+        assert_eq!((counter.series.as_str(), counter.alert.direction, counter.alert.value), ("tokens", AlertDirection::Above, 5.0));
+        assert_eq!(next_alert(&mut all).await, above);
+        assert_eq!(next_alert(&mut all).await, below);
+        assert_eq!(one.stats().decode_errors, 0);
+        assert!(one.try_recv().is_none());
+        one.shutdown().await;
+        all.shutdown().await;
+    }
+}
+
 redis_test! {
     async fn threshold_alerts_come_at_most_once_per_interval(redis) {
         let clock = ManualClock::new(T0);
@@ -197,8 +248,8 @@ redis_test! {
             got.push((r.event.ts_ms, r.event.payload));
         }
         assert_eq!(got, vec![
-            (T0, ThresholdAlert { direction: "above".into(), bound: 0.9, value: 0.95, sample_ts_ms: T0 }),
-            (T0 + 60_000, ThresholdAlert { direction: "below".into(), bound: 0.1, value: 0.02, sample_ts_ms: T0 + 60_000 }),
+            (T0, ThresholdAlert { direction: AlertDirection::Above, bound: 0.9, value: 0.95, sample_ts_ms: T0 }),
+            (T0 + 60_000, ThresholdAlert { direction: AlertDirection::Below, bound: 0.1, value: 0.02, sample_ts_ms: T0 + 60_000 }),
         ]);
         // Nothing else was published: a later alert is the next event.
         clock.advance(Duration::from_secs(60));
