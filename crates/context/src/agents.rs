@@ -12,6 +12,7 @@ use coordkit_core::{Invocation, Key, KeyKind, Script, validate_name};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use crate::code;
 use crate::error::{ContextError, Result};
 use crate::store::ContextStore;
 use crate::wire::{MAX_STORED, corrupt, list_or_empty};
@@ -256,7 +257,7 @@ impl AgentRegistry {
     /// unknown or already expired: it must [`set_status`](Self::set_status) again.
     pub async fn heartbeat(&self, agent: &str) -> Result<bool> {
         validate_name("agent", agent)?;
-        let alive: i64 = HEARTBEAT
+        let answer: i64 = HEARTBEAT
             .prepare()
             .key(&self.alive)
             .key(&self.records)
@@ -265,7 +266,11 @@ impl AgentRegistry {
             .arg(self.store.settings.agent_ttl.as_millis().to_string())
             .invoke(&self.store.pool)
             .await?;
-        Ok(alive == 1)
+        match answer {
+            code::HEARTBEAT_ALIVE => Ok(true),
+            code::HEARTBEAT_GONE => Ok(false),
+            _ => Err(self.bad("a heartbeat's answer")),
+        }
     }
 
     async fn query(&self, question: &str, arg: &str) -> Result<Value> {
@@ -330,7 +335,11 @@ impl AgentRegistry {
     /// Removes an agent (it stops being listed at once); `true` if it was alive.
     pub async fn remove(&self, agent: &str) -> Result<bool> {
         validate_name("agent", agent)?;
-        Ok(matches!(self.query("remove", agent).await?, Value::Int(1)))
+        match self.query("remove", agent).await? {
+            Value::Int(code::REMOVED) => Ok(true),
+            Value::Int(code::NOT_REMOVED) => Ok(false),
+            _ => Err(self.bad("a removal's answer")),
+        }
     }
 
     fn names(&self, value: Value) -> Result<Vec<String>> {

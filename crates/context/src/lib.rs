@@ -89,6 +89,7 @@
 mod agent_events;
 mod agents;
 mod batch;
+mod code;
 mod decode;
 mod entity;
 mod error;
