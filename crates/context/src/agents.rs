@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use coordkit_core::time::duration_ms;
 use coordkit_core::{Invocation, Key, KeyKind, Script, validate_name};
 use redis::Value;
 use serde::{Deserialize, Serialize};
@@ -229,7 +230,7 @@ impl AgentRegistry {
             .arg(status.as_str())
             .arg(task.unwrap_or(""))
             .arg(caps)
-            .arg(self.store.settings.agent_ttl.as_millis().to_string())
+            .arg(duration_ms(self.store.settings.agent_ttl))
             .arg(&self.channel)
             .arg(&self.name)
             .invoke(&self.store.pool)
@@ -263,7 +264,7 @@ impl AgentRegistry {
             .key(&self.records)
             .arg(self.store.settings.clock.arg())
             .arg(agent)
-            .arg(self.store.settings.agent_ttl.as_millis().to_string())
+            .arg(duration_ms(self.store.settings.agent_ttl))
             .invoke(&self.store.pool)
             .await?;
         match answer {
