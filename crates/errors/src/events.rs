@@ -11,9 +11,9 @@ use crate::query::ErrorRecord;
 use crate::tracker::{ErrorTracker, Repair};
 use crate::wire::{code, repairs};
 
-/// The `source` of the tracker's events (`ck_emit_json` / `ck_emit` in `lua/record.lua` and
-/// `lua/resolve.lua`).
-pub(crate) const EVENT_SOURCE: &str = "errors";
+/// The `source` of this crate's events; the same name is written in `lua/record.lua` and
+/// `lua/resolve.lua`.
+pub const EVENT_SOURCE: &str = "errors";
 
 /// One event of one tracker, from the script that made the change (exactly once per change
 /// while the subscriber is connected).
@@ -41,7 +41,7 @@ pub enum TrackerEventKind {
     /// A record that brought a signature's count to 10, 100, 1,000, …
     Recurring(RecordEvent),
     /// Any other record (only with
-    /// [`publish_every_record`](crate::TrackerBuilder::publish_every_record) on, or when the
+    /// [`publish_every_record`](crate::ErrorTrackerBuilder::publish_every_record) on, or when the
     /// record repaired stored state).
     Recorded(RecordEvent),
     /// A signature was resolved ([`ErrorTracker::resolve`]).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, Received, Subscriber, redis};
 use coordkit_errors::{
-    ErrorEvent, ErrorTracker, Repair, Resolution, Severity, TrackerBuilder, TrackerEvent,
+    ErrorEvent, ErrorTracker, ErrorTrackerBuilder, Repair, Resolution, Severity, TrackerEvent,
     TrackerEventKind, TrackerEvents,
 };
 use coordkit_testkit::redis_test;
@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// A builder of the tracker `name` on a manual clock (starting at 1,700,000,000,000 ms), and
 /// the clock.
-fn on_manual_clock(pool: Pool, ks: &Keyspace, name: &str) -> (ManualClock, TrackerBuilder) {
+fn on_manual_clock(pool: Pool, ks: &Keyspace, name: &str) -> (ManualClock, ErrorTrackerBuilder) {
     let clock = ManualClock::new(1_700_000_000_000);
     let builder = ErrorTracker::builder(&pool, ks, name).clock(Clock::Manual(clock.clone()));
     (clock, builder)
@@ -293,7 +293,7 @@ redis_test! {
         let got = next(&mut sub).await;
         assert_eq!(got.channel, t.channel(Severity::Warning));
         assert_eq!(got.event.kind, "new_signature");
-        assert_eq!(got.event.source, "errors");
+        assert_eq!(got.event.source, coordkit_errors::EVENT_SOURCE);
         assert_eq!(got.event.entity, "events");
         assert_eq!(got.event.ts_ms, clock.now_ms());
         assert_eq!(got.event.payload["record"]["signature"], r.signature.as_str());
@@ -642,7 +642,7 @@ redis_test! {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let b = || ErrorTracker::builder(&pool, &ks, "x");
-        let cases: Vec<(&str, TrackerBuilder)> = vec![
+        let cases: Vec<(&str, ErrorTrackerBuilder)> = vec![
             ("max_message_bytes", b().max_message_bytes(1)),
             ("max_message_bytes", b().max_message_bytes((1 << 20) + 1)),
             ("log_max_len", b().log_max_len(0)),

@@ -20,7 +20,7 @@
 //! - Queries ([`SampleWindow`]): the latest N, a time range, the recent past; [`Aggregate`]s (count,
 //!   sum, min, max, avg, nearest-rank percentiles) computed by the server in one call; moving
 //!   averages; [`RollupBucket`]s kept longer than raw samples.
-//! - Bad input is refused with a clear error: NaN or infinite values ([`Error::InvalidSample`]),
+//! - Bad input is refused with a clear error: NaN or infinite values ([`MetricsError::InvalidSample`]),
 //!   invalid names or labels, a key of another type ([`coordkit_core::Error::WrongType`]),
 //!   finite values whose counter total, rollup sum or histogram sum would pass the largest
 //!   finite number ([`coordkit_core::Error::Script`] with code `BADVALUE`, nothing written).
@@ -109,7 +109,7 @@ pub use config::{
     AlertConfig, MAX_ROLLUP_BUCKETS, MAX_SAMPLES_LIMIT, RollupConfig, SeriesConfig,
     SeriesConfigBuilder,
 };
-pub use error::{Error, MAX_TIMESTAMP_MS, Result};
+pub use error::{MAX_TIMESTAMP_MS, MetricsError, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use metrics::{EVENT_SOURCE, INSTANCE_KIND, Metrics, MetricsBuilder};
 pub use sample::{RollupBucket, Sample, SampleWindow};

@@ -12,7 +12,8 @@ use crate::series_id::SeriesId;
 /// The instance kind of every metric key: `<namespace>:{metric:<name,labels>}:<suffix>`.
 pub const INSTANCE_KIND: &str = "metric";
 
-/// The `source` of this crate's events, and the kind part of their channels.
+/// The `source` of this crate's events, and the kind part of their channels; the same name is
+/// written in `lua/record.lua`.
 pub const EVENT_SOURCE: &str = "metrics";
 
 /// Builds gauge, counter and histogram handles over one shared [`Pool`] and [`Keyspace`].

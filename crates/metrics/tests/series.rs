@@ -5,8 +5,8 @@ use std::time::Duration;
 use coordkit_core::{Clock, ManualClock, Script};
 use coordkit_metrics::model::SeriesModel;
 use coordkit_metrics::{
-    AlertDirection, Error, HistogramSnapshot, MetricAlert, MetricAlerts, Metrics, RollupBucket,
-    Sample, SampleWindow, SeriesConfig, ThresholdAlert,
+    AlertDirection, HistogramSnapshot, MetricAlert, MetricAlerts, Metrics, MetricsError,
+    RollupBucket, Sample, SampleWindow, SeriesConfig, ThresholdAlert,
 };
 use coordkit_testkit::{TestRedis, redis_test};
 
@@ -129,7 +129,7 @@ redis_test! {
         assert_eq!(c.rate(Duration::from_secs(10)).await.unwrap(), 27.0 / 10.0);
         assert_eq!(c.increment_batch(&[0.5, 0.25]).await.unwrap().total, Some(55.75));
         let err = c.increment(-1.0).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidSample { what: "increment", .. }), "{err}");
+        assert!(matches!(err, MetricsError::InvalidSample { what: "increment", .. }), "{err}");
         assert_eq!(c.total().await.unwrap(), 55.75);
     }
 }
@@ -272,24 +272,24 @@ redis_test! {
         let g = m.gauge("loss", &[]).unwrap();
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             let err = g.record(bad).await.unwrap_err();
-            assert!(matches!(err, Error::InvalidSample { what: "value", .. }), "{err}");
+            assert!(matches!(err, MetricsError::InvalidSample { what: "value", .. }), "{err}");
             assert!(err.to_string().contains("not a finite number"), "{err}");
         }
         let err = g.record_batch(&[1.0, f64::NAN]).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidSample { .. }));
+        assert!(matches!(err, MetricsError::InvalidSample { .. }));
         assert!(g.latest(10).await.unwrap().is_empty(), "a refused batch writes nothing");
-        assert!(matches!(g.record_batch(&[]).await, Err(Error::InvalidSample { what: "batch", .. })));
-        assert!(matches!(g.record_at(u64::MAX, 1.0).await, Err(Error::InvalidSample { what: "timestamp", .. })));
+        assert!(matches!(g.record_batch(&[]).await, Err(MetricsError::InvalidSample { what: "batch", .. })));
+        assert!(matches!(g.record_at(u64::MAX, 1.0).await, Err(MetricsError::InvalidSample { what: "timestamp", .. })));
         let err = g.aggregate(SampleWindow::Last(3), &[1.5]).await.unwrap_err();
-        assert!(matches!(err, Error::Core(coordkit_core::Error::InvalidConfig { field: "quantiles", .. })), "{err}");
+        assert!(matches!(err, MetricsError::Core(coordkit_core::Error::InvalidConfig { field: "quantiles", .. })), "{err}");
 
         for (name, labels) in [("", vec![]), ("a b", vec![]), ("x{y}", vec![]), ("ok", vec![("l", "")]), ("ok", vec![("l\n", "v")])] {
             let err = m.gauge(name, &labels).unwrap_err();
-            assert!(matches!(err, Error::Core(coordkit_core::Error::InvalidName { .. })), "{err}");
+            assert!(matches!(err, MetricsError::Core(coordkit_core::Error::InvalidName { .. })), "{err}");
         }
         let h = m.histogram("lat", &[]).unwrap();
-        assert!(matches!(h.observe(-1.0).await, Err(Error::InvalidSample { what: "observation", .. })));
-        assert!(matches!(h.observe(f64::NAN).await, Err(Error::InvalidSample { .. })));
+        assert!(matches!(h.observe(-1.0).await, Err(MetricsError::InvalidSample { what: "observation", .. })));
+        assert!(matches!(h.observe(f64::NAN).await, Err(MetricsError::InvalidSample { .. })));
     }
 }
 
@@ -299,8 +299,8 @@ redis_test! {
         let m = metrics(&redis, &clock).await;
         let g = m.gauge("foreign", &[]).unwrap();
         let _: String = SET_STRING.prepare().key(g.samples_key()).invoke(m.pool()).await.unwrap();
-        let check = |err: Error| match err {
-            Error::Core(coordkit_core::Error::WrongType { key, found }) => {
+        let check = |err: MetricsError| match err {
+            MetricsError::Core(coordkit_core::Error::WrongType { key, found }) => {
                 assert_eq!(key, g.samples_key().as_str());
                 assert_eq!(found, "string");
             }
@@ -313,7 +313,7 @@ redis_test! {
         let h = m.histogram("foreign", &[]).unwrap();
         let _: String = SET_STRING.prepare().key(h.key()).invoke(m.pool()).await.unwrap();
         match h.observe(1.0).await.unwrap_err() {
-            Error::Core(coordkit_core::Error::WrongType { key, found }) => {
+            MetricsError::Core(coordkit_core::Error::WrongType { key, found }) => {
                 assert_eq!(key, h.key().as_str());
                 assert_eq!(found, "string");
             }
