@@ -90,7 +90,7 @@ impl Coordkit {
     /// [`ErrorTracker::builder`](crate::errors::ErrorTracker::builder)).
     #[cfg(feature = "errors")]
     #[cfg_attr(docsrs, doc(cfg(feature = "errors")))]
-    pub fn error_tracker(&self, name: &str) -> crate::errors::TrackerBuilder {
+    pub fn error_tracker(&self, name: &str) -> crate::errors::ErrorTrackerBuilder {
         crate::errors::ErrorTracker::builder(&self.pool, &self.keyspace, name)
     }
 

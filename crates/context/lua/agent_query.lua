@@ -8,20 +8,25 @@
 -- ARGV[1] now_ms: "" for the server clock, or a manual time
 -- ARGV[2] question: "status" (agents with status ARGV[3]), "cap" (agents with capability
 --         ARGV[3]), "get" (the record of agent ARGV[3]), "all" (every live record),
---         "remove" (remove agent ARGV[3]; returns 1 if it was there)
+--         "remove" (remove agent ARGV[3])
 -- ARGV[3] the status, capability or agent
 -- ARGV[4] purge limit: at most this many expired agents are dropped by this call
 -- ARGV[5] event channel
+-- ARGV[6] the registry's name (in the event's payload: every registry of a namespace publishes
+--         on one channel)
 -- Returns: for status/cap, the agents (sorted); for get, the record JSON or false;
 --          for all, agent, record JSON pairs (false for a live agent without a record);
---          for remove, 1 or 0.
+--          for remove, REMOVED when it was alive, else NOT_REMOVED.
 -- An expired agent whose record does not decode is dropped from the alive set only: its
 -- record is left for repair (its index entries are unknown) and its `agent_expired` event
--- carries {"malformed": why}. The other expired agents are dropped whole.
+-- carries {"malformed": why} besides the registry. The other expired agents are dropped whole.
 -- Errors: WRONGTYPE naming a key of another type; CORRUPT naming the records hash when the
 --         agent to remove has a record that does not decode (nothing is written).
 -- decode_record(raw): agent_record.lua, put in front of this script.
 
+-- The answers of "remove", named the same in the Rust's `code` module (src/code.rs).
+local REMOVED = 1
+local NOT_REMOVED = 0
 local now = ck_now(ARGV[1])
 local question, arg = ARGV[2], ARGV[3]
 -- validate: the expired agents (the read fails on an alive key of another type) and their
@@ -70,8 +75,7 @@ end
 
 for _, agent in ipairs(expired) do
   drop(agent)
-  local payload = {}
-  if reasons[agent] then payload = { malformed = reasons[agent] } end
+  local payload = { registry = ARGV[6], malformed = reasons[agent] }
   ck_emit(ARGV[5], 'agent_expired', 'context', agent, now, payload)
 end
 
@@ -104,7 +108,7 @@ elseif question == 'all' then
 elseif question == 'remove' then
   local was = alive(arg)
   drop(arg)
-  if was then return 1 end
-  return 0
+  if was then return REMOVED end
+  return NOT_REMOVED
 end
 return ck_fail('BADQUESTION', question)

@@ -1,5 +1,7 @@
 -- An agent's stored record, decoded and checked whole (shared by the agent scripts, which
 -- include this file first): decode_record(raw) -> the record, or nil and why not.
+-- The largest stored time (`MAX_STORED` in src/wire.rs).
+local MAX = 9007199254740991
 local function decode_record(raw)
   local ok, record = pcall(cjson.decode, raw)
   if not ok or type(record) ~= 'table' then return nil, 'the record is not a JSON object' end
@@ -16,11 +18,11 @@ local function decode_record(raw)
   end
   for _, what in ipairs({ 'updated_ms', 'expires_ms' }) do
     local n = record[what]
-    if type(n) ~= 'number' or not (n >= 0 and n <= 9007199254740991 and n % 1 == 0) then
+    if type(n) ~= 'number' or not (n >= 0 and n <= MAX and n % 1 == 0) then
       -- Printable ASCII only: an error reply that is not valid UTF-8 cannot be decoded.
       local shown = string.gsub(string.sub(tostring(n), 1, 40), '[^ -~]', '?')
       return nil, what .. ' is ' .. string.format('%q', shown)
-        .. ', not a whole number in 0..9007199254740991'
+        .. ', not a whole number in 0..' .. string.format('%d', MAX)
     end
   end
   return record

@@ -13,6 +13,8 @@
 --         when there is none)
 -- ARGV[6] heartbeat ttl in ms
 -- ARGV[7] event channel
+-- ARGV[8] the registry's name (in the event's payload: every registry of a namespace publishes
+--         on one channel)
 -- Returns: the agent's previous status, or false when it had none (or had expired).
 -- Errors: WRONGTYPE naming a key of another type; CORRUPT naming the records hash when the
 --         agent's record does not decode (its index entries are unknown, so nothing is written;
@@ -59,6 +61,6 @@ for _, cap in ipairs(caps) do
 end
 if previous ~= ARGV[3] then
   ck_emit(ARGV[7], 'agent_status', 'context', agent, now, { from = previous or '', to = ARGV[3],
-    task = ARGV[4] })
+    task = ARGV[4], registry = ARGV[8] })
 end
 return previous

@@ -15,6 +15,7 @@
 --         or __expires_ms is not a whole number in 0..2^53-1, or the history when its newest
 --         entry carries no version or the list holds more entries than that version.
 -- Reads only. The entries themselves are decoded (and their versions checked) by the caller.
+-- The largest stored number (`MAX_STORED` in src/wire.rs).
 local MAX = 9007199254740991
 local now = ck_now(ARGV[1])
 -- validate: the stamps, and the newest entry's version, which places every other entry.

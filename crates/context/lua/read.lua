@@ -3,7 +3,7 @@
 -- KEYS[1] the entity's data hash
 -- KEYS[2] the entity's history list (see write.lua; its expiry is refreshed with the data's)
 -- ARGV[1] now_ms: "" for the server clock, or a manual time
--- ARGV[2] idle ttl in ms to refresh on this read ("0": do not refresh)
+-- ARGV[2] idle ttl in ms to refresh on this read (NO_REFRESH: do not refresh)
 -- ARGV[3 ..] the fields to read; none means every field
 -- Returns: a flat array: the four meta values (__version, __updated_ms, __updated_by,
 --          __expires_ms; false when missing), the version a compare-and-set must name now (the
@@ -14,6 +14,9 @@
 -- Errors: WRONGTYPE naming a key of another type; CORRUPT naming the data hash when a stamp is
 --         not a whole number in 0..2^53-1 (or __updated_ms is missing beside __version), or the
 --         history when its newest entry carries no version. Nothing is refreshed then.
+-- The numbers shared with the Rust, named the same in its `code` module (src/code.rs); MAX is
+-- `MAX_STORED` in src/wire.rs.
+local NO_REFRESH = 0
 local MAX = 9007199254740991
 local now = ck_now(ARGV[1])
 -- validate: the data hash's type (HMGET fails on another type) and stamps; the history's type
@@ -39,7 +42,7 @@ if current == 0 then
   end
 end
 local ttl = tonumber(ARGV[2])
-local refresh = ttl > 0 and meta[1]
+local refresh = ttl ~= NO_REFRESH and meta[1]
 if refresh then ck_expect_type(KEYS[2], 'list') end
 -- writes: the refreshed expiry.
 if refresh then

@@ -9,9 +9,9 @@
 -- ARGV[1] now_ms: "" for the server clock, or a manual time
 -- ARGV[2] the event channel
 -- Then, per write, from ARGV[a]:
---   a    seven big-endian doubles (struct '>ddddddd'): expected version (-1: none; otherwise
---        the write fails unless it is the current version), mode (0 update, 1 delete the
---        entity), idle ttl ms (0: no expiry), history length, tombstone ttl ms (how long a
+--   a    seven big-endian doubles (struct '>ddddddd'): expected version (EXPECT_NONE: none;
+--        otherwise the write fails unless it is the current version), mode (MODE_UPDATE or
+--        MODE_DELETE the entity), idle ttl ms (NO_IDLE_TTL: no expiry), history length, tombstone ttl ms (how long a
 --        deleted entity's history is kept), n = fields to set, d = fields to delete
 --   a+1  actor
 --   a+2  the history entry, JSON without its version and time: '{"by":…,"set":…,"del":…,
@@ -22,8 +22,8 @@
 --        source `context`)
 --   a+5 .. a+4+2n        field, value pairs to set
 --   a+5+2n .. a+4+2n+d   fields to delete
--- Returns, per write: its new version (> 0); -(current version + 1) when its expected version
---          is not the current one (a conflict); 'WRONGTYPE data <type>' or 'WRONGTYPE history
+-- Returns, per write: its new version (> 0); -(current version + CONFLICT_OFFSET) when its
+--          expected version is not the current one (a conflict); 'WRONGTYPE data <type>' or 'WRONGTYPE history
 --          <type>' when one of its keys holds another type; 'CORRUPT data <detail>' or
 --          'CORRUPT history <detail>' when a stored value it needs does not decode (__version
 --          or __expires_ms not a whole number in 0..2^53-2, or, for an entity without data, a
@@ -36,7 +36,14 @@
 -- turned into text once: turning numbers into text and back, building tables and making
 -- closures cost a script more than most of its Redis calls, so the code does without them where
 -- it can (one loop, no function, no reply list for a lone write).
--- The largest stored number used: versions and times stay whole in a Lua number up to 2^53.
+-- The numbers shared with the Rust, named the same in its `code` module (src/code.rs).
+local EXPECT_NONE = -1
+local MODE_UPDATE = 0
+local MODE_DELETE = 1
+local NO_IDLE_TTL = 0
+local CONFLICT_OFFSET = 1
+-- The largest stored number used: versions and times stay whole in a Lua number up to 2^53
+-- (`MAX_STORED` in src/wire.rs).
 local MAX = 9007199254740991
 local now_s = ck_now_text(ARGV[1])
 local channel = ARGV[2]
@@ -103,8 +110,8 @@ for i = 1, n_writes do
         tombstone = current > 0
       end
     end
-    if expected >= 0 and expected ~= current then
-      answer = -current - 1
+    if expected ~= EXPECT_NONE and expected ~= current then
+      answer = -current - CONFLICT_OFFSET
       break
     end
     local version = current + 1
@@ -126,14 +133,14 @@ for i = 1, n_writes do
     if len > history_len and version % 8 == 0 then
       redis.call('LTRIM', hist, -history_len, -1)
     end
-    if mode == 1 then
+    if mode == MODE_DELETE then
       redis.call('DEL', data)
       redis.call('PEXPIRE', hist, tombstone_ms)
     else
       if n_del > 0 then
         redis.call('HDEL', data, unpack(ARGV, first_del, first_del + n_del - 1))
       end
-      if ttl > 0 then
+      if ttl ~= NO_IDLE_TTL then
         redis.call('HSET', data, '__version', v_s, '__updated_ms', now_s, '__updated_by',
           ARGV[a + 1], '__expires_ms', tonumber(now_s) + ttl, unpack(ARGV, first_field, first_del - 1))
         redis.call('PEXPIRE', data, ttl)

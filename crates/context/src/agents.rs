@@ -8,10 +8,12 @@
 
 use std::collections::BTreeSet;
 
+use coordkit_core::time::duration_ms;
 use coordkit_core::{Invocation, Key, KeyKind, Script, validate_name};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use crate::code;
 use crate::error::{ContextError, Result};
 use crate::store::ContextStore;
 use crate::wire::{MAX_STORED, corrupt, list_or_empty};
@@ -66,7 +68,7 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "idle" => Status::Idle,
             "busy" => Status::Busy,
@@ -137,6 +139,7 @@ struct StoredRecord {
 #[derive(Debug, Clone)]
 pub struct AgentRegistry {
     store: ContextStore,
+    name: String,
     alive: Key,
     records: Key,
     by_status: Key,
@@ -157,13 +160,26 @@ impl AgentRegistry {
             by_status: keys.typed_key("by_status", KeyKind::ZSet),
             by_cap: keys.typed_key("by_cap", KeyKind::ZSet),
             channel,
+            name: name.to_owned(),
             store,
         })
     }
 
-    /// The channel of this registry's `agent_status` and `agent_expired` events.
+    /// The registry's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channel of the `agent_status` and `agent_expired` events of every registry of the
+    /// namespace (each payload names its registry); [`events`](Self::events) subscribes to
+    /// this registry's, typed.
     pub fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// The store it belongs to.
+    pub(crate) fn store(&self) -> &ContextStore {
+        &self.store
     }
 
     /// Sets `agent`'s status, task and capabilities (and heartbeat) atomically with the
@@ -214,8 +230,9 @@ impl AgentRegistry {
             .arg(status.as_str())
             .arg(task.unwrap_or(""))
             .arg(caps)
-            .arg(self.store.settings.agent_ttl.as_millis().to_string())
+            .arg(duration_ms(self.store.settings.agent_ttl))
             .arg(&self.channel)
+            .arg(&self.name)
             .invoke(&self.store.pool)
             .await?;
         Ok(previous.map(|s| Status::parse(&String::from_utf8_lossy(&s))))
@@ -241,16 +258,20 @@ impl AgentRegistry {
     /// unknown or already expired: it must [`set_status`](Self::set_status) again.
     pub async fn heartbeat(&self, agent: &str) -> Result<bool> {
         validate_name("agent", agent)?;
-        let alive: i64 = HEARTBEAT
+        let answer: i64 = HEARTBEAT
             .prepare()
             .key(&self.alive)
             .key(&self.records)
             .arg(self.store.settings.clock.arg())
             .arg(agent)
-            .arg(self.store.settings.agent_ttl.as_millis().to_string())
+            .arg(duration_ms(self.store.settings.agent_ttl))
             .invoke(&self.store.pool)
             .await?;
-        Ok(alive == 1)
+        match answer {
+            code::HEARTBEAT_ALIVE => Ok(true),
+            code::HEARTBEAT_GONE => Ok(false),
+            _ => Err(self.bad("a heartbeat's answer")),
+        }
     }
 
     async fn query(&self, question: &str, arg: &str) -> Result<Value> {
@@ -260,6 +281,7 @@ impl AgentRegistry {
             .arg(arg)
             .arg(PURGE_LIMIT)
             .arg(&self.channel)
+            .arg(&self.name)
             .invoke(&self.store.pool)
             .await?)
     }
@@ -314,7 +336,11 @@ impl AgentRegistry {
     /// Removes an agent (it stops being listed at once); `true` if it was alive.
     pub async fn remove(&self, agent: &str) -> Result<bool> {
         validate_name("agent", agent)?;
-        Ok(matches!(self.query("remove", agent).await?, Value::Int(1)))
+        match self.query("remove", agent).await? {
+            Value::Int(code::REMOVED) => Ok(true),
+            Value::Int(code::NOT_REMOVED) => Ok(false),
+            _ => Err(self.bad("a removal's answer")),
+        }
     }
 
     fn names(&self, value: Value) -> Result<Vec<String>> {

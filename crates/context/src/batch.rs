@@ -6,6 +6,7 @@ use std::sync::Arc;
 use coordkit_core::{Clock, GroupCommit, Key, Pool, Script};
 use redis::Value;
 
+use crate::code;
 use crate::wire::META;
 
 /// The write script (`lua/write.lua`): a batch of writes.
@@ -157,8 +158,11 @@ fn write_outcome(write: &PreparedWrite, answer: Value) -> WriteOutcome {
     };
     match answer {
         Value::Int(v) if v > 0 => WriteOutcome::Written(v.unsigned_abs()),
-        // A conflict answers -(current + 1).
-        Value::Int(v) => match v.checked_add(1).and_then(i64::checked_neg) {
+        // A conflict answers -(current + CONFLICT_OFFSET).
+        Value::Int(v) => match v
+            .checked_add(code::CONFLICT_OFFSET)
+            .and_then(i64::checked_neg)
+        {
             Some(current) => WriteOutcome::Conflict(current.unsigned_abs()),
             None => unexpected(&v),
         },

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::batch::{PlainRead, PreparedWrite, WriteOutcome};
+use crate::code;
 use crate::decode::{decode_hgetall, decode_read};
 use crate::error::{ContextError, Result};
 use crate::store::{ContextStore, INSTANCE_KIND, validate_kind};
@@ -145,8 +146,8 @@ impl Entity {
     async fn read_scripted(&self, fields: &[&str]) -> Result<(Option<EntitySnapshot>, u64)> {
         let settings = &self.store.settings;
         let refresh = match (settings.refresh_on_read, settings.idle_ttl) {
-            (true, Some(ttl)) => duration_ms(ttl).to_string(),
-            _ => "0".to_owned(),
+            (true, Some(ttl)) => duration_ms(ttl),
+            _ => code::NO_REFRESH,
         };
         let mut call = READ.prepare();
         call.key(&self.data)
@@ -343,17 +344,22 @@ impl Write<'_> {
             }
             None => settings.actor.clone(),
         };
-        let ttl_ms = settings.idle_ttl.map(duration_ms).unwrap_or(0);
+        // The builder keeps an idle TTL at 1 s or more: never NO_IDLE_TTL.
+        let ttl_ms = settings.idle_ttl.map_or(code::NO_IDLE_TTL, duration_ms);
         // A version above MAX_STORED exists nowhere: clamped one above it, it still conflicts,
         // and every number sent is whole in an f64.
         let expected = self
             .expected
             // Exact: at most 2^53.
             .map(|v| v.min(MAX_STORED + 1) as f64)
-            .unwrap_or(-1.0);
+            .unwrap_or(code::EXPECT_NONE);
         let numbers = pack_f64_be(&[
             expected,
-            if self.delete_entity { 1.0 } else { 0.0 },
+            if self.delete_entity {
+                code::MODE_DELETE
+            } else {
+                code::MODE_UPDATE
+            },
             ttl_ms as f64,
             f64::from(settings.history_len),
             duration_ms(settings.tombstone_ttl) as f64,

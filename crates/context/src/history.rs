@@ -14,6 +14,9 @@ use crate::wire::corrupt;
 
 static CHANGES: Script = Script::new("context-changes", include_str!("../lua/changes.lua"));
 
+/// How many changes a watcher fetches from the history at once.
+const WATCH_PAGE: u32 = 100;
+
 impl Entity {
     /// The current version, counting a deleted entity's tombstone (0 if it never existed).
     pub async fn current_version(&self) -> Result<u64> {
@@ -223,7 +226,7 @@ impl Watcher {
 
     async fn catch_up(&mut self) -> Result<()> {
         loop {
-            let fetched = fetch(&self.entity, self.last_seen, 100).await?;
+            let fetched = fetch(&self.entity, self.last_seen, WATCH_PAGE).await?;
             if fetched.current < self.last_seen
                 || check_reachable(self.last_seen, &fetched).is_err()
             {
@@ -235,7 +238,7 @@ impl Watcher {
                 self.pending.push_back(WatchEvent::Resync(snapshot));
                 return Ok(());
             }
-            let more = fetched.changes.len() == 100;
+            let more = fetched.changes.len() == WATCH_PAGE as usize;
             for change in fetched.changes {
                 if change.version == self.last_seen.saturating_add(1) {
                     self.last_seen = change.version;

@@ -24,7 +24,8 @@
 //!   compacted ([`ContextError::Compacted`] for [`Entity::changes_since`]).
 //! - **Idle expiry**, refreshed on write (and on read when asked), judged on the server clock.
 //! - **Agent status** ([`AgentRegistry`]): status, task and capabilities with indexes and
-//!   heartbeats, so "who is idle" and "who can do X" are one call.
+//!   heartbeats, so "who is idle" and "who can do X" are one call; [`AgentRegistry::events`]
+//!   follows status changes and expiries, typed.
 //! - **Listing** a kind's entities with `SCAN`, paginated ([`ContextStore::list`]).
 //! - **Stored data is checked before it is used.** A key of another type fails with
 //!   `Error::WrongType`, a stamp, history entry or agent record that does not decode with
@@ -85,8 +86,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod agent_events;
 mod agents;
 mod batch;
+mod code;
 mod decode;
 mod entity;
 mod error;
@@ -97,6 +100,7 @@ mod store;
 mod types;
 mod wire;
 
+pub use agent_events::{AgentEvent, AgentEventKind, AgentEvents};
 pub use agents::{AgentRecord, AgentRegistry, AgentStatus, Status};
 pub use entity::{Entity, Write};
 pub use error::{ContextError, Result};

@@ -12,7 +12,7 @@ use crate::error::Result;
 /// the kind part of the store's event channels.
 pub(crate) const INSTANCE_KIND: &str = "ctx";
 
-/// The `source` of the store's events (`changed`, `agent_status`, `agent_expired`); the same
+/// The `source` of this crate's events (`changed`, `agent_status`, `agent_expired`); the same
 /// name is written in `lua/write.lua`, `lua/agent_set.lua` and `lua/agent_query.lua`.
 pub const EVENT_SOURCE: &str = "context";
 

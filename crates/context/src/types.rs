@@ -27,7 +27,7 @@ pub struct EntitySnapshot {
 pub struct Versioned<T> {
     /// The decoded value.
     pub value: T,
-    /// The entity's version when it was read: pass it to [`Write::expect_version`].
+    /// The entity's version when it was read: pass it to [`Write::expect_version`](crate::Write::expect_version).
     pub version: u64,
 }
 

@@ -17,7 +17,8 @@ pub const RESERVED_PREFIX: &str = "__";
 pub(crate) const META: [&str; 4] = ["__version", "__updated_ms", "__updated_by", "__expires_ms"];
 
 /// The largest stored number (version, time in ms) a context accepts: 2^53 - 1, the last whole
-/// number a Lua script counts exactly. A stored number above it is corrupt data.
+/// number a Lua script counts exactly. A stored number above it is corrupt data. The scripts
+/// name it `MAX` at their top (`lua/write.lua`, `read.lua`, `changes.lua`, `agent_record.lua`).
 pub(crate) const MAX_STORED: u64 = (1 << 53) - 1;
 
 /// JSON text of a value that cannot fail to encode (strings, lists and maps of strings).
@@ -55,7 +56,8 @@ pub(crate) fn stored_number(key: &Key, field: &str, raw: &str) -> Result<u64> {
     let n = raw.parse::<u64>().ok().or_else(|| {
         let f: f64 = raw.parse().ok()?;
         // In range and whole, the cast is exact.
-        (f.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&f)).then_some(f as u64)
+        // MAX_STORED is below 2^53: exact as an f64.
+        (f.fract() == 0.0 && (0.0..=MAX_STORED as f64).contains(&f)).then_some(f as u64)
     });
     n.filter(|n| *n <= MAX_STORED).ok_or_else(|| {
         corrupt(

@@ -3,7 +3,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use coordkit_context::{AgentStatus, ContextError, ContextStore, Status, WatchEvent, Watcher};
+use coordkit_context::{
+    AgentEvent, AgentEventKind, AgentEvents, AgentStatus, ContextError, ContextStore, Status,
+    WatchEvent, Watcher,
+};
 use coordkit_core::{Clock, Error, ManualClock, Pool};
 use coordkit_testkit::{TestRedis, redis_test};
 use serde::{Deserialize, Serialize};
@@ -309,6 +312,63 @@ redis_test! {
         fleet.set_status("a1", &AgentStatus::new(Status::Idle)).await.unwrap();
         let got = tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap();
         assert_eq!((got.event.kind.as_str(), got.event.source.as_str(), got.event.entity.as_str()), ("agent_status", "context", "a1"));
+    }
+}
+
+async fn next_agent_event(events: &mut AgentEvents) -> AgentEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("no event within the wait")
+        .expect("the subscription ended")
+}
+
+redis_test! {
+    async fn typed_agent_events_of_one_registry(redis) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let store = ContextStore::builder(&pool, &ks)
+            .agent_ttl(Duration::from_secs(30))
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        let fleet = store.agents("fleet").unwrap();
+        let other = store.agents("other").unwrap();
+        let mut events = fleet.events().await.unwrap();
+        let t0 = clock.now_ms();
+
+        // Another registry's event first, on the same channel: not this subscription's.
+        other.set_status("a1", &AgentStatus::new(Status::Idle)).await.unwrap();
+        fleet.set_status("a1", &AgentStatus::new(Status::Idle).capability("rust")).await.unwrap();
+        let e = next_agent_event(&mut events).await;
+        assert_eq!(e, AgentEvent {
+            registry: "fleet".into(),
+            agent: "a1".into(),
+            ts_ms: t0,
+            kind: AgentEventKind::Status { from: None, to: Status::Idle, task: None },
+        });
+        // The same status again publishes nothing; a flip does.
+        fleet.set_state("a1", &Status::Idle, None).await.unwrap();
+        fleet.set_state("a1", &Status::Busy, Some("t-7")).await.unwrap();
+        let e = next_agent_event(&mut events).await;
+        assert_eq!(e.kind, AgentEventKind::Status { from: Some(Status::Idle), to: Status::Busy, task: Some("t-7".into()) });
+        fleet.set_status("b1", &AgentStatus::new(Status::Custom("warming".into()))).await.unwrap();
+        let e = next_agent_event(&mut events).await;
+        assert_eq!((e.agent.as_str(), e.kind), ("b1", AgentEventKind::Status { from: None, to: Status::Custom("warming".into()), task: None }));
+
+        // b1's record goes bad; both expire, and the next call drops them with an event each.
+        let records = ks.instance("agents", "fleet").unwrap().key("records");
+        let _: u64 = pool.query(redis::cmd("HSET").arg(&records).arg("b1").arg("not json")).await.unwrap();
+        clock.advance(Duration::from_secs(31));
+        assert!(fleet.with_status(&Status::Busy).await.unwrap().is_empty());
+        let mut expired = [next_agent_event(&mut events).await, next_agent_event(&mut events).await];
+        expired.sort_by(|a, b| a.agent.cmp(&b.agent));
+        assert_eq!((expired[0].agent.as_str(), &expired[0].kind, expired[0].ts_ms), ("a1", &AgentEventKind::Expired, clock.now_ms()));
+        assert_eq!(expired[1].agent, "b1");
+        assert!(matches!(&expired[1].kind, AgentEventKind::Malformed { reason } if reason.contains("JSON")), "{:?}", expired[1]);
+        assert!(expired.iter().all(|e| e.registry == "fleet"));
+        assert_eq!((events.undecodable(), events.stats().decode_errors), (0, 0));
+        events.shutdown().await;
     }
 }
 

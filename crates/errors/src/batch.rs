@@ -1,5 +1,5 @@
 //! Group commit: concurrent records of one tracker share one record-script call, each applied
-//! exactly once, in arrival order (see [`TrackerBuilder::max_in_flight`](crate::TrackerBuilder::max_in_flight)).
+//! exactly once, in arrival order (see [`ErrorTrackerBuilder::max_in_flight`](crate::ErrorTrackerBuilder::max_in_flight)).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! [`TrackerBuilder`]: a tracker's settings, each validated by [`TrackerBuilder::build`].
+//! [`ErrorTrackerBuilder`]: a tracker's settings, each validated by [`ErrorTrackerBuilder::build`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,23 +49,23 @@ impl std::fmt::Debug for Settings {
 }
 
 /// Builds an [`ErrorTracker`] with validated settings.
-pub struct TrackerBuilder {
+pub struct ErrorTrackerBuilder {
     pool: Pool,
     keyspace: Keyspace,
     name: String,
     settings: Settings,
 }
 
-impl std::fmt::Debug for TrackerBuilder {
+impl std::fmt::Debug for ErrorTrackerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackerBuilder")
+        f.debug_struct("ErrorTrackerBuilder")
             .field("name", &self.name)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-impl TrackerBuilder {
+impl ErrorTrackerBuilder {
     /// The longest message kept, in bytes (default 4 KiB; 64 ..= 1 MiB). A longer one is cut
     /// at a character boundary and ends with `…[truncated <n> bytes]`.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
@@ -249,8 +249,8 @@ impl ErrorTracker {
     /// days (at most 10,000), at most 10,000 signatures and 10,000 counters, a 5-minute
     /// correlation window with a threshold of 3 kinds, signatures per component, the
     /// [`default_classifier`], the server clock, 4 record calls in flight.
-    pub fn builder(pool: &Pool, keyspace: &Keyspace, name: &str) -> TrackerBuilder {
-        TrackerBuilder {
+    pub fn builder(pool: &Pool, keyspace: &Keyspace, name: &str) -> ErrorTrackerBuilder {
+        ErrorTrackerBuilder {
             pool: pool.clone(),
             keyspace: keyspace.clone(),
             name: name.to_owned(),

@@ -32,7 +32,8 @@
 //!   the recording script: a pattern subscription watches them all. By default only notable
 //!   records publish (`new_signature`, `regression`, `recurring` at counts 10, 100, …), so a
 //!   storm of duplicates is not a storm of events;
-//!   [`TrackerBuilder::publish_every_record`] publishes every one.
+//!   [`ErrorTrackerBuilder::publish_every_record`] publishes every one. [`ErrorTracker::events`]
+//!   subscribes to one tracker's events, typed ([`TrackerEvent`]).
 //! - **Queries:** [`ErrorTracker::recent`] (paged), [`ErrorTracker::top`] (within a window),
 //!   [`ErrorTracker::signature`], [`ErrorTracker::counts`], [`ErrorTracker::task`].
 //! - **Bounded memory:** caps on the log (count, and age: default 7 days), signatures (least
@@ -106,6 +107,7 @@
 mod batch;
 mod config;
 mod event;
+mod events;
 #[cfg(feature = "model")]
 pub mod model;
 mod normalize;
@@ -114,9 +116,12 @@ mod resolve;
 mod tracker;
 mod wire;
 
-pub use config::TrackerBuilder;
+pub use config::ErrorTrackerBuilder;
 pub use coordkit_core;
 pub use event::{Classifier, ErrorEvent, Severity, default_classifier};
+pub use events::{
+    CascadeEvent, EVENT_SOURCE, RecordEvent, TrackerEvent, TrackerEventKind, TrackerEvents,
+};
 pub use normalize::{NORMALIZER_VERSION, fingerprint, normalize};
 pub use query::{
     Counts, ErrorRecord, LogEntry, LogPage, Occurrence, SignatureDetail, SignatureMeta,

@@ -29,7 +29,7 @@ pub const MAX_FIELD_BYTES: usize = 1024;
 /// The longest attribute name kept, in bytes (a longer one is cut and ends with `~` and a
 /// digest of the whole name, so two long names stay two).
 pub const MAX_ATTRIBUTE_NAME_BYTES: usize = 200;
-/// The most records one script call carries (see [`TrackerBuilder::max_in_flight`]).
+/// The most records one script call carries (see [`ErrorTrackerBuilder::max_in_flight`](crate::ErrorTrackerBuilder::max_in_flight)).
 pub const MAX_BATCH: usize = 64;
 
 /// The keys of one tracker (one hash tag).
@@ -216,9 +216,9 @@ impl ErrorTracker {
     /// The event channel of `severity`: `<ns>:events:errors:<severity>`. Records publish on
     /// their severity's channel (event kinds `new_signature`, `regression`, `recurring` at
     /// counts of 10, 100, …, and `recorded` for the others when
-    /// [`TrackerBuilder::publish_every_record`] is on); cascades go to `critical`, resolutions
+    /// [`ErrorTrackerBuilder::publish_every_record`](crate::ErrorTrackerBuilder::publish_every_record) is on); cascades go to `critical`, resolutions
     /// to `info`. A pattern subscription on
-    /// [`Keyspace::channel_pattern`]`(Some("errors"))` watches them all.
+    /// [`Keyspace::channel_pattern`](coordkit_core::Keyspace::channel_pattern)`(Some("errors"))` watches them all.
     pub fn channel(&self, severity: Severity) -> &str {
         &self.inner.channels[severity as usize]
     }
@@ -431,7 +431,7 @@ impl ErrorTracker {
     /// marker (and [`Recorded::truncated`] set).
     ///
     /// Concurrent records of one tracker may share a call (see
-    /// [`TrackerBuilder::max_in_flight`]); each is applied exactly once, atomically.
+    /// [`ErrorTrackerBuilder::max_in_flight`](crate::ErrorTrackerBuilder::max_in_flight)); each is applied exactly once, atomically.
     pub async fn record(&self, event: &ErrorEvent) -> Result<Recorded> {
         let prepared = self.prepare(event);
         let signature = prepared.signature.clone();

@@ -68,13 +68,18 @@ pub(crate) fn decode_outcomes(packed: &[u8], records: usize) -> Result<Vec<Outco
             new_signature: c[2] & code::FLAG_NEW != 0,
             regression: c[2] & code::FLAG_REGRESSION != 0,
             cascade: c[2] & code::FLAG_CASCADE != 0,
-            repaired: Repair::BITS
-                .iter()
-                .filter(|(bit, _)| c[2] & bit != 0)
-                .map(|(_, r)| *r)
-                .collect(),
+            repaired: repairs(c[2]),
         })
         .collect())
+}
+
+/// The repairs named by a record's flags (the `FLAG_REPAIRED_*` bits).
+pub(crate) fn repairs(flags: u64) -> Vec<Repair> {
+    Repair::BITS
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, r)| *r)
+        .collect()
 }
 
 /// The largest whole number the scripts store (in a double, exactly).

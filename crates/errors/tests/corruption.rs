@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Key, KeyKind, Keyspace, ManualClock, Pool, redis};
-use coordkit_errors::{ErrorEvent, ErrorTracker, Repair, TrackerBuilder};
+use coordkit_errors::{ErrorEvent, ErrorTracker, ErrorTrackerBuilder, Repair};
 use coordkit_testkit::garbage::{Garbage, TYPES, garbage, overwrite_with_type, wrong_type};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
 use proptest::prelude::*;
@@ -48,7 +48,7 @@ async fn seeded_with(
     pool: &Pool,
     ks: &Keyspace,
     clock: &ManualClock,
-    settings: impl FnOnce(TrackerBuilder) -> TrackerBuilder,
+    settings: impl FnOnce(ErrorTrackerBuilder) -> ErrorTrackerBuilder,
 ) -> Fixture {
     let name = format!("bad-{}", CASE.fetch_add(1, Ordering::Relaxed));
     let builder = ErrorTracker::builder(pool, ks, &name)

@@ -5,14 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, Received, Subscriber, redis};
-use coordkit_errors::{ErrorEvent, ErrorTracker, Resolution, Severity, TrackerBuilder};
+use coordkit_errors::{
+    ErrorEvent, ErrorTracker, ErrorTrackerBuilder, Repair, Resolution, Severity, TrackerEvent,
+    TrackerEventKind, TrackerEvents,
+};
 use coordkit_testkit::redis_test;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A builder of the tracker `name` on a manual clock (starting at 1,700,000,000,000 ms), and
 /// the clock.
-fn on_manual_clock(pool: Pool, ks: &Keyspace, name: &str) -> (ManualClock, TrackerBuilder) {
+fn on_manual_clock(pool: Pool, ks: &Keyspace, name: &str) -> (ManualClock, ErrorTrackerBuilder) {
     let clock = ManualClock::new(1_700_000_000_000);
     let builder = ErrorTracker::builder(&pool, ks, name).clock(Clock::Manual(clock.clone()));
     (clock, builder)
@@ -290,7 +293,7 @@ redis_test! {
         let got = next(&mut sub).await;
         assert_eq!(got.channel, t.channel(Severity::Warning));
         assert_eq!(got.event.kind, "new_signature");
-        assert_eq!(got.event.source, "errors");
+        assert_eq!(got.event.source, coordkit_errors::EVENT_SOURCE);
         assert_eq!(got.event.entity, "events");
         assert_eq!(got.event.ts_ms, clock.now_ms());
         assert_eq!(got.event.payload["record"]["signature"], r.signature.as_str());
@@ -324,6 +327,104 @@ redis_test! {
         assert_eq!(got.event.payload["counts"]["K1"], 3);
         assert_eq!(got.event.payload["components"]["a"], 3);
         assert_eq!(got.event.payload["complete"], true);
+    }
+}
+
+async fn next_typed(events: &mut TrackerEvents) -> TrackerEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("no event within the wait")
+        .expect("the subscription ended")
+}
+
+redis_test! {
+    async fn typed_events_of_one_tracker(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let (clock, builder) = on_manual_clock(pool.clone(), &ks, "typed");
+        let t = builder.publish_every_record(true).build().unwrap();
+        let other = ErrorTracker::builder(&pool, &ks, "other").publish_every_record(true).build().unwrap();
+        let mut events = t.events().await.unwrap();
+        // Another tracker's event, on the same channel and first: not this subscription's.
+        other.record(&ErrorEvent::new("a", "K1", "elsewhere").severity(Severity::Warning)).await.unwrap();
+        let r = t.record(&ErrorEvent::new("a", "K1", "boom 1").severity(Severity::Warning).task("t-1")).await.unwrap();
+        let e = next_typed(&mut events).await;
+        assert_eq!((e.tracker.as_str(), e.severity, e.ts_ms), ("typed", Severity::Warning, clock.now_ms()));
+        let TrackerEventKind::NewSignature(first) = e.kind else { panic!("expected new_signature, got {e:?}") };
+        assert_eq!((first.record.signature.as_str(), first.count, first.first_seen_ms), (r.signature.as_str(), 1, r.ts_ms));
+        assert_eq!(first.record.occurrence.task_id.as_deref(), Some("t-1"));
+        assert_eq!((first.record.ts_ms, first.record.count), (r.ts_ms, 1));
+        assert!(first.repaired.is_empty());
+
+        // Counts 2..=9 are plain records (published with publish_every_record); 10 recurs.
+        for i in 2..=10 {
+            t.record(&ErrorEvent::new("a", "K1", format!("boom {i}"))).await.unwrap();
+        }
+        for i in 2..=9 {
+            let e = next_typed(&mut events).await;
+            match e.kind {
+                TrackerEventKind::Recorded(rec) => assert_eq!((rec.count, e.severity), (i, Severity::Error)),
+                other => panic!("expected recorded {i}, got {other:?}"),
+            }
+        }
+        let e = next_typed(&mut events).await;
+        assert!(matches!(&e.kind, TrackerEventKind::Recurring(rec) if rec.count == 10), "{e:?}");
+
+        t.resolve(&r.signature).await.unwrap();
+        let e = next_typed(&mut events).await;
+        assert_eq!(e.severity, Severity::Info);
+        assert_eq!(e.kind, TrackerEventKind::Resolved { signature: r.signature.clone(), count: 10 });
+
+        clock.advance(Duration::from_millis(1));
+        t.record(&ErrorEvent::new("a", "K1", "boom 11")).await.unwrap();
+        let e = next_typed(&mut events).await;
+        assert!(matches!(&e.kind, TrackerEventKind::Regression(rec) if rec.count == 11 && rec.record.signature == r.signature), "{e:?}");
+        assert_eq!(e.ts_ms, clock.now_ms());
+
+        // Two more kinds: the third completes a cascade (on the critical channel, so on a
+        // cluster it may come before or after the record's own event).
+        t.record(&ErrorEvent::new("b", "K2", "x")).await.unwrap();
+        assert!(matches!(next_typed(&mut events).await.kind, TrackerEventKind::NewSignature(_)));
+        let third = t.record(&ErrorEvent::new("c", "K3", "y")).await.unwrap();
+        assert!(third.cascade);
+        let pair = [next_typed(&mut events).await, next_typed(&mut events).await];
+        let cascade = pair.iter().find_map(|e| match &e.kind {
+            TrackerEventKind::Cascade(c) => Some((e.severity, c.clone())),
+            _ => None,
+        });
+        let (severity, cascade) = cascade.expect("a cascade event");
+        assert_eq!(severity, Severity::Critical);
+        assert_eq!(cascade.kinds, ["K1", "K2", "K3"].map(String::from).into());
+        assert_eq!((cascade.counts["K1"], cascade.components["a"]), (11, 11));
+        assert_eq!((cascade.threshold, cascade.trigger.as_str(), cascade.complete), (3, third.signature.as_str(), true));
+        assert!(pair.iter().any(|e| matches!(&e.kind, TrackerEventKind::NewSignature(rec) if rec.record.signature == third.signature)));
+        assert_eq!(events.undecodable(), 0);
+        assert_eq!(events.stats().decode_errors, 0);
+        events.shutdown().await;
+    }
+}
+
+redis_test! {
+    async fn a_record_that_repaired_state_says_so_in_its_event(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let t = tracker(&ks, pool.clone(), "repair");
+        let r = t.record(&ErrorEvent::new("a", "K1", "boom")).await.unwrap();
+        let mut events = t.events().await.unwrap();
+        // The signature's state, overwritten by something else: the next record starts it
+        // afresh and publishes (a repair always does).
+        let data = t.keys()[0].clone();
+        let _: u64 = pool.query(redis::cmd("HSET").arg(&data).arg(&r.signature).arg("garbage")).await.unwrap();
+        let again = t.record(&ErrorEvent::new("a", "K1", "boom")).await.unwrap();
+        assert_eq!(again.repaired, vec![Repair::SignatureState]);
+        let e = next_typed(&mut events).await;
+        match e.kind {
+            TrackerEventKind::NewSignature(rec) | TrackerEventKind::Recorded(rec) => {
+                assert_eq!(rec.repaired, vec![Repair::SignatureState]);
+                assert_eq!(rec.record.signature, r.signature);
+            }
+            other => panic!("expected a record event, got {other:?}"),
+        }
     }
 }
 
@@ -541,7 +642,7 @@ redis_test! {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let b = || ErrorTracker::builder(&pool, &ks, "x");
-        let cases: Vec<(&str, TrackerBuilder)> = vec![
+        let cases: Vec<(&str, ErrorTrackerBuilder)> = vec![
             ("max_message_bytes", b().max_message_bytes(1)),
             ("max_message_bytes", b().max_message_bytes((1 << 20) + 1)),
             ("log_max_len", b().log_max_len(0)),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Key, Keyspace, ManualClock, Pool, redis};
-use coordkit_errors::{ErrorEvent, ErrorTracker, TrackerBuilder};
+use coordkit_errors::{ErrorEvent, ErrorTracker, ErrorTrackerBuilder};
 use coordkit_testkit::garbage::overwrite_with_type;
 use coordkit_testkit::redis_test;
 
@@ -27,7 +27,7 @@ fn event(which: char) -> ErrorEvent {
 async fn tracker(
     pool: &Pool,
     ks: &Keyspace,
-    settings: impl FnOnce(TrackerBuilder) -> TrackerBuilder,
+    settings: impl FnOnce(ErrorTrackerBuilder) -> ErrorTrackerBuilder,
 ) -> (ErrorTracker, [Key; 3]) {
     let name = format!("ids-{}", CASE.fetch_add(1, Ordering::Relaxed));
     let t = settings(ErrorTracker::builder(pool, ks, &name).max_in_flight(1))

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use coordkit_core::Error;
+use coordkit_core::time::duration_ms;
 
 use crate::error::Result;
 
@@ -142,7 +143,7 @@ impl SeriesConfigBuilder {
         self
     }
 
-    /// At most one alert per `interval` (default one minute; zero means every crossing).
+    /// At most one alert per `interval`: 0 (every crossing) to 2^53 ms, default one minute.
     pub fn alert_interval(mut self, interval: Duration) -> Self {
         self.interval = Some(interval);
         self
@@ -159,12 +160,12 @@ impl SeriesConfigBuilder {
         }
         let max_age_ms = match self.max_age {
             None => 0,
-            Some(age) => positive_ms("max_age", age)?,
+            Some(age) => ms_within("max_age", age, 1)?,
         };
         let rollup = match self.rollup {
             None => None,
             Some((resolution, keep)) => {
-                let resolution_ms = positive_ms("rollup", resolution)?;
+                let resolution_ms = ms_within("rollup", resolution, 1)?;
                 if !(1..=MAX_ROLLUP_BUCKETS).contains(&keep) {
                     return Err(Error::invalid_config(
                         "rollup",
@@ -189,9 +190,7 @@ impl SeriesConfigBuilder {
         }
         let interval_ms = match self.interval {
             None => 60_000,
-            Some(interval) => u64::try_from(interval.as_millis()).map_err(|_| {
-                Error::invalid_config("alert_interval", "must be less than 2^64 ms")
-            })?,
+            Some(interval) => ms_within("alert_interval", interval, 0)?,
         };
         let alert = (self.above.is_some() || self.below.is_some()).then_some(AlertConfig {
             above: self.above,
@@ -213,13 +212,17 @@ impl SeriesConfigBuilder {
     }
 }
 
-fn positive_ms(field: &'static str, d: Duration) -> Result<u64, Error> {
-    match u64::try_from(d.as_millis()) {
-        Ok(ms) if (1..=crate::error::MAX_TIMESTAMP_MS).contains(&ms) => Ok(ms),
-        _ => Err(Error::invalid_config(
+/// `d` in whole milliseconds when it is `min` to 2^53 ms (what a script's number holds
+/// exactly), else [`Error::InvalidConfig`] naming `field`.
+fn ms_within(field: &'static str, d: Duration, min: u64) -> Result<u64, Error> {
+    let ms = duration_ms(d);
+    if (min..=crate::error::MAX_TIMESTAMP_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(Error::invalid_config(
             field,
-            format!("must be between 1 ms and 2^53 ms, got {d:?}"),
-        )),
+            format!("must be between {min} ms and 2^53 ms, got {d:?}"),
+        ))
     }
 }
 
@@ -254,6 +257,28 @@ mod tests {
             field(b().alert_interval(Duration::from_secs(1)).build()),
             "alert_interval"
         );
+        // Past 2^53 ms a script's number no longer holds the interval exactly.
+        let beyond = Duration::from_millis(crate::error::MAX_TIMESTAMP_MS + 1);
+        for (name, builder) in [
+            (
+                "alert_interval",
+                b().alert_above(1.0).alert_interval(beyond),
+            ),
+            (
+                "alert_interval",
+                b().alert_above(1.0).alert_interval(Duration::MAX),
+            ),
+            ("max_age", b().max_age(beyond)),
+            ("rollup", b().rollup(Duration::MAX, 5)),
+        ] {
+            assert_eq!(field(builder.build()), name);
+        }
+        let every = b()
+            .alert_above(1.0)
+            .alert_interval(Duration::ZERO)
+            .build()
+            .unwrap();
+        assert_eq!(every.alert().unwrap().interval_ms, 0);
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! The error type of coordkit-metrics: bad samples, or anything [`coordkit_core::Error`] reports.
 
 /// The result type of this crate.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = MetricsError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a metrics operation.
 ///
 /// Invalid names and labels come as [`coordkit_core::Error::InvalidName`], invalid
 /// configuration as [`coordkit_core::Error::InvalidConfig`] (naming the builder field), a key of
 /// another type as [`coordkit_core::Error::WrongType`], stored data that does not decode as
-/// [`coordkit_core::Error::Corrupt`] (naming the key), all wrapped in [`Error::Core`].
+/// [`coordkit_core::Error::Corrupt`] (naming the key), all wrapped in [`MetricsError::Core`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum MetricsError {
     /// A sample was refused before anything was sent: a value that is NaN or infinite, a
     /// negative counter increment or histogram observation, a timestamp beyond 2^53 ms.
     #[error("invalid sample: {what} {input} {reason}")]
@@ -29,12 +29,12 @@ pub enum Error {
     Core(#[from] coordkit_core::Error),
 }
 
-impl Error {
+impl MetricsError {
     /// The core error inside, if this is one.
     pub fn core(&self) -> Option<&coordkit_core::Error> {
         match self {
-            Error::Core(e) => Some(e),
-            Error::InvalidSample { .. } => None,
+            MetricsError::Core(e) => Some(e),
+            MetricsError::InvalidSample { .. } => None,
         }
     }
 
@@ -48,14 +48,14 @@ impl Error {
 /// Checks that `value` is a finite number (and, when `non_negative`, at least 0).
 pub(crate) fn check_value(what: &'static str, value: f64, non_negative: bool) -> Result<()> {
     if !value.is_finite() {
-        return Err(Error::InvalidSample {
+        return Err(MetricsError::InvalidSample {
             what,
             input: format!("{value}"),
             reason: "is not a finite number",
         });
     }
     if non_negative && value < 0.0 {
-        return Err(Error::InvalidSample {
+        return Err(MetricsError::InvalidSample {
             what,
             input: format!("{value}"),
             reason: "is negative",
@@ -70,7 +70,7 @@ pub const MAX_TIMESTAMP_MS: u64 = 1 << 53;
 /// Checks that a caller-given timestamp fits in a Lua number exactly.
 pub(crate) fn check_timestamp(ts_ms: u64) -> Result<()> {
     if ts_ms > MAX_TIMESTAMP_MS {
-        return Err(Error::InvalidSample {
+        return Err(MetricsError::InvalidSample {
             what: "timestamp",
             input: ts_ms.to_string(),
             reason: "is beyond 2^53 ms",

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use coordkit_core::{Key, KeyKind, Pool};
 
 use crate::aggregate::nearest_rank;
-use crate::error::{Error, Result, check_value};
+use crate::error::{MetricsError, Result, check_value};
 use crate::sample::{parse_u64, stored_f64, stored_u64, value_text};
 use crate::scripts::OBSERVE;
 use crate::series::read_hash;
@@ -233,7 +233,7 @@ impl Histogram {
     /// Adds several observations in one round trip; returns the histogram's count.
     pub async fn observe_batch(&self, values: &[f64]) -> Result<u64> {
         if values.is_empty() {
-            return Err(Error::InvalidSample {
+            return Err(MetricsError::InvalidSample {
                 what: "batch",
                 input: "[]".into(),
                 reason: "holds no observation",

@@ -10,7 +10,8 @@
 //!   server's clock (unless the caller gives a timestamp), appends it, trims the series by count
 //!   and by age ([`SeriesConfig`]), adds a counter's increment to its total, updates the
 //!   rollups, and emits a threshold alert (at most once per interval): no janitor, no
-//!   read-modify-write race between agents.
+//!   read-modify-write race between agents. [`Metrics::alerts`] and [`Series::alerts`]
+//!   subscribe to them, typed ([`MetricAlert`]).
 //! - Samples are kept in a list of (timestamp, value) pairs in recording order, so two samples
 //!   with the same value or the same timestamp are both kept.
 //! - Kinds: [`Gauge`] samples; [`Counter`] increments with a total and a rate over a window;
@@ -19,7 +20,7 @@
 //! - Queries ([`SampleWindow`]): the latest N, a time range, the recent past; [`Aggregate`]s (count,
 //!   sum, min, max, avg, nearest-rank percentiles) computed by the server in one call; moving
 //!   averages; [`RollupBucket`]s kept longer than raw samples.
-//! - Bad input is refused with a clear error: NaN or infinite values ([`Error::InvalidSample`]),
+//! - Bad input is refused with a clear error: NaN or infinite values ([`MetricsError::InvalidSample`]),
 //!   invalid names or labels, a key of another type ([`coordkit_core::Error::WrongType`]),
 //!   finite values whose counter total, rollup sum or histogram sum would pass the largest
 //!   finite number ([`coordkit_core::Error::Script`] with code `BADVALUE`, nothing written).
@@ -90,6 +91,7 @@
 #![warn(missing_docs)]
 
 mod aggregate;
+mod alerts;
 mod config;
 mod error;
 pub mod histogram;
@@ -102,13 +104,14 @@ mod series;
 mod series_id;
 
 pub use aggregate::Aggregate;
+pub use alerts::{AlertDirection, MetricAlert, MetricAlerts, ThresholdAlert};
 pub use config::{
     AlertConfig, MAX_ROLLUP_BUCKETS, MAX_SAMPLES_LIMIT, RollupConfig, SeriesConfig,
     SeriesConfigBuilder,
 };
-pub use error::{Error, MAX_TIMESTAMP_MS, Result};
+pub use error::{MAX_TIMESTAMP_MS, MetricsError, Result};
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use metrics::{EVENT_SOURCE, INSTANCE_KIND, Metrics, MetricsBuilder, ThresholdAlert};
+pub use metrics::{EVENT_SOURCE, INSTANCE_KIND, Metrics, MetricsBuilder};
 pub use sample::{RollupBucket, Sample, SampleWindow};
 pub use series::{Counter, CounterKind, Gauge, GaugeKind, Kind, Series, Written, rate_per_second};
 pub use series_id::SeriesId;

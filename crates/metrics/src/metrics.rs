@@ -1,8 +1,8 @@
 //! [`Metrics`]: the entry point that builds series handles over one pool and keyspace.
 
 use coordkit_core::{Clock, Keyspace, Pool};
-use serde::Deserialize;
 
+use crate::alerts::THRESHOLD;
 use crate::config::SeriesConfig;
 use crate::error::Result;
 use crate::histogram::Histogram;
@@ -12,7 +12,8 @@ use crate::series_id::SeriesId;
 /// The instance kind of every metric key: `<namespace>:{metric:<name,labels>}:<suffix>`.
 pub const INSTANCE_KIND: &str = "metric";
 
-/// The `source` of this crate's events, and the kind part of their channels.
+/// The `source` of this crate's events, and the kind part of their channels; the same name is
+/// written in `lua/record.lua`.
 pub const EVENT_SOURCE: &str = "metrics";
 
 /// Builds gauge, counter and histogram handles over one shared [`Pool`] and [`Keyspace`].
@@ -43,7 +44,7 @@ impl MetricsBuilder {
 
     /// Builds the handle: fails when the keyspace cannot name the alert channel.
     pub fn build(self) -> Result<Metrics> {
-        let channel = self.keyspace.channel(EVENT_SOURCE, "threshold")?;
+        let channel = self.keyspace.channel(EVENT_SOURCE, THRESHOLD)?;
         Ok(Metrics {
             pool: self.pool,
             keyspace: self.keyspace,
@@ -64,8 +65,8 @@ impl Metrics {
         }
     }
 
-    /// The channel threshold alerts are published on; subscribe with
-    /// `pool.subscriber().channel(metrics.alert_channel()).subscribe::<ThresholdAlert>()`.
+    /// The channel threshold alerts are published on; [`alerts`](Self::alerts) subscribes to
+    /// it, typed.
     pub fn alert_channel(&self) -> &str {
         &self.channel
     }
@@ -129,18 +130,4 @@ impl Metrics {
             keys,
         }))
     }
-}
-
-/// The payload of a `threshold` event (its `entity` is the series id, its `source` `metrics`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ThresholdAlert {
-    /// `"above"` or `"below"`.
-    pub direction: String,
-    /// The bound that was crossed.
-    pub bound: f64,
-    /// The value that crossed it (to 14 significant digits).
-    pub value: f64,
-    /// The sample's timestamp, in ms.
-    #[serde(with = "coordkit_core::time::millis")]
-    pub sample_ts_ms: u64,
 }

@@ -10,7 +10,7 @@ use coordkit_core::{Clock, GroupCommit, Invocation, Key, KeyKind, Pool};
 
 use crate::aggregate::{Aggregate, check_quantiles};
 use crate::config::{MAX_SAMPLES_LIMIT, SeriesConfig};
-use crate::error::{Error, Result, check_timestamp, check_value};
+use crate::error::{MetricsError, Result, check_timestamp, check_value};
 use crate::sample::{
     RollupBucket, Sample, SampleWindow, parse_f64, parse_rollup, parse_u64, stored_f64, stored_u64,
     value_text,
@@ -225,9 +225,15 @@ impl<K: Kind> Series<K> {
         &self.inner.config
     }
 
-    /// The channel its threshold alerts are published on.
+    /// The channel its threshold alerts are published on; [`alerts`](Self::alerts) subscribes
+    /// to this series' alerts, typed.
     pub fn alert_channel(&self) -> &str {
         &self.inner.channel
+    }
+
+    /// The pool it writes through.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// The key holding its samples (for inspection: `MEMORY USAGE`, `TYPE`).
@@ -239,7 +245,7 @@ impl<K: Kind> Series<K> {
     async fn write(&self, samples: &[(Option<u64>, f64)]) -> Result<Written> {
         let what = if K::COUNTER { "increment" } else { "value" };
         if samples.is_empty() {
-            return Err(Error::InvalidSample {
+            return Err(MetricsError::InvalidSample {
                 what: "batch",
                 input: "[]".into(),
                 reason: "holds no sample",

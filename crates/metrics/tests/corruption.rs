@@ -9,7 +9,7 @@ use std::time::Duration;
 use coordkit_core::redis;
 use coordkit_core::{Key, KeyKind, Keyspace, ManualClock, Pool};
 use coordkit_metrics::{
-    Counter, Error, Gauge, Histogram, Metrics, Sample, SampleWindow, SeriesConfig,
+    Counter, Gauge, Histogram, Metrics, MetricsError, Sample, SampleWindow, SeriesConfig,
 };
 use coordkit_testkit::garbage::{TYPES, garbage, overwrite_with_type, wrong_type};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
@@ -114,7 +114,7 @@ impl Fixture {
     }
 
     /// Runs every operation of every series; after each failure, checks that no key changed.
-    async fn run_ops(&self) -> Vec<(&'static str, Result<(), Error>)> {
+    async fn run_ops(&self) -> Vec<(&'static str, Result<(), MetricsError>)> {
         let ops = [
             "plain record",
             "plain batch",
@@ -186,14 +186,14 @@ impl Fixture {
 /// series worked); the names of those that failed.
 fn failed_naming(
     f: &Fixture,
-    outcomes: &[(&'static str, Result<(), Error>)],
+    outcomes: &[(&'static str, Result<(), MetricsError>)],
     k: usize,
 ) -> Vec<&'static str> {
     let key = f.keys()[k].as_str().to_owned();
     for (op, outcome) in outcomes {
         match outcome {
             Ok(()) => {}
-            Err(Error::Core(
+            Err(MetricsError::Core(
                 coordkit_core::Error::WrongType { key: got, .. }
                 | coordkit_core::Error::Corrupt { key: got, .. },
             )) if *got == key && op.starts_with(OWNERS[k]) => {}
@@ -237,7 +237,7 @@ redis_test! {
                     assert!(!write || failed.contains(op), "{op} worked over a {type_name} at {key}");
                 }
                 for (_, outcome) in &outcomes {
-                    if let Err(Error::Core(coordkit_core::Error::WrongType { found, .. })) = outcome {
+                    if let Err(MetricsError::Core(coordkit_core::Error::WrongType { found, .. })) = outcome {
                         assert_eq!(found, type_name);
                     }
                 }
@@ -319,7 +319,7 @@ redis_test! {
             let outcomes = f.run_ops().await;
             assert_eq!(failed_naming(&f, &outcomes, k), expected, "{bad:?} at {}", f.keys()[k]);
             for (op, outcome) in &outcomes {
-                assert!(matches!(outcome, Ok(()) | Err(Error::Core(coordkit_core::Error::Corrupt { .. }))), "{op}: {outcome:?}");
+                assert!(matches!(outcome, Ok(()) | Err(MetricsError::Core(coordkit_core::Error::Corrupt { .. }))), "{op}: {outcome:?}");
             }
             check_recovered(&f, original).await;
         }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use coordkit_core::{Key, ManualClock, Pool, redis};
-use coordkit_metrics::{Error, Metrics, SeriesConfig};
+use coordkit_metrics::{Metrics, MetricsError, SeriesConfig};
 use coordkit_testkit::redis_test;
 
 const T0: u64 = 1_700_000_040_000;
@@ -17,9 +17,9 @@ async fn dump(pool: &Pool, key: &Key) -> Option<Vec<u8>> {
 
 /// A BADVALUE naming `input`.
 #[track_caller]
-fn refused<T: std::fmt::Debug>(r: Result<T, Error>, input: &str) {
+fn refused<T: std::fmt::Debug>(r: Result<T, MetricsError>, input: &str) {
     match r {
-        Err(Error::Core(coordkit_core::Error::Script { code, detail, .. }))
+        Err(MetricsError::Core(coordkit_core::Error::Script { code, detail, .. }))
             if code == "BADVALUE" && detail.contains(input) && detail.contains("largest") => {}
         other => panic!("want BADVALUE about {input}, got {other:?}"),
     }

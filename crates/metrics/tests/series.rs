@@ -5,8 +5,8 @@ use std::time::Duration;
 use coordkit_core::{Clock, ManualClock, Script};
 use coordkit_metrics::model::SeriesModel;
 use coordkit_metrics::{
-    Error, HistogramSnapshot, Metrics, RollupBucket, Sample, SampleWindow, SeriesConfig,
-    ThresholdAlert,
+    AlertDirection, HistogramSnapshot, MetricAlert, MetricAlerts, Metrics, MetricsError,
+    RollupBucket, Sample, SampleWindow, SeriesConfig, ThresholdAlert,
 };
 use coordkit_testkit::{TestRedis, redis_test};
 
@@ -129,7 +129,7 @@ redis_test! {
         assert_eq!(c.rate(Duration::from_secs(10)).await.unwrap(), 27.0 / 10.0);
         assert_eq!(c.increment_batch(&[0.5, 0.25]).await.unwrap().total, Some(55.75));
         let err = c.increment(-1.0).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidSample { what: "increment", .. }), "{err}");
+        assert!(matches!(err, MetricsError::InvalidSample { what: "increment", .. }), "{err}");
         assert_eq!(c.total().await.unwrap(), 55.75);
     }
 }
@@ -167,6 +167,57 @@ redis_test! {
     }
 }
 
+async fn next_alert(alerts: &mut MetricAlerts) -> MetricAlert {
+    tokio::time::timeout(Duration::from_secs(15), alerts.recv())
+        .await
+        .expect("no alert arrived")
+        .expect("the subscription ended")
+}
+
+redis_test! {
+    async fn typed_alerts_of_one_series_and_of_the_namespace(redis) {
+        let clock = ManualClock::new(T0);
+        let m = metrics(&redis, &clock).await;
+        let config = SeriesConfig::builder()
+            .alert_above(0.9)
+            .alert_below(0.1)
+            .alert_interval(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let g = m.gauge_with("gpu_util", &[("node", "n1")], config.clone()).unwrap();
+        let tokens = m.counter_with("tokens", &[], config).unwrap();
+        let mut one = g.alerts().await.unwrap();
+        let mut all = m.alerts().await.unwrap();
+
+        // Another series' alert first: the series' subscription skips it.
+        tokens.increment(5.0).await.unwrap();
+        g.record(0.95).await.unwrap();
+        clock.advance(Duration::from_secs(1));
+        g.record(0.05).await.unwrap();
+
+        let above = MetricAlert {
+            series: "gpu_util,node=n1".into(),
+            ts_ms: T0,
+            alert: ThresholdAlert { direction: AlertDirection::Above, bound: 0.9, value: 0.95, sample_ts_ms: T0 },
+        };
+        let below = MetricAlert {
+            series: "gpu_util,node=n1".into(),
+            ts_ms: T0 + 1_000,
+            alert: ThresholdAlert { direction: AlertDirection::Below, bound: 0.1, value: 0.05, sample_ts_ms: T0 + 1_000 },
+        };
+        assert_eq!(next_alert(&mut one).await, above);
+        assert_eq!(next_alert(&mut one).await, below);
+        let counter = next_alert(&mut all).await;
+        assert_eq!((counter.series.as_str(), counter.alert.direction, counter.alert.value), ("tokens", AlertDirection::Above, 5.0));
+        assert_eq!(next_alert(&mut all).await, above);
+        assert_eq!(next_alert(&mut all).await, below);
+        assert_eq!(one.stats().decode_errors, 0);
+        assert!(one.try_recv().is_none());
+        one.shutdown().await;
+        all.shutdown().await;
+    }
+}
+
 redis_test! {
     async fn threshold_alerts_come_at_most_once_per_interval(redis) {
         let clock = ManualClock::new(T0);
@@ -197,8 +248,8 @@ redis_test! {
             got.push((r.event.ts_ms, r.event.payload));
         }
         assert_eq!(got, vec![
-            (T0, ThresholdAlert { direction: "above".into(), bound: 0.9, value: 0.95, sample_ts_ms: T0 }),
-            (T0 + 60_000, ThresholdAlert { direction: "below".into(), bound: 0.1, value: 0.02, sample_ts_ms: T0 + 60_000 }),
+            (T0, ThresholdAlert { direction: AlertDirection::Above, bound: 0.9, value: 0.95, sample_ts_ms: T0 }),
+            (T0 + 60_000, ThresholdAlert { direction: AlertDirection::Below, bound: 0.1, value: 0.02, sample_ts_ms: T0 + 60_000 }),
         ]);
         // Nothing else was published: a later alert is the next event.
         clock.advance(Duration::from_secs(60));
@@ -221,24 +272,24 @@ redis_test! {
         let g = m.gauge("loss", &[]).unwrap();
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             let err = g.record(bad).await.unwrap_err();
-            assert!(matches!(err, Error::InvalidSample { what: "value", .. }), "{err}");
+            assert!(matches!(err, MetricsError::InvalidSample { what: "value", .. }), "{err}");
             assert!(err.to_string().contains("not a finite number"), "{err}");
         }
         let err = g.record_batch(&[1.0, f64::NAN]).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidSample { .. }));
+        assert!(matches!(err, MetricsError::InvalidSample { .. }));
         assert!(g.latest(10).await.unwrap().is_empty(), "a refused batch writes nothing");
-        assert!(matches!(g.record_batch(&[]).await, Err(Error::InvalidSample { what: "batch", .. })));
-        assert!(matches!(g.record_at(u64::MAX, 1.0).await, Err(Error::InvalidSample { what: "timestamp", .. })));
+        assert!(matches!(g.record_batch(&[]).await, Err(MetricsError::InvalidSample { what: "batch", .. })));
+        assert!(matches!(g.record_at(u64::MAX, 1.0).await, Err(MetricsError::InvalidSample { what: "timestamp", .. })));
         let err = g.aggregate(SampleWindow::Last(3), &[1.5]).await.unwrap_err();
-        assert!(matches!(err, Error::Core(coordkit_core::Error::InvalidConfig { field: "quantiles", .. })), "{err}");
+        assert!(matches!(err, MetricsError::Core(coordkit_core::Error::InvalidConfig { field: "quantiles", .. })), "{err}");
 
         for (name, labels) in [("", vec![]), ("a b", vec![]), ("x{y}", vec![]), ("ok", vec![("l", "")]), ("ok", vec![("l\n", "v")])] {
             let err = m.gauge(name, &labels).unwrap_err();
-            assert!(matches!(err, Error::Core(coordkit_core::Error::InvalidName { .. })), "{err}");
+            assert!(matches!(err, MetricsError::Core(coordkit_core::Error::InvalidName { .. })), "{err}");
         }
         let h = m.histogram("lat", &[]).unwrap();
-        assert!(matches!(h.observe(-1.0).await, Err(Error::InvalidSample { what: "observation", .. })));
-        assert!(matches!(h.observe(f64::NAN).await, Err(Error::InvalidSample { .. })));
+        assert!(matches!(h.observe(-1.0).await, Err(MetricsError::InvalidSample { what: "observation", .. })));
+        assert!(matches!(h.observe(f64::NAN).await, Err(MetricsError::InvalidSample { .. })));
     }
 }
 
@@ -248,8 +299,8 @@ redis_test! {
         let m = metrics(&redis, &clock).await;
         let g = m.gauge("foreign", &[]).unwrap();
         let _: String = SET_STRING.prepare().key(g.samples_key()).invoke(m.pool()).await.unwrap();
-        let check = |err: Error| match err {
-            Error::Core(coordkit_core::Error::WrongType { key, found }) => {
+        let check = |err: MetricsError| match err {
+            MetricsError::Core(coordkit_core::Error::WrongType { key, found }) => {
                 assert_eq!(key, g.samples_key().as_str());
                 assert_eq!(found, "string");
             }
@@ -262,7 +313,7 @@ redis_test! {
         let h = m.histogram("foreign", &[]).unwrap();
         let _: String = SET_STRING.prepare().key(h.key()).invoke(m.pool()).await.unwrap();
         match h.observe(1.0).await.unwrap_err() {
-            Error::Core(coordkit_core::Error::WrongType { key, found }) => {
+            MetricsError::Core(coordkit_core::Error::WrongType { key, found }) => {
                 assert_eq!(key, h.key().as_str());
                 assert_eq!(found, "string");
             }
