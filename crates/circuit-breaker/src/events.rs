@@ -1,7 +1,7 @@
 //! [`CircuitBreaker::events`]: one breaker's transitions, typed.
 
 use coordkit_core::time::millis;
-use coordkit_core::{Result, Subscriber, SubscriberStats};
+use coordkit_core::{EventStream, Result};
 use serde::{Deserialize, Deserializer};
 
 use crate::breaker::CircuitBreaker;
@@ -115,73 +115,30 @@ fn state<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Stat
 ///
 /// Every breaker of a namespace publishes on the same channels (one per kind); this one keeps
 /// those whose entity is its breaker's name. A message that does not decode is counted in
-/// [`SubscriberStats::decode_errors`] and skipped. Pub/sub delivers to connected subscribers
-/// only: after [`reconnections`](Self::reconnections) fires, re-read the state with
-/// [`CircuitBreaker::snapshot`].
-#[derive(Debug)]
-pub struct BreakerEvents {
-    name: String,
-    subscriber: Subscriber<Payload>,
-}
+/// the stream's stats and skipped. Pub/sub delivers to connected subscribers only: after
+/// [`EventStream::reconnections`] fires, re-read the state with [`CircuitBreaker::snapshot`].
+pub type BreakerEvents = EventStream<BreakerEvent>;
 
-impl BreakerEvents {
-    /// The next transition of this breaker; `None` once the subscription has shut down.
-    pub async fn recv(&mut self) -> Option<BreakerEvent> {
-        loop {
-            let received = self.subscriber.recv().await?;
-            if let Some(event) = self.typed(received.event) {
-                return Some(event);
-            }
-        }
+/// The breaker `name`'s event, typed; `None` for another breaker's or another kind.
+fn typed(name: &str, event: coordkit_core::Event<Payload>) -> Option<BreakerEvent> {
+    if event.entity != name || event.source != SOURCE {
+        return None;
     }
-
-    /// The next transition if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<BreakerEvent> {
-        while let Some(received) = self.subscriber.try_recv() {
-            if let Some(event) = self.typed(received.event) {
-                return Some(event);
-            }
-        }
-        None
-    }
-
-    /// A signal that changes each time the connection came back after a drop (events
-    /// published meanwhile are lost).
-    pub fn reconnections(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.subscriber.reconnections()
-    }
-
-    /// The subscriber's counters (they count the other breakers' events too).
-    pub fn stats(&self) -> SubscriberStats {
-        self.subscriber.stats()
-    }
-
-    /// Unsubscribes, closes the connection and waits for the background task to end.
-    pub async fn shutdown(self) {
-        self.subscriber.shutdown().await;
-    }
-
-    /// This breaker's event, typed; `None` for another breaker's or another kind.
-    fn typed(&self, event: coordkit_core::Event<Payload>) -> Option<BreakerEvent> {
-        if event.entity != self.name || event.source != SOURCE {
-            return None;
-        }
-        let kind = BreakerEventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == event.kind)?;
-        let p = event.payload;
-        Some(BreakerEvent {
-            kind,
-            breaker: event.entity,
-            state: p.state,
-            epoch: p.epoch,
-            ts_ms: event.ts_ms,
-            reason: p.reason,
-            open_until_ms: p.open_until,
-            reopenings: p.reopenings,
-            figures: p.figures,
-        })
-    }
+    let kind = BreakerEventKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == event.kind)?;
+    let p = event.payload;
+    Some(BreakerEvent {
+        kind,
+        breaker: event.entity,
+        state: p.state,
+        epoch: p.epoch,
+        ts_ms: event.ts_ms,
+        reason: p.reason,
+        open_until_ms: p.open_until,
+        reopenings: p.reopenings,
+        figures: p.figures,
+    })
 }
 
 impl CircuitBreaker {
@@ -193,9 +150,10 @@ impl CircuitBreaker {
         for kind in BreakerEventKind::ALL {
             builder = builder.channel(self.channel(kind.as_str()));
         }
-        Ok(BreakerEvents {
-            name: self.name().to_owned(),
-            subscriber: builder.subscribe().await?,
-        })
+        let name = self.name().to_owned();
+        let subscriber = builder.subscribe::<Payload>().await?;
+        Ok(EventStream::new(subscriber, move |received| {
+            typed(&name, received.event).into()
+        }))
     }
 }

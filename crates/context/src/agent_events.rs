@@ -1,6 +1,6 @@
 //! [`AgentRegistry::events`]: one registry's agent events, typed.
 
-use coordkit_core::{Subscriber, SubscriberStats};
+use coordkit_core::{EventStream, Selected};
 use serde::Deserialize;
 
 use crate::agents::{AgentRegistry, Status};
@@ -67,87 +67,36 @@ struct Payload {
 ///
 /// Every registry of a namespace publishes on one channel; this one keeps the events whose
 /// payload names its registry. A message that does not decode is counted in
-/// [`SubscriberStats::decode_errors`] and skipped. Pub/sub delivers to connected subscribers
-/// only: after [`reconnections`](Self::reconnections) fires, re-read the registry
+/// the stream's stats and skipped. Pub/sub delivers to connected subscribers only: after
+/// [`EventStream::reconnections`] fires, re-read the registry
 /// ([`AgentRegistry::all`]).
-#[derive(Debug)]
-pub struct AgentEvents {
-    registry: String,
-    subscriber: Subscriber<Payload>,
-    undecodable: u64,
-}
+pub type AgentEvents = EventStream<AgentEvent>;
 
-impl AgentEvents {
-    /// The next event of this registry; `None` once the subscription has shut down.
-    pub async fn recv(&mut self) -> Option<AgentEvent> {
-        loop {
-            let received = self.subscriber.recv().await?;
-            if let Some(event) = self.typed(received.event) {
-                return Some(event);
-            }
-        }
+/// The registry `registry`'s event, typed.
+fn typed(registry: &str, event: coordkit_core::Event<Payload>) -> Selected<AgentEvent> {
+    let p = event.payload;
+    if p.registry != registry || event.source != EVENT_SOURCE {
+        return Selected::Other;
     }
-
-    /// The next event if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<AgentEvent> {
-        while let Some(received) = self.subscriber.try_recv() {
-            if let Some(event) = self.typed(received.event) {
-                return Some(event);
-            }
-        }
-        None
-    }
-
-    /// Events of this registry of a kind this version does not know (or an `agent_status`
-    /// without its new status), skipped.
-    pub fn undecodable(&self) -> u64 {
-        self.undecodable
-    }
-
-    /// A signal that changes each time the connection came back after a drop (events
-    /// published meanwhile are lost).
-    pub fn reconnections(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.subscriber.reconnections()
-    }
-
-    /// The subscriber's counters (they count the other registries' events too).
-    pub fn stats(&self) -> SubscriberStats {
-        self.subscriber.stats()
-    }
-
-    /// Unsubscribes, closes the connection and waits for the background task to end.
-    pub async fn shutdown(self) {
-        self.subscriber.shutdown().await;
-    }
-
-    /// This registry's event, typed; `None` for another registry's (or one that does not
-    /// decode, counted).
-    fn typed(&mut self, event: coordkit_core::Event<Payload>) -> Option<AgentEvent> {
-        let p = event.payload;
-        if p.registry != self.registry || event.source != EVENT_SOURCE {
-            return None;
-        }
-        let name = |s: Option<String>| s.filter(|s| !s.is_empty());
-        let kind = match (event.kind.as_str(), p.malformed) {
-            (AGENT_STATUS, _) => name(p.to).map(|to| AgentEventKind::Status {
-                from: name(p.from).map(|s| Status::parse(&s)),
-                to: Status::parse(&to),
-                task: name(p.task),
-            }),
-            (AGENT_EXPIRED, Some(reason)) => Some(AgentEventKind::Malformed { reason }),
-            (AGENT_EXPIRED, None) => Some(AgentEventKind::Expired),
-            _ => None,
-        };
-        let Some(kind) = kind else {
-            self.undecodable += 1;
-            return None;
-        };
-        Some(AgentEvent {
+    let name = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let kind = match (event.kind.as_str(), p.malformed) {
+        (AGENT_STATUS, _) => name(p.to).map(|to| AgentEventKind::Status {
+            from: name(p.from).map(|s| Status::parse(&s)),
+            to: Status::parse(&to),
+            task: name(p.task),
+        }),
+        (AGENT_EXPIRED, Some(reason)) => Some(AgentEventKind::Malformed { reason }),
+        (AGENT_EXPIRED, None) => Some(AgentEventKind::Expired),
+        _ => None,
+    };
+    match kind {
+        Some(kind) => Selected::Event(AgentEvent {
             registry: p.registry,
             agent: event.entity,
             ts_ms: event.ts_ms,
             kind,
-        })
+        }),
+        None => Selected::Undecodable,
     }
 }
 
@@ -164,10 +113,9 @@ impl AgentRegistry {
             .channel(self.channel())
             .subscribe()
             .await?;
-        Ok(AgentEvents {
-            registry: self.name().to_owned(),
-            subscriber,
-            undecodable: 0,
-        })
+        let registry = self.name().to_owned();
+        Ok(EventStream::new(subscriber, move |received| {
+            typed(&registry, received.event)
+        }))
     }
 }

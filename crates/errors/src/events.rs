@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use coordkit_core::time::millis;
-use coordkit_core::{Result, Subscriber, SubscriberStats};
+use coordkit_core::{EventStream, Result, Selected};
 use serde::Deserialize;
 
 use crate::event::Severity;
@@ -123,85 +123,33 @@ const RECORD_KINDS: [&str; 4] = ["new_signature", "regression", "recurring", "re
 /// keeps those whose entity is its tracker's name. An event of this tracker that does not
 /// decode (another version's) is counted in [`undecodable`](Self::undecodable) and skipped.
 /// Pub/sub delivers to connected subscribers only: after
-/// [`reconnections`](Self::reconnections) fires, re-read what matters with the queries
+/// [`EventStream::reconnections`] fires, re-read what matters with the queries
 /// ([`ErrorTracker::recent`], [`ErrorTracker::top`]). Each severity has its own channel, so on
 /// a cluster events of different severities may arrive out of order (`ts_ms` tells).
-#[derive(Debug)]
-pub struct TrackerEvents {
-    name: String,
-    channels: Vec<String>,
-    subscriber: Subscriber<serde_json::Value>,
-    undecodable: u64,
-}
+pub type TrackerEvents = EventStream<TrackerEvent>;
 
-impl TrackerEvents {
-    /// The next event of this tracker; `None` once the subscription has shut down.
-    pub async fn recv(&mut self) -> Option<TrackerEvent> {
-        loop {
-            let received = self.subscriber.recv().await?;
-            if let Some(event) = self.typed(&received.channel, received.event) {
-                return Some(event);
-            }
-        }
+/// The tracker `name`'s event, typed; `channels` are its channels by severity.
+fn typed(
+    name: &str,
+    channels: &[String],
+    channel: &str,
+    event: coordkit_core::Event<serde_json::Value>,
+) -> Selected<TrackerEvent> {
+    if event.entity != name || event.source != EVENT_SOURCE {
+        return Selected::Other;
     }
-
-    /// The next event if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<TrackerEvent> {
-        while let Some(received) = self.subscriber.try_recv() {
-            if let Some(event) = self.typed(&received.channel, received.event) {
-                return Some(event);
-            }
-        }
-        None
-    }
-
-    /// Events of this tracker whose payload did not decode (another version's), skipped.
-    pub fn undecodable(&self) -> u64 {
-        self.undecodable
-    }
-
-    /// A signal that changes each time the connection came back after a drop (events
-    /// published meanwhile are lost).
-    pub fn reconnections(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.subscriber.reconnections()
-    }
-
-    /// The subscriber's counters (they count the other trackers' events too).
-    pub fn stats(&self) -> SubscriberStats {
-        self.subscriber.stats()
-    }
-
-    /// Unsubscribes, closes the connection and waits for the background task to end.
-    pub async fn shutdown(self) {
-        self.subscriber.shutdown().await;
-    }
-
-    /// This tracker's event, typed; `None` for another tracker's (or one that does not decode,
-    /// counted).
-    fn typed(
-        &mut self,
-        channel: &str,
-        event: coordkit_core::Event<serde_json::Value>,
-    ) -> Option<TrackerEvent> {
-        if event.entity != self.name || event.source != EVENT_SOURCE {
-            return None;
-        }
-        let severity = Severity::ALL
-            .into_iter()
-            .find(|s| self.channels[*s as usize] == channel);
-        let kind = severity.and_then(|_| decode(&event.kind, event.ts_ms, event.payload));
-        match (severity, kind) {
-            (Some(severity), Some(kind)) => Some(TrackerEvent {
-                tracker: event.entity,
-                severity,
-                ts_ms: event.ts_ms,
-                kind,
-            }),
-            _ => {
-                self.undecodable += 1;
-                None
-            }
-        }
+    let severity = Severity::ALL
+        .into_iter()
+        .find(|s| channels[*s as usize] == channel);
+    let kind = severity.and_then(|_| decode(&event.kind, event.ts_ms, event.payload));
+    match (severity, kind) {
+        (Some(severity), Some(kind)) => Selected::Event(TrackerEvent {
+            tracker: event.entity,
+            severity,
+            ts_ms: event.ts_ms,
+            kind,
+        }),
+        _ => Selected::Undecodable,
     }
 }
 
@@ -254,11 +202,10 @@ impl ErrorTracker {
         for channel in &self.inner.channels {
             builder = builder.channel(channel.clone());
         }
-        Ok(TrackerEvents {
-            name: self.name().to_owned(),
-            channels: self.inner.channels.clone(),
-            subscriber: builder.subscribe().await?,
-            undecodable: 0,
-        })
+        let subscriber = builder.subscribe().await?;
+        let (name, channels) = (self.name().to_owned(), self.inner.channels.clone());
+        Ok(EventStream::new(subscriber, move |received| {
+            typed(&name, &channels, &received.channel, received.event)
+        }))
     }
 }

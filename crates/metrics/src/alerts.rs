@@ -1,6 +1,6 @@
 //! [`Metrics::alerts`] and [`Series::alerts`]: threshold alerts, typed.
 
-use coordkit_core::{Subscriber, SubscriberStats};
+use coordkit_core::EventStream;
 use serde::Deserialize;
 
 use crate::error::Result;
@@ -53,70 +53,29 @@ pub struct MetricAlert {
 ///
 /// Every series of a namespace publishes on one channel; a series' subscription keeps those
 /// whose entity is its id. An alert that does not decode (another version's) is counted in
-/// [`SubscriberStats::decode_errors`] and skipped. Pub/sub delivers to connected subscribers
-/// only: alerts published while [`reconnections`](Self::reconnections) is catching up are lost
+/// the stream's stats and skipped. Pub/sub delivers to connected subscribers
+/// only: alerts published while [`EventStream::reconnections`] is catching up are lost
 /// (the series' samples are the truth).
-#[derive(Debug)]
-pub struct MetricAlerts {
+pub type MetricAlerts = EventStream<MetricAlert>;
+
+/// Subscribes to `channel`, keeping the alerts of `series` (of every series when `None`).
+async fn subscribe(
+    pool: &coordkit_core::Pool,
+    channel: &str,
     series: Option<String>,
-    subscriber: Subscriber<ThresholdAlert>,
-}
-
-impl MetricAlerts {
-    async fn subscribe(
-        pool: &coordkit_core::Pool,
-        channel: &str,
-        series: Option<String>,
-    ) -> Result<Self> {
-        let subscriber = pool.subscriber().channel(channel).subscribe().await?;
-        Ok(Self { series, subscriber })
-    }
-
-    /// The next alert; `None` once the subscription has shut down.
-    pub async fn recv(&mut self) -> Option<MetricAlert> {
-        loop {
-            let received = self.subscriber.recv().await?;
-            if let Some(alert) = self.typed(received.event) {
-                return Some(alert);
-            }
-        }
-    }
-
-    /// The next alert if one is waiting, without waiting.
-    pub fn try_recv(&mut self) -> Option<MetricAlert> {
-        while let Some(received) = self.subscriber.try_recv() {
-            if let Some(alert) = self.typed(received.event) {
-                return Some(alert);
-            }
-        }
-        None
-    }
-
-    /// A signal that changes each time the connection came back after a drop (alerts
-    /// published meanwhile are lost).
-    pub fn reconnections(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.subscriber.reconnections()
-    }
-
-    /// The subscriber's counters (for a series' subscription, they count the other series'
-    /// alerts too).
-    pub fn stats(&self) -> SubscriberStats {
-        self.subscriber.stats()
-    }
-
-    /// Unsubscribes, closes the connection and waits for the background task to end.
-    pub async fn shutdown(self) {
-        self.subscriber.shutdown().await;
-    }
-
-    fn typed(&self, event: coordkit_core::Event<ThresholdAlert>) -> Option<MetricAlert> {
-        let ours = self.series.as_ref().is_none_or(|s| *s == event.entity);
-        (ours && event.source == EVENT_SOURCE && event.kind == THRESHOLD).then_some(MetricAlert {
-            series: event.entity,
-            ts_ms: event.ts_ms,
-            alert: event.payload,
-        })
-    }
+) -> Result<MetricAlerts> {
+    let subscriber = pool.subscriber().channel(channel).subscribe().await?;
+    Ok(EventStream::new(subscriber, move |received| {
+        let event: coordkit_core::Event<ThresholdAlert> = received.event;
+        let ours = series.as_ref().is_none_or(|s| *s == event.entity);
+        (ours && event.source == EVENT_SOURCE && event.kind == THRESHOLD)
+            .then_some(MetricAlert {
+                series: event.entity,
+                ts_ms: event.ts_ms,
+                alert: event.payload,
+            })
+            .into()
+    }))
 }
 
 impl Metrics {
@@ -124,7 +83,7 @@ impl Metrics {
     /// connection of its own: every alert published after this returns is delivered (while
     /// connected).
     pub async fn alerts(&self) -> Result<MetricAlerts> {
-        MetricAlerts::subscribe(self.pool(), self.alert_channel(), None).await
+        subscribe(self.pool(), self.alert_channel(), None).await
     }
 }
 
@@ -134,7 +93,7 @@ impl<K: Kind> Series<K> {
     /// of other series are not. A gauge and a counter of the same name and labels share an id,
     /// so each sees the other's alerts.
     pub async fn alerts(&self) -> Result<MetricAlerts> {
-        MetricAlerts::subscribe(
+        subscribe(
             self.pool(),
             self.alert_channel(),
             Some(self.id().encoded().to_owned()),

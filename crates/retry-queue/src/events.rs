@@ -1,6 +1,6 @@
 //! [`QueueEvents`]: a typed subscription to one queue's events, from [`Queue::events`].
 
-use coordkit_core::{Subscriber, SubscriberStats};
+use coordkit_core::{Event, EventStream, Selected};
 use serde::Deserialize;
 
 use crate::error::Result;
@@ -81,45 +81,22 @@ pub enum QueueEventKind {
 /// [`Queue::stats`] and [`Queue::inspect`] read it). Every queue of a namespace publishes on
 /// the same channels; this one keeps its own queue's events. Each kind has its own channel, so
 /// on a cluster events of different kinds may arrive out of order (`at_ms` tells).
-#[derive(Debug)]
-pub struct QueueEvents {
-    subscriber: Subscriber<serde_json::Value>,
-    name: String,
-    undecodable: u64,
-}
+pub type QueueEvents = EventStream<QueueEvent>;
 
-impl QueueEvents {
-    /// The next event of this queue; `None` once the subscription ended.
-    pub async fn recv(&mut self) -> Option<QueueEvent> {
-        loop {
-            let received = self.subscriber.recv().await?;
-            let event = received.event;
-            if event.entity != self.name || event.source != crate::code::SOURCE {
-                continue;
-            }
-            // The kind is the envelope's; the payload holds the fields.
-            let mut payload = event.payload;
-            let tagged = serde_json::json!({ event.kind.clone(): payload.take() });
-            match serde_json::from_value::<QueueEventKind>(tagged) {
-                Ok(kind) => {
-                    return Some(QueueEvent {
-                        at_ms: event.ts_ms,
-                        kind,
-                    });
-                }
-                Err(_) => self.undecodable += 1,
-            }
-        }
+/// The queue `name`'s event, typed.
+fn typed(name: &str, event: Event<serde_json::Value>) -> Selected<QueueEvent> {
+    if event.entity != name || event.source != crate::code::SOURCE {
+        return Selected::Other;
     }
-
-    /// Events of this queue whose payload did not decode (another version's), skipped.
-    pub fn undecodable(&self) -> u64 {
-        self.undecodable
-    }
-
-    /// The underlying subscriber's counters (all queues of the namespace), and reconnects.
-    pub fn stats(&self) -> SubscriberStats {
-        self.subscriber.stats()
+    // The kind is the envelope's; the payload holds the fields.
+    let mut payload = event.payload;
+    let tagged = serde_json::json!({ event.kind.clone(): payload.take() });
+    match serde_json::from_value::<QueueEventKind>(tagged) {
+        Ok(kind) => Selected::Event(QueueEvent {
+            at_ms: event.ts_ms,
+            kind,
+        }),
+        Err(_) => Selected::Undecodable,
     }
 }
 
@@ -132,10 +109,9 @@ impl Queue {
             builder = builder.channel(self.channel(kind));
         }
         let subscriber = builder.subscribe().await?;
-        Ok(QueueEvents {
-            subscriber,
-            name: self.name().to_owned(),
-            undecodable: 0,
-        })
+        let name = self.name().to_owned();
+        Ok(EventStream::new(subscriber, move |received| {
+            typed(&name, received.event)
+        }))
     }
 }
