@@ -223,13 +223,37 @@ impl MeshAgent {
         deadline_ms: u64,
         require_alive: bool,
     ) -> Result<RawSent> {
-        let (keys, wake) = self.keys_of(to)?;
         let body = Body {
             from: self.inner.name.clone(),
             corr: corr.to_owned(),
             payload,
         }
         .encode();
+        let value = self
+            .send_call(to, lane, corr, body, expiry_ms, deadline_ms, require_alive)
+            .await?;
+        let answer = wire::decode_sent(&value)?;
+        match answer {
+            RawSent::Sent { .. } => add(&self.inner.counters.sent, 1),
+            RawSent::Late => add(&self.inner.counters.late_replies, 1),
+            RawSent::NoResponders => {}
+        }
+        Ok(answer)
+    }
+
+    /// The send script on `to`'s inbox with `body` as given.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_call(
+        &self,
+        to: &str,
+        lane: u8,
+        corr: &str,
+        body: Vec<u8>,
+        expiry_ms: u64,
+        deadline_ms: u64,
+        require_alive: bool,
+    ) -> Result<redis::Value> {
+        let (keys, wake) = self.keys_of(to)?;
         let args = SendArgs {
             lane,
             expiry_ms,
@@ -243,14 +267,7 @@ impl MeshAgent {
             .arg_bytes(body)
             .arg(wake.as_str())
             .arg(corr);
-        let value: redis::Value = call.invoke(&self.inner.pool).await?;
-        let answer = wire::decode_sent(&value)?;
-        match answer {
-            RawSent::Sent { .. } => add(&self.inner.counters.sent, 1),
-            RawSent::Late => add(&self.inner.counters.late_replies, 1),
-            RawSent::NoResponders => {}
-        }
-        Ok(answer)
+        Ok(call.invoke(&self.inner.pool).await?)
     }
 
     /// One receive script call on `lane` of this agent's inbox.
@@ -502,21 +519,9 @@ impl MeshAgent {
         deadline_ms: u64,
         require_alive: bool,
     ) -> Result<RawSent> {
-        let (keys, wake) = self.keys_of(to)?;
-        let args = SendArgs {
-            lane,
-            expiry_ms,
-            deadline_ms,
-            max_age_ms: duration_ms(self.inner.config.max_age),
-            max_waiting: self.inner.config.max_messages,
-            require_alive,
-        };
-        let mut call = wire::call(&keys, "send", &self.now_arg());
-        call.arg_bytes(args.pack())
-            .arg_bytes(body)
-            .arg(wake.as_str())
-            .arg(corr);
-        let value: redis::Value = call.invoke(&self.inner.pool).await?;
+        let value = self
+            .send_call(to, lane, corr, body, expiry_ms, deadline_ms, require_alive)
+            .await?;
         wire::decode_sent(&value)
     }
 
