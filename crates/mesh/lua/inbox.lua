@@ -289,11 +289,14 @@ if op == 'ack' then
   -- validate:
   local meta = read_meta()
   local found = {}
+  local seen = {}
   local acked, dead = 0, 0
   for i = 1, n do
     local id = ARGV[3 + i]
     local reason = ARGV[3 + n + i]
-    found[i] = redis.call('ZSCORE', K_PENDING, id) and 1 or 0
+    -- An id named twice in one call is settled by its first mention only.
+    found[i] = (not seen[id] and redis.call('ZSCORE', K_PENDING, id)) and 1 or 0
+    seen[id] = true
     if found[i] == 1 then
       if reason == '' then acked = acked + 1 else dead = dead + 1 end
     end
