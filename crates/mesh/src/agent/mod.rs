@@ -1,7 +1,96 @@
 //! [`MeshAgent`]: one agent's durable inbox, its sends into other inboxes, and request/reply.
 //!
-//! Every operation is one call of `lua/inbox.lua` on one inbox's hash tag (`inbox:<agent>`):
-//! a send runs on the receiver's, a receive, an ack or the take of a reply on the agent's own.
+//! Build an agent with [`MeshAgent::builder`] (every setter documents its range and default;
+//! `build()` checks them all), send it messages by name, and ask it questions:
+//!
+//! ```
+//! use std::time::Duration;
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//! use coordkit_mesh::{MeshAgent, Reply};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let keyspace = Keyspace::new("lab")?;
+//! let planner = MeshAgent::builder(&pool, &keyspace, "planner").build()?;
+//! let solver = MeshAgent::builder(&pool, &keyspace, "solver")
+//!     .visibility_timeout(Duration::from_secs(60)) // redelivered if not acked by then
+//!     .build()?;
+//!
+//! // A message waits in the solver's inbox until it takes and acks it.
+//! planner.send("solver", &"warm up").await?;
+//! let note = solver.recv::<String>().await?;
+//! assert_eq!((note.from.as_str(), note.payload.as_str()), ("planner", "warm up"));
+//! note.ack().await?;
+//!
+//! // Request/reply: nobody serves yet, so no responders, at once.
+//! let reply: Reply<u64> = planner.ask("solver", &20u64, Duration::from_secs(5)).await?;
+//! assert_eq!(reply, Reply::NoResponders);
+//!
+//! let server = solver.serve(|n: u64| async move { Ok::<u64, String>(n + 22) }).await?;
+//! let reply: Reply<u64> = planner.ask("solver", &20u64, Duration::from_secs(5)).await?;
+//! assert_eq!(reply, Reply::Answer(42));
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## What it does
+//!
+//! - **Send** ([`MeshAgent::send`], [`MeshAgent::send_with`]): one script on the receiver's
+//!   inbox validates it, drops stale messages from the front and the oldest ones beyond the
+//!   count cap, stores the message, and wakes the receiver (a `PUBLISH` on its wake channel).
+//!   A message may carry an expiry of its own ([`SendOptions::expiry`]), or be stored only
+//!   when the receiver is alive ([`SendOptions::only_if_alive`]). Sends to an offline agent
+//!   wait for it, within its caps.
+//! - **Receive** ([`MeshAgent::receive`], [`MeshAgent::recv`]): deliveries stay pending until
+//!   acknowledged ([`Delivery::ack`]), and are delivered again after the visibility timeout,
+//!   or at once to the next run of the agent (the first receive of a new handle takes back
+//!   everything left pending). A waiting `recv` wakes on the wake channel, on a redelivery
+//!   coming due, or on a slow fallback timer in case a wake-up was missed; it never polls.
+//!   Expired messages are dropped and counted; a payload that does not decode is
+//!   dead-lettered with the reason (counted `undecodable`), never a failed receive.
+//! - **Ask** ([`MeshAgent::ask`]): distinct outcomes ([`Reply`]): the answer, the responder's
+//!   error, a timeout (the target was alive and did not answer in time), no responders (the
+//!   target has no live presence: answered by the send script itself, in the request's one
+//!   round trip, nothing written). A correlation id ties the reply to the question; the reply
+//!   goes into the asker's own inbox, so it is not lost when the asker's connection dropped
+//!   while it waited; a reply after the deadline is dropped and counted (`late`).
+//! - **Serve** ([`MeshAgent::serve`]): a [`Server`] heartbeats the agent's presence, answers
+//!   requests with a handler (up to 64 at once), and acknowledges each only once its reply is
+//!   stored.
+//! - **Stats**: per inbox from Redis ([`MeshAgent::inbox_stats`]: depth, pending, oldest age,
+//!   presence, counters); per handle in this process ([`MeshAgent::stats`]: sent, received,
+//!   acked, expired, undecodable, late replies, timeouts, no responders).
+//!
+//! ## Guarantees
+//!
+//! - **At-least-once delivery**: a message leaves an inbox only when acknowledged,
+//!   dead-lettered, expired (its own expiry or the age cap) or trimmed by the count cap; a
+//!   handler may see it twice (after a visibility timeout or a restart).
+//! - **One agent name, one consumer at a time**: a new handle's first receive takes back every
+//!   pending delivery of that inbox, as a restart should; two processes serving one name at
+//!   once would take each other's (still at least once, but redelivered).
+//! - **Liveness is atomic with the send**: the presence is a key of the same hash tag, read by
+//!   the script that stores the request. It is kept by heartbeats on the scripts' clock (a
+//!   value "alive until"), the key itself expiring after twice the TTL to clean up.
+//! - **Bad input and bad stored data**: invalid names are [`coordkit_core::Error::InvalidName`],
+//!   oversized payloads [`AgentError::PayloadTooLarge`], both before any call. Each script
+//!   validates the types of the keys it may write and every stored value it uses before its
+//!   first write: a failure is [`coordkit_core::Error::WrongType`] or
+//!   [`coordkit_core::Error::Corrupt`] naming the key, nothing written; a record that does not
+//!   decode is dead-lettered alone (the `dead` list keeps the latest 1,000 with their reason).
+//! - **Works on Redis Cluster**: one inbox is one hash tag (`<ns>:{inbox:<agent>}:*`); a send
+//!   touches only the receiver's, a receive or a take only the agent's own.
+//!
+//! ## Keys (one hash tag per inbox)
+//!
+//! `msgs` (hash id → record: sent, expires, lane, then sender, correlation id, payload),
+//! `ready` and `asks` (lists of waiting messages and requests), `pending` (zset by visibility
+//! deadline), `tries` (delivery counts), `replies` and `reply_exp` (replies by correlation id,
+//! and their deadlines), `meta` (id sequence and counters), `alive` (the presence), `dead`
+//! (dead letters). The wake channel is `<ns>:{inbox:<agent>}:wake`.
 
 mod ask;
 mod config;
