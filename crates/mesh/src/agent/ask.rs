@@ -61,6 +61,10 @@ impl MeshAgent {
         }
         let deadline = Instant::now() + timeout;
         let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
+        // The reply cannot be there before its wake-up: wait for one first (a request and its
+        // reply then cost two round trips), then take.
+        let fallback = self.inner.config.fallback_wake;
+        self.sleep_or_wake(&mut wake, timeout.min(fallback)).await;
         loop {
             wake.borrow_and_update();
             let past = Instant::now() >= deadline;
@@ -92,8 +96,7 @@ impl MeshAgent {
                 return Ok(Reply::Timeout);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            self.sleep_or_wake(&mut wake, left.min(self.inner.config.fallback_wake))
-                .await;
+            self.sleep_or_wake(&mut wake, left.min(fallback)).await;
         }
     }
 
