@@ -258,3 +258,38 @@ redis_test! {
         assert!(text.contains("undecodable") && text.contains("Note"), "{text}");
     }
 }
+
+redis_test! {
+    async fn a_message_sent_while_the_receiver_reconnects_is_delivered(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let receiver_pool = redis.pool().await;
+        let bob = MeshAgent::builder(&receiver_pool, &ks, "bob")
+            .fallback_wake(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let alice = MeshAgent::builder(&pool, &ks, "alice").build().unwrap();
+        // Bob waits (subscribed, inbox empty).
+        bob.send("bob", &Note { n: 0 }).await.unwrap();
+        bob.recv::<Note>().await.unwrap().ack().await.unwrap();
+        let waiting = tokio::spawn({
+            let bob = bob.clone();
+            async move { bob.recv::<Note>().await }
+        });
+        // Every connection of every client dies, the wake-up subscription included; the send
+        // may publish its wake-up to nobody.
+        let _: Vec<u64> = redis.on_every_server(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        let _: Vec<u64> = redis.on_every_server(&["CLIENT", "KILL", "TYPE", "normal"]);
+        let sent = loop {
+            match alice.send("bob", &Note { n: 1 }).await {
+                Ok(sent) => break sent,
+                Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(matches!(sent, Sent::Stored { .. }));
+        // With a fallback of an hour, the resubscription's wake-up is what finds it.
+        let got = tokio::time::timeout(GUARD, waiting).await.unwrap().unwrap().unwrap();
+        assert_eq!(got.payload, Note { n: 1 });
+    }
+}

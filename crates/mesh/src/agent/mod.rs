@@ -104,7 +104,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use coordkit_core::time::duration_ms;
+use coordkit_core::time::{RetryDelay, duration_ms};
 use coordkit_core::{Key, Keyspace, Pool, redis};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -444,12 +444,30 @@ impl MeshAgent {
     }
 
     /// Waits for the next message: wakes up on the agent's wake channel (a send publishes
-    /// there), on a redelivery coming due, or on the fallback timer; never polls.
+    /// there), on a redelivery coming due, or on the fallback timer; never polls. While Redis
+    /// cannot be reached it keeps trying (with backoff), so a wait outlives a reconnection;
+    /// other errors (bad stored data) end it.
     pub async fn recv<T: DeserializeOwned>(&self) -> Result<Delivery<T>> {
-        let mut wake = self.wake_signal().await?;
+        let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
+        let mut wake = loop {
+            match self.wake_signal().await {
+                Ok(wake) => break wake,
+                Err(e) if e.is_retryable() => tokio::time::sleep(retry.next_delay()).await,
+                Err(e) => return Err(e),
+            }
+        };
         loop {
             wake.borrow_and_update();
-            let raw = self.receive_raw(code::LANE_MESSAGE, 1).await?;
+            let raw = match self.receive_raw(code::LANE_MESSAGE, 1).await {
+                Ok(raw) => raw,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(agent = %self.inner.name, "receiving: {e}; trying again");
+                    tokio::time::sleep(retry.next_delay()).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            retry.reset();
             let wait = self.wait_for(&raw);
             let mut got = self.decode_deliveries::<T>(raw.deliveries).await?;
             if let Some((d, _)) = got.pop() {
