@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use coordkit_core::{Error, Key, KeyKind, Pool, redis};
-use coordkit_mesh::{AgentError, MeshAgent, Reply};
+use coordkit_mesh::{AgentError, Body, MeshAgent, Reply};
 use coordkit_testkit::garbage::{Garbage, overwrite_with_type};
 use coordkit_testkit::redis_test;
 
@@ -242,40 +242,37 @@ redis_test! {
     async fn a_bad_reply_is_an_error_naming_the_replies_key(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
-        let (alice, bob) = agents(&pool, &ks);
-        let server = bob
-            .serve(|n: u32| async move { Ok::<_, String>(n) })
-            .await
+        let alice = MeshAgent::builder(&pool, &ks, "alice")
+            .fallback_wake(Duration::from_millis(20))
+            .build()
             .unwrap();
-        // Another program writes garbage under every correlation id alice will use next:
-        // a reply hash whose every field is bad is what her take finds.
-        let replies = alice.keys()[5].clone();
-        let (p2, r2) = (pool.clone(), replies.clone());
-        let spoiler = tokio::spawn(async move {
-            loop {
-                let fields: Vec<String> = p2.query(redis::cmd("HKEYS").arg(&r2)).await.unwrap_or_default();
-                for f in fields {
-                    let _: Result<(), _> = p2.query::<()>(redis::cmd("HSET").arg(&r2).arg(&f).arg("bad")).await;
-                }
-                tokio::task::yield_now().await;
-            }
+        let bob = MeshAgent::builder(&pool, &ks, "bob").build().unwrap();
+        bob.heartbeat().await.unwrap();
+        let asking = tokio::spawn({
+            let alice = alice.clone();
+            async move { alice.ask::<_, u32>("bob", &1, Duration::from_secs(30)).await }
         });
-        let mut saw = false;
-        for _ in 0..50 {
-            match alice.ask::<_, u32>("bob", &1, Duration::from_secs(30)).await {
-                Err(AgentError::Core(Error::Corrupt { key, .. })) => {
-                    assert_eq!(key, replies.as_str());
-                    saw = true;
-                    break;
-                }
-                Ok(Reply::Answer(1)) => {}
-                other => panic!("expected an answer or Corrupt naming replies, got {other:?}"),
+        // Bob takes the request by hand; another program writes garbage where its reply goes.
+        let request = loop {
+            let got = bob.testing_receive(1, 1, false).await.unwrap();
+            if let Some(d) = got.deliveries.into_iter().next() {
+                break d;
             }
+            tokio::task::yield_now().await;
+        };
+        let corr = Body::decode(&request.body).unwrap().corr;
+        let replies = alice.keys()[5].clone();
+        let _: () = pool.query(redis::cmd("HSET").arg(&replies).arg(&corr).arg("bad")).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(60), asking).await.unwrap().unwrap() {
+            Err(AgentError::Core(Error::Corrupt { key, detail })) => {
+                assert_eq!(key, replies.as_str());
+                assert!(detail.contains(&corr), "{detail}");
+            }
+            other => panic!("expected Corrupt naming replies, got {other:?}"),
         }
-        spoiler.abort();
-        assert!(saw, "the spoiler never won a race in 50 asks");
-        assert!(alice.inbox_stats().await.unwrap().dead >= 1);
-        server.shutdown().await;
+        let stats = alice.inbox_stats().await.unwrap();
+        assert_eq!((stats.dead, stats.replies), (1, 0), "dead-lettered, gone from replies");
+        bob.ack(&[request.id.as_str()]).await.unwrap();
         works_again(&alice, &bob).await;
     }
 }

@@ -362,7 +362,13 @@ impl MeshAgent {
     /// One receive script call on `lane` of this agent's inbox.
     async fn receive_raw(&self, lane: u8, max: usize) -> Result<RawReceived> {
         let config = &self.inner.config;
-        let recover = !self.inner.recovered.load(Ordering::Acquire);
+        // One receive of a handle takes back what an earlier run left pending; a receive that
+        // runs at the same time does not (it would take back the first one's deliveries).
+        let recover = self
+            .inner
+            .recovered
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
         let args = wire::pack_receive(
             lane,
             max as u64,
@@ -372,10 +378,15 @@ impl MeshAgent {
         );
         let mut call = wire::call(&self.inner.keys, "receive", &self.now_arg());
         call.arg_bytes(args);
-        let value: redis::Value = call.invoke(&self.inner.pool).await?;
-        if recover {
-            self.inner.recovered.store(true, Ordering::Release);
-        }
+        let value: redis::Value = match call.invoke(&self.inner.pool).await {
+            Ok(value) => value,
+            Err(e) => {
+                if recover {
+                    self.inner.recovered.store(false, Ordering::Release);
+                }
+                return Err(e.into());
+            }
+        };
         let received = wire::decode_received(&value)?;
         add(&self.inner.counters.expired, received.expired);
         Ok(received)
