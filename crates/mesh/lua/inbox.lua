@@ -11,7 +11,9 @@
 --   KEYS[8]  meta      HASH  seq (ids) and the counters sent, delivered, acked, expired,
 --                            trimmed, late, dead
 --   KEYS[9]  alive     STRING the agent's presence: "until" ms (script time) it counts as alive;
---                            the key itself expires (PX) after twice its TTL, to clean up
+--                            the key itself expires (PX) after twice its TTL, to clean up.
+--                      ZSET  in a capability's inbox, its members: member -> until; the key
+--                            expires after twice the last heartbeat's TTL
 --   KEYS[10] dead      LIST  dead letters, newest first: struct '<I2c0' reason, then the record
 --
 -- A record: struct '<I8I8B' sent_ms, expires_ms (0 = never), lane (LANE_*), then the body,
@@ -28,7 +30,8 @@
 -- ARGV (every call): ARGV[1] op, ARGV[2] now_ms ("" = server TIME), then per op:
 --   send     ARGV[3] struct '<BI8I8I8I8B' lane, expiry_ms (relative, 0 = none), deadline_ms
 --            (absolute, 0 = none), max_age_ms (0 = none), max waiting per lane, require_alive
---            0|1; ARGV[4] body; ARGV[5] wake channel; ARGV[6] correlation id (replies only)
+--            (ALIVE_*); ARGV[4] body; ARGV[5] wake channel; ARGV[6] correlation id (replies
+--            only)
 --            -> { SENT, id (0 for a reply), trimmed, expired } | { NO_RESPONDERS } | { LATE }
 --   receive  ARGV[3] struct '<BI8I8I8B' lane, max, visibility_ms, max_age_ms, recover 0|1
 --            -> { now, next deadline|NONE, expired, malformed,
@@ -36,9 +39,11 @@
 --   ack      ARGV[3] n, then n ids, then for each id a reason ("" = acknowledge, else
 --            dead-letter with that reason) -> { 1|0 per id: whether it was pending }
 --   take     ARGV[3] correlation id -> { TAKEN, sent, body } | { ABSENT } | { MALFORMED }
---   alive    ARGV[3] ttl_ms (0 = leave: the presence is removed) -> until (0 when left)
---   stats    -> { waiting messages, waiting requests, pending, replies, oldest sent|NONE,
---                 alive until|NONE, seq, sent, delivered, acked, expired, trimmed, late, dead,
+--   alive    ARGV[3] ttl_ms (0 = leave: the presence is removed); ARGV[4] member ("" = the
+--            agent's own presence, else a member of a capability) -> until (0 when left)
+--   stats    ARGV[3] "1" for a capability's inbox
+--            -> { waiting messages, waiting requests, pending, replies, oldest sent|NONE,
+--                 alive until|NONE (a capability: its live members), seq, sent, delivered, acked, expired, trimmed, late, dead,
 --                 dead letters, now }
 --
 -- Events: `wake` (payload {"lane":n}) on the wake channel given by the caller, through
@@ -48,6 +53,7 @@
 local LANE_MESSAGE, LANE_REQUEST, LANE_REPLY = 0, 1, 2
 local SENT, NO_RESPONDERS, LATE = 1, 2, 3
 local TAKEN, ABSENT, MALFORMED = 1, 2, 3
+local ALIVE_ANY, ALIVE_AGENT, ALIVE_MEMBER = 0, 1, 2
 local NONE = -1
 -- Limits of one call.
 local HEADER = 17
@@ -100,6 +106,11 @@ local function alive_until()
   return ck_int(redis.call('GET', K_ALIVE), K_ALIVE, 'until', MAX_TIME) or 0
 end
 
+-- How many members of a capability are alive.
+local function live_members()
+  return redis.call('ZCOUNT', K_ALIVE, '(' .. now, '+inf')
+end
+
 -- The front of a lane: the ids to drop because they are stale (or malformed) before the first
 -- live one, at most TRIM_LIMIT. Returns { {id, rec|false, malformed}, ... }.
 local function stale_front(list, max_age)
@@ -126,7 +137,8 @@ if op == 'send' then
   local body, wake = ARGV[4], ARGV[5]
   -- validate:
   local meta = read_meta()
-  if require_alive == 1 and alive_until() <= now then
+  if (require_alive == ALIVE_AGENT and alive_until() <= now)
+    or (require_alive == ALIVE_MEMBER and live_members() == 0) then
     return { NO_RESPONDERS }
   end
   local expires = 0
@@ -360,6 +372,20 @@ end
 
 if op == 'alive' then
   local ttl = tonumber(ARGV[3])
+  local member = ARGV[4]
+  if member ~= '' then
+    -- validate:
+    redis.call('ZCARD', K_ALIVE)
+    -- writes:
+    redis.call('ZREMRANGEBYSCORE', K_ALIVE, '-inf', now)
+    if ttl == 0 then
+      redis.call('ZREM', K_ALIVE, member)
+      return 0
+    end
+    redis.call('ZADD', K_ALIVE, now + ttl, member)
+    redis.call('PEXPIRE', K_ALIVE, 2 * ttl)
+    return now + ttl
+  end
   -- validate:
   alive_until()
   -- writes:
@@ -382,8 +408,13 @@ if op == 'stats' then
       if sent and (oldest == NONE or sent < oldest) then oldest = sent end
     end
   end
-  local untl = alive_until()
-  if untl <= now then untl = NONE end
+  local untl
+  if ARGV[3] == '1' then
+    untl = live_members()
+  else
+    untl = alive_until()
+    if untl <= now then untl = NONE end
+  end
   local answer = { redis.call('LLEN', K_READY), redis.call('LLEN', K_ASKS),
     redis.call('ZCARD', K_PENDING), redis.call('HLEN', K_REPLIES), oldest, untl }
   for _, name in ipairs(COUNTERS) do answer[#answer + 1] = meta[name] end

@@ -165,6 +165,7 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
                 let got = alice
                     .testing_send(
                         "bob",
+                        false,
                         s.lane,
                         "",
                         s.body.clone(),
@@ -185,7 +186,16 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
                 let deadline = now.saturating_add_signed(*deadline).max(1);
                 let s = Send::reply(&corr, vec![*body], deadline);
                 let got = alice
-                    .testing_send("bob", s.lane, &corr, s.body.clone(), 0, deadline, false)
+                    .testing_send(
+                        "bob",
+                        false,
+                        s.lane,
+                        &corr,
+                        s.body.clone(),
+                        0,
+                        deadline,
+                        false,
+                    )
                     .await
                     .unwrap();
                 assert_eq!(got, model.send(now, &s), "step {step}: {op:?}");
@@ -221,7 +231,7 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
             }
             Op::Alive(on) => {
                 let ttl = if *on { TTL_MS } else { 0 };
-                let got = bob.testing_alive(ttl).await.unwrap();
+                let got = bob.testing_alive(None, ttl).await.unwrap();
                 assert_eq!(got, model.alive(now, ttl), "step {step}: {op:?}");
             }
             Op::Advance(ms) => clock.advance(Duration::from_millis(*ms)),

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use super::error::{AgentError, Result};
 use super::types::Reply;
 use super::wire::{Body, RawSent, RawTaken, code};
-use super::{MeshAgent, add};
+use super::{InboxRef, MeshAgent, add};
 
 impl MeshAgent {
     /// Asks `target` a question and waits at most `timeout` for its reply. The outcomes are
@@ -29,6 +29,22 @@ impl MeshAgent {
     /// polling; a reply that comes after the deadline is dropped and counted. Errors reaching
     /// Redis while waiting are retried until the deadline. `timeout` is 1 ms to 2^35 ms.
     pub async fn ask<Q, R>(&self, target: &str, request: &Q, timeout: Duration) -> Result<Reply<R>>
+    where
+        Q: Serialize,
+        R: DeserializeOwned,
+    {
+        let inbox = self.inbox_of(target)?;
+        self.ask_inbox(&inbox, target, request, timeout).await
+    }
+
+    /// An ask into `inbox` (an agent's or a capability's); `target` names it in errors.
+    pub(super) async fn ask_inbox<Q, R>(
+        &self,
+        inbox: &InboxRef,
+        target: &str,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<Reply<R>>
     where
         Q: Serialize,
         R: DeserializeOwned,
@@ -46,7 +62,7 @@ impl MeshAgent {
         wake.borrow_and_update();
         let sent = self
             .send_raw(
-                target,
+                inbox,
                 code::LANE_REQUEST,
                 &corr,
                 payload,
@@ -121,8 +137,17 @@ impl MeshAgent {
             }
         }
         self.check_size(payload.len())?;
-        self.send_raw(to, code::LANE_REPLY, corr, payload, 0, deadline_ms, false)
-            .await
+        let asker = self.inbox_of(to)?;
+        self.send_raw(
+            &asker,
+            code::LANE_REPLY,
+            corr,
+            payload,
+            0,
+            deadline_ms,
+            false,
+        )
+        .await
     }
 }
 

@@ -60,6 +60,13 @@
 //! - **Serve** ([`MeshAgent::serve`]): a [`Server`] heartbeats the agent's presence, answers
 //!   requests with a handler (up to 64 at once), and acknowledges each only once its reply is
 //!   stored.
+//! - **Capabilities** ([`MeshAgent::join`], [`MeshAgent::dispatch`],
+//!   [`MeshAgent::receive_dispatched`], [`MeshAgent::ask_capability`],
+//!   [`MeshAgent::serve_capability`], [`MeshAgent::broadcast`]): work for whichever live agent
+//!   can do something. A capability is an inbox of its own whose presence is its set of
+//!   members; a dispatched message goes to one member at a time (to another after the
+//!   visibility timeout when its holder dies), an ask to a capability is answered by a live
+//!   member or by "no responders" in its own round trip (below).
 //! - **Stats**: per inbox from Redis ([`MeshAgent::inbox_stats`]: depth, pending, oldest age,
 //!   presence, counters); per handle in this process ([`MeshAgent::stats`]: sent, received,
 //!   acked, expired, undecodable, late replies, timeouts, no responders).
@@ -84,6 +91,16 @@
 //! - **Works on Redis Cluster**: one inbox is one hash tag (`<ns>:{inbox:<agent>}:*`); a send
 //!   touches only the receiver's, a receive or a take only the agent's own.
 //!
+//! ## Capabilities
+//!
+//! A capability's inbox is `<ns>:{cap:<capability>}:*`, run by the same script as an agent's;
+//! its `alive` key is a sorted set of members (member → alive until, on the scripts' clock),
+//! pruned by every heartbeat, so the live members are read by the script that stores a
+//! request, atomically with it. Its members compete for its messages and requests; unlike an
+//! agent's own inbox, a member's first receive does not take back the others' pending
+//! deliveries. [`MeshAgent::broadcast`] reads the live members, then sends to each one's own
+//! inbox: one round trip per member, not atomic.
+//!
 //! ## Keys (one hash tag per inbox)
 //!
 //! `msgs` (hash id → record: sent, expires, lane, then sender, correlation id, payload),
@@ -93,8 +110,10 @@
 //! (dead letters). The wake channel is `<ns>:{inbox:<agent>}:wake`.
 
 mod ask;
+mod capability;
 mod config;
 pub(crate) mod error;
+mod inbox;
 mod serve;
 mod types;
 mod wake;
@@ -102,19 +121,15 @@ pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
-use coordkit_core::time::{RetryDelay, duration_ms};
-use coordkit_core::{Key, Keyspace, Pool, redis};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tokio::sync::{OnceCell, watch};
+use coordkit_core::{Key, KeyKind, Keyspace, Pool};
+use tokio::sync::OnceCell;
 
+pub use capability::CapabilityStats;
 pub use config::{AgentConfig, DEFAULT_MAX_PAYLOAD_BYTES, MeshAgentBuilder};
 pub use error::{AgentError, Result};
 pub use serve::Server;
 pub use types::{AgentStats, Delivery, InboxStats, Reply, SendOptions, Sent};
-use wire::{Body, RawReceived, RawSent, RawTaken, SendArgs, code};
 
 /// Counted in this process ([`AgentStats`]).
 #[derive(Debug, Default)]
@@ -134,12 +149,45 @@ fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// One inbox the scripts run on: an agent's (`inbox:<agent>`, its presence a string) or a
+/// capability's (`cap:<capability>`, its members a sorted set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InboxRef {
+    pub(crate) keys: Vec<Key>,
+    pub(crate) wake: String,
+    pub(crate) capability: bool,
+}
+
+/// The kind of an agent inbox's keys in the keyspace.
+const KIND: &str = "inbox";
+/// The kind of a capability inbox's keys.
+const CAPABILITY_KIND: &str = "cap";
+
+impl InboxRef {
+    fn agent(keyspace: &Keyspace, agent: &str) -> Result<Self> {
+        let instance = keyspace.instance(KIND, agent)?;
+        Ok(Self {
+            keys: wire::inbox_keys(&instance, KeyKind::String),
+            wake: instance.key("wake").as_str().to_owned(),
+            capability: false,
+        })
+    }
+
+    fn capability(keyspace: &Keyspace, capability: &str) -> Result<Self> {
+        let instance = keyspace.instance(CAPABILITY_KIND, capability)?;
+        Ok(Self {
+            keys: wire::inbox_keys(&instance, KeyKind::ZSet),
+            wake: instance.key("wake").as_str().to_owned(),
+            capability: true,
+        })
+    }
+}
+
 struct Inner {
     pool: Pool,
     keyspace: Keyspace,
     name: String,
-    keys: Vec<Key>,
-    wake_channel: String,
+    own: Arc<InboxRef>,
     config: AgentConfig,
     counters: Counters,
     /// Whether a receive already took back the deliveries an earlier run left pending.
@@ -159,16 +207,13 @@ pub struct MeshAgent {
 impl std::fmt::Debug for MeshAgent {
     /// The name and keys (never the pool's address or credentials).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let keys: Vec<&str> = self.inner.keys.iter().map(|k| k.as_str()).collect();
+        let keys: Vec<&str> = self.inner.own.keys.iter().map(|k| k.as_str()).collect();
         f.debug_struct("MeshAgent")
             .field("name", &self.inner.name)
             .field("keys", &keys)
             .finish()
     }
 }
-
-/// The kind of an inbox's keys in the keyspace.
-const KIND: &str = "inbox";
 
 impl MeshAgent {
     fn from_config(
@@ -177,17 +222,14 @@ impl MeshAgent {
         name: &str,
         config: AgentConfig,
     ) -> Result<Self> {
-        let instance = keyspace.instance(KIND, name)?;
-        let keys = wire::inbox_keys(&instance);
-        let wake_channel = instance.key("wake").as_str().to_owned();
+        let own = Arc::new(InboxRef::agent(&keyspace, name)?);
         let corr_prefix = format!("{:016x}", rand::random::<u64>());
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 keyspace,
                 name: name.to_owned(),
-                keys,
-                wake_channel,
+                own,
                 config,
                 counters: Counters::default(),
                 recovered: AtomicBool::new(false),
@@ -211,12 +253,12 @@ impl MeshAgent {
     /// Its inbox's keys, in the script's order: msgs, ready, asks, pending, tries, replies,
     /// reply_exp, meta, alive, dead.
     pub fn keys(&self) -> &[Key] {
-        &self.inner.keys
+        &self.inner.own.keys
     }
 
     /// The channel on which sends wake this agent up.
     pub fn wake_channel(&self) -> &str {
-        &self.inner.wake_channel
+        &self.inner.own.wake
     }
 
     /// What this handle (and its clones) did, counted in this process.
@@ -236,436 +278,8 @@ impl MeshAgent {
         }
     }
 
-    fn now_arg(&self) -> String {
-        self.inner.config.clock.arg()
-    }
-
-    /// The keys of `agent`'s inbox (validating the name).
-    fn keys_of(&self, agent: &str) -> Result<(Vec<Key>, String)> {
-        if agent == self.inner.name {
-            return Ok((self.inner.keys.clone(), self.inner.wake_channel.clone()));
-        }
-        let instance = self.inner.keyspace.instance(KIND, agent)?;
-        let wake = instance.key("wake").as_str().to_owned();
-        Ok((wire::inbox_keys(&instance), wake))
-    }
-
-    fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>> {
-        let bytes = serde_json::to_vec(value).map_err(AgentError::Encode)?;
-        self.check_size(bytes.len())?;
-        Ok(bytes)
-    }
-
-    fn check_size(&self, len: usize) -> Result<()> {
-        let max = self.inner.config.max_payload_bytes;
-        if len > max {
-            return Err(AgentError::PayloadTooLarge { len, max });
-        }
-        Ok(())
-    }
-
-    /// Sends `message` (as JSON) to `to`'s inbox: one script stores it within the receiver's
-    /// caps and wakes the receiver. It waits there while the receiver is offline.
-    pub async fn send<T: Serialize>(&self, to: &str, message: &T) -> Result<Sent> {
-        self.send_with(to, message, SendOptions::default()).await
-    }
-
-    /// [`MeshAgent::send`] with options: an expiry of the message's own, or only to a live
-    /// receiver.
-    pub async fn send_with<T: Serialize>(
-        &self,
-        to: &str,
-        message: &T,
-        options: SendOptions,
-    ) -> Result<Sent> {
-        let payload = self.encode(message)?;
-        let expiry_ms = options.expiry.map_or(0, |d| duration_ms(d).max(1));
-        let answer = self
-            .send_raw(
-                to,
-                code::LANE_MESSAGE,
-                "",
-                payload,
-                expiry_ms,
-                0,
-                options.only_if_alive,
-            )
-            .await?;
-        Ok(match answer {
-            RawSent::Sent { id, trimmed, .. } => Sent::Stored {
-                id: id.to_string(),
-                trimmed,
-            },
-            RawSent::NoResponders | RawSent::Late => Sent::NoReceiver,
-        })
-    }
-
-    /// One send script call: `payload` wrapped in a body from this agent.
-    #[allow(clippy::too_many_arguments)]
-    async fn send_raw(
-        &self,
-        to: &str,
-        lane: u8,
-        corr: &str,
-        payload: Vec<u8>,
-        expiry_ms: u64,
-        deadline_ms: u64,
-        require_alive: bool,
-    ) -> Result<RawSent> {
-        let body = Body {
-            from: self.inner.name.clone(),
-            corr: corr.to_owned(),
-            payload,
-        }
-        .encode();
-        let value = self
-            .send_call(to, lane, corr, body, expiry_ms, deadline_ms, require_alive)
-            .await?;
-        let answer = wire::decode_sent(&value)?;
-        match answer {
-            RawSent::Sent { .. } => add(&self.inner.counters.sent, 1),
-            RawSent::Late => add(&self.inner.counters.late_replies, 1),
-            RawSent::NoResponders => {}
-        }
-        Ok(answer)
-    }
-
-    /// The send script on `to`'s inbox with `body` as given.
-    #[allow(clippy::too_many_arguments)]
-    async fn send_call(
-        &self,
-        to: &str,
-        lane: u8,
-        corr: &str,
-        body: Vec<u8>,
-        expiry_ms: u64,
-        deadline_ms: u64,
-        require_alive: bool,
-    ) -> Result<redis::Value> {
-        let (keys, wake) = self.keys_of(to)?;
-        let args = SendArgs {
-            lane,
-            expiry_ms,
-            deadline_ms,
-            max_age_ms: duration_ms(self.inner.config.max_age),
-            max_waiting: self.inner.config.max_messages,
-            require_alive,
-        };
-        let mut call = wire::call(&keys, "send", &self.now_arg());
-        call.arg_bytes(args.pack())
-            .arg_bytes(body)
-            .arg(wake.as_str())
-            .arg(corr);
-        Ok(call.invoke(&self.inner.pool).await?)
-    }
-
-    /// One receive script call on `lane` of this agent's inbox.
-    async fn receive_raw(&self, lane: u8, max: usize) -> Result<RawReceived> {
-        let config = &self.inner.config;
-        // One receive of a handle takes back what an earlier run left pending; a receive that
-        // runs at the same time does not (it would take back the first one's deliveries).
-        let recover = self
-            .inner
-            .recovered
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        let args = wire::pack_receive(
-            lane,
-            max as u64,
-            duration_ms(config.visibility_timeout),
-            duration_ms(config.max_age),
-            recover,
-        );
-        let mut call = wire::call(&self.inner.keys, "receive", &self.now_arg());
-        call.arg_bytes(args);
-        let value: redis::Value = match call.invoke(&self.inner.pool).await {
-            Ok(value) => value,
-            Err(e) => {
-                if recover {
-                    self.inner.recovered.store(false, Ordering::Release);
-                }
-                return Err(e.into());
-            }
-        };
-        let received = wire::decode_received(&value)?;
-        add(&self.inner.counters.expired, received.expired);
-        Ok(received)
-    }
-
-    /// Decodes raw deliveries into `T`; one that does not decode is dead-lettered with the
-    /// reason (never returned, never an error of the call).
-    async fn decode_deliveries<T: DeserializeOwned>(
-        &self,
-        raw: Vec<wire::RawDelivery>,
-    ) -> Result<Vec<(Delivery<T>, String)>> {
-        let mut out = Vec::with_capacity(raw.len());
-        let mut bad: Vec<(String, String)> = Vec::new();
-        for d in raw {
-            let decoded = Body::decode(&d.body).and_then(|body| {
-                serde_json::from_slice::<T>(&body.payload)
-                    .map(|payload| (body.from, body.corr, payload))
-                    .map_err(|e| format!("the payload is no {}: {e}", std::any::type_name::<T>()))
-            });
-            match decoded {
-                Ok((from, corr, payload)) => out.push((
-                    Delivery {
-                        id: d.id,
-                        from,
-                        attempt: d.attempt,
-                        sent_ms: d.sent_ms,
-                        expires_ms: d.expires_ms,
-                        payload,
-                        agent: self.clone(),
-                    },
-                    corr,
-                )),
-                Err(reason) => bad.push((d.id, format!("undecodable: {reason}"))),
-            }
-        }
-        add(&self.inner.counters.received, out.len() as u64);
-        if !bad.is_empty() {
-            add(&self.inner.counters.undecodable, bad.len() as u64);
-            tracing::warn!(
-                agent = %self.inner.name,
-                "dead-lettered {} undecodable deliveries: {}",
-                bad.len(),
-                bad[0].1
-            );
-            let ids: Vec<&str> = bad.iter().map(|(id, _)| id.as_str()).collect();
-            let reasons: Vec<&str> = bad.iter().map(|(_, r)| r.as_str()).collect();
-            self.ack_raw(&ids, &reasons).await?;
-        }
-        Ok(out)
-    }
-
-    /// Takes up to `max` messages (1 to 1,000) from the inbox without waiting: each is
-    /// delivered (at least once) and must be acknowledged. Stale messages are dropped and
-    /// counted; a message whose payload does not decode as `T` is dead-lettered (counted
-    /// `undecodable`). The first receive of a handle also takes back every delivery an earlier
-    /// run of this agent left unacknowledged.
-    pub async fn receive<T: DeserializeOwned>(&self, max: usize) -> Result<Vec<Delivery<T>>> {
-        check_max(max)?;
-        let raw = self.receive_raw(code::LANE_MESSAGE, max).await?;
-        Ok(self
-            .decode_deliveries(raw.deliveries)
-            .await?
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect())
-    }
-
-    /// Waits for the next message: wakes up on the agent's wake channel (a send publishes
-    /// there), on a redelivery coming due, or on the fallback timer; never polls. While Redis
-    /// cannot be reached it keeps trying (with backoff), so a wait outlives a reconnection;
-    /// other errors (bad stored data) end it.
-    pub async fn recv<T: DeserializeOwned>(&self) -> Result<Delivery<T>> {
-        let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
-        let mut wake = loop {
-            match self.wake_signal().await {
-                Ok(wake) => break wake,
-                Err(e) if e.is_retryable() => tokio::time::sleep(retry.next_delay()).await,
-                Err(e) => return Err(e),
-            }
-        };
-        loop {
-            wake.borrow_and_update();
-            let raw = match self.receive_raw(code::LANE_MESSAGE, 1).await {
-                Ok(raw) => raw,
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(agent = %self.inner.name, "receiving: {e}; trying again");
-                    tokio::time::sleep(retry.next_delay()).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            retry.reset();
-            let wait = self.wait_for(&raw);
-            let mut got = self.decode_deliveries::<T>(raw.deliveries).await?;
-            if let Some((d, _)) = got.pop() {
-                return Ok(d);
-            }
-            self.sleep_or_wake(&mut wake, wait).await;
-        }
-    }
-
-    /// How long to wait before looking again: until the next redelivery, at most the fallback.
-    fn wait_for(&self, raw: &RawReceived) -> Duration {
-        let fallback = self.inner.config.fallback_wake;
-        match raw.next_deadline_ms {
-            Some(at) if matches!(self.inner.config.clock, coordkit_core::Clock::Server) => {
-                Duration::from_millis(at.saturating_sub(raw.now_ms).max(1)).min(fallback)
-            }
-            _ => fallback,
-        }
-    }
-
-    async fn sleep_or_wake(&self, wake: &mut watch::Receiver<u64>, wait: Duration) {
-        tokio::select! {
-            changed = wake.changed() => {
-                if changed.is_err() {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-
-    /// A signal that changes on every wake-up of this agent (subscribing on first use).
-    async fn wake_signal(&self) -> Result<watch::Receiver<u64>> {
-        let wake = self
-            .inner
-            .wake
-            .get_or_try_init(|| {
-                wake::Wake::start(
-                    &self.inner.pool,
-                    &self.inner.wake_channel,
-                    self.inner.config.fallback_wake,
-                )
-            })
-            .await?;
-        Ok(wake.signal())
-    }
-
-    /// Acknowledges deliveries by id; answers how many were pending (the others had been
-    /// acknowledged already).
-    pub async fn ack(&self, ids: &[&str]) -> Result<u64> {
-        let reasons = vec![""; ids.len()];
-        let found = self.ack_raw(ids, &reasons).await?;
-        let n = found.iter().filter(|f| **f == 1).count() as u64;
-        add(&self.inner.counters.acked, n);
-        Ok(n)
-    }
-
-    /// The ack script: each id acknowledged (`""`) or dead-lettered with its reason.
-    async fn ack_raw(&self, ids: &[&str], reasons: &[&str]) -> Result<Vec<u64>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut call = wire::call(&self.inner.keys, "ack", &self.now_arg());
-        call.arg(ids.len());
-        for id in ids {
-            call.arg(*id);
-        }
-        for reason in reasons {
-            call.arg(*reason);
-        }
-        Ok(call.invoke(&self.inner.pool).await?)
-    }
-
-    /// Marks the agent alive for its [`presence_ttl`](MeshAgentBuilder::presence_ttl): asks
-    /// to it are accepted until then. A [`Server`] beats on its own.
-    pub async fn heartbeat(&self) -> Result<()> {
-        self.alive(duration_ms(self.inner.config.presence_ttl))
-            .await?;
-        Ok(())
-    }
-
-    /// Marks the agent gone: asks to it answer [`Reply::NoResponders`] at once. Its inbox
-    /// stays; messages still wait for it.
-    pub async fn leave(&self) -> Result<()> {
-        self.alive(0).await?;
-        Ok(())
-    }
-
-    async fn alive(&self, ttl_ms: u64) -> Result<u64> {
-        let mut call = wire::call(&self.inner.keys, "alive", &self.now_arg());
-        call.arg(ttl_ms);
-        Ok(call.invoke(&self.inner.pool).await?)
-    }
-
-    /// The inbox as stored: depth, pending, oldest age, presence, counters.
-    pub async fn inbox_stats(&self) -> Result<InboxStats> {
-        let call = wire::call(&self.inner.keys, "stats", &self.now_arg());
-        let value: redis::Value = call.invoke(&self.inner.pool).await?;
-        let r = coordkit_core::wire::Reply::array("mesh-inbox", &value)?;
-        let now = r.u64(15, "stats now")?;
-        let oldest = wire::some(r.i64(4, "stats oldest")?);
-        let alive = wire::some(r.i64(5, "stats alive")?);
-        Ok(InboxStats {
-            waiting_messages: r.u64(0, "stats ready")?,
-            waiting_requests: r.u64(1, "stats asks")?,
-            pending: r.u64(2, "stats pending")?,
-            replies: r.u64(3, "stats replies")?,
-            oldest_age: oldest.map(|at| Duration::from_millis(now.saturating_sub(at))),
-            alive_for: alive.map(|at| Duration::from_millis(at.saturating_sub(now))),
-            sent: r.u64(7, "stats sent")?,
-            delivered: r.u64(8, "stats delivered")?,
-            acked: r.u64(9, "stats acked")?,
-            expired: r.u64(10, "stats expired")?,
-            trimmed: r.u64(11, "stats trimmed")?,
-            late: r.u64(12, "stats late")?,
-            dead: r.u64(13, "stats dead")?,
-            dead_letters: r.u64(14, "stats dead letters")?,
-        })
-    }
-
-    /// The take script: the reply to `corr`, if it is there.
-    async fn take_raw(&self, corr: &str) -> Result<RawTaken> {
-        let mut call = wire::call(&self.inner.keys, "take", &self.now_arg());
-        call.arg(corr);
-        let value: redis::Value = call.invoke(&self.inner.pool).await?;
-        wire::decode_taken(&value)
-    }
-
     fn next_corr(&self) -> String {
         let n = self.inner.corr_seq.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.inner.corr_prefix)
-    }
-}
-
-fn check_max(max: usize) -> Result<()> {
-    if !(1..=1_000).contains(&max) {
-        return Err(coordkit_core::Error::invalid_config("max", "must be 1 to 1000").into());
-    }
-    Ok(())
-}
-
-/// Raw script calls with chosen arguments, for this crate's model and corruption tests; not
-/// part of the API.
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-impl MeshAgent {
-    /// One send with a raw body, exactly as given.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn testing_send(
-        &self,
-        to: &str,
-        lane: u8,
-        corr: &str,
-        body: Vec<u8>,
-        expiry_ms: u64,
-        deadline_ms: u64,
-        require_alive: bool,
-    ) -> Result<RawSent> {
-        let value = self
-            .send_call(to, lane, corr, body, expiry_ms, deadline_ms, require_alive)
-            .await?;
-        wire::decode_sent(&value)
-    }
-
-    /// One receive, raw; `recover` forces (or skips) taking back every pending delivery.
-    pub async fn testing_receive(
-        &self,
-        lane: u8,
-        max: usize,
-        recover: bool,
-    ) -> Result<RawReceived> {
-        self.inner.recovered.store(!recover, Ordering::Release);
-        self.receive_raw(lane, max).await
-    }
-
-    /// One ack call, raw: a reason dead-letters.
-    pub async fn testing_ack(&self, ids: &[&str], reasons: &[&str]) -> Result<Vec<u64>> {
-        self.ack_raw(ids, reasons).await
-    }
-
-    /// One take, raw.
-    pub async fn testing_take(&self, corr: &str) -> Result<RawTaken> {
-        self.take_raw(corr).await
-    }
-
-    /// One presence call: `ttl_ms` 0 leaves; answers the until time.
-    pub async fn testing_alive(&self, ttl_ms: u64) -> Result<u64> {
-        self.alive(ttl_ms).await
     }
 }

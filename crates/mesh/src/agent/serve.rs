@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::MeshAgent;
 use super::error::Result;
 use super::wire::{Body, RawDelivery, code};
+use super::{InboxRef, MeshAgent, wake};
 
 /// How many requests one server handles at once.
 const CONCURRENCY: usize = 64;
@@ -29,6 +29,9 @@ const CONCURRENCY: usize = 64;
 /// gone. Dropping it stops everything at once (the presence then runs out by itself).
 pub struct Server {
     agent: MeshAgent,
+    inbox: Arc<InboxRef>,
+    /// A capability's own wake-ups (an agent's are shared by its handle).
+    _wake: Option<wake::Wake>,
     stop: watch::Sender<bool>,
     serving: Option<JoinHandle<JoinSet<()>>>,
     heartbeat: JoinHandle<()>,
@@ -61,7 +64,7 @@ impl Server {
             while running.join_next().await.is_some() {}
         }
         self.heartbeat.abort();
-        if let Err(e) = self.agent.leave().await {
+        if let Err(e) = self.agent.alive(&self.inbox, 0).await {
             tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
         }
     }
@@ -90,14 +93,43 @@ impl MeshAgent {
         F: Fn(Q) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
     {
-        self.heartbeat().await?;
-        let wake = self.wake_signal().await?;
+        let own = self.inner.own.clone();
+        self.serve_inbox(own, handler).await
+    }
+
+    /// Serves the requests of `inbox`: the agent's own, or a capability's as a member.
+    pub(super) async fn serve_inbox<Q, R, E, F, Fut>(
+        &self,
+        inbox: Arc<InboxRef>,
+        handler: F,
+    ) -> Result<Server>
+    where
+        Q: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Display + Send + 'static,
+        F: Fn(Q) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let ttl = coordkit_core::time::duration_ms(self.inner.config.presence_ttl);
+        self.alive(&inbox, ttl).await?;
+        let (wake, own_wake) = if inbox.capability {
+            let w = wake::Wake::start(
+                &self.inner.pool,
+                &inbox.wake,
+                self.inner.config.fallback_wake,
+            )
+            .await?;
+            (w.signal(), Some(w))
+        } else {
+            (self.wake_signal().await?, None)
+        };
         let (stop, stopped) = watch::channel(false);
         let served = Arc::new(AtomicU64::new(0));
         let handler = Arc::new(handler);
-        let heartbeat = tokio::spawn(beat(self.clone()));
+        let heartbeat = tokio::spawn(beat(self.clone(), inbox.clone()));
         let serving = tokio::spawn(serve_loop(
             self.clone(),
+            inbox.clone(),
             handler,
             wake,
             stopped,
@@ -105,6 +137,8 @@ impl MeshAgent {
         ));
         Ok(Server {
             agent: self.clone(),
+            inbox,
+            _wake: own_wake,
             stop,
             serving: Some(serving),
             heartbeat,
@@ -113,11 +147,14 @@ impl MeshAgent {
     }
 }
 
-async fn beat(agent: MeshAgent) {
-    let every = agent.config().presence_ttl / 3;
+async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
+    let ttl = agent.config().presence_ttl;
     loop {
-        tokio::time::sleep(every).await;
-        if let Err(e) = agent.heartbeat().await {
+        tokio::time::sleep(ttl / 3).await;
+        if let Err(e) = agent
+            .alive(&inbox, coordkit_core::time::duration_ms(ttl))
+            .await
+        {
             tracing::warn!(agent = %agent.name(), "heartbeat: {e}");
         }
     }
@@ -125,6 +162,7 @@ async fn beat(agent: MeshAgent) {
 
 async fn serve_loop<Q, R, E, F, Fut>(
     agent: MeshAgent,
+    inbox: Arc<InboxRef>,
     handler: Arc<F>,
     mut wake: watch::Receiver<u64>,
     mut stopped: watch::Receiver<bool>,
@@ -161,7 +199,10 @@ where
             }
         }
         wake.borrow_and_update();
-        let raw = match agent.receive_raw(code::LANE_REQUEST, permits.len()).await {
+        let raw = match agent
+            .receive_raw(&inbox, code::LANE_REQUEST, permits.len())
+            .await
+        {
             Ok(raw) => raw,
             Err(e) => {
                 tracing::warn!(agent = %agent.name(), "taking requests: {e}");
@@ -184,10 +225,11 @@ where
         for delivery in raw.deliveries {
             let Some(permit) = permits.pop() else { break };
             let agent = agent.clone();
+            let inbox = inbox.clone();
             let handler = handler.clone();
             let served = served.clone();
             running.spawn(async move {
-                answer(&agent, &*handler, delivery, &served).await;
+                answer(&agent, &inbox, &*handler, delivery, &served).await;
                 drop(permit);
             });
         }
@@ -198,6 +240,7 @@ where
 /// Runs the handler on one request, replies, and acknowledges it.
 async fn answer<Q, R, E, F, Fut>(
     agent: &MeshAgent,
+    inbox: &InboxRef,
     handler: &F,
     delivery: RawDelivery,
     served: &AtomicU64,
@@ -212,9 +255,17 @@ async fn answer<Q, R, E, F, Fut>(
     let body = match Body::decode(&delivery.body) {
         Ok(body) if !body.corr.is_empty() => body,
         Ok(_) => {
-            return dead_letter(agent, id, "undecodable: a request without a correlation id").await;
+            return dead_letter(
+                agent,
+                inbox,
+                id,
+                "undecodable: a request without a correlation id",
+            )
+            .await;
         }
-        Err(reason) => return dead_letter(agent, id, &format!("undecodable: {reason}")).await,
+        Err(reason) => {
+            return dead_letter(agent, inbox, id, &format!("undecodable: {reason}")).await;
+        }
     };
     agent
         .inner
@@ -252,12 +303,12 @@ async fn answer<Q, R, E, F, Fut>(
         Err(e) if e.is_retryable() => return warn(agent, &e),
         Err(e) => {
             // The asker's name or inbox cannot take a reply: nothing will ever be able to.
-            return dead_letter(agent, id, &format!("unanswerable: {e}")).await;
+            return dead_letter(agent, inbox, id, &format!("unanswerable: {e}")).await;
         }
     };
     let _ = sent;
     served.fetch_add(1, Ordering::Relaxed);
-    match agent.ack(&[id]).await {
+    match agent.ack_in(inbox, &[id]).await {
         Ok(_) => {}
         Err(e) => warn(agent, &e),
     }
@@ -267,13 +318,13 @@ fn warn(agent: &MeshAgent, e: &super::AgentError) {
     tracing::warn!(agent = %agent.name(), "answering a request: {e}");
 }
 
-async fn dead_letter(agent: &MeshAgent, id: &str, reason: &str) {
+async fn dead_letter(agent: &MeshAgent, inbox: &InboxRef, id: &str, reason: &str) {
     agent
         .inner
         .counters
         .undecodable
         .fetch_add(1, Ordering::Relaxed);
-    if let Err(e) = agent.ack_raw(&[id], &[reason]).await {
+    if let Err(e) = agent.ack_raw(inbox, &[id], &[reason]).await {
         warn(agent, &e);
     }
 }

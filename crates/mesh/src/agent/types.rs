@@ -1,9 +1,10 @@
 //! The values an agent's operations answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::MeshAgent;
 use super::error::Result;
+use super::{InboxRef, MeshAgent};
 
 /// How one message is sent ([`MeshAgent::send_with`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,13 +64,15 @@ pub struct Delivery<T> {
     /// The decoded payload.
     pub payload: T,
     pub(crate) agent: MeshAgent,
+    /// The inbox it came from: the agent's own or a capability's.
+    pub(crate) inbox: Arc<InboxRef>,
 }
 
 impl<T> Delivery<T> {
     /// Acknowledges it: it leaves the inbox for good. `false` when it was no longer pending
     /// (acknowledged already).
     pub async fn ack(&self) -> Result<bool> {
-        Ok(self.agent.ack(&[self.id.as_str()]).await? == 1)
+        Ok(self.agent.ack_in(&self.inbox, &[self.id.as_str()]).await? == 1)
     }
 }
 

@@ -29,6 +29,10 @@ pub(crate) mod code {
     pub(crate) const TAKEN: u64 = 1;
     pub(crate) const ABSENT: u64 = 2;
     pub(crate) const MALFORMED: u64 = 3;
+    /// Which presence a send requires.
+    pub(crate) const ALIVE_ANY: u8 = 0;
+    pub(crate) const ALIVE_AGENT: u8 = 1;
+    pub(crate) const ALIVE_MEMBER: u8 = 2;
     /// A number an answer does not have.
     pub(crate) const NONE: i64 = -1;
     /// The version byte in front of every body.
@@ -53,9 +57,18 @@ pub(crate) const KEYS: [(&str, KeyKind); 10] = [
 ];
 
 /// The keys of one agent's inbox, in `KEYS` order.
-pub(crate) fn inbox_keys(instance: &InstanceKeys) -> Vec<Key> {
+/// The presence (`alive`) is a string in an agent's inbox and a sorted set of members in a
+/// capability's: `alive_kind`.
+pub(crate) fn inbox_keys(instance: &InstanceKeys, alive_kind: KeyKind) -> Vec<Key> {
     KEYS.iter()
-        .map(|(suffix, kind)| instance.typed_key(suffix, *kind))
+        .map(|(suffix, kind)| {
+            let kind = if *suffix == "alive" {
+                alive_kind
+            } else {
+                *kind
+            };
+            instance.typed_key(suffix, kind)
+        })
         .collect()
 }
 
@@ -76,7 +89,8 @@ pub(crate) struct SendArgs {
     pub(crate) deadline_ms: u64,
     pub(crate) max_age_ms: u64,
     pub(crate) max_waiting: u64,
-    pub(crate) require_alive: bool,
+    /// `code::ALIVE_*`.
+    pub(crate) require_alive: u8,
 }
 
 impl SendArgs {
@@ -87,7 +101,7 @@ impl SendArgs {
             .u64_le(self.deadline_ms)
             .u64_le(self.max_age_ms)
             .u64_le(self.max_waiting)
-            .bytes(&[u8::from(self.require_alive)])
+            .bytes(&[self.require_alive])
             .into_bytes()
     }
 }
