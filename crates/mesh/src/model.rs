@@ -1,7 +1,8 @@
-//! A pure-Rust reference model of one agent's inbox (feature `model`), for property tests: it
-//! answers every operation of `lua/inbox.lua` exactly as the script does (sends, receives with
-//! redelivery and recovery, acks and dead letters, replies and their deadlines, presence, the
-//! count and age caps, expiry) on a clock the caller moves. This crate's tests check the Lua
+//! A pure-Rust reference model of one inbox, an agent's or a capability's (feature `model`),
+//! for property tests: it answers every operation of `lua/inbox.lua` exactly as the script
+//! does (sends, receives with redelivery and recovery, acks and dead letters, replies and their
+//! deadlines, an agent's presence or a capability's members, the count and age caps, expiry) on
+//! a clock the caller moves. This crate's tests check the Lua
 //! against it with proptest; use it in your own to predict what an inbox holds.
 //!
 //! ```
@@ -175,8 +176,12 @@ pub struct InboxModel {
     pub reply_exp: BTreeMap<String, u64>,
     /// `meta`.
     pub meta: Meta,
-    /// `alive`: until (absent: never alive).
+    /// Whether it is a capability's inbox: its presence is `members`, not `alive`.
+    pub capability: bool,
+    /// `alive`: until (absent: never alive), in an agent's inbox.
     pub alive: Option<u64>,
+    /// `alive` of a capability's inbox: member -> until.
+    pub members: BTreeMap<String, u64>,
     /// `dead`: reason and record bytes, newest first.
     pub dead: VecDeque<(String, Vec<u8>)>,
 }
@@ -220,9 +225,26 @@ impl InboxModel {
             .collect()
     }
 
+    /// A capability's empty inbox, capped like [`InboxModel::new`].
+    pub fn capability(max_waiting: u64, max_age_ms: u64) -> Self {
+        Self {
+            capability: true,
+            ..Self::new(max_waiting, max_age_ms)
+        }
+    }
+
+    /// Whether a request finds a live agent (or member) at `now`.
+    pub fn is_alive(&self, now: u64) -> bool {
+        if self.capability {
+            self.members.values().any(|until| *until > now)
+        } else {
+            self.alive.unwrap_or(0) > now
+        }
+    }
+
     /// `send` at `now`.
     pub fn send(&mut self, now: u64, s: &Send) -> RawSent {
-        if s.require_alive && self.alive.unwrap_or(0) <= now {
+        if s.require_alive && !self.is_alive(now) {
             return RawSent::NoResponders;
         }
         let mut expires = if s.expiry_ms > 0 {
@@ -455,6 +477,18 @@ impl InboxModel {
                 }
             }
         }
+    }
+
+    /// A capability's `alive` for `member` with `ttl_ms` at `now` (0 leaves): members whose
+    /// time ran out are pruned first; answers the until time (0 when left).
+    pub fn join(&mut self, now: u64, member: &str, ttl_ms: u64) -> u64 {
+        self.members.retain(|_, until| *until > now);
+        if ttl_ms == 0 {
+            self.members.remove(member);
+            return 0;
+        }
+        self.members.insert(member.to_owned(), now + ttl_ms);
+        now + ttl_ms
     }
 
     /// `alive` with `ttl_ms` at `now` (0 leaves); answers the until time (0 when left).

@@ -254,7 +254,7 @@ redis_test! {
         });
         // Bob takes the request by hand; another program writes garbage where its reply goes.
         let request = loop {
-            let got = bob.testing_receive(1, 1, false).await.unwrap();
+            let got = bob.testing_receive(None, 1, 1, false).await.unwrap();
             if let Some(d) = got.deliveries.into_iter().next() {
                 break d;
             }

@@ -1,9 +1,11 @@
 //! The Lua against the pure-Rust model: random sends (messages and requests, with and without
 //! an expiry of their own or a live receiver required), replies with deadlines, receives of
 //! either lane (with and without recovery), acks and dead letters, takes of replies, presence
-//! beats and leaves, and time advancing on a manual clock must give the same answers and leave
-//! the same stored state, on a standalone server and a cluster. The caps are small so that the
-//! count cap, the age cap, expiry and redelivery all happen.
+//! beats and leaves, and time advancing on a manual clock (by exactly the TTL, the visibility
+//! timeout or the age cap too, where the boundaries are) must give the same answers and leave
+//! the same stored state, on a standalone server and a cluster; for an agent's inbox and for a
+//! capability's, whose presence is its members. The caps are small so that the count cap, the
+//! age cap, expiry and redelivery all happen.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,7 +41,8 @@ enum Op {
     },
     Ack(Vec<(usize, bool)>),
     Take(u8),
-    Alive(bool),
+    /// A heartbeat (or a leave) of bob, or in a capability of member `1` (bob or carol).
+    Alive(bool, bool),
     Advance(u64),
 }
 
@@ -53,13 +56,21 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(lane, max, recover)| Op::Receive { lane, max, recover }),
         3 => prop::collection::vec((0usize..16, prop::bool::weighted(0.2)), 1..4).prop_map(Op::Ack),
         2 => (0u8..4).prop_map(Op::Take),
-        1 => any::<bool>().prop_map(Op::Alive),
-        4 => prop_oneof![1u64..300, 300u64..2_000, Just(5_000)].prop_map(Op::Advance),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(on, who)| Op::Alive(on, who)),
+        4 => prop_oneof![
+            1u64..300,
+            300u64..2_000,
+            // Exactly the TTL, the visibility timeout, the age cap: the boundaries.
+            Just(TTL_MS),
+            Just(VISIBILITY_MS),
+            Just(MAX_AGE_MS),
+        ]
+        .prop_map(Op::Advance),
     ]
 }
 
 /// What the inbox's keys hold, in the model's terms.
-async fn dump(pool: &Pool, keys: &[Key]) -> InboxModel {
+async fn dump(pool: &Pool, keys: &[Key], capability: bool) -> InboxModel {
     let hgetall = |key: &Key| {
         let mut c = redis::cmd("HGETALL");
         c.arg(key);
@@ -78,7 +89,12 @@ async fn dump(pool: &Pool, keys: &[Key]) -> InboxModel {
     let msgs: BTreeMap<u64, Vec<u8>> = pool.query(&hgetall(&keys[0])).await.unwrap();
     let replies: BTreeMap<String, Vec<u8>> = pool.query(&hgetall(&keys[5])).await.unwrap();
     let meta: BTreeMap<String, u64> = pool.query(&hgetall(&keys[7])).await.unwrap();
-    let alive: Option<u64> = pool.query(redis::cmd("GET").arg(&keys[8])).await.unwrap();
+    let (alive, members): (Option<u64>, BTreeMap<String, u64>) = if capability {
+        (None, pool.query(&zrange(&keys[8])).await.unwrap())
+    } else {
+        let alive = pool.query(redis::cmd("GET").arg(&keys[8])).await.unwrap();
+        (alive, BTreeMap::new())
+    };
     let dead: Vec<Vec<u8>> = pool.query(&lrange(&keys[9])).await.unwrap();
     let m = |name: &str| meta.get(name).copied().unwrap_or(0);
     InboxModel {
@@ -115,7 +131,9 @@ async fn dump(pool: &Pool, keys: &[Key]) -> InboxModel {
             late: m("late"),
             dead: m("dead"),
         },
+        capability,
         alive,
+        members,
         dead: dead
             .into_iter()
             .map(|d| {
@@ -129,7 +147,23 @@ async fn dump(pool: &Pool, keys: &[Key]) -> InboxModel {
     }
 }
 
-async fn run(redis: &TestRedis, ops: Vec<Op>) {
+/// The suffixes of an inbox's keys, in the script's order.
+const SUFFIXES: [&str; 10] = [
+    "msgs",
+    "ready",
+    "asks",
+    "pending",
+    "tries",
+    "replies",
+    "reply_exp",
+    "meta",
+    "alive",
+    "dead",
+];
+
+/// Runs `ops` on bob's inbox, or with `capability` on the inbox of the capability `work`
+/// whose members are bob and carol (replies go there too; takes are left out).
+async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
     let pool = redis.pool().await;
     let ks = redis.keyspace();
     let clock = ManualClock::new(1_000_000);
@@ -142,8 +176,23 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
             .build()
             .unwrap()
     };
-    let (alice, bob) = (agent("alice"), agent("bob"));
-    let mut model = InboxModel::new(MAX_WAITING, MAX_AGE_MS);
+    let (alice, bob, carol) = (agent("alice"), agent("bob"), agent("carol"));
+    let (target, cap) = if capability {
+        ("work", Some("work"))
+    } else {
+        ("bob", None)
+    };
+    let keys: Vec<Key> = if capability {
+        let instance = ks.instance("cap", "work").unwrap();
+        SUFFIXES.iter().map(|s| instance.key(s)).collect()
+    } else {
+        bob.keys().to_vec()
+    };
+    let mut model = if capability {
+        InboxModel::capability(MAX_WAITING, MAX_AGE_MS)
+    } else {
+        InboxModel::new(MAX_WAITING, MAX_AGE_MS)
+    };
     let mut delivered: Vec<String> = Vec::new();
     for (step, op) in ops.into_iter().enumerate() {
         let now = clock.now_ms();
@@ -164,8 +213,8 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
                 };
                 let got = alice
                     .testing_send(
-                        "bob",
-                        false,
+                        target,
+                        capability,
                         s.lane,
                         "",
                         s.body.clone(),
@@ -187,8 +236,8 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
                 let s = Send::reply(&corr, vec![*body], deadline);
                 let got = alice
                     .testing_send(
-                        "bob",
-                        false,
+                        target,
+                        capability,
                         s.lane,
                         &corr,
                         s.body.clone(),
@@ -201,11 +250,13 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
                 assert_eq!(got, model.send(now, &s), "step {step}: {op:?}");
             }
             Op::Receive { lane, max, recover } => {
+                // A capability's receive never takes back the other members' deliveries.
+                let recover = *recover && !capability;
                 let got = bob
-                    .testing_receive(*lane, *max as usize, *recover)
+                    .testing_receive(cap, *lane, *max as usize, recover)
                     .await
                     .unwrap();
-                let expected = model.receive(now, *lane, *max, VISIBILITY_MS, *recover);
+                let expected = model.receive(now, *lane, *max, VISIBILITY_MS, recover);
                 assert_eq!(got, expected, "step {step}: {op:?}");
                 delivered.extend(got.deliveries.iter().map(|d| d.id.clone()));
             }
@@ -221,30 +272,39 @@ async fn run(redis: &TestRedis, ops: Vec<Op>) {
                     .iter()
                     .map(|(_, dead)| if *dead { "bad" } else { "" })
                     .collect();
-                let got = bob.testing_ack(&ids, &reasons).await.unwrap();
+                let got = bob.testing_ack(cap, &ids, &reasons).await.unwrap();
                 assert_eq!(got, model.ack(&ids, &reasons), "step {step}: {op:?}");
             }
             Op::Take(corr) => {
+                if capability {
+                    continue;
+                }
                 let corr = format!("c{corr}");
                 let got = bob.testing_take(&corr).await.unwrap();
                 assert_eq!(got, model.take(now, &corr), "step {step}: {op:?}");
             }
-            Op::Alive(on) => {
+            Op::Alive(on, who) => {
                 let ttl = if *on { TTL_MS } else { 0 };
-                let got = bob.testing_alive(None, ttl).await.unwrap();
-                assert_eq!(got, model.alive(now, ttl), "step {step}: {op:?}");
+                let member = if *who && capability { &carol } else { &bob };
+                let got = member.testing_alive(cap, ttl).await.unwrap();
+                let expected = if capability {
+                    model.join(now, member.name(), ttl)
+                } else {
+                    model.alive(now, ttl)
+                };
+                assert_eq!(got, expected, "step {step}: {op:?}");
             }
             Op::Advance(ms) => clock.advance(Duration::from_millis(*ms)),
         }
         assert_eq!(
-            dump(&pool, bob.keys()).await,
+            dump(&pool, &keys, capability).await,
             model,
             "state after step {step}: {op:?}"
         );
     }
 }
 
-fn check(topology: Topology, cases: u32) {
+fn check(topology: Topology, cases: u32, capability: bool) {
     let rt = coordkit_testkit::blocking_runtime();
     let redis = TestRedis::start(topology);
     let config = ProptestConfig {
@@ -252,16 +312,26 @@ fn check(topology: Topology, cases: u32) {
         ..ProptestConfig::default()
     };
     proptest!(config, |(ops in prop::collection::vec(op(), 1..40))| {
-        rt.block_on(run(&redis, ops));
+        rt.block_on(run(&redis, ops, capability));
     });
 }
 
 #[test]
 fn the_lua_matches_the_model_standalone() {
-    check(Topology::Standalone, 96);
+    check(Topology::Standalone, 96, false);
+}
+
+#[test]
+fn a_capabilitys_inbox_matches_the_model_standalone() {
+    check(Topology::Standalone, 64, true);
 }
 
 #[test]
 fn the_lua_matches_the_model_on_a_cluster() {
-    check(Topology::Cluster, 32);
+    check(Topology::Cluster, 32, false);
+}
+
+#[test]
+fn a_capabilitys_inbox_matches_the_model_on_a_cluster() {
+    check(Topology::Cluster, 24, true);
 }

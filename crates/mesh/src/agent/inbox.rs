@@ -511,23 +511,37 @@ impl MeshAgent {
         }
     }
 
-    /// One receive of the agent's own inbox, raw; `recover` forces (or skips) taking back
-    /// every pending delivery.
+    /// The agent's own inbox, or `capability`'s.
+    fn testing_own_or(&self, capability: Option<&str>) -> Result<Arc<InboxRef>> {
+        match capability {
+            Some(c) => self.testing_inbox(c, true),
+            None => Ok(self.inner.own.clone()),
+        }
+    }
+
+    /// One receive of the agent's own inbox (or `capability`'s), raw; `recover` forces (or
+    /// skips) taking back every pending delivery of the agent's own (a capability's never).
     pub async fn testing_receive(
         &self,
+        capability: Option<&str>,
         lane: u8,
         max: usize,
         recover: bool,
     ) -> Result<RawReceived> {
         self.inner.recovered.store(!recover, Ordering::Release);
-        let own = self.inner.own.clone();
-        self.receive_raw(&own, lane, max).await
+        let inbox = self.testing_own_or(capability)?;
+        self.receive_raw(&inbox, lane, max).await
     }
 
-    /// One ack call on the agent's own inbox, raw: a reason dead-letters.
-    pub async fn testing_ack(&self, ids: &[&str], reasons: &[&str]) -> Result<Vec<u64>> {
-        let own = self.inner.own.clone();
-        self.ack_raw(&own, ids, reasons).await
+    /// One ack call on the agent's own inbox (or `capability`'s), raw: a reason dead-letters.
+    pub async fn testing_ack(
+        &self,
+        capability: Option<&str>,
+        ids: &[&str],
+        reasons: &[&str],
+    ) -> Result<Vec<u64>> {
+        let inbox = self.testing_own_or(capability)?;
+        self.ack_raw(&inbox, ids, reasons).await
     }
 
     /// One take, raw.
@@ -538,10 +552,7 @@ impl MeshAgent {
     /// One presence call: `ttl_ms` 0 leaves; answers the until time. With `capability`, this
     /// agent's membership of that capability.
     pub async fn testing_alive(&self, capability: Option<&str>, ttl_ms: u64) -> Result<u64> {
-        let inbox = match capability {
-            Some(c) => self.testing_inbox(c, true)?,
-            None => self.inner.own.clone(),
-        };
+        let inbox = self.testing_own_or(capability)?;
         self.alive(&inbox, ttl_ms).await
     }
 }
