@@ -41,6 +41,7 @@ redis_test! {
                 if q.n == 0 {
                     return Err(format!("cannot answer {}", q.n));
                 }
+                assert_ne!(q.n, 13, "the handler panics on 13");
                 Ok(Answer { asker: q.asker, n: q.n * 2, by: "calc".into() })
             })
             .await
@@ -57,16 +58,21 @@ redis_test! {
             Reply::Failed(text) => assert!(text.contains("Question"), "{text}"),
             other => panic!("expected Failed, got {other:?}"),
         }
+        // A panicking handler answers the responder's error, and the server goes on.
+        let reply: Reply<Answer> = alice.ask("calc", &q(13), LONG).await.unwrap();
+        assert_eq!(reply, Reply::Failed("the handler panicked".into()));
+        let reply: Reply<Answer> = alice.ask("calc", &q(1), LONG).await.unwrap();
+        assert!(matches!(reply, Reply::Answer(Answer { n: 2, .. })), "{reply:?}");
         let s = alice.stats();
-        assert_eq!((s.replies, s.timeouts, s.no_responders), (3, 0, 0));
-        assert_eq!(server.served(), 3);
+        assert_eq!((s.replies, s.timeouts, s.no_responders), (5, 0, 0));
+        assert_eq!(server.served(), 5);
         server.shutdown().await;
         // Gone: asks answer no responders at once.
         let reply: Reply<Answer> = alice.ask("calc", &q(1), LONG).await.unwrap();
         assert_eq!(reply, Reply::NoResponders);
         // Nothing waits in the requests lane, and every request was acknowledged.
         let stats = calc.inbox_stats().await.unwrap();
-        assert_eq!((stats.waiting_requests, stats.pending, stats.acked), (0, 0, 3));
+        assert_eq!((stats.waiting_requests, stats.pending, stats.acked), (0, 0, 5));
         assert_eq!(alice.inbox_stats().await.unwrap().replies, 0, "every reply taken");
     }
 }

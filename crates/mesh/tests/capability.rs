@@ -228,3 +228,57 @@ async fn no_responders_of_a_capability_is_one_round_trip() {
         assert_eq!(commands(&redis), expected, "{topology:?}");
     }
 }
+
+redis_test! {
+    async fn requests_held_by_a_member_that_dies_are_answered_by_another(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let member = |name: &str| {
+            MeshAgent::builder(&pool, &ks, name)
+                .visibility_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap()
+        };
+        let (stuck, healthy) = (member("stuck"), member("healthy"));
+        let took = std::sync::Arc::new(tokio::sync::Notify::new());
+        // The stuck member takes requests and never answers: a process that hangs, then dies.
+        let stuck_server = stuck
+            .serve_capability("solve", {
+                let took = took.clone();
+                move |_: u32| {
+                    let took = took.clone();
+                    async move {
+                        took.notify_one();
+                        std::future::pending::<Result<u32, String>>().await
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        let asker = MeshAgent::builder(&pool, &ks, "asker").build().unwrap();
+        let mut asks = tokio::task::JoinSet::new();
+        for n in 0..20u32 {
+            let asker = asker.clone();
+            asks.spawn(async move {
+                let reply: Reply<u32> = asker.ask_capability("solve", &n, LONG).await.unwrap();
+                (n, reply)
+            });
+        }
+        tokio::time::timeout(LONG, took.notified()).await.unwrap();
+        drop(stuck_server);
+        let healthy_server = healthy
+            .serve_capability("solve", |n: u32| async move { Ok::<_, String>(n * 10) })
+            .await
+            .unwrap();
+        while let Some(r) = asks.join_next().await {
+            let (n, reply) = r.unwrap();
+            assert_eq!(reply, Reply::Answer(n * 10), "request {n}");
+        }
+        assert_eq!(healthy_server.served(), 20);
+        // The stuck handlers died with their server: nothing holds `took` but this test.
+        assert_eq!(std::sync::Arc::strong_count(&took), 1);
+        healthy_server.shutdown().await;
+        let stats = asker.capability_stats("solve").await.unwrap().inbox;
+        assert_eq!((stats.waiting_requests, stats.pending), (0, 0));
+    }
+}

@@ -277,7 +277,8 @@ async fn answer<Q, R, E, F, Fut>(
             "the request is no {}: {e}",
             std::any::type_name::<Q>()
         )),
-        Ok(request) => match tokio::spawn(handler(request)).await {
+        // In a task of its own so a panic is caught; aborted with this one (a server dropped).
+        Ok(request) => match (&mut AbortOnDrop(tokio::spawn(handler(request))).0).await {
             Ok(Ok(reply)) => serde_json::to_vec(&reply)
                 .map_err(|e| format!("the reply could not be encoded: {e}")),
             Ok(Err(e)) => Err(e.to_string()),
@@ -326,5 +327,14 @@ async fn dead_letter(agent: &MeshAgent, inbox: &InboxRef, id: &str, reason: &str
         .fetch_add(1, Ordering::Relaxed);
     if let Err(e) = agent.ack_raw(inbox, &[id], &[reason]).await {
         warn(agent, &e);
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
