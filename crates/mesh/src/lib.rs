@@ -6,6 +6,13 @@
 //!   subscribers received it (exactly, on a cluster too: sharded pub/sub); subscribe with a
 //!   handler or as a stream, by name or pattern, add and remove channels while it runs, and
 //!   receive other programs' messages as raw bytes.
+//! - **Durable inboxes and request/reply** ([`MeshAgent`]): every agent has an inbox capped by
+//!   count and age; `send` stores a message there and wakes the receiver in one script, the
+//!   receiver gets each message at least once and acks it; `ask` a live agent a question and
+//!   get its answer, its error, a timeout, or "no responders" in the request's own round trip.
+//!   Capabilities route work to whichever live member can do it: dispatch to one, ask one,
+//!   broadcast to all.
+//!   See the [`agent`] module for the design and guarantees.
 //!
 //! Every send is one atomic Lua script (or one `PUBLISH`), one round trip, over the shared
 //! pool, on the server's clock, and works on Redis Cluster.
@@ -84,11 +91,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod channel;
+#[cfg(feature = "model")]
+pub mod model;
 
+#[cfg(any(feature = "model", feature = "testing"))]
+pub use agent::wire::{Body, RawDelivery, RawReceived, RawSent, RawTaken};
+pub use agent::{
+    AgentConfig, AgentError, AgentStats, CapabilityStats, DEFAULT_MAX_PAYLOAD_BYTES, Delivery,
+    InboxStats, MeshAgent, MeshAgentBuilder, Reply, SendOptions, Sent, Server,
+};
 pub use channel::{
-    Channel, ChannelBuilder, ChannelControl, ChannelPattern, ChannelSubscriber,
-    ChannelSubscriberBuilder, DEFAULT_KIND, Delivery, HandlerTask, Message, PublishStats, Receive,
+    Channel, ChannelBuilder, ChannelControl, ChannelDelivery, ChannelPattern, ChannelSubscriber,
+    ChannelSubscriberBuilder, DEFAULT_KIND, HandlerTask, Message, PublishStats, Receive,
     SubscriptionStats,
 };
 pub use coordkit_core::RawMessage;

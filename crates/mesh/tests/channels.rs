@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use coordkit_core::{Error, NameRule, Pool};
-use coordkit_mesh::{Channel, ChannelSubscriber, Delivery, Message};
+use coordkit_mesh::{Channel, ChannelDelivery, ChannelSubscriber, Message};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
 use serde::{Deserialize, Serialize};
 
@@ -174,14 +174,14 @@ redis_test! {
         ch.publish(&reading("t1", 4.0)).await.unwrap();
 
         match next(&mut sub).await {
-            Delivery::Raw(raw) => {
+            ChannelDelivery::Raw(raw) => {
                 assert_eq!(raw.payload, b"plain bytes \xff");
                 assert_eq!(raw.channel, "telemetry.bench-1");
             }
             other => panic!("expected raw bytes, got {other:?}"),
         }
         match next(&mut sub).await {
-            Delivery::Raw(raw) => assert_eq!(raw.payload, br#"{"celsius":1}"#),
+            ChannelDelivery::Raw(raw) => assert_eq!(raw.payload, br#"{"celsius":1}"#),
             other => panic!("expected raw JSON, got {other:?}"),
         }
         // The envelope with a payload of another type is skipped even in raw mode.

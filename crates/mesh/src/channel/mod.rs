@@ -45,8 +45,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use subscribe::{
-    ChannelControl, ChannelSubscriber, ChannelSubscriberBuilder, Delivery, HandlerTask, Message,
-    Receive, SubscriptionStats,
+    ChannelControl, ChannelDelivery, ChannelSubscriber, ChannelSubscriberBuilder, HandlerTask,
+    Message, Receive, SubscriptionStats,
 };
 
 static PUBLISH: Script = Script::new(

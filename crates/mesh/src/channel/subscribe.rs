@@ -34,7 +34,7 @@ pub struct Message<T> {
 /// What a subscriber in raw mode delivers: a typed message, or a message that is not in
 /// coordkit's envelope (published by another program), as the bytes it published.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Delivery<T> {
+pub enum ChannelDelivery<T> {
     /// A message in coordkit's envelope whose payload decoded as `T`.
     Message(Message<T>),
     /// A message that is not in coordkit's envelope; its `channel` (and `pattern`) are the
@@ -42,12 +42,12 @@ pub enum Delivery<T> {
     Raw(RawMessage),
 }
 
-impl<T> Delivery<T> {
+impl<T> ChannelDelivery<T> {
     /// The typed message, if it is one.
     pub fn into_message(self) -> Option<Message<T>> {
         match self {
-            Delivery::Message(m) => Some(m),
-            Delivery::Raw(_) => None,
+            ChannelDelivery::Message(m) => Some(m),
+            ChannelDelivery::Raw(_) => None,
         }
     }
 }
@@ -57,7 +57,7 @@ mod sealed {
 }
 
 /// What a subscriber delivers: [`Message<T>`] (messages that are not in coordkit's envelope
-/// are counted as undecodable and skipped) or, in raw mode, [`Delivery<T>`]. Sealed.
+/// are counted as undecodable and skipped) or, in raw mode, [`ChannelDelivery<T>`]. Sealed.
 pub trait Receive<T>: sealed::Sealed + Sized + Send + 'static {
     #[doc(hidden)]
     fn typed(message: Message<T>) -> Self;
@@ -66,7 +66,7 @@ pub trait Receive<T>: sealed::Sealed + Sized + Send + 'static {
 }
 
 impl<T> sealed::Sealed for Message<T> {}
-impl<T> sealed::Sealed for Delivery<T> {}
+impl<T> sealed::Sealed for ChannelDelivery<T> {}
 
 impl<T: Send + 'static> Receive<T> for Message<T> {
     fn typed(message: Message<T>) -> Self {
@@ -77,12 +77,12 @@ impl<T: Send + 'static> Receive<T> for Message<T> {
     }
 }
 
-impl<T: Send + 'static> Receive<T> for Delivery<T> {
+impl<T: Send + 'static> Receive<T> for ChannelDelivery<T> {
     fn typed(message: Message<T>) -> Self {
-        Delivery::Message(message)
+        ChannelDelivery::Message(message)
     }
     fn foreign(raw: RawMessage) -> Option<Self> {
-        Some(Delivery::Raw(raw))
+        Some(ChannelDelivery::Raw(raw))
     }
 }
 
@@ -114,7 +114,7 @@ struct Counters {
 
 /// Builds a [`ChannelSubscriber`] (or a [`HandlerTask`]); from [`Channel::subscriber`] or
 /// [`ChannelPattern::subscriber`]. `I` is what it delivers: [`Message<T>`], or
-/// [`Delivery<T>`] after [`raw`](Self::raw).
+/// [`ChannelDelivery<T>`] after [`raw`](Self::raw).
 pub struct ChannelSubscriberBuilder<T, I = Message<T>> {
     inner: SubscriberBuilder,
     names: Arc<Names>,
@@ -139,10 +139,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ChannelSubscriberBuilder<
     }
 
     /// Raw mode: messages that are not in coordkit's envelope (plain JSON or bytes that other
-    /// programs publish) are delivered as [`Delivery::Raw`] instead of being counted as
+    /// programs publish) are delivered as [`ChannelDelivery::Raw`] instead of being counted as
     /// undecodable. Messages in the envelope whose payload is not a `T` are still counted as
     /// undecodable and skipped.
-    pub fn raw(self) -> ChannelSubscriberBuilder<T, Delivery<T>> {
+    pub fn raw(self) -> ChannelSubscriberBuilder<T, ChannelDelivery<T>> {
         ChannelSubscriberBuilder {
             inner: self.inner,
             names: self.names,
@@ -304,7 +304,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> ChannelControl<T> {
 }
 
 /// Receives the messages of typed channels and patterns, as a stream; from
-/// [`ChannelSubscriberBuilder::subscribe`]. `I` is [`Message<T>`], or [`Delivery<T>`] in raw
+/// [`ChannelSubscriberBuilder::subscribe`]. `I` is [`Message<T>`], or [`ChannelDelivery<T>`] in raw
 /// mode.
 ///
 /// Dropping it stops receiving; [`shutdown`](Self::shutdown) also unsubscribes first.

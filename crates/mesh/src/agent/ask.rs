@@ -1,0 +1,170 @@
+//! Request/reply: [`MeshAgent::ask`].
+//!
+//! The request is a record in the target's `asks` lane, sent by the same script as any message
+//! but with `require_alive`: when the target has no live presence the script answers
+//! "no responders" and writes nothing, in the request's own round trip. Otherwise the request
+//! expires at its deadline (on the scripts' clock), and the responder's reply carries that
+//! deadline: the asker's inbox stores it under the correlation id when it is in time, or drops
+//! and counts it (`late`). The asker takes its reply from its own inbox, so a reply survives
+//! the asker's connection dropping while it waits: it is there when the asker looks again.
+
+use std::time::{Duration, Instant};
+
+use coordkit_core::time::{RetryDelay, duration_ms};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{AgentError, Result};
+use super::types::Reply;
+use super::wire::{Body, RawSent, RawTaken, code};
+use super::{InboxRef, MeshAgent, add};
+
+impl MeshAgent {
+    /// Asks `target` a question and waits at most `timeout` for its reply. The outcomes are
+    /// distinct: [`Reply::Answer`], [`Reply::Failed`] (the responder's handler failed),
+    /// [`Reply::Timeout`] (it was alive and did not answer in time), [`Reply::NoResponders`]
+    /// (it was not alive: answered at once, in the request's round trip, nothing written).
+    ///
+    /// The wait ends on the asker's wake channel (the reply's send publishes there), never by
+    /// polling; a reply that comes after the deadline is dropped and counted. Errors reaching
+    /// Redis while waiting are retried until the deadline. `timeout` is 1 ms to 2^35 ms.
+    pub async fn ask<Q, R>(&self, target: &str, request: &Q, timeout: Duration) -> Result<Reply<R>>
+    where
+        Q: Serialize,
+        R: DeserializeOwned,
+    {
+        let inbox = self.inbox_of(target)?;
+        self.ask_inbox(&inbox, target, request, timeout).await
+    }
+
+    /// An ask into `inbox` (an agent's or a capability's); `target` names it in errors.
+    pub(super) async fn ask_inbox<Q, R>(
+        &self,
+        inbox: &InboxRef,
+        target: &str,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<Reply<R>>
+    where
+        Q: Serialize,
+        R: DeserializeOwned,
+    {
+        let timeout_ms = duration_ms(timeout);
+        if !(1..=1 << 35).contains(&timeout_ms) {
+            return Err(
+                coordkit_core::Error::invalid_config("timeout", "must be 1 ms to 2^35 ms").into(),
+            );
+        }
+        let payload = self.encode(request)?;
+        let corr = self.next_corr();
+        // Subscribe before the request leaves, so the reply's wake-up cannot be missed.
+        let mut wake = self.wake_signal().await?;
+        wake.borrow_and_update();
+        let sent = self
+            .send_raw(
+                inbox,
+                code::LANE_REQUEST,
+                &corr,
+                payload,
+                timeout_ms,
+                0,
+                true,
+            )
+            .await?;
+        if sent == RawSent::NoResponders {
+            add(&self.inner.counters.no_responders, 1);
+            return Ok(Reply::NoResponders);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
+        // The reply cannot be there before its wake-up: wait for one first (a request and its
+        // reply then cost two round trips), then take.
+        let fallback = self.inner.config.fallback_wake;
+        self.sleep_or_wake(&mut wake, timeout.min(fallback)).await;
+        loop {
+            wake.borrow_and_update();
+            let past = Instant::now() >= deadline;
+            match self.take_raw(&corr).await {
+                Ok(RawTaken::Taken { body, .. }) => {
+                    add(&self.inner.counters.replies, 1);
+                    return decode_reply(target, &corr, &body);
+                }
+                Ok(RawTaken::Malformed) => {
+                    return Err(coordkit_core::Error::corrupt(
+                        self.keys()[5].as_str(),
+                        format!("the reply to {corr} is not a record (dead-lettered)"),
+                    )
+                    .into());
+                }
+                Ok(RawTaken::Absent) => retry.reset(),
+                Err(e) if e.is_retryable() && !past => {
+                    tracing::debug!(agent = %self.name(), "taking a reply: {e}; trying again");
+                    let wait = retry
+                        .next_delay()
+                        .min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if past {
+                add(&self.inner.counters.timeouts, 1);
+                return Ok(Reply::Timeout);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.sleep_or_wake(&mut wake, left.min(fallback)).await;
+        }
+    }
+
+    /// Sends the reply to a request delivered to this agent (`corr` from its body), due by the
+    /// request's deadline.
+    pub(crate) async fn reply_raw(
+        &self,
+        to: &str,
+        corr: &str,
+        result: std::result::Result<Vec<u8>, String>,
+        deadline_ms: u64,
+    ) -> Result<RawSent> {
+        let mut payload = Vec::new();
+        match result {
+            Ok(bytes) => {
+                payload.push(code::REPLY_OK);
+                payload.extend_from_slice(&bytes);
+            }
+            Err(text) => {
+                payload.push(code::REPLY_ERR);
+                payload.extend_from_slice(text.as_bytes());
+            }
+        }
+        self.check_size(payload.len())?;
+        let asker = self.inbox_of(to)?;
+        self.send_raw(
+            &asker,
+            code::LANE_REPLY,
+            corr,
+            payload,
+            0,
+            deadline_ms,
+            false,
+        )
+        .await
+    }
+}
+
+fn decode_reply<R: DeserializeOwned>(target: &str, corr: &str, body: &[u8]) -> Result<Reply<R>> {
+    let undecodable = |reason: String| AgentError::UndecodableReply {
+        from: target.to_owned(),
+        corr: corr.to_owned(),
+        reason,
+    };
+    let body = Body::decode(body).map_err(undecodable)?;
+    match body.payload.split_first() {
+        Some((&code::REPLY_OK, json)) => serde_json::from_slice(json)
+            .map(Reply::Answer)
+            .map_err(|e| undecodable(format!("not a {}: {e}", std::any::type_name::<R>()))),
+        Some((&code::REPLY_ERR, text)) => {
+            Ok(Reply::Failed(String::from_utf8_lossy(text).into_owned()))
+        }
+        _ => Err(undecodable("no reply status".to_owned())),
+    }
+}

@@ -1,0 +1,166 @@
+//! Capability routing: work for "whichever live agent can do X".
+//!
+//! A capability is an inbox of its own (`<ns>:{cap:<capability>}:*`), run by the same script
+//! as an agent's, whose presence is a sorted set of members (member → alive until, on the
+//! scripts' clock) instead of one agent's. Members [`join`](MeshAgent::join) with heartbeats;
+//! the live members are read by the script that stores a request, so "no responders" is atomic
+//! with the send and costs no extra round trip.
+//!
+//! - [`MeshAgent::dispatch`] stores a message in the capability's inbox: members compete for
+//!   it ([`MeshAgent::receive_dispatched`]), exactly one holds it at a time, and one that dies
+//!   before acknowledging loses it to the next member's receive after the visibility timeout.
+//! - [`MeshAgent::ask_capability`] asks whichever live member takes the request first; the
+//!   reply comes back into the asker's own inbox, as for [`MeshAgent::ask`].
+//! - [`MeshAgent::serve_capability`] joins and answers its requests, like
+//!   [`MeshAgent::serve`].
+//! - [`MeshAgent::broadcast`] sends a message to every live member's own inbox (one send per
+//!   member after reading the members: not atomic, and a member that joins meanwhile misses it).
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordkit_core::time::duration_ms;
+use coordkit_core::{Clock, redis};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::Result;
+use super::types::{Delivery, InboxStats, Reply, SendOptions, Sent};
+use super::{InboxRef, MeshAgent, Server};
+
+/// A capability's inbox as stored, and its live members ([`MeshAgent::capability_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapabilityStats {
+    /// The capability's inbox: waiting dispatched messages and requests, pending, counters.
+    pub inbox: InboxStats,
+    /// Members whose last heartbeat has not run out.
+    pub live_members: u64,
+}
+
+impl MeshAgent {
+    fn capability_inbox(&self, capability: &str) -> Result<Arc<InboxRef>> {
+        Ok(Arc::new(InboxRef::capability(
+            &self.inner.keyspace,
+            capability,
+        )?))
+    }
+
+    /// Joins `capability` (or renews the membership) for the agent's
+    /// [`presence_ttl`](super::MeshAgentBuilder::presence_ttl). A
+    /// [`serve_capability`](MeshAgent::serve_capability) server beats on its own.
+    pub async fn join(&self, capability: &str) -> Result<()> {
+        let inbox = self.capability_inbox(capability)?;
+        self.alive(&inbox, duration_ms(self.inner.config.presence_ttl))
+            .await?;
+        Ok(())
+    }
+
+    /// Leaves `capability`: asks to it no longer count on this agent.
+    pub async fn leave_capability(&self, capability: &str) -> Result<()> {
+        let inbox = self.capability_inbox(capability)?;
+        self.alive(&inbox, 0).await?;
+        Ok(())
+    }
+
+    /// Stores `message` for exactly one member of `capability` at a time (the first whose
+    /// receive takes it; another one's after the visibility timeout if it is not
+    /// acknowledged). With [`SendOptions::only_if_alive`], nothing is stored when no member is
+    /// alive ([`Sent::NoReceiver`]).
+    pub async fn dispatch<T: Serialize>(
+        &self,
+        capability: &str,
+        message: &T,
+        options: SendOptions,
+    ) -> Result<Sent> {
+        let inbox = self.capability_inbox(capability)?;
+        self.send_message(&inbox, message, options).await
+    }
+
+    /// Takes up to `max` (1 to 1,000) dispatched messages of `capability`, without waiting:
+    /// acknowledge each with [`Delivery::ack`]. Unlike an agent's own inbox, a new handle
+    /// does not take back other members' pending deliveries: they come back after the
+    /// visibility timeout.
+    pub async fn receive_dispatched<T: DeserializeOwned>(
+        &self,
+        capability: &str,
+        max: usize,
+    ) -> Result<Vec<Delivery<T>>> {
+        let inbox = self.capability_inbox(capability)?;
+        self.receive_from(&inbox, max).await
+    }
+
+    /// Asks whichever live member of `capability` takes the request first; the outcomes are
+    /// those of [`MeshAgent::ask`], with [`Reply::NoResponders`] when no member is alive
+    /// (answered by the request's own round trip).
+    pub async fn ask_capability<Q, R>(
+        &self,
+        capability: &str,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<Reply<R>>
+    where
+        Q: Serialize,
+        R: DeserializeOwned,
+    {
+        let inbox = self.capability_inbox(capability)?;
+        self.ask_inbox(&inbox, capability, request, timeout).await
+    }
+
+    /// Joins `capability` and answers its requests with `handler`, as
+    /// [`MeshAgent::serve`] does the agent's own; [`Server::shutdown`] leaves it.
+    pub async fn serve_capability<Q, R, E, F, Fut>(
+        &self,
+        capability: &str,
+        handler: F,
+    ) -> Result<Server>
+    where
+        Q: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Display + Send + 'static,
+        F: Fn(Q) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let inbox = self.capability_inbox(capability)?;
+        self.serve_inbox(inbox, handler).await
+    }
+
+    /// The live members of `capability`, by name.
+    pub async fn members(&self, capability: &str) -> Result<Vec<String>> {
+        let inbox = self.capability_inbox(capability)?;
+        let now = match &self.inner.config.clock {
+            Clock::Manual(manual) => manual.now_ms(),
+            _ => self.inner.pool.server_time_ms().await?,
+        };
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(&inbox.keys[8]).arg(format!("({now}")).arg("+inf");
+        Ok(self.inner.pool.query_keys(&cmd, &inbox.keys[8..9]).await?)
+    }
+
+    /// Sends `message` to the own inbox of every live member of `capability`; answers each
+    /// member with what its send did. Not atomic: the members are read first, then one send
+    /// per member.
+    pub async fn broadcast<T: Serialize>(
+        &self,
+        capability: &str,
+        message: &T,
+    ) -> Result<Vec<(String, Sent)>> {
+        let mut out = Vec::new();
+        for member in self.members(capability).await? {
+            let sent = self.send(&member, message).await?;
+            out.push((member, sent));
+        }
+        Ok(out)
+    }
+
+    /// The capability's inbox as stored, and its live members.
+    pub async fn capability_stats(&self, capability: &str) -> Result<CapabilityStats> {
+        let inbox = self.capability_inbox(capability)?;
+        let (inbox, live_members) = self.stats_of(&inbox).await?;
+        Ok(CapabilityStats {
+            inbox,
+            live_members,
+        })
+    }
+}

@@ -1,0 +1,340 @@
+//! [`Server`]: an agent answering the requests asked of it.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use coordkit_core::time::RetryDelay;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::error::Result;
+use super::wire::{Body, RawDelivery, code};
+use super::{InboxRef, MeshAgent, wake};
+
+/// How many requests one server handles at once.
+const CONCURRENCY: usize = 64;
+
+/// A running responder, from [`MeshAgent::serve`]: it keeps the agent alive (a heartbeat at a
+/// third of its presence TTL), takes the requests asked of it as they come (woken by the
+/// sends, never polling), runs the handler on each (up to 64 at once), sends the reply into the
+/// asker's inbox and then acknowledges the request. A request whose reply could not be sent
+/// (Redis down) is not acknowledged, so it is delivered again after the visibility timeout.
+///
+/// [`Server::shutdown`] stops taking requests, finishes those in flight, and marks the agent
+/// gone. Dropping it stops everything at once (the presence then runs out by itself).
+pub struct Server {
+    agent: MeshAgent,
+    inbox: Arc<InboxRef>,
+    /// A capability's own wake-ups (an agent's are shared by its handle).
+    _wake: Option<wake::Wake>,
+    stop: watch::Sender<bool>,
+    serving: Option<JoinHandle<JoinSet<()>>>,
+    heartbeat: JoinHandle<()>,
+    served: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("agent", &self.agent.name())
+            .field("served", &self.served())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Requests answered so far (replies stored or found late).
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking requests, waits for those in flight to be answered, and marks the agent
+    /// gone (asks to it then answer no responders). Requests still waiting stay in the inbox
+    /// for the agent's next run.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        if let Some(serving) = self.serving.take()
+            && let Ok(mut running) = serving.await
+        {
+            while running.join_next().await.is_some() {}
+        }
+        self.heartbeat.abort();
+        if let Err(e) = self.agent.alive(&self.inbox, 0).await {
+            tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+        }
+    }
+}
+
+impl MeshAgent {
+    /// Starts answering the requests asked of this agent with `handler`: the request decoded
+    /// as `Q`, its `Ok` sent back as the answer and its `Err` (as text) as the responder's
+    /// error ([`Reply::Failed`](crate::Reply::Failed)); a panic answers `Failed` too, and so
+    /// does a request that does not decode as `Q`. The agent is alive (asks reach it) once this
+    /// returns.
+    pub async fn serve<Q, R, E, F, Fut>(&self, handler: F) -> Result<Server>
+    where
+        Q: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Display + Send + 'static,
+        F: Fn(Q) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let own = self.inner.own.clone();
+        self.serve_inbox(own, handler).await
+    }
+
+    /// Serves the requests of `inbox`: the agent's own, or a capability's as a member.
+    pub(super) async fn serve_inbox<Q, R, E, F, Fut>(
+        &self,
+        inbox: Arc<InboxRef>,
+        handler: F,
+    ) -> Result<Server>
+    where
+        Q: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        E: Display + Send + 'static,
+        F: Fn(Q) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    {
+        let ttl = coordkit_core::time::duration_ms(self.inner.config.presence_ttl);
+        self.alive(&inbox, ttl).await?;
+        let (wake, own_wake) = if inbox.capability {
+            let w = wake::Wake::start(
+                &self.inner.pool,
+                &inbox.wake,
+                self.inner.config.fallback_wake,
+            )
+            .await?;
+            (w.signal(), Some(w))
+        } else {
+            (self.wake_signal().await?, None)
+        };
+        let (stop, stopped) = watch::channel(false);
+        let served = Arc::new(AtomicU64::new(0));
+        let handler = Arc::new(handler);
+        let heartbeat = tokio::spawn(beat(self.clone(), inbox.clone()));
+        let serving = tokio::spawn(serve_loop(
+            self.clone(),
+            inbox.clone(),
+            handler,
+            wake,
+            stopped,
+            served.clone(),
+        ));
+        Ok(Server {
+            agent: self.clone(),
+            inbox,
+            _wake: own_wake,
+            stop,
+            serving: Some(serving),
+            heartbeat,
+            served,
+        })
+    }
+}
+
+async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
+    let ttl = agent.config().presence_ttl;
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        if let Err(e) = agent
+            .alive(&inbox, coordkit_core::time::duration_ms(ttl))
+            .await
+        {
+            tracing::warn!(agent = %agent.name(), "heartbeat: {e}");
+        }
+    }
+}
+
+async fn serve_loop<Q, R, E, F, Fut>(
+    agent: MeshAgent,
+    inbox: Arc<InboxRef>,
+    handler: Arc<F>,
+    mut wake: watch::Receiver<u64>,
+    mut stopped: watch::Receiver<bool>,
+    served: Arc<AtomicU64>,
+) -> JoinSet<()>
+where
+    Q: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    E: Display + Send + 'static,
+    F: Fn(Q) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut running = JoinSet::new();
+    let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        while running.try_join_next().is_some() {}
+        if *stopped.borrow() {
+            break;
+        }
+        let first = tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let mut permits = vec![first];
+        while permits.len() < CONCURRENCY {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        wake.borrow_and_update();
+        let raw = match agent
+            .receive_raw(&inbox, code::LANE_REQUEST, permits.len())
+            .await
+        {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::warn!(agent = %agent.name(), "taking requests: {e}");
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    _ = tokio::time::sleep(retry.next_delay()) => continue,
+                }
+            }
+        };
+        retry.reset();
+        let wait = agent.wait_for(&raw);
+        if raw.deliveries.is_empty() {
+            drop(permits);
+            tokio::select! {
+                _ = stopped.changed() => break,
+                _ = agent.sleep_or_wake(&mut wake, wait) => {}
+            }
+            continue;
+        }
+        for delivery in raw.deliveries {
+            let Some(permit) = permits.pop() else { break };
+            let agent = agent.clone();
+            let inbox = inbox.clone();
+            let handler = handler.clone();
+            let served = served.clone();
+            running.spawn(async move {
+                answer(&agent, &inbox, &*handler, delivery, &served).await;
+                drop(permit);
+            });
+        }
+    }
+    running
+}
+
+/// Runs the handler on one request, replies, and acknowledges it.
+async fn answer<Q, R, E, F, Fut>(
+    agent: &MeshAgent,
+    inbox: &InboxRef,
+    handler: &F,
+    delivery: RawDelivery,
+    served: &AtomicU64,
+) where
+    Q: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    E: Display + Send + 'static,
+    F: Fn(Q) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+{
+    let id = delivery.id.as_str();
+    let body = match Body::decode(&delivery.body) {
+        Ok(body) if !body.corr.is_empty() => body,
+        Ok(_) => {
+            return dead_letter(
+                agent,
+                inbox,
+                id,
+                "undecodable: a request without a correlation id",
+            )
+            .await;
+        }
+        Err(reason) => {
+            return dead_letter(agent, inbox, id, &format!("undecodable: {reason}")).await;
+        }
+    };
+    agent
+        .inner
+        .counters
+        .received
+        .fetch_add(1, Ordering::Relaxed);
+    let result = match serde_json::from_slice::<Q>(&body.payload) {
+        Err(e) => Err(format!(
+            "the request is no {}: {e}",
+            std::any::type_name::<Q>()
+        )),
+        // In a task of its own so a panic is caught; aborted with this one (a server dropped).
+        Ok(request) => match (&mut AbortOnDrop(tokio::spawn(handler(request))).0).await {
+            Ok(Ok(reply)) => serde_json::to_vec(&reply)
+                .map_err(|e| format!("the reply could not be encoded: {e}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the handler panicked".to_owned()),
+        },
+    };
+    let deadline = delivery.expires_ms.unwrap_or(0);
+    let sent = match agent
+        .reply_raw(&body.from, &body.corr, result, deadline)
+        .await
+    {
+        Ok(sent) => sent,
+        Err(super::AgentError::PayloadTooLarge { len, max }) => {
+            let text = format!("the reply of {len} bytes is larger than the limit of {max}");
+            match agent
+                .reply_raw(&body.from, &body.corr, Err(text), deadline)
+                .await
+            {
+                Ok(sent) => sent,
+                Err(e) => return warn(agent, &e),
+            }
+        }
+        Err(e) if e.is_retryable() => return warn(agent, &e),
+        Err(e) => {
+            // The asker's name or inbox cannot take a reply: nothing will ever be able to.
+            return dead_letter(agent, inbox, id, &format!("unanswerable: {e}")).await;
+        }
+    };
+    let _ = sent;
+    served.fetch_add(1, Ordering::Relaxed);
+    match agent.ack_in(inbox, &[id]).await {
+        Ok(_) => {}
+        Err(e) => warn(agent, &e),
+    }
+}
+
+fn warn(agent: &MeshAgent, e: &super::AgentError) {
+    tracing::warn!(agent = %agent.name(), "answering a request: {e}");
+}
+
+async fn dead_letter(agent: &MeshAgent, inbox: &InboxRef, id: &str, reason: &str) {
+    agent
+        .inner
+        .counters
+        .undecodable
+        .fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = agent.ack_raw(inbox, &[id], &[reason]).await {
+        warn(agent, &e);
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

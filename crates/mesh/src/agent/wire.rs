@@ -1,0 +1,336 @@
+//! The wire of `lua/inbox.lua`: its codes, its keys, the packed arguments, the body Rust writes
+//! into a record (sender, correlation id, payload) and the answers it reads back.
+//!
+//! The raw types are public with the `model` or `testing` feature (the model answers them).
+#![cfg_attr(
+    not(any(feature = "model", feature = "testing")),
+    allow(unreachable_pub, dead_code)
+)]
+
+use coordkit_core::wire::{Packed, Reply};
+use coordkit_core::{InstanceKeys, Invocation, Key, KeyKind, Script};
+
+use super::error::Result;
+
+pub(crate) static INBOX: Script = Script::new("mesh-inbox", include_str!("../../lua/inbox.lua"));
+
+/// Numbers shared with `lua/inbox.lua`: the constants of the same names at the top of the
+/// script. Change one side, change the other.
+pub(crate) mod code {
+    /// Lanes: where a record waits.
+    pub(crate) const LANE_MESSAGE: u8 = 0;
+    pub(crate) const LANE_REQUEST: u8 = 1;
+    pub(crate) const LANE_REPLY: u8 = 2;
+    /// Answers of `send`.
+    pub(crate) const SENT: u64 = 1;
+    pub(crate) const NO_RESPONDERS: u64 = 2;
+    pub(crate) const LATE: u64 = 3;
+    /// Answers of `take`.
+    pub(crate) const TAKEN: u64 = 1;
+    pub(crate) const ABSENT: u64 = 2;
+    pub(crate) const MALFORMED: u64 = 3;
+    /// Which presence a send requires.
+    pub(crate) const ALIVE_ANY: u8 = 0;
+    pub(crate) const ALIVE_AGENT: u8 = 1;
+    pub(crate) const ALIVE_MEMBER: u8 = 2;
+    /// A number an answer does not have.
+    pub(crate) const NONE: i64 = -1;
+    /// The version byte in front of every body.
+    pub(crate) const BODY_V1: u8 = 1;
+    /// The status byte in front of a reply's payload.
+    pub(crate) const REPLY_OK: u8 = 0;
+    pub(crate) const REPLY_ERR: u8 = 1;
+}
+
+/// The suffixes of an inbox's keys, in the script's `KEYS` order.
+pub(crate) const KEYS: [(&str, KeyKind); 10] = [
+    ("msgs", KeyKind::Hash),
+    ("ready", KeyKind::List),
+    ("asks", KeyKind::List),
+    ("pending", KeyKind::ZSet),
+    ("tries", KeyKind::Hash),
+    ("replies", KeyKind::Hash),
+    ("reply_exp", KeyKind::ZSet),
+    ("meta", KeyKind::Hash),
+    ("alive", KeyKind::String),
+    ("dead", KeyKind::List),
+];
+
+/// The keys of one agent's inbox, in `KEYS` order.
+/// The presence (`alive`) is a string in an agent's inbox and a sorted set of members in a
+/// capability's: `alive_kind`.
+pub(crate) fn inbox_keys(instance: &InstanceKeys, alive_kind: KeyKind) -> Vec<Key> {
+    KEYS.iter()
+        .map(|(suffix, kind)| {
+            let kind = if *suffix == "alive" {
+                alive_kind
+            } else {
+                *kind
+            };
+            instance.typed_key(suffix, kind)
+        })
+        .collect()
+}
+
+/// A call of the inbox script on `keys`.
+pub(crate) fn call(keys: &[Key], op: &str, now: &str) -> Invocation<'static> {
+    let mut call = INBOX.prepare();
+    for key in keys {
+        call.key(key);
+    }
+    call.arg(op).arg(now);
+    call
+}
+
+/// The packed settings of a `send`.
+pub(crate) struct SendArgs {
+    pub(crate) lane: u8,
+    pub(crate) expiry_ms: u64,
+    pub(crate) deadline_ms: u64,
+    pub(crate) max_age_ms: u64,
+    pub(crate) max_waiting: u64,
+    /// `code::ALIVE_*`.
+    pub(crate) require_alive: u8,
+}
+
+impl SendArgs {
+    pub(crate) fn pack(&self) -> Vec<u8> {
+        Packed::new()
+            .bytes(&[self.lane])
+            .u64_le(self.expiry_ms)
+            .u64_le(self.deadline_ms)
+            .u64_le(self.max_age_ms)
+            .u64_le(self.max_waiting)
+            .bytes(&[self.require_alive])
+            .into_bytes()
+    }
+}
+
+/// The packed settings of a `receive`.
+pub(crate) fn pack_receive(
+    lane: u8,
+    max: u64,
+    visibility_ms: u64,
+    max_age_ms: u64,
+    recover: bool,
+) -> Vec<u8> {
+    Packed::new()
+        .bytes(&[lane])
+        .u64_le(max)
+        .u64_le(visibility_ms)
+        .u64_le(max_age_ms)
+        .bytes(&[u8::from(recover)])
+        .into_bytes()
+}
+
+/// What Rust stores after a record's header: who sent it, the correlation id of a request or
+/// reply (empty for a plain message), and the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// The sending agent.
+    pub from: String,
+    /// The correlation id (requests and replies), or empty.
+    pub corr: String,
+    /// The payload bytes (JSON; a reply's starts with its status byte).
+    pub payload: Vec<u8>,
+}
+
+impl Body {
+    /// The body's bytes: version, `u8` length + sender, `u8` length + correlation id, payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(3 + self.from.len() + self.corr.len() + self.payload.len());
+        out.push(code::BODY_V1);
+        for s in [&self.from, &self.corr] {
+            // Names and ids are validated to at most 200 bytes before they get here.
+            out.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
+            out.extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
+        }
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// Reads a body back; `Err` says why it cannot be.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let (&version, mut rest) = bytes.split_first().ok_or("the body is empty")?;
+        if version != code::BODY_V1 {
+            return Err(format!("unknown body version {version}"));
+        }
+        let mut text = |what: &str| -> std::result::Result<String, String> {
+            let (&len, tail) = rest
+                .split_first()
+                .ok_or_else(|| format!("the body ends before its {what}"))?;
+            let len = usize::from(len);
+            if tail.len() < len {
+                return Err(format!("the body ends inside its {what}"));
+            }
+            let (s, tail) = tail.split_at(len);
+            rest = tail;
+            String::from_utf8(s.to_vec()).map_err(|_| format!("its {what} is not UTF-8"))
+        };
+        let from = text("sender")?;
+        let corr = text("correlation id")?;
+        Ok(Body {
+            from,
+            corr,
+            payload: rest.to_vec(),
+        })
+    }
+}
+
+/// One delivery of a `receive` answer, before its body is decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawDelivery {
+    /// The message's id in the inbox.
+    pub id: String,
+    /// How many times it was delivered, this one included.
+    pub attempt: u64,
+    /// When it was sent (script ms).
+    pub sent_ms: u64,
+    /// When it expires (script ms), if ever.
+    pub expires_ms: Option<u64>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+/// A `receive` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawReceived {
+    /// The script's time.
+    pub now_ms: u64,
+    /// The earliest visibility deadline still pending, if any.
+    pub next_deadline_ms: Option<u64>,
+    /// Stale messages dropped by this call.
+    pub expired: u64,
+    /// Malformed records dead-lettered by this call.
+    pub malformed: u64,
+    /// The deliveries, in order.
+    pub deliveries: Vec<RawDelivery>,
+}
+
+/// A `send` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawSent {
+    /// Stored: its id (0 for a reply), older messages trimmed, stale ones dropped.
+    Sent {
+        /// The id.
+        id: u64,
+        /// Dropped by the count cap.
+        trimmed: u64,
+        /// Dropped as stale from the lane's front.
+        expired: u64,
+    },
+    /// `require_alive` and the receiver is not alive: nothing written.
+    NoResponders,
+    /// A reply after its deadline: dropped and counted.
+    Late,
+}
+
+/// A `take` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawTaken {
+    /// The reply: when it was sent, and its body.
+    Taken {
+        /// Sent at (script ms).
+        sent_ms: u64,
+        /// The body bytes.
+        body: Vec<u8>,
+    },
+    /// No reply for that correlation id (yet).
+    Absent,
+    /// The stored reply was malformed: dead-lettered.
+    Malformed,
+}
+
+pub(crate) fn decode_sent(value: &coordkit_core::redis::Value) -> Result<RawSent> {
+    let r = Reply::array("mesh-inbox", value)?;
+    Ok(match r.u64(0, "send status")? {
+        code::SENT => RawSent::Sent {
+            id: r.u64(1, "send id")?,
+            trimmed: r.u64(2, "send trimmed")?,
+            expired: r.u64(3, "send expired")?,
+        },
+        code::NO_RESPONDERS => RawSent::NoResponders,
+        code::LATE => RawSent::Late,
+        other => return Err(bad("send status", other)),
+    })
+}
+
+pub(crate) fn decode_taken(value: &coordkit_core::redis::Value) -> Result<RawTaken> {
+    let r = Reply::array("mesh-inbox", value)?;
+    Ok(match r.u64(0, "take status")? {
+        code::TAKEN => RawTaken::Taken {
+            sent_ms: r.u64(1, "take sent")?,
+            body: r.bytes(2, "take body")?.to_vec(),
+        },
+        code::ABSENT => RawTaken::Absent,
+        code::MALFORMED => RawTaken::Malformed,
+        other => return Err(bad("take status", other)),
+    })
+}
+
+fn bad(field: &str, n: u64) -> super::error::AgentError {
+    coordkit_core::Error::decode(
+        format!("the `mesh-inbox` script's {field}"),
+        format!("unknown code {n}"),
+    )
+    .into()
+}
+
+pub(crate) fn some(n: i64) -> Option<u64> {
+    if n <= code::NONE {
+        None
+    } else {
+        u64::try_from(n).ok()
+    }
+}
+
+pub(crate) fn decode_received(value: &coordkit_core::redis::Value) -> Result<RawReceived> {
+    let r = Reply::array("mesh-inbox", value)?;
+    let mut received = RawReceived {
+        now_ms: r.u64(0, "receive now")?,
+        next_deadline_ms: some(r.i64(1, "receive next deadline")?),
+        expired: r.u64(2, "receive expired")?,
+        malformed: r.u64(3, "receive malformed")?,
+        deliveries: Vec::new(),
+    };
+    if (r.len() - 4) % 5 != 0 {
+        return Err(coordkit_core::Error::decode(
+            "the `mesh-inbox` script's receive answer",
+            format!("{} items do not make whole deliveries", r.len()),
+        )
+        .into());
+    }
+    let mut i = 4;
+    while i < r.len() {
+        let expires = r.u64(i + 3, "delivery expires")?;
+        received.deliveries.push(RawDelivery {
+            id: r.text(i, "delivery id")?.to_owned(),
+            attempt: r.u64(i + 1, "delivery tries")?,
+            sent_ms: r.u64(i + 2, "delivery sent")?,
+            expires_ms: (expires > 0).then_some(expires),
+            body: r.bytes(i + 4, "delivery body")?.to_vec(),
+        });
+        i += 5;
+    }
+    Ok(received)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_garbage_is_refused() {
+        let body = Body {
+            from: "alice".into(),
+            corr: "c-1".into(),
+            payload: b"{\"x\":1}".to_vec(),
+        };
+        assert_eq!(Body::decode(&body.encode()).unwrap(), body);
+        assert!(Body::decode(b"").is_err());
+        assert!(Body::decode(&[9]).is_err());
+        assert!(Body::decode(&[1, 5, b'a']).is_err());
+        assert!(Body::decode(&[1, 1, 0xff, 0]).is_err());
+    }
+}
