@@ -363,7 +363,7 @@ end
 local function emit(kind, payload)
   payload.state = NAMES[b.st]
   payload.epoch = b.ep
-  ck_emit(cfg.channel .. kind, kind, 'circuit-breaker', cfg.name, now, payload)
+  redis.call('PUBLISH', cfg.channel .. kind, ck_envelope(kind, 'circuit-breaker', cfg.name, now, cjson.encode(payload)))
 end
 
 local function open_for(reopenings)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer};
 use crate::breaker::CircuitBreaker;
 use crate::state::State;
 
-/// The `source` of the breaker's events (`ck_emit` in `lua/breaker.lua`).
+/// The `source` of the breaker's events (`ck_envelope` in `lua/breaker.lua`).
 pub(crate) const SOURCE: &str = "circuit-breaker";
 
 /// What a transition was.

@@ -18,7 +18,7 @@
 --        "gone":…' (the script appends ',"v":<version>,"ts":<now>}')
 --   a+3  the event's entity ("<kind>:<id>")
 --   a+4  the event's payload JSON up to its version: '{"changed":…,"version":' (the script
---        appends <version>} and publishes it with the prelude's ck_emit_json: kind `changed`,
+--        appends <version>} and publishes the prelude's ck_envelope of it: kind `changed`,
 --        source `context`)
 --   a+5 .. a+4+2n        field, value pairs to set
 --   a+5+2n .. a+4+2n+d   fields to delete
@@ -158,7 +158,7 @@ for i = 1, n_writes do
         end
       end
     end
-    ck_emit_json(channel, 'changed', 'context', ARGV[a + 3], now_s, ARGV[a + 4] .. v_s .. '}')
+    redis.call('PUBLISH', channel, ck_envelope('changed', 'context', ARGV[a + 3], now_s, ARGV[a + 4] .. v_s .. '}'))
     answer = version
   until true
   if n_writes == 1 then return answer end

@@ -13,6 +13,9 @@
 --   The event envelope {kind, source, entity, ts_ms, payload} as JSON text, with
 --   `payload_json` already encoded: the one place the envelope is written, for scripts that
 --   send it with another command than PUBLISH (SPUBLISH). `ts_ms` is a number or its text.
+--   `kind` and `source` are put in as they are: plain words, as coordkit's own are (a script
+--   that takes them from a caller escapes them first: cjson.encode(s):sub(2, -2)); `entity` is
+--   encoded. A hot script PUBLISHes `ck_envelope(...)` itself: one closure instead of two.
 -- ck_emit_json(channel, kind, source, entity, ts_ms, payload_json)
 --   PUBLISHes the event envelope {kind, source, entity, ts_ms, payload} on `channel`, with
 --   `payload_json` already encoded (a script on a hot path writes it by concatenation). This is
@@ -60,9 +63,8 @@ local function ck_envelope(kind, source, entity, ts_ms, payload_json)
   if type(ts_ms) == 'number' then
     ts_ms = string.format('%d', ts_ms)
   end
-  return '{"kind":' .. cjson.encode(kind) .. ',"source":' .. cjson.encode(source)
-    .. ',"entity":' .. cjson.encode(entity) .. ',"ts_ms":' .. ts_ms .. ',"payload":'
-    .. payload_json .. '}'
+  return '{"kind":"' .. kind .. '","source":"' .. source .. '","entity":'
+    .. cjson.encode(entity) .. ',"ts_ms":' .. ts_ms .. ',"payload":' .. payload_json .. '}'
 end
 
 -- helper: ck_emit_json

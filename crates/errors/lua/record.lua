@@ -47,7 +47,7 @@
 -- Returns struct '>d' now, then per record '>ddd' count, first_ms, flags (the FLAG_* below; the
 -- same in the Rust's `wire::code`): one string, which costs the server less than a list. A
 -- record with repairs always publishes an event, with "repaired": its repair flags /
--- FLAG_REPAIRED_STATE. Events are written by the prelude's ck_emit_json / ck_emit.
+-- FLAG_REPAIRED_STATE. Events are the prelude's ck_envelope, PUBLISHed.
 -- Errors: WRONGTYPE when a key holds another type, with nothing written: the data hash (HMGET)
 -- and, when the call may write it, the index (ZCARD) are read before the first write, the XADD,
 -- which checks the log's type. CORRUPT <log> when the log has no stream id left for the records
@@ -526,9 +526,9 @@ for ri = 1, nrec do
     -- A record that started stored state afresh says which (its repair flags, shifted down to
     -- start at 1).
     local repairs = fixed > 0 and ',"repaired":' .. fixed / FLAG_REPAIRED_STATE or ''
-    ck_emit_json(prefix .. severity, ev, 'errors', entity, nowstr, '{"count":' .. n
-      .. ',"first_seen_ms":' .. (state and first or nowstr) .. repairs .. ',"record":'
-      .. record .. '}')
+    redis.call('PUBLISH', prefix .. severity, ck_envelope(ev, 'errors', entity, nowstr,
+      '{"count":' .. n .. ',"first_seen_ms":' .. (state and first or nowstr) .. repairs
+      .. ',"record":' .. record .. '}'))
   end
 
   if cascade_kinds then
@@ -562,9 +562,10 @@ for ri = 1, nrec do
       end
     end
     local prefix, entity = sunpack('>Hc0Hc0', header, events_at)
-    ck_emit(prefix .. 'critical', 'cascade', 'errors', entity, nowstr, { kinds = cascade_kinds,
-      counts = counts, components = components, complete = complete, window_ms = window,
-      threshold = threshold, trigger = sig, undecodable = undecodable })
+    redis.call('PUBLISH', prefix .. 'critical', ck_envelope('cascade', 'errors', entity, nowstr,
+      cjson.encode({ kinds = cascade_kinds, counts = counts, components = components,
+        complete = complete, window_ms = window, threshold = threshold, trigger = sig,
+        undecodable = undecodable })))
   end
 
   out[3 * ri - 2], out[3 * ri - 1], out[3 * ri] = n, first, flags

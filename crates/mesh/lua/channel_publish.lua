@@ -17,8 +17,9 @@ local SHARDED = '1'
 
 local channel = KEYS[1]
 local now = ck_now(ARGV[5])
+-- The kind is the caller's: escaped for the envelope, which puts it in as it is.
+local envelope = ck_envelope(cjson.encode(ARGV[2]):sub(2, -2), 'mesh', ARGV[3], now, ARGV[4])
 if ARGV[1] == SHARDED then
-  local envelope = ck_envelope(ARGV[2], 'mesh', ARGV[3], now, ARGV[4])
   return redis.call('SPUBLISH', channel, envelope) + redis.call('PUBLISH', channel, envelope)
 end
-return ck_emit_json(channel, ARGV[2], 'mesh', ARGV[3], now, ARGV[4])
+return redis.call('PUBLISH', channel, envelope)

@@ -2,7 +2,7 @@
 
 -- Publishes an event; `payload` is the JSON object's inside, already encoded.
 function H.emit(kind, payload)
-  ck_emit_json(CH .. kind, kind, SOURCE, QNAME, now, '{' .. payload .. '}')
+  redis.call('PUBLISH', CH .. kind, ck_envelope(kind, SOURCE, QNAME, now, '{' .. payload .. '}'))
 end
 
 -- The id as a JSON string (ids are numbers where they come from struct, strings from Redis).

@@ -46,8 +46,8 @@
 -- that is not a whole number in bounds fails the call with CORRUPT <info key> field <name>,
 -- nothing written.
 --
--- Events: ck_emit_json on <prefix><kind>, source SOURCE, entity the queue's name; `wake` (no
--- payload) on the wake channel.
+-- Events: the prelude's ck_envelope PUBLISHed on <prefix><kind>, source SOURCE, entity the
+-- queue's name; `wake` (no payload) on the wake channel.
 
 -- Codes shared with Rust: the same names and numbers in `code` (src/code.rs).
 -- A number an answer does not have (no due time, no deadline, a lost lease):

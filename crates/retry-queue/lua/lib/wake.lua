@@ -2,5 +2,5 @@
 -- ready, or an earlier task was scheduled).
 
 function H.wake()
-  ck_emit_json(WAKE_CH, 'wake', SOURCE, QNAME, now, '{}')
+  redis.call('PUBLISH', WAKE_CH, ck_envelope('wake', SOURCE, QNAME, now, '{}'))
 end
