@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use coordkit_core::Key;
-use redis::Value;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{ContextError, Result};
@@ -26,14 +25,7 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-pub(crate) fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+pub(crate) use coordkit_core::wire::lossy_text as text;
 
 /// [`coordkit_core::Error::Corrupt`] naming `key`.
 pub(crate) fn corrupt(key: &Key, detail: impl std::fmt::Display) -> ContextError {

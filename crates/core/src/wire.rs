@@ -70,6 +70,31 @@ pub fn pack_f64_be(numbers: &[f64]) -> Vec<u8> {
     numbers.iter().flat_map(|n| n.to_be_bytes()).collect()
 }
 
+/// The big-endian doubles a script packed with `struct.pack('>d…')` (or a stored record holds);
+/// `None` when the length is not a multiple of 8.
+pub fn unpack_f64_be(bytes: &[u8]) -> Option<Vec<f64>> {
+    if bytes.len() % 8 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+    )
+}
+
+/// A stored value as text, whatever Redis answered it as (a bulk or simple string, lossily
+/// decoded, or a number); `None` for nil and lists.
+pub fn lossy_text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// A script's answer that is a list, read field by field; `script` names it in errors.
 #[derive(Debug, Clone, Copy)]
 pub struct Reply<'a> {
@@ -206,6 +231,13 @@ mod tests {
         assert_eq!(&p[8..16], &2.0f64.to_be_bytes());
         assert_eq!(&p[16..], b"x");
         assert_eq!(pack_f64_be(&[1.0, 2.0]).len(), 16);
+        assert_eq!(
+            unpack_f64_be(&pack_f64_be(&[1.5, -2.0])),
+            Some(vec![1.5, -2.0])
+        );
+        assert_eq!(unpack_f64_be(&[0; 7]), None);
+        assert_eq!(lossy_text(&Value::Int(7)).as_deref(), Some("7"));
+        assert_eq!(lossy_text(&Value::Nil), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The wire of the scripts: the record script's arguments and answer, the stored signature
 //! state, and the codes shared with the Lua.
 
+use coordkit_core::wire::unpack_f64_be;
 use coordkit_core::{Error, Result};
 
 use crate::batch::Outcome;
@@ -47,8 +48,7 @@ pub(crate) fn decode_outcomes(packed: &[u8], records: usize) -> Result<Vec<Outco
     }
     // Whole numbers in 0..=2^53, as the script computed them from bounded stored numbers.
     let mut numbers = Vec::with_capacity(packed.len() / 8);
-    for c in packed.chunks_exact(8) {
-        let n = f64::from_be_bytes(c.try_into().unwrap_or_default());
+    for n in unpack_f64_be(packed).unwrap_or_default() {
         numbers.push(whole(n).ok_or_else(|| {
             Error::decode(
                 "the record script's answer",
@@ -138,8 +138,7 @@ pub(crate) fn parse_state(key: &str, signature: &str, state: &[u8]) -> Result<St
     }
     let (numbers, comps) = state.split_at(48);
     let mut n = [0u64; 6];
-    for (slot, bytes) in n.iter_mut().zip(numbers.chunks_exact(8)) {
-        let value = f64::from_be_bytes(bytes.try_into().unwrap_or_default());
+    for (slot, value) in n.iter_mut().zip(unpack_f64_be(numbers).unwrap_or_default()) {
         *slot =
             whole(value).ok_or_else(|| bad(&format!("{value} is no whole number in 0..=2^53")))?;
     }

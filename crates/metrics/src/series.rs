@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use coordkit_core::redis;
 use coordkit_core::time::duration_ms;
+use coordkit_core::wire;
 use coordkit_core::{Clock, GroupCommit, Invocation, Key, KeyKind, Pool};
 
 use crate::aggregate::{Aggregate, check_quantiles};
@@ -128,14 +129,12 @@ type Writes = GroupCommit<Invocation<'static>, coordkit_core::Result<(u64, u64, 
 /// record_one.lua's answer as (retained, now_ms): a full series (`max_samples` retained)
 /// answers its clock alone, any other `{retained, now_ms, ""}`.
 fn one_sample_answer(reply: redis::Value, max_samples: u32) -> coordkit_core::Result<(u64, u64)> {
+    const SCRIPT: &str = "metrics.record_one";
     match reply {
-        redis::Value::Int(now_ms) => u64::try_from(now_ms)
-            .map(|now_ms| (u64::from(max_samples), now_ms))
-            .map_err(|_| coordkit_core::Error::decode("the write's time", now_ms)),
+        redis::Value::Int(_) => Ok((u64::from(max_samples), wire::uint(SCRIPT, "now", &reply)?)),
         other => {
-            let (retained, now_ms, _): (u64, u64, String) = redis::from_redis_value(other)
-                .map_err(|e| coordkit_core::Error::decode("the write's answer", e))?;
-            Ok((retained, now_ms))
+            let answer = wire::Reply::array(SCRIPT, &other)?;
+            Ok((answer.u64(0, "retained")?, answer.u64(1, "now")?))
         }
     }
 }
