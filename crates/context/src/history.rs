@@ -137,11 +137,17 @@ pub enum WatchEvent {
     Resync(Option<EntitySnapshot>),
 }
 
+/// How long a watcher waits without an event before it reads the history anyway (one read of
+/// the versions after its last; nothing when there are none).
+pub const WATCH_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Follows one entity's changes; from [`Entity::watch`].
 ///
 /// It subscribes first, then reads the history after the last version it has seen, and reads it
-/// again on every event for the entity and after every reconnection of its subscriber, so a
-/// version is never skipped and never delivered twice.
+/// again on every event for the entity, after every reconnection of its subscriber, and after
+/// [`WATCH_RECHECK`] without an event (in case a drop of the connection went unreported: a
+/// cluster connection may resubscribe by itself), so a version is never skipped and never
+/// delivered twice.
 #[derive(Debug)]
 pub struct Watcher {
     entity: Entity,
@@ -220,6 +226,8 @@ impl Watcher {
                         self.stale = true;
                     }
                 }
+                // Quiet for a while: read the history once, in case events were lost.
+                _ = tokio::time::sleep(WATCH_RECHECK) => self.stale = true,
             }
         }
     }

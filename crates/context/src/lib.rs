@@ -104,7 +104,7 @@ pub use agent_events::{AgentEvent, AgentEventKind, AgentEvents};
 pub use agents::{AgentRecord, AgentRegistry, AgentStatus, Status};
 pub use entity::{Entity, Write};
 pub use error::{ContextError, Result};
-pub use history::{WatchEvent, Watcher};
+pub use history::{WATCH_RECHECK, WatchEvent, Watcher};
 pub use store::{ContextStore, ContextStoreBuilder, EVENT_SOURCE, EntityPage};
 pub use types::{Change, ChangeEvent, EntitySnapshot, Versioned};
 pub use wire::RESERVED_PREFIX;
