@@ -4,9 +4,10 @@
 //! task calls one of three simulated downstream components; one of them has a scripted outage,
 //! so its circuit breaker opens, tasks for it are deferred, the breaker half-opens and closes
 //! again. Failures go to the error tracker (which spots the cascade), latencies to metrics,
-//! the agents keep their status and the run its context in the context store, and an event
-//! subscriber prints breaker transitions and cascades as they happen. The final report comes
-//! from the primitives' own queries.
+//! the agents keep their status and the run its context in the context store, an agent whose
+//! call failed asks a planner (whichever agent serves the `advice` capability, over the mesh)
+//! what to do, and an event subscriber prints breaker transitions and cascades as they happen.
+//! The final report comes from the primitives' own queries.
 //!
 //! ```text
 //! cargo run --release --example fleet                      # a throwaway redis-server
@@ -15,6 +16,7 @@
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -22,6 +24,7 @@ use coordkit::Coordkit;
 use coordkit::circuit_breaker::{BreakerConfig, BreakerRegistry, OpenDuration, Window};
 use coordkit::context::{AgentStatus, Status};
 use coordkit::errors::ErrorEvent;
+use coordkit::mesh::Reply;
 use coordkit::retry_queue::{Backoff, Jitter, NewTask, TaskOptions, Worker};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -64,6 +67,28 @@ const FAILURES: [(&str, &str); 3] = [
 struct Job {
     n: u32,
     component: String,
+}
+
+/// What an agent whose call failed asks the planner.
+#[derive(Debug, Serialize, Deserialize)]
+struct Question {
+    component: String,
+    kind: String,
+    attempt: u32,
+}
+
+/// The planner's answer: the component's breaker as the fleet sees it, and what to do.
+#[derive(Debug, Serialize, Deserialize)]
+struct Advice {
+    breaker: String,
+    plan: String,
+}
+
+/// How the agents' asks to the planner went.
+#[derive(Debug, Default)]
+struct Asks {
+    asked: AtomicU64,
+    answered: AtomicU64,
 }
 
 #[tokio::main]
@@ -188,6 +213,36 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         })
     };
 
+    // The planner: serves the `advice` capability over the mesh; whichever agent's call failed
+    // asks it (and would get `NoResponders` at once if no planner were alive).
+    let planner = kit.agent("planner").build()?;
+    let advice = {
+        let breakers = breakers.clone();
+        planner
+            .serve_capability("advice", move |q: Question| {
+                let breakers = breakers.clone();
+                async move {
+                    let snapshot = breakers
+                        .get("dep", &q.component)
+                        .map_err(|e| e.to_string())?
+                        .snapshot()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let plan = match (snapshot.state, q.attempt) {
+                        (coordkit::circuit_breaker::State::Closed, 1) => "retry after backoff",
+                        (coordkit::circuit_breaker::State::Closed, _) => "retry, then escalate",
+                        _ => "wait for the breaker",
+                    };
+                    Ok::<_, String>(Advice {
+                        breaker: format!("{:?}", snapshot.state),
+                        plan: format!("{plan} ({} from {})", q.kind, q.component),
+                    })
+                }
+            })
+            .await?
+    };
+    let asks = Arc::new(Asks::default());
+
     // Enqueue the work.
     let mut rng = StdRng::seed_from_u64(args.seed);
     let options = |component: &str| {
@@ -225,10 +280,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .set_status(&agent, &AgentStatus::new(Status::Idle).capability("tasks"))
             .await?;
         let registry: BreakerRegistry = breakers.clone();
+        let mesh = kit.agent(&agent).build()?;
         let ctx = Arc::new((agent, agents.clone(), errors.clone(), metrics.clone()));
+        let (mesh, asks) = (mesh, asks.clone());
         let (failure_rate, seed) = (args.failure_rate, args.seed);
         let worker = Worker::builder_json(&queue, move |task, job: Job| {
-            let ctx = ctx.clone();
+            let (ctx, mesh, asks) = (ctx.clone(), mesh.clone(), asks.clone());
             async move {
                 let (agent, agents, errors, metrics) = &*ctx;
                 let _ = agents
@@ -269,6 +326,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                                 .task(format!("t{}", job.n)),
                         )
                         .await;
+                    // Ask the planner what to do; count the answers.
+                    let question = Question {
+                        component: job.component.clone(),
+                        kind: kind.to_owned(),
+                        attempt: task.attempt,
+                    };
+                    asks.asked.fetch_add(1, Ordering::Relaxed);
+                    let reply = mesh
+                        .ask_capability::<_, Advice>("advice", &question, Duration::from_secs(5))
+                        .await;
+                    if let Ok(Reply::Answer(_advice)) = reply {
+                        asks.answered.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(format!("{kind} from {}", job.component))
                 } else {
                     Ok(())
@@ -309,6 +379,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for worker in workers {
         worker.shutdown().await;
     }
+    let served = advice.served();
+    advice.shutdown().await;
     run.set([("status", "done".to_owned())]).await?;
     printer.abort();
 
@@ -355,6 +427,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         latency.p50().unwrap_or(0.0),
         latency.p95().unwrap_or(0.0),
         latency.p99().unwrap_or(0.0)
+    );
+    println!(
+        "  mesh: {} asks to the planner, {} answered ({} served by it)",
+        asks.asked.load(Ordering::Relaxed),
+        asks.answered.load(Ordering::Relaxed),
+        served
     );
     let idle = agents.with_status(&Status::Idle).await?.len();
     println!("  agents idle at the end: {idle} of {}", args.agents);

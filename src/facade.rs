@@ -110,4 +110,23 @@ impl Coordkit {
     pub fn metrics(&self) -> crate::metrics::MetricsBuilder {
         crate::metrics::Metrics::builder(&self.pool, &self.keyspace)
     }
+
+    /// A builder for the mesh agent `name`: its durable inbox, its sends, request/reply and
+    /// capabilities (see [`MeshAgent::builder`](crate::mesh::MeshAgent::builder)).
+    #[cfg(feature = "mesh")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mesh")))]
+    pub fn agent(&self, name: &str) -> crate::mesh::MeshAgentBuilder {
+        crate::mesh::MeshAgent::builder(&self.pool, &self.keyspace, name)
+    }
+
+    /// A builder for the typed channel `name`, carrying values of `T` (see
+    /// [`Channel::builder`](crate::mesh::Channel::builder)).
+    #[cfg(feature = "mesh")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mesh")))]
+    pub fn channel<T>(&self, name: &str) -> crate::mesh::ChannelBuilder<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        crate::mesh::Channel::builder(&self.pool, &self.keyspace, name)
+    }
 }

@@ -1,11 +1,11 @@
 //! # coordkit
 //!
 //! Coordination primitives for multi-agent systems over Redis: shared context, error tracking,
-//! circuit breakers, retry queues and metrics, each one atomic Lua script per state change over
-//! one shared connection pool, correct on Redis Cluster. This umbrella crate re-exports every
-//! primitive behind a feature named after it (all on by default) and offers [`Coordkit`]: connect
-//! once, then ask for a breaker, a queue, a context store, an error tracker or metrics, all
-//! sharing the one pool.
+//! circuit breakers, retry queues, metrics and agent messaging, each one atomic Lua script per
+//! state change over one shared connection pool, correct on Redis Cluster. This umbrella crate
+//! re-exports every primitive behind a feature named after it (all on by default) and offers
+//! [`Coordkit`]: connect once, then ask for a breaker, a queue, a context store, an error
+//! tracker, metrics, a mesh agent or a typed channel, all sharing the one pool.
 //!
 //! | feature | module | crate |
 //! |---|---|---|
@@ -15,6 +15,7 @@
 //! | `circuit-breaker` | [`circuit_breaker`] | `coordkit-circuit-breaker` |
 //! | `retry-queue` | [`retry_queue`] | `coordkit-retry-queue` |
 //! | `metrics` | [`metrics`] | `coordkit-metrics` |
+//! | `mesh` | [`mesh`] | `coordkit-mesh`: typed channels, inboxes, request/reply, capabilities |
 //!
 //! ```
 //! use coordkit::Coordkit;
@@ -66,6 +67,11 @@ pub use coordkit_retry_queue as retry_queue;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use coordkit_metrics as metrics;
+
+/// Agent messaging: typed channels, durable inboxes, request/reply and capability routing.
+#[cfg(feature = "mesh")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mesh")))]
+pub use coordkit_mesh as mesh;
 
 mod facade;
 

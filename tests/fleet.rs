@@ -1,14 +1,16 @@
 //! The primitives together, through the umbrella: a queue worker guarded by a breaker, reporting
-//! errors and metrics, agents in the context store, on standalone and cluster.
+//! errors and metrics, agents in the context store, asking a planner over the mesh, on
+//! standalone and cluster.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit::Coordkit;
 use coordkit::circuit_breaker::{BreakerConfig, OpenDuration, State, Window};
 use coordkit::context::{AgentStatus, Status};
 use coordkit::errors::ErrorEvent;
+use coordkit::mesh::Reply;
 use coordkit::retry_queue::{Backoff, NewTask, TaskOptions, Worker};
 use coordkit_testkit::redis_test;
 
@@ -48,13 +50,34 @@ redis_test! {
             .collect();
         queue.enqueue_batch(&tasks).await.unwrap();
 
+        // A planner serves the `advice` capability: the breaker's state, as the fleet sees it.
+        let planner = kit.agent("planner").build().unwrap();
+        let advice = {
+            let breakers = breakers.clone();
+            planner
+                .serve_capability("advice", move |component: String| {
+                    let breakers = breakers.clone();
+                    async move {
+                        let snapshot = breakers.get("dep", &component).map_err(|e| e.to_string())?.snapshot().await.map_err(|e| e.to_string())?;
+                        Ok::<_, String>(format!("{component}: {:?}", snapshot.state))
+                    }
+                })
+                .await
+                .unwrap()
+        };
+        // Every failed call asks it; each outcome is counted.
+        let (asked, answered) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mesh = kit.agent("w1").build().unwrap();
+
         // The downstream is down until the test says otherwise.
         let down = Arc::new(AtomicBool::new(true));
         let registry = breakers.clone();
         let worker = {
             let (down, errors, metrics, agents) = (down.clone(), errors.clone(), metrics.clone(), agents.clone());
+            let (mesh, asked, answered) = (mesh.clone(), asked.clone(), answered.clone());
             Worker::builder_json(&queue, move |task, n: u32| {
                 let (down, errors, metrics, agents) = (down.clone(), errors.clone(), metrics.clone(), agents.clone());
+                let (mesh, asked, answered) = (mesh.clone(), asked.clone(), answered.clone());
                 async move {
                     agents.set_status("w1", &AgentStatus::new(Status::Busy).task(format!("t{n}"))).await.unwrap();
                     let latency = metrics.histogram("latency_ms", &[("component", "flaky-api")]).unwrap();
@@ -64,6 +87,14 @@ redis_test! {
                             .record(&ErrorEvent::new("flaky-api", "Timeout", format!("timeout after {}ms", 100 + n)).task(format!("t{n}")))
                             .await
                             .unwrap();
+                        asked.fetch_add(1, Ordering::SeqCst);
+                        let reply: Reply<String> = mesh.ask_capability("advice", &"flaky-api", WAIT).await.unwrap();
+                        match reply {
+                            Reply::Answer(advice) if advice.starts_with("flaky-api: ") => {
+                                answered.fetch_add(1, Ordering::SeqCst);
+                            }
+                            other => panic!("the planner did not answer: {other:?}"),
+                        }
                         return Err(format!("timeout on attempt {}", task.attempt));
                     }
                     Ok::<(), String>(())
@@ -114,6 +145,14 @@ redis_test! {
         // Every call's latency was observed (successes and failures alike).
         let latency = metrics.histogram("latency_ms", &[("component", "flaky-api")]).unwrap().snapshot().await.unwrap();
         assert_eq!(latency.count, u64::from(TASKS) + failures);
+        // Every failed call asked the planner, and every ask got an answer.
+        let (asked, answered) = (asked.load(Ordering::SeqCst), answered.load(Ordering::SeqCst));
+        assert_eq!(asked, failures, "one ask per failure");
+        assert_eq!(answered, asked, "every ask got an Answer");
+        assert_eq!(advice.served(), asked);
+        let stats = mesh.stats();
+        assert_eq!((stats.replies, stats.timeouts, stats.no_responders), (asked, 0, 0));
+        advice.shutdown().await;
         let agent = agents.get("w1").await.unwrap().unwrap();
         assert_eq!(agent.status.status, Status::Busy);
     }

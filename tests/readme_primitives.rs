@@ -1,9 +1,15 @@
-//! The README's example of each primitive: the code between `// readme: begin` and
-//! `// readme: end` below is the README's block, and it runs, on standalone and cluster.
+//! The README's examples of the primitives: the code between each `// readme: begin` and
+//! `// readme: end` below is one of the README's blocks, and it runs, on standalone and cluster.
+// `?` on `ask_capability`'s result in an `async fn` overflows rustc's default query depth
+// (128) while computing the future's layout; `.unwrap()` does not. A mesh-crate issue.
+#![recursion_limit = "256"]
+
+use std::time::Duration;
 
 use coordkit::Coordkit;
 use coordkit::circuit_breaker::Window;
 use coordkit::errors::ErrorEvent;
+use coordkit::mesh::Reply;
 use coordkit::retry_queue::TaskOptions;
 use coordkit_testkit::redis_test;
 
@@ -46,6 +52,37 @@ assert_eq!(errors.counts().await?.by_kind.get("Timeout"), Some(&1));
 Ok(())
 }
 
+#[rustfmt::skip]
+async fn mesh(kit: &Coordkit) -> Result<(), Box<dyn std::error::Error>> {
+// readme: begin
+// Mesh: durable inboxes (at-least-once, acked), request/reply, capability routing.
+let planner = kit.agent("planner").build()?;
+let worker = kit.agent("worker-1").build()?;
+worker.send("planner", &"starting on the report").await?; // waits in the inbox, even offline
+let note = planner.recv::<String>().await?;
+note.ack().await?; // unacked, it is delivered again after the visibility timeout
+
+// Any live member of "plan" answers; nobody serving is NoResponders, at once.
+let server = planner.serve_capability("plan", |goal: String| async move {
+    Ok::<_, String>(format!("split {goal} into 3 steps"))
+}).await?;
+let reply: Reply<String> = worker.ask_capability("plan", &"the report", Duration::from_secs(5)).await?;
+
+// Typed channels: publish answers how many subscribers received it.
+let progress = kit.channel::<u32>("progress").build()?;
+let mut dashboard = progress.subscribe().await?;
+assert_eq!(progress.publish(&42).await?, 1);
+// readme: end
+assert_eq!(note.from, "worker-1");
+assert_eq!(note.payload, "starting on the report");
+assert_eq!(reply, Reply::Answer("split the report into 3 steps".to_owned()));
+assert_eq!(dashboard.recv().await.expect("a message").payload, 42);
+server.shutdown().await;
+let after: Reply<String> = worker.ask_capability("plan", &"more", Duration::from_secs(5)).await?;
+assert_eq!(after, Reply::NoResponders);
+Ok(())
+}
+
 redis_test! {
     async fn the_readme_examples_of_each_primitive_run(redis) {
         let kit = Coordkit::from_pool(redis.pool().await, redis.keyspace().namespace()).unwrap();
@@ -54,17 +91,34 @@ redis_test! {
     }
 }
 
+redis_test! {
+    async fn the_readme_example_of_the_mesh_runs(redis) {
+        let kit = Coordkit::from_pool(redis.pool().await, redis.keyspace().namespace()).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), mesh(&kit))
+            .await
+            .expect("the mesh example hung")
+            .unwrap();
+    }
+}
+
 #[test]
 fn the_readme_shows_these_examples_as_they_are() {
     let source = include_str!("readme_primitives.rs");
-    let body = source
+    let bodies: Vec<&str> = source
         .split("// readme: begin\n")
-        .nth(1)
-        .and_then(|rest| rest.split("// readme: end").next())
-        .expect("this file marks the README's part");
-    let readme = include_str!("../README.md");
-    assert!(
-        readme.contains(&format!("```rust\n{body}```")),
-        "the README's primitives example differs from tests/readme_primitives.rs; copy it over"
+        .skip(1)
+        .filter_map(|rest| rest.split("// readme: end").next())
+        .collect();
+    assert_eq!(
+        bodies.len(),
+        2,
+        "this file marks the README's primitives and mesh parts"
     );
+    let readme = include_str!("../README.md");
+    for body in bodies {
+        assert!(
+            readme.contains(&format!("```rust\n{body}```")),
+            "the README's example differs from tests/readme_primitives.rs; copy it over:\n{body}"
+        );
+    }
 }
