@@ -1,8 +1,5 @@
 //! The README's examples of the primitives: the code between each `// readme: begin` and
 //! `// readme: end` below is one of the README's blocks, and it runs, on standalone and cluster.
-// `?` on `ask_capability`'s result in an `async fn` overflows rustc's default query depth
-// (128) while computing the future's layout; `.unwrap()` does not. A mesh-crate issue.
-#![recursion_limit = "256"]
 
 use std::time::Duration;
 

@@ -73,7 +73,7 @@ pub fn pack_f64_be(numbers: &[f64]) -> Vec<u8> {
 /// The big-endian doubles a script packed with `struct.pack('>d…')` (or a stored record holds);
 /// `None` when the length is not a multiple of 8.
 pub fn unpack_f64_be(bytes: &[u8]) -> Option<Vec<f64>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return None;
     }
     Some(

@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use coordkit_core::BoxFuture;
 use coordkit_core::time::{RetryDelay, duration_ms};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,19 +35,34 @@ impl MeshAgent {
         R: DeserializeOwned,
     {
         let inbox = self.inbox_of(target)?;
-        self.ask_inbox(&inbox, target, request, timeout).await
+        let payload = self.encode(request)?;
+        self.ask_inbox(&inbox, target, payload, timeout).await
     }
 
-    /// An ask into `inbox` (an agent's or a capability's); `target` names it in errors.
-    pub(super) async fn ask_inbox<Q, R>(
+    /// An ask into `inbox` (an agent's or a capability's); `target` names it in errors. Boxed
+    /// as a `dyn Future`: the wait's future is deep, and a caller's `?` on an unboxed one made
+    /// rustc's `Send` check overflow its recursion limit.
+    pub(super) fn ask_inbox<'a, R>(
+        &'a self,
+        inbox: &'a InboxRef,
+        target: &'a str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Reply<R>>>
+    where
+        R: DeserializeOwned + 'a,
+    {
+        Box::pin(self.ask_inbox_unboxed(inbox, target, payload, timeout))
+    }
+
+    async fn ask_inbox_unboxed<R>(
         &self,
         inbox: &InboxRef,
         target: &str,
-        request: &Q,
+        payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<Reply<R>>
     where
-        Q: Serialize,
         R: DeserializeOwned,
     {
         let timeout_ms = duration_ms(timeout);
@@ -55,7 +71,6 @@ impl MeshAgent {
                 coordkit_core::Error::invalid_config("timeout", "must be 1 ms to 2^35 ms").into(),
             );
         }
-        let payload = self.encode(request)?;
         let corr = self.next_corr();
         // Subscribe before the request leaves, so the reply's wake-up cannot be missed.
         let mut wake = self.wake_signal().await?;

@@ -105,7 +105,8 @@ impl MeshAgent {
         R: DeserializeOwned,
     {
         let inbox = self.capability_inbox(capability)?;
-        self.ask_inbox(&inbox, capability, request, timeout).await
+        let payload = self.encode(request)?;
+        self.ask_inbox(&inbox, capability, payload, timeout).await
     }
 
     /// Joins `capability` and answers its requests with `handler`, as
