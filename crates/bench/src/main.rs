@@ -12,8 +12,9 @@
 //! `--cluster`) through the testkit. Every scenario other than `raw-evalsha` also runs the
 //! `raw-evalsha` baseline (a one-key HINCRBY+HGET script through the same pool, at the same
 //! concurrency and op count) in the same process, in alternating rounds, and reports
-//! `baseline_ops_per_sec`, `ratio` (the median of the rounds' ratios) and `ratio_of_totals`,
-//! so a comparison holds on a noisy machine.
+//! `baseline_ops_per_sec`, `ratio` (the median of the rounds' ratios), `ratio_of_totals` and
+//! the baseline's `baseline_p50_us` / `baseline_p99_us`, so a comparison holds on a noisy
+//! machine.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -75,6 +76,12 @@ struct Report {
     max_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline_ops_per_sec: Option<f64>,
+    /// The baseline's median latency in the same run (a latency goal compares p50s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_p50_us: Option<u64>,
+    /// The baseline's 99th percentile in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_p99_us: Option<u64>,
     /// The median over the rounds of scenario ops/s ÷ baseline ops/s of the same round: a
     /// burst of load (or of the VM's steal time) that hits one round moves it little.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -284,7 +291,13 @@ async fn run(args: Args) -> Result<Report, String> {
         });
     }
     let measured = measured.ok_or("nothing was measured")?;
-    let baseline_ops_per_sec = baseline_total.map(|b| b.ops_per_sec());
+    let baseline_ops_per_sec = baseline_total.as_ref().map(Measured::ops_per_sec);
+    let baseline_p50_us = baseline_total
+        .as_ref()
+        .map(|b| b.latencies.value_at_quantile(0.50));
+    let baseline_p99_us = baseline_total
+        .as_ref()
+        .map(|b| b.latencies.value_at_quantile(0.99));
     let extra = scenario.report(&pool).await.map_err(|e| e.to_string())?;
     let ops_per_sec = measured.ops_per_sec();
     let h = &measured.latencies;
@@ -301,6 +314,8 @@ async fn run(args: Args) -> Result<Report, String> {
         p99_us: h.value_at_quantile(0.99),
         max_us: h.max(),
         baseline_ops_per_sec: baseline_ops_per_sec.map(round1),
+        baseline_p50_us,
+        baseline_p99_us,
         ratio: median(&mut round_ratios).map(round3),
         ratio_of_totals: baseline_ops_per_sec.map(|b| round3(ops_per_sec / b)),
         redis_version,

@@ -13,6 +13,8 @@
 //! - [`Clock`]: server time in scripts, or a [`ManualClock`] injected by tests.
 //! - [`Event`] and [`Subscriber`]: the event envelope scripts publish, and a subscriber on its
 //!   own connection that decodes, counts and resubscribes after reconnects.
+//! - [`wake`]: a wake channel's subscription turned into a counter a waiting loop watches,
+//!   bumped on messages and reconnections, and on a timer once the subscription is gone.
 //! - [`GroupCommit`]: concurrent operations of one kind share one script call.
 //! - [`Error`]: the one error type, with variants a caller can act on: a server that is down
 //!   is always [`Error::Unavailable`], a configuration mistake [`Error::InvalidConfig`].
@@ -60,6 +62,7 @@ mod pool;
 mod script;
 pub mod subscriber;
 pub mod time;
+pub mod wake;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock};

@@ -11,6 +11,7 @@ use coordkit_core::{Keyspace, Pool};
 mod breaker;
 mod context;
 mod errors;
+mod mesh;
 mod metrics;
 mod raw;
 mod retry;
@@ -87,6 +88,12 @@ pub(crate) enum Scenario {
     /// Enqueue + process + ack of one task by a worker (concurrency C), failing `--fails` times
     /// first (1 ms backoff); reports tasks completed per second and memory per queued task.
     RetryLifecycle,
+    /// One `ask` of an agent that serves, the answer awaited (C askers, one responder):
+    /// request and reply are two trips through Redis.
+    MeshRequestReply,
+    /// Dispatch of one message to a capability, until a member (of four) has received and
+    /// acked it.
+    MeshDispatch,
 }
 
 impl Scenario {
@@ -104,6 +111,8 @@ impl Scenario {
             Scenario::ErrorsRecord => "errors-record",
             Scenario::ErrorsRecordFloor => "errors-record-floor",
             Scenario::RetryLifecycle => "retry-lifecycle",
+            Scenario::MeshRequestReply => "mesh-request-reply",
+            Scenario::MeshDispatch => "mesh-dispatch",
         }
     }
 
@@ -128,6 +137,10 @@ impl Scenario {
             Scenario::ErrorsRecord => errors::prepare_record(pool, keyspace).await,
             Scenario::ErrorsRecordFloor => errors::prepare_floor(pool, keyspace).await,
             Scenario::RetryLifecycle => retry::prepare(pool, keyspace, concurrency, fails).await,
+            Scenario::MeshRequestReply => {
+                mesh::prepare_request_reply(pool, keyspace, concurrency).await
+            }
+            Scenario::MeshDispatch => mesh::prepare_dispatch(pool, keyspace).await,
         }
     }
 }

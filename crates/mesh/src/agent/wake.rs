@@ -40,31 +40,16 @@ impl Drop for Wake {
 }
 
 async fn run(
-    mut subscriber: coordkit_core::Subscriber<serde_json::Value>,
+    subscriber: coordkit_core::Subscriber<serde_json::Value>,
     wake: watch::Sender<u64>,
     fallback: Duration,
 ) {
-    let mut reconnections = subscriber.reconnections();
-    loop {
-        tokio::select! {
-            got = subscriber.recv() => {
-                if got.is_none() {
-                    break;
-                }
-                while subscriber.try_recv().is_some() {}
-                wake.send_modify(|g| *g += 1);
-            }
-            changed = reconnections.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                wake.send_modify(|g| *g += 1);
-            }
-        }
-    }
-    tracing::warn!("an agent's wake-up subscription ended; looking every {fallback:?}");
-    loop {
-        wake.send_modify(|g| *g += 1);
-        tokio::time::sleep(fallback).await;
-    }
+    coordkit_core::wake::run(
+        subscriber,
+        wake,
+        fallback,
+        || {},
+        || tracing::warn!("an agent's wake-up subscription ended; looking every {fallback:?}"),
+    )
+    .await;
 }

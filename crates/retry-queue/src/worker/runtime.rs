@@ -67,42 +67,31 @@ impl Running {
 const POLL_WITHOUT_WAKEUPS: Duration = Duration::from_secs(1);
 
 pub(super) async fn wake_loop(
-    mut subscriber: coordkit_core::Subscriber<serde_json::Value>,
+    subscriber: coordkit_core::Subscriber<serde_json::Value>,
     wake: watch::Sender<u64>,
     counters: Arc<Counters>,
     health: Arc<Health>,
 ) {
-    let mut reconnections = subscriber.reconnections();
-    loop {
-        tokio::select! {
-            got = subscriber.recv() => {
-                if got.is_none() {
-                    break;
-                }
-                while subscriber.try_recv().is_some() {}
-                counters.wakeups.fetch_add(1, Ordering::Relaxed);
-                wake.send_modify(|g| *g += 1);
-            }
-            changed = reconnections.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                // Messages published while it was down are lost: look again.
-                wake.send_modify(|g| *g += 1);
-            }
-        }
-    }
-    // Without a subscription nothing would wake an idle claimer: look for work on a timer
-    // instead, and say so.
-    tracing::warn!("the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}");
-    health.failed(
-        "wake-ups",
-        format!("the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}"),
-    );
-    loop {
-        wake.send_modify(|g| *g += 1);
-        tokio::time::sleep(POLL_WITHOUT_WAKEUPS).await;
-    }
+    coordkit_core::wake::run(
+        subscriber,
+        wake,
+        POLL_WITHOUT_WAKEUPS,
+        move || {
+            counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        },
+        // Without a subscription nothing would wake an idle claimer: look for work on a timer
+        // instead, and say so.
+        move || {
+            tracing::warn!(
+                "the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}"
+            );
+            health.failed(
+                "wake-ups",
+                format!("the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}"),
+            );
+        },
+    )
+    .await;
 }
 
 /// Sleeps for `d`, or forever when there is nothing to wait for.
