@@ -27,7 +27,10 @@ impl MeshAgent {
     ///
     /// The wait ends on the asker's wake channel (the reply's send publishes there), never by
     /// polling; a reply that comes after the deadline is dropped and counted. Errors reaching
-    /// Redis while waiting are retried until the deadline. `timeout` is 1 ms to 2^35 ms.
+    /// Redis, sending the request or waiting for its reply, are retried until the deadline: a
+    /// request whose send failed is sent again under its correlation id (it may then be
+    /// answered twice; the asker takes one reply, the other expires with the ask). `timeout`
+    /// is 1 ms to 2^35 ms.
     pub async fn ask<Q, R>(&self, target: &str, request: &Q, timeout: Duration) -> Result<Reply<R>>
     where
         Q: Serialize,
@@ -60,23 +63,44 @@ impl MeshAgent {
         // Subscribe before the request leaves, so the reply's wake-up cannot be missed.
         let mut wake = self.wake_signal().await?;
         wake.borrow_and_update();
-        let sent = self
-            .send_raw(
-                inbox,
-                code::LANE_REQUEST,
-                &corr,
-                payload,
-                timeout_ms,
-                0,
-                true,
-            )
-            .await?;
+        let deadline = Instant::now() + timeout;
+        let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
+        // A send whose connection dropped may or may not have stored the request: send it
+        // again, under the same correlation id, until the deadline. A request stored twice is
+        // answered twice; the asker takes one reply, the other expires with the ask.
+        let mut expiry_ms = timeout_ms;
+        let sent = loop {
+            match self
+                .send_raw(
+                    inbox,
+                    code::LANE_REQUEST,
+                    &corr,
+                    payload.clone(),
+                    expiry_ms,
+                    0,
+                    true,
+                )
+                .await
+            {
+                Ok(sent) => break sent,
+                Err(e) if e.is_retryable() => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    tracing::debug!(agent = %self.name(), "sending a request: {e}; trying again");
+                    tokio::time::sleep(retry.next_delay().min(left)).await;
+                    expiry_ms =
+                        duration_ms(deadline.saturating_duration_since(Instant::now())).max(1);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        retry.reset();
         if sent == RawSent::NoResponders {
             add(&self.inner.counters.no_responders, 1);
             return Ok(Reply::NoResponders);
         }
-        let deadline = Instant::now() + timeout;
-        let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
         // The reply cannot be there before its wake-up: wait for one first (a request and its
         // reply then cost two round trips), then take.
         let fallback = self.inner.config.fallback_wake;
