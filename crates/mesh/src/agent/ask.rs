@@ -28,7 +28,11 @@ impl MeshAgent {
     ///
     /// The wait ends on the asker's wake channel (the reply's send publishes there), never by
     /// polling; a reply that comes after the deadline is dropped and counted. Errors reaching
-    /// Redis while waiting are retried until the deadline. `timeout` is 1 ms to 2^35 ms.
+    /// Redis, sending the request or taking its reply, are retried until the deadline: the
+    /// request is then sent again under its correlation id (a failed send may have stored it;
+    /// a failed take may have taken the reply, its answer lost with the connection), so it may
+    /// be answered twice; the asker takes one reply, the other expires with the ask (counted
+    /// late). `timeout` is 1 ms to 2^35 ms.
     pub async fn ask<Q, R>(&self, target: &str, request: &Q, timeout: Duration) -> Result<Reply<R>>
     where
         Q: Serialize,
@@ -75,30 +79,62 @@ impl MeshAgent {
         // Subscribe before the request leaves, so the reply's wake-up cannot be missed.
         let mut wake = self.wake_signal().await?;
         wake.borrow_and_update();
-        let sent = self
-            .send_raw(
-                inbox,
-                code::LANE_REQUEST,
-                &corr,
-                payload,
-                timeout_ms,
-                0,
-                true,
-            )
-            .await?;
+        let deadline = Instant::now() + timeout;
+        let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
+        // A send whose connection dropped may or may not have stored the request: send it
+        // again, under the same correlation id, until the deadline. A request stored twice is
+        // answered twice; the asker takes one reply, the other expires with the ask.
+        // The request, due in what is left of the timeout.
+        let send = || {
+            let left = duration_ms(deadline.saturating_duration_since(Instant::now())).max(1);
+            let payload = payload.clone();
+            let corr = corr.as_str();
+            async move {
+                self.send_raw(inbox, code::LANE_REQUEST, corr, payload, left, 0, true)
+                    .await
+            }
+        };
+        let sent = loop {
+            match send().await {
+                Ok(sent) => break sent,
+                Err(e) if e.is_retryable() => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    tracing::debug!(agent = %self.name(), "sending a request: {e}; trying again");
+                    tokio::time::sleep(retry.next_delay().min(left)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        retry.reset();
         if sent == RawSent::NoResponders {
             add(&self.inner.counters.no_responders, 1);
             return Ok(Reply::NoResponders);
         }
-        let deadline = Instant::now() + timeout;
-        let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
         // The reply cannot be there before its wake-up: wait for one first (a request and its
         // reply then cost two round trips), then take.
         let fallback = self.inner.config.fallback_wake;
         self.sleep_or_wake(&mut wake, timeout.min(fallback)).await;
+        // Whether a take failed: it may have run and its answer been lost with the connection,
+        // and the reply with it. The request is then sent again, under its correlation id.
+        let mut resend = false;
         loop {
             wake.borrow_and_update();
             let past = Instant::now() >= deadline;
+            if resend && !past {
+                match send().await {
+                    Ok(_) => resend = false,
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(agent = %self.name(), "sending a request: {e}; trying again");
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        tokio::time::sleep(retry.next_delay().min(left)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             match self.take_raw(&corr).await {
                 Ok(RawTaken::Taken { body, .. }) => {
                     add(&self.inner.counters.replies, 1);
@@ -113,7 +149,8 @@ impl MeshAgent {
                 }
                 Ok(RawTaken::Absent) => retry.reset(),
                 Err(e) if e.is_retryable() && !past => {
-                    tracing::debug!(agent = %self.name(), "taking a reply: {e}; trying again");
+                    tracing::debug!(agent = %self.name(), "taking a reply: {e}; asking again");
+                    resend = true;
                     let wait = retry
                         .next_delay()
                         .min(deadline.saturating_duration_since(Instant::now()));
