@@ -100,7 +100,7 @@ pub mod model;
 pub use agent::wire::{Body, RawDelivery, RawReceived, RawSent, RawTaken};
 pub use agent::{
     AgentConfig, AgentError, AgentStats, CapabilityStats, DEFAULT_MAX_PAYLOAD_BYTES, Delivery,
-    InboxStats, MeshAgent, MeshAgentBuilder, Reply, SendOptions, Sent, Server,
+    InboxStats, MeshAgent, MeshAgentBuilder, Reply, RequestHandler, SendOptions, Sent, Server,
 };
 pub use channel::{
     Channel, ChannelBuilder, ChannelControl, ChannelDelivery, ChannelPattern, ChannelSubscriber,

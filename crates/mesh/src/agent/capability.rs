@@ -16,8 +16,6 @@
 //! - [`MeshAgent::broadcast`] sends a message to every live member's own inbox (one send per
 //!   member after reading the members: not atomic, and a member that joins meanwhile misses it).
 
-use std::fmt::Display;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::Result;
+use super::serve::RequestHandler;
 use super::types::{Delivery, InboxStats, Reply, SendOptions, Sent};
 use super::{InboxRef, MeshAgent, Server};
 
@@ -111,17 +110,10 @@ impl MeshAgent {
 
     /// Joins `capability` and answers its requests with `handler`, as
     /// [`MeshAgent::serve`] does the agent's own; [`Server::shutdown`] leaves it.
-    pub async fn serve_capability<Q, R, E, F, Fut>(
-        &self,
-        capability: &str,
-        handler: F,
-    ) -> Result<Server>
+    pub async fn serve_capability<Q, F>(&self, capability: &str, handler: F) -> Result<Server>
     where
         Q: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        E: Display + Send + 'static,
-        F: Fn(Q) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+        F: RequestHandler<Q>,
     {
         let inbox = self.capability_inbox(capability)?;
         self.serve_inbox(inbox, handler).await

@@ -108,7 +108,7 @@ impl MeshAgent {
             payload,
         }
         .encode();
-        let value = self
+        let answer = self
             .send_call(
                 target,
                 lane,
@@ -119,7 +119,6 @@ impl MeshAgent {
                 require_alive,
             )
             .await?;
-        let answer = wire::decode_sent(&value)?;
         match answer {
             RawSent::Sent { .. } => add(&self.inner.counters.sent, 1),
             RawSent::Late => add(&self.inner.counters.late_replies, 1),
@@ -139,7 +138,7 @@ impl MeshAgent {
         expiry_ms: u64,
         deadline_ms: u64,
         require_alive: bool,
-    ) -> Result<redis::Value> {
+    ) -> Result<RawSent> {
         let require_alive = match (require_alive, target.capability) {
             (false, _) => code::ALIVE_ANY,
             (true, false) => code::ALIVE_AGENT,
@@ -158,7 +157,8 @@ impl MeshAgent {
             .arg_bytes(body)
             .arg(target.wake.as_str())
             .arg(corr);
-        Ok(call.invoke(&self.inner.pool).await?)
+        let value: redis::Value = call.invoke(&self.inner.pool).await?;
+        wire::decode_sent(&value)
     }
 
     /// One receive script call on `lane` of `inbox`. The agent's own inbox takes back, on the
@@ -489,18 +489,16 @@ impl MeshAgent {
         require_alive: bool,
     ) -> Result<RawSent> {
         let target = self.testing_inbox(to, capability)?;
-        let value = self
-            .send_call(
-                &target,
-                lane,
-                corr,
-                body,
-                expiry_ms,
-                deadline_ms,
-                require_alive,
-            )
-            .await?;
-        wire::decode_sent(&value)
+        self.send_call(
+            &target,
+            lane,
+            corr,
+            body,
+            expiry_ms,
+            deadline_ms,
+            require_alive,
+        )
+        .await
     }
 
     fn testing_inbox(&self, name: &str, capability: bool) -> Result<Arc<InboxRef>> {

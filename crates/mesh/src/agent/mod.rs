@@ -128,7 +128,7 @@ use tokio::sync::OnceCell;
 pub use capability::CapabilityStats;
 pub use config::{AgentConfig, DEFAULT_MAX_PAYLOAD_BYTES, MeshAgentBuilder};
 pub use error::{AgentError, Result};
-pub use serve::Server;
+pub use serve::{RequestHandler, Server};
 pub use types::{AgentStats, Delivery, InboxStats, Reply, SendOptions, Sent};
 
 /// Counted in this process ([`AgentStats`]).

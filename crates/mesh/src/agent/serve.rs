@@ -16,6 +16,36 @@ use super::error::Result;
 use super::wire::{Body, RawDelivery, code};
 use super::{InboxRef, MeshAgent, wake};
 
+/// What [`MeshAgent::serve`] and [`MeshAgent::serve_capability`] take: an async function from a
+/// request to its answer or an error. Every closure `Fn(Q) -> impl Future<Output = Result<R, E>>`
+/// (with `R: Serialize`, `E: Display`, all `Send + 'static`) is one.
+pub trait RequestHandler<Q>: Send + Sync + 'static {
+    /// The answer, sent back as [`Reply::Answer`](crate::Reply::Answer).
+    type Answer: Serialize + Send + 'static;
+    /// The error, sent back as the text of [`Reply::Failed`](crate::Reply::Failed).
+    type Error: Display + Send + 'static;
+    /// The future answering one request.
+    type Future: Future<Output = std::result::Result<Self::Answer, Self::Error>> + Send + 'static;
+    /// Answers `request`.
+    fn answer(&self, request: Q) -> Self::Future;
+}
+
+impl<Q, R, E, F, Fut> RequestHandler<Q> for F
+where
+    R: Serialize + Send + 'static,
+    E: Display + Send + 'static,
+    F: Fn(Q) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+{
+    type Answer = R;
+    type Error = E;
+    type Future = Fut;
+
+    fn answer(&self, request: Q) -> Fut {
+        self(request)
+    }
+}
+
 /// How many requests one server handles at once.
 const CONCURRENCY: usize = 64;
 
@@ -85,30 +115,20 @@ impl MeshAgent {
     /// error ([`Reply::Failed`](crate::Reply::Failed)); a panic answers `Failed` too, and so
     /// does a request that does not decode as `Q`. The agent is alive (asks reach it) once this
     /// returns.
-    pub async fn serve<Q, R, E, F, Fut>(&self, handler: F) -> Result<Server>
+    pub async fn serve<Q, F>(&self, handler: F) -> Result<Server>
     where
         Q: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        E: Display + Send + 'static,
-        F: Fn(Q) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+        F: RequestHandler<Q>,
     {
         let own = self.inner.own.clone();
         self.serve_inbox(own, handler).await
     }
 
     /// Serves the requests of `inbox`: the agent's own, or a capability's as a member.
-    pub(super) async fn serve_inbox<Q, R, E, F, Fut>(
-        &self,
-        inbox: Arc<InboxRef>,
-        handler: F,
-    ) -> Result<Server>
+    pub(super) async fn serve_inbox<Q, F>(&self, inbox: Arc<InboxRef>, handler: F) -> Result<Server>
     where
         Q: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        E: Display + Send + 'static,
-        F: Fn(Q) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+        F: RequestHandler<Q>,
     {
         let ttl = coordkit_core::time::duration_ms(self.inner.config.presence_ttl);
         self.alive(&inbox, ttl).await?;
@@ -160,7 +180,7 @@ async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
     }
 }
 
-async fn serve_loop<Q, R, E, F, Fut>(
+async fn serve_loop<Q, F>(
     agent: MeshAgent,
     inbox: Arc<InboxRef>,
     handler: Arc<F>,
@@ -170,10 +190,7 @@ async fn serve_loop<Q, R, E, F, Fut>(
 ) -> JoinSet<()>
 where
     Q: DeserializeOwned + Send + 'static,
-    R: Serialize + Send + 'static,
-    E: Display + Send + 'static,
-    F: Fn(Q) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    F: RequestHandler<Q>,
 {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut running = JoinSet::new();
@@ -238,7 +255,7 @@ where
 }
 
 /// Runs the handler on one request, replies, and acknowledges it.
-async fn answer<Q, R, E, F, Fut>(
+async fn answer<Q, F>(
     agent: &MeshAgent,
     inbox: &InboxRef,
     handler: &F,
@@ -246,10 +263,7 @@ async fn answer<Q, R, E, F, Fut>(
     served: &AtomicU64,
 ) where
     Q: DeserializeOwned + Send + 'static,
-    R: Serialize + Send + 'static,
-    E: Display + Send + 'static,
-    F: Fn(Q) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+    F: RequestHandler<Q>,
 {
     let id = delivery.id.as_str();
     let body = match Body::decode(&delivery.body) {
@@ -278,7 +292,7 @@ async fn answer<Q, R, E, F, Fut>(
             std::any::type_name::<Q>()
         )),
         // In a task of its own so a panic is caught; aborted with this one (a server dropped).
-        Ok(request) => match (&mut AbortOnDrop(tokio::spawn(handler(request))).0).await {
+        Ok(request) => match (&mut AbortOnDrop(tokio::spawn(handler.answer(request))).0).await {
             Ok(Ok(reply)) => serde_json::to_vec(&reply)
                 .map_err(|e| format!("the reply could not be encoded: {e}")),
             Ok(Err(e)) => Err(e.to_string()),
