@@ -118,7 +118,10 @@ redis_test! {
 
         let mut kinds = Vec::new();
         while kinds.len() < 5 {
-            let got = tokio::time::timeout(WAIT, events.recv()).await.expect("events stopped").unwrap();
+            let got = tokio::time::timeout(WAIT, events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("events stopped after {kinds:?}"))
+                .unwrap();
             assert_eq!(got.event.entity, "payments");
             assert_eq!(got.event.source, "circuit-breaker");
             if got.event.kind == "opened" {

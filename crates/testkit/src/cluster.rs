@@ -6,7 +6,7 @@ use crate::TestkitError;
 use crate::server::{RedisServer, ServerOptions};
 
 /// Three `redis-server` processes in cluster mode, with the 16384 slots split between them and
-/// every node reporting `cluster_state:ok`. Killed on drop.
+/// every node reporting `cluster_state:ok` with its links to the others up. Killed on drop.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -55,7 +55,8 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// Waits until every running node says `cluster_state:ok` and knows all slots' owners.
+    /// Waits until every node says `cluster_state:ok`, knows all slots' owners and has its own
+    /// bus link to each other node (so a `PUBLISH` reaches subscribers on every node).
     pub fn wait_ok(&self, limit: Duration) -> Result<(), TestkitError> {
         let deadline = Instant::now() + limit;
         loop {
@@ -131,5 +132,28 @@ fn node_ready(node: &RedisServer) -> bool {
         .find_map(|l| l.strip_prefix("cluster_slots_ok:"))
         .and_then(|n| n.trim().parse::<usize>().ok())
         .unwrap_or(0);
-    ok && known >= 3 && assigned == 16384
+    ok && known >= 3 && assigned == 16384 && links_up(node, known)
+}
+
+/// Whether `node` has its own link to each of the other `known - 1` nodes, none of them in
+/// handshake or suspected failed. `cluster_state:ok` can come before that (a node learns the
+/// slots of a peer from the peer's link to it), and a `PUBLISH` only crosses the bus on a
+/// node's own links: a test that published in that window lost the message.
+fn links_up(node: &RedisServer, known: usize) -> bool {
+    let nodes: String = match node.command(&["CLUSTER", "NODES"]) {
+        Ok(nodes) => nodes,
+        Err(_) => return false,
+    };
+    let peers: Vec<Vec<&str>> = nodes
+        .lines()
+        .map(|line| line.split(' ').collect::<Vec<_>>())
+        .filter(|fields| fields.len() > 7 && !fields[2].contains("myself"))
+        .collect();
+    peers.len() + 1 == known
+        && peers.iter().all(|fields| {
+            fields[7] == "connected"
+                && !fields[2].contains("handshake")
+                && !fields[2].contains("fail")
+                && !fields[2].contains("noaddr")
+        })
 }

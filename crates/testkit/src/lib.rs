@@ -6,7 +6,7 @@
 //!   port in a temp dir, optionally with AOF `appendfsync always` or a password; `kill` (-9),
 //!   `stop` and `restart` on the same port and data dir for fault tests.
 //! - [`RedisCluster`]: three masters with the slots split between them, ready when every node
-//!   reports `cluster_state:ok`.
+//!   reports `cluster_state:ok` and its bus links to the others are up.
 //! - [`TestRedis`] and [`redis_test!`]: one test body run against both topologies.
 //! - [`garbage`]: bad stored data (keys of another type, undecodable values) and proptest
 //!   strategies over it, for the corruption tests every primitive has.

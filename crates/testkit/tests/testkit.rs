@@ -70,3 +70,45 @@ fn a_cluster_node_comes_back_after_a_restart() {
         assert!(!accepts_connections(&format!("127.0.0.1:{port}")));
     }
 }
+
+#[test]
+fn a_started_cluster_carries_a_publish_from_every_node_to_every_node() {
+    // Readiness once fired before a node had its own bus link to a peer: a PUBLISH made then
+    // never reached that peer's subscribers. Fresh clusters, published to at once.
+    for _ in 0..3 {
+        let cluster = RedisCluster::start().unwrap();
+        let mut subscribers: Vec<redis::Connection> = cluster
+            .urls()
+            .iter()
+            .map(|url| {
+                let mut conn = redis::Client::open(url.as_str())
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let _: () = redis::cmd("SUBSCRIBE")
+                    .arg("ready")
+                    .query(&mut conn)
+                    .unwrap();
+                conn
+            })
+            .collect();
+        for (i, node) in cluster.nodes().iter().enumerate() {
+            let _: i64 = node.command(&["PUBLISH", "ready", &i.to_string()]).unwrap();
+        }
+        for (at, conn) in subscribers.iter_mut().enumerate() {
+            let mut pubsub = conn.as_pubsub();
+            let mut got: Vec<String> = (0..3)
+                .map(|_| {
+                    let message = pubsub.get_message().unwrap_or_else(|e| {
+                        panic!("node {at} missed a publish: {e} ({:?})", cluster.ports())
+                    });
+                    message.get_payload().unwrap()
+                })
+                .collect();
+            got.sort();
+            assert_eq!(got, ["0", "1", "2"], "node {at}");
+        }
+    }
+}
