@@ -28,11 +28,22 @@
 -- by every send and by every receive of that lane, never delivered.
 --
 -- ARGV (every call): ARGV[1] op, ARGV[2] now_ms ("" = server TIME), then per op:
---   send     ARGV[3] struct '<BI8I8I8I8B' lane, expiry_ms (relative, 0 = none), deadline_ms
+--   send     ARGV[3] struct '<BI8I8I8I8BI8' lane, expiry_ms (relative, 0 = none), deadline_ms
 --            (absolute, 0 = none), max_age_ms (0 = none), max waiting per lane, require_alive
---            (ALIVE_*); ARGV[4] body; ARGV[5] wake channel; ARGV[6] correlation id (replies
---            only)
+--            (ALIVE_*), push_ms (0 = store only); ARGV[4] body; ARGV[5] wake channel;
+--            ARGV[6] correlation id (replies only); ARGV[7] push channel (an agent's) or its
+--            prefix (a capability's: the chosen member's name is appended); ARGV[8] the
+--            publish command (PUBLISH, or SPUBLISH on a cluster: the channels share the
+--            inbox's hash tag)
 --            -> { SENT, id (0 for a reply), trimmed, expired } | { NO_RESPONDERS } | { LATE }
+--            A request with push_ms > 0 to a live receiver is delivered by the send itself:
+--            stored pending (visibility push_ms, tries 1, counted delivered) and pushed whole
+--            (PUSH_REQUEST) on the push channel, to a member chosen round-robin for a
+--            capability. A reply is stored and pushed whole (PUSH_REPLY) on the asker's push
+--            channel. A push that reaches nobody is not lost: the request is redelivered by a
+--            receive after its visibility, the reply waits for a take.
+--   forget   ARGV[3] n, then n correlation ids: replies that reached the asker by push,
+--            removed without counting them late -> how many were stored
 --   receive  ARGV[3] struct '<BI8I8I8B' lane, max, visibility_ms, max_age_ms, recover 0|1
 --            -> { now, next deadline|NONE, expired, malformed,
 --                 id, tries, sent, expires, body, ... }
@@ -40,20 +51,25 @@
 --            dead-letter with that reason) -> { 1|0 per id: whether it was pending }
 --   take     ARGV[3] correlation id -> { TAKEN, sent, body } | { ABSENT } | { MALFORMED }
 --   alive    ARGV[3] ttl_ms (0 = leave: the presence is removed); ARGV[4] member ("" = the
---            agent's own presence, else a member of a capability) -> until (0 when left)
+--            agent's own presence, else a member of a capability); ARGV[5] the receiver's
+--            visibility timeout, ms, recorded in `meta` (`visibility`, or `visibility:<member>`)
+--            for the requests pushed to it -> until (0 when left)
 --   stats    ARGV[3] "1" for a capability's inbox
 --            -> { waiting messages, waiting requests, pending, replies, oldest sent|NONE,
 --                 alive until|NONE (a capability: its live members), seq, sent, delivered, acked, expired, trimmed, late, dead,
 --                 dead letters, now }
 --
--- Events: `wake` (payload {"lane":n}) on the wake channel given by the caller, through
--- ck_emit_json, source `mesh`, entity the agent: the receiver's wait ends.
+-- Events: `wake` (payload {"lane":n}) on the wake channel given by the caller, in the
+-- envelope of ck_envelope, source `mesh`: the receiver's wait ends. Pushes (above) are binary:
+-- struct '<BI8I8I8' PUSH_REQUEST, id, sent, expires, then the body; or PUSH_REPLY, then the
+-- body.
 
 -- Codes shared with Rust: the same names and numbers in src/agent/wire.rs (`code`).
 local LANE_MESSAGE, LANE_REQUEST, LANE_REPLY = 0, 1, 2
 local SENT, NO_RESPONDERS, LATE = 1, 2, 3
 local TAKEN, ABSENT, MALFORMED = 1, 2, 3
 local ALIVE_ANY, ALIVE_AGENT, ALIVE_MEMBER = 0, 1, 2
+local PUSH_REQUEST, PUSH_REPLY = 1, 2
 local NONE = -1
 -- Limits of one call.
 local HEADER = 17
@@ -132,14 +148,16 @@ local function stale_front(list, max_age)
 end
 
 if op == 'send' then
-  local lane, expiry, deadline, max_age, max_waiting, require_alive =
-    struct.unpack('<BI8I8I8I8B', ARGV[3])
-  local body, wake = ARGV[4], ARGV[5]
+  local lane, expiry, deadline, max_age, max_waiting, require_alive, push_ms =
+    struct.unpack('<BI8I8I8I8BI8', ARGV[3])
+  local body, wake, push, publish = ARGV[4], ARGV[5], ARGV[7], ARGV[8]
   -- validate:
   local meta = read_meta()
-  if (require_alive == ALIVE_AGENT and alive_until() <= now)
-    or (require_alive == ALIVE_MEMBER and live_members() == 0) then
-    return { NO_RESPONDERS }
+  local members = 0
+  if require_alive == ALIVE_AGENT and alive_until() <= now then return { NO_RESPONDERS } end
+  if require_alive == ALIVE_MEMBER then
+    members = live_members()
+    if members == 0 then return { NO_RESPONDERS } end
   end
   local expires = 0
   if expiry > 0 then expires = now + expiry end
@@ -156,8 +174,33 @@ if op == 'send' then
     end
     redis.call('HSET', K_REPLIES, corr, rec)
     redis.call('ZADD', K_REPLY_EXP, expires, corr)
-    ck_emit_json(wake, 'wake', 'mesh', '', now, '{"lane":2}')
+    redis.call(publish, push, string.char(PUSH_REPLY) .. body)
     return { SENT, 0, 0, 0 }
+  end
+  if lane == LANE_REQUEST and push_ms > 0 and require_alive ~= ALIVE_ANY then
+    -- Delivered by the send: pending at once, pushed whole to the receiver.
+    local id = meta.seq + 1
+    -- The receiver's own visibility timeout, when its presence recorded one.
+    local field = 'visibility'
+    if require_alive == ALIVE_MEMBER then
+      local chosen = redis.call('ZRANGEBYSCORE', K_ALIVE, '(' .. now, '+inf', 'LIMIT',
+        id % members, 1)
+      push = push .. chosen[1]
+      field = 'visibility:' .. chosen[1]
+    end
+    local visibility = ck_int(redis.call('HGET', K_META, field), K_META, 'field ' .. field,
+      MAX_TIME)
+    if visibility and visibility > 0 then push_ms = visibility end
+    redis.call('HLEN', K_MSGS)
+    redis.call('HLEN', K_TRIES)
+    redis.call('ZCARD', K_PENDING)
+    -- writes:
+    redis.call('HSET', K_META, 'seq', id, 'sent', meta.sent + 1, 'delivered', meta.delivered + 1)
+    redis.call('HSET', K_MSGS, id, rec)
+    redis.call('HSET', K_TRIES, id, 1)
+    redis.call('ZADD', K_PENDING, now + push_ms, id)
+    redis.call(publish, push, struct.pack('<BI8I8I8', PUSH_REQUEST, id, now, expires) .. body)
+    return { SENT, id, 0, 0 }
   end
   local list = lane_key(lane)
   local waiting = redis.call('LLEN', list)
@@ -201,7 +244,7 @@ if op == 'send' then
   end
   redis.call('HSET', K_MSGS, id, rec)
   redis.call('RPUSH', list, id)
-  ck_emit_json(wake, 'wake', 'mesh', '', now, '{"lane":' .. lane .. '}')
+  redis.call(publish, wake, ck_envelope('wake', 'mesh', '', now, '{"lane":' .. lane .. '}'))
   return { SENT, id, over, expired }
 end
 
@@ -370,24 +413,45 @@ if op == 'take' then
   return { TAKEN, sent, string.sub(rec, HEADER + 1) }
 end
 
+if op == 'forget' then
+  local n = tonumber(ARGV[3])
+  -- validate:
+  redis.call('HLEN', K_REPLIES)
+  redis.call('ZCARD', K_REPLY_EXP)
+  if n == 0 then return 0 end
+  local corrs = { unpack(ARGV, 4, 3 + n) }
+  -- writes:
+  redis.call('ZREM', K_REPLY_EXP, unpack(corrs))
+  return redis.call('HDEL', K_REPLIES, unpack(corrs))
+end
+
 if op == 'alive' then
   local ttl = tonumber(ARGV[3])
   local member = ARGV[4]
+  local visibility = tonumber(ARGV[5])
   if member ~= '' then
     -- validate:
     redis.call('ZCARD', K_ALIVE)
+    redis.call('HLEN', K_META)
+    local gone = redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', now, 'LIMIT', 0, TRIM_LIMIT)
     -- writes:
-    redis.call('ZREMRANGEBYSCORE', K_ALIVE, '-inf', now)
+    for _, m in ipairs(gone) do
+      redis.call('ZREM', K_ALIVE, m)
+      redis.call('HDEL', K_META, 'visibility:' .. m)
+    end
     if ttl == 0 then
       redis.call('ZREM', K_ALIVE, member)
+      redis.call('HDEL', K_META, 'visibility:' .. member)
       return 0
     end
     redis.call('ZADD', K_ALIVE, now + ttl, member)
     redis.call('PEXPIRE', K_ALIVE, 2 * ttl)
+    redis.call('HSET', K_META, 'visibility:' .. member, visibility)
     return now + ttl
   end
   -- validate:
   alive_until()
+  redis.call('HLEN', K_META)
   -- writes:
   if ttl == 0 then
     redis.call('DEL', K_ALIVE)
@@ -395,6 +459,7 @@ if op == 'alive' then
   end
   local untl = now + ttl
   redis.call('SET', K_ALIVE, untl, 'PX', 2 * ttl)
+  redis.call('HSET', K_META, 'visibility', visibility)
   return untl
 end
 

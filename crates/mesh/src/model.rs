@@ -113,6 +113,9 @@ pub struct Send {
     pub deadline_ms: u64,
     /// Only when the receiver is alive.
     pub require_alive: bool,
+    /// A request's visibility when the send delivers it (to a live receiver), ms; 0 stores
+    /// it only.
+    pub push_ms: u64,
     /// The correlation id (replies).
     pub corr: String,
     /// The body bytes.
@@ -127,6 +130,7 @@ impl Send {
             expiry_ms: 0,
             deadline_ms: 0,
             require_alive: false,
+            push_ms: 0,
             corr: String::new(),
             body,
         }
@@ -274,6 +278,21 @@ impl InboxModel {
                 expired: 0,
             };
         }
+        if s.lane == code::LANE_REQUEST && s.push_ms > 0 && s.require_alive {
+            // Delivered by the send: pending at once, nothing waits in the lane.
+            self.meta.seq += 1;
+            let id = self.meta.seq;
+            self.meta.sent += 1;
+            self.meta.delivered += 1;
+            self.msgs.insert(id, rec);
+            self.tries.insert(id, 1);
+            self.pending.insert(id, now + s.push_ms);
+            return RawSent::Sent {
+                id,
+                trimmed: 0,
+                expired: 0,
+            };
+        }
         let max_age = self.max_age_ms;
         let list = if s.lane == code::LANE_REQUEST {
             &self.asks
@@ -314,6 +333,18 @@ impl InboxModel {
             trimmed: over,
             expired: drops,
         }
+    }
+
+    /// `forget` of replies that came by push: answers how many were stored.
+    pub fn forget(&mut self, corrs: &[&str]) -> u64 {
+        let mut removed = 0;
+        for corr in corrs {
+            self.reply_exp.remove(*corr);
+            if self.replies.remove(*corr).is_some() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// `receive` of up to `max` from `lane` at `now`.

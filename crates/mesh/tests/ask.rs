@@ -65,7 +65,7 @@ redis_test! {
         assert!(matches!(reply, Reply::Answer(Answer { n: 2, .. })), "{reply:?}");
         let s = alice.stats();
         assert_eq!((s.replies, s.timeouts, s.no_responders), (5, 0, 0));
-        assert_eq!(server.served(), 5);
+        assert_eq!(common::served(&[&server], 5).await, 5);
         server.shutdown().await;
         // Gone: asks answer no responders at once.
         let reply: Reply<Answer> = alice.ask("calc", &q(1), LONG).await.unwrap();
@@ -73,7 +73,7 @@ redis_test! {
         // Nothing waits in the requests lane, and every request was acknowledged.
         let stats = calc.inbox_stats().await.unwrap();
         assert_eq!((stats.waiting_requests, stats.pending, stats.acked), (0, 0, 5));
-        assert_eq!(alice.inbox_stats().await.unwrap().replies, 0, "every reply taken");
+        assert_eq!(common::settled(&alice).await.replies, 0, "every reply forgotten");
     }
 }
 
@@ -254,12 +254,12 @@ redis_test! {
                 assert!(seen.insert(q.n));
             }
             assert_eq!(agent.stats().replies, 100);
-            let stats = agent.inbox_stats().await.unwrap();
+            let stats = common::settled(&agent).await;
             assert_eq!((stats.replies, stats.late), (0, 0), "{}: nothing left over", agent.name());
             total += 100;
         }
         assert_eq!(total, 1000);
-        let served: u64 = servers.iter().map(|s| s.served()).sum();
+        let served = common::served(&servers.iter().collect::<Vec<_>>(), 1000).await;
         assert_eq!(served, 1000, "each request answered once");
         for s in servers {
             s.shutdown().await;

@@ -123,7 +123,7 @@ redis_test! {
                 "{n}: {text}"
             );
         }
-        let served: u64 = servers.iter().map(|s| s.served()).sum();
+        let served = common::served(&servers.iter().collect::<Vec<_>>(), 40).await;
         assert_eq!(served, 40);
         for s in servers {
             s.shutdown().await;
@@ -274,7 +274,7 @@ redis_test! {
             let (n, reply) = r.unwrap();
             assert_eq!(reply, Reply::Answer(n * 10), "request {n}");
         }
-        assert_eq!(healthy_server.served(), 20);
+        assert_eq!(common::served(&[&healthy_server], 20).await, 20);
         // The stuck handlers died with their server: nothing holds `took` but this test.
         assert_eq!(std::sync::Arc::strong_count(&took), 1);
         healthy_server.shutdown().await;

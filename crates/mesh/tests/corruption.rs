@@ -252,9 +252,10 @@ redis_test! {
             let alice = alice.clone();
             async move { alice.ask::<_, u32>("bob", &1, Duration::from_secs(30)).await }
         });
-        // Bob takes the request by hand; another program writes garbage where its reply goes.
+        // Bob takes the request by hand (it was pushed, so it is pending: taken back as on a
+        // restart); another program writes garbage where its reply goes.
         let request = loop {
-            let got = bob.testing_receive(None, 1, 1, false).await.unwrap();
+            let got = bob.testing_receive(None, 1, 1, true).await.unwrap();
             if let Some(d) = got.deliveries.into_iter().next() {
                 break d;
             }

@@ -2,6 +2,8 @@
 //! until acknowledged (redelivered after the visibility timeout or on a restart), the count
 //! and age caps and a message's own expiry hold, bad input is refused with nothing written.
 
+mod common;
+
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, ManualClock, redis};
@@ -62,7 +64,7 @@ redis_test! {
         // Let the receiver subscribe and find the inbox empty.
         while bob.inbox_stats().await.unwrap().delivered == 0
             && !waiting.is_finished()
-            && pool.query::<Vec<(String, u64)>>(redis::cmd("PUBSUB").arg("NUMSUB").arg(bob.wake_channel())).await.map(|v| v[0].1).unwrap_or(0) == 0
+            && !common::subscribed(&redis, bob.wake_channel())
         {
             tokio::task::yield_now().await;
         }

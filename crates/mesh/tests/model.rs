@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coordkit_core::{Clock, Key, ManualClock, Pool, redis};
-use coordkit_mesh::MeshAgent;
 use coordkit_mesh::model::{InboxModel, Meta, Record, Send};
+use coordkit_mesh::{MeshAgent, RawSent};
 use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
 
@@ -41,6 +41,8 @@ enum Op {
     },
     Ack(Vec<(usize, bool)>),
     Take(u8),
+    /// Forgets the stored replies of these correlation ids (they came by push).
+    Forget(Vec<u8>),
     /// A heartbeat (or a leave) of bob, or in a capability of member `1` (bob or carol).
     Alive(bool, bool),
     Advance(u64),
@@ -56,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(lane, max, recover)| Op::Receive { lane, max, recover }),
         3 => prop::collection::vec((0usize..16, prop::bool::weighted(0.2)), 1..4).prop_map(Op::Ack),
         2 => (0u8..4).prop_map(Op::Take),
+        1 => prop::collection::vec(0u8..5, 0..3).prop_map(Op::Forget),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(on, who)| Op::Alive(on, who)),
         4 => prop_oneof![
             1u64..300,
@@ -208,6 +211,12 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                     expiry_ms: *expiry,
                     deadline_ms: 0,
                     require_alive: *require_alive,
+                    // What the agent's send asks for: a request to a live receiver is pushed.
+                    push_ms: if *lane == 1 && *require_alive {
+                        VISIBILITY_MS
+                    } else {
+                        0
+                    },
                     corr: String::new(),
                     body: vec![*body; usize::from(*body % 5)],
                 };
@@ -225,6 +234,9 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                     .await
                     .unwrap();
                 assert_eq!(got, model.send(now, &s), "step {step}: {op:?}");
+                if let (RawSent::Sent { id, .. }, true) = (&got, s.push_ms > 0) {
+                    delivered.push(id.to_string());
+                }
             }
             Op::Reply {
                 corr,
@@ -282,6 +294,15 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                 let corr = format!("c{corr}");
                 let got = bob.testing_take(&corr).await.unwrap();
                 assert_eq!(got, model.take(now, &corr), "step {step}: {op:?}");
+            }
+            Op::Forget(picks) => {
+                if capability {
+                    continue;
+                }
+                let corrs: Vec<String> = picks.iter().map(|c| format!("c{c}")).collect();
+                let refs: Vec<&str> = corrs.iter().map(String::as_str).collect();
+                let got = bob.testing_forget(&corrs).await.unwrap();
+                assert_eq!(got, model.forget(&refs), "step {step}: {op:?}");
             }
             Op::Alive(on, who) => {
                 let ttl = if *on { TTL_MS } else { 0 };

@@ -14,6 +14,7 @@ use coordkit_core::BoxFuture;
 use coordkit_core::time::{RetryDelay, duration_ms};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::{oneshot, watch};
 
 use super::error::{AgentError, Result};
 use super::types::Reply;
@@ -76,8 +77,11 @@ impl MeshAgent {
             );
         }
         let corr = self.next_corr();
-        // Subscribe before the request leaves, so the reply's wake-up cannot be missed.
-        let mut wake = self.wake_signal().await?;
+        // Subscribe before the request leaves, so the reply's push cannot be missed.
+        let own = self.own_wake().await?;
+        let (_expecting, pushed) = own.expect_reply(&corr);
+        let mut pushed = Some(pushed);
+        let mut wake = own.signal();
         wake.borrow_and_update();
         let deadline = Instant::now() + timeout;
         let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
@@ -113,10 +117,13 @@ impl MeshAgent {
             add(&self.inner.counters.no_responders, 1);
             return Ok(Reply::NoResponders);
         }
-        // The reply cannot be there before its wake-up: wait for one first (a request and its
-        // reply then cost two round trips), then take.
+        // The reply comes pushed whole (a request and its reply are then two round trips);
+        // a wake-up (the subscription came back: a push may have been missed) or the
+        // fallback timer sends the asker to take it from its inbox instead.
         let fallback = self.inner.config.fallback_wake;
-        self.sleep_or_wake(&mut wake, timeout.min(fallback)).await;
+        if let Some(body) = pushed_reply(&mut pushed, &mut wake, timeout.min(fallback)).await {
+            return self.pushed_answer(target, &corr, &body);
+        }
         // Whether a take failed: it may have run and its answer been lost with the connection,
         // and the reply with it. The request is then sent again, under its correlation id.
         let mut resend = false;
@@ -164,8 +171,23 @@ impl MeshAgent {
                 return Ok(Reply::Timeout);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            self.sleep_or_wake(&mut wake, left.min(fallback)).await;
+            if let Some(body) = pushed_reply(&mut pushed, &mut wake, left.min(fallback)).await {
+                return self.pushed_answer(target, &corr, &body);
+            }
         }
+    }
+
+    /// The answer of a reply that came by push; its stored copy is forgotten in the
+    /// background, batched with others.
+    fn pushed_answer<R: DeserializeOwned>(
+        &self,
+        target: &str,
+        corr: &str,
+        body: &[u8],
+    ) -> Result<Reply<R>> {
+        add(&self.inner.counters.replies, 1);
+        self.forget_later(corr);
+        decode_reply(target, corr, body)
     }
 
     /// Sends the reply to a request delivered to this agent (`corr` from its body), due by the
@@ -200,6 +222,38 @@ impl MeshAgent {
             false,
         )
         .await
+    }
+}
+
+/// Waits at most `wait` for the pushed reply or a wake-up; the reply's body if it came.
+async fn pushed_reply(
+    pushed: &mut Option<oneshot::Receiver<Vec<u8>>>,
+    wake: &mut watch::Receiver<u64>,
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let sleep = tokio::time::sleep(wait);
+    tokio::pin!(sleep);
+    let reply = async {
+        match pushed.as_mut() {
+            Some(rx) => rx.await.ok(),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        got = reply => {
+            if got.is_none() {
+                // The route is gone (it cannot be while the guard lives): stop watching it.
+                *pushed = None;
+            }
+            got
+        }
+        changed = wake.changed() => {
+            if changed.is_err() {
+                (&mut sleep).await;
+            }
+            None
+        }
+        _ = &mut sleep => None,
     }
 }
 

@@ -144,6 +144,14 @@ impl MeshAgent {
             (true, false) => code::ALIVE_AGENT,
             (true, true) => code::ALIVE_MEMBER,
         };
+        // A request to a live receiver is delivered by its send (pushed, pending for the
+        // receiver's visibility timeout, or this agent's if the receiver recorded none): the
+        // receiver takes nothing, one round trip saved.
+        let push_ms = if lane == code::LANE_REQUEST && require_alive != code::ALIVE_ANY {
+            duration_ms(self.inner.config.visibility_timeout)
+        } else {
+            0
+        };
         let args = SendArgs {
             lane,
             expiry_ms,
@@ -151,14 +159,36 @@ impl MeshAgent {
             max_age_ms: duration_ms(self.inner.config.max_age),
             max_waiting: self.inner.config.max_messages,
             require_alive,
+            push_ms,
         };
         let mut call = wire::call(&target.keys, "send", &self.now_arg());
         call.arg_bytes(args.pack())
             .arg_bytes(body)
             .arg(target.wake.as_str())
-            .arg(corr);
+            .arg(corr)
+            .arg(target.push.as_str())
+            .arg(self.publish_command());
         let value: redis::Value = call.invoke(&self.inner.pool).await?;
         wire::decode_sent(&value)
+    }
+
+    /// How the scripts publish wake-ups and pushes: sharded on a cluster (the channels share
+    /// their inbox's hash tag, so the traffic spreads over the shards).
+    pub(super) fn publish_command(&self) -> &'static str {
+        match self.inner.pool.topology() {
+            coordkit_core::Topology::Cluster => "SPUBLISH",
+            coordkit_core::Topology::Standalone => "PUBLISH",
+        }
+    }
+
+    /// Removes replies that reached this agent by push (one call for all of them).
+    pub(super) async fn forget_raw(&self, corrs: &[String]) -> Result<u64> {
+        let mut call = wire::call(&self.inner.own.keys, "forget", &self.now_arg());
+        call.arg(corrs.len());
+        for corr in corrs {
+            call.arg(corr.as_str());
+        }
+        Ok(call.invoke(&self.inner.pool).await?)
     }
 
     /// One receive script call on `lane` of `inbox`. The agent's own inbox takes back, on the
@@ -329,18 +359,23 @@ impl MeshAgent {
 
     /// A signal that changes on every wake-up of this agent (subscribing on first use).
     pub(super) async fn wake_signal(&self) -> Result<watch::Receiver<u64>> {
-        let wake = self
-            .inner
+        Ok(self.own_wake().await?.signal())
+    }
+
+    /// The agent's own subscription: wake-ups, pushed replies and requests (started on first
+    /// use).
+    pub(super) async fn own_wake(&self) -> Result<&wake::Wake> {
+        self.inner
             .wake
             .get_or_try_init(|| {
                 wake::Wake::start(
                     &self.inner.pool,
                     &self.inner.own.wake,
+                    &self.inner.own.push,
                     self.inner.config.fallback_wake,
                 )
             })
-            .await?;
-        Ok(wake.signal())
+            .await
     }
 
     /// Acknowledges deliveries of the agent's own inbox by id; answers how many were pending
@@ -407,6 +442,8 @@ impl MeshAgent {
         } else {
             ""
         });
+        // Requests pushed to this receiver are pending for its own visibility timeout.
+        call.arg(duration_ms(self.inner.config.visibility_timeout));
         Ok(call.invoke(&self.inner.pool).await?)
     }
 
@@ -545,6 +582,11 @@ impl MeshAgent {
     /// One take, raw.
     pub async fn testing_take(&self, corr: &str) -> Result<RawTaken> {
         self.take_raw(corr).await
+    }
+
+    /// One forget of the agent's stored replies, raw.
+    pub async fn testing_forget(&self, corrs: &[String]) -> Result<u64> {
+        self.forget_raw(corrs).await
     }
 
     /// One presence call: `ttl_ms` 0 leaves; answers the until time. With `capability`, this

@@ -155,6 +155,9 @@ fn add(counter: &AtomicU64, n: u64) {
 pub(crate) struct InboxRef {
     pub(crate) keys: Vec<Key>,
     pub(crate) wake: String,
+    /// Where its sends push requests and replies: the channel of an agent's inbox; for a
+    /// capability, the prefix each member's name completes.
+    pub(crate) push: String,
     pub(crate) capability: bool,
 }
 
@@ -169,6 +172,7 @@ impl InboxRef {
         Ok(Self {
             keys: wire::inbox_keys(&instance, KeyKind::String),
             wake: instance.key("wake").as_str().to_owned(),
+            push: instance.key("push").as_str().to_owned(),
             capability: false,
         })
     }
@@ -178,8 +182,14 @@ impl InboxRef {
         Ok(Self {
             keys: wire::inbox_keys(&instance, KeyKind::ZSet),
             wake: instance.key("wake").as_str().to_owned(),
+            push: format!("{}:", instance.key("push").as_str()),
             capability: true,
         })
+    }
+
+    /// A member's push channel of this capability's inbox.
+    pub(crate) fn member_push(&self, member: &str) -> String {
+        format!("{}{member}", self.push)
     }
 }
 
@@ -195,6 +205,46 @@ struct Inner {
     corr_prefix: String,
     corr_seq: AtomicU64,
     wake: OnceCell<wake::Wake>,
+    /// Correlation ids of replies that came by push, to forget in batches.
+    forget: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+/// How long the forgetter gathers correlation ids before one call removes them all.
+const FORGET_GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+/// The most correlation ids one forget call takes.
+const FORGET_BATCH: usize = 1000;
+
+/// The next batch of `rx`: waits for one item, gives the others `gather` to come, and takes
+/// up to `max`; `None` once every sender is gone.
+pub(crate) async fn next_batch<T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    gather: std::time::Duration,
+    max: usize,
+) -> Option<Vec<T>> {
+    let first = rx.recv().await?;
+    tokio::time::sleep(gather).await;
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Forgets pushed replies in batches until the agent's last handle is gone.
+async fn forget_loop(
+    agent: std::sync::Weak<Inner>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(batch) = next_batch(&mut rx, FORGET_GATHER, FORGET_BATCH).await {
+        let Some(inner) = agent.upgrade() else { return };
+        let agent = MeshAgent { inner };
+        if let Err(e) = agent.forget_raw(&batch).await {
+            tracing::debug!(agent = %agent.name(), "forgetting {} pushed replies: {e}", batch.len());
+        }
+    }
 }
 
 /// One agent of the mesh: its durable inbox and its handle to every other agent's. Built by
@@ -236,6 +286,7 @@ impl MeshAgent {
                 corr_prefix,
                 corr_seq: AtomicU64::new(0),
                 wake: OnceCell::new(),
+                forget: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -276,6 +327,18 @@ impl MeshAgent {
             timeouts: l(&c.timeouts),
             no_responders: l(&c.no_responders),
         }
+    }
+
+    /// Forgets the stored copy of a reply that came by push, later, batched with others: one
+    /// script per batch, off the ask's path. A forget that fails leaves the copy to expire
+    /// with its ask (then counted late).
+    fn forget_later(&self, corr: &str) {
+        let tx = self.inner.forget.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(forget_loop(Arc::downgrade(&self.inner), rx));
+            tx
+        });
+        let _ = tx.send(corr.to_owned());
     }
 
     fn next_corr(&self) -> String {

@@ -9,11 +9,11 @@ use std::time::Duration;
 use coordkit_core::time::RetryDelay;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::error::Result;
-use super::wire::{Body, RawDelivery, code};
+use super::wire::{Body, RawDelivery, RawReceived, code};
 use super::{InboxRef, MeshAgent, wake};
 
 /// What [`MeshAgent::serve`] and [`MeshAgent::serve_capability`] take: an async function from a
@@ -64,6 +64,7 @@ pub struct Server {
     _wake: Option<wake::Wake>,
     stop: watch::Sender<bool>,
     serving: Option<JoinHandle<JoinSet<()>>>,
+    acking: Option<JoinHandle<()>>,
     heartbeat: JoinHandle<()>,
     served: Arc<AtomicU64>,
 }
@@ -93,6 +94,10 @@ impl Server {
         {
             while running.join_next().await.is_some() {}
         }
+        // Every answer is in: the acknowledger applies the last batch and ends.
+        if let Some(acking) = self.acking.take() {
+            let _ = acking.await;
+        }
         self.heartbeat.abort();
         if let Err(e) = self.agent.alive(&self.inbox, 0).await {
             tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
@@ -105,6 +110,9 @@ impl Drop for Server {
         self.heartbeat.abort();
         if let Some(serving) = self.serving.take() {
             serving.abort();
+        }
+        if let Some(acking) = self.acking.take() {
+            acking.abort();
         }
     }
 }
@@ -130,19 +138,29 @@ impl MeshAgent {
         Q: DeserializeOwned + Send + 'static,
         F: RequestHandler<Q>,
     {
-        let ttl = coordkit_core::time::duration_ms(self.inner.config.presence_ttl);
-        self.alive(&inbox, ttl).await?;
-        let (wake, own_wake) = if inbox.capability {
+        // Subscribed before it is alive: no request is pushed to nobody.
+        let (wake, pushed, own_wake) = if inbox.capability {
             let w = wake::Wake::start(
                 &self.inner.pool,
                 &inbox.wake,
+                &inbox.member_push(self.name()),
                 self.inner.config.fallback_wake,
             )
             .await?;
-            (w.signal(), Some(w))
+            (w.signal(), w.take_requests(), Some(w))
         } else {
-            (self.wake_signal().await?, None)
+            let w = self.own_wake().await?;
+            (w.signal(), w.take_requests(), None)
         };
+        // What an earlier run left pending is taken back before the agent is alive: after,
+        // it would take back the requests pushed to this run as well.
+        let first = self
+            .receive_raw(&inbox, code::LANE_REQUEST, CONCURRENCY)
+            .await?;
+        let ttl = coordkit_core::time::duration_ms(self.inner.config.presence_ttl);
+        self.alive(&inbox, ttl).await?;
+        let (acks, ack_ids) = mpsc::unbounded_channel();
+        let acking = tokio::spawn(ack_loop(self.clone(), inbox.clone(), ack_ids));
         let (stop, stopped) = watch::channel(false);
         let served = Arc::new(AtomicU64::new(0));
         let handler = Arc::new(handler);
@@ -151,7 +169,10 @@ impl MeshAgent {
             self.clone(),
             inbox.clone(),
             handler,
+            first,
             wake,
+            pushed,
+            acks,
             stopped,
             served.clone(),
         ));
@@ -161,6 +182,7 @@ impl MeshAgent {
             _wake: own_wake,
             stop,
             serving: Some(serving),
+            acking: Some(acking),
             heartbeat,
             served,
         })
@@ -180,11 +202,18 @@ async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
     }
 }
 
+/// The server's loop: a request pushed by its send is answered at once; Redis is looked in
+/// (a receive) at the start (what an earlier run left), when the subscription came back, and
+/// when a redelivery comes due: requests whose holder did not acknowledge them in time.
+#[allow(clippy::too_many_arguments)]
 async fn serve_loop<Q, F>(
     agent: MeshAgent,
     inbox: Arc<InboxRef>,
     handler: Arc<F>,
+    first: RawReceived,
     mut wake: watch::Receiver<u64>,
+    mut pushed: mpsc::UnboundedReceiver<RawDelivery>,
+    acks: mpsc::UnboundedSender<String>,
     mut stopped: watch::Receiver<bool>,
     served: Arc<AtomicU64>,
 ) -> JoinSet<()>
@@ -195,10 +224,58 @@ where
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut running = JoinSet::new();
     let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
+    let mut pushes_open = true;
+    let mut wait = if first.deliveries.len() == CONCURRENCY {
+        Duration::ZERO
+    } else {
+        agent.wait_for(&first)
+    };
+    let spawn = |running: &mut JoinSet<()>, delivery: RawDelivery, permit| {
+        let agent = agent.clone();
+        let handler = handler.clone();
+        let served = served.clone();
+        let acks = acks.clone();
+        let inbox = inbox.clone();
+        running.spawn(async move {
+            answer(&agent, &inbox, &*handler, delivery, &acks, &served).await;
+            drop(permit);
+        });
+    };
+    for delivery in first.deliveries {
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => spawn(&mut running, delivery, permit),
+            Err(_) => break,
+        }
+    }
     loop {
         while running.try_join_next().is_some() {}
         if *stopped.borrow() {
             break;
+        }
+        let look = tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            got = pushed.recv(), if pushes_open => match got {
+                Some(delivery) => {
+                    let permit = tokio::select! {
+                        _ = stopped.changed() => break,
+                        permit = slots.clone().acquire_owned() => match permit {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    };
+                    spawn(&mut running, delivery, permit);
+                    false
+                }
+                None => {
+                    pushes_open = false;
+                    false
+                }
+            },
+            _ = agent.sleep_or_wake(&mut wake, wait) => true,
+        };
+        if !look {
+            continue;
         }
         let first = tokio::select! {
             biased;
@@ -223,43 +300,53 @@ where
             Ok(raw) => raw,
             Err(e) => {
                 tracing::warn!(agent = %agent.name(), "taking requests: {e}");
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    _ = tokio::time::sleep(retry.next_delay()) => continue,
-                }
+                wait = retry.next_delay();
+                continue;
             }
         };
         retry.reset();
-        let wait = agent.wait_for(&raw);
-        if raw.deliveries.is_empty() {
-            drop(permits);
-            tokio::select! {
-                _ = stopped.changed() => break,
-                _ = agent.sleep_or_wake(&mut wake, wait) => {}
-            }
-            continue;
-        }
+        // A full batch: more may wait, look again at once.
+        wait = if raw.deliveries.len() == permits.len() {
+            Duration::ZERO
+        } else {
+            agent.wait_for(&raw)
+        };
         for delivery in raw.deliveries {
             let Some(permit) = permits.pop() else { break };
-            let agent = agent.clone();
-            let inbox = inbox.clone();
-            let handler = handler.clone();
-            let served = served.clone();
-            running.spawn(async move {
-                answer(&agent, &inbox, &*handler, delivery, &served).await;
-                drop(permit);
-            });
+            spawn(&mut running, delivery, permit);
         }
     }
     running
 }
 
-/// Runs the handler on one request, replies, and acknowledges it.
+/// How long the acknowledger gathers ids before one call acknowledges them all.
+const ACK_GATHER: Duration = Duration::from_millis(2);
+/// The most ids one acknowledgement call takes.
+const ACK_BATCH: usize = 1000;
+
+/// Acknowledges answered requests in batches, one script per batch, off the reply's path;
+/// returns once every sender is gone and the last batch is applied. A batch that fails is
+/// left pending: its requests are redelivered after the visibility timeout (at least once).
+async fn ack_loop(
+    agent: MeshAgent,
+    inbox: Arc<InboxRef>,
+    mut ids: mpsc::UnboundedReceiver<String>,
+) {
+    while let Some(batch) = super::next_batch(&mut ids, ACK_GATHER, ACK_BATCH).await {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        if let Err(e) = agent.ack_in(&inbox, &refs).await {
+            warn(&agent, &e);
+        }
+    }
+}
+
+/// Runs the handler on one request, replies, and has it acknowledged.
 async fn answer<Q, F>(
     agent: &MeshAgent,
     inbox: &InboxRef,
     handler: &F,
     delivery: RawDelivery,
+    acks: &mpsc::UnboundedSender<String>,
     served: &AtomicU64,
 ) where
     Q: DeserializeOwned + Send + 'static,
@@ -323,10 +410,7 @@ async fn answer<Q, F>(
     };
     let _ = sent;
     served.fetch_add(1, Ordering::Relaxed);
-    match agent.ack_in(inbox, &[id]).await {
-        Ok(_) => {}
-        Err(e) => warn(agent, &e),
-    }
+    let _ = acks.send(delivery.id);
 }
 
 fn warn(agent: &MeshAgent, e: &super::AgentError) {

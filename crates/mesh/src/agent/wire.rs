@@ -33,6 +33,9 @@ pub(crate) mod code {
     pub(crate) const ALIVE_ANY: u8 = 0;
     pub(crate) const ALIVE_AGENT: u8 = 1;
     pub(crate) const ALIVE_MEMBER: u8 = 2;
+    /// The kind byte in front of a push.
+    pub(crate) const PUSH_REQUEST: u8 = 1;
+    pub(crate) const PUSH_REPLY: u8 = 2;
     /// A number an answer does not have.
     pub(crate) const NONE: i64 = -1;
     /// The version byte in front of every body.
@@ -91,6 +94,8 @@ pub(crate) struct SendArgs {
     pub(crate) max_waiting: u64,
     /// `code::ALIVE_*`.
     pub(crate) require_alive: u8,
+    /// A request's visibility when the send delivers it by push; 0 stores it only.
+    pub(crate) push_ms: u64,
 }
 
 impl SendArgs {
@@ -102,6 +107,7 @@ impl SendArgs {
             .u64_le(self.max_age_ms)
             .u64_le(self.max_waiting)
             .bytes(&[self.require_alive])
+            .u64_le(self.push_ms)
             .into_bytes()
     }
 }
@@ -191,6 +197,42 @@ pub struct RawDelivery {
     pub expires_ms: Option<u64>,
     /// The body bytes.
     pub body: Vec<u8>,
+}
+
+/// What a send pushed to a subscriber of an inbox's push channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// A request, delivered by its send (pending, attempt 1).
+    Request(RawDelivery),
+    /// A reply's body (also stored under its correlation id until forgotten or taken).
+    Reply(Vec<u8>),
+}
+
+impl Push {
+    /// Reads a push; `Err` says why it cannot be.
+    pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
+        match bytes.split_first() {
+            Some((&code::PUSH_REPLY, body)) => Ok(Push::Reply(body.to_vec())),
+            Some((&code::PUSH_REQUEST, rest)) if rest.len() >= 24 => {
+                let u = |i: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&rest[i..i + 8]);
+                    u64::from_le_bytes(b)
+                };
+                let expires = u(16);
+                Ok(Push::Request(RawDelivery {
+                    id: u(0).to_string(),
+                    attempt: 1,
+                    sent_ms: u(8),
+                    expires_ms: (expires > 0).then_some(expires),
+                    body: rest[24..].to_vec(),
+                }))
+            }
+            Some((&code::PUSH_REQUEST, _)) => Err("a request push shorter than its header".into()),
+            Some((kind, _)) => Err(format!("unknown push kind {kind}")),
+            None => Err("an empty push".into()),
+        }
+    }
 }
 
 /// A `receive` answer.
@@ -332,5 +374,26 @@ mod tests {
         assert!(Body::decode(&[9]).is_err());
         assert!(Body::decode(&[1, 5, b'a']).is_err());
         assert!(Body::decode(&[1, 1, 0xff, 0]).is_err());
+    }
+
+    #[test]
+    fn pushes_decode_and_garbage_is_refused() {
+        let mut request = vec![code::PUSH_REQUEST];
+        for n in [7u64, 1_000, 0] {
+            request.extend_from_slice(&n.to_le_bytes());
+        }
+        request.extend_from_slice(b"body");
+        let Ok(Push::Request(d)) = Push::decode(&request) else {
+            panic!("a request push")
+        };
+        assert_eq!((d.id.as_str(), d.sent_ms, d.expires_ms), ("7", 1_000, None));
+        assert_eq!(d.body, b"body");
+        assert_eq!(
+            Push::decode(&[code::PUSH_REPLY, 9]),
+            Ok(Push::Reply(vec![9]))
+        );
+        assert!(Push::decode(&request[..20]).is_err());
+        assert!(Push::decode(&[9]).is_err());
+        assert!(Push::decode(&[]).is_err());
     }
 }
