@@ -12,6 +12,8 @@
 //!   get its answer, its error, a timeout, or "no responders" in the request's own round trip.
 //!   Capabilities route work to whichever live member can do it: dispatch to one, ask one,
 //!   broadcast to all.
+//! - **Scatter-gather** ([`MeshAgent::gather`]): ask every live member of a capability, collect
+//!   each one's outcome until enough answers came or the deadline passed.
 //!   See the [`agent`] module for the design and guarantees.
 //!
 //! Every send is one atomic Lua script (or one `PUBLISH`), one round trip, over the shared
@@ -100,7 +102,8 @@ pub mod model;
 pub use agent::wire::{Body, RawDelivery, RawReceived, RawSent, RawTaken};
 pub use agent::{
     AgentConfig, AgentError, AgentStats, CapabilityStats, DEFAULT_MAX_PAYLOAD_BYTES, Delivery,
-    InboxStats, MeshAgent, MeshAgentBuilder, Reply, RequestHandler, SendOptions, Sent, Server,
+    GatherOptions, Gathered, InboxStats, MeshAgent, MeshAgentBuilder, Reply, RequestHandler,
+    SendOptions, Sent, Server,
 };
 pub use channel::{
     Channel, ChannelBuilder, ChannelControl, ChannelDelivery, ChannelPattern, ChannelSubscriber,

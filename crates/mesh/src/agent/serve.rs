@@ -66,6 +66,8 @@ pub struct Server {
     serving: Option<JoinHandle<JoinSet<()>>>,
     heartbeat: JoinHandle<()>,
     served: Arc<AtomicU64>,
+    /// Servers that stop with this one: a capability member's route for gathers.
+    companions: Vec<Server>,
 }
 
 impl std::fmt::Debug for Server {
@@ -80,7 +82,13 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Requests answered so far (replies stored or found late).
     pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        let companions: u64 = self.companions.iter().map(Server::served).sum();
+        self.served.load(Ordering::Relaxed) + companions
+    }
+
+    /// `companion` stops when this server does, after it.
+    pub(super) fn attach(&mut self, companion: Server) {
+        self.companions.push(companion);
     }
 
     /// Stops taking requests, waits for those in flight to be answered, and marks the agent
@@ -96,6 +104,9 @@ impl Server {
         self.heartbeat.abort();
         if let Err(e) = self.agent.alive(&self.inbox, 0).await {
             tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
+        }
+        for companion in std::mem::take(&mut self.companions) {
+            Box::pin(companion.shutdown()).await;
         }
     }
 }
@@ -163,6 +174,7 @@ impl MeshAgent {
             serving: Some(serving),
             heartbeat,
             served,
+            companions: Vec::new(),
         })
     }
 }
