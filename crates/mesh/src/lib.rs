@@ -14,6 +14,8 @@
 //!   broadcast to all.
 //! - **Scatter-gather** ([`MeshAgent::gather`]): ask every live member of a capability, collect
 //!   each one's outcome until enough answers came or the deadline passed.
+//! - **Pipelines** ([`MeshAgent::forward`], [`MeshAgent::serve_dispatched`]): a stage's results
+//!   dispatched to the next capabilities, at least once.
 //!   See the [`agent`] module for the design and guarantees.
 //!
 //! Every send is one atomic Lua script (or one `PUBLISH`), one round trip, over the shared
@@ -101,9 +103,9 @@ pub mod model;
 #[cfg(any(feature = "model", feature = "testing"))]
 pub use agent::wire::{Body, RawDelivery, RawReceived, RawSent, RawTaken};
 pub use agent::{
-    AgentConfig, AgentError, AgentStats, CapabilityStats, DEFAULT_MAX_PAYLOAD_BYTES, Delivery,
-    GatherOptions, Gathered, InboxStats, MeshAgent, MeshAgentBuilder, Reply, RequestHandler,
-    SendOptions, Sent, Server,
+    AgentConfig, AgentError, AgentStats, CapabilityStats, Consumer, DEFAULT_MAX_PAYLOAD_BYTES,
+    Delivery, Forward, GatherOptions, Gathered, InboxStats, MeshAgent, MeshAgentBuilder, Reply,
+    RequestHandler, SendOptions, Sent, Server,
 };
 pub use channel::{
     Channel, ChannelBuilder, ChannelControl, ChannelDelivery, ChannelPattern, ChannelSubscriber,

@@ -17,6 +17,9 @@
 //!   member after reading the members: not atomic, and a member that joins meanwhile misses it).
 //! - [`MeshAgent::gather`] asks every live member and collects their replies until enough
 //!   answers came or the deadline passed (each member answers through a route of its own).
+//! - [`MeshAgent::serve_dispatched`] runs a handler on each dispatched message, and
+//!   [`MeshAgent::forward`] passes a handler's answers on to the next capabilities (the
+//!   `pipeline` module).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -71,6 +71,10 @@
 //!   concurrently, and lists each one's outcome, until enough answers came
 //!   ([`GatherOptions::answers`]) or the deadline passed; with no live member it asks nobody
 //!   and does not wait.
+//! - **Pipelines** ([`MeshAgent::forward`], [`MeshAgent::serve_dispatched`]): a handler's
+//!   answers dispatched to the next capabilities before its input is acknowledged (at least
+//!   once: a crash between the two forwards it again), and a consumer running a handler on a
+//!   capability's dispatched messages, as the stages of an event mesh.
 //! - **Stats**: per inbox from Redis ([`MeshAgent::inbox_stats`]: depth, pending, oldest age,
 //!   presence, counters); per handle in this process ([`MeshAgent::stats`]: sent, received,
 //!   acked, expired, undecodable, late replies, timeouts, no responders).
@@ -121,6 +125,7 @@ mod config;
 pub(crate) mod error;
 mod gather;
 mod inbox;
+mod pipeline;
 mod serve;
 mod types;
 mod wake;
@@ -136,6 +141,7 @@ pub use capability::CapabilityStats;
 pub use config::{AgentConfig, DEFAULT_MAX_PAYLOAD_BYTES, MeshAgentBuilder};
 pub use error::{AgentError, Result};
 pub use gather::{GatherOptions, Gathered};
+pub use pipeline::{Consumer, Forward};
 pub use serve::{RequestHandler, Server};
 pub use types::{AgentStats, Delivery, InboxStats, Reply, SendOptions, Sent};
 

@@ -179,7 +179,7 @@ impl MeshAgent {
     }
 }
 
-async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
+pub(super) async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
     let ttl = agent.config().presence_ttl;
     loop {
         tokio::time::sleep(ttl / 3).await;
