@@ -16,6 +16,8 @@
 //!   each one's outcome until enough answers came or the deadline passed.
 //! - **Pipelines** ([`MeshAgent::forward`], [`MeshAgent::serve_dispatched`]): a stage's results
 //!   dispatched to the next capabilities, at least once.
+//! - **Broadcast to the namespace** ([`MeshAgent::broadcast_all`]): a message into the inbox of
+//!   every agent whose heartbeat has not run out.
 //!   See the [`agent`] module for the design and guarantees.
 //!
 //! Every send is one atomic Lua script (or one `PUBLISH`), one round trip, over the shared

@@ -135,6 +135,11 @@ impl MeshAgent {
     /// The live members of `capability`, by name.
     pub async fn members(&self, capability: &str) -> Result<Vec<String>> {
         let inbox = self.capability_inbox(capability)?;
+        self.members_of(&inbox).await
+    }
+
+    /// The live members of a group's inbox: a capability's, or the namespace's registry.
+    pub(super) async fn members_of(&self, inbox: &InboxRef) -> Result<Vec<String>> {
         let now = match &self.inner.config.clock {
             Clock::Manual(manual) => manual.now_ms(),
             _ => self.inner.pool.server_time_ms().await?,
@@ -152,12 +157,8 @@ impl MeshAgent {
         capability: &str,
         message: &T,
     ) -> Result<Vec<(String, Sent)>> {
-        let mut out = Vec::new();
-        for member in self.members(capability).await? {
-            let sent = self.send(&member, message).await?;
-            out.push((member, sent));
-        }
-        Ok(out)
+        let members = self.members(capability).await?;
+        self.send_each(members, message).await
     }
 
     /// The capability's inbox as stored, and its live members.

@@ -75,6 +75,11 @@
 //!   answers dispatched to the next capabilities before its input is acknowledged (at least
 //!   once: a crash between the two forwards it again), and a consumer running a handler on a
 //!   capability's dispatched messages, as the stages of an event mesh.
+//! - **Broadcast to the namespace** ([`MeshAgent::broadcast_all`],
+//!   [`MeshAgent::live_agents`]): every heartbeat of an agent's presence also keeps it in the
+//!   namespace's registry of live agents (`<ns>:{mesh:agents}:alive`, agent → alive until: a
+//!   second call per beat, another hash tag); a broadcast reads it, then sends to each live
+//!   agent's own inbox, one send per agent, not atomic.
 //! - **Stats**: per inbox from Redis ([`MeshAgent::inbox_stats`]: depth, pending, oldest age,
 //!   presence, counters); per handle in this process ([`MeshAgent::stats`]: sent, received,
 //!   acked, expired, undecodable, late replies, timeouts, no responders).
@@ -125,6 +130,7 @@ mod config;
 pub(crate) mod error;
 mod gather;
 mod inbox;
+mod namespace;
 mod pipeline;
 mod serve;
 mod types;
