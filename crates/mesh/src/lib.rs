@@ -12,6 +12,12 @@
 //!   get its answer, its error, a timeout, or "no responders" in the request's own round trip.
 //!   Capabilities route work to whichever live member can do it: dispatch to one, ask one,
 //!   broadcast to all.
+//! - **Scatter-gather** ([`MeshAgent::gather`]): ask every live member of a capability, collect
+//!   each one's outcome until enough answers came or the deadline passed.
+//! - **Pipelines** ([`MeshAgent::forward`], [`MeshAgent::serve_dispatched`]): a stage's results
+//!   dispatched to the next capabilities, at least once.
+//! - **Broadcast to the namespace** ([`MeshAgent::broadcast_all`]): a message into the inbox of
+//!   every agent whose heartbeat has not run out.
 //!   See the [`agent`] module for the design and guarantees.
 //!
 //! Every send is one atomic Lua script (or one `PUBLISH`), one round trip, over the shared
@@ -99,8 +105,9 @@ pub mod model;
 #[cfg(any(feature = "model", feature = "testing"))]
 pub use agent::wire::{Body, RawDelivery, RawReceived, RawSent, RawTaken};
 pub use agent::{
-    AgentConfig, AgentError, AgentStats, CapabilityStats, DEFAULT_MAX_PAYLOAD_BYTES, Delivery,
-    InboxStats, MeshAgent, MeshAgentBuilder, Reply, RequestHandler, SendOptions, Sent, Server,
+    AgentConfig, AgentError, AgentStats, CapabilityStats, Consumer, DEFAULT_MAX_PAYLOAD_BYTES,
+    Delivery, Forward, GatherOptions, Gathered, InboxStats, MeshAgent, MeshAgentBuilder, Reply,
+    RequestHandler, SendOptions, Sent, Server,
 };
 pub use channel::{
     Channel, ChannelBuilder, ChannelControl, ChannelDelivery, ChannelPattern, ChannelSubscriber,

@@ -15,6 +15,11 @@
 //!   [`MeshAgent::serve`].
 //! - [`MeshAgent::broadcast`] sends a message to every live member's own inbox (one send per
 //!   member after reading the members: not atomic, and a member that joins meanwhile misses it).
+//! - [`MeshAgent::gather`] asks every live member and collects their replies until enough
+//!   answers came or the deadline passed (each member answers through a route of its own).
+//! - [`MeshAgent::serve_dispatched`] runs a handler on each dispatched message, and
+//!   [`MeshAgent::forward`] passes a handler's answers on to the next capabilities (the
+//!   `pipeline` module).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::Result;
+use super::gather::Shared;
 use super::serve::RequestHandler;
 use super::types::{Delivery, InboxStats, Reply, SendOptions, Sent};
 use super::{InboxRef, MeshAgent, Server};
@@ -109,19 +115,31 @@ impl MeshAgent {
     }
 
     /// Joins `capability` and answers its requests with `handler`, as
-    /// [`MeshAgent::serve`] does the agent's own; [`Server::shutdown`] leaves it.
+    /// [`MeshAgent::serve`] does the agent's own, and the [`gather`](MeshAgent::gather)s
+    /// asked of this member; [`Server::shutdown`] leaves it.
     pub async fn serve_capability<Q, F>(&self, capability: &str, handler: F) -> Result<Server>
     where
         Q: DeserializeOwned + Send + 'static,
         F: RequestHandler<Q>,
     {
         let inbox = self.capability_inbox(capability)?;
-        self.serve_inbox(inbox, handler).await
+        let handler = Shared::new(handler);
+        // The route first: a gather that finds the member finds its route alive.
+        let route = self.member_route(capability, self.name())?;
+        let route = self.serve_inbox(route, handler.clone()).await?;
+        let mut server = self.serve_inbox(inbox, handler).await?;
+        server.attach(route);
+        Ok(server)
     }
 
     /// The live members of `capability`, by name.
     pub async fn members(&self, capability: &str) -> Result<Vec<String>> {
         let inbox = self.capability_inbox(capability)?;
+        self.members_of(&inbox).await
+    }
+
+    /// The live members of a group's inbox: a capability's, or the namespace's registry.
+    pub(super) async fn members_of(&self, inbox: &InboxRef) -> Result<Vec<String>> {
         let now = match &self.inner.config.clock {
             Clock::Manual(manual) => manual.now_ms(),
             _ => self.inner.pool.server_time_ms().await?,
@@ -139,12 +157,8 @@ impl MeshAgent {
         capability: &str,
         message: &T,
     ) -> Result<Vec<(String, Sent)>> {
-        let mut out = Vec::new();
-        for member in self.members(capability).await? {
-            let sent = self.send(&member, message).await?;
-            out.push((member, sent));
-        }
-        Ok(out)
+        let members = self.members(capability).await?;
+        self.send_each(members, message).await
     }
 
     /// The capability's inbox as stored, and its live members.

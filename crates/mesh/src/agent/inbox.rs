@@ -432,8 +432,8 @@ impl MeshAgent {
         Ok(())
     }
 
-    /// The presence script: in an agent's inbox its own, in a capability's this agent as a
-    /// member. `ttl_ms` 0 leaves.
+    /// The presence script: in an agent's inbox its own (and then the namespace's registry,
+    /// `namespace`), in a capability's this agent as a member. `ttl_ms` 0 leaves.
     pub(super) async fn alive(&self, inbox: &InboxRef, ttl_ms: u64) -> Result<u64> {
         let mut call = wire::call(&inbox.keys, "alive", &self.now_arg());
         call.arg(ttl_ms);
@@ -444,7 +444,11 @@ impl MeshAgent {
         });
         // Requests pushed to this receiver are pending for its own visibility timeout.
         call.arg(duration_ms(self.inner.config.visibility_timeout));
-        Ok(call.invoke(&self.inner.pool).await?)
+        let until = call.invoke(&self.inner.pool).await?;
+        if !inbox.capability {
+            self.register(ttl_ms).await?;
+        }
+        Ok(until)
     }
 
     /// The agent's inbox as stored: depth, pending, oldest age, presence, counters.

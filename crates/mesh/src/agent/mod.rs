@@ -67,6 +67,19 @@
 //!   members; a dispatched message goes to one member at a time (to another after the
 //!   visibility timeout when its holder dies), an ask to a capability is answered by a live
 //!   member or by "no responders" in its own round trip (below).
+//! - **Scatter-gather** ([`MeshAgent::gather`]): asks every live member of a capability,
+//!   concurrently, and lists each one's outcome, until enough answers came
+//!   ([`GatherOptions::answers`]) or the deadline passed; with no live member it asks nobody
+//!   and does not wait.
+//! - **Pipelines** ([`MeshAgent::forward`], [`MeshAgent::serve_dispatched`]): a handler's
+//!   answers dispatched to the next capabilities before its input is acknowledged (at least
+//!   once: a crash between the two forwards it again), and a consumer running a handler on a
+//!   capability's dispatched messages, as the stages of an event mesh.
+//! - **Broadcast to the namespace** ([`MeshAgent::broadcast_all`],
+//!   [`MeshAgent::live_agents`]): every heartbeat of an agent's presence also keeps it in the
+//!   namespace's registry of live agents (`<ns>:{mesh:agents}:alive`, agent → alive until: a
+//!   second call per beat, another hash tag); a broadcast reads it, then sends to each live
+//!   agent's own inbox, one send per agent, not atomic.
 //! - **Stats**: per inbox from Redis ([`MeshAgent::inbox_stats`]: depth, pending, oldest age,
 //!   presence, counters); per handle in this process ([`MeshAgent::stats`]: sent, received,
 //!   acked, expired, undecodable, late replies, timeouts, no responders).
@@ -99,7 +112,9 @@
 //! request, atomically with it. Its members compete for its messages and requests; unlike an
 //! agent's own inbox, a member's first receive does not take back the others' pending
 //! deliveries. [`MeshAgent::broadcast`] reads the live members, then sends to each one's own
-//! inbox: one round trip per member, not atomic.
+//! inbox: one round trip per member, not atomic. [`MeshAgent::gather`] reads them too, then
+//! asks each one's route to its handler (`<ns>:{capm:<n>:<capability>:<member>}:*`, served by
+//! its [`MeshAgent::serve_capability`] server beside the capability's inbox).
 //!
 //! ## Keys (one hash tag per inbox)
 //!
@@ -113,7 +128,10 @@ mod ask;
 mod capability;
 mod config;
 pub(crate) mod error;
+mod gather;
 mod inbox;
+mod namespace;
+mod pipeline;
 mod serve;
 mod types;
 mod wake;
@@ -128,6 +146,8 @@ use tokio::sync::OnceCell;
 pub use capability::CapabilityStats;
 pub use config::{AgentConfig, DEFAULT_MAX_PAYLOAD_BYTES, MeshAgentBuilder};
 pub use error::{AgentError, Result};
+pub use gather::{GatherOptions, Gathered};
+pub use pipeline::{Consumer, Forward};
 pub use serve::{RequestHandler, Server};
 pub use types::{AgentStats, Delivery, InboxStats, Reply, SendOptions, Sent};
 
@@ -178,7 +198,13 @@ impl InboxRef {
     }
 
     fn capability(keyspace: &Keyspace, capability: &str) -> Result<Self> {
-        let instance = keyspace.instance(CAPABILITY_KIND, capability)?;
+        Self::group(keyspace, CAPABILITY_KIND, capability)
+    }
+
+    /// An inbox whose presence is a sorted set of members, of `kind`: a capability's, or a
+    /// member's route to its capability's handler (`gather`).
+    fn group(keyspace: &Keyspace, kind: &str, name: &str) -> Result<Self> {
+        let instance = keyspace.instance(kind, name)?;
         Ok(Self {
             keys: wire::inbox_keys(&instance, KeyKind::ZSet),
             wake: instance.key("wake").as_str().to_owned(),

@@ -67,6 +67,8 @@ pub struct Server {
     acking: Option<JoinHandle<()>>,
     heartbeat: JoinHandle<()>,
     served: Arc<AtomicU64>,
+    /// Servers that stop with this one: a capability member's route for gathers.
+    companions: Vec<Server>,
 }
 
 impl std::fmt::Debug for Server {
@@ -81,7 +83,13 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Requests answered so far (replies stored or found late).
     pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        let companions: u64 = self.companions.iter().map(Server::served).sum();
+        self.served.load(Ordering::Relaxed) + companions
+    }
+
+    /// `companion` stops when this server does, after it.
+    pub(super) fn attach(&mut self, companion: Server) {
+        self.companions.push(companion);
     }
 
     /// Stops taking requests, waits for those in flight to be answered, and marks the agent
@@ -101,6 +109,9 @@ impl Server {
         self.heartbeat.abort();
         if let Err(e) = self.agent.alive(&self.inbox, 0).await {
             tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
+        }
+        for companion in std::mem::take(&mut self.companions) {
+            Box::pin(companion.shutdown()).await;
         }
     }
 }
@@ -185,11 +196,12 @@ impl MeshAgent {
             acking: Some(acking),
             heartbeat,
             served,
+            companions: Vec::new(),
         })
     }
 }
 
-async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
+pub(super) async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
     let ttl = agent.config().presence_ttl;
     loop {
         tokio::time::sleep(ttl / 3).await;
