@@ -5,8 +5,14 @@
 //! "no responders" and writes nothing, in the request's own round trip. Otherwise the request
 //! expires at its deadline (on the scripts' clock), and the responder's reply carries that
 //! deadline: the asker's inbox stores it under the correlation id when it is in time, or drops
-//! and counts it (`late`). The asker takes its reply from its own inbox, so a reply survives
-//! the asker's connection dropping while it waits: it is there when the asker looks again.
+//! and counts it (`late`).
+//!
+//! A request to a live target is delivered by its send: stored pending and pushed whole to the
+//! responder, which takes nothing; the reply's send stores it and pushes it whole to the asker.
+//! An ask is then two scripts, one after the other. The stored copies are what survives a
+//! dropped connection: a request nobody acknowledged is redelivered after the responder's
+//! visibility timeout, and the asker takes its reply from its inbox when its subscription came
+//! back or its fallback timer fired. Replies that came by push are forgotten in batches.
 
 use std::time::{Duration, Instant};
 

@@ -59,7 +59,9 @@
 //!   while it waited; a reply after the deadline is dropped and counted (`late`).
 //! - **Serve** ([`MeshAgent::serve`]): a [`Server`] heartbeats the agent's presence, answers
 //!   requests with a handler (up to 64 at once), and acknowledges each only once its reply is
-//!   stored.
+//!   stored. Requests to a live server come pushed whole by their send (pending for the
+//!   server's visibility timeout, which its presence records); the server looks in Redis only
+//!   at start, after its subscription came back, and when a redelivery comes due.
 //! - **Capabilities** ([`MeshAgent::join`], [`MeshAgent::dispatch`],
 //!   [`MeshAgent::receive_dispatched`], [`MeshAgent::ask_capability`],
 //!   [`MeshAgent::serve_capability`], [`MeshAgent::broadcast`]): work for whichever live agent
@@ -122,7 +124,9 @@
 //! `ready` and `asks` (lists of waiting messages and requests), `pending` (zset by visibility
 //! deadline), `tries` (delivery counts), `replies` and `reply_exp` (replies by correlation id,
 //! and their deadlines), `meta` (id sequence and counters), `alive` (the presence), `dead`
-//! (dead letters). The wake channel is `<ns>:{inbox:<agent>}:wake`.
+//! (dead letters). The wake channel is `<ns>:{inbox:<agent>}:wake`, the push channel (requests
+//! and replies delivered whole) `<ns>:{inbox:<agent>}:push`; on a cluster both are sharded
+//! channels (`SPUBLISH`/`SSUBSCRIBE`) of the inbox's hash tag.
 
 mod ask;
 mod capability;

@@ -50,9 +50,10 @@ where
 const CONCURRENCY: usize = 64;
 
 /// A running responder, from [`MeshAgent::serve`]: it keeps the agent alive (a heartbeat at a
-/// third of its presence TTL), takes the requests asked of it as they come (woken by the
-/// sends, never polling), runs the handler on each (up to 64 at once), sends the reply into the
-/// asker's inbox and then acknowledges the request. A request whose reply could not be sent
+/// third of its presence TTL), takes the requests asked of it as their sends push them (and,
+/// never polling, those left pending by an earlier run or come due again), runs the handler on
+/// each (up to 64 at once), sends the reply into the asker's inbox and then acknowledges the
+/// request (in batches). A request whose reply could not be sent
 /// (Redis down) is not acknowledged, so it is delivered again after the visibility timeout.
 ///
 /// [`Server::shutdown`] stops taking requests, finishes those in flight, and marks the agent
