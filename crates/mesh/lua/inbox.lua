@@ -113,8 +113,22 @@ local function lane_key(lane)
   return K_READY
 end
 
+-- Keeps a record with its reason in `dead` (the latest DEAD_KEPT).
 local function dead_letter(reason, rec)
   redis.call('LPUSH', K_DEAD, struct.pack('<I2', #reason) .. reason .. (rec or ''))
+  redis.call('LTRIM', K_DEAD, 0, DEAD_KEPT - 1)
+end
+
+-- Adds to counters of `meta` (as read_meta read them) in one HSET: { name = n, ... }.
+local function bump(meta, adds)
+  local args = {}
+  for name, n in pairs(adds) do
+    if n > 0 then
+      args[#args + 1] = name
+      args[#args + 1] = meta[name] + n
+    end
+  end
+  if #args > 0 then redis.call('HSET', K_META, unpack(args)) end
 end
 
 -- The alive value, validated: until ms, or 0.
@@ -169,7 +183,7 @@ if op == 'send' then
     redis.call('ZCARD', K_REPLY_EXP)
     -- writes:
     if expires > 0 and now >= expires then
-      redis.call('HINCRBY', K_META, 'late', 1)
+      bump(meta, { late = 1 })
       return { LATE }
     end
     redis.call('HSET', K_REPLIES, corr, rec)
@@ -195,7 +209,7 @@ if op == 'send' then
     redis.call('HLEN', K_TRIES)
     redis.call('ZCARD', K_PENDING)
     -- writes:
-    redis.call('HSET', K_META, 'seq', id, 'sent', meta.sent + 1, 'delivered', meta.delivered + 1)
+    bump(meta, { seq = 1, sent = 1, delivered = 1 })
     redis.call('HSET', K_MSGS, id, rec)
     redis.call('HSET', K_TRIES, id, 1)
     redis.call('ZADD', K_PENDING, now + push_ms, id)
@@ -234,14 +248,7 @@ if op == 'send' then
     redis.call('HDEL', K_TRIES, unpack(ids))
   end
   local id = meta.seq + 1
-  redis.call('HSET', K_META, 'seq', id)
-  redis.call('HINCRBY', K_META, 'sent', 1)
-  if expired > 0 then redis.call('HINCRBY', K_META, 'expired', expired) end
-  if over > 0 then redis.call('HINCRBY', K_META, 'trimmed', over) end
-  if malformed > 0 then
-    redis.call('HINCRBY', K_META, 'dead', malformed)
-    redis.call('LTRIM', K_DEAD, 0, DEAD_KEPT - 1)
-  end
+  bump(meta, { seq = 1, sent = 1, expired = expired, trimmed = over, dead = malformed })
   redis.call('HSET', K_MSGS, id, rec)
   redis.call('RPUSH', list, id)
   redis.call(publish, wake, ck_envelope('wake', 'mesh', '', now, '{"lane":' .. lane .. '}'))
@@ -328,12 +335,7 @@ if op == 'receive' then
       if action == 'malformed' then dead_letter('malformed', rec or nil) end
     end
   end
-  if delivered > 0 then redis.call('HINCRBY', K_META, 'delivered', delivered) end
-  if expired > 0 then redis.call('HINCRBY', K_META, 'expired', expired) end
-  if malformed > 0 then
-    redis.call('HINCRBY', K_META, 'dead', malformed)
-    redis.call('LTRIM', K_DEAD, 0, DEAD_KEPT - 1)
-  end
+  bump(meta, { delivered = delivered, expired = expired, dead = malformed })
   local next_deadline = redis.call('ZRANGE', K_PENDING, 0, 0, 'WITHSCORES')
   if next_deadline[2] then answer[2] = tonumber(next_deadline[2]) end
   return answer
@@ -360,21 +362,21 @@ if op == 'ack' then
   redis.call('HLEN', K_TRIES)
   if dead > 0 then ck_expect_type(K_DEAD, 'list') end
   -- writes:
+  local settled = {}
   for i = 1, n do
     if found[i] == 1 then
       local id = ARGV[3 + i]
       local reason = ARGV[3 + n + i]
       if reason ~= '' then dead_letter(reason, redis.call('HGET', K_MSGS, id)) end
-      redis.call('ZREM', K_PENDING, id)
-      redis.call('HDEL', K_MSGS, id)
-      redis.call('HDEL', K_TRIES, id)
+      settled[#settled + 1] = id
     end
   end
-  if acked > 0 then redis.call('HINCRBY', K_META, 'acked', acked) end
-  if dead > 0 then
-    redis.call('HINCRBY', K_META, 'dead', dead)
-    redis.call('LTRIM', K_DEAD, 0, DEAD_KEPT - 1)
+  if #settled > 0 then
+    redis.call('ZREM', K_PENDING, unpack(settled))
+    redis.call('HDEL', K_MSGS, unpack(settled))
+    redis.call('HDEL', K_TRIES, unpack(settled))
   end
+  bump(meta, { acked = acked, dead = dead })
   return found
 end
 
@@ -399,15 +401,13 @@ if op == 'take' then
   if #late > 0 then
     redis.call('ZREM', K_REPLY_EXP, unpack(late))
     redis.call('HDEL', K_REPLIES, unpack(late))
-    redis.call('HINCRBY', K_META, 'late', #late)
   end
+  bump(meta, { late = #late, dead = (rec and sent == nil) and 1 or 0 })
   if not rec then return { ABSENT } end
   redis.call('HDEL', K_REPLIES, corr)
   redis.call('ZREM', K_REPLY_EXP, corr)
   if sent == nil then
     dead_letter('malformed', rec)
-    redis.call('HINCRBY', K_META, 'dead', 1)
-    redis.call('LTRIM', K_DEAD, 0, DEAD_KEPT - 1)
     return { MALFORMED }
   end
   return { TAKEN, sent, string.sub(rec, HEADER + 1) }

@@ -103,7 +103,7 @@ pub mod channel;
 pub mod model;
 
 #[cfg(any(feature = "model", feature = "testing"))]
-pub use agent::wire::{Body, RawDelivery, RawReceived, RawSent, RawTaken};
+pub use agent::wire::{Body, Outgoing, RawDelivery, RawReceived, RawSent, RawTaken};
 pub use agent::{
     AgentConfig, AgentError, AgentStats, CapabilityStats, Consumer, DEFAULT_MAX_PAYLOAD_BYTES,
     Delivery, Forward, GatherOptions, Gathered, InboxStats, MeshAgent, MeshAgentBuilder, Reply,

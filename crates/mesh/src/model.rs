@@ -24,7 +24,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::agent::wire::code;
+use crate::agent::InboxStats;
+use crate::agent::wire::{Outgoing, code};
 pub use crate::agent::wire::{RawDelivery, RawReceived, RawSent, RawTaken};
 
 /// Stale messages one call drops from a lane's front at most (`TRIM_LIMIT`).
@@ -81,27 +82,6 @@ impl Record {
     }
 }
 
-/// The counters of `meta`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Meta {
-    /// The last id handed out.
-    pub seq: u64,
-    /// Stored messages and requests.
-    pub sent: u64,
-    /// Deliveries.
-    pub delivered: u64,
-    /// Acknowledged.
-    pub acked: u64,
-    /// Dropped as stale.
-    pub expired: u64,
-    /// Dropped by the count cap.
-    pub trimmed: u64,
-    /// Late replies.
-    pub late: u64,
-    /// Dead-lettered.
-    pub dead: u64,
-}
-
 /// The arguments of one send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send {
@@ -146,6 +126,17 @@ impl Send {
         }
     }
 
+    /// What the agent's send script is given for this send (its body aside).
+    pub fn outgoing(&self) -> Outgoing<'_> {
+        Outgoing {
+            lane: self.lane,
+            corr: &self.corr,
+            expiry_ms: self.expiry_ms,
+            deadline_ms: self.deadline_ms,
+            require_alive: self.require_alive,
+        }
+    }
+
     /// A reply to `corr`, due by `deadline_ms`.
     pub fn reply(corr: &str, body: Vec<u8>, deadline_ms: u64) -> Self {
         Self {
@@ -178,8 +169,11 @@ pub struct InboxModel {
     pub replies: BTreeMap<String, Record>,
     /// `reply_exp`: correlation id -> expiry.
     pub reply_exp: BTreeMap<String, u64>,
-    /// `meta`.
-    pub meta: Meta,
+    /// `meta`'s id sequence: the last id handed out.
+    pub seq: u64,
+    /// `meta`'s counters, by the names [`InboxStats`] reports them (its other fields stay at
+    /// their defaults).
+    pub meta: InboxStats,
     /// Whether it is a capability's inbox: its presence is `members`, not `alive`.
     pub capability: bool,
     /// `alive`: until (absent: never alive), in an agent's inbox.
@@ -280,8 +274,8 @@ impl InboxModel {
         }
         if s.lane == code::LANE_REQUEST && s.push_ms > 0 && s.require_alive {
             // Delivered by the send: pending at once, nothing waits in the lane.
-            self.meta.seq += 1;
-            let id = self.meta.seq;
+            self.seq += 1;
+            let id = self.seq;
             self.meta.sent += 1;
             self.meta.delivered += 1;
             self.msgs.insert(id, rec);
@@ -321,8 +315,8 @@ impl InboxModel {
                 self.tries.remove(&id);
             }
         }
-        self.meta.seq += 1;
-        let id = self.meta.seq;
+        self.seq += 1;
+        let id = self.seq;
         self.meta.sent += 1;
         self.meta.expired += drops;
         self.meta.trimmed += over;

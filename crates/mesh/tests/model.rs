@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coordkit_core::{Clock, Key, ManualClock, Pool, redis};
-use coordkit_mesh::model::{InboxModel, Meta, Record, Send};
-use coordkit_mesh::{MeshAgent, RawSent};
+use coordkit_mesh::model::{InboxModel, Record, Send};
+use coordkit_mesh::{InboxStats, MeshAgent, RawSent};
 use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
 
@@ -124,8 +124,8 @@ async fn dump(pool: &Pool, keys: &[Key], capability: bool) -> InboxModel {
             .map(|(c, r)| (c, Record::decode(&r).unwrap()))
             .collect(),
         reply_exp: pool.query(&zrange(&keys[6])).await.unwrap(),
-        meta: Meta {
-            seq: m("seq"),
+        seq: m("seq"),
+        meta: InboxStats {
             sent: m("sent"),
             delivered: m("delivered"),
             acked: m("acked"),
@@ -133,6 +133,7 @@ async fn dump(pool: &Pool, keys: &[Key], capability: bool) -> InboxModel {
             trimmed: m("trimmed"),
             late: m("late"),
             dead: m("dead"),
+            ..InboxStats::default()
         },
         capability,
         alive,
@@ -221,16 +222,7 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                     body: vec![*body; usize::from(*body % 5)],
                 };
                 let got = alice
-                    .testing_send(
-                        target,
-                        capability,
-                        s.lane,
-                        "",
-                        s.body.clone(),
-                        s.expiry_ms,
-                        0,
-                        s.require_alive,
-                    )
+                    .testing_send(target, capability, s.outgoing(), s.body.clone())
                     .await
                     .unwrap();
                 assert_eq!(got, model.send(now, &s), "step {step}: {op:?}");
@@ -247,16 +239,7 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                 let deadline = now.saturating_add_signed(*deadline).max(1);
                 let s = Send::reply(&corr, vec![*body], deadline);
                 let got = alice
-                    .testing_send(
-                        target,
-                        capability,
-                        s.lane,
-                        &corr,
-                        s.body.clone(),
-                        0,
-                        deadline,
-                        false,
-                    )
+                    .testing_send(target, capability, s.outgoing(), s.body.clone())
                     .await
                     .unwrap();
                 assert_eq!(got, model.send(now, &s), "step {step}: {op:?}");

@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::error::{AgentError, Result};
 use super::types::Reply;
-use super::wire::{Body, RawSent, RawTaken, code};
+use super::wire::{Body, Outgoing, RawSent, RawTaken, code};
 use super::{InboxRef, MeshAgent, add};
 
 impl MeshAgent {
@@ -97,12 +97,9 @@ impl MeshAgent {
         // The request, due in what is left of the timeout.
         let send = || {
             let left = duration_ms(deadline.saturating_duration_since(Instant::now())).max(1);
-            let payload = payload.clone();
-            let corr = corr.as_str();
-            async move {
-                self.send_raw(inbox, code::LANE_REQUEST, corr, payload, left, 0, true)
-                    .await
-            }
+            let outgoing = Outgoing::request(&corr, left);
+            let payload = &payload;
+            async move { self.send_raw(inbox, outgoing, payload).await }
         };
         let sent = loop {
             match send().await {
@@ -218,16 +215,8 @@ impl MeshAgent {
         }
         self.check_size(payload.len())?;
         let asker = self.inbox_of(to)?;
-        self.send_raw(
-            &asker,
-            code::LANE_REPLY,
-            corr,
-            payload,
-            0,
-            deadline_ms,
-            false,
-        )
-        .await
+        self.send_raw(&asker, Outgoing::reply(corr, deadline_ms), &payload)
+            .await
     }
 }
 

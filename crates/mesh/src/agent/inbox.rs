@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::error::{AgentError, Result};
 use super::types::{Delivery, InboxStats, SendOptions, Sent};
-use super::wire::{self, Body, RawReceived, RawSent, RawTaken, SendArgs, code};
+use super::wire::{self, Body, Outgoing, RawReceived, RawSent, RawTaken, SendArgs, code};
 use super::{InboxRef, MeshAgent, add, wake};
 
 impl MeshAgent {
@@ -70,17 +70,8 @@ impl MeshAgent {
     ) -> Result<Sent> {
         let payload = self.encode(message)?;
         let expiry_ms = options.expiry.map_or(0, |d| duration_ms(d).max(1));
-        let answer = self
-            .send_raw(
-                target,
-                code::LANE_MESSAGE,
-                "",
-                payload,
-                expiry_ms,
-                0,
-                options.only_if_alive,
-            )
-            .await?;
+        let outgoing = Outgoing::message(expiry_ms, options.only_if_alive);
+        let answer = self.send_raw(target, outgoing, &payload).await?;
         Ok(match answer {
             RawSent::Sent { id, trimmed, .. } => Sent::Stored {
                 id: id.to_string(),
@@ -91,34 +82,14 @@ impl MeshAgent {
     }
 
     /// One send script call: `payload` wrapped in a body from this agent.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_raw(
         &self,
         target: &InboxRef,
-        lane: u8,
-        corr: &str,
-        payload: Vec<u8>,
-        expiry_ms: u64,
-        deadline_ms: u64,
-        require_alive: bool,
+        outgoing: Outgoing<'_>,
+        payload: &[u8],
     ) -> Result<RawSent> {
-        let body = Body {
-            from: self.inner.name.clone(),
-            corr: corr.to_owned(),
-            payload,
-        }
-        .encode();
-        let answer = self
-            .send_call(
-                target,
-                lane,
-                corr,
-                body,
-                expiry_ms,
-                deadline_ms,
-                require_alive,
-            )
-            .await?;
+        let body = wire::encode_body(&self.inner.name, outgoing.corr, payload);
+        let answer = self.send_call(target, outgoing, body).await?;
         match answer {
             RawSent::Sent { .. } => add(&self.inner.counters.sent, 1),
             RawSent::Late => add(&self.inner.counters.late_replies, 1),
@@ -128,17 +99,19 @@ impl MeshAgent {
     }
 
     /// The send script on `target` with `body` as given.
-    #[allow(clippy::too_many_arguments)]
     async fn send_call(
         &self,
         target: &InboxRef,
-        lane: u8,
-        corr: &str,
+        outgoing: Outgoing<'_>,
         body: Vec<u8>,
-        expiry_ms: u64,
-        deadline_ms: u64,
-        require_alive: bool,
     ) -> Result<RawSent> {
+        let Outgoing {
+            lane,
+            corr,
+            expiry_ms,
+            deadline_ms,
+            require_alive,
+        } = outgoing;
         let require_alive = match (require_alive, target.capability) {
             (false, _) => code::ALIVE_ANY,
             (true, false) => code::ALIVE_AGENT,
@@ -517,29 +490,15 @@ pub(super) fn check_max(max: usize) -> Result<()> {
 impl MeshAgent {
     /// One send with a raw body, exactly as given, to an agent (or with `capability`, to a
     /// capability).
-    #[allow(clippy::too_many_arguments)]
     pub async fn testing_send(
         &self,
         to: &str,
         capability: bool,
-        lane: u8,
-        corr: &str,
+        outgoing: Outgoing<'_>,
         body: Vec<u8>,
-        expiry_ms: u64,
-        deadline_ms: u64,
-        require_alive: bool,
     ) -> Result<RawSent> {
         let target = self.testing_inbox(to, capability)?;
-        self.send_call(
-            &target,
-            lane,
-            corr,
-            body,
-            expiry_ms,
-            deadline_ms,
-            require_alive,
-        )
-        .await
+        self.send_call(&target, outgoing, body).await
     }
 
     fn testing_inbox(&self, name: &str, capability: bool) -> Result<Arc<InboxRef>> {

@@ -29,7 +29,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::error::Result;
 use super::serve::{RequestHandler, beat};
-use super::wire::code;
+use super::wire::{Outgoing, code};
 use super::{InboxRef, MeshAgent, add, wake};
 
 /// How many dispatched messages one consumer handles at once.
@@ -68,7 +68,7 @@ impl<Q, H: RequestHandler<Q>> RequestHandler<Q> for Forward<H> {
                 .map_err(|e| format!("the answer cannot be forwarded: {e}"))?;
             for (name, inbox) in next.iter() {
                 agent
-                    .forward_one(inbox, payload.clone())
+                    .forward_one(inbox, &payload)
                     .await
                     .map_err(|e| format!("forwarding to {name}: {e}"))?;
             }
@@ -206,12 +206,12 @@ impl MeshAgent {
 
     /// Stores one forwarded message, trying again while Redis cannot be reached, for at most
     /// the visibility timeout (after it the input may be in another member's hands).
-    async fn forward_one(&self, inbox: &InboxRef, payload: Vec<u8>) -> Result<()> {
+    async fn forward_one(&self, inbox: &InboxRef, payload: &[u8]) -> Result<()> {
         let give_up = Instant::now() + self.inner.config.visibility_timeout;
         let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
         loop {
             let sent = self
-                .send_raw(inbox, code::LANE_MESSAGE, "", payload.clone(), 0, 0, false)
+                .send_raw(inbox, Outgoing::message(0, false), payload)
                 .await;
             match sent {
                 Ok(_) => return Ok(()),

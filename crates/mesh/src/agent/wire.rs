@@ -85,6 +85,56 @@ pub(crate) fn call(keys: &[Key], op: &str, now: &str) -> Invocation<'static> {
     call
 }
 
+/// Where one send goes in the receiver's inbox, and on what terms (its body aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outgoing<'a> {
+    /// The lane (`LANE_*`).
+    pub lane: u8,
+    /// The correlation id (requests and replies), or empty.
+    pub corr: &'a str,
+    /// Relative expiry, ms (0 = none).
+    pub expiry_ms: u64,
+    /// Absolute deadline, ms (0 = none).
+    pub deadline_ms: u64,
+    /// Only when the receiver is alive (no responders otherwise).
+    pub require_alive: bool,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A plain message, expiring after `expiry_ms` (0 = never).
+    pub fn message(expiry_ms: u64, only_if_alive: bool) -> Self {
+        Self {
+            lane: code::LANE_MESSAGE,
+            corr: "",
+            expiry_ms,
+            deadline_ms: 0,
+            require_alive: only_if_alive,
+        }
+    }
+
+    /// A request under `corr`, expiring after `timeout_ms`, to a live receiver only.
+    pub fn request(corr: &'a str, timeout_ms: u64) -> Self {
+        Self {
+            lane: code::LANE_REQUEST,
+            corr,
+            expiry_ms: timeout_ms,
+            deadline_ms: 0,
+            require_alive: true,
+        }
+    }
+
+    /// A reply to `corr`, due by `deadline_ms` (0 = none).
+    pub fn reply(corr: &'a str, deadline_ms: u64) -> Self {
+        Self {
+            lane: code::LANE_REPLY,
+            corr,
+            expiry_ms: 0,
+            deadline_ms,
+            require_alive: false,
+        }
+    }
+}
+
 /// The packed settings of a `send`.
 pub(crate) struct SendArgs {
     pub(crate) lane: u8,
@@ -144,16 +194,7 @@ pub struct Body {
 impl Body {
     /// The body's bytes: version, `u8` length + sender, `u8` length + correlation id, payload.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(3 + self.from.len() + self.corr.len() + self.payload.len());
-        out.push(code::BODY_V1);
-        for s in [&self.from, &self.corr] {
-            // Names and ids are validated to at most 200 bytes before they get here.
-            out.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
-            out.extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
-        }
-        out.extend_from_slice(&self.payload);
-        out
+        encode_body(&self.from, &self.corr, &self.payload)
     }
 
     /// Reads a body back; `Err` says why it cannot be.
@@ -182,6 +223,19 @@ impl Body {
             payload: rest.to_vec(),
         })
     }
+}
+
+/// [`Body::encode`] of borrowed parts (a send's, without copying them into a `Body` first).
+pub(crate) fn encode_body(from: &str, corr: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + from.len() + corr.len() + payload.len());
+    out.push(code::BODY_V1);
+    for s in [from, corr] {
+        // Names and ids are validated to at most 200 bytes before they get here.
+        out.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
+    }
+    out.extend_from_slice(payload);
+    out
 }
 
 /// One delivery of a `receive` answer, before its body is decoded.
