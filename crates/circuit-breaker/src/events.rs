@@ -121,7 +121,7 @@ pub type BreakerEvents = EventStream<BreakerEvent>;
 
 /// The breaker `name`'s event, typed; `None` for another breaker's or another kind.
 fn typed(name: &str, event: coordkit_core::Event<Payload>) -> Option<BreakerEvent> {
-    if event.entity != name || event.source != SOURCE {
+    if !event.is_from(SOURCE, name) {
         return None;
     }
     let kind = BreakerEventKind::ALL

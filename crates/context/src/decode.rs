@@ -7,7 +7,8 @@ use redis::Value;
 
 use crate::error::{ContextError, Result};
 use crate::types::EntitySnapshot;
-use crate::wire::{META, RESERVED_PREFIX, corrupt, stored_number, text, utf8};
+use crate::wire::{META, RESERVED_PREFIX, corrupt, stored_number, utf8};
+use coordkit_core::wire::lossy_text;
 
 /// The stamps as stored (text, `None` when missing), decoded into a snapshot without fields
 /// (`None`: no version, no entity).
@@ -91,10 +92,10 @@ pub(crate) fn decode_read(
     };
     let stamps = decode_stamps(
         data,
-        text(&values[0]),
-        text(&values[1]),
-        text(&values[2]),
-        text(&values[3]),
+        lossy_text(&values[0]),
+        lossy_text(&values[1]),
+        lossy_text(&values[2]),
+        lossy_text(&values[3]),
     )?;
     let Some(mut snapshot) = stamps else {
         return Ok((None, current.unwrap_or(0)));
@@ -103,7 +104,7 @@ pub(crate) fn decode_read(
     if fields.is_empty() {
         for pair in rest.chunks(2) {
             if let [k, v] = pair
-                && let (Some(k), Some(v)) = (text(k), text(v))
+                && let (Some(k), Some(v)) = (lossy_text(k), lossy_text(v))
                 && !k.starts_with(RESERVED_PREFIX)
             {
                 snapshot.fields.insert(k, v);
@@ -111,7 +112,7 @@ pub(crate) fn decode_read(
         }
     } else {
         for (field, value) in fields.iter().zip(rest) {
-            if let Some(v) = text(value) {
+            if let Some(v) = lossy_text(value) {
                 snapshot.fields.insert((*field).to_owned(), v);
             }
         }

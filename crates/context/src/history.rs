@@ -137,15 +137,16 @@ pub enum WatchEvent {
     Resync(Option<EntitySnapshot>),
 }
 
-/// How long a watcher waits without an event before it reads the history anyway (one read of
-/// the versions after its last; nothing when there are none).
+/// How long after its last read of the history a watcher reads it anyway, whatever else the
+/// store's channel carried (one read of the versions after its last; nothing when there are
+/// none).
 pub const WATCH_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Follows one entity's changes; from [`Entity::watch`].
 ///
 /// It subscribes first, then reads the history after the last version it has seen, and reads it
-/// again on every event for the entity, after every reconnection of its subscriber, and after
-/// [`WATCH_RECHECK`] without an event (in case a drop of the connection went unreported: a
+/// again on every event for the entity, after every reconnection of its subscriber, and
+/// [`WATCH_RECHECK`] after its last read (in case a drop of the connection went unreported: a
 /// cluster connection may resubscribe by itself), so a version is never skipped and never
 /// delivered twice.
 #[derive(Debug)]
@@ -157,6 +158,9 @@ pub struct Watcher {
     pending: VecDeque<WatchEvent>,
     /// Whether the history should be read before waiting for the next event.
     stale: bool,
+    /// When to read it anyway: [`WATCH_RECHECK`] after the last read (events of other
+    /// entities on the store's channel do not put it off).
+    recheck_at: tokio::time::Instant,
 }
 
 impl Watcher {
@@ -176,6 +180,7 @@ impl Watcher {
             last_seen: from_version,
             pending: VecDeque::new(),
             stale: true,
+            recheck_at: tokio::time::Instant::now(),
         })
     }
 
@@ -202,6 +207,7 @@ impl Watcher {
                 // Still stale if the read fails: the next call reads again.
                 self.catch_up().await?;
                 self.stale = false;
+                self.recheck_at = tokio::time::Instant::now() + WATCH_RECHECK;
                 continue;
             }
             tokio::select! {
@@ -226,8 +232,8 @@ impl Watcher {
                         self.stale = true;
                     }
                 }
-                // Quiet for a while: read the history once, in case events were lost.
-                _ = tokio::time::sleep(WATCH_RECHECK) => self.stale = true,
+                // No read for a while: read the history once, in case events were lost.
+                _ = tokio::time::sleep_until(self.recheck_at) => self.stale = true,
             }
         }
     }

@@ -25,8 +25,6 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
-pub(crate) use coordkit_core::wire::lossy_text as text;
-
 /// [`coordkit_core::Error::Corrupt`] naming `key`.
 pub(crate) fn corrupt(key: &Key, detail: impl std::fmt::Display) -> ContextError {
     coordkit_core::Error::corrupt(key.as_str(), detail).into()

@@ -18,11 +18,12 @@
 --   encoded. A hot script PUBLISHes `ck_envelope(...)` itself: one closure instead of two.
 -- ck_emit_json(channel, kind, source, entity, ts_ms, payload_json)
 --   PUBLISHes the event envelope {kind, source, entity, ts_ms, payload} on `channel`, with
---   `payload_json` already encoded (a script on a hot path writes it by concatenation). This is
---   the one place the envelope is written; `ts_ms` is a number or its decimal text. Returns the
---   number of receivers.
+--   `payload_json` already encoded (a script on a hot path writes it by concatenation), in the
+--   envelope of ck_envelope (`kind` and `source` put in as they are). Returns the number of
+--   receivers.
 -- ck_emit(channel, kind, source, entity, ts_ms, payload)
---   The same with `payload` a Lua table (encoded with cjson) or nil (encoded as {}).
+--   The same with `payload` a Lua table (encoded with cjson) or nil (encoded as {}); it calls
+--   ck_envelope itself, so a script using it carries two helpers, not three.
 -- ck_fail(code, detail)
 --   Returns an error reply "CODE detail": Rust maps it to Error::Script { code, detail }.
 -- ck_expect_type(key, expected)
@@ -78,7 +79,7 @@ local function ck_emit(channel, kind, source, entity, ts_ms, payload)
   if payload and next(payload) ~= nil then
     json = cjson.encode(payload)
   end
-  return ck_emit_json(channel, kind, source, entity, ts_ms, json)
+  return redis.call('PUBLISH', channel, ck_envelope(kind, source, entity, ts_ms, json))
 end
 
 -- helper: ck_fail

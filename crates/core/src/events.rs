@@ -41,6 +41,14 @@ pub struct Event<P = serde_json::Value> {
     pub payload: P,
 }
 
+impl<P> Event<P> {
+    /// Whether `source`'s instance `entity` emitted it: what a typed stream of one instance's
+    /// events keeps.
+    pub fn is_from(&self, source: &str, entity: &str) -> bool {
+        self.source == source && self.entity == entity
+    }
+}
+
 static PUBLISH: Script = Script::new("publish", include_str!("../lua/publish.lua"));
 
 /// Publishes an event from Rust, stamped with the server's time, in one round trip. Primitives

@@ -39,7 +39,7 @@ use crate::subscriber::Subscriber;
 
 /// Bumps `wake` for each batch of `subscriber`'s messages (calling `on_message` once per
 /// batch) and for each reconnection; returns once the subscription has ended.
-pub async fn forward<P>(
+async fn forward<P>(
     subscriber: &mut Subscriber<P>,
     wake: &watch::Sender<u64>,
     mut on_message: impl FnMut(),
@@ -74,8 +74,9 @@ pub async fn poll(wake: &watch::Sender<u64>, every: Duration) {
     }
 }
 
-/// The whole loop: [`forward`] until the subscription ends, then `on_ended` (say so: log it,
-/// mark the runtime's health), then [`poll`] every `fallback`. Runs until aborted.
+/// The whole loop: a bump of `wake` for every batch of messages (`on_message` once per batch)
+/// and every reconnection until the subscription ends, then `on_ended` (say so: log it, mark
+/// the runtime's health), then [`poll`] every `fallback`. Runs until aborted.
 pub async fn run<P>(
     mut subscriber: Subscriber<P>,
     wake: watch::Sender<u64>,

@@ -240,12 +240,12 @@ fn every_script_carries_the_prelude_helpers_it_names() {
     assert!(GUARDED.source().contains("local function ck_fail("));
     // A helper brings the helpers it calls, before itself.
     let emit = TRANSITION_EMIT.source();
-    let (json, table) = (
-        emit.find("local function ck_emit_json(")
-            .expect("ck_emit_json"),
+    let (envelope, table) = (
+        emit.find("local function ck_envelope(")
+            .expect("ck_envelope"),
         emit.find("local function ck_emit(").expect("ck_emit"),
     );
-    assert!(json < table, "{emit}");
+    assert!(envelope < table, "{emit}");
     assert_eq!(
         UNCHECKED
             .source()

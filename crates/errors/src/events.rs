@@ -135,7 +135,7 @@ fn typed(
     channel: &str,
     event: coordkit_core::Event<serde_json::Value>,
 ) -> Selected<TrackerEvent> {
-    if event.entity != name || event.source != EVENT_SOURCE {
+    if !event.is_from(EVENT_SOURCE, name) {
         return Selected::Other;
     }
     let severity = Severity::ALL

@@ -129,11 +129,11 @@ type Writes = GroupCommit<Invocation<'static>, coordkit_core::Result<(u64, u64, 
 /// record_one.lua's answer as (retained, now_ms): a full series (`max_samples` retained)
 /// answers its clock alone, any other `{retained, now_ms, ""}`.
 fn one_sample_answer(reply: redis::Value, max_samples: u32) -> coordkit_core::Result<(u64, u64)> {
-    const SCRIPT: &str = "metrics.record_one";
+    let script = RECORD_ONE.name();
     match reply {
-        redis::Value::Int(_) => Ok((u64::from(max_samples), wire::uint(SCRIPT, "now", &reply)?)),
+        redis::Value::Int(_) => Ok((u64::from(max_samples), wire::uint(script, "now", &reply)?)),
         other => {
-            let answer = wire::Reply::array(SCRIPT, &other)?;
+            let answer = wire::Reply::array(script, &other)?;
             Ok((answer.u64(0, "retained")?, answer.u64(1, "now")?))
         }
     }

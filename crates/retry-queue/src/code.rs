@@ -31,3 +31,56 @@ pub(crate) const JITTER_DECORRELATED: u8 = 3;
 
 /// The `source` of the script's events.
 pub(crate) const SOURCE: &str = "retry-queue";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scripts name the same numbers, in the lines at their top.
+    #[test]
+    fn the_scripts_name_the_same_numbers() {
+        let lib = include_str!("../lua/lib/queue.lua");
+        let settle = include_str!("../lua/settle.lua");
+        for (script, line) in [
+            (
+                settle,
+                format!(
+                    "local OP_ACK, OP_FAIL, OP_DEFER, OP_DEAD_LETTER = \
+                     {OP_ACK}, {OP_FAIL}, {OP_DEFER}, {OP_DEAD_LETTER}"
+                ),
+            ),
+            (
+                settle,
+                format!(
+                    "local SETTLED_LOST, SETTLED_ACKED, SETTLED_RETRYING = \
+                     {SETTLED_LOST}, {SETTLED_ACKED}, {SETTLED_RETRYING}"
+                ),
+            ),
+            (
+                settle,
+                format!(
+                    "local SETTLED_DEAD_LETTERED, SETTLED_DEFERRED, SETTLED_ALREADY = \
+                     {SETTLED_DEAD_LETTERED}, {SETTLED_DEFERRED}, {SETTLED_ALREADY}"
+                ),
+            ),
+            (lib, format!("local NONE = {NONE}")),
+            (
+                lib,
+                format!(
+                    "local POLICY_EXPONENTIAL, POLICY_FIXED, POLICY_SCHEDULE = \
+                     {POLICY_EXPONENTIAL}, {POLICY_FIXED}, {POLICY_SCHEDULE}"
+                ),
+            ),
+            (
+                lib,
+                format!(
+                    "local JITTER_NONE, JITTER_FULL, JITTER_EQUAL, JITTER_DECORRELATED = \
+                     {JITTER_NONE}, {JITTER_FULL}, {JITTER_EQUAL}, {JITTER_DECORRELATED}"
+                ),
+            ),
+            (lib, format!("local SOURCE = '{SOURCE}'")),
+        ] {
+            assert!(script.lines().any(|l| l == line), "no line `{line}`");
+        }
+    }
+}

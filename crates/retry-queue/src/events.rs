@@ -85,7 +85,7 @@ pub type QueueEvents = EventStream<QueueEvent>;
 
 /// The queue `name`'s event, typed.
 fn typed(name: &str, event: Event<serde_json::Value>) -> Selected<QueueEvent> {
-    if event.entity != name || event.source != crate::code::SOURCE {
+    if !event.is_from(crate::code::SOURCE, name) {
         return Selected::Other;
     }
     // The kind is the envelope's; the payload holds the fields.

@@ -186,19 +186,14 @@ pub(crate) async fn prepare_dispatch(
     let waiters: Waiters = Arc::default();
     let acked = Arc::new(AtomicU64::new(0));
     let receives = Arc::new(AtomicU64::new(0));
-    // The capability's wake channel: its sends publish there (see coordkit_mesh::agent).
-    let channel = keyspace
-        .instance("cap", CAPABILITY)?
-        .key("wake")
-        .as_str()
-        .to_owned();
+    let channel = sender.capability_wake_channel(CAPABILITY)?;
     let mut members = Vec::new();
     for k in 0..MEMBERS {
         let agent = MeshAgent::builder(pool, keyspace, &format!("member-{k}")).build()?;
         agent.join(CAPABILITY).await?;
         let subscriber = pool
             .subscriber()
-            .channel(&channel)
+            .shard_channel(&channel)
             .subscribe::<serde_json::Value>()
             .await?;
         let (tx, wake) = watch::channel(0u64);

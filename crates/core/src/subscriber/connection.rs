@@ -8,12 +8,13 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{PushInfo, PushKind, RedisResult, Value};
+use redis::{PushInfo, PushKind, RedisResult};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Decode, Kind, StatsCell, Subscriptions};
 use crate::config::{PoolConfig, Topology, scrub};
 use crate::time::RetryDelay;
+use crate::wire::lossy_text;
 
 #[derive(Clone)]
 pub(super) enum SubConnection {
@@ -153,7 +154,9 @@ impl<I: Send + 'static> Receiver<I> {
             (PushKind::Message | PushKind::SMessage, [channel, payload]) => {
                 (None, channel, payload)
             }
-            (PushKind::PMessage, [pattern, channel, payload]) => (text(pattern), channel, payload),
+            (PushKind::PMessage, [pattern, channel, payload]) => {
+                (lossy_text(pattern), channel, payload)
+            }
             (PushKind::Disconnection, _) => {
                 self.stats.connected.store(false, Ordering::Relaxed);
                 self.stats.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +164,7 @@ impl<I: Send + 'static> Receiver<I> {
             }
             _ => return true,
         };
-        let channel = text(channel).unwrap_or_default();
+        let channel = lossy_text(channel).unwrap_or_default();
         let described = channel.clone();
         match (self.decode)(channel, pattern, payload) {
             Ok(item) => {
@@ -201,13 +204,5 @@ impl<I: Send + 'static> Receiver<I> {
                 _ = tokio::time::sleep(delay.next_delay()) => {}
             }
         }
-    }
-}
-
-pub(super) fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
     }
 }

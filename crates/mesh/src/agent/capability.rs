@@ -62,6 +62,13 @@ impl MeshAgent {
         Ok(())
     }
 
+    /// The channel on which sends into `capability` wake its members: a sharded channel on a
+    /// cluster (subscribe with `shard_channel`, which is a plain subscription on a standalone
+    /// server).
+    pub fn capability_wake_channel(&self, capability: &str) -> Result<String> {
+        Ok(self.capability_inbox(capability)?.wake.clone())
+    }
+
     /// Leaves `capability`: asks to it no longer count on this agent.
     pub async fn leave_capability(&self, capability: &str) -> Result<()> {
         let inbox = self.capability_inbox(capability)?;

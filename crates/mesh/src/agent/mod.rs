@@ -337,7 +337,7 @@ impl MeshAgent {
         &self.inner.own.keys
     }
 
-    /// The channel on which sends wake this agent up.
+    /// The channel on which sends wake this agent up (a sharded channel on a cluster).
     pub fn wake_channel(&self) -> &str {
         &self.inner.own.wake
     }

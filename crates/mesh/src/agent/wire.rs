@@ -416,6 +416,29 @@ pub(crate) fn decode_received(value: &coordkit_core::redis::Value) -> Result<Raw
 mod tests {
     use super::*;
 
+    /// `lua/inbox.lua` names the same numbers, in the lines at its top.
+    #[test]
+    fn the_script_names_the_same_numbers() {
+        use code::*;
+        let script = include_str!("../../lua/inbox.lua");
+        for line in [
+            format!(
+                "local LANE_MESSAGE, LANE_REQUEST, LANE_REPLY = \
+                 {LANE_MESSAGE}, {LANE_REQUEST}, {LANE_REPLY}"
+            ),
+            format!("local SENT, NO_RESPONDERS, LATE = {SENT}, {NO_RESPONDERS}, {LATE}"),
+            format!("local TAKEN, ABSENT, MALFORMED = {TAKEN}, {ABSENT}, {MALFORMED}"),
+            format!(
+                "local ALIVE_ANY, ALIVE_AGENT, ALIVE_MEMBER = \
+                 {ALIVE_ANY}, {ALIVE_AGENT}, {ALIVE_MEMBER}"
+            ),
+            format!("local PUSH_REQUEST, PUSH_REPLY = {PUSH_REQUEST}, {PUSH_REPLY}"),
+            format!("local NONE = {NONE}"),
+        ] {
+            assert!(script.lines().any(|l| l == line), "no line `{line}`");
+        }
+    }
+
     #[test]
     fn bodies_round_trip_and_garbage_is_refused() {
         let body = Body {
