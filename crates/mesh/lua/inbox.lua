@@ -28,18 +28,19 @@
 -- by every send and by every receive of that lane, never delivered.
 --
 -- ARGV (every call): ARGV[1] op, ARGV[2] now_ms ("" = server TIME), then per op:
---   send     ARGV[3] struct '<BI8I8I8I8BI8' lane, expiry_ms (relative, 0 = none), deadline_ms
+--   send     ARGV[3] struct '<BI8I8I8I8BB' lane, expiry_ms (relative, 0 = none), deadline_ms
 --            (absolute, 0 = none), max_age_ms (0 = none), max waiting per lane, require_alive
---            (ALIVE_*), push_ms (0 = store only); ARGV[4] body; ARGV[5] wake channel;
+--            (ALIVE_*), push (1: a request may be pushed); ARGV[4] body; ARGV[5] wake channel;
 --            ARGV[6] correlation id (replies only); ARGV[7] push channel (an agent's) or its
 --            prefix (a capability's: the chosen member's name is appended); ARGV[8] the
 --            publish command (PUBLISH, or SPUBLISH on a cluster: the channels share the
 --            inbox's hash tag)
 --            -> { SENT, id (0 for a reply), trimmed, expired } | { NO_RESPONDERS } | { LATE }
---            A request with push_ms > 0 to a live receiver is delivered by the send itself:
---            stored pending (visibility push_ms, tries 1, counted delivered) and pushed whole
---            (PUSH_REQUEST) on the push channel, to a member chosen round-robin for a
---            capability. A reply is stored and pushed whole (PUSH_REPLY) on the asker's push
+--            A request with push 1 to a live receiver that serves (its presence recorded its
+--            visibility timeout: a member chosen round-robin for a capability) is delivered by
+--            the send itself: stored pending (for that visibility, tries 1, counted delivered)
+--            and pushed whole (PUSH_REQUEST) on its push channel; to one that does not serve,
+--            it waits in the lane like any request. A reply is stored and pushed whole (PUSH_REPLY) on the asker's push
 --            channel. A push that reaches nobody is not lost: the request is redelivered by a
 --            receive after its visibility, the reply waits for a take.
 --   forget   ARGV[3] n, then n correlation ids: replies that reached the asker by push,
@@ -52,8 +53,9 @@
 --   take     ARGV[3] correlation id -> { TAKEN, sent, body } | { ABSENT } | { MALFORMED }
 --   alive    ARGV[3] ttl_ms (0 = leave: the presence is removed); ARGV[4] member ("" = the
 --            agent's own presence, else a member of a capability); ARGV[5] the receiver's
---            visibility timeout, ms, recorded in `meta` (`visibility`, or `visibility:<member>`)
---            for the requests pushed to it -> until (0 when left)
+--            visibility timeout, ms, when it serves (0: it does not), recorded in `meta`
+--            (`visibility`, or `visibility:<member>`) for the requests pushed to it; leaving
+--            or not serving removes it -> until (0 when left)
 --   stats    ARGV[3] "1" for a capability's inbox
 --            -> { waiting messages, waiting requests, pending, replies, oldest sent|NONE,
 --                 alive until|NONE (a capability: its live members), seq, sent, delivered, acked, expired, trimmed, late, dead,
@@ -113,14 +115,15 @@ local function lane_key(lane)
   return K_READY
 end
 
--- Keeps a record with its reason in `dead` (the latest DEAD_KEPT).
+-- Keeps a record with its reason in `dead` (bump trims it to the latest DEAD_KEPT).
 local function dead_letter(reason, rec)
   redis.call('LPUSH', K_DEAD, struct.pack('<I2', #reason) .. reason .. (rec or ''))
-  redis.call('LTRIM', K_DEAD, 0, DEAD_KEPT - 1)
 end
 
--- Adds to counters of `meta` (as read_meta read them) in one HSET: { name = n, ... }.
+-- Adds to counters of `meta` (as read_meta read them) in one HSET: { name = n, ... }; with
+-- `dead` counted, trims the dead letters their calls pushed to the latest DEAD_KEPT.
 local function bump(meta, adds)
+  if (adds.dead or 0) > 0 then redis.call('LTRIM', K_DEAD, 0, DEAD_KEPT - 1) end
   local args = {}
   for name, n in pairs(adds) do
     if n > 0 then
@@ -162,9 +165,9 @@ local function stale_front(list, max_age)
 end
 
 if op == 'send' then
-  local lane, expiry, deadline, max_age, max_waiting, require_alive, push_ms =
-    struct.unpack('<BI8I8I8I8BI8', ARGV[3])
-  local body, wake, push, publish = ARGV[4], ARGV[5], ARGV[7], ARGV[8]
+  local lane, expiry, deadline, max_age, max_waiting, require_alive, push =
+    struct.unpack('<BI8I8I8I8BB', ARGV[3])
+  local body, wake, push_channel, publish = ARGV[4], ARGV[5], ARGV[7], ARGV[8]
   -- validate:
   local meta = read_meta()
   local members = 0
@@ -187,24 +190,26 @@ if op == 'send' then
       return { LATE }
     end
     redis.call('HSET', K_REPLIES, corr, rec)
-    redis.call('ZADD', K_REPLY_EXP, expires, corr)
-    redis.call(publish, push, string.char(PUSH_REPLY) .. body)
+    -- A reply without a deadline waits for its take, never late.
+    if expires > 0 then redis.call('ZADD', K_REPLY_EXP, expires, corr) end
+    redis.call(publish, push_channel, string.char(PUSH_REPLY) .. body)
     return { SENT, 0, 0, 0 }
   end
-  if lane == LANE_REQUEST and push_ms > 0 and require_alive ~= ALIVE_ANY then
-    -- Delivered by the send: pending at once, pushed whole to the receiver.
-    local id = meta.seq + 1
-    -- The receiver's own visibility timeout, when its presence recorded one.
+  -- A request to a server: its visibility timeout, as its presence recorded it.
+  local visibility = nil
+  if lane == LANE_REQUEST and push == 1 and require_alive ~= ALIVE_ANY then
     local field = 'visibility'
     if require_alive == ALIVE_MEMBER then
       local chosen = redis.call('ZRANGEBYSCORE', K_ALIVE, '(' .. now, '+inf', 'LIMIT',
-        id % members, 1)
-      push = push .. chosen[1]
+        (meta.seq + 1) % members, 1)
+      push_channel = push_channel .. chosen[1]
       field = 'visibility:' .. chosen[1]
     end
-    local visibility = ck_int(redis.call('HGET', K_META, field), K_META, 'field ' .. field,
-      MAX_TIME)
-    if visibility and visibility > 0 then push_ms = visibility end
+    visibility = ck_int(redis.call('HGET', K_META, field), K_META, 'field ' .. field, MAX_TIME)
+  end
+  if visibility and visibility > 0 then
+    -- Delivered by the send: pending at once, pushed whole to the server.
+    local id = meta.seq + 1
     redis.call('HLEN', K_MSGS)
     redis.call('HLEN', K_TRIES)
     redis.call('ZCARD', K_PENDING)
@@ -212,8 +217,9 @@ if op == 'send' then
     bump(meta, { seq = 1, sent = 1, delivered = 1 })
     redis.call('HSET', K_MSGS, id, rec)
     redis.call('HSET', K_TRIES, id, 1)
-    redis.call('ZADD', K_PENDING, now + push_ms, id)
-    redis.call(publish, push, struct.pack('<BI8I8I8', PUSH_REQUEST, id, now, expires) .. body)
+    redis.call('ZADD', K_PENDING, now + visibility, id)
+    redis.call(publish, push_channel,
+      struct.pack('<BI8I8I8', PUSH_REQUEST, id, now, expires) .. body)
     return { SENT, id, 0, 0 }
   end
   local list = lane_key(lane)
@@ -319,21 +325,32 @@ if op == 'receive' then
   end
   local answer = { now, NONE, expired, malformed }
   local deadline = now + visibility
+  -- One ZADD and one HSET for the deliveries, one HDEL a key for the drops.
+  local leases, tries, drops = {}, {}, {}
   for _, c in ipairs(cands) do
     local id, rec, action = c[1], c[2], c[4]
     if action == 'deliver' then
-      redis.call('ZADD', K_PENDING, deadline, id)
-      redis.call('HSET', K_TRIES, id, c[7] + 1)
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
+      tries[#tries + 1] = id
+      tries[#tries + 1] = c[7] + 1
       answer[#answer + 1] = id
       answer[#answer + 1] = c[7] + 1
       answer[#answer + 1] = c[5]
       answer[#answer + 1] = c[6]
       answer[#answer + 1] = string.sub(rec, HEADER + 1)
     else
-      redis.call('HDEL', K_MSGS, id)
-      redis.call('HDEL', K_TRIES, id)
+      drops[#drops + 1] = id
       if action == 'malformed' then dead_letter('malformed', rec or nil) end
     end
+  end
+  if #leases > 0 then
+    redis.call('ZADD', K_PENDING, unpack(leases))
+    redis.call('HSET', K_TRIES, unpack(tries))
+  end
+  if #drops > 0 then
+    redis.call('HDEL', K_MSGS, unpack(drops))
+    redis.call('HDEL', K_TRIES, unpack(drops))
   end
   bump(meta, { delivered = delivered, expired = expired, dead = malformed })
   local next_deadline = redis.call('ZRANGE', K_PENDING, 0, 0, 'WITHSCORES')
@@ -384,7 +401,6 @@ if op == 'take' then
   local corr = ARGV[3]
   -- validate:
   local meta = read_meta()
-  redis.call('HLEN', K_REPLIES)
   -- Replies nobody took before their expiry: late, dropped (not the one asked for).
   local old = redis.call('ZRANGEBYSCORE', K_REPLY_EXP, '-inf', '(' .. now, 'LIMIT', 0, TRIM_LIMIT)
   local late = {}
@@ -425,19 +441,29 @@ if op == 'forget' then
   return redis.call('HDEL', K_REPLIES, unpack(corrs))
 end
 
+-- A server's visibility timeout beside its presence (0: it does not serve: removed).
+local function record_visibility(field, visibility)
+  if visibility > 0 then
+    redis.call('HSET', K_META, field, visibility)
+  else
+    redis.call('HDEL', K_META, field)
+  end
+end
+
 if op == 'alive' then
   local ttl = tonumber(ARGV[3])
   local member = ARGV[4]
   local visibility = tonumber(ARGV[5])
   if member ~= '' then
     -- validate:
-    redis.call('ZCARD', K_ALIVE)
     redis.call('HLEN', K_META)
     local gone = redis.call('ZRANGEBYSCORE', K_ALIVE, '-inf', now, 'LIMIT', 0, TRIM_LIMIT)
     -- writes:
-    for _, m in ipairs(gone) do
-      redis.call('ZREM', K_ALIVE, m)
-      redis.call('HDEL', K_META, 'visibility:' .. m)
+    if #gone > 0 then
+      local fields = {}
+      for i, m in ipairs(gone) do fields[i] = 'visibility:' .. m end
+      redis.call('ZREM', K_ALIVE, unpack(gone))
+      redis.call('HDEL', K_META, unpack(fields))
     end
     if ttl == 0 then
       redis.call('ZREM', K_ALIVE, member)
@@ -446,7 +472,7 @@ if op == 'alive' then
     end
     redis.call('ZADD', K_ALIVE, now + ttl, member)
     redis.call('PEXPIRE', K_ALIVE, 2 * ttl)
-    redis.call('HSET', K_META, 'visibility:' .. member, visibility)
+    record_visibility('visibility:' .. member, visibility)
     return now + ttl
   end
   -- validate:
@@ -455,11 +481,12 @@ if op == 'alive' then
   -- writes:
   if ttl == 0 then
     redis.call('DEL', K_ALIVE)
+    redis.call('HDEL', K_META, 'visibility')
     return 0
   end
   local untl = now + ttl
   redis.call('SET', K_ALIVE, untl, 'PX', 2 * ttl)
-  redis.call('HSET', K_META, 'visibility', visibility)
+  record_visibility('visibility', visibility)
   return untl
 end
 

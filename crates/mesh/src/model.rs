@@ -93,9 +93,9 @@ pub struct Send {
     pub deadline_ms: u64,
     /// Only when the receiver is alive.
     pub require_alive: bool,
-    /// A request's visibility when the send delivers it (to a live receiver), ms; 0 stores
-    /// it only.
-    pub push_ms: u64,
+    /// Whether a request to a live server is delivered by the send (the agent's sends of
+    /// requests are).
+    pub push: bool,
     /// The correlation id (replies).
     pub corr: String,
     /// The body bytes.
@@ -110,18 +110,19 @@ impl Send {
             expiry_ms: 0,
             deadline_ms: 0,
             require_alive: false,
-            push_ms: 0,
+            push: false,
             corr: String::new(),
             body,
         }
     }
 
-    /// A request, expiring after `timeout_ms`, to a live receiver only.
+    /// A request, expiring after `timeout_ms`, to a live receiver only (pushed to a server).
     pub fn request(body: Vec<u8>, timeout_ms: u64) -> Self {
         Self {
             lane: code::LANE_REQUEST,
             expiry_ms: timeout_ms,
             require_alive: true,
+            push: true,
             ..Self::message(body)
         }
     }
@@ -180,6 +181,9 @@ pub struct InboxModel {
     pub alive: Option<u64>,
     /// `alive` of a capability's inbox: member -> until.
     pub members: BTreeMap<String, u64>,
+    /// `meta`'s `visibility` fields: the visibility timeout of a presence that serves, by
+    /// member ("" for the agent's own).
+    pub visibility: BTreeMap<String, u64>,
     /// `dead`: reason and record bytes, newest first.
     pub dead: VecDeque<(String, Vec<u8>)>,
 }
@@ -265,14 +269,16 @@ impl InboxModel {
                 return RawSent::Late;
             }
             self.replies.insert(s.corr.clone(), rec);
-            self.reply_exp.insert(s.corr.clone(), expires);
+            if expires > 0 {
+                self.reply_exp.insert(s.corr.clone(), expires);
+            }
             return RawSent::Sent {
                 id: 0,
                 trimmed: 0,
                 expired: 0,
             };
         }
-        if s.lane == code::LANE_REQUEST && s.push_ms > 0 && s.require_alive {
+        if let Some(visibility) = self.server_visibility(now, s) {
             // Delivered by the send: pending at once, nothing waits in the lane.
             self.seq += 1;
             let id = self.seq;
@@ -280,7 +286,7 @@ impl InboxModel {
             self.meta.delivered += 1;
             self.msgs.insert(id, rec);
             self.tries.insert(id, 1);
-            self.pending.insert(id, now + s.push_ms);
+            self.pending.insert(id, now + visibility);
             return RawSent::Sent {
                 id,
                 trimmed: 0,
@@ -504,25 +510,71 @@ impl InboxModel {
         }
     }
 
-    /// A capability's `alive` for `member` with `ttl_ms` at `now` (0 leaves): members whose
-    /// time ran out are pruned first; answers the until time (0 when left).
-    pub fn join(&mut self, now: u64, member: &str, ttl_ms: u64) -> u64 {
-        self.members.retain(|_, until| *until > now);
+    /// The visibility a pushed request `s` gets at `now`: its receiver's (the agent, or the
+    /// member whose turn it is among the live ones, by the next id) when that receiver
+    /// serves; `None` when `s` is not pushed.
+    fn server_visibility(&self, now: u64, s: &Send) -> Option<u64> {
+        if s.lane != code::LANE_REQUEST || !s.push || !s.require_alive {
+            return None;
+        }
+        let receiver = if self.capability {
+            let live = zorder(
+                self.members
+                    .iter()
+                    .filter(|(_, until)| **until > now)
+                    .map(|(m, until)| (m.clone(), *until)),
+            );
+            let turn = (self.seq + 1) % live.len() as u64;
+            live.into_iter().nth(turn as usize)?.0
+        } else {
+            String::new()
+        };
+        self.visibility.get(&receiver).copied()
+    }
+
+    /// Records (a server's `visibility_ms`) or removes (0) the receiver's visibility.
+    fn record_visibility(&mut self, receiver: &str, visibility_ms: u64) {
+        if visibility_ms > 0 {
+            self.visibility.insert(receiver.to_owned(), visibility_ms);
+        } else {
+            self.visibility.remove(receiver);
+        }
+    }
+
+    /// A capability's `alive` for `member` with `ttl_ms` at `now` (0 leaves), serving with
+    /// `visibility_ms` (0: not serving): members whose time ran out are pruned first; answers
+    /// the until time (0 when left).
+    pub fn join(&mut self, now: u64, member: &str, ttl_ms: u64, visibility_ms: u64) -> u64 {
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in gone {
+            self.members.remove(&m);
+            self.visibility.remove(&m);
+        }
         if ttl_ms == 0 {
             self.members.remove(member);
+            self.visibility.remove(member);
             return 0;
         }
         self.members.insert(member.to_owned(), now + ttl_ms);
+        self.record_visibility(member, visibility_ms);
         now + ttl_ms
     }
 
-    /// `alive` with `ttl_ms` at `now` (0 leaves); answers the until time (0 when left).
-    pub fn alive(&mut self, now: u64, ttl_ms: u64) -> u64 {
+    /// `alive` with `ttl_ms` at `now` (0 leaves), serving with `visibility_ms` (0: not
+    /// serving); answers the until time (0 when left).
+    pub fn alive(&mut self, now: u64, ttl_ms: u64, visibility_ms: u64) -> u64 {
         if ttl_ms == 0 {
             self.alive = None;
+            self.visibility.remove("");
             return 0;
         }
         self.alive = Some(now + ttl_ms);
+        self.record_visibility("", visibility_ms);
         now + ttl_ms
     }
 }

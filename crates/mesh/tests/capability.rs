@@ -282,3 +282,31 @@ redis_test! {
         assert_eq!((stats.waiting_requests, stats.pending), (0, 0));
     }
 }
+
+redis_test! {
+    async fn asks_go_through_the_lane_to_members_that_do_not_serve(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let solver = MeshAgent::builder(&pool, &ks, "solver").build().unwrap();
+        let server = solver
+            .serve_capability("solve", |n: u32| async move { Ok::<_, String>(n + 1) })
+            .await
+            .unwrap();
+        // A member that joined without serving: requests whose turn is its own are not
+        // pushed to it (nobody would answer them before their visibility ran out) but wait in
+        // the lane, where the server takes them.
+        let idle = MeshAgent::builder(&pool, &ks, "idle").build().unwrap();
+        idle.join("solve").await.unwrap();
+        assert_eq!(idle.members("solve").await.unwrap().len(), 2);
+        let asker = MeshAgent::builder(&pool, &ks, "asker").build().unwrap();
+        for n in 0..10u32 {
+            let reply: Reply<u32> = asker
+                .ask_capability("solve", &n, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(reply, Reply::Answer(n + 1), "request {n}");
+        }
+        assert_eq!(common::served(&[&server], 10).await, 10);
+        server.shutdown().await;
+    }
+}

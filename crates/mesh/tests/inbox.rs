@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use coordkit_core::{Clock, Error, ManualClock, redis};
+use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, redis};
 use coordkit_mesh::{AgentError, MeshAgent, SendOptions, Sent};
 use coordkit_testkit::redis_test;
 use serde::{Deserialize, Serialize};
@@ -48,15 +48,21 @@ redis_test! {
     }
 }
 
+/// Bob, whose waits end only by a wake-up or a look again (his fallback timer is an hour),
+/// and alice, who sends to him.
+fn patient_bob_and_alice(pool: &Pool, ks: &Keyspace) -> (MeshAgent, MeshAgent) {
+    let bob = MeshAgent::builder(pool, ks, "bob")
+        .fallback_wake(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let alice = MeshAgent::builder(pool, ks, "alice").build().unwrap();
+    (bob, alice)
+}
+
 redis_test! {
     async fn recv_waits_for_a_wake_up(redis) {
         let pool = redis.pool().await;
-        let ks = redis.keyspace();
-        let bob = MeshAgent::builder(&pool, &ks, "bob")
-            .fallback_wake(Duration::from_secs(3600))
-            .build()
-            .unwrap();
-        let alice = MeshAgent::builder(&pool, &ks, "alice").build().unwrap();
+        let (bob, alice) = patient_bob_and_alice(&pool, &redis.keyspace());
         let waiting = tokio::spawn({
             let bob = bob.clone();
             async move { bob.recv::<Note>().await }
@@ -293,5 +299,20 @@ redis_test! {
         // With a fallback of an hour, the resubscription's wake-up is what finds it.
         let got = tokio::time::timeout(GUARD, waiting).await.unwrap().unwrap().unwrap();
         assert_eq!(got.payload, Note { n: 1 });
+    }
+}
+
+redis_test! {
+    async fn recv_goes_past_an_undecodable_message_without_waiting(redis) {
+        let pool = redis.pool().await;
+        let (bob, alice) = patient_bob_and_alice(&pool, &redis.keyspace());
+        alice.send("bob", &"not a note").await.unwrap();
+        alice.send("bob", &Note { n: 2 }).await.unwrap();
+        // Both were sent before bob listened: no wake-up comes, and with a fallback of an hour
+        // only looking again at once, after the first was dead-lettered, finds the second.
+        let got = tokio::time::timeout(GUARD, bob.recv::<Note>()).await.unwrap().unwrap();
+        assert_eq!(got.payload, Note { n: 2 });
+        assert_eq!(bob.stats().undecodable, 1);
+        got.ack().await.unwrap();
     }
 }

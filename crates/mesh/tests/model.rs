@@ -44,7 +44,8 @@ enum Op {
     /// Forgets the stored replies of these correlation ids (they came by push).
     Forget(Vec<u8>),
     /// A heartbeat (or a leave) of bob, or in a capability of member `1` (bob or carol).
-    Alive(bool, bool),
+    /// The third: as a server's (its visibility recorded: requests are pushed to it).
+    Alive(bool, bool, bool),
     Advance(u64),
 }
 
@@ -59,7 +60,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop::collection::vec((0usize..16, prop::bool::weighted(0.2)), 1..4).prop_map(Op::Ack),
         2 => (0u8..4).prop_map(Op::Take),
         1 => prop::collection::vec(0u8..5, 0..3).prop_map(Op::Forget),
-        1 => (any::<bool>(), any::<bool>()).prop_map(|(on, who)| Op::Alive(on, who)),
+        1 => (any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(on, who, serving)| Op::Alive(on, who, serving)),
         4 => prop_oneof![
             1u64..300,
             300u64..2_000,
@@ -100,6 +102,16 @@ async fn dump(pool: &Pool, keys: &[Key], capability: bool) -> InboxModel {
     };
     let dead: Vec<Vec<u8>> = pool.query(&lrange(&keys[9])).await.unwrap();
     let m = |name: &str| meta.get(name).copied().unwrap_or(0);
+    let visibility = meta
+        .iter()
+        .filter_map(|(field, v)| {
+            let receiver = field.strip_prefix("visibility")?;
+            Some((
+                receiver.strip_prefix(':').unwrap_or(receiver).to_owned(),
+                *v,
+            ))
+        })
+        .collect();
     InboxModel {
         max_waiting: MAX_WAITING,
         max_age_ms: MAX_AGE_MS,
@@ -138,6 +150,7 @@ async fn dump(pool: &Pool, keys: &[Key], capability: bool) -> InboxModel {
         capability,
         alive,
         members,
+        visibility,
         dead: dead
             .into_iter()
             .map(|d| {
@@ -212,12 +225,8 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                     expiry_ms: *expiry,
                     deadline_ms: 0,
                     require_alive: *require_alive,
-                    // What the agent's send asks for: a request to a live receiver is pushed.
-                    push_ms: if *lane == 1 && *require_alive {
-                        VISIBILITY_MS
-                    } else {
-                        0
-                    },
+                    // What the agent's send asks for: a request to a live server is pushed.
+                    push: *lane == 1 && *require_alive,
                     corr: String::new(),
                     body: vec![*body; usize::from(*body % 5)],
                 };
@@ -226,7 +235,10 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                     .await
                     .unwrap();
                 assert_eq!(got, model.send(now, &s), "step {step}: {op:?}");
-                if let (RawSent::Sent { id, .. }, true) = (&got, s.push_ms > 0) {
+                // A pushed request is delivered by its send.
+                if let RawSent::Sent { id, .. } = &got
+                    && model.pending.contains_key(id)
+                {
                     delivered.push(id.to_string());
                 }
             }
@@ -287,14 +299,15 @@ async fn run(redis: &TestRedis, ops: Vec<Op>, capability: bool) {
                 let got = bob.testing_forget(&corrs).await.unwrap();
                 assert_eq!(got, model.forget(&refs), "step {step}: {op:?}");
             }
-            Op::Alive(on, who) => {
+            Op::Alive(on, who, serving) => {
                 let ttl = if *on { TTL_MS } else { 0 };
                 let member = if *who && capability { &carol } else { &bob };
-                let got = member.testing_alive(cap, ttl).await.unwrap();
+                let got = member.testing_alive(cap, ttl, *serving).await.unwrap();
+                let visibility = if *serving { VISIBILITY_MS } else { 0 };
                 let expected = if capability {
-                    model.join(now, member.name(), ttl)
+                    model.join(now, member.name(), ttl, visibility)
                 } else {
-                    model.alive(now, ttl)
+                    model.alive(now, ttl, visibility)
                 };
                 assert_eq!(got, expected, "step {step}: {op:?}");
             }

@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::error::{AgentError, Result};
 use super::types::Reply;
-use super::wire::{Body, Outgoing, RawSent, RawTaken, code};
+use super::wire::{self, Body, Outgoing, RawSent, RawTaken, code};
 use super::{InboxRef, MeshAgent, add};
 
 impl MeshAgent {
@@ -76,18 +76,13 @@ impl MeshAgent {
     where
         R: DeserializeOwned,
     {
-        let timeout_ms = duration_ms(timeout);
-        if !(1..=1 << 35).contains(&timeout_ms) {
-            return Err(
-                coordkit_core::Error::invalid_config("timeout", "must be 1 ms to 2^35 ms").into(),
-            );
-        }
+        super::config::timeout_ms(timeout)?;
         let corr = self.next_corr();
         // Subscribe before the request leaves, so the reply's push cannot be missed.
         let own = self.own_wake().await?;
         let (_expecting, pushed) = own.expect_reply(&corr);
         let mut pushed = Some(pushed);
-        let mut wake = own.signal();
+        let mut wake = own.signal(code::LANE_REPLY);
         wake.borrow_and_update();
         let deadline = Instant::now() + timeout;
         let mut retry = RetryDelay::new(Duration::from_millis(10), Duration::from_millis(500));
@@ -148,11 +143,13 @@ impl MeshAgent {
             match self.take_raw(&corr).await {
                 Ok(RawTaken::Taken { body, .. }) => {
                     add(&self.inner.counters.replies, 1);
-                    return decode_reply(target, &corr, &body);
+                    let body =
+                        Body::decode(&body).map_err(|reason| undecodable(target, &corr, reason))?;
+                    return reply_of(target, &corr, &body.payload);
                 }
                 Ok(RawTaken::Malformed) => {
                     return Err(coordkit_core::Error::corrupt(
-                        self.keys()[5].as_str(),
+                        self.keys()[wire::REPLIES].as_str(),
                         format!("the reply to {corr} is not a record (dead-lettered)"),
                     )
                     .into());
@@ -186,11 +183,11 @@ impl MeshAgent {
         &self,
         target: &str,
         corr: &str,
-        body: &[u8],
+        body: &Body,
     ) -> Result<Reply<R>> {
         add(&self.inner.counters.replies, 1);
         self.forget_later(corr);
-        decode_reply(target, corr, body)
+        reply_of(target, corr, &body.payload)
     }
 
     /// Sends the reply to a request delivered to this agent (`corr` from its body), due by the
@@ -222,10 +219,10 @@ impl MeshAgent {
 
 /// Waits at most `wait` for the pushed reply or a wake-up; the reply's body if it came.
 async fn pushed_reply(
-    pushed: &mut Option<oneshot::Receiver<Vec<u8>>>,
+    pushed: &mut Option<oneshot::Receiver<Body>>,
     wake: &mut watch::Receiver<u64>,
     wait: Duration,
-) -> Option<Vec<u8>> {
+) -> Option<Body> {
     let sleep = tokio::time::sleep(wait);
     tokio::pin!(sleep);
     let reply = async {
@@ -252,20 +249,31 @@ async fn pushed_reply(
     }
 }
 
-fn decode_reply<R: DeserializeOwned>(target: &str, corr: &str, body: &[u8]) -> Result<Reply<R>> {
-    let undecodable = |reason: String| AgentError::UndecodableReply {
+fn undecodable(target: &str, corr: &str, reason: String) -> AgentError {
+    AgentError::UndecodableReply {
         from: target.to_owned(),
         corr: corr.to_owned(),
         reason,
-    };
-    let body = Body::decode(body).map_err(undecodable)?;
-    match body.payload.split_first() {
-        Some((&code::REPLY_OK, json)) => serde_json::from_slice(json)
-            .map(Reply::Answer)
-            .map_err(|e| undecodable(format!("not a {}: {e}", std::any::type_name::<R>()))),
+    }
+}
+
+/// The reply a reply's payload (its status byte, then the answer or the error) says.
+fn reply_of<R: DeserializeOwned>(target: &str, corr: &str, payload: &[u8]) -> Result<Reply<R>> {
+    match payload.split_first() {
+        Some((&code::REPLY_OK, json)) => {
+            serde_json::from_slice(json)
+                .map(Reply::Answer)
+                .map_err(|e| {
+                    undecodable(
+                        target,
+                        corr,
+                        format!("not a {}: {e}", std::any::type_name::<R>()),
+                    )
+                })
+        }
         Some((&code::REPLY_ERR, text)) => {
             Ok(Reply::Failed(String::from_utf8_lossy(text).into_owned()))
         }
-        _ => Err(undecodable("no reply status".to_owned())),
+        _ => Err(undecodable(target, corr, "no reply status".to_owned())),
     }
 }

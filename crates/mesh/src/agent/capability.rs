@@ -30,10 +30,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::Result;
-use super::gather::Shared;
 use super::serve::RequestHandler;
 use super::types::{Delivery, InboxStats, Reply, SendOptions, Sent};
-use super::{InboxRef, MeshAgent, Server};
+use super::{InboxRef, MeshAgent, Server, wire};
 
 /// A capability's inbox as stored, and its live members ([`MeshAgent::capability_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +56,7 @@ impl MeshAgent {
     /// [`serve_capability`](MeshAgent::serve_capability) server beats on its own.
     pub async fn join(&self, capability: &str) -> Result<()> {
         let inbox = self.capability_inbox(capability)?;
-        self.alive(&inbox, duration_ms(self.inner.config.presence_ttl))
+        self.alive(&inbox, duration_ms(self.inner.config.presence_ttl), false)
             .await?;
         Ok(())
     }
@@ -72,7 +71,7 @@ impl MeshAgent {
     /// Leaves `capability`: asks to it no longer count on this agent.
     pub async fn leave_capability(&self, capability: &str) -> Result<()> {
         let inbox = self.capability_inbox(capability)?;
-        self.alive(&inbox, 0).await?;
+        self.alive(&inbox, 0, false).await?;
         Ok(())
     }
 
@@ -130,7 +129,7 @@ impl MeshAgent {
         F: RequestHandler<Q>,
     {
         let inbox = self.capability_inbox(capability)?;
-        let handler = Shared::new(handler);
+        let handler = Arc::new(handler);
         // The route first: a gather that finds the member finds its route alive.
         let route = self.member_route(capability, self.name())?;
         let route = self.serve_inbox(route, handler.clone()).await?;
@@ -152,8 +151,9 @@ impl MeshAgent {
             _ => self.inner.pool.server_time_ms().await?,
         };
         let mut cmd = redis::cmd("ZRANGEBYSCORE");
-        cmd.arg(&inbox.keys[8]).arg(format!("({now}")).arg("+inf");
-        Ok(self.inner.pool.query_keys(&cmd, &inbox.keys[8..9]).await?)
+        let alive = &inbox.keys[wire::ALIVE..=wire::ALIVE];
+        cmd.arg(&alive[0]).arg(format!("({now}")).arg("+inf");
+        Ok(self.inner.pool.query_keys(&cmd, alive).await?)
     }
 
     /// Sends `message` to the own inbox of every live member of `capability`; answers each

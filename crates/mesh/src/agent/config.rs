@@ -11,8 +11,17 @@ use super::error::Result;
 /// The default of [`MeshAgentBuilder::max_payload_bytes`]: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
-/// The longest duration a setting takes: 2^35 ms (about a year).
+/// The longest duration a setting (or an ask's timeout) takes: 2^35 ms (about a year).
 const MAX_DURATION_MS: u64 = 1 << 35;
+
+/// An ask's `timeout` in ms, checked: 1 ms to 2^35 ms.
+pub(super) fn timeout_ms(timeout: Duration) -> Result<u64> {
+    let ms = duration_ms(timeout);
+    if !(1..=MAX_DURATION_MS).contains(&ms) {
+        return Err(CoreError::invalid_config("timeout", "must be 1 ms to 2^35 ms").into());
+    }
+    Ok(ms)
+}
 
 /// An agent's settings, as its builder validated them ([`MeshAgent::config`]).
 /// [`AgentConfig::default`] holds every setter's default.

@@ -19,21 +19,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordkit_core::time::duration_ms;
 use coordkit_core::validate_name;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
 use super::error::{AgentError, Result};
-use super::serve::RequestHandler;
 use super::types::Reply;
 use super::{InboxRef, MeshAgent};
 
 /// The kind of a member's route to its capability's handler.
 const ROUTE_KIND: &str = "capm";
-/// The longest timeout of an ask (as [`MeshAgent::ask`] checks it).
-const MAX_TIMEOUT_MS: u64 = 1 << 35;
 
 /// How long a [`gather`](MeshAgent::gather) waits, and for how many answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,10 +110,7 @@ impl MeshAgent {
         Q: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        if !(1..=MAX_TIMEOUT_MS).contains(&duration_ms(options.timeout)) {
-            let e = coordkit_core::Error::invalid_config("timeout", "must be 1 ms to 2^35 ms");
-            return Err(e.into());
-        }
+        super::config::timeout_ms(options.timeout)?;
         if options.answers == Some(0) {
             let e = coordkit_core::Error::invalid_config("answers", "must be 1 or more");
             return Err(e.into());
@@ -173,30 +166,5 @@ impl MeshAgent {
             ROUTE_KIND,
             &name,
         )?))
-    }
-}
-
-/// One handler serving two inboxes: a capability's and the member's route to it.
-pub(super) struct Shared<H>(Arc<H>);
-
-impl<H> Shared<H> {
-    pub(super) fn new(handler: H) -> Self {
-        Self(Arc::new(handler))
-    }
-}
-
-impl<H> Clone for Shared<H> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<Q, H: RequestHandler<Q>> RequestHandler<Q> for Shared<H> {
-    type Answer = H::Answer;
-    type Error = H::Error;
-    type Future = H::Future;
-
-    fn answer(&self, request: Q) -> H::Future {
-        self.0.answer(request)
     }
 }

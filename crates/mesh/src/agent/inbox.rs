@@ -117,14 +117,9 @@ impl MeshAgent {
             (true, false) => code::ALIVE_AGENT,
             (true, true) => code::ALIVE_MEMBER,
         };
-        // A request to a live receiver is delivered by its send (pushed, pending for the
-        // receiver's visibility timeout, or this agent's if the receiver recorded none): the
-        // receiver takes nothing, one round trip saved.
-        let push_ms = if lane == code::LANE_REQUEST && require_alive != code::ALIVE_ANY {
-            duration_ms(self.inner.config.visibility_timeout)
-        } else {
-            0
-        };
+        // A request to a live server is delivered by its send (pushed, pending for the
+        // server's visibility timeout): the server takes nothing, one round trip saved.
+        let push = lane == code::LANE_REQUEST && require_alive != code::ALIVE_ANY;
         let args = SendArgs {
             lane,
             expiry_ms,
@@ -132,7 +127,7 @@ impl MeshAgent {
             max_age_ms: duration_ms(self.inner.config.max_age),
             max_waiting: self.inner.config.max_messages,
             require_alive,
-            push_ms,
+            push,
         };
         let mut call = wire::call(&target.keys, "send", &self.now_arg());
         call.arg_bytes(args.pack())
@@ -297,6 +292,7 @@ impl MeshAgent {
             };
             retry.reset();
             let wait = self.wait_for(&raw);
+            let took = !raw.deliveries.is_empty();
             if let Some(d) = self
                 .decode_deliveries::<T>(&own, raw.deliveries)
                 .await?
@@ -304,7 +300,10 @@ impl MeshAgent {
             {
                 return Ok(d);
             }
-            self.sleep_or_wake(&mut wake, wait).await;
+            // What it took did not decode (dead-lettered): more may wait, look again at once.
+            if !took {
+                self.sleep_or_wake(&mut wake, wait).await;
+            }
         }
     }
 
@@ -332,7 +331,7 @@ impl MeshAgent {
 
     /// A signal that changes on every wake-up of this agent (subscribing on first use).
     pub(super) async fn wake_signal(&self) -> Result<watch::Receiver<u64>> {
-        Ok(self.own_wake().await?.signal())
+        Ok(self.own_wake().await?.signal(code::LANE_MESSAGE))
     }
 
     /// The agent's own subscription: wake-ups, pushed replies and requests (started on first
@@ -344,7 +343,7 @@ impl MeshAgent {
                 wake::Wake::start(
                     &self.inner.pool,
                     &self.inner.own.wake,
-                    &self.inner.own.push,
+                    Some(&self.inner.own.push),
                     self.inner.config.fallback_wake,
                 )
             })
@@ -391,7 +390,7 @@ impl MeshAgent {
     /// asks to it are accepted until then. A [`Server`](super::Server) beats on its own.
     pub async fn heartbeat(&self) -> Result<()> {
         let own = self.inner.own.clone();
-        self.alive(&own, duration_ms(self.inner.config.presence_ttl))
+        self.alive(&own, duration_ms(self.inner.config.presence_ttl), false)
             .await?;
         Ok(())
     }
@@ -401,13 +400,35 @@ impl MeshAgent {
     /// still wait for it.
     pub async fn leave(&self) -> Result<()> {
         let own = self.inner.own.clone();
-        self.alive(&own, 0).await?;
+        self.alive(&own, 0, false).await?;
         Ok(())
     }
 
-    /// The presence script: in an agent's inbox its own (and then the namespace's registry,
-    /// `namespace`), in a capability's this agent as a member. `ttl_ms` 0 leaves.
-    pub(super) async fn alive(&self, inbox: &InboxRef, ttl_ms: u64) -> Result<u64> {
+    /// This agent's presence in `inbox`: its own (and then in the namespace's registry,
+    /// `namespace`), or its membership of a capability; `ttl_ms` 0 leaves. A `serving`
+    /// presence records the agent's visibility timeout beside it: requests are then pushed to
+    /// it, pending for that long (only a server takes pushed requests); any other presence
+    /// gets them through the lane.
+    pub(super) async fn alive(&self, inbox: &InboxRef, ttl_ms: u64, serving: bool) -> Result<u64> {
+        let visibility_ms = if serving {
+            duration_ms(self.inner.config.visibility_timeout)
+        } else {
+            0
+        };
+        let until = self.presence_call(inbox, ttl_ms, visibility_ms).await?;
+        if !inbox.capability {
+            self.register(ttl_ms).await?;
+        }
+        Ok(until)
+    }
+
+    /// The presence script on `inbox` alone (see [`MeshAgent::alive`]).
+    pub(super) async fn presence_call(
+        &self,
+        inbox: &InboxRef,
+        ttl_ms: u64,
+        visibility_ms: u64,
+    ) -> Result<u64> {
         let mut call = wire::call(&inbox.keys, "alive", &self.now_arg());
         call.arg(ttl_ms);
         call.arg(if inbox.capability {
@@ -415,13 +436,8 @@ impl MeshAgent {
         } else {
             ""
         });
-        // Requests pushed to this receiver are pending for its own visibility timeout.
-        call.arg(duration_ms(self.inner.config.visibility_timeout));
-        let until = call.invoke(&self.inner.pool).await?;
-        if !inbox.capability {
-            self.register(ttl_ms).await?;
-        }
-        Ok(until)
+        call.arg(visibility_ms);
+        Ok(call.invoke(&self.inner.pool).await?)
     }
 
     /// The agent's inbox as stored: depth, pending, oldest age, presence, counters.
@@ -553,9 +569,14 @@ impl MeshAgent {
     }
 
     /// One presence call: `ttl_ms` 0 leaves; answers the until time. With `capability`, this
-    /// agent's membership of that capability.
-    pub async fn testing_alive(&self, capability: Option<&str>, ttl_ms: u64) -> Result<u64> {
+    /// agent's membership of that capability; `serving` as a server's.
+    pub async fn testing_alive(
+        &self,
+        capability: Option<&str>,
+        ttl_ms: u64,
+        serving: bool,
+    ) -> Result<u64> {
         let inbox = self.testing_own_or(capability)?;
-        self.alive(&inbox, ttl_ms).await
+        self.alive(&inbox, ttl_ms, serving).await
     }
 }

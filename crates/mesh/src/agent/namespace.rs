@@ -12,7 +12,6 @@
 //!
 //! [`Server`]: super::Server
 
-use coordkit_core::BoxFuture;
 use serde::Serialize;
 
 use super::error::Result;
@@ -28,10 +27,9 @@ impl MeshAgent {
         InboxRef::group(&self.inner.keyspace, REGISTRY_KIND, REGISTRY_NAME)
     }
 
-    /// Writes this agent into the namespace's registry for `ttl_ms` (0: removes it). Boxed:
-    /// `alive` calls it, and it calls `alive` (on the registry, which calls it no further).
-    pub(super) fn register(&self, ttl_ms: u64) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(async move { self.alive(&self.registry()?, ttl_ms).await })
+    /// Writes this agent into the namespace's registry for `ttl_ms` (0: removes it).
+    pub(super) async fn register(&self, ttl_ms: u64) -> Result<u64> {
+        self.presence_call(&self.registry()?, ttl_ms, 0).await
     }
 
     /// The namespace's live agents (whose heartbeat has not run out), by name, soonest to run

@@ -128,7 +128,7 @@ impl Consumer {
             let _ = consuming.await;
         }
         self.heartbeat.abort();
-        if let Err(e) = self.agent.alive(&self.inbox, 0).await {
+        if let Err(e) = self.agent.alive(&self.inbox, 0, false).await {
             tracing::warn!(agent = %self.agent.name(), "leaving the capability: {e}");
         }
     }
@@ -178,18 +178,17 @@ impl MeshAgent {
     {
         let inbox = Arc::new(InboxRef::capability(&self.inner.keyspace, capability)?);
         let ttl = duration_ms(self.inner.config.presence_ttl);
-        self.alive(&inbox, ttl).await?;
+        self.alive(&inbox, ttl, false).await?;
         let fallback = self.inner.config.fallback_wake;
-        // Its requests, pushed to the member, are a server's; this takes messages only.
-        let push = inbox.member_push(self.name());
-        let wake = wake::Wake::start(&self.inner.pool, &inbox.wake, &push, fallback).await?;
+        // Messages only: requests are a server's.
+        let wake = wake::Wake::start(&self.inner.pool, &inbox.wake, None, fallback).await?;
         let (stop, stopped) = watch::channel(false);
         let counts = Arc::new(Counts::default());
         let consuming = tokio::spawn(consume(
             self.clone(),
             inbox.clone(),
             Arc::new(handler),
-            wake.signal(),
+            wake.signal(code::LANE_MESSAGE),
             stopped,
             counts.clone(),
         ));
@@ -199,7 +198,7 @@ impl MeshAgent {
             _wake: wake,
             stop,
             consuming: Some(consuming),
-            heartbeat: tokio::spawn(beat(self.clone(), inbox)),
+            heartbeat: tokio::spawn(beat(self.clone(), inbox, false)),
             counts,
         })
     }
@@ -245,7 +244,12 @@ async fn consume<T, F>(
             .await
         {
             Ok(raw) => {
-                let wait = agent.wait_for(&raw);
+                // Took some that did not decode (dead-lettered): more may wait, look at once.
+                let wait = if raw.deliveries.is_empty() {
+                    agent.wait_for(&raw)
+                } else {
+                    Duration::ZERO
+                };
                 agent
                     .decode_deliveries::<T>(&inbox, raw.deliveries)
                     .await

@@ -93,10 +93,14 @@ impl Server {
         self.companions.push(companion);
     }
 
-    /// Stops taking requests, waits for those in flight to be answered, and marks the agent
-    /// gone (asks to it then answer no responders). Requests still waiting stay in the inbox
-    /// for the agent's next run.
+    /// Marks the agent gone (asks to it then answer no responders, and no request is pushed
+    /// to it any more), stops taking requests, and waits for those in flight to be answered.
+    /// Requests still waiting stay in the inbox for the agent's next run.
     pub async fn shutdown(mut self) {
+        self.heartbeat.abort();
+        if let Err(e) = self.agent.alive(&self.inbox, 0, false).await {
+            tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
+        }
         self.stop.send_replace(true);
         if let Some(serving) = self.serving.take()
             && let Ok(mut running) = serving.await
@@ -106,10 +110,6 @@ impl Server {
         // Every answer is in: the acknowledger applies the last batch and ends.
         if let Some(acking) = self.acking.take() {
             let _ = acking.await;
-        }
-        self.heartbeat.abort();
-        if let Err(e) = self.agent.alive(&self.inbox, 0).await {
-            tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
         }
         for companion in std::mem::take(&mut self.companions) {
             Box::pin(companion.shutdown()).await;
@@ -141,11 +141,15 @@ impl MeshAgent {
         F: RequestHandler<Q>,
     {
         let own = self.inner.own.clone();
-        self.serve_inbox(own, handler).await
+        self.serve_inbox(own, Arc::new(handler)).await
     }
 
     /// Serves the requests of `inbox`: the agent's own, or a capability's as a member.
-    pub(super) async fn serve_inbox<Q, F>(&self, inbox: Arc<InboxRef>, handler: F) -> Result<Server>
+    pub(super) async fn serve_inbox<Q, F>(
+        &self,
+        inbox: Arc<InboxRef>,
+        handler: Arc<F>,
+    ) -> Result<Server>
     where
         Q: DeserializeOwned + Send + 'static,
         F: RequestHandler<Q>,
@@ -155,14 +159,14 @@ impl MeshAgent {
             let w = wake::Wake::start(
                 &self.inner.pool,
                 &inbox.wake,
-                &inbox.member_push(self.name()),
+                Some(&inbox.member_push(self.name())),
                 self.inner.config.fallback_wake,
             )
             .await?;
-            (w.signal(), w.take_requests(), Some(w))
+            (w.signal(code::LANE_REQUEST), w.take_requests(), Some(w))
         } else {
             let w = self.own_wake().await?;
-            (w.signal(), w.take_requests(), None)
+            (w.signal(code::LANE_REQUEST), w.take_requests(), None)
         };
         // What an earlier run left pending is taken back before the agent is alive: after,
         // it would take back the requests pushed to this run as well.
@@ -170,13 +174,12 @@ impl MeshAgent {
             .receive_raw(&inbox, code::LANE_REQUEST, CONCURRENCY)
             .await?;
         let ttl = coordkit_core::time::duration_ms(self.inner.config.presence_ttl);
-        self.alive(&inbox, ttl).await?;
+        self.alive(&inbox, ttl, true).await?;
         let (acks, ack_ids) = mpsc::unbounded_channel();
         let acking = tokio::spawn(ack_loop(self.clone(), inbox.clone(), ack_ids));
         let (stop, stopped) = watch::channel(false);
         let served = Arc::new(AtomicU64::new(0));
-        let handler = Arc::new(handler);
-        let heartbeat = tokio::spawn(beat(self.clone(), inbox.clone()));
+        let heartbeat = tokio::spawn(beat(self.clone(), inbox.clone(), true));
         let serving = tokio::spawn(serve_loop(
             self.clone(),
             inbox.clone(),
@@ -202,12 +205,13 @@ impl MeshAgent {
     }
 }
 
-pub(super) async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>) {
+/// Renews `inbox`'s presence (a server's when `serving`) every third of the TTL.
+pub(super) async fn beat(agent: MeshAgent, inbox: Arc<InboxRef>, serving: bool) {
     let ttl = agent.config().presence_ttl;
     loop {
         tokio::time::sleep(ttl / 3).await;
         if let Err(e) = agent
-            .alive(&inbox, coordkit_core::time::duration_ms(ttl))
+            .alive(&inbox, coordkit_core::time::duration_ms(ttl), serving)
             .await
         {
             tracing::warn!(agent = %agent.name(), "heartbeat: {e}");
@@ -400,19 +404,18 @@ async fn answer<Q, F>(
         },
     };
     let deadline = delivery.expires_ms.unwrap_or(0);
-    let sent = match agent
+    match agent
         .reply_raw(&body.from, &body.corr, result, deadline)
         .await
     {
-        Ok(sent) => sent,
+        Ok(_) => {}
         Err(super::AgentError::PayloadTooLarge { len, max }) => {
             let text = format!("the reply of {len} bytes is larger than the limit of {max}");
-            match agent
+            if let Err(e) = agent
                 .reply_raw(&body.from, &body.corr, Err(text), deadline)
                 .await
             {
-                Ok(sent) => sent,
-                Err(e) => return warn(agent, &e),
+                return warn(agent, &e);
             }
         }
         Err(e) if e.is_retryable() => return warn(agent, &e),
@@ -420,8 +423,7 @@ async fn answer<Q, F>(
             // The asker's name or inbox cannot take a reply: nothing will ever be able to.
             return dead_letter(agent, inbox, id, &format!("unanswerable: {e}")).await;
         }
-    };
-    let _ = sent;
+    }
     served.fetch_add(1, Ordering::Relaxed);
     let _ = acks.send(delivery.id);
 }

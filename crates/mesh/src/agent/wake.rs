@@ -2,9 +2,11 @@
 //! (requests and replies delivered whole by their sends), on one connection, sharded on a
 //! cluster.
 //!
-//! - A wake-up, a resubscription after the connection dropped (what was published meanwhile
-//!   reached nobody), or, once the subscription has ended for good, a slow timer, change a
-//!   counter that waiting loops watch: they then look in Redis.
+//! - A wake-up changes a counter per lane (the lane its `{"lane":n}` payload names) that the
+//!   loops waiting on that lane watch: they then look in Redis. A resubscription after the
+//!   connection dropped (what was published meanwhile reached nobody) or, once the
+//!   subscription has ended for good, a slow timer changes every lane's. Replies publish no
+//!   wake-up (they are pushed): an ask's counter changes only when a push may have been lost.
 //! - A pushed reply completes the ask waiting for its correlation id; a pushed request goes to
 //!   the server registered on this subscription. One nobody waits for is dropped here: the
 //!   reply stays stored until a take or its expiry, the request is redelivered by a receive
@@ -14,23 +16,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use coordkit_core::{Pool, RawSubscriber, Topology};
+use coordkit_core::{Pool, RawSubscriber};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::error::Result;
-use super::wire::{Body, Push, RawDelivery};
+use super::wire::{Body, Push, RawDelivery, code};
+
+/// The lanes, as indices of the wake-up counters.
+const LANES: usize = code::LANE_REPLY as usize + 1;
 
 /// Waiting asks by correlation id, and the server taking pushed requests.
 #[derive(Default)]
 pub(crate) struct Routes {
-    replies: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
+    replies: Mutex<HashMap<String, oneshot::Sender<Body>>>,
     requests: Mutex<Option<mpsc::UnboundedSender<RawDelivery>>>,
 }
 
 impl Routes {
-    fn reply(&self, body: Vec<u8>) {
-        let Ok(decoded) = Body::decode(&body) else {
+    fn reply(&self, body: &[u8]) {
+        let Ok(body) = Body::decode(body) else {
             // The stored copy is dead-lettered by the take that finds it.
             return;
         };
@@ -38,7 +43,7 @@ impl Routes {
             .replies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&decoded.corr);
+            .remove(&body.corr);
         if let Some(waiter) = waiter {
             let _ = waiter.send(body);
         }
@@ -53,46 +58,50 @@ impl Routes {
 }
 
 pub(crate) struct Wake {
-    signal: watch::Receiver<u64>,
+    signals: [watch::Receiver<u64>; LANES],
     routes: Arc<Routes>,
     task: JoinHandle<()>,
 }
 
 impl Wake {
-    /// Subscribes to `wake` and `push`.
+    /// Subscribes to `wake` and, when given, `push` (sharded channels on a cluster, plain
+    /// ones on a standalone server: what `shard_channel` subscribes to).
     pub(crate) async fn start(
         pool: &Pool,
         wake: &str,
-        push: &str,
+        push: Option<&str>,
         fallback: Duration,
     ) -> Result<Self> {
-        let builder = match pool.topology() {
-            Topology::Cluster => pool.subscriber().shard_channel(wake).shard_channel(push),
-            Topology::Standalone => pool.subscriber().channel(wake).channel(push),
-        };
+        let mut builder = pool.subscriber().shard_channel(wake);
+        if let Some(push) = push {
+            builder = builder.shard_channel(push);
+        }
         let subscriber = builder.subscribe_raw().await?;
-        let (tx, signal) = watch::channel(0u64);
+        let counters: [_; LANES] = std::array::from_fn(|_| watch::channel(0u64));
+        let signals = std::array::from_fn(|lane| counters[lane].1.clone());
+        let senders = counters.map(|(tx, _)| tx);
         let routes = Arc::new(Routes::default());
         let task = tokio::spawn(run(
             subscriber,
-            push.to_owned(),
-            tx,
+            push.map(str::to_owned),
+            senders,
             routes.clone(),
             fallback,
         ));
         Ok(Self {
-            signal,
+            signals,
             routes,
             task,
         })
     }
 
-    pub(crate) fn signal(&self) -> watch::Receiver<u64> {
-        self.signal.clone()
+    /// The counter of `lane` (`LANE_*`).
+    pub(crate) fn signal(&self, lane: u8) -> watch::Receiver<u64> {
+        self.signals[usize::from(lane)].clone()
     }
 
     /// Routes the reply pushed for `corr` to the returned receiver until the guard drops.
-    pub(crate) fn expect_reply(&self, corr: &str) -> (ReplyGuard, oneshot::Receiver<Vec<u8>>) {
+    pub(crate) fn expect_reply(&self, corr: &str) -> (ReplyGuard, oneshot::Receiver<Body>) {
         let (tx, rx) = oneshot::channel();
         self.routes
             .replies
@@ -141,27 +150,43 @@ impl Drop for ReplyGuard {
     }
 }
 
+/// What a wake-up says: the lane it was sent to.
+#[derive(serde::Deserialize)]
+struct WakeUp {
+    payload: WakeLane,
+}
+
+#[derive(serde::Deserialize)]
+struct WakeLane {
+    lane: usize,
+}
+
 async fn run(
     mut subscriber: RawSubscriber,
-    push: String,
-    wake: watch::Sender<u64>,
+    push: Option<String>,
+    lanes: [watch::Sender<u64>; LANES],
     routes: Arc<Routes>,
     fallback: Duration,
 ) {
+    let bump = |lane: &watch::Sender<u64>| lane.send_modify(|g| *g += 1);
     let mut reconnections = subscriber.reconnections();
     loop {
         tokio::select! {
             got = subscriber.recv() => {
                 let Some(message) = got else { break };
-                if message.channel != push {
-                    wake.send_modify(|g| *g += 1);
+                if push.as_deref() != Some(message.channel.as_str()) {
+                    // A wake-up of one lane; one that does not say which wakes them all.
+                    match serde_json::from_slice::<WakeUp>(&message.payload) {
+                        Ok(w) if w.payload.lane < LANES => bump(&lanes[w.payload.lane]),
+                        _ => lanes.iter().for_each(bump),
+                    }
                     continue;
                 }
                 match Push::decode(&message.payload) {
                     Ok(Push::Reply(body)) => routes.reply(body),
                     Ok(Push::Request(delivery)) => routes.request(delivery),
                     Err(reason) => {
-                        tracing::warn!(channel = %push, "an undecodable push: {reason}");
+                        tracing::warn!(channel = ?push, "an undecodable push: {reason}");
                     }
                 }
             }
@@ -170,10 +195,13 @@ async fn run(
                     break;
                 }
                 // What was published while it was down reached nobody: look again.
-                wake.send_modify(|g| *g += 1);
+                lanes.iter().for_each(bump);
             }
         }
     }
-    tracing::warn!(channel = %push, "an inbox's subscription ended; looking every {fallback:?}");
-    coordkit_core::wake::poll(&wake, fallback).await;
+    tracing::warn!(channel = ?push, "an inbox's subscription ended; looking every {fallback:?}");
+    loop {
+        lanes.iter().for_each(bump);
+        tokio::time::sleep(fallback).await;
+    }
 }

@@ -59,6 +59,10 @@ pub(crate) const KEYS: [(&str, KeyKind); 10] = [
     ("dead", KeyKind::List),
 ];
 
+/// Where the keys Rust reads itself stand in [`KEYS`].
+pub(crate) const REPLIES: usize = 5;
+pub(crate) const ALIVE: usize = 8;
+
 /// The keys of one agent's inbox, in `KEYS` order.
 /// The presence (`alive`) is a string in an agent's inbox and a sorted set of members in a
 /// capability's: `alive_kind`.
@@ -144,8 +148,8 @@ pub(crate) struct SendArgs {
     pub(crate) max_waiting: u64,
     /// `code::ALIVE_*`.
     pub(crate) require_alive: u8,
-    /// A request's visibility when the send delivers it by push; 0 stores it only.
-    pub(crate) push_ms: u64,
+    /// Whether a request to a live server is delivered by the send (pushed).
+    pub(crate) push: bool,
 }
 
 impl SendArgs {
@@ -156,8 +160,7 @@ impl SendArgs {
             .u64_le(self.deadline_ms)
             .u64_le(self.max_age_ms)
             .u64_le(self.max_waiting)
-            .bytes(&[self.require_alive])
-            .u64_le(self.push_ms)
+            .bytes(&[self.require_alive, u8::from(self.push)])
             .into_bytes()
     }
 }
@@ -255,18 +258,18 @@ pub struct RawDelivery {
 
 /// What a send pushed to a subscriber of an inbox's push channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Push {
+pub(crate) enum Push<'a> {
     /// A request, delivered by its send (pending, attempt 1).
     Request(RawDelivery),
     /// A reply's body (also stored under its correlation id until forgotten or taken).
-    Reply(Vec<u8>),
+    Reply(&'a [u8]),
 }
 
-impl Push {
+impl<'a> Push<'a> {
     /// Reads a push; `Err` says why it cannot be.
-    pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
+    pub(crate) fn decode(bytes: &'a [u8]) -> std::result::Result<Self, String> {
         match bytes.split_first() {
-            Some((&code::PUSH_REPLY, body)) => Ok(Push::Reply(body.to_vec())),
+            Some((&code::PUSH_REPLY, body)) => Ok(Push::Reply(body)),
             Some((&code::PUSH_REQUEST, rest)) if rest.len() >= 24 => {
                 let u = |i: usize| {
                     let mut b = [0u8; 8];
@@ -440,6 +443,12 @@ mod tests {
     }
 
     #[test]
+    fn the_named_key_positions_are_those_keys() {
+        assert_eq!(KEYS[REPLIES].0, "replies");
+        assert_eq!(KEYS[ALIVE].0, "alive");
+    }
+
+    #[test]
     fn bodies_round_trip_and_garbage_is_refused() {
         let body = Body {
             from: "alice".into(),
@@ -467,7 +476,7 @@ mod tests {
         assert_eq!(d.body, b"body");
         assert_eq!(
             Push::decode(&[code::PUSH_REPLY, 9]),
-            Ok(Push::Reply(vec![9]))
+            Ok(Push::Reply(&[9][..]))
         );
         assert!(Push::decode(&request[..20]).is_err());
         assert!(Push::decode(&[9]).is_err());
