@@ -3,13 +3,16 @@
 //! operation then works or fails with an error naming the bad key; a failed call writes
 //! nothing (every key's `DUMP` is unchanged); a bad record is dead-lettered alone while the
 //! rest is delivered; and once the key is deleted, sends, receives, acks and asks work again.
+//! The same holds for corruptions proptest generates (any key, another type or garbage in any
+//! of its values).
 
 use std::time::Duration;
 
 use coordkit_core::{Error, Key, KeyKind, Pool, redis};
 use coordkit_mesh::{AgentError, Body, MeshAgent, Reply};
-use coordkit_testkit::garbage::{Garbage, overwrite_with_type};
-use coordkit_testkit::redis_test;
+use coordkit_testkit::garbage::{Garbage, garbage, overwrite_with_type, wrong_type};
+use coordkit_testkit::{TestRedis, Topology, redis_test};
+use proptest::prelude::*;
 
 /// The kinds of an inbox's keys, in `MeshAgent::keys` order.
 const KINDS: [KeyKind; 10] = [
@@ -276,4 +279,126 @@ redis_test! {
         bob.ack(&[request.id.as_str()]).await.unwrap();
         works_again(&alice, &bob).await;
     }
+}
+
+/// One generated corruption of one of bob's keys: another type, or bad bytes in one value.
+#[derive(Debug, Clone)]
+enum Spoil {
+    /// The key holds a value of this type instead.
+    Type(&'static str),
+    /// A field of a hash (`msgs`, `tries`, `replies`, `meta`) set to garbage of its value.
+    Field(&'static str, Garbage),
+    /// The first entry of a list (`ready`, `asks`, `dead`) set to garbage of it.
+    Entry(Garbage),
+    /// A member of a sorted set (`pending`, `reply_exp`) that names nothing, due now.
+    Member(Vec<u8>),
+    /// The presence set to garbage.
+    Presence(Garbage),
+}
+
+/// The fields a generated corruption of hash key `k` picks from: the records and counts
+/// `populate` leaves, the counters and a server's recorded visibility, and names of nothing.
+fn fields(k: usize) -> Vec<&'static str> {
+    match k {
+        0 | 4 => vec!["1", "2", "3", "4", "garbage"],
+        5 => vec!["garbage"],
+        _ => COUNTERS
+            .iter()
+            .copied()
+            .chain(["visibility", "garbage"])
+            .collect(),
+    }
+}
+
+fn spoil() -> impl Strategy<Value = (usize, Spoil)> {
+    (
+        0usize..KINDS.len(),
+        any::<bool>(),
+        garbage(),
+        any::<proptest::sample::Index>(),
+    )
+        .prop_flat_map(|(k, retype, g, pick)| {
+            wrong_type(KINDS[k]).prop_map(move |t| {
+                let spoil = if retype {
+                    Spoil::Type(t)
+                } else {
+                    match KINDS[k] {
+                        KeyKind::Hash => Spoil::Field(pick.get::<&str>(&fields(k)), g.clone()),
+                        KeyKind::List => Spoil::Entry(g.clone()),
+                        KeyKind::ZSet => Spoil::Member(g.apply(b"garbage")),
+                        _ => Spoil::Presence(g.clone()),
+                    }
+                };
+                (k, spoil)
+            })
+        })
+}
+
+async fn apply(pool: &Pool, key: &Key, spoil: &Spoil) {
+    let cmd = match spoil {
+        Spoil::Type(t) => return overwrite_with_type(pool, key, t).await,
+        Spoil::Field(field, g) => {
+            let now: Option<Vec<u8>> = pool
+                .query(redis::cmd("HGET").arg(key).arg(*field))
+                .await
+                .unwrap();
+            redis::cmd("HSET")
+                .arg(key)
+                .arg(*field)
+                .arg(g.apply(&now.unwrap_or_else(|| b"1".to_vec())))
+                .clone()
+        }
+        Spoil::Entry(g) => {
+            let now: Option<Vec<u8>> = pool
+                .query(redis::cmd("LINDEX").arg(key).arg(0))
+                .await
+                .unwrap();
+            match now {
+                Some(now) => redis::cmd("LSET")
+                    .arg(key)
+                    .arg(0)
+                    .arg(g.apply(&now))
+                    .clone(),
+                None => redis::cmd("RPUSH").arg(key).arg(g.apply(b"1")).clone(),
+            }
+        }
+        Spoil::Member(member) => redis::cmd("ZADD")
+            .arg(key)
+            .arg(0)
+            .arg(member.as_slice())
+            .clone(),
+        Spoil::Presence(g) => redis::cmd("SET")
+            .arg(key)
+            .arg(g.apply(b"1700000000000"))
+            .clone(),
+    };
+    let _: () = pool.query(&cmd).await.unwrap();
+}
+
+fn generated_corruptions(topology: Topology, cases: u32) {
+    let rt = coordkit_testkit::blocking_runtime();
+    let redis = TestRedis::start(topology);
+    let pool = rt.block_on(redis.pool());
+    proptest!(ProptestConfig::with_cases(cases), |((k, spoil) in spoil())| {
+        rt.block_on(async {
+            let ks = redis.keyspace();
+            let (alice, bob) = agents(&pool, &ks);
+            populate(&alice, &bob).await;
+            let bad = bob.keys()[k].clone();
+            apply(&pool, &bad, &spoil).await;
+            every_operation(&pool, &alice, &bob, &bad).await;
+            let _: () = pool.query(redis::cmd("DEL").arg(&bad)).await.unwrap();
+            works_again(&alice, &bob).await;
+        });
+    });
+}
+
+#[test]
+fn generated_corruptions_are_named_and_repairable_standalone() {
+    generated_corruptions(Topology::Standalone, 64);
+}
+
+#[test]
+fn generated_corruptions_are_named_and_repairable_on_a_cluster() {
+    generated_corruptions(Topology::Cluster, 24);
 }
