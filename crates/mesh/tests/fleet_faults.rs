@@ -1,8 +1,13 @@
 //! The fleet proof of issue #17, with the responders as OS processes: 50 askers in this process
-//! ask a capability served by 4 responder processes, 1,000 requests in all (20 per asker, one
-//! after another; scaled down from the issue's 1,000 per asker so that a run takes seconds on
-//! 2 cores, standalone and cluster alike). Every request carries a random nonce and every
-//! answer echoes the request and a digest of it, so a crossed reply cannot pass.
+//! ask a capability served by 4 responder processes, one request after another. Every request
+//! carries a random nonce and every answer echoes the request and a digest of it, so a crossed
+//! reply cannot pass.
+//!
+//! - The full run, 1,000 requests per asker (50,000 in all): every one gets exactly its own
+//!   reply, once, and every responder takes part.
+//!
+//! The fault runs ask 20 per asker (1,000 in all), so that each takes seconds on 2 cores,
+//! standalone and cluster alike:
 //!
 //! - `kill -9` of one responder process while it holds requests loses none: they go to another
 //!   member after the visibility timeout, within the ask's timeout.
@@ -32,7 +37,9 @@ use tokio::sync::mpsc;
 const CAPABILITY: &str = "solve";
 const ASKERS: u32 = 50;
 const RESPONDERS: usize = 4;
+/// Requests per asker of the fault runs, and of the full run.
 const ASKS_PER_ASKER: u32 = 20;
+const FULL_ASKS_PER_ASKER: u32 = 1_000;
 const TOTAL: usize = (ASKERS * ASKS_PER_ASKER) as usize;
 /// The ask's timeout: a guard against a hang, far beyond a redelivery (1 s).
 const ASK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -203,11 +210,12 @@ async fn start_responders(
     (responders, rx)
 }
 
-/// Every question of the run, asked by 50 askers (20 each, one after another); answers each
-/// question with its reply, as they come.
+/// Every question of the run, asked by 50 askers (`per_asker` each, one after another);
+/// answers each question with its reply, as they come.
 fn ask_all(
     pool: &Pool,
     ks: &Keyspace,
+    per_asker: u32,
 ) -> mpsc::UnboundedReceiver<(Question, Result<Reply<Answer>, String>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     for a in 0..ASKERS {
@@ -216,7 +224,7 @@ fn ask_all(
             .unwrap();
         let tx = tx.clone();
         tokio::spawn(async move {
-            for seq in 0..ASKS_PER_ASKER {
+            for seq in 0..per_asker {
                 let q = Question {
                     asker: a,
                     seq,
@@ -257,13 +265,36 @@ fn stop(responders: Vec<Responder>) {
 }
 
 redis_test! {
+    async fn the_full_run_answers_every_request_with_its_own_reply(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let (responders, _lines) = start_responders(&redis, ks.namespace(), None).await;
+        let mut replies = ask_all(&pool, &ks, FULL_ASKS_PER_ASKER);
+        let total = (ASKERS * FULL_ASKS_PER_ASKER) as usize;
+        let mut answered = BTreeSet::new();
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        tokio::time::timeout(GUARD, async {
+            while answered.len() < total {
+                let (q, reply) = replies.recv().await.expect("the askers stopped");
+                *by.entry(check(&q, reply)).or_default() += 1;
+                assert!(answered.insert((q.asker, q.seq)), "{q:?} twice");
+            }
+        })
+        .await
+        .expect("the run hung");
+        assert_eq!(by.len(), RESPONDERS, "every responder takes part: {by:?}");
+        stop(responders);
+    }
+}
+
+redis_test! {
     async fn killing_a_responder_process_mid_run_loses_no_request(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         // r0 answers 40 questions, then holds every one it takes until it is killed.
         let (mut responders, mut lines) = start_responders(&redis, ks.namespace(), Some(40)).await;
         let victim = responders[0].name.clone();
-        let mut replies = ask_all(&pool, &ks);
+        let mut replies = ask_all(&pool, &ks, ASKS_PER_ASKER);
         tokio::time::timeout(GUARD, async {
             let mut held = BTreeSet::new();
             let mut answered = BTreeMap::new();
@@ -307,7 +338,7 @@ redis_test! {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let (responders, _lines) = start_responders(&redis, ks.namespace(), None).await;
-        let mut replies = ask_all(&pool, &ks);
+        let mut replies = ask_all(&pool, &ks, ASKS_PER_ASKER);
         tokio::time::timeout(GUARD, async {
             let mut answered = BTreeSet::new();
             // Kill every client twice, a third and two thirds of the way through.
