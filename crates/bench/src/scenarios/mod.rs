@@ -12,6 +12,7 @@ mod breaker;
 mod context;
 mod errors;
 mod mesh;
+mod mesh_floor;
 mod metrics;
 mod raw;
 mod retry;
@@ -91,6 +92,10 @@ pub(crate) enum Scenario {
     /// One `ask` of an agent that serves, the answer awaited (C askers, one responder):
     /// request and reply are two trips through Redis.
     MeshRequestReply,
+    /// The floor under `mesh-request-reply`: a script that publishes the request, the
+    /// responder's script that publishes the reply, both received by subscribers; nothing
+    /// stored, nothing computed.
+    MeshRequestReplyFloor,
     /// Dispatch of one message to a capability, until a member (of four) has received and
     /// acked it.
     MeshDispatch,
@@ -112,6 +117,7 @@ impl Scenario {
             Scenario::ErrorsRecordFloor => "errors-record-floor",
             Scenario::RetryLifecycle => "retry-lifecycle",
             Scenario::MeshRequestReply => "mesh-request-reply",
+            Scenario::MeshRequestReplyFloor => "mesh-request-reply-floor",
             Scenario::MeshDispatch => "mesh-dispatch",
         }
     }
@@ -140,6 +146,7 @@ impl Scenario {
             Scenario::MeshRequestReply => {
                 mesh::prepare_request_reply(pool, keyspace, concurrency).await
             }
+            Scenario::MeshRequestReplyFloor => mesh_floor::prepare(pool, keyspace).await,
             Scenario::MeshDispatch => mesh::prepare_dispatch(pool, keyspace).await,
         }
     }
