@@ -96,6 +96,10 @@ pub(crate) enum Scenario {
     /// responder's script that publishes the reply, both received by subscribers; nothing
     /// stored, nothing computed.
     MeshRequestReplyFloor,
+    /// The floor with the least storage a request/reply that loses nothing needs: the request
+    /// stored and pending (the receiver's presence read), the reply stored, the request
+    /// acknowledged by the reply's script; no validation, no counters.
+    MeshRequestReplyStoredFloor,
     /// Dispatch of one message to a capability, until a member (of four) has received and
     /// acked it.
     MeshDispatch,
@@ -118,6 +122,7 @@ impl Scenario {
             Scenario::RetryLifecycle => "retry-lifecycle",
             Scenario::MeshRequestReply => "mesh-request-reply",
             Scenario::MeshRequestReplyFloor => "mesh-request-reply-floor",
+            Scenario::MeshRequestReplyStoredFloor => "mesh-request-reply-stored-floor",
             Scenario::MeshDispatch => "mesh-dispatch",
         }
     }
@@ -146,7 +151,10 @@ impl Scenario {
             Scenario::MeshRequestReply => {
                 mesh::prepare_request_reply(pool, keyspace, concurrency).await
             }
-            Scenario::MeshRequestReplyFloor => mesh_floor::prepare(pool, keyspace).await,
+            Scenario::MeshRequestReplyFloor => mesh_floor::prepare(pool, keyspace, false).await,
+            Scenario::MeshRequestReplyStoredFloor => {
+                mesh_floor::prepare(pool, keyspace, true).await
+            }
             Scenario::MeshDispatch => mesh::prepare_dispatch(pool, keyspace).await,
         }
     }
