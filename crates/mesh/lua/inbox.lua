@@ -28,23 +28,13 @@
 -- by every send and by every receive of that lane, never delivered.
 --
 -- ARGV (every call): ARGV[1] op, ARGV[2] now_ms ("" = server TIME), then per op:
---   send     ARGV[3] struct '<BI8I8I8I8BB' lane, expiry_ms (relative, 0 = none), deadline_ms
---            (absolute, 0 = none), max_age_ms (0 = none), max waiting per lane, require_alive
---            (ALIVE_*), push (1: a request may be pushed); ARGV[4] body; ARGV[5] wake channel;
---            ARGV[6] correlation id (replies only); ARGV[7] push channel (an agent's) or its
---            prefix (a capability's: the chosen member's name is appended); ARGV[8] the
---            publish command (PUBLISH, or SPUBLISH on a cluster: the channels share the
---            inbox's hash tag)
---            -> { SENT, id (0 for a reply), trimmed, expired } | { NO_RESPONDERS } | { LATE }
---            A request with push 1 to a live receiver that serves (its presence recorded its
---            visibility timeout: a member chosen round-robin for a capability) is delivered by
---            the send itself: stored pending (for that visibility, tries 1, counted delivered)
---            and pushed whole (PUSH_REQUEST) on its push channel; to one that does not serve,
---            it waits in the lane like any request. A reply is stored and pushed whole (PUSH_REPLY) on the asker's push
---            channel. A push that reaches nobody is not lost: the request is redelivered by a
---            receive after its visibility, the reply waits for a take.
---   forget   ARGV[3] n, then n correlation ids: replies that reached the asker by push,
---            removed without counting them late -> how many were stored
+--   send     ARGV[3] struct '<BI8I8I8I8B' lane (a message or a request: requests to a
+--            receiver that serves are pushed by lua/request.lua, replies sent by
+--            lua/reply.lua), expiry_ms (relative, 0 = none), deadline_ms (absolute, 0 =
+--            none), max_age_ms (0 = none), max waiting per lane, require_alive (ALIVE_*);
+--            ARGV[4] body; ARGV[5] wake channel; ARGV[6] the publish command (PUBLISH, or
+--            SPUBLISH on a cluster: the channel shares the inbox's hash tag)
+--            -> { SENT, id, trimmed, expired } | { NO_RESPONDERS }
 --   receive  ARGV[3] struct '<BI8I8I8B' lane, max, visibility_ms, max_age_ms, recover 0|1
 --            -> { now, next deadline|NONE, expired, malformed,
 --                 id, tries, sent, expires, body, ... }
@@ -58,20 +48,23 @@
 --            or not serving removes it -> until (0 when left)
 --   stats    ARGV[3] "1" for a capability's inbox
 --            -> { waiting messages, waiting requests, pending, replies, oldest sent|NONE,
---                 alive until|NONE (a capability: its live members), seq, sent, delivered, acked, expired, trimmed, late, dead,
---                 dead letters, now }
+--                 alive until|NONE (a capability: its live members), seq, sent, delivered,
+--                 acked, expired, trimmed, late, dead, dead letters, now }
+--
+-- The hot operations of an ask have scripts of their own, on the keys above: lua/request.lua
+-- (a request pushed to a receiver that serves), lua/reply.lua (a reply, stored and pushed),
+-- lua/forget.lua (replies that came by push, removed).
 --
 -- Events: `wake` (payload {"lane":n}) on the wake channel given by the caller, in the
--- envelope of ck_envelope, source `mesh`: the receiver's wait ends. Pushes (above) are binary:
--- struct '<BI8I8I8' PUSH_REQUEST, id, sent, expires, then the body; or PUSH_REPLY, then the
--- body.
+-- envelope of ck_envelope, source `mesh`: the receiver's wait ends. Pushes are binary: struct
+-- '<BI8I8I8' PUSH_REQUEST, id, sent, expires, then the body (lua/request.lua); or PUSH_REPLY,
+-- then the body (lua/reply.lua).
 
 -- Codes shared with Rust: the same names and numbers in src/agent/wire.rs (`code`).
 local LANE_MESSAGE, LANE_REQUEST, LANE_REPLY = 0, 1, 2
-local SENT, NO_RESPONDERS, LATE = 1, 2, 3
+local SENT, NO_RESPONDERS = 1, 2
 local TAKEN, ABSENT, MALFORMED = 1, 2, 3
 local ALIVE_ANY, ALIVE_AGENT, ALIVE_MEMBER = 0, 1, 2
-local PUSH_REQUEST, PUSH_REPLY = 1, 2
 local NONE = -1
 -- Limits of one call.
 local HEADER = 17
@@ -81,6 +74,8 @@ local OVER_LIMIT = 1000
 local RECLAIM_LIMIT = 1000
 local DEAD_KEPT = 1000
 local COUNTERS = { 'seq', 'sent', 'delivered', 'acked', 'expired', 'trimmed', 'late', 'dead' }
+-- The counters of `meta` a send reads.
+local SEND_COUNTERS = { 'seq', 'sent', 'expired', 'trimmed', 'dead' }
 
 local K_MSGS, K_READY, K_ASKS, K_PENDING, K_TRIES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_REPLIES, K_REPLY_EXP, K_META, K_ALIVE, K_DEAD = KEYS[6], KEYS[7], KEYS[8], KEYS[9],
@@ -100,11 +95,12 @@ local function stale(sent, expires, max_age)
   return (max_age > 0 and now >= sent + max_age) or (expires > 0 and now >= expires)
 end
 
--- Every counter of `meta`, validated (CORRUPT naming the key otherwise).
-local function read_meta()
-  local values = redis.call('HMGET', K_META, unpack(COUNTERS))
+-- The fields `names` of `meta` (counters, or a visibility), validated (CORRUPT naming the key
+-- otherwise): a call reads only what it uses, each field costs it a conversion.
+local function read_meta(names)
+  local values = redis.call('HMGET', K_META, unpack(names))
   local meta = {}
-  for i, name in ipairs(COUNTERS) do
+  for i, name in ipairs(names) do
     meta[name] = ck_int(values[i], K_META, 'field ' .. name, MAX_TIME) or 0
   end
   return meta
@@ -165,63 +161,17 @@ local function stale_front(list, max_age)
 end
 
 if op == 'send' then
-  local lane, expiry, deadline, max_age, max_waiting, require_alive, push =
-    struct.unpack('<BI8I8I8I8BB', ARGV[3])
-  local body, wake, push_channel, publish = ARGV[4], ARGV[5], ARGV[7], ARGV[8]
+  local lane, expiry, deadline, max_age, max_waiting, require_alive =
+    struct.unpack('<BI8I8I8I8B', ARGV[3])
+  local body, wake, publish = ARGV[4], ARGV[5], ARGV[6]
   -- validate:
-  local meta = read_meta()
-  local members = 0
   if require_alive == ALIVE_AGENT and alive_until() <= now then return { NO_RESPONDERS } end
-  if require_alive == ALIVE_MEMBER then
-    members = live_members()
-    if members == 0 then return { NO_RESPONDERS } end
-  end
+  if require_alive == ALIVE_MEMBER and live_members() == 0 then return { NO_RESPONDERS } end
   local expires = 0
   if expiry > 0 then expires = now + expiry end
   if deadline > 0 and (expires == 0 or deadline < expires) then expires = deadline end
   local rec = struct.pack('<I8I8B', now, expires, lane) .. body
-  if lane == LANE_REPLY then
-    local corr = ARGV[6]
-    redis.call('HLEN', K_REPLIES)
-    redis.call('ZCARD', K_REPLY_EXP)
-    -- writes:
-    if expires > 0 and now >= expires then
-      bump(meta, { late = 1 })
-      return { LATE }
-    end
-    redis.call('HSET', K_REPLIES, corr, rec)
-    -- A reply without a deadline waits for its take, never late.
-    if expires > 0 then redis.call('ZADD', K_REPLY_EXP, expires, corr) end
-    redis.call(publish, push_channel, string.char(PUSH_REPLY) .. body)
-    return { SENT, 0, 0, 0 }
-  end
-  -- A request to a server: its visibility timeout, as its presence recorded it.
-  local visibility = nil
-  if lane == LANE_REQUEST and push == 1 and require_alive ~= ALIVE_ANY then
-    local field = 'visibility'
-    if require_alive == ALIVE_MEMBER then
-      local chosen = redis.call('ZRANGEBYSCORE', K_ALIVE, '(' .. now, '+inf', 'LIMIT',
-        (meta.seq + 1) % members, 1)
-      push_channel = push_channel .. chosen[1]
-      field = 'visibility:' .. chosen[1]
-    end
-    visibility = ck_int(redis.call('HGET', K_META, field), K_META, 'field ' .. field, MAX_TIME)
-  end
-  if visibility and visibility > 0 then
-    -- Delivered by the send: pending at once, pushed whole to the server.
-    local id = meta.seq + 1
-    redis.call('HLEN', K_MSGS)
-    redis.call('HLEN', K_TRIES)
-    redis.call('ZCARD', K_PENDING)
-    -- writes:
-    bump(meta, { seq = 1, sent = 1, delivered = 1 })
-    redis.call('HSET', K_MSGS, id, rec)
-    redis.call('HSET', K_TRIES, id, 1)
-    redis.call('ZADD', K_PENDING, now + visibility, id)
-    redis.call(publish, push_channel,
-      struct.pack('<BI8I8I8', PUSH_REQUEST, id, now, expires) .. body)
-    return { SENT, id, 0, 0 }
-  end
+  local meta = read_meta(SEND_COUNTERS)
   local list = lane_key(lane)
   local waiting = redis.call('LLEN', list)
   local drops = stale_front(list, max_age)
@@ -264,7 +214,7 @@ end
 if op == 'receive' then
   local lane, max, visibility, max_age, recover = struct.unpack('<BI8I8I8B', ARGV[3])
   -- validate:
-  local meta = read_meta()
+  local meta = read_meta({ 'delivered', 'expired', 'dead' })
   local list = lane_key(lane)
   redis.call('LLEN', K_READY)
   redis.call('LLEN', K_ASKS)
@@ -361,7 +311,7 @@ end
 if op == 'ack' then
   local n = tonumber(ARGV[3])
   -- validate:
-  local meta = read_meta()
+  local meta = read_meta({ 'acked', 'dead' })
   local found = {}
   local seen = {}
   local acked, dead = 0, 0
@@ -400,7 +350,7 @@ end
 if op == 'take' then
   local corr = ARGV[3]
   -- validate:
-  local meta = read_meta()
+  local meta = read_meta({ 'late', 'dead' })
   -- Replies nobody took before their expiry: late, dropped (not the one asked for).
   local old = redis.call('ZRANGEBYSCORE', K_REPLY_EXP, '-inf', '(' .. now, 'LIMIT', 0, TRIM_LIMIT)
   local late = {}
@@ -427,18 +377,6 @@ if op == 'take' then
     return { MALFORMED }
   end
   return { TAKEN, sent, string.sub(rec, HEADER + 1) }
-end
-
-if op == 'forget' then
-  local n = tonumber(ARGV[3])
-  -- validate:
-  redis.call('HLEN', K_REPLIES)
-  redis.call('ZCARD', K_REPLY_EXP)
-  if n == 0 then return 0 end
-  local corrs = { unpack(ARGV, 4, 3 + n) }
-  -- writes:
-  redis.call('ZREM', K_REPLY_EXP, unpack(corrs))
-  return redis.call('HDEL', K_REPLIES, unpack(corrs))
 end
 
 -- A server's visibility timeout beside its presence (0: it does not serve: removed).
@@ -491,7 +429,7 @@ if op == 'alive' then
 end
 
 if op == 'stats' then
-  local meta = read_meta()
+  local meta = read_meta(COUNTERS)
   local oldest = NONE
   for _, list in ipairs({ K_READY, K_ASKS }) do
     local id = redis.call('LINDEX', list, 0)

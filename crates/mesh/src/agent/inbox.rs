@@ -112,14 +112,47 @@ impl MeshAgent {
             deadline_ms,
             require_alive,
         } = outgoing;
+        if lane == code::LANE_REPLY {
+            let keys = &target.keys;
+            let mut call = wire::REPLY.prepare();
+            call.key(&keys[wire::REPLIES])
+                .key(&keys[wire::REPLY_EXP])
+                .key(&keys[wire::META])
+                .arg(self.now_arg())
+                .arg(deadline_ms)
+                .arg(corr)
+                .arg_bytes(body)
+                .arg(target.push.as_str())
+                .arg(self.publish_command());
+            let value: redis::Value = call.invoke(&self.inner.pool).await?;
+            return wire::decode_sent(&value);
+        }
         let require_alive = match (require_alive, target.capability) {
             (false, _) => code::ALIVE_ANY,
             (true, false) => code::ALIVE_AGENT,
             (true, true) => code::ALIVE_MEMBER,
         };
         // A request to a live server is delivered by its send (pushed, pending for the
-        // server's visibility timeout): the server takes nothing, one round trip saved.
-        let push = lane == code::LANE_REQUEST && require_alive != code::ALIVE_ANY;
+        // server's visibility timeout): the server takes nothing, one round trip saved. One
+        // to a receiver that does not serve goes into its lane, with a second call.
+        if lane == code::LANE_REQUEST && require_alive != code::ALIVE_ANY {
+            let keys = &target.keys;
+            let mut call = wire::REQUEST.prepare();
+            call.key(&keys[wire::MSGS])
+                .key(&keys[wire::PENDING])
+                .key(&keys[wire::TRIES])
+                .key(&keys[wire::META])
+                .key(&keys[wire::ALIVE])
+                .arg(self.now_arg())
+                .arg_bytes(wire::pack_request(expiry_ms, deadline_ms, require_alive))
+                .arg_bytes(body.clone())
+                .arg(target.push.as_str())
+                .arg(self.publish_command());
+            let value: redis::Value = call.invoke(&self.inner.pool).await?;
+            if let Some(sent) = wire::decode_request(&value)? {
+                return Ok(sent);
+            }
+        }
         let args = SendArgs {
             lane,
             expiry_ms,
@@ -127,14 +160,11 @@ impl MeshAgent {
             max_age_ms: duration_ms(self.inner.config.max_age),
             max_waiting: self.inner.config.max_messages,
             require_alive,
-            push,
         };
         let mut call = wire::call(&target.keys, "send", &self.now_arg());
         call.arg_bytes(args.pack())
             .arg_bytes(body)
             .arg(target.wake.as_str())
-            .arg(corr)
-            .arg(target.push.as_str())
             .arg(self.publish_command());
         let value: redis::Value = call.invoke(&self.inner.pool).await?;
         wire::decode_sent(&value)
@@ -151,8 +181,9 @@ impl MeshAgent {
 
     /// Removes replies that reached this agent by push (one call for all of them).
     pub(super) async fn forget_raw(&self, corrs: &[String]) -> Result<u64> {
-        let mut call = wire::call(&self.inner.own.keys, "forget", &self.now_arg());
-        call.arg(corrs.len());
+        let keys = &self.inner.own.keys;
+        let mut call = wire::FORGET.prepare();
+        call.key(&keys[wire::REPLIES]).key(&keys[wire::REPLY_EXP]);
         for corr in corrs {
             call.arg(corr.as_str());
         }

@@ -239,8 +239,10 @@ struct Inner {
     forget: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
-/// How long the forgetter gathers correlation ids before one call removes them all.
-const FORGET_GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long the forgetter gathers correlation ids before one call removes them all: an asker
+/// with one ask at a time has one id per ask, so the gathering, not concurrency, makes the
+/// batch (a stored reply costs nothing while it waits).
+const FORGET_GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 /// The most correlation ids one forget call takes.
 const FORGET_BATCH: usize = 1000;
 

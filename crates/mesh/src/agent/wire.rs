@@ -13,6 +13,13 @@ use coordkit_core::{InstanceKeys, Invocation, Key, KeyKind, Script};
 use super::error::Result;
 
 pub(crate) static INBOX: Script = Script::new("mesh-inbox", include_str!("../../lua/inbox.lua"));
+/// The send of a reply: the hot half of every ask, with the keys it needs only.
+pub(crate) static REPLY: Script = Script::new("mesh-reply", include_str!("../../lua/reply.lua"));
+/// The send of a request to a receiver that serves: the other hot half of every ask.
+pub(crate) static REQUEST: Script =
+    Script::new("mesh-request", include_str!("../../lua/request.lua"));
+/// The removal of replies that reached their asker by push.
+pub(crate) static FORGET: Script = Script::new("mesh-forget", include_str!("../../lua/forget.lua"));
 
 /// Numbers shared with `lua/inbox.lua`: the constants of the same names at the top of the
 /// script. Change one side, change the other.
@@ -25,6 +32,8 @@ pub(crate) mod code {
     pub(crate) const SENT: u64 = 1;
     pub(crate) const NO_RESPONDERS: u64 = 2;
     pub(crate) const LATE: u64 = 3;
+    /// `lua/request.lua`: the receiver is alive and does not serve (nothing written).
+    pub(crate) const NOT_SERVING: u64 = 4;
     /// Answers of `take`.
     pub(crate) const TAKEN: u64 = 1;
     pub(crate) const ABSENT: u64 = 2;
@@ -59,8 +68,14 @@ pub(crate) const KEYS: [(&str, KeyKind); 10] = [
     ("dead", KeyKind::List),
 ];
 
-/// Where the keys Rust reads itself stand in [`KEYS`].
+/// Where the keys Rust reads itself, or hands to the reply and forget scripts, stand in
+/// [`KEYS`].
 pub(crate) const REPLIES: usize = 5;
+pub(crate) const REPLY_EXP: usize = 6;
+pub(crate) const MSGS: usize = 0;
+pub(crate) const PENDING: usize = 3;
+pub(crate) const TRIES: usize = 4;
+pub(crate) const META: usize = 7;
 pub(crate) const ALIVE: usize = 8;
 
 /// The keys of one agent's inbox, in `KEYS` order.
@@ -148,8 +163,6 @@ pub(crate) struct SendArgs {
     pub(crate) max_waiting: u64,
     /// `code::ALIVE_*`.
     pub(crate) require_alive: u8,
-    /// Whether a request to a live server is delivered by the send (pushed).
-    pub(crate) push: bool,
 }
 
 impl SendArgs {
@@ -160,9 +173,18 @@ impl SendArgs {
             .u64_le(self.deadline_ms)
             .u64_le(self.max_age_ms)
             .u64_le(self.max_waiting)
-            .bytes(&[self.require_alive, u8::from(self.push)])
+            .bytes(&[self.require_alive])
             .into_bytes()
     }
+}
+
+/// The packed settings of a `lua/request.lua` call.
+pub(crate) fn pack_request(expiry_ms: u64, deadline_ms: u64, require_alive: u8) -> Vec<u8> {
+    Packed::new()
+        .u64_le(expiry_ms)
+        .u64_le(deadline_ms)
+        .bytes(&[require_alive])
+        .into_bytes()
 }
 
 /// The packed settings of a `receive`.
@@ -355,6 +377,22 @@ pub(crate) fn decode_sent(value: &coordkit_core::redis::Value) -> Result<RawSent
     })
 }
 
+/// The answer of `lua/request.lua`: `None` when the receiver does not serve (nothing written:
+/// the request goes into the lane with `send`).
+pub(crate) fn decode_request(value: &coordkit_core::redis::Value) -> Result<Option<RawSent>> {
+    let r = Reply::array("mesh-request", value)?;
+    Ok(match r.u64(0, "request status")? {
+        code::SENT => Some(RawSent::Sent {
+            id: r.u64(1, "request id")?,
+            trimmed: 0,
+            expired: 0,
+        }),
+        code::NO_RESPONDERS => Some(RawSent::NoResponders),
+        code::NOT_SERVING => None,
+        other => return Err(bad("request status", other)),
+    })
+}
+
 pub(crate) fn decode_taken(value: &coordkit_core::redis::Value) -> Result<RawTaken> {
     let r = Reply::array("mesh-inbox", value)?;
     Ok(match r.u64(0, "take status")? {
@@ -419,32 +457,63 @@ pub(crate) fn decode_received(value: &coordkit_core::redis::Value) -> Result<Raw
 mod tests {
     use super::*;
 
-    /// `lua/inbox.lua` names the same numbers, in the lines at its top.
+    /// The scripts name the same numbers, in the lines at their tops.
     #[test]
-    fn the_script_names_the_same_numbers() {
+    fn the_scripts_name_the_same_numbers() {
         use code::*;
-        let script = include_str!("../../lua/inbox.lua");
-        for line in [
-            format!(
-                "local LANE_MESSAGE, LANE_REQUEST, LANE_REPLY = \
-                 {LANE_MESSAGE}, {LANE_REQUEST}, {LANE_REPLY}"
+        let scripts = [
+            (
+                include_str!("../../lua/inbox.lua"),
+                vec![
+                    format!(
+                        "local LANE_MESSAGE, LANE_REQUEST, LANE_REPLY = \
+                         {LANE_MESSAGE}, {LANE_REQUEST}, {LANE_REPLY}"
+                    ),
+                    format!("local SENT, NO_RESPONDERS = {SENT}, {NO_RESPONDERS}"),
+                    format!("local TAKEN, ABSENT, MALFORMED = {TAKEN}, {ABSENT}, {MALFORMED}"),
+                    format!(
+                        "local ALIVE_ANY, ALIVE_AGENT, ALIVE_MEMBER = \
+                         {ALIVE_ANY}, {ALIVE_AGENT}, {ALIVE_MEMBER}"
+                    ),
+                    format!("local NONE = {NONE}"),
+                ],
             ),
-            format!("local SENT, NO_RESPONDERS, LATE = {SENT}, {NO_RESPONDERS}, {LATE}"),
-            format!("local TAKEN, ABSENT, MALFORMED = {TAKEN}, {ABSENT}, {MALFORMED}"),
-            format!(
-                "local ALIVE_ANY, ALIVE_AGENT, ALIVE_MEMBER = \
-                 {ALIVE_ANY}, {ALIVE_AGENT}, {ALIVE_MEMBER}"
+            (
+                include_str!("../../lua/request.lua"),
+                vec![
+                    format!("local LANE_REQUEST = {LANE_REQUEST}"),
+                    format!(
+                        "local SENT, NO_RESPONDERS, NOT_SERVING = \
+                         {SENT}, {NO_RESPONDERS}, {NOT_SERVING}"
+                    ),
+                    format!("local ALIVE_AGENT = {ALIVE_AGENT}"),
+                    format!("local PUSH_REQUEST = {PUSH_REQUEST}"),
+                ],
             ),
-            format!("local PUSH_REQUEST, PUSH_REPLY = {PUSH_REQUEST}, {PUSH_REPLY}"),
-            format!("local NONE = {NONE}"),
-        ] {
-            assert!(script.lines().any(|l| l == line), "no line `{line}`");
+            (
+                include_str!("../../lua/reply.lua"),
+                vec![
+                    format!("local LANE_REPLY = {LANE_REPLY}"),
+                    format!("local SENT, LATE = {SENT}, {LATE}"),
+                    format!("local PUSH_REPLY = {PUSH_REPLY}"),
+                ],
+            ),
+        ];
+        for (script, lines) in scripts {
+            for line in lines {
+                assert!(script.lines().any(|l| l == line), "no line `{line}`");
+            }
         }
     }
 
     #[test]
     fn the_named_key_positions_are_those_keys() {
+        assert_eq!(KEYS[MSGS].0, "msgs");
+        assert_eq!(KEYS[PENDING].0, "pending");
+        assert_eq!(KEYS[TRIES].0, "tries");
         assert_eq!(KEYS[REPLIES].0, "replies");
+        assert_eq!(KEYS[REPLY_EXP].0, "reply_exp");
+        assert_eq!(KEYS[META].0, "meta");
         assert_eq!(KEYS[ALIVE].0, "alive");
     }
 
