@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Keyspace, ManualClock, Pool, redis};
 use coordkit_mesh::{AgentError, MeshAgent, SendOptions, Sent};
-use coordkit_testkit::redis_test;
+use coordkit_testkit::{TestRedis, Topology, redis_test};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,5 +314,52 @@ redis_test! {
         assert_eq!(got.payload, Note { n: 2 });
         assert_eq!(bob.stats().undecodable, 1);
         got.ack().await.unwrap();
+    }
+}
+
+/// Deliveries acked one by one from tasks of their own share script calls: each ack still
+/// answers for its own delivery (pending the first time, not the second), and every one is
+/// applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acks_of_single_deliveries_share_calls() {
+    const N: u32 = 40;
+    for topology in [Topology::Standalone, Topology::Cluster] {
+        let redis = TestRedis::start(topology);
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let alice = MeshAgent::builder(&pool, &ks, "alice").build().unwrap();
+        let bob = MeshAgent::builder(&pool, &ks, "bob").build().unwrap();
+        for n in 0..N {
+            alice.send("bob", &Note { n }).await.unwrap();
+        }
+        let deliveries = std::sync::Arc::new(bob.receive::<Note>(N as usize).await.unwrap());
+        assert_eq!(deliveries.len(), N as usize);
+        for (round, expected) in [(0, true), (1, false)] {
+            redis.reset_stats();
+            let acks: Vec<_> = (0..deliveries.len())
+                .map(|i| {
+                    let deliveries = deliveries.clone();
+                    tokio::spawn(async move { deliveries[i].ack().await.unwrap() })
+                })
+                .collect();
+            for ack in acks {
+                assert_eq!(ack.await.unwrap(), expected, "{topology:?} round {round}");
+            }
+            let calls = common::commands(&redis)
+                .into_iter()
+                .find(|(c, _)| c == "evalsha")
+                .map_or(0, |(_, n)| n);
+            assert!(
+                (1..u64::from(N) / 2).contains(&calls),
+                "{topology:?} round {round}: {calls} ack calls for {N} acks"
+            );
+        }
+        let stats = bob.inbox_stats().await.unwrap();
+        assert_eq!(
+            (stats.pending, stats.acked),
+            (0, u64::from(N)),
+            "{topology:?}"
+        );
+        assert_eq!(bob.stats().acked, u64::from(N));
     }
 }

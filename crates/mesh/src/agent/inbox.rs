@@ -388,10 +388,22 @@ impl MeshAgent {
         self.ack_in(&own, ids).await
     }
 
-    pub(super) async fn ack_in(&self, inbox: &InboxRef, ids: &[&str]) -> Result<u64> {
-        let reasons = vec![""; ids.len()];
-        let found = self.ack_raw(inbox, ids, &reasons).await?;
-        let n = found.iter().filter(|f| **f == 1).count() as u64;
+    pub(super) async fn ack_in(&self, inbox: &Arc<InboxRef>, ids: &[&str]) -> Result<u64> {
+        let n = if let [id] = ids {
+            // One delivery: grouped with the handle's other acks of the moment.
+            let acks = self.inner.acks.get_or_init(|| {
+                super::acks::grouped(&self.inner.pool, self.inner.config.clock.clone())
+            });
+            let op = super::acks::AckOp {
+                inbox: inbox.clone(),
+                id: (*id).to_owned(),
+            };
+            acks.submit(&inbox.keys[0], op).await?
+        } else {
+            let reasons = vec![""; ids.len()];
+            let found = self.ack_raw(inbox, ids, &reasons).await?;
+            found.iter().filter(|f| **f == 1).count() as u64
+        };
         add(&self.inner.counters.acked, n);
         Ok(n)
     }

@@ -128,6 +128,7 @@
 //! and replies delivered whole) `<ns>:{inbox:<agent>}:push`; on a cluster both are sharded
 //! channels (`SPUBLISH`/`SSUBSCRIBE`) of the inbox's hash tag.
 
+mod acks;
 mod ask;
 mod capability;
 mod config;
@@ -237,6 +238,8 @@ struct Inner {
     wake: OnceCell<wake::Wake>,
     /// Correlation ids of replies that came by push, to forget in batches.
     forget: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Acks of single deliveries, grouped (started on first use).
+    acks: std::sync::OnceLock<acks::Acks>,
 }
 
 /// How long the forgetter gathers correlation ids before one call removes them all: an asker
@@ -319,6 +322,7 @@ impl MeshAgent {
                 corr_seq: AtomicU64::new(0),
                 wake: OnceCell::new(),
                 forget: std::sync::OnceLock::new(),
+                acks: std::sync::OnceLock::new(),
             }),
         })
     }
