@@ -70,6 +70,17 @@ impl RedisBackend {
         })
     }
 
+    /// A stored checkpoint of `id`, or `Corrupt` naming the records' key.
+    fn checkpoint(&self, id: &str, b: &[u8]) -> Result<Checkpoint> {
+        Checkpoint::decode(b).ok_or_else(|| {
+            Error::corrupt(
+                self.keys[0].as_str(),
+                format!("a checkpoint of workflow {id} is shorter than 4 bytes"),
+            )
+            .into()
+        })
+    }
+
     fn call(&self, script: &'static Script) -> Invocation<'static> {
         let mut call = script.prepare();
         for key in &self.keys {
@@ -123,7 +134,7 @@ impl RedisBackend {
                     input: e.bytes(3, "input")?.to_vec(),
                     last: match e.get(4, "checkpoint")? {
                         Value::Nil => None,
-                        v => Some(checkpoint(S, wire::bytes(S, "checkpoint", v)?)?),
+                        v => Some(self.checkpoint(id, wire::bytes(S, "checkpoint", v)?)?),
                     },
                 },
                 code::BUSY => ClaimEntry::Busy(header(S, id, e.bytes(2, "header")?)?),
@@ -288,7 +299,8 @@ impl RedisBackend {
             let value = wire::lossy_text(flat.get(i + 1, "count")?).unwrap_or_default();
             let parsed = field.split_once(':').and_then(|(s, t)| {
                 let status = Status::from_code(s.parse().ok()?)?;
-                Some((t.to_owned(), status, value.parse::<u64>().ok()?))
+                let n = value.parse::<u64>().ok().filter(|n| *n <= code::MAX)?;
+                Some((t.to_owned(), status, n))
             });
             match parsed {
                 Some(c) => counts.push(c),
@@ -315,11 +327,6 @@ impl RedisBackend {
 fn header(script: &'static str, id: &str, h: &[u8]) -> Result<WorkflowInfo> {
     WorkflowInfo::decode(id, h)
         .ok_or_else(|| Error::decode(script, "a header this version cannot read").into())
-}
-
-fn checkpoint(script: &'static str, b: &[u8]) -> Result<Checkpoint> {
-    Checkpoint::decode(b)
-        .ok_or_else(|| Error::decode(script, "a checkpoint shorter than 4 bytes").into())
 }
 
 /// `{ code, header or false }`.

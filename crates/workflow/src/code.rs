@@ -33,6 +33,9 @@ pub(crate) const SOURCE: &str = "workflow";
 /// The largest number the scripts hold exactly (2^53 − 1).
 pub(crate) const MAX: u64 = (1 << 53) - 1;
 
+/// The most checkpoints one workflow holds.
+pub(crate) const MAX_CHECKPOINTS: u32 = 100_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +64,7 @@ mod tests {
             ),
             (lib, format!("local SOURCE = '{SOURCE}'")),
             (lib, format!("local MAX = {MAX}")),
+            (lib, format!("local MAX_CHECKPOINTS = {MAX_CHECKPOINTS}")),
             (
                 claim,
                 format!(

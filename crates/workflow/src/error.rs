@@ -19,6 +19,12 @@ pub enum WorkflowError {
         /// The builder setter of the limit.
         setter: &'static str,
     },
+    /// The workflow holds the most checkpoints one may hold. Nothing was written.
+    #[error("the workflow holds {max} checkpoints, the most one may hold")]
+    TooManyCheckpoints {
+        /// The limit.
+        max: u32,
+    },
     /// A checkpoint's step is 0 (steps count from 1).
     #[error("checkpoint steps count from 1; step 0 was given")]
     StepZero,

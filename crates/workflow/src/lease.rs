@@ -99,13 +99,18 @@ impl Lease {
     /// Writes `step`'s output and renews the lease. [`Outcome::StepDone`] when `step` is not
     /// after the last checkpointed one (a retried checkpoint that was written the first time);
     /// [`Outcome::LeaseLost`] when the lease is no longer valid. Steps count from 1 and need
-    /// not be consecutive.
+    /// not be consecutive; a workflow holds at most 100,000 checkpoints.
     pub async fn checkpoint(&mut self, step: u32, output: impl AsRef<[u8]>) -> Result<Outcome> {
         let output = output.as_ref();
         if step == 0 {
             return Err(WorkflowError::StepZero);
         }
         self.store.check_output("checkpoint", output.len())?;
+        if self.info.checkpoints >= code::MAX_CHECKPOINTS {
+            return Err(WorkflowError::TooManyCheckpoints {
+                max: code::MAX_CHECKPOINTS,
+            });
+        }
         let lease = self.store.config().lease;
         let (o, info) = self
             .store

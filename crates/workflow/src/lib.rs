@@ -87,7 +87,6 @@
 //!
 //! - `model`: [`model::StoreModel`], the reference model of the store (what an in-memory
 //!   store runs), for your own property tests.
-//! - `testing`: hooks for this crate's own tests; not part of the API.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -106,8 +105,6 @@ mod model;
 mod query;
 mod scripts;
 mod store;
-#[cfg(feature = "testing")]
-mod testing;
 mod types;
 
 pub use config::{DEFAULT_MAX_BYTES, StoreConfig, WorkflowStoreBuilder};

@@ -77,8 +77,10 @@ pub(crate) fn stats_of(counts: Vec<(String, Status, u64)>, finished: &[WorkflowI
         if n == 0 {
             continue;
         }
-        *stats.by_status.entry(status).or_default() += n;
-        *stats.by_type.entry((kind, status)).or_default() += n;
+        let total = stats.by_status.entry(status).or_default();
+        *total = total.saturating_add(n);
+        let by_type = stats.by_type.entry((kind, status)).or_default();
+        *by_type = by_type.saturating_add(n);
     }
     let mut durations: Vec<u64> = Vec::with_capacity(finished.len());
     for info in finished {

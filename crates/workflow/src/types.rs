@@ -105,10 +105,6 @@ pub struct WorkflowInfo {
     pub claims: u32,
 }
 
-/// The header's fixed part: status, step, checkpoints, token, lease, created, started,
-/// updated, finished, expires, claims (`HEAD` in `lua/lib/store.lua`).
-const FIXED: usize = 1 + 4 + 4 + 7 * 8 + 4;
-
 impl WorkflowInfo {
     /// Decodes a header the scripts wrote (`None`: not one this version reads).
     pub(crate) fn decode(id: &str, h: &[u8]) -> Option<WorkflowInfo> {
@@ -138,7 +134,11 @@ impl WorkflowInfo {
         let ol = take(2)?;
         let ol = usize::from(u16::from_le_bytes([ol[0], ol[1]]));
         let owner = std::str::from_utf8(take(ol)?).ok()?.to_owned();
-        if at != h.len() || kind.is_empty() {
+        if at != h.len()
+            || kind.is_empty()
+            || checkpoints > step
+            || checkpoints > code::MAX_CHECKPOINTS
+        {
             return None;
         }
         let [token, lease, created, started, updated, finished, expires] = n;
@@ -163,33 +163,6 @@ impl WorkflowInfo {
             expires_ms: expires,
             claims,
         })
-    }
-
-    /// The header as the scripts write it (the model's stored form; the corruption tests
-    /// write around it).
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut h = Vec::with_capacity(FIXED + 4 + self.kind.len());
-        h.push(self.status.code());
-        h.extend_from_slice(&self.step.to_le_bytes());
-        h.extend_from_slice(&self.checkpoints.to_le_bytes());
-        for v in [
-            self.token,
-            self.lease_until_ms.unwrap_or(0),
-            self.created_ms,
-            self.started_ms.unwrap_or(0),
-            self.updated_ms,
-            self.finished_ms.unwrap_or(0),
-            self.expires_ms,
-        ] {
-            h.extend_from_slice(&v.to_le_bytes());
-        }
-        h.extend_from_slice(&self.claims.to_le_bytes());
-        let owner = self.owner.as_deref().unwrap_or("");
-        for s in [self.kind.as_str(), owner] {
-            h.extend_from_slice(&(s.len() as u16).to_le_bytes());
-            h.extend_from_slice(s.as_bytes());
-        }
-        h
     }
 }
 

@@ -32,6 +32,7 @@ local PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = 1, 2, 3, 4, 5
 local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED = 1, 2, 3, 4, 5, 6, 7, 8
 local SOURCE = 'workflow'
 local MAX = 9007199254740991
+local MAX_CHECKPOINTS = 100000
 local STATUS_NAMES = { 'pending', 'running', 'completed', 'failed', 'cancelled' }
 
 -- The header: status, step, checkpoints, token, lease deadline, created, started, updated,
@@ -44,7 +45,7 @@ local function decode(h)
     typ, owner, pos = pcall(struct.unpack, HEAD, h)
   if not ok or pos ~= #h + 1 or st < 1 or st > 5 or token > MAX or lease > MAX
     or created > MAX or started > MAX or updated > MAX or finished > MAX or expires > MAX
-    or #typ == 0 then
+    or ncp > step or ncp > MAX_CHECKPOINTS or #typ == 0 then
     return nil
   end
   return { st = st, step = step, ncp = ncp, token = token, lease = lease, created = created,
@@ -122,7 +123,7 @@ local function plan_delete(plan, deltas, id, r)
     return
   end
   local n = 0
-  while n < 100000 and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
+  while n < MAX_CHECKPOINTS and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
     n = n + 1
   end
   plan[#plan + 1] = { id, nil, fields[2], n }
@@ -131,9 +132,13 @@ end
 local function apply_delete(plan)
   for _, p in ipairs(plan) do
     local id, typ, n = p[1], p[3], p[4]
-    local fields = { id, id .. ' i', id .. ' o', id .. ' t' }
-    for i = 1, n do fields[#fields + 1] = id .. ' c' .. i end
-    redis.call('HDEL', K_RECORDS, unpack(fields))
+    redis.call('HDEL', K_RECORDS, id, id .. ' i', id .. ' o', id .. ' t')
+    -- The checkpoints, a thousand fields a call (unpack takes a few thousand at most).
+    for from = 1, n, 1000 do
+      local fields = {}
+      for i = from, math.min(n, from + 999) do fields[#fields + 1] = id .. ' c' .. i end
+      redis.call('HDEL', K_RECORDS, unpack(fields))
+    end
     for _, k in ipairs({ K_ACTIVE, K_PENDING, K_LEASES, K_DONE[3], K_DONE[4], K_DONE[5],
       K_EXPIRY }) do
       redis.call('ZREM', k, id)
