@@ -10,7 +10,7 @@ local BY_ID, OLDEST_PENDING, ORPHANS = 1, 2, 3
 
 -- validate: every candidate's header (read), the counts (read), the indexes' types
 local mode, owner, lease_ms = tonumber(ARGV[3]), ARGV[5], tonumber(ARGV[6])
-local out, taken, plan, deltas = {}, {}, { seen = {} }, {}
+local out, taken, plan, deltas = {}, {}, { seen = {}, keys = {} }, {}
 local rescore, drop_pending, drop_leases = {}, {}, {}
 
 local function take(id, r)
@@ -54,6 +54,7 @@ else
     else
       ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', NOW, 'LIMIT', off, max)
     end
+    CHECKED[mode == OLDEST_PENDING and K_PENDING or K_LEASES] = true
     if #ids == 0 then break end
     off = off + #ids
     for _, id in ipairs(ids) do

@@ -9,7 +9,7 @@ local r = load(id)
 if r and r.expires > NOW then
   return { EXISTS, encode(r) }
 end
-local plan, deltas, rescore = { seen = {} }, {}, {}
+local plan, deltas, rescore = { seen = {}, keys = {} }, {}, {}
 if r then plan_delete(plan, deltas, id, r) end
 plan_sweep(plan, deltas, rescore, SWEEP)
 count(deltas, PENDING, typ, 1)

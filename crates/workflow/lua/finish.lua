@@ -23,17 +23,18 @@ if op ~= CANCELLED and (r.st ~= RUNNING or r.token ~= token or r.lease <= NOW) t
   return { LEASE_LOST, encode(r) }
 end
 local k_done = K_DONE[op]
-local plan, deltas = { seen = { [id] = true } }, {}
+local plan, deltas = { seen = { [id] = true }, keys = {} }, {}
 count(deltas, r.st, r.typ, -1)
 count(deltas, op, r.typ, 1)
 local card = redis.call('ZCARD', k_done)
+CHECKED[k_done] = true
 if card + 1 > KEEP then
   for _, old in ipairs(redis.call('ZRANGE', k_done, 0, card - KEEP)) do
     local h = redis.call('HGET', K_RECORDS, old)
     plan_delete(plan, deltas, old, h and decode(h))
   end
 end
-expect_writes(plan, K_ACTIVE, K_PENDING, K_LEASES, K_EXPIRY)
+expect_writes(plan, K_ACTIVE, r.st == PENDING and K_PENDING or K_LEASES, K_EXPIRY)
 local set = counts_read(deltas)
 
 -- writes:

@@ -81,7 +81,8 @@ impl Lease {
         self.last.as_ref()
     }
 
-    /// Whether the claim resumed a workflow another owner had started.
+    /// Whether the claim resumed a workflow claimed before (whose lease ran out), rather than
+    /// starting a pending one.
     pub fn resumed(&self) -> bool {
         self.info.claims > 1
     }

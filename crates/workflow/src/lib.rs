@@ -85,7 +85,7 @@
 //!
 //! ## Features
 //!
-//! - `model`: [`model::StoreModel`], the reference model of the store (what an in-memory
+//! - `model`: `model::StoreModel`, the reference model of the store (what an in-memory
 //!   store runs), for your own property tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -100,49 +100,68 @@ local function counts_write(set)
   if set then redis.call('HSET', K_COUNTS, unpack(set)) end
 end
 
--- Type checks of keys a path writes without reading first (before its first write).
+-- Type checks of keys a path writes without reading first (before its first write); a key
+-- is checked once a call, and a path marks the keys it read (a read of a key of another type
+-- fails already).
+local CHECKED = {}
 local function expect_zsets(...)
-  for _, k in ipairs({ ... }) do ck_expect_type(k, 'zset') end
+  for _, k in ipairs({ ... }) do
+    if not CHECKED[k] then
+      ck_expect_type(k, 'zset')
+      CHECKED[k] = true
+    end
+  end
+end
+
+-- The indexes a record of status `st` is in (every one when its status is unknown).
+local function indexes_of(st)
+  if st == PENDING then return { K_ACTIVE, K_PENDING, K_EXPIRY } end
+  if st == RUNNING then return { K_ACTIVE, K_LEASES, K_EXPIRY } end
+  if st then return { K_DONE[st], K_EXPIRY } end
+  return { K_ACTIVE, K_PENDING, K_LEASES, K_DONE[3], K_DONE[4], K_DONE[5], K_EXPIRY }
 end
 
 -- Deleting records: plan (reads, before any write), then apply (writes). `plan` is a list
--- with a `seen` set (each record is planned once). A plan entry is
--- { id, r } for a record that decodes, { id, nil, typ } for one that does not (its checkpoint
--- fields are found by probing), { id, false } for an index entry whose record is gone.
+-- with a `seen` set (each record is planned once) and `keys`, the set of indexes the deletions
+-- write. A plan entry is { id, type (or false), checkpoints, indexes }: for a record that
+-- does not decode, its checkpoint fields are found by probing and every index is cleaned.
 local function plan_delete(plan, deltas, id, r)
   if plan.seen[id] then return end
   plan.seen[id] = true
+  local typ, n, st = false, 0, nil
   if r then
     count(deltas, r.st, r.typ, -1)
-    plan[#plan + 1] = { id, r, r.typ, r.ncp }
-    return
+    typ, n, st = r.typ, r.ncp, r.st
+  else
+    local fields = redis.call('HMGET', K_RECORDS, id, id .. ' t')
+    typ = fields[2]
+    if fields[1] then
+      while n < MAX_CHECKPOINTS
+        and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
+        n = n + 1
+      end
+    end
   end
-  local fields = redis.call('HMGET', K_RECORDS, id, id .. ' t')
-  if not fields[1] then
-    plan[#plan + 1] = { id, false, fields[2], 0 }
-    return
-  end
-  local n = 0
-  while n < MAX_CHECKPOINTS and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
-    n = n + 1
-  end
-  plan[#plan + 1] = { id, nil, fields[2], n }
+  local indexes = indexes_of(st)
+  for _, k in ipairs(indexes) do plan.keys[k] = true end
+  if typ then plan.keys[K_TYPES] = true end
+  plan[#plan + 1] = { id, typ, n, indexes }
 end
 
 local function apply_delete(plan)
   for _, p in ipairs(plan) do
-    local id, typ, n = p[1], p[3], p[4]
-    redis.call('HDEL', K_RECORDS, id, id .. ' i', id .. ' o', id .. ' t')
-    -- The checkpoints, a thousand fields a call (unpack takes a few thousand at most).
-    for from = 1, n, 1000 do
-      local fields = {}
-      for i = from, math.min(n, from + 999) do fields[#fields + 1] = id .. ' c' .. i end
-      redis.call('HDEL', K_RECORDS, unpack(fields))
+    local id, typ, n = p[1], p[2], p[3]
+    -- The record's fields, the checkpoints a thousand a call (unpack takes a few thousand).
+    local fields = { id, id .. ' i', id .. ' o', id .. ' t' }
+    for i = 1, n do
+      fields[#fields + 1] = id .. ' c' .. i
+      if #fields == 1000 then
+        redis.call('HDEL', K_RECORDS, unpack(fields))
+        fields = {}
+      end
     end
-    for _, k in ipairs({ K_ACTIVE, K_PENDING, K_LEASES, K_DONE[3], K_DONE[4], K_DONE[5],
-      K_EXPIRY }) do
-      redis.call('ZREM', k, id)
-    end
+    if #fields > 0 then redis.call('HDEL', K_RECORDS, unpack(fields)) end
+    for _, k in ipairs(p[4]) do redis.call('ZREM', k, id) end
     if typ then redis.call('ZREM', K_TYPES, typ .. ' ' .. id) end
   end
 end
@@ -151,6 +170,7 @@ end
 -- the records whose header agrees, and the re-scoring of those whose header says later.
 local function plan_sweep(plan, deltas, rescore, limit)
   local ids = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', NOW, 'LIMIT', 0, limit)
+  CHECKED[K_EXPIRY] = true
   for _, id in ipairs(ids) do
     local h = redis.call('HGET', K_RECORDS, id)
     local r = h and decode(h)
@@ -163,13 +183,8 @@ local function plan_sweep(plan, deltas, rescore, limit)
   end
 end
 
--- The type checks of a path: every index when it deletes records (`plan`), else the indexes
--- it names.
+-- The type checks of a path: the indexes it names, and those its deletions write.
 local function expect_writes(plan, ...)
-  if #plan > 0 then
-    expect_zsets(K_ACTIVE, K_PENDING, K_LEASES, K_DONE[3], K_DONE[4], K_DONE[5], K_TYPES,
-      K_EXPIRY)
-  else
-    expect_zsets(...)
-  end
+  expect_zsets(...)
+  for k in pairs(plan.keys) do expect_zsets(k) end
 end
