@@ -8,16 +8,14 @@
 -- (header), NOT_FOUND, SKIPPED (a header that does not decode: nothing done to it).
 local BY_ID, OLDEST_PENDING, ORPHANS = 1, 2, 3
 
--- validate: every candidate's header (read), the counts (read), the indexes' types
+-- validate: every candidate's header (read), the indexes' types
 local mode, owner, lease_ms = tonumber(ARGV[3]), ARGV[5], tonumber(ARGV[6])
-local out, taken, plan, deltas = {}, {}, { seen = {}, keys = {} }, {}
+local out, taken, plan = {}, {}, { seen = {}, keys = {} }
 local rescore, drop_pending, drop_leases = {}, {}, {}
 
 local function take(id, r)
   local resumed = r.st == RUNNING
   if not resumed then
-    count(deltas, PENDING, r.typ, -1)
-    count(deltas, RUNNING, r.typ, 1)
     r.started = NOW
   end
   r.st, r.token, r.lease, r.owner = RUNNING, r.token + 1, NOW + lease_ms, owner
@@ -32,7 +30,7 @@ if mode == BY_ID then
   local id = ARGV[4]
   local r = load(id)
   if r and r.expires <= NOW then
-    plan_delete(plan, deltas, id, r)
+    plan_delete(plan, id, r)
     r = nil
   end
   if not r then
@@ -69,7 +67,7 @@ else
       elseif not r then
         drop[#drop + 1] = id
       elseif r.expires <= NOW then
-        plan_delete(plan, deltas, id, r)
+        plan_delete(plan, id, r, mode == OLDEST_PENDING and K_PENDING or K_LEASES)
       elseif r.st ~= want then
         drop[#drop + 1] = id
       elseif mode == ORPHANS and r.lease > NOW then
@@ -82,7 +80,6 @@ else
   end
 end
 expect_writes(plan, K_PENDING, K_LEASES)
-local set = counts_read(deltas)
 
 -- writes:
 apply_delete(plan)
@@ -96,5 +93,4 @@ for _, t in ipairs(taken) do
   redis.call('ZADD', K_LEASES, r.lease, id)
   emit(resumed and 'resumed' or 'started', id, r)
 end
-counts_write(set)
 return out

@@ -3,18 +3,16 @@
 -- ARGV[3] id, ARGV[4] type, ARGV[5] input.
 -- Answer: { OK, header } (created) or { EXISTS, header } (the existing one, unchanged).
 
--- validate: the record (read), the counts (read), the types of the indexes written
+-- validate: the record (read), the types of the indexes written
 local id, typ = ARGV[3], ARGV[4]
 local r = load(id)
 if r and r.expires > NOW then
   return { EXISTS, encode(r) }
 end
-local plan, deltas, rescore = { seen = {}, keys = {} }, {}, {}
-if r then plan_delete(plan, deltas, id, r) end
-plan_sweep(plan, deltas, rescore, SWEEP)
-count(deltas, PENDING, typ, 1)
+local plan, rescore = { seen = {}, keys = {} }, {}
+if r then plan_delete(plan, id, r) end
+plan_sweep(plan, rescore, SWEEP)
 expect_writes(plan, K_ACTIVE, K_PENDING, K_TYPES, K_EXPIRY)
-local set = counts_read(deltas)
 
 -- writes:
 apply_delete(plan)
@@ -27,6 +25,5 @@ redis.call('ZADD', K_ACTIVE, NOW, id)
 redis.call('ZADD', K_PENDING, NOW, id)
 redis.call('ZADD', K_TYPES, 0, typ .. ' ' .. id)
 redis.call('ZADD', K_EXPIRY, n.expires, id)
-counts_write(set)
 emit('created', id, n)
 return { OK, h }

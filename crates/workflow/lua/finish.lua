@@ -6,7 +6,7 @@
 -- already: completed or failed under this token, or any way for a cancel) | { NOT_FOUND, false } (a cancel).
 
 -- validate: the record (read), the finished index (read), the evicted records (read), the
--- counts (read), the types of the indexes written
+-- types of the indexes written
 local op, id, token = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local r = load(id)
 if not r or r.expires <= NOW then
@@ -23,19 +23,16 @@ if op ~= CANCELLED and (r.st ~= RUNNING or r.token ~= token or r.lease <= NOW) t
   return { LEASE_LOST, encode(r) }
 end
 local k_done = K_DONE[op]
-local plan, deltas = { seen = { [id] = true }, keys = {} }, {}
-count(deltas, r.st, r.typ, -1)
-count(deltas, op, r.typ, 1)
+local plan = { seen = { [id] = true }, keys = {} }
 local card = redis.call('ZCARD', k_done)
 CHECKED[k_done] = true
 if card + 1 > KEEP then
   for _, old in ipairs(redis.call('ZRANGE', k_done, 0, card - KEEP)) do
     local h = redis.call('HGET', K_RECORDS, old)
-    plan_delete(plan, deltas, old, h and decode(h))
+    plan_delete(plan, old, h and decode(h), k_done)
   end
 end
 expect_writes(plan, K_ACTIVE, r.st == PENDING and K_PENDING or K_LEASES, K_EXPIRY)
-local set = counts_read(deltas)
 
 -- writes:
 apply_delete(plan)
@@ -51,6 +48,5 @@ else
 end
 redis.call('ZADD', k_done, NOW, id)
 redis.call('ZADD', K_EXPIRY, r.expires, id)
-counts_write(set)
 emit(STATUS_NAMES[op], id, r)
 return { OK, h }

@@ -1,6 +1,6 @@
--- stats: the counts, and the workflows finished in the last window. Reads only.
+-- stats: the workflows finished in the last window. Reads only.
 -- ARGV[3] window ms.
--- Answer: { the counts hash as a flat list, { header of each finished in the window } }.
+-- Answer: { header of each finished in the window }.
 local since = NOW - tonumber(ARGV[3])
 local finished = {}
 for st = COMPLETED, CANCELLED do
@@ -10,4 +10,4 @@ for st = COMPLETED, CANCELLED do
     if r and r.expires > NOW and r.st == st then finished[#finished + 1] = h end
   end
 end
-return { redis.call('HGETALL', K_COUNTS), finished }
+return finished

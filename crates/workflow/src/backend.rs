@@ -15,7 +15,7 @@ use crate::types::{
 };
 
 /// The suffixes of a store's keys, in the scripts' `KEYS` order.
-pub(crate) const KEYS: [(&str, KeyKind); 10] = [
+pub(crate) const KEYS: [(&str, KeyKind); 9] = [
     ("records", KeyKind::Hash),
     ("active", KeyKind::ZSet),
     ("pending", KeyKind::ZSet),
@@ -25,7 +25,6 @@ pub(crate) const KEYS: [(&str, KeyKind); 10] = [
     ("cancelled", KeyKind::ZSet),
     ("types", KeyKind::ZSet),
     ("expiry", KeyKind::ZSet),
-    ("counts", KeyKind::Hash),
 ];
 
 /// A store on Redis: its pool, keys and the settings argument every script takes.
@@ -279,46 +278,20 @@ impl RedisBackend {
         })
     }
 
-    /// The counts (type, status, n) and the headers of the workflows finished in the window.
-    pub(crate) async fn stats(
-        &self,
-        window_ms: u64,
-    ) -> Result<(Vec<(String, Status, u64)>, Vec<WorkflowInfo>)> {
+    /// The headers of the workflows finished in the last `window_ms`.
+    pub(crate) async fn finished_since(&self, window_ms: u64) -> Result<Vec<WorkflowInfo>> {
         const S: &str = "workflow-stats";
         let answer: Value = self
             .call(&scripts::STATS)
             .arg(window_ms)
             .invoke(&self.pool)
             .await?;
-        let r = Reply::array(S, &answer)?;
-        let flat = r.list(0, "counts")?;
-        let counts_key = self.keys[9].as_str();
-        let mut counts = Vec::new();
-        for i in (0..flat.len()).step_by(2) {
-            let field = wire::lossy_text(flat.get(i, "field")?).unwrap_or_default();
-            let value = wire::lossy_text(flat.get(i + 1, "count")?).unwrap_or_default();
-            let parsed = field.split_once(':').and_then(|(s, t)| {
-                let status = Status::from_code(s.parse().ok()?)?;
-                let n = value.parse::<u64>().ok().filter(|n| *n <= code::MAX)?;
-                Some((t.to_owned(), status, n))
-            });
-            match parsed {
-                Some(c) => counts.push(c),
-                None => {
-                    return Err(Error::corrupt(
-                        counts_key,
-                        format!("field {field:?} = {value:?} is not a count"),
-                    )
-                    .into());
-                }
-            }
-        }
-        let done = r.list(1, "finished")?;
+        let done = Reply::array(S, &answer)?;
         let mut finished = Vec::with_capacity(done.len());
         for i in 0..done.len() {
             finished.push(header(S, "", done.bytes(i, "header")?)?);
         }
-        Ok((counts, finished))
+        Ok(finished)
     }
 }
 

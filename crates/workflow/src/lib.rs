@@ -51,8 +51,8 @@
 //!
 //! - **One script per change.** Create, claim, checkpoint, extend, complete, fail and cancel
 //!   are each one Lua script on the server's clock, which updates the record, every index
-//!   (active, pending, leases, by type, completed / failed / cancelled by finish time) and the
-//!   counts together, and publishes the event: no subscriber sees a change that did not
+//!   (active, pending, leases, by type, completed / failed / cancelled by finish time)
+//!   together, and publishes the event: no subscriber sees a change that did not
 //!   happen, and no index disagrees with a record.
 //! - **Fenced leases.** Each claim gives the workflow a new fencing token. A running workflow
 //!   is claimed again only once its lease ran out (that is a resume), so two orchestrators
@@ -79,8 +79,7 @@
 //! `records` (hash: per workflow a binary header, its input, type, result or error, and one
 //! field per checkpoint), `active` and `pending` (zsets by creation), `leases` (zset by lease
 //! deadline), `completed`, `failed`, `cancelled` (zsets by finish time), `types` (zset of
-//! `<type> <id>`, by name), `expiry` (zset by TTL deadline), `counts` (hash
-//! `<status>:<type>`). Events go to `<ns>:events:workflow:<kind>` with source `workflow` and
+//! `<type> <id>`, by name), `expiry` (zset by TTL deadline). Events go to `<ns>:events:workflow:<kind>` with source `workflow` and
 //! the store's name as entity ([`WorkflowStore::events`]).
 //!
 //! ## Features

@@ -11,6 +11,14 @@ use crate::types::{Listing, Restored, Stats, Status, WorkflowInfo};
 /// The page size of [`WorkflowStore::restore`].
 const RESTORE_PAGE: usize = 1_000;
 
+/// Every workflow of a store: the active ones, then the finished ones of each status.
+const LISTINGS: [Listing; 4] = [
+    Listing::Active,
+    Listing::Status(Status::Completed),
+    Listing::Status(Status::Failed),
+    Listing::Status(Status::Cancelled),
+];
+
 impl WorkflowStore {
     /// Everything an orchestrator needs after a restart: every active (pending or running)
     /// workflow and the finished ones the store keeps, paged (1,000 a call): 10,000 active
@@ -23,13 +31,7 @@ impl WorkflowStore {
             skipped: Vec::new(),
             calls: 0,
         };
-        let listings = [
-            Listing::Active,
-            Listing::Status(Status::Completed),
-            Listing::Status(Status::Failed),
-            Listing::Status(Status::Cancelled),
-        ];
-        for listing in listings {
+        for listing in LISTINGS {
             let mut after = None;
             loop {
                 let page = self.list(&listing, after.as_ref(), RESTORE_PAGE).await?;
@@ -51,19 +53,28 @@ impl WorkflowStore {
     }
 
     /// Counts by status and by type and status, the workflows finished in the last `window`,
-    /// and the p50 / p95 of their durations (creation to finish). One call.
-    ///
-    /// On Redis the counts include records whose TTL ran out that no create has swept yet
-    /// (at most a few per create); the window's figures never do.
+    /// and the p50 / p95 of their durations (creation to finish). The counts page through
+    /// the store like [`WorkflowStore::restore`] (a call per 1,000 active workflows, one per
+    /// finished status), so they are exact and leave no counter to keep on the hot path.
     pub async fn stats(&self, window: Duration) -> Result<Stats> {
         let window_ms = duration_ms(window);
-        match &*self.inner.backend {
-            Backend::Redis(r) => {
-                let (counts, finished) = r.stats(window_ms).await?;
-                Ok(stats_of(counts, &finished))
+        let Backend::Redis(r) = &*self.inner.backend else {
+            return self.with_model(|m, now| m.stats(now, window_ms));
+        };
+        let finished = r.finished_since(window_ms).await?;
+        let mut counts = Vec::new();
+        for listing in LISTINGS {
+            let mut after = None;
+            loop {
+                let page = self.list(&listing, after.as_ref(), RESTORE_PAGE).await?;
+                counts.extend(page.items.into_iter().map(|i| (i.kind, i.status, 1)));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
-            Backend::Memory(_) => self.with_model(|m, now| m.stats(now, window_ms)),
         }
+        Ok(stats_of(counts, &finished))
     }
 }
 

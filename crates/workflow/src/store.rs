@@ -123,7 +123,7 @@ impl WorkflowStore {
     }
 
     /// Its Redis keys, in the scripts' `KEYS` order (for operators and tests): records,
-    /// active, pending, leases, completed, failed, cancelled, types, expiry, counts. Empty for
+    /// active, pending, leases, completed, failed, cancelled, types, expiry. Empty for
     /// an in-memory store.
     pub fn keys(&self) -> &[Key] {
         match &*self.inner.backend {

@@ -174,13 +174,7 @@ fn run(topology: Topology) {
                 Op::Stats => {
                     let a = rt.block_on(lua.stats(Duration::from_millis(2_000))).unwrap();
                     let b = rt.block_on(model.stats(Duration::from_millis(2_000))).unwrap();
-                    // The counts of records whose TTL ran out wait for a sweep on Redis.
-                    prop_assert_eq!(&a.finished_in_window, &b.finished_in_window);
-                    prop_assert_eq!(a.duration_p50_ms, b.duration_p50_ms);
-                    prop_assert_eq!(a.duration_p95_ms, b.duration_p95_ms);
-                    for (k, n) in &b.by_type {
-                        prop_assert!(a.by_type.get(k).copied().unwrap_or(0) >= *n);
-                    }
+                    prop_assert_eq!(a, b);
                 }
             }
             for id in &ids {

@@ -17,12 +17,11 @@
 -- KEYS[8]  types     zset: '<type> <id>', score 0 (lexicographic pages by type)
 -- KEYS[9]  expiry    zset: ids by the deadline of their TTL (may lag behind the header's, which
 --                    wins: an entry met early is re-scored)
--- KEYS[10] counts    hash: '<status>:<type>' -> number of records
 -- ARGV[1]  now_ms ('' = server time)
 -- ARGV[2]  settings: active TTL ms, finished TTL ms, KEEP, SWEEP (<I8I8I8I4), then the store's
 --          name and the channel prefix (each <I2 length + bytes)
 local K_RECORDS, K_ACTIVE, K_PENDING, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_TYPES, K_EXPIRY, K_COUNTS = KEYS[8], KEYS[9], KEYS[10]
+local K_TYPES, K_EXPIRY = KEYS[8], KEYS[9]
 local K_DONE = { [3] = KEYS[5], [4] = KEYS[6], [5] = KEYS[7] }
 local NOW = ck_now(ARGV[1])
 local ACTIVE_TTL, FINISHED_TTL, KEEP, SWEEP, NAME, CHANNELS =
@@ -74,32 +73,6 @@ local function emit(kind, id, r)
     .. r.owner .. '"}'))
 end
 
--- Count changes: deltas['<status>:<type>'] = n, read (validated) by counts_read before the
--- first write and written by counts_write.
-local function count(deltas, st, typ, n)
-  local f = st .. ':' .. typ
-  deltas[f] = (deltas[f] or 0) + n
-end
-
-local function counts_read(deltas)
-  local fields = {}
-  for f in pairs(deltas) do fields[#fields + 1] = f end
-  if #fields == 0 then return nil end
-  local values = redis.call('HMGET', K_COUNTS, unpack(fields))
-  local set = {}
-  for i, f in ipairs(fields) do
-    local v = (ck_int(values[i], K_COUNTS, f, MAX) or 0) + deltas[f]
-    if v < 0 then v = 0 end
-    set[#set + 1] = f
-    set[#set + 1] = v
-  end
-  return set
-end
-
-local function counts_write(set)
-  if set then redis.call('HSET', K_COUNTS, unpack(set)) end
-end
-
 -- Type checks of keys a path writes without reading first (before its first write); a key
 -- is checked once a call, and a path marks the keys it read (a read of a key of another type
 -- fails already).
@@ -125,12 +98,12 @@ end
 -- with a `seen` set (each record is planned once) and `keys`, the set of indexes the deletions
 -- write. A plan entry is { id, type (or false), checkpoints, indexes }: for a record that
 -- does not decode, its checkpoint fields are found by probing and every index is cleaned.
-local function plan_delete(plan, deltas, id, r)
+-- `met` is the index the id was met in (cleaned even when the header says another status).
+local function plan_delete(plan, id, r, met)
   if plan.seen[id] then return end
   plan.seen[id] = true
   local typ, n, st = false, 0, nil
   if r then
-    count(deltas, r.st, r.typ, -1)
     typ, n, st = r.typ, r.ncp, r.st
   else
     local fields = redis.call('HMGET', K_RECORDS, id, id .. ' t')
@@ -143,7 +116,15 @@ local function plan_delete(plan, deltas, id, r)
     end
   end
   local indexes = indexes_of(st)
-  for _, k in ipairs(indexes) do plan.keys[k] = true end
+  local has_met = not met
+  for _, k in ipairs(indexes) do
+    plan.keys[k] = true
+    if k == met then has_met = true end
+  end
+  if not has_met then
+    indexes[#indexes + 1] = met
+    plan.keys[met] = true
+  end
   if typ then plan.keys[K_TYPES] = true end
   plan[#plan + 1] = { id, typ, n, indexes }
 end
@@ -168,7 +149,7 @@ end
 
 -- The sweep: up to `limit` entries of `expiry` whose deadline passed. Plans the deletion of
 -- the records whose header agrees, and the re-scoring of those whose header says later.
-local function plan_sweep(plan, deltas, rescore, limit)
+local function plan_sweep(plan, rescore, limit)
   local ids = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', NOW, 'LIMIT', 0, limit)
   CHECKED[K_EXPIRY] = true
   for _, id in ipairs(ids) do
@@ -178,7 +159,7 @@ local function plan_sweep(plan, deltas, rescore, limit)
       rescore[#rescore + 1] = r.expires
       rescore[#rescore + 1] = id
     else
-      plan_delete(plan, deltas, id, r)
+      plan_delete(plan, id, r, K_EXPIRY)
     end
   end
 end
