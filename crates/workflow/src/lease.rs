@@ -33,12 +33,27 @@ pub struct Claimed {
 /// checkpoint, complete, fail or extend it. Once another owner claims the workflow (after this
 /// lease ran out), or it is cancelled, every write answers [`Outcome::LeaseLost`] and writes
 /// nothing.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Lease {
     store: WorkflowStore,
     info: WorkflowInfo,
     input: Vec<u8>,
     last: Option<Checkpoint>,
+}
+
+impl std::fmt::Debug for Lease {
+    /// The store's name, the workflow's id, token, step and the input's length (not its
+    /// bytes: an input may be large).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("store", &self.store.name())
+            .field("id", &self.info.id)
+            .field("token", &self.info.token)
+            .field("step", &self.info.step)
+            .field("lease_until_ms", &self.info.lease_until_ms)
+            .field("input_bytes", &self.input.len())
+            .finish()
+    }
 }
 
 impl Lease {

@@ -320,3 +320,63 @@ pub struct Stats {
     /// The 95th percentile of the same.
     pub duration_p95_ms: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Vec<u8> {
+        let mut h = vec![code::RUNNING];
+        h.extend_from_slice(&3u32.to_le_bytes()); // step
+        h.extend_from_slice(&2u32.to_le_bytes()); // checkpoints
+        for v in [7u64, 500, 100, 110, 400, 0, 9_000] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        h.extend_from_slice(&2u32.to_le_bytes()); // claims
+        for s in ["report", "o1"] {
+            h.extend_from_slice(&(s.len() as u16).to_le_bytes());
+            h.extend_from_slice(s.as_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn a_header_decodes_and_every_damaged_one_is_refused() {
+        let h = header();
+        let info = WorkflowInfo::decode("w", &h).unwrap();
+        assert_eq!(
+            (info.status, info.step, info.checkpoints, info.token),
+            (Status::Running, 3, 2, 7)
+        );
+        assert_eq!(
+            (info.lease_until_ms, info.started_ms, info.finished_ms),
+            (Some(500), Some(110), None)
+        );
+        assert_eq!(
+            (info.kind.as_str(), info.owner.as_deref(), info.claims),
+            ("report", Some("o1"), 2)
+        );
+        // Every truncation, one byte too many, a bad status, a number beyond 2^53, more
+        // checkpoints than the step: refused, never a panic.
+        for n in 0..h.len() {
+            assert!(WorkflowInfo::decode("w", &h[..n]).is_none(), "cut to {n}");
+        }
+        let mut long = h.clone();
+        long.push(0);
+        assert!(WorkflowInfo::decode("w", &long).is_none());
+        let mut bad = h.clone();
+        bad[0] = 9;
+        assert!(WorkflowInfo::decode("w", &bad).is_none());
+        let mut big = h.clone();
+        big[9..17].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(WorkflowInfo::decode("w", &big).is_none());
+        let mut many = h;
+        many[5..9].copy_from_slice(&4u32.to_le_bytes());
+        assert!(WorkflowInfo::decode("w", &many).is_none());
+        assert!(Checkpoint::decode(&[1, 0, 0]).is_none());
+        assert_eq!(
+            Checkpoint::decode(&[2, 0, 0, 0, b'x']).unwrap().output,
+            b"x"
+        );
+    }
+}
