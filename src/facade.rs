@@ -111,6 +111,15 @@ impl Coordkit {
         crate::metrics::Metrics::builder(&self.pool, &self.keyspace)
     }
 
+    /// A builder for the workflow store `name`: durable workflow state with fenced leases,
+    /// checkpoints and resume; then
+    /// [`build`](crate::workflow::WorkflowStoreBuilder::build).
+    #[cfg(feature = "workflow")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "workflow")))]
+    pub fn workflows(&self, name: &str) -> crate::workflow::WorkflowStoreBuilder {
+        crate::workflow::WorkflowStore::builder(&self.pool, &self.keyspace, name)
+    }
+
     /// A builder for the mesh agent `name`: its durable inbox, its sends, request/reply and
     /// capabilities (see [`MeshAgent::builder`](crate::mesh::MeshAgent::builder)).
     #[cfg(feature = "mesh")]

@@ -1,11 +1,12 @@
 //! # coordkit
 //!
 //! Coordination primitives for multi-agent systems over Redis: shared context, error tracking,
-//! circuit breakers, retry queues, metrics and agent messaging, each one atomic Lua script per
-//! state change over one shared connection pool, correct on Redis Cluster. This umbrella crate
-//! re-exports every primitive behind a feature named after it (all on by default) and offers
-//! [`Coordkit`]: connect once, then ask for a breaker, a queue, a context store, an error
-//! tracker, metrics, a mesh agent or a typed channel, all sharing the one pool.
+//! circuit breakers, retry queues, metrics, agent messaging and workflow state, each one atomic
+//! Lua script per state change over one shared connection pool, correct on Redis Cluster. This
+//! umbrella crate re-exports every primitive behind a feature named after it (all on by
+//! default) and offers [`Coordkit`]: connect once, then ask for a breaker, a queue, a context
+//! store, an error tracker, metrics, a mesh agent, a typed channel or a workflow store, all
+//! sharing the one pool.
 //!
 //! | feature | module | crate |
 //! |---|---|---|
@@ -16,6 +17,7 @@
 //! | `retry-queue` | [`retry_queue`] | `coordkit-retry-queue` |
 //! | `metrics` | [`metrics`] | `coordkit-metrics` |
 //! | `mesh` | [`mesh`] | `coordkit-mesh`: typed channels, inboxes, request/reply, capabilities |
+//! | `workflow` | [`workflow`] | `coordkit-workflow`: durable workflow state, checkpoints, resume |
 //!
 //! ```
 //! use coordkit::Coordkit;
@@ -72,6 +74,11 @@ pub use coordkit_metrics as metrics;
 #[cfg(feature = "mesh")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mesh")))]
 pub use coordkit_mesh as mesh;
+
+/// Durable workflow state: fenced leases, per-step checkpoints, crash-safe resume, retention.
+#[cfg(feature = "workflow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "workflow")))]
+pub use coordkit_workflow as workflow;
 
 mod facade;
 
