@@ -30,7 +30,7 @@ for s in metrics-record-batch metrics-aggregate; do
 done
 run "retry-lifecycle F=0" retry-lifecycle --concurrency 50 --ops "$ops" --fails 0
 run "retry-lifecycle F=2" retry-lifecycle --concurrency 50 --ops $((ops / 3)) --fails 2
-for s in mesh-request-reply mesh-request-reply-floor; do
+for s in mesh-request-reply mesh-request-reply-floor mesh-request-reply-stored-floor; do
   for c in 1 50; do run "$s" "$s" --concurrency "$c" --ops "$ops"; done
 done
 run mesh-dispatch mesh-dispatch --concurrency 50 --ops "$ops"
