@@ -1,7 +1,8 @@
 //! Request/reply: each outcome of `ask` (an answer, the responder's error, a timeout, no
 //! responders), "no responders" in one round trip, a reply that survives the asker's
 //! connection being killed while it waits, late replies dropped and counted, and many askers
-//! and responders at once each getting exactly their own replies.
+//! and responders at once each getting exactly their own replies; on a cluster, every inbox
+//! publishes on its own shard.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -263,5 +264,72 @@ redis_test! {
         for s in servers {
             s.shutdown().await;
         }
+    }
+}
+
+/// The calls of `command` each server ran, one number per server.
+fn calls_per_server(redis: &TestRedis, command: &str) -> Vec<u64> {
+    let prefix = format!("cmdstat_{command}:calls=");
+    redis
+        .on_every_server::<String>(&["INFO", "commandstats"])
+        .iter()
+        .map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// On a cluster, an inbox's wake-ups, pushed requests and pushed replies are published on the
+/// shard that holds the inbox (`SPUBLISH`), never broadcast over the whole cluster (`PUBLISH`):
+/// with inboxes on every master, every master publishes its own share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_each_inbox_publishes_on_its_own_shard() {
+    let redis = TestRedis::start(Topology::Cluster);
+    let pool = redis.pool().await;
+    let ks = redis.keyspace();
+    let alice = MeshAgent::builder(&pool, &ks, "alice").build().unwrap();
+    let names: Vec<String> = (0..30).map(|i| format!("agent-{i}")).collect();
+    let agents: Vec<MeshAgent> = names
+        .iter()
+        .map(|n| MeshAgent::builder(&pool, &ks, n).build().unwrap())
+        .collect();
+    let servers = [
+        agents[0]
+            .serve(|n: u32| async move { Ok::<_, String>(n) })
+            .await
+            .unwrap(),
+        agents[1]
+            .serve(|n: u32| async move { Ok::<_, String>(n) })
+            .await
+            .unwrap(),
+    ];
+    redis.reset_stats();
+    for name in &names {
+        alice.send(name, &7u32).await.unwrap();
+    }
+    for (i, name) in names.iter().take(2).enumerate() {
+        let reply: Reply<u32> = alice.ask(name, &(i as u32), LONG).await.unwrap();
+        assert_eq!(reply, Reply::Answer(i as u32));
+    }
+    let spublish = calls_per_server(&redis, "spublish");
+    assert_eq!(
+        calls_per_server(&redis, "publish"),
+        vec![0; 3],
+        "spublish: {spublish:?}"
+    );
+    assert!(
+        spublish.iter().all(|&n| n > 0),
+        "every master publishes: {spublish:?}"
+    );
+    // 30 wake-ups, 2 pushed requests and 2 pushed replies, each published once.
+    assert_eq!(spublish.iter().sum::<u64>(), 34, "{spublish:?}");
+    for agent in &agents {
+        let got = agent.receive::<u32>(10).await.unwrap();
+        assert_eq!(got.iter().map(|d| d.payload).collect::<Vec<_>>(), vec![7]);
+    }
+    for server in servers {
+        server.shutdown().await;
     }
 }
