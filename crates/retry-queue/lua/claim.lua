@@ -6,12 +6,18 @@
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, ready, delayed, tasks, info (token,
 --   dead), and dlq, dead, errors when dead-lettering.
--- ARGV[3] n (at most MAX_BATCH, 500), ARGV[4] promote limit, ARGV[5] reclaim limit
+-- ARGV[3] n (at most MAX_BATCH, 500; none taken while the queue is paused), ARGV[4] promote
+-- limit, ARGV[5] reclaim limit
 -- -> { now, next_due|NONE, next_deadline|NONE, first token, id, record, id, record, ... }:
 --    the k-th task (from 0) got token first + k, deadline now + its lease
 -- Codes: NONE. Events: stalled, dead_lettered, wake.
 
 local n, plimit, rlimit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+-- The pause flag and the token counter, in one read. A paused queue (lua/pause.lua) takes no
+-- task: the claim still reclaims and promotes.
+local info = redis.call('HMGET', K_INFO, 'paused', 'token')
+local paused = ck_int(info[1], K_INFO, 'field paused', 1) == 1
+if paused then n = 0 end
 -- validate: leased, delayed, ready, tasks and dlq are read before any write; the token
 -- counter is decoded; each record claimed must be whole with a lease in bounds, each one
 -- reclaimed whole and in bounds (else it is dead-lettered as malformed, alone); leases and
@@ -102,7 +108,7 @@ if #take > 0 then
 end
 local tok = 0
 if #take > 0 then
-  tok = ck_int(redis.call('HGET', K_INFO, 'token'), K_INFO, 'field token', EXACT - 1 - n) or 0
+  tok = ck_int(info[2], K_INFO, 'field token', EXACT - 1 - n) or 0
 end
 local out = { now, next_due, next_deadline, tok + 1 }
 local leases, tokens = {}, {}
@@ -175,8 +181,8 @@ if pushed and #pushed > from_pushed then
   for i = from_pushed + 1, #pushed do rest[#rest + 1] = pushed[i] end
   redis.call('LPUSH', K_READY, unpack(rest))
   -- Others sleep only after seeing an empty list: wake them when it filled up and still has
-  -- work this claim did not take.
-  if was_empty then rare().wake() end
+  -- work this claim did not take (not while paused: they could take none of it).
+  if was_empty and not paused then rare().wake() end
 end
 if bad then
   for _, id in ipairs(bad) do H.bury_malformed(id, bad[id]) end

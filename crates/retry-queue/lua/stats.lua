@@ -4,15 +4,16 @@
 -- KEYS: all of lib/queue.lua's; reads ready, info, tasks, delayed, leased, dlq.
 -- ARGV: none of its own.
 -- -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|NONE, now,
---      next_due|NONE }
+--      next_due|NONE, paused 0|1 }
 -- Codes: NONE.
 
 local h = rare()
 
 local ready = redis.call('LLEN', K_READY)
-local info = redis.call('HMGET', K_INFO, 'completed', 'dead')
+local info = redis.call('HMGET', K_INFO, 'completed', 'dead', 'paused')
 local completed = ck_int(info[1], K_INFO, 'field completed', EXACT) or 0
 local dead = ck_int(info[2], K_INFO, 'field dead', EXACT) or 0
+local paused = ck_int(info[3], K_INFO, 'field paused', 1) or 0
 local oldest = NONE
 if ready > 0 then
   local rec = redis.call('HGET', K_TASKS, redis.call('LINDEX', K_READY, -1))
@@ -21,4 +22,4 @@ end
 local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 return { ready, redis.call('ZCARD', K_DELAYED), redis.call('ZCARD', K_LEASED),
          redis.call('ZCARD', K_DLQ), completed, dead, oldest, now,
-         d[2] and tonumber(d[2]) or NONE }
+         d[2] and tonumber(d[2]) or NONE, paused }

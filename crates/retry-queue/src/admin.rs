@@ -1,5 +1,5 @@
-//! The operator's side of a queue: stats, the dead-letter queue (list, requeue, purge) and
-//! the full state of one task.
+//! The operator's side of a queue: stats, pause and resume, the dead-letter queue (list,
+//! requeue, purge) and the full state of one task.
 
 use std::time::Duration;
 
@@ -30,7 +30,28 @@ impl Queue {
                 .map(|since| Duration::from_millis(now.saturating_sub(since))),
             next_due_ms: some(r.i64(8, "next due")?),
             now_ms: now,
+            paused: r.u64(9, "paused")? == 1,
         })
+    }
+
+    /// Pauses the queue: from now on no worker claims a task of it (claims still hand expired
+    /// leases back and promote due tasks); tasks already leased run to their settle. Answers
+    /// whether this call paused it (`false`: it was paused already). Publishes `paused`.
+    pub async fn pause(&self) -> Result<bool> {
+        self.set_paused(true).await
+    }
+
+    /// Lets claims go on again after [`Queue::pause`], and wakes idle workers. Answers whether
+    /// this call resumed it (`false`: it was not paused). Publishes `resumed`.
+    pub async fn resume(&self) -> Result<bool> {
+        self.set_paused(false).await
+    }
+
+    async fn set_paused(&self, paused: bool) -> Result<bool> {
+        let mut call = self.call(&scripts::PAUSE);
+        call.arg(if paused { "1" } else { "0" });
+        let changed: u64 = call.invoke(self.inner_pool()).await?;
+        Ok(changed == 1)
     }
 
     /// A page of the dead-letter queue, oldest first.

@@ -7,12 +7,14 @@ use crate::error::Result;
 use crate::queue::Queue;
 
 /// The kinds of event a queue's scripts publish (each on `<ns>:events:queue:<kind>`).
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 7] = [
     "retry_scheduled",
     "dead_lettered",
     "stalled",
     "requeued",
     "succeeded",
+    "paused",
+    "resumed",
 ];
 
 /// One event of a queue, published by the script that made the change.
@@ -24,7 +26,7 @@ pub struct QueueEvent {
     pub kind: QueueEventKind,
 }
 
-/// What happened to a task.
+/// What happened to a task, or to the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -74,6 +76,10 @@ pub enum QueueEventKind {
         /// The attempt that succeeded.
         attempt: u32,
     },
+    /// An operator paused the queue: no task of it is claimed until it resumes.
+    Paused {},
+    /// An operator resumed the queue.
+    Resumed {},
 }
 
 /// A subscription to one queue's events, on its own connection; it resubscribes after the

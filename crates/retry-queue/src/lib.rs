@@ -87,8 +87,12 @@
 //!   cap is applied by every claim, the count cap whenever a task is dead-lettered).
 //! - **Events** from the scripts on `<ns>:events:queue:<kind>` (source `retry-queue`, entity
 //!   the queue's name; [`Queue::events`] follows one queue's, typed): `retry_scheduled`,
-//!   `dead_lettered`, `stalled`, `requeued`, and `succeeded` (opt-in). **Stats**: counts per
-//!   state, totals, age of the oldest ready task ([`Queue::stats`]).
+//!   `dead_lettered`, `stalled`, `requeued`, `paused`, `resumed`, and `succeeded` (opt-in).
+//!   **Stats**: counts per state, totals, age of the oldest ready task, whether the queue is
+//!   paused ([`Queue::stats`]).
+//! - **Pause and resume**: [`Queue::pause`] stops every worker's claims at once (in the claim
+//!   script, so no worker needs to hear of it); tasks already leased run to their settle, and
+//!   [`Queue::resume`] wakes the idle workers.
 //! - **Worker runtime** ([`Worker`]): concurrency N, a handler closure, batched claims and
 //!   settles, lease renewal while a handler runs, graceful shutdown (stop claiming, finish
 //!   in-flight tasks within a deadline). An idle worker blocks on a wake-up — a pub/sub message

@@ -49,6 +49,8 @@ pub struct Dump {
     pub errors: BTreeMap<String, Vec<Failure>>,
     /// Dead-letter reasons.
     pub dead: BTreeMap<String, String>,
+    /// Whether claims are paused.
+    pub paused: bool,
 }
 
 /// The reference model of one queue.
@@ -69,6 +71,7 @@ pub struct QueueModel {
     dead: BTreeMap<String, String>,
     idem: BTreeMap<String, (String, u64)>,
     buried: u32,
+    paused: bool,
 }
 
 /// Members of a sorted set by (score, member), as Redis orders them.
@@ -106,6 +109,7 @@ impl QueueModel {
             dead: BTreeMap::new(),
             idem: BTreeMap::new(),
             buried: 0,
+            paused: false,
         }
     }
 
@@ -156,6 +160,7 @@ impl QueueModel {
                 .collect(),
             errors: self.errors.clone(),
             dead: self.dead.clone(),
+            paused: self.paused,
         }
     }
 
@@ -306,9 +311,21 @@ impl QueueModel {
         out
     }
 
-    /// `claim` of up to `n` tasks at `now`.
+    /// `pause` (`true`) or `resume`: whether the state changed.
+    pub fn pause(&mut self, paused: bool) -> bool {
+        let changed = self.paused != paused;
+        self.paused = paused;
+        changed
+    }
+
+    /// `claim` of up to `n` tasks at `now` (none while paused: expired leases and due tasks
+    /// still go back to ready).
     pub fn claim(&mut self, now: u64, n: usize) -> Claim {
-        let n = n.min(crate::types::MAX_BATCH);
+        let n = if self.paused {
+            0
+        } else {
+            n.min(crate::types::MAX_BATCH)
+        };
         let expired = due_members(
             &self.leased,
             i128::from(now),
@@ -568,6 +585,7 @@ impl QueueModel {
                 .map(|s| std::time::Duration::from_millis(now.saturating_sub(s))),
             next_due_ms: ordered(&self.delayed).first().map(|(_, s)| *s),
             now_ms: now,
+            paused: self.paused,
         }
     }
 }

@@ -39,11 +39,11 @@ macro_rules! script {
 pub(crate) static ENQUEUE: Script = script!("enqueue", ["settings", "wake", "first_due"]);
 #[rustfmt::skip]
 pub(crate) static CLAIM: Script = script!("claim",
-    ["settings", "head", "rewrite", "stand_in", "events", "wake", "delete_dead", "bury"]);
+    ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury"]);
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
-    ["settings", "head", "rewrite", "stand_in", "events", "wake", "first_due", "delete_dead",
-     "backoff", "history", "bury"]);
+    ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",
+     "delete_dead", "backoff", "history", "bury"]);
 pub(crate) static EXTEND: Script = script!("extend", ["head"]);
 pub(crate) static MAKE_DUE: Script = script!("make_due", ["settings", "head", "rewrite", "wake"]);
 pub(crate) static STATS: Script = script!("stats", ["head"]);
@@ -51,8 +51,9 @@ pub(crate) static DLQ_LIST: Script = script!("dlq_list");
 pub(crate) static INSPECT: Script = script!("inspect");
 #[rustfmt::skip]
 pub(crate) static REQUEUE: Script = script!("requeue",
-    ["settings", "head", "rewrite", "stand_in", "events", "wake", "dead_ids"]);
+    ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "dead_ids"]);
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
+pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
 
 #[cfg(test)]
 mod tests {
@@ -80,7 +81,7 @@ mod tests {
     fn each_script_holds_exactly_the_helpers_it_calls() {
         let all = [
             &ENQUEUE, &CLAIM, &SETTLE, &EXTEND, &MAKE_DUE, &STATS, &DLQ_LIST, &INSPECT, &REQUEUE,
-            &PURGE,
+            &PURGE, &PAUSE,
         ];
         for script in all {
             let source = script.source();

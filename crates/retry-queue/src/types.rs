@@ -198,6 +198,8 @@ pub struct Stats {
     pub next_due_ms: Option<u64>,
     /// The server time of the reading.
     pub now_ms: u64,
+    /// Whether claims are paused ([`Queue::pause`](crate::Queue::pause)).
+    pub paused: bool,
 }
 
 /// Where a task is.

@@ -74,7 +74,7 @@ fn corruption() -> impl Strategy<Value = Corruption> {
         3 => key_type.prop_map(|(i, t)| Corruption::KeyType(i, t)),
         4 => (0usize..6, 0usize..FIELDS.len(), bytes).prop_map(|(t, f, b)| Corruption::Field(t, f, b)),
         2 => (0usize..6, garbage()).prop_map(|(t, g)| Corruption::Record(t, g)),
-        2 => (prop::sample::select(vec!["seq", "token", "completed", "dead"]), garbage())
+        2 => (prop::sample::select(vec!["seq", "token", "completed", "dead", "paused"]), garbage())
             .prop_map(|(f, g)| Corruption::Info(f, g)),
         1 => (0usize..6, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
         1 => garbage().prop_map(Corruption::Idempotency),

@@ -27,6 +27,8 @@ enum Op {
     Requeue(bool, bool),
     Purge(bool),
     MakeDue(usize),
+    /// Pause (`true`) or resume.
+    Pause(bool),
     Stats,
 }
 
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), any::<bool>()).prop_map(|(a, b)| Op::Requeue(a, b)),
         1 => any::<bool>().prop_map(Op::Purge),
         1 => (0usize..8).prop_map(Op::MakeDue),
+        1 => any::<bool>().prop_map(Op::Pause),
         1 => Just(Op::Stats),
     ]
 }
@@ -135,6 +138,13 @@ async fn dump(pool: &Pool, queue: &Queue) -> Dump {
             })
             .collect(),
         dead: pool.query(&hgetall(&k[7])).await.unwrap(),
+        paused: {
+            let flag: Option<String> = pool
+                .query(redis::cmd("HGET").arg(&k[10]).arg("paused"))
+                .await
+                .unwrap();
+            flag.as_deref() == Some("1")
+        },
     }
 }
 
@@ -322,6 +332,14 @@ fn lua_matches_the_model() {
                         let n = rt.block_on(queue.purge(&ids)).unwrap();
                         prop_assert_eq!(n, model.purge(&ids, 0));
                     }
+                }
+                Op::Pause(pause) => {
+                    let lua = if pause {
+                        rt.block_on(queue.pause()).unwrap()
+                    } else {
+                        rt.block_on(queue.resume()).unwrap()
+                    };
+                    prop_assert_eq!(lua, model.pause(pause), "pause {}", pause);
                 }
                 Op::Stats => {
                     let lua = rt.block_on(queue.stats()).unwrap();

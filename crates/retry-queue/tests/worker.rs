@@ -498,3 +498,69 @@ async fn kill_nine_during_a_run_loses_nothing() {
     let stats = queue.stats().await.unwrap();
     assert_eq!(stats.ready + stats.delayed + stats.leased, 0);
 }
+
+redis_test! {
+    async fn a_paused_queue_starts_nothing_until_it_resumes(redis) {
+        let pool = redis.pool().await;
+        let queue = Queue::builder(&pool, &redis.keyspace(), "paused").build().unwrap();
+        let mut events = queue.events().await.unwrap();
+        // A task leased before the pause runs to its settle.
+        queue.enqueue(NewTask::new("early")).await.unwrap();
+        let early = queue.claim(1).await.unwrap().tasks.remove(0);
+        assert!(queue.pause().await.unwrap());
+        assert!(!queue.pause().await.unwrap(), "paused already");
+        assert!(queue.stats().await.unwrap().paused);
+        assert_eq!(queue.ack(&early).await.unwrap(), Settled::Acked);
+        let batch: Vec<NewTask> = (0..5).map(|i| NewTask::new(format!("{i}"))).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        assert!(queue.claim(10).await.unwrap().tasks.is_empty(), "a paused claim takes nothing");
+
+        let started = Arc::new(AtomicU64::new(0));
+        let s = started.clone();
+        let worker = Worker::builder(&queue, move |_task| {
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        })
+        .concurrency(2)
+        .start()
+        .await
+        .unwrap();
+        // The worker's first claim came after the pause: it took nothing.
+        while worker.stats().claims == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 0);
+        assert_eq!(queue.stats().await.unwrap().ready, 5);
+
+        // The resume wakes the worker, which runs every task.
+        assert!(queue.resume().await.unwrap());
+        assert!(!queue.resume().await.unwrap(), "running already");
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while queue.stats().await.unwrap().completed < 6 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the resumed queue's tasks never completed");
+        assert_eq!(started.load(Ordering::SeqCst), 5);
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.ready, stats.leased, stats.paused), (0, 0, false));
+        let report = worker.shutdown().await;
+        assert_eq!(report.stats.acked, 5);
+        let mut kinds = Vec::new();
+        while kinds.len() < 2 {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("the pause and resume events")
+                .expect("the event stream ended");
+            kinds.push(event.kind);
+        }
+        // (Each kind has its own channel: on a cluster they may arrive in either order.)
+        kinds.sort_by_key(|k| format!("{k:?}"));
+        use coordkit_retry_queue::QueueEventKind;
+        assert_eq!(kinds, vec![QueueEventKind::Paused {}, QueueEventKind::Resumed {}]);
+    }
+}

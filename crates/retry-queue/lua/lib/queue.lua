@@ -13,7 +13,8 @@
 --   KEYS[8]  dead      HASH  id -> dead-letter reason
 --   KEYS[9]  idem      HASH  idempotency key -> struct '<I8I8' id, expires_at
 --   KEYS[10] idem_exp  ZSET  idempotency key -> expires_at
---   KEYS[11] info      HASH  seq (ids), token (fencing), completed, dead (counters)
+--   KEYS[11] info      HASH  seq (ids), token (fencing), completed, dead (counters), paused
+--                            (1 while claims are paused: lua/pause.lua)
 --
 -- ARGV (every script; the operation's own arguments follow, from ARGV[3]):
 --   ARGV[1] now_ms ("" = server TIME)
