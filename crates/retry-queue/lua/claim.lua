@@ -8,15 +8,19 @@
 --   dead), and dlq, dead, errors when dead-lettering.
 -- ARGV[3] n (at most MAX_BATCH, 500; none taken while the queue is paused), ARGV[4] promote
 -- limit, ARGV[5] reclaim limit
--- -> { now, next_due|NONE, next_deadline|NONE, first token, id, record, id, record, ... }:
---    the k-th task (from 0) got token first + k, deadline now + its lease
+-- -> { now, next_due|NONE, next_deadline|NONE, first token, next_start|NONE, id, record, id,
+--      record, ... }: the k-th task (from 0) got token first + k, deadline now + its lease;
+--    next_start: when the rate limit lets the next task start (NONE: not limited now)
 -- Codes: NONE. Events: stalled, dead_lettered, wake.
 
 local n, plimit, rlimit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
--- The pause flag and the token counter, in one read. A paused queue (lua/pause.lua) takes no
--- task: the claim still reclaims and promotes.
-local info = redis.call('HMGET', K_INFO, 'paused', 'token')
+-- The pause flag, the token counter and the limits, in one read. A paused queue
+-- (lua/pause.lua) takes no task: the claim still reclaims and promotes.
+local info = redis.call('HMGET', K_INFO, 'paused', 'token', 'max_leased', 'rate_max', 'rate_ms')
 local paused = ck_int(info[1], K_INFO, 'field paused', 1) == 1
+local max_leased = ck_int(info[3], K_INFO, 'field max_leased', MAXL) or 0
+local rate_max = ck_int(info[4], K_INFO, 'field rate_max', MAXR) or 0
+local rate_ms = ck_int(info[5], K_INFO, 'field rate_ms', MAXD) or 0
 if paused then n = 0 end
 -- validate: leased, delayed, ready, tasks and dlq are read before any write; the token
 -- counter is decoded; each record claimed must be whole with a lease in bounds, each one
@@ -45,6 +49,27 @@ if first_due[2] and next_due <= now then
 elseif first_due[2] and next_due > now + MAXD then
   -- A due time no delay can give (at most MAXD ahead): due now rather than never.
   due = redis.call('ZRANGE', K_DELAYED, 0, plimit - 1)
+end
+-- The limits (lua/limits.lua): at most max_leased tasks leased at once (the leases this claim
+-- reclaims no longer count), at most rate_max starts in any rate_ms (a sliding log of the
+-- starts: exact). A claim over the rate answers when the next start is allowed.
+local next_start = NONE
+if n > 0 and max_leased > 0 then
+  local held = redis.call('ZCARD', K_LEASED) - (expired and #expired or 0)
+  n = math.max(0, math.min(n, max_leased - held))
+end
+if n > 0 and rate_max > 0 and rate_ms > 0 then
+  local since = '(' .. string.format('%d', now - rate_ms)
+  local recent = redis.call('ZCOUNT', K_STARTS, since, '+inf')
+  if recent >= rate_max then
+    -- The start whose leaving the window lets the next one in.
+    local s = redis.call('ZRANGEBYSCORE', K_STARTS, since, '+inf', 'WITHSCORES', 'LIMIT',
+      recent - rate_max, 1)
+    next_start = tonumber(s[2]) + rate_ms
+    n = 0
+  else
+    n = math.min(n, rate_max - recent)
+  end
 end
 -- The ids this claim takes, in the order they reach the front of the ready list (its RPOP
 -- end): those there now, then the reclaimed, then the promoted.
@@ -110,8 +135,8 @@ local tok = 0
 if #take > 0 then
   tok = ck_int(info[2], K_INFO, 'field token', EXACT - 1 - n) or 0
 end
-local out = { now, next_due, next_deadline, tok + 1 }
-local leases, tokens = {}, {}
+local out = { now, next_due, next_deadline, tok + 1, next_start }
+local leases, tokens, starts = {}, {}, {}
 local earliest = nil
 for i, id in ipairs(take) do
   local rec = recs[i]
@@ -135,6 +160,8 @@ for i, id in ipairs(take) do
     leases[#leases + 1] = id
     tokens[#tokens + 1] = id
     tokens[#tokens + 1] = tok
+    starts[#starts + 1] = now
+    starts[#starts + 1] = tok
     out[#out + 1] = id
     out[#out + 1] = rec
   end
@@ -163,6 +190,11 @@ end
 if earliest then
   redis.call('HSET', K_LEASES, unpack(tokens))
   redis.call('HINCRBY', K_INFO, 'token', #tokens / 2)
+  if rate_max > 0 and rate_ms > 0 then
+    -- (`starts` was read by the rate check above: its type is known.)
+    redis.call('ZADD', K_STARTS, unpack(starts))
+    redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', string.format('%d', now - rate_ms))
+  end
 end
 if expired then
   for _, e in ipairs(stalls) do
@@ -198,7 +230,7 @@ end
 if H and aged and (#aged > 0 or H.buried > 0) then H.trim_dlq(aged) end
 -- The next due time and deadline the caller sleeps until: within bounds, else "now" (what is
 -- left beyond the limits of this call, or scores written by something else).
-for i = 2, 3 do
+for _, i in ipairs({ 2, 3, 5 }) do
   if out[i] ~= NONE and (out[i] < 0 or out[i] > now + MAXD) then out[i] = now end
 end
 return out

@@ -31,6 +31,11 @@ impl Queue {
             next_due_ms: some(r.i64(8, "next due")?),
             now_ms: now,
             paused: r.u64(9, "paused")? == 1,
+            limits: crate::Limits::from_wire(
+                r.u64(10, "max leased")?,
+                r.u64(11, "rate max")?,
+                r.u64(12, "rate ms")?,
+            ),
         })
     }
 

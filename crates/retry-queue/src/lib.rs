@@ -93,6 +93,11 @@
 //! - **Pause and resume**: [`Queue::pause`] stops every worker's claims at once (in the claim
 //!   script, so no worker needs to hear of it); tasks already leased run to their settle, and
 //!   [`Queue::resume`] wakes the idle workers.
+//! - **Limits shared by every worker** ([`Queue::set_limits`]): at most K tasks leased at once
+//!   and at most R starts in any interval, decided inside the claim script on server time (a
+//!   sliding log of the starts: exact). A task over the limit stays ready and spends no
+//!   attempt; the claim answers when the next start is allowed and the worker sleeps until
+//!   then, or until a settle frees a slot and wakes it.
 //! - **Worker runtime** ([`Worker`]): concurrency N, a handler closure, batched claims and
 //!   settles, lease renewal while a handler runs, graceful shutdown (stop claiming, finish
 //!   in-flight tasks within a deadline). An idle worker blocks on a wake-up — a pub/sub message
@@ -150,6 +155,7 @@ mod code;
 mod config;
 mod error;
 mod events;
+mod limits;
 #[cfg(feature = "model")]
 pub mod model;
 mod ops;
@@ -166,6 +172,7 @@ pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, QueueBuilder, QueueConfig};
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};
+pub use limits::{Limits, MAX_LIMIT, Rate};
 #[cfg(any(feature = "testing", feature = "model"))]
 pub use ops::RawSettle;
 pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};

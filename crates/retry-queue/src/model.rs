@@ -51,6 +51,10 @@ pub struct Dump {
     pub dead: BTreeMap<String, String>,
     /// Whether claims are paused.
     pub paused: bool,
+    /// The limits as stored: max_leased, rate_max, rate_ms (0: none).
+    pub limits: (u64, u64, u64),
+    /// The starts the rate limit counts, by (start time, token).
+    pub starts: Vec<(String, u64)>,
 }
 
 /// The reference model of one queue.
@@ -72,6 +76,11 @@ pub struct QueueModel {
     idem: BTreeMap<String, (String, u64)>,
     buried: u32,
     paused: bool,
+    max_leased: u64,
+    rate_max: u64,
+    rate_ms: u64,
+    /// token -> start time.
+    starts: BTreeMap<String, u64>,
 }
 
 /// Members of a sorted set by (score, member), as Redis orders them.
@@ -110,6 +119,10 @@ impl QueueModel {
             idem: BTreeMap::new(),
             buried: 0,
             paused: false,
+            max_leased: 0,
+            rate_max: 0,
+            rate_ms: 0,
+            starts: BTreeMap::new(),
         }
     }
 
@@ -161,6 +174,8 @@ impl QueueModel {
             errors: self.errors.clone(),
             dead: self.dead.clone(),
             paused: self.paused,
+            limits: (self.max_leased, self.rate_max, self.rate_ms),
+            starts: ordered(&self.starts),
         }
     }
 
@@ -311,6 +326,17 @@ impl QueueModel {
         out
     }
 
+    /// `limits` (as stored: 0 = none).
+    pub fn set_limits(&mut self, max_leased: u64, rate_max: u64, rate_ms: u64) {
+        self.max_leased = max_leased;
+        if rate_max > 0 && rate_ms > 0 {
+            (self.rate_max, self.rate_ms) = (rate_max, rate_ms);
+        } else {
+            (self.rate_max, self.rate_ms) = (0, 0);
+            self.starts.clear();
+        }
+    }
+
     /// `pause` (`true`) or `resume`: whether the state changed.
     pub fn pause(&mut self, paused: bool) -> bool {
         let changed = self.paused != paused;
@@ -357,6 +383,28 @@ impl QueueModel {
             self.delayed.remove(id);
         }
         self.lpush(&due);
+        // The limits: leases held once the expired ones are reclaimed; starts in the window.
+        let mut n = n;
+        let mut next_start = None;
+        if n > 0 && self.max_leased > 0 {
+            let free = self.max_leased.saturating_sub(self.leased.len() as u64);
+            n = n.min(usize::try_from(free).unwrap_or(usize::MAX));
+        }
+        if n > 0 && self.rate_max > 0 {
+            let since = i128::from(now) - i128::from(self.rate_ms);
+            let recent: Vec<u64> = ordered(&self.starts)
+                .into_iter()
+                .filter(|(_, t)| i128::from(*t) > since)
+                .map(|(_, t)| t)
+                .collect();
+            let (recent_n, max) = (recent.len() as u64, self.rate_max);
+            if recent_n >= max {
+                next_start = Some(recent[(recent_n - max) as usize] + self.rate_ms);
+                n = 0;
+            } else {
+                n = n.min(usize::try_from(max - recent_n).unwrap_or(usize::MAX));
+            }
+        }
         let mut ids = Vec::new();
         while ids.len() < n {
             match self.ready.pop_back() {
@@ -385,11 +433,19 @@ impl QueueModel {
                 enqueued_ms: t.enqueued,
             });
         }
+        if self.rate_max > 0 && !tasks.is_empty() {
+            for t in &tasks {
+                self.starts.insert(t.token.to_string(), now);
+            }
+            let since = i128::from(now) - i128::from(self.rate_ms);
+            self.starts.retain(|_, t| i128::from(*t) > since);
+        }
         let claim = Claim {
             tasks,
             now_ms: now,
             next_due_ms: ordered(&self.delayed).first().map(|(_, s)| *s),
             next_deadline_ms: ordered(&self.leased).first().map(|(_, s)| *s),
+            next_start_ms: next_start,
         };
         self.trim_dlq(now, true);
         claim
@@ -586,6 +642,7 @@ impl QueueModel {
             next_due_ms: ordered(&self.delayed).first().map(|(_, s)| *s),
             now_ms: now,
             paused: self.paused,
+            limits: crate::Limits::from_wire(self.max_leased, self.rate_max, self.rate_ms),
         }
     }
 }

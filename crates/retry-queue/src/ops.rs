@@ -321,18 +321,22 @@ fn decode_enqueue(answer: &Value, n: usize) -> Result<Vec<Enqueued>> {
     Ok(ids)
 }
 
+/// The items of a claim's answer before its tasks' (id, record) pairs.
+const HEAD: usize = 5;
+
 fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
     let r = Reply::array(scripts::CLAIM.name(), answer)?;
-    if r.len() < 4 || !r.len().is_multiple_of(2) {
+    if r.len() < HEAD || !(r.len() - HEAD).is_multiple_of(2) {
         return Err(bad_answer("claim", format!("{} items", r.len())));
     }
     let now = r.u64(0, "now")?;
     let due = r.i64(1, "next due")?;
     let deadline = r.i64(2, "next deadline")?;
     let first = r.u64(3, "first token")?;
-    let mut tasks = Vec::with_capacity(r.len() / 2 - 2);
-    for k in 0..(r.len() - 4) / 2 {
-        let i = 4 + 2 * k;
+    let next_start = r.i64(4, "next start")?;
+    let mut tasks = Vec::with_capacity((r.len() - HEAD) / 2);
+    for k in 0..(r.len() - HEAD) / 2 {
+        let i = HEAD + 2 * k;
         let id = lossy(r.bytes(i, "id")?);
         let rec = r.bytes(i + 1, "record")?;
         let token = first
@@ -363,5 +367,6 @@ fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
         now_ms: now,
         next_due_ms: some(due),
         next_deadline_ms: some(deadline),
+        next_start_ms: some(next_start),
     })
 }

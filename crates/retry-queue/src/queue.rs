@@ -50,7 +50,7 @@ impl std::fmt::Debug for Queue {
 }
 
 /// The suffixes of a queue's keys, in the scripts' `KEYS` order.
-const KEYS: [(&str, KeyKind); 11] = [
+const KEYS: [(&str, KeyKind); 12] = [
     ("tasks", KeyKind::Hash),
     ("ready", KeyKind::List),
     ("delayed", KeyKind::ZSet),
@@ -62,6 +62,7 @@ const KEYS: [(&str, KeyKind); 11] = [
     ("idem", KeyKind::Hash),
     ("idem_exp", KeyKind::ZSet),
     ("info", KeyKind::Hash),
+    ("starts", KeyKind::ZSet),
 ];
 
 impl Queue {

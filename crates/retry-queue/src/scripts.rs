@@ -54,6 +54,7 @@ pub(crate) static REQUEUE: Script = script!("requeue",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "dead_ids"]);
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
 pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
+pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);
 
 #[cfg(test)]
 mod tests {
@@ -81,7 +82,7 @@ mod tests {
     fn each_script_holds_exactly_the_helpers_it_calls() {
         let all = [
             &ENQUEUE, &CLAIM, &SETTLE, &EXTEND, &MAKE_DUE, &STATS, &DLQ_LIST, &INSPECT, &REQUEUE,
-            &PURGE, &PAUSE,
+            &PURGE, &PAUSE, &LIMITS,
         ];
         for script in all {
             let source = script.source();

@@ -113,16 +113,19 @@ pub struct Claim {
     pub next_due_ms: Option<u64>,
     /// The earliest lease deadline, if any lease is held (when a stalled lease can be reclaimed).
     pub next_deadline_ms: Option<u64>,
+    /// When the queue's rate limit lets the next task start, if this claim was held back by it.
+    pub next_start_ms: Option<u64>,
 }
 
 impl Claim {
-    /// How long until a claim may find work that is not ready now (a delayed task falls due or
-    /// a lease runs out): what a worker waits for when nothing else wakes it.
+    /// How long until a claim may find work that is not ready now (a delayed task falls due, a
+    /// lease runs out, the rate limit lets the next task start): what a worker waits for when
+    /// nothing else wakes it.
     pub fn next_wakeup(&self) -> Option<Duration> {
-        let at = match (self.next_due_ms, self.next_deadline_ms) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+        let at = [self.next_due_ms, self.next_deadline_ms, self.next_start_ms]
+            .into_iter()
+            .flatten()
+            .min()?;
         Some(Duration::from_millis(at.saturating_sub(self.now_ms)))
     }
 }
@@ -200,6 +203,8 @@ pub struct Stats {
     pub now_ms: u64,
     /// Whether claims are paused ([`Queue::pause`](crate::Queue::pause)).
     pub paused: bool,
+    /// The limits every worker's claims obey ([`Queue::set_limits`](crate::Queue::set_limits)).
+    pub limits: crate::Limits,
 }
 
 /// Where a task is.

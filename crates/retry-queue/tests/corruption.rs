@@ -18,7 +18,7 @@ mod common;
 use common::{hget, hset};
 
 /// The kinds of a queue's keys, in `Queue::keys` order.
-const KINDS: [KeyKind; 11] = [
+const KINDS: [KeyKind; 12] = [
     KeyKind::Hash,
     KeyKind::List,
     KeyKind::ZSet,
@@ -30,6 +30,7 @@ const KINDS: [KeyKind; 11] = [
     KeyKind::Hash,
     KeyKind::ZSet,
     KeyKind::Hash,
+    KeyKind::ZSet,
 ];
 
 /// Byte ranges of a record's fixed head: attempts, stalls, last delay, since, enqueued, max,
@@ -64,7 +65,7 @@ enum Corruption {
 }
 
 fn corruption() -> impl Strategy<Value = Corruption> {
-    let key_type = (0usize..11).prop_flat_map(|i| wrong_type(KINDS[i]).prop_map(move |t| (i, t)));
+    let key_type = (0usize..12).prop_flat_map(|i| wrong_type(KINDS[i]).prop_map(move |t| (i, t)));
     let bytes = prop_oneof![
         Just(vec![0xff]),
         Just(vec![0]),
@@ -74,7 +75,7 @@ fn corruption() -> impl Strategy<Value = Corruption> {
         3 => key_type.prop_map(|(i, t)| Corruption::KeyType(i, t)),
         4 => (0usize..6, 0usize..FIELDS.len(), bytes).prop_map(|(t, f, b)| Corruption::Field(t, f, b)),
         2 => (0usize..6, garbage()).prop_map(|(t, g)| Corruption::Record(t, g)),
-        2 => (prop::sample::select(vec!["seq", "token", "completed", "dead", "paused"]), garbage())
+        2 => (prop::sample::select(vec!["seq", "token", "completed", "dead", "paused", "max_leased", "rate_max", "rate_ms"]), garbage())
             .prop_map(|(f, g)| Corruption::Info(f, g)),
         1 => (0usize..6, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
         1 => garbage().prop_map(Corruption::Idempotency),

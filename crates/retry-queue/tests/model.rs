@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use coordkit_core::{Clock, ManualClock, Pool, redis};
 use coordkit_retry_queue::model::{Dump, QueueModel, Record, decode_errors};
-use coordkit_retry_queue::{Backoff, Jitter, NewTask, Queue, RawSettle, Settle, TaskOptions};
+use coordkit_retry_queue::{
+    Backoff, Jitter, Limits, NewTask, Queue, Rate, RawSettle, Settle, TaskOptions,
+};
 use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
 
@@ -29,6 +31,8 @@ enum Op {
     MakeDue(usize),
     /// Pause (`true`) or resume.
     Pause(bool),
+    /// Limits: max leased, and (starts, window ms).
+    Limits(Option<u32>, Option<(u32, u64)>),
     Stats,
 }
 
@@ -53,6 +57,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::Purge),
         1 => (0usize..8).prop_map(Op::MakeDue),
         1 => any::<bool>().prop_map(Op::Pause),
+        1 => (
+            proptest::option::of(1u32..4),
+            proptest::option::of((1u32..4, prop_oneof![Just(100u64), Just(1_000)])),
+        )
+            .prop_map(|(l, r)| Op::Limits(l, r)),
         1 => Just(Op::Stats),
     ]
 }
@@ -145,6 +154,20 @@ async fn dump(pool: &Pool, queue: &Queue) -> Dump {
                 .unwrap();
             flag.as_deref() == Some("1")
         },
+        limits: {
+            let l: Vec<Option<u64>> = pool
+                .query(
+                    redis::cmd("HMGET")
+                        .arg(&k[10])
+                        .arg("max_leased")
+                        .arg("rate_max")
+                        .arg("rate_ms"),
+                )
+                .await
+                .unwrap();
+            (l[0].unwrap_or(0), l[1].unwrap_or(0), l[2].unwrap_or(0))
+        },
+        starts: pool.query(&zset(&k[11])).await.unwrap(),
     }
 }
 
@@ -340,6 +363,15 @@ fn lua_matches_the_model() {
                         rt.block_on(queue.resume()).unwrap()
                     };
                     prop_assert_eq!(lua, model.pause(pause), "pause {}", pause);
+                }
+                Op::Limits(max_leased, rate) => {
+                    let limits = Limits {
+                        max_leased,
+                        rate: rate.map(|(starts, ms)| Rate { starts, per: Duration::from_millis(ms) }),
+                    };
+                    rt.block_on(queue.set_limits(limits)).unwrap();
+                    let (r, ms) = rate.unwrap_or((0, 0));
+                    model.set_limits(u64::from(max_leased.unwrap_or(0)), u64::from(r), ms);
                 }
                 Op::Stats => {
                     let lua = rt.block_on(queue.stats()).unwrap();

@@ -14,7 +14,11 @@
 --   KEYS[9]  idem      HASH  idempotency key -> struct '<I8I8' id, expires_at
 --   KEYS[10] idem_exp  ZSET  idempotency key -> expires_at
 --   KEYS[11] info      HASH  seq (ids), token (fencing), completed, dead (counters), paused
---                            (1 while claims are paused: lua/pause.lua)
+--                            (1 while claims are paused: lua/pause.lua), and the limits every
+--                            worker obeys (lua/limits.lua): max_leased (tasks leased at once),
+--                            rate_max starts per rate_ms
+--   KEYS[12] starts    ZSET  token -> start time (ms) of each claim within the last rate
+--                            interval (a queue with a rate limit)
 --
 -- ARGV (every script; the operation's own arguments follow, from ARGV[3]):
 --   ARGV[1] now_ms ("" = server TIME)
@@ -61,9 +65,12 @@ local SOURCE = 'retry-queue'
 
 local K_TASKS, K_READY, K_DELAYED, K_LEASED, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DLQ, K_ERR, K_DEAD, K_IDEM, K_IDEMX, K_INFO = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local K_STARTS = KEYS[12]
 
 local now = ck_now(ARGV[1])
 local CFG = ARGV[2]
 local HDR = 48
 -- Bounds of stored numbers (MAX_DURATION_MS and EXACT in Rust): durations, times, counters.
 local MAXD, EXACT, MAXS, MAXA = 34359738368, 9007199254740992, 2147483648, 10000
+-- Bounds of the limits (MAX_LEASED and MAX_RATE in Rust).
+local MAXL, MAXR = 1000000, 1000000

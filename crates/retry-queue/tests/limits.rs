@@ -1,0 +1,290 @@
+//! The limits every worker obeys, stored with the queue: at most K tasks leased at once and at
+//! most R starts in any interval, decided by the claim script on server time. Worker *processes*
+//! (this test binary run again with `LIMITS_WORKER` set) run one queue together; the starts they
+//! record (server-stamped by the claim) never put more than R in any interval, and no more than
+//! K handlers ever run at once.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use coordkit_core::{Error, Key, Keyspace, Pool, PoolConfig, redis};
+use coordkit_retry_queue::{Limits, NewTask, Queue, QueueError, Rate, TaskOptions, Worker};
+use coordkit_testkit::{TestRedis, Topology};
+
+const ENV_ROLE: &str = "LIMITS_WORKER";
+const ENV_URL: &str = "LIMITS_URL";
+const ENV_NS: &str = "LIMITS_NS";
+
+const QUEUE: &str = "limited";
+const WORKERS: usize = 4;
+const TASKS: u64 = 40;
+const MAX_LEASED: u32 = 3;
+const RATE: Rate = Rate {
+    starts: 5,
+    per: Duration::from_millis(300),
+};
+const LEASE: Duration = Duration::from_secs(30);
+/// A guard against hangs only.
+const GUARD: Duration = Duration::from_secs(120);
+
+/// The keys where the worker processes log what they saw: each start's server time, and how many
+/// handlers ran (their own included) when each started.
+fn logs(keyspace: &Keyspace) -> (Key, Key, Key) {
+    let instance = keyspace.instance("test", "limits").unwrap();
+    (
+        instance.key("starts"),
+        instance.key("running"),
+        instance.key("seen"),
+    )
+}
+
+/// One worker process: runs the queue's tasks until its stdin closes.
+#[test]
+fn worker_process() {
+    let Ok(name) = std::env::var(ENV_ROLE) else {
+        return; // Run as a test of its own: nothing to do.
+    };
+    let url = std::env::var(ENV_URL).unwrap();
+    let keyspace = Keyspace::new(&std::env::var(ENV_NS).unwrap()).unwrap();
+    coordkit_testkit::blocking_runtime().block_on(async move {
+        let pool = Pool::connect(PoolConfig::from_url(&url).unwrap())
+            .await
+            .unwrap();
+        let queue = Queue::builder(&pool, &keyspace, QUEUE).build().unwrap();
+        let (starts, running, seen) = logs(&keyspace);
+        let p = pool.clone();
+        let worker = Worker::builder(&queue, move |task| {
+            let (pool, starts, running, seen) =
+                (p.clone(), starts.clone(), running.clone(), seen.clone());
+            async move {
+                // The claim's server time: the deadline it gave, less the lease.
+                let started = task.deadline_ms - LEASE.as_millis() as u64;
+                let now_running: u64 = pool
+                    .query(redis::cmd("INCR").arg(&running))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _: () = pool
+                    .query(redis::cmd("RPUSH").arg(&starts).arg(started))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _: () = pool
+                    .query(redis::cmd("RPUSH").arg(&seen).arg(now_running))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _: () = pool
+                    .query(redis::cmd("DECR").arg(&running))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<(), String>(())
+            }
+        })
+        .concurrency(4)
+        .start()
+        .await
+        .unwrap();
+        // Told on stdout, which the test that started this process reads.
+        let mut out = std::io::stdout();
+        writeln!(out, "limits: {name} ready").unwrap();
+        out.flush().unwrap();
+        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+            .await
+            .unwrap()
+            .unwrap();
+        worker.shutdown().await;
+    });
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_worker(redis: &TestRedis, ns: &str, name: &str) -> Process {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "worker_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV_ROLE, name)
+        .env(ENV_URL, redis.url())
+        .env(ENV_NS, ns)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Wait until it runs its worker.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("the worker process ended").unwrap();
+        if line.contains("limits: ") && line.contains(" ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Process(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_never_exceed_the_queue_limits() {
+    for topology in [Topology::Standalone, Topology::Cluster] {
+        let redis = TestRedis::start(topology);
+        let pool = redis.pool().await;
+        let keyspace = redis.keyspace();
+        let queue = Queue::builder(&pool, &keyspace, QUEUE).build().unwrap();
+        let limits = Limits {
+            max_leased: Some(MAX_LEASED),
+            rate: Some(RATE),
+        };
+        queue.set_limits(limits).await.unwrap();
+        assert_eq!(queue.stats().await.unwrap().limits, limits);
+        let batch: Vec<NewTask> = (0..TASKS)
+            .map(|i| NewTask::new(format!("{i}")).options(TaskOptions::default().lease(LEASE)))
+            .collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        let workers: Vec<Process> = (0..WORKERS)
+            .map(|i| start_worker(&redis, keyspace.namespace(), &format!("w{i}")))
+            .collect();
+        tokio::time::timeout(GUARD, async {
+            while queue.stats().await.unwrap().completed < TASKS {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{topology:?}: the tasks did not all complete"));
+        drop(workers);
+
+        let (starts, _, seen) = logs(&keyspace);
+        let mut starts: Vec<u64> = pool
+            .query(redis::cmd("LRANGE").arg(&starts).arg(0).arg(-1))
+            .await
+            .unwrap();
+        let seen: Vec<u64> = pool
+            .query(redis::cmd("LRANGE").arg(&seen).arg(0).arg(-1))
+            .await
+            .unwrap();
+        assert_eq!(
+            starts.len() as u64,
+            TASKS,
+            "{topology:?}: one start per task"
+        );
+        // No R + 1 starts within one interval: any R + 1 in a row span at least the interval.
+        starts.sort_unstable();
+        let (r, per) = (RATE.starts as usize, RATE.per.as_millis() as u64);
+        for w in starts.windows(r + 1) {
+            assert!(
+                w[r] - w[0] >= per,
+                "{topology:?}: {} starts within {per} ms: {w:?}",
+                r + 1
+            );
+        }
+        let most = seen.iter().copied().max().unwrap();
+        assert!(
+            most <= u64::from(MAX_LEASED),
+            "{topology:?}: {most} handlers ran at once"
+        );
+        let stats = queue.stats().await.unwrap();
+        assert_eq!(
+            (stats.ready, stats.leased, stats.completed),
+            (0, 0, TASKS),
+            "{topology:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_out_of_range_are_refused_naming_them() {
+    let redis = TestRedis::start(Topology::Standalone);
+    let pool = redis.pool().await;
+    let queue = Queue::builder(&pool, &redis.keyspace(), QUEUE)
+        .build()
+        .unwrap();
+    let bad = [
+        (
+            Limits {
+                max_leased: Some(0),
+                rate: None,
+            },
+            "max_leased",
+        ),
+        (
+            Limits {
+                max_leased: Some(1_000_001),
+                rate: None,
+            },
+            "max_leased",
+        ),
+        (
+            Limits {
+                max_leased: None,
+                rate: Some(Rate {
+                    starts: 0,
+                    per: Duration::from_secs(1),
+                }),
+            },
+            "rate.starts",
+        ),
+        (
+            Limits {
+                max_leased: None,
+                rate: Some(Rate {
+                    starts: 1,
+                    per: Duration::ZERO,
+                }),
+            },
+            "rate.per",
+        ),
+        (
+            Limits {
+                max_leased: None,
+                rate: Some(Rate {
+                    starts: 1,
+                    per: Duration::MAX,
+                }),
+            },
+            "rate.per",
+        ),
+    ];
+    for (limits, field) in bad {
+        match queue.set_limits(limits).await {
+            Err(QueueError::Core(Error::InvalidConfig { field: f, .. })) => assert_eq!(f, field),
+            other => panic!("{limits:?}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        queue.stats().await.unwrap().limits,
+        Limits::default(),
+        "nothing written"
+    );
+    // Cleared limits let every claim through again.
+    let limits = Limits {
+        max_leased: Some(1),
+        rate: Some(RATE),
+    };
+    queue.set_limits(limits).await.unwrap();
+    queue
+        .enqueue_batch(&[NewTask::new("a"), NewTask::new("b")])
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.claim(10).await.unwrap().tasks.len(),
+        1,
+        "one lease at most"
+    );
+    queue.set_limits(Limits::default()).await.unwrap();
+    assert_eq!(
+        queue.claim(10).await.unwrap().tasks.len(),
+        1,
+        "the other, unlimited"
+    );
+    assert_eq!(queue.stats().await.unwrap().limits, Limits::default());
+}
