@@ -333,3 +333,42 @@ async fn on_a_cluster_each_inbox_publishes_on_its_own_shard() {
         server.shutdown().await;
     }
 }
+
+redis_test! {
+    async fn a_shutdown_deadline_abandons_a_stuck_handler_and_its_request_comes_back(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let stuck = MeshAgent::builder(&pool, &ks, "stuck")
+            .visibility_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let server = stuck
+            .serve(|_: u32| async { std::future::pending::<Result<u32, String>>().await })
+            .await
+            .unwrap();
+        let alice = MeshAgent::builder(&pool, &ks, "alice").build().unwrap();
+        let ask = tokio::spawn({
+            let alice = alice.clone();
+            async move { alice.ask::<u32, u32>("stuck", &7, Duration::from_secs(30)).await }
+        });
+        tokio::time::timeout(GUARD, async {
+            while stuck.inbox_stats().await.unwrap().pending == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the request never reached the stuck handler");
+        let clean = tokio::time::timeout(GUARD, server.shutdown_within(Duration::from_millis(100)))
+            .await
+            .expect("the shutdown did not keep its deadline");
+        assert!(!clean, "a handler was abandoned");
+        // Never answered, the request comes back after the visibility timeout to the next run.
+        let server = stuck.serve(|n: u32| async move { Ok::<_, String>(n + 1) }).await.unwrap();
+        let reply = tokio::time::timeout(GUARD, ask).await.unwrap().unwrap().unwrap();
+        assert_eq!(reply, Reply::Answer(8));
+        let clean = tokio::time::timeout(GUARD, server.shutdown_within(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(clean);
+    }
+}

@@ -96,24 +96,54 @@ impl Server {
     /// Marks the agent gone (asks to it then answer no responders, and no request is pushed
     /// to it any more), stops taking requests, and waits for those in flight to be answered.
     /// Requests still waiting stay in the inbox for the agent's next run.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        self.stop(None).await;
+    }
+
+    /// [`Server::shutdown`], waiting at most `deadline` for the requests in flight: handlers
+    /// still running then are abandoned, and their requests, never acknowledged, are delivered
+    /// again after the visibility timeout (to another member, for a capability). Answers
+    /// whether every request in flight was answered.
+    pub async fn shutdown_within(self, deadline: Duration) -> bool {
+        self.stop(Some(deadline)).await
+    }
+
+    async fn stop(mut self, deadline: Option<Duration>) -> bool {
+        let until = deadline.map(|d| tokio::time::Instant::now() + d);
         self.heartbeat.abort();
         if let Err(e) = self.agent.alive(&self.inbox, 0, false).await {
             tracing::warn!(agent = %self.agent.name(), "marking the agent gone: {e}");
         }
         self.stop.send_replace(true);
+        let mut clean = true;
         if let Some(serving) = self.serving.take()
             && let Ok(mut running) = serving.await
         {
-            while running.join_next().await.is_some() {}
+            let drained = async { while running.join_next().await.is_some() {} };
+            match until {
+                None => drained.await,
+                Some(until) => {
+                    if tokio::time::timeout_at(until, drained).await.is_err() {
+                        // Dropping the set aborts the handlers still running.
+                        clean = false;
+                        tracing::warn!(
+                            agent = %self.agent.name(),
+                            "abandoned {} requests at the shutdown deadline",
+                            running.len()
+                        );
+                    }
+                }
+            }
         }
-        // Every answer is in: the acknowledger applies the last batch and ends.
+        // Every answer is in (or abandoned): the acknowledger applies the last batch and ends.
         if let Some(acking) = self.acking.take() {
             let _ = acking.await;
         }
         for companion in std::mem::take(&mut self.companions) {
-            Box::pin(companion.shutdown()).await;
+            let left = until.map(|u| u.saturating_duration_since(tokio::time::Instant::now()));
+            clean &= Box::pin(companion.stop(left)).await;
         }
+        clean
     }
 }
 
