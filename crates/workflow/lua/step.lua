@@ -18,6 +18,9 @@ end
 if r.st ~= RUNNING or r.token ~= token or r.lease <= NOW then return { LEASE_LOST, encode(r) } end
 local step = tonumber(ARGV[7])
 if op == CHECKPOINT and step <= r.step then return { STEP_DONE, encode(r) } end
+-- The lease stays a number the header holds (Rust refuses more than 2^40 ms already).
+if not (lease_ms >= 0) then lease_ms = 0 end
+if lease_ms > MAX - NOW then lease_ms = MAX - NOW end
 
 -- writes:
 if NOW + lease_ms > r.lease then r.lease = NOW + lease_ms end

@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
 const MAX_BYTES: usize = 512 << 20;
 
 /// The longest TTL or lease: 2^40 ms (about 35 years).
-const MAX_DURATION_MS: u64 = 1 << 40;
+pub(crate) const MAX_DURATION_MS: u64 = 1 << 40;
 
 /// A store's settings, as its builder validated them ([`WorkflowStore::config`]).
 /// [`StoreConfig::default`] holds every setter's default.

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use coordkit_core::Error;
+use coordkit_core::time::duration_ms;
+
 use crate::code;
+use crate::config::MAX_DURATION_MS;
 use crate::error::{Result, WorkflowError};
 use crate::store::WorkflowStore;
 use crate::types::{Checkpoint, Outcome, Status, WorkflowInfo};
@@ -155,8 +159,13 @@ impl Lease {
         self.extend_by(self.store.config().lease).await
     }
 
-    /// Renews the lease to at least now + `by`.
+    /// Renews the lease to at least now + `by` (0 to 2^40 ms; longer is
+    /// [`Error::InvalidConfig`](coordkit_core::Error::InvalidConfig) naming `extend_by`, with
+    /// nothing written).
     pub async fn extend_by(&mut self, by: Duration) -> Result<Outcome> {
+        if duration_ms(by) > MAX_DURATION_MS {
+            return Err(Error::invalid_config("extend_by", "must be at most 2^40 ms").into());
+        }
         let (o, info) = self
             .store
             .step(code::EXTEND, &self.info.id, self.info.token, by, 0, &[])
