@@ -126,8 +126,15 @@ impl RedisBackend {
         let mut out = Vec::with_capacity(r.len());
         for i in 0..r.len() {
             let e = r.list(i, "entry")?;
+            let code = e.u64(0, "code")?;
+            if code == code::SKIPPED {
+                // Named as well as it can be: an id that is not UTF-8 must not fail the batch.
+                let id = String::from_utf8_lossy(e.bytes(1, "id")?).into_owned();
+                out.push(ClaimEntry::Skipped(id));
+                continue;
+            }
             let id = e.text(1, "id")?;
-            let entry = match e.u64(0, "code")? {
+            let entry = match code {
                 code::OK => ClaimEntry::Claimed {
                     info: header(S, id, e.bytes(2, "header")?)?,
                     input: e.bytes(3, "input")?.to_vec(),
@@ -139,7 +146,6 @@ impl RedisBackend {
                 code::BUSY => ClaimEntry::Busy(header(S, id, e.bytes(2, "header")?)?),
                 code::FINISHED => ClaimEntry::Finished(header(S, id, e.bytes(2, "header")?)?),
                 code::NOT_FOUND => ClaimEntry::NotFound,
-                code::SKIPPED => ClaimEntry::Skipped(id.to_owned()),
                 other => return Err(Error::decode(S, format!("no answer code {other}")).into()),
             };
             out.push(entry);

@@ -29,7 +29,8 @@ pub enum Claim {
 pub struct Claimed {
     /// The leases, one per claimed workflow.
     pub leases: Vec<Lease>,
-    /// Ids met whose header does not decode (bad stored data): left as they are.
+    /// Ids met whose header, or last checkpoint, does not decode (bad stored data): left as
+    /// they are.
     pub skipped: Vec<String>,
 }
 
