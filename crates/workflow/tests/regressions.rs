@@ -122,3 +122,30 @@ redis_test! {
         assert_eq!(l.last_checkpoint().map(|c| c.step), Some(1));
     }
 }
+
+redis_test! {
+    /// A header whose owner or type is not UTF-8 decoded in the scripts but not in Rust: a
+    /// step wrote, then answered Decode (found by the corruption proptest).
+    async fn a_header_whose_names_are_not_utf8_is_corrupt_before_any_write(redis) {
+        let clock = ManualClock::new(1_000_000);
+        let (pool, s) = store(&redis, &clock).await;
+        let mut l = started(&s, "w").await;
+        let good = hget(&pool, &s, "w").await.unwrap();
+        for bad in [&b"\xff"[..], b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"] {
+            // The owner is the header's last field ("o"): replace it.
+            let mut h = good[..good.len() - 3].to_vec();
+            h.extend_from_slice(&u16::try_from(bad.len()).unwrap().to_le_bytes());
+            h.extend_from_slice(bad);
+            hset(&pool, &s, "w", &h).await;
+            assert_eq!(corrupt_key(l.extend().await), s.keys()[0].as_str(), "{bad:?}");
+            assert_eq!(hget(&pool, &s, "w").await.unwrap(), h);
+        }
+        // UTF-8 beyond ASCII is fine.
+        let mut h = good[..good.len() - 3].to_vec();
+        h.extend_from_slice(&[3, 0]);
+        h.extend_from_slice("é!".as_bytes());
+        hset(&pool, &s, "w", &h).await;
+        assert_eq!(l.extend().await.unwrap(), Outcome::Done);
+        assert_eq!(l.info().owner.as_deref(), Some("é!"));
+    }
+}

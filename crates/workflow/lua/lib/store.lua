@@ -38,13 +38,41 @@ local STATUS_NAMES = { 'pending', 'running', 'completed', 'failed', 'cancelled' 
 -- finished, expires, claims, type, owner.
 local HEAD = '<BI4I4I8I8I8I8I8I8I8I4I2c0I2c0'
 
+-- Whether `s` is UTF-8 (as Rust reads a header's type and owner): ASCII at once, else each
+-- sequence checked (no overlong forms, no surrogates, nothing past U+10FFFF).
+local function utf8_ok(s)
+  if not string.find(s, '[\128-\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len, lo, hi = 1, 0x80, 0xBF
+    if c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    elseif c >= 0x80 then return false end
+    for k = 1, len - 1 do
+      local b = string.byte(s, i + k)
+      if not b or b < (k == 1 and lo or 0x80) or b > (k == 1 and hi or 0xBF) then
+        return false
+      end
+    end
+    i = i + len
+  end
+  return true
+end
+
 -- The record `h` of `id` as a table, or nil when it is not a header this version wrote.
 local function decode(h)
   local ok, st, step, ncp, token, lease, created, started, updated, finished, expires, claims,
     typ, owner, pos = pcall(struct.unpack, HEAD, h)
   if not ok or pos ~= #h + 1 or st < 1 or st > 5 or token > MAX or lease > MAX
     or created > MAX or started > MAX or updated > MAX or finished > MAX or expires > MAX
-    or ncp > step or ncp > MAX_CHECKPOINTS or #typ == 0 then
+    or ncp > step or ncp > MAX_CHECKPOINTS or #typ == 0 or not utf8_ok(typ)
+    or not utf8_ok(owner) then
     return nil
   end
   return { st = st, step = step, ncp = ncp, token = token, lease = lease, created = created,
