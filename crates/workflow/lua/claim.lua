@@ -96,7 +96,7 @@ expect_writes(plan, K_PENDING, K_LEASES)
 apply_delete(plan)
 for _, id in ipairs(drop_pending) do redis.call('ZREM', K_PENDING, id) end
 for _, id in ipairs(drop_leases) do redis.call('ZREM', K_LEASES, id) end
-if #rescore > 0 then redis.call('ZADD', K_LEASES, unpack(rescore)) end
+zadd_pairs(K_LEASES, rescore)
 for _, t in ipairs(taken) do
   local id, h, resumed, r = t[1], t[2], t[3], t[4]
   redis.call('HSET', K_RECORDS, id, h)

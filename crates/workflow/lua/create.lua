@@ -16,7 +16,7 @@ expect_writes(plan, K_ACTIVE, K_PENDING, K_TYPES, K_EXPIRY)
 
 -- writes:
 apply_delete(plan)
-if #rescore > 0 then redis.call('ZADD', K_EXPIRY, unpack(rescore)) end
+zadd_pairs(K_EXPIRY, rescore)
 local n = { st = PENDING, step = 0, ncp = 0, token = 0, lease = 0, created = NOW, started = 0,
   updated = NOW, finished = 0, expires = NOW + ACTIVE_TTL, claims = 0, typ = typ, owner = '' }
 local h = encode(n)

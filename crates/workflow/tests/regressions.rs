@@ -149,3 +149,48 @@ redis_test! {
         assert_eq!(l.info().owner.as_deref(), Some("é!"));
     }
 }
+
+redis_test! {
+    /// C: claim and create re-scored lagging index entries with one `ZADD key unpack(list)`
+    /// in their write section: past ~4,000 entries Lua's unpack failed after the deletions
+    /// were written, and every later call failed the same way.
+    async fn thousands_of_rescores_do_not_fail_half_way(redis) {
+        let clock = ManualClock::new(1_000_000);
+        let pool = redis.pool().await;
+        let s = WorkflowStore::builder(&pool, &redis.keyspace(), "many")
+            .clock(Clock::Manual(clock.clone()))
+            .lease(Duration::from_secs(5))
+            .active_ttl(Duration::from_secs(10))
+            .sweep_limit(10_000)
+            .build()
+            .unwrap();
+        const N: usize = 4_100;
+        for i in 0..N {
+            s.create(NewWorkflow::new("t", "in").id(&format!("w{i}"))).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(6));
+        let mut leases = s.claim_next(10_000).await.unwrap().leases;
+        assert_eq!(leases.len(), N);
+        clock.advance(Duration::from_secs(3));
+        // The headers' leases and TTLs move on; the leases and expiry indexes lag behind.
+        for l in &mut leases {
+            assert_eq!(l.extend().await.unwrap(), Outcome::Done);
+        }
+        clock.advance(Duration::from_secs(3));
+        // Every entry of the leases index is due, and every header says later: re-scored.
+        let c = s.resume_orphans(10_000).await.unwrap();
+        assert!(c.leases.is_empty() && c.skipped.is_empty());
+        // The same for the sweep of the expiry index.
+        s.create(NewWorkflow::new("t", "in").id("new")).await.unwrap();
+        let due: Vec<String> = pool
+            .query(redis::cmd("ZRANGEBYSCORE").arg(&s.keys()[8]).arg("-inf").arg(clock.now_ms()))
+            .await
+            .unwrap();
+        assert!(due.is_empty(), "{} not re-scored", due.len());
+        let due: Vec<String> = pool
+            .query(redis::cmd("ZRANGEBYSCORE").arg(&s.keys()[3]).arg("-inf").arg(clock.now_ms()))
+            .await
+            .unwrap();
+        assert!(due.is_empty(), "{} not re-scored", due.len());
+    }
+}

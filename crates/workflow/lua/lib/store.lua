@@ -175,6 +175,14 @@ local function apply_delete(plan)
   end
 end
 
+-- ZADD of `pairs` (score, member, ...) to `key`, a thousand values a call (unpack takes a few
+-- thousand at most).
+local function zadd_pairs(key, pairs)
+  for from = 1, #pairs, 1000 do
+    redis.call('ZADD', key, unpack(pairs, from, math.min(#pairs, from + 999)))
+  end
+end
+
 -- The sweep: up to `limit` entries of `expiry` whose deadline passed. Plans the deletion of
 -- the records whose header agrees, and the re-scoring of those whose header says later.
 local function plan_sweep(plan, rescore, limit)
