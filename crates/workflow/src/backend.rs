@@ -7,7 +7,7 @@ use coordkit_core::{Clock, Error, Invocation, Key, KeyKind, Keyspace, Pool, Scri
 
 use crate::code;
 use crate::config::StoreConfig;
-use crate::error::Result;
+use crate::error::{Result, WorkflowError};
 use crate::model::ClaimEntry;
 use crate::scripts;
 use crate::types::{
@@ -330,6 +330,11 @@ fn outcome(
             Some(i) => Outcome::AlreadyFinished(i.status),
             None => return Err(Error::decode(script, "a finished answer without header").into()),
         },
+        code::FULL => {
+            return Err(WorkflowError::TooManyCheckpoints {
+                max: code::MAX_CHECKPOINTS,
+            });
+        }
         other => return Err(Error::decode(script, format!("no answer code {other}")).into()),
     };
     let info = if o == Outcome::Done { info } else { None };

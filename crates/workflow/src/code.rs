@@ -17,6 +17,7 @@ pub(crate) const NOT_FOUND: u64 = 5;
 pub(crate) const BUSY: u64 = 6;
 pub(crate) const EXISTS: u64 = 7;
 pub(crate) const SKIPPED: u64 = 8;
+pub(crate) const FULL: u64 = 9;
 
 /// Claim modes.
 pub(crate) const BY_ID: u8 = 1;
@@ -57,9 +58,14 @@ mod tests {
             (
                 lib,
                 format!(
-                    "local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED = \
-                     {OK}, {LEASE_LOST}, {STEP_DONE}, {FINISHED}, {NOT_FOUND}, {BUSY}, {EXISTS}, \
-                     {SKIPPED}"
+                    "local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED, FULL ="
+                ),
+            ),
+            (
+                lib,
+                format!(
+                    "  {OK}, {LEASE_LOST}, {STEP_DONE}, {FINISHED}, {NOT_FOUND}, {BUSY}, {EXISTS}, \
+                     {SKIPPED}, {FULL}"
                 ),
             ),
             (lib, format!("local SOURCE = '{SOURCE}'")),

@@ -127,6 +127,8 @@ impl Lease {
             return Err(WorkflowError::StepZero);
         }
         self.store.check_output("checkpoint", output.len())?;
+        // A fast path: the scripts (and the model) check the count the workflow holds, which
+        // another clone of this lease may have raised.
         if self.info.checkpoints >= code::MAX_CHECKPOINTS {
             return Err(WorkflowError::TooManyCheckpoints {
                 max: code::MAX_CHECKPOINTS,

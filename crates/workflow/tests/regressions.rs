@@ -194,3 +194,29 @@ redis_test! {
         assert!(due.is_empty(), "{} not re-scored", due.len());
     }
 }
+
+redis_test! {
+    /// D: the checkpoint limit was checked only against the lease's cached count: a clone of
+    /// the lease (or any holder whose count is stale) took the header past 100,000
+    /// checkpoints, after which it no longer decoded.
+    async fn the_checkpoint_limit_holds_for_a_stale_lease(redis) {
+        let clock = ManualClock::new(1_000_000);
+        let (pool, s) = store(&redis, &clock).await;
+        let mut l = started(&s, "w").await;
+        // The workflow as a holder leaves it after 100,000 checkpoints (steps 1 to 100,000):
+        // this handle's count is stale.
+        let mut h = hget(&pool, &s, "w").await.unwrap();
+        h[1..5].copy_from_slice(&100_000u32.to_le_bytes());
+        h[5..9].copy_from_slice(&100_000u32.to_le_bytes());
+        hset(&pool, &s, "w", &h).await;
+        let r = l.checkpoint(100_001, "one more").await;
+        assert!(
+            matches!(r, Err(WorkflowError::TooManyCheckpoints { max: 100_000 })),
+            "{r:?}"
+        );
+        assert_eq!(hget(&pool, &s, "w").await.unwrap(), h);
+        assert_eq!(hget(&pool, &s, "w c100001").await, None);
+        // The workflow still decodes, and completes.
+        assert_eq!(l.complete("done").await.unwrap(), Outcome::Done);
+    }
+}
