@@ -26,16 +26,25 @@ local k_done = K_DONE[op]
 local plan = { seen = { [id] = true }, keys = {} }
 local card = redis.call('ZCARD', k_done)
 CHECKED[k_done] = true
+-- An entry whose live record says another status is stray: the header wins, only the entry
+-- goes.
+local strays = {}
 if card + 1 > KEEP then
   for _, old in ipairs(redis.call('ZRANGE', k_done, 0, card - KEEP)) do
     local h = redis.call('HGET', K_RECORDS, old)
-    plan_delete(plan, old, h and decode(h), k_done)
+    local o = h and decode(h)
+    if o and o.st ~= op and o.expires > NOW then
+      strays[#strays + 1] = old
+    else
+      plan_delete(plan, old, o, k_done)
+    end
   end
 end
 expect_writes(plan, K_ACTIVE, r.st == PENDING and K_PENDING or K_LEASES, K_EXPIRY)
 
 -- writes:
 apply_delete(plan)
+for _, old in ipairs(strays) do redis.call('ZREM', k_done, old) end
 local was = r.st
 r.st, r.finished, r.updated, r.lease, r.expires = op, NOW, NOW, 0, NOW + FINISHED_TTL
 local h = encode(r)

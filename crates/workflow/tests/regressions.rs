@@ -1,6 +1,8 @@
 //! Regressions for bugs found in review (issue 18's review, bugs A to G): each failed on the
 //! code before its fix.
 
+mod common;
+
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, ManualClock, Pool, redis};
@@ -218,5 +220,35 @@ redis_test! {
         assert_eq!(hget(&pool, &s, "w c100001").await, None);
         // The workflow still decodes, and completes.
         assert_eq!(l.complete("done").await.unwrap(), Outcome::Done);
+    }
+}
+
+redis_test! {
+    /// E: finishing evicted whatever record the oldest entries of the finished index named,
+    /// even a running one named by a stray entry: a live workflow was deleted.
+    async fn a_stray_finished_entry_never_deletes_a_live_workflow(redis) {
+        let clock = ManualClock::new(1_000_000);
+        let (pool, s) = store(&redis, &clock).await;
+        let _l0 = started(&s, "w0").await;
+        let mut l1 = started(&s, "w1").await;
+        let mut l2 = started(&s, "w2").await;
+        s.create(NewWorkflow::new("t", "in").id("w3")).await.unwrap();
+        for (i, id) in [(4, "w0"), (4, "w3"), (6, "w0")] {
+            let _: () = pool.query(redis::cmd("ZADD").arg(&s.keys()[i]).arg(0).arg(id)).await.unwrap();
+        }
+        clock.advance(Duration::from_millis(1));
+        // keep_finished(2): the third entry of completed evicts the oldest, the stray ones.
+        assert_eq!(l1.complete("r").await.unwrap(), Outcome::Done);
+        assert_eq!(l2.complete("r").await.unwrap(), Outcome::Done);
+        assert_eq!(s.cancel("w1").await.unwrap(), Outcome::AlreadyFinished(coordkit_workflow::Status::Completed));
+        s.create(NewWorkflow::new("t", "in").id("w4")).await.unwrap();
+        s.create(NewWorkflow::new("t", "in").id("w5")).await.unwrap();
+        assert_eq!(s.cancel("w4").await.unwrap(), Outcome::Done);
+        assert_eq!(s.cancel("w5").await.unwrap(), Outcome::Done);
+        for id in ["w0", "w3"] {
+            assert!(s.get(id).await.unwrap().is_some(), "{id} was deleted");
+        }
+        let ids = common::assert_consistent(&pool, &s).await;
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["w0", "w1", "w2", "w3", "w4", "w5"]);
     }
 }
