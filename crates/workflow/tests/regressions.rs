@@ -252,3 +252,43 @@ redis_test! {
         assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["w0", "w1", "w2", "w3", "w4", "w5"]);
     }
 }
+
+redis_test! {
+    /// F: the sweep and the eviction deleted a record whose header does not decode, silently
+    /// (and probed up to 100,000 checkpoint fields of each). They skip it now, and leave it
+    /// for a listing to name.
+    async fn the_sweep_and_the_eviction_keep_a_corrupt_record(redis) {
+        let clock = ManualClock::new(1_000_000);
+        let (pool, s) = store(&redis, &clock).await;
+        let mut l0 = started(&s, "w0").await;
+        let mut l1 = started(&s, "w1").await;
+        l0.complete("r").await.unwrap();
+        l1.checkpoint(1, "one").await.unwrap();
+        s.create(NewWorkflow::new("t", "in").id("w2")).await.unwrap();
+        s.create(NewWorkflow::new("t", "in").id("w3")).await.unwrap();
+        hset(&pool, &s, "w0", b"bad").await;
+        hset(&pool, &s, "w1", b"bad").await;
+        // keep_finished(2): two more completed evict w0's entry.
+        for id in ["w4", "w5"] {
+            started(&s, id).await.complete("r").await.unwrap();
+        }
+        assert_eq!(hget(&pool, &s, "w0").await.as_deref(), Some(&b"bad"[..]));
+        let page = s.list(&coordkit_workflow::Listing::Status(coordkit_workflow::Status::Completed), None, 10).await.unwrap();
+        assert_eq!(page.skipped, ["w0"]);
+        // Past the active TTL, a create sweeps w2 and w3, and keeps w1.
+        clock.advance(Duration::from_secs(101));
+        s.create(NewWorkflow::new("t", "in").id("new")).await.unwrap();
+        assert_eq!(hget(&pool, &s, "w1").await.as_deref(), Some(&b"bad"[..]));
+        assert_eq!(hget(&pool, &s, "w1 c1").await.as_deref(), Some(&b"\x01\0\0\0one"[..]));
+        assert_eq!(hget(&pool, &s, "w2").await, None);
+        assert_eq!(hget(&pool, &s, "w3").await, None);
+        let mut skipped = s.restore().await.unwrap().skipped;
+        skipped.sort();
+        assert_eq!(skipped, ["w0", "w1"]);
+        // Once the bad headers are deleted, the leftovers go with the next sweep.
+        let _: () = pool.query(redis::cmd("HDEL").arg(&s.keys()[0]).arg("w0").arg("w1")).await.unwrap();
+        clock.advance(Duration::from_secs(101));
+        s.create(NewWorkflow::new("t", "in").id("new2")).await.unwrap();
+        assert_eq!(hget(&pool, &s, "w1 c1").await, None);
+    }
+}

@@ -125,9 +125,12 @@ end
 
 -- Deleting records: plan (reads, before any write), then apply (writes). `plan` is a list
 -- with a `seen` set (each record is planned once) and `keys`, the set of indexes the deletions
--- write. A plan entry is { id, type (or false), checkpoints, indexes }: for a record that
--- does not decode, its checkpoint fields are found by probing and every index is cleaned.
+-- write. A plan entry is { id, type (or false), checkpoints, indexes }. `r` is the record's
+-- header, or nil when it has none (a record whose header does not decode is never deleted:
+-- callers skip and name it); without one, its leftover fields and every index are cleaned,
+-- the checkpoint fields found by probing, PROBES at most a call.
 -- `met` is the index the id was met in (cleaned even when the header says another status).
+local PROBES = 1000
 local function plan_delete(plan, id, r, met)
   if plan.seen[id] then return end
   plan.seen[id] = true
@@ -135,13 +138,10 @@ local function plan_delete(plan, id, r, met)
   if r then
     typ, n, st = r.typ, r.ncp, r.st
   else
-    local fields = redis.call('HMGET', K_RECORDS, id, id .. ' t')
-    typ = fields[2]
-    if fields[1] then
-      while n < MAX_CHECKPOINTS
-        and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
-        n = n + 1
-      end
+    typ = redis.call('HGET', K_RECORDS, id .. ' t')
+    while PROBES > 0 and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
+      PROBES = PROBES - 1
+      n = n + 1
     end
   end
   local indexes = indexes_of(st)
@@ -185,14 +185,20 @@ local function zadd_pairs(key, pairs)
 end
 
 -- The sweep: up to `limit` entries of `expiry` whose deadline passed. Plans the deletion of
--- the records whose header agrees, and the re-scoring of those whose header says later.
-local function plan_sweep(plan, rescore, limit)
+-- the records whose header agrees, and the re-scoring of those whose header says later. A
+-- record whose header does not decode is left as it is and named in `skipped`; its entry is
+-- re-scored an active TTL on, so the sweep meets it again only then.
+local function plan_sweep(plan, rescore, limit, skipped)
   local ids = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', NOW, 'LIMIT', 0, limit)
   CHECKED[K_EXPIRY] = true
   for _, id in ipairs(ids) do
     local h = redis.call('HGET', K_RECORDS, id)
     local r = h and decode(h)
-    if r and r.expires > NOW then
+    if h and not r then
+      skipped[#skipped + 1] = id
+      rescore[#rescore + 1] = NOW + ACTIVE_TTL
+      rescore[#rescore + 1] = id
+    elseif r and r.expires > NOW then
       rescore[#rescore + 1] = r.expires
       rescore[#rescore + 1] = id
     else
