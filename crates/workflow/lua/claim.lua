@@ -31,7 +31,8 @@ local function take(id, r)
     r.started = NOW
   end
   r.st, r.token, r.lease, r.owner = RUNNING, r.token + 1, NOW + lease_ms, owner
-  r.updated, r.expires, r.claims = NOW, NOW + ACTIVE_TTL, r.claims + 1
+  -- claims: a 4-byte field, saturated (as the model does).
+  r.updated, r.expires, r.claims = NOW, NOW + ACTIVE_TTL, math.min(r.claims + 1, 4294967295)
   local h = encode(r)
   taken[#taken + 1] = { id, h, resumed, r }
   out[#out + 1] = { OK, id, h, got[1] or '', got[2] or false }

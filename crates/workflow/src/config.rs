@@ -78,6 +78,10 @@ impl StoreConfig {
                 return bad(field, "must be 1 ms to 2^40 ms");
             }
         }
+        // A live holder must not outlive its record (the TTL is refreshed by its writes).
+        if self.lease >= self.active_ttl {
+            return bad("lease", "must be shorter than active_ttl");
+        }
         if !(1..=1_000_000).contains(&self.keep_finished) {
             return bad("keep_finished", "must be 1 to 1000000");
         }
@@ -153,8 +157,8 @@ impl WorkflowStoreBuilder {
         self
     }
 
-    /// How long a claim's lease lasts; checkpoints and extends renew it (1 ms to 2^40 ms;
-    /// default 30 s).
+    /// How long a claim's lease lasts; checkpoints and extends renew it (1 ms to 2^40 ms,
+    /// shorter than [`active_ttl`](Self::active_ttl); default 30 s).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self

@@ -292,3 +292,28 @@ redis_test! {
         assert_eq!(hget(&pool, &s, "w1 c1").await, None);
     }
 }
+
+redis_test! {
+    /// G: a claim counted `claims + 1` into a 4-byte field without bound (it wrapped); and
+    /// a lease as long as the active TTL let a live holder lose its record.
+    async fn claims_saturate_and_a_lease_must_be_shorter_than_the_active_ttl(redis) {
+        let clock = ManualClock::new(1_000_000);
+        let (pool, s) = store(&redis, &clock).await;
+        s.create(NewWorkflow::new("t", "in").id("w")).await.unwrap();
+        let mut h = hget(&pool, &s, "w").await.unwrap();
+        h[65..69].copy_from_slice(&u32::MAX.to_le_bytes());
+        hset(&pool, &s, "w", &h).await;
+        let Claim::Claimed(l) = s.claim("w").await.unwrap() else { panic!() };
+        assert_eq!(l.info().claims, u32::MAX);
+        for b in [
+            WorkflowStore::builder(&pool, &redis.keyspace(), "x"),
+            WorkflowStore::in_memory("x"),
+        ] {
+            let r = b.lease(Duration::from_secs(10)).active_ttl(Duration::from_secs(10)).build();
+            assert!(
+                matches!(r, Err(WorkflowError::Core(Error::InvalidConfig { field: "lease", .. }))),
+                "{r:?}"
+            );
+        }
+    }
+}
