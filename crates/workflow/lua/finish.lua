@@ -1,7 +1,7 @@
 -- finish: complete or fail under a lease, or cancel (any lease). The finished index of the
 -- status keeps the last KEEP: the oldest beyond are deleted with their records.
 -- ARGV[3] op: the status set (COMPLETED, FAILED or CANCELLED). ARGV[4] id, ARGV[5] token
--- (ignored by a cancel), ARGV[6] the result, the error or the reason ('' = none).
+-- (ignored by a cancel), ARGV[6] the result, the error, or '' (a cancel).
 -- Answer: { OK, header, skipped (the ids met by the eviction whose header does not decode:
 -- kept) } | { LEASE_LOST, header or false } | { FINISHED, header } (finished already:
 -- completed or failed under this token, or any way for a cancel) | { NOT_FOUND, false } (a

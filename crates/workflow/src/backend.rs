@@ -99,11 +99,11 @@ impl RedisBackend {
             .await?;
         let r = Reply::array("workflow-create", &answer)?;
         let info = header("workflow-create", id, r.bytes(1, "header")?)?;
-        Ok(if r.u64(0, "code")? == code::EXISTS {
-            Created::Exists(info)
-        } else {
-            Created::Created(info)
-        })
+        match r.u64(0, "code")? {
+            code::OK => Ok(Created::Created(info)),
+            code::EXISTS => Ok(Created::Exists(info)),
+            other => Err(Error::decode("workflow-create", format!("no answer code {other}")).into()),
+        }
     }
 
     pub(crate) async fn claim(
@@ -236,13 +236,13 @@ impl RedisBackend {
     ) -> Result<Page> {
         const S: &str = "workflow-list";
         let (which, score) = match listing {
-            Listing::Active => (1u8, None),
-            Listing::Status(Status::Pending) => (2, None),
-            Listing::Status(Status::Completed) => (3, None),
-            Listing::Status(Status::Failed) => (4, None),
-            Listing::Status(Status::Cancelled) => (5, None),
-            Listing::Status(Status::Running) => (6, None),
-            Listing::Type(t) => (7, Some(t.as_str())),
+            Listing::Active => (code::L_ACTIVE, None),
+            Listing::Status(Status::Pending) => (code::L_PENDING, None),
+            Listing::Status(Status::Completed) => (code::L_COMPLETED, None),
+            Listing::Status(Status::Failed) => (code::L_FAILED, None),
+            Listing::Status(Status::Cancelled) => (code::L_CANCELLED, None),
+            Listing::Status(Status::Running) => (code::L_RUNNING, None),
+            Listing::Type(t) => (code::L_TYPE, Some(t.as_str())),
         };
         let cursor_score = after.map_or(0, |c| c.score).to_string();
         let answer: Value = self
