@@ -102,7 +102,9 @@ impl RedisBackend {
         match r.u64(0, "code")? {
             code::OK => Ok(Created::Created(info)),
             code::EXISTS => Ok(Created::Exists(info)),
-            other => Err(Error::decode("workflow-create", format!("no answer code {other}")).into()),
+            other => {
+                Err(Error::decode("workflow-create", format!("no answer code {other}")).into())
+            }
         }
     }
 

@@ -67,9 +67,8 @@ mod tests {
             ),
             (
                 lib,
-                format!(
-                    "local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED, FULL ="
-                ),
+                "local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED, FULL ="
+                    .to_owned(),
             ),
             (
                 lib,

@@ -41,7 +41,12 @@ async fn hget(pool: &Pool, store: &WorkflowStore, field: &str) -> Option<Vec<u8>
 
 async fn hset(pool: &Pool, store: &WorkflowStore, field: &str, value: &[u8]) {
     let _: () = pool
-        .query(redis::cmd("HSET").arg(&store.keys()[0]).arg(field).arg(value))
+        .query(
+            redis::cmd("HSET")
+                .arg(&store.keys()[0])
+                .arg(field)
+                .arg(value),
+        )
         .await
         .unwrap();
 }
