@@ -5,7 +5,8 @@
 -- ARGV[5] owner, ARGV[6] lease ms.
 -- Answer: a list of { code, id, header, input, last checkpoint }: OK (claimed; the header
 -- after it, the input, the last checkpoint or false), BUSY (a live lease; header), FINISHED
--- (header), NOT_FOUND, SKIPPED (a header that does not decode: nothing done to it).
+-- (header), NOT_FOUND, SKIPPED (a header that does not decode, or a last checkpoint that is
+-- missing or shorter than 4 bytes: nothing done to it).
 local BY_ID, OLDEST_PENDING, ORPHANS = 1, 2, 3
 
 -- validate: every candidate's header (read), the indexes' types
@@ -13,14 +14,25 @@ local mode, owner, lease_ms = tonumber(ARGV[3]), ARGV[5], tonumber(ARGV[6])
 local out, taken, plan = {}, {}, { seen = {}, keys = {} }
 local rescore, drop_pending, drop_leases = {}, {}, {}
 
+-- Claims `id` (its header `r`), or answers SKIPPED when its last checkpoint is missing or
+-- shorter than 4 bytes (BY_ID: CORRUPT); nothing is written before the write section.
 local function take(id, r)
+  local got = redis.call('HMGET', K_RECORDS, id .. ' i', id .. ' c' .. r.ncp)
+  if r.ncp > 0 and not (got[2] and #got[2] >= 4) then
+    if mode == BY_ID then
+      ck_corrupt(K_RECORDS, 'checkpoint ' .. r.ncp .. ' of workflow ' .. id
+        .. ' is missing or shorter than 4 bytes')
+    end
+    out[#out + 1] = { SKIPPED, id, false, false, false }
+    return
+  end
   local resumed = r.st == RUNNING
   if not resumed then
     r.started = NOW
   end
   r.st, r.token, r.lease, r.owner = RUNNING, r.token + 1, NOW + lease_ms, owner
-  r.updated, r.expires, r.claims = NOW, NOW + ACTIVE_TTL, r.claims + 1
-  local got = redis.call('HMGET', K_RECORDS, id .. ' i', id .. ' c' .. r.ncp)
+  -- claims: a 4-byte field, saturated (as the model does).
+  r.updated, r.expires, r.claims = NOW, NOW + ACTIVE_TTL, math.min(r.claims + 1, 4294967295)
   local h = encode(r)
   taken[#taken + 1] = { id, h, resumed, r }
   out[#out + 1] = { OK, id, h, got[1] or '', got[2] or false }
@@ -85,7 +97,7 @@ expect_writes(plan, K_PENDING, K_LEASES)
 apply_delete(plan)
 for _, id in ipairs(drop_pending) do redis.call('ZREM', K_PENDING, id) end
 for _, id in ipairs(drop_leases) do redis.call('ZREM', K_LEASES, id) end
-if #rescore > 0 then redis.call('ZADD', K_LEASES, unpack(rescore)) end
+zadd_pairs(K_LEASES, rescore)
 for _, t in ipairs(taken) do
   local id, h, resumed, r = t[1], t[2], t[3], t[4]
   redis.call('HSET', K_RECORDS, id, h)

@@ -1,13 +1,16 @@
 -- list: one page of an index, oldest first. Reads only.
--- ARGV[3] which: 1 active, 2 pending, 3 completed, 4 failed, 5 cancelled, 6 running (the active
---         index, filtered), 7 by type (ARGV[4] the type)
--- ARGV[4] the cursor's score (the type for 7), ARGV[5] the cursor's id ('' = from the start),
+-- ARGV[3] which: L_ACTIVE, L_PENDING, L_COMPLETED, L_FAILED, L_CANCELLED, L_RUNNING (the active
+--         index, filtered), L_TYPE (ARGV[4] the type)
+-- ARGV[4] the cursor's score (the type for L_TYPE), ARGV[5] the cursor's id ('' = from the start),
 -- ARGV[6] the page's size.
 -- Answer: { { id, header or false (a header that does not decode) }..., }, the next cursor's
 -- id or false (the end), its score.
+local L_ACTIVE, L_PENDING, L_COMPLETED, L_FAILED, L_CANCELLED, L_RUNNING, L_TYPE =
+  1, 2, 3, 4, 5, 6, 7
 local which, limit, cursor = tonumber(ARGV[3]), tonumber(ARGV[6]), ARGV[5]
 local items, scanned, budget = {}, 0, limit * 10 + 100
 local last_id, last_score = false, 0
+-- By selector, L_ACTIVE to L_TYPE.
 local want = ({ false, PENDING, COMPLETED, FAILED, CANCELLED, RUNNING, false })[which]
 
 local function visit(id)
@@ -18,12 +21,12 @@ local function visit(id)
   if not r then
     items[#items + 1] = { id, false }
   elseif r.expires > NOW and (not want or r.st == want)
-    and (which ~= 1 or r.st <= RUNNING) and (which ~= 7 or r.typ == ARGV[4]) then
+    and (which ~= L_ACTIVE or r.st <= RUNNING) and (which ~= L_TYPE or r.typ == ARGV[4]) then
     items[#items + 1] = { id, h }
   end
 end
 
-if which == 7 then
+if which == L_TYPE then
   local typ = ARGV[4]
   local stop = '(' .. typ .. '!'
   local from = '[' .. typ .. ' '
@@ -44,6 +47,7 @@ if which == 7 then
   return { items, last_id, 0 }
 end
 
+-- By selector, L_ACTIVE to L_RUNNING.
 local key = ({ K_ACTIVE, K_PENDING, KEYS[5], KEYS[6], KEYS[7], K_ACTIVE })[which]
 local start = 0
 if cursor ~= '' then

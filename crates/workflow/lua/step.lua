@@ -5,7 +5,8 @@
 -- ARGV[7] step (checkpoint), ARGV[8] output (checkpoint).
 -- Answer: { OK, header } | { LEASE_LOST, header or false } | { STEP_DONE, header } (the step is
 -- not after the last checkpointed one) | { FINISHED, header } (completed or failed under this
--- token; a cancelled one is a lost lease).
+-- token; a cancelled one is a lost lease) | { FULL, header } (a checkpoint of a workflow that
+-- holds MAX_CHECKPOINTS already: nothing written).
 local CHECKPOINT, EXTEND = 1, 2
 
 -- validate: the record (read); the only key written is the record's
@@ -18,6 +19,10 @@ end
 if r.st ~= RUNNING or r.token ~= token or r.lease <= NOW then return { LEASE_LOST, encode(r) } end
 local step = tonumber(ARGV[7])
 if op == CHECKPOINT and step <= r.step then return { STEP_DONE, encode(r) } end
+if op == CHECKPOINT and r.ncp >= MAX_CHECKPOINTS then return { FULL, encode(r) } end
+-- The lease stays a number the header holds (Rust refuses more than 2^40 ms already).
+if not (lease_ms >= 0) then lease_ms = 0 end
+if lease_ms > MAX - NOW then lease_ms = MAX - NOW end
 
 -- writes:
 if NOW + lease_ms > r.lease then r.lease = NOW + lease_ms end

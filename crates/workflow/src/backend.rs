@@ -7,7 +7,7 @@ use coordkit_core::{Clock, Error, Invocation, Key, KeyKind, Keyspace, Pool, Scri
 
 use crate::code;
 use crate::config::StoreConfig;
-use crate::error::Result;
+use crate::error::{Result, WorkflowError};
 use crate::model::ClaimEntry;
 use crate::scripts;
 use crate::types::{
@@ -99,11 +99,13 @@ impl RedisBackend {
             .await?;
         let r = Reply::array("workflow-create", &answer)?;
         let info = header("workflow-create", id, r.bytes(1, "header")?)?;
-        Ok(if r.u64(0, "code")? == code::EXISTS {
-            Created::Exists(info)
-        } else {
-            Created::Created(info)
-        })
+        match r.u64(0, "code")? {
+            code::OK => Ok(Created::Created(info)),
+            code::EXISTS => Ok(Created::Exists(info)),
+            other => {
+                Err(Error::decode("workflow-create", format!("no answer code {other}")).into())
+            }
+        }
     }
 
     pub(crate) async fn claim(
@@ -126,8 +128,15 @@ impl RedisBackend {
         let mut out = Vec::with_capacity(r.len());
         for i in 0..r.len() {
             let e = r.list(i, "entry")?;
+            let code = e.u64(0, "code")?;
+            if code == code::SKIPPED {
+                // Named as well as it can be: an id that is not UTF-8 must not fail the batch.
+                let id = String::from_utf8_lossy(e.bytes(1, "id")?).into_owned();
+                out.push(ClaimEntry::Skipped(id));
+                continue;
+            }
             let id = e.text(1, "id")?;
-            let entry = match e.u64(0, "code")? {
+            let entry = match code {
                 code::OK => ClaimEntry::Claimed {
                     info: header(S, id, e.bytes(2, "header")?)?,
                     input: e.bytes(3, "input")?.to_vec(),
@@ -139,7 +148,6 @@ impl RedisBackend {
                 code::BUSY => ClaimEntry::Busy(header(S, id, e.bytes(2, "header")?)?),
                 code::FINISHED => ClaimEntry::Finished(header(S, id, e.bytes(2, "header")?)?),
                 code::NOT_FOUND => ClaimEntry::NotFound,
-                code::SKIPPED => ClaimEntry::Skipped(id.to_owned()),
                 other => return Err(Error::decode(S, format!("no answer code {other}")).into()),
             };
             out.push(entry);
@@ -230,13 +238,13 @@ impl RedisBackend {
     ) -> Result<Page> {
         const S: &str = "workflow-list";
         let (which, score) = match listing {
-            Listing::Active => (1u8, None),
-            Listing::Status(Status::Pending) => (2, None),
-            Listing::Status(Status::Completed) => (3, None),
-            Listing::Status(Status::Failed) => (4, None),
-            Listing::Status(Status::Cancelled) => (5, None),
-            Listing::Status(Status::Running) => (6, None),
-            Listing::Type(t) => (7, Some(t.as_str())),
+            Listing::Active => (code::L_ACTIVE, None),
+            Listing::Status(Status::Pending) => (code::L_PENDING, None),
+            Listing::Status(Status::Completed) => (code::L_COMPLETED, None),
+            Listing::Status(Status::Failed) => (code::L_FAILED, None),
+            Listing::Status(Status::Cancelled) => (code::L_CANCELLED, None),
+            Listing::Status(Status::Running) => (code::L_RUNNING, None),
+            Listing::Type(t) => (code::L_TYPE, Some(t.as_str())),
         };
         let cursor_score = after.map_or(0, |c| c.score).to_string();
         let answer: Value = self
@@ -324,6 +332,11 @@ fn outcome(
             Some(i) => Outcome::AlreadyFinished(i.status),
             None => return Err(Error::decode(script, "a finished answer without header").into()),
         },
+        code::FULL => {
+            return Err(WorkflowError::TooManyCheckpoints {
+                max: code::MAX_CHECKPOINTS,
+            });
+        }
         other => return Err(Error::decode(script, format!("no answer code {other}")).into()),
     };
     let info = if o == Outcome::Done { info } else { None };

@@ -1,5 +1,5 @@
 //! Numbers shared with the scripts: the constants of the same names at the top of
-//! `lua/lib/store.lua`, `lua/claim.lua` and `lua/step.lua`. Change one side, change the other.
+//! `lua/lib/store.lua`, `lua/claim.lua`, `lua/step.lua` and `lua/list.lua`. Change one side, change the other.
 
 /// Statuses, as a header stores them.
 pub(crate) const PENDING: u8 = 1;
@@ -17,11 +17,21 @@ pub(crate) const NOT_FOUND: u64 = 5;
 pub(crate) const BUSY: u64 = 6;
 pub(crate) const EXISTS: u64 = 7;
 pub(crate) const SKIPPED: u64 = 8;
+pub(crate) const FULL: u64 = 9;
 
 /// Claim modes.
 pub(crate) const BY_ID: u8 = 1;
 pub(crate) const OLDEST_PENDING: u8 = 2;
 pub(crate) const ORPHANS: u8 = 3;
+
+/// List selectors.
+pub(crate) const L_ACTIVE: u8 = 1;
+pub(crate) const L_PENDING: u8 = 2;
+pub(crate) const L_COMPLETED: u8 = 3;
+pub(crate) const L_FAILED: u8 = 4;
+pub(crate) const L_CANCELLED: u8 = 5;
+pub(crate) const L_RUNNING: u8 = 6;
+pub(crate) const L_TYPE: u8 = 7;
 
 /// Step ops.
 pub(crate) const CHECKPOINT: u8 = 1;
@@ -46,6 +56,7 @@ mod tests {
         let lib = include_str!("../lua/lib/store.lua");
         let claim = include_str!("../lua/claim.lua");
         let step = include_str!("../lua/step.lua");
+        let list = include_str!("../lua/list.lua");
         for (script, line) in [
             (
                 lib,
@@ -56,10 +67,14 @@ mod tests {
             ),
             (
                 lib,
+                "local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED, FULL ="
+                    .to_owned(),
+            ),
+            (
+                lib,
                 format!(
-                    "local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED = \
-                     {OK}, {LEASE_LOST}, {STEP_DONE}, {FINISHED}, {NOT_FOUND}, {BUSY}, {EXISTS}, \
-                     {SKIPPED}"
+                    "  {OK}, {LEASE_LOST}, {STEP_DONE}, {FINISHED}, {NOT_FOUND}, {BUSY}, {EXISTS}, \
+                     {SKIPPED}, {FULL}"
                 ),
             ),
             (lib, format!("local SOURCE = '{SOURCE}'")),
@@ -74,6 +89,18 @@ mod tests {
             (
                 step,
                 format!("local CHECKPOINT, EXTEND = {CHECKPOINT}, {EXTEND}"),
+            ),
+            (
+                list,
+                "local L_ACTIVE, L_PENDING, L_COMPLETED, L_FAILED, L_CANCELLED, L_RUNNING, L_TYPE ="
+                    .to_owned(),
+            ),
+            (
+                list,
+                format!(
+                    "  {L_ACTIVE}, {L_PENDING}, {L_COMPLETED}, {L_FAILED}, {L_CANCELLED}, \
+                     {L_RUNNING}, {L_TYPE}"
+                ),
             ),
         ] {
             assert!(script.lines().any(|l| l == line), "no line `{line}`");

@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
 const MAX_BYTES: usize = 512 << 20;
 
 /// The longest TTL or lease: 2^40 ms (about 35 years).
-const MAX_DURATION_MS: u64 = 1 << 40;
+pub(crate) const MAX_DURATION_MS: u64 = 1 << 40;
 
 /// A store's settings, as its builder validated them ([`WorkflowStore::config`]).
 /// [`StoreConfig::default`] holds every setter's default.
@@ -77,6 +77,10 @@ impl StoreConfig {
             if ms == 0 || ms > MAX_DURATION_MS {
                 return bad(field, "must be 1 ms to 2^40 ms");
             }
+        }
+        // A live holder must not outlive its record (the TTL is refreshed by its writes).
+        if self.lease >= self.active_ttl {
+            return bad("lease", "must be shorter than active_ttl");
         }
         if !(1..=1_000_000).contains(&self.keep_finished) {
             return bad("keep_finished", "must be 1 to 1000000");
@@ -153,8 +157,8 @@ impl WorkflowStoreBuilder {
         self
     }
 
-    /// How long a claim's lease lasts; checkpoints and extends renew it (1 ms to 2^40 ms;
-    /// default 30 s).
+    /// How long a claim's lease lasts; checkpoints and extends renew it (1 ms to 2^40 ms,
+    /// shorter than [`active_ttl`](Self::active_ttl); default 30 s).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
         self

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use coordkit_core::Error;
+use coordkit_core::time::duration_ms;
+
 use crate::code;
+use crate::config::MAX_DURATION_MS;
 use crate::error::{Result, WorkflowError};
 use crate::store::WorkflowStore;
 use crate::types::{Checkpoint, Outcome, Status, WorkflowInfo};
@@ -25,7 +29,8 @@ pub enum Claim {
 pub struct Claimed {
     /// The leases, one per claimed workflow.
     pub leases: Vec<Lease>,
-    /// Ids met whose header does not decode (bad stored data): left as they are.
+    /// Ids met whose header, or last checkpoint, does not decode (bad stored data): left as
+    /// they are.
     pub skipped: Vec<String>,
 }
 
@@ -122,6 +127,8 @@ impl Lease {
             return Err(WorkflowError::StepZero);
         }
         self.store.check_output("checkpoint", output.len())?;
+        // A fast path: the scripts (and the model) check the count the workflow holds, which
+        // another clone of this lease may have raised.
         if self.info.checkpoints >= code::MAX_CHECKPOINTS {
             return Err(WorkflowError::TooManyCheckpoints {
                 max: code::MAX_CHECKPOINTS,
@@ -155,8 +162,13 @@ impl Lease {
         self.extend_by(self.store.config().lease).await
     }
 
-    /// Renews the lease to at least now + `by`.
+    /// Renews the lease to at least now + `by` (0 to 2^40 ms; longer is
+    /// [`Error::InvalidConfig`](coordkit_core::Error::InvalidConfig) naming `extend_by`, with
+    /// nothing written).
     pub async fn extend_by(&mut self, by: Duration) -> Result<Outcome> {
+        if duration_ms(by) > MAX_DURATION_MS {
+            return Err(Error::invalid_config("extend_by", "must be at most 2^40 ms").into());
+        }
         let (o, info) = self
             .store
             .step(code::EXTEND, &self.info.id, self.info.token, by, 0, &[])

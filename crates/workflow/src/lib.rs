@@ -32,10 +32,15 @@
 //! assert_eq!(lease.checkpoint(1, "sources: 12").await?, Outcome::Done);
 //! assert_eq!(lease.checkpoint(2, "outline: 5 parts").await?, Outcome::Done);
 //!
-//! // After a restart: restore everything, resume orphans from their last checkpoint.
+//! // After a restart: restore everything, resume orphans from their last checkpoint. Here
+//! // wf-1's lease is live (its holder is this process), so another orchestrator finds no
+//! // orphan; once a holder dies and its lease runs out, the loop takes its workflows over.
 //! let restored = store.restore().await?;
 //! assert_eq!(restored.active.len(), 1);
-//! for mut orphan in store.resume_orphans(100).await?.leases {
+//! let other = store.with_owner("orchestrator-2")?;
+//! let orphans = other.resume_orphans(100).await?;
+//! assert!(orphans.leases.is_empty());
+//! for mut orphan in orphans.leases {
 //!     let _continue_at = orphan.next_step(); // the step after the last checkpoint
 //!     orphan.complete("done").await?;
 //! }

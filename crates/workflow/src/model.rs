@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::WorkflowError;
 use crate::types::{
     Checkpoint, Created, Cursor, Listing, Outcome, Page, Stats, Status, Workflow, WorkflowInfo,
 };
@@ -230,6 +231,8 @@ impl StoreModel {
     }
 
     /// A lease holder's checkpoint of `step`; renews the lease to at least `now + lease_ms`.
+    /// [`WorkflowError::TooManyCheckpoints`] (nothing written) when the workflow holds the
+    /// most checkpoints one may hold (100,000).
     #[allow(clippy::too_many_arguments)]
     pub fn checkpoint(
         &mut self,
@@ -239,14 +242,19 @@ impl StoreModel {
         lease_ms: u64,
         step: u32,
         output: &[u8],
-    ) -> (Outcome, Option<WorkflowInfo>) {
+    ) -> Result<(Outcome, Option<WorkflowInfo>), WorkflowError> {
         let ttl = self.settings.active_ttl_ms;
         let r = match self.holder(now, id, token) {
             Ok(r) => r,
-            Err(o) => return (o, None),
+            Err(o) => return Ok((o, None)),
         };
         if step <= r.info.step {
-            return (Outcome::StepDone { step: r.info.step }, None);
+            return Ok((Outcome::StepDone { step: r.info.step }, None));
+        }
+        if r.info.checkpoints >= crate::code::MAX_CHECKPOINTS {
+            return Err(WorkflowError::TooManyCheckpoints {
+                max: crate::code::MAX_CHECKPOINTS,
+            });
         }
         Self::renew(&mut r.info, now, lease_ms, ttl);
         r.info.step = step;
@@ -255,7 +263,7 @@ impl StoreModel {
             step,
             output: output.to_vec(),
         });
-        (Outcome::Done, Some(r.info.clone()))
+        Ok((Outcome::Done, Some(r.info.clone())))
     }
 
     /// A lease holder's extension to at least `now + lease_ms`.

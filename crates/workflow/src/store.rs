@@ -341,9 +341,9 @@ impl WorkflowStore {
                 if op == code::CHECKPOINT {
                     m.checkpoint(now, id, token, lease_ms, step, output)
                 } else {
-                    m.extend(now, id, token, lease_ms)
+                    Ok(m.extend(now, id, token, lease_ms))
                 }
-            }),
+            })?,
         }
     }
 }

@@ -195,7 +195,7 @@ pub struct Workflow {
     pub input: Vec<u8>,
     /// Its checkpoints, oldest first.
     pub checkpoints: Vec<Checkpoint>,
-    /// Completed: its result. Failed: its error. Cancelled: the reason given (may be empty).
+    /// Completed: its result. Failed: its error. Cancelled: empty (a cancel takes no reason).
     pub outcome: Option<Vec<u8>>,
 }
 

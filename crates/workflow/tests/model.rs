@@ -20,11 +20,12 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     Create(u8, u8),
-    Claim(u8),
-    ClaimNext(usize),
-    ResumeOrphans,
+    Claim(u8, bool),
+    ClaimNext(usize, bool),
+    ResumeOrphans(usize, bool),
     Checkpoint(usize, u32),
     Extend(usize),
+    ExtendBy(usize, u64),
     Complete(usize),
     Fail(usize),
     Cancel(u8),
@@ -35,11 +36,13 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..7, 0u8..2).prop_map(|(i, t)| Op::Create(i, t)),
-        3 => (0u8..7).prop_map(Op::Claim),
-        3 => (1usize..4).prop_map(Op::ClaimNext),
-        2 => Just(Op::ResumeOrphans),
+        3 => (0u8..7, any::<bool>()).prop_map(|(i, o)| Op::Claim(i, o)),
+        3 => (1usize..4, any::<bool>()).prop_map(|(m, o)| Op::ClaimNext(m, o)),
+        // Fewer slots than orphans, often.
+        2 => (1usize..4, any::<bool>()).prop_map(|(m, o)| Op::ResumeOrphans(m, o)),
         5 => (0usize..4, 0u32..5).prop_map(|(l, s)| Op::Checkpoint(l, s)),
         1 => (0usize..4).prop_map(Op::Extend),
+        1 => (0usize..4, 0u64..3_000).prop_map(|(l, ms)| Op::ExtendBy(l, ms)),
         3 => (0usize..4).prop_map(Op::Complete),
         1 => (0usize..4).prop_map(Op::Fail),
         2 => (0u8..7).prop_map(Op::Cancel),
@@ -103,6 +106,8 @@ fn run(topology: Topology) {
         let name = format!("case-{}", CASE.fetch_add(1, Ordering::Relaxed));
         let lua = configure(WorkflowStore::builder(&pool, &keyspace, &name), &clock);
         let model = configure(WorkflowStore::in_memory(&name), &clock);
+        // A second orchestrator on each.
+        let (lua2, model2) = (lua.with_owner("p").unwrap(), model.with_owner("p").unwrap());
         // Leases held, as (Redis's, the model's) pairs; a lease lost stays (a stale holder).
         let mut held: Vec<(Lease, Lease)> = Vec::new();
         let ids: Vec<String> = (0..7).map(|i| format!("w{i}")).collect();
@@ -114,7 +119,8 @@ fn run(topology: Topology) {
                     let b = rt.block_on(model.create(new)).unwrap();
                     prop_assert_eq!(a, b);
                 }
-                Op::Claim(i) => {
+                Op::Claim(i, second) => {
+                    let (lua, model) = if second { (&lua2, &model2) } else { (&lua, &model) };
                     let a = rt.block_on(lua.claim(&ids[i as usize])).unwrap();
                     let b = rt.block_on(model.claim(&ids[i as usize])).unwrap();
                     match (a, b) {
@@ -129,11 +135,12 @@ fn run(topology: Topology) {
                         (a, b) => prop_assert!(false, "claim: {:?} vs {:?}", a, b),
                     }
                 }
-                Op::ClaimNext(_) | Op::ResumeOrphans => {
-                    let (a, b) = if let Op::ClaimNext(max) = op {
+                Op::ClaimNext(max, second) | Op::ResumeOrphans(max, second) => {
+                    let (lua, model) = if second { (&lua2, &model2) } else { (&lua, &model) };
+                    let (a, b) = if let Op::ClaimNext(..) = op {
                         (rt.block_on(lua.claim_next(max)).unwrap(), rt.block_on(model.claim_next(max)).unwrap())
                     } else {
-                        (rt.block_on(lua.resume_orphans(10)).unwrap(), rt.block_on(model.resume_orphans(10)).unwrap())
+                        (rt.block_on(lua.resume_orphans(max)).unwrap(), rt.block_on(model.resume_orphans(max)).unwrap())
                     };
                     let (a, b) = (by_id(a), by_id(b));
                     prop_assert_eq!(a.len(), b.len());
@@ -144,7 +151,7 @@ fn run(topology: Topology) {
                     }
                 }
                 // `l` counts from the newest lease.
-                Op::Checkpoint(l, _) | Op::Extend(l) | Op::Complete(l) | Op::Fail(l) if l < held.len() => {
+                Op::Checkpoint(l, _) | Op::Extend(l) | Op::ExtendBy(l, _) | Op::Complete(l) | Op::Fail(l) if l < held.len() => {
                     let step = if let Op::Checkpoint(_, s) = op { s } else { 1 };
                     let newest = held.len() - 1 - l;
                     let (a, b) = &mut held[newest];
@@ -153,6 +160,10 @@ fn run(topology: Topology) {
                         match op {
                             Op::Checkpoint(..) => (a.checkpoint(step, &output).await, b.checkpoint(step, &output).await),
                             Op::Extend(_) => (a.extend().await, b.extend().await),
+                            Op::ExtendBy(_, ms) => {
+                                let by = Duration::from_millis(ms);
+                                (a.extend_by(by).await, b.extend_by(by).await)
+                            }
                             Op::Complete(_) => (a.complete("result").await, b.complete("result").await),
                             _ => (a.fail("error").await, b.fail("error").await),
                         }
@@ -165,7 +176,7 @@ fn run(topology: Topology) {
                     }
                     prop_assert_eq!(a.info(), b.info());
                 }
-                Op::Checkpoint(..) | Op::Extend(_) | Op::Complete(_) | Op::Fail(_) => {}
+                Op::Checkpoint(..) | Op::Extend(_) | Op::ExtendBy(..) | Op::Complete(_) | Op::Fail(_) => {}
                 Op::Cancel(i) => {
                     let a = rt.block_on(lua.cancel(&ids[i as usize])).unwrap();
                     prop_assert_eq!(a, rt.block_on(model.cancel(&ids[i as usize])).unwrap());

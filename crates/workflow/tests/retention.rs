@@ -16,7 +16,7 @@ async fn store(redis: &TestRedis, clock: &ManualClock) -> WorkflowStore {
     WorkflowStore::builder(&redis.pool().await, &redis.keyspace(), "keep")
         .clock(Clock::Manual(clock.clone()))
         .keep_finished(3)
-        .lease(Duration::from_secs(300))
+        .lease(Duration::from_secs(90))
         .active_ttl(Duration::from_secs(100))
         .finished_ttl(Duration::from_secs(1_000))
         .sweep_limit(1_000)

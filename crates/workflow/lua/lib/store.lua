@@ -28,7 +28,8 @@ local ACTIVE_TTL, FINISHED_TTL, KEEP, SWEEP, NAME, CHANNELS =
   struct.unpack('<I8I8I8I4I2c0I2c0', ARGV[2])
 
 local PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = 1, 2, 3, 4, 5
-local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED = 1, 2, 3, 4, 5, 6, 7, 8
+local OK, LEASE_LOST, STEP_DONE, FINISHED, NOT_FOUND, BUSY, EXISTS, SKIPPED, FULL =
+  1, 2, 3, 4, 5, 6, 7, 8, 9
 local SOURCE = 'workflow'
 local MAX = 9007199254740991
 local MAX_CHECKPOINTS = 100000
@@ -38,13 +39,41 @@ local STATUS_NAMES = { 'pending', 'running', 'completed', 'failed', 'cancelled' 
 -- finished, expires, claims, type, owner.
 local HEAD = '<BI4I4I8I8I8I8I8I8I8I4I2c0I2c0'
 
+-- Whether `s` is UTF-8 (as Rust reads a header's type and owner): ASCII at once, else each
+-- sequence checked (no overlong forms, no surrogates, nothing past U+10FFFF).
+local function utf8_ok(s)
+  if not string.find(s, '[\128-\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len, lo, hi = 1, 0x80, 0xBF
+    if c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    elseif c >= 0x80 then return false end
+    for k = 1, len - 1 do
+      local b = string.byte(s, i + k)
+      if not b or b < (k == 1 and lo or 0x80) or b > (k == 1 and hi or 0xBF) then
+        return false
+      end
+    end
+    i = i + len
+  end
+  return true
+end
+
 -- The record `h` of `id` as a table, or nil when it is not a header this version wrote.
 local function decode(h)
   local ok, st, step, ncp, token, lease, created, started, updated, finished, expires, claims,
     typ, owner, pos = pcall(struct.unpack, HEAD, h)
   if not ok or pos ~= #h + 1 or st < 1 or st > 5 or token > MAX or lease > MAX
     or created > MAX or started > MAX or updated > MAX or finished > MAX or expires > MAX
-    or ncp > step or ncp > MAX_CHECKPOINTS or #typ == 0 then
+    or ncp > step or ncp > MAX_CHECKPOINTS or #typ == 0 or not utf8_ok(typ)
+    or not utf8_ok(owner) then
     return nil
   end
   return { st = st, step = step, ncp = ncp, token = token, lease = lease, created = created,
@@ -96,9 +125,12 @@ end
 
 -- Deleting records: plan (reads, before any write), then apply (writes). `plan` is a list
 -- with a `seen` set (each record is planned once) and `keys`, the set of indexes the deletions
--- write. A plan entry is { id, type (or false), checkpoints, indexes }: for a record that
--- does not decode, its checkpoint fields are found by probing and every index is cleaned.
+-- write. A plan entry is { id, type (or false), checkpoints, indexes }. `r` is the record's
+-- header, or nil when it has none (a record whose header does not decode is never deleted:
+-- callers skip and name it); without one, its leftover fields and every index are cleaned,
+-- the checkpoint fields found by probing, PROBES at most a call.
 -- `met` is the index the id was met in (cleaned even when the header says another status).
+local PROBES = 1000
 local function plan_delete(plan, id, r, met)
   if plan.seen[id] then return end
   plan.seen[id] = true
@@ -106,13 +138,10 @@ local function plan_delete(plan, id, r, met)
   if r then
     typ, n, st = r.typ, r.ncp, r.st
   else
-    local fields = redis.call('HMGET', K_RECORDS, id, id .. ' t')
-    typ = fields[2]
-    if fields[1] then
-      while n < MAX_CHECKPOINTS
-        and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
-        n = n + 1
-      end
+    typ = redis.call('HGET', K_RECORDS, id .. ' t')
+    while PROBES > 0 and redis.call('HEXISTS', K_RECORDS, id .. ' c' .. (n + 1)) == 1 do
+      PROBES = PROBES - 1
+      n = n + 1
     end
   end
   local indexes = indexes_of(st)
@@ -147,15 +176,29 @@ local function apply_delete(plan)
   end
 end
 
+-- ZADD of `pairs` (score, member, ...) to `key`, a thousand values a call (unpack takes a few
+-- thousand at most).
+local function zadd_pairs(key, pairs)
+  for from = 1, #pairs, 1000 do
+    redis.call('ZADD', key, unpack(pairs, from, math.min(#pairs, from + 999)))
+  end
+end
+
 -- The sweep: up to `limit` entries of `expiry` whose deadline passed. Plans the deletion of
--- the records whose header agrees, and the re-scoring of those whose header says later.
-local function plan_sweep(plan, rescore, limit)
+-- the records whose header agrees, and the re-scoring of those whose header says later. A
+-- record whose header does not decode is left as it is and named in `skipped`; its entry is
+-- re-scored an active TTL on, so the sweep meets it again only then.
+local function plan_sweep(plan, rescore, limit, skipped)
   local ids = redis.call('ZRANGEBYSCORE', K_EXPIRY, '-inf', NOW, 'LIMIT', 0, limit)
   CHECKED[K_EXPIRY] = true
   for _, id in ipairs(ids) do
     local h = redis.call('HGET', K_RECORDS, id)
     local r = h and decode(h)
-    if r and r.expires > NOW then
+    if h and not r then
+      skipped[#skipped + 1] = id
+      rescore[#rescore + 1] = NOW + ACTIVE_TTL
+      rescore[#rescore + 1] = id
+    elseif r and r.expires > NOW then
       rescore[#rescore + 1] = r.expires
       rescore[#rescore + 1] = id
     else
