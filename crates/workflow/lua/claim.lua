@@ -57,7 +57,12 @@ if mode == BY_ID then
 else
   local max = tonumber(ARGV[4])
   local off, scanned = 0, 0
-  while #taken < max and scanned < max + 1000 do
+  -- Orphans are taken by their header's lease, then id (the model's order): the index's scores
+  -- lag behind the headers (a checkpoint or an extend moves only the header), but never ahead,
+  -- so every orphan is among the entries scored up to now, all scanned (up to a bound) before
+  -- any is chosen.
+  local orphans = {}
+  while (mode == ORPHANS or #taken < max) and scanned < max + 1000 do
     local ids
     if mode == OLDEST_PENDING then
       ids = redis.call('ZRANGE', K_PENDING, off, off + max - 1)
@@ -68,7 +73,7 @@ else
     if #ids == 0 then break end
     off = off + #ids
     for _, id in ipairs(ids) do
-      if #taken >= max then break end
+      if mode == OLDEST_PENDING and #taken >= max then break end
       scanned = scanned + 1
       local h = redis.call('HGET', K_RECORDS, id)
       local r = h and decode(h)
@@ -85,11 +90,17 @@ else
       elseif mode == ORPHANS and r.lease > NOW then
         rescore[#rescore + 1] = r.lease
         rescore[#rescore + 1] = id
+      elseif mode == ORPHANS then
+        orphans[#orphans + 1] = { id, r }
       else
         take(id, r)
       end
     end
   end
+  table.sort(orphans, function(a, b)
+    return a[2].lease < b[2].lease or (a[2].lease == b[2].lease and a[1] < b[1])
+  end)
+  for i = 1, math.min(max, #orphans) do take(orphans[i][1], orphans[i][2]) end
 end
 expect_writes(plan, K_PENDING, K_LEASES)
 

@@ -169,7 +169,8 @@ impl StoreModel {
         })
     }
 
-    /// Claims running workflows whose lease ran out, up to `max` (in no promised order).
+    /// Claims running workflows whose lease ran out, up to `max`: the first to run out first
+    /// (then by id).
     pub fn claim_orphans(
         &mut self,
         now: u64,

@@ -236,7 +236,8 @@ impl WorkflowStore {
 
     /// Claims up to `max` (1 to 10,000) running workflows whose owner's lease ran out (the
     /// owner died or stalled), each with its last checkpoint: continue each from
-    /// [`Lease::next_step`]. Two stores racing for one orphan: exactly one gets it.
+    /// [`Lease::next_step`]; those whose lease ran out first come first (then by id). Two
+    /// stores racing for one orphan: exactly one gets it.
     pub async fn resume_orphans(&self, max: usize) -> Result<Claimed> {
         self.claim_many(code::ORPHANS, max).await
     }

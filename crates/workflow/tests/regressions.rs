@@ -322,3 +322,27 @@ redis_test! {
         }
     }
 }
+
+redis_test! {
+    async fn orphans_are_resumed_by_their_headers_lease_not_the_lagging_index(redis) {
+        let clock = ManualClock::new(1_000_000);
+        let (_, store) = store(&redis, &clock).await;
+        // a, b, c claimed in that order: the index scores their leases in that order too.
+        let mut a = started(&store, "a").await;
+        clock.advance(Duration::from_millis(10));
+        let _b = started(&store, "b").await;
+        clock.advance(Duration::from_millis(10));
+        let _c = started(&store, "c").await;
+        // An extend moves a's lease in its header only (the index lags behind): a now runs out
+        // last.
+        clock.advance(Duration::from_millis(10));
+        assert_eq!(a.extend().await.unwrap(), Outcome::Done);
+        // Every lease runs out; one slot at a time: b first, then c, then a.
+        clock.advance(Duration::from_secs(60));
+        for expected in ["b", "c", "a"] {
+            let claimed = store.resume_orphans(1).await.unwrap();
+            let ids: Vec<&str> = claimed.leases.iter().map(|l| l.id()).collect();
+            assert_eq!(ids, [expected]);
+        }
+    }
+}
