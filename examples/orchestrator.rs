@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use coordkit::Coordkit;
-use coordkit::workflow::{Lease, Listing, NewWorkflow, Outcome, WorkflowError};
+use coordkit::workflow::{Lease, Listing, NewWorkflow, Outcome, WorkflowError, WorkflowStore};
 
 /// What one run does.
 #[derive(Debug, Parser)]
@@ -37,10 +37,6 @@ pub struct Args {
     pub namespace: String,
 }
 
-// orchestrator: begin
-/// The steps, each one's output checkpointed.
-const STEPS: [&str; 3] = ["research", "outline", "write"];
-
 /// Creates `n` workflows (idempotent by id) and works until none is pending or running.
 pub async fn run(
     kit: &Coordkit,
@@ -55,19 +51,15 @@ pub async fn run(
         .lease(Duration::from_secs(2))
         .build()?;
     for i in 0..n {
-        store
-            .create(NewWorkflow::new("report", format!("topic {i}")).id(&format!("report-{i}")))
-            .await?;
+        let new = NewWorkflow::new("report", format!("topic {i}")).id(&format!("report-{i}"));
+        store.create(new).await?;
     }
     let mut running = tokio::task::JoinSet::new();
     loop {
         while running.len() < at_once {
-            // Orphans first: their owner died (its lease ran out); then new work.
-            let mut got = store.resume_orphans(1).await?.leases;
-            if got.is_empty() {
-                got = store.claim_next(1).await?.leases;
-            }
-            let Some(lease) = got.pop() else { break };
+            let Some(lease) = claim(&store).await? else {
+                break;
+            };
             running.spawn(work(lease, step));
         }
         match running.join_next().await {
@@ -81,6 +73,19 @@ pub async fn run(
             }
         }
     }
+}
+
+// orchestrator: begin
+/// The steps, each one's output checkpointed.
+const STEPS: [&str; 3] = ["research", "outline", "write"];
+
+/// An orphan first (its owner died: its lease ran out), else the oldest pending workflow.
+async fn claim(store: &WorkflowStore) -> Result<Option<Lease>, WorkflowError> {
+    let mut got = store.resume_orphans(1).await?.leases;
+    if got.is_empty() {
+        got = store.claim_next(1).await?.leases;
+    }
+    Ok(got.pop())
 }
 
 /// Runs a workflow from the step after its last checkpoint, continuing from that output.

@@ -185,3 +185,22 @@ redis_test! {
         assert_eq!(printed, 3 * WORKFLOWS as usize);
     }
 }
+
+#[test]
+fn the_readme_shows_the_orchestrator_example_as_it_is() {
+    let example = include_str!("../examples/orchestrator.rs");
+    let body = example
+        .split("// orchestrator: begin\n")
+        .nth(1)
+        .and_then(|rest| rest.split("// orchestrator: end").next())
+        .expect("examples/orchestrator.rs marks the README's part");
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("```rust\n{body}```")),
+        "the README's orchestrator example differs from examples/orchestrator.rs; copy it over"
+    );
+    assert!(
+        body.lines().count() <= 40,
+        "the orchestrator example grew past 40 lines"
+    );
+}
