@@ -42,13 +42,39 @@ local STATUS_NAMES = { 'pending', 'running', 'completed', 'failed', 'cancelled' 
 -- finished, expires, claims, type, owner.
 local HEAD = '<BI4I4I8I8I8I8I8I8I8I4I2c0I2c0'
 
--- The record `h` of `id` as a table, or nil when it is not a header this version wrote.
+-- Whether `s` is UTF-8, as Rust reads a header's type and owner (std::str::from_utf8: no
+-- overlong form, no surrogate, nothing past U+10FFFF). ASCII is answered by one find.
+local function utf8_ok(s)
+  if not string.find(s, '[\128-\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    local len = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2
+      or (c >= 0xE0 and c <= 0xEF) and 3 or (c >= 0xF0 and c <= 0xF4) and 4 or nil
+    if not len then return false end
+    for j = i + 1, i + len - 1 do
+      local d = string.byte(s, j)
+      if not d or d < 0x80 or d > 0xBF then return false end
+    end
+    local d = string.byte(s, i + 1)
+    if (c == 0xE0 and d < 0xA0) or (c == 0xED and d > 0x9F) or (c == 0xF0 and d < 0x90)
+      or (c == 0xF4 and d > 0x8F) then
+      return false
+    end
+    i = i + len
+  end
+  return true
+end
+
+-- The record `h` of `id` as a table, or nil when it is not a header this version wrote (the
+-- same rules as WorkflowInfo::decode in Rust).
 local function decode(h)
   local ok, st, step, ncp, token, lease, created, started, updated, finished, expires, claims,
     typ, owner, pos = pcall(struct.unpack, HEAD, h)
   if not ok or pos ~= #h + 1 or st < 1 or st > 5 or token > MAX or lease > MAX
     or created > MAX or started > MAX or updated > MAX or finished > MAX or expires > MAX
-    or ncp > step or ncp > MAX_CHECKPOINTS or #typ == 0 then
+    or ncp > step or ncp > MAX_CHECKPOINTS or #typ == 0 or not utf8_ok(typ)
+    or not utf8_ok(owner) then
     return nil
   end
   return { st = st, step = step, ncp = ncp, token = token, lease = lease, created = created,
