@@ -34,3 +34,5 @@ for s in mesh-request-reply mesh-request-reply-floor mesh-request-reply-stored-f
   for c in 1 50; do run "$s" "$s" --concurrency "$c" --ops "$ops"; done
 done
 run mesh-dispatch mesh-dispatch --concurrency 50 --ops "$ops"
+# Six script calls per lifecycle: ratio_per_call is among the extras.
+for c in 1 50; do run workflow-lifecycle workflow-lifecycle --concurrency "$c" --ops $((ops / 6)); done

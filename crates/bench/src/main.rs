@@ -14,7 +14,9 @@
 //! concurrency and op count) in the same process, in alternating rounds, and reports
 //! `baseline_ops_per_sec`, `ratio` (the median of the rounds' ratios), `ratio_of_totals` and
 //! the baseline's `baseline_p50_us` / `baseline_p99_us`, so a comparison holds on a noisy
-//! machine.
+//! machine. A scenario whose op makes several script calls (`workflow-lifecycle`) also
+//! reports `calls_per_op`, `calls_per_sec`, `ratio_per_call` and `ratio_of_totals_per_call`
+//! (the same ratios per script call), and says so in `ratio_unit`.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -298,8 +300,30 @@ async fn run(args: Args) -> Result<Report, String> {
     let baseline_p99_us = baseline_total
         .as_ref()
         .map(|b| b.latencies.value_at_quantile(0.99));
-    let extra = scenario.report(&pool).await.map_err(|e| e.to_string())?;
+    let mut extra = scenario.report(&pool).await.map_err(|e| e.to_string())?;
     let ops_per_sec = measured.ops_per_sec();
+    let ratio = median(&mut round_ratios);
+    if let Some(calls) = scenario.calls_per_op() {
+        // An op of several script calls, against the baseline's one call: the same ratios
+        // counted per call.
+        let k = f64::from(calls);
+        extra.insert(
+            "ratio_unit".into(),
+            "ratio: ops/s ÷ raw-evalsha calls/s; ratio_per_call: script calls/s ÷ raw-evalsha calls/s"
+                .into(),
+        );
+        let mut put = |name: &str, v: f64| {
+            extra.insert(name.into(), v.into());
+        };
+        put("calls_per_op", k);
+        put("calls_per_sec", round1(ops_per_sec * k));
+        if let Some(r) = ratio {
+            put("ratio_per_call", round3(r * k));
+        }
+        if let Some(b) = baseline_ops_per_sec {
+            put("ratio_of_totals_per_call", round3(ops_per_sec * k / b));
+        }
+    }
     let h = &measured.latencies;
     Ok(Report {
         scenario: args.scenario.name(),
@@ -316,7 +340,7 @@ async fn run(args: Args) -> Result<Report, String> {
         baseline_ops_per_sec: baseline_ops_per_sec.map(round1),
         baseline_p50_us,
         baseline_p99_us,
-        ratio: median(&mut round_ratios).map(round3),
+        ratio: ratio.map(round3),
         ratio_of_totals: baseline_ops_per_sec.map(|b| round3(ops_per_sec / b)),
         redis_version,
         extra,

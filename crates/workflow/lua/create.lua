@@ -22,9 +22,9 @@ local n = { st = PENDING, step = 0, ncp = 0, token = 0, lease = 0, created = NOW
   updated = NOW, finished = 0, expires = NOW + ACTIVE_TTL, claims = 0, typ = typ, owner = '' }
 local h = encode(n)
 redis.call('HSET', K_RECORDS, id, h, id .. ' i', ARGV[5], id .. ' t', typ)
-redis.call('ZADD', K_ACTIVE, NOW, id)
-redis.call('ZADD', K_PENDING, NOW, id)
-redis.call('ZADD', K_TYPES, 0, typ .. ' ' .. id)
+redis.call('ZADD', K_ACTIVE, NOW_S, id)
+redis.call('ZADD', K_PENDING, NOW_S, id)
+redis.call('ZADD', K_TYPES, '0', typ .. ' ' .. id)
 redis.call('ZADD', K_EXPIRY, n.expires, id)
-emit('created', id, n)
+emit('created', id, n, '0', '0')
 return { OK, h, skipped }

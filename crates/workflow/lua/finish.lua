@@ -59,7 +59,7 @@ if was == PENDING then
 else
   redis.call('ZREM', K_LEASES, id)
 end
-redis.call('ZADD', k_done, NOW, id)
+redis.call('ZADD', k_done, NOW_S, id)
 redis.call('ZADD', K_EXPIRY, r.expires, id)
-emit(STATUS_NAMES[op], id, r)
+emit(STATUS_NAMES[op], id, r, nil, op ~= CANCELLED and ARGV[5] or nil)
 return { OK, h, skipped }

@@ -2,7 +2,7 @@
 -- to at least now + lease ms; a lease is never shortened (the `leases` index may lag behind a
 -- header, never run ahead of it).
 -- ARGV[3] op: CHECKPOINT or EXTEND. ARGV[4] id, ARGV[5] token, ARGV[6] lease ms,
--- ARGV[7] step (checkpoint), ARGV[8] output (checkpoint).
+-- ARGV[7] step (checkpoint), ARGV[8] output (checkpoint). KEYS: the records alone.
 -- Answer: { OK, header } | { LEASE_LOST, header or false } | { STEP_DONE, header } (the step is
 -- not after the last checkpointed one) | { FINISHED, header } (completed or failed under this
 -- token; a cancelled one is a lost lease) | { FULL, header } (a checkpoint of a workflow that
@@ -35,5 +35,5 @@ end
 r.step, r.ncp = step, r.ncp + 1
 local h = encode(r)
 redis.call('HSET', K_RECORDS, id, h, id .. ' c' .. r.ncp, struct.pack('<I4', step) .. ARGV[8])
-emit('checkpointed', id, r)
+emit('checkpointed', id, r, ARGV[7], ARGV[5])
 return { OK, h }

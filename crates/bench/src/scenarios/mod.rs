@@ -16,6 +16,7 @@ mod mesh_floor;
 mod metrics;
 mod raw;
 mod retry;
+mod workflow;
 
 /// Any scenario's error (each primitive has its own error type).
 pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -58,6 +59,12 @@ pub(crate) trait Workload: Send + Sync {
         _pool: &'a Pool,
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>>> {
         Box::pin(async { Ok(serde_json::Map::new()) })
+    }
+
+    /// How many script calls one operation makes, when it makes several: the report then
+    /// also gives the rate and the ratios per call.
+    fn calls_per_op(&self) -> Option<u32> {
+        None
     }
 }
 
@@ -103,6 +110,16 @@ pub(crate) enum Scenario {
     /// Dispatch of one message to a capability, until a member (of four) has received and
     /// acked it.
     MeshDispatch,
+    /// Create + claim + 3 checkpoints + complete of a fresh workflow: six script calls; the
+    /// report adds calls/s and the ratios per call.
+    WorkflowLifecycle,
+    /// One `restore()` of a store holding 10,000 active workflows (half running) and 100
+    /// finished; reports the calls it takes (run it with `--no-baseline` and a few ops).
+    WorkflowRestore,
+    /// Create + claim + complete under the default retention settings; reports the server's
+    /// memory, the store's bytes and its records and index entries after 1,000, 10,000,
+    /// 100,000, 300,000 and 1,000,000 finished workflows and at the end.
+    WorkflowRetention,
 }
 
 impl Scenario {
@@ -124,6 +141,9 @@ impl Scenario {
             Scenario::MeshRequestReplyFloor => "mesh-request-reply-floor",
             Scenario::MeshRequestReplyStoredFloor => "mesh-request-reply-stored-floor",
             Scenario::MeshDispatch => "mesh-dispatch",
+            Scenario::WorkflowLifecycle => "workflow-lifecycle",
+            Scenario::WorkflowRestore => "workflow-restore",
+            Scenario::WorkflowRetention => "workflow-retention",
         }
     }
 
@@ -156,6 +176,9 @@ impl Scenario {
                 mesh_floor::prepare(pool, keyspace, true).await
             }
             Scenario::MeshDispatch => mesh::prepare_dispatch(pool, keyspace).await,
+            Scenario::WorkflowLifecycle => workflow::prepare_lifecycle(pool, keyspace).await,
+            Scenario::WorkflowRestore => workflow::prepare_restore(pool, keyspace).await,
+            Scenario::WorkflowRetention => workflow::prepare_retention(pool, keyspace).await,
         }
     }
 }

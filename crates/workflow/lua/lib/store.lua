@@ -18,12 +18,16 @@
 -- KEYS[9]  expiry    zset: ids by the deadline of their TTL (may lag behind the header's, which
 --                    wins: an entry met early is re-scored)
 -- ARGV[1]  now_ms ('' = server time)
+-- (A script that reads only the records, `step`, is given KEYS[1] alone.)
 -- ARGV[2]  settings: active TTL ms, finished TTL ms, KEEP, SWEEP (<I8I8I8I4), then the store's
 --          name and the channel prefix (each <I2 length + bytes)
 local K_RECORDS, K_ACTIVE, K_PENDING, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_TYPES, K_EXPIRY = KEYS[8], KEYS[9]
 local K_DONE = { [3] = KEYS[5], [4] = KEYS[6], [5] = KEYS[7] }
-local NOW = ck_now(ARGV[1])
+-- The time as text too (TIME's fields put together): scripts write it into scores and
+-- events as it is, turning no number into text.
+local NOW_S = ck_now_text(ARGV[1])
+local NOW = tonumber(NOW_S)
 local ACTIVE_TTL, FINISHED_TTL, KEEP, SWEEP, NAME, CHANNELS =
   struct.unpack('<I8I8I8I4I2c0I2c0', ARGV[2])
 
@@ -95,11 +99,13 @@ local function load(id)
   return r
 end
 
-local function emit(kind, id, r)
-  redis.call('PUBLISH', CHANNELS .. kind, ck_envelope(kind, SOURCE, NAME, NOW,
+-- The event of `r`; `step` and `token` are r.step and r.token as text when the caller has
+-- them so (an argument), else they are turned into text here.
+local function emit(kind, id, r, step, token)
+  redis.call('PUBLISH', CHANNELS .. kind, ck_envelope(kind, SOURCE, NAME, NOW_S,
     '{"id":"' .. id .. '","type":"' .. r.typ .. '","status":"' .. STATUS_NAMES[r.st]
-    .. '","step":' .. r.step .. ',"token":' .. string.format('%d', r.token) .. ',"owner":"'
-    .. r.owner .. '"}'))
+    .. '","step":' .. (step or string.format('%d', r.step)) .. ',"token":'
+    .. (token or string.format('%d', r.token)) .. ',"owner":"' .. r.owner .. '"}'))
 end
 
 -- Type checks of keys a path writes without reading first (before its first write); a key
