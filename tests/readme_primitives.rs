@@ -7,7 +7,7 @@ use coordkit::Coordkit;
 use coordkit::circuit_breaker::Window;
 use coordkit::errors::ErrorEvent;
 use coordkit::mesh::Reply;
-use coordkit::retry_queue::TaskOptions;
+use coordkit::retry_queue::{Limits, Rate, TaskOptions};
 use coordkit_testkit::redis_test;
 
 #[derive(serde::Serialize)]
@@ -29,6 +29,10 @@ let answer = llm.call(ask_model(&prompt)).await?; // Err(Rejected) at once while
 // Retry queue: at-least-once, leased, retried with backoff, dead-lettered after the last try.
 let queue = kit.queue("emails").build()?;
 queue.enqueue_json(&email, TaskOptions::default().max_attempts(5)).await?;
+// Limits every worker of every process obeys: 3 at once, 10 starts a second.
+let rate = Rate { starts: 10, per: Duration::from_secs(1) };
+queue.set_limits(Limits { max_leased: Some(3), rate: Some(rate) }).await?;
+queue.pause().await?; // claims stop at once; leased tasks finish
 
 // Shared context: partial writes with versions, compare-and-set, history, watch.
 let project = kit.context().actor("planner").build()?.entity("project", "p1")?;
@@ -43,7 +47,8 @@ let depth = kit.metrics().build()?.gauge("queue_depth", &[("queue", "emails")])?
 depth.record(42.0).await?;
 // readme: end
 assert_eq!(answer, "an answer to hello");
-assert_eq!(queue.stats().await?.ready, 1);
+let stats = queue.stats().await?;
+assert_eq!((stats.ready, stats.paused, stats.limits.max_leased), (1, true, Some(3)));
 assert_eq!(project.get(&["status"]).await?.expect("written").updated_by, "planner");
 assert_eq!(errors.counts().await?.by_kind.get("Timeout"), Some(&1));
 Ok(())
