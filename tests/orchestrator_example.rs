@@ -11,7 +11,7 @@ mod orchestrator;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -48,18 +48,9 @@ fn start(redis: &TestRedis, ns: &str, owner: &str) -> (Child, mpsc::Receiver<Opt
     let args = format!(
         "--workflows {WORKFLOWS} --concurrency 4 --step-ms 100 --owner {owner} --namespace {ns}"
     );
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "orchestrator_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = coordkit_testkit::rerun_test("orchestrator_process")
         .env(ENV_ARGS, args)
         .env("REDIS_URL", redis.url())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -165,20 +165,11 @@ async fn start_responders(
     let mut responders = Vec::new();
     for i in 0..RESPONDERS {
         let name = format!("r{i}");
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "responder_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV_ROLE, &name)
-        .env(ENV_URL, redis.url())
-        .env(ENV_NS, ns)
-        .env_remove(ENV_HANG_AFTER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        let mut cmd = coordkit_testkit::rerun_test("responder_process");
+        cmd.env(ENV_ROLE, &name)
+            .env(ENV_URL, redis.url())
+            .env(ENV_NS, ns)
+            .env_remove(ENV_HANG_AFTER);
         if let (0, Some(n)) = (i, hang_after) {
             cmd.env(ENV_HANG_AFTER, n.to_string());
         }

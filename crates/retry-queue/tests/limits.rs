@@ -5,7 +5,7 @@
 //! K handlers ever run at once.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use coordkit_core::{Error, Key, Keyspace, Pool, PoolConfig, redis};
@@ -106,19 +106,10 @@ impl Drop for Process {
 }
 
 fn start_worker(redis: &TestRedis, ns: &str, name: &str) -> Process {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "worker_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = coordkit_testkit::rerun_test("worker_process")
         .env(ENV_ROLE, name)
         .env(ENV_URL, redis.url())
         .env(ENV_NS, ns)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     // Wait until it runs its worker.

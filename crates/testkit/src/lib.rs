@@ -235,3 +235,22 @@ pub fn blocking_runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a Tokio runtime for the test")
 }
+
+/// A command that runs this test binary again as a child process, running the test `test`
+/// alone (a test that acts as the child when its environment says so, and returns at once
+/// otherwise), with stdin and stdout piped and stderr inherited: for tests whose subjects are
+/// OS processes (killed with `kill -9`, stalled, restarted). Add the environment, then spawn.
+///
+/// # Panics
+/// If the path of the running test binary cannot be read.
+pub fn rerun_test(test: &str) -> std::process::Command {
+    use std::process::Stdio;
+    let exe = std::env::current_exe().expect("the path of the running test binary");
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command
+}

@@ -33,7 +33,7 @@ mod orchestrator;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,19 +148,10 @@ impl Lines {
 
     /// Starts the orchestrator process `name`; what it says comes here.
     fn start(&self, redis: &TestRedis, ns: &str, name: &str) -> Proc {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "orchestrator_process",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let mut child = coordkit_testkit::rerun_test("orchestrator_process")
             .env(ENV_ROLE, name)
             .env(ENV_URL, redis.url())
             .env(ENV_NS, ns)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
