@@ -4,8 +4,10 @@
 -- src/scripts.rs lists for it, made on first use: the hot path (no lease expired, no delayed
 -- task due, nothing dead-lettered) makes none.
 --
--- KEYS: all of lib/queue.lua's; writes leased, leases, ready, delayed, tasks, info (token,
---   dead), and dlq, dead, errors when dead-lettering.
+-- KEYS: all of lib/queue.lua's; writes leased, leases, ready, urgent, delayed, tasks, info
+--   (token, dead), and dlq, dead, errors when dead-lettering.
+-- Order: the urgent lane by rank (priority, then first in first out), then the ready list's
+-- front; reclaimed and promoted tasks join their lane behind the tasks ready before them.
 -- ARGV[3] n (at most MAX_BATCH, 500; none taken while the queue is paused), ARGV[4] promote
 -- limit, ARGV[5] reclaim limit
 -- -> { now, next_due|NONE, next_deadline|NONE, first token, next_start|NONE, id, record, id,
@@ -50,6 +52,9 @@ elseif first_due[2] and next_due > now + MAXD then
   -- A due time no delay can give (at most MAXD ahead): due now rather than never.
   due = redis.call('ZRANGE', K_DELAYED, 0, plimit - 1)
 end
+-- The promoted tasks' records, for their priorities (a record that cannot be used goes to the
+-- list, whose claim dead-letters it).
+local due_recs = due and #due > 0 and redis.call('HMGET', K_TASKS, unpack(due))
 -- The limits (lua/limits.lua): at most max_leased tasks leased at once (the leases this claim
 -- reclaims no longer count), at most rate_max starts in any rate_ms (a sliding log of the
 -- starts: exact). A claim over the rate answers when the next start is allowed.
@@ -71,28 +76,22 @@ if n > 0 and rate_max > 0 and rate_ms > 0 then
     n = math.min(n, rate_max - recent)
   end
 end
--- The ids this claim takes, in the order they reach the front of the ready list (its RPOP
--- end): those there now, then the reclaimed, then the promoted.
-local take, was_empty = {}, nil
-if n > 0 then
-  local tail = redis.call('LRANGE', K_READY, -n, -1)
-  local len = #tail
-  for i = 1, len do take[i] = tail[len + 1 - i] end
-  was_empty = len == 0
-elseif expired or due then
-  was_empty = redis.call('LLEN', K_READY) == 0
-end
-local from_front = #take
+-- The ids this claim takes, in the order they come to the front of their lanes: the urgent
+-- lane first (by rank), then the ready list's front (its RPOP end). Reclaimed and promoted tasks
+-- join their lane's back: their ranks order them after the urgent tasks there now, and in the
+-- list they come after the tasks there now.
+local take, was_empty, urgent = {}, nil, nil
+if n > 0 then urgent = redis.call('ZRANGE', K_URGENT, 0, n - 1, 'WITHSCORES') end
 -- Reclaimed leases: back to ready (a stall) or, after too many stalls or with a record that
 -- cannot be used, to the DLQ. `back` maps a reclaimed id to its rewritten record.
 local sets, back, stalled, stalls, bad = nil, nil, nil, nil, nil
-local pushed, from_pushed = nil, 0
+local pushed, prios = nil, nil
 if expired or due then
-  sets, back, stalled, stalls, bad, pushed = {}, {}, {}, {}, {}, {}
+  sets, back, stalled, stalls, bad, pushed, prios = {}, {}, {}, {}, {}, {}, {}
   local h = rare()
   for i, id in ipairs(expired or {}) do
     local rec = exp_recs[i]
-    local a, s, prev = h.head(rec)
+    local a, s, prev, _, _, _, prio = h.head(rec)
     if not a then
       bad[#bad + 1] = id
       bad[id] = rec or false
@@ -106,13 +105,71 @@ if expired or due then
         sets[#sets + 1] = id
         sets[#sets + 1] = r
         pushed[#pushed + 1] = id
+        prios[#pushed] = prio
         back[id] = r
       end
     end
   end
-  for _, id in ipairs(due or {}) do pushed[#pushed + 1] = id end
-  from_pushed = math.min(n - from_front, #pushed)
-  for i = 1, from_pushed do take[#take + 1] = pushed[i] end
+  for i, id in ipairs(due or {}) do
+    pushed[#pushed + 1] = id
+    prios[#pushed] = h.priority(due_recs[i])
+  end
+end
+-- The pushed tasks that are urgent, ranked; those not taken are added to `urgent`.
+local ranked, order = nil, nil
+if pushed then
+  for i, id in ipairs(pushed) do
+    if prios[i] > 0 then
+      order = order or H.order()
+      ranked = ranked or {}
+      ranked[#ranked + 1] = { tonumber(H.rank(prios[i], order)), id }
+    end
+  end
+end
+local from_urgent, urgent_taken = {}, 0
+if n > 0 and (#urgent > 0 or ranked) then
+  -- The urgent lane's first n: those there now (already by rank) merged with the pushed.
+  local cand = {}
+  for i = 1, #urgent, 2 do cand[#cand + 1] = { tonumber(urgent[i + 1]), urgent[i], true } end
+  for _, r in ipairs(ranked or {}) do cand[#cand + 1] = r end
+  if ranked then
+    -- As the zset orders them: by rank, then by id (bytes).
+    table.sort(cand, function(x, y)
+      if x[1] ~= y[1] then return x[1] < y[1] end
+      return x[2] < y[2]
+    end)
+  end
+  for i = 1, math.min(n, #cand) do
+    take[i] = cand[i][2]
+    if cand[i][3] then
+      from_urgent[#from_urgent + 1] = cand[i][2]
+    else
+      urgent_taken = urgent_taken + 1
+      ranked[cand[i][2]] = true
+    end
+  end
+end
+local n_list = n - #take
+local from_front, from_pushed = 0, 0
+if n_list > 0 then
+  local tail = redis.call('LRANGE', K_READY, -n_list, -1)
+  local len = #tail
+  for i = 1, len do take[#take + 1] = tail[len + 1 - i] end
+  from_front = len
+  was_empty = len == 0 and #urgent == 0
+elseif n > 0 then
+  was_empty = #urgent == 0 and redis.call('LLEN', K_READY) == 0
+elseif expired or due then
+  was_empty = rare().none_ready()
+end
+if pushed then
+  for i, id in ipairs(pushed) do
+    if #take >= n then break end
+    if prios[i] == 0 then
+      take[#take + 1] = id
+      from_pushed = from_pushed + 1
+    end
+  end
 end
 -- The records of the ids taken (the reclaimed ones are rewritten above).
 local recs = take
@@ -207,14 +264,28 @@ if expired then
   out[3] = next_deadline
 end
 if due then redis.call('ZREM', K_DELAYED, unpack(due)) end
+if #from_urgent > 0 then redis.call('ZREM', K_URGENT, unpack(from_urgent)) end
 if from_front > 0 then redis.call('LTRIM', K_READY, 0, -from_front - 1) end
-if pushed and #pushed > from_pushed then
-  local rest = {}
-  for i = from_pushed + 1, #pushed do rest[#rest + 1] = pushed[i] end
-  redis.call('LPUSH', K_READY, unpack(rest))
-  -- Others sleep only after seeing an empty list: wake them when it filled up and still has
-  -- work this claim did not take (not while paused: they could take none of it).
-  if was_empty and not paused then rare().wake() end
+if pushed and #pushed > from_pushed + urgent_taken then
+  -- The pushed tasks not taken, to their lanes' backs.
+  local rest, rest_prios, skipped = {}, {}, 0
+  for i, id in ipairs(pushed) do
+    local taken
+    if prios[i] > 0 then
+      taken = ranked[id] == true
+    else
+      skipped = skipped + 1
+      taken = skipped <= from_pushed
+    end
+    if not taken then
+      rest[#rest + 1] = id
+      rest_prios[#rest] = prios[i]
+    end
+  end
+  H.push_ready(rest, rest_prios, order or 0)
+  -- Others sleep only after seeing no ready task: wake them when there were none and some are
+  -- left that this claim did not take (not while paused: they could take none of them).
+  if was_empty and not paused then H.wake() end
 end
 if bad then
   for _, id in ipairs(bad) do H.bury_malformed(id, bad[id]) end

@@ -2,7 +2,8 @@
 -- Runs after lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it,
 -- made on first use (to wake workers up).
 --
--- KEYS: all of lib/queue.lua's; writes tasks, ready, delayed, idem, idem_exp, info (seq).
+-- KEYS: all of lib/queue.lua's; writes tasks, ready, urgent (a ready task with a priority),
+--   delayed, idem, idem_exp, info (seq).
 -- ARGV[3] n, ARGV[4] struct n x '<I8I8' (delay_ms, idempotency ttl_ms, 0 = no key), then
 --   ARGV[5..4+n] the n record tails (the record from its 33rd byte: max, lease, ..., payload),
 --   then the idempotency keys of the keyed tasks, in order
@@ -23,7 +24,7 @@ if #ARGV >= kpos then
   held = redis.call('HMGET', K_IDEM, unpack(keys))
 end
 local seq = ck_int(redis.call('HGET', K_INFO, 'seq'), K_INFO, 'field seq', EXACT - 1 - n) or 0
-local out, sets, ready, delayed = { seq + 1 }, {}, {}, {}
+local out, sets, ready, delayed, ranked = { seq + 1 }, {}, {}, {}, nil
 local earliest = nil
 local pos, delay, ttl = 1, 0, 0
 -- Keys taken by this batch (a later duplicate in it answers the first), and their entries.
@@ -59,12 +60,25 @@ for i = 1, n do
       delayed[#delayed + 1] = seq
       if earliest == nil or due < earliest then earliest = due end
     else
-      ready[#ready + 1] = seq
+      -- The priority, the third byte of the record tail (lib/queue.lua).
+      local p = string.byte(ARGV[4 + i], 3)
+      if p > 0 then
+        ranked = ranked or {}
+        ranked[#ranked + 1] = string.format('%d', rare().rank(math.min(p, MAXP), seq))
+        ranked[#ranked + 1] = seq
+      else
+        ready[#ready + 1] = seq
+      end
     end
   end
 end
 local was_empty, first_due = false, nil
-if #ready > 0 then was_empty = redis.call('LLEN', K_READY) == 0 end
+-- (A task of priority 0 reads only the list: a spare wake-up when urgent ones wait is harmless.)
+if ranked then
+  was_empty = H.none_ready()
+elseif #ready > 0 then
+  was_empty = redis.call('LLEN', K_READY) == 0
+end
 if #delayed > 0 then first_due = rare().first_due() end
 -- writes: (the first one, the records' HSET, checks the type of `tasks`)
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
@@ -77,10 +91,9 @@ for _, c in ipairs(claims or {}) do
   redis.call('ZADD', K_IDEMX, c[3], c[1])
 end
 redis.call('HINCRBY', K_INFO, 'seq', n)
-if #ready > 0 then
-  redis.call('LPUSH', K_READY, unpack(ready))
-  if was_empty then rare().wake() end
-end
+if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
+if ranked then redis.call('ZADD', K_URGENT, unpack(ranked)) end
+if was_empty then rare().wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))
   if not first_due or earliest <= first_due then H.wake() end

@@ -1,15 +1,15 @@
 -- make_due: makes delayed tasks ready now, at the back of the ready list. Runs after
 -- lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's; reads delayed, tasks; writes delayed, tasks, ready.
+-- KEYS: all of lib/queue.lua's; reads delayed, tasks; writes delayed, tasks, ready, urgent.
 -- ARGV[3..] ids
--- -> the ids moved from delayed to the back of ready (those not delayed are skipped)
+-- -> the ids moved from delayed to the back of their ready lane (those not delayed are skipped)
 -- Events: wake.
 
 local h = rare()
 
--- validate: delayed and tasks are read, ready type-checked. A record that cannot be used
--- moves as it is (the claim dead-letters it, its bytes kept).
+-- validate: delayed, tasks, both ready lanes and the id sequence are read. A record that
+-- cannot be used moves as it is (the claim dead-letters it, its bytes kept).
 local given, seen = {}, {}
 for i = 3, #ARGV do
   if not seen[ARGV[i]] then
@@ -25,19 +25,20 @@ for i, id in ipairs(given) do
 end
 if #ids == 0 then return {} end
 local recs = redis.call('HMGET', K_TASKS, unpack(ids))
-ck_expect_type(K_READY, 'list')
-local was_empty = redis.call('LLEN', K_READY) == 0
-local sets = {}
+local was_empty = h.none_ready()
+local order = h.order()
+local sets, prios = {}, {}
 for i, id in ipairs(ids) do
   local a, s, prev = h.head(recs[i])
   if a then
     sets[#sets + 1] = id
     sets[#sets + 1] = h.rewrite(recs[i], a, s, prev, now)
   end
+  prios[i] = h.priority(recs[i])
 end
 -- writes:
 redis.call('ZREM', K_DELAYED, unpack(ids))
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
-redis.call('LPUSH', K_READY, unpack(ids))
+h.push_ready(ids, prios, order)
 if was_empty then h.wake() end
 return ids

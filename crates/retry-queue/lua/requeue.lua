@@ -2,7 +2,7 @@
 -- `rare()`, the helper pieces src/scripts.rs lists for it.
 --
 -- KEYS: all of lib/queue.lua's; reads dlq, tasks; writes dlq, dead, leases, errors, tasks,
---   ready.
+--   ready, urgent.
 -- ARGV[3] reset 0|1, ARGV[4] limit, ARGV[5..] ids (none = the oldest `limit`)
 -- -> the requeued ids
 -- Events: requeued, wake.
@@ -10,18 +10,21 @@
 local h = rare()
 
 local reset = ARGV[3] == '1'
--- validate: dlq and tasks are read, dead, errors and ready type-checked. A record that cannot
--- be used is requeued as it is (the claim dead-letters it again, its bytes kept).
+-- validate: dlq, tasks, both ready lanes and the id sequence are read, dead and errors
+-- type-checked. A record that cannot be used is requeued as it is (the claim dead-letters it
+-- again, its bytes kept).
 local ids = h.dead_ids(tonumber(ARGV[4]), 5)
 if #ids == 0 then return {} end
 local recs = redis.call('HMGET', K_TASKS, unpack(ids))
 ck_expect_type(K_DEAD, 'hash')
 ck_expect_type(K_ERR, 'hash')
 ck_expect_type(K_LEASES, 'hash')
-local was_empty = redis.call('LLEN', K_READY) == 0
-local sets = {}
+local was_empty = h.none_ready()
+local order = h.order()
+local sets, prios = {}, {}
 for i, id in ipairs(ids) do
   local rec = recs[i]
+  prios[i] = h.priority(rec)
   local a, _, prev, max = h.head(rec)
   if a then
     if reset then
@@ -45,6 +48,6 @@ redis.call('HDEL', K_DEAD, unpack(ids))
 redis.call('HDEL', K_LEASES, unpack(ids))
 if reset then redis.call('HDEL', K_ERR, unpack(ids)) end
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
-redis.call('LPUSH', K_READY, unpack(ids))
+h.push_ready(ids, prios, order)
 if was_empty then h.wake() end
 return ids

@@ -3,7 +3,8 @@
 -- first use (an ack makes none, unless `succeeded` events are on).
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, tasks, errors, delayed, info
---   (completed, dead), and dlq, dead when dead-lettering; reads info's max_leased.
+--   (completed, dead), and dlq, dead when dead-lettering; reads info's max_leased and, at that
+--   limit, both ready lanes.
 -- ARGV[3] n, ARGV[4] struct n x '<BI8I8I8' (op: an OP_* code, id, token, x: the jitter draw
 --   0..65535 of a fail, the delay of a defer), then ARGV[5..] the strings of the ops in order:
 --   a fail's error; a dead-letter's reason, then its error
@@ -108,16 +109,14 @@ local info = redis.call('HMGET', K_INFO, 'completed', 'max_leased')
 if acks > 0 then ck_int(info[1], K_INFO, 'field completed', EXACT - n) end
 local max_leased = ck_int(info[2], K_INFO, 'field max_leased', MAXL) or 0
 local held_before = max_leased > 0 and redis.call('ZCARD', K_LEASED)
+local waiting = held_before and held_before >= max_leased and not rare().none_ready()
 if burials > 0 then H.check_bury() end
 local first_due, aged = nil, nil
 if delays > 0 then first_due = H.first_due() end
 if burials > 0 then aged = H.aged() end
 -- writes: (the first one, the ZREM from `leased`, checks that key's type)
 local freed = redis.call('ZREM', K_LEASED, unpack(unlease))
-if held_before and held_before >= max_leased and held_before - freed < max_leased
-  and redis.call('LLEN', K_READY) > 0 then
-  rare().wake()
-end
+if waiting and held_before - freed < max_leased then H.wake() end
 -- An ack's lease goes; any other settle leaves its token's mark.
 local gone, marks = {}, {}
 for i = 1, n do

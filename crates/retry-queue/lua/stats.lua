@@ -1,7 +1,7 @@
 -- stats: counts per state, totals, the oldest ready task. Reads only. Runs after lib/queue.lua
 -- and, in `rare()`, the helper pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's; reads ready, info, tasks, delayed, leased, dlq.
+-- KEYS: all of lib/queue.lua's; reads ready, urgent, info, tasks, delayed, leased, dlq.
 -- ARGV: none of its own.
 -- -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|NONE, now,
 --      next_due|NONE, paused 0|1, max_leased, rate_max, rate_ms (0: no such limit) }
@@ -9,7 +9,8 @@
 
 local h = rare()
 
-local ready = redis.call('LLEN', K_READY)
+local listed = redis.call('LLEN', K_READY)
+local ready = listed + redis.call('ZCARD', K_URGENT)
 local info = redis.call('HMGET', K_INFO, 'completed', 'dead', 'paused', 'max_leased', 'rate_max',
   'rate_ms')
 local completed = ck_int(info[1], K_INFO, 'field completed', EXACT) or 0
@@ -18,10 +19,27 @@ local paused = ck_int(info[3], K_INFO, 'field paused', 1) or 0
 local max_leased = ck_int(info[4], K_INFO, 'field max_leased', MAXL) or 0
 local rate_max = ck_int(info[5], K_INFO, 'field rate_max', MAXR) or 0
 local rate_ms = ck_int(info[6], K_INFO, 'field rate_ms', MAXD) or 0
+-- The oldest ready task: the first of the list or of a priority level of `urgent` (each in
+-- first-in-first-out order).
 local oldest = NONE
-if ready > 0 then
-  local rec = redis.call('HGET', K_TASKS, redis.call('LINDEX', K_READY, -1))
-  if h.head(rec) then oldest = struct.unpack('<I8', rec, 17) end
+local firsts = {}
+if listed > 0 then firsts[1] = redis.call('LINDEX', K_READY, -1) end
+if ready > listed then
+  for p = 1, MAXP do
+    local lo = (MAXP - p) * PRIO_SPAN
+    local f = redis.call('ZRANGEBYSCORE', K_URGENT, string.format('%d', lo),
+      string.format('(%d', lo + PRIO_SPAN), 'LIMIT', 0, 1)
+    if f[1] then firsts[#firsts + 1] = f[1] end
+  end
+end
+if #firsts > 0 then
+  local recs = redis.call('HMGET', K_TASKS, unpack(firsts))
+  for _, rec in ipairs(recs) do
+    if h.head(rec) then
+      local since = struct.unpack('<I8', rec, 17)
+      if oldest == NONE or since < oldest then oldest = since end
+    end
+  end
 end
 local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 return { ready, redis.call('ZCARD', K_DELAYED), redis.call('ZCARD', K_LEASED),

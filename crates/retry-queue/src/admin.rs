@@ -128,6 +128,7 @@ impl Queue {
             max_attempts: record.max,
             enqueued_ms: record.enqueued,
             component: record.component,
+            priority: record.priority,
             payload: record.payload,
             errors,
             reason: (!reason.is_empty()).then_some(reason),

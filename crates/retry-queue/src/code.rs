@@ -1,6 +1,6 @@
 //! Numbers shared with the scripts: the constants of the same names at the top of
-//! `lua/lib/queue.lua` (`NONE`, policies, jitters, the events' source) and of `lua/settle.lua`
-//! (settle ops and answers). Change one side, change the other.
+//! `lua/lib/queue.lua` (`NONE`, policies, jitters, the events' source, the highest priority) and
+//! of `lua/settle.lua` (settle ops and answers). Change one side, change the other.
 
 /// Settle ops, as a settle packs them (per op of a batch: data, not a dispatch).
 pub(crate) const OP_ACK: u8 = 1;
@@ -79,6 +79,14 @@ mod tests {
                 ),
             ),
             (lib, format!("local SOURCE = '{SOURCE}'")),
+            (
+                lib,
+                format!(
+                    "local MAXP, PRIO_SPAN = {}, {}",
+                    crate::MAX_PRIORITY,
+                    1u64 << 49
+                ),
+            ),
         ] {
             assert!(script.lines().any(|l| l == line), "no line `{line}`");
         }

@@ -90,6 +90,10 @@
 //!   `dead_lettered`, `stalled`, `requeued`, `paused`, `resumed`, and `succeeded` (opt-in).
 //!   **Stats**: counts per state, totals, age of the oldest ready task, whether the queue is
 //!   paused ([`Queue::stats`]).
+//! - **Priorities** ([`TaskOptions::priority`], 0 to [`MAX_PRIORITY`]): claims take the ready
+//!   tasks of the highest priority first, first in first out within a priority; a task that
+//!   comes back to ready (retry, stall, requeue) goes behind those of its priority ready then.
+//!   Tasks of priority 0 cost what they did before priorities.
 //! - **Pause and resume**: [`Queue::pause`] stops every worker's claims at once (in the claim
 //!   script, so no worker needs to hear of it); tasks already leased run to their settle, and
 //!   [`Queue::resume`] wakes the idle workers.
@@ -175,7 +179,7 @@ pub use events::{QueueEvent, QueueEventKind, QueueEvents};
 pub use limits::{Limits, MAX_LIMIT, Rate};
 #[cfg(any(feature = "testing", feature = "model"))]
 pub use ops::RawSettle;
-pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};
+pub use options::{Backoff, Jitter, MAX_DURATION_MS, MAX_PRIORITY, TaskOptions, backoff_delay_ms};
 pub use queue::Queue;
 pub use types::{
     Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled,

@@ -15,6 +15,9 @@ use crate::options::{TaskOptions, backoff_delay_ms};
 pub use crate::record::{Record, decode_errors};
 use crate::types::{Claim, Enqueued, Failure, NewTask, Settle, Settled, Stats, Task};
 
+/// The ranks one priority level of `urgent` spans (`PRIO_SPAN` in `lua/lib/queue.lua`).
+const PRIO_SPAN: u64 = 1 << 49;
+
 /// One task in the model.
 #[derive(Debug, Clone)]
 struct ModelTask {
@@ -34,6 +37,8 @@ struct ModelTask {
 pub struct Dump {
     /// The ready list, head (LPUSH side) first, as `LRANGE 0 -1` reads it.
     pub ready: Vec<String>,
+    /// The ready tasks with a priority by (rank, id): rank (9 − priority) × 2^49 + order.
+    pub urgent: Vec<(String, u64)>,
     /// Delayed tasks by (due, id).
     pub delayed: Vec<(String, u64)>,
     /// Leased tasks by (deadline, id).
@@ -68,6 +73,8 @@ pub struct QueueModel {
     tasks: BTreeMap<String, ModelTask>,
     payloads: BTreeMap<String, Vec<u8>>,
     ready: VecDeque<String>,
+    /// id -> rank (see [`Dump::urgent`]).
+    urgent: BTreeMap<String, u64>,
     delayed: BTreeMap<String, u64>,
     leased: BTreeMap<String, u64>,
     dlq: BTreeMap<String, u64>,
@@ -111,6 +118,7 @@ impl QueueModel {
             tasks: BTreeMap::new(),
             payloads: BTreeMap::new(),
             ready: VecDeque::new(),
+            urgent: BTreeMap::new(),
             delayed: BTreeMap::new(),
             leased: BTreeMap::new(),
             dlq: BTreeMap::new(),
@@ -135,6 +143,7 @@ impl QueueModel {
             since: t.since,
             enqueued: t.enqueued,
             max: o.max_attempts,
+            priority: o.priority,
             lease: duration_ms(o.lease),
             policy: o.policy(),
             component: o.component.clone(),
@@ -146,6 +155,7 @@ impl QueueModel {
     pub fn dump(&self) -> Dump {
         Dump {
             ready: self.ready.iter().cloned().collect(),
+            urgent: ordered(&self.urgent),
             delayed: ordered(&self.delayed),
             leased: ordered(&self.leased),
             leases: self
@@ -191,11 +201,22 @@ impl QueueModel {
             .map(|t| (t.attempts, t.options.max_attempts))
     }
 
-    fn lpush(&mut self, ids: &[String]) -> usize {
+    /// The rank in `urgent` of a task of priority `p` (above 0) and order `order`.
+    fn rank(p: u8, order: u64) -> u64 {
+        u64::from(crate::MAX_PRIORITY - p) * PRIO_SPAN + order.min(PRIO_SPAN - 1)
+    }
+
+    /// Puts `ids` behind the ready tasks of their priority: the list's back, or `urgent` ranked
+    /// by the id sequence.
+    fn push_ready(&mut self, ids: &[String]) {
         for id in ids {
-            self.ready.push_front(id.clone());
+            match self.tasks.get(id).map_or(0, |t| t.options.priority) {
+                0 => self.ready.push_front(id.clone()),
+                p => {
+                    self.urgent.insert(id.clone(), Self::rank(p, self.seq));
+                }
+            }
         }
-        self.ready.len()
     }
 
     fn bury(&mut self, now: u64, id: &str, reason: &str) {
@@ -317,12 +338,16 @@ impl QueueModel {
             self.payloads.insert(id.clone(), task.payload.clone());
             if delay > 0 {
                 self.delayed.insert(id.clone(), due);
+            } else if o.priority > 0 {
+                self.urgent.insert(id.clone(), Self::rank(o.priority, seq));
             } else {
                 ready.push(id.clone());
             }
             out.push(Enqueued::New(id));
         }
-        self.lpush(&ready);
+        for id in ready {
+            self.ready.push_front(id);
+        }
         out
     }
 
@@ -373,7 +398,6 @@ impl QueueModel {
                 back.push(id.clone());
             }
         }
-        self.lpush(&back);
         let due = due_members(
             &self.delayed,
             i128::from(now),
@@ -382,7 +406,8 @@ impl QueueModel {
         for id in &due {
             self.delayed.remove(id);
         }
-        self.lpush(&due);
+        back.extend(due);
+        self.push_ready(&back);
         // The limits: leases held once the expired ones are reclaimed; starts in the window.
         let mut n = n;
         let mut next_start = None;
@@ -405,7 +430,14 @@ impl QueueModel {
                 n = n.min(usize::try_from(max - recent_n).unwrap_or(usize::MAX));
             }
         }
-        let mut ids = Vec::new();
+        let mut ids: Vec<String> = ordered(&self.urgent)
+            .into_iter()
+            .take(n)
+            .map(|(id, _)| id)
+            .collect();
+        for id in &ids {
+            self.urgent.remove(id);
+        }
         while ids.len() < n {
             match self.ready.pop_back() {
                 Some(id) => ids.push(id),
@@ -429,6 +461,7 @@ impl QueueModel {
                 attempt: t.attempts + 1,
                 stalls: t.stalls,
                 component: t.options.component.clone(),
+                priority: t.options.priority,
                 payload: self.payloads.get(&id).cloned().unwrap_or_default(),
                 enqueued_ms: t.enqueued,
             });
@@ -579,7 +612,7 @@ impl QueueModel {
             self.dlq.remove(id);
             self.dead.remove(id);
         }
-        self.lpush(&ids);
+        self.push_ready(&ids);
         ids
     }
 
@@ -595,7 +628,7 @@ impl QueueModel {
             self.delayed.remove(id);
             self.tasks.get_mut(id).expect("delayed tasks exist").since = now;
         }
-        self.lpush(&moved);
+        self.push_ready(&moved);
         moved
     }
 
@@ -625,13 +658,22 @@ impl QueueModel {
 
     /// `stats` at `now`.
     pub fn stats(&self, now: u64) -> Stats {
-        let oldest = self
-            .ready
-            .back()
-            .and_then(|id| self.tasks.get(id))
-            .map(|t| t.since);
+        // The first of the list and of each priority level of `urgent`, as the script reads them.
+        let mut firsts: Vec<&String> = self.ready.back().into_iter().collect();
+        let mut level = None;
+        for (id, rank) in ordered(&self.urgent) {
+            if level != Some(rank / PRIO_SPAN) {
+                level = Some(rank / PRIO_SPAN);
+                firsts.push(self.urgent.get_key_value(&id).expect("listed").0);
+            }
+        }
+        let oldest = firsts
+            .into_iter()
+            .filter_map(|id| self.tasks.get(id))
+            .map(|t| t.since)
+            .min();
         Stats {
-            ready: self.ready.len() as u64,
+            ready: (self.ready.len() + self.urgent.len()) as u64,
             delayed: self.delayed.len() as u64,
             leased: self.leased.len() as u64,
             dead: self.dlq.len() as u64,

@@ -89,6 +89,7 @@ impl Queue {
                 let o = &task.options;
                 call.arg(tail(
                     o.max_attempts,
+                    o.priority,
                     duration_ms(o.lease),
                     &o.policy(),
                     o.component.as_deref().unwrap_or(""),
@@ -358,6 +359,7 @@ fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
             attempt: rec.attempts.saturating_add(1),
             stalls: rec.stalls,
             component: rec.component,
+            priority: rec.priority,
             payload: rec.payload,
             enqueued_ms: rec.enqueued,
         });

@@ -14,6 +14,9 @@ use crate::error::Result;
 /// arithmetic stays exact.
 pub const MAX_DURATION_MS: u64 = 1 << 35;
 
+/// The highest task priority ([`TaskOptions::priority`]): levels 0 (the default) to 9.
+pub const MAX_PRIORITY: u8 = 9;
+
 /// How long to wait before the next attempt, applied by the script when an attempt fails.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backoff {
@@ -59,7 +62,7 @@ pub enum Jitter {
     Decorrelated,
 }
 
-/// How one task is run: attempts, backoff, delay, lease, idempotency, component.
+/// How one task is run: attempts, backoff, delay, lease, idempotency, component, priority.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskOptions {
     pub(crate) max_attempts: u32,
@@ -69,6 +72,7 @@ pub struct TaskOptions {
     pub(crate) lease: Duration,
     pub(crate) idempotency: Option<(String, Duration)>,
     pub(crate) component: Option<String>,
+    pub(crate) priority: u8,
 }
 
 impl Default for TaskOptions {
@@ -82,6 +86,7 @@ impl Default for TaskOptions {
             lease: Duration::from_secs(30),
             idempotency: None,
             component: None,
+            priority: 0,
         }
     }
 }
@@ -129,6 +134,14 @@ impl TaskOptions {
     /// while that component's breaker is open).
     pub fn component(mut self, component: impl Into<String>) -> Self {
         self.component = Some(component.into());
+        self
+    }
+
+    /// Its priority, 0 (the default) to [`MAX_PRIORITY`]: claims take the ready tasks of the
+    /// highest priority first, first in first out within a priority. A task that comes back to
+    /// ready (a retry, a stall, a requeue) goes behind the tasks of its priority ready then.
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -198,6 +211,12 @@ impl TaskOptions {
         }
         if let Some(component) = &self.component {
             validate_name("component", component)?;
+        }
+        if self.priority > MAX_PRIORITY {
+            return bad(
+                "priority",
+                format!("must be 0 to {MAX_PRIORITY}, got {}", self.priority),
+            );
         }
         Ok(())
     }

@@ -50,7 +50,7 @@ impl std::fmt::Debug for Queue {
 }
 
 /// The suffixes of a queue's keys, in the scripts' `KEYS` order.
-const KEYS: [(&str, KeyKind); 12] = [
+const KEYS: [(&str, KeyKind); 13] = [
     ("tasks", KeyKind::Hash),
     ("ready", KeyKind::List),
     ("delayed", KeyKind::ZSet),
@@ -63,6 +63,7 @@ const KEYS: [(&str, KeyKind); 12] = [
     ("idem_exp", KeyKind::ZSet),
     ("info", KeyKind::Hash),
     ("starts", KeyKind::ZSet),
+    ("urgent", KeyKind::ZSet),
 ];
 
 impl Queue {

@@ -24,6 +24,8 @@ pub struct Record {
     pub enqueued: u64,
     /// Its attempt budget.
     pub max: u32,
+    /// Its priority (0 to [`MAX_PRIORITY`](crate::MAX_PRIORITY)).
+    pub priority: u8,
     /// Its lease length (ms).
     pub lease: u64,
     /// Its backoff policy as the script reads it.
@@ -65,7 +67,8 @@ impl Record {
             prev: le_u64(b, 8, 8),
             since: le_u64(b, 16, 8),
             enqueued: le_u64(b, 24, 8),
-            max: le_u64(b, SCRIPT_HEAD, 4) as u32,
+            max: le_u64(b, SCRIPT_HEAD, 2) as u32,
+            priority: b[SCRIPT_HEAD + 2],
             lease: le_u64(b, SCRIPT_HEAD + 4, 8),
             policy: b[HEAD..HEAD + plen].to_vec(),
             component: (clen > 0).then(|| component.into_owned()),
@@ -75,17 +78,19 @@ impl Record {
 }
 
 /// The part of a record Rust writes: from offset [`SCRIPT_HEAD`] (32) to the end of the
-/// [`HEAD`] (max I4, lease I8, policy length I2, component length I2), then the policy, the
-/// component and the payload.
+/// [`HEAD`] (max I2, priority B, 0 B, lease I8, policy length I2, component length I2), then
+/// the policy, the component and the payload.
 pub(crate) fn tail(
     max: u32,
+    priority: u8,
     lease: u64,
     policy: &[u8],
     component: &str,
     payload: &[u8],
 ) -> Vec<u8> {
     Packed::new()
-        .bytes(&max.to_le_bytes())
+        .bytes(&(max as u16).to_le_bytes())
+        .bytes(&[priority, 0])
         .u64_le(lease)
         .bytes(&(policy.len() as u16).to_le_bytes())
         .bytes(&(component.len() as u16).to_le_bytes())
@@ -124,7 +129,7 @@ mod tests {
 
     #[test]
     fn the_script_head_and_the_rust_tail_make_the_documented_48_byte_head() {
-        let tail = tail(7, 30_000, b"pp", "db", b"payload");
+        let tail = tail(7, 3, 30_000, b"pp", "db", b"payload");
         assert_eq!(tail.len(), HEAD - SCRIPT_HEAD + 2 + 2 + 7);
         // What the enqueue script writes before it: attempts, stalls, last delay, since,
         // enqueued.
@@ -140,9 +145,9 @@ mod tests {
         let r = Record::decode(&rec).unwrap();
         assert_eq!(
             (
-                r.attempts, r.stalls, r.prev, r.since, r.enqueued, r.max, r.lease
+                r.attempts, r.stalls, r.prev, r.since, r.enqueued, r.max, r.priority, r.lease
             ),
-            (1, 2, 3, 4, 5, 7, 30_000)
+            (1, 2, 3, 4, 5, 7, 3, 30_000)
         );
         assert_eq!(
             (r.policy.as_slice(), r.component.as_deref()),

@@ -36,22 +36,29 @@ macro_rules! script {
     };
 }
 
-pub(crate) static ENQUEUE: Script = script!("enqueue", ["settings", "wake", "first_due"]);
+#[rustfmt::skip]
+pub(crate) static ENQUEUE: Script = script!("enqueue",
+    ["settings", "wake", "first_due", "rank", "none_ready"]);
 #[rustfmt::skip]
 pub(crate) static CLAIM: Script = script!("claim",
-    ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury"]);
+    ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury",
+     "priority", "rank", "order", "push_ready", "none_ready"]);
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",
-     "delete_dead", "backoff", "history", "bury"]);
+     "delete_dead", "backoff", "history", "bury", "none_ready"]);
 pub(crate) static EXTEND: Script = script!("extend", ["head"]);
-pub(crate) static MAKE_DUE: Script = script!("make_due", ["settings", "head", "rewrite", "wake"]);
+#[rustfmt::skip]
+pub(crate) static MAKE_DUE: Script = script!("make_due",
+    ["settings", "head", "rewrite", "wake", "priority", "rank", "order", "push_ready",
+     "none_ready"]);
 pub(crate) static STATS: Script = script!("stats", ["head"]);
 pub(crate) static DLQ_LIST: Script = script!("dlq_list");
 pub(crate) static INSPECT: Script = script!("inspect");
 #[rustfmt::skip]
 pub(crate) static REQUEUE: Script = script!("requeue",
-    ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "dead_ids"]);
+    ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "dead_ids",
+     "priority", "rank", "order", "push_ready", "none_ready"]);
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
 pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
 pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);

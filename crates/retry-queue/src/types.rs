@@ -89,6 +89,8 @@ pub struct Task {
     pub stalls: u32,
     /// The component it calls, if it names one.
     pub component: Option<String>,
+    /// Its priority (0 to [`MAX_PRIORITY`](crate::MAX_PRIORITY)).
+    pub priority: u8,
     /// The payload.
     pub payload: Vec<u8>,
     /// When it was enqueued (server time, ms).
@@ -274,6 +276,8 @@ pub struct TaskInfo {
     pub enqueued_ms: u64,
     /// Its component.
     pub component: Option<String>,
+    /// Its priority.
+    pub priority: u8,
     /// Its payload.
     pub payload: Vec<u8>,
     /// Its latest errors, oldest first.

@@ -18,7 +18,7 @@ mod common;
 use common::{hget, hset};
 
 /// The kinds of a queue's keys, in `Queue::keys` order.
-const KINDS: [KeyKind; 12] = [
+const KINDS: [KeyKind; 13] = [
     KeyKind::Hash,
     KeyKind::List,
     KeyKind::ZSet,
@@ -31,17 +31,20 @@ const KINDS: [KeyKind; 12] = [
     KeyKind::ZSet,
     KeyKind::Hash,
     KeyKind::ZSet,
+    KeyKind::ZSet,
 ];
 
 /// Byte ranges of a record's fixed head: attempts, stalls, last delay, since, enqueued, max,
-/// lease, policy length, component length; then the policy's first 10 bytes.
-const FIELDS: [(usize, usize); 10] = [
+/// priority and the byte after it, lease, policy length, component length; then the policy's
+/// first 10 bytes.
+const FIELDS: [(usize, usize); 11] = [
     (0, 4),
     (4, 4),
     (8, 8),
     (16, 8),
     (24, 8),
-    (32, 4),
+    (32, 2),
+    (34, 2),
     (36, 8),
     (44, 2),
     (46, 2),
@@ -73,11 +76,11 @@ fn corruption() -> impl Strategy<Value = Corruption> {
     ];
     prop_oneof![
         3 => key_type.prop_map(|(i, t)| Corruption::KeyType(i, t)),
-        4 => (0usize..6, 0usize..FIELDS.len(), bytes).prop_map(|(t, f, b)| Corruption::Field(t, f, b)),
-        2 => (0usize..6, garbage()).prop_map(|(t, g)| Corruption::Record(t, g)),
+        4 => (0usize..7, 0usize..FIELDS.len(), bytes).prop_map(|(t, f, b)| Corruption::Field(t, f, b)),
+        2 => (0usize..7, garbage()).prop_map(|(t, g)| Corruption::Record(t, g)),
         2 => (prop::sample::select(vec!["seq", "token", "completed", "dead", "paused", "max_leased", "rate_max", "rate_ms"]), garbage())
             .prop_map(|(f, g)| Corruption::Info(f, g)),
-        1 => (0usize..6, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
+        1 => (0usize..7, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
         1 => garbage().prop_map(Corruption::Idempotency),
     ]
 }
@@ -98,7 +101,12 @@ async fn check_one_state(pool: &Pool, queue: &Queue, id: &str) {
     if ready.iter().any(|r| r == id) {
         found.push("ready");
     }
-    for (key, name) in [(&k[2], "delayed"), (&k[3], "leased"), (&k[5], "dead")] {
+    for (key, name) in [
+        (&k[12], "urgent"),
+        (&k[2], "delayed"),
+        (&k[3], "leased"),
+        (&k[5], "dead"),
+    ] {
         if let Ok(Some(_)) = pool
             .query::<Option<f64>>(redis::cmd("ZSCORE").arg(key).arg(id))
             .await
@@ -166,11 +174,11 @@ async fn setup(redis: &TestRedis, pool: &Pool) -> Setup {
         NewTask::new("t0").options(lease().max_attempts(1)),
         NewTask::new("t1").options(lease()),
         NewTask::new("t2").options(lease().idempotency_key("k", Duration::from_secs(3600))),
-        NewTask::new("t3").options(lease().delay(Duration::from_millis(1_000))),
+        NewTask::new("t3").options(lease().delay(Duration::from_millis(1_000)).priority(2)),
         NewTask::new("t4").options(lease()),
         NewTask::new("t5").options(lease().component("search")),
     ];
-    let ids: Vec<String> = queue
+    let mut ids: Vec<String> = queue
         .enqueue_batch(&tasks)
         .await
         .unwrap()
@@ -186,6 +194,9 @@ async fn setup(redis: &TestRedis, pool: &Pool) -> Setup {
         ])
         .await
         .unwrap();
+    // One ready task with a priority (in `urgent`; t3 joins it when due).
+    let t6 = NewTask::new("t6").options(lease().priority(7));
+    ids.push(queue.enqueue(t6).await.unwrap().id().to_owned());
     Setup { queue, clock, ids }
 }
 
@@ -284,7 +295,7 @@ async fn run_case(redis: &TestRedis, pool: &Pool, c: &Corruption) {
     let mut ids = s.ids.clone();
     let extra = [
         NewTask::new("n0").options(lease().idempotency_key("k", Duration::from_secs(3600))),
-        NewTask::new("n1").options(lease()),
+        NewTask::new("n1").options(lease().priority(1)),
     ];
     let enqueued = q.enqueue_batch(&extra).await;
     if let Ok(e) = &enqueued {

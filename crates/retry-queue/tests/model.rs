@@ -1,5 +1,6 @@
 //! The Lua against the pure-Rust model: random enqueue / claim / ack / fail / defer /
-//! dead-letter / extend / crash (abandoned leases) / time-advance / requeue / purge sequences on
+//! dead-letter / extend / crash (abandoned leases) / time-advance / requeue / purge sequences
+//! with tasks of several priorities on
 //! a manual clock must give the same answers and the same stored state, and the invariants
 //! hold: attempts never above max, every task in exactly one state, the DLQ holds exactly the
 //! exhausted, stalled and malformed tasks.
@@ -16,9 +17,13 @@ use coordkit_retry_queue::{
 use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
 
+/// A task: backoff kind, max attempts, jitter, delay choice, lease, idempotency key, priority
+/// choice.
+type TaskSpec = (u8, u32, u8, u8, u64, Option<u8>, u8);
+
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue(Vec<(u8, u32, u8, u8, u64, Option<u8>)>),
+    Enqueue(Vec<TaskSpec>),
     Claim(usize),
     Settle(Vec<(usize, u8, u32)>),
     Stale(usize),
@@ -44,6 +49,7 @@ fn op() -> impl Strategy<Value = Op> {
         0u8..3,                                  // delay choice
         prop_oneof![Just(300u64), Just(1_500)],  // lease
         proptest::option::weighted(0.3, 0u8..3), // idempotency key
+        0u8..4,                                  // priority choice
     );
     prop_oneof![
         4 => proptest::collection::vec(task, 1..4).prop_map(Op::Enqueue),
@@ -66,8 +72,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn options(spec: &(u8, u32, u8, u8, u64, Option<u8>)) -> TaskOptions {
-    let &(kind, max, jitter, delay, lease, key) = spec;
+fn options(spec: &TaskSpec) -> TaskOptions {
+    let &(kind, max, jitter, delay, lease, key, priority) = spec;
     let backoff = match kind {
         0 => Backoff::Exponential {
             base: Duration::from_millis(100),
@@ -98,7 +104,8 @@ fn options(spec: &(u8, u32, u8, u8, u64, Option<u8>)) -> TaskOptions {
         .backoff(backoff)
         .jitter(jitter)
         .delay(Duration::from_millis([0, 0, 700][delay as usize]))
-        .lease(Duration::from_millis(lease));
+        .lease(Duration::from_millis(lease))
+        .priority([0, 0, 3, 9][priority as usize]);
     if kind == 2 {
         o = o.component("llm-api");
     }
@@ -128,6 +135,7 @@ async fn dump(pool: &Pool, queue: &Queue) -> Dump {
     let errors: BTreeMap<String, Vec<u8>> = pool.query(&hgetall(&k[6])).await.unwrap();
     Dump {
         ready,
+        urgent: pool.query(&zset(&k[12])).await.unwrap(),
         delayed: pool.query(&zset(&k[2])).await.unwrap(),
         leased: pool.query(&zset(&k[3])).await.unwrap(),
         leases: pool.query(&hgetall(&k[4])).await.unwrap(),
@@ -178,6 +186,7 @@ fn check_invariants(d: &Dump, max_stalls: u32) -> Result<(), TestCaseError> {
     let all = d
         .ready
         .iter()
+        .chain(d.urgent.iter().map(|(id, _)| id))
         .chain(d.delayed.iter().map(|(id, _)| id))
         .chain(d.leased.iter().map(|(id, _)| id))
         .chain(d.dlq.iter().map(|(id, _)| id));

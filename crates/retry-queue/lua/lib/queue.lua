@@ -19,6 +19,10 @@
 --                            rate_max starts per rate_ms
 --   KEYS[12] starts    ZSET  token -> start time (ms) of each claim within the last rate
 --                            interval (a queue with a rate limit)
+--   KEYS[13] urgent    ZSET  id -> rank: the ready tasks with a priority above 0, claimed
+--                            before the ready list; rank (MAXP - priority) * PRIO_SPAN + order,
+--                            order the task's id when enqueued, the id sequence when it came
+--                            back (so: by priority, then first in first out)
 --
 -- ARGV (every script; the operation's own arguments follow, from ARGV[3]):
 --   ARGV[1] now_ms ("" = server TIME)
@@ -30,13 +34,15 @@
 -- write the first 32 (bytes 1 to 32 in Lua's 1-based positions) and Rust the other 16, then the
 -- variable part Rust writes:
 --   a I4 attempts | s I4 stalls | prev I8 last backoff delay | since I8 | enq I8 enqueued at
---   (32 bytes, the scripts') | max I4 | lease I8 | plen I2 | clen I2 (48 bytes) | policy (plen)
+--   (32 bytes, the scripts') | max I2 | priority B (0..MAXP; higher is claimed first) | 0 B
+--   | lease I8 | plen I2 | clen I2 (48 bytes) | policy (plen)
 --   | component (clen) | payload
 -- policy: B kind (POLICY_*: exponential: I8 base, d factor, I8 cap | fixed: I8 delay | schedule:
 --   I2 n, n x I8), B jitter (JITTER_*) -- kind and jitter first.
 -- An error history: B count, then per error I4 attempt, I8 at, I2 length, text.
 --
--- A task is in exactly one state: the one structure (ready, delayed, leased, dlq) holding its id;
+-- A task is in exactly one state: the one structure (ready or urgent, delayed, leased, dlq)
+-- holding its id;
 -- `leases` holds a positive token for exactly the leased ones. A settle whose token no longer
 -- holds the lease answers "already settled" when that token settled the task (the negative
 -- mark) or the task is gone (acknowledged or purged), else "lease lost". `since` is when it
@@ -65,7 +71,7 @@ local SOURCE = 'retry-queue'
 
 local K_TASKS, K_READY, K_DELAYED, K_LEASED, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DLQ, K_ERR, K_DEAD, K_IDEM, K_IDEMX, K_INFO = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local K_STARTS = KEYS[12]
+local K_STARTS, K_URGENT = KEYS[12], KEYS[13]
 
 local now = ck_now(ARGV[1])
 local CFG = ARGV[2]
@@ -74,3 +80,6 @@ local HDR = 48
 local MAXD, EXACT, MAXS, MAXA = 34359738368, 9007199254740992, 2147483648, 10000
 -- Bounds of the limits (MAX_LEASED and MAX_RATE in Rust).
 local MAXL, MAXR = 1000000, 1000000
+-- The highest priority (MAX_PRIORITY in Rust), and the span of ranks one priority level of
+-- `urgent` covers: orders (ids) below it, every rank below 2^53.
+local MAXP, PRIO_SPAN = 9, 562949953421312
