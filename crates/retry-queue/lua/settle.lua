@@ -8,21 +8,36 @@
 -- ARGV[3] n, ARGV[4] struct n x '<BI8I8I8' (op: an OP_* code, id, token, x: the jitter draw
 --   0..65535 of a fail, the delay of a defer), then ARGV[5..] the strings of the ops in order:
 --   a fail's error; a dead-letter's reason, then its error
--- -> { status, attempts, due, ... } per op (status: a SETTLED_* code)
--- Events: succeeded (when on), retry_scheduled, dead_lettered, wake.
+-- -> { status, attempts, due, ... } per op (status: a SETTLED_* code; a retry in place answers
+--    its delay in place of `due`)
+-- Retry in place: a fail that may stay (OP_FAIL_IN_PLACE: its holder can run the task again)
+-- and whose backoff is shorter than the queue's threshold keeps its lease
+-- (same token) to the worker that failed it, extended by the backoff; that worker runs it
+-- again after the backoff. Its attempt, error and event are recorded as for any retry; if the
+-- worker dies, the lease runs out and the task is reclaimed with its attempts. Not while the
+-- queue is paused or rate-limited: those retries go through `delayed`, so that the claim
+-- decides when they start.
+-- Events: succeeded (when on), retry_scheduled (`in_place` true for a retry in place),
+--   dead_lettered, wake.
 
 -- Codes shared with Rust: the same names and numbers in `code` (src/code.rs).
 -- Settle ops (ARGV[4]):
 local OP_ACK, OP_FAIL, OP_DEFER, OP_DEAD_LETTER = 1, 2, 3, 4
+-- A fail from a holder that can run the task again itself (a worker): it may stay leased.
+local OP_FAIL_IN_PLACE = 5
 -- Settle answers (one per op):
 local SETTLED_LOST, SETTLED_ACKED, SETTLED_RETRYING = 0, 1, 2
 local SETTLED_DEAD_LETTERED, SETTLED_DEFERRED, SETTLED_ALREADY = 3, 4, 5
+local SETTLED_RETRYING_IN_PLACE = 6
 
 local n, ops = tonumber(ARGV[3]), ARGV[4]
-local kinds, ids, toks, xs = {}, {}, {}, {}
+local kinds, ids, toks, xs, stay = {}, {}, {}, {}, {}
 local pos = 1
 for i = 1, n do
   kinds[i], ids[i], toks[i], xs[i], pos = struct.unpack('<BI8I8I8', ops, pos)
+  if kinds[i] == OP_FAIL_IN_PLACE then
+    kinds[i], stay[i] = OP_FAIL, true
+  end
 end
 -- validate: leases is read; the records and histories the ops use are read and decoded (a
 -- task whose record or history cannot be used is dead-lettered as malformed, alone); then
@@ -32,14 +47,13 @@ local emit_ok = string.byte(CFG, 1) == 1
 -- Which ops hold their lease (the first of duplicates); the records of those that are no ack
 -- (and of the acks too when `succeeded` events, which tell the attempt, are on), and of the
 -- tasks no lease is held for (gone: already settled).
-local valid, done, need, unlease, already, unheld = {}, {}, {}, {}, {}, nil
+local valid, done, need, already, unheld = {}, {}, {}, {}, nil
 local acks, others = 0, 0
 for i = 1, n do
   local id, h = ids[i], tonumber(held[i])
   if h == toks[i] and not done[id] then
     done[id] = true
     valid[i] = true
-    unlease[#unlease + 1] = id
     if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
     if kinds[i] ~= OP_ACK or emit_ok then need[#need + 1] = id end
   elseif h == toks[i] or h == -toks[i] then
@@ -77,37 +91,53 @@ else
   if #probe == 0 then ck_expect_type(K_TASKS, 'hash') end
   ck_expect_type(K_ERR, 'hash')
 end
--- What each valid op that is no ack does: { a, s, prev } of a usable record, or false.
-local heads, burials, delays = nil, 0, 0
+-- The counter the acks bump, the limits, and the pause flag (retries in place need neither).
+local info = redis.call('HMGET', K_INFO, 'completed', 'max_leased', 'paused', 'rate_max')
+if acks > 0 then ck_int(info[1], K_INFO, 'field completed', EXACT - n) end
+local max_leased = ck_int(info[2], K_INFO, 'field max_leased', MAXL) or 0
+-- What each valid op that is no ack does: { a, s, prev, max, lease } of a usable record, or
+-- false; a fail retried in place also gets its backoff in `in_place`.
+local heads, burials, delays, in_place = nil, 0, 0, {}
 if others > 0 then
   heads = {}
   local h = rare()
+  local may_stay = h.in_place > 0
+    and ck_int(info[3], K_INFO, 'field paused', 1) ~= 1
+    and (ck_int(info[4], K_INFO, 'field rate_max', MAXR) or 0) == 0
   for i = 1, n do
     local what, id = kinds[i], ids[i]
     if valid[i] and what ~= OP_ACK then
       local rec = recs[id]
-      local a, s, prev, max, _, plen = h.head(rec)
+      local a, s, prev, max, lease, plen = h.head(rec)
       if a and what ~= OP_DEFER and not h.history_ok(errs[id]) then a = nil end
       if a and what == OP_FAIL and a + 1 < max and not h.policy_ok(rec, plen) then a = nil end
       if not a then
         heads[i] = false
         burials = burials + 1
       else
-        heads[i] = { a, s, prev, max }
+        heads[i] = { a, s, prev, max, lease }
         if what == OP_DEAD_LETTER or (what == OP_FAIL and a + 1 >= max) then
           burials = burials + 1
         else
-          delays = delays + 1
+          local delay = what == OP_FAIL and h.backoff(rec, a + 1, prev, xs[i])
+          if delay and stay[i] and may_stay and delay < h.in_place then
+            in_place[i] = delay
+          else
+            delays = delays + 1
+          end
         end
       end
     end
   end
 end
--- The counter the acks bump, and the concurrency limit: a settle that frees a slot of a queue
--- at its limit wakes the idle workers (their claims took nothing while it was full).
-local info = redis.call('HMGET', K_INFO, 'completed', 'max_leased')
-if acks > 0 then ck_int(info[1], K_INFO, 'field completed', EXACT - n) end
-local max_leased = ck_int(info[2], K_INFO, 'field max_leased', MAXL) or 0
+-- The leases that go: all but those of the retries in place, which stay leased.
+local unlease = {}
+for i = 1, n do
+  if valid[i] and not in_place[i] then unlease[#unlease + 1] = ids[i] end
+end
+if #unlease < acks + others then ck_expect_type(K_LEASED, 'zset') end
+-- The concurrency limit: a settle that frees a slot of a queue at its limit wakes the idle
+-- workers (their claims took nothing while it was full).
 local held_before = max_leased > 0 and redis.call('ZCARD', K_LEASED)
 local waiting = held_before and held_before >= max_leased and not rare().none_ready()
 if burials > 0 then H.check_bury() end
@@ -115,12 +145,13 @@ local first_due, aged = nil, nil
 if delays > 0 then first_due = H.first_due() end
 if burials > 0 then aged = H.aged() end
 -- writes: (the first one, the ZREM from `leased`, checks that key's type)
-local freed = redis.call('ZREM', K_LEASED, unpack(unlease))
+local freed = #unlease > 0 and redis.call('ZREM', K_LEASED, unpack(unlease)) or 0
 if waiting and held_before - freed < max_leased then H.wake() end
--- An ack's lease goes; any other settle leaves its token's mark.
+-- An ack's lease goes; any other settle leaves its token's mark (a retry in place keeps its
+-- lease: its token stays).
 local gone, marks = {}, {}
 for i = 1, n do
-  if valid[i] then
+  if valid[i] and not in_place[i] then
     if kinds[i] == OP_ACK then
       gone[#gone + 1] = ids[i]
     else
@@ -131,7 +162,7 @@ for i = 1, n do
 end
 if #gone > 0 then redis.call('HDEL', K_LEASES, unpack(gone)) end
 if #marks > 0 then redis.call('HSET', K_LEASES, unpack(marks)) end
-local out, acked, sets, errsets, delayed = {}, {}, {}, {}, {}
+local out, acked, sets, errsets, delayed, kept = {}, {}, {}, {}, {}, {}
 local earliest = nil
 local spos = 5
 for i = 1, n do
@@ -179,6 +210,17 @@ for i = 1, n do
           if a >= max then
             h.bury(id, rec, a, s, prev, 'exhausted')
             out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, a, 0
+          elseif in_place[i] then
+            -- Still leased to the same token, until the backoff and a whole lease are over.
+            local d = in_place[i]
+            sets[#sets + 1] = id
+            sets[#sets + 1] = h.rewrite(rec, a, s, d, now + d)
+            kept[#kept + 1] = now + math.min(d + head[5], MAXD)
+            kept[#kept + 1] = id
+            h.emit('retry_scheduled', string.format(
+              '"task":"%d","attempt":%d,"delay_ms":%d,"due_ms":%d,"in_place":true', id, a, d,
+              now + d))
+            out[k + 1], out[k + 2], out[k + 3] = SETTLED_RETRYING_IN_PLACE, a, d
           else
             delay = h.backoff(rec, a, prev, xs[i])
             prev = delay
@@ -211,8 +253,9 @@ if #acked > 0 then
   redis.call('HINCRBY', K_INFO, 'completed', #acked)
 end
 if #errsets > 0 then redis.call('HSET', K_ERR, unpack(errsets)) end
-if #sets > 0 then
-  redis.call('HSET', K_TASKS, unpack(sets))
+if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
+if #kept > 0 then redis.call('ZADD', K_LEASED, unpack(kept)) end
+if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))
   -- Wake the sleepers when a retry is now the first task due.
   if not first_due or earliest <= first_due then H.wake() end

@@ -7,6 +7,7 @@ pub(crate) const OP_ACK: u8 = 1;
 pub(crate) const OP_FAIL: u8 = 2;
 pub(crate) const OP_DEFER: u8 = 3;
 pub(crate) const OP_DEAD_LETTER: u8 = 4;
+pub(crate) const OP_FAIL_IN_PLACE: u8 = 5;
 
 /// Settle answers, one per op.
 pub(crate) const SETTLED_LOST: u64 = 0;
@@ -15,6 +16,7 @@ pub(crate) const SETTLED_RETRYING: u64 = 2;
 pub(crate) const SETTLED_DEAD_LETTERED: u64 = 3;
 pub(crate) const SETTLED_DEFERRED: u64 = 4;
 pub(crate) const SETTLED_ALREADY: u64 = 5;
+pub(crate) const SETTLED_RETRYING_IN_PLACE: u64 = 6;
 
 /// A number an answer does not have (no due time, no deadline, a lost lease): `NONE` in the
 /// script. Rust reads any negative number so.
@@ -62,6 +64,14 @@ mod tests {
                     "local SETTLED_DEAD_LETTERED, SETTLED_DEFERRED, SETTLED_ALREADY = \
                      {SETTLED_DEAD_LETTERED}, {SETTLED_DEFERRED}, {SETTLED_ALREADY}"
                 ),
+            ),
+            (
+                settle,
+                format!("local SETTLED_RETRYING_IN_PLACE = {SETTLED_RETRYING_IN_PLACE}"),
+            ),
+            (
+                settle,
+                format!("local OP_FAIL_IN_PLACE = {OP_FAIL_IN_PLACE}"),
             ),
             (lib, format!("local NONE = {NONE}")),
             (

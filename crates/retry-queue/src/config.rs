@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 /// The largest payload limit: Redis's limit for one string, 512 MiB.
 const MAX_PAYLOAD_BYTES: usize = 512 << 20;
 
+/// The longest backoff a failure may be retried in place after (a worker slot waits that long).
+const MAX_RETRY_IN_PLACE: Duration = Duration::from_secs(60);
+
 /// A queue's settings, as its [`QueueBuilder`] validated them: read them with
 /// [`Queue::config`], and build a `model::QueueModel` (feature
 /// `model`) from them. [`QueueConfig::default`] holds every setter's default.
@@ -29,6 +32,7 @@ pub struct QueueConfig {
     pub(crate) succeeded_events: bool,
     pub(crate) promote_limit: u32,
     pub(crate) reclaim_limit: u32,
+    pub(crate) retry_in_place_below: Duration,
 }
 
 impl Default for QueueConfig {
@@ -43,6 +47,7 @@ impl Default for QueueConfig {
             succeeded_events: false,
             promote_limit: 1_000,
             reclaim_limit: 100,
+            retry_in_place_below: Duration::from_millis(500),
         }
     }
 }
@@ -64,6 +69,9 @@ impl QueueConfig {
         }
         if !(1..=10_000).contains(&self.reclaim_limit) {
             return bad("reclaim_limit", "must be 1 to 10000");
+        }
+        if self.retry_in_place_below > MAX_RETRY_IN_PLACE {
+            return bad("retry_in_place_below", "must be at most 60 s");
         }
         if duration_ms(self.dlq_max_age) > MAX_DURATION_MS {
             return bad("dlq_max_age", "must be at most 2^35 ms");
@@ -157,6 +165,19 @@ impl QueueBuilder {
     /// How many expired leases one claim reclaims at most (1 to 10,000; default 100).
     pub fn reclaim_limit(mut self, n: u32) -> Self {
         self.config.reclaim_limit = n;
+        self
+    }
+
+    /// Failures whose backoff is shorter than this are retried in place (0 to 60 s; default
+    /// 500 ms; zero turns it off): the settle records the attempt (count, error, event) and
+    /// keeps the task leased to the same worker, which runs it again after the backoff. One
+    /// settle instead of a settle, a promotion and a claim per retry, and no other worker picks
+    /// the task up; the worker's slot stays busy during the backoff. It stays crash-safe: if
+    /// the worker dies, the lease runs out and the task is reclaimed with its attempt count.
+    /// Longer backoffs, and every retry while the queue is paused or has a rate limit, go
+    /// through the delayed set.
+    pub fn retry_in_place_below(mut self, threshold: Duration) -> Self {
+        self.config.retry_in_place_below = threshold;
         self
     }
 

@@ -41,6 +41,10 @@ pub enum QueueEventKind {
         delay_ms: u64,
         /// When it is due again.
         due_ms: u64,
+        /// Whether it stays leased to the worker that failed it, which runs it again at
+        /// `due_ms` (a retry in place), rather than waiting in the delayed set.
+        #[serde(default)]
+        in_place: bool,
     },
     /// It went to the dead-letter queue (`exhausted`, `stalled`, `malformed`, or a handler's
     /// reason).

@@ -94,6 +94,11 @@
 //!   tasks of the highest priority first, first in first out within a priority; a task that
 //!   comes back to ready (retry, stall, requeue) goes behind those of its priority ready then.
 //!   Tasks of priority 0 cost what they did before priorities.
+//! - **Retry in place** ([`QueueBuilder::retry_in_place_below`], default 500 ms): a failure
+//!   whose backoff is shorter stays leased to the worker that failed it, which runs it again
+//!   after the backoff — one settle per retry instead of a settle, a promotion and a claim. The
+//!   attempt, error and `retry_scheduled` event (`in_place: true`) are recorded as for any
+//!   retry; if the worker dies, the lease runs out and the task is reclaimed with its attempts.
 //! - **Pause and resume**: [`Queue::pause`] stops every worker's claims at once (in the claim
 //!   script, so no worker needs to hear of it); tasks already leased run to their settle, and
 //!   [`Queue::resume`] wakes the idle workers.

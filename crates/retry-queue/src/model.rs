@@ -493,6 +493,13 @@ impl QueueModel {
             .iter()
             .map(|op| self.tasks.get(&op.id).map(|t| (t.token, t.mark)))
             .collect();
+        // Retries in place: not while paused or rate-limited (see `lua/settle.lua`).
+        let in_place = duration_ms(self.config.retry_in_place_below);
+        let in_place = if self.paused || self.rate_max > 0 {
+            0
+        } else {
+            in_place
+        };
         for (op, held) in ops.iter().zip(held) {
             let valid = match held {
                 Some((token, _)) => !done.contains(&op.id) && op.token != 0 && token == op.token,
@@ -513,6 +520,7 @@ impl QueueModel {
                 continue;
             }
             done.insert(op.id.clone());
+            let kept_mark = self.tasks.get(&op.id).map_or(0, |t| t.mark);
             if let Some(t) = self.tasks.get_mut(&op.id) {
                 t.mark = op.token;
             }
@@ -534,7 +542,8 @@ impl QueueModel {
                     out.push(Settled::DeadLettered { attempts: a });
                     None
                 }
-                Settle::Fail(error) => {
+                Settle::Fail(error) | Settle::FailInPlace(error) => {
+                    let may_stay = matches!(op.settle, Settle::FailInPlace(_));
                     let t = self.tasks.get_mut(id).expect("checked");
                     t.attempts += 1;
                     let a = t.attempts;
@@ -553,7 +562,21 @@ impl QueueModel {
                             op.draw.min(65_535),
                         );
                         t.prev = d;
-                        Some((d, true))
+                        if may_stay && d < in_place {
+                            // Still leased to the same token (its mark as it was).
+                            t.since = now + d;
+                            t.mark = kept_mark;
+                            let lease = duration_ms(t.options.lease);
+                            let deadline = now + (d + lease).min(crate::options::MAX_DURATION_MS);
+                            self.leased.insert(id.to_owned(), deadline);
+                            out.push(Settled::RetryingInPlace {
+                                attempts: a,
+                                delay_ms: d,
+                            });
+                            None
+                        } else {
+                            Some((d, true))
+                        }
                     }
                 }
                 Settle::Defer(d) => {

@@ -159,6 +159,10 @@ impl Queue {
                             texts.push(cut(error));
                             (code::OP_FAIL, u64::from(op.draw.min(65_535)))
                         }
+                        Settle::FailInPlace(error) => {
+                            texts.push(cut(error));
+                            (code::OP_FAIL_IN_PLACE, u64::from(op.draw.min(65_535)))
+                        }
                         Settle::Defer(d) => (
                             code::OP_DEFER,
                             duration_ms(*d).min(crate::options::MAX_DURATION_MS),
@@ -208,6 +212,10 @@ impl Queue {
                     code::SETTLED_DEAD_LETTERED => Settled::DeadLettered { attempts },
                     code::SETTLED_DEFERRED => Settled::Deferred { due_ms },
                     code::SETTLED_ALREADY => Settled::AlreadySettled,
+                    code::SETTLED_RETRYING_IN_PLACE => Settled::RetryingInPlace {
+                        attempts,
+                        delay_ms: due_ms,
+                    },
                     _ => Settled::LeaseLost,
                 });
             }

@@ -88,7 +88,8 @@ impl Queue {
             .bytes(&config.max_stalls.to_le_bytes())
             .u64_le(config.dlq_max_count)
             .u64_le(duration_ms(config.dlq_max_age))
-            .bytes(&[config.errors_kept as u8]);
+            .bytes(&[config.errors_kept as u8])
+            .u64_le(duration_ms(config.retry_in_place_below));
         for s in [name, &channel_prefix, &wake_channel] {
             let len = u16::try_from(s.len()).map_err(|_| {
                 coordkit_core::Error::invalid_config("name", "too long for the queue's channels")

@@ -140,6 +140,12 @@ pub enum Settle {
     /// It failed with this error: retry after the backoff, or dead-letter it after its last
     /// attempt.
     Fail(String),
+    /// Like [`Settle::Fail`], from a holder that can run the task again itself (the
+    /// [`Worker`](crate::Worker) settles failures so): when the backoff is shorter than the
+    /// queue's [`retry_in_place_below`](crate::QueueBuilder::retry_in_place_below), the task
+    /// stays leased to this token and the answer is [`Settled::RetryingInPlace`]: run it again
+    /// after its delay, then settle it again.
+    FailInPlace(String),
     /// Put it back for this long without spending an attempt (a breaker is open, a rate limit).
     Defer(Duration),
     /// Dead-letter it now with this reason (`malformed`, …) and error.
@@ -162,6 +168,17 @@ pub enum Settled {
         attempts: u32,
         /// When it is due again (server time, ms).
         due_ms: u64,
+    },
+    /// It failed, and its backoff is shorter than the queue's
+    /// [`retry_in_place_below`](crate::QueueBuilder::retry_in_place_below): it stays leased to
+    /// the same token, its lease extended by the backoff, to be run again by the same holder
+    /// after `delay_ms` (settle it again with the same task). If the holder dies, the lease
+    /// runs out and the task is reclaimed with its attempts.
+    RetryingInPlace {
+        /// Failures so far.
+        attempts: u32,
+        /// How long to wait before running it again (ms).
+        delay_ms: u64,
     },
     /// It went to the dead-letter queue.
     DeadLettered {

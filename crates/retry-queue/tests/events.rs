@@ -55,6 +55,7 @@ redis_test! {
                     attempt: 1,
                     delay_ms: 100,
                     due_ms: now,
+                    in_place: false,
                 },
                 QueueEventKind::DeadLettered {
                     task: "1".into(),

@@ -247,6 +247,7 @@ fn lua_matches_the_model() {
             .errors_kept(2)
             .promote_limit(2)
             .reclaim_limit(2)
+            .retry_in_place_below(Duration::from_millis(300))
             .build()
             .unwrap()
     };
@@ -286,7 +287,8 @@ fn lua_matches_the_model() {
                         let task = held.remove(which % held.len());
                         let settle = match kind {
                             0..=3 => Settle::Ack,
-                            4..=7 => Settle::Fail(format!("boom {which} ✗")),
+                            4..=5 => Settle::Fail(format!("boom {which} ✗")),
+                            6..=7 => Settle::FailInPlace(format!("boom {which} again")),
                             8 => Settle::Defer(Duration::from_millis(u64::from(draw % 900))),
                             _ => Settle::DeadLetter { reason: "malformed".into(), error: "bad json".into() },
                         };

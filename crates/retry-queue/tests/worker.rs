@@ -134,7 +134,9 @@ fn planned(i: u32, lease: Duration, keyed: bool) -> (NewTask, End) {
 #[derive(Default)]
 struct Observed {
     running: Mutex<HashMap<String, u64>>,
-    last_token: Mutex<HashMap<String, u64>>,
+    /// The (token, attempt) of each task's last run: a retry in place runs again under the
+    /// same token, with the next attempt; any other run has a greater token.
+    last_run: Mutex<HashMap<String, (u64, u32)>>,
     successes: Mutex<BTreeMap<u32, u32>>,
     overlaps: AtomicU64,
     token_regressions: AtomicU64,
@@ -157,9 +159,10 @@ async fn start_workers(
                     if running.insert(task.id.clone(), task.token).is_some() {
                         seen.overlaps.fetch_add(1, Ordering::Relaxed);
                     }
-                    let mut last = seen.last_token.lock().unwrap();
-                    let prev = last.insert(task.id.clone(), task.token).unwrap_or(0);
-                    if prev >= task.token {
+                    let mut last = seen.last_run.lock().unwrap();
+                    let run = (task.token, task.attempt);
+                    let prev = last.insert(task.id.clone(), run).unwrap_or((0, 0));
+                    if prev >= run {
                         seen.token_regressions.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -413,9 +416,20 @@ redis_test! {
 
 /// kill -9 of an AOF server at random moments during a run of 50 workers on 20,000 tasks (some
 /// failing, some malformed); after a restart every acknowledged enqueue ends completed or
-/// dead-lettered.
+/// dead-lettered, none with more attempts than its budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_during_a_run_loses_nothing() {
+    kill_nine(Duration::ZERO).await;
+}
+
+/// The same with the failures retried in place (their 1 ms backoff is below the threshold):
+/// the leases kept through a retry survive the kills, or run out and are reclaimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_during_a_run_with_retries_in_place_loses_nothing() {
+    kill_nine(Duration::from_millis(500)).await;
+}
+
+async fn kill_nine(in_place: Duration) {
     let mut server = RedisServer::start_with(ServerOptions {
         aof: true,
         ..Default::default()
@@ -425,6 +439,7 @@ async fn kill_nine_during_a_run_loses_nothing() {
     let keyspace = coordkit_core::Keyspace::new("fault").unwrap();
     let queue = Queue::builder(&pool, &keyspace, "aof")
         .max_stalls(20)
+        .retry_in_place_below(in_place)
         .build()
         .unwrap();
     let seen = Arc::new(Observed::default());
@@ -476,19 +491,26 @@ async fn kill_nine_during_a_run_loses_nothing() {
     let (acknowledged, retries) = enqueuer.await.unwrap();
     assert_eq!(acknowledged.len() as u32, TASKS);
     drain(&queue, u64::from(TASKS)).await;
-    let mut store_errors = 0;
+    let (mut store_errors, mut retried_in_place) = (0, 0);
     for w in workers {
-        store_errors += w.shutdown().await.stats.store_errors;
+        let stats = w.shutdown().await.stats;
+        store_errors += stats.store_errors;
+        retried_in_place += stats.retried_in_place;
     }
     // The kills hit the run: calls failed and were retried.
     assert!(retries + store_errors as u32 > 0);
-    let dead: BTreeSet<String> = queue
-        .dead_letters(0, 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    assert_eq!(
+        retried_in_place > 0,
+        !in_place.is_zero(),
+        "{retried_in_place}"
+    );
+    let letters = queue.dead_letters(0, 100_000).await.unwrap();
+    for d in &letters {
+        let (i, _) = acknowledged[&d.id];
+        let max = if i % 10 == 3 { 2 } else { 3 };
+        assert!(d.attempts <= max, "task {i}: {} attempts", d.attempts);
+    }
+    let dead: BTreeSet<String> = letters.into_iter().map(|d| d.id).collect();
     let successes = seen.successes.lock().unwrap().clone();
     for (id, (i, end)) in &acknowledged {
         let finished = dead.contains(id)

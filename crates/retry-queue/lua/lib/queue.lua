@@ -26,9 +26,10 @@
 --
 -- ARGV (every script; the operation's own arguments follow, from ARGV[3]):
 --   ARGV[1] now_ms ("" = server TIME)
---   ARGV[2] settings: struct '<BI4I8I8B' succeeded events 0|1, max stalls, DLQ count cap (0 =
---           none), DLQ age cap ms (0 = none), errors kept; then three I2-length strings: the
---           queue's name, the event channel prefix (the kind is appended), the wake channel
+--   ARGV[2] settings: struct '<BI4I8I8BI8' succeeded events 0|1, max stalls, DLQ count cap (0 =
+--           none), DLQ age cap ms (0 = none), errors kept, retry-in-place threshold ms (0 =
+--           none); then three I2-length strings: the queue's name, the event channel prefix (the
+--           kind is appended), the wake channel
 --
 -- A record is little-endian binary (struct): a head of HDR = 48 bytes, of which the scripts
 -- write the first 32 (bytes 1 to 32 in Lua's 1-based positions) and Rust the other 16, then the

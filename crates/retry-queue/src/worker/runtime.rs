@@ -10,22 +10,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use coordkit_core::time::RetryDelay;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::builder::WorkerConfig;
 use super::health::Health;
+use super::settle::Outcome;
 use super::stats::Counters;
 use super::{BoxFuture, Handler};
 use crate::error::Result;
 use crate::queue::Queue;
-use crate::types::{Claim, Settle, Task};
+use crate::types::{Claim, Settle, Settled, Task};
 
 pub(super) struct Shared {
     pub(super) queue: Queue,
     pub(super) handler: Handler,
     pub(super) config: WorkerConfig,
-    pub(super) settle_tx: mpsc::UnboundedSender<(Task, Settle)>,
+    pub(super) settle_tx: mpsc::UnboundedSender<Outcome>,
     pub(super) counters: Arc<Counters>,
     pub(super) health: Arc<Health>,
     pub(super) running: Running,
@@ -211,11 +212,46 @@ impl<T> Future for CatchUnwind<T> {
     }
 }
 
-async fn run_task(shared: Arc<Shared>, task: Task, claim_now: u64, permit: OwnedSemaphorePermit) {
+/// Runs a claimed task and hands its outcome to the settle loop. A failure, when the queue
+/// retries in place, waits for its settle's answer: retried in place, the task runs again here
+/// after its backoff (its lease extended by the settle), on the same slot and token.
+async fn run_task(
+    shared: Arc<Shared>,
+    mut task: Task,
+    claim_now: u64,
+    permit: OwnedSemaphorePermit,
+) {
     shared.running.started(&task.id);
-    let settle = guarded(&shared, &task, claim_now).await;
-    shared.running.finished();
-    let _ = shared.settle_tx.send((task, settle));
+    let in_place = !shared.queue.config().retry_in_place_below.is_zero();
+    loop {
+        let settle = match guarded(&shared, &task, claim_now).await {
+            Settle::Fail(error) if in_place => Settle::FailInPlace(error),
+            settle => {
+                shared.running.finished();
+                let _ = shared.settle_tx.send((task, settle, None));
+                break;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        if shared
+            .settle_tx
+            .send((task.clone(), settle, Some(tx)))
+            .is_err()
+        {
+            break;
+        }
+        match rx.await {
+            Ok(Settled::RetryingInPlace { attempts, delay_ms }) => {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                task.attempt = attempts.saturating_add(1);
+            }
+            // Settled otherwise (or its settle failed for good: the lease runs out).
+            _ => {
+                shared.running.finished();
+                break;
+            }
+        }
+    }
     drop(permit);
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use coordkit_core::time::RetryDelay;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::SettledHook;
@@ -18,9 +18,13 @@ use crate::types::{Settle, Settled, Task};
 /// How many settle scripts one worker keeps in flight.
 const SETTLES_IN_FLIGHT: usize = 4;
 
+/// A finished run's outcome for the settle loop, and where to send its answer when the run's
+/// task waits for it (a failure that may be retried in place).
+pub(super) type Outcome = (Task, Settle, Option<oneshot::Sender<Settled>>);
+
 pub(super) async fn settle_loop(
     queue: Queue,
-    mut rx: mpsc::UnboundedReceiver<(Task, Settle)>,
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
     counters: Arc<Counters>,
     health: Arc<Health>,
     hook: Option<SettledHook>,
@@ -53,12 +57,12 @@ pub(super) async fn settle_loop(
 
 async fn settle_batch(
     queue: Queue,
-    batch: Vec<(Task, Settle)>,
+    batch: Vec<Outcome>,
     (counters, health): (Arc<Counters>, Arc<Health>),
     hook: Option<SettledHook>,
     _slot: OwnedSemaphorePermit,
 ) {
-    let items: Vec<(&Task, Settle)> = batch.iter().map(|(t, s)| (t, s.clone())).collect();
+    let items: Vec<(&Task, Settle)> = batch.iter().map(|(t, s, _)| (t, s.clone())).collect();
     let mut wait = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
     let mut tries = 0;
     loop {
@@ -66,14 +70,18 @@ async fn settle_batch(
         match queue.settle(&items).await {
             Ok(answers) => {
                 if let Some(hook) = &hook {
-                    for ((task, _), answer) in batch.iter().zip(&answers) {
+                    for ((task, _, _), answer) in batch.iter().zip(&answers) {
                         hook(task, answer);
                     }
                 }
-                for answer in answers {
+                for ((_, _, reply), answer) in batch.into_iter().zip(answers) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(answer);
+                    }
                     let counter = match answer {
                         Settled::Acked => &counters.acked,
                         Settled::RetryScheduled { .. } => &counters.retried,
+                        Settled::RetryingInPlace { .. } => &counters.retried_in_place,
                         Settled::DeadLettered { .. } => &counters.dead_lettered,
                         Settled::Deferred { .. } => &counters.deferred,
                         Settled::LeaseLost => &counters.lease_lost,

@@ -9,6 +9,7 @@ impl Counters {
             claimed: l(&self.claimed),
             acked: l(&self.acked),
             retried: l(&self.retried),
+            retried_in_place: l(&self.retried_in_place),
             dead_lettered: l(&self.dead_lettered),
             deferred: l(&self.deferred),
             lease_lost: l(&self.lease_lost),
@@ -27,6 +28,7 @@ pub(super) struct Counters {
     pub(super) claimed: AtomicU64,
     pub(super) acked: AtomicU64,
     pub(super) retried: AtomicU64,
+    pub(super) retried_in_place: AtomicU64,
     pub(super) dead_lettered: AtomicU64,
     pub(super) deferred: AtomicU64,
     pub(super) lease_lost: AtomicU64,
@@ -45,8 +47,11 @@ pub struct WorkerStats {
     pub claimed: u64,
     /// Tasks acknowledged.
     pub acked: u64,
-    /// Failures scheduled for a retry.
+    /// Failures scheduled for a retry through the delayed set (another claim runs them).
     pub retried: u64,
+    /// Failures retried in place: run again by this worker after their backoff (each such run
+    /// is part of the same claim).
+    pub retried_in_place: u64,
     /// Tasks dead-lettered (out of attempts, malformed, or by the handler).
     pub dead_lettered: u64,
     /// Tasks deferred.
