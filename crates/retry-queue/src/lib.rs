@@ -162,6 +162,8 @@ mod ops;
 mod options;
 mod queue;
 mod record;
+mod schedule;
+mod scheduler;
 mod scripts;
 mod types;
 pub mod worker;
@@ -177,6 +179,13 @@ pub use limits::{Limits, MAX_LIMIT, Rate};
 pub use ops::RawSettle;
 pub use options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions, backoff_delay_ms};
 pub use queue::Queue;
+#[cfg(any(feature = "testing", feature = "model"))]
+pub use schedule::RawFire;
+pub use schedule::{
+    Every, Fired, MAX_CRON_BYTES, Missed, Parked, Schedule, ScheduleBuilder, ScheduleInfo, Tick,
+    Upserted,
+};
+pub use scheduler::{Scheduler, SchedulerBuilder, SchedulerRunner};
 pub use types::{
     Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled,
     Stats, Task, TaskInfo, TaskState,
