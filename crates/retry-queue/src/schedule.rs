@@ -10,7 +10,11 @@ use std::time::Duration;
 use coordkit_core::Error as CoreError;
 use coordkit_core::time::duration_ms;
 
-pub use record::RawFire;
+#[cfg_attr(
+    not(any(feature = "testing", feature = "model")),
+    allow(unreachable_pub)
+)]
+pub use record::{RawDue, RawFire};
 pub(crate) use record::{ScheduleRecord, plan, report};
 
 use crate::error::Result;

@@ -22,7 +22,7 @@ use crate::code;
 use crate::error::{QueueError, Result, bad_answer};
 use crate::queue::{EXACT, Queue, some};
 use crate::schedule::{
-    RawFire, Schedule, ScheduleInfo, ScheduleRecord, Tick, Upserted, plan, report,
+    RawDue, RawFire, Schedule, ScheduleInfo, ScheduleRecord, Tick, Upserted, plan, report,
 };
 use crate::scripts;
 
@@ -243,7 +243,7 @@ impl Scheduler {
     /// The due schedules as the due script answers them: now, the next tick of the others, and
     /// (name, record, tick) per due schedule (feature `testing`).
     #[cfg(feature = "testing")]
-    pub async fn due_raw(&self) -> Result<(u64, Option<u64>, Vec<(String, Vec<u8>, Option<u64>)>)> {
+    pub async fn due_raw(&self) -> Result<(u64, Option<u64>, Vec<RawDue>)> {
         self.due().await
     }
 
@@ -254,8 +254,7 @@ impl Scheduler {
         self.fire(ops).await
     }
 
-    #[allow(clippy::type_complexity)]
-    async fn due(&self) -> Result<(u64, Option<u64>, Vec<(String, Vec<u8>, Option<u64>)>)> {
+    async fn due(&self) -> Result<(u64, Option<u64>, Vec<RawDue>)> {
         let mut call = self.call(&scripts::SCHEDULE_DUE);
         call.arg(self.inner.batch);
         let answer: Value = call.invoke(self.inner.queue.inner_pool()).await?;

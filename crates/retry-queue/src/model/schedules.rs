@@ -13,7 +13,7 @@ use crate::code;
 use crate::error::Result;
 use crate::queue::EXACT;
 use crate::schedule::{
-    RawFire, Schedule, ScheduleInfo, ScheduleRecord, Tick, Upserted, plan, report,
+    RawDue, RawFire, Schedule, ScheduleInfo, ScheduleRecord, Tick, Upserted, plan, report,
 };
 use crate::scheduler::info;
 
@@ -112,8 +112,7 @@ impl ScheduleModel {
 
     /// The due read at `now`: the next tick of the others, and (name, record, tick) per due
     /// schedule (what `Scheduler::due_raw` answers).
-    #[allow(clippy::type_complexity)]
-    pub fn due(&self, now: u64) -> (Option<u64>, Vec<(String, Vec<u8>, Option<u64>)>) {
+    pub fn due(&self, now: u64) -> (Option<u64>, Vec<RawDue>) {
         let mut next = None;
         let mut out = Vec::new();
         for (name, tick) in self.dump().due.into_iter().take(self.batch + 1) {

@@ -207,8 +207,16 @@ pub struct RawFire {
     pub spec: Vec<u8>,
 }
 
-/// The ops that fire the due schedules `(name, record, tick)` at `now`.
-pub(crate) fn plan(now: u64, due: &[(String, Vec<u8>, Option<u64>)]) -> Vec<RawFire> {
+/// One due schedule as the due script answers it: name, record bytes (empty when missing), and
+/// its tick (`None`: not a whole number of ms in bounds). Features `testing` and `model`.
+#[cfg_attr(
+    not(any(feature = "testing", feature = "model")),
+    allow(unreachable_pub)
+)]
+pub type RawDue = (String, Vec<u8>, Option<u64>);
+
+/// The ops that fire the due schedules at `now`.
+pub(crate) fn plan(now: u64, due: &[RawDue]) -> Vec<RawFire> {
     due.iter()
         .map(|(name, rec, tick)| {
             let park = RawFire {
