@@ -76,7 +76,11 @@ impl ScheduleModel {
         let next = match kept {
             Some(t) => t,
             None => schedule.every.first_after(now)?.ok_or_else(|| {
-                CoreError::invalid_config("cron", format!("no tick after {now} ms"))
+                let field = match schedule.every {
+                    crate::Every::Interval(_) => "every",
+                    crate::Every::Cron(_) => "cron",
+                };
+                CoreError::invalid_config(field, format!("no tick after {now} ms"))
             })?,
         };
         if let Some(o) = &old {
