@@ -34,6 +34,26 @@ pub(crate) const JITTER_DECORRELATED: u8 = 3;
 /// The `source` of the script's events.
 pub(crate) const SOURCE: &str = "retry-queue";
 
+/// Schedules (`lua/lib/schedule.lua`): what a missed tick gets, and the kinds of spec.
+pub(crate) const MISSED_SKIP: u8 = 0;
+pub(crate) const MISSED_CATCH_UP: u8 = 1;
+pub(crate) const SPEC_INTERVAL: u8 = 0;
+pub(crate) const SPEC_CRON: u8 = 1;
+
+/// `lua/schedule_set.lua`'s answers.
+pub(crate) const SET_STALE: u64 = 0;
+pub(crate) const SET_CREATED: u64 = 1;
+pub(crate) const SET_RESCHEDULED: u64 = 2;
+pub(crate) const SET_UPDATED: u64 = 3;
+
+/// `lua/schedule_fire.lua`'s answers, one per op.
+pub(crate) const FIRE_FIRED: u64 = 1;
+pub(crate) const FIRE_ALREADY: u64 = 2;
+pub(crate) const FIRE_STALE: u64 = 3;
+pub(crate) const FIRE_CHANGED: u64 = 4;
+pub(crate) const FIRE_GONE: u64 = 5;
+pub(crate) const FIRE_MALFORMED: u64 = 6;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +115,41 @@ mod tests {
                     "local MAXP, PRIO_SPAN = {}, {}",
                     crate::MAX_PRIORITY,
                     1u64 << 49
+                ),
+            ),
+        ] {
+            assert!(script.lines().any(|l| l == line), "no line `{line}`");
+        }
+    }
+
+    /// The schedule scripts name the same numbers.
+    #[test]
+    fn the_schedule_scripts_name_the_same_numbers() {
+        let lib = include_str!("../lua/lib/schedule.lua");
+        let set = include_str!("../lua/schedule_set.lua");
+        let fire = include_str!("../lua/schedule_fire.lua").replace("=\n  ", "= ");
+        for (script, line) in [
+            (
+                lib,
+                format!("local MISSED_SKIP, MISSED_CATCH_UP = {MISSED_SKIP}, {MISSED_CATCH_UP}"),
+            ),
+            (
+                lib,
+                format!("local SPEC_INTERVAL, SPEC_CRON = {SPEC_INTERVAL}, {SPEC_CRON}"),
+            ),
+            (
+                set,
+                format!(
+                    "local SET_STALE, SET_CREATED, SET_RESCHEDULED, SET_UPDATED = \
+                     {SET_STALE}, {SET_CREATED}, {SET_RESCHEDULED}, {SET_UPDATED}"
+                ),
+            ),
+            (
+                &fire,
+                format!(
+                    "local FIRE_FIRED, FIRE_ALREADY, FIRE_STALE, FIRE_CHANGED, FIRE_GONE, \
+                     FIRE_MALFORMED = {FIRE_FIRED}, {FIRE_ALREADY}, {FIRE_STALE}, \
+                     {FIRE_CHANGED}, {FIRE_GONE}, {FIRE_MALFORMED}"
                 ),
             ),
         ] {

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::queue::Queue;
 
 /// The kinds of event a queue's scripts publish (each on `<ns>:events:queue:<kind>`).
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 10] = [
     "retry_scheduled",
     "dead_lettered",
     "stalled",
@@ -15,6 +15,9 @@ const KINDS: [&str; 7] = [
     "succeeded",
     "paused",
     "resumed",
+    "scheduled",
+    "unscheduled",
+    "fired",
 ];
 
 /// One event of a queue, published by the script that made the change.
@@ -84,6 +87,29 @@ pub enum QueueEventKind {
     Paused {},
     /// An operator resumed the queue.
     Resumed {},
+    /// A schedule was created or updated ([`Scheduler::upsert`](crate::Scheduler::upsert)).
+    Scheduled {
+        /// The schedule's name.
+        schedule: String,
+        /// Its next tick (server time, ms).
+        next_ms: u64,
+    },
+    /// A schedule was removed.
+    Unscheduled {
+        /// The schedule's name.
+        schedule: String,
+    },
+    /// A schedule's tick enqueued a task.
+    Fired {
+        /// The schedule's name.
+        schedule: String,
+        /// The tick (for a catch-up, the first missed tick).
+        tick_ms: u64,
+        /// The task enqueued.
+        task: String,
+        /// Whether it is the catch-up for missed ticks.
+        catch_up: bool,
+    },
 }
 
 /// A subscription to one queue's events, on its own connection; it resubscribes after the

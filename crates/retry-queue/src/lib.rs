@@ -87,7 +87,8 @@
 //!   cap is applied by every claim, the count cap whenever a task is dead-lettered).
 //! - **Events** from the scripts on `<ns>:events:queue:<kind>` (source `retry-queue`, entity
 //!   the queue's name; [`Queue::events`] follows one queue's, typed): `retry_scheduled`,
-//!   `dead_lettered`, `stalled`, `requeued`, `paused`, `resumed`, and `succeeded` (opt-in).
+//!   `dead_lettered`, `stalled`, `requeued`, `paused`, `resumed`, the schedules' `scheduled`,
+//!   `unscheduled` and `fired`, and `succeeded` (opt-in).
 //!   **Stats**: counts per state, totals, age of the oldest ready task, whether the queue is
 //!   paused ([`Queue::stats`]).
 //! - **Priorities** ([`TaskOptions::priority`], 0 to [`MAX_PRIORITY`]): claims take the ready
@@ -114,7 +115,68 @@
 //!   script returned — never on a polling interval. With the `circuit-breaker` feature, tasks that
 //!   name a component are deferred (not failed) while its breaker is open, and made due again
 //!   as soon as the breaker closes.
+//! - **Schedules** ([`Scheduler`], [`Schedule`]): repeatable tasks by a fixed interval or a
+//!   cron expression (UTC), stored with the queue; each tick enqueues its task once however
+//!   many schedulers run (below).
 //!
+//! ## Schedules
+//!
+//! A [`Schedule`] says when (an interval, on a grid from the Unix epoch, or a cron expression
+//! read by [croner](https://docs.rs/croner), in UTC), what (a payload and [`TaskOptions`]) and
+//! what a missed tick gets ([`Missed`]). [`Scheduler::upsert`] stores it with the queue;
+//! upserting the same ticks again keeps its next tick, so every process may declare its
+//! schedules when it starts. [`Scheduler::start`] runs a [`SchedulerRunner`] that fires each
+//! tick as it falls due: it sleeps until the next tick the script answered (or until an upsert
+//! wakes it), never on a polling interval; [`Scheduler::tick`] is one firing, for your own
+//! loop.
+//!
+//! ```
+//! use std::time::Duration;
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//! use coordkit_retry_queue::{Missed, Queue, Schedule, Scheduler, TaskOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let queue = Queue::builder(&pool, &Keyspace::new("demo")?, "reports").build()?;
+//! let scheduler = Scheduler::builder(&queue).build()?;
+//!
+//! // Weekdays at 09:00 UTC; after an outage, one catch-up task stands for the missed days.
+//! let daily = Schedule::cron("0 9 * * MON-FRI")
+//!     .missed(Missed::CatchUp)
+//!     .task_json(&"daily-report", TaskOptions::default().max_attempts(3))?
+//!     .build()?;
+//! scheduler.upsert("daily-report", &daily).await?;
+//! let heartbeat = Schedule::every(Duration::from_millis(100)).build()?;
+//! let first = scheduler.upsert("heartbeat", &heartbeat).await?.next_ms();
+//!
+//! // In every process that should fire them: each tick still enqueues once.
+//! let runner = scheduler.start().await?;
+//! # while queue.stats().await?.ready < 2 { tokio::time::sleep(Duration::from_millis(10)).await; }
+//! runner.shutdown().await;
+//! let info = scheduler.list().await?;
+//! assert_eq!(info[1].name, "heartbeat");
+//! assert!(info[1].last_fired_ms.unwrap() >= first + 100);
+//! assert_eq!(queue.stats().await?.ready, info[1].fired);
+//! # Ok(()) }
+//! ```
+//!
+//! - **Once per tick.** A tick reads the due schedules, computes where their ticks fall (in
+//!   Rust: a cron expression needs a parser), and fires them with one script that compares
+//!   each schedule's next tick with the one it read and moves it on in the same call, on the
+//!   server's clock. Of several schedulers that read the same tick one fires it; a late or
+//!   retried call fires nothing.
+//! - **Missed ticks** — ticks no scheduler fired before the next one fell due (none ran, or
+//!   all were stalled, for a whole period): [`Missed::Skip`] (the default) fires only the
+//!   latest due tick; [`Missed::CatchUp`] also enqueues one task, just before it, for all the
+//!   missed ones. Either way they are counted ([`ScheduleInfo::missed`]) and the schedule goes
+//!   on from the next tick after now.
+//! - **Events** `scheduled`, `unscheduled` and `fired` (one per task, the catch-up marked).
+//! - **Bad stored data**: a schedule whose record or next tick does not decode is parked alone
+//!   (out of the due index, its bytes kept and listed, [`Tick::parked`] naming its key) and
+//!   re-armed by upserting it again; a key of the wrong type fails the call naming it.
 //!
 //! ## Guarantees
 //!
@@ -149,7 +211,9 @@
 //! attempts, lease, policy, component, then the payload), `ready` (list), `delayed` (zset by due
 //! time), `leased` (zset by deadline), `leases` (hash id → fencing token, leased tasks only),
 //! `dlq` (zset by dead-letter time), `errors` (hash id → binary history), `dead` (hash id →
-//! reason), `idem` / `idem_exp` (idempotency keys), `info` (counters). Claims and settles of a
+//! reason), `idem` / `idem_exp` (idempotency keys), `info` (counters), and for schedules
+//! `schedules` (hash name → binary record: missed-tick policy, counters, the ticks' spec, the
+//! task) and `sched_due` (zset name → next tick). Claims and settles of a
 //! batch cost a fixed number of Redis calls per batch, not per task, apart from the failure
 //! paths; the numbers of a batch travel packed in one argument, and a claim or an ack neither
 //! parses nor rewrites a record in Lua (Rust decodes the records a claim returns).
@@ -171,6 +235,8 @@ mod ops;
 mod options;
 mod queue;
 mod record;
+mod schedule;
+mod scheduler;
 mod scripts;
 mod types;
 pub mod worker;
@@ -186,6 +252,13 @@ pub use limits::{Limits, MAX_LIMIT, Rate};
 pub use ops::RawSettle;
 pub use options::{Backoff, Jitter, MAX_DURATION_MS, MAX_PRIORITY, TaskOptions, backoff_delay_ms};
 pub use queue::Queue;
+pub use schedule::{
+    Every, Fired, MAX_CRON_BYTES, Missed, Parked, Schedule, ScheduleBuilder, ScheduleInfo, Tick,
+    Upserted,
+};
+#[cfg(any(feature = "testing", feature = "model"))]
+pub use schedule::{RawDue, RawFire};
+pub use scheduler::{Scheduler, SchedulerBuilder, SchedulerRunner};
 pub use types::{
     Claim, DeadLetter, Enqueued, Failure, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled,
     Stats, Task, TaskInfo, TaskState,

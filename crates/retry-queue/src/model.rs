@@ -5,6 +5,8 @@
 //! crate's own property tests run random operation sequences against both and compare every
 //! answer and the whole stored state ([`Dump`]).
 
+mod schedules;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use coordkit_core::time::duration_ms;
@@ -14,6 +16,7 @@ use crate::ops::RawSettle;
 use crate::options::{TaskOptions, backoff_delay_ms};
 pub use crate::record::{Record, decode_errors};
 use crate::types::{Claim, Enqueued, Failure, NewTask, Settle, Settled, Stats, Task};
+pub use schedules::{ScheduleDump, ScheduleModel};
 
 /// The ranks one priority level of `urgent` spans (`PRIO_SPAN` in `lua/lib/queue.lua`).
 const PRIO_SPAN: u64 = 1 << 49;

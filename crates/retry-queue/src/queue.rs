@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coordkit_core::time::duration_ms;
 use coordkit_core::wire::Packed;
-use coordkit_core::{Invocation, Key, KeyKind, Keyspace, Pool, Script};
+use coordkit_core::{InstanceKeys, Invocation, Key, KeyKind, Keyspace, Pool, Script};
 
 use crate::code;
 use crate::config::QueueConfig;
@@ -25,6 +25,7 @@ struct Inner {
     pool: Pool,
     name: String,
     keys: Vec<Key>,
+    instance: InstanceKeys,
     config: QueueConfig,
     settings: Vec<u8>,
     wake_channel: String,
@@ -102,6 +103,7 @@ impl Queue {
                 pool,
                 name: name.to_owned(),
                 keys,
+                instance,
                 config,
                 settings,
                 wake_channel,
@@ -154,6 +156,11 @@ impl Queue {
         call.arg(self.inner.config.clock.arg())
             .arg(self.inner.settings.as_slice());
         call
+    }
+
+    /// Another key of the queue's hash tag (the schedules' keys).
+    pub(crate) fn key(&self, suffix: &str, kind: KeyKind) -> Key {
+        self.inner.instance.typed_key(suffix, kind)
     }
 
     pub(crate) fn inner_pool(&self) -> &Pool {

@@ -62,6 +62,15 @@ pub(crate) static REQUEUE: Script = script!("requeue",
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
 pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
 pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);
+#[rustfmt::skip]
+pub(crate) static SCHEDULE_SET: Script = script!("schedule_set",
+    ["settings", "events", "head", "schedule"]);
+pub(crate) static SCHEDULE_REMOVE: Script = script!("schedule_remove", ["settings", "events"]);
+pub(crate) static SCHEDULE_DUE: Script = script!("schedule_due");
+pub(crate) static SCHEDULE_LIST: Script = script!("schedule_list");
+#[rustfmt::skip]
+pub(crate) static SCHEDULE_FIRE: Script = script!("schedule_fire",
+    ["settings", "events", "head", "schedule", "wake", "first_due"]);
 
 #[cfg(test)]
 mod tests {
@@ -88,8 +97,23 @@ mod tests {
     #[test]
     fn each_script_holds_exactly_the_helpers_it_calls() {
         let all = [
-            &ENQUEUE, &CLAIM, &SETTLE, &EXTEND, &MAKE_DUE, &STATS, &DLQ_LIST, &INSPECT, &REQUEUE,
-            &PURGE, &PAUSE, &LIMITS,
+            &ENQUEUE,
+            &CLAIM,
+            &SETTLE,
+            &EXTEND,
+            &MAKE_DUE,
+            &STATS,
+            &DLQ_LIST,
+            &INSPECT,
+            &REQUEUE,
+            &PURGE,
+            &PAUSE,
+            &LIMITS,
+            &SCHEDULE_SET,
+            &SCHEDULE_REMOVE,
+            &SCHEDULE_DUE,
+            &SCHEDULE_LIST,
+            &SCHEDULE_FIRE,
         ];
         for script in all {
             let source = script.source();

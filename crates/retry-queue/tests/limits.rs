@@ -4,13 +4,14 @@
 //! record (server-stamped by the claim) never put more than R in any interval, and no more than
 //! K handlers ever run at once.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Child;
 use std::time::Duration;
 
 use coordkit_core::{Error, Key, Keyspace, Pool, PoolConfig, redis};
 use coordkit_retry_queue::{Limits, NewTask, Queue, QueueError, Rate, TaskOptions, Worker};
 use coordkit_testkit::{TestRedis, Topology};
+
+mod process;
+use process::Process;
 
 const ENV_ROLE: &str = "LIMITS_WORKER";
 const ENV_URL: &str = "LIMITS_URL";
@@ -84,45 +85,15 @@ fn worker_process() {
         .start()
         .await
         .unwrap();
-        // Told on stdout, which the test that started this process reads.
-        let mut out = std::io::stdout();
-        writeln!(out, "limits: {name} ready").unwrap();
-        out.flush().unwrap();
-        tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
-            .await
-            .unwrap()
-            .unwrap();
+        process::ready_until_stdin_closes(&format!("limits: {name}")).await;
         worker.shutdown().await;
     });
 }
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_worker(redis: &TestRedis, ns: &str, name: &str) -> Process {
-    let mut child = coordkit_testkit::rerun_test("worker_process")
-        .env(ENV_ROLE, name)
-        .env(ENV_URL, redis.url())
-        .env(ENV_NS, ns)
-        .spawn()
-        .unwrap();
-    // Wait until it runs its worker.
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("the worker process ended").unwrap();
-        if line.contains("limits: ") && line.contains(" ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Process(child)
+    let url = redis.url();
+    let env = [(ENV_ROLE, name), (ENV_URL, url.as_str()), (ENV_NS, ns)];
+    Process::start("worker_process", &env, &format!("limits: {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
