@@ -4,8 +4,9 @@
 -- Its tasks are written the way lua/enqueue.lua writes them. Runs after lib/queue.lua and, in
 -- `rare()`, the helper pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's, then KEYS[13] schedules, KEYS[14] sched_due (lib/schedule.lua);
---   writes tasks, ready, delayed, info (seq), schedules, sched_due.
+-- KEYS: all of lib/queue.lua's, then KEYS[14] schedules, KEYS[15] sched_due (lib/schedule.lua);
+--   writes tasks, ready, urgent (a task with a priority), delayed, info (seq), schedules,
+--   sched_due.
 -- ARGV[3] n, ARGV[4] struct n x '<I8I8I8I8': T the tick read, L the latest tick due at or
 --   before now (0: park the schedule, its record does not decode in Rust), N the tick after
 --   now (0: the schedule has no more ticks), M the ticks in [T, L) (missed: fired on time by
@@ -24,7 +25,7 @@
 local FIRE_FIRED, FIRE_ALREADY, FIRE_STALE, FIRE_CHANGED, FIRE_GONE, FIRE_MALFORMED =
   1, 2, 3, 4, 5, 6
 
-local K_SCHED, K_SDUE = KEYS[13], KEYS[14]
+local K_SCHED, K_SDUE = KEYS[14], KEYS[15]
 local n, nums = tonumber(ARGV[3]), ARGV[4]
 local h = rare()
 -- validate: each op's record and tick are read (both keys' types) and decoded, and checked
@@ -74,11 +75,11 @@ local was_empty, first_due = false, nil
 if tasks > 0 then
   seq = ck_int(redis.call('HGET', K_INFO, 'seq'), K_INFO, 'field seq', EXACT - 1 - tasks) or 0
   ck_expect_type(K_TASKS, 'hash')
-  was_empty = redis.call('LLEN', K_READY) == 0
+  was_empty = h.none_ready()
   first_due = h.first_due()
 end
 -- writes:
-local sets, ready, delayed, earliest = {}, {}, {}, nil
+local sets, ready, ranked, delayed, earliest = {}, {}, {}, {}, nil
 local function task(p, tick, catch_up)
   seq = seq + 1
   local due = now + p[10]
@@ -88,6 +89,10 @@ local function task(p, tick, catch_up)
     delayed[#delayed + 1] = due
     delayed[#delayed + 1] = seq
     if earliest == nil or due < earliest then earliest = due end
+  elseif string.byte(p[11], 3) > 0 then
+    -- A priority (the third byte of the record tail): the urgent lane, as enqueue.lua does.
+    ranked[#ranked + 1] = string.format('%d', h.rank(math.min(string.byte(p[11], 3), MAXP), seq))
+    ranked[#ranked + 1] = seq
   else
     ready[#ready + 1] = seq
   end
@@ -114,10 +119,9 @@ if #sets > 0 then
   redis.call('HSET', K_TASKS, unpack(sets))
   redis.call('HINCRBY', K_INFO, 'seq', tasks)
 end
-if #ready > 0 then
-  redis.call('LPUSH', K_READY, unpack(ready))
-  if was_empty then h.wake() end
-end
+if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
+if #ranked > 0 then redis.call('ZADD', K_URGENT, unpack(ranked)) end
+if was_empty and #ready + #ranked > 0 then h.wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))
   if not first_due or earliest <= first_due then h.wake() end

@@ -70,7 +70,7 @@ pub(crate) static SCHEDULE_DUE: Script = script!("schedule_due");
 pub(crate) static SCHEDULE_LIST: Script = script!("schedule_list");
 #[rustfmt::skip]
 pub(crate) static SCHEDULE_FIRE: Script = script!("schedule_fire",
-    ["settings", "events", "head", "schedule", "wake", "first_due"]);
+    ["settings", "events", "head", "schedule", "wake", "first_due", "rank", "none_ready"]);
 
 #[cfg(test)]
 mod tests {

@@ -59,7 +59,14 @@ fn schedule(spec: usize, catch_up: bool, delayed: bool) -> Schedule {
         } else {
             Missed::Skip
         })
-        .task(NewTask::new(format!("task-{spec}")).options(TaskOptions::default().delay(delay)))
+        .task(
+            NewTask::new(format!("task-{spec}")).options(
+                // Odd specs' tasks have a priority: the urgent lane.
+                TaskOptions::default()
+                    .delay(delay)
+                    .priority(if spec % 2 == 1 { 4 } else { 0 }),
+            ),
+        )
         .build()
         .unwrap()
 }
@@ -72,12 +79,15 @@ fn spec_bytes(spec: usize) -> Vec<u8> {
     }
 }
 
+/// The ready lanes: the list, and the urgent tasks by (id, rank).
+type Lanes = (Vec<String>, Vec<(String, u64)>);
+
 /// The state the schedules touch, read from Redis.
 async fn dump(
     scheduler: &Scheduler,
 ) -> (
     ScheduleDump,
-    Vec<String>,
+    Lanes,
     Vec<(String, u64)>,
     BTreeMap<String, Record>,
 ) {
@@ -99,6 +109,16 @@ async fn dump(
         .query(redis::cmd("LRANGE").arg(&qk[1]).arg(0).arg(-1))
         .await
         .unwrap();
+    let urgent: Vec<(String, u64)> = pool
+        .query(
+            redis::cmd("ZRANGE")
+                .arg(&qk[12])
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        )
+        .await
+        .unwrap();
     let delayed: Vec<(String, u64)> = pool
         .query(
             redis::cmd("ZRANGE")
@@ -115,7 +135,12 @@ async fn dump(
         .into_iter()
         .map(|(id, r)| (id, Record::decode(&r).unwrap()))
         .collect();
-    (ScheduleDump { records, due }, ready, delayed, tasks)
+    (
+        ScheduleDump { records, due },
+        (ready, urgent),
+        delayed,
+        tasks,
+    )
 }
 
 #[test]
@@ -194,7 +219,8 @@ fn lua_matches_the_model() {
             let (sched, ready, delayed, tasks) = rt.block_on(dump(&scheduler));
             prop_assert_eq!(&sched, &sm.dump(), "schedules after an op at {}", now);
             let q = qm.dump();
-            prop_assert_eq!((&ready, &delayed, &tasks), (&q.ready, &q.delayed, &q.tasks));
+            let lanes = (q.ready.clone(), q.urgent.clone());
+            prop_assert_eq!((&ready, &delayed, &tasks), (&lanes, &q.delayed, &q.tasks));
             // Every task enqueued is counted by its schedule once, and no fired tick is due
             // again.
             let list = sm.list();

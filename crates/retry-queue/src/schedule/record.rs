@@ -67,6 +67,7 @@ impl Schedule {
             .bytes(&spec)
             .bytes(&tail(
                 o.max_attempts,
+                o.priority,
                 duration_ms(o.lease),
                 &o.policy(),
                 o.component.as_deref().unwrap_or(""),
@@ -140,6 +141,7 @@ impl ScheduleRecord {
             .lease(Duration::from_millis(t.lease))
             .backoff(backoff)
             .jitter(jitter)
+            .priority(t.priority)
             .delay(Duration::from_millis(self.delay));
         if let Some(c) = &t.component {
             options = options.component(c.clone());
