@@ -29,7 +29,11 @@ pub struct QueueConfig {
     pub(crate) succeeded_events: bool,
     pub(crate) promote_limit: u32,
     pub(crate) reclaim_limit: u32,
+    pub(crate) result_ttl: Duration,
 }
+
+/// The default of [`QueueBuilder::result_ttl`]: one hour.
+pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(3600);
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -43,6 +47,7 @@ impl Default for QueueConfig {
             succeeded_events: false,
             promote_limit: 1_000,
             reclaim_limit: 100,
+            result_ttl: DEFAULT_RESULT_TTL,
         }
     }
 }
@@ -67,6 +72,9 @@ impl QueueConfig {
         }
         if duration_ms(self.dlq_max_age) > MAX_DURATION_MS {
             return bad("dlq_max_age", "must be at most 2^35 ms");
+        }
+        if !(1..=MAX_DURATION_MS).contains(&duration_ms(self.result_ttl)) {
+            return bad("result_ttl", "must be 1 ms to 2^35 ms");
         }
         if !(1..=MAX_PAYLOAD_BYTES).contains(&self.max_payload_bytes) {
             return bad("max_payload_bytes", "must be 1 to 536870912 (512 MiB)");
@@ -122,7 +130,7 @@ impl QueueBuilder {
     /// The largest payload an enqueue accepts, in bytes (1 to 512 MiB; default 1 MiB): a larger
     /// one fails the enqueue with [`QueueError::PayloadTooLarge`](crate::QueueError), nothing
     /// enqueued. Every claim carries its tasks' payloads, so large ones belong elsewhere (a
-    /// blob store) with a reference in the task.
+    /// blob store) with a reference in the task. It bounds a task's stored result too.
     pub fn max_payload_bytes(mut self, n: usize) -> Self {
         self.config.max_payload_bytes = n;
         self
@@ -157,6 +165,16 @@ impl QueueBuilder {
     /// How many expired leases one claim reclaims at most (1 to 10,000; default 100).
     pub fn reclaim_limit(mut self, n: u32) -> Self {
         self.config.reclaim_limit = n;
+        self
+    }
+
+    /// How long a handler's result is kept after its task is acknowledged (1 ms to 2^35 ms;
+    /// default 1 hour): [`TaskHandle::wait`](crate::TaskHandle::wait) can read it until then.
+    /// Each result is its own key expiring by itself, so the memory results take is bounded
+    /// by (results per second) × TTL × (result size, at most
+    /// [`max_payload_bytes`](Self::max_payload_bytes)), with no cleanup work.
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.config.result_ttl = ttl;
         self
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coordkit_core::time::duration_ms;
 use coordkit_core::wire::Packed;
-use coordkit_core::{Invocation, Key, KeyKind, Keyspace, Pool, Script};
+use coordkit_core::{InstanceKeys, Invocation, Key, KeyKind, Keyspace, Pool, Script};
 
 use crate::code;
 use crate::config::QueueConfig;
@@ -25,6 +25,8 @@ struct Inner {
     pool: Pool,
     name: String,
     keys: Vec<Key>,
+    /// For the per-task keys (results), built only here.
+    instance: InstanceKeys,
     config: QueueConfig,
     settings: Vec<u8>,
     wake_channel: String,
@@ -100,6 +102,7 @@ impl Queue {
                 pool,
                 name: name.to_owned(),
                 keys,
+                instance,
                 config,
                 settings,
                 wake_channel,
@@ -140,6 +143,14 @@ impl Queue {
     /// delayed, leased, leases, dlq, errors, dead, idem, idem_exp, info.
     pub fn keys(&self) -> &[Key] {
         &self.inner.keys
+    }
+
+    /// The key of task `id`'s result (`<ns>:{queue:<name>}:result:<id>`, the queue's hash
+    /// tag): given only to the scripts that store or read it, after the shared keys.
+    pub(crate) fn result_key(&self, id: u64) -> Key {
+        self.inner
+            .instance
+            .typed_key(&format!("result:{id}"), KeyKind::String)
     }
 
     /// A call of one of the queue's scripts (`crate::scripts`) with the arguments every one

@@ -55,6 +55,8 @@ pub(crate) static REQUEUE: Script = script!("requeue",
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
 pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
 pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);
+pub(crate) static OUTCOME: Script = script!("outcome");
+pub(crate) static PROGRESS: Script = script!("progress", ["settings", "events", "jid"]);
 
 #[cfg(test)]
 mod tests {
@@ -82,7 +84,7 @@ mod tests {
     fn each_script_holds_exactly_the_helpers_it_calls() {
         let all = [
             &ENQUEUE, &CLAIM, &SETTLE, &EXTEND, &MAKE_DUE, &STATS, &DLQ_LIST, &INSPECT, &REQUEUE,
-            &PURGE, &PAUSE, &LIMITS,
+            &PURGE, &PAUSE, &LIMITS, &OUTCOME, &PROGRESS,
         ];
         for script in all {
             let source = script.source();
