@@ -4,21 +4,23 @@
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, tasks, errors, delayed, info
 --   (completed, dead), and dlq, dead when dead-lettering; reads info's max_leased and, at that
---   limit, both ready lanes.
+--   limit, both ready lanes. Then KEYS[14..] the result key of each ack with a result, in the
+--   ops' order (a string: struct '<I8' expires at (ms, this clock), then the result's bytes;
+--   SET with PX its TTL).
 -- ARGV[3] n, ARGV[4] struct n x '<BI8I8I8' (op: an OP_* code, id, token, x: the jitter draw
---   0..65535 of a fail, the delay of a defer), then ARGV[5..] the strings of the ops in order:
---   a fail's error; a dead-letter's reason, then its error
+--   0..65535 of a fail, the delay of a defer, the result TTL ms of an ack (0: no result)), then
+--   ARGV[5..] the strings of the ops in order: a fail's error; a dead-letter's reason, then its
+--   error; an ack's result (when it has one)
 -- -> { status, attempts, due, ... } per op (status: a SETTLED_* code; a retry in place answers
 --    its delay in place of `due`)
 -- Retry in place: a fail that may stay (OP_FAIL_IN_PLACE: its holder can run the task again)
--- and whose backoff is shorter than the queue's threshold keeps its lease
--- (same token) to the worker that failed it, extended by the backoff; that worker runs it
--- again after the backoff. Its attempt, error and event are recorded as for any retry; if the
--- worker dies, the lease runs out and the task is reclaimed with its attempts. Not while the
--- queue is paused or rate-limited: those retries go through `delayed`, so that the claim
--- decides when they start.
--- Events: succeeded (when on), retry_scheduled (`in_place` true for a retry in place),
---   dead_lettered, wake.
+-- and whose backoff is shorter than the queue's threshold keeps its lease (same token) to the
+-- worker that failed it, extended by the backoff; that worker runs it again after the backoff.
+-- Its attempt, error and event are recorded as for any retry; if the worker dies, the lease
+-- runs out and the task is reclaimed with its attempts. Not while the queue is paused or
+-- rate-limited: those retries go through `delayed`, so that the claim decides when they start.
+-- Events: succeeded (when on, and always for an ack with a result: a waiter wakes on it),
+--   retry_scheduled (`in_place` true for a retry in place), dead_lettered, wake.
 
 -- Codes shared with Rust: the same names and numbers in `code` (src/code.rs).
 -- Settle ops (ARGV[4]):
@@ -55,7 +57,8 @@ for i = 1, n do
     done[id] = true
     valid[i] = true
     if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
-    if kinds[i] ~= OP_ACK or emit_ok then need[#need + 1] = id end
+    -- (results: an ack with a result tells its attempt in its `succeeded` event)
+    if kinds[i] ~= OP_ACK or emit_ok or xs[i] > 0 then need[#need + 1] = id end
   elseif h == toks[i] or h == -toks[i] then
     already[i] = true
   elseif not held[i] then
@@ -164,11 +167,15 @@ if #gone > 0 then redis.call('HDEL', K_LEASES, unpack(gone)) end
 if #marks > 0 then redis.call('HSET', K_LEASES, unpack(marks)) end
 local out, acked, sets, errsets, delayed, kept = {}, {}, {}, {}, {}, {}
 local earliest = nil
-local spos = 5
+local spos, kpos = 5, 14
 for i = 1, n do
   local what, id = kinds[i], ids[i]
-  local text, reason = nil, nil
-  if what == OP_FAIL then
+  local text, reason, rkey = nil, nil, nil
+  if what == OP_ACK and xs[i] > 0 then
+    -- results: an ack's result and its key (SET replaces a key of any type: nothing to check)
+    text, rkey = ARGV[spos], KEYS[kpos]
+    spos, kpos = spos + 1, kpos + 1
+  elseif what == OP_FAIL then
     text = ARGV[spos]
     spos = spos + 1
   elseif what == OP_DEAD_LETTER then
@@ -180,7 +187,9 @@ for i = 1, n do
     out[k + 1], out[k + 2], out[k + 3] = already[i] and SETTLED_ALREADY or SETTLED_LOST, 0, 0
   elseif what == OP_ACK then
     acked[#acked + 1] = id
-    if emit_ok then
+    -- results: stored with the ack, expiring on this clock (the head) and Redis's (PX)
+    if rkey then redis.call('SET', rkey, struct.pack('<I8', now + xs[i]) .. text, 'PX', xs[i]) end
+    if emit_ok or rkey then
       local rec, a = recs[id], 0
       if rec and #rec >= 4 then a = struct.unpack('<I4', rec) end
       rare().emit('succeeded', string.format('"task":"%d","attempt":%d', id, a + 1))

@@ -1,6 +1,7 @@
 //! Numbers shared with the scripts: the constants of the same names at the top of
-//! `lua/lib/queue.lua` (`NONE`, policies, jitters, the events' source, the highest priority) and
-//! of `lua/settle.lua` (settle ops and answers). Change one side, change the other.
+//! `lua/lib/queue.lua` (`NONE`, policies, jitters, the events' source, the highest priority),
+//! of `lua/settle.lua` (settle ops and answers) and of `lua/outcome.lua`. Change one side,
+//! change the other.
 
 /// Settle ops, as a settle packs them (per op of a batch: data, not a dispatch).
 pub(crate) const OP_ACK: u8 = 1;
@@ -17,6 +18,12 @@ pub(crate) const SETTLED_DEAD_LETTERED: u64 = 3;
 pub(crate) const SETTLED_DEFERRED: u64 = 4;
 pub(crate) const SETTLED_ALREADY: u64 = 5;
 pub(crate) const SETTLED_RETRYING_IN_PLACE: u64 = 6;
+
+/// Where a task stands, for a waiter (`lua/outcome.lua`).
+pub(crate) const OUTCOME_PENDING: u64 = 0;
+pub(crate) const OUTCOME_DONE: u64 = 1;
+pub(crate) const OUTCOME_DEAD: u64 = 2;
+pub(crate) const OUTCOME_GONE: u64 = 3;
 
 /// A number an answer does not have (no due time, no deadline, a lost lease): `NONE` in the
 /// script. Rust reads any negative number so.
@@ -63,6 +70,7 @@ mod tests {
     fn the_scripts_name_the_same_numbers() {
         let lib = include_str!("../lua/lib/queue.lua");
         let settle = include_str!("../lua/settle.lua");
+        let outcome = include_str!("../lua/outcome.lua");
         for (script, line) in [
             (
                 settle,
@@ -92,6 +100,13 @@ mod tests {
             (
                 settle,
                 format!("local OP_FAIL_IN_PLACE = {OP_FAIL_IN_PLACE}"),
+            ),
+            (
+                outcome,
+                format!(
+                    "local OUTCOME_PENDING, OUTCOME_DONE, OUTCOME_DEAD, OUTCOME_GONE = \
+                     {OUTCOME_PENDING}, {OUTCOME_DONE}, {OUTCOME_DEAD}, {OUTCOME_GONE}"
+                ),
             ),
             (lib, format!("local NONE = {NONE}")),
             (

@@ -33,7 +33,11 @@ pub struct QueueConfig {
     pub(crate) promote_limit: u32,
     pub(crate) reclaim_limit: u32,
     pub(crate) retry_in_place_below: Duration,
+    pub(crate) result_ttl: Duration,
 }
+
+/// The default of [`QueueBuilder::result_ttl`]: one hour.
+pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(3600);
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -48,6 +52,7 @@ impl Default for QueueConfig {
             promote_limit: 1_000,
             reclaim_limit: 100,
             retry_in_place_below: Duration::from_millis(500),
+            result_ttl: DEFAULT_RESULT_TTL,
         }
     }
 }
@@ -75,6 +80,9 @@ impl QueueConfig {
         }
         if duration_ms(self.dlq_max_age) > MAX_DURATION_MS {
             return bad("dlq_max_age", "must be at most 2^35 ms");
+        }
+        if !(1..=MAX_DURATION_MS).contains(&duration_ms(self.result_ttl)) {
+            return bad("result_ttl", "must be 1 ms to 2^35 ms");
         }
         if !(1..=MAX_PAYLOAD_BYTES).contains(&self.max_payload_bytes) {
             return bad("max_payload_bytes", "must be 1 to 536870912 (512 MiB)");
@@ -130,7 +138,7 @@ impl QueueBuilder {
     /// The largest payload an enqueue accepts, in bytes (1 to 512 MiB; default 1 MiB): a larger
     /// one fails the enqueue with [`QueueError::PayloadTooLarge`](crate::QueueError), nothing
     /// enqueued. Every claim carries its tasks' payloads, so large ones belong elsewhere (a
-    /// blob store) with a reference in the task.
+    /// blob store) with a reference in the task. It bounds a task's stored result too.
     pub fn max_payload_bytes(mut self, n: usize) -> Self {
         self.config.max_payload_bytes = n;
         self
@@ -178,6 +186,16 @@ impl QueueBuilder {
     /// through the delayed set.
     pub fn retry_in_place_below(mut self, threshold: Duration) -> Self {
         self.config.retry_in_place_below = threshold;
+        self
+    }
+
+    /// How long a handler's result is kept after its task is acknowledged (1 ms to 2^35 ms;
+    /// default 1 hour): [`TaskHandle::wait`](crate::TaskHandle::wait) can read it until then.
+    /// Each result is its own key expiring by itself, so the memory results take is bounded
+    /// by (results per second) × TTL × (result size, at most
+    /// [`max_payload_bytes`](Self::max_payload_bytes)), with no cleanup work.
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.config.result_ttl = ttl;
         self
     }
 

@@ -23,6 +23,29 @@ pub enum QueueError {
         /// The limit.
         max: usize,
     },
+    /// A task's result is larger than the queue's
+    /// [`max_payload_bytes`](crate::QueueBuilder::max_payload_bytes). Nothing of the settle
+    /// was applied. (A worker dead-letters such a task as `result_too_large` instead.)
+    #[error(
+        "the result of task {id} has {len} bytes; the queue's limit is {max} (QueueBuilder::max_payload_bytes)"
+    )]
+    ResultTooLarge {
+        /// The task's id.
+        id: String,
+        /// The result's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A progress report is larger than
+    /// [`MAX_PROGRESS_BYTES`](crate::MAX_PROGRESS_BYTES) as JSON. Nothing was published.
+    #[error("a progress report of {len} bytes; the limit is {max}")]
+    ProgressTooLarge {
+        /// Its length in bytes, as JSON.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The worker's agent record (feature `agents`) could not be written for a reason of the
     /// context store's own (a store that cannot be reached is [`QueueError::Core`]).
     #[cfg(feature = "agents")]

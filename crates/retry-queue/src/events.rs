@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::queue::Queue;
 
 /// The kinds of event a queue's scripts publish (each on `<ns>:events:queue:<kind>`).
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "retry_scheduled",
     "dead_lettered",
     "stalled",
@@ -18,6 +18,7 @@ const KINDS: [&str; 10] = [
     "scheduled",
     "unscheduled",
     "fired",
+    "progress",
 ];
 
 /// One event of a queue, published by the script that made the change.
@@ -75,13 +76,21 @@ pub enum QueueEventKind {
         /// Whether its attempts were reset.
         reset: bool,
     },
-    /// It was acknowledged (only with
-    /// [`succeeded_events`](crate::QueueBuilder::succeeded_events) on).
+    /// It was acknowledged: every task, with
+    /// [`succeeded_events`](crate::QueueBuilder::succeeded_events) on; a task acknowledged
+    /// with a result, always (what wakes [`TaskHandle::wait`](crate::TaskHandle::wait)).
     Succeeded {
         /// The task's id.
         task: String,
         /// The attempt that succeeded.
         attempt: u32,
+    },
+    /// A handler reported progress ([`Queue::progress`](crate::Queue::progress)).
+    Progress {
+        /// The task's id.
+        task: String,
+        /// What the handler reported.
+        progress: serde_json::Value,
     },
     /// An operator paused the queue: no task of it is claimed until it resumes.
     Paused {},
@@ -137,8 +146,8 @@ fn typed(name: &str, event: Event<serde_json::Value>) -> Selected<QueueEvent> {
 }
 
 impl Queue {
-    /// Subscribes to this queue's events: retries scheduled, dead letters, stalls, requeues
-    /// and (when on) successes, typed. Subscribe before the work whose events you want.
+    /// Subscribes to this queue's events: retries scheduled, dead letters, stalls, requeues,
+    /// progress reports and successes (see [`QueueEventKind::Succeeded`]), typed. Subscribe before the work whose events you want.
     pub async fn events(&self) -> Result<QueueEvents> {
         let mut builder = self.pool().subscriber();
         for kind in KINDS {

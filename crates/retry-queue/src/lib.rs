@@ -87,8 +87,9 @@
 //!   cap is applied by every claim, the count cap whenever a task is dead-lettered).
 //! - **Events** from the scripts on `<ns>:events:queue:<kind>` (source `retry-queue`, entity
 //!   the queue's name; [`Queue::events`] follows one queue's, typed): `retry_scheduled`,
-//!   `dead_lettered`, `stalled`, `requeued`, `paused`, `resumed`, the schedules' `scheduled`,
-//!   `unscheduled` and `fired`, and `succeeded` (opt-in).
+//!   `dead_lettered`, `stalled`, `requeued`, `paused`, `resumed`, `progress`, the schedules'
+//!   `scheduled`, `unscheduled` and `fired`, and `succeeded` (opt-in, and always for a task
+//!   acknowledged with a result).
 //!   **Stats**: counts per state, totals, age of the oldest ready task, whether the queue is
 //!   paused ([`Queue::stats`]).
 //! - **Priorities** ([`TaskOptions::priority`], 0 to [`MAX_PRIORITY`]): claims take the ready
@@ -118,6 +119,8 @@
 //! - **Schedules** ([`Scheduler`], [`Schedule`]): repeatable tasks by a fixed interval or a
 //!   cron expression (UTC), stored with the queue; each tick enqueues its task once however
 //!   many schedulers run (below).
+//! - **Results and progress** (below): a handler's value is stored with the ack and
+//!   [`TaskHandle::wait`] returns it, or the task's final failure.
 //!
 //! ## Schedules
 //!
@@ -178,6 +181,57 @@
 //!   (out of the due index, its bytes kept and listed, [`Tick::parked`] naming its key) and
 //!   re-armed by upserting it again; a key of the wrong type fails the call naming it.
 //!
+//! ## Results and progress
+//!
+//! A handler's `Ok(value)` is its task's result: the settle script stores it (as JSON) in the
+//! same call that acknowledges the task, in a key of its own that expires after the queue's
+//! [`result_ttl`](QueueBuilder::result_ttl) (default 1 hour). `Ok(())` stores nothing and
+//! costs nothing more than before. [`Enqueued::handle`] (or [`Queue::task`]) gives a
+//! [`TaskHandle`] whose [`wait`](TaskHandle::wait) / [`wait_json`](TaskHandle::wait_json)
+//! resolves with the result ([`TaskOutcome::Succeeded`]) or the dead letter
+//! ([`TaskOutcome::Failed`]: reason, attempts, last error) — retries keep it waiting — or
+//! answers [`TaskOutcome::TimedOut`]. It is woken by the `succeeded` / `dead_lettered` event,
+//! not by polling, and reads the stored state after subscribing, after each reconnection and
+//! at the deadline, so it misses nothing. A handler reports progress with
+//! [`Queue::progress`], which checks the task's lease and publishes a `progress` event.
+//!
+//! ```
+//! use std::time::Duration;
+//! use coordkit_core::{Keyspace, Pool, PoolConfig};
+//! use coordkit_retry_queue::{Queue, TaskOptions, TaskOutcome, Worker};
+//!
+//! #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+//! struct Answer { chars: usize }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = coordkit_testkit::RedisServer::start()?;
+//! # let url = server.url(); // e.g. "redis://127.0.0.1:6379"
+//! let pool = Pool::connect(PoolConfig::from_url(&url)?).await?;
+//! let queue = Queue::builder(&pool, &Keyspace::new("demo")?, "prompts")
+//!     .result_ttl(Duration::from_secs(600)) // results kept 10 minutes
+//!     .build()?;
+//! let reporter = queue.clone();
+//! let worker = Worker::builder_json(&queue, move |task, prompt: String| {
+//!     let queue = reporter.clone();
+//!     async move {
+//!         queue.progress(&task, &"calling the model").await.map_err(|e| e.to_string())?;
+//!         Ok::<_, String>(Answer { chars: prompt.len() }) // stored as the task's result
+//!     }
+//! })
+//! .start()
+//! .await?;
+//!
+//! let handle = queue.enqueue_json("hello", TaskOptions::default()).await?.handle(&queue);
+//! match handle.wait_json::<Answer>(Duration::from_secs(30)).await? {
+//!     TaskOutcome::Succeeded(answer) => assert_eq!(answer, Answer { chars: 5 }),
+//!     TaskOutcome::Failed(failure) => panic!("dead-lettered: {failure:?}"),
+//!     other => panic!("{other:?}"), // TimedOut, or Gone (expired, purged)
+//! }
+//! assert!(worker.shutdown().await.clean);
+//! # Ok(()) }
+//! ```
+//!
 //! ## Guarantees
 //!
 //! - **At-least-once delivery.** A task leaves the queue only when acknowledged with its
@@ -211,9 +265,10 @@
 //! attempts, lease, policy, component, then the payload), `ready` (list), `delayed` (zset by due
 //! time), `leased` (zset by deadline), `leases` (hash id → fencing token, leased tasks only),
 //! `dlq` (zset by dead-letter time), `errors` (hash id → binary history), `dead` (hash id →
-//! reason), `idem` / `idem_exp` (idempotency keys), `info` (counters), and for schedules
-//! `schedules` (hash name → binary record: missed-tick policy, counters, the ticks' spec, the
-//! task) and `sched_due` (zset name → next tick). Claims and settles of a
+//! reason), `idem` / `idem_exp` (idempotency keys), `info` (counters, pause flag, limits),
+//! `starts` (the rate limit's log of starts), `urgent` (the ready tasks with a priority), one
+//! `result:<id>` string per stored result (expiring by itself), and for schedules `schedules` (hash name → binary record: missed-tick policy, counters, the
+//! ticks' spec, the task) and `sched_due` (zset name → next tick). Claims and settles of a
 //! batch cost a fixed number of Redis calls per batch, not per task, apart from the failure
 //! paths; the numbers of a batch travel packed in one argument, and a claim or an ack neither
 //! parses nor rewrites a record in Lua (Rust decodes the records a claim returns).
@@ -235,6 +290,7 @@ mod ops;
 mod options;
 mod queue;
 mod record;
+mod results;
 mod schedule;
 mod scheduler;
 mod scripts;
@@ -243,7 +299,7 @@ pub mod worker;
 
 #[cfg(feature = "agents")]
 pub use agent::AgentBinding;
-pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, QueueBuilder, QueueConfig};
+pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_RESULT_TTL, QueueBuilder, QueueConfig};
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};
@@ -252,6 +308,7 @@ pub use limits::{Limits, MAX_LIMIT, Rate};
 pub use ops::RawSettle;
 pub use options::{Backoff, Jitter, MAX_DURATION_MS, MAX_PRIORITY, TaskOptions, backoff_delay_ms};
 pub use queue::Queue;
+pub use results::{MAX_PROGRESS_BYTES, TaskFailure, TaskHandle, TaskOutcome};
 pub use schedule::{
     Every, Fired, MAX_CRON_BYTES, Missed, Parked, Schedule, ScheduleBuilder, ScheduleInfo, Tick,
     Upserted,

@@ -139,6 +139,18 @@ impl Queue {
     }
 
     async fn settle_ops(&self, ops: &[RawSettle]) -> Result<Vec<Settled>> {
+        let max = self.inner_config().max_payload_bytes;
+        for op in ops {
+            if let Settle::AckWith(result) = &op.settle
+                && result.len() > max
+            {
+                return Err(QueueError::ResultTooLarge {
+                    id: op.id.clone(),
+                    len: result.len(),
+                    max,
+                });
+            }
+        }
         let mut out = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(MAX_BATCH) {
             // Ops on ids or tokens this queue never hands out hold no lease: not sent.
@@ -151,25 +163,34 @@ impl Queue {
             if !sent.is_empty() {
                 let mut call = self.call(&scripts::SETTLE);
                 let mut packed = Packed::new();
-                let mut texts: Vec<&str> = Vec::new();
+                let mut texts: Vec<&[u8]> = Vec::new();
                 for (op, id) in &sent {
                     let (op_code, x) = match &op.settle {
                         Settle::Ack => (code::OP_ACK, 0),
-                        Settle::Fail(error) => {
-                            texts.push(cut(error));
-                            (code::OP_FAIL, u64::from(op.draw.min(65_535)))
+                        Settle::AckWith(result) => {
+                            // The result's key goes after the shared ones (settle.lua's header).
+                            call.key(&self.result_key(*id));
+                            texts.push(result);
+                            (
+                                code::OP_ACK,
+                                duration_ms(self.inner_config().result_ttl).max(1),
+                            )
                         }
-                        Settle::FailInPlace(error) => {
-                            texts.push(cut(error));
-                            (code::OP_FAIL_IN_PLACE, u64::from(op.draw.min(65_535)))
+                        Settle::Fail(error) | Settle::FailInPlace(error) => {
+                            texts.push(cut(error).as_bytes());
+                            let op_code = match op.settle {
+                                Settle::FailInPlace(_) => code::OP_FAIL_IN_PLACE,
+                                _ => code::OP_FAIL,
+                            };
+                            (op_code, u64::from(op.draw.min(65_535)))
                         }
                         Settle::Defer(d) => (
                             code::OP_DEFER,
                             duration_ms(*d).min(crate::options::MAX_DURATION_MS),
                         ),
                         Settle::DeadLetter { reason, error } => {
-                            texts.push(reason);
-                            texts.push(cut(error));
+                            texts.push(reason.as_bytes());
+                            texts.push(cut(error).as_bytes());
                             (code::OP_DEAD_LETTER, 0)
                         }
                     };

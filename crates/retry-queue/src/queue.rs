@@ -25,6 +25,7 @@ struct Inner {
     pool: Pool,
     name: String,
     keys: Vec<Key>,
+    /// For the keys built on demand: schedules' and per-task results'.
     instance: InstanceKeys,
     config: QueueConfig,
     settings: Vec<u8>,
@@ -144,6 +145,14 @@ impl Queue {
     /// delayed, leased, leases, dlq, errors, dead, idem, idem_exp, info.
     pub fn keys(&self) -> &[Key] {
         &self.inner.keys
+    }
+
+    /// The key of task `id`'s result (`<ns>:{queue:<name>}:result:<id>`, the queue's hash
+    /// tag): given only to the scripts that store or read it, after the shared keys.
+    pub(crate) fn result_key(&self, id: u64) -> Key {
+        self.inner
+            .instance
+            .typed_key(&format!("result:{id}"), KeyKind::String)
     }
 
     /// A call of one of the queue's scripts (`crate::scripts`) with the arguments every one

@@ -71,6 +71,8 @@ pub(crate) static SCHEDULE_LIST: Script = script!("schedule_list");
 #[rustfmt::skip]
 pub(crate) static SCHEDULE_FIRE: Script = script!("schedule_fire",
     ["settings", "events", "head", "schedule", "wake", "first_due", "rank", "none_ready"]);
+pub(crate) static OUTCOME: Script = script!("outcome");
+pub(crate) static PROGRESS: Script = script!("progress", ["settings", "events", "jid"]);
 
 #[cfg(test)]
 mod tests {
@@ -114,6 +116,8 @@ mod tests {
             &SCHEDULE_DUE,
             &SCHEDULE_LIST,
             &SCHEDULE_FIRE,
+            &OUTCOME,
+            &PROGRESS,
         ];
         for script in all {
             let source = script.source();

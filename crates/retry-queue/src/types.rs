@@ -70,6 +70,12 @@ impl Enqueued {
     pub fn is_duplicate(&self) -> bool {
         matches!(self, Enqueued::Duplicate(_))
     }
+
+    /// A handle on the task in `queue`, to [`wait`](crate::TaskHandle::wait) for its result
+    /// or its final failure (a duplicate's handle follows the task enqueued first).
+    pub fn handle(&self, queue: &crate::Queue) -> crate::TaskHandle {
+        queue.task(self.id())
+    }
 }
 
 /// A task leased to the caller by [`Queue::claim`](crate::Queue::claim): settle it with its token before
@@ -137,6 +143,12 @@ impl Claim {
 pub enum Settle {
     /// It succeeded: remove it.
     Ack,
+    /// It succeeded with this result (the worker stores its handler's value as JSON): remove
+    /// it, and keep the result for the queue's
+    /// [`result_ttl`](crate::QueueBuilder::result_ttl) for
+    /// [`TaskHandle::wait`](crate::TaskHandle::wait). At most the queue's
+    /// [`max_payload_bytes`](crate::QueueBuilder::max_payload_bytes).
+    AckWith(Vec<u8>),
     /// It failed with this error: retry after the backoff, or dead-letter it after its last
     /// attempt.
     Fail(String),

@@ -1,7 +1,8 @@
 //! The Lua against the pure-Rust model: random enqueue / claim / ack / fail / defer /
 //! dead-letter / extend / crash (abandoned leases) / time-advance / requeue / purge sequences
-//! with tasks of several priorities on
-//! a manual clock must give the same answers and the same stored state, and the invariants
+//! with tasks of several priorities and retries in place on a manual clock, acks with results
+//! and what a waiter reads (a result until it expires, a dead letter, gone), must give the same
+//! answers and the same stored state, and the invariants
 //! hold: attempts never above max, every task in exactly one state, the DLQ holds exactly the
 //! exhausted, stalled and malformed tasks.
 
@@ -39,6 +40,8 @@ enum Op {
     /// Limits: max leased, and (starts, window ms).
     Limits(Option<u32>, Option<(u32, u64)>),
     Stats,
+    /// What a waiter reads of one of the ids enqueued so far.
+    Outcome(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -58,7 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..8).prop_map(Op::Stale),
         1 => (0usize..8).prop_map(Op::Extend),
         1 => (0usize..8).prop_map(Op::Crash),
-        4 => prop_oneof![1u64..200, 200u64..2_000].prop_map(Op::Advance),
+        4 => prop_oneof![8 => 1u64..200, 8 => 200u64..2_000, 1 => 30_000u64..90_000].prop_map(Op::Advance),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(a, b)| Op::Requeue(a, b)),
         1 => any::<bool>().prop_map(Op::Purge),
         1 => (0usize..8).prop_map(Op::MakeDue),
@@ -69,6 +72,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(l, r)| Op::Limits(l, r)),
         1 => Just(Op::Stats),
+        2 => (0usize..16).prop_map(Op::Outcome),
     ]
 }
 
@@ -176,6 +180,23 @@ async fn dump(pool: &Pool, queue: &Queue) -> Dump {
             (l[0].unwrap_or(0), l[1].unwrap_or(0), l[2].unwrap_or(0))
         },
         starts: pool.query(&zset(&k[11])).await.unwrap(),
+        results: {
+            // The result keys share the queue's prefix: `<prefix>:result:<id>`.
+            let prefix = k[0].as_str().strip_suffix("tasks").unwrap();
+            let pattern = format!("{}result:*", coordkit_core::escape_glob(prefix));
+            let keys: Vec<String> = pool.query(redis::cmd("KEYS").arg(&pattern)).await.unwrap();
+            let mut out = BTreeMap::new();
+            for key in keys {
+                let raw: Vec<u8> = pool.query(redis::cmd("GET").arg(&key)).await.unwrap();
+                let expires = u64::from_le_bytes(raw[..8].try_into().unwrap());
+                let id = key
+                    .strip_prefix(&format!("{prefix}result:"))
+                    .unwrap()
+                    .to_owned();
+                out.insert(id, (expires, raw[8..].to_vec()));
+            }
+            out
+        },
     }
 }
 
@@ -248,6 +269,7 @@ fn lua_matches_the_model() {
             .promote_limit(2)
             .reclaim_limit(2)
             .retry_in_place_below(Duration::from_millis(300))
+            .result_ttl(Duration::from_secs(60))
             .build()
             .unwrap()
     };
@@ -286,7 +308,8 @@ fn lua_matches_the_model() {
                         if held.is_empty() { break; }
                         let task = held.remove(which % held.len());
                         let settle = match kind {
-                            0..=3 => Settle::Ack,
+                            0..=1 => Settle::Ack,
+                            2..=3 => Settle::AckWith(format!("{{\"n\":{draw}}}").into_bytes()),
                             4..=5 => Settle::Fail(format!("boom {which} ✗")),
                             6..=7 => Settle::FailInPlace(format!("boom {which} again")),
                             8 => Settle::Defer(Duration::from_millis(u64::from(draw % 900))),
@@ -383,6 +406,11 @@ fn lua_matches_the_model() {
                     rt.block_on(queue.set_limits(limits)).unwrap();
                     let (r, ms) = rate.unwrap_or((0, 0));
                     model.set_limits(u64::from(max_leased.unwrap_or(0)), u64::from(r), ms);
+                }
+                Op::Outcome(which) => {
+                    let id = (which % (payload_n as usize + 1) + 1).to_string();
+                    let lua = rt.block_on(queue.task(&id).outcome()).unwrap();
+                    prop_assert_eq!(lua, model.outcome(now, &id), "outcome of {} at {}", id, now);
                 }
                 Op::Stats => {
                     let lua = rt.block_on(queue.stats()).unwrap();

@@ -16,13 +16,14 @@ mod runtime;
 mod settle;
 mod stats;
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -66,9 +67,36 @@ pub enum TaskError {
     },
 }
 
-fn to_settle<E: Display + Send + 'static>(result: std::result::Result<(), E>) -> Settle {
+/// What a handler's value settles: `()` a plain ack (nothing stored, nothing more published),
+/// any other value an ack with its JSON as the task's result, unless it is larger than `max`
+/// (the queue's `max_payload_bytes`) or does not encode: then the task is dead-lettered
+/// (`result_too_large`, `result_not_json`), as running it again would not help.
+fn ack<R: Serialize + 'static>(value: &R, max: usize) -> Settle {
+    if TypeId::of::<R>() == TypeId::of::<()>() {
+        return Settle::Ack;
+    }
+    match serde_json::to_vec(value) {
+        Ok(bytes) if bytes.len() <= max => Settle::AckWith(bytes),
+        Ok(bytes) => Settle::DeadLetter {
+            reason: "result_too_large".into(),
+            error: format!(
+                "the result has {} bytes as JSON; the queue's limit is {max} (max_payload_bytes)",
+                bytes.len()
+            ),
+        },
+        Err(e) => Settle::DeadLetter {
+            reason: "result_not_json".into(),
+            error: format!("the result does not encode as JSON: {e}"),
+        },
+    }
+}
+
+fn to_settle<R: Serialize + 'static, E: Display + Send + 'static>(
+    result: std::result::Result<R, E>,
+    max: usize,
+) -> Settle {
     match result {
-        Ok(()) => Settle::Ack,
+        Ok(value) => ack(&value, max),
         Err(e) => match (&e as &dyn Any).downcast_ref::<TaskError>() {
             Some(TaskError::Retry(text)) => Settle::Fail(text.clone()),
             Some(TaskError::Defer(d)) => Settle::Defer(*d),
@@ -103,36 +131,46 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A builder for a worker on `queue` running `handler` for each task. `Ok(())`
-    /// acknowledges the task; an error fails it (with its text), unless it is a [`TaskError`],
+    /// A builder for a worker on `queue` running `handler` for each task. `Ok(value)`
+    /// acknowledges the task: `Ok(())` stores nothing (the plain, cheapest ack); any other
+    /// value is stored as JSON as the task's result, for the queue's
+    /// [`result_ttl`](crate::QueueBuilder::result_ttl), and wakes whoever
+    /// [waits](crate::TaskHandle::wait) for it (a result larger than the queue's
+    /// [`max_payload_bytes`](crate::QueueBuilder::max_payload_bytes) dead-letters the task as
+    /// `result_too_large`). An error fails it (with its text), unless it is a [`TaskError`],
     /// which can also defer or dead-letter it. A panic counts as a failure.
-    pub fn builder<F, Fut, E>(queue: &Queue, handler: F) -> WorkerBuilder
+    pub fn builder<F, Fut, R, E>(queue: &Queue, handler: F) -> WorkerBuilder
     where
         F: Fn(Task) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+        R: Serialize + Send + 'static,
         E: Display + Send + 'static,
     {
+        let max = queue.inner_config().max_payload_bytes;
         let handler: Handler = Arc::new(move |task| {
             let fut = handler(task);
-            Box::pin(async move { to_settle(fut.await) })
+            Box::pin(async move { to_settle(fut.await, max) })
         });
         WorkerBuilder::new(queue, handler)
     }
 
-    /// Like [`Worker::builder`], for JSON payloads: each payload is decoded into `T` first. A
-    /// payload that does not decode is dead-lettered as `malformed` with an error naming `T`
-    /// and serde's reason (the handler does not run, and no other task is affected).
-    pub fn builder_json<T, F, Fut, E>(queue: &Queue, handler: F) -> WorkerBuilder
+    /// Like [`Worker::builder`] (results included), for JSON payloads: each payload is decoded
+    /// into `T` first. A payload that does not decode is dead-lettered as `malformed` with an
+    /// error naming `T` and serde's reason (the handler does not run, and no other task is
+    /// affected).
+    pub fn builder_json<T, F, Fut, R, E>(queue: &Queue, handler: F) -> WorkerBuilder
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Task, T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        Fut: Future<Output = std::result::Result<R, E>> + Send + 'static,
+        R: Serialize + Send + 'static,
         E: Display + Send + 'static,
     {
+        let max = queue.inner_config().max_payload_bytes;
         let handler: Handler = Arc::new(move |task: Task| match task.json::<T>() {
             Ok(value) => {
                 let fut = handler(task, value);
-                Box::pin(async move { to_settle(fut.await) }) as BoxFuture<Settle>
+                Box::pin(async move { to_settle(fut.await, max) }) as BoxFuture<Settle>
             }
             Err(e) => Box::pin(std::future::ready(Settle::DeadLetter {
                 reason: "malformed".into(),

@@ -282,7 +282,7 @@ async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
         Ok(Admission::Admitted(permit)) => {
             let settle = execute(shared, task, claim_now).await;
             let outcome = match settle {
-                Settle::Ack => Outcome::Success,
+                Settle::Ack | Settle::AckWith(_) => Outcome::Success,
                 Settle::Fail(_) => Outcome::Failure,
                 _ => Outcome::Ignored,
             };

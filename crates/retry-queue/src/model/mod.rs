@@ -5,6 +5,8 @@
 //! crate's own property tests run random operation sequences against both and compare every
 //! answer and the whole stored state ([`Dump`]).
 
+mod dump;
+mod results;
 mod schedules;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -16,6 +18,7 @@ use crate::ops::RawSettle;
 use crate::options::{TaskOptions, backoff_delay_ms};
 pub use crate::record::{Record, decode_errors};
 use crate::types::{Claim, Enqueued, Failure, NewTask, Settle, Settled, Stats, Task};
+pub use dump::Dump;
 pub use schedules::{ScheduleDump, ScheduleModel};
 
 /// The ranks one priority level of `urgent` spans (`PRIO_SPAN` in `lua/lib/queue.lua`).
@@ -33,36 +36,6 @@ struct ModelTask {
     since: u64,
     enqueued: u64,
     options: TaskOptions,
-}
-
-/// The whole stored state of a queue, in a form both the model and Redis can be read into.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Dump {
-    /// The ready list, head (LPUSH side) first, as `LRANGE 0 -1` reads it.
-    pub ready: Vec<String>,
-    /// The ready tasks with a priority by (rank, id): rank (9 − priority) × 2^49 + order.
-    pub urgent: Vec<(String, u64)>,
-    /// Delayed tasks by (due, id).
-    pub delayed: Vec<(String, u64)>,
-    /// Leased tasks by (deadline, id).
-    pub leased: Vec<(String, u64)>,
-    /// The fencing token of each lease, or minus the token that settled a task (not acked)
-    /// since it was last claimed.
-    pub leases: BTreeMap<String, i64>,
-    /// Dead letters by (dead at, id).
-    pub dlq: Vec<(String, u64)>,
-    /// Every task's record.
-    pub tasks: BTreeMap<String, Record>,
-    /// Error histories.
-    pub errors: BTreeMap<String, Vec<Failure>>,
-    /// Dead-letter reasons.
-    pub dead: BTreeMap<String, String>,
-    /// Whether claims are paused.
-    pub paused: bool,
-    /// The limits as stored: max_leased, rate_max, rate_ms (0: none).
-    pub limits: (u64, u64, u64),
-    /// The starts the rate limit counts, by (start time, token).
-    pub starts: Vec<(String, u64)>,
 }
 
 /// The reference model of one queue.
@@ -91,6 +64,8 @@ pub struct QueueModel {
     rate_ms: u64,
     /// token -> start time.
     starts: BTreeMap<String, u64>,
+    /// id -> (expires at, result).
+    results: BTreeMap<String, (u64, Vec<u8>)>,
 }
 
 /// Members of a sorted set by (score, member), as Redis orders them.
@@ -134,6 +109,7 @@ impl QueueModel {
             rate_max: 0,
             rate_ms: 0,
             starts: BTreeMap::new(),
+            results: BTreeMap::new(),
         }
     }
 
@@ -151,44 +127,6 @@ impl QueueModel {
             policy: o.policy(),
             component: o.component.clone(),
             payload: payload.to_vec(),
-        }
-    }
-
-    /// The whole state.
-    pub fn dump(&self) -> Dump {
-        Dump {
-            ready: self.ready.iter().cloned().collect(),
-            urgent: ordered(&self.urgent),
-            delayed: ordered(&self.delayed),
-            leased: ordered(&self.leased),
-            leases: self
-                .tasks
-                .iter()
-                .filter_map(|(k, t)| {
-                    let v = if t.token != 0 {
-                        t.token as i64
-                    } else if t.mark != 0 {
-                        -(t.mark as i64)
-                    } else {
-                        return None;
-                    };
-                    Some((k.clone(), v))
-                })
-                .collect(),
-            dlq: ordered(&self.dlq),
-            tasks: self
-                .tasks
-                .iter()
-                .map(|(k, t)| {
-                    let payload = self.payloads.get(k).map_or(&[][..], Vec::as_slice);
-                    (k.clone(), Self::record(t, payload))
-                })
-                .collect(),
-            errors: self.errors.clone(),
-            dead: self.dead.clone(),
-            paused: self.paused,
-            limits: (self.max_leased, self.rate_max, self.rate_ms),
-            starts: ordered(&self.starts),
         }
     }
 
@@ -530,7 +468,10 @@ impl QueueModel {
             self.leased.remove(&op.id);
             let id = op.id.as_str();
             let delay = match &op.settle {
-                Settle::Ack => {
+                Settle::Ack | Settle::AckWith(_) => {
+                    if let Settle::AckWith(result) = &op.settle {
+                        self.store_result(now, id, result);
+                    }
                     self.tasks.remove(id);
                     self.payloads.remove(id);
                     self.errors.remove(id);
