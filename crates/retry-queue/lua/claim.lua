@@ -5,9 +5,12 @@
 -- task due, nothing dead-lettered) makes none.
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, ready, urgent, delayed, tasks, info
---   (token, dead), and dlq, dead, errors when dead-lettering.
--- Order: the urgent lane by rank (priority, then first in first out), then the ready list's
--- front; reclaimed and promoted tasks join their lane behind the tasks ready before them.
+--   (token, dead), and dlq, dead, errors when dead-lettering; with groups, gstate, gready,
+--   glease and the groups' lanes and starts.
+-- Order: the urgent lane by rank (priority, then first in first out), then the groups that
+-- may start a task (lib/serve_groups.lua: the longest waiting first, each by rank), then the
+-- ready list's front; reclaimed and promoted tasks join their lane behind the tasks ready
+-- before them (a group's: its lane, for the next claim).
 -- ARGV[3] n (at most MAX_BATCH, 500; none taken while the queue is paused), ARGV[4] promote
 -- limit, ARGV[5] reclaim limit
 -- -> { now, next_due|NONE, next_deadline|NONE, first token, next_start|NONE, id, record, id,
@@ -18,7 +21,10 @@
 local n, plimit, rlimit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 -- The pause flag, the token counter and the limits, in one read. A paused queue
 -- (lua/pause.lua) takes no task: the claim still reclaims and promotes.
-local info = redis.call('HMGET', K_INFO, 'paused', 'token', 'max_leased', 'rate_max', 'rate_ms')
+local info = redis.call('HMGET', K_INFO, 'paused', 'token', 'max_leased', 'rate_max', 'rate_ms',
+  'grouped')
+-- Whether any task ever named a group (then leases may be a group's).
+local grouped = ck_int(info[6], K_INFO, 'field grouped', 1) == 1
 local paused = ck_int(info[1], K_INFO, 'field paused', 1) == 1
 local max_leased = ck_int(info[3], K_INFO, 'field max_leased', MAXL) or 0
 local rate_max = ck_int(info[4], K_INFO, 'field rate_max', MAXR) or 0
@@ -39,9 +45,11 @@ elseif first_lease[2] and next_deadline > now + MAXD then
   -- reclaimed now rather than never. The first is the earliest, so all are beyond.
   expired = redis.call('ZRANGE', K_LEASED, 0, rlimit - 1)
 end
+local exp_groups = nil
 if expired then
   exp_recs = redis.call('HMGET', K_TASKS, unpack(expired))
   ck_expect_type(K_LEASES, 'hash')
+  if grouped then exp_groups = redis.call('HMGET', K_GLEASE, unpack(expired)) end
 end
 local first_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 local next_due = tonumber(first_due[2] or NONE)
@@ -86,9 +94,45 @@ if n > 0 then urgent = redis.call('ZRANGE', K_URGENT, 0, n - 1, 'WITHSCORES') en
 -- cannot be used, to the DLQ. `back` maps a reclaimed id to its rewritten record.
 local sets, back, stalled, stalls, bad = nil, nil, nil, nil, nil
 local pushed, prios = nil, nil
+-- Tasks back to a group's lane: group -> { rank, id, ... }; the groups' leases reclaimed, and
+-- the groups with ready tasks among theirs.
+local gpush, gfreed, greopen = nil, nil, nil
 if expired or due then
   sets, back, stalled, stalls, bad, pushed, prios = {}, {}, {}, {}, {}, {}, {}
   local h = rare()
+  local gorder = nil
+  local function to_group(g, prio, id)
+    gpush, gorder = gpush or {}, gorder or h.order()
+    local lane = gpush[g] or {}
+    gpush[g] = lane
+    lane[#lane + 1] = string.format('%d', h.rank(prio, gorder))
+    lane[#lane + 1] = id
+  end
+  if exp_groups then
+    local names = {}
+    for i = 1, #expired do
+      if exp_groups[i] then names[#names + 1] = exp_groups[i] end
+    end
+    if #names > 0 then
+      h.load_groups(names)
+      gfreed, greopen = {}, {}
+      for i, id in ipairs(expired) do
+        local g = exp_groups[i]
+        if g then
+          h.groups[g][1] = h.groups[g][1] - 1
+          gfreed[#gfreed + 1] = id
+        end
+      end
+      -- A group whose lease went (whatever becomes of its task) may start a task again: one
+      -- with ready tasks goes back to gready.
+      ck_expect_type(K_GREADY, 'zset')
+      for g in pairs(h.groups) do
+        local lane = h.gkey('gl', g)
+        ck_expect_type(lane, 'zset')
+        if redis.call('ZCARD', lane) > 0 then greopen[#greopen + 1] = g end
+      end
+    end
+  end
   for i, id in ipairs(expired or {}) do
     local rec = exp_recs[i]
     local a, s, prev, _, _, _, prio = h.head(rec)
@@ -104,15 +148,30 @@ if expired or due then
         local r = h.rewrite(rec, a, s, prev, now)
         sets[#sets + 1] = id
         sets[#sets + 1] = r
-        pushed[#pushed + 1] = id
-        prios[#pushed] = prio
         back[id] = r
+        local g = h.group_of(rec)
+        if g then
+          to_group(g, prio, id)
+        else
+          pushed[#pushed + 1] = id
+          prios[#pushed] = prio
+        end
       end
     end
   end
   for i, id in ipairs(due or {}) do
-    pushed[#pushed + 1] = id
-    prios[#pushed] = h.priority(due_recs[i])
+    local g = h.group_of(due_recs[i])
+    if g then
+      to_group(g, h.priority(due_recs[i]), id)
+    else
+      pushed[#pushed + 1] = id
+      prios[#pushed] = h.priority(due_recs[i])
+    end
+  end
+  if gpush then
+    local set = {}
+    for g in pairs(gpush) do set[g] = true end
+    h.check_groups(set)
   end
 end
 -- The pushed tasks that are urgent, ranked; those not taken are added to `urgent`.
@@ -147,6 +206,15 @@ if n > 0 and (#urgent > 0 or ranked) then
       urgent_taken = urgent_taken + 1
       ranked[cand[i][2]] = true
     end
+  end
+end
+-- The groups, after the urgent lane (lib/serve_groups.lua).
+local served = nil
+if grouped and n > #take then
+  served = rare().serve_groups(n - #take, gpush)
+  for _, id in ipairs(served.take) do take[#take + 1] = id end
+  if served.next_start and (next_start == NONE or served.next_start < next_start) then
+    next_start = served.next_start
   end
 end
 local n_list = n - #take
@@ -194,14 +262,16 @@ if #take > 0 then
 end
 local out = { now, next_due, next_deadline, tok + 1, next_start }
 local leases, tokens, starts = {}, {}, {}
+-- The leases of groups' tasks: glease's entries, and id -> token for their starts.
+local gleases, gtokens = nil, nil
 local earliest = nil
 for i, id in ipairs(take) do
   local rec = recs[i]
   local lease = nil
   -- Whether the record is whole with a lease in bounds (else dead-lettered as malformed).
   if rec and #rec >= HDR then
-    local l, plen, clen = struct.unpack('<I8I2I2', rec, 37)
-    if #rec >= HDR + plen + clen and l >= 1 and l <= MAXD then lease = l end
+    local glen, l, plen, clen = struct.unpack('<BI8I2I2', rec, 36)
+    if #rec >= HDR + plen + clen + glen and l >= 1 and l <= MAXD then lease = l end
   end
   if lease == nil then
     bad = bad or {}
@@ -221,6 +291,14 @@ for i, id in ipairs(take) do
     starts[#starts + 1] = tok
     out[#out + 1] = id
     out[#out + 1] = rec
+    local g = served and served.of[id]
+    if g then
+      gleases, gtokens = gleases or {}, gtokens or {}
+      gleases[#gleases + 1] = id
+      gleases[#gleases + 1] = g
+      gtokens[id] = tok
+      H.groups[g][1] = H.groups[g][1] + 1
+    end
   end
 end
 local burying = (bad and #bad > 0) or (stalled and #stalled > 0)
@@ -290,6 +368,19 @@ end
 if bad then
   for _, id in ipairs(bad) do H.bury_malformed(id, bad[id]) end
 end
+-- The groups: reclaimed leases let go, served groups' leases, lanes and starts, tasks back in
+-- their lanes (waking the idle workers: the claim decides whether their group may start one).
+if gfreed then
+  redis.call('HDEL', K_GLEASE, unpack(gfreed))
+  for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
+end
+if gleases then redis.call('HSET', K_GLEASE, unpack(gleases)) end
+if served then H.write_served(served, gtokens or {}) end
+if gpush and next(gpush) then
+  H.push_groups(gpush)
+  if not paused then H.wake() end
+end
+if H and H.groups then H.save_groups() end
 if earliest then
   redis.call('ZADD', K_LEASED, unpack(leases))
   if next_deadline < 0 or earliest < next_deadline then out[3] = earliest end

@@ -3,7 +3,8 @@
 -- made on first use (to wake workers up).
 --
 -- KEYS: all of lib/queue.lua's; writes tasks, ready, urgent (a ready task with a priority),
---   delayed, idem, idem_exp, info (seq).
+--   the lanes of the tasks' groups, gready, gstate (a new group), delayed, idem, idem_exp, info
+--   (seq, grouped).
 -- ARGV[3] n, ARGV[4] struct n x '<I8I8' (delay_ms, idempotency ttl_ms, 0 = no key), then
 --   ARGV[5..4+n] the n record tails (the record from its 33rd byte: max, lease, ..., payload),
 --   then the idempotency keys of the keyed tasks, in order
@@ -25,6 +26,8 @@ if #ARGV >= kpos then
 end
 local seq = ck_int(redis.call('HGET', K_INFO, 'seq'), K_INFO, 'field seq', EXACT - 1 - n) or 0
 local out, sets, ready, delayed, ranked = { seq + 1 }, {}, {}, {}, nil
+-- Ready tasks of a group: group -> { rank, id, ... } (its lane), and the set of those groups.
+local grouped, groups = nil, nil
 local earliest = nil
 local pos, delay, ttl = 1, 0, 0
 -- Keys taken by this batch (a later duplicate in it answers the first), and their entries.
@@ -60,9 +63,18 @@ for i = 1, n do
       delayed[#delayed + 1] = seq
       if earliest == nil or due < earliest then earliest = due end
     else
-      -- The priority, the third byte of the record tail (lib/queue.lua).
-      local p = string.byte(ARGV[4 + i], 3)
-      if p > 0 then
+      -- The priority and group length, the third and fourth bytes of the record tail.
+      local tail = ARGV[4 + i]
+      local p, glen = string.byte(tail, 3, 4)
+      if glen > 0 then
+        local plen, clen = struct.unpack('<I2I2', tail, 13)
+        local g = string.sub(tail, 17 + plen + clen, 16 + plen + clen + glen)
+        grouped, groups = grouped or {}, groups or {}
+        local lane = grouped[g] or {}
+        grouped[g], groups[g] = lane, true
+        lane[#lane + 1] = string.format('%d', rare().rank(math.min(p, MAXP), seq))
+        lane[#lane + 1] = seq
+      elseif p > 0 then
         ranked = ranked or {}
         ranked[#ranked + 1] = string.format('%d', rare().rank(math.min(p, MAXP), seq))
         ranked[#ranked + 1] = seq
@@ -79,6 +91,7 @@ if ranked then
 elseif #ready > 0 then
   was_empty = redis.call('LLEN', K_READY) == 0
 end
+if grouped then H.check_groups(groups) end
 if #delayed > 0 then first_due = rare().first_due() end
 -- writes: (the first one, the records' HSET, checks the type of `tasks`)
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
@@ -93,7 +106,10 @@ end
 redis.call('HINCRBY', K_INFO, 'seq', n)
 if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
 if ranked then redis.call('ZADD', K_URGENT, unpack(ranked)) end
-if was_empty then rare().wake() end
+-- (A group's tasks always wake the idle workers: whether its group may start one now is the
+-- claim's to say.)
+if grouped then H.push_groups(grouped) end
+if was_empty or grouped then rare().wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))
   if not first_due or earliest <= first_due then H.wake() end

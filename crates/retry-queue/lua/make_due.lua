@@ -1,7 +1,8 @@
 -- make_due: makes delayed tasks ready now, at the back of the ready list. Runs after
 -- lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's; reads delayed, tasks; writes delayed, tasks, ready, urgent.
+-- KEYS: all of lib/queue.lua's; reads delayed, tasks; writes delayed, tasks, ready, urgent, and
+--   for tasks of groups their lanes, gready, gstate.
 -- ARGV[3..] ids
 -- -> the ids moved from delayed to the back of their ready lane (those not delayed are skipped)
 -- Events: wake.
@@ -27,18 +28,20 @@ if #ids == 0 then return {} end
 local recs = redis.call('HMGET', K_TASKS, unpack(ids))
 local was_empty = h.none_ready()
 local order = h.order()
-local sets, prios = {}, {}
+local sets = {}
 for i, id in ipairs(ids) do
   local a, s, prev = h.head(recs[i])
   if a then
     sets[#sets + 1] = id
     sets[#sets + 1] = h.rewrite(recs[i], a, s, prev, now)
   end
-  prios[i] = h.priority(recs[i])
 end
+local plain, prios, ranked, groups = h.lanes_of(ids, recs, order)
+if ranked then h.check_groups(groups) end
 -- writes:
 redis.call('ZREM', K_DELAYED, unpack(ids))
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
-h.push_ready(ids, prios, order)
-if was_empty then h.wake() end
+h.push_ready(plain, prios, order)
+if ranked then h.push_groups(ranked) end
+if was_empty or ranked then h.wake() end
 return ids

@@ -2,7 +2,7 @@
 -- still to run, or gone. Reads only, so the result and the task's state are read at one
 -- instant. Runs after lib/queue.lua; calls no helper piece.
 --
--- KEYS: all of lib/queue.lua's (reads tasks, dlq, dead, errors), then KEYS[14] the task's
+-- KEYS: all of lib/queue.lua's (reads tasks, dlq, dead, errors), then KEYS[QKEYS + 1] the task's
 --   result key (written by settle.lua's ack: struct '<I8' expires at (ms), then the bytes).
 -- ARGV[3] id
 -- -> { OUTCOME_DONE, result } | { OUTCOME_DEAD, reason, record, errors } | { OUTCOME_PENDING }
@@ -13,7 +13,7 @@
 
 local OUTCOME_PENDING, OUTCOME_DONE, OUTCOME_DEAD, OUTCOME_GONE = 0, 1, 2, 3
 
-local id, k_result = ARGV[3], KEYS[14]
+local id, k_result = ARGV[3], KEYS[QKEYS + 1]
 local res = redis.call('GET', k_result)
 if res then
   if #res < 8 then ck_corrupt(k_result, 'holds ' .. #res .. ' bytes, shorter than its expiry') end

@@ -2,7 +2,7 @@
 -- `rare()`, the helper pieces src/scripts.rs lists for it.
 --
 -- KEYS: all of lib/queue.lua's; reads dlq, tasks; writes dlq, dead, leases, errors, tasks,
---   ready, urgent.
+--   ready, urgent, and for tasks of groups their lanes, gready, gstate.
 -- ARGV[3] reset 0|1, ARGV[4] limit, ARGV[5..] ids (none = the oldest `limit`)
 -- -> the requeued ids
 -- Events: requeued, wake.
@@ -21,10 +21,9 @@ ck_expect_type(K_ERR, 'hash')
 ck_expect_type(K_LEASES, 'hash')
 local was_empty = h.none_ready()
 local order = h.order()
-local sets, prios = {}, {}
+local sets = {}
 for i, id in ipairs(ids) do
   local rec = recs[i]
-  prios[i] = h.priority(rec)
   local a, _, prev, max = h.head(rec)
   if a then
     if reset then
@@ -39,6 +38,8 @@ for i, id in ipairs(ids) do
     sets[#sets + 1] = h.stand_in()
   end
 end
+local plain, prios, ranked, groups = h.lanes_of(ids, recs, order)
+if ranked then h.check_groups(groups) end
 -- writes:
 for _, id in ipairs(ids) do
   h.emit('requeued', string.format('"task":%s,"reset":%s', h.jid(id), reset and 'true' or 'false'))
@@ -48,6 +49,7 @@ redis.call('HDEL', K_DEAD, unpack(ids))
 redis.call('HDEL', K_LEASES, unpack(ids))
 if reset then redis.call('HDEL', K_ERR, unpack(ids)) end
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
-h.push_ready(ids, prios, order)
-if was_empty then h.wake() end
+h.push_ready(plain, prios, order)
+if ranked then h.push_groups(ranked) end
+if was_empty or ranked then h.wake() end
 return ids

@@ -4,9 +4,9 @@
 -- Its tasks are written the way lua/enqueue.lua writes them. Runs after lib/queue.lua and, in
 -- `rare()`, the helper pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's, then KEYS[14] schedules, KEYS[15] sched_due (lib/schedule.lua);
---   writes tasks, ready, urgent (a task with a priority), delayed, info (seq), schedules,
---   sched_due.
+-- KEYS: all of lib/queue.lua's, then KEYS[QKEYS + 1] schedules, KEYS[QKEYS + 2] sched_due (lib/schedule.lua);
+--   writes tasks, ready, urgent (a task with a priority), a group's lane, gready and gstate
+--   (a task of a group), delayed, info (seq), schedules, sched_due.
 -- ARGV[3] n, ARGV[4] struct n x '<I8I8I8I8': T the tick read, L the latest tick due at or
 --   before now (0: park the schedule, its record does not decode in Rust), N the tick after
 --   now (0: the schedule has no more ticks), M the ticks in [T, L) (missed: fired on time by
@@ -25,7 +25,7 @@
 local FIRE_FIRED, FIRE_ALREADY, FIRE_STALE, FIRE_CHANGED, FIRE_GONE, FIRE_MALFORMED =
   1, 2, 3, 4, 5, 6
 
-local K_SCHED, K_SDUE = KEYS[14], KEYS[15]
+local K_SCHED, K_SDUE = KEYS[QKEYS + 1], KEYS[QKEYS + 2]
 local n, nums = tonumber(ARGV[3]), ARGV[4]
 local h = rare()
 -- validate: each op's record and tick are read (both keys' types) and decoded, and checked
@@ -78,8 +78,24 @@ if tasks > 0 then
   was_empty = h.none_ready()
   first_due = h.first_due()
 end
+-- The group a plan's task names (its tail's fourth byte is the group's length), or nil.
+local function group_of(tail)
+  local glen = string.byte(tail, 4)
+  if glen == 0 then return nil end
+  local plen, clen = struct.unpack('<I2I2', tail, 13)
+  return string.sub(tail, 17 + plen + clen, 16 + plen + clen + glen)
+end
+local groups = nil
+for i = 1, n do
+  local p = plans[i]
+  if type(p) == 'table' and p[10] == 0 and group_of(p[11]) then
+    groups = groups or {}
+    groups[group_of(p[11])] = true
+  end
+end
+if groups then h.check_groups(groups) end
 -- writes:
-local sets, ready, ranked, delayed, earliest = {}, {}, {}, {}, nil
+local sets, ready, ranked, delayed, earliest, gpush = {}, {}, {}, {}, nil, nil
 local function task(p, tick, catch_up)
   seq = seq + 1
   local due = now + p[10]
@@ -89,6 +105,14 @@ local function task(p, tick, catch_up)
     delayed[#delayed + 1] = due
     delayed[#delayed + 1] = seq
     if earliest == nil or due < earliest then earliest = due end
+  elseif group_of(p[11]) then
+    -- A group's task: its lane, as enqueue.lua does.
+    local g = group_of(p[11])
+    gpush = gpush or {}
+    local lane = gpush[g] or {}
+    gpush[g] = lane
+    lane[#lane + 1] = string.format('%d', h.rank(math.min(string.byte(p[11], 3), MAXP), seq))
+    lane[#lane + 1] = seq
   elseif string.byte(p[11], 3) > 0 then
     -- A priority (the third byte of the record tail): the urgent lane, as enqueue.lua does.
     ranked[#ranked + 1] = string.format('%d', h.rank(math.min(string.byte(p[11], 3), MAXP), seq))
@@ -121,7 +145,8 @@ if #sets > 0 then
 end
 if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
 if #ranked > 0 then redis.call('ZADD', K_URGENT, unpack(ranked)) end
-if was_empty and #ready + #ranked > 0 then h.wake() end
+if gpush then h.push_groups(gpush) end
+if (was_empty and #ready + #ranked > 0) or gpush then h.wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))
   if not first_due or earliest <= first_due then h.wake() end

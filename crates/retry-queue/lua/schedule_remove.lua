@@ -1,13 +1,13 @@
 -- schedule_remove: deletes schedules of the queue (tasks they enqueued stay). Runs after
 -- lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's, then KEYS[14] schedules, KEYS[15] sched_due (lib/schedule.lua);
+-- KEYS: all of lib/queue.lua's, then KEYS[QKEYS + 1] schedules, KEYS[QKEYS + 2] sched_due (lib/schedule.lua);
 --   writes both.
 -- ARGV[3..] the names (distinct)
 -- -> how many schedules were removed
 -- Events: unscheduled {schedule} per schedule removed.
 
-local K_SCHED, K_SDUE = KEYS[14], KEYS[15]
+local K_SCHED, K_SDUE = KEYS[QKEYS + 1], KEYS[QKEYS + 2]
 local names = {}
 for i = 3, #ARGV do names[#names + 1] = ARGV[i] end
 -- validate: both keys are read (their types).

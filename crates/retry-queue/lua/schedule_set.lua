@@ -4,7 +4,7 @@
 -- again from its first tick after now. Runs after lib/queue.lua and, in `rare()`, the helper
 -- pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's, then KEYS[14] schedules (HASH), KEYS[15] sched_due (ZSET), as
+-- KEYS: all of lib/queue.lua's, then KEYS[QKEYS + 1] schedules (HASH), KEYS[QKEYS + 2] sched_due (ZSET), as
 --   lib/schedule.lua describes them; writes schedules and sched_due.
 -- ARGV[3] name, ARGV[4] the record (counters zero), ARGV[5] the first tick after now as the
 --   caller computed it (ms; 0 when it does not know now yet)
@@ -14,7 +14,7 @@
 
 local SET_STALE, SET_CREATED, SET_RESCHEDULED, SET_UPDATED = 0, 1, 2, 3
 
-local K_SCHED, K_SDUE = KEYS[14], KEYS[15]
+local K_SCHED, K_SDUE = KEYS[QKEYS + 1], KEYS[QKEYS + 2]
 local name, rec, first = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local h = rare()
 -- validate: both keys are read (their types); the old record and its tick decoded (one that

@@ -3,8 +3,8 @@
 -- first use (an ack makes none, unless `succeeded` events are on).
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, tasks, errors, delayed, info
---   (completed, dead), and dlq, dead when dead-lettering; reads info's max_leased and, at that
---   limit, both ready lanes. Then KEYS[14..] the result key of each ack with a result, in the
+--   (completed, dead), and dlq, dead when dead-lettering, gstate, gready and glease for the
+--   tasks of groups; reads info's max_leased and, at that limit, both ready lanes. Then KEYS[QKEYS + 1..] the result key of each ack with a result, in the
 --   ops' order (a string: struct '<I8' expires at (ms, this clock), then the result's bytes;
 --   SET with PX its TTL).
 -- ARGV[3] n, ARGV[4] struct n x '<BI8I8I8' (op: an OP_* code, id, token, x: the jitter draw
@@ -95,7 +95,8 @@ else
   ck_expect_type(K_ERR, 'hash')
 end
 -- The counter the acks bump, the limits, and the pause flag (retries in place need neither).
-local info = redis.call('HMGET', K_INFO, 'completed', 'max_leased', 'paused', 'rate_max')
+local info = redis.call('HMGET', K_INFO, 'completed', 'max_leased', 'paused', 'rate_max',
+  'grouped')
 if acks > 0 then ck_int(info[1], K_INFO, 'field completed', EXACT - n) end
 local max_leased = ck_int(info[2], K_INFO, 'field max_leased', MAXL) or 0
 -- What each valid op that is no ack does: { a, s, prev, max, lease } of a usable record, or
@@ -139,6 +140,34 @@ for i = 1, n do
   if valid[i] and not in_place[i] then unlease[#unlease + 1] = ids[i] end
 end
 if #unlease < acks + others then ck_expect_type(K_LEASED, 'zset') end
+-- The leases of groups' tasks that go: their groups count one less, and a group with ready
+-- tasks that was at its limit (out of gready) may start one again.
+local gfreed, greopen = nil, nil
+if #unlease > 0 and ck_int(info[5], K_INFO, 'field grouped', 1) == 1 then
+  local of = redis.call('HMGET', K_GLEASE, unpack(unlease))
+  local names = {}
+  for i = 1, #unlease do
+    if of[i] then names[#names + 1] = of[i] end
+  end
+  if #names > 0 then
+    local h = rare()
+    h.load_groups(names)
+    gfreed, greopen = {}, {}
+    for i, id in ipairs(unlease) do
+      local g = of[i]
+      if g then
+        gfreed[#gfreed + 1] = id
+        h.groups[g][1] = h.groups[g][1] - 1
+      end
+    end
+    ck_expect_type(K_GREADY, 'zset')
+    for g, s in pairs(h.groups) do
+      local lane = h.gkey('gl', g)
+      ck_expect_type(lane, 'zset')
+      if redis.call('ZCARD', lane) > 0 then greopen[#greopen + 1] = { g, s } end
+    end
+  end
+end
 -- The concurrency limit: a settle that frees a slot of a queue at its limit wakes the idle
 -- workers (their claims took nothing while it was full).
 local held_before = max_leased > 0 and redis.call('ZCARD', K_LEASED)
@@ -150,6 +179,16 @@ if burials > 0 then aged = H.aged() end
 -- writes: (the first one, the ZREM from `leased`, checks that key's type)
 local freed = #unlease > 0 and redis.call('ZREM', K_LEASED, unpack(unlease)) or 0
 if waiting and held_before - freed < max_leased then H.wake() end
+if gfreed then
+  redis.call('HDEL', K_GLEASE, unpack(gfreed))
+  H.save_groups()
+  for _, r in ipairs(greopen) do
+    local g, s = r[1], r[2]
+    redis.call('ZADD', K_GREADY, 'NX', now, g)
+    -- It was full: the idle workers' claims took none of its tasks.
+    if s[2] > 0 and s[5] >= s[2] then H.wake() end
+  end
+end
 -- An ack's lease goes; any other settle leaves its token's mark (a retry in place keeps its
 -- lease: its token stays).
 local gone, marks = {}, {}
@@ -167,7 +206,7 @@ if #gone > 0 then redis.call('HDEL', K_LEASES, unpack(gone)) end
 if #marks > 0 then redis.call('HSET', K_LEASES, unpack(marks)) end
 local out, acked, sets, errsets, delayed, kept = {}, {}, {}, {}, {}, {}
 local earliest = nil
-local spos, kpos = 5, 14
+local spos, kpos = 5, QKEYS + 1
 for i = 1, n do
   local what, id = kinds[i], ids[i]
   local text, reason, rkey = nil, nil, nil

@@ -1,7 +1,8 @@
 -- stats: counts per state, totals, the oldest ready task. Reads only. Runs after lib/queue.lua
 -- and, in `rare()`, the helper pieces src/scripts.rs lists for it.
 --
--- KEYS: all of lib/queue.lua's; reads ready, urgent, info, tasks, delayed, leased, dlq.
+-- KEYS: all of lib/queue.lua's; reads ready, urgent, gstate and the groups' lanes, info, tasks,
+--   delayed, leased, dlq.
 -- ARGV: none of its own.
 -- -> { ready, delayed, leased, dead, completed, dead_total, oldest_ready_since|NONE, now,
 --      next_due|NONE, paused 0|1, max_leased, rate_max, rate_ms (0: no such limit) }
@@ -11,6 +12,17 @@ local h = rare()
 
 local listed = redis.call('LLEN', K_READY)
 local ready = listed + redis.call('ZCARD', K_URGENT)
+-- The groups' lanes (every group that ever had a task has a state).
+local lanes = {}
+for _, g in ipairs(redis.call('HKEYS', K_GSTATE)) do
+  local lane = h.gkey('gl', g)
+  ck_expect_type(lane, 'zset')
+  local k = redis.call('ZCARD', lane)
+  if k > 0 then
+    ready = ready + k
+    lanes[#lanes + 1] = lane
+  end
+end
 local info = redis.call('HMGET', K_INFO, 'completed', 'dead', 'paused', 'max_leased', 'rate_max',
   'rate_ms')
 local completed = ck_int(info[1], K_INFO, 'field completed', EXACT) or 0
@@ -19,8 +31,8 @@ local paused = ck_int(info[3], K_INFO, 'field paused', 1) or 0
 local max_leased = ck_int(info[4], K_INFO, 'field max_leased', MAXL) or 0
 local rate_max = ck_int(info[5], K_INFO, 'field rate_max', MAXR) or 0
 local rate_ms = ck_int(info[6], K_INFO, 'field rate_ms', MAXD) or 0
--- The oldest ready task: the first of the list or of a priority level of `urgent` (each in
--- first-in-first-out order).
+-- The oldest ready task: the first of the list, of a priority level of `urgent` or of a group
+-- (each in first-in-first-out order).
 local oldest = NONE
 local firsts = {}
 if listed > 0 then firsts[1] = redis.call('LINDEX', K_READY, -1) end
@@ -32,6 +44,7 @@ if ready > listed then
     if f[1] then firsts[#firsts + 1] = f[1] end
   end
 end
+for _, lane in ipairs(lanes) do firsts[#firsts + 1] = redis.call('ZRANGE', lane, 0, 0)[1] end
 if #firsts > 0 then
   local recs = redis.call('HMGET', K_TASKS, unpack(firsts))
   for _, rec in ipairs(recs) do

@@ -129,6 +129,7 @@ impl Queue {
             enqueued_ms: record.enqueued,
             component: record.component,
             priority: record.priority,
+            group: record.group,
             payload: record.payload,
             errors,
             reason: (!reason.is_empty()).then_some(reason),

@@ -109,6 +109,15 @@
 //!   sliding log of the starts: exact). A task over the limit stays ready and spends no
 //!   attempt; the claim answers when the next start is allowed and the worker sleeps until
 //!   then, or until a settle frees a slot and wakes it.
+//! - **Groups** ([`TaskOptions::group`], [`Queue::set_group_limits`]): a task may name a group
+//!   (the API key or downstream it uses, a tenant); a group's limits — at most K of its tasks
+//!   leased at once, at most R starts in any interval — hold across every worker, decided in
+//!   the claim script on server time, and hold back only that group's tasks, which wait in the
+//!   group's own lane (by priority, then first in first out) and spend no attempt. A claim
+//!   serves the urgent lane, then the groups that may start a task (the longest waiting
+//!   first), then the ready list; it answers when the next waiting group may start, and a
+//!   settle that frees a group's slot wakes the idle workers. [`Queue::group_stats`] reads one
+//!   back.
 //! - **Worker runtime** ([`Worker`]): concurrency N, a handler closure, batched claims and
 //!   settles, lease renewal while a handler runs, graceful shutdown (stop claiming, finish
 //!   in-flight tasks within a deadline). An idle worker blocks on a wake-up — a pub/sub message
@@ -283,6 +292,7 @@ mod code;
 mod config;
 mod error;
 mod events;
+mod groups;
 mod limits;
 #[cfg(feature = "model")]
 pub mod model;
@@ -303,6 +313,7 @@ pub use config::{DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_RESULT_TTL, QueueBuilder, Qu
 pub use coordkit_core;
 pub use error::{QueueError, Result};
 pub use events::{QueueEvent, QueueEventKind, QueueEvents};
+pub use groups::GroupStats;
 pub use limits::{Limits, MAX_LIMIT, Rate};
 #[cfg(any(feature = "testing", feature = "model"))]
 pub use ops::RawSettle;

@@ -92,7 +92,10 @@ impl Queue {
                     o.priority,
                     duration_ms(o.lease),
                     &o.policy(),
-                    o.component.as_deref().unwrap_or(""),
+                    (
+                        o.component.as_deref().unwrap_or(""),
+                        o.group.as_deref().unwrap_or(""),
+                    ),
                     &task.payload,
                 ));
             }
@@ -389,6 +392,7 @@ fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
             stalls: rec.stalls,
             component: rec.component,
             priority: rec.priority,
+            group: rec.group,
             payload: rec.payload,
             enqueued_ms: rec.enqueued,
         });

@@ -62,7 +62,8 @@ pub enum Jitter {
     Decorrelated,
 }
 
-/// How one task is run: attempts, backoff, delay, lease, idempotency, component, priority.
+/// How one task is run: attempts, backoff, delay, lease, idempotency, component, priority,
+/// group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskOptions {
     pub(crate) max_attempts: u32,
@@ -73,6 +74,7 @@ pub struct TaskOptions {
     pub(crate) idempotency: Option<(String, Duration)>,
     pub(crate) component: Option<String>,
     pub(crate) priority: u8,
+    pub(crate) group: Option<String>,
 }
 
 impl Default for TaskOptions {
@@ -87,6 +89,7 @@ impl Default for TaskOptions {
             idempotency: None,
             component: None,
             priority: 0,
+            group: None,
         }
     }
 }
@@ -142,6 +145,15 @@ impl TaskOptions {
     /// ready (a retry, a stall, a requeue) goes behind the tasks of its priority ready then.
     pub fn priority(mut self, priority: u8) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Its group (a name: an API key, a downstream, a tenant): the limits set for the group
+    /// with [`Queue::set_group_limits`](crate::Queue::set_group_limits) hold for its tasks
+    /// across every worker. A group's ready tasks wait in the group's own lane, by priority,
+    /// then first in first out; a group at its limit holds back only its own tasks.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
         self
     }
 
@@ -211,6 +223,9 @@ impl TaskOptions {
         }
         if let Some(component) = &self.component {
             validate_name("component", component)?;
+        }
+        if let Some(group) = &self.group {
+            validate_name("group", group)?;
         }
         if self.priority > MAX_PRIORITY {
             return bad(

@@ -52,7 +52,7 @@ impl std::fmt::Debug for Queue {
 }
 
 /// The suffixes of a queue's keys, in the scripts' `KEYS` order.
-const KEYS: [(&str, KeyKind); 13] = [
+const KEYS: [(&str, KeyKind); 16] = [
     ("tasks", KeyKind::Hash),
     ("ready", KeyKind::List),
     ("delayed", KeyKind::ZSet),
@@ -66,6 +66,9 @@ const KEYS: [(&str, KeyKind); 13] = [
     ("info", KeyKind::Hash),
     ("starts", KeyKind::ZSet),
     ("urgent", KeyKind::ZSet),
+    ("gstate", KeyKind::Hash),
+    ("gready", KeyKind::ZSet),
+    ("glease", KeyKind::Hash),
 ];
 
 impl Queue {

@@ -32,6 +32,8 @@ pub struct Record {
     pub policy: Vec<u8>,
     /// Its component.
     pub component: Option<String>,
+    /// Its group.
+    pub group: Option<String>,
     /// Its payload.
     pub payload: Vec<u8>,
 }
@@ -57,10 +59,13 @@ impl Record {
         }
         let plen = le_u64(b, SCRIPT_HEAD + 12, 2) as usize;
         let clen = le_u64(b, SCRIPT_HEAD + 14, 2) as usize;
-        if b.len() < HEAD + plen + clen {
+        let glen = b[SCRIPT_HEAD + 3] as usize;
+        let at = HEAD + plen + clen;
+        if b.len() < at + glen {
             return None;
         }
-        let component = String::from_utf8_lossy(&b[HEAD + plen..HEAD + plen + clen]);
+        let component = String::from_utf8_lossy(&b[HEAD + plen..at]);
+        let group = String::from_utf8_lossy(&b[at..at + glen]);
         Some(Self {
             attempts: le_u64(b, 0, 4) as u32,
             stalls: le_u64(b, 4, 4) as u32,
@@ -72,30 +77,33 @@ impl Record {
             lease: le_u64(b, SCRIPT_HEAD + 4, 8),
             policy: b[HEAD..HEAD + plen].to_vec(),
             component: (clen > 0).then(|| component.into_owned()),
-            payload: b[HEAD + plen + clen..].to_vec(),
+            group: (glen > 0).then(|| group.into_owned()),
+            payload: b[at + glen..].to_vec(),
         })
     }
 }
 
 /// The part of a record Rust writes: from offset [`SCRIPT_HEAD`] (32) to the end of the
-/// [`HEAD`] (max I2, priority B, 0 B, lease I8, policy length I2, component length I2), then
-/// the policy, the component and the payload.
+/// [`HEAD`] (max I2, priority B, group length B, lease I8, policy length I2, component length
+/// I2), then the policy, the component, the group and the payload. A group is at most 200
+/// bytes (a checked name).
 pub(crate) fn tail(
     max: u32,
     priority: u8,
     lease: u64,
     policy: &[u8],
-    component: &str,
+    (component, group): (&str, &str),
     payload: &[u8],
 ) -> Vec<u8> {
     Packed::new()
         .bytes(&(max as u16).to_le_bytes())
-        .bytes(&[priority, 0])
+        .bytes(&[priority, group.len() as u8])
         .u64_le(lease)
         .bytes(&(policy.len() as u16).to_le_bytes())
         .bytes(&(component.len() as u16).to_le_bytes())
         .bytes(policy)
         .bytes(component.as_bytes())
+        .bytes(group.as_bytes())
         .bytes(payload)
         .into_bytes()
 }
@@ -129,8 +137,8 @@ mod tests {
 
     #[test]
     fn the_script_head_and_the_rust_tail_make_the_documented_48_byte_head() {
-        let tail = tail(7, 3, 30_000, b"pp", "db", b"payload");
-        assert_eq!(tail.len(), HEAD - SCRIPT_HEAD + 2 + 2 + 7);
+        let tail = tail(7, 3, 30_000, b"pp", ("db", "key-1"), b"payload");
+        assert_eq!(tail.len(), HEAD - SCRIPT_HEAD + 2 + 2 + 5 + 7);
         // What the enqueue script writes before it: attempts, stalls, last delay, since,
         // enqueued.
         let mut rec = Packed::new()
@@ -153,6 +161,7 @@ mod tests {
             (r.policy.as_slice(), r.component.as_deref()),
             (&b"pp"[..], Some("db"))
         );
+        assert_eq!(r.group.as_deref(), Some("key-1"));
         assert_eq!(r.payload, b"payload");
     }
 }

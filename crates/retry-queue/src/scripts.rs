@@ -38,30 +38,37 @@ macro_rules! script {
 
 #[rustfmt::skip]
 pub(crate) static ENQUEUE: Script = script!("enqueue",
-    ["settings", "wake", "first_due", "rank", "none_ready"]);
+    ["settings", "wake", "first_due", "rank", "none_ready", "gkey", "push_groups"]);
 #[rustfmt::skip]
 pub(crate) static CLAIM: Script = script!("claim",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury",
-     "priority", "rank", "order", "push_ready", "none_ready"]);
+     "priority", "rank", "order", "push_ready", "none_ready", "gkey", "group_of", "gstate",
+     "load_groups", "save_groups", "gstate_pack", "serve_groups", "push_groups"]);
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",
-     "delete_dead", "backoff", "history", "bury", "none_ready"]);
+     "delete_dead", "backoff", "history", "bury", "none_ready", "gkey", "gstate",
+     "load_groups", "save_groups", "gstate_pack"]);
 pub(crate) static EXTEND: Script = script!("extend", ["head"]);
 #[rustfmt::skip]
 pub(crate) static MAKE_DUE: Script = script!("make_due",
     ["settings", "head", "rewrite", "wake", "priority", "rank", "order", "push_ready",
-     "none_ready"]);
-pub(crate) static STATS: Script = script!("stats", ["head"]);
+     "none_ready", "gkey", "group_of", "lanes_of", "push_groups"]);
+pub(crate) static STATS: Script = script!("stats", ["head", "gkey"]);
 pub(crate) static DLQ_LIST: Script = script!("dlq_list");
 pub(crate) static INSPECT: Script = script!("inspect");
 #[rustfmt::skip]
 pub(crate) static REQUEUE: Script = script!("requeue",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "dead_ids",
-     "priority", "rank", "order", "push_ready", "none_ready"]);
+     "priority", "rank", "order", "push_ready", "none_ready", "gkey", "group_of", "lanes_of",
+     "push_groups"]);
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
 pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
 pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);
+#[rustfmt::skip]
+pub(crate) static GROUP_LIMITS: Script = script!("group_limits",
+    ["settings", "wake", "gkey", "gstate", "load_groups", "gstate_pack"]);
+pub(crate) static GROUP: Script = script!("group", ["gkey", "gstate", "load_groups"]);
 #[rustfmt::skip]
 pub(crate) static SCHEDULE_SET: Script = script!("schedule_set",
     ["settings", "events", "head", "schedule"]);
@@ -70,7 +77,8 @@ pub(crate) static SCHEDULE_DUE: Script = script!("schedule_due");
 pub(crate) static SCHEDULE_LIST: Script = script!("schedule_list");
 #[rustfmt::skip]
 pub(crate) static SCHEDULE_FIRE: Script = script!("schedule_fire",
-    ["settings", "events", "head", "schedule", "wake", "first_due", "rank", "none_ready"]);
+    ["settings", "events", "head", "schedule", "wake", "first_due", "rank", "none_ready", "gkey",
+     "push_groups"]);
 pub(crate) static OUTCOME: Script = script!("outcome");
 pub(crate) static PROGRESS: Script = script!("progress", ["settings", "events", "jid"]);
 
@@ -118,6 +126,8 @@ mod tests {
             &SCHEDULE_FIRE,
             &OUTCOME,
             &PROGRESS,
+            &GROUP_LIMITS,
+            &GROUP,
         ];
         for script in all {
             let source = script.source();

@@ -97,6 +97,8 @@ pub struct Task {
     pub component: Option<String>,
     /// Its priority (0 to [`MAX_PRIORITY`](crate::MAX_PRIORITY)).
     pub priority: u8,
+    /// Its group, if it names one.
+    pub group: Option<String>,
     /// The payload.
     pub payload: Vec<u8>,
     /// When it was enqueued (server time, ms).
@@ -307,6 +309,8 @@ pub struct TaskInfo {
     pub component: Option<String>,
     /// Its priority.
     pub priority: u8,
+    /// Its group.
+    pub group: Option<String>,
     /// Its payload.
     pub payload: Vec<u8>,
     /// Its latest errors, oldest first.

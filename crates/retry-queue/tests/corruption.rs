@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use coordkit_core::{Clock, Error, Key, KeyKind, ManualClock, Pool, redis};
-use coordkit_retry_queue::{NewTask, Queue, QueueError, Settle, TaskOptions, Worker};
+use coordkit_retry_queue::{Limits, NewTask, Queue, QueueError, Settle, TaskOptions, Worker};
 use coordkit_testkit::garbage::{Garbage, garbage, overwrite_with_type, wrong_type};
 use coordkit_testkit::{TestRedis, Topology, redis_test};
 use proptest::prelude::*;
@@ -18,7 +18,7 @@ mod common;
 use common::{hget, hset};
 
 /// The kinds of a queue's keys, in `Queue::keys` order.
-const KINDS: [KeyKind; 13] = [
+const KINDS: [KeyKind; 16] = [
     KeyKind::Hash,
     KeyKind::List,
     KeyKind::ZSet,
@@ -32,10 +32,13 @@ const KINDS: [KeyKind; 13] = [
     KeyKind::Hash,
     KeyKind::ZSet,
     KeyKind::ZSet,
+    KeyKind::Hash,
+    KeyKind::ZSet,
+    KeyKind::Hash,
 ];
 
 /// Byte ranges of a record's fixed head: attempts, stalls, last delay, since, enqueued, max,
-/// priority and the byte after it, lease, policy length, component length; then the policy's
+/// priority and group length, lease, policy length, component length; then the policy's
 /// first 10 bytes.
 const FIELDS: [(usize, usize); 11] = [
     (0, 4),
@@ -76,11 +79,11 @@ fn corruption() -> impl Strategy<Value = Corruption> {
     ];
     prop_oneof![
         3 => key_type.prop_map(|(i, t)| Corruption::KeyType(i, t)),
-        4 => (0usize..7, 0usize..FIELDS.len(), bytes).prop_map(|(t, f, b)| Corruption::Field(t, f, b)),
-        2 => (0usize..7, garbage()).prop_map(|(t, g)| Corruption::Record(t, g)),
+        4 => (0usize..9, 0usize..FIELDS.len(), bytes).prop_map(|(t, f, b)| Corruption::Field(t, f, b)),
+        2 => (0usize..9, garbage()).prop_map(|(t, g)| Corruption::Record(t, g)),
         2 => (prop::sample::select(vec!["seq", "token", "completed", "dead", "paused", "max_leased", "rate_max", "rate_ms"]), garbage())
             .prop_map(|(f, g)| Corruption::Info(f, g)),
-        1 => (0usize..7, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
+        1 => (0usize..9, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
         1 => garbage().prop_map(Corruption::Idempotency),
     ]
 }
@@ -194,9 +197,22 @@ async fn setup(redis: &TestRedis, pool: &Pool) -> Setup {
         ])
         .await
         .unwrap();
-    // One ready task with a priority (in `urgent`; t3 joins it when due).
+    // One ready task with a priority (in `urgent`; t3 joins it when due), and two of a group
+    // that may lease one at a time: one leased, one in the group's lane.
     let t6 = NewTask::new("t6").options(lease().priority(7));
     ids.push(queue.enqueue(t6).await.unwrap().id().to_owned());
+    let one = Limits {
+        max_leased: Some(1),
+        rate: None,
+    };
+    queue.set_group_limits("api", one).await.unwrap();
+    for name in ["t7", "t8"] {
+        let t = NewTask::new(name).options(lease().group("api"));
+        ids.push(queue.enqueue(t).await.unwrap().id().to_owned());
+    }
+    queue.claim(10).await.unwrap();
+    let api = queue.group_stats("api").await.unwrap();
+    assert_eq!((api.leased, api.ready), (1, 1));
     Setup { queue, clock, ids }
 }
 

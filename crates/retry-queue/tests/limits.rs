@@ -29,14 +29,15 @@ const LEASE: Duration = Duration::from_secs(30);
 /// A guard against hangs only.
 const GUARD: Duration = Duration::from_secs(120);
 
-/// The keys where the worker processes log what they saw: each start's server time, and how many
-/// handlers ran (their own included) when each started.
-fn logs(keyspace: &Keyspace) -> (Key, Key, Key) {
+/// The keys where the worker processes log what they saw of the tasks of `group` (`-`: of no
+/// group): each start's server time, and how many handlers of that group ran (their own
+/// included) when each started.
+fn logs(keyspace: &Keyspace, group: &str) -> (Key, Key, Key) {
     let instance = keyspace.instance("test", "limits").unwrap();
     (
-        instance.key("starts"),
-        instance.key("running"),
-        instance.key("seen"),
+        instance.key(&format!("starts-{group}")),
+        instance.key(&format!("running-{group}")),
+        instance.key(&format!("seen-{group}")),
     )
 }
 
@@ -53,11 +54,10 @@ fn worker_process() {
             .await
             .unwrap();
         let queue = Queue::builder(&pool, &keyspace, QUEUE).build().unwrap();
-        let (starts, running, seen) = logs(&keyspace);
         let p = pool.clone();
         let worker = Worker::builder(&queue, move |task| {
-            let (pool, starts, running, seen) =
-                (p.clone(), starts.clone(), running.clone(), seen.clone());
+            let (starts, running, seen) = logs(&keyspace, task.group.as_deref().unwrap_or("-"));
+            let pool = p.clone();
             async move {
                 // The claim's server time: the deadline it gave, less the lease.
                 let started = task.deadline_ms - LEASE.as_millis() as u64;
@@ -98,6 +98,17 @@ fn start_worker(redis: &TestRedis, ns: &str, name: &str) -> Process {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_processes_never_exceed_the_queue_limits() {
+    worker_processes_obey(None).await;
+}
+
+/// The same with the limits on one group (`llm`), and as many tasks of no group, which its
+/// limits do not hold back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_never_exceed_a_groups_limits() {
+    worker_processes_obey(Some("llm")).await;
+}
+
+async fn worker_processes_obey(group: Option<&str>) {
     for topology in [Topology::Standalone, Topology::Cluster] {
         let redis = TestRedis::start(topology);
         let pool = redis.pool().await;
@@ -107,17 +118,32 @@ async fn worker_processes_never_exceed_the_queue_limits() {
             max_leased: Some(MAX_LEASED),
             rate: Some(RATE),
         };
-        queue.set_limits(limits).await.unwrap();
-        assert_eq!(queue.stats().await.unwrap().limits, limits);
-        let batch: Vec<NewTask> = (0..TASKS)
-            .map(|i| NewTask::new(format!("{i}")).options(TaskOptions::default().lease(LEASE)))
-            .collect();
+        let options = TaskOptions::default().lease(LEASE);
+        let mut batch: Vec<NewTask> = Vec::new();
+        match group {
+            None => {
+                queue.set_limits(limits).await.unwrap();
+                assert_eq!(queue.stats().await.unwrap().limits, limits);
+            }
+            Some(g) => {
+                queue.set_group_limits(g, limits).await.unwrap();
+                assert_eq!(queue.group_stats(g).await.unwrap().limits, limits);
+                let free = (0..TASKS).map(|i| NewTask::new(format!("free {i}")));
+                batch.extend(free.map(|t| t.options(options.clone())));
+            }
+        }
+        let options = match group {
+            Some(g) => options.group(g),
+            None => options,
+        };
+        batch.extend((0..TASKS).map(|i| NewTask::new(format!("{i}")).options(options.clone())));
+        let total = batch.len() as u64;
         queue.enqueue_batch(&batch).await.unwrap();
         let workers: Vec<Process> = (0..WORKERS)
             .map(|i| start_worker(&redis, keyspace.namespace(), &format!("w{i}")))
             .collect();
         tokio::time::timeout(GUARD, async {
-            while queue.stats().await.unwrap().completed < TASKS {
+            while queue.stats().await.unwrap().completed < total {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -125,7 +151,7 @@ async fn worker_processes_never_exceed_the_queue_limits() {
         .unwrap_or_else(|_| panic!("{topology:?}: the tasks did not all complete"));
         drop(workers);
 
-        let (starts, _, seen) = logs(&keyspace);
+        let (starts, _, seen) = logs(&keyspace, group.unwrap_or("-"));
         let mut starts: Vec<u64> = pool
             .query(redis::cmd("LRANGE").arg(&starts).arg(0).arg(-1))
             .await
@@ -157,9 +183,20 @@ async fn worker_processes_never_exceed_the_queue_limits() {
         let stats = queue.stats().await.unwrap();
         assert_eq!(
             (stats.ready, stats.leased, stats.completed),
-            (0, 0, TASKS),
+            (0, 0, total),
             "{topology:?}"
         );
+        if let Some(g) = group {
+            let s = queue.group_stats(g).await.unwrap();
+            assert_eq!((s.ready, s.leased), (0, 0), "{topology:?}");
+            // The tasks of no group ran too, none held back by the group's limits.
+            let (_, _, seen) = logs(&keyspace, "-");
+            let seen: Vec<u64> = pool
+                .query(redis::cmd("LRANGE").arg(&seen).arg(0).arg(-1))
+                .await
+                .unwrap();
+            assert_eq!(seen.len() as u64, TASKS, "{topology:?}");
+        }
     }
 }
 

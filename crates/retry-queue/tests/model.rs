@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coordkit_core::{Clock, ManualClock, Pool, redis};
-use coordkit_retry_queue::model::{Dump, QueueModel, Record, decode_errors};
+use coordkit_retry_queue::model::{Dump, GroupsDump, QueueModel, Record, decode_errors};
 use coordkit_retry_queue::{
     Backoff, Jitter, Limits, NewTask, Queue, Rate, RawSettle, Settle, TaskOptions,
 };
@@ -19,8 +19,11 @@ use coordkit_testkit::{TestRedis, Topology};
 use proptest::prelude::*;
 
 /// A task: backoff kind, max attempts, jitter, delay choice, lease, idempotency key, priority
-/// choice.
-type TaskSpec = (u8, u32, u8, u8, u64, Option<u8>, u8);
+/// choice, group choice.
+type TaskSpec = (u8, u32, u8, u8, u64, Option<u8>, u8, u8);
+
+/// The groups tasks may name.
+const GROUPS: [&str; 2] = ["a", "b"];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -39,6 +42,8 @@ enum Op {
     Pause(bool),
     /// Limits: max leased, and (starts, window ms).
     Limits(Option<u32>, Option<(u32, u64)>),
+    /// A group's limits: max leased, and (starts, window ms).
+    GroupLimits(usize, Option<u32>, Option<(u32, u64)>),
     Stats,
     /// What a waiter reads of one of the ids enqueued so far.
     Outcome(usize),
@@ -53,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         prop_oneof![Just(300u64), Just(1_500)],  // lease
         proptest::option::weighted(0.3, 0u8..3), // idempotency key
         0u8..4,                                  // priority choice
+        0u8..4,                                  // group choice
     );
     prop_oneof![
         4 => proptest::collection::vec(task, 1..4).prop_map(Op::Enqueue),
@@ -71,13 +77,19 @@ fn op() -> impl Strategy<Value = Op> {
             proptest::option::of((1u32..4, prop_oneof![Just(100u64), Just(1_000)])),
         )
             .prop_map(|(l, r)| Op::Limits(l, r)),
+        2 => (
+            0usize..2,
+            proptest::option::of(1u32..3),
+            proptest::option::of((1u32..3, prop_oneof![Just(100u64), Just(1_000)])),
+        )
+            .prop_map(|(g, l, r)| Op::GroupLimits(g, l, r)),
         1 => Just(Op::Stats),
         2 => (0usize..16).prop_map(Op::Outcome),
     ]
 }
 
 fn options(spec: &TaskSpec) -> TaskOptions {
-    let &(kind, max, jitter, delay, lease, key, priority) = spec;
+    let &(kind, max, jitter, delay, lease, key, priority, group) = spec;
     let backoff = match kind {
         0 => Backoff::Exponential {
             base: Duration::from_millis(100),
@@ -103,13 +115,17 @@ fn options(spec: &TaskSpec) -> TaskOptions {
         (_, 0 | 3) => Jitter::Decorrelated,
         _ => Jitter::Full,
     };
-    let mut o = TaskOptions::default()
+    let o = TaskOptions::default()
         .max_attempts(max)
         .backoff(backoff)
         .jitter(jitter)
         .delay(Duration::from_millis([0, 0, 700][delay as usize]))
         .lease(Duration::from_millis(lease))
         .priority([0, 0, 3, 9][priority as usize]);
+    let mut o = match group {
+        2 | 3 => o.group(GROUPS[group as usize - 2]),
+        _ => o,
+    };
     if kind == 2 {
         o = o.component("llm-api");
     }
@@ -197,6 +213,49 @@ async fn dump(pool: &Pool, queue: &Queue) -> Dump {
             }
             out
         },
+        groups: groups(pool, k).await,
+    }
+}
+
+/// The groups' keys read into the model's form.
+async fn groups(pool: &Pool, k: &[coordkit_core::Key]) -> GroupsDump {
+    let zset = |key: &str| {
+        let mut c = redis::cmd("ZRANGE");
+        c.arg(key).arg(0).arg(-1).arg("WITHSCORES");
+        c
+    };
+    let raw: BTreeMap<String, Vec<u8>> =
+        pool.query(redis::cmd("HGETALL").arg(&k[13])).await.unwrap();
+    let state = raw
+        .into_iter()
+        .map(|(g, b)| {
+            let n = |at: usize, len: usize| {
+                let mut v = [0u8; 8];
+                v[..len].copy_from_slice(&b[at..at + len]);
+                u64::from_le_bytes(v)
+            };
+            (g, (n(0, 4), n(4, 4), n(8, 4), n(12, 8)))
+        })
+        .collect();
+    // A group's keys: gstate's name with `gl:<group>` / `gs:<group>` in place of `gstate`.
+    let prefix = k[13].as_str().strip_suffix("gstate").unwrap();
+    let (mut lanes, mut starts) = (BTreeMap::new(), BTreeMap::new());
+    for g in GROUPS {
+        let lane: Vec<(String, u64)> = pool.query(&zset(&format!("{prefix}gl:{g}"))).await.unwrap();
+        if !lane.is_empty() {
+            lanes.insert(g.to_owned(), lane);
+        }
+        let s: Vec<(String, u64)> = pool.query(&zset(&format!("{prefix}gs:{g}"))).await.unwrap();
+        if !s.is_empty() {
+            starts.insert(g.to_owned(), s);
+        }
+    }
+    GroupsDump {
+        state,
+        ready: pool.query(&zset(k[14].as_str())).await.unwrap(),
+        lease: pool.query(redis::cmd("HGETALL").arg(&k[15])).await.unwrap(),
+        lanes,
+        starts,
     }
 }
 
@@ -208,6 +267,7 @@ fn check_invariants(d: &Dump, max_stalls: u32) -> Result<(), TestCaseError> {
         .ready
         .iter()
         .chain(d.urgent.iter().map(|(id, _)| id))
+        .chain(d.groups.lanes.values().flatten().map(|(id, _)| id))
         .chain(d.delayed.iter().map(|(id, _)| id))
         .chain(d.leased.iter().map(|(id, _)| id))
         .chain(d.dlq.iter().map(|(id, _)| id));
@@ -406,6 +466,15 @@ fn lua_matches_the_model() {
                     rt.block_on(queue.set_limits(limits)).unwrap();
                     let (r, ms) = rate.unwrap_or((0, 0));
                     model.set_limits(u64::from(max_leased.unwrap_or(0)), u64::from(r), ms);
+                }
+                Op::GroupLimits(g, max_leased, rate) => {
+                    let limits = Limits {
+                        max_leased,
+                        rate: rate.map(|(starts, ms)| Rate { starts, per: Duration::from_millis(ms) }),
+                    };
+                    rt.block_on(queue.set_group_limits(GROUPS[g], limits)).unwrap();
+                    let (r, ms) = rate.unwrap_or((0, 0));
+                    model.set_group_limits(now, GROUPS[g], u64::from(max_leased.unwrap_or(0)), u64::from(r), ms);
                 }
                 Op::Outcome(which) => {
                     let id = (which % (payload_n as usize + 1) + 1).to_string();

@@ -4,9 +4,9 @@
 -- lease, policy length, priority; nil otherwise.
 function H.head(rec)
   if not rec or #rec < HDR then return nil end
-  local a, s, prev, since, enq, max, prio, _, lease, plen, clen =
+  local a, s, prev, since, enq, max, prio, glen, lease, plen, clen =
     struct.unpack('<I4I4I8I8I8I2BBI8I2I2', rec)
-  if #rec < HDR + plen + clen or lease < 1 or lease > MAXD or max < 1 or max > MAXA or prio > MAXP
+  if #rec < HDR + plen + clen + glen or lease < 1 or lease > MAXD or max < 1 or max > MAXA or prio > MAXP
     or a > max or s >= MAXS or prev > MAXD or since >= EXACT or enq >= EXACT then
     return nil
   end

@@ -19,10 +19,21 @@
 --                            rate_max starts per rate_ms
 --   KEYS[12] starts    ZSET  token -> start time (ms) of each claim within the last rate
 --                            interval (a queue with a rate limit)
---   KEYS[13] urgent    ZSET  id -> rank: the ready tasks with a priority above 0, claimed
---                            before the ready list; rank (MAXP - priority) * PRIO_SPAN + order,
---                            order the task's id when enqueued, the id sequence when it came
---                            back (so: by priority, then first in first out)
+--   KEYS[13] urgent    ZSET  id -> rank: the ready tasks with a priority above 0 and no group,
+--                            claimed before the ready list; rank (MAXP - priority) * PRIO_SPAN
+--                            + order, order the task's id when enqueued, the id sequence when it
+--                            came back (so: by priority, then first in first out)
+--   KEYS[14] gstate    HASH  group -> struct '<I4I4I4I8' leased (its tasks leased now),
+--                            max_leased, rate_max starts per rate_ms (0: no such limit)
+--   KEYS[15] gready    ZSET  group -> when it may start a task next: the groups with ready tasks
+--                            (one at its concurrency limit may linger until a claim drops it;
+--                            a settle that frees a slot adds it back)
+--   KEYS[16] glease    HASH  id -> group, for each leased task of a group
+--   A group's own keys, named from gstate's (`<instance>:gl:<group>`, `<instance>:gs:<group>`,
+--   the same hash tag; `src/groups.rs` builds the same names):
+--            gl:<group>  ZSET  id -> rank (as urgent's, priority 0 included): its ready tasks
+--            gs:<group>  ZSET  token -> start time of each claim within its last rate interval
+-- Scripts that take keys of their own take them after these, from KEYS[QKEYS + 1].
 --
 -- ARGV (every script; the operation's own arguments follow, from ARGV[3]):
 --   ARGV[1] now_ms ("" = server TIME)
@@ -35,9 +46,9 @@
 -- write the first 32 (bytes 1 to 32 in Lua's 1-based positions) and Rust the other 16, then the
 -- variable part Rust writes:
 --   a I4 attempts | s I4 stalls | prev I8 last backoff delay | since I8 | enq I8 enqueued at
---   (32 bytes, the scripts') | max I2 | priority B (0..MAXP; higher is claimed first) | 0 B
+--   (32 bytes, the scripts') | max I2 | priority B (0..MAXP; higher is claimed first) | glen B
 --   | lease I8 | plen I2 | clen I2 (48 bytes) | policy (plen)
---   | component (clen) | payload
+--   | component (clen) | group (glen: the task's group, none when 0) | payload
 -- policy: B kind (POLICY_*: exponential: I8 base, d factor, I8 cap | fixed: I8 delay | schedule:
 --   I2 n, n x I8), B jitter (JITTER_*) -- kind and jitter first.
 -- An error history: B count, then per error I4 attempt, I8 at, I2 length, text.
@@ -73,6 +84,9 @@ local SOURCE = 'retry-queue'
 local K_TASKS, K_READY, K_DELAYED, K_LEASED, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_DLQ, K_ERR, K_DEAD, K_IDEM, K_IDEMX, K_INFO = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local K_STARTS, K_URGENT = KEYS[12], KEYS[13]
+local K_GSTATE, K_GREADY, K_GLEASE = KEYS[14], KEYS[15], KEYS[16]
+-- How many keys every script takes (others follow them).
+local QKEYS = 16
 
 local now = ck_now(ARGV[1])
 local CFG = ARGV[2]

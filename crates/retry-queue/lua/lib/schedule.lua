@@ -1,6 +1,6 @@
 -- Helper piece (inside `rare()`, after lib/head.lua): a schedule's record.
 --
--- A schedule (lua/schedule_*.lua; KEYS[14] schedules HASH name -> record, KEYS[15] sched_due
+-- A schedule (lua/schedule_*.lua; KEYS[QKEYS + 1] schedules HASH name -> record, KEYS[QKEYS + 2] sched_due
 -- ZSET name -> its next tick in ms) is stored as a little-endian struct: a head of SHDR = 35
 -- bytes, B missed policy (MISSED_*) | I8 last tick fired (0: none) | I8 fired (tasks enqueued)
 -- | I8 missed (ticks not fired on time: skipped, or folded into a catch-up) | I8 delay (ms, of

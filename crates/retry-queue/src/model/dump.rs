@@ -35,6 +35,8 @@ pub struct Dump {
     pub limits: (u64, u64, u64),
     /// The starts the rate limit counts, by (start time, token).
     pub starts: Vec<(String, u64)>,
+    /// The groups: states, gready, glease, lanes and starts.
+    pub groups: super::GroupsDump,
     /// Stored results: task id -> (expires at, bytes), expired ones included (they are no
     /// outcome any more, and Redis drops them on its own clock).
     pub results: BTreeMap<String, (u64, Vec<u8>)>,
@@ -77,6 +79,7 @@ impl QueueModel {
             limits: (self.max_leased, self.rate_max, self.rate_ms),
             starts: ordered(&self.starts),
             results: self.results.clone(),
+            groups: self.groups.dump(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! answer and the whole stored state ([`Dump`]).
 
 mod dump;
+mod groups;
 mod results;
 mod schedules;
 
@@ -19,6 +20,7 @@ use crate::options::{TaskOptions, backoff_delay_ms};
 pub use crate::record::{Record, decode_errors};
 use crate::types::{Claim, Enqueued, Failure, NewTask, Settle, Settled, Stats, Task};
 pub use dump::Dump;
+pub use groups::GroupsDump;
 pub use schedules::{ScheduleDump, ScheduleModel};
 
 /// The ranks one priority level of `urgent` spans (`PRIO_SPAN` in `lua/lib/queue.lua`).
@@ -66,6 +68,7 @@ pub struct QueueModel {
     starts: BTreeMap<String, u64>,
     /// id -> (expires at, result).
     results: BTreeMap<String, (u64, Vec<u8>)>,
+    groups: groups::Groups,
 }
 
 /// Members of a sorted set by (score, member), as Redis orders them.
@@ -110,6 +113,7 @@ impl QueueModel {
             rate_ms: 0,
             starts: BTreeMap::new(),
             results: BTreeMap::new(),
+            groups: groups::Groups::default(),
         }
     }
 
@@ -126,6 +130,7 @@ impl QueueModel {
             lease: duration_ms(o.lease),
             policy: o.policy(),
             component: o.component.clone(),
+            group: o.group.clone(),
             payload: payload.to_vec(),
         }
     }
@@ -142,22 +147,46 @@ impl QueueModel {
             .map(|t| (t.attempts, t.options.max_attempts))
     }
 
-    /// The rank in `urgent` of a task of priority `p` (above 0) and order `order`.
+    /// The rank in `urgent` (or a group's lane) of a task of priority `p` and order `order`.
     fn rank(p: u8, order: u64) -> u64 {
         u64::from(crate::MAX_PRIORITY - p) * PRIO_SPAN + order.min(PRIO_SPAN - 1)
     }
 
     /// Puts `ids` behind the ready tasks of their priority: the list's back, or `urgent` ranked
     /// by the id sequence.
-    fn push_ready(&mut self, ids: &[String]) {
+    fn push_ready(&mut self, now: u64, ids: &[String]) {
+        let ranked = self.push_plain(ids);
+        self.groups.push(now, &ranked);
+    }
+
+    /// Puts the tasks of no group in `ids` behind the ready tasks of their priority (the
+    /// list's back, or `urgent` ranked by the id sequence). -> those of a group, ranked for
+    /// their lanes.
+    fn push_plain(&mut self, ids: &[String]) -> BTreeMap<String, Vec<(String, u64)>> {
+        let mut ranked: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
         for id in ids {
-            match self.tasks.get(id).map_or(0, |t| t.options.priority) {
-                0 => self.ready.push_front(id.clone()),
-                p => {
-                    self.urgent.insert(id.clone(), Self::rank(p, self.seq));
-                }
+            let Some(t) = self.tasks.get(id) else {
+                continue;
+            };
+            let p = t.options.priority;
+            if let Some(g) = &t.options.group {
+                let rank = Self::rank(p, self.seq);
+                ranked
+                    .entry(g.clone())
+                    .or_default()
+                    .push((id.clone(), rank));
+            } else if p == 0 {
+                self.ready.push_front(id.clone());
+            } else {
+                self.urgent.insert(id.clone(), Self::rank(p, self.seq));
             }
         }
+        ranked
+    }
+
+    /// `group_limits` (as stored: 0 = none).
+    pub fn set_group_limits(&mut self, now: u64, group: &str, max: u64, rmax: u64, rms: u64) {
+        self.groups.set_limits(now, group, max, rmax, rms);
     }
 
     fn bury(&mut self, now: u64, id: &str, reason: &str) {
@@ -241,6 +270,7 @@ impl QueueModel {
         self.seq += batch.len() as u64;
         let mut out = Vec::new();
         let mut ready = Vec::new();
+        let mut grouped: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
         for task in batch {
             seq += 1;
             let id = seq.to_string();
@@ -279,6 +309,12 @@ impl QueueModel {
             self.payloads.insert(id.clone(), task.payload.clone());
             if delay > 0 {
                 self.delayed.insert(id.clone(), due);
+            } else if let Some(g) = &o.group {
+                let rank = Self::rank(o.priority, seq);
+                grouped
+                    .entry(g.clone())
+                    .or_default()
+                    .push((id.clone(), rank));
             } else if o.priority > 0 {
                 self.urgent.insert(id.clone(), Self::rank(o.priority, seq));
             } else {
@@ -289,6 +325,7 @@ impl QueueModel {
         for id in ready {
             self.ready.push_front(id);
         }
+        self.groups.push(now, &grouped);
         out
     }
 
@@ -323,6 +360,8 @@ impl QueueModel {
             i128::from(now),
             self.config.reclaim_limit as usize,
         );
+        let serve = self.groups.grouped;
+        let reopen = self.groups.release(&expired);
         let mut back = Vec::new();
         for id in &expired {
             self.leased.remove(id);
@@ -348,7 +387,7 @@ impl QueueModel {
             self.delayed.remove(id);
         }
         back.extend(due);
-        self.push_ready(&back);
+        let back = self.push_plain(&back);
         // The limits: leases held once the expired ones are reclaimed; starts in the window.
         let mut n = n;
         let mut next_start = None;
@@ -379,6 +418,12 @@ impl QueueModel {
         for id in &ids {
             self.urgent.remove(id);
         }
+        // The groups, after the urgent lane.
+        let served = self.serve_groups(now, n - ids.len(), back, (serve, reopen));
+        ids.extend(served.take.iter().map(|(id, _)| id.clone()));
+        if let Some(at) = served.next_start {
+            next_start = Some(next_start.map_or(at, |x: u64| x.min(at)));
+        }
         while ids.len() < n {
             match self.ready.pop_back() {
                 Some(id) => ids.push(id),
@@ -402,11 +447,14 @@ impl QueueModel {
                 attempt: t.attempts + 1,
                 stalls: t.stalls,
                 component: t.options.component.clone(),
+                group: t.options.group.clone(),
                 priority: t.options.priority,
                 payload: self.payloads.get(&id).cloned().unwrap_or_default(),
                 enqueued_ms: t.enqueued,
             });
         }
+        let tokens: Vec<(String, u64)> = tasks.iter().map(|t| (t.id.clone(), t.token)).collect();
+        self.lease_served(now, &served, &tokens);
         if self.rate_max > 0 && !tasks.is_empty() {
             for t in &tasks {
                 self.starts.insert(t.token.to_string(), now);
@@ -429,6 +477,7 @@ impl QueueModel {
     pub fn settle(&mut self, now: u64, ops: &[RawSettle]) -> Vec<Settled> {
         let mut done = std::collections::BTreeSet::new();
         let mut out = Vec::new();
+        let mut settled = Vec::new();
         // What `leases` held for each op before the batch: the script reads it first.
         let held: Vec<Option<(u64, u64)>> = ops
             .iter()
@@ -466,6 +515,7 @@ impl QueueModel {
                 t.mark = op.token;
             }
             self.leased.remove(&op.id);
+            settled.push(op.id.clone());
             let id = op.id.as_str();
             let delay = match &op.settle {
                 Settle::Ack | Settle::AckWith(_) => {
@@ -543,6 +593,10 @@ impl QueueModel {
                 });
             }
         }
+        // The leases that went (a retry in place keeps its own): their groups count them no more.
+        settled.retain(|id| !self.leased.contains_key(id));
+        let reopen = self.groups.release(&settled);
+        self.groups.reopen(now, reopen);
         self.trim_dlq(now, false);
         out
     }
@@ -579,7 +633,7 @@ impl QueueModel {
             self.dlq.remove(id);
             self.dead.remove(id);
         }
-        self.push_ready(&ids);
+        self.push_ready(now, &ids);
         ids
     }
 
@@ -595,7 +649,7 @@ impl QueueModel {
             self.delayed.remove(id);
             self.tasks.get_mut(id).expect("delayed tasks exist").since = now;
         }
-        self.push_ready(&moved);
+        self.push_ready(now, &moved);
         moved
     }
 
@@ -634,13 +688,17 @@ impl QueueModel {
                 firsts.push(self.urgent.get_key_value(&id).expect("listed").0);
             }
         }
-        let oldest = firsts
+        let lanes: Vec<Vec<(String, u64)>> = self.groups.lanes.values().map(ordered).collect();
+        let firsts = firsts
             .into_iter()
+            .chain(lanes.iter().filter_map(|l| l.first().map(|(id, _)| id)));
+        let oldest = firsts
             .filter_map(|id| self.tasks.get(id))
             .map(|t| t.since)
             .min();
+        let grouped: usize = lanes.iter().map(Vec::len).sum();
         Stats {
-            ready: (self.ready.len() + self.urgent.len()) as u64,
+            ready: (self.ready.len() + self.urgent.len() + grouped) as u64,
             delayed: self.delayed.len() as u64,
             leased: self.leased.len() as u64,
             dead: self.dlq.len() as u64,

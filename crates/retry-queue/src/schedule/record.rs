@@ -70,7 +70,10 @@ impl Schedule {
                 o.priority,
                 duration_ms(o.lease),
                 &o.policy(),
-                o.component.as_deref().unwrap_or(""),
+                (
+                    o.component.as_deref().unwrap_or(""),
+                    o.group.as_deref().unwrap_or(""),
+                ),
                 &self.task.payload,
             ))
             .into_bytes()

@@ -1,0 +1,130 @@
+-- Helper piece (inside `rare()`, after lib/gkey.lua and lib/load_groups.lua): what a claim
+-- takes from the groups.
+
+-- validate: the groups that may start a task now (at most n, the longest waiting first), with
+-- their states, lanes and starts. Each gives what its limits allow: at most max_leased leased
+-- at once (one at its limit leaves gready: a settle that frees a slot puts it back), at most
+-- rate_max starts in any rate_ms (over it, it waits in gready until its next start is
+-- allowed). `back` (group -> { rank, id, ... }, or nil) holds the tasks this claim puts back
+-- in their groups' lanes: a group takes from its lane and those together, by rank; the ids it
+-- takes of them are removed from `back`. -> { take = ids in order, of = id -> group, steps =
+-- what to write per group, next_start = when the first waiting group may start (nil: none
+-- waits) }
+function H.serve_groups(n, back)
+  local plan = { take = {}, of = {}, steps = {}, next_start = nil }
+  local ready = redis.call('ZRANGE', K_GREADY, 0, n - 1, 'WITHSCORES')
+  local names = {}
+  for i = 1, #ready, 2 do
+    local at = tonumber(ready[i + 1])
+    if at > now then
+      plan.next_start = at
+      break
+    end
+    names[#names + 1] = ready[i]
+  end
+  H.load_groups(names)
+  for _, g in ipairs(names) do
+    local left = n - #plan.take
+    if left <= 0 then break end
+    local s, step = H.groups[g], { g = g }
+    local allow = left
+    if s[2] > 0 then allow = math.min(allow, s[2] - s[1]) end
+    if allow <= 0 then
+      step.drop = true
+    elseif s[3] > 0 and s[4] > 0 then
+      local gs = H.gkey('gs', g)
+      ck_expect_type(gs, 'zset')
+      local since = '(' .. string.format('%d', now - s[4])
+      local recent = redis.call('ZCOUNT', gs, since, '+inf')
+      if recent >= s[3] then
+        -- The start whose leaving the window lets the next one in.
+        local first = redis.call('ZRANGEBYSCORE', gs, since, '+inf', 'WITHSCORES', 'LIMIT',
+          recent - s[3], 1)
+        step.wait = tonumber(first[2]) + s[4]
+        allow = 0
+      else
+        allow = math.min(allow, s[3] - recent)
+        step.rate = gs
+      end
+    end
+    if allow > 0 then
+      local lane = H.gkey('gl', g)
+      ck_expect_type(lane, 'zset')
+      local got = redis.call('ZRANGE', lane, 0, allow - 1, 'WITHSCORES')
+      local cand = {}
+      for i = 1, #got, 2 do cand[#cand + 1] = { tonumber(got[i + 1]), got[i], true } end
+      local pushed = back and back[g]
+      if pushed then
+        for i = 1, #pushed, 2 do cand[#cand + 1] = { tonumber(pushed[i]), pushed[i + 1] } end
+        -- As the zset orders them: by rank, then by id (bytes).
+        table.sort(cand, function(x, y)
+          if x[1] ~= y[1] then return x[1] < y[1] end
+          return x[2] < y[2]
+        end)
+      end
+      local ids, taken, taken_back = {}, {}, {}
+      for i = 1, math.min(allow, #cand) do
+        local id = cand[i][2]
+        plan.take[#plan.take + 1] = id
+        plan.of[id] = g
+        taken[#taken + 1] = id
+        if cand[i][3] then ids[#ids + 1] = id else taken_back[id] = true end
+      end
+      -- ids: those taken from the lane (to remove from it); taken: all, for the starts.
+      step.ids, step.taken, step.lane = ids, taken, lane
+      local left_back = 0
+      if pushed and next(taken_back) then
+        local rest = {}
+        for i = 1, #pushed, 2 do
+          if not taken_back[pushed[i + 1]] then
+            rest[#rest + 1] = pushed[i]
+            rest[#rest + 1] = pushed[i + 1]
+          end
+        end
+        back[g] = #rest > 0 and rest or nil
+      end
+      if back and back[g] then left_back = #back[g] / 2 end
+      local total = #got / 2
+      if total >= allow then total = redis.call('ZCARD', lane) end
+      step.empty = left_back == 0 and total == #ids
+    end
+    if step.wait and (not plan.next_start or step.wait < plan.next_start) then
+      plan.next_start = step.wait
+    end
+    plan.steps[#plan.steps + 1] = step
+  end
+  if #plan.take > 0 then ck_expect_type(K_GLEASE, 'hash') end
+  return plan
+end
+
+-- writes: the plan of serve_groups, once the claim knows the tokens of the tasks it leased
+-- (`tokens`: id -> token; a task dead-lettered as malformed has none).
+function H.write_served(plan, tokens)
+  for _, st in ipairs(plan.steps) do
+    local g = st.g
+    if st.drop then
+      redis.call('ZREM', K_GREADY, g)
+    elseif st.wait then
+      redis.call('ZADD', K_GREADY, st.wait, g)
+    elseif st.ids then
+      if #st.ids > 0 then redis.call('ZREM', st.lane, unpack(st.ids)) end
+      -- Served: behind the groups that waited longer (or out, its lane empty).
+      if st.empty then
+        redis.call('ZREM', K_GREADY, g)
+      else
+        redis.call('ZADD', K_GREADY, now, g)
+      end
+      if st.rate then
+        local starts = {}
+        for _, id in ipairs(st.taken) do
+          if tokens[id] then
+            starts[#starts + 1] = now
+            starts[#starts + 1] = tokens[id]
+          end
+        end
+        if #starts > 0 then redis.call('ZADD', st.rate, unpack(starts)) end
+        redis.call('ZREMRANGEBYSCORE', st.rate, '-inf', string.format('%d', now - H.groups[g][4]))
+      end
+    end
+  end
+end

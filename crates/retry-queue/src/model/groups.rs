@@ -1,0 +1,250 @@
+//! The groups in the model: their states, lanes, starts and leases, as `lua/claim.lua`,
+//! `lua/settle.lua` and `lib/serve_groups.lua` keep them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{QueueModel, ordered};
+
+/// What the model keeps of the groups (see `lua/lib/queue.lua`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Groups {
+    /// Whether any task of a group was ever ready (`info`'s `grouped`).
+    pub(super) grouped: bool,
+    /// group -> [leased, max_leased, rate_max, rate_ms].
+    pub(super) state: BTreeMap<String, [u64; 4]>,
+    /// group -> when it may start a task next (`gready`).
+    pub(super) ready: BTreeMap<String, u64>,
+    /// id -> group of each leased task of a group (`glease`).
+    pub(super) lease: BTreeMap<String, String>,
+    /// group -> its lane, id -> rank.
+    pub(super) lanes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// group -> its starts, token -> time.
+    pub(super) starts: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// The groups as stored, for [`Dump`](super::Dump): states, gready by (score, group), glease,
+/// and the lanes and starts that are not empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupsDump {
+    /// group -> (leased, max_leased, rate_max, rate_ms).
+    pub state: BTreeMap<String, (u64, u64, u64, u64)>,
+    /// The groups that may start a task, by (when, group).
+    pub ready: Vec<(String, u64)>,
+    /// id -> group of each leased task of a group.
+    pub lease: BTreeMap<String, String>,
+    /// group -> its ready tasks by (rank, id).
+    pub lanes: BTreeMap<String, Vec<(String, u64)>>,
+    /// group -> its starts by (time, token).
+    pub starts: BTreeMap<String, Vec<(String, u64)>>,
+}
+
+impl Groups {
+    pub(super) fn dump(&self) -> GroupsDump {
+        let nonempty = |m: &BTreeMap<String, BTreeMap<String, u64>>| {
+            m.iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(g, v)| (g.clone(), ordered(v)))
+                .collect()
+        };
+        GroupsDump {
+            state: self
+                .state
+                .iter()
+                .map(|(g, s)| (g.clone(), (s[0], s[1], s[2], s[3])))
+                .collect(),
+            ready: ordered(&self.ready),
+            lease: self.lease.clone(),
+            lanes: nonempty(&self.lanes),
+            starts: nonempty(&self.starts),
+        }
+    }
+
+    /// `push_groups`: tasks into their lanes, each group ready now unless it waits already.
+    pub(super) fn push(&mut self, now: u64, ranked: &BTreeMap<String, Vec<(String, u64)>>) {
+        for (g, list) in ranked {
+            let lane = self.lanes.entry(g.clone()).or_default();
+            for (id, rank) in list {
+                lane.insert(id.clone(), *rank);
+            }
+            self.ready.entry(g.clone()).or_insert(now);
+            self.state.entry(g.clone()).or_default();
+        }
+        if !ranked.is_empty() {
+            self.grouped = true;
+        }
+    }
+
+    fn lane_len(&self, g: &str) -> usize {
+        self.lanes.get(g).map_or(0, BTreeMap::len)
+    }
+
+    /// Leases of groups' tasks let go (a settle, or a claim reclaiming them): each group counts
+    /// one less. -> the groups with ready tasks among theirs, which may start one again (the
+    /// caller puts them in gready when it writes).
+    pub(super) fn release(&mut self, ids: &[String]) -> Vec<String> {
+        if !self.grouped {
+            return Vec::new();
+        }
+        let mut freed = BTreeSet::new();
+        for id in ids {
+            if let Some(g) = self.lease.remove(id) {
+                let s = self.state.entry(g.clone()).or_default();
+                s[0] = s[0].saturating_sub(1);
+                freed.insert(g);
+            }
+        }
+        freed.into_iter().filter(|g| self.lane_len(g) > 0).collect()
+    }
+
+    /// Groups that may start a task, unless they wait already.
+    pub(super) fn reopen(&mut self, now: u64, groups: Vec<String>) {
+        for g in groups {
+            self.ready.entry(g).or_insert(now);
+        }
+    }
+
+    /// `group_limits`.
+    pub(super) fn set_limits(&mut self, now: u64, g: &str, max: u64, rmax: u64, rms: u64) {
+        let (rmax, rms) = if rmax == 0 || rms == 0 {
+            self.starts.remove(g);
+            (0, 0)
+        } else {
+            (rmax, rms)
+        };
+        let s = self.state.entry(g.to_owned()).or_default();
+        (s[1], s[2], s[3]) = (max, rmax, rms);
+        if self.lane_len(g) > 0 {
+            self.ready.insert(g.to_owned(), now);
+        }
+    }
+}
+
+/// A claim's serving of the groups: the ids it takes (in order, with their groups) and when
+/// the first waiting group may start.
+pub(super) struct Served {
+    pub(super) take: Vec<(String, String)>,
+    pub(super) next_start: Option<u64>,
+    rate: Vec<(String, Vec<String>)>,
+}
+
+impl QueueModel {
+    /// `serve_groups` with `back` (the tasks this claim puts back in groups' lanes), then the
+    /// lanes and gready written as the claim writes them. Runs before the leases are made:
+    /// [`QueueModel::lease_served`] finishes it.
+    pub(super) fn serve_groups(
+        &mut self,
+        now: u64,
+        n: usize,
+        mut back: BTreeMap<String, Vec<(String, u64)>>,
+        (serve, reopen): (bool, Vec<String>),
+    ) -> Served {
+        let mut out = Served {
+            take: Vec::new(),
+            next_start: None,
+            rate: Vec::new(),
+        };
+        let mut steps: Vec<(String, Option<u64>)> = Vec::new();
+        if serve && n > 0 {
+            let mut names = Vec::new();
+            for (g, at) in ordered(&self.groups.ready).into_iter().take(n) {
+                if at > now {
+                    out.next_start = Some(at);
+                    break;
+                }
+                names.push(g);
+            }
+            for g in names {
+                let left = n - out.take.len();
+                if left == 0 {
+                    break;
+                }
+                let s = self.groups.state.get(&g).copied().unwrap_or_default();
+                let mut allow = left as u64;
+                if s[1] > 0 {
+                    allow = allow.min(s[1].saturating_sub(s[0]));
+                }
+                if allow == 0 {
+                    steps.push((g, None)); // dropped: at its limit
+                    continue;
+                }
+                let mut rated = false;
+                if s[2] > 0 && s[3] > 0 {
+                    let since = i128::from(now) - i128::from(s[3]);
+                    let recent: Vec<u64> = self
+                        .groups
+                        .starts
+                        .get(&g)
+                        .map(ordered)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(_, t)| i128::from(*t) > since)
+                        .map(|(_, t)| t)
+                        .collect();
+                    let k = recent.len() as u64;
+                    if k >= s[2] {
+                        let wait = recent[(k - s[2]) as usize] + s[3];
+                        out.next_start = Some(out.next_start.map_or(wait, |x| x.min(wait)));
+                        steps.push((g, Some(wait)));
+                        continue;
+                    }
+                    allow = allow.min(s[2] - k);
+                    rated = true;
+                }
+                // The lane and the tasks put back in it together, by rank.
+                let lane = self.groups.lanes.entry(g.clone()).or_default();
+                for (id, rank) in back.remove(&g).unwrap_or_default() {
+                    lane.insert(id, rank);
+                }
+                let ids: Vec<String> = ordered(lane)
+                    .into_iter()
+                    .take(allow as usize)
+                    .map(|(id, _)| id)
+                    .collect();
+                for id in &ids {
+                    lane.remove(id);
+                    out.take.push((id.clone(), g.clone()));
+                }
+                let empty = lane.is_empty();
+                if rated {
+                    out.rate.push((g.clone(), ids));
+                }
+                steps.push((g, Some(if empty { u64::MAX } else { now })));
+            }
+        }
+        // The claim's writes, in its order: groups whose leases it reclaimed, served groups, then
+        // the tasks put back.
+        self.groups.reopen(now, reopen);
+        for (g, at) in steps {
+            match at {
+                None | Some(u64::MAX) => {
+                    self.groups.ready.remove(&g);
+                }
+                Some(at) => {
+                    self.groups.ready.insert(g, at);
+                }
+            }
+        }
+        self.groups.push(now, &back);
+        out
+    }
+
+    /// The leases of the served tasks (`tokens`: id -> token): their groups count them, and the
+    /// rate-limited groups log their starts.
+    pub(super) fn lease_served(&mut self, now: u64, served: &Served, tokens: &[(String, u64)]) {
+        for (id, g) in &served.take {
+            self.groups.lease.insert(id.clone(), g.clone());
+            self.groups.state.entry(g.clone()).or_default()[0] += 1;
+        }
+        for (g, ids) in &served.rate {
+            let per = self.groups.state.get(g).map_or(0, |s| s[3]);
+            let starts = self.groups.starts.entry(g.clone()).or_default();
+            for (id, tok) in tokens {
+                if ids.contains(id) {
+                    starts.insert(tok.to_string(), now);
+                }
+            }
+            let since = i128::from(now) - i128::from(per);
+            starts.retain(|_, t| i128::from(*t) > since);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Groups against a real Redis, standalone and a 3-master cluster: a group's concurrency and
+//! rate limits hold back only its own tasks; a settle or a lost lease frees its slot; a group
+//! waiting for its rate says when it may start again; its tasks keep their priority; retries,
+//! stalls and requeues come back to its lane; bad input names the field.
+
+use std::time::Duration;
+
+use coordkit_core::{Clock, Error, ManualClock};
+use coordkit_retry_queue::{
+    Backoff, Jitter, Limits, NewTask, Queue, QueueError, Rate, Settle, TaskOptions,
+};
+use coordkit_testkit::redis_test;
+
+fn manual(redis: &coordkit_testkit::TestRedis, pool: &coordkit_core::Pool) -> (ManualClock, Queue) {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let queue = Queue::builder(pool, &redis.keyspace(), "groups")
+        .clock(Clock::Manual(clock.clone()))
+        .build()
+        .unwrap();
+    (clock, queue)
+}
+
+fn of(group: &str) -> TaskOptions {
+    TaskOptions::default()
+        .group(group)
+        .lease(Duration::from_secs(5))
+        .backoff(Backoff::Fixed(Duration::from_millis(100)))
+        .jitter(Jitter::None)
+}
+
+fn names(claim: &coordkit_retry_queue::Claim) -> Vec<String> {
+    claim
+        .tasks
+        .iter()
+        .map(|t| String::from_utf8(t.payload.clone()).unwrap())
+        .collect()
+}
+
+redis_test! {
+    async fn a_groups_concurrency_limit_holds_back_only_its_own_tasks(redis) {
+        let pool = redis.pool().await;
+        let (_, queue) = manual(&redis, &pool);
+        let two = Limits { max_leased: Some(2), rate: None };
+        queue.set_group_limits("api", two).await.unwrap();
+        let mut batch: Vec<NewTask> = (0..5).map(|i| NewTask::new(format!("api{i}")).options(of("api"))).collect();
+        batch.push(NewTask::new("free"));
+        batch.push(NewTask::new("other").options(of("search")));
+        queue.enqueue_batch(&batch).await.unwrap();
+        assert_eq!(queue.stats().await.unwrap().ready, 7);
+        let claim = queue.claim(10).await.unwrap();
+        let mut got = names(&claim);
+        got.sort();
+        assert_eq!(got, ["api0", "api1", "free", "other"]);
+        assert!(claim.tasks.iter().any(|t| t.group.as_deref() == Some("search")));
+        let api = queue.group_stats("api").await.unwrap();
+        assert_eq!((api.leased, api.ready, api.limits), (2, 3, two));
+        assert!(queue.claim(10).await.unwrap().tasks.is_empty(), "api is full");
+        // An ack frees one slot: one more of api, first in first out.
+        let first = claim.tasks.iter().find(|t| t.payload == b"api0").unwrap();
+        queue.settle(&[(first, Settle::Ack)]).await.unwrap();
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["api2"]);
+        // Lifting the limit lets the rest go.
+        queue.set_group_limits("api", Limits::default()).await.unwrap();
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["api3", "api4"]);
+        assert_eq!(queue.group_stats("api").await.unwrap().leased, 4);
+    }
+}
+
+redis_test! {
+    async fn a_groups_rate_limit_says_when_it_may_start_again(redis) {
+        let pool = redis.pool().await;
+        let (clock, queue) = manual(&redis, &pool);
+        let rate = Limits { max_leased: None, rate: Some(Rate { starts: 3, per: Duration::from_secs(1) }) };
+        queue.set_group_limits("llm", rate).await.unwrap();
+        let batch: Vec<NewTask> = (0..8).map(|i| NewTask::new(format!("l{i}")).options(of("llm"))).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        let t0 = clock.now_ms();
+        let first = queue.claim(10).await.unwrap();
+        assert_eq!(names(&first), ["l0", "l1", "l2"]);
+        clock.advance(Duration::from_millis(400));
+        let none = queue.claim(10).await.unwrap();
+        assert!(none.tasks.is_empty());
+        assert_eq!(none.next_start_ms, Some(t0 + 1_000), "when the first start leaves the window");
+        assert_eq!(queue.group_stats("llm").await.unwrap().next_start_ms, Some(t0 + 1_000));
+        // Others are not held back meanwhile.
+        queue.enqueue(NewTask::new("free")).await.unwrap();
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["free"]);
+        clock.advance(Duration::from_millis(600));
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["l3", "l4", "l5"]);
+    }
+}
+
+redis_test! {
+    async fn retries_stalls_and_requeues_come_back_to_the_groups_lane(redis) {
+        let pool = redis.pool().await;
+        let (clock, queue) = manual(&redis, &pool);
+        let one = Limits { max_leased: Some(1), rate: None };
+        queue.set_group_limits("api", one).await.unwrap();
+        let batch = [
+            NewTask::new("a").options(of("api")),
+            NewTask::new("b").options(of("api").priority(5)),
+            NewTask::new("c").options(of("api").max_attempts(1)),
+        ];
+        queue.enqueue_batch(&batch).await.unwrap();
+        // The priority goes first within the group.
+        let b = queue.claim(10).await.unwrap().tasks.remove(0);
+        assert_eq!(b.payload, b"b");
+        queue.settle(&[(&b, Settle::Fail("busy".into()))]).await.unwrap();
+        // Its retry waits 100 ms in the delayed set; meanwhile a runs, and its lease runs out.
+        let a = queue.claim(10).await.unwrap().tasks.remove(0);
+        assert_eq!(a.payload, b"a");
+        clock.advance(Duration::from_secs(6));
+        // The claim reclaims a (its slot freed) and promotes b: both back in the lane, b first.
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["b"]);
+        let s = queue.group_stats("api").await.unwrap();
+        assert_eq!((s.leased, s.ready), (1, 2), "{s:?}");
+        clock.advance(Duration::from_secs(6));
+        let next = queue.claim(10).await.unwrap();
+        assert_eq!(names(&next), ["b"], "b again: its lease ran out too");
+        queue.settle(&[(&next.tasks[0], Settle::Ack)]).await.unwrap();
+        let c_or_a = queue.claim(10).await.unwrap();
+        let c = c_or_a.tasks.iter().find(|t| t.payload == b"c");
+        if let Some(c) = c {
+            queue.settle(&[(c, Settle::Fail("once".into()))]).await.unwrap();
+            assert_eq!(queue.requeue_all(false).await.unwrap(), 1);
+            assert_eq!(queue.group_stats("api").await.unwrap().ready, 2, "back in the lane");
+        }
+        let stats = queue.stats().await.unwrap();
+        assert_eq!(stats.ready + stats.leased, 2, "{stats:?}");
+    }
+}
+
+redis_test! {
+    async fn a_bad_group_or_limit_is_named(redis) {
+        let pool = redis.pool().await;
+        let (_, queue) = manual(&redis, &pool);
+        let bad = NewTask::new("x").options(TaskOptions::default().group("has space"));
+        assert!(matches!(queue.enqueue(bad).await, Err(QueueError::Core(Error::InvalidName { .. }))));
+        let zero = Limits { max_leased: Some(0), rate: None };
+        match queue.set_group_limits("api", zero).await {
+            Err(QueueError::Core(Error::InvalidConfig { field, .. })) => assert_eq!(field, "max_leased"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            queue.set_group_limits("{tag}", Limits::default()).await,
+            Err(QueueError::Core(Error::InvalidName { .. }))
+        ));
+        assert_eq!(queue.group_stats("api").await.unwrap().limits, Limits::default(), "nothing written");
+    }
+}
