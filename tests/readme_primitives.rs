@@ -7,31 +7,33 @@ use coordkit::Coordkit;
 use coordkit::circuit_breaker::Window;
 use coordkit::errors::ErrorEvent;
 use coordkit::mesh::Reply;
-use coordkit::retry_queue::{Limits, Rate, TaskOptions};
+use coordkit::retry_queue::{Limits, Rate, TaskOptions, TaskOutcome, Worker};
 use coordkit_testkit::redis_test;
-
-#[derive(serde::Serialize)]
-struct Email {
-    to: String,
-}
 
 async fn ask_model(prompt: &str) -> Result<String, std::io::Error> {
     Ok(format!("an answer to {prompt}"))
 }
 
 #[rustfmt::skip]
-async fn primitives(kit: &Coordkit, prompt: String, email: Email) -> Result<(), Box<dyn std::error::Error>> {
+async fn primitives(kit: &Coordkit, prompt: String) -> Result<(), Box<dyn std::error::Error>> {
 // readme: begin
 // Circuit breaker: trips when half of the last 20 calls fail, for every process at once.
 let llm = kit.breaker("llm-api").window(Window::Count(20)).failure_rate(0.5).build()?;
 let answer = llm.call(ask_model(&prompt)).await?; // Err(Rejected) at once while open
 
 // Retry queue: at-least-once, leased, retried with backoff, dead-lettered after the last try.
-let queue = kit.queue("emails").build()?;
-queue.enqueue_json(&email, TaskOptions::default().max_attempts(5)).await?;
+let queue = kit.queue("llm-calls").build()?;
 // Limits every worker of every process obeys: 3 at once, 10 starts a second.
 let rate = Rate { starts: 10, per: Duration::from_secs(1) };
 queue.set_limits(Limits { max_leased: Some(3), rate: Some(rate) }).await?;
+// A handler's Ok value is stored as the task's result; an Err is retried after the backoff.
+let worker = Worker::builder_json(&queue, |_task, prompt: String| async move {
+    ask_model(&prompt).await
+}).concurrency(4).start().await?;
+// Priorities 0 to 9, highest claimed first: a user's request goes before background work (0).
+let urgent = TaskOptions::default().max_attempts(5).priority(9);
+let handle = queue.enqueue_json(&prompt, urgent).await?.handle(&queue);
+let outcome = handle.wait_json::<String>(Duration::from_secs(30)).await?; // Succeeded(answer)
 queue.pause().await?; // claims stop at once; leased tasks finish
 
 // Shared context: partial writes with versions, compare-and-set, history, watch.
@@ -43,12 +45,14 @@ let errors = kit.error_tracker("agents").build()?;
 errors.record(&ErrorEvent::new("search", "Timeout", "timed out after 5s")).await?;
 
 // Metrics: trimmed series; aggregations and percentiles over a window.
-let depth = kit.metrics().build()?.gauge("queue_depth", &[("queue", "emails")])?;
+let depth = kit.metrics().build()?.gauge("queue_depth", &[("queue", "llm-calls")])?;
 depth.record(42.0).await?;
 // readme: end
 assert_eq!(answer, "an answer to hello");
+assert_eq!(outcome, TaskOutcome::Succeeded("an answer to hello".to_owned()));
 let stats = queue.stats().await?;
-assert_eq!((stats.ready, stats.paused, stats.limits.max_leased), (1, true, Some(3)));
+assert_eq!((stats.completed, stats.paused, stats.limits.max_leased), (1, true, Some(3)));
+assert!(worker.shutdown().await.clean);
 assert_eq!(project.get(&["status"]).await?.expect("written").updated_by, "planner");
 assert_eq!(errors.counts().await?.by_kind.get("Timeout"), Some(&1));
 Ok(())
@@ -88,8 +92,7 @@ Ok(())
 redis_test! {
     async fn the_readme_examples_of_each_primitive_run(redis) {
         let kit = Coordkit::from_pool(redis.pool().await, redis.keyspace().namespace()).unwrap();
-        let email = Email { to: "ada@example.com".into() };
-        primitives(&kit, "hello".into(), email).await.unwrap();
+        primitives(&kit, "hello".into()).await.unwrap();
     }
 }
 
