@@ -16,22 +16,24 @@
 //! the baseline's `baseline_p50_us` / `baseline_p99_us`, so a comparison holds on a noisy
 //! machine. A scenario whose op makes several script calls (`workflow-lifecycle`) also
 //! reports `calls_per_op`, `calls_per_sec`, `ratio_per_call` and `ratio_of_totals_per_call`
-//! (the same ratios per script call), and says so in `ratio_unit`.
+//! (the same ratios per script call), and says so in `ratio_unit`. A variant run
+//! (`retry-lifecycle --priority 5 --group-limit`) also runs its plain run in the same rounds
+//! and reports `plain_ops_per_sec`, `ratio_to_plain` and `ratio_to_plain_of_totals`.
+//! `rate-limited` drains a backlog under a rate limit instead: no baseline, no latencies, the
+//! achieved and configured starts per second.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use coordkit_core::{Keyspace, Pool, PoolConfig};
 use coordkit_testkit::{RedisCluster, RedisServer};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
+mod measure;
 mod scenarios;
 
-use scenarios::{Scenario, Workload};
+use scenarios::{Params, Scenario};
 
 #[derive(Debug, Parser)]
 #[command(about = "coordkit benchmarks: one JSON line per scenario")]
@@ -57,6 +59,34 @@ struct Args {
     /// retry-lifecycle: how many times each task fails before it succeeds.
     #[arg(long, default_value_t = 0)]
     fails: u32,
+    /// retry-lifecycle: the fixed backoff between attempts in ms, without jitter (default 1:
+    /// a transient API error retried at once).
+    #[arg(long, default_value_t = 1)]
+    backoff_ms: u64,
+    /// retry-lifecycle: the queue's `retry_in_place_below` in ms (default 500, the queue's
+    /// default; 0 turns retry in place off: every retry goes through the delayed set).
+    #[arg(long, default_value_t = 500)]
+    in_place_below_ms: u64,
+    /// retry-lifecycle: every task gets this priority (0 to 9). With it or --group-limit the
+    /// run is a variant, and the plain run is measured in the same rounds.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    priority: Option<u8>,
+    /// retry-lifecycle: limits that never bind (1,000,000 leased, 1,000,000 starts per
+    /// second). Queue-level for now; per-group once the queue has group limits.
+    #[arg(long)]
+    group_limit: bool,
+    /// rate-limited: the starts the limit allows per window.
+    #[arg(long, default_value_t = 200)]
+    rate: u32,
+    /// rate-limited: the limit's window in ms.
+    #[arg(long, default_value_t = 1000)]
+    per_ms: u64,
+    /// rate-limited: how many workers share the limit, each with --concurrency slots.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// rate-limited: the backlog holds this many seconds of starts at the configured rate.
+    #[arg(long, default_value_t = 4)]
+    seconds: u64,
     /// Skip the raw-evalsha baseline, so that the server's `INFO commandstats` show the
     /// scenario's own cost per call (for profiling scripts against a server given with --redis).
     #[arg(long)]
@@ -72,10 +102,15 @@ struct Report {
     errors: u64,
     elapsed_ms: u64,
     ops_per_sec: f64,
-    p50_us: u64,
-    p90_us: u64,
-    p99_us: u64,
-    max_us: u64,
+    // Latencies of the operations (none for a scenario that drains a backlog).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p50_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p90_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline_ops_per_sec: Option<f64>,
     /// The baseline's median latency in the same run (a latency goal compares p50s).
@@ -97,94 +132,25 @@ struct Report {
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
-struct Measured {
-    ops: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies: Histogram<u64>,
-}
-
-impl Measured {
-    fn ops_per_sec(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// Adds another round of the same scenario.
-    fn merge(mut self, other: Measured) -> Result<Measured, String> {
-        self.ops += other.ops;
-        self.errors += other.errors;
-        self.elapsed += other.elapsed;
-        self.latencies
-            .add(&other.latencies)
-            .map_err(|e| format!("histogram: {e}"))?;
-        Ok(self)
-    }
-}
-
 /// How many alternating rounds of baseline and scenario a comparison runs.
 const ROUNDS: u64 = 10;
 
-/// Runs `ops` operations on `concurrency` workers and records each one's latency.
-async fn measure(
-    pool: &Pool,
-    fixture: Arc<dyn Workload>,
-    concurrency: usize,
-    ops: u64,
-) -> Result<Measured, String> {
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let pool = pool.clone();
-            let fixture = fixture.clone();
-            let next = next.clone();
-            tokio::spawn(async move {
-                let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                    .map_err(|e| format!("histogram: {e}"))?;
-                let mut errors = 0u64;
-                let mut last_error = None;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= ops {
-                        break;
-                    }
-                    let t = Instant::now();
-                    if let Err(e) = fixture.op(&pool, i).await {
-                        errors += 1;
-                        last_error = Some(e.to_string());
-                    }
-                    let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    latencies.saturating_record(us.max(1));
-                }
-                Ok::<_, String>((latencies, errors, last_error))
-            })
-        })
-        .collect();
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-        .map_err(|e| format!("histogram: {e}"))?;
-    let mut errors = 0;
-    let mut last_error = None;
-    for worker in workers {
-        let (h, e, last) = worker
-            .await
-            .map_err(|e| format!("a worker failed: {e}"))??;
-        latencies.add(&h).map_err(|e| format!("histogram: {e}"))?;
-        errors += e;
-        last_error = last_error.or(last);
+impl Args {
+    /// The options the scenarios read.
+    fn params(&self) -> Params {
+        Params {
+            concurrency: self.concurrency,
+            fails: self.fails,
+            backoff: Duration::from_millis(self.backoff_ms),
+            in_place_below: Duration::from_millis(self.in_place_below_ms),
+            priority: self.priority,
+            group_limit: self.group_limit,
+            rate: self.rate,
+            per: Duration::from_millis(self.per_ms),
+            workers: self.workers,
+            seconds: self.seconds,
+        }
     }
-    let elapsed = started.elapsed();
-    if errors * 100 > ops {
-        return Err(format!(
-            "{errors} of {ops} operations failed; last error: {}",
-            last_error.unwrap_or_default()
-        ));
-    }
-    Ok(Measured {
-        ops,
-        errors,
-        elapsed,
-        latencies,
-    })
 }
 
 async fn run(args: Args) -> Result<Report, String> {
@@ -227,82 +193,95 @@ async fn run(args: Args) -> Result<Report, String> {
     let keyspace =
         Keyspace::new(&format!("bench-{}", std::process::id())).map_err(|e| e.to_string())?;
 
+    let params = args.params();
+    if args.scenario == Scenario::RateLimited {
+        // Not a loop of operations: a backlog drained under the limit, no baseline.
+        let drained = scenarios::rate::run(&pool, &keyspace, &params)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(Report {
+            scenario: args.scenario.name(),
+            topology,
+            concurrency: args.concurrency,
+            ops: drained.tasks,
+            errors: 0,
+            elapsed_ms: u64::try_from(drained.elapsed.as_millis()).unwrap_or(u64::MAX),
+            ops_per_sec: round1(drained.starts_per_sec),
+            p50_us: None,
+            p90_us: None,
+            p99_us: None,
+            max_us: None,
+            baseline_ops_per_sec: None,
+            baseline_p50_us: None,
+            baseline_p99_us: None,
+            ratio: None,
+            ratio_of_totals: None,
+            redis_version,
+            extra: drained.extra,
+        });
+    }
+
     let warmup = (args.ops / 10).clamp(1, 5_000);
     let scenario = args
         .scenario
-        .prepare(&pool, &keyspace, args.concurrency, args.fails)
+        .prepare(&pool, &keyspace, &params)
         .await
         .map_err(|e| e.to_string())?;
-    let baseline = if args.scenario == Scenario::RawEvalsha || args.no_baseline {
-        None
-    } else {
-        Some(
+    // The workloads of the rounds: the scenario, its baseline, a variant's plain run.
+    let mut fixtures = vec![scenario.clone()];
+    let baseline = args.scenario != Scenario::RawEvalsha && !args.no_baseline;
+    if baseline {
+        fixtures.push(
             Scenario::RawEvalsha
-                .prepare(&pool, &keyspace, args.concurrency, args.fails)
+                .prepare(&pool, &keyspace, &params)
                 .await
                 .map_err(|e| e.to_string())?,
-        )
-    };
-
-    measure(&pool, scenario.clone(), args.concurrency, warmup).await?;
-    // The baseline and the scenario alternate in rounds, so a change in the machine's load
-    // during the run weighs on both alike and the ratio holds.
-    let rounds: u64 = if baseline.is_some() {
+        );
+    }
+    let plain = scenario.plain().inspect(|p| fixtures.push(p.clone()));
+    let (b, p) = (1, fixtures.len() - 1);
+    // The workloads alternate in rounds, so a change in the machine's load during the run
+    // weighs on all alike and the ratios hold.
+    let rounds = if fixtures.len() > 1 {
         ROUNDS.min(args.ops)
     } else {
         1
     };
-    let mut measured: Option<Measured> = None;
-    let mut baseline_total: Option<Measured> = None;
-    let mut round_ratios = Vec::new();
-    for round in 0..rounds {
-        let ops = args.ops / rounds + u64::from(round < args.ops % rounds);
-        if let Some(fixture) = &baseline {
-            if round == 0 {
-                measure(&pool, fixture.clone(), args.concurrency, warmup).await?;
-            }
-            // Which of the two goes first alternates too.
-            let (b, m) = if round % 2 == 0 {
-                let b = measure(&pool, fixture.clone(), args.concurrency, ops).await?;
-                (
-                    b,
-                    measure(&pool, scenario.clone(), args.concurrency, ops).await?,
-                )
-            } else {
-                let m = measure(&pool, scenario.clone(), args.concurrency, ops).await?;
-                (
-                    measure(&pool, fixture.clone(), args.concurrency, ops).await?,
-                    m,
-                )
-            };
-            round_ratios.push(m.ops_per_sec() / b.ops_per_sec());
-            baseline_total = Some(match baseline_total {
-                None => b,
-                Some(total) => total.merge(b)?,
-            });
-            measured = Some(match measured {
-                None => m,
-                Some(total) => total.merge(m)?,
-            });
-            continue;
-        }
-        let m = measure(&pool, scenario.clone(), args.concurrency, ops).await?;
-        measured = Some(match measured {
-            None => m,
-            Some(total) => total.merge(m)?,
-        });
-    }
-    let measured = measured.ok_or("nothing was measured")?;
-    let baseline_ops_per_sec = baseline_total.as_ref().map(Measured::ops_per_sec);
-    let baseline_p50_us = baseline_total
-        .as_ref()
-        .map(|b| b.latencies.value_at_quantile(0.50));
-    let baseline_p99_us = baseline_total
-        .as_ref()
-        .map(|b| b.latencies.value_at_quantile(0.99));
+    let measured =
+        measure::interleave(&pool, &fixtures, args.concurrency, args.ops, rounds, warmup).await?;
+    let total = &measured.totals[0];
+    let baseline_total = baseline.then(|| &measured.totals[b]);
+    let baseline_ops_per_sec = baseline_total.map(measure::Measured::ops_per_sec);
+    let baseline_p50_us = baseline_total.map(|b| b.latencies.value_at_quantile(0.50));
+    let baseline_p99_us = baseline_total.map(|b| b.latencies.value_at_quantile(0.99));
     let mut extra = scenario.report(&pool).await.map_err(|e| e.to_string())?;
-    let ops_per_sec = measured.ops_per_sec();
-    let ratio = median(&mut round_ratios);
+    let ops_per_sec = total.ops_per_sec();
+    let ratio = if baseline { measured.ratio(0, b) } else { None };
+    if plain.is_some() {
+        // A variant against its plain run, in the same rounds.
+        let plain_total = &measured.totals[p];
+        let mut put = |name: &str, v: serde_json::Value| {
+            extra.insert(name.into(), v);
+        };
+        put(
+            "plain_ops_per_sec",
+            round1(plain_total.ops_per_sec()).into(),
+        );
+        put(
+            "plain_p50_us",
+            plain_total.latencies.value_at_quantile(0.5).into(),
+        );
+        if let Some(r) = measured.ratio(0, p) {
+            put("ratio_to_plain", round3(r).into());
+        }
+        put(
+            "ratio_to_plain_of_totals",
+            round3(measured.ratio_of_totals(0, p)).into(),
+        );
+        if baseline && let Some(r) = measured.ratio(p, b) {
+            put("plain_ratio", round3(r).into());
+        }
+    }
     if let Some(calls) = scenario.calls_per_op() {
         // An op of several script calls, against the baseline's one call: the same ratios
         // counted per call.
@@ -324,19 +303,19 @@ async fn run(args: Args) -> Result<Report, String> {
             put("ratio_of_totals_per_call", round3(ops_per_sec * k / b));
         }
     }
-    let h = &measured.latencies;
+    let h = &total.latencies;
     Ok(Report {
         scenario: args.scenario.name(),
         topology,
         concurrency: args.concurrency,
-        ops: measured.ops,
-        errors: measured.errors,
-        elapsed_ms: u64::try_from(measured.elapsed.as_millis()).unwrap_or(u64::MAX),
+        ops: total.ops,
+        errors: total.errors,
+        elapsed_ms: u64::try_from(total.elapsed.as_millis()).unwrap_or(u64::MAX),
         ops_per_sec: round1(ops_per_sec),
-        p50_us: h.value_at_quantile(0.50),
-        p90_us: h.value_at_quantile(0.90),
-        p99_us: h.value_at_quantile(0.99),
-        max_us: h.max(),
+        p50_us: Some(h.value_at_quantile(0.50)),
+        p90_us: Some(h.value_at_quantile(0.90)),
+        p99_us: Some(h.value_at_quantile(0.99)),
+        max_us: Some(h.max()),
         baseline_ops_per_sec: baseline_ops_per_sec.map(round1),
         baseline_p50_us,
         baseline_p99_us,
@@ -353,17 +332,6 @@ fn round1(x: f64) -> f64 {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
-fn median(values: &mut [f64]) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    }
 }
 
 /// `redis_version` from `INFO server` (a cluster answers once per node: the first one wins).
@@ -412,19 +380,5 @@ async fn main() -> std::process::ExitCode {
             eprintln!("coordkit-bench: {e}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&mut [0.9, 0.1, 0.5]), Some(0.5));
-        assert_eq!(median(&mut [0.8, 0.2, 1.0, 0.6]), Some(0.7));
-        assert_eq!(median(&mut []), None);
-        // One round hit by a burst of load does not move it.
-        assert_eq!(median(&mut [0.9, 0.9, 0.1, 0.9, 0.9]), Some(0.9));
     }
 }

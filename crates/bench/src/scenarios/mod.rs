@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::ValueEnum;
 use coordkit_core::{Keyspace, Pool};
@@ -14,6 +15,7 @@ mod errors;
 mod mesh;
 mod mesh_floor;
 mod metrics;
+pub(crate) mod rate;
 mod raw;
 mod retry;
 mod workflow;
@@ -45,6 +47,31 @@ pub(crate) async fn memory_usage<'k>(
     Ok(bytes)
 }
 
+/// The command line's options that scenarios read (each scenario reads only its own).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Params {
+    /// Operations at once; for `rate-limited`, each worker's concurrency.
+    pub(crate) concurrency: usize,
+    /// retry-lifecycle: failures before each task succeeds.
+    pub(crate) fails: u32,
+    /// retry-lifecycle: the fixed backoff between attempts.
+    pub(crate) backoff: Duration,
+    /// retry-lifecycle: the queue's `retry_in_place_below`.
+    pub(crate) in_place_below: Duration,
+    /// retry-lifecycle: every task's priority (a variant run).
+    pub(crate) priority: Option<u8>,
+    /// retry-lifecycle: limits that never bind (a variant run).
+    pub(crate) group_limit: bool,
+    /// rate-limited: starts allowed per window.
+    pub(crate) rate: u32,
+    /// rate-limited: the window.
+    pub(crate) per: Duration,
+    /// rate-limited: workers sharing the limit.
+    pub(crate) workers: usize,
+    /// rate-limited: seconds of starts in the backlog.
+    pub(crate) seconds: u64,
+}
+
 /// A boxed future, so workloads can be trait objects.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -64,6 +91,12 @@ pub(crate) trait Workload: Send + Sync {
     /// How many script calls one operation makes, when it makes several: the report then
     /// also gives the rate and the ratios per call.
     fn calls_per_op(&self) -> Option<u32> {
+        None
+    }
+
+    /// For a variant of a scenario (options that should cost nothing): the scenario's plain
+    /// run, measured in the same rounds so the report can compare the two.
+    fn plain(&self) -> Option<Arc<dyn Workload>> {
         None
     }
 }
@@ -94,8 +127,14 @@ pub(crate) enum Scenario {
     /// arguments of the same size, computing nothing.
     ErrorsRecordFloor,
     /// Enqueue + process + ack of one task by a worker (concurrency C), failing `--fails` times
-    /// first (1 ms backoff); reports tasks completed per second and memory per queued task.
+    /// first (`--backoff-ms`, default 1 ms fixed, retried in place below `--in-place-below-ms`);
+    /// reports tasks completed per second and memory per queued task. `--priority N` and
+    /// `--group-limit` make a variant run, compared with the plain run in the same rounds.
     RetryLifecycle,
+    /// A backlog drained by `--workers` workers (each of `--concurrency` slots) under a rate
+    /// limit of `--rate` starts per `--per-ms`; reports the achieved starts/s against the
+    /// configured rate and the most starts seen in any window of the limit's length.
+    RateLimited,
     /// One `ask` of an agent that serves, the answer awaited (C askers, one responder):
     /// request and reply are two trips through Redis.
     MeshRequestReply,
@@ -137,6 +176,7 @@ impl Scenario {
             Scenario::ErrorsRecord => "errors-record",
             Scenario::ErrorsRecordFloor => "errors-record-floor",
             Scenario::RetryLifecycle => "retry-lifecycle",
+            Scenario::RateLimited => "rate-limited",
             Scenario::MeshRequestReply => "mesh-request-reply",
             Scenario::MeshRequestReplyFloor => "mesh-request-reply-floor",
             Scenario::MeshRequestReplyStoredFloor => "mesh-request-reply-stored-floor",
@@ -147,15 +187,15 @@ impl Scenario {
         }
     }
 
-    /// Sets the scenario up (keys, instances) and returns its workload. `concurrency` and
-    /// `fails` are the command line's (only some scenarios use them).
+    /// Sets the scenario up (keys, instances) and returns its workload (`rate-limited` is run
+    /// by [`rate::run`] instead).
     pub(crate) async fn prepare(
         self,
         pool: &Pool,
         keyspace: &Keyspace,
-        concurrency: usize,
-        fails: u32,
+        params: &Params,
     ) -> Result<Arc<dyn Workload>> {
+        let concurrency = params.concurrency;
         match self {
             Scenario::RawEvalsha => raw::prepare(pool, keyspace).await,
             Scenario::ContextUpdate => context::prepare_update(pool, keyspace).await,
@@ -167,7 +207,8 @@ impl Scenario {
             Scenario::MetricsAggregate => metrics::prepare_aggregate(pool, keyspace).await,
             Scenario::ErrorsRecord => errors::prepare_record(pool, keyspace).await,
             Scenario::ErrorsRecordFloor => errors::prepare_floor(pool, keyspace).await,
-            Scenario::RetryLifecycle => retry::prepare(pool, keyspace, concurrency, fails).await,
+            Scenario::RetryLifecycle => retry::prepare(pool, keyspace, params).await,
+            Scenario::RateLimited => Err("rate-limited drains a backlog: see rate::run".into()),
             Scenario::MeshRequestReply => {
                 mesh::prepare_request_reply(pool, keyspace, concurrency).await
             }

@@ -1,9 +1,16 @@
 //! `retry-lifecycle`: each operation enqueues one task and waits until a worker (concurrency =
 //! the bench's concurrency) has processed it and its acknowledgement has been applied; the task
-//! fails `--fails` times first (1 ms fixed backoff). `ops_per_sec` is tasks completed per second.
-//! Enqueues from concurrent operations are group-committed (whatever is waiting goes in one
-//! enqueue script, as the worker does for claims and settles). The report adds the Redis memory
-//! per queued task and the scripts run per task.
+//! fails `--fails` times first, with a fixed backoff without jitter (`--backoff-ms`, default
+//! 1 ms: what a transient LLM or API error is retried after), retried in place by the worker
+//! when the backoff is below `--in-place-below-ms` (default 500, the queue's default).
+//! `ops_per_sec` is tasks completed per second. Enqueues from concurrent operations are
+//! group-committed (whatever is waiting goes in one enqueue script, as the worker does for
+//! claims and settles). The report adds the Redis memory per queued task and the scripts run
+//! per task.
+//!
+//! `--priority N` and `--group-limit` make a variant run: every task has priority N, and the
+//! queue has limits that never bind. The plain run (its own queue and worker) is measured in
+//! the same rounds, so the report tells what the options cost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,10 +18,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coordkit_core::{Keyspace, Pool};
-use coordkit_retry_queue::{Backoff, Jitter, NewTask, Queue, Settled, TaskOptions, Worker};
+use coordkit_retry_queue::{
+    Backoff, Jitter, Limits, MAX_LIMIT, NewTask, Queue, Rate, Settled, TaskOptions, Worker,
+};
 use tokio::sync::oneshot;
 
-use super::{BoxFuture, Result, Workload, memory_usage};
+use super::{BoxFuture, Params, Result, Workload, memory_usage};
+
+/// `--group-limit`'s limits: as high as a queue allows, so they never bind and a run shows
+/// only what applying them costs.
+const NEVER_BINDING: Limits = Limits {
+    max_leased: Some(MAX_LIMIT),
+    rate: Some(Rate {
+        starts: MAX_LIMIT,
+        per: Duration::from_secs(1),
+    }),
+};
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
 type Enqueue = (NewTask, oneshot::Sender<std::result::Result<(), String>>);
@@ -25,7 +44,8 @@ struct Lifecycle {
     options: TaskOptions,
     waiters: Waiters,
     next: AtomicU64,
-    fails: u32,
+    params: Params,
+    plain: Option<Arc<dyn Workload>>,
     enqueue: tokio::sync::mpsc::UnboundedSender<Enqueue>,
     enqueues: Arc<AtomicU64>,
     worker: Worker,
@@ -55,6 +75,10 @@ impl Workload for Lifecycle {
         })
     }
 
+    fn plain(&self) -> Option<Arc<dyn Workload>> {
+        self.plain.clone()
+    }
+
     fn report<'a>(
         &'a self,
         pool: &'a Pool,
@@ -62,13 +86,45 @@ impl Workload for Lifecycle {
         Box::pin(async move {
             let mut extra = serde_json::Map::new();
             let stats = self.queue.stats().await?;
-            extra.insert("fails".into(), self.fails.into());
+            let p = &self.params;
+            let backoff_ms = u64::try_from(p.backoff.as_millis()).unwrap_or(u64::MAX);
+            extra.insert("fails".into(), p.fails.into());
+            extra.insert(
+                "backoff".into(),
+                format!("fixed {backoff_ms} ms, no jitter").into(),
+            );
+            extra.insert(
+                "retry_in_place_below_ms".into(),
+                u64::try_from(p.in_place_below.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .into(),
+            );
+            if let Some(priority) = p.priority {
+                extra.insert("priority".into(), priority.into());
+            }
+            if p.group_limit {
+                extra.insert(
+                    "limits".into(),
+                    format!(
+                        "queue-level, never binding: max_leased {MAX_LIMIT}, rate {MAX_LIMIT} per 1000 ms (per-group limits do not exist yet)"
+                    )
+                    .into(),
+                );
+            }
             extra.insert("tasks_completed".into(), stats.completed.into());
             extra.insert("tasks_dead".into(), stats.dead.into());
             let w = self.worker.stats();
             let per_task = |x: u64| ((x as f64 / w.acked.max(1) as f64) * 1000.0).round() / 1000.0;
             extra.insert("claims_per_task".into(), per_task(w.claims).into());
             extra.insert("settles_per_task".into(), per_task(w.settles).into());
+            extra.insert(
+                "retries_in_place_per_task".into(),
+                per_task(w.retried_in_place).into(),
+            );
+            extra.insert(
+                "retries_delayed_per_task".into(),
+                per_task(w.retried).into(),
+            );
             extra.insert("wakeups_per_task".into(), per_task(w.wakeups).into());
             extra.insert(
                 "enqueue_scripts_per_task".into(),
@@ -98,14 +154,58 @@ impl Workload for Lifecycle {
 pub(crate) async fn prepare(
     pool: &Pool,
     keyspace: &Keyspace,
-    concurrency: usize,
-    fails: u32,
+    params: &Params,
 ) -> Result<Arc<dyn Workload>> {
-    let queue = Queue::builder(pool, keyspace, "retry-lifecycle").build()?;
+    let plain = if params.priority.is_some() || params.group_limit {
+        let params = Params {
+            priority: None,
+            group_limit: false,
+            ..*params
+        };
+        let plain = start(pool, keyspace, "retry-lifecycle-plain", params, None).await?;
+        Some(Arc::new(plain) as Arc<dyn Workload>)
+    } else {
+        None
+    };
+    Ok(Arc::new(
+        start(pool, keyspace, "retry-lifecycle", *params, plain).await?,
+    ))
+}
+
+/// The variant's task options and queue settings (nothing for a plain run).
+async fn variant(queue: &Queue, options: TaskOptions, params: &Params) -> Result<TaskOptions> {
+    let mut options = options;
+    if let Some(priority) = params.priority {
+        options = options.priority(priority);
+    }
+    if params.group_limit {
+        // TODO(per-group limits): once coordkit-retry-queue has them, name a group on every
+        // task here (`options = options.group("llm")`, i.e. `TaskOptions::group("name")`) and
+        // give it these limits with `queue.set_group_limits("llm", NEVER_BINDING)`
+        // (`Queue::set_group_limits("name", Limits)`), keeping or dropping the queue-level
+        // limits below, which stand in for them until then; update the report's `limits`.
+        queue.set_limits(NEVER_BINDING).await?;
+    }
+    Ok(options)
+}
+
+/// Starts one queue's worker and enqueuer.
+async fn start(
+    pool: &Pool,
+    keyspace: &Keyspace,
+    name: &str,
+    params: Params,
+    plain: Option<Arc<dyn Workload>>,
+) -> Result<Lifecycle> {
+    let (concurrency, fails) = (params.concurrency, params.fails);
+    let queue = Queue::builder(pool, keyspace, name)
+        .retry_in_place_below(params.in_place_below)
+        .build()?;
     let options = TaskOptions::default()
         .max_attempts(fails + 1)
-        .backoff(Backoff::Fixed(Duration::from_millis(1)))
+        .backoff(Backoff::Fixed(params.backoff))
         .jitter(Jitter::None);
+    let options = variant(&queue, options, &params).await?;
     let waiters: Waiters = Arc::default();
     let w = waiters.clone();
     let worker = Worker::builder(&queue, move |task| async move {
@@ -150,7 +250,7 @@ pub(crate) async fn prepare(
             }
         }
     });
-    Ok(Arc::new(Lifecycle {
+    Ok(Lifecycle {
         enqueue,
         enqueues,
         queue,
@@ -158,7 +258,8 @@ pub(crate) async fn prepare(
         options,
         waiters,
         next: AtomicU64::new(0),
-        fails,
+        params,
+        plain,
         worker,
-    }))
+    })
 }
