@@ -18,7 +18,8 @@
 -- worker that failed it, extended by the backoff; that worker runs it again after the backoff.
 -- Its attempt, error and event are recorded as for any retry; if the worker dies, the lease
 -- runs out and the task is reclaimed with its attempts. Not while the queue is paused or
--- rate-limited: those retries go through `delayed`, so that the claim decides when they start.
+-- rate-limited, or its group is: those retries go through `delayed`, so that the claim decides
+-- when they start.
 -- Events: succeeded (when on, and always for an ack with a result: a waiter wakes on it),
 --   retry_scheduled (`in_place` true for a retry in place), dead_lettered, wake.
 
@@ -124,7 +125,16 @@ if others > 0 then
           burials = burials + 1
         else
           local delay = what == OP_FAIL and h.backoff(rec, a + 1, prev, xs[i])
-          if delay and stay[i] and may_stay and delay < h.in_place then
+          local stays = delay and stay[i] and may_stay and delay < h.in_place
+          if stays then
+            -- Not for a group with a rate limit either: each start must go through a claim.
+            local g = h.group_of(rec)
+            if g then
+              h.load_groups({ g })
+              stays = h.groups[g][3] == 0
+            end
+          end
+          if stays then
             in_place[i] = delay
           else
             delays = delays + 1
@@ -153,15 +163,17 @@ if #unlease > 0 and ck_int(info[5], K_INFO, 'field grouped', 1) == 1 then
     local h = rare()
     h.load_groups(names)
     gfreed, greopen = {}, {}
+    local freed = {}
     for i, id in ipairs(unlease) do
       local g = of[i]
       if g then
         gfreed[#gfreed + 1] = id
         h.groups[g][1] = h.groups[g][1] - 1
+        freed[g] = h.groups[g]
       end
     end
     ck_expect_type(K_GREADY, 'zset')
-    for g, s in pairs(h.groups) do
+    for g, s in pairs(freed) do
       local lane = h.gkey('gl', g)
       ck_expect_type(lane, 'zset')
       if redis.call('ZCARD', lane) > 0 then greopen[#greopen + 1] = { g, s } end

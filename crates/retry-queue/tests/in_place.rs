@@ -1,7 +1,7 @@
 //! Retry in place against a real Redis, standalone and a 3-master cluster: a worker runs a
 //! failure whose backoff is below the queue's threshold again itself, under the same lease,
 //! with the attempt, error and event recorded; longer backoffs, paused and rate-limited queues
-//! and plain `Settle::Fail` go through the delayed set; a holder that dies during the backoff
+//! and groups and plain `Settle::Fail` go through the delayed set; a holder that dies during the backoff
 //! loses nothing (the lease runs out and the task is reclaimed with its attempts).
 
 use std::sync::Arc;
@@ -138,9 +138,16 @@ redis_test! {
             .retry_in_place_below(Duration::from_millis(500))
             .build()
             .unwrap();
-        let batch: Vec<NewTask> = (0..3).map(|i| NewTask::new(format!("{i}")).options(fixed(100))).collect();
+        let rate = Rate { starts: 10, per: Duration::from_secs(1) };
+        let limited = Limits { max_leased: None, rate: Some(rate) };
+        queue.set_group_limits("llm", limited).await.unwrap();
+        let mut batch: Vec<NewTask> = (0..3).map(|i| NewTask::new(format!("{i}")).options(fixed(100))).collect();
+        batch.push(NewTask::new("g").options(fixed(100).group("llm")));
         queue.enqueue_batch(&batch).await.unwrap();
-        let tasks = queue.claim(3).await.unwrap().tasks;
+        let tasks = queue.claim(4).await.unwrap().tasks;
+        let grouped = tasks.iter().position(|t| t.group.is_some()).unwrap();
+        let mut tasks = tasks;
+        let in_group = tasks.remove(grouped);
         let due = clock.now_ms() + 100;
         let retry = Settled::RetryScheduled { attempts: 1, due_ms: due };
         // A plain fail: its holder did not say it can run it again.
@@ -149,10 +156,11 @@ redis_test! {
         queue.pause().await.unwrap();
         assert_eq!(queue.settle(&[(&tasks[1], Settle::FailInPlace("e".into()))]).await.unwrap(), [retry]);
         queue.resume().await.unwrap();
-        // Rate-limited: each start must go through the claim's limit.
-        let rate = Rate { starts: 10, per: Duration::from_secs(1) };
-        queue.set_limits(Limits { max_leased: None, rate: Some(rate) }).await.unwrap();
+        // A group with a rate limit: each of its starts must go through a claim.
+        assert_eq!(queue.settle(&[(&in_group, Settle::FailInPlace("e".into()))]).await.unwrap(), [retry]);
+        // The queue rate-limited: the same for every task.
+        queue.set_limits(limited).await.unwrap();
         assert_eq!(queue.settle(&[(&tasks[2], Settle::FailInPlace("e".into()))]).await.unwrap(), [retry]);
-        assert_eq!(queue.stats().await.unwrap().delayed, 3);
+        assert_eq!(queue.stats().await.unwrap().delayed, 4);
     }
 }

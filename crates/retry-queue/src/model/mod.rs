@@ -556,7 +556,12 @@ impl QueueModel {
                             op.draw.min(65_535),
                         );
                         t.prev = d;
-                        if may_stay && d < in_place {
+                        // Nor for a group with a rate limit: each start goes through a claim.
+                        let rated =
+                            t.options.group.as_ref().is_some_and(|g| {
+                                self.groups.state.get(g).is_some_and(|s| s[2] > 0)
+                            });
+                        if may_stay && d < in_place && !rated {
                             // Still leased to the same token (its mark as it was).
                             t.since = now + d;
                             t.mark = kept_mark;

@@ -232,6 +232,8 @@ async fn run_task(
                 break;
             }
         };
+        // The backoff runs from the failure: the settle's round trip is part of it.
+        let failed_at = tokio::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         if shared
             .settle_tx
@@ -242,7 +244,7 @@ async fn run_task(
         }
         match rx.await {
             Ok(Settled::RetryingInPlace { attempts, delay_ms }) => {
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                tokio::time::sleep_until(failed_at + Duration::from_millis(delay_ms)).await;
                 task.attempt = attempts.saturating_add(1);
             }
             // Settled otherwise (or its settle failed for good: the lease runs out).
