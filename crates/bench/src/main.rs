@@ -71,8 +71,8 @@ struct Args {
     /// run is a variant, and the plain run is measured in the same rounds.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
     priority: Option<u8>,
-    /// retry-lifecycle: limits that never bind (1,000,000 leased, 1,000,000 starts per
-    /// second). Queue-level for now; per-group once the queue has group limits.
+    /// retry-lifecycle: every task in one group, whose limits never bind (1,000,000 leased,
+    /// 1,000,000 starts per second).
     #[arg(long)]
     group_limit: bool,
     /// rate-limited: the starts the limit allows per window.

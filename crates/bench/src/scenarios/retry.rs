@@ -25,7 +25,10 @@ use tokio::sync::oneshot;
 
 use super::{BoxFuture, Params, Result, Workload, memory_usage};
 
-/// `--group-limit`'s limits: as high as a queue allows, so they never bind and a run shows
+/// `--group-limit`'s group.
+const GROUP: &str = "llm";
+
+/// `--group-limit`'s limits: as high as a group allows, so they never bind and a run shows
 /// only what applying them costs.
 const NEVER_BINDING: Limits = Limits {
     max_leased: Some(MAX_LIMIT),
@@ -106,7 +109,7 @@ impl Workload for Lifecycle {
                 extra.insert(
                     "limits".into(),
                     format!(
-                        "queue-level, never binding: max_leased {MAX_LIMIT}, rate {MAX_LIMIT} per 1000 ms (per-group limits do not exist yet)"
+                        "every task in group {GROUP}, never binding: max_leased {MAX_LIMIT}, rate {MAX_LIMIT} per 1000 ms"
                     )
                     .into(),
                 );
@@ -179,12 +182,10 @@ async fn variant(queue: &Queue, options: TaskOptions, params: &Params) -> Result
         options = options.priority(priority);
     }
     if params.group_limit {
-        // TODO(per-group limits): once coordkit-retry-queue has them, name a group on every
-        // task here (`options = options.group("llm")`, i.e. `TaskOptions::group("name")`) and
-        // give it these limits with `queue.set_group_limits("llm", NEVER_BINDING)`
-        // (`Queue::set_group_limits("name", Limits)`), keeping or dropping the queue-level
-        // limits below, which stand in for them until then; update the report's `limits`.
-        queue.set_limits(NEVER_BINDING).await?;
+        // Every task in one group whose limits never bind: its own lane, its lease count and
+        // its log of starts, on every claim and settle.
+        options = options.group(GROUP);
+        queue.set_group_limits(GROUP, NEVER_BINDING).await?;
     }
     Ok(options)
 }
