@@ -16,13 +16,13 @@
 -- -> { now, next_due|NONE, next_deadline|NONE, first token, next_start|NONE, id, record, id,
 --      record, ... }: the k-th task (from 0) got token first + k, deadline now + its lease;
 --    next_start: when the rate limit lets the next task start (NONE: not limited now)
--- Codes: NONE. Events: stalled, dead_lettered, wake.
+-- Codes: NONE. Events: stalled, dead_lettered, wake (also after moving tasks on hold).
 
 local n, plimit, rlimit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 -- The pause flag, the token counter and the limits, in one read. A paused queue
 -- (lua/pause.lua) takes no task: the claim still reclaims and promotes.
 local info = redis.call('HMGET', K_INFO, 'paused', 'token', 'max_leased', 'rate_max', 'rate_ms',
-  'grouped')
+  'grouped', 'held_until')
 -- Whether any task ever named a group (then leases may be a group's).
 local grouped = ck_int(info[6], K_INFO, 'field grouped', 1) == 1
 local paused = ck_int(info[1], K_INFO, 'field paused', 1) == 1
@@ -265,6 +265,31 @@ local leases, tokens, starts = {}, {}, {}
 -- The leases of groups' tasks: glease's entries, and id -> token for their starts.
 local gleases, gtokens = nil, nil
 local earliest = nil
+-- Components on hold (lua/hold.lua: their breaker is open): their tasks taken now are not
+-- leased but wait in `delayed` until the hold ends; no worker sees them before.
+local holds, held = nil, nil
+if #take > 0 and (ck_int(info[7], K_INFO, 'field held_until', EXACT) or 0) > now then
+  local names, seen = {}, {}
+  for i = 1, #take do
+    local c = rare().component_of(recs[i])
+    if c and not seen[c] then
+      seen[c] = true
+      names[#names + 1] = c
+    end
+  end
+  if #names > 0 then
+    local fields = {}
+    for i, c in ipairs(names) do fields[i] = 'hold:' .. c end
+    local untils = redis.call('HMGET', K_INFO, unpack(fields))
+    for i, c in ipairs(names) do
+      local u = tonumber(untils[i])
+      if u and u > now and u <= now + MAXD then
+        holds = holds or {}
+        holds[c] = u
+      end
+    end
+  end
+end
 for i, id in ipairs(take) do
   local rec = recs[i]
   local lease = nil
@@ -273,12 +298,16 @@ for i, id in ipairs(take) do
     local glen, l, plen, clen = struct.unpack('<BI8I2I2', rec, 36)
     if #rec >= HDR + plen + clen + glen and l >= 1 and l <= MAXD then lease = l end
   end
+  local until_ = holds and lease and holds[H.component_of(rec)]
   if lease == nil then
     bad = bad or {}
     if bad[id] == nil then
       bad[#bad + 1] = id
       bad[id] = rec or false
     end
+  elseif until_ then
+    held = held or {}
+    held[#held + 1] = { id, rec, until_ }
   else
     local deadline = now + lease
     if earliest == nil or deadline < earliest then earliest = deadline end
@@ -385,7 +414,25 @@ if earliest then
   redis.call('ZADD', K_LEASED, unpack(leases))
   if next_deadline < 0 or earliest < next_deadline then out[3] = earliest end
 end
-if due then
+if held then
+  -- On hold: due when the hold ends, spending no attempt.
+  local h, sets_h, zs = rare(), {}, {}
+  for _, t in ipairs(held) do
+    local a, s, prev = h.head(t[2])
+    if a then
+      sets_h[#sets_h + 1] = t[1]
+      sets_h[#sets_h + 1] = h.rewrite(t[2], a, s, prev, t[3])
+    end
+    zs[#zs + 1] = t[3]
+    zs[#zs + 1] = t[1]
+  end
+  if #sets_h > 0 then redis.call('HSET', K_TASKS, unpack(sets_h)) end
+  redis.call('ZADD', K_DELAYED, unpack(zs))
+  -- Held tasks filled this claim: the lanes may hold more, that the workers should claim
+  -- rather than sleep on (this claim hands out fewer than it took).
+  if #take >= n and not paused then h.wake() end
+end
+if due or held then
   local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
   out[2] = tonumber(d[2] or NONE)
 end

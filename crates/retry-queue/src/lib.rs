@@ -122,9 +122,12 @@
 //!   settles, lease renewal while a handler runs, graceful shutdown (stop claiming, finish
 //!   in-flight tasks within a deadline). An idle worker blocks on a wake-up — a pub/sub message
 //!   the scripts publish when work becomes ready, or a timer armed to the due time the claim
-//!   script returned — never on a polling interval. With the `circuit-breaker` feature, tasks that
-//!   name a component are deferred (not failed) while its breaker is open, and made due again
-//!   as soon as the breaker closes.
+//!   script returned — never on a polling interval. With the `circuit-breaker` feature, a task whose
+//!   component's breaker is open is deferred (not failed) and the component held
+//!   ([`Queue::hold_component`]): until the breaker may half-open (at most a minute), claims
+//!   move its other tasks to the delayed set instead of handing them out, so no worker claims
+//!   and is rejected by them again and again; when the breaker closes, the hold ends and the
+//!   tasks the worker deferred are due at once.
 //! - **Schedules** ([`Scheduler`], [`Schedule`]): repeatable tasks by a fixed interval or a
 //!   cron expression (UTC), stored with the queue; each tick enqueues its task once however
 //!   many schedulers run (below).
@@ -293,6 +296,7 @@ mod config;
 mod error;
 mod events;
 mod groups;
+mod holds;
 mod limits;
 #[cfg(feature = "model")]
 pub mod model;

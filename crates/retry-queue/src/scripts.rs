@@ -43,7 +43,7 @@ pub(crate) static ENQUEUE: Script = script!("enqueue",
 pub(crate) static CLAIM: Script = script!("claim",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury",
      "priority", "rank", "order", "push_ready", "none_ready", "gkey", "group_of", "gstate",
-     "load_groups", "save_groups", "gstate_pack", "serve_groups", "push_groups"]);
+     "load_groups", "save_groups", "gstate_pack", "serve_groups", "push_groups", "component_of"]);
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",
@@ -69,6 +69,7 @@ pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);
 pub(crate) static GROUP_LIMITS: Script = script!("group_limits",
     ["settings", "wake", "gkey", "gstate", "load_groups", "gstate_pack"]);
 pub(crate) static GROUP: Script = script!("group", ["gkey", "gstate", "load_groups"]);
+pub(crate) static HOLD: Script = script!("hold");
 #[rustfmt::skip]
 pub(crate) static SCHEDULE_SET: Script = script!("schedule_set",
     ["settings", "events", "head", "schedule"]);
@@ -128,6 +129,7 @@ mod tests {
             &PROGRESS,
             &GROUP_LIMITS,
             &GROUP,
+            &HOLD,
         ];
         for script in all {
             let source = script.source();

@@ -231,3 +231,63 @@ redis_test! {
         assert!(queue.dead_letters(0, 10).await.unwrap().is_empty());
     }
 }
+
+// While a breaker is open, its component's tasks are not handed out at all: the first
+// rejection holds the component, and every claim after it moves the component's tasks to the
+// delayed set (due when the breaker may half-open) instead of leasing them. Without the hold,
+// every worker claimed and deferred them one by one, again and again (861 rejections in one
+// short run). Tasks of other components run meanwhile.
+redis_test! {
+    async fn an_open_breakers_tasks_are_not_claimed_at_all(redis) {
+        let pool = redis.pool().await;
+        let keyspace = redis.keyspace();
+        let queue = Queue::builder(&pool, &keyspace, "held").build().unwrap();
+        let clock = ManualClock::new(1_800_000_000_000);
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "search")
+            .open_duration(OpenDuration::Fixed(Duration::from_secs(30)))
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        breaker.force(Forced::Open).await.unwrap();
+        const TASKS: u64 = 300;
+        let search = TaskOptions::default().component("search");
+        let mut batch: Vec<NewTask> = (0..TASKS).map(|_| NewTask::new("q").options(search.clone())).collect();
+        batch.extend((0..50).map(|_| NewTask::new("other").options(TaskOptions::default().component("db"))));
+        queue.enqueue_batch(&batch).await.unwrap();
+        let runs = Arc::new(AtomicU64::new(0));
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let (r, b) = (runs.clone(), breaker.clone());
+            let worker = Worker::builder(&queue, move |_task| {
+                let r = r.clone();
+                async move {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    Ok::<(), String>(())
+                }
+            })
+            .breakers(move |name| (name == "search").then(|| b.clone()))
+            .concurrency(8)
+            .start()
+            .await
+            .unwrap();
+            workers.push(worker);
+        }
+        let guard = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = queue.stats().await.unwrap();
+            if s.completed == 50 && s.delayed == TASKS && s.ready + s.leased == 0 {
+                break;
+            }
+            let health: Vec<_> = workers.iter().map(|w| (w.health(), w.stats())).collect();
+            assert!(tokio::time::Instant::now() < guard, "{s:?} {health:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut deferred = 0;
+        for w in workers {
+            deferred += w.shutdown().await.stats.deferred;
+        }
+        // At most the tasks leased before the first hold landed: one claim batch per worker.
+        assert!(deferred <= 4 * 8, "{deferred} rejections");
+        assert_eq!(runs.load(Ordering::Relaxed), 50, "only the other component's tasks ran");
+    }
+}

@@ -44,6 +44,8 @@ enum Op {
     Limits(Option<u32>, Option<(u32, u64)>),
     /// A group's limits: max leased, and (starts, window ms).
     GroupLimits(usize, Option<u32>, Option<(u32, u64)>),
+    /// A hold of the component `llm-api` for this long (0 ends it).
+    Hold(u64),
     Stats,
     /// What a waiter reads of one of the ids enqueued so far.
     Outcome(usize),
@@ -83,6 +85,7 @@ fn op() -> impl Strategy<Value = Op> {
             proptest::option::of((1u32..3, prop_oneof![Just(100u64), Just(1_000)])),
         )
             .prop_map(|(g, l, r)| Op::GroupLimits(g, l, r)),
+        1 => prop_oneof![Just(0u64), Just(500), Just(3_000)].prop_map(Op::Hold),
         1 => Just(Op::Stats),
         2 => (0usize..16).prop_map(Op::Outcome),
     ]
@@ -475,6 +478,10 @@ fn lua_matches_the_model() {
                     rt.block_on(queue.set_group_limits(GROUPS[g], limits)).unwrap();
                     let (r, ms) = rate.unwrap_or((0, 0));
                     model.set_group_limits(now, GROUPS[g], u64::from(max_leased.unwrap_or(0)), u64::from(r), ms);
+                }
+                Op::Hold(ms) => {
+                    rt.block_on(queue.hold_component("llm-api", Duration::from_millis(ms))).unwrap();
+                    model.hold(now, "llm-api", ms);
                 }
                 Op::Outcome(which) => {
                     let id = (which % (payload_n as usize + 1) + 1).to_string();

@@ -228,10 +228,13 @@ impl QueueModel {
         out
     }
 
-    /// The leases of the served tasks (`tokens`: id -> token): their groups count them, and the
-    /// rate-limited groups log their starts.
+    /// The leases of the served tasks (`tokens`: id -> token, of the tasks leased: one on hold
+    /// is not): their groups count them, and the rate-limited groups log their starts.
     pub(super) fn lease_served(&mut self, now: u64, served: &Served, tokens: &[(String, u64)]) {
         for (id, g) in &served.take {
+            if !tokens.iter().any(|(t, _)| t == id) {
+                continue;
+            }
             self.groups.lease.insert(id.clone(), g.clone());
             self.groups.state.entry(g.clone()).or_default()[0] += 1;
         }

@@ -69,6 +69,9 @@ pub struct QueueModel {
     /// id -> (expires at, result).
     results: BTreeMap<String, (u64, Vec<u8>)>,
     groups: groups::Groups,
+    /// component -> when its hold ends; and the latest end of any hold.
+    holds: BTreeMap<String, u64>,
+    held_until: u64,
 }
 
 /// Members of a sorted set by (score, member), as Redis orders them.
@@ -114,6 +117,8 @@ impl QueueModel {
             starts: BTreeMap::new(),
             results: BTreeMap::new(),
             groups: groups::Groups::default(),
+            holds: BTreeMap::new(),
+            held_until: 0,
         }
     }
 
@@ -182,6 +187,16 @@ impl QueueModel {
             }
         }
         ranked
+    }
+
+    /// `hold` of `component` for `ms` (0 ends it).
+    pub fn hold(&mut self, now: u64, component: &str, ms: u64) {
+        if ms == 0 {
+            self.holds.remove(component);
+            return;
+        }
+        self.holds.insert(component.to_owned(), now + ms);
+        self.held_until = self.held_until.max(now + ms);
     }
 
     /// `group_limits` (as stored: 0 = none).
@@ -430,6 +445,25 @@ impl QueueModel {
                 None => break,
             }
         }
+        // Tasks of a component on hold: to the delayed set until the hold ends, not leased.
+        let on_hold = |id: &String| {
+            let t = &self.tasks[id];
+            let c = t.options.component.as_ref()?;
+            let until = *self.holds.get(c)?;
+            (self.held_until > now && until > now).then_some(until)
+        };
+        let (mut leased, mut held) = (Vec::new(), Vec::new());
+        for id in ids {
+            match on_hold(&id) {
+                Some(until) => held.push((id, until)),
+                None => leased.push(id),
+            }
+        }
+        for (id, until) in held {
+            self.tasks.get_mut(&id).expect("a ready task exists").since = until;
+            self.delayed.insert(id, until);
+        }
+        let ids = leased;
         let mut tok = self.token;
         self.token += ids.len() as u64;
         let mut tasks = Vec::new();

@@ -39,6 +39,8 @@ struct BreakerWatch {
 struct WatchState {
     closings: u64,
     pending: Vec<String>,
+    /// The components whose tasks it rejected: held (`Queue::hold_component`) until it closes.
+    components: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -82,7 +84,13 @@ impl Resume {
                 watch
             }
         };
-        let seen = lock(&watch.state).closings;
+        let seen = {
+            let mut state = lock(&watch.state);
+            if let Some(c) = &task.component {
+                state.components.insert(c.clone());
+            }
+            state.closings
+        };
         registry
             .rejected
             .insert((task.id.clone(), task.token), (watch, seen));
@@ -107,19 +115,37 @@ impl Resume {
         }
     }
 
-    /// The breaker of `watch` is closed: its deferred tasks are due now.
+    /// The breaker of `watch` is closed: its components' holds end and its deferred tasks are
+    /// due now.
     fn closed(self: &Arc<Self>, watch: &BreakerWatch) {
-        let ids = {
+        let (ids, components) = {
             let mut state = lock(&watch.state);
             state.closings += 1;
-            std::mem::take(&mut state.pending)
+            (
+                std::mem::take(&mut state.pending),
+                std::mem::take(&mut state.components),
+            )
         };
-        if !ids.is_empty() {
+        if !components.is_empty() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                // The holds end first: due before that, a task would be held again.
+                for c in components {
+                    if let Err(e) = this.queue.release_component(&c).await {
+                        this.health.failed("breaker resume", e.to_string());
+                    }
+                }
+                this.make_due(ids).await;
+            });
+        } else if !ids.is_empty() {
             tokio::spawn(self.clone().make_due(ids));
         }
     }
 
     async fn make_due(self: Arc<Self>, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut wait = RetryDelay::new(Duration::from_millis(10), Duration::from_secs(1));
         for _ in 0..MAKE_DUE_TRIES {

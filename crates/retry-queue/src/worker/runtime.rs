@@ -257,6 +257,10 @@ async fn run_task(
     drop(permit);
 }
 
+/// The longest a task waits for a breaker that rejected it (and its component is held).
+#[cfg(feature = "circuit-breaker")]
+const MAX_BREAKER_WAIT: Duration = Duration::from_secs(60);
+
 #[cfg(feature = "circuit-breaker")]
 async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
     use coordkit_circuit_breaker::{Admission, Outcome};
@@ -272,14 +276,21 @@ async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
             if let Some(resume) = &shared.resume {
                 resume.rejected(task, &breaker);
             }
-            // Back when the breaker may admit calls again (at most a minute: it may be forced
-            // open with no end, and the task should be looked at again now and then), or as
-            // soon as it closes.
-            Settle::Defer(
-                rejection
-                    .retry_after
-                    .clamp(Duration::from_millis(1), Duration::from_secs(60)),
-            )
+            // Back when the breaker may admit calls again, at most a minute (or as soon as it
+            // closes). Forced open it tells no end (zero): a minute, not at once, so that the
+            // task is looked at again now and then without a claim-and-reject loop.
+            let wait = match rejection.retry_after {
+                Duration::ZERO => MAX_BREAKER_WAIT,
+                d => d.min(MAX_BREAKER_WAIT),
+            };
+            // No claim hands out the component's other tasks while its breaker is open: they
+            // wait in the delayed set instead of being claimed and rejected one by one.
+            if let Some(component) = &task.component
+                && let Err(e) = shared.queue.hold_component(component, wait).await
+            {
+                shared.health.failed("hold", e.to_string());
+            }
+            Settle::Defer(wait)
         }
         Ok(Admission::Admitted(permit)) => {
             let settle = execute(shared, task, claim_now).await;
