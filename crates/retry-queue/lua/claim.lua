@@ -12,13 +12,19 @@
 -- ready list's front; reclaimed and promoted tasks join their lane behind the tasks ready
 -- before them (a group's: its lane, for the next claim).
 -- ARGV[3] n (at most MAX_BATCH, 500; none taken while the queue is paused), ARGV[4] promote
--- limit, ARGV[5] reclaim limit
+-- limit, ARGV[5] reclaim limit, ARGV[6..] (a claim by capabilities) the groups to serve, in
+-- the caller's order, in place of every group that may start a task
 -- -> { now, next_due|NONE, next_deadline|NONE, first token, next_start|NONE, id, record, id,
 --      record, ... }: the k-th task (from 0) got token first + k, deadline now + its lease;
 --    next_start: when the rate limit lets the next task start (NONE: not limited now)
 -- Codes: NONE. Events: stalled, dead_lettered, wake (also after moving tasks on hold).
 
 local n, plimit, rlimit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local caps = nil
+if #ARGV >= 6 then
+  caps = {}
+  for i = 6, #ARGV do caps[#caps + 1] = ARGV[i] end
+end
 -- The pause flag, the token counter and the limits, in one read. A paused queue
 -- (lua/pause.lua) takes no task: the claim still reclaims and promotes.
 local info = redis.call('HMGET', K_INFO, 'paused', 'token', 'max_leased', 'rate_max', 'rate_ms',
@@ -211,7 +217,7 @@ end
 -- The groups, after the urgent lane (lib/serve_groups.lua).
 local served = nil
 if grouped and n > #take then
-  served = rare().serve_groups(n - #take, gpush)
+  served = rare().serve_groups(n - #take, gpush, caps)
   for _, id in ipairs(served.take) do take[#take + 1] = id end
   if served.next_start and (next_start == NONE or served.next_start < next_start) then
     next_start = served.next_start

@@ -118,6 +118,11 @@
 //!   first), then the ready list; it answers when the next waiting group may start, and a
 //!   settle that frees a group's slot wakes the idle workers. [`Queue::group_stats`] reads one
 //!   back.
+//! - **Capabilities**: a task names the capability it needs as its group; a worker that can
+//!   run only some groups claims those, in its order of preference, and the tasks of no group
+//!   ([`Queue::claim_capable`], [`WorkerBuilder::capabilities`]), in one call. **Blocking
+//!   claims** ([`Queue::claim_blocking`], [`Queue::claim_capable_blocking`]) wait, up to a
+//!   timeout, on a wake-up or the time the claim answered, never on a polling interval.
 //! - **Worker runtime** ([`Worker`]): concurrency N, a handler closure, batched claims and
 //!   settles, lease renewal while a handler runs, graceful shutdown (stop claiming, finish
 //!   in-flight tasks within a deadline). An idle worker blocks on a wake-up — a pub/sub message
@@ -291,6 +296,7 @@
 mod admin;
 #[cfg(feature = "agents")]
 mod agent;
+mod blocking;
 mod code;
 mod config;
 mod error;

@@ -111,11 +111,37 @@ impl Queue {
     /// Leases up to `max` ready tasks (at most [`MAX_BATCH`]), after reclaiming expired leases
     /// and promoting due delayed tasks (each bounded per call).
     pub async fn claim(&self, max: usize) -> Result<Claim> {
+        self.claim_from(max, None).await
+    }
+
+    /// Like [`Queue::claim`], for a worker that can run the tasks of these groups only (its
+    /// capabilities: see [`TaskOptions::group`](crate::TaskOptions::group)), in this order of
+    /// preference, each within its limits; and the tasks of no group, which need none. The
+    /// tasks of other groups are left to the workers that can run them. A list that is empty
+    /// or names a bad group is an error naming `capabilities`.
+    pub async fn claim_capable(&self, max: usize, capabilities: &[&str]) -> Result<Claim> {
+        check_capabilities(capabilities)?;
+        self.claim_from(max, Some(capabilities)).await
+    }
+
+    /// One claim, by capabilities or not (the checks are the caller's).
+    pub(crate) async fn claim_from(
+        &self,
+        max: usize,
+        capabilities: Option<&[&str]>,
+    ) -> Result<Claim> {
         let c = &self.inner_config();
         let mut call = self.call(&scripts::CLAIM);
         call.arg(max.min(MAX_BATCH))
             .arg(c.promote_limit)
             .arg(c.reclaim_limit);
+        // Each group once (the script would serve a repeated one twice).
+        let mut seen = std::collections::HashSet::new();
+        for group in capabilities.unwrap_or_default() {
+            if seen.insert(*group) {
+                call.arg(*group);
+            }
+        }
         let answer: Value = call.invoke(self.inner_pool()).await?;
         decode_claim(&answer, &self.keys()[0])
     }
@@ -404,4 +430,17 @@ fn decode_claim(answer: &Value, tasks_key: &Key) -> Result<Claim> {
         next_deadline_ms: some(deadline),
         next_start_ms: some(next_start),
     })
+}
+
+/// A worker's capabilities: 1 to 100 groups, each a good name.
+pub(crate) fn check_capabilities(capabilities: &[&str]) -> Result<()> {
+    if capabilities.is_empty() || capabilities.len() > 100 {
+        return Err(
+            coordkit_core::Error::invalid_config("capabilities", "needs 1 to 100 groups").into(),
+        );
+    }
+    for group in capabilities {
+        coordkit_core::validate_name("capabilities", group)?;
+    }
+    Ok(())
 }

@@ -11,6 +11,9 @@ use coordkit_retry_queue::{
 };
 use coordkit_testkit::redis_test;
 
+mod common;
+use common::names;
+
 fn manual(redis: &coordkit_testkit::TestRedis, pool: &coordkit_core::Pool) -> (ManualClock, Queue) {
     let clock = ManualClock::new(1_800_000_000_000);
     let queue = Queue::builder(pool, &redis.keyspace(), "groups")
@@ -26,14 +29,6 @@ fn of(group: &str) -> TaskOptions {
         .lease(Duration::from_secs(5))
         .backoff(Backoff::Fixed(Duration::from_millis(100)))
         .jitter(Jitter::None)
-}
-
-fn names(claim: &coordkit_retry_queue::Claim) -> Vec<String> {
-    claim
-        .tasks
-        .iter()
-        .map(|t| String::from_utf8(t.payload.clone()).unwrap())
-        .collect()
 }
 
 redis_test! {

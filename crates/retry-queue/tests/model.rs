@@ -359,8 +359,16 @@ fn lua_matches_the_model() {
                     prop_assert_eq!(lua, model.enqueue(now, &batch));
                 }
                 Op::Claim(n) => {
-                    let lua = rt.block_on(queue.claim(n)).unwrap();
-                    let expected = model.claim(now, n);
+                    // Some claims by capabilities: group b first, then a; or b alone.
+                    let caps: Option<&[&str]> = match n {
+                        1 => Some(&["b", "a", "b"]),
+                        2 => Some(&["b"]),
+                        _ => None,
+                    };
+                    let (lua, expected) = match caps {
+                        Some(caps) => (rt.block_on(queue.claim_capable(n, caps)).unwrap(), model.claim_capable(now, n, caps)),
+                        None => (rt.block_on(queue.claim(n)).unwrap(), model.claim(now, n)),
+                    };
                     prop_assert_eq!(&lua, &expected, "claim at {}", now);
                     held.extend(lua.tasks);
                 }

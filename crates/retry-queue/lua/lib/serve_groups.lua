@@ -10,17 +10,31 @@
 -- takes of them are removed from `back`. -> { take = ids in order, of = id -> group, steps =
 -- what to write per group, next_start = when the first waiting group may start (nil: none
 -- waits) }
-function H.serve_groups(n, back)
+-- With `caps` (a worker's capabilities: group names in its order of preference), only those
+-- groups are served, in that order, each while it may start a task.
+function H.serve_groups(n, back, caps)
   local plan = { take = {}, of = {}, steps = {}, next_start = nil }
-  local ready = redis.call('ZRANGE', K_GREADY, 0, n - 1, 'WITHSCORES')
   local names = {}
-  for i = 1, #ready, 2 do
-    local at = tonumber(ready[i + 1])
-    if at > now then
-      plan.next_start = at
-      break
+  if caps then
+    local at = redis.call('ZMSCORE', K_GREADY, unpack(caps))
+    for i, g in ipairs(caps) do
+      local t = tonumber(at[i])
+      if t and t <= now then
+        names[#names + 1] = g
+      elseif t and (not plan.next_start or t < plan.next_start) then
+        plan.next_start = t
+      end
     end
-    names[#names + 1] = ready[i]
+  else
+    local ready = redis.call('ZRANGE', K_GREADY, 0, n - 1, 'WITHSCORES')
+    for i = 1, #ready, 2 do
+      local at = tonumber(ready[i + 1])
+      if at > now then
+        plan.next_start = at
+        break
+      end
+      names[#names + 1] = ready[i]
+    end
   end
   H.load_groups(names)
   for _, g in ipairs(names) do

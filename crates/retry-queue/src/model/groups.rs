@@ -137,6 +137,7 @@ impl QueueModel {
         n: usize,
         mut back: BTreeMap<String, Vec<(String, u64)>>,
         (serve, reopen): (bool, Vec<String>),
+        caps: Option<&[&str]>,
     ) -> Served {
         let mut out = Served {
             take: Vec::new(),
@@ -146,12 +147,28 @@ impl QueueModel {
         let mut steps: Vec<(String, Option<u64>)> = Vec::new();
         if serve && n > 0 {
             let mut names = Vec::new();
-            for (g, at) in ordered(&self.groups.ready).into_iter().take(n) {
-                if at > now {
-                    out.next_start = Some(at);
-                    break;
+            match caps {
+                Some(caps) => {
+                    let mut seen = BTreeSet::new();
+                    for g in caps.iter().filter(|g| seen.insert(**g)) {
+                        match self.groups.ready.get(*g) {
+                            Some(&at) if at <= now => names.push((*g).to_owned()),
+                            Some(&at) => {
+                                out.next_start = Some(out.next_start.map_or(at, |x| x.min(at)));
+                            }
+                            None => {}
+                        }
+                    }
                 }
-                names.push(g);
+                None => {
+                    for (g, at) in ordered(&self.groups.ready).into_iter().take(n) {
+                        if at > now {
+                            out.next_start = Some(at);
+                            break;
+                        }
+                        names.push(g);
+                    }
+                }
             }
             for g in names {
                 let left = n - out.take.len();

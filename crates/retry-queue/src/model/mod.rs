@@ -365,6 +365,15 @@ impl QueueModel {
     /// `claim` of up to `n` tasks at `now` (none while paused: expired leases and due tasks
     /// still go back to ready).
     pub fn claim(&mut self, now: u64, n: usize) -> Claim {
+        self.claim_from(now, n, None)
+    }
+
+    /// `claim` by capabilities: only these groups, in this order.
+    pub fn claim_capable(&mut self, now: u64, n: usize, capabilities: &[&str]) -> Claim {
+        self.claim_from(now, n, Some(capabilities))
+    }
+
+    fn claim_from(&mut self, now: u64, n: usize, caps: Option<&[&str]>) -> Claim {
         let n = if self.paused {
             0
         } else {
@@ -434,7 +443,7 @@ impl QueueModel {
             self.urgent.remove(id);
         }
         // The groups, after the urgent lane.
-        let served = self.serve_groups(now, n - ids.len(), back, (serve, reopen));
+        let served = self.serve_groups(now, n - ids.len(), back, (serve, reopen), caps);
         ids.extend(served.take.iter().map(|(id, _)| id.clone()));
         if let Some(at) = served.next_start {
             next_start = Some(next_start.map_or(at, |x: u64| x.min(at)));

@@ -23,6 +23,8 @@ pub(crate) struct WorkerConfig {
     pub(super) shutdown_timeout: Duration,
     pub(super) renew_leases: bool,
     pub(super) on_settled: Option<SettledHook>,
+    /// The groups it can run the tasks of (none: every group).
+    pub(super) capabilities: Option<Vec<String>>,
     #[cfg(feature = "circuit-breaker")]
     pub(super) breakers: Option<BreakerLookup>,
     #[cfg(feature = "agents")]
@@ -37,6 +39,7 @@ impl Default for WorkerConfig {
             shutdown_timeout: Duration::from_secs(30),
             renew_leases: true,
             on_settled: None,
+            capabilities: None,
             #[cfg(feature = "circuit-breaker")]
             breakers: None,
             #[cfg(feature = "agents")]
@@ -58,6 +61,10 @@ impl WorkerConfig {
         }
         if duration_ms(self.shutdown_timeout) > crate::options::MAX_DURATION_MS {
             return bad("shutdown_timeout", "must be at most 2^35 ms");
+        }
+        if let Some(caps) = &self.capabilities {
+            let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+            crate::ops::check_capabilities(&caps)?;
         }
         Ok(())
     }
@@ -98,6 +105,19 @@ impl WorkerBuilder {
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n;
         self.config.batch = n.clamp(1, crate::types::MAX_BATCH);
+        self
+    }
+
+    /// The groups this worker can run the tasks of, in its order of preference (1 to 100
+    /// groups; default: every group): its claims serve only these groups, then the tasks of no
+    /// group ([`Queue::claim_capable`]). For a fleet whose workers differ in what they can do:
+    /// a task names the capability it needs as its [group](crate::TaskOptions::group).
+    pub fn capabilities<I, S>(mut self, groups: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.capabilities = Some(groups.into_iter().map(Into::into).collect());
         self
     }
 

@@ -135,7 +135,7 @@ pub(super) async fn claim_loop(
         wake.borrow_and_update();
         let asked = permits.len();
         shared.counters.claims.fetch_add(1, Ordering::Relaxed);
-        match claim_caught(&shared.queue, asked).await {
+        match claim_caught(&shared.queue, asked, shared.config.capabilities.clone()).await {
             Err(e) => {
                 shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(queue = shared.queue.name(), error = %e, "claim failed");
@@ -179,9 +179,18 @@ pub(super) async fn claim_loop(
 }
 
 /// One claim, its error or a panic inside it (a bug) as text: nothing ends the claim loop.
-async fn claim_caught(queue: &Queue, asked: usize) -> std::result::Result<Claim, String> {
+async fn claim_caught(
+    queue: &Queue,
+    asked: usize,
+    capabilities: Option<Vec<String>>,
+) -> std::result::Result<Claim, String> {
     let queue = queue.clone();
-    let claim: BoxFuture<Result<Claim>> = Box::pin(async move { queue.claim(asked).await });
+    let claim: BoxFuture<Result<Claim>> = Box::pin(async move {
+        let caps: Option<Vec<&str>> = capabilities
+            .as_ref()
+            .map(|c| c.iter().map(String::as_str).collect());
+        queue.claim_from(asked, caps.as_deref()).await
+    });
     match CatchUnwind(claim).await {
         Ok(Ok(claim)) => Ok(claim),
         Ok(Err(e)) => Err(e.to_string()),
