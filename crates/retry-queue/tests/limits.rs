@@ -2,7 +2,8 @@
 //! most R starts in any interval, decided by the claim script on server time. Worker *processes*
 //! (this test binary run again with `LIMITS_WORKER` set) run one queue together; the starts they
 //! record (server-stamped by the claim) never put more than R in any interval, and no more than
-//! K handlers ever run at once.
+//! K handlers ever run at once; while the queue is paused they start nothing. The same with the
+//! limits on one group.
 
 use std::time::Duration;
 
@@ -138,10 +139,24 @@ async fn worker_processes_obey(group: Option<&str>) {
         };
         batch.extend((0..TASKS).map(|i| NewTask::new(format!("{i}")).options(options.clone())));
         let total = batch.len() as u64;
+        // Paused, the workers start nothing: they claim (their first claim, and again on any
+        // wake-up) and get no task, until the resume wakes them.
+        queue.pause().await.unwrap();
         queue.enqueue_batch(&batch).await.unwrap();
         let workers: Vec<Process> = (0..WORKERS)
             .map(|i| start_worker(&redis, keyspace.namespace(), &format!("w{i}")))
             .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let paused = queue.stats().await.unwrap();
+        assert_eq!(
+            (paused.leased, paused.completed),
+            (0, 0),
+            "{topology:?}: started while paused"
+        );
+        let (starts, _, _) = logs(&keyspace, group.unwrap_or("-"));
+        let logged: u64 = pool.query(redis::cmd("LLEN").arg(&starts)).await.unwrap();
+        assert_eq!(logged, 0, "{topology:?}: started while paused");
+        queue.resume().await.unwrap();
         tokio::time::timeout(GUARD, async {
             while queue.stats().await.unwrap().completed < total {
                 tokio::time::sleep(Duration::from_millis(20)).await;
