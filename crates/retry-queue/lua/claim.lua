@@ -130,12 +130,11 @@ if expired or due then
         end
       end
       -- A group whose lease went (whatever becomes of its task) may start a task again: one
-      -- with ready tasks goes back to gready.
+      -- that was at its limit left gready, and goes back (a claim drops it if its lane is
+      -- empty).
       ck_expect_type(K_GREADY, 'zset')
-      for g in pairs(h.groups) do
-        local lane = h.gkey('gl', g)
-        ck_expect_type(lane, 'zset')
-        if redis.call('ZCARD', lane) > 0 then greopen[#greopen + 1] = g end
+      for g, s in pairs(h.groups) do
+        if s[2] > 0 and s[5] >= s[2] then greopen[#greopen + 1] = g end
       end
     end
   end

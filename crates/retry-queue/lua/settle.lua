@@ -172,12 +172,12 @@ if #unlease > 0 and ck_int(info[5], K_INFO, 'field grouped', 1) == 1 then
         freed[g] = h.groups[g]
       end
     end
-    ck_expect_type(K_GREADY, 'zset')
+    -- Only a group that was at its limit left gready (lib/serve_groups.lua): it goes back,
+    -- and a claim drops it again if its lane is empty.
     for g, s in pairs(freed) do
-      local lane = h.gkey('gl', g)
-      ck_expect_type(lane, 'zset')
-      if redis.call('ZCARD', lane) > 0 then greopen[#greopen + 1] = { g, s } end
+      if s[2] > 0 and s[5] >= s[2] then greopen[#greopen + 1] = g end
     end
+    if #greopen > 0 then ck_expect_type(K_GREADY, 'zset') end
   end
 end
 -- The concurrency limit: a settle that frees a slot of a queue at its limit wakes the idle
@@ -194,12 +194,9 @@ if waiting and held_before - freed < max_leased then H.wake() end
 if gfreed then
   redis.call('HDEL', K_GLEASE, unpack(gfreed))
   H.save_groups()
-  for _, r in ipairs(greopen) do
-    local g, s = r[1], r[2]
-    redis.call('ZADD', K_GREADY, 'NX', now, g)
-    -- It was full: the idle workers' claims took none of its tasks.
-    if s[2] > 0 and s[5] >= s[2] then H.wake() end
-  end
+  for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
+  -- They were full: the idle workers' claims took none of their tasks.
+  if #greopen > 0 then H.wake() end
 end
 -- An ack's lease goes; any other settle leaves its token's mark (a retry in place keeps its
 -- lease: its token stays).

@@ -47,8 +47,8 @@ pub(crate) static CLAIM: Script = script!("claim",
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",
-     "delete_dead", "backoff", "history", "bury", "none_ready", "gkey", "gstate",
-     "load_groups", "save_groups", "gstate_pack", "group_of"]);
+     "delete_dead", "backoff", "history", "bury", "none_ready", "gstate", "load_groups",
+     "save_groups", "gstate_pack", "group_of"]);
 pub(crate) static EXTEND: Script = script!("extend", ["head"]);
 #[rustfmt::skip]
 pub(crate) static MAKE_DUE: Script = script!("make_due",

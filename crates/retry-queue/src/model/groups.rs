@@ -79,21 +79,26 @@ impl Groups {
     }
 
     /// Leases of groups' tasks let go (a settle, or a claim reclaiming them): each group counts
-    /// one less. -> the groups with ready tasks among theirs, which may start one again (the
-    /// caller puts them in gready when it writes).
+    /// one less. -> the groups among theirs that were at their limit (out of gready), which
+    /// may start a task again (the caller puts them back in gready when it writes).
     pub(super) fn release(&mut self, ids: &[String]) -> Vec<String> {
         if !self.grouped {
             return Vec::new();
         }
-        let mut freed = BTreeSet::new();
+        let mut freed: BTreeMap<String, [u64; 4]> = BTreeMap::new();
         for id in ids {
             if let Some(g) = self.lease.remove(id) {
                 let s = self.state.entry(g.clone()).or_default();
+                freed.entry(g).or_insert(*s);
                 s[0] = s[0].saturating_sub(1);
-                freed.insert(g);
             }
         }
-        freed.into_iter().filter(|g| self.lane_len(g) > 0).collect()
+        // (As read before this call's releases.)
+        freed
+            .into_iter()
+            .filter(|(_, s)| s[1] > 0 && s[0] >= s[1])
+            .map(|(g, _)| g)
+            .collect()
     }
 
     /// Groups that may start a task, unless they wait already.
