@@ -231,7 +231,8 @@ if n_list > 0 then
   from_front = len
   was_empty = len == 0 and #urgent == 0
 elseif n > 0 then
-  was_empty = #urgent == 0 and redis.call('LLEN', K_READY) == 0
+  -- (LLEN always: it checks the type of the list the pushed tasks may go to.)
+  was_empty = redis.call('LLEN', K_READY) == 0 and #urgent == 0
 elseif expired or due then
   was_empty = rare().none_ready()
 end
@@ -407,9 +408,16 @@ end
 if gfreed then
   redis.call('HDEL', K_GLEASE, unpack(gfreed))
   for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
+  -- They were full: the idle workers' claims took none of their tasks.
+  if #greopen > 0 and not paused then H.wake() end
 end
 if gleases then redis.call('HSET', K_GLEASE, unpack(gleases)) end
-if served then H.write_served(served, gtokens or {}) end
+if served then
+  H.write_served(served, gtokens or {})
+  -- A group this claim found full left gready; the groups behind it, which this claim did not
+  -- read, may have tasks to start: the idle workers claim again.
+  if served.dropped and #take < n and not paused then H.wake() end
+end
 if gpush and next(gpush) then
   H.push_groups(gpush)
   if not paused then H.wake() end

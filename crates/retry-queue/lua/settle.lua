@@ -8,7 +8,9 @@
 --   ops' order (a string: struct '<I8' expires at (ms, this clock), then the result's bytes;
 --   SET with PX its TTL).
 -- ARGV[3] n, ARGV[4] struct n x '<BI8I8I8' (op: an OP_* code, id, token, x: the jitter draw
---   0..65535 of a fail, the delay of a defer, the result TTL ms of an ack (0: no result)), then
+--   0..65535 of a fail (of a fail in place, plus 65536 times the attempt its holder ran: one
+--   already recorded answers as the first time, writing nothing), the delay of a defer, the
+--   result TTL ms of an ack (0: no result)), then
 --   ARGV[5..] the strings of the ops in order: a fail's error; a dead-letter's reason, then its
 --   error; an ack's result (when it has one)
 -- -> { status, attempts, due, ... } per op (status: a SETTLED_* code; a retry in place answers
@@ -39,7 +41,9 @@ local pos = 1
 for i = 1, n do
   kinds[i], ids[i], toks[i], xs[i], pos = struct.unpack('<BI8I8I8', ops, pos)
   if kinds[i] == OP_FAIL_IN_PLACE then
-    kinds[i], stay[i] = OP_FAIL, true
+    -- x: the draw, plus 65536 times the attempt its holder ran (to tell a replay).
+    kinds[i], stay[i] = OP_FAIL, math.floor(xs[i] / 65536)
+    xs[i] = xs[i] % 65536
   end
 end
 -- validate: leases is read; the records and histories the ops use are read and decoded (a
@@ -103,6 +107,9 @@ local max_leased = ck_int(info[2], K_INFO, 'field max_leased', MAXL) or 0
 -- What each valid op that is no ack does: { a, s, prev, max, lease } of a usable record, or
 -- false; a fail retried in place also gets its backoff in `in_place`.
 local heads, burials, delays, in_place = nil, 0, 0, {}
+-- Retries in place already recorded (a settle sent again after an error: its first try ran):
+-- answered as then, nothing written.
+local replay = {}
 if others > 0 then
   heads = {}
   local h = rare()
@@ -121,7 +128,9 @@ if others > 0 then
         burials = burials + 1
       else
         heads[i] = { a, s, prev, max, lease }
-        if what == OP_DEAD_LETTER or (what == OP_FAIL and a + 1 >= max) then
+        if stay[i] and a >= stay[i] then
+          replay[i], in_place[i] = true, prev
+        elseif what == OP_DEAD_LETTER or (what == OP_FAIL and a + 1 >= max) then
           burials = burials + 1
         else
           local delay = what == OP_FAIL and h.backoff(rec, a + 1, prev, xs[i])
@@ -183,7 +192,9 @@ end
 -- The concurrency limit: a settle that frees a slot of a queue at its limit wakes the idle
 -- workers (their claims took nothing while it was full).
 local held_before = max_leased > 0 and redis.call('ZCARD', K_LEASED)
-local waiting = held_before and held_before >= max_leased and not rare().none_ready()
+-- (With groups, their lanes may hold the waiting tasks: a spare wake-up is harmless.)
+local waiting = held_before and held_before >= max_leased
+  and (not rare().none_ready() or ck_int(info[5], K_INFO, 'field grouped', 1) == 1)
 if burials > 0 then H.check_bury() end
 local first_due, aged = nil, nil
 if delays > 0 then first_due = H.first_due() end
@@ -251,7 +262,9 @@ for i = 1, n do
       out[k + 1], out[k + 2], out[k + 3] = SETTLED_DEAD_LETTERED, 0, 0
     else
       local a, s, prev, max = head[1], head[2], head[3], head[4]
-      if what == OP_DEAD_LETTER then
+      if replay[i] then
+        out[k + 1], out[k + 2], out[k + 3] = SETTLED_RETRYING_IN_PLACE, a, prev
+      elseif what == OP_DEAD_LETTER then
         errs[id] = h.with_error(errs[id], a + 1, text)
         errsets[#errsets + 1] = id
         errsets[#errsets + 1] = errs[id]

@@ -38,7 +38,11 @@ impl Queue {
         capabilities: Option<&[&str]>,
         timeout: Duration,
     ) -> Result<Claim> {
-        let deadline = Instant::now() + timeout;
+        // (A timeout past what the clock can hold waits as good as forever.)
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
         // Subscribed before the first claim: no wake-up after it is missed.
         let mut wakes = self
             .pool()

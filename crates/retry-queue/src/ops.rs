@@ -34,6 +34,10 @@ pub struct RawSettle {
     pub settle: Settle,
     /// The jitter draw of a failure's backoff, `0..65536`.
     pub draw: u32,
+    /// The attempt its holder ran ([`Task::attempt`]): a [`Settle::FailInPlace`] of an attempt
+    /// already recorded (the same settle sent again after an error, its first try applied)
+    /// answers as the first time did and records nothing.
+    pub attempt: u32,
 }
 
 impl Queue {
@@ -155,6 +159,7 @@ impl Queue {
                 token: task.token,
                 settle: settle.clone(),
                 draw: rand::random::<u32>() >> 16,
+                attempt: task.attempt,
             })
             .collect();
         self.settle_ops(&ops).await
@@ -207,11 +212,13 @@ impl Queue {
                         }
                         Settle::Fail(error) | Settle::FailInPlace(error) => {
                             texts.push(cut(error).as_bytes());
-                            let op_code = match op.settle {
-                                Settle::FailInPlace(_) => code::OP_FAIL_IN_PLACE,
-                                _ => code::OP_FAIL,
-                            };
-                            (op_code, u64::from(op.draw.min(65_535)))
+                            let draw = u64::from(op.draw.min(65_535));
+                            match op.settle {
+                                Settle::FailInPlace(_) => {
+                                    (code::OP_FAIL_IN_PLACE, draw + (u64::from(op.attempt) << 16))
+                                }
+                                _ => (code::OP_FAIL, draw),
+                            }
                         }
                         Settle::Defer(d) => (
                             code::OP_DEFER,

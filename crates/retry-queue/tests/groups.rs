@@ -105,11 +105,15 @@ redis_test! {
         let a = queue.claim(10).await.unwrap().tasks.remove(0);
         assert_eq!(a.payload, b"a");
         clock.advance(Duration::from_secs(6));
-        // The claim reclaims a (its slot freed) and promotes b: both back in the lane, b first.
-        assert_eq!(names(&queue.claim(10).await.unwrap()), ["b"]);
+        // The claim reclaims a (its slot freed: the full group, out of gready, goes back, and
+        // the idle workers are woken) and promotes b: both back in the lane, b first. The group
+        // was not ready when this claim read gready: the next claim serves it.
+        assert!(queue.claim(10).await.unwrap().tasks.is_empty());
         let s = queue.group_stats("api").await.unwrap();
-        assert_eq!((s.leased, s.ready), (1, 2), "{s:?}");
+        assert_eq!((s.leased, s.ready), (0, 3), "{s:?}");
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["b"]);
         clock.advance(Duration::from_secs(6));
+        assert!(queue.claim(10).await.unwrap().tasks.is_empty(), "b reclaimed");
         let next = queue.claim(10).await.unwrap();
         assert_eq!(names(&next), ["b"], "b again: its lease ran out too");
         queue.settle(&[(&next.tasks[0], Settle::Ack)]).await.unwrap();

@@ -164,3 +164,26 @@ redis_test! {
         assert_eq!(queue.stats().await.unwrap().delayed, 4);
     }
 }
+
+redis_test! {
+    async fn a_retry_in_place_sent_again_is_recorded_once(redis) {
+        let pool = redis.pool().await;
+        let clock = ManualClock::new(1_800_000_000_000);
+        let queue = Queue::builder(&pool, &redis.keyspace(), "again")
+            .clock(Clock::Manual(clock.clone()))
+            .build()
+            .unwrap();
+        queue.enqueue(NewTask::new("x").options(fixed(100).max_attempts(2))).await.unwrap();
+        let task = queue.claim(1).await.unwrap().tasks.remove(0);
+        let fail = [(&task, Settle::FailInPlace("first".into()))];
+        let first = queue.settle(&fail).await.unwrap();
+        assert_eq!(first, [Settled::RetryingInPlace { attempts: 1, delay_ms: 100 }]);
+        // The worker sends the same settle again (its first try timed out, yet ran): the same
+        // answer, and the attempt is not counted twice (it would be the last of 2: dead).
+        clock.advance(Duration::from_millis(10));
+        assert_eq!(queue.settle(&fail).await.unwrap(), first);
+        let info = queue.inspect(&task.id).await.unwrap().unwrap();
+        assert_eq!((info.attempts, info.errors.len()), (1, 1));
+        assert_eq!(info.at_ms, Some(clock.now_ms() - 10 + 100 + 2_000), "the lease as the first try set it");
+    }
+}

@@ -386,7 +386,7 @@ fn lua_matches_the_model() {
                             8 => Settle::Defer(Duration::from_millis(u64::from(draw % 900))),
                             _ => Settle::DeadLetter { reason: "malformed".into(), error: "bad json".into() },
                         };
-                        ops.push(RawSettle { id: task.id, token: task.token, settle, draw });
+                        ops.push(RawSettle { id: task.id, token: task.token, settle, draw, attempt: task.attempt });
                     }
                     let lua = rt.block_on(queue.settle_raw(&ops)).unwrap();
                     prop_assert_eq!(lua, model.settle(now, &ops), "settle {:?} at {}", ops, now);
@@ -394,7 +394,7 @@ fn lua_matches_the_model() {
                 Op::Stale(which) => {
                     if held.is_empty() { continue; }
                     let task = &held[which % held.len()];
-                    let ops = vec![RawSettle { id: task.id.clone(), token: task.token + 1_000, settle: Settle::Ack, draw: 0 }];
+                    let ops = vec![RawSettle { id: task.id.clone(), token: task.token + 1_000, settle: Settle::Ack, draw: 0, attempt: task.attempt }];
                     let lua = rt.block_on(queue.settle_raw(&ops)).unwrap();
                     prop_assert_eq!(&lua, &model.settle(now, &ops));
                     // A token never issued: the lease went elsewhere, or the task is gone.

@@ -45,6 +45,7 @@ function H.serve_groups(n, back, caps)
     if s[2] > 0 then allow = math.min(allow, s[2] - s[1]) end
     if allow <= 0 then
       step.drop = true
+      plan.dropped = true
     elseif s[3] > 0 and s[4] > 0 then
       local gs = H.gkey('gs', g)
       ck_expect_type(gs, 'zset')
@@ -122,8 +123,10 @@ function H.write_served(plan, tokens)
       redis.call('ZADD', K_GREADY, st.wait, g)
     elseif st.ids then
       if #st.ids > 0 then redis.call('ZREM', st.lane, unpack(st.ids)) end
-      -- Served: behind the groups that waited longer (or out, its lane empty).
-      if st.empty then
+      -- Served: behind the groups that waited longer (or out: its lane empty, or its limit
+      -- reached by this claim's leases).
+      local s = H.groups[g]
+      if st.empty or (s[2] > 0 and s[1] >= s[2]) then
         redis.call('ZREM', K_GREADY, g)
       else
         redis.call('ZADD', K_GREADY, now, g)

@@ -130,6 +130,10 @@ pub(super) struct Served {
     pub(super) take: Vec<(String, String)>,
     pub(super) next_start: Option<u64>,
     rate: Vec<(String, Vec<String>)>,
+    /// The groups served (not dropped, not waiting), and those of them whose tasks put back
+    /// were left in their lanes (gready again, after the claim's served writes).
+    served: Vec<String>,
+    pushed: BTreeSet<String>,
 }
 
 impl QueueModel {
@@ -148,6 +152,8 @@ impl QueueModel {
             take: Vec::new(),
             next_start: None,
             rate: Vec::new(),
+            served: Vec::new(),
+            pushed: BTreeSet::new(),
         };
         let mut steps: Vec<(String, Option<u64>)> = Vec::new();
         if serve && n > 0 {
@@ -214,8 +220,9 @@ impl QueueModel {
                 }
                 // The lane and the tasks put back in it together, by rank.
                 let lane = self.groups.lanes.entry(g.clone()).or_default();
-                for (id, rank) in back.remove(&g).unwrap_or_default() {
-                    lane.insert(id, rank);
+                let put_back = back.remove(&g).unwrap_or_default();
+                for (id, rank) in &put_back {
+                    lane.insert(id.clone(), *rank);
                 }
                 let ids: Vec<String> = ordered(lane)
                     .into_iter()
@@ -226,16 +233,26 @@ impl QueueModel {
                     lane.remove(id);
                     out.take.push((id.clone(), g.clone()));
                 }
+                // Tasks put back and not taken: the claim pushes them after its served writes.
+                if put_back.iter().any(|(id, _)| !ids.contains(id)) {
+                    out.pushed.insert(g.clone());
+                }
                 let empty = lane.is_empty();
                 if rated {
                     out.rate.push((g.clone(), ids));
                 }
+                out.served.push(g.clone());
                 steps.push((g, Some(if empty { u64::MAX } else { now })));
             }
         }
         // The claim's writes, in its order: groups whose leases it reclaimed, served groups, then
         // the tasks put back.
         self.groups.reopen(now, reopen);
+        out.pushed.extend(
+            back.iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(g, _)| g.clone()),
+        );
         for (g, at) in steps {
             match at {
                 None | Some(u64::MAX) => {
@@ -259,6 +276,14 @@ impl QueueModel {
             }
             self.groups.lease.insert(id.clone(), g.clone());
             self.groups.state.entry(g.clone()).or_default()[0] += 1;
+        }
+        // A group this claim filled leaves gready (unless tasks put back in its lane made it
+        // ready again after).
+        for g in &served.served {
+            let s = self.groups.state.get(g).copied().unwrap_or_default();
+            if s[1] > 0 && s[0] >= s[1] && !served.pushed.contains(g) {
+                self.groups.ready.remove(g);
+            }
         }
         for (g, ids) in &served.rate {
             let per = self.groups.state.get(g).map_or(0, |s| s[3]);

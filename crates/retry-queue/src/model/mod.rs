@@ -553,6 +553,16 @@ impl QueueModel {
                 continue;
             }
             done.insert(op.id.clone());
+            // A retry in place already recorded: answered as the first time, nothing changed.
+            if let (Settle::FailInPlace(_), Some(t)) = (&op.settle, self.tasks.get(&op.id))
+                && t.attempts >= op.attempt
+            {
+                out.push(Settled::RetryingInPlace {
+                    attempts: t.attempts,
+                    delay_ms: t.prev,
+                });
+                continue;
+            }
             let kept_mark = self.tasks.get(&op.id).map_or(0, |t| t.mark);
             if let Some(t) = self.tasks.get_mut(&op.id) {
                 t.mark = op.token;
