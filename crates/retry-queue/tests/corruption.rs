@@ -68,10 +68,16 @@ enum Corruption {
     History(usize, Garbage),
     /// The idempotency entry of task 2's key.
     Idempotency(Garbage),
+    /// A key of group `api` (its lane `gl`, or its start log `gs`) replaced by a value of
+    /// another type.
+    GroupKey(&'static str, &'static str),
+    /// Group `api`'s state in `gstate`.
+    GroupState(Garbage),
 }
 
 fn corruption() -> impl Strategy<Value = Corruption> {
-    let key_type = (0usize..12).prop_flat_map(|i| wrong_type(KINDS[i]).prop_map(move |t| (i, t)));
+    let key_type =
+        (0usize..KINDS.len()).prop_flat_map(|i| wrong_type(KINDS[i]).prop_map(move |t| (i, t)));
     let bytes = prop_oneof![
         Just(vec![0xff]),
         Just(vec![0]),
@@ -81,10 +87,13 @@ fn corruption() -> impl Strategy<Value = Corruption> {
         3 => key_type.prop_map(|(i, t)| Corruption::KeyType(i, t)),
         4 => (0usize..9, 0usize..FIELDS.len(), bytes).prop_map(|(t, f, b)| Corruption::Field(t, f, b)),
         2 => (0usize..9, garbage()).prop_map(|(t, g)| Corruption::Record(t, g)),
-        2 => (prop::sample::select(vec!["seq", "token", "completed", "dead", "paused", "max_leased", "rate_max", "rate_ms"]), garbage())
+        2 => (prop::sample::select(vec!["seq", "token", "completed", "dead", "paused", "max_leased", "rate_max", "rate_ms", "grouped", "held_until", "hold:search"]), garbage())
             .prop_map(|(f, g)| Corruption::Info(f, g)),
         1 => (0usize..9, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
         1 => garbage().prop_map(Corruption::Idempotency),
+        1 => (prop::sample::select(vec!["gl", "gs"]), wrong_type(KeyKind::ZSet))
+            .prop_map(|(kind, t)| Corruption::GroupKey(kind, t)),
+        1 => garbage().prop_map(Corruption::GroupState),
     ]
 }
 
@@ -163,6 +172,7 @@ struct Setup {
     queue: Queue,
     clock: ManualClock,
     ids: Vec<String>,
+    keyspace: coordkit_core::Keyspace,
 }
 
 /// Six tasks in every state: t0 dead (exhausted, with a history), t1 delayed with a history, t2
@@ -213,7 +223,12 @@ async fn setup(redis: &TestRedis, pool: &Pool) -> Setup {
     queue.claim(10).await.unwrap();
     let api = queue.group_stats("api").await.unwrap();
     assert_eq!((api.leased, api.ready), (1, 1));
-    Setup { queue, clock, ids }
+    Setup {
+        queue,
+        clock,
+        ids,
+        keyspace: redis.keyspace(),
+    }
 }
 
 async fn corrupt(
@@ -267,6 +282,45 @@ async fn corrupt(
             let old = hget(pool, &k[6], id).await.unwrap_or_default();
             hset(pool, &k[6], id, &g.apply(&old)).await;
             (None, nothing)
+        }
+        Corruption::GroupKey(kind, ty) => {
+            let instance = s.keyspace.instance("queue", "corrupt").unwrap();
+            let key = instance.typed_key(&format!("{kind}:api"), KeyKind::ZSet);
+            let dump: Option<Vec<u8>> = pool.query(redis::cmd("DUMP").arg(&key)).await.unwrap();
+            overwrite_with_type(pool, &key, ty).await;
+            let restore_key = key.clone();
+            let restore: Box<dyn Fn() -> redis::Cmd> = Box::new(move || match &dump {
+                Some(d) => {
+                    let mut c = redis::cmd("RESTORE");
+                    c.arg(&restore_key).arg(0).arg(d.as_slice()).arg("REPLACE");
+                    c
+                }
+                None => {
+                    let mut c = redis::cmd("DEL");
+                    c.arg(&restore_key);
+                    c
+                }
+            });
+            (Some(key), restore)
+        }
+        Corruption::GroupState(g) => {
+            let gstate = k[13].clone();
+            let old = hget(pool, &gstate, "api").await.unwrap_or_default();
+            let bad = g.apply(&old);
+            hset(pool, &gstate, "api", &bad).await;
+            let key = gstate.clone();
+            // Repaired by deleting it while it still holds the garbage (its counts are gone
+            // with it: the group starts over with no limit); garbage that decodes has been
+            // counted on since, and stays.
+            let restore: Box<dyn Fn() -> redis::Cmd> = Box::new(move || {
+                let mut c = redis::cmd("EVAL");
+                c.arg("if redis.call('HGET', KEYS[1], 'api') == ARGV[1] then redis.call('HDEL', KEYS[1], 'api') end")
+                    .arg(1)
+                    .arg(&key)
+                    .arg(bad.as_slice());
+                c
+            });
+            (Some(gstate), restore)
         }
         Corruption::Idempotency(g) => {
             let old = hget(pool, &k[8], "k").await.unwrap_or_default();
