@@ -113,6 +113,14 @@ async fn check_one_state(pool: &Pool, queue: &Queue, id: &str) {
     if ready.iter().any(|r| r == id) {
         found.push("ready");
     }
+    // Group api's lane: gstate's name with `gl:api` in place of `gstate`.
+    let lane = format!("{}gl:api", k[13].as_str().strip_suffix("gstate").unwrap());
+    if let Ok(Some(_)) = pool
+        .query::<Option<f64>>(redis::cmd("ZSCORE").arg(&lane).arg(id))
+        .await
+    {
+        found.push("lane of api");
+    }
     for (key, name) in [
         (&k[12], "urgent"),
         (&k[2], "delayed"),
