@@ -314,18 +314,14 @@ async fn corrupt(
         Corruption::GroupState(g) => {
             let gstate = k[13].clone();
             let old = hget(pool, &gstate, "api").await.unwrap_or_default();
-            let bad = g.apply(&old);
-            hset(pool, &gstate, "api", &bad).await;
+            hset(pool, &gstate, "api", &g.apply(&old)).await;
             let key = gstate.clone();
-            // Repaired by deleting it while it still holds the garbage (its counts are gone
-            // with it: the group starts over with no limit); garbage that decodes has been
-            // counted on since, and stays.
+            // Repaired by deleting it: garbage that decodes (a lease count too high) would hold
+            // the group at its limit for good. The group starts over with no limit and no
+            // lease counted; a lease still held is let go without going below zero.
             let restore: Box<dyn Fn() -> redis::Cmd> = Box::new(move || {
-                let mut c = redis::cmd("EVAL");
-                c.arg("if redis.call('HGET', KEYS[1], 'api') == ARGV[1] then redis.call('HDEL', KEYS[1], 'api') end")
-                    .arg(1)
-                    .arg(&key)
-                    .arg(bad.as_slice());
+                let mut c = redis::cmd("HDEL");
+                c.arg(&key).arg("api");
                 c
             });
             (Some(gstate), restore)
