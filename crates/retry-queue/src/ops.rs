@@ -13,7 +13,7 @@ use crate::code;
 use crate::error::{QueueError, Result, bad_answer};
 use crate::options::TaskOptions;
 use crate::queue::{EXACT, Queue, id_number, lossy, some};
-use crate::record::{Record, tail};
+use crate::record::{Record, task_tail};
 use crate::scripts;
 use crate::types::{Claim, Enqueued, MAX_BATCH, MAX_ERROR_BYTES, NewTask, Settle, Settled, Task};
 
@@ -90,18 +90,7 @@ impl Queue {
             }
             call.arg(chunk.len()).arg(nums.into_bytes());
             for task in chunk {
-                let o = &task.options;
-                call.arg(tail(
-                    o.max_attempts,
-                    o.priority,
-                    duration_ms(o.lease),
-                    &o.policy(),
-                    (
-                        o.component.as_deref().unwrap_or(""),
-                        o.group.as_deref().unwrap_or(""),
-                    ),
-                    &task.payload,
-                ));
+                call.arg(task_tail(&task.options, &task.payload));
             }
             for key in keys {
                 call.arg(key);

@@ -108,6 +108,21 @@ pub(crate) fn tail(
         .into_bytes()
 }
 
+/// The part of a record Rust writes ([`tail`]) for a task with these options.
+pub(crate) fn task_tail(o: &crate::options::TaskOptions, payload: &[u8]) -> Vec<u8> {
+    tail(
+        o.max_attempts,
+        o.priority,
+        coordkit_core::time::duration_ms(o.lease),
+        &o.policy(),
+        (
+            o.component.as_deref().unwrap_or(""),
+            o.group.as_deref().unwrap_or(""),
+        ),
+        payload,
+    )
+}
+
 /// Decodes a stored error history (oldest first); public with the `model` feature.
 #[cfg_attr(not(feature = "model"), allow(unreachable_pub))]
 pub fn decode_errors(b: &[u8]) -> Option<Vec<Failure>> {

@@ -239,6 +239,25 @@ async fn setup(redis: &TestRedis, pool: &Pool) -> Setup {
     }
 }
 
+/// Replaces `key` by a value of type `ty`; -> the command that puts the old value back.
+async fn swap_type(pool: &Pool, key: &Key, ty: &str) -> Box<dyn Fn() -> redis::Cmd> {
+    let dump: Option<Vec<u8>> = pool.query(redis::cmd("DUMP").arg(key)).await.unwrap();
+    overwrite_with_type(pool, key, ty).await;
+    let key = key.clone();
+    Box::new(move || match &dump {
+        Some(d) => {
+            let mut c = redis::cmd("RESTORE");
+            c.arg(&key).arg(0).arg(d.as_slice()).arg("REPLACE");
+            c
+        }
+        None => {
+            let mut c = redis::cmd("DEL");
+            c.arg(&key);
+            c
+        }
+    })
+}
+
 async fn corrupt(
     pool: &Pool,
     s: &Setup,
@@ -249,21 +268,7 @@ async fn corrupt(
     match c {
         Corruption::KeyType(i, ty) => {
             let key = k[*i].clone();
-            let dump: Option<Vec<u8>> = pool.query(redis::cmd("DUMP").arg(&key)).await.unwrap();
-            overwrite_with_type(pool, &key, ty).await;
-            let restore_key = key.clone();
-            let restore: Box<dyn Fn() -> redis::Cmd> = Box::new(move || match &dump {
-                Some(d) => {
-                    let mut c = redis::cmd("RESTORE");
-                    c.arg(&restore_key).arg(0).arg(d.as_slice()).arg("REPLACE");
-                    c
-                }
-                None => {
-                    let mut c = redis::cmd("DEL");
-                    c.arg(&restore_key);
-                    c
-                }
-            });
+            let restore = swap_type(pool, &key, ty).await;
             (Some(key), restore)
         }
         Corruption::Field(t, f, bytes) => {
@@ -294,21 +299,7 @@ async fn corrupt(
         Corruption::GroupKey(kind, ty) => {
             let instance = s.keyspace.instance("queue", "corrupt").unwrap();
             let key = instance.typed_key(&format!("{kind}:api"), KeyKind::ZSet);
-            let dump: Option<Vec<u8>> = pool.query(redis::cmd("DUMP").arg(&key)).await.unwrap();
-            overwrite_with_type(pool, &key, ty).await;
-            let restore_key = key.clone();
-            let restore: Box<dyn Fn() -> redis::Cmd> = Box::new(move || match &dump {
-                Some(d) => {
-                    let mut c = redis::cmd("RESTORE");
-                    c.arg(&restore_key).arg(0).arg(d.as_slice()).arg("REPLACE");
-                    c
-                }
-                None => {
-                    let mut c = redis::cmd("DEL");
-                    c.arg(&restore_key);
-                    c
-                }
-            });
+            let restore = swap_type(pool, &key, ty).await;
             (Some(key), restore)
         }
         Corruption::GroupState(g) => {

@@ -11,7 +11,7 @@ use super::{Every, Fired, Missed, Parked, Schedule, Tick};
 use crate::code;
 use crate::options::{Backoff, Jitter, MAX_DURATION_MS, TaskOptions};
 use crate::queue::EXACT;
-use crate::record::{Record, tail};
+use crate::record::{Record, task_tail};
 use crate::types::NewTask;
 
 /// The fixed head of a schedule record (`SHDR`).
@@ -65,17 +65,7 @@ impl Schedule {
             .u64_le(duration_ms(o.delay))
             .bytes(&(spec.len() as u16).to_le_bytes())
             .bytes(&spec)
-            .bytes(&tail(
-                o.max_attempts,
-                o.priority,
-                duration_ms(o.lease),
-                &o.policy(),
-                (
-                    o.component.as_deref().unwrap_or(""),
-                    o.group.as_deref().unwrap_or(""),
-                ),
-                &self.task.payload,
-            ))
+            .bytes(&task_tail(o, &self.task.payload))
             .into_bytes()
     }
 }
