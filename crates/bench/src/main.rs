@@ -33,7 +33,7 @@ use serde::Serialize;
 mod measure;
 mod scenarios;
 
-use scenarios::{Params, Scenario};
+use scenarios::{GroupLimit, Params, Scenario};
 
 #[derive(Debug, Parser)]
 #[command(about = "coordkit benchmarks: one JSON line per scenario")]
@@ -71,10 +71,15 @@ struct Args {
     /// run is a variant, and the plain run is measured in the same rounds.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
     priority: Option<u8>,
-    /// retry-lifecycle: every task in one group, whose limits never bind (1,000,000 leased,
-    /// 1,000,000 starts per second).
+    /// retry-lifecycle: every task in one group, whose limits never bind: `both` (the
+    /// default: 1,000,000 leased and 1,000,000 starts per second), `leased` (the concurrency
+    /// limit alone) or `rate` (the rate limit alone).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "both")]
+    group_limit: Option<GroupLimit>,
+    /// retry-lifecycle: a variant run without its plain run (for
+    /// `scripts/server-instructions.sh`, which counts one queue's instructions).
     #[arg(long)]
-    group_limit: bool,
+    variant_only: bool,
     /// rate-limited: the starts the limit allows per window.
     #[arg(long, default_value_t = 200)]
     rate: u32,
@@ -145,6 +150,7 @@ impl Args {
             in_place_below: Duration::from_millis(self.in_place_below_ms),
             priority: self.priority,
             group_limit: self.group_limit,
+            variant_only: self.variant_only,
             rate: self.rate,
             per: Duration::from_millis(self.per_ms),
             workers: self.workers,

@@ -48,6 +48,17 @@ pub(crate) async fn memory_usage<'k>(
 }
 
 /// The command line's options that scenarios read (each scenario reads only its own).
+/// `retry-lifecycle --group-limit`: which of a group's limits the variant sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GroupLimit {
+    /// At most 1,000,000 leased and 1,000,000 starts per second.
+    Both,
+    /// At most 1,000,000 leased at once.
+    Leased,
+    /// At most 1,000,000 starts per second.
+    Rate,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Params {
     /// Operations at once; for `rate-limited`, each worker's concurrency.
@@ -60,8 +71,10 @@ pub(crate) struct Params {
     pub(crate) in_place_below: Duration,
     /// retry-lifecycle: every task's priority (a variant run).
     pub(crate) priority: Option<u8>,
-    /// retry-lifecycle: limits that never bind (a variant run).
-    pub(crate) group_limit: bool,
+    /// retry-lifecycle: a group's limits that never bind (a variant run).
+    pub(crate) group_limit: Option<GroupLimit>,
+    /// retry-lifecycle: a variant run without its plain run.
+    pub(crate) variant_only: bool,
     /// rate-limited: starts allowed per window.
     pub(crate) rate: u32,
     /// rate-limited: the window.

@@ -23,20 +23,34 @@ use coordkit_retry_queue::{
 };
 use tokio::sync::oneshot;
 
-use super::{BoxFuture, Params, Result, Workload, memory_usage};
+use super::{BoxFuture, GroupLimit, Params, Result, Workload, memory_usage};
 
 /// `--group-limit`'s group.
 const GROUP: &str = "llm";
 
 /// `--group-limit`'s limits: as high as a group allows, so they never bind and a run shows
 /// only what applying them costs.
-const NEVER_BINDING: Limits = Limits {
-    max_leased: Some(MAX_LIMIT),
-    rate: Some(Rate {
+fn never_binding(kind: GroupLimit) -> Limits {
+    let leased = Some(MAX_LIMIT);
+    let rate = Some(Rate {
         starts: MAX_LIMIT,
         per: Duration::from_secs(1),
-    }),
-};
+    });
+    match kind {
+        GroupLimit::Both => Limits {
+            max_leased: leased,
+            rate,
+        },
+        GroupLimit::Leased => Limits {
+            max_leased: leased,
+            rate: None,
+        },
+        GroupLimit::Rate => Limits {
+            max_leased: None,
+            rate,
+        },
+    }
+}
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
 type Enqueue = (NewTask, oneshot::Sender<std::result::Result<(), String>>);
@@ -105,13 +119,19 @@ impl Workload for Lifecycle {
             if let Some(priority) = p.priority {
                 extra.insert("priority".into(), priority.into());
             }
-            if p.group_limit {
+            if let Some(kind) = p.group_limit {
+                let limits = never_binding(kind);
+                let leased = limits
+                    .max_leased
+                    .map(|k| format!(" max_leased {k}"))
+                    .unwrap_or_default();
+                let rate = limits
+                    .rate
+                    .map(|r| format!(" rate {} per {} ms", r.starts, r.per.as_millis()))
+                    .unwrap_or_default();
                 extra.insert(
                     "limits".into(),
-                    format!(
-                        "every task in group {GROUP}, never binding: max_leased {MAX_LIMIT}, rate {MAX_LIMIT} per 1000 ms"
-                    )
-                    .into(),
+                    format!("every task in group {GROUP}, never binding:{leased}{rate}").into(),
                 );
             }
             extra.insert("tasks_completed".into(), stats.completed.into());
@@ -159,10 +179,11 @@ pub(crate) async fn prepare(
     keyspace: &Keyspace,
     params: &Params,
 ) -> Result<Arc<dyn Workload>> {
-    let plain = if params.priority.is_some() || params.group_limit {
+    let variant = params.priority.is_some() || params.group_limit.is_some();
+    let plain = if variant && !params.variant_only {
         let params = Params {
             priority: None,
-            group_limit: false,
+            group_limit: None,
             ..*params
         };
         let plain = start(pool, keyspace, "retry-lifecycle-plain", params, None).await?;
@@ -181,11 +202,11 @@ async fn variant(queue: &Queue, options: TaskOptions, params: &Params) -> Result
     if let Some(priority) = params.priority {
         options = options.priority(priority);
     }
-    if params.group_limit {
+    if let Some(kind) = params.group_limit {
         // Every task in one group whose limits never bind: its own lane, its lease count and
         // its log of starts, on every claim and settle.
         options = options.group(GROUP);
-        queue.set_group_limits(GROUP, NEVER_BINDING).await?;
+        queue.set_group_limits(GROUP, never_binding(kind)).await?;
     }
     Ok(options)
 }
