@@ -18,6 +18,7 @@ mod metrics;
 pub(crate) mod rate;
 mod raw;
 mod retry;
+mod retry_floor;
 mod workflow;
 
 /// Any scenario's error (each primitive has its own error type).
@@ -144,6 +145,10 @@ pub(crate) enum Scenario {
     /// reports tasks completed per second and memory per queued task. `--priority N` and
     /// `--group-limit` make a variant run, compared with the plain run in the same rounds.
     RetryLifecycle,
+    /// The floor under `retry-lifecycle --fails F` set by the backoff alone: an operation
+    /// sleeps `--backoff-ms` F times and calls nothing, so the closed loop of C operations
+    /// shows the most any retry queue that honours the backoff can complete.
+    RetryBackoffFloor,
     /// A backlog drained by `--workers` workers (each of `--concurrency` slots) under a rate
     /// limit of `--rate` starts per `--per-ms`; reports the achieved starts/s against the
     /// configured rate and the most starts seen in any window of the limit's length.
@@ -189,6 +194,7 @@ impl Scenario {
             Scenario::ErrorsRecord => "errors-record",
             Scenario::ErrorsRecordFloor => "errors-record-floor",
             Scenario::RetryLifecycle => "retry-lifecycle",
+            Scenario::RetryBackoffFloor => "retry-backoff-floor",
             Scenario::RateLimited => "rate-limited",
             Scenario::MeshRequestReply => "mesh-request-reply",
             Scenario::MeshRequestReplyFloor => "mesh-request-reply-floor",
@@ -221,6 +227,7 @@ impl Scenario {
             Scenario::ErrorsRecord => errors::prepare_record(pool, keyspace).await,
             Scenario::ErrorsRecordFloor => errors::prepare_floor(pool, keyspace).await,
             Scenario::RetryLifecycle => retry::prepare(pool, keyspace, params).await,
+            Scenario::RetryBackoffFloor => retry_floor::prepare(params),
             Scenario::RateLimited => Err("rate-limited drains a backlog: see rate::run".into()),
             Scenario::MeshRequestReply => {
                 mesh::prepare_request_reply(pool, keyspace, concurrency).await
