@@ -32,9 +32,13 @@ run "retry-lifecycle F=0" retry-lifecycle --concurrency 50 --ops "$ops" --fails 
 run "retry-lifecycle F=2" retry-lifecycle --concurrency 50 --ops $((ops / 3)) --fails 2
 run "retry-lifecycle F=2 in place off" retry-lifecycle --concurrency 50 --ops $((ops / 3)) --fails 2 --in-place-below-ms 0
 run "retry-lifecycle F=2 backoff 0" retry-lifecycle --concurrency 50 --ops $((ops / 3)) --fails 2 --backoff-ms 0
+# What two 1 ms backoffs alone allow at the same concurrency (no Redis call).
+run "retry-backoff-floor F=2" retry-backoff-floor --concurrency 50 --ops "$ops" --fails 2
 # A priority and limits that never bind, against the plain run in the same rounds
 # (ratio_to_plain is among the extras).
 run "retry-lifecycle F=0 priority+limits" retry-lifecycle --concurrency 50 --ops "$ops" --fails 0 --priority 5 --group-limit
+run "retry-lifecycle F=0 priority+leased" retry-lifecycle --concurrency 50 --ops "$ops" --fails 0 --priority 5 --group-limit leased
+run "retry-lifecycle F=0 priority+rate" retry-lifecycle --concurrency 50 --ops "$ops" --fails 0 --priority 5 --group-limit rate
 run "retry-lifecycle F=2 priority+limits" retry-lifecycle --concurrency 50 --ops $((ops / 3)) --fails 2 --priority 5 --group-limit
 # A backlog drained under a rate limit: achieved_ratio and max_starts_in_window are extras.
 run "rate-limited 200/s" rate-limited --concurrency 8 --workers 4 --rate 200 --per-ms 1000
