@@ -32,6 +32,7 @@
 mod cluster;
 pub mod garbage;
 mod server;
+pub mod spans;
 
 pub use cluster::RedisCluster;
 pub use server::{
