@@ -62,6 +62,7 @@ mod pool;
 mod script;
 pub mod subscriber;
 pub mod time;
+pub mod trace;
 pub mod wake;
 pub mod wire;
 

@@ -19,6 +19,7 @@ use crate::connect_error::ConnectTarget;
 use crate::error::{Error, Result};
 use crate::keyspace::Key;
 use crate::time::duration_ms;
+use crate::trace::ScriptSpan;
 
 mod classify;
 mod connection;
@@ -213,7 +214,11 @@ impl Pool {
         keys: &[Key],
         before: &[Cmd],
     ) -> Result<T> {
-        let mut conn = self.checkout().await?;
+        let traced = ScriptSpan::new(script.name(), keys, before.len() + 1);
+        let mut conn = match self.checkout().await {
+            Ok(conn) => conn,
+            Err(e) => return traced.finish(keys, Err(e)),
+        };
         let timeout = self.inner.config.command_timeout;
         let outcome = tokio::time::timeout(timeout, async {
             if before.is_empty() {
@@ -245,16 +250,18 @@ impl Pool {
             }
         })
         .await;
-        self.settle(
-            &conn,
-            outcome,
-            script.name(),
-            Origin {
-                script: Some(script.name()),
-                keys,
-            },
-        )
-        .await
+        let result = self
+            .settle(
+                &conn,
+                outcome,
+                script.name(),
+                Origin {
+                    script: Some(script.name()),
+                    keys,
+                },
+            )
+            .await;
+        traced.finish(keys, result)
     }
 
     /// Runs several EVALSHA calls of one script (`calls`: each command with its keys) in one
@@ -267,7 +274,17 @@ impl Pool {
         calls: &[(Cmd, &[Key])],
     ) -> Result<Vec<Result<T>>> {
         let name = script.map_or("a pipeline", |s| s.name());
-        let mut conn = self.checkout().await?;
+        let first_keys = calls.first().map_or(&[][..], |(_, keys)| *keys);
+        // Script calls are traced; a pipeline of plain commands (query_each) is not.
+        let traced = script.map(|s| ScriptSpan::new(s.name(), first_keys, calls.len()));
+        let fail = |e: Error| match &traced {
+            Some(traced) => traced.finish(first_keys, Err(e)),
+            None => Err(e),
+        };
+        let mut conn = match self.checkout().await {
+            Ok(conn) => conn,
+            Err(e) => return fail(e),
+        };
         let timeout = self.inner.config.command_timeout;
         let outcome = tokio::time::timeout(timeout, async {
             let mut pipeline = Pipeline::with_capacity(calls.len());
@@ -305,7 +322,10 @@ impl Pool {
             script: script.map(|s| s.name()),
             keys: &[],
         };
-        let answers = self.settle(&conn, outcome, name, origin).await?;
+        let answers = match self.settle(&conn, outcome, name, origin).await {
+            Ok(answers) => answers,
+            Err(e) => return fail(e),
+        };
         let mut out = Vec::with_capacity(answers.len());
         for (answer, (cmd, keys)) in answers.into_iter().zip(calls) {
             let origin = Origin {
@@ -323,7 +343,17 @@ impl Pool {
                 }),
             });
         }
-        Ok(out)
+        match &traced {
+            Some(traced) => {
+                for (answer, (_, keys)) in out.iter().zip(calls) {
+                    if let Err(e) = answer {
+                        traced.note(keys, e);
+                    }
+                }
+                traced.finish(first_keys, Ok(out))
+            }
+            None => Ok(out),
+        }
     }
 
     /// Runs `commands` (each with the keys it touches; on a cluster all of one hash tag) in one

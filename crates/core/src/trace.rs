@@ -1,0 +1,140 @@
+//! What coordkit reports through [`tracing`]: every target, span and field, in one place.
+//!
+//! coordkit installs no subscriber: an application that wants these spans and events installs
+//! its own (`tracing-subscriber`, or `tracing-opentelemetry` to export them; see the
+//! `otel_spans` example of the `coordkit` crate). With no subscriber, or with these targets
+//! filtered out, a span costs one cached check per call.
+//!
+//! | target | level | name | fields |
+//! |---|---|---|---|
+//! | `coordkit::script` | DEBUG | span `coordkit.script` | `script`, `instance`, `calls`, `outcome`, `duration_us` |
+//! | `coordkit::store` | WARN | event | `script`, `instance`, `outcome`, `error` |
+//! | `coordkit::task` | INFO | span `coordkit.task` | `queue`, `task_id`, `attempt`, `outcome`, `duration_us` |
+//! | `coordkit::worker` | WARN | event | `queue`, `error` (a worker's claim or settle failed; it retries) |
+//!
+//! - **`coordkit.script`**: one script call of any primitive, which is one operation (or one
+//!   group-committed batch of operations, or one pipeline of `calls` invocations of the same
+//!   script). `script` is the script's name (`retry-queue-claim`, `context-write`, …: the
+//!   primitive and the operation), `instance` the hash tag of its first key (`<kind>:<name>`,
+//!   e.g. `queue:emails`, `cb:payments`), `outcome` `ok` or the error's kind (below), and
+//!   `duration_us` the time from the checkout of a connection to the decoded answer.
+//! - **`coordkit::store`** events: a call that failed on the store itself — the server
+//!   unreachable or too slow, credentials refused, a key of the wrong type, stored data that
+//!   cannot be decoded — with the error's text, which names the server or the key. A script's
+//!   refusal of its input (`outcome` `script`) is the caller's business and is not logged.
+//! - **`coordkit.task`**: one attempt of one queue task in a worker, around its handler:
+//!   `queue` (the queue's name), `task_id`, `attempt` (from 1), `outcome` (`completed`,
+//!   `failed`, `dead_lettered`, `deferred`, `panicked`, `lease_lost`) and `duration_us` (the
+//!   handler's run). The handler's own spans and events are its children.
+//!
+//! The error kinds in `outcome`: `unavailable`, `timeout`, `auth`, `invalid_name`,
+//! `invalid_config`, `script`, `decode`, `wrong_type`, `corrupt`, `server`.
+
+use std::time::Instant;
+
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::error::Error;
+use crate::keyspace::{Key, redis_hash_tag};
+
+/// The target of the script-call spans.
+pub const SCRIPT_TARGET: &str = "coordkit::script";
+/// The target of the events for calls that failed on the store.
+pub const STORE_TARGET: &str = "coordkit::store";
+/// The target of the worker-task spans.
+pub const TASK_TARGET: &str = "coordkit::task";
+/// The target of a worker's warnings about its own claims and settles.
+pub const WORKER_TARGET: &str = "coordkit::worker";
+
+/// The kind of an error, as the `outcome` field gives it.
+pub fn outcome_of(error: &Error) -> &'static str {
+    match error {
+        Error::Unavailable { .. } => "unavailable",
+        Error::Timeout { .. } => "timeout",
+        Error::Auth { .. } => "auth",
+        Error::InvalidName { .. } => "invalid_name",
+        Error::InvalidConfig { .. } => "invalid_config",
+        Error::Script { .. } => "script",
+        Error::Decode { .. } => "decode",
+        Error::WrongType { .. } => "wrong_type",
+        Error::Corrupt { .. } => "corrupt",
+        Error::Server { .. } => "server",
+    }
+}
+
+/// Whether an error is the store's (logged at WARN) rather than a refusal of the input.
+fn is_store_failure(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Unavailable { .. }
+            | Error::Timeout { .. }
+            | Error::Auth { .. }
+            | Error::WrongType { .. }
+            | Error::Corrupt { .. }
+            | Error::Decode { .. }
+            | Error::Server { .. }
+    )
+}
+
+/// The span of one script call, and when it started (`None` when nobody listens). It is open
+/// from the call's start to its end (its parent is the caller's current span) without being
+/// entered, so it adds no layer to the call's future.
+pub(crate) struct ScriptSpan {
+    span: Span,
+    started: Option<Instant>,
+    script: &'static str,
+}
+
+impl ScriptSpan {
+    /// Opens the span of `calls` invocations of `script` on `keys` (the first names the
+    /// instance).
+    pub(crate) fn new(script: &'static str, keys: &[Key], calls: usize) -> Self {
+        let instance = keys.first().map_or("", |k| redis_hash_tag(k.as_str()));
+        let span = tracing::debug_span!(
+            target: SCRIPT_TARGET,
+            "coordkit.script",
+            script,
+            instance,
+            calls,
+            outcome = Empty,
+            duration_us = Empty,
+        );
+        let started = (!span.is_disabled()).then(Instant::now);
+        ScriptSpan {
+            span,
+            started,
+            script,
+        }
+    }
+
+    /// Records the call's outcome and hands `result` back; a store failure is also a WARN event
+    /// naming the instance.
+    pub(crate) fn finish<T>(&self, keys: &[Key], result: Result<T, Error>) -> Result<T, Error> {
+        if let Some(started) = self.started {
+            let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.span.record("duration_us", us);
+            self.span
+                .record("outcome", result.as_ref().map_or_else(outcome_of, |_| "ok"));
+        }
+        if let Err(error) = &result {
+            self.note(keys, error);
+        }
+        result
+    }
+
+    /// A WARN event for `error` when it is the store's, naming the instance of `keys`.
+    pub(crate) fn note(&self, keys: &[Key], error: &Error) {
+        if is_store_failure(error) {
+            let instance = keys.first().map_or("", |k| redis_hash_tag(k.as_str()));
+            tracing::warn!(
+                target: STORE_TARGET,
+                script = self.script,
+                instance,
+                outcome = outcome_of(error),
+                error = %error,
+                "coordkit store call failed"
+            );
+        }
+    }
+}
