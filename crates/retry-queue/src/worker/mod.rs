@@ -15,6 +15,7 @@ mod resume;
 mod runtime;
 mod settle;
 mod stats;
+mod trace;
 
 use std::any::{Any, TypeId};
 use std::fmt::Display;

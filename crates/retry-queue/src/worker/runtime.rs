@@ -10,13 +10,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use coordkit_core::time::RetryDelay;
+use coordkit_core::trace::WORKER_TARGET;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::builder::WorkerConfig;
 use super::health::Health;
 use super::settle::Outcome;
 use super::stats::Counters;
+use super::trace::{PANICKED, TaskSpan};
 use super::{BoxFuture, Handler};
 use crate::error::Result;
 use crate::queue::Queue;
@@ -84,6 +87,7 @@ pub(super) async fn wake_loop(
         // instead, and say so.
         move || {
             tracing::warn!(
+                target: WORKER_TARGET,
                 "the wake-up subscription ended; polling every {POLL_WITHOUT_WAKEUPS:?}"
             );
             health.failed(
@@ -138,7 +142,7 @@ pub(super) async fn claim_loop(
         match claim_caught(&shared.queue, asked, shared.config.capabilities.clone()).await {
             Err(e) => {
                 shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(queue = shared.queue.name(), error = %e, "claim failed");
+                tracing::warn!(target: WORKER_TARGET, queue = shared.queue.name(), error = %e, "claim failed");
                 shared.health.claim_failed(e);
                 drop(permits);
                 tokio::select! {
@@ -215,7 +219,7 @@ impl<T> Future for CatchUnwind<T> {
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".to_owned());
-                Poll::Ready(Err(format!("panicked: {text}")))
+                Poll::Ready(Err(text))
             }
         }
     }
@@ -233,7 +237,12 @@ async fn run_task(
     shared.running.started(&task.id);
     let in_place = !shared.queue.config().retry_in_place_below.is_zero();
     loop {
-        let settle = match guarded(&shared, &task, claim_now).await {
+        let traced = TaskSpan::new(shared.queue.name(), &task);
+        let settle = guarded(&shared, &task, claim_now)
+            .instrument(traced.span().clone())
+            .await;
+        traced.finish(&settle);
+        let settle = match settle {
             Settle::Fail(error) if in_place => Settle::FailInPlace(error),
             settle => {
                 shared.running.finished();
@@ -336,7 +345,7 @@ async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
                     }
                     Err(e) => {
                         shared.counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(queue = shared.queue.name(), task = %task.id, error = %e, "lease renewal failed");
+                        tracing::warn!(target: WORKER_TARGET, queue = shared.queue.name(), task_id = %task.id, error = %e, "lease renewal failed");
                         shared.health.failed("lease renewal", e.to_string());
                     }
                 }
@@ -347,7 +356,7 @@ async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
         Ok(settle) => settle,
         Err(panic) => {
             shared.counters.panics.fetch_add(1, Ordering::Relaxed);
-            Settle::Fail(format!("the handler {panic}"))
+            Settle::Fail(format!("{PANICKED}: {panic}"))
         }
     }
 }

@@ -99,7 +99,7 @@ async fn settle_batch(
                 // "lease lost", which changes nothing). Past that, the leases run out and the
                 // tasks are handed out again: at least once, never lost.
                 if tries > 15 {
-                    tracing::warn!(queue = queue.name(), error = %e, tasks = batch.len(), "settle failed; the leases will run out");
+                    tracing::warn!(target: coordkit_core::trace::WORKER_TARGET, queue = queue.name(), error = %e, tasks = batch.len(), "settle failed; the leases will run out");
                     health.unsettled(batch.len() as u64, e.to_string());
                     return;
                 }
