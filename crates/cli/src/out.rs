@@ -1,0 +1,135 @@
+//! What a command prints: a [`Report`] holds both renderings (a table for people, JSON for
+//! scripts); [`emit`] writes to stdout, and a closed stdout (`| head`) ends the command quietly.
+
+use std::io::{IsTerminal, Write};
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use serde_json::Value;
+
+use crate::fail::{Fail, Outcome};
+
+/// One answer of a command, in both renderings.
+#[derive(Debug)]
+pub(crate) struct Report {
+    /// For people: tables and lines, ending with a newline.
+    pub(crate) human: String,
+    /// For scripts.
+    pub(crate) json: Value,
+}
+
+impl Report {
+    /// The rendering asked for, ending with a newline (JSON on one line when `compact`).
+    pub(crate) fn render(&self, json: bool, compact: bool) -> String {
+        if !json {
+            return self.human.clone();
+        }
+        let mut text = if compact {
+            self.json.to_string()
+        } else {
+            serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| self.json.to_string())
+        };
+        text.push('\n');
+        text
+    }
+}
+
+/// What a change did: its report, and the failure to end with when it was done only in part
+/// (exit 1 after the report is printed).
+#[derive(Debug)]
+pub(crate) struct Changed {
+    pub(crate) report: Report,
+    pub(crate) partial: Option<Fail>,
+}
+
+impl From<Report> for Changed {
+    fn from(report: Report) -> Self {
+        Self {
+            report,
+            partial: None,
+        }
+    }
+}
+
+/// Writes `text` to stdout and flushes it. A reader that went away stops the command
+/// quietly (exit 0); any other failure to write is exit 1.
+pub(crate) fn emit(text: &str) -> Outcome {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Fail::quiet()),
+        Err(e) => Err(Fail::failed(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Whether stdout is a terminal (tables then fit its width; `--watch` clears the screen).
+pub(crate) fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+/// A table with `headers` and `rows`, as text ending with a newline.
+pub(crate) fn table<R, C>(headers: &[&str], rows: R) -> String
+where
+    R: IntoIterator<Item = C>,
+    C: IntoIterator<Item = String>,
+{
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(if stdout_is_terminal() {
+            ContentArrangement::Dynamic
+        } else {
+            ContentArrangement::Disabled
+        })
+        .set_header(headers.iter().copied());
+    for row in rows {
+        table.add_row(row);
+    }
+    let mut text = table.to_string();
+    text.push('\n');
+    text
+}
+
+/// A two-column table of `field`, `value` pairs.
+pub(crate) fn fields<'a, I>(pairs: I) -> String
+where
+    I: IntoIterator<Item = (&'a str, String)>,
+{
+    table(
+        &["field", "value"],
+        pairs
+            .into_iter()
+            .map(|(name, value)| vec![name.to_owned(), value]),
+    )
+}
+
+/// An optional value, or `-`.
+pub(crate) fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Asks before a change: `--yes` goes ahead; on a terminal, the operator answers `y`;
+/// without a terminal and without `--yes`, the command is refused (exit 2). `what` says the
+/// change, as in "purge 3 tasks from the dead-letter queue of emails".
+pub(crate) fn confirm(yes: bool, what: &str) -> Outcome {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Fail::usage(format!(
+            "refusing to {what} without --yes: stdin is not a terminal to confirm on"
+        )));
+    }
+    eprint!("{what}? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Fail::failed(format!("cannot read the answer: {e}")))?;
+    match answer.trim() {
+        "y" | "Y" | "yes" | "YES" | "Yes" => Ok(()),
+        _ => Err(Fail::failed("not confirmed: nothing was changed")),
+    }
+}
