@@ -34,6 +34,8 @@
 //! `coordkit-core`'s subscriber), so it sees and does exactly what a program would.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// `serde_json::json!` of the reports nests deeply.
+#![recursion_limit = "256"]
 
 use std::process::ExitCode;
 
