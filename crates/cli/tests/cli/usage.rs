@@ -1,0 +1,123 @@
+//! Bad usage (exit 2), a server that is down (exit 1), help and --watch.
+
+use coordkit_retry_queue::{Queue, TaskOptions};
+
+use crate::common::{Harness, bare, fails_with};
+
+#[test]
+fn bad_usage_exits_2_with_clap_s_message() {
+    let out = bare()
+        .args(["-n", "x", "queue", "frobnicate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
+    let out = bare().args(["-n", "x", "queue", "stats"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bare()
+        .args(["-n", "x", "--watch", "0", "queue", "stats", "q"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn our_own_usage_errors_are_one_line_and_exit_2() {
+    let err = fails_with(bare().args(["queue", "stats", "q"]), 2, &["no namespace"]);
+    assert!(err.contains("--namespace"), "{err}");
+    let err = fails_with(
+        bare().args(["-n", "a b", "queue", "stats", "q"]),
+        2,
+        &["bad namespace"],
+    );
+    assert!(err.contains("invalid namespace"), "{err}");
+    let err = fails_with(
+        bare().args(["-n", "x", "--url", "http://h:1", "queue", "stats", "q"]),
+        2,
+        &["bad url"],
+    );
+    assert!(err.contains("url"), "{err}");
+    let err = fails_with(
+        bare()
+            .env("REDIS_PORT", "70000")
+            .args(["-n", "x", "queue", "stats", "q"]),
+        2,
+        &["bad REDIS_PORT"],
+    );
+    assert!(err.contains("REDIS_PORT"), "{err}");
+}
+
+#[test]
+fn a_server_that_is_down_exits_1_with_one_line() {
+    // A port nothing listens on (a server started, then stopped).
+    let mut server = coordkit_testkit::RedisServer::start().unwrap();
+    let url = server.url();
+    server.stop();
+    for args in [
+        vec!["queue", "stats", "q"],
+        vec!["breaker", "show", "b"],
+        vec!["-y", "queue", "dlq", "purge", "q", "--all"],
+        vec!["events", "tail"],
+    ] {
+        let mut cmd = bare();
+        cmd.args(["--url", &url, "-n", "x"]).args(&args);
+        let err = fails_with(&mut cmd, 1, &args);
+        assert!(err.contains("unavailable"), "{err}");
+    }
+    // The environment's fallbacks are read when there is no --url.
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let mut cmd = bare();
+    cmd.env("REDIS_HOST", "127.0.0.1")
+        .env("REDIS_PORT", &port)
+        .args(["-n", "x", "queue", "stats", "q"]);
+    let err = fails_with(&mut cmd, 1, &["env"]);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn help_names_every_group() {
+    let out = bare().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for group in [
+        "queue", "breaker", "errors", "metrics", "agents", "context", "events",
+    ] {
+        assert!(help.contains(&format!("  {group} ")), "{group}: {help}");
+    }
+}
+
+#[test]
+fn watch_prints_again_until_interrupted() {
+    let t = Harness::new(coordkit_testkit::Topology::Standalone);
+    let q = Queue::builder(&t.pool, &t.keyspace, "w").build().unwrap();
+    t.block_on(q.enqueue_json("x", TaskOptions::default()))
+        .unwrap();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coordkit"));
+    cmd.args([
+        "--url",
+        &t.redis.url(),
+        "-n",
+        t.ns(),
+        "--json",
+        "--watch",
+        "1",
+        "queue",
+        "stats",
+        "w",
+    ])
+    .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["ready"], 1);
+    t.block_on(q.enqueue_json("y", TaskOptions::default()))
+        .unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["ready"], 2);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
