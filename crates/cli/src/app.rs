@@ -227,6 +227,8 @@ pub(crate) enum SeriesKind {
     Gauge,
     /// Increments, with a total.
     Counter,
+    /// Observations in fixed buckets (`agg` only: all observations, estimated percentiles).
+    Histogram,
 }
 
 /// A series on the command line.
@@ -255,9 +257,10 @@ pub(crate) enum MetricsCommand {
     Agg {
         #[command(flatten)]
         series: SeriesArg,
-        /// The window, back from now: 90s, 15m, 1h, …
-        #[arg(long, default_value = "5m", value_parser = crate::time::parse_duration)]
-        window: std::time::Duration,
+        /// The window, back from now: 90s, 15m, 1h, … (default 5m; a histogram has none: it
+        /// aggregates every observation)
+        #[arg(long, value_parser = crate::time::parse_duration)]
+        window: Option<std::time::Duration>,
         /// The percentiles, as fractions.
         #[arg(
             long,

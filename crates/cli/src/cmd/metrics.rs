@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use coordkit_metrics::{Kind, Metrics, SampleWindow, Series};
+use coordkit_metrics::{Histogram, Kind, Metrics, SampleWindow, Series};
 use serde_json::{Value, json};
 
 use super::{Ctx, any_exists};
@@ -33,6 +33,9 @@ pub(crate) async fn run(ctx: &Ctx, command: &MetricsCommand) -> Outcome {
                     })
                     .await
                 }
+                SeriesKind::Histogram => Err(Fail::usage(
+                    "a histogram keeps no samples, only bucket counts: use `metrics agg --kind histogram`",
+                )),
             }
         }
         MetricsCommand::Agg {
@@ -45,19 +48,40 @@ pub(crate) async fn run(ctx: &Ctx, command: &MetricsCommand) -> Outcome {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
+            let explicit_window = window.is_some();
+            let window = window.unwrap_or(DEFAULT_WINDOW);
             match series.kind {
                 SeriesKind::Gauge => {
                     let s = open(ctx, metrics.gauge(&name, &labels)?, series).await?;
-                    ctx.read(|| aggregate(&s, *window, percentiles)).await
+                    ctx.read(|| aggregate(&s, window, percentiles)).await
                 }
                 SeriesKind::Counter => {
                     let s = open(ctx, metrics.counter(&name, &labels)?, series).await?;
-                    ctx.read(|| aggregate(&s, *window, percentiles)).await
+                    ctx.read(|| aggregate(&s, window, percentiles)).await
+                }
+                SeriesKind::Histogram => {
+                    if explicit_window {
+                        return Err(Fail::usage(
+                            "a histogram has no window: it aggregates every observation (drop --window)",
+                        ));
+                    }
+                    let h = metrics.histogram(&name, &labels)?;
+                    if !any_exists(&ctx.pool, std::slice::from_ref(h.key())).await? {
+                        return Err(Fail::failed(format!(
+                            "unknown histogram series {:?} in namespace {:?}: it holds no observations",
+                            series.series,
+                            ctx.namespace()
+                        )));
+                    }
+                    ctx.read(|| histogram(&h, percentiles)).await
                 }
             }
         }
     }
 }
+
+/// The window of `agg` when none is given.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
 
 /// `name` or `name{label=value,…}`.
 pub(crate) fn parse_series(text: &str) -> Outcome<(String, Vec<(String, String)>)> {
@@ -162,6 +186,47 @@ async fn aggregate<K: Kind>(
             "max": a.max,
             "avg": a.avg(),
             "percentiles": a.quantiles.iter().map(|(q, p)| json!({"q": q, "value": p})).collect::<Vec<_>>(),
+        }),
+    })
+}
+
+/// A histogram's observations: exact count, sum, min, max; percentiles estimated from its
+/// buckets.
+async fn histogram(h: &Histogram, percentiles: &[f64]) -> Outcome<Report> {
+    let snapshot = h.snapshot().await?;
+    let estimates: Vec<(f64, Option<f64>)> = percentiles
+        .iter()
+        .map(|&q| (q, snapshot.quantile(q)))
+        .collect();
+    let mut rows = vec![
+        ("series", h.id().encoded().to_owned()),
+        ("count", snapshot.count.to_string()),
+        ("sum", snapshot.sum.to_string()),
+        ("min", or_dash(snapshot.min)),
+        ("max", or_dash(snapshot.max)),
+        ("avg", or_dash(snapshot.avg())),
+    ];
+    let labels: Vec<String> = estimates
+        .iter()
+        .map(|(q, _)| format!("p{} (estimated)", q * 100.0))
+        .collect();
+    for ((_, p), label) in estimates.iter().zip(&labels) {
+        rows.push((label.as_str(), or_dash(*p)));
+    }
+    Ok(Report {
+        human: fields(rows),
+        json: json!({
+            "series": h.id().encoded(),
+            "name": h.id().name(),
+            "labels": h.id().labels(),
+            "kind": "histogram",
+            "window_ms": Value::Null,
+            "count": snapshot.count,
+            "sum": snapshot.sum,
+            "min": snapshot.min,
+            "max": snapshot.max,
+            "avg": snapshot.avg(),
+            "percentiles": estimates.iter().map(|(q, p)| json!({"q": q, "value": p})).collect::<Vec<_>>(),
         }),
     })
 }

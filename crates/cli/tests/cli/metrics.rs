@@ -46,6 +46,18 @@ cli_test! {
         assert_eq!(json["total"], 120.0);
         assert_eq!(json["samples"].as_array().unwrap().len(), 2);
 
+        let latency = metrics.histogram("latency_ms", &[("route", "/chat")]).unwrap();
+        t.block_on(latency.observe_batch(&[12.0, 15.0, 18.0, 250.0])).unwrap();
+        let h = t.json(&["metrics", "agg", "latency_ms{route=/chat}", "--kind", "histogram", "--percentiles", "0.5,0.99"]);
+        let snapshot = t.block_on(latency.snapshot()).unwrap();
+        assert_eq!(h["count"], 4);
+        assert_eq!(h["sum"], snapshot.sum);
+        assert_eq!(h["max"], 250.0);
+        assert_eq!(h["percentiles"][1]["value"], snapshot.quantile(0.99).unwrap());
+        t.fails(2, &["metrics", "tail", "latency_ms{route=/chat}", "--kind", "histogram"]);
+        t.fails(2, &["metrics", "agg", "latency_ms{route=/chat}", "--kind", "histogram", "--window", "1h"]);
+        t.fails(1, &["metrics", "agg", "latency_ms", "--kind", "histogram"]);
+
         let err = t.fails(1, &["metrics", "tail", "tokens"]);
         assert!(err.contains("unknown gauge series"), "{err}");
         t.fails(1, &["metrics", "tail", "loss{run=other}"]);
