@@ -2,6 +2,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 /// Inspect and operate coordkit's primitives in Redis: queues, circuit breakers, error
 /// trackers, metrics, agents, shared context and events.
 #[derive(Debug, Parser)]
@@ -15,10 +18,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
                   2 bad usage."
 )]
 pub(crate) struct Cli {
-    /// Redis URL: redis://[user:password@]host:port[/db], rediss://… (TLS),
-    /// redis+cluster://host1:port1,host2:port2 (cluster). Prefer REDIS_URL for URLs with a
-    /// password (command lines are visible to other users).
-    #[arg(long, global = true, value_name = "URL")]
+    /// The Redis URL (standalone, TLS or cluster).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = GLOBAL,
+        help = "Redis URL: redis://[user:password@]host:port[/db], rediss://… (TLS), \
+                redis+cluster://host1:port1,host2:port2 (cluster). Prefer REDIS_URL for URLs \
+                with a password (command lines are visible to other users)"
+    )]
     pub(crate) url: Option<String>,
 
     /// The namespace the instances live in (required).
@@ -27,12 +36,13 @@ pub(crate) struct Cli {
         long,
         global = true,
         env = "COORDKIT_NAMESPACE",
-        value_name = "NS"
+        value_name = "NS",
+        help_heading = GLOBAL
     )]
     pub(crate) namespace: Option<String>,
 
     /// Print JSON instead of tables (one document; one per line for live and --watch output).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub(crate) json: bool,
 
     /// Run a reading command again every SECS seconds, until Ctrl-C.
@@ -40,12 +50,13 @@ pub(crate) struct Cli {
         long,
         global = true,
         value_name = "SECS",
-        value_parser = clap::value_parser!(u64).range(1..=86_400)
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        help_heading = GLOBAL
     )]
     pub(crate) watch: Option<u64>,
 
     /// Do not ask before changing anything (required when stdin is not a terminal).
-    #[arg(short = 'y', long, global = true)]
+    #[arg(short = 'y', long, global = true, help_heading = GLOBAL)]
     pub(crate) yes: bool,
 
     #[command(subcommand)]
@@ -345,7 +356,7 @@ pub(crate) enum EventsCommand {
     /// Print the namespace's events as they come, until Ctrl-C.
     Tail {
         /// Which channels, as a glob on `<primitive>:<kind>`: `queue:*`, `cb:opened`,
-        /// `errors:*`, … (default: every event of the namespace).
+        /// `errors:*`, `ctx:*`, `metrics:threshold` (default: every event of the namespace).
         #[arg(default_value = "*")]
         pattern: String,
     },

@@ -55,7 +55,6 @@ fn a_server_that_is_down_exits_1_with_one_line() {
     server.stop();
     for args in [
         vec!["queue", "stats", "q"],
-        vec!["breaker", "show", "b"],
         vec!["-y", "queue", "dlq", "purge", "q", "--all"],
         vec!["events", "tail"],
     ] {
@@ -120,4 +119,34 @@ fn watch_prints_again_until_interrupted() {
         .unwrap();
     assert!(status.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn the_readme_shows_every_group_s_help_as_printed() {
+    let readme = include_str!("../../README.md");
+    for group in [
+        vec![],
+        vec!["queue"],
+        vec!["queue", "dlq"],
+        vec!["breaker"],
+        vec!["errors"],
+        vec!["metrics"],
+        vec!["agents"],
+        vec!["context"],
+        vec!["events"],
+    ] {
+        let out = bare()
+            .env_remove("COLUMNS")
+            .args(&group)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            readme.contains(&help),
+            "README.md lacks the help of `coordkit {}` (run crates/cli/gen-readme.sh):\n{help}",
+            group.join(" ")
+        );
+    }
 }
