@@ -48,6 +48,12 @@ mod out;
 mod time;
 
 fn main() -> ExitCode {
+    // A bug must still end in one line and exit 1, not a trace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.to_string().replace(['\n', '\r'], " ");
+        eprintln!("coordkit: internal error (please report it): {message}");
+        std::process::exit(1);
+    }));
     // Bad usage: clap prints the error and the usage, and exits with 2 (0 for --help).
     let cli = app::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()

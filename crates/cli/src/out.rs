@@ -1,7 +1,7 @@
 //! What a command prints: a [`Report`] holds both renderings (a table for people, JSON for
 //! scripts); [`emit`] writes to stdout, and a closed stdout (`| head`) ends the command quietly.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -115,21 +115,83 @@ pub(crate) fn or_dash<T: ToString>(value: Option<T>) -> String {
 /// without a terminal and without `--yes`, the command is refused (exit 2). `what` says the
 /// change, as in "purge 3 tasks from the dead-letter queue of emails".
 pub(crate) fn confirm(yes: bool, what: &str) -> Outcome {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    confirm_with(
+        yes,
+        terminal,
+        &mut stdin.lock(),
+        &mut std::io::stderr(),
+        what,
+    )
+}
+
+/// [`confirm`], reading the answer from `input` and asking on `prompt`.
+fn confirm_with(
+    yes: bool,
+    terminal: bool,
+    input: &mut dyn BufRead,
+    prompt: &mut dyn Write,
+    what: &str,
+) -> Outcome {
     if yes {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
+    if !terminal {
         return Err(Fail::usage(format!(
             "refusing to {what} without --yes: stdin is not a terminal to confirm on"
         )));
     }
-    eprint!("{what}? [y/N] ");
+    // The question goes to stderr, so stdout holds only the report.
+    let _ = write!(prompt, "{what}? [y/N] ").and_then(|()| prompt.flush());
     let mut answer = String::new();
-    std::io::stdin()
+    input
         .read_line(&mut answer)
         .map_err(|e| Fail::failed(format!("cannot read the answer: {e}")))?;
     match answer.trim() {
         "y" | "Y" | "yes" | "YES" | "Yes" => Ok(()),
         _ => Err(Fail::failed("not confirmed: nothing was changed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(yes: bool, terminal: bool, answer: &str) -> (Outcome, String) {
+        let mut prompt = Vec::new();
+        let outcome = confirm_with(
+            yes,
+            terminal,
+            &mut answer.as_bytes(),
+            &mut prompt,
+            "purge 2 tasks",
+        );
+        (outcome, String::from_utf8(prompt).unwrap())
+    }
+
+    #[test]
+    fn a_change_goes_ahead_only_when_confirmed() {
+        let (outcome, prompt) = ask(false, true, "y\n");
+        assert!(outcome.is_ok());
+        assert_eq!(prompt, "purge 2 tasks? [y/N] ");
+        assert!(ask(false, true, "yes\n").0.is_ok());
+        for no in ["\n", "n\n", "", "maybe\n"] {
+            let fail = ask(false, true, no).0.unwrap_err();
+            assert_eq!(fail.code, 1, "{no:?}");
+            assert!(fail.message.contains("nothing was changed"));
+        }
+        // --yes asks nothing, terminal or not.
+        assert_eq!(ask(true, false, "").1, "");
+        assert!(ask(true, true, "n\n").0.is_ok());
+        // No terminal, no --yes: bad usage, and no question.
+        let (outcome, prompt) = ask(false, false, "y\n");
+        let fail = outcome.unwrap_err();
+        assert_eq!(fail.code, 2);
+        assert!(
+            fail.message
+                .contains("refusing to purge 2 tasks without --yes")
+        );
+        assert_eq!(prompt, "");
     }
 }
