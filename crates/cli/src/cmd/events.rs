@@ -27,9 +27,20 @@ pub(crate) async fn run(ctx: &Ctx, command: &EventsCommand) -> Outcome {
         .await?;
     eprintln!("listening on {channels} (Ctrl-C to stop)");
     let prefix = format!("{}:events:", ctx.namespace());
+    let mut reconnections = events.reconnections();
     loop {
         let received = tokio::select! {
             received = events.recv() => received,
+            changed = reconnections.changed() => {
+                if changed.is_ok() {
+                    // Pub/sub does not replay: say so, and go on.
+                    eprintln!(
+                        "coordkit: the connection dropped and is back: events published \
+                         meanwhile were missed"
+                    );
+                }
+                continue;
+            }
             _ = tokio::signal::ctrl_c() => {
                 events.shutdown().await;
                 return Ok(());

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -109,23 +109,30 @@ impl Harness {
     /// Starts ARGS as a live process (stdout piped), and waits for its first stderr line
     /// (the live commands say there what they listen to once they do).
     pub(crate) fn spawn_live(&self, args: &[&str]) -> Live {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coordkit"));
-        clear_env(&mut cmd);
-        cmd.args(["--url", &self.redis.url(), "--namespace", self.ns()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        stderr.read_line(&mut first).unwrap();
-        let stdout = child.stdout.take().unwrap();
-        Live {
-            child,
-            lines: spawn_reader(stdout),
-            started: first,
-        }
+        spawn_live(&self.redis.url(), self.ns(), args)
+    }
+}
+
+/// Starts ARGS against `url` and `namespace` as a live process; see [`Harness::spawn_live`].
+pub(crate) fn spawn_live(url: &str, namespace: &str, args: &[&str]) -> Live {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coordkit"));
+    clear_env(&mut cmd);
+    cmd.args(["--url", url, "--namespace", namespace])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let errors = spawn_reader(child.stderr.take().unwrap());
+    let started = errors
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a first line on stderr within 10 s");
+    let stdout = child.stdout.take().unwrap();
+    Live {
+        child,
+        lines: spawn_reader(stdout),
+        errors,
+        started,
     }
 }
 
@@ -179,14 +186,15 @@ pub(crate) fn fails_with(cmd: &mut Command, code: i32, args: &[&str]) -> String 
 pub(crate) struct Live {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    errors: std::sync::mpsc::Receiver<String>,
     /// Its first line on stderr.
     pub(crate) started: String,
 }
 
-fn spawn_reader(stdout: ChildStdout) -> std::sync::mpsc::Receiver<String> {
+fn spawn_reader(pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { return };
             if tx.send(line).is_err() {
                 return;
@@ -202,6 +210,13 @@ impl Live {
         self.lines
             .recv_timeout(Duration::from_secs(10))
             .expect("a line from the live command within 10 s")
+    }
+
+    /// The next stderr line after the first, waiting at most 10 s.
+    pub(crate) fn error_line(&mut self) -> String {
+        self.errors
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line on stderr within 10 s")
     }
 
     /// Stops it with SIGINT (what Ctrl-C sends) and answers its exit code.

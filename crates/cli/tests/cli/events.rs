@@ -32,3 +32,35 @@ cli_test! {
         drop(all);
     }
 }
+
+/// On a server of its own: killing its pub/sub connections would disturb the other tests.
+#[test]
+fn tail_says_when_events_were_missed_and_goes_on() {
+    let server = coordkit_testkit::RedisServer::start().unwrap();
+    let mut live = crate::common::spawn_live(&server.url(), "solo", &["events", "tail"]);
+    let killed: u64 = server
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .unwrap();
+    assert!(killed >= 1);
+    let note = live.error_line();
+    assert!(
+        note.contains("events published meanwhile were missed"),
+        "{note}"
+    );
+    let rt = coordkit_testkit::blocking_runtime();
+    rt.block_on(async {
+        let pool = coordkit_core::Pool::connect(
+            coordkit_core::PoolConfig::from_url(&server.url()).unwrap(),
+        )
+        .await
+        .unwrap();
+        let keyspace = coordkit_core::Keyspace::new("solo").unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &keyspace, "b")
+            .build()
+            .unwrap();
+        breaker.force(Forced::Open).await.unwrap();
+    });
+    let line = live.line();
+    assert!(line.contains("cb:forced circuit-breaker b"), "{line}");
+    assert_eq!(live.interrupt(), Some(0));
+}
