@@ -150,3 +150,88 @@ fn the_readme_shows_every_group_s_help_as_printed() {
         );
     }
 }
+
+#[test]
+fn the_environment_names_the_server_and_the_namespace() {
+    let t = Harness::new(coordkit_testkit::Topology::Standalone);
+    let q = Queue::builder(&t.pool, &t.keyspace, "env").build().unwrap();
+    t.block_on(q.enqueue_json("x", TaskOptions::default()))
+        .unwrap();
+    let out = bare()
+        .env("REDIS_URL", t.redis.url())
+        .env("COORDKIT_NAMESPACE", t.ns())
+        .args(["--json", "queue", "stats", "env"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ready"], 1);
+    // --url wins over REDIS_URL; --namespace over COORDKIT_NAMESPACE.
+    let out = bare()
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("COORDKIT_NAMESPACE", "elsewhere")
+        .args([
+            "--url",
+            &t.redis.url(),
+            "-n",
+            t.ns(),
+            "queue",
+            "stats",
+            "env",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn watch_for_people_prints_a_header_per_refresh() {
+    let t = Harness::new(coordkit_testkit::Topology::Standalone);
+    let q = Queue::builder(&t.pool, &t.keyspace, "h").build().unwrap();
+    t.block_on(q.enqueue_json("x", TaskOptions::default()))
+        .unwrap();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("coordkit"));
+    cmd.args([
+        "--url",
+        &t.redis.url(),
+        "-n",
+        t.ns(),
+        "--watch",
+        "1",
+        "queue",
+        "stats",
+        "h",
+    ])
+    .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut headers = 0;
+    for line in lines {
+        let line = line.unwrap();
+        assert!(
+            !line.contains('\u{1b}'),
+            "no screen clearing when stdout is not a terminal"
+        );
+        if line.starts_with("every 1s, at ") {
+            headers += 1;
+            if headers == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(headers, 2);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
