@@ -41,7 +41,8 @@ pub(crate) async fn run(ctx: &Ctx, command: &QueueCommand) -> Outcome {
                 ""
             };
             let what = if *all {
-                format!("requeue every dead-lettered task of queue {name}{fresh}")
+                let dead = queue.stats().await?.dead;
+                format!("requeue every dead-lettered task of queue {name} ({dead} now){fresh}")
             } else {
                 format!(
                     "requeue {} dead-lettered task(s) of queue {name}{fresh}",
@@ -55,7 +56,8 @@ pub(crate) async fn run(ctx: &Ctx, command: &QueueCommand) -> Outcome {
             ctx.no_watch("queue dlq purge")?;
             let queue = open(ctx, name).await?;
             let what = if *all {
-                format!("delete every dead-lettered task of queue {name} for good")
+                let dead = queue.stats().await?.dead;
+                format!("delete every dead-lettered task of queue {name} ({dead} now) for good")
             } else {
                 format!(
                     "delete {} dead-lettered task(s) of queue {name} for good",
