@@ -203,3 +203,21 @@ cli_test! {
         t.fails(2, &["-y", "--watch", "1", "queue", "pause", "work"]);
     }
 }
+
+cli_test! {
+    fn bad_stored_data_is_one_line_naming_the_key(t) {
+        let q = queue(&t, "bad");
+        let info = q.keys().iter().find(|k| k.as_str().ends_with(":info")).unwrap().clone();
+        let _: () = t
+            .block_on(t.pool.query(coordkit_core::redis::cmd("SET").arg(&info).arg("not a hash")))
+            .unwrap();
+        let err = t.fails(1, &["queue", "stats", "bad"]);
+        assert!(err.contains(info.as_str()) && err.contains("string"), "{err}");
+        t.fails(1, &["-y", "queue", "pause", "bad"]);
+        assert_eq!(
+            t.block_on(t.pool.query::<String>(coordkit_core::redis::cmd("GET").arg(&info))).unwrap(),
+            "not a hash",
+            "nothing written over it"
+        );
+    }
+}
