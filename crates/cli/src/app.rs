@@ -1,12 +1,13 @@
 //! The command line: every option and subcommand, as clap parses them.
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The heading of the options every command takes.
 const GLOBAL: &str = "Global options";
 
 /// Inspect and operate coordkit's primitives in Redis: queues, circuit breakers, error
-/// trackers, metrics, agents, shared context and events.
+/// trackers, metrics, agents, shared context, agent messaging, workflows and events.
 #[derive(Debug, Parser)]
 #[command(
     name = "coordkit",
@@ -84,6 +85,12 @@ pub(crate) enum Command {
     /// Shared context: an entity's fields, its history, its changes live.
     #[command(subcommand)]
     Context(ContextCommand),
+    /// Agent messaging: live agents, an agent's inbox, a capability's members and inbox.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
+    /// Workflow stores: counts, workflows (stuck ones marked), one workflow, cancel.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// The namespace's events, live.
     #[command(subcommand)]
     Events(EventsCommand),
@@ -347,6 +354,80 @@ pub(crate) enum ContextCommand {
         /// Start after this version instead of the current one (0: from the beginning).
         #[arg(long, value_name = "VERSION")]
         from: Option<u64>,
+    },
+}
+
+/// `coordkit mesh …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum MeshCommand {
+    /// The namespace's live agents (their heartbeat has not run out).
+    Agents,
+    /// An agent's own inbox: waiting messages and requests, pending, counters, presence.
+    Inbox {
+        /// The agent's name.
+        agent: String,
+    },
+    /// A capability: its live members and its shared inbox.
+    Capability {
+        /// The capability.
+        capability: String,
+    },
+}
+
+/// A workflow's status on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WorkflowStatus {
+    /// Created, not claimed yet.
+    Pending,
+    /// Claimed by an owner.
+    Running,
+    /// Completed with a result.
+    Completed,
+    /// Failed with an error.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// `coordkit workflow …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkflowCommand {
+    /// Counts by status, those finished within a window, and their durations.
+    Stats {
+        /// The store's name.
+        store: String,
+        /// The window: 90s, 15m, 1h, 7d, …
+        #[arg(long, default_value = "1h", value_parser = crate::time::parse_duration)]
+        window: std::time::Duration,
+    },
+    /// Workflows, oldest first: the active ones (running ones whose lease ran out are marked
+    /// orphaned), or those of one status or type.
+    Ls {
+        /// The store's name.
+        store: String,
+        /// Only this status.
+        #[arg(long, value_enum, conflicts_with = "kind")]
+        status: Option<WorkflowStatus>,
+        /// Only this type.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=10_000).map(usize::from))]
+        limit: usize,
+    },
+    /// Everything about one workflow: header, input, checkpoints, outcome.
+    Show {
+        /// The store's name.
+        store: String,
+        /// The workflow's id.
+        id: String,
+    },
+    /// Cancel a pending or running workflow (its holder's next write is refused).
+    Cancel {
+        /// The store's name.
+        store: String,
+        /// The workflow's id.
+        id: String,
     },
 }
 

@@ -87,6 +87,24 @@ impl From<coordkit_metrics::MetricsError> for Fail {
     }
 }
 
+impl From<coordkit_workflow::WorkflowError> for Fail {
+    fn from(e: coordkit_workflow::WorkflowError) -> Self {
+        match e {
+            coordkit_workflow::WorkflowError::Core(core) => core.into(),
+            other => Fail::failed(other),
+        }
+    }
+}
+
+impl From<coordkit_mesh::AgentError> for Fail {
+    fn from(e: coordkit_mesh::AgentError) -> Self {
+        match e {
+            coordkit_mesh::AgentError::Core(core) => core.into(),
+            other => Fail::failed(other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

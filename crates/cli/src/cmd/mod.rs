@@ -14,8 +14,10 @@ mod breaker;
 mod context;
 mod errors;
 mod events;
+mod mesh;
 mod metrics;
 mod queue;
+mod workflow;
 
 /// What every command needs: the pool, the namespace and the global options.
 pub(crate) struct Ctx {
@@ -51,6 +53,8 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Metrics(command) => metrics::run(&ctx, command).await,
         Command::Agents(command) => agents::run(&ctx, command).await,
         Command::Context(command) => context::run(&ctx, command).await,
+        Command::Mesh(command) => mesh::run(&ctx, command).await,
+        Command::Workflow(command) => workflow::run(&ctx, command).await,
         Command::Events(command) => events::run(&ctx, command).await,
     }
 }

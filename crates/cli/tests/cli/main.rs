@@ -10,6 +10,8 @@ mod breaker;
 mod context;
 mod errors;
 mod events;
+mod mesh;
 mod metrics;
 mod queue;
 mod usage;
+mod workflow;

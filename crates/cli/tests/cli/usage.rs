@@ -133,6 +133,8 @@ fn the_readme_shows_every_group_s_help_as_printed() {
         vec!["metrics"],
         vec!["agents"],
         vec!["context"],
+        vec!["mesh"],
+        vec!["workflow"],
         vec!["events"],
     ] {
         let out = bare()
