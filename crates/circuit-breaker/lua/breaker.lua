@@ -10,6 +10,8 @@
 --   r   count window ring, one char per call: S ok, F failed, s ok but slow, f failed and
 --       slow, . empty
 --   b<slot>  time window bucket: "<bucket id>:<calls>:<failures>:<slow>"
+--   g   the rules of the last operation that wrote s (ARGV[3] as given), so that a reader
+--       without the application's configuration (the `coordkit` command) applies the same
 --   Every stored number is a whole number below 2^48 (MAXN), checked before use; the counts
 --   this script adds to (epoch, consecutive failures, re-openings, half-open successes, a
 --   bucket's figures) stop at 2^48 - 1 (MAXI), so it never writes one it would refuse. Only
@@ -103,7 +105,7 @@ elseif op == 'record' then
   -- validate: S's type (the HMGET); s whole and bounded; the ring's byte at the next slot and
   -- the figures without it (0 <= failures, slow <= calls < window), so the write keeps them
   -- consistent. Anything else falls through to the general path, which raises the fault.
-  local raw = redis.call('HMGET', S, 's', 'r')
+  local raw = redis.call('HMGET', S, 's', 'r', 'g')
   local s, ring = raw[1], raw[2]
   if wk == WINDOW_COUNT and ((not s and not ring) or (s and ring and #s == SLEN and #ring == wsize)) then
     local st, ep, cf, pos, n, nf, ns = CLOSED, 1, 0, 0, 0, 0, 0
@@ -153,7 +155,13 @@ elseif op == 'record' then
           ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
           pos = pos + 1
           if pos == wsize then pos = 0 end
-          redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring)
+          if raw[3] == ARGV[3] then
+            redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring)
+          else
+            -- (The rules, for readers without the configuration: see `g` above.)
+            redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring,
+              'g', ARGV[3])
+          end
           if st == CLOSED and redis.call('PTTL', S) < idle_ms * 0.75 then
             redis.call('PEXPIRE', S, idle_ms)
           end
@@ -187,13 +195,15 @@ local MAXI = MAXN - 1
 -- bounded. P (open or half-open only; no other state writes it): its type (the ZRANGE, its
 -- first call) and every lease deadline bounded. Then settle, the operation and save only work
 -- on these checked numbers.
-local fields = { 's', 'c' }
+local fields = { 's', 'c', 'g' }
 if cfg.wkind == 'c' then
-  fields[3] = 'r'
+  fields[4] = 'r'
 else
   for i = 0, cfg.wsize - 1 do fields[#fields + 1] = 'b' .. i end
 end
 local raw = redis.call('HMGET', S, unpack(fields))
+-- The rules as the last writer stored them (written again by save() when they differ).
+local stored_rules = raw[3]
 b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns = CLOSED, 1, 0, 0, 0, 0, 0
 b.oa, b.ou, b.rc, b.hs, b.hok = 0, 0, 0, 0, 0
 if raw[1] then
@@ -223,7 +233,7 @@ end
 if b.ep == 0 then b.ep = 1 end
 
 if cfg.wkind == 'c' then
-  local ring = raw[3]
+  local ring = raw[4]
   if ring and #ring == cfg.wsize then
     if not (b.pos < cfg.wsize and b.wn <= cfg.wsize and b.wnf <= b.wn and b.wns <= b.wn) then
       ck_corrupt(S, string.format('field s: next slot %d, calls %d, failures %d, slow %d do not '
@@ -231,8 +241,10 @@ if cfg.wkind == 'c' then
     end
     b.ring = ring
   else
-    -- Absent, or the window's size was changed: a fresh window.
+    -- Absent, or the window's size was changed: a fresh window, written with the figures
+    -- (figures of an empty window over the old ring would not match it).
     b.ring, b.pos, b.wn, b.wnf, b.wns = string.rep('.', cfg.wsize), 0, 0, 0, 0
+    b.ring_fresh = ring ~= nil
   end
   -- A record reads one byte of the ring, the call leaving the window (scanning all of it
   -- would cost the hot path microseconds): that byte is checked, the others when their turn
@@ -256,7 +268,7 @@ else
   -- slots[i]: { bucket id, calls, failures, slow } or false.
   b.slots = {}
   for i = 1, cfg.wsize do
-    local v = raw[2 + i]
+    local v = raw[3 + i]
     if v then
       local what = 'field b' .. (i - 1)
       local id, c, f, s = string.match(v, '^(%d+):(%d+):(%d+):(%d+)$')
@@ -453,8 +465,12 @@ local function save()
   if b.dirty then
     args[1], args[2] = 's', struct.pack(SFMT, b.st, b.ep, b.cf, b.pos, b.wn, b.wnf, b.wns)
     args[3], args[4] = 'c', struct.pack(CFMT, b.oa, b.ou, b.rc, b.hs, b.hok)
+    if stored_rules ~= ARGV[3] then
+      args[#args + 1] = 'g'
+      args[#args + 1] = ARGV[3]
+    end
   end
-  if b.ring_dirty then
+  if b.ring_dirty or (b.dirty and b.ring_fresh) then
     args[#args + 1] = 'r'
     args[#args + 1] = b.ring
   end

@@ -1,11 +1,12 @@
 //! Reading and steering a breaker: [`CircuitBreaker::snapshot`], [`force`](CircuitBreaker::force),
 //! [`clear`](CircuitBreaker::clear).
 
-use coordkit_core::{Result, redis::Value};
+use coordkit_core::{Result, redis, redis::Value};
 
 use crate::breaker::CircuitBreaker;
+use crate::config::BreakerConfig;
 use crate::state::{Forced, Snapshot, State};
-use crate::wire::{decode_snapshot, decode_state_epoch};
+use crate::wire::{decode_rules, decode_snapshot, decode_state_epoch};
 
 impl CircuitBreaker {
     /// The state and the window's figures (applying lazy transitions): one round trip.
@@ -29,6 +30,33 @@ impl CircuitBreaker {
     pub async fn clear(&self) -> Result<(State, u64)> {
         let values: Vec<Value> = self.script("clear").invoke(&self.inner.pool).await?;
         self.state_epoch(&values)
+    }
+
+    /// The rules the breaker's state was last written under (by any process), so that a
+    /// reader without the application's configuration (the `coordkit` command) can build a
+    /// handle that applies the same: `None` when no state is stored, or it was stored before
+    /// breakers kept their rules. Rules that do not decode fail with
+    /// [`Error::Corrupt`](coordkit_core::Error::Corrupt) naming the key.
+    pub async fn stored_config(&self) -> Result<Option<BreakerConfig>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(&self.inner.state_key).arg("g");
+        let raw: Option<Vec<u8>> = self
+            .inner
+            .pool
+            .query_keys(&cmd, std::slice::from_ref(&self.inner.state_key))
+            .await?;
+        match raw {
+            None => Ok(None),
+            Some(bytes) => decode_rules(&bytes).map(Some).ok_or_else(|| {
+                coordkit_core::Error::corrupt(
+                    self.inner.state_key.as_str(),
+                    format!(
+                        "field g: {} bytes that are not 16 rules in range",
+                        bytes.len()
+                    ),
+                )
+            }),
+        }
     }
 
     pub(crate) fn state_epoch(&self, values: &[Value]) -> Result<(State, u64)> {

@@ -4,11 +4,13 @@
 //! [`Error::Decode`](coordkit_core::Error::Decode) naming the field; bad stored data is the
 //! script's own error, naming the key).
 
+use std::time::Duration;
+
 use coordkit_core::time::duration_ms;
 use coordkit_core::wire::{Reply, pack_f64_be, uint};
 use coordkit_core::{Error, Result, redis::Value};
 
-use crate::config::{BreakerConfig, Window};
+use crate::config::{BreakerConfig, OpenDuration, Window};
 use crate::state::{
     AcquireAnswer, Outcome, PermitKind, RecordAnswer, RecordStatus, Snapshot, State,
 };
@@ -105,6 +107,49 @@ pub(crate) fn script_config_args(
         channel_prefix.as_bytes().to_vec(),
         name.as_bytes().to_vec(),
     ]
+}
+
+/// The rules [`script_config_args`] packed, back as a configuration (the store policy and
+/// the clock, which the script does not take, at their defaults); `None` when `bytes` are not
+/// 16 doubles of rules in range.
+pub(crate) fn decode_rules(bytes: &[u8]) -> Option<BreakerConfig> {
+    let r = coordkit_core::wire::unpack_f64_be(bytes)?;
+    if r.len() != 16 || r.iter().any(|x| !x.is_finite() || *x < 0.0) {
+        return None;
+    }
+    let whole = |x: f64| (x.fract() == 0.0 && x <= 2f64.powi(53)).then_some(x as u64);
+    let small = |x: f64| whole(x).and_then(|n| u32::try_from(n).ok());
+    let ms = |x: f64| whole(x).map(Duration::from_millis);
+    let wsize = small(r[1])?;
+    let window = match whole(r[0])? {
+        code::WINDOW_COUNT => Window::Count(wsize),
+        code::WINDOW_TIME => Window::Time {
+            length: Duration::from_millis(whole(r[8])?.checked_mul(u64::from(wsize))?),
+            buckets: wsize,
+        },
+        _ => return None,
+    };
+    let (base, factor, max) = (ms(r[9])?, r[10], ms(r[11])?);
+    let open = if factor == 1.0 && base == max {
+        OpenDuration::Fixed(base)
+    } else {
+        OpenDuration::Exponential { base, factor, max }
+    };
+    BreakerConfig::builder()
+        .window(window)
+        .minimum_calls(small(r[2])?)
+        .failure_rate(r[3])
+        .slow_call_rate(r[4])
+        .slow_call_duration(ms(r[5])?)
+        .consecutive_failures(Some(small(r[6])?).filter(|&n| n > 0))
+        .idle_expiry(ms(r[7])?)
+        .open_duration(open)
+        .half_open_permits(small(r[12])?)
+        .half_open_successes(small(r[13])?)
+        .permit_lease(ms(r[14])?)
+        .half_open_max_wait(Some(ms(r[15])?).filter(|d| !d.is_zero()))
+        .build()
+        .ok()
 }
 
 /// The record script's packed numbers: epoch, permit kind, outcome, duration.
@@ -244,6 +289,51 @@ pub(crate) fn decode_state_epoch(v: &[Value]) -> Result<(State, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_rules_decode_to_the_rules_they_came_from() {
+        let rules = |c: &BreakerConfig| script_config_args(c, "ch", "b")[0].clone();
+        let configs = [
+            BreakerConfig::default(),
+            BreakerConfig::builder()
+                .window(Window::Count(20))
+                .minimum_calls(4)
+                .failure_rate(0.25)
+                .consecutive_failures(Some(3))
+                .half_open_max_wait(None)
+                .build()
+                .unwrap(),
+            BreakerConfig::builder()
+                .window(Window::Time {
+                    length: Duration::from_secs(60),
+                    buckets: 12,
+                })
+                .slow_call_rate(0.5)
+                .slow_call_duration(Duration::from_millis(250))
+                .open_duration(OpenDuration::Exponential {
+                    base: Duration::from_secs(5),
+                    factor: 2.0,
+                    max: Duration::from_secs(300),
+                })
+                .permit_lease(Duration::from_secs(7))
+                .idle_expiry(Duration::from_secs(3600))
+                .build()
+                .unwrap(),
+        ];
+        for c in &configs {
+            let decoded = decode_rules(&rules(c)).expect("decodes");
+            assert_eq!(rules(&decoded), rules(c), "{c:?}");
+            assert_eq!(decoded.window(), c.window());
+        }
+        // Not rules: another length, a negative or fractional count, an unknown window kind.
+        let mut bad = rules(&configs[1]);
+        assert!(decode_rules(&bad[..120]).is_none());
+        bad[8..16].copy_from_slice(&20.5f64.to_be_bytes());
+        assert!(decode_rules(&bad).is_none());
+        let mut kind = rules(&configs[1]);
+        kind[..8].copy_from_slice(&7f64.to_be_bytes());
+        assert!(decode_rules(&kind).is_none());
+    }
 
     #[test]
     fn packed_answers_round_trip_and_bad_ones_name_the_field() {

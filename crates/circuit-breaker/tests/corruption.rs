@@ -292,6 +292,9 @@ async fn case(
         Target::Field(i, bad) => {
             let mut fields: Vec<String> =
                 pool.query(redis::cmd("HKEYS").arg(&s.state)).await.unwrap();
+            // (`g`, the rules as last written, is no input of the script: it only overwrites
+            // it; tests/stored_rules.rs covers its garbage.)
+            fields.retain(|f| f != "g");
             fields.sort();
             let field = fields[i % fields.len()].clone();
             let value = hget(pool, &s.state, &field).await.unwrap();
