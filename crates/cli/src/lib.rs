@@ -22,7 +22,7 @@
 //! - **Output**: tables for people; `--json` for scripts, with the field names documented in
 //!   the crate's README (they are stable: new fields may be added, none renamed or removed
 //!   within a major version). `--watch SECS` runs a reading command again every SECS seconds.
-//! - **Changes** (requeue, purge, pause, resume, force, clear, resolve) ask for confirmation on
+//! - **Changes** (requeue, purge, pause, resume, force, clear, resolve, cancel) ask for confirmation on
 //!   a terminal unless `--yes`, are refused when stdin is not a terminal and `--yes` is not
 //!   given, and print what they changed.
 //! - **Exit codes**: 0 success; 1 the operation failed (server down, unknown instance, nothing

@@ -43,20 +43,36 @@ pub(crate) async fn run(ctx: &Ctx, command: &BreakerCommand) -> Outcome {
     }
 }
 
-/// The breaker `name`. A breaker keeps no state while it is closed and unused (and its state
+/// The breaker `name`, under the rules its state was last written with: the breaker's
+/// script applies the caller's rules (window size, open and half-open periods), so a handle
+/// with other rules would misread the window and could move the breaker differently from its
+/// own processes. A breaker keeps no state while it is closed and unused (and its state
 /// expires when idle), so only `show` and `clear` need one stored: forcing one that has none
 /// is how an operator stops calls to a component before its breaker ever tripped.
 async fn open(ctx: &Ctx, name: &str, must_exist: bool) -> Outcome<CircuitBreaker> {
     let breaker = CircuitBreaker::builder(&ctx.pool, &ctx.keyspace, name).build()?;
     let keys = [breaker.state_key().clone(), breaker.probes_key().clone()];
-    if must_exist && !any_exists(&ctx.pool, &keys).await? {
+    let exists = any_exists(&ctx.pool, &keys).await?;
+    if must_exist && !exists {
         return Err(Fail::failed(format!(
             "unknown breaker {name:?} in namespace {:?}: no state stored (never used, or \
              expired while closed and idle)",
             ctx.namespace()
         )));
     }
-    Ok(breaker)
+    match breaker.stored_config().await? {
+        Some(rules) => Ok(CircuitBreaker::builder(&ctx.pool, &ctx.keyspace, name)
+            .config(rules)
+            .build()?),
+        None if exists => Err(Fail::failed(format!(
+            "breaker {name:?} in namespace {:?} has no stored rules yet (its state was written \
+             by a coordkit before 0.2, or only by its probes): its next transition or recorded \
+             call stores them; until then use the application's own handle",
+            ctx.namespace()
+        ))),
+        // Nothing stored: the rules do not matter to a force, which starts the state.
+        None => Ok(breaker),
+    }
 }
 
 fn snapshot_json(name: &str, s: &Snapshot) -> Value {

@@ -56,6 +56,10 @@ fn stats_rows(s: &InboxStats) -> Vec<(&'static str, String)> {
         ("delivered", s.delivered.to_string()),
         ("acked", s.acked.to_string()),
         ("expired", s.expired.to_string()),
+        ("trimmed", s.trimmed.to_string()),
+        ("late", s.late.to_string()),
+        ("dead", s.dead.to_string()),
+        ("dead letters held", s.dead_letters.to_string()),
     ]
 }
 
@@ -72,6 +76,10 @@ fn stats_json(s: &InboxStats) -> Value {
         "delivered": s.delivered,
         "acked": s.acked,
         "expired": s.expired,
+        "trimmed": s.trimmed,
+        "late": s.late,
+        "dead": s.dead,
+        "dead_letters": s.dead_letters,
     })
 }
 
@@ -79,7 +87,7 @@ async fn inbox_of(ctx: &Ctx, inbox: &MeshAgent) -> Outcome<Report> {
     let s = inbox.inbox_stats().await?;
     if s.sent == 0 && s.alive_for.is_none() && s.waiting_messages == 0 && s.pending == 0 {
         return Err(Fail::failed(format!(
-            "unknown agent {:?} in namespace {:?}: no inbox, never alive",
+            "unknown agent {:?} in namespace {:?}: not alive now, and nothing in its inbox",
             inbox.name(),
             ctx.namespace()
         )));
@@ -102,12 +110,22 @@ async fn inbox_of(ctx: &Ctx, inbox: &MeshAgent) -> Outcome<Report> {
 async fn capability_of(reader: &MeshAgent, capability: &str) -> Outcome<Report> {
     let stats = reader.capability_stats(capability).await?;
     let members = reader.members(capability).await?;
+    let s = &stats.inbox;
+    if members.is_empty() && s.sent == 0 && s.waiting_messages == 0 && s.pending == 0 {
+        return Err(Fail::failed(format!(
+            "unknown capability {capability:?}: no live member, and nothing in its inbox"
+        )));
+    }
     let mut rows = vec![
         ("capability", capability.to_owned()),
         ("live members", members.join(", ")),
     ];
     rows.extend(stats_rows(&stats.inbox));
     let mut json = stats_json(&stats.inbox);
+    if let Some(fields) = json.as_object_mut() {
+        // A capability's inbox has members, not a presence of its own.
+        fields.remove("alive_for_ms");
+    }
     json["capability"] = capability.into();
     json["members"] = members.into();
     Ok(Report {

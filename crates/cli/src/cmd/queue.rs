@@ -42,7 +42,9 @@ pub(crate) async fn run(ctx: &Ctx, command: &QueueCommand) -> Outcome {
             };
             let what = if *all {
                 let dead = queue.stats().await?.dead;
-                format!("requeue every dead-lettered task of queue {name} ({dead} now){fresh}")
+                format!(
+                    "requeue every dead-lettered task of queue {name} when you answer ({dead} now){fresh}"
+                )
             } else {
                 format!(
                     "requeue {} dead-lettered task(s) of queue {name}{fresh}",
@@ -57,7 +59,9 @@ pub(crate) async fn run(ctx: &Ctx, command: &QueueCommand) -> Outcome {
             let queue = open(ctx, name).await?;
             let what = if *all {
                 let dead = queue.stats().await?.dead;
-                format!("delete every dead-lettered task of queue {name} ({dead} now) for good")
+                format!(
+                    "delete every dead-lettered task of queue {name} when you answer ({dead} now) for good"
+                )
             } else {
                 format!(
                     "delete {} dead-lettered task(s) of queue {name} for good",

@@ -289,7 +289,11 @@ async fn cancel(store: &WorkflowStore, id: &str) -> Outcome<Report> {
                 store.name()
             )));
         }
-        other => (format!("workflow {id}: {other:?}\n"), format!("{other:?}")),
+        // (A cancel answers none of a lease's outcomes.)
+        other => (
+            format!("workflow {id}: unexpected answer {other:?}, nothing assumed\n"),
+            "unexpected".to_owned(),
+        ),
     };
     Ok(Report {
         human: line,

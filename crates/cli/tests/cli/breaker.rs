@@ -77,3 +77,45 @@ cli_test! {
         t.fails(1, &["-y", "breaker", "clear", "ghost"]);
     }
 }
+
+cli_test! {
+    fn a_breaker_with_its_own_rules_is_read_and_steered_by_them(t) {
+        use coordkit_circuit_breaker::{BreakerConfig, OpenDuration, Window};
+        use std::time::Duration;
+        // Rules unlike the defaults: a window of 20 calls, a 10-minute open period.
+        let rules = BreakerConfig::builder()
+            .window(Window::Count(20))
+            .minimum_calls(50)
+            .open_duration(OpenDuration::Fixed(Duration::from_secs(600)))
+            .build()
+            .unwrap();
+        let breaker = CircuitBreaker::builder(&t.pool, &t.keyspace, "search")
+            .config(rules)
+            .build()
+            .unwrap();
+        let calls = |n: usize, outcome: Outcome| {
+            t.block_on(async {
+                for _ in 0..n {
+                    if let Admission::Admitted(permit) = breaker.acquire().await.unwrap() {
+                        breaker.record(permit, outcome).await.unwrap();
+                    }
+                }
+            })
+        };
+        calls(7, Outcome::Failure);
+        let shown = t.json(&["breaker", "show", "search"]);
+        let own = t.block_on(breaker.snapshot()).unwrap();
+        assert_eq!(shown["calls"], own.calls);
+        assert_eq!((shown["calls"].as_u64(), shown["failures"].as_u64()), (Some(7), Some(7)));
+
+        // Forced closed and cleared from the command line, the application's own handle goes
+        // on recording without a fault, with its own window.
+        t.json(&["breaker", "force-closed", "search", "--yes"]);
+        calls(30, Outcome::Success);
+        t.json(&["breaker", "clear", "search", "--yes"]);
+        calls(25, Outcome::Success);
+        let after = t.block_on(breaker.snapshot()).unwrap();
+        assert_eq!((after.state, after.calls, after.failures), (State::Closed, 20, 0));
+        assert_eq!(t.json(&["breaker", "show", "search"])["calls"], 20);
+    }
+}

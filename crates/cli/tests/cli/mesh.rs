@@ -6,7 +6,13 @@ use crate::cli_test;
 
 cli_test! {
     fn agents_inbox_and_capability_match_the_mesh(t) {
-        let agent = |name: &str| MeshAgent::builder(&t.pool, &t.keyspace, name).build().unwrap();
+        // Alive for ten minutes: the binary's runs below must not outlast a presence.
+        let agent = |name: &str| {
+            MeshAgent::builder(&t.pool, &t.keyspace, name)
+                .presence_ttl(std::time::Duration::from_secs(600))
+                .build()
+                .unwrap()
+        };
         let planner = agent("planner");
         let coder = agent("coder");
         let quiet = agent("quiet");
@@ -52,5 +58,7 @@ cli_test! {
 
         let unknown = t.fails(1, &["mesh", "inbox", "nobody"]);
         assert!(unknown.contains("unknown agent \"nobody\""), "{unknown}");
+        let nothing = t.fails(1, &["mesh", "capability", "nobody-does-this"]);
+        assert!(nothing.contains("unknown capability"), "{nothing}");
     }
 }

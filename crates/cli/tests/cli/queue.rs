@@ -148,7 +148,7 @@ cli_test! {
         assert!(t.block_on(q.inspect(&live)).unwrap().is_some(), "a ready task is never purged");
 
         let err = t.fails(2, &["queue", "dlq", "purge", "purge", "--all"]);
-        assert!(err.contains("delete every dead-lettered task of queue purge (1 now) for good"), "{err}");
+        assert!(err.contains("delete every dead-lettered task of queue purge when you answer (1 now) for good"), "{err}");
         let all = t.ok(&["-y", "queue", "dlq", "purge", "purge", "--all"]);
         assert!(all.contains("deleted 1 dead-lettered"), "{all}");
         assert_eq!(t.block_on(q.stats()).unwrap().dead, 0);
