@@ -276,7 +276,8 @@ impl Pool {
         let name = script.map_or("a pipeline", |s| s.name());
         let first_keys = calls.first().map_or(&[][..], |(_, keys)| *keys);
         // Script calls are traced; a pipeline of plain commands (query_each) is not.
-        let traced = script.map(|s| ScriptSpan::new(s.name(), first_keys, calls.len()));
+        let traced = script
+            .map(|s| ScriptSpan::pipeline(s.name(), calls.iter().map(|(_, k)| *k), calls.len()));
         let fail = |e: Error| match &traced {
             Some(traced) => traced.finish(first_keys, Err(e)),
             None => Err(e),
@@ -345,12 +346,16 @@ impl Pool {
         }
         match &traced {
             Some(traced) => {
+                let mut failed = 0;
                 for (answer, (_, keys)) in out.iter().zip(calls) {
                     if let Err(e) = answer {
                         traced.note(keys, e);
+                        failed += 1;
                     }
                 }
-                traced.finish(first_keys, Ok(out))
+                let out = traced.finish(first_keys, Ok(out));
+                traced.partial(failed);
+                out
             }
             None => Ok(out),
         }
@@ -371,22 +376,36 @@ impl Pool {
     }
 
     /// Queues `cmd` (marked no-response) on a connection without waiting for its answer.
-    pub(crate) async fn send_without_reply(&self, cmd: &Cmd, keys: &[Key]) -> Result<()> {
-        let mut conn = self.checkout().await?;
+    pub(crate) async fn send_without_reply(
+        &self,
+        script: &'static str,
+        cmd: &Cmd,
+        keys: &[Key],
+    ) -> Result<()> {
+        let traced = ScriptSpan::new(script, keys, 1);
+        let mut conn = match self.checkout().await {
+            Ok(conn) => conn,
+            Err(e) => return traced.finish(keys, Err(e)),
+        };
         let outcome = tokio::time::timeout(
             self.inner.config.command_timeout,
             cmd.query_async::<Value>(&mut conn.inner),
         )
         .await
         .map(|r| r.map(|_| ()));
-        match outcome {
+        let result = match outcome {
             Ok(Ok(())) => Ok(()),
             failed => {
                 let operation = command_name(cmd);
                 self.settle(&conn, failed, &operation, Origin { script: None, keys })
                     .await
             }
+        };
+        let result = traced.finish(keys, result);
+        if result.is_ok() {
+            traced.sent();
         }
+        result
     }
 
     /// A connection of the pool, held until the returned guard is dropped. Checkouts are

@@ -268,7 +268,8 @@ impl Invocation<'_> {
     pub async fn send_without_reply(&self, pool: &Pool) -> Result<()> {
         let mut cmd = self.command();
         cmd.set_no_response(true);
-        pool.send_without_reply(&cmd, &self.keys).await
+        pool.send_without_reply(self.script.name(), &cmd, &self.keys)
+            .await
     }
 }
 

@@ -14,18 +14,24 @@
 //!
 //! - **`coordkit.script`**: one script call of any primitive, which is one operation (or one
 //!   group-committed batch of operations, or one pipeline of `calls` invocations of the same
-//!   script). `script` is the script's name (`retry-queue-claim`, `context-write`, …: the
-//!   primitive and the operation), `instance` the hash tag of its first key (`<kind>:<name>`,
-//!   e.g. `queue:emails`, `cb:payments`), `outcome` `ok` or the error's kind (below), and
-//!   `duration_us` the time from the checkout of a connection to the decoded answer.
+//!   script), a script sent without waiting for its answer included (`outcome` `sent`).
+//!   `script` is the script's name (`retry-queue-claim`, `context-write`, …: the primitive
+//!   and the operation), `instance` the hash tag of its first key (`<kind>:<name>`, e.g.
+//!   `queue:emails`, `cb:payments`; `*` for a pipeline over several instances), `outcome`
+//!   `ok`, `sent`, `partial` (a pipeline some of whose calls failed) or the error's kind
+//!   (below), and `duration_us` the time from the checkout of a connection to the decoded
+//!   answer. A call dropped before it ends (its caller gave up) closes its span without an
+//!   outcome.
 //! - **`coordkit::store`** events: a call that failed on the store itself — the server
 //!   unreachable or too slow, credentials refused, a key of the wrong type, stored data that
 //!   cannot be decoded — with the error's text, which names the server or the key. A script's
 //!   refusal of its input (`outcome` `script`) is the caller's business and is not logged.
 //! - **`coordkit.task`**: one attempt of one queue task in a worker, around its handler:
-//!   `queue` (the queue's name), `task_id`, `attempt` (from 1), `outcome` (`completed`,
-//!   `failed`, `dead_lettered`, `deferred`, `panicked`, `lease_lost`) and `duration_us` (the
-//!   handler's run). The handler's own spans and events are its children.
+//!   `queue` (the queue's name), `task_id`, `attempt` (from 1), `outcome` (what the handler
+//!   made of the attempt: `completed`, `failed` — retried or dead-lettered by the queue's
+//!   policy, which the queue's events tell —, `panicked`, `deferred`, `dead_lettered` when the
+//!   handler asked for it) and `duration_us` (the handler's run). The handler's own spans and
+//!   events are its children.
 //!
 //! The error kinds in `outcome`: `unavailable`, `timeout`, `auth`, `invalid_name`,
 //! `invalid_config`, `script`, `decode`, `wrong_type`, `corrupt`, `server`.
@@ -87,10 +93,29 @@ pub(crate) struct ScriptSpan {
 }
 
 impl ScriptSpan {
-    /// Opens the span of `calls` invocations of `script` on `keys` (the first names the
-    /// instance).
+    /// Opens the span of one invocation of `script` on `keys` (the first names the instance).
     pub(crate) fn new(script: &'static str, keys: &[Key], calls: usize) -> Self {
         let instance = keys.first().map_or("", |k| redis_hash_tag(k.as_str()));
+        Self::named(script, instance, calls)
+    }
+
+    /// Opens the span of a pipeline of invocations of `script`, each on its own keys: the
+    /// instance they share, or `*` when they touch several (a standalone server's batches mix
+    /// instances).
+    pub(crate) fn pipeline<'k>(
+        script: &'static str,
+        keys: impl IntoIterator<Item = &'k [Key]>,
+        calls: usize,
+    ) -> Self {
+        let mut tags = keys
+            .into_iter()
+            .filter_map(|k| k.first().map(|k| redis_hash_tag(k.as_str())));
+        let first = tags.next().unwrap_or("");
+        let instance = if tags.all(|t| t == first) { first } else { "*" };
+        Self::named(script, instance, calls)
+    }
+
+    fn named(script: &'static str, instance: &str, calls: usize) -> Self {
         let span = tracing::debug_span!(
             target: SCRIPT_TARGET,
             "coordkit.script",
@@ -121,6 +146,22 @@ impl ScriptSpan {
             self.note(keys, error);
         }
         result
+    }
+
+    /// Records the outcome of a pipeline whose round trip succeeded but `failed` of whose
+    /// calls did not (`partial`; each failure of the store is also a WARN event, by
+    /// [`ScriptSpan::note`]).
+    pub(crate) fn partial(&self, failed: usize) {
+        if failed > 0 && self.started.is_some() {
+            self.span.record("outcome", "partial");
+        }
+    }
+
+    /// Records the outcome of a call sent without waiting for its answer (`sent`).
+    pub(crate) fn sent(&self) {
+        if self.started.is_some() {
+            self.span.record("outcome", "sent");
+        }
     }
 
     /// A WARN event for `error` when it is the store's, naming the instance of `keys`.

@@ -118,3 +118,58 @@ redis_test! {
         assert_eq!(found[0].fields["outcome"], "ok");
     }
 }
+
+redis_test! {
+    async fn a_pipeline_over_several_instances_with_a_failure_is_partial(redis) {
+        let spans = Spans::global();
+        let pool = redis.pool().await;
+        let ns = redis.keyspace().namespace().to_owned();
+        // Two instances (on a cluster each pipeline holds one slot's calls: the pool sends
+        // them per node, so this test keeps both in one instance there).
+        let standalone = matches!(redis.topology(), coordkit_testkit::Topology::Standalone);
+        let first = redis.keyspace().instance("trace", &format!("mix-a-{ns}")).unwrap().key("h");
+        let second_name = if standalone { format!("mix-b-{ns}") } else { format!("mix-a-{ns}") };
+        let second = redis.keyspace().instance("trace", &second_name).unwrap().key("bad");
+        let _: () = pool.query(redis::cmd("SET").arg(&second).arg("garbage")).await.unwrap();
+        let mut calls = Vec::new();
+        for key in [&first, &second] {
+            let mut call = COUNTER.prepare();
+            call.key(key).arg("n");
+            calls.push(call);
+        }
+        let answers: Vec<coordkit_core::Result<i64>> =
+            Invocation::invoke_each(&pool, &calls).await.unwrap();
+        assert!(answers[0].is_ok() && answers[1].is_err(), "{answers:?}");
+
+        let instance = if standalone { "*".to_owned() } else { format!("trace:mix-a-{ns}") };
+        let found: Vec<_> = spans
+            .closed("coordkit.script")
+            .into_iter()
+            .filter(|s| s.fields.get("instance") == Some(&instance) && s.fields["calls"] == "2")
+            .filter(|s| s.fields["script"] == "trace-counter")
+            .collect();
+        assert!(found.iter().any(|s| s.fields["outcome"] == "partial"), "{found:?}");
+        // The failed call's store failure is a warning naming its own instance.
+        let warned = spans.events(STORE_TARGET);
+        let own = format!("trace:{second_name}");
+        assert!(warned.iter().any(|e| e.fields.get("instance") == Some(&own)), "{warned:?}");
+    }
+}
+
+redis_test! {
+    async fn a_call_sent_without_its_answer_is_a_span_too(redis) {
+        let spans = Spans::global();
+        let pool = redis.pool().await;
+        let name = format!("sent-{}", redis.keyspace().namespace());
+        let key = redis.keyspace().instance("trace", &name).unwrap().key("h");
+        // Known to the server first (a call sent without reply cannot load it).
+        let _: i64 = COUNTER.prepare().key(&key).arg("n").invoke(&pool).await.unwrap();
+        COUNTER.prepare().key(&key).arg("n").send_without_reply(&pool).await.unwrap();
+        let instance = format!("trace:{name}");
+        let outcomes: Vec<String> = script_spans(&spans, &instance)
+            .into_iter()
+            .map(|s| s.fields["outcome"].clone())
+            .collect();
+        assert_eq!(outcomes, ["ok", "sent"]);
+    }
+}
