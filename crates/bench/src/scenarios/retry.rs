@@ -104,12 +104,7 @@ impl Workload for Lifecycle {
             let mut extra = serde_json::Map::new();
             let stats = self.queue.stats().await?;
             let p = &self.params;
-            let backoff_ms = u64::try_from(p.backoff.as_millis()).unwrap_or(u64::MAX);
-            extra.insert("fails".into(), p.fails.into());
-            extra.insert(
-                "backoff".into(),
-                format!("fixed {backoff_ms} ms, no jitter").into(),
-            );
+            insert_backoff(&mut extra, p.fails, p.backoff);
             extra.insert(
                 "retry_in_place_below_ms".into(),
                 u64::try_from(p.in_place_below.as_millis())
@@ -172,6 +167,20 @@ impl Workload for Lifecycle {
             Ok(extra)
         })
     }
+}
+
+/// The report's `fails` and `backoff` (also `retry-backoff-floor`'s).
+pub(super) fn insert_backoff(
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+    fails: u32,
+    backoff: Duration,
+) {
+    let backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+    extra.insert("fails".into(), fails.into());
+    extra.insert(
+        "backoff".into(),
+        format!("fixed {backoff_ms} ms, no jitter").into(),
+    );
 }
 
 pub(crate) async fn prepare(

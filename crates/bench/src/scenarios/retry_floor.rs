@@ -33,12 +33,7 @@ impl Workload for BackoffFloor {
     ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>>> {
         Box::pin(async move {
             let mut extra = serde_json::Map::new();
-            extra.insert("fails".into(), self.fails.into());
-            let backoff_ms = u64::try_from(self.backoff.as_millis()).unwrap_or(u64::MAX);
-            extra.insert(
-                "backoff".into(),
-                format!("fixed {backoff_ms} ms, no jitter").into(),
-            );
+            super::retry::insert_backoff(&mut extra, self.fails, self.backoff);
             Ok(extra)
         })
     }
