@@ -4,6 +4,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use coordkit_circuit_breaker::{CircuitBreaker, Forced};
+use coordkit_context::{AgentStatus, ContextStore, Status};
+use coordkit_errors::{ErrorEvent, ErrorTracker};
 use coordkit_retry_queue::{Queue, Settle, TaskOptions};
 
 use crate::cli_test;
@@ -67,8 +69,21 @@ cli_test! {
             q.settle(&[(&claim.tasks[0], poison)]).await.unwrap();
             breaker.force(Forced::Open).await.unwrap();
         });
+        let tracker = ErrorTracker::builder(&t.pool, &t.keyspace, "agents").build().unwrap();
+        let fleet = ContextStore::builder(&t.pool, &t.keyspace).build().unwrap().agents("fleet").unwrap();
+        let signature = t.block_on(async {
+            let mut signature = String::new();
+            for i in 0..3 {
+                let event = ErrorEvent::new("fetcher", "Timeout", format!("timed out after {i}s")).task(format!("t-{i}"));
+                signature = tracker.record(&event).await.unwrap().signature;
+            }
+            fleet.set_status("a1", &AgentStatus::new(Status::Idle)).await.unwrap();
+            fleet.set_status("a2", &AgentStatus::new(Status::Busy)).await.unwrap();
+            signature
+        });
         let live = t.spawn_live(&[
             "serve-metrics", "--listen", "127.0.0.1:0", "--queue", "emails", "--breaker", "llm",
+            "--errors", "agents", "--registry", "fleet", "--top-signatures", "3",
         ]);
         assert!(live.started.contains(&format!("namespace {}", t.ns())), "{}", live.started);
         let addr = address(&live);
@@ -82,6 +97,13 @@ cli_test! {
         let snap = t.block_on(breaker.snapshot()).unwrap();
         assert_eq!(value(&body, "coordkit_breaker_state", &[("breaker", "llm"), ("state", snap.state.as_str())]), 1.0);
         assert_eq!(value(&body, "coordkit_breaker_state", &[("breaker", "llm"), ("state", "closed")]), 0.0);
+        let top = t.block_on(tracker.top(std::time::Duration::from_secs(3600), 3)).unwrap();
+        assert_eq!(top.signatures[0].signature, signature);
+        assert_eq!(value(&body, "coordkit_errors_signature_window_occurrences", &[("tracker", "agents"), ("signature", &signature)]), top.signatures[0].in_window as f64);
+        assert_eq!(top.signatures[0].in_window, 3);
+        let alive = t.block_on(fleet.all()).unwrap().len();
+        assert_eq!(value(&body, "coordkit_agents_alive", &[("registry", "fleet")]), alive as f64);
+        assert_eq!(value(&body, "coordkit_agents", &[("registry", "fleet"), ("status", "busy")]), 1.0);
         // Each scrape reads again.
         t.block_on(q.enqueue_json(&9, TaskOptions::default())).unwrap();
         let (_, body) = scrape(&addr);
