@@ -77,6 +77,7 @@
 
 mod exporter;
 mod render;
+mod series;
 mod serve;
 
 pub use exporter::{
