@@ -448,8 +448,9 @@ pub(crate) enum EventsCommand {
 /// `coordkit serve-metrics …`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Each scrape reads the named instances (one round trip each, two per error \
-                  tracker). An instance whose read fails is left out, with \
+    after_help = "Each scrape reads the named instances (one round trip per queue and registry, \
+                  two per breaker and error tracker); a breaker is read under the rules it \
+                  stored. An instance whose read fails is left out, with \
                   coordkit_exporter_instance_up 0; when no read succeeds (the server is down) \
                   the answer is 503 with one line. Metric names and labels: the README of \
                   coordkit-prometheus."

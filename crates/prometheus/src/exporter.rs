@@ -31,6 +31,7 @@ pub struct Exporter {
 }
 
 pub(crate) struct Inner {
+    pub(crate) pool: Pool,
     pub(crate) keyspace: Keyspace,
     pub(crate) queues: Vec<Queue>,
     pub(crate) breakers: Vec<CircuitBreaker>,
@@ -311,6 +312,7 @@ impl ExporterBuilder {
         };
         Ok(Exporter {
             inner: Arc::new(Inner {
+                pool: self.pool,
                 keyspace: self.keyspace,
                 queues,
                 breakers,

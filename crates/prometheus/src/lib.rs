@@ -60,6 +60,11 @@
 //! `coordkit errors show` takes). No task id, agent name or error text is ever a label, so
 //! the number of series does not grow with the traffic.
 //!
+//! **Breakers** are read under the rules their state was last written with
+//! (`CircuitBreaker::stored_config`), as the `coordkit` command reads them: the breaker's
+//! script applies the reader's rules when it moves a breaker on by its deadlines, so the
+//! default rules would misread another window.
+//!
 //! **Failures.** An instance whose read fails is left out of the page, with
 //! `coordkit_exporter_instance_up{primitive, name}` 0 and a `warn` event; the others are
 //! exported (200). When every read fails (the store is down), the server answers 503 with

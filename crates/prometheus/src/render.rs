@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use coordkit_circuit_breaker::{CircuitBreaker, Snapshot};
 use coordkit_context::Status;
 use coordkit_core::{Error, Result};
 use prometheus_client::encoding::text::encode;
@@ -221,8 +222,8 @@ pub(crate) struct Scrape {
 
 impl Exporter {
     /// The text format (OpenMetrics 1.0, which Prometheus scrapes) of every watched instance,
-    /// each read now through its public API, one round trip per queue, breaker and agent
-    /// registry and two per error tracker, in turn.
+    /// each read now through its public API, one round trip per queue and agent registry, two
+    /// per breaker (its stored rules, then its snapshot under them) and error tracker, in turn.
     ///
     /// An instance whose read fails is left out, with `coordkit_exporter_instance_up` 0 for
     /// it and a `warn` event (target `coordkit::prometheus`), and the others are exported.
@@ -290,7 +291,7 @@ impl Exporter {
 
         for breaker in &inner.breakers {
             let name = breaker.name();
-            let result = breaker.snapshot().await.map(|s| {
+            let result = self.breaker_snapshot(breaker).await.map(|s| {
                 for state in BREAKER_STATES {
                     f.breaker_state.push(
                         labels([("breaker", name), ("state", state)]),
@@ -386,6 +387,26 @@ impl Exporter {
             text,
             reads,
             failures,
+        }
+    }
+
+    /// A breaker's snapshot read under the rules its state was last written with (as the
+    /// `coordkit` command reads it): the breaker's script applies the caller's rules when it
+    /// moves a breaker on by its deadlines, so a reader with other rules would misread the
+    /// window and could move the breaker differently from its own processes. Without stored
+    /// rules (no state yet, or a state written before breakers kept them) the default rules
+    /// read it: a breaker with no state is closed under any.
+    async fn breaker_snapshot(&self, breaker: &CircuitBreaker) -> Result<Snapshot> {
+        let inner = &self.inner;
+        match breaker.stored_config().await? {
+            Some(rules) => {
+                CircuitBreaker::builder(&inner.pool, &inner.keyspace, breaker.name())
+                    .config(rules)
+                    .build()?
+                    .snapshot()
+                    .await
+            }
+            None => breaker.snapshot().await,
         }
     }
 }

@@ -275,6 +275,46 @@ redis_test! {
 }
 
 redis_test! {
+    async fn a_breaker_is_read_under_its_own_stored_rules(redis) {
+        use coordkit_circuit_breaker::{Admission, BreakerConfig, OpenDuration, Outcome, Window};
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        // Rules unlike the defaults: a window of 20 calls, a 10-minute open period.
+        let rules = BreakerConfig::builder()
+            .window(Window::Count(20))
+            .minimum_calls(50)
+            .open_duration(OpenDuration::Fixed(Duration::from_secs(600)))
+            .build()
+            .unwrap();
+        let breaker = CircuitBreaker::builder(&pool, &ks, "search").config(rules).build().unwrap();
+        let calls = |n: usize, outcome: Outcome| {
+            let breaker = breaker.clone();
+            async move {
+                for _ in 0..n {
+                    if let Admission::Admitted(permit) = breaker.acquire().await.unwrap() {
+                        breaker.record(permit, outcome).await.unwrap();
+                    }
+                }
+            }
+        };
+        calls(7, Outcome::Failure).await;
+        let exporter = Exporter::builder(&pool, &ks).breaker("search").build().unwrap();
+        let page = Page::parse(&exporter.render().await.unwrap());
+        let own = breaker.snapshot().await.unwrap();
+        assert_eq!((own.calls, own.failures), (7, 7));
+        assert_eq!(page.value("coordkit_breaker_window_calls", &[("breaker", "search")]), own.calls as f64);
+        assert_eq!(page.value("coordkit_breaker_window_failures", &[("breaker", "search")]), own.failures as f64);
+        // The scrapes leave the application's handle recording without a fault, in its window.
+        calls(25, Outcome::Success).await;
+        let page = Page::parse(&exporter.render().await.unwrap());
+        let own = breaker.snapshot().await.unwrap();
+        assert_eq!(own.calls, 20);
+        assert_eq!(page.value("coordkit_breaker_window_calls", &[("breaker", "search")]), 20.0);
+        assert_eq!(page.value("coordkit_breaker_state", &[("breaker", "search"), ("state", own.state.as_str())]), 1.0);
+    }
+}
+
+redis_test! {
     async fn the_builder_validates_every_option(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
