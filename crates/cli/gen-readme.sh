@@ -12,7 +12,7 @@ help() {
   env -u COORDKIT_NAMESPACE -u COORDKIT_AGENT_REGISTRY -u COLUMNS "$bin" $1 --help
   printf '```\n\n'
 }
-for group in "" queue "queue dlq" breaker errors metrics agents context mesh workflow events; do
+for group in "" queue "queue dlq" breaker errors metrics agents context mesh workflow events serve-metrics; do
   help "$group"
 done > help.md.tmp
 python3 - <<'PY'

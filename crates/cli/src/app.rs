@@ -94,6 +94,8 @@ pub(crate) enum Command {
     /// The namespace's events, live.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// A Prometheus endpoint: GET /metrics with the named instances' figures, until Ctrl-C.
+    ServeMetrics(ServeMetricsArgs),
 }
 
 /// `coordkit queue …`
@@ -441,6 +443,40 @@ pub(crate) enum EventsCommand {
         #[arg(default_value = "*")]
         pattern: String,
     },
+}
+
+/// `coordkit serve-metrics …`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each scrape reads the named instances (one round trip per queue and registry, \
+                  two per breaker and error tracker); a breaker is read under the rules it \
+                  stored. An instance whose read fails is left out, with \
+                  coordkit_exporter_instance_up 0; when no read succeeds (the server is down) \
+                  the answer is 503 with one line. Metric names and labels: the README of \
+                  coordkit-prometheus."
+)]
+pub(crate) struct ServeMetricsArgs {
+    /// The address to listen on (port 0: any free port; the address is said on stderr).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Retry queues to export: depth per state, totals, oldest ready age, pause.
+    #[arg(long = "queue", value_name = "NAME", num_args = 1.., value_delimiter = ',')]
+    pub(crate) queues: Vec<String>,
+    /// Circuit breakers to export: state, transitions, window.
+    #[arg(long = "breaker", value_name = "NAME", num_args = 1.., value_delimiter = ',')]
+    pub(crate) breakers: Vec<String>,
+    /// Error trackers to export: occurrences, top signatures.
+    #[arg(long = "errors", value_name = "NAME", num_args = 1.., value_delimiter = ',')]
+    pub(crate) trackers: Vec<String>,
+    /// Agent registries to export: live agents by status.
+    #[arg(long = "registry", value_name = "NAME", num_args = 1.., value_delimiter = ',')]
+    pub(crate) registries: Vec<String>,
+    /// How many error signatures each tracker exports (the most frequent in the window).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) top_signatures: u32,
+    /// The window the top signatures are counted over: 90s, 15m, 1h, 7d, …
+    #[arg(long, value_name = "WINDOW", default_value = "1h", value_parser = crate::time::parse_duration)]
+    pub(crate) signature_window: std::time::Duration,
 }
 
 #[cfg(test)]

@@ -342,4 +342,6 @@ pub use types::{
     Stats, Task, TaskInfo, TaskState,
 };
 pub use worker::{LastError, WorkerHealth};
-pub use worker::{ShutdownReport, TaskError, Worker, WorkerBuilder, WorkerStats};
+pub use worker::{
+    ShutdownReport, TaskError, Worker, WorkerBuilder, WorkerStats, WorkerStatsHandle,
+};

@@ -593,3 +593,45 @@ redis_test! {
         assert_eq!(kinds, vec![QueueEventKind::Paused {}, QueueEventKind::Resumed {}]);
     }
 }
+
+/// `Worker::stats_handle` reads what `stats` reads, from anywhere, and still after shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stats_handle_reads_the_worker_s_counters_after_shutdown_too() {
+    let redis = TestRedis::start(coordkit_testkit::Topology::Standalone);
+    let pool = redis.pool().await;
+    let queue = Queue::builder(&pool, &redis.keyspace(), "handle")
+        .build()
+        .unwrap();
+    for i in 0..4u32 {
+        queue
+            .enqueue_json(&i, TaskOptions::default())
+            .await
+            .unwrap();
+    }
+    let worker = Worker::builder(&queue, |task| async move {
+        match task.json::<u32>() {
+            Ok(3) => Err(TaskError::DeadLetter {
+                reason: "three".into(),
+                error: "no".into(),
+            }),
+            _ => Ok(()),
+        }
+    })
+    .start()
+    .await
+    .unwrap();
+    let handle = worker.stats_handle();
+    let copy = handle.clone();
+    for _ in 0..500 {
+        if handle.get().acked + handle.get().dead_lettered == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(handle.get(), worker.stats());
+    assert_eq!((handle.get().acked, handle.get().dead_lettered), (3, 1));
+    assert_eq!(handle.queue(), "handle");
+    assert!(format!("{handle:?}").contains("acked: 3"), "{handle:?}");
+    let report = worker.shutdown().await;
+    assert_eq!(copy.get(), report.stats);
+}

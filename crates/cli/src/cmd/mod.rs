@@ -17,6 +17,7 @@ mod events;
 mod mesh;
 mod metrics;
 mod queue;
+mod serve_metrics;
 mod workflow;
 
 /// What every command needs: the pool, the namespace and the global options.
@@ -38,7 +39,16 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Some(url) => PoolConfig::from_url(url)?,
         None => PoolConfig::from_env()?,
     };
-    let pool = Pool::connect(config.pool_size(2)).await?;
+    let config = config.pool_size(2);
+    let pool = match Pool::connect(config.clone()).await {
+        Ok(pool) => pool,
+        // An exporter starts anyway and answers 503 until the server does.
+        Err(e) if e.is_retryable() && matches!(cli.command, Command::ServeMetrics(_)) => {
+            eprintln!("coordkit: {e} (serving 503 until it answers)");
+            Pool::connect_lazy(config)?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let ctx = Ctx {
         pool,
         keyspace,
@@ -56,6 +66,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Mesh(command) => mesh::run(&ctx, command).await,
         Command::Workflow(command) => workflow::run(&ctx, command).await,
         Command::Events(command) => events::run(&ctx, command).await,
+        Command::ServeMetrics(args) => serve_metrics::run(&ctx, args).await,
     }
 }
 

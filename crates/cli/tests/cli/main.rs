@@ -13,5 +13,6 @@ mod events;
 mod mesh;
 mod metrics;
 mod queue;
+mod serve_metrics;
 mod usage;
 mod workflow;

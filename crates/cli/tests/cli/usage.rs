@@ -79,7 +79,14 @@ fn help_names_every_group() {
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for group in [
-        "queue", "breaker", "errors", "metrics", "agents", "context", "events",
+        "queue",
+        "breaker",
+        "errors",
+        "metrics",
+        "agents",
+        "context",
+        "events",
+        "serve-metrics",
     ] {
         assert!(help.contains(&format!("  {group} ")), "{group}: {help}");
     }
@@ -136,6 +143,7 @@ fn the_readme_shows_every_group_s_help_as_printed() {
         vec!["mesh"],
         vec!["workflow"],
         vec!["events"],
+        vec!["serve-metrics"],
     ] {
         let out = bare()
             .env_remove("COLUMNS")

@@ -34,7 +34,7 @@ pub use builder::BreakerLookup;
 pub use builder::WorkerBuilder;
 pub(crate) use health::Health;
 pub use health::{LastError, WorkerHealth};
-pub use stats::{ShutdownReport, WorkerStats};
+pub use stats::{ShutdownReport, WorkerStats, WorkerStatsHandle};
 
 use crate::error::{QueueError, Result};
 use crate::queue::Queue;
@@ -121,6 +121,7 @@ pub struct Worker {
     counters: Arc<Counters>,
     health: Arc<Health>,
     timeout: Duration,
+    queue_name: Arc<str>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -186,6 +187,7 @@ impl Worker {
 
     async fn start_erased(queue: Queue, config: WorkerConfig, handler: Handler) -> Result<Self> {
         config.validate()?;
+        let queue_name: Arc<str> = queue.name().into();
         let counters = Arc::new(Counters::default());
         // Subscribe before the first claim, so no wake-up after it can be missed.
         let subscriber = queue
@@ -272,12 +274,24 @@ impl Worker {
             counters,
             health,
             timeout,
+            queue_name,
         })
     }
 
     /// The counters so far.
     pub fn stats(&self) -> WorkerStats {
         self.counters.snapshot()
+    }
+
+    /// A cheap, cloneable handle on this worker's counters, for a metrics exporter (such as
+    /// `coordkit-prometheus`) to read at each scrape: [`WorkerStatsHandle::get`] answers what
+    /// [`stats`](Self::stats) would. It keeps reading the final counters after the worker is
+    /// shut down or dropped.
+    pub fn stats_handle(&self) -> WorkerStatsHandle {
+        WorkerStatsHandle {
+            queue: self.queue_name.clone(),
+            counters: self.counters.clone(),
+        }
     }
 
     /// Whether the claim loop runs, when it last claimed, how many claims failed in a row and

@@ -1,6 +1,37 @@
 //! What a worker has done: its counters, and what its shutdown reports.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A cheap, cloneable handle on a worker's counters
+/// ([`Worker::stats_handle`](super::Worker::stats_handle)): each [`get`](Self::get) reads them
+/// as they are now. Worth one `Arc` clone; reading is a few relaxed atomic loads.
+#[derive(Clone)]
+pub struct WorkerStatsHandle {
+    pub(super) queue: Arc<str>,
+    pub(super) counters: Arc<Counters>,
+}
+
+impl WorkerStatsHandle {
+    /// The counters now.
+    pub fn get(&self) -> WorkerStats {
+        self.counters.snapshot()
+    }
+
+    /// The name of the worker's queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+}
+
+impl std::fmt::Debug for WorkerStatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerStatsHandle")
+            .field("queue", &self.queue)
+            .field("stats", &self.get())
+            .finish()
+    }
+}
 
 impl Counters {
     pub(super) fn snapshot(&self) -> WorkerStats {
