@@ -324,6 +324,12 @@ impl Registration {
         &self.index
     }
 
+    /// Whether [`ensure`](Self::ensure) with `lifetime` would make a call now (no call, no
+    /// await: a hot path checks this first).
+    pub fn is_due(&self, lifetime: Lifetime) -> bool {
+        !matches!(*self.lock(), Some((last, due)) if last == lifetime && Instant::now() < due)
+    }
+
     /// Records the instance unless this handle did it with the same `lifetime` within its
     /// refresh period ([`FOREVER_REFRESH`], or the lifetime itself). With
     /// [`Lifetime::For`] the deadline recorded is twice the lifetime from now (see the module
