@@ -49,11 +49,16 @@ impl CircuitBreaker {
                 report.duration_ms,
             ));
         }
-        match self
-            .record_call(&report)
-            .invoke::<Value>(&self.inner.pool)
-            .await
-        {
+        let registered = self.registered().await;
+        let invoked = match registered {
+            Ok(()) => {
+                self.record_call(&report)
+                    .invoke::<Value>(&self.inner.pool)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match invoked {
             Ok(value) => self.recorded(&value),
             Err(e) => {
                 if e.is_retryable() {
@@ -70,11 +75,15 @@ impl CircuitBreaker {
             let _ = self.send_report(report).await;
             return;
         }
-        if let Err(e) = self
-            .record_call(&report)
-            .send_without_reply(&self.inner.pool)
-            .await
-        {
+        let sent = match self.registered().await {
+            Ok(()) => {
+                self.record_call(&report)
+                    .send_without_reply(&self.inner.pool)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
             self.note_store_error(&e.to_string());
         }
     }
