@@ -167,9 +167,11 @@ impl CircuitBreaker {
     }
 
     /// The index of the breakers of `keyspace`: every breaker a handle wrote to is listed
-    /// there, recorded by the handle before its first write and again once per lifetime (the
-    /// idle expiry after the longest open period), with a deadline that outlasts the keys; a
-    /// forced breaker is listed until cleared. See [`coordkit_core::index`] for the window.
+    /// there, recorded by the handle before its first write and again every quarter of its
+    /// lifetime `L` (the idle expiry after the longest open period or probe lease), with a
+    /// deadline of `1.25 L` that outlasts the keys: an idle breaker leaves the list at most
+    /// `1.25 L` after its last write. A forced breaker is listed until cleared. See
+    /// [`coordkit_core::index`] for the windows.
     pub fn index(keyspace: &Keyspace) -> Result<InstanceIndex> {
         InstanceIndex::new(keyspace, INSTANCE_KIND)
     }
@@ -191,7 +193,7 @@ impl CircuitBreaker {
         Self::index(keyspace)?.page(pool, after, count).await
     }
 
-    /// Records the breaker in the index unless this handle did within its lifetime (a lock
+    /// Records the breaker in the index unless this handle did within a quarter lifetime (a lock
     /// and a clock read): before every write. Fails only as a call to Redis fails.
     pub(crate) async fn registered(&self) -> Result<()> {
         let inner = &self.inner;

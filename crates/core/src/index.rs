@@ -20,17 +20,31 @@
 //! was preceded by its recording — and a process that dies between the two calls leaves at
 //! worst a listed instance with no keys yet, which the next handle's write fills.
 //!
-//! For an instance whose keys expire, a handle declares [`Lifetime::For`]: no write of the
-//! handle sets the keys to live longer than that after the write. The handle records a
-//! deadline of twice the lifetime from now and records again once one lifetime has passed, so
-//! the recorded deadline is always later than the keys' real expiry (extends only move it
-//! later). The window: an instance whose keys expired may stay listed for up to two lifetimes
-//! after its last write; it is never missed while its keys exist.
+//! For an instance whose keys expire, a handle declares [`Lifetime::For`] `L`: no write of
+//! the handle sets the keys to live longer than `L` after the write. The handle records a
+//! deadline of `1.25 L` from now and records again before its first write once `L / 4` has
+//! passed, so every write it makes without recording falls within `L / 4` of the recording
+//! and the keys' real expiry (at most `L` after the write) comes before the deadline (extends
+//! only move it later). The window: an instance whose keys expired may stay listed for up to
+//! `1.25 L` after its last write; it is never missed while its keys exist.
 //!
-//! The crate that deletes an instance's keys forgets it ([`InstanceIndex::forget`]). A handle
-//! of another process that keeps writing to the deleted instance lists it again at its next
-//! refresh (at most [`FOREVER_REFRESH`] later).
+//! The crate that deletes an instance's keys forgets it ([`InstanceIndex::forget`]).
 //!
+//! What is exact, and the windows:
+//!
+//! - **Never missed.** An instance whose keys were written through a handle of this version
+//!   is listed while its keys exist (recorded before the write; a deadline outlasts the keys;
+//!   a recording under concurrency only adds or moves a deadline later, and `ZADD` is atomic).
+//! - **Listed without keys** (the harmless direction): a handle whose first write failed
+//!   after its recording; an instance whose keys expired, for up to 1.25 lifetimes; a process
+//!   that died between its recording and its write.
+//! - **Missed for a while**: an instance deleted (and forgotten) while a handle of another
+//!   process keeps writing to it, or whose entry an operator removed, until that handle's next
+//!   refresh ([`FOREVER_REFRESH`], or the lifetime); keys written by an older coordkit, until
+//!   a handle of this version writes to them.
+//! - A failed recording fails the operation before its write (an unreachable server, an
+//!   index key of another type), so no write goes unrecorded.
+
 //! Bad stored data: a key of the index holding another type is [`Error::WrongType`] naming it;
 //! a listed name that is not a name (not UTF-8, braces, too long, …) is returned in
 //! [`Listing::malformed`] with the reason, never a panic and never dropped silently; a name
@@ -331,9 +345,9 @@ impl Registration {
     }
 
     /// Records the instance unless this handle did it with the same `lifetime` within its
-    /// refresh period ([`FOREVER_REFRESH`], or the lifetime itself). With
-    /// [`Lifetime::For`] the deadline recorded is twice the lifetime from now (see the module
-    /// docs). Answers whether a call was made.
+    /// refresh period ([`FOREVER_REFRESH`], or a quarter of the lifetime). With
+    /// [`Lifetime::For`] the deadline recorded is 1.25 times the lifetime from now (see the
+    /// module docs). Answers whether a call was made.
     pub async fn ensure(&self, pool: &Pool, lifetime: Lifetime) -> Result<bool> {
         let now = Instant::now();
         let mode = match *self.lock() {
@@ -344,7 +358,7 @@ impl Registration {
         };
         let (recorded, due) = match lifetime {
             Lifetime::Forever => (Lifetime::Forever, FOREVER_REFRESH),
-            Lifetime::For(d) => (Lifetime::For(d.saturating_mul(2)), d),
+            Lifetime::For(d) => (Lifetime::For(d.saturating_add(d / 4)), d / 4),
         };
         self.index
             .record_with(pool, &self.name, recorded, mode)

@@ -219,7 +219,9 @@ redis_test! {
 
 redis_test! {
     async fn listing_100_000_instances_takes_one_call(redis) {
-        let pool = redis.pool().await;
+        // A debug build on a busy machine may take more than the default 2 s to read them.
+        let config = redis.config().command_timeout(Duration::from_secs(60));
+        let pool = Pool::connect(config).await.unwrap();
         let index = InstanceIndex::new(&redis.keyspace(), "queue").unwrap();
         // 100,000 entries written directly, 10,000 to a ZADD.
         let mut expected = Vec::with_capacity(100_000);
@@ -332,14 +334,14 @@ redis_test! {
         let ttl = Lifetime::For(Duration::from_secs(60));
         assert!(reg.ensure(&pool, ttl).await.unwrap());
         assert!(!reg.ensure(&pool, ttl).await.unwrap());
-        // The recorded deadline is twice the lifetime ahead, on the server's clock.
+        // The recorded deadline is 1.25 lifetimes ahead, on the server's clock.
         let deadline: f64 = pool
             .query(redis::cmd("ZSCORE").arg(index.keys()[1]).arg("payments"))
             .await
             .unwrap();
         let (secs, _): (u64, u64) = pool.query(&redis::cmd("TIME")).await.unwrap();
         let ahead = deadline - (secs * 1000) as f64;
-        assert!((119_000.0..=121_000.0).contains(&ahead), "{ahead}");
+        assert!((74_000.0..=76_000.0).contains(&ahead), "{ahead}");
         // Another lifetime records again; so does a forget.
         assert!(reg.ensure(&pool, Lifetime::Forever).await.unwrap());
         assert!(!reg.ensure(&pool, Lifetime::Forever).await.unwrap());
