@@ -131,3 +131,68 @@ redis_test! {
         assert_eq!(listing.names[99_999], "q099999");
     }
 }
+
+/// The child side of `processes_list_exactly_their_queues`: enqueues to 3 shared queues and
+/// 3 of its own, then exits. Returns at once when not run as a child.
+#[test]
+fn index_child_process() {
+    let (Ok(url), Ok(ns), Ok(id)) = (
+        std::env::var("INDEX_CHILD_URL"),
+        std::env::var("INDEX_CHILD_NS"),
+        std::env::var("INDEX_CHILD_ID"),
+    ) else {
+        return;
+    };
+    let rt = coordkit_testkit::blocking_runtime();
+    rt.block_on(async {
+        let config = coordkit_core::PoolConfig::from_url(&url).unwrap();
+        let pool = coordkit_core::Pool::connect(config).await.unwrap();
+        let ks = coordkit_core::Keyspace::new(&ns).unwrap();
+        let mut tasks = Vec::new();
+        for name in (0..3)
+            .map(|i| format!("shared-{i}"))
+            .chain((0..3).map(|i| format!("own-{id}-{i}")))
+        {
+            let (pool, ks) = (pool.clone(), ks.clone());
+            tasks.push(tokio::spawn(async move {
+                let queue = Queue::builder(&pool, &ks, &name).build().unwrap();
+                queue.enqueue(NewTask::new("p")).await.unwrap();
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+}
+
+redis_test! {
+    async fn processes_list_exactly_their_queues(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let children: Vec<_> = (0..4)
+            .map(|id| {
+                coordkit_testkit::rerun_test("index_child_process")
+                    .env("INDEX_CHILD_URL", redis.url())
+                    .env("INDEX_CHILD_NS", ks.namespace())
+                    .env("INDEX_CHILD_ID", id.to_string())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+                .await
+                .unwrap();
+            assert!(out.status.success(), "a child failed: {:?}", out.status);
+        }
+        let mut expected: BTreeSet<String> = (0..3).map(|i| format!("shared-{i}")).collect();
+        for id in 0..4 {
+            expected.extend((0..3).map(|i| format!("own-{id}-{i}")));
+        }
+        let listed: BTreeSet<String> =
+            Queue::list(&pool, &ks).await.unwrap().names.into_iter().collect();
+        assert_eq!(listed, expected);
+        let shared = Queue::builder(&pool, &ks, "shared-0").build().unwrap();
+        assert_eq!(shared.stats().await.unwrap().ready, 4);
+    }
+}
