@@ -49,14 +49,17 @@ impl CircuitBreaker {
                 report.duration_ms,
             ));
         }
-        let registered = self.registered().await;
-        let invoked = match registered {
+        let invoked = match self.registered().await {
             Ok(()) => {
                 self.record_call(&report)
                     .invoke::<Value>(&self.inner.pool)
                     .await
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                // The recording was this report's call to the store, and it failed.
+                self.inner.stats.store_calls.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         };
         match invoked {
             Ok(value) => self.recorded(&value),
@@ -81,7 +84,10 @@ impl CircuitBreaker {
                     .send_without_reply(&self.inner.pool)
                     .await
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.inner.stats.store_calls.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         };
         if let Err(e) = sent {
             self.note_store_error(&e.to_string());
