@@ -196,3 +196,27 @@ redis_test! {
         assert_eq!(shared.stats().await.unwrap().ready, 4);
     }
 }
+
+redis_test! {
+    async fn an_index_of_another_type_is_named_and_nothing_is_written(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let index = Queue::index(&ks).unwrap();
+        let names = index.keys()[0].clone();
+        let _: () = pool.query(redis::cmd("SET").arg(&names).arg("x")).await.unwrap();
+        let queue = Queue::builder(&pool, &ks, "jobs").build().unwrap();
+        let err = queue.enqueue(NewTask::new("a")).await.unwrap_err();
+        assert!(
+            matches!(&err, coordkit_retry_queue::QueueError::Core(coordkit_core::Error::WrongType { key, .. }) if key == names.as_str()),
+            "{err:?}"
+        );
+        assert!(matches!(Queue::list(&pool, &ks).await, Err(coordkit_retry_queue::QueueError::Core(coordkit_core::Error::WrongType { .. }))));
+        // The enqueue wrote nothing; once the key is repaired, everything works again.
+        let exists: u64 = pool.query(redis::cmd("EXISTS").arg(&queue.keys()[0])).await.unwrap();
+        assert_eq!(exists, 0);
+        let _: u64 = pool.query(redis::cmd("DEL").arg(&names)).await.unwrap();
+        queue.enqueue(NewTask::new("a")).await.unwrap();
+        assert_eq!(Queue::list(&pool, &ks).await.unwrap().names, ["jobs"]);
+        assert_eq!(queue.stats().await.unwrap().ready, 1);
+    }
+}
