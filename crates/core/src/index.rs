@@ -240,7 +240,9 @@ impl InstanceIndex {
     }
 
     /// Every listed instance, in one call (one script; entries whose deadline passed are
-    /// removed by it).
+    /// removed by it). The server spends time in proportion to the names (40 to 60 ms per
+    /// 100,000 on redis 7.0) and the answer holds them all: a tool that must not hold the
+    /// server that long walks [`page`](Self::page)s instead.
     pub async fn list(&self, pool: &Pool) -> Result<Listing> {
         let answer: Vec<Vec<u8>> = self.call("list").invoke(pool).await?;
         let (mut names, malformed) = split(answer);
