@@ -40,11 +40,11 @@
 //!   that died between its recording and its write.
 //! - **Missed for a while**: an instance deleted (and forgotten) while a handle of another
 //!   process keeps writing to it, or whose entry an operator removed, until that handle's next
-//!   refresh ([`FOREVER_REFRESH`], or the lifetime); keys written by an older coordkit, until
+//!   refresh ([`FOREVER_REFRESH`], or a quarter of the lifetime); keys written by an older coordkit, until
 //!   a handle of this version writes to them.
 //! - A failed recording fails the operation before its write (an unreachable server, an
 //!   index key of another type), so no write goes unrecorded.
-
+//!
 //! Bad stored data: a key of the index holding another type is [`Error::WrongType`] naming it;
 //! a listed name that is not a name (not UTF-8, braces, too long, …) is returned in
 //! [`Listing::malformed`] with the reason, never a panic and never dropped silently; a name

@@ -307,8 +307,8 @@ redis_test! {
 
         // Half of them forgotten concurrently with re-recordings of the others.
         let mut tasks = Vec::new();
-        for name in expected.iter().cloned() {
-            let (pool, index) = (pool.clone(), index.clone());
+        for name in &expected {
+            let (pool, index, name) = (pool.clone(), index.clone(), name.clone());
             tasks.push(tokio::spawn(async move {
                 if name.starts_with("shared") {
                     index.forget(&pool, &name).await.unwrap();
