@@ -86,6 +86,14 @@ impl CircuitBreaker {
         if self.inner.outage.load(Ordering::Relaxed) {
             return Ok(self.decide_locally(id));
         }
+        if let Err(e) = self.registered().await {
+            // The recording was this acquire's call to the store, and it failed.
+            self.inner.stats.store_calls.fetch_add(1, Ordering::Relaxed);
+            if e.is_retryable() {
+                return Ok(self.acquire_without_store(id, &e));
+            }
+            return Err(e);
+        }
         let mut call = self.script("acquire");
         call.arg(&id);
         let reports: Vec<_> = self

@@ -1,7 +1,7 @@
 //! Reading and steering a breaker: [`CircuitBreaker::snapshot`], [`force`](CircuitBreaker::force),
 //! [`clear`](CircuitBreaker::clear).
 
-use coordkit_core::{Result, redis, redis::Value};
+use coordkit_core::{Lifetime, Result, redis, redis::Value};
 
 use crate::breaker::CircuitBreaker;
 use crate::config::BreakerConfig;
@@ -19,15 +19,31 @@ impl CircuitBreaker {
     }
 
     /// Puts the breaker in an operator state, cluster-wide, until [`clear`](Self::clear).
+    /// The breaker is listed by [`CircuitBreaker::list`] until cleared.
     pub async fn force(&self, to: Forced) -> Result<(State, u64)> {
+        // Forced, the keys never expire: recorded so before the write, and again after it, so
+        // that a concurrent clear's recording cannot outlast it.
+        let index = self.inner.registration.index();
+        index
+            .record(&self.inner.pool, &self.inner.name, Lifetime::Forever)
+            .await?;
         let mut call = self.script("force");
         call.arg(to.as_str());
         let values: Vec<Value> = call.invoke(&self.inner.pool).await?;
+        index
+            .record(&self.inner.pool, &self.inner.name, Lifetime::Forever)
+            .await?;
         self.state_epoch(&values)
     }
 
     /// Back to closed with an empty window, from any state.
     pub async fn clear(&self) -> Result<(State, u64)> {
+        // Cleared, the keys expire again: the index's deadline is set (not extended) first.
+        let inner = &self.inner;
+        let index = inner.registration.index();
+        index
+            .reset(&inner.pool, &inner.name, inner.lifetime)
+            .await?;
         let values: Vec<Value> = self.script("clear").invoke(&self.inner.pool).await?;
         self.state_epoch(&values)
     }

@@ -7,11 +7,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use coordkit_core::time::duration_ms;
 use coordkit_core::{
-    Clock, GroupCommit, Key, KeyKind, Keyspace, Pool, Result, Script, redis::Value,
+    Clock, GroupCommit, IndexPage, InstanceIndex, Key, KeyKind, Keyspace, Lifetime, Listing, Pool,
+    Registration, Result, Script, redis::Value,
 };
 
 use crate::acquire::{AcquireCall, acquire_batcher};
-use crate::config::BreakerConfig;
+use crate::config::{BreakerConfig, OpenDuration};
 use crate::model::BreakerModel;
 use crate::permit::Report;
 use crate::state::State;
@@ -81,6 +82,27 @@ pub(crate) struct Inner {
     pub(crate) stats: StatsCell,
     /// Concurrent acquires share one pipeline.
     pub(crate) acquires: GroupCommit<AcquireCall, coordkit_core::Result<Value>>,
+    /// The breaker's entry in the namespace's index of breakers.
+    pub(crate) registration: Registration,
+    /// The longest its keys can live after a write of this handle's rules (unforced).
+    pub(crate) lifetime: Lifetime,
+}
+
+/// The kind of a breaker's keys (`<ns>:{cb:<name>}:…`) and of its index.
+const INSTANCE_KIND: &str = "cb";
+
+/// The longest a write under `config` makes the keys live (forced states aside, which keep
+/// them until cleared): the idle expiry after the longest open period or probe lease (the
+/// script's PEXPIREs).
+fn lifetime(config: &BreakerConfig) -> Lifetime {
+    let open = match config.open {
+        OpenDuration::Fixed(d) => d,
+        OpenDuration::Exponential { base, max, .. } => base.max(max),
+    };
+    Lifetime::For(
+        open.max(config.permit_lease)
+            .saturating_add(config.idle_expiry),
+    )
 }
 
 impl Drop for Inner {
@@ -100,7 +122,8 @@ impl CircuitBreaker {
         name: &str,
         config: BreakerConfig,
     ) -> Result<Self> {
-        let keys = keyspace.instance("cb", name)?;
+        let keys = keyspace.instance(INSTANCE_KIND, name)?;
+        let registration = Registration::new(InstanceIndex::new(keyspace, INSTANCE_KIND)?, name);
         let channel_prefix = keyspace.channel("cb", "x")?;
         let channel_prefix = channel_prefix[..channel_prefix.len() - 1].to_owned();
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
@@ -135,10 +158,50 @@ impl CircuitBreaker {
                 flusher: std::sync::OnceLock::new(),
                 stats: StatsCell::default(),
                 acquires: acquire_batcher(&pool),
+                registration,
+                lifetime: lifetime(&config),
                 pool,
                 config,
             }),
         })
+    }
+
+    /// The index of the breakers of `keyspace`: every breaker a handle wrote to is listed
+    /// there, recorded by the handle before its first write and again every quarter of its
+    /// lifetime `L` (the idle expiry after the longest open period or probe lease), with a
+    /// deadline of `1.25 L` that outlasts the keys: an idle breaker leaves the list at most
+    /// `1.25 L` after its last write. A forced breaker is listed until cleared. See
+    /// [`coordkit_core::index`] for the windows.
+    pub fn index(keyspace: &Keyspace) -> Result<InstanceIndex> {
+        InstanceIndex::new(keyspace, INSTANCE_KIND)
+    }
+
+    /// The names of every breaker of `keyspace` whose keys may exist, sorted, in one call
+    /// (no `SCAN`), and the index's entries that are not breaker names, if any.
+    pub async fn list(pool: &Pool, keyspace: &Keyspace) -> Result<Listing> {
+        Self::index(keyspace)?.list(pool).await
+    }
+
+    /// One page of [`CircuitBreaker::list`]: up to `count` (1..=1000) names after `after`
+    /// (`None`: from the first, then each page's `next`), in one call.
+    pub async fn list_page(
+        pool: &Pool,
+        keyspace: &Keyspace,
+        after: Option<&str>,
+        count: u32,
+    ) -> Result<IndexPage> {
+        Self::index(keyspace)?.page(pool, after, count).await
+    }
+
+    /// Records the breaker in the index unless this handle did within a quarter lifetime (a lock
+    /// and a clock read): before every write. Fails only as a call to Redis fails.
+    pub(crate) async fn registered(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.registration.is_due(inner.lifetime) {
+            // Boxed: rare, and it keeps the operations' futures small.
+            Box::pin(inner.registration.ensure(&inner.pool, inner.lifetime)).await?;
+        }
+        Ok(())
     }
 
     /// The breaker's name.

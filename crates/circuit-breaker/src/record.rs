@@ -49,11 +49,19 @@ impl CircuitBreaker {
                 report.duration_ms,
             ));
         }
-        match self
-            .record_call(&report)
-            .invoke::<Value>(&self.inner.pool)
-            .await
-        {
+        let invoked = match self.registered().await {
+            Ok(()) => {
+                self.record_call(&report)
+                    .invoke::<Value>(&self.inner.pool)
+                    .await
+            }
+            Err(e) => {
+                // The recording was this report's call to the store, and it failed.
+                self.inner.stats.store_calls.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        };
+        match invoked {
             Ok(value) => self.recorded(&value),
             Err(e) => {
                 if e.is_retryable() {
@@ -70,11 +78,18 @@ impl CircuitBreaker {
             let _ = self.send_report(report).await;
             return;
         }
-        if let Err(e) = self
-            .record_call(&report)
-            .send_without_reply(&self.inner.pool)
-            .await
-        {
+        let sent = match self.registered().await {
+            Ok(()) => {
+                self.record_call(&report)
+                    .send_without_reply(&self.inner.pool)
+                    .await
+            }
+            Err(e) => {
+                self.inner.stats.store_calls.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        };
+        if let Err(e) = sent {
             self.note_store_error(&e.to_string());
         }
     }

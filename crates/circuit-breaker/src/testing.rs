@@ -12,6 +12,7 @@ use crate::wire::decode_acquire;
 impl CircuitBreaker {
     /// The script's acquire for permit id `permit`, its answer as the script gave it.
     pub async fn raw_acquire(&self, permit: &str) -> Result<AcquireAnswer> {
+        self.registered().await?;
         let mut call = self.script("acquire");
         call.arg(permit);
         let value: Value = call.invoke(&self.inner.pool).await?;
@@ -38,6 +39,7 @@ impl CircuitBreaker {
             outcome,
             duration_ms,
         };
+        self.registered().await?;
         let value: Value = self.record_call(&report).invoke(&self.inner.pool).await?;
         self.recorded(&value)
     }

@@ -16,6 +16,9 @@
 //! - [`wake`]: a wake channel's subscription turned into a counter a waiting loop watches,
 //!   bumped on messages and reconnections, and on a timer once the subscription is gone.
 //! - [`GroupCommit`]: concurrent operations of one kind share one script call.
+//! - [`InstanceIndex`]: every primitive records its instances in a per-namespace index, so
+//!   tools list a kind's instances in one call instead of scanning the keyspace (the design and
+//!   its window are in [`index`]).
 //! - [`Error`]: the one error type, with variants a caller can act on: a server that is down
 //!   is always [`Error::Unavailable`], a configuration mistake [`Error::InvalidConfig`].
 //!
@@ -57,6 +60,7 @@ mod event_stream;
 pub mod events;
 mod group_commit;
 mod health;
+pub mod index;
 mod keyspace;
 mod pool;
 mod script;
@@ -73,6 +77,7 @@ pub use event_stream::{EventStream, Selected};
 pub use events::Event;
 pub use group_commit::{BoxFuture, GroupCommit};
 pub use health::{PoolHealth, PrimaryHealth};
+pub use index::{IndexPage, InstanceIndex, Lifetime, Listing, Malformed, Registration};
 pub use keyspace::{
     InstanceKeys, Key, KeyKind, Keyspace, MAX_NAME_BYTES, escape_glob, redis_hash_tag,
     validate_name,

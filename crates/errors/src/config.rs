@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coordkit_core::time::duration_ms;
-use coordkit_core::{Clock, Error, KeyKind, Keyspace, Pool, Result};
+use coordkit_core::{Clock, Error, InstanceIndex, KeyKind, Keyspace, Pool, Registration, Result};
 
 use crate::batch::{self, RecordCall};
 use crate::event::{Classifier, ErrorEvent, Severity, default_classifier};
@@ -214,6 +214,10 @@ impl ErrorTrackerBuilder {
             "must be between 1 and 64",
         )?;
         let instance = self.keyspace.instance(INSTANCE_KIND, &self.name)?;
+        let registration = Registration::new(
+            InstanceIndex::new(&self.keyspace, INSTANCE_KIND)?,
+            &self.name,
+        );
         let keys = Keys {
             data: instance.typed_key("data", KeyKind::Hash),
             seen: instance.typed_key("seen", KeyKind::ZSet),
@@ -236,6 +240,7 @@ impl ErrorTrackerBuilder {
                 settings: self.settings,
                 channels,
                 records,
+                registration,
             }),
         })
     }

@@ -5,7 +5,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use coordkit_core::{GroupCommit, Key, Pool, Result};
+use coordkit_core::{
+    GroupCommit, IndexPage, InstanceIndex, Key, Keyspace, Lifetime, Listing, Pool, Registration,
+    Result,
+};
 use serde::Serialize;
 
 use crate::batch::{Outcome, Prepared};
@@ -49,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) channels: Vec<String>,
     /// Concurrent records share one record-script call (group commit).
     pub(crate) records: GroupCommit<Prepared, Outcome>,
+    /// The tracker's entry in the namespace's index of trackers.
+    pub(crate) registration: Registration,
 }
 
 /// Error tracking for one application (or one fleet of agents): records error events,
@@ -199,6 +204,30 @@ impl ErrorTracker {
     /// The tracker's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The index of the trackers of `keyspace`: every tracker a handle recorded an error in
+    /// is listed there, recorded by the handle before its first record (see
+    /// [`coordkit_core::index`]). A tracker's keys do not expire: no deadline.
+    pub fn index(keyspace: &Keyspace) -> Result<InstanceIndex> {
+        InstanceIndex::new(keyspace, INSTANCE_KIND)
+    }
+
+    /// The names of every tracker of `keyspace`, sorted, in one call (no `SCAN`), and the
+    /// index's entries that are not tracker names, if any.
+    pub async fn list(pool: &Pool, keyspace: &Keyspace) -> Result<Listing> {
+        Self::index(keyspace)?.list(pool).await
+    }
+
+    /// One page of [`ErrorTracker::list`]: up to `count` (1..=1000) names after `after`
+    /// (`None`: from the first, then each page's `next`), in one call.
+    pub async fn list_page(
+        pool: &Pool,
+        keyspace: &Keyspace,
+        after: Option<&str>,
+        count: u32,
+    ) -> Result<IndexPage> {
+        Self::index(keyspace)?.page(pool, after, count).await
     }
 
     /// Every key the tracker writes (data, seen, log), for monitoring (`MEMORY USAGE`) or
@@ -433,6 +462,11 @@ impl ErrorTracker {
     /// Concurrent records of one tracker may share a call (see
     /// [`ErrorTrackerBuilder::max_in_flight`](crate::ErrorTrackerBuilder::max_in_flight)); each is applied exactly once, atomically.
     pub async fn record(&self, event: &ErrorEvent) -> Result<Recorded> {
+        let registration = &self.inner.registration;
+        if registration.is_due(Lifetime::Forever) {
+            // Boxed: rare (once per handle and refresh period), keeps the future small.
+            Box::pin(registration.ensure(&self.inner.pool, Lifetime::Forever)).await?;
+        }
         let prepared = self.prepare(event);
         let signature = prepared.signature.clone();
         let (severity, truncated) = (prepared.severity, prepared.truncated);

@@ -19,7 +19,9 @@
 
 use std::collections::BTreeMap;
 
-use coordkit_core::{Key, KeyKind, Pool};
+use std::sync::Arc;
+
+use coordkit_core::{Key, KeyKind, Pool, Registration};
 
 use crate::aggregate::nearest_rank;
 use crate::error::{MetricsError, Result, check_value};
@@ -204,14 +206,22 @@ pub struct Histogram {
     pool: Pool,
     id: SeriesId,
     key: Key,
+    /// The series' entry in the namespace's index of series.
+    registration: Arc<Registration>,
 }
 
 impl Histogram {
-    pub(crate) fn new(pool: Pool, id: SeriesId, keys: &coordkit_core::InstanceKeys) -> Self {
+    pub(crate) fn new(
+        pool: Pool,
+        id: SeriesId,
+        keys: &coordkit_core::InstanceKeys,
+        registration: Registration,
+    ) -> Self {
         Self {
             pool,
             id,
             key: keys.typed_key("histogram", KeyKind::Hash),
+            registration: Arc::new(registration),
         }
     }
 
@@ -242,6 +252,7 @@ impl Histogram {
         for &v in values {
             check_value("observation", v, true)?;
         }
+        crate::series::registered(&self.registration, &self.pool).await?;
         let mut call = OBSERVE.prepare();
         call.key(&self.key);
         for &v in values {
@@ -267,12 +278,14 @@ impl Histogram {
         Ok(merged)
     }
 
-    /// Deletes the histogram.
+    /// Deletes the histogram, and forgets its series in the namespace's index (its next
+    /// write records it again).
     pub async fn clear(&self) -> Result<()> {
         let _: u64 = self
             .pool
             .query(coordkit_core::redis::cmd("DEL").arg(&self.key))
             .await?;
+        self.registration.forget(&self.pool).await?;
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! [`Metrics`]: the entry point that builds series handles over one pool and keyspace.
 
-use coordkit_core::{Clock, Keyspace, Pool};
+use coordkit_core::{Clock, IndexPage, InstanceIndex, Keyspace, Listing, Pool, Registration};
 
 use crate::alerts::THRESHOLD;
 use crate::config::SeriesConfig;
@@ -110,7 +110,32 @@ impl Metrics {
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Result<Histogram> {
         let id = SeriesId::new(name, labels)?;
         let keys = self.keyspace.instance(INSTANCE_KIND, id.encoded())?;
-        Ok(Histogram::new(self.pool.clone(), id, &keys))
+        let registration = self.registration(&id)?;
+        Ok(Histogram::new(self.pool.clone(), id, &keys, registration))
+    }
+
+    /// The index of the series of this keyspace (gauges, counters, histograms): every series
+    /// written to is listed there by its encoded id ([`SeriesId::encoded`]), recorded by its
+    /// handle before its first write (see [`coordkit_core::index`]); a series' `clear`
+    /// forgets it. Series keep their keys until cleared: no deadline.
+    pub fn index(&self) -> Result<InstanceIndex> {
+        Ok(InstanceIndex::new(&self.keyspace, INSTANCE_KIND)?)
+    }
+
+    /// The encoded ids of every series of the keyspace, sorted, in one call (no `SCAN`), and
+    /// the index's entries that are not series names, if any.
+    pub async fn list(&self) -> Result<Listing> {
+        Ok(self.index()?.list(&self.pool).await?)
+    }
+
+    /// One page of [`Metrics::list`]: up to `count` (1..=1000) ids after `after` (`None`: from
+    /// the first, then each page's `next`), in one call.
+    pub async fn list_page(&self, after: Option<&str>, count: u32) -> Result<IndexPage> {
+        Ok(self.index()?.page(&self.pool, after, count).await?)
+    }
+
+    fn registration(&self, id: &SeriesId) -> Result<Registration> {
+        Ok(Registration::new(self.index()?, id.encoded()))
     }
 
     fn series<K: Kind>(
@@ -121,7 +146,9 @@ impl Metrics {
     ) -> Result<Series<K>> {
         let id = SeriesId::new(name, labels)?;
         let keys = self.keyspace.instance(INSTANCE_KIND, id.encoded())?;
+        let registration = self.registration(&id)?;
         Ok(Series::new(SeriesParts {
+            registration,
             pool: self.pool.clone(),
             clock: self.clock.clone(),
             id,

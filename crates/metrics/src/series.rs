@@ -7,7 +7,7 @@ use std::time::Duration;
 use coordkit_core::redis;
 use coordkit_core::time::duration_ms;
 use coordkit_core::wire;
-use coordkit_core::{Clock, GroupCommit, Invocation, Key, KeyKind, Pool};
+use coordkit_core::{Clock, GroupCommit, Invocation, Key, KeyKind, Lifetime, Pool, Registration};
 
 use crate::aggregate::{Aggregate, check_quantiles};
 use crate::config::{MAX_SAMPLES_LIMIT, SeriesConfig};
@@ -118,9 +118,21 @@ struct Inner {
     one_sample_args: [String; 2],
     /// Concurrent writes of this handle go in one pipeline (each its own call and answer).
     writes: Writes,
+    /// The series' entry in the namespace's index of series.
+    registration: Registration,
     /// The same for single samples of a plain gauge (record_one.lua: a pipeline holds calls of
     /// one script, so that a NOSCRIPT answer reloads the right one).
     one_sample_writes: GroupCommit<Invocation<'static>, coordkit_core::Result<redis::Value>>,
+}
+
+/// Records a series in the index unless its handle already did (a lock and a clock read):
+/// before every write. Series keep their keys until cleared: no deadline.
+pub(crate) async fn registered(registration: &Registration, pool: &Pool) -> Result<()> {
+    if registration.is_due(Lifetime::Forever) {
+        // Boxed: rare (once per handle and refresh period), keeps the writes' futures small.
+        Box::pin(registration.ensure(pool, Lifetime::Forever)).await?;
+    }
+    Ok(())
 }
 
 /// Writes of one script, pipelined when concurrent.
@@ -151,6 +163,7 @@ pub(crate) struct SeriesParts {
     pub(crate) config: SeriesConfig,
     pub(crate) channel: String,
     pub(crate) keys: coordkit_core::InstanceKeys,
+    pub(crate) registration: Registration,
 }
 
 impl<K: Kind> Series<K> {
@@ -162,6 +175,7 @@ impl<K: Kind> Series<K> {
             config,
             channel,
             keys,
+            registration,
         } = parts;
         let rollup = config.rollup;
         let alert = config.alert;
@@ -209,6 +223,7 @@ impl<K: Kind> Series<K> {
                 one_sample_args,
                 writes,
                 one_sample_writes,
+                registration,
             }),
             kind: PhantomData,
         }
@@ -257,6 +272,7 @@ impl<K: Kind> Series<K> {
             }
         }
         let inner = &*self.inner;
+        registered(&inner.registration, &inner.pool).await?;
         if let ([(ts, value)], true) = (samples, inner.plain) {
             let mut call = RECORD_ONE.prepare();
             call.key(&inner.samples)
@@ -402,7 +418,8 @@ impl<K: Kind> Series<K> {
         Ok(buckets)
     }
 
-    /// Deletes the series' samples, rollups and state.
+    /// Deletes the series' samples, rollups and state, and forgets it in the namespace's
+    /// index of series (its next write records it again).
     pub async fn clear(&self) -> Result<()> {
         let inner = &*self.inner;
         let _: u64 = inner
@@ -414,6 +431,7 @@ impl<K: Kind> Series<K> {
                     .arg(&inner.rollups),
             )
             .await?;
+        inner.registration.forget(&inner.pool).await?;
         Ok(())
     }
 }

@@ -53,6 +53,7 @@ impl Queue {
     }
 
     async fn set_paused(&self, paused: bool) -> Result<bool> {
+        self.registered().await?;
         let mut call = self.call(&scripts::PAUSE);
         call.arg(if paused { "1" } else { "0" });
         let changed: u64 = call.invoke(self.inner_pool()).await?;

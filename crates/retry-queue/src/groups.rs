@@ -38,6 +38,7 @@ impl Queue {
     pub async fn set_group_limits(&self, group: &str, limits: Limits) -> Result<()> {
         validate_name("group", group)?;
         let (max_leased, starts, per) = limits.wire()?;
+        self.registered().await?;
         let mut call = self.call(&scripts::GROUP_LIMITS);
         call.arg(group).arg(max_leased).arg(starts).arg(per);
         let _: u64 = call.invoke(self.inner_pool()).await?;

@@ -21,6 +21,7 @@ impl Queue {
     /// [`Error::InvalidName`](coordkit_core::Error::InvalidName).
     pub async fn hold_component(&self, component: &str, duration: Duration) -> Result<()> {
         validate_name("component", component)?;
+        self.registered().await?;
         let mut call = self.call(&scripts::HOLD);
         call.arg(component)
             .arg(duration_ms(duration).min(MAX_DURATION_MS));

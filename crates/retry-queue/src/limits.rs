@@ -97,6 +97,7 @@ impl Queue {
     /// written.
     pub async fn set_limits(&self, limits: Limits) -> Result<()> {
         let (max_leased, starts, per) = limits.wire()?;
+        self.registered().await?;
         let mut call = self.call(&scripts::LIMITS);
         call.arg(max_leased).arg(starts).arg(per);
         let _: u64 = call.invoke(self.inner_pool()).await?;

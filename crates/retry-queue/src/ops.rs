@@ -72,6 +72,7 @@ impl Queue {
                 });
             }
         }
+        self.registered().await?;
         let mut out = Vec::with_capacity(tasks.len());
         for chunk in tasks.chunks(MAX_BATCH) {
             let mut call = self.call(&scripts::ENQUEUE);
@@ -123,6 +124,7 @@ impl Queue {
         max: usize,
         capabilities: Option<&[&str]>,
     ) -> Result<Claim> {
+        self.registered().await?;
         let c = &self.inner_config();
         let mut call = self.call(&scripts::CLAIM);
         call.arg(max.min(MAX_BATCH))

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use coordkit_core::time::duration_ms;
 use coordkit_core::wire::Packed;
-use coordkit_core::{InstanceKeys, Invocation, Key, KeyKind, Keyspace, Pool, Script};
+use coordkit_core::{
+    IndexPage, InstanceIndex, InstanceKeys, Invocation, Key, KeyKind, Keyspace, Lifetime, Listing,
+    Pool, Registration, Script,
+};
 
 use crate::code;
 use crate::config::QueueConfig;
@@ -31,7 +34,12 @@ struct Inner {
     settings: Vec<u8>,
     wake_channel: String,
     channel_prefix: String,
+    /// The queue's entry in the namespace's index of queues.
+    registration: Registration,
 }
+
+/// The kind of a queue's keys (`<ns>:{queue:<name>}:…`) and of its index.
+const INSTANCE_KIND: &str = "queue";
 
 /// One named queue, built by [`Queue::builder`]. Cheap to clone (an `Arc` inside); every
 /// operation is one script call on one hash tag.
@@ -79,7 +87,8 @@ impl Queue {
         name: &str,
         config: QueueConfig,
     ) -> Result<Self> {
-        let instance = keyspace.instance("queue", name)?;
+        let instance = keyspace.instance(INSTANCE_KIND, name)?;
+        let registration = Registration::new(InstanceIndex::new(keyspace, INSTANCE_KIND)?, name);
         let keys = KEYS
             .iter()
             .map(|(suffix, kind)| instance.typed_key(suffix, *kind))
@@ -112,8 +121,45 @@ impl Queue {
                 settings,
                 wake_channel,
                 channel_prefix,
+                registration,
             }),
         })
+    }
+
+    /// The index of the queues of `keyspace`: every queue a handle wrote to (enqueued,
+    /// claimed, paused, configured limits, holds or schedules) is listed there, recorded by the
+    /// handle before its first write (see [`coordkit_core::index`]). Queues keep their keys
+    /// until deleted, so an entry has no deadline.
+    pub fn index(keyspace: &Keyspace) -> Result<InstanceIndex> {
+        Ok(InstanceIndex::new(keyspace, INSTANCE_KIND)?)
+    }
+
+    /// The names of every queue of `keyspace`, sorted, in one call (no `SCAN`), and the
+    /// index's entries that are not queue names, if any.
+    pub async fn list(pool: &Pool, keyspace: &Keyspace) -> Result<Listing> {
+        Ok(Self::index(keyspace)?.list(pool).await?)
+    }
+
+    /// One page of [`Queue::list`]: up to `count` (1..=1000) names after `after` (`None`: from
+    /// the first, then each page's `next`), in one call.
+    pub async fn list_page(
+        pool: &Pool,
+        keyspace: &Keyspace,
+        after: Option<&str>,
+        count: u32,
+    ) -> Result<IndexPage> {
+        Ok(Self::index(keyspace)?.page(pool, after, count).await?)
+    }
+
+    /// Records the queue in the index unless this handle already did (a lock and a clock
+    /// read): called before every operation that may create the queue's keys.
+    pub(crate) async fn registered(&self) -> Result<()> {
+        let registration = &self.inner.registration;
+        if registration.is_due(Lifetime::Forever) {
+            // Boxed: rare, and it keeps the operations' futures small.
+            Box::pin(registration.ensure(&self.inner.pool, Lifetime::Forever)).await?;
+        }
+        Ok(())
     }
 
     /// The queue's name.

@@ -149,6 +149,7 @@ impl Scheduler {
         if len > max {
             return Err(QueueError::PayloadTooLarge { index: 0, len, max });
         }
+        self.inner.queue.registered().await?;
         let record = schedule.record();
         let mut first = 0;
         // A first tick computed from one call's `now` can fall behind the next call's only

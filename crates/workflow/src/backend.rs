@@ -3,7 +3,10 @@
 use coordkit_core::redis::Value;
 use coordkit_core::time::duration_ms;
 use coordkit_core::wire::{self, Packed, Reply};
-use coordkit_core::{Clock, Error, Invocation, Key, KeyKind, Keyspace, Pool, Script};
+use coordkit_core::{
+    Clock, Error, InstanceIndex, Invocation, Key, KeyKind, Keyspace, Lifetime, Pool, Registration,
+    Script,
+};
 
 use crate::code;
 use crate::config::StoreConfig;
@@ -34,7 +37,12 @@ pub(crate) struct RedisBackend {
     pub(crate) channel_prefix: String,
     settings: Vec<u8>,
     clock: Clock,
+    /// The store's entry in the namespace's index of stores.
+    registration: Registration,
 }
+
+/// The kind of a store's keys (`<ns>:{wf:<name>}:…`) and of its index.
+pub(crate) const INSTANCE_KIND: &str = "wf";
 
 impl RedisBackend {
     pub(crate) fn new(
@@ -43,7 +51,8 @@ impl RedisBackend {
         name: &str,
         config: &StoreConfig,
     ) -> Result<Self> {
-        let instance = keyspace.instance("wf", name)?;
+        let instance = keyspace.instance(INSTANCE_KIND, name)?;
+        let registration = Registration::new(InstanceIndex::new(keyspace, INSTANCE_KIND)?, name);
         let keys = KEYS
             .iter()
             .map(|(suffix, kind)| instance.typed_key(suffix, *kind))
@@ -66,6 +75,7 @@ impl RedisBackend {
             channel_prefix,
             settings: settings.into_bytes(),
             clock: config.clock.clone(),
+            registration,
         })
     }
 
@@ -95,7 +105,18 @@ impl RedisBackend {
         call
     }
 
+    /// Records the store in the index unless this handle already did (a lock and a clock
+    /// read): before the operations that may create its keys.
+    async fn registered(&self) -> Result<()> {
+        if self.registration.is_due(Lifetime::Forever) {
+            // Boxed: rare (once per handle and refresh period), keeps the futures small.
+            Box::pin(self.registration.ensure(&self.pool, Lifetime::Forever)).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn create(&self, id: &str, kind: &str, input: &[u8]) -> Result<Created> {
+        self.registered().await?;
         let answer: Value = self
             .call(&scripts::CREATE)
             .arg(id)
@@ -122,6 +143,7 @@ impl RedisBackend {
         lease_ms: u64,
     ) -> Result<Vec<ClaimEntry>> {
         const S: &str = "workflow-claim";
+        self.registered().await?;
         let answer: Value = self
             .call(&scripts::CLAIM)
             .arg(mode)

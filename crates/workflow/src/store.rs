@@ -92,6 +92,37 @@ impl WorkflowStore {
         })
     }
 
+    /// The index of the stores of `keyspace` on Redis: every store a handle created or claimed
+    /// a workflow in is listed there, recorded by the handle before its first write (see
+    /// [`coordkit_core::index`]). A store keeps its keys: no deadline.
+    pub fn index(keyspace: &coordkit_core::Keyspace) -> Result<coordkit_core::InstanceIndex> {
+        Ok(coordkit_core::InstanceIndex::new(
+            keyspace,
+            crate::backend::INSTANCE_KIND,
+        )?)
+    }
+
+    /// The names of every store of `keyspace`, sorted, in one call (no `SCAN`), and the
+    /// index's entries that are not store names, if any. (Not the workflows of one store:
+    /// that is [`WorkflowStore::list`].)
+    pub async fn stores(
+        pool: &coordkit_core::Pool,
+        keyspace: &coordkit_core::Keyspace,
+    ) -> Result<coordkit_core::Listing> {
+        Ok(Self::index(keyspace)?.list(pool).await?)
+    }
+
+    /// One page of [`WorkflowStore::stores`]: up to `count` (1..=1000) names after `after`
+    /// (`None`: from the first, then each page's `next`), in one call.
+    pub async fn stores_page(
+        pool: &coordkit_core::Pool,
+        keyspace: &coordkit_core::Keyspace,
+        after: Option<&str>,
+        count: u32,
+    ) -> Result<coordkit_core::IndexPage> {
+        Ok(Self::index(keyspace)?.page(pool, after, count).await?)
+    }
+
     /// A handle on the same store (the same records; in memory, the same memory) whose claims
     /// are for `owner`: for several orchestrators in one process.
     pub fn with_owner(&self, owner: &str) -> Result<WorkflowStore> {
