@@ -40,6 +40,7 @@ pub(crate) struct Inner {
     pub(crate) workers: Vec<(String, WorkerStatsHandle)>,
     pub(crate) top_signatures: u32,
     pub(crate) signature_window: Duration,
+    pub(crate) discover: bool,
 }
 
 impl fmt::Debug for Exporter {
@@ -98,6 +99,7 @@ impl Exporter {
             workers: Vec::new(),
             top_signatures: DEFAULT_TOP_SIGNATURES,
             signature_window: DEFAULT_SIGNATURE_WINDOW,
+            discover: false,
         }
     }
 
@@ -108,10 +110,8 @@ impl Exporter {
 }
 
 /// Builds an [`Exporter`]: which instances to watch, and how many error signatures to export.
-/// Instances are named explicitly; `build` validates every name and option.
-// Discovery: once each primitive records its instances in the namespace's index, a
-// `discover(true)` option will add the indexed instances here at each scrape; the names given
-// explicitly stay the way to watch a chosen few.
+/// Instances are named, or discovered at each scrape from the namespace's index
+/// ([`discover`](Self::discover)); `build` validates every name and option.
 pub struct ExporterBuilder {
     pool: Pool,
     keyspace: Keyspace,
@@ -122,6 +122,7 @@ pub struct ExporterBuilder {
     workers: Vec<(String, WorkerStatsHandle)>,
     top_signatures: u32,
     signature_window: Duration,
+    discover: bool,
 }
 
 impl fmt::Debug for ExporterBuilder {
@@ -210,6 +211,15 @@ impl ExporterBuilder {
     /// [`MAX_WORKERS`] workers; a (queue, name) pair given twice fails `build`.
     pub fn worker(mut self, name: impl Into<String>, stats: WorkerStatsHandle) -> Self {
         self.workers.push((name.into(), stats));
+        self
+    }
+
+    /// Also watch every queue, breaker and error tracker the namespace's index lists, read
+    /// again at each scrape (three calls), so instances created later appear without a
+    /// restart. Default off: only the named instances. Agent registries are not indexed: name
+    /// them.
+    pub fn discover(mut self, on: bool) -> Self {
+        self.discover = on;
         self
     }
 
@@ -321,6 +331,7 @@ impl ExporterBuilder {
                 workers: self.workers,
                 top_signatures: self.top_signatures,
                 signature_window: self.signature_window,
+                discover: self.discover,
             }),
         })
     }

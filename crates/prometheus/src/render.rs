@@ -10,6 +10,9 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use coordkit_errors::ErrorTracker;
+use coordkit_retry_queue::Queue;
+
 use crate::exporter::{Exporter, context_error, core_error};
 use crate::series::{Labels, Series};
 
@@ -244,6 +247,7 @@ impl Exporter {
     pub(crate) async fn scrape(&self) -> Scrape {
         let started = Instant::now();
         let inner = &self.inner;
+        let (found, index_failures) = self.discovered().await;
         let mut f = Families::default();
         let mut reads = 0;
         let mut failures = Vec::new();
@@ -267,7 +271,11 @@ impl Exporter {
             up.push(labels([("primitive", primitive), ("name", name)]), ok);
         };
 
-        for queue in &inner.queues {
+        for (kind, e) in index_failures {
+            outcome("index", kind, Err(e));
+        }
+
+        for queue in inner.queues.iter().chain(&found.queues) {
             let name = queue.name();
             let result = queue.stats().await.map_err(core_error).map(|s| {
                 for (state, n) in [
@@ -289,7 +297,7 @@ impl Exporter {
             outcome("queue", name, result);
         }
 
-        for breaker in &inner.breakers {
+        for breaker in inner.breakers.iter().chain(&found.breakers) {
             let name = breaker.name();
             let result = self.breaker_snapshot(breaker).await.map(|s| {
                 for state in BREAKER_STATES {
@@ -308,7 +316,7 @@ impl Exporter {
             outcome("breaker", name, result);
         }
 
-        for tracker in &inner.trackers {
+        for tracker in inner.trackers.iter().chain(&found.trackers) {
             let name = tracker.name();
             let result = async {
                 let counts = tracker.counts().await?;
@@ -396,6 +404,61 @@ impl Exporter {
     /// window and could move the breaker differently from its own processes. Without stored
     /// rules (no state yet, or a state written before breakers kept them) the default rules
     /// read it: a breaker with no state is closed under any.
+    /// With discovery on, the indexed queues, breakers and trackers not named already (one
+    /// call per kind), and the kinds whose index could not be read.
+    async fn discovered(&self) -> (Found, Vec<(&'static str, Error)>) {
+        let inner = &self.inner;
+        let mut found = Found::default();
+        let mut failures = Vec::new();
+        if !inner.discover {
+            return (found, failures);
+        }
+        let (pool, ks) = (&inner.pool, &inner.keyspace);
+        let fresh = |names: Vec<String>, named: &[&str]| -> Vec<String> {
+            names
+                .into_iter()
+                .filter(|n| !named.contains(&n.as_str()))
+                .collect()
+        };
+        match Queue::list(pool, ks).await {
+            Ok(listing) => {
+                let named: Vec<&str> = inner.queues.iter().map(Queue::name).collect();
+                for name in fresh(listing.names, &named) {
+                    match Queue::builder(pool, ks, &name).build() {
+                        Ok(q) => found.queues.push(q),
+                        Err(e) => failures.push(("queue", core_error(e))),
+                    }
+                }
+            }
+            Err(e) => failures.push(("queue", core_error(e))),
+        }
+        match CircuitBreaker::list(pool, ks).await {
+            Ok(listing) => {
+                let named: Vec<&str> = inner.breakers.iter().map(CircuitBreaker::name).collect();
+                for name in fresh(listing.names, &named) {
+                    match CircuitBreaker::builder(pool, ks, &name).build() {
+                        Ok(b) => found.breakers.push(b),
+                        Err(e) => failures.push(("breaker", e)),
+                    }
+                }
+            }
+            Err(e) => failures.push(("breaker", e)),
+        }
+        match ErrorTracker::list(pool, ks).await {
+            Ok(listing) => {
+                let named: Vec<&str> = inner.trackers.iter().map(ErrorTracker::name).collect();
+                for name in fresh(listing.names, &named) {
+                    match ErrorTracker::builder(pool, ks, &name).build() {
+                        Ok(t) => found.trackers.push(t),
+                        Err(e) => failures.push(("error_tracker", e)),
+                    }
+                }
+            }
+            Err(e) => failures.push(("error_tracker", e)),
+        }
+        (found, failures)
+    }
+
     async fn breaker_snapshot(&self, breaker: &CircuitBreaker) -> Result<Snapshot> {
         let inner = &self.inner;
         match breaker.stored_config().await? {
@@ -409,4 +472,12 @@ impl Exporter {
             None => breaker.snapshot().await,
         }
     }
+}
+
+/// The instances discovery found at one scrape.
+#[derive(Default)]
+struct Found {
+    queues: Vec<Queue>,
+    breakers: Vec<CircuitBreaker>,
+    trackers: Vec<ErrorTracker>,
 }

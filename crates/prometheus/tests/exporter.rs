@@ -401,3 +401,34 @@ async fn a_store_that_is_down_answers_503_with_one_line() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cannot read the store"), "{body}");
 }
+
+redis_test! {
+    async fn discovery_watches_every_indexed_instance_at_each_scrape(redis) {
+        let pool = redis.pool().await;
+        let ks = redis.keyspace();
+        let named = Queue::builder(&pool, &ks, "named").build().unwrap();
+        named.enqueue_json(&1, TaskOptions::default()).await.unwrap();
+        let exporter = Exporter::builder(&pool, &ks).queue("named").discover(true).build().unwrap();
+        let page = Page::parse(&exporter.render().await.unwrap());
+        assert_eq!(page.value("coordkit_queue_tasks", &[("queue", "named"), ("state", "ready")]), 1.0);
+        // Created after the exporter: found at the next scrape, and a named one once only.
+        let later = Queue::builder(&pool, &ks, "later").build().unwrap();
+        for i in 0..3 {
+            later.enqueue_json(&i, TaskOptions::default()).await.unwrap();
+        }
+        let breaker = CircuitBreaker::builder(&pool, &ks, "llm").build().unwrap();
+        breaker.force(Forced::Open).await.unwrap();
+        let text = exporter.render().await.unwrap();
+        let page = Page::parse(&text);
+        assert_eq!(page.value("coordkit_queue_tasks", &[("queue", "later"), ("state", "ready")]), 3.0);
+        assert_eq!(page.value("coordkit_breaker_state", &[("breaker", "llm"), ("state", "forced_open")]), 1.0);
+        let named_series = text
+            .lines()
+            .filter(|l| l.starts_with("coordkit_queue_tasks{") && l.contains("queue=\"named\"") && l.contains("ready"))
+            .count();
+        assert_eq!(named_series, 1, "{text}");
+        // Without discovery, only the named one.
+        let only = Exporter::builder(&pool, &ks).queue("named").build().unwrap();
+        assert!(!only.render().await.unwrap().contains("queue=\"later\""));
+    }
+}
