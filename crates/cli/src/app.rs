@@ -101,6 +101,13 @@ pub(crate) enum Command {
 /// `coordkit queue …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum QueueCommand {
+    /// Every queue of the namespace, from its index (one call); with --stats, each one's
+    /// counts too (one call per queue).
+    Ls {
+        /// Also each queue's counts per state, oldest ready task and pause.
+        #[arg(long)]
+        stats: bool,
+    },
     /// Counts per state, totals, the oldest ready task's age, pause and limits.
     Stats {
         /// The queue's name.
@@ -173,6 +180,13 @@ pub(crate) enum DlqCommand {
 /// `coordkit breaker …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum BreakerCommand {
+    /// Every breaker of the namespace, from its index (one call); with --state, each one's
+    /// state and window too (two calls per breaker).
+    Ls {
+        /// Also each breaker's state and window figures.
+        #[arg(long)]
+        state: bool,
+    },
     /// The state and the window's figures.
     Show {
         /// The breaker's name.
@@ -202,6 +216,8 @@ pub(crate) enum BreakerCommand {
 /// `coordkit errors …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum ErrorsCommand {
+    /// Every error tracker of the namespace, from its index (one call).
+    Ls,
     /// Signatures by occurrences within a window, most first.
     Top {
         /// The tracker's name.
@@ -265,6 +281,8 @@ pub(crate) struct SeriesArg {
 /// `coordkit metrics …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum MetricsCommand {
+    /// Every series of the namespace, from its index (one call).
+    Ls,
     /// The latest samples, oldest first (a counter's also show its total).
     Tail {
         #[command(flatten)]
@@ -394,6 +412,8 @@ pub(crate) enum WorkflowStatus {
 /// `coordkit workflow …`
 #[derive(Debug, Subcommand)]
 pub(crate) enum WorkflowCommand {
+    /// Every workflow store of the namespace, from its index (one call).
+    Stores,
     /// Counts by status, those finished within a window, and their durations.
     Stats {
         /// The store's name.
@@ -449,8 +469,9 @@ pub(crate) enum EventsCommand {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Each scrape reads the named instances (one round trip per queue and registry, \
-                  two per breaker and error tracker); a breaker is read under the rules it \
-                  stored. An instance whose read fails is left out, with \
+                  two per breaker and error tracker) and, with --discover or when no queue, \
+                  breaker or tracker is named, every one the namespace's index lists (three \
+                  calls more); a breaker is read under the rules it stored. An instance whose read fails is left out, with \
                   coordkit_exporter_instance_up 0; when no read succeeds (the server is down) \
                   the answer is 503 with one line. Metric names and labels: the README of \
                   coordkit-prometheus."
@@ -471,6 +492,10 @@ pub(crate) struct ServeMetricsArgs {
     /// Agent registries to export: live agents by status.
     #[arg(long = "registry", value_name = "NAME", num_args = 1.., value_delimiter = ',')]
     pub(crate) registries: Vec<String>,
+    /// Also every queue, breaker and error tracker of the namespace's index, read again at
+    /// each scrape (the default when no queue, breaker or tracker is named).
+    #[arg(long)]
+    pub(crate) discover: bool,
     /// How many error signatures each tracker exports (the most frequent in the window).
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) top_signatures: u32,

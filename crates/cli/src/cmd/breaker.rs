@@ -3,14 +3,16 @@
 use coordkit_circuit_breaker::{CircuitBreaker, Forced, Snapshot, State};
 use serde_json::{Value, json};
 
+use super::listing::{malformed_json, names_report};
 use super::{Ctx, any_exists};
 use crate::app::BreakerCommand;
 use crate::fail::{Fail, Outcome};
-use crate::out::{Report, fields};
+use crate::out::{Report, fields, table};
 use crate::time::timestamp_or_dash;
 
 pub(crate) async fn run(ctx: &Ctx, command: &BreakerCommand) -> Outcome {
     match command {
+        BreakerCommand::Ls { state } => ctx.read(|| list(ctx, *state)).await,
         BreakerCommand::Show { name } => {
             let breaker = open(ctx, name, true).await?;
             ctx.read(|| show(&breaker)).await
@@ -73,6 +75,57 @@ async fn open(ctx: &Ctx, name: &str, must_exist: bool) -> Outcome<CircuitBreaker
         // Nothing stored: the rules do not matter to a force, which starts the state.
         None => Ok(breaker),
     }
+}
+
+/// Every breaker of the namespace (one call), and with `with_state` each one's state, read
+/// under its stored rules.
+async fn list(ctx: &Ctx, with_state: bool) -> Outcome<Report> {
+    let listing = CircuitBreaker::list(&ctx.pool, &ctx.keyspace).await?;
+    if !with_state {
+        return Ok(names_report("breaker", ctx.namespace(), &listing));
+    }
+    let mut rows = Vec::with_capacity(listing.names.len());
+    let mut breakers = Vec::with_capacity(listing.names.len());
+    for name in &listing.names {
+        // Listed, its keys may have expired since (closed and idle): shown as gone.
+        let breaker = match open(ctx, name, true).await {
+            Ok(breaker) => breaker,
+            Err(fail) if fail.code == 1 => {
+                rows.push(vec![
+                    name.clone(),
+                    "(no state)".to_owned(),
+                    "-".to_owned(),
+                    "-".to_owned(),
+                ]);
+                breakers.push(json!({ "breaker": name, "state": null }));
+                continue;
+            }
+            Err(fail) => return Err(fail),
+        };
+        let s = breaker.snapshot().await?;
+        rows.push(vec![
+            name.clone(),
+            s.state.as_str().to_owned(),
+            format!("{}/{}", s.failures, s.calls),
+            s.epoch.to_string(),
+        ]);
+        breakers.push(snapshot_json(name, &s));
+    }
+    let mut human = table(&["breaker", "state", "failed/calls", "epoch"], rows);
+    human.push_str(&format!(
+        "{} breaker(s) in namespace {}\n",
+        listing.names.len(),
+        ctx.namespace()
+    ));
+    Ok(Report {
+        human,
+        json: json!({
+            "kind": "breaker",
+            "names": listing.names,
+            "breakers": breakers,
+            "malformed": malformed_json(&listing),
+        }),
+    })
 }
 
 fn snapshot_json(name: &str, s: &Snapshot) -> Value {

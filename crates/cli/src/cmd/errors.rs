@@ -5,6 +5,7 @@ use std::time::Duration;
 use coordkit_errors::{ErrorRecord, ErrorTracker, Resolution};
 use serde_json::{Value, json};
 
+use super::listing::names_report;
 use super::{Ctx, any_exists};
 use crate::app::ErrorsCommand;
 use crate::fail::{Fail, Outcome};
@@ -13,6 +14,13 @@ use crate::time::{age, timestamp, timestamp_or_dash};
 
 pub(crate) async fn run(ctx: &Ctx, command: &ErrorsCommand) -> Outcome {
     match command {
+        ErrorsCommand::Ls => {
+            ctx.read(|| async {
+                let listing = ErrorTracker::list(&ctx.pool, &ctx.keyspace).await?;
+                Ok(names_report("error tracker", ctx.namespace(), &listing))
+            })
+            .await
+        }
         ErrorsCommand::Top {
             name,
             window,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use coordkit_metrics::{Histogram, Kind, Metrics, SampleWindow, Series};
 use serde_json::{Value, json};
 
+use super::listing::names_report;
 use super::{Ctx, any_exists};
 use crate::app::{MetricsCommand, SeriesArg, SeriesKind};
 use crate::fail::{Fail, Outcome};
@@ -14,6 +15,13 @@ use crate::time::{age, timestamp};
 pub(crate) async fn run(ctx: &Ctx, command: &MetricsCommand) -> Outcome {
     let metrics = Metrics::builder(&ctx.pool, &ctx.keyspace).build()?;
     match command {
+        MetricsCommand::Ls => {
+            ctx.read(|| async {
+                let listing = metrics.list().await?;
+                Ok(names_report("series", ctx.namespace(), &listing))
+            })
+            .await
+        }
         MetricsCommand::Tail { series, limit } => {
             let (name, labels) = parse_series(&series.series)?;
             let labels: Vec<(&str, &str)> = labels

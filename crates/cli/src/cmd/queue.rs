@@ -3,6 +3,7 @@
 use coordkit_retry_queue::{DeadLetter, Queue, Stats, TaskInfo, TaskState};
 use serde_json::{Value, json};
 
+use super::listing::{malformed_json, names_report};
 use super::{Ctx, any_exists};
 use crate::app::{DlqCommand, QueueCommand};
 use crate::fail::{Fail, Outcome};
@@ -11,6 +12,7 @@ use crate::time::{age, timestamp, timestamp_or_dash};
 
 pub(crate) async fn run(ctx: &Ctx, command: &QueueCommand) -> Outcome {
     match command {
+        QueueCommand::Ls { stats } => ctx.read(|| list(ctx, *stats)).await,
         QueueCommand::Stats { name } => {
             let queue = open(ctx, name).await?;
             ctx.read(|| stats(&queue)).await
@@ -115,6 +117,56 @@ fn stats_json(name: &str, s: &Stats) -> Value {
             "starts": r.starts,
             "per_ms": r.per.as_millis() as u64,
         })),
+    })
+}
+
+/// Every queue of the namespace (one call), and with `with_stats` each one's counts.
+async fn list(ctx: &Ctx, with_stats: bool) -> Outcome<Report> {
+    let listing = Queue::list(&ctx.pool, &ctx.keyspace).await?;
+    if !with_stats {
+        return Ok(names_report("queue", ctx.namespace(), &listing));
+    }
+    let mut rows = Vec::with_capacity(listing.names.len());
+    let mut queues = Vec::with_capacity(listing.names.len());
+    for name in &listing.names {
+        let queue = Queue::builder(&ctx.pool, &ctx.keyspace, name).build()?;
+        let s = queue.stats().await?;
+        rows.push(vec![
+            name.clone(),
+            s.ready.to_string(),
+            s.delayed.to_string(),
+            s.leased.to_string(),
+            s.dead.to_string(),
+            or_dash(s.oldest_ready_age.map(age)),
+            if s.paused { "yes" } else { "no" }.to_owned(),
+        ]);
+        queues.push(stats_json(name, &s));
+    }
+    let mut human = table(
+        &[
+            "queue",
+            "ready",
+            "delayed",
+            "leased",
+            "dead",
+            "oldest ready",
+            "paused",
+        ],
+        rows,
+    );
+    human.push_str(&format!(
+        "{} queue(s) in namespace {}\n",
+        listing.names.len(),
+        ctx.namespace()
+    ));
+    Ok(Report {
+        human,
+        json: json!({
+            "kind": "queue",
+            "names": listing.names,
+            "queues": queues,
+            "malformed": malformed_json(&listing),
+        }),
     })
 }
 

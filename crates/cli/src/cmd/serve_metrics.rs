@@ -13,18 +13,9 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeMetricsArgs) -> Outcome {
             "--json does not apply to `serve-metrics` (it serves the Prometheus text format)",
         ));
     }
-    // Instances are named explicitly. Discovery plugs in here: once every primitive records
-    // its instances in the namespace's index, a `--discover` flag will add the indexed ones
-    // to the builder (at each scrape), and naming none will no longer be an error.
-    if args.queues.is_empty()
-        && args.breakers.is_empty()
-        && args.trackers.is_empty()
-        && args.registries.is_empty()
-    {
-        return Err(Fail::usage(
-            "nothing to export: name instances with --queue, --breaker, --errors or --registry",
-        ));
-    }
+    // With no queue, breaker or tracker named, every indexed one is watched.
+    let discover = args.discover
+        || (args.queues.is_empty() && args.breakers.is_empty() && args.trackers.is_empty());
     let exporter = Exporter::builder(&ctx.pool, &ctx.keyspace)
         .queues(&args.queues)
         .breakers(&args.breakers)
@@ -32,6 +23,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeMetricsArgs) -> Outcome {
         .agent_registries(&args.registries)
         .top_signatures(args.top_signatures)
         .signature_window(args.signature_window)
+        .discover(discover)
         .build()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -8,6 +8,7 @@ use coordkit_workflow::{
 };
 use serde_json::{Value, json};
 
+use super::listing::names_report;
 use super::{Ctx, any_exists};
 use crate::app::{WorkflowCommand, WorkflowStatus};
 use crate::fail::{Fail, Outcome};
@@ -19,6 +20,13 @@ const PREVIEW: usize = 120;
 
 pub(crate) async fn run(ctx: &Ctx, command: &WorkflowCommand) -> Outcome {
     match command {
+        WorkflowCommand::Stores => {
+            ctx.read(|| async {
+                let listing = WorkflowStore::stores(&ctx.pool, &ctx.keyspace).await?;
+                Ok(names_report("workflow store", ctx.namespace(), &listing))
+            })
+            .await
+        }
         WorkflowCommand::Stats { store, window } => {
             let store = open(ctx, store).await?;
             ctx.read(|| stats(&store, *window)).await

@@ -10,6 +10,7 @@ mod breaker;
 mod context;
 mod errors;
 mod events;
+mod listing;
 mod mesh;
 mod metrics;
 mod queue;

@@ -113,9 +113,21 @@ cli_test! {
 }
 
 cli_test! {
-    fn nothing_to_export_is_bad_usage(t) {
-        let err = t.fails(2, &["serve-metrics", "--listen", "127.0.0.1:0"]);
-        assert!(err.contains("nothing to export"), "{err}");
+    fn naming_nothing_exports_every_indexed_instance_as_it_appears(t) {
+        let first = Queue::builder(&t.pool, &t.keyspace, "first").build().unwrap();
+        t.block_on(first.enqueue_json(&1, TaskOptions::default())).unwrap();
+        let live = t.spawn_live(&["serve-metrics", "--listen", "127.0.0.1:0"]);
+        let addr = address(&live);
+        let (status, body) = scrape(&addr);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(value(&body, "coordkit_queue_tasks", &[("queue", "first"), ("state", "ready")]), 1.0);
+        // A queue created after the start is found at the next scrape.
+        let later = Queue::builder(&t.pool, &t.keyspace, "later").build().unwrap();
+        t.block_on(later.enqueue_json(&1, TaskOptions::default())).unwrap();
+        t.block_on(later.enqueue_json(&2, TaskOptions::default())).unwrap();
+        let (_, body) = scrape(&addr);
+        assert_eq!(value(&body, "coordkit_queue_tasks", &[("queue", "later"), ("state", "ready")]), 2.0);
+        assert_eq!(live.interrupt(), Some(0));
         let err = t.fails(2, &["serve-metrics", "--queue", "bad{name}"]);
         assert!(err.contains("bad{name}"), "{err}");
     }
