@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rewrites the help section at the end of README.md (everything after the line starting with
-# "The help of every group") with the help of every group as the binary prints it;
+# "The help of every") with the help of every command as the binary prints it;
 # tests/cli/usage.rs checks that README.md holds each. Run after changing a command:
 #   cargo build -p coordkit-cli && bash crates/cli/gen-readme.sh [path/to/coordkit]
 set -euo pipefail
@@ -12,12 +12,24 @@ help() {
   env -u COORDKIT_NAMESPACE -u COORDKIT_AGENT_REGISTRY -u COLUMNS "$bin" $1 --help
   printf '```\n\n'
 }
-for group in "" queue "queue dlq" breaker errors metrics agents context mesh workflow events serve-metrics; do
-  help "$group"
-done > help.md.tmp
+# The subcommands listed under "Commands:" in a help text (all but `help`).
+subcommands() {
+  # shellcheck disable=SC2086
+  env -u COORDKIT_NAMESPACE -u COORDKIT_AGENT_REGISTRY -u COLUMNS "$bin" $1 --help |
+    awk '/^Commands:/ {on = 1; next} on && /^$/ {on = 0} on && /^  [a-z]/ {print $1}' |
+    grep -v '^help$' || true
+}
+# Every command, depth first: the program, each group, each subcommand.
+walk() {
+  help "$1"
+  for sub in $(subcommands "$1"); do
+    walk "${1:+$1 }$sub"
+  done
+}
+walk "" > help.md.tmp
 python3 - <<'PY'
 readme = open("README.md").read()
-marker = "The help of every group"
+marker = "The help of every"
 start = readme.index(marker)
 head = readme[: readme.index("\n\n", start) + 2]
 helps = open("help.md.tmp").read().rstrip("\n") + "\n"

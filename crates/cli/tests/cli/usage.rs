@@ -128,37 +128,52 @@ fn watch_prints_again_until_interrupted() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
+/// The help text of `coordkit ARGS --help`, as printed.
+fn help_of(args: &[String]) -> String {
+    let out = bare()
+        .env_remove("COLUMNS")
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "coordkit {args:?} --help");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The subcommands a help text lists under `Commands:` (all but `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
-fn the_readme_shows_every_group_s_help_as_printed() {
+fn the_readme_shows_every_command_s_help_as_printed() {
     let readme = include_str!("../../README.md");
-    for group in [
-        vec![],
-        vec!["queue"],
-        vec!["queue", "dlq"],
-        vec!["breaker"],
-        vec!["errors"],
-        vec!["metrics"],
-        vec!["agents"],
-        vec!["context"],
-        vec!["mesh"],
-        vec!["workflow"],
-        vec!["events"],
-        vec!["serve-metrics"],
-    ] {
-        let out = bare()
-            .env_remove("COLUMNS")
-            .args(&group)
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let help = String::from_utf8(out.stdout).unwrap();
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(args) = todo.pop() {
+        let help = help_of(&args);
         assert!(
             readme.contains(&help),
             "README.md lacks the help of `coordkit {}` (run crates/cli/gen-readme.sh):\n{help}",
-            group.join(" ")
+            args.join(" ")
         );
+        seen += 1;
+        for sub in subcommands(&help) {
+            let mut next = args.clone();
+            next.push(sub);
+            todo.push(next);
+        }
     }
+    // The program, its groups and their subcommands: dozens, not a handful.
+    assert!(seen > 40, "{seen} helps");
 }
 
 #[test]
