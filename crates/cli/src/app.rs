@@ -94,7 +94,7 @@ pub(crate) enum Command {
     /// The namespace's events, live.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// A Prometheus endpoint: GET /metrics with the named instances' figures, until Ctrl-C.
+    /// A Prometheus endpoint: GET /metrics with the figures of the named (or every indexed) instance, until Ctrl-C.
     ServeMetrics(ServeMetricsArgs),
 }
 
