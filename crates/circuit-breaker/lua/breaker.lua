@@ -10,8 +10,10 @@
 --   r   count window ring, one char per call: S ok, F failed, s ok but slow, f failed and
 --       slow, . empty
 --   b<slot>  time window bucket: "<bucket id>:<calls>:<failures>:<slow>"
---   g   the rules of the last operation that wrote s (ARGV[3] as given), so that a reader
---       without the application's configuration (the `coordkit` command) applies the same
+--   g   the rules (ARGV[3] as given) of the state's first write and of every later write
+--       outside a record's fast path (transitions, forces, clears, a window resized), so that
+--       a reader without the application's configuration (the `coordkit` command) applies
+--       the same
 --   Every stored number is a whole number below 2^48 (MAXN), checked before use; the counts
 --   this script adds to (epoch, consecutive failures, re-openings, half-open successes, a
 --   bucket's figures) stop at 2^48 - 1 (MAXI), so it never writes one it would refuse. Only
@@ -105,7 +107,7 @@ elseif op == 'record' then
   -- validate: S's type (the HMGET); s whole and bounded; the ring's byte at the next slot and
   -- the figures without it (0 <= failures, slow <= calls < window), so the write keeps them
   -- consistent. Anything else falls through to the general path, which raises the fault.
-  local raw = redis.call('HMGET', S, 's', 'r', 'g')
+  local raw = redis.call('HMGET', S, 's', 'r')
   local s, ring = raw[1], raw[2]
   if wk == WINDOW_COUNT and ((not s and not ring) or (s and ring and #s == SLEN and #ring == wsize)) then
     local st, ep, cf, pos, n, nf, ns = CLOSED, 1, 0, 0, 0, 0, 0
@@ -155,10 +157,12 @@ elseif op == 'record' then
           ring = string.sub(ring, 1, pos) .. c .. string.sub(ring, pos + 2)
           pos = pos + 1
           if pos == wsize then pos = 0 end
-          if raw[3] == ARGV[3] then
+          if s then
             redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring)
           else
-            -- (The rules, for readers without the configuration: see `g` above.)
+            -- The state's first write stores the rules too (see `g` above; reading them on
+            -- every record would cost the hot path, so later changes of rules of the same
+            -- window size are stored by the next transition).
             redis.call('HSET', S, 's', struct.pack(SFMT, st, ep, cf, pos, n, nf, ns), 'r', ring,
               'g', ARGV[3])
           end

@@ -48,9 +48,9 @@ impl CircuitBreaker {
         self.state_epoch(&values)
     }
 
-    /// The rules the breaker's state was last written under (by any process), so that a
-    /// reader without the application's configuration (the `coordkit` command) can build a
-    /// handle that applies the same: `None` when no state is stored, or it was stored before
+    /// The rules the breaker's state was written under (by any process) at its first write
+    /// or its last transition, force or clear, so that a reader without the application's
+    /// configuration (the `coordkit` command) can build a handle that applies the same: `None` when no state is stored, or it was stored before
     /// breakers kept their rules. Rules that do not decode fail with
     /// [`Error::Corrupt`](coordkit_core::Error::Corrupt) naming the key.
     pub async fn stored_config(&self) -> Result<Option<BreakerConfig>> {

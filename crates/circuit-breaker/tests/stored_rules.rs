@@ -84,7 +84,7 @@ redis_test! {
 }
 
 redis_test! {
-    async fn garbage_rules_are_named_and_rewritten_by_the_next_write(redis) {
+    async fn garbage_rules_are_named_and_rewritten_by_the_next_change(redis) {
         let pool = redis.pool().await;
         let ks = redis.keyspace();
         let own = CircuitBreaker::builder(&pool, &ks, "api").config(rules()).build().unwrap();
@@ -105,12 +105,14 @@ redis_test! {
                 }
                 other => panic!("{other:?}"),
             }
-            // The breaker itself never reads them: its next write stores its own again.
+            // The breaker itself never uses them: a record goes on, and its next change of
+            // state (here a clear) stores its own again.
             let permit = match own.acquire().await.unwrap() {
                 coordkit_circuit_breaker::Admission::Admitted(p) => p,
                 other => panic!("{other:?}"),
             };
             own.record(permit, Outcome::Success).await.unwrap();
+            own.clear().await.unwrap();
             let found = own.stored_config().await.unwrap().unwrap();
             assert_eq!(found.window(), Window::Count(20));
         }
