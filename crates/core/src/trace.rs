@@ -7,17 +7,18 @@
 //!
 //! | target | level | name | fields |
 //! |---|---|---|---|
-//! | `coordkit::script` | DEBUG | span `coordkit.script` | `script`, `instance`, `calls`, `outcome`, `duration_us` |
-//! | `coordkit::store` | WARN | event | `script`, `instance`, `outcome`, `error` |
+//! | `coordkit::script` | DEBUG | span `coordkit.script` | `primitive`, `instance`, `operation`, `calls`, `outcome`, `duration_us` |
+//! | `coordkit::store` | WARN | event | `primitive`, `instance`, `operation`, `outcome`, `error` |
 //! | `coordkit::task` | INFO | span `coordkit.task` | `queue`, `task_id`, `attempt`, `outcome`, `duration_us` |
 //! | `coordkit::worker` | WARN | event | `queue`, `error` (a worker's claim or settle failed; it retries) |
 //!
 //! - **`coordkit.script`**: one script call of any primitive, which is one operation (or one
 //!   group-committed batch of operations, or one pipeline of `calls` invocations of the same
 //!   script), a script sent without waiting for its answer included (`outcome` `sent`).
-//!   `script` is the script's name (`retry-queue-claim`, `context-write`, …: the primitive
-//!   and the operation), `instance` the hash tag of its first key (`<kind>:<name>`, e.g.
-//!   `queue:emails`, `cb:payments`; `*` for a pipeline over several instances), `outcome`
+//!   `operation` is the script's name (`retry-queue-claim`, `context-write`, …), `instance`
+//!   the hash tag of its first key (`<kind>:<name>`, e.g. `queue:emails`, `cb:payments`; `*`
+//!   for a pipeline over several instances), `primitive` that tag's kind (`queue`, `cb`,
+//!   `ctx`, `errors`, `metric`, `wf`, …), `outcome`
 //!   `ok`, `sent`, `partial` (a pipeline some of whose calls failed) or the error's kind
 //!   (below), and `duration_us` the time from the checkout of a connection to the decoded
 //!   answer. A call dropped before it ends (its caller gave up) closes its span without an
@@ -67,6 +68,11 @@ pub fn outcome_of(error: &Error) -> &'static str {
         Error::Corrupt { .. } => "corrupt",
         Error::Server { .. } => "server",
     }
+}
+
+/// The primitive of an instance's hash tag (`queue` of `queue:emails`, `cb` of `cb:llm`).
+fn primitive_of(instance: &str) -> &str {
+    instance.split_once(':').map_or(instance, |(kind, _)| kind)
 }
 
 /// Whether an error is the store's (logged at WARN) rather than a refusal of the input.
@@ -119,8 +125,9 @@ impl ScriptSpan {
         let span = tracing::debug_span!(
             target: SCRIPT_TARGET,
             "coordkit.script",
-            script,
+            primitive = primitive_of(instance),
             instance,
+            operation = script,
             calls,
             outcome = Empty,
             duration_us = Empty,
@@ -170,8 +177,9 @@ impl ScriptSpan {
             let instance = keys.first().map_or("", |k| redis_hash_tag(k.as_str()));
             tracing::warn!(
                 target: STORE_TARGET,
-                script = self.script,
+                primitive = primitive_of(instance),
                 instance,
+                operation = self.script,
                 outcome = outcome_of(error),
                 error = %error,
                 "coordkit store call failed"

@@ -42,7 +42,8 @@ redis_test! {
         let span = &found[0];
         assert_eq!(span.target, SCRIPT_TARGET);
         assert_eq!(span.level, tracing::Level::DEBUG);
-        assert_eq!(span.fields["script"], "trace-counter");
+        assert_eq!(span.fields["operation"], "trace-counter");
+        assert_eq!(span.fields["primitive"], "trace");
         assert_eq!(span.fields["calls"], "1");
         assert_eq!(span.fields["outcome"], "ok");
         let us: u64 = span.fields["duration_us"].parse().unwrap();
@@ -73,7 +74,7 @@ redis_test! {
             .collect();
         assert_eq!(warned.len(), 1, "{warned:?}");
         assert_eq!(warned[0].level, tracing::Level::WARN);
-        assert_eq!(warned[0].fields["script"], "trace-counter");
+        assert_eq!(warned[0].fields["operation"], "trace-counter");
         assert_eq!(warned[0].fields["outcome"], "wrong_type");
         assert!(warned[0].fields["error"].contains(key.as_str()), "{warned:?}");
     }
@@ -146,7 +147,7 @@ redis_test! {
             .closed("coordkit.script")
             .into_iter()
             .filter(|s| s.fields.get("instance") == Some(&instance) && s.fields["calls"] == "2")
-            .filter(|s| s.fields["script"] == "trace-counter")
+            .filter(|s| s.fields["operation"] == "trace-counter")
             .collect();
         assert!(found.iter().any(|s| s.fields["outcome"] == "partial"), "{found:?}");
         // The failed call's store failure is a warning naming its own instance.

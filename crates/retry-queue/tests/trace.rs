@@ -89,7 +89,7 @@ redis_test! {
             .into_iter()
             .filter(|s| s.fields.get("instance") == Some(&instance))
             .inspect(|s| assert_eq!(s.target, SCRIPT_TARGET))
-            .map(|s| s.fields["script"].clone())
+            .map(|s| s.fields["operation"].clone())
             .collect();
         for script in ["retry-queue-enqueue", "retry-queue-claim", "retry-queue-settle"] {
             assert!(scripts.iter().any(|s| s == script), "{script} in {scripts:?}");
