@@ -52,6 +52,8 @@ struct Families {
     worker_settled: Series,
     worker_panics: Series,
     worker_store_errors: Series,
+    worker_handler_runs: Series,
+    worker_handler_seconds: Series,
     instance_up: Series,
     scrape_duration: Gauge<f64, AtomicU64>,
 }
@@ -79,6 +81,8 @@ impl Default for Families {
             worker_settled: Series::counter(),
             worker_panics: Series::counter(),
             worker_store_errors: Series::counter(),
+            worker_handler_runs: Series::counter(),
+            worker_handler_seconds: Series::counter(),
             instance_up: Series::gauge(),
             scrape_duration: Gauge::default(),
         }
@@ -196,6 +200,17 @@ impl Families {
             "worker_store_errors",
             "Calls to Redis of this process's worker that failed (and were retried)",
             self.worker_store_errors,
+        );
+        r.register(
+            "worker_handler_runs",
+            "Handler runs this process's worker finished (each attempt, panics included)",
+            self.worker_handler_runs,
+        );
+        r.register_with_unit(
+            "worker_handler",
+            "Time spent in those handler runs (mean latency: its rate over the runs' rate)",
+            Unit::Seconds,
+            self.worker_handler_seconds,
         );
         r.register(
             "exporter_instance_up",
@@ -369,6 +384,9 @@ impl Exporter {
             f.worker_claimed.push(l(), s.claimed);
             f.worker_panics.push(l(), s.panics);
             f.worker_store_errors.push(l(), s.store_errors);
+            f.worker_handler_runs.push(l(), s.handler_runs);
+            f.worker_handler_seconds
+                .push_f64(l(), s.handler_micros as f64 / 1_000_000.0);
             for (outcome, n) in [
                 ("acked", s.acked),
                 ("retried", s.retried),

@@ -138,7 +138,14 @@ redis_test! {
         for i in 0..3 {
             jobs.enqueue_json(&i, TaskOptions::default()).await.unwrap();
         }
-        let worker = Worker::builder(&jobs, |_task| async { Ok::<(), String>(()) }).start().await.unwrap();
+        // Each handler run takes at least 5 ms: the handler time is at least 15 ms in all.
+        let worker = Worker::builder(&jobs, |_task| async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok::<(), String>(())
+        })
+        .start()
+        .await
+        .unwrap();
         let handle = worker.stats_handle();
         for _ in 0..500 {
             if handle.get().acked == 3 {
@@ -212,6 +219,11 @@ redis_test! {
         assert_eq!(page.value("coordkit_worker_claimed_tasks_total", &worker_labels), w.claimed as f64);
         assert_eq!(page.value("coordkit_worker_settled_tasks_total", &[("queue", "jobs"), ("worker", "acker"), ("outcome", "acked")]), 3.0);
         assert_eq!(page.value("coordkit_worker_panics_total", &worker_labels), 0.0);
+        assert_eq!(page.value("coordkit_worker_handler_runs_total", &worker_labels), w.handler_runs as f64);
+        assert_eq!(w.handler_runs, 3);
+        let seconds = page.value("coordkit_worker_handler_seconds_total", &worker_labels);
+        assert_eq!(seconds, w.handler_micros as f64 / 1e6);
+        assert!(seconds >= 0.015, "{seconds}");
 
         for (primitive, name) in [("queue", "emails"), ("breaker", "llm"), ("error_tracker", "agents"), ("agent_registry", "fleet")] {
             assert_eq!(page.value("coordkit_exporter_instance_up", &[("primitive", primitive), ("name", name)]), 1.0);

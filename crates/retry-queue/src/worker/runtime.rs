@@ -330,6 +330,7 @@ async fn guarded(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
 }
 
 async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
+    let started = std::time::Instant::now();
     let mut run = CatchUnwind((shared.handler)(task.clone()));
     let lease = Duration::from_millis(task.deadline_ms.saturating_sub(claim_now));
     let renew =
@@ -352,6 +353,12 @@ async fn execute(shared: &Shared, task: &Task, claim_now: u64) -> Settle {
             }
         }
     };
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    shared.counters.handler_runs.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .handler_micros
+        .fetch_add(micros, Ordering::Relaxed);
     match result {
         Ok(settle) => settle,
         Err(panic) => {

@@ -50,6 +50,8 @@ impl Counters {
             claims: l(&self.claims),
             settles: l(&self.settles),
             wakeups: l(&self.wakeups),
+            handler_runs: l(&self.handler_runs),
+            handler_micros: l(&self.handler_micros),
         }
     }
 }
@@ -69,6 +71,8 @@ pub(super) struct Counters {
     pub(super) claims: AtomicU64,
     pub(super) settles: AtomicU64,
     pub(super) wakeups: AtomicU64,
+    pub(super) handler_runs: AtomicU64,
+    pub(super) handler_micros: AtomicU64,
 }
 
 /// What a worker has done so far.
@@ -101,6 +105,10 @@ pub struct WorkerStats {
     pub settles: u64,
     /// Wake-up messages received.
     pub wakeups: u64,
+    /// Handler runs finished (each attempt, a panic included).
+    pub handler_runs: u64,
+    /// Their time in all, in microseconds (its mean: `handler_micros / handler_runs`).
+    pub handler_micros: u64,
 }
 
 /// What [`Worker::shutdown`](super::Worker::shutdown) reports.
