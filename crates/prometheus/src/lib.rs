@@ -70,10 +70,12 @@
 //! exported (200). When every read fails (the store is down), the server answers 503 with
 //! one line, `coordkit: cannot read the store: …`, so Prometheus's own `up` goes to 0.
 //!
-//! **Not exported yet**: a worker's handler latency (the worker does not record it; its
-//! tracing span has the duration), breaker transitions per kind (the breaker stores only its
-//! epoch). Instances are named explicitly: discovery through the namespace's instance index
-//! will plug into the builder once the index exists.
+//! **Discovery.** [`ExporterBuilder::discover`] also watches every queue, breaker and error
+//! tracker the namespace's instance index lists, found again at each scrape.
+//!
+//! **Not exported**: handler latency percentiles (a worker keeps its runs' count and total
+//! time, `coordkit_worker_handler_runs_total` and `…_handler_seconds_total`, so the mean),
+//! breaker transitions per kind (the breaker stores only its epoch).
 //!
 //! The encoding is `prometheus-client`'s (the Prometheus project's own Rust client: typed
 //! families, no global registry, no protobuf), in the OpenMetrics 1.0 text format.

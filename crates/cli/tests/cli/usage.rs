@@ -176,7 +176,10 @@ fn the_readme_shows_every_command_s_help_as_printed() {
     assert!(seen > 40, "{seen} helps");
     // The project's README shows the program's.
     let root = include_str!("../../../../README.md");
-    assert!(root.contains(&help_of(&[])), "the root README lacks `coordkit --help`");
+    assert!(
+        root.contains(&help_of(&[])),
+        "the root README lacks `coordkit --help`"
+    );
 }
 
 #[test]
