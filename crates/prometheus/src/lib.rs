@@ -50,6 +50,7 @@
 //! | `coordkit_worker_claimed_tasks_total` | counter | `queue`, `worker` |
 //! | `coordkit_worker_settled_tasks_total` | counter | `queue`, `worker`, `outcome` (`acked`, `retried`, `retried_in_place`, `dead_lettered`, `deferred`, `lease_lost`, `already_settled`) |
 //! | `coordkit_worker_panics_total`, `coordkit_worker_store_errors_total` | counter | `queue`, `worker` |
+//! | `coordkit_worker_handler_runs_total`, `coordkit_worker_handler_seconds_total` | counter | `queue`, `worker`: the mean handler latency is the rate of the seconds over the rate of the runs |
 //! | `coordkit_exporter_instance_up` | gauge (0/1) | `primitive`, `name` |
 //! | `coordkit_exporter_scrape_duration_seconds` | gauge | |
 //!
