@@ -144,7 +144,9 @@ fn typed(name: &str, event: coordkit_core::Event<Payload>) -> Option<BreakerEven
 impl CircuitBreaker {
     /// Subscribes to this breaker's transitions, on a connection of its own: every event
     /// published after this returns is delivered (while connected), those of other breakers
-    /// are not.
+    /// are not. Each kind has a channel of its own: on a cluster two kinds may arrive in
+    /// either order (each channel's subscription can sit on another node); the `epoch`
+    /// orders them.
     pub async fn events(&self) -> Result<BreakerEvents> {
         let mut builder = self.pool().subscriber();
         for kind in BreakerEventKind::ALL {
