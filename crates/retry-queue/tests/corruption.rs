@@ -307,12 +307,22 @@ async fn corrupt(
             let old = hget(pool, &gstate, "api").await.unwrap_or_default();
             hset(pool, &gstate, "api", &g.apply(&old)).await;
             let key = gstate.clone();
-            // Repaired by deleting it: garbage that decodes (a lease count too high) would hold
-            // the group at its limit for good. The group starts over with no limit and no
-            // lease counted; a lease still held is let go without going below zero.
+            let gready = k[14].clone();
+            // Repaired by deleting it and marking the group ready: garbage that decodes (a
+            // lease count too high) would hold the group at its limit for good, and a group
+            // it dropped from gready has no other trace but its lane (which no claim reads
+            // unless the group is ready). The group starts over with no limit and no lease
+            // counted; a lease still held is let go without going below zero; a claim drops
+            // the group again if its lane is empty.
             let restore: Box<dyn Fn() -> redis::Cmd> = Box::new(move || {
-                let mut c = redis::cmd("HDEL");
-                c.arg(&key).arg("api");
+                let mut c = redis::cmd("EVAL");
+                c.arg(
+                    "redis.call('HDEL', KEYS[1], 'api') \
+                     redis.call('ZADD', KEYS[2], 'NX', 0, 'api')",
+                )
+                .arg(2)
+                .arg(&key)
+                .arg(&gready);
                 c
             });
             (Some(gstate), restore)
