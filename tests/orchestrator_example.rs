@@ -43,10 +43,16 @@ fn orchestrator_process() {
         .unwrap();
 }
 
-/// A run of the example as `owner`; its stdout lines come on the channel (`None`: it closed).
-fn start(redis: &TestRedis, ns: &str, owner: &str) -> (Child, mpsc::Receiver<Option<String>>) {
+/// A run of the example as `owner`, each step taking `step_ms`; its stdout lines come on the
+/// channel (`None`: it closed).
+fn start(
+    redis: &TestRedis,
+    ns: &str,
+    owner: &str,
+    step_ms: u64,
+) -> (Child, mpsc::Receiver<Option<String>>) {
     let args = format!(
-        "--workflows {WORKFLOWS} --concurrency 4 --step-ms 100 --owner {owner} --namespace {ns}"
+        "--workflows {WORKFLOWS} --concurrency 4 --step-ms {step_ms} --owner {owner} --namespace {ns}"
     );
     let mut child = coordkit_testkit::rerun_test("orchestrator_process")
         .env(ENV_ARGS, args)
@@ -104,7 +110,9 @@ redis_test! {
         let store = kit.workflows("reports").build().unwrap();
 
         // The first run, killed (-9) once it checkpointed some steps.
-        let (mut first, lines) = start(&redis, &ns, "first");
+        // Slow steps (the whole run would take 5.4 s): a loaded machine that reads its lines late
+        // still kills it while it holds workflows (at 100 ms it could finish first, 1.8 s).
+        let (mut first, lines) = start(&redis, &ns, "first", 300);
         let mut one = Printed::default();
         tokio::task::block_in_place(|| {
             let deadline = Instant::now() + GUARD;
@@ -129,7 +137,7 @@ redis_test! {
         assert!(!orphans.is_empty(), "the first run held no workflow when it was killed");
 
         // The second run finishes everything.
-        let (mut second, lines) = start(&redis, &ns, "second");
+        let (mut second, lines) = start(&redis, &ns, "second", 100);
         let mut two = Printed::default();
         tokio::task::block_in_place(|| {
             let deadline = Instant::now() + GUARD;
