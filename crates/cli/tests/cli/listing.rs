@@ -2,14 +2,15 @@
 //! proof that `queue ls` answers in one script call however many keys the namespace holds.
 
 use coordkit_circuit_breaker::{CircuitBreaker, Forced};
-use coordkit_core::{Keyspace, Pool, PoolConfig, redis};
+use coordkit_core::{Keyspace, redis};
 use coordkit_errors::ErrorTracker;
 use coordkit_metrics::Metrics;
 use coordkit_retry_queue::{NewTask, Queue};
 use coordkit_workflow::{NewWorkflow, WorkflowStore};
 
 use crate::cli_test;
-use crate::common::{bare, fails_with};
+use crate::common::bare;
+use coordkit_testkit::{TestRedis, Topology};
 
 cli_test! {
     fn every_ls_answers_what_the_primitives_list(t) {
@@ -94,13 +95,11 @@ static FILL: &str = "for i = ARGV[1], ARGV[2] do \
 #[test]
 fn queue_ls_answers_in_one_call_with_100_000_queues() {
     // A server of its own: its command counts are this test's alone.
-    let server = coordkit_testkit::RedisServer::start().unwrap();
+    let server = TestRedis::start(Topology::Standalone);
     let url = server.url();
     let rt = coordkit_testkit::blocking_runtime();
     let keyspace = Keyspace::new("fleet").unwrap();
-    let pool = rt
-        .block_on(Pool::connect(PoolConfig::from_url(&url).unwrap()))
-        .unwrap();
+    let pool = rt.block_on(server.pool());
     // The index's key, as the queue crate names it (a real queue records itself there).
     let real = Queue::builder(&pool, &keyspace, "q000000").build().unwrap();
     rt.block_on(real.enqueue(NewTask::new("x"))).unwrap();
@@ -125,9 +124,7 @@ fn queue_ls_answers_in_one_call_with_100_000_queues() {
     assert!(keys > u64::from(QUEUES), "{keys} keys");
     // The listing script known to the server (a fresh one would be loaded first).
     rt.block_on(Queue::list(&pool, &keyspace)).unwrap();
-    let _: () = rt
-        .block_on(pool.query(&redis::cmd("CONFIG").arg("RESETSTAT").to_owned()))
-        .unwrap();
+    server.reset_stats();
 
     let out = bare()
         .args(["--url", &url, "-n", "fleet", "--json", "queue", "ls"])
@@ -146,17 +143,8 @@ fn queue_ls_answers_in_one_call_with_100_000_queues() {
     assert_eq!(names[names.len() - 1], format!("q{:06}", QUEUES - 1));
 
     // One script call answered it: no SCAN, no KEYS, no call per queue.
-    let info: String = rt
-        .block_on(pool.query(redis::cmd("INFO").arg("commandstats")))
-        .unwrap();
-    let calls = |command: &str| -> u64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-            .and_then(|rest| rest.split(',').next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    assert_eq!(calls("evalsha"), 1, "{info}");
-    assert_eq!((calls("scan"), calls("keys")), (0, 0), "{info}");
-    assert_eq!(calls("eval"), 0, "{info}");
-    let _ = fails_with;
+    let calls = |command: &str| server.command_calls(command);
+    assert_eq!(calls("evalsha"), 1);
+    assert_eq!((calls("scan"), calls("keys")), (0, 0));
+    assert_eq!(calls("eval"), 0);
 }
