@@ -296,6 +296,8 @@ if #take > 0 and (ck_int(info[7], K_INFO, 'field held_until', EXACT) or 0) > now
     end
   end
 end
+-- (numbers to redis.call as text: Redis formats a number with %.17g, a slow path of printf)
+local now_s = string.format('%d', now)
 for i, id in ipairs(take) do
   local rec = recs[i]
   local lease = nil
@@ -318,12 +320,12 @@ for i, id in ipairs(take) do
     local deadline = now + lease
     if earliest == nil or deadline < earliest then earliest = deadline end
     tok = tok + 1
-    leases[#leases + 1] = deadline
+    leases[#leases + 1] = string.format('%d', deadline)
     leases[#leases + 1] = id
     tokens[#tokens + 1] = id
-    tokens[#tokens + 1] = tok
-    starts[#starts + 1] = now
-    starts[#starts + 1] = tok
+    tokens[#tokens + 1] = string.format('%d', tok)
+    starts[#starts + 1] = now_s
+    starts[#starts + 1] = tokens[#tokens]
     out[#out + 1] = id
     out[#out + 1] = rec
     local g = served and served.of[id]

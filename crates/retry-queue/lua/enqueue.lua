@@ -34,6 +34,8 @@ local pos, delay, ttl = 1, 0, 0
 local k, mine, claims = 0, nil, nil
 for i = 1, n do
   seq = seq + 1
+  -- (ids as text: a number passed to redis.call is formatted with %.17g, a slow path)
+  local id = string.format('%d', seq)
   delay, ttl, pos = struct.unpack('<I8I8', nums, pos)
   local dup = nil
   if ttl > 0 then
@@ -56,11 +58,11 @@ for i = 1, n do
     out[#out + 1] = dup
   else
     local due = now + delay
-    sets[#sets + 1] = seq
+    sets[#sets + 1] = id
     sets[#sets + 1] = struct.pack('<I4I4I8I8I8c0', 0, 0, 0, due, now, ARGV[4 + i])
     if delay > 0 then
-      delayed[#delayed + 1] = due
-      delayed[#delayed + 1] = seq
+      delayed[#delayed + 1] = string.format('%d', due)
+      delayed[#delayed + 1] = id
       if earliest == nil or due < earliest then earliest = due end
     else
       -- The priority and group length, the third and fourth bytes of the record tail.
@@ -73,13 +75,13 @@ for i = 1, n do
         local lane = grouped[g] or {}
         grouped[g], groups[g] = lane, true
         lane[#lane + 1] = string.format('%d', rare().rank(math.min(p, MAXP), seq))
-        lane[#lane + 1] = seq
+        lane[#lane + 1] = id
       elseif p > 0 then
         ranked = ranked or {}
         ranked[#ranked + 1] = string.format('%d', rare().rank(math.min(p, MAXP), seq))
-        ranked[#ranked + 1] = seq
+        ranked[#ranked + 1] = id
       else
-        ready[#ready + 1] = seq
+        ready[#ready + 1] = id
       end
     end
   end

@@ -40,6 +40,8 @@ local kinds, ids, toks, xs, stay = {}, {}, {}, {}, {}
 local pos = 1
 for i = 1, n do
   kinds[i], ids[i], toks[i], xs[i], pos = struct.unpack('<BI8I8I8', ops, pos)
+  -- (as text: a number passed to redis.call is formatted with %.17g, a slow path of printf)
+  ids[i] = string.format('%d', ids[i])
   if kinds[i] == OP_FAIL_IN_PLACE then
     -- x: the draw, plus 65536 times the attempt its holder ran (to tell a replay).
     kinds[i], stay[i] = OP_FAIL, math.floor(xs[i] / 65536)
@@ -218,7 +220,7 @@ for i = 1, n do
       gone[#gone + 1] = ids[i]
     else
       marks[#marks + 1] = ids[i]
-      marks[#marks + 1] = -toks[i]
+      marks[#marks + 1] = string.format('%d', -toks[i])
     end
   end
 end
@@ -285,7 +287,7 @@ for i = 1, n do
             local d = in_place[i]
             sets[#sets + 1] = id
             sets[#sets + 1] = h.rewrite(rec, a, s, d, now + d)
-            kept[#kept + 1] = now + math.min(d + head[5], MAXD)
+            kept[#kept + 1] = string.format('%d', now + math.min(d + head[5], MAXD))
             kept[#kept + 1] = id
             h.emit('retry_scheduled', string.format(
               '"task":"%d","attempt":%d,"delay_ms":%d,"due_ms":%d,"in_place":true', id, a, d,
@@ -302,7 +304,7 @@ for i = 1, n do
           local due = now + delay
           sets[#sets + 1] = id
           sets[#sets + 1] = h.rewrite(rec, a, s, prev, due)
-          delayed[#delayed + 1] = due
+          delayed[#delayed + 1] = string.format('%d', due)
           delayed[#delayed + 1] = id
           if earliest == nil or due < earliest then earliest = due end
           if what == OP_FAIL then

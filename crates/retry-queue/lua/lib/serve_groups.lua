@@ -135,8 +135,8 @@ function H.write_served(plan, tokens)
         local starts = {}
         for _, id in ipairs(st.taken) do
           if tokens[id] then
-            starts[#starts + 1] = now
-            starts[#starts + 1] = tokens[id]
+            starts[#starts + 1] = string.format('%d', now)
+            starts[#starts + 1] = string.format('%d', tokens[id])
           end
         end
         if #starts > 0 then redis.call('ZADD', st.rate, unpack(starts)) end
