@@ -80,6 +80,9 @@ struct Args {
     /// `scripts/server-instructions.sh`, which counts one queue's instructions).
     #[arg(long)]
     variant_only: bool,
+    /// retry-steps: tasks per script call.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
     /// rate-limited: the starts the limit allows per window.
     #[arg(long, default_value_t = 200)]
     rate: u32,
@@ -151,6 +154,7 @@ impl Args {
             priority: self.priority,
             group_limit: self.group_limit,
             variant_only: self.variant_only,
+            batch: self.batch,
             rate: self.rate,
             per: Duration::from_millis(self.per_ms),
             workers: self.workers,

@@ -19,6 +19,7 @@ pub(crate) mod rate;
 mod raw;
 mod retry;
 mod retry_floor;
+mod retry_steps;
 mod workflow;
 
 /// Any scenario's error (each primitive has its own error type).
@@ -76,6 +77,8 @@ pub(crate) struct Params {
     pub(crate) group_limit: Option<GroupLimit>,
     /// retry-lifecycle: a variant run without its plain run.
     pub(crate) variant_only: bool,
+    /// retry-steps: tasks per script call.
+    pub(crate) batch: usize,
     /// rate-limited: starts allowed per window.
     pub(crate) rate: u32,
     /// rate-limited: the window.
@@ -149,6 +152,10 @@ pub(crate) enum Scenario {
     /// sleeps `--backoff-ms` F times and calls nothing, so the closed loop of C operations
     /// shows the most any retry queue that honours the backoff can complete.
     RetryBackoffFloor,
+    /// A task's steps in fixed batches and no worker (`--batch` tasks enqueued, claimed,
+    /// failed `--fails` times in place and acked, one script call each): for counting the
+    /// server's instructions per task repeatably. Run it at concurrency 1.
+    RetrySteps,
     /// A backlog drained by `--workers` workers (each of `--concurrency` slots) under a rate
     /// limit of `--rate` starts per `--per-ms`; reports the achieved starts/s against the
     /// configured rate and the most starts seen in any window of the limit's length.
@@ -195,6 +202,7 @@ impl Scenario {
             Scenario::ErrorsRecordFloor => "errors-record-floor",
             Scenario::RetryLifecycle => "retry-lifecycle",
             Scenario::RetryBackoffFloor => "retry-backoff-floor",
+            Scenario::RetrySteps => "retry-steps",
             Scenario::RateLimited => "rate-limited",
             Scenario::MeshRequestReply => "mesh-request-reply",
             Scenario::MeshRequestReplyFloor => "mesh-request-reply-floor",
@@ -228,6 +236,7 @@ impl Scenario {
             Scenario::ErrorsRecordFloor => errors::prepare_floor(pool, keyspace).await,
             Scenario::RetryLifecycle => retry::prepare(pool, keyspace, params).await,
             Scenario::RetryBackoffFloor => retry_floor::prepare(params),
+            Scenario::RetrySteps => retry_steps::prepare(pool, keyspace, params).await,
             Scenario::RateLimited => Err("rate-limited drains a backlog: see rate::run".into()),
             Scenario::MeshRequestReply => {
                 mesh::prepare_request_reply(pool, keyspace, concurrency).await

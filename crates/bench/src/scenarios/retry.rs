@@ -206,7 +206,11 @@ pub(crate) async fn prepare(
 }
 
 /// The variant's task options and queue settings (nothing for a plain run).
-async fn variant(queue: &Queue, options: TaskOptions, params: &Params) -> Result<TaskOptions> {
+pub(crate) async fn variant(
+    queue: &Queue,
+    options: TaskOptions,
+    params: &Params,
+) -> Result<TaskOptions> {
     let mut options = options;
     if let Some(priority) = params.priority {
         options = options.priority(priority);
