@@ -65,41 +65,51 @@ function H.serve_groups(n, back, caps)
     if allow > 0 then
       local lane = H.gkey('gl', g)
       ck_expect_type(lane, 'zset')
-      local got = redis.call('ZRANGE', lane, 0, allow - 1, 'WITHSCORES')
-      local cand = {}
-      for i = 1, #got, 2 do cand[#cand + 1] = { tonumber(got[i + 1]), got[i], true } end
       local pushed = back and back[g]
-      if pushed then
+      -- ids: those taken from the lane (to remove from it); taken: all, for the starts;
+      -- total: how many the lane's read found.
+      local ids, taken, total
+      if not pushed then
+        -- Nothing of this group comes back in this claim: the lane's front as it stands,
+        -- without the scores (Redis would format each the slow way and Lua parse it back).
+        ids = redis.call('ZRANGE', lane, 0, allow - 1)
+        for _, id in ipairs(ids) do
+          plan.take[#plan.take + 1] = id
+          plan.of[id] = g
+        end
+        taken, total = ids, #ids
+      else
+        local got = redis.call('ZRANGE', lane, 0, allow - 1, 'WITHSCORES')
+        local cand = {}
+        for i = 1, #got, 2 do cand[#cand + 1] = { tonumber(got[i + 1]), got[i], true } end
         for i = 1, #pushed, 2 do cand[#cand + 1] = { tonumber(pushed[i]), pushed[i + 1] } end
         -- As the zset orders them: by rank, then by id (bytes).
         table.sort(cand, function(x, y)
           if x[1] ~= y[1] then return x[1] < y[1] end
           return x[2] < y[2]
         end)
-      end
-      local ids, taken, taken_back = {}, {}, {}
-      for i = 1, math.min(allow, #cand) do
-        local id = cand[i][2]
-        plan.take[#plan.take + 1] = id
-        plan.of[id] = g
-        taken[#taken + 1] = id
-        if cand[i][3] then ids[#ids + 1] = id else taken_back[id] = true end
-      end
-      -- ids: those taken from the lane (to remove from it); taken: all, for the starts.
-      step.ids, step.taken, step.lane = ids, taken, lane
-      local left_back = 0
-      if pushed and next(taken_back) then
-        local rest = {}
-        for i = 1, #pushed, 2 do
-          if not taken_back[pushed[i + 1]] then
-            rest[#rest + 1] = pushed[i]
-            rest[#rest + 1] = pushed[i + 1]
-          end
+        local taken_back = {}
+        ids, taken, total = {}, {}, #got / 2
+        for i = 1, math.min(allow, #cand) do
+          local id = cand[i][2]
+          plan.take[#plan.take + 1] = id
+          plan.of[id] = g
+          taken[#taken + 1] = id
+          if cand[i][3] then ids[#ids + 1] = id else taken_back[id] = true end
         end
-        back[g] = #rest > 0 and rest or nil
+        if next(taken_back) then
+          local rest = {}
+          for i = 1, #pushed, 2 do
+            if not taken_back[pushed[i + 1]] then
+              rest[#rest + 1] = pushed[i]
+              rest[#rest + 1] = pushed[i + 1]
+            end
+          end
+          back[g] = #rest > 0 and rest or nil
+        end
       end
-      if back and back[g] then left_back = #back[g] / 2 end
-      local total = #got / 2
+      step.ids, step.taken, step.lane = ids, taken, lane
+      local left_back = back and back[g] and #back[g] / 2 or 0
       if total >= allow then total = redis.call('ZCARD', lane) end
       step.empty = left_back == 0 and total == #ids
     end
