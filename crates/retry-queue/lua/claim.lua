@@ -296,7 +296,7 @@ if #take > 0 and (ck_int(info[7], K_INFO, 'field held_until', EXACT) or 0) > now
     end
   end
 end
--- (numbers to redis.call as text: Redis formats a number with %.17g, a slow path of printf)
+-- (numbers to redis.call as text: lib/queue.lua)
 local now_s = string.format('%d', now)
 for i, id in ipairs(take) do
   local rec = recs[i]

@@ -34,7 +34,7 @@ local pos, delay, ttl = 1, 0, 0
 local k, mine, claims = 0, nil, nil
 for i = 1, n do
   seq = seq + 1
-  -- (ids as text: a number passed to redis.call is formatted with %.17g, a slow path)
+  -- (as text: lib/queue.lua)
   local id = string.format('%d', seq)
   delay, ttl, pos = struct.unpack('<I8I8', nums, pos)
   local dup = nil

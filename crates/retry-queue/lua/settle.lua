@@ -40,7 +40,7 @@ local kinds, ids, toks, xs, stay = {}, {}, {}, {}, {}
 local pos = 1
 for i = 1, n do
   kinds[i], ids[i], toks[i], xs[i], pos = struct.unpack('<BI8I8I8', ops, pos)
-  -- (as text: a number passed to redis.call is formatted with %.17g, a slow path of printf)
+  -- (as text: lib/queue.lua)
   ids[i] = string.format('%d', ids[i])
   if kinds[i] == OP_FAIL_IN_PLACE then
     -- x: the draw, plus 65536 times the attempt its holder ran (to tell a replay).

@@ -73,10 +73,6 @@ function H.serve_groups(n, back, caps)
         -- Nothing of this group comes back in this claim: the lane's front as it stands,
         -- without the scores (Redis would format each the slow way and Lua parse it back).
         ids = redis.call('ZRANGE', lane, 0, allow - 1)
-        for _, id in ipairs(ids) do
-          plan.take[#plan.take + 1] = id
-          plan.of[id] = g
-        end
         taken, total = ids, #ids
       else
         local got = redis.call('ZRANGE', lane, 0, allow - 1, 'WITHSCORES')
@@ -92,8 +88,6 @@ function H.serve_groups(n, back, caps)
         ids, taken, total = {}, {}, #got / 2
         for i = 1, math.min(allow, #cand) do
           local id = cand[i][2]
-          plan.take[#plan.take + 1] = id
-          plan.of[id] = g
           taken[#taken + 1] = id
           if cand[i][3] then ids[#ids + 1] = id else taken_back[id] = true end
         end
@@ -107,6 +101,10 @@ function H.serve_groups(n, back, caps)
           end
           back[g] = #rest > 0 and rest or nil
         end
+      end
+      for _, id in ipairs(taken) do
+        plan.take[#plan.take + 1] = id
+        plan.of[id] = g
       end
       step.ids, step.taken, step.lane = ids, taken, lane
       local left_back = back and back[g] and #back[g] / 2 or 0
@@ -142,10 +140,10 @@ function H.write_served(plan, tokens)
         redis.call('ZADD', K_GREADY, now, g)
       end
       if st.rate then
-        local starts = {}
+        local starts, at = {}, string.format('%d', now)
         for _, id in ipairs(st.taken) do
           if tokens[id] then
-            starts[#starts + 1] = string.format('%d', now)
+            starts[#starts + 1] = at
             starts[#starts + 1] = string.format('%d', tokens[id])
           end
         end
