@@ -19,6 +19,7 @@ struct Steps {
     options: TaskOptions,
     batch: usize,
     fails: u32,
+    backoff: Duration,
 }
 
 impl Workload for Steps {
@@ -54,7 +55,7 @@ impl Workload for Steps {
         Box::pin(async move {
             let mut extra = serde_json::Map::new();
             extra.insert("tasks_per_op".into(), self.batch.into());
-            extra.insert("fails".into(), self.fails.into());
+            super::retry::insert_backoff(&mut extra, self.fails, self.backoff);
             Ok(extra)
         })
     }
@@ -66,9 +67,11 @@ pub(crate) async fn prepare(
     params: &Params,
 ) -> Result<Arc<dyn Workload>> {
     let queue = Queue::builder(pool, keyspace, "retry-steps").build()?;
+    // Below the queue's retry-in-place threshold: every failure stays leased.
+    let backoff = Duration::from_millis(1);
     let options = TaskOptions::default()
         .max_attempts(params.fails + 1)
-        .backoff(Backoff::Fixed(Duration::from_millis(1)))
+        .backoff(Backoff::Fixed(backoff))
         .jitter(Jitter::None);
     let options = super::retry::variant(&queue, options, params).await?;
     Ok(Arc::new(Steps {
@@ -76,5 +79,6 @@ pub(crate) async fn prepare(
         options,
         batch: params.batch.clamp(1, 500),
         fails: params.fails,
+        backoff,
     }))
 }
