@@ -120,12 +120,12 @@ if expired or due then
       if exp_groups[i] then names[#names + 1] = exp_groups[i] end
     end
     if #names > 0 then
-      h.load_groups(names)
+      group_helpers().load_groups(names)
       gfreed, greopen = {}, {}
       for i, id in ipairs(expired) do
         local g = exp_groups[i]
         if g then
-          h.groups[g][1] = h.groups[g][1] - 1
+          G.states[g][1] = G.states[g][1] - 1
           gfreed[#gfreed + 1] = id
         end
       end
@@ -133,7 +133,7 @@ if expired or due then
       -- that was at its limit left gready, and goes back (a claim drops it if its lane is
       -- empty).
       ck_expect_type(K_GREADY, 'zset')
-      for g, s in pairs(h.groups) do
+      for g, s in pairs(G.states) do
         if s[2] > 0 and s[5] >= s[2] then greopen[#greopen + 1] = g end
       end
     end
@@ -176,7 +176,7 @@ if expired or due then
   if gpush then
     local set = {}
     for g in pairs(gpush) do set[g] = true end
-    h.check_groups(set)
+    group_helpers().check_groups(set)
   end
 end
 -- The pushed tasks that are urgent, ranked; those not taken are added to `urgent`.
@@ -216,7 +216,7 @@ end
 -- The groups, after the urgent lane (lib/serve_groups.lua).
 local served = nil
 if grouped and n > #take then
-  served = rare().serve_groups(n - #take, gpush, caps)
+  served = group_helpers().serve_groups(n - #take, gpush, caps)
   for _, id in ipairs(served.take) do take[#take + 1] = id end
   if served.next_start and (next_start == NONE or served.next_start < next_start) then
     next_start = served.next_start
@@ -334,7 +334,7 @@ for i, id in ipairs(take) do
       gleases[#gleases + 1] = id
       gleases[#gleases + 1] = g
       gtokens[id] = tok
-      H.groups[g][1] = H.groups[g][1] + 1
+      G.states[g][1] = G.states[g][1] + 1
     end
   end
 end
@@ -415,16 +415,16 @@ if gfreed then
 end
 if gleases then redis.call('HSET', K_GLEASE, unpack(gleases)) end
 if served then
-  H.write_served(served, gtokens or {})
+  G.write_served(served, gtokens or {})
   -- A group this claim found full left gready; the groups behind it, which this claim did not
   -- read, may have tasks to start: the idle workers claim again.
-  if served.dropped and #take < n and not paused then H.wake() end
+  if served.dropped and #take < n and not paused then rare().wake() end
 end
 if gpush and next(gpush) then
-  H.push_groups(gpush)
+  G.push_groups(gpush)
   if not paused then H.wake() end
 end
-if H and H.groups then H.save_groups() end
+if G then G.save_groups() end
 if earliest then
   redis.call('ZADD', K_LEASED, unpack(leases))
   if next_deadline < 0 or earliest < next_deadline then out[3] = earliest end

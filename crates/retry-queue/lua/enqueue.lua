@@ -93,7 +93,7 @@ if ranked then
 elseif #ready > 0 then
   was_empty = redis.call('LLEN', K_READY) == 0
 end
-if grouped then H.check_groups(groups) end
+if grouped then group_helpers().check_groups(groups) end
 if #delayed > 0 then first_due = rare().first_due() end
 -- writes: (the first one, the records' HSET, checks the type of `tasks`)
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
@@ -110,7 +110,7 @@ if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
 if ranked then redis.call('ZADD', K_URGENT, unpack(ranked)) end
 -- (A group's tasks always wake the idle workers: whether its group may start one now is the
 -- claim's to say.)
-if grouped then H.push_groups(grouped) end
+if grouped then G.push_groups(grouped) end
 if was_empty or grouped then rare().wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))

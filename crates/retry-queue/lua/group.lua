@@ -1,5 +1,5 @@
--- group: one group's state. Reads only. Runs after lib/queue.lua and, in `rare()`, the helper
--- pieces src/scripts.rs lists for it.
+-- group: one group's state. Reads only. Runs after lib/queue.lua and, in `group_helpers()`, the
+-- helper pieces src/scripts.rs lists for it.
 --
 -- KEYS: all of lib/queue.lua's; reads gstate, gready, the group's lane.
 -- ARGV[3] group
@@ -7,11 +7,11 @@
 --    when the group may start a task next while it waits for its rate limit
 -- Codes: NONE.
 
-local h = rare()
+local gh = group_helpers()
 local g = ARGV[3]
-h.load_groups({ g })
-local s = h.groups[g]
-local lane = h.gkey('gl', g)
+gh.load_groups({ g })
+local s = gh.states[g]
+local lane = gh.gkey('gl', g)
 ck_expect_type(lane, 'zset')
 local at = tonumber(redis.call('ZSCORE', K_GREADY, g) or NONE)
 if at <= now then at = NONE end

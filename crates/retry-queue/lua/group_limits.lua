@@ -1,7 +1,7 @@
 -- group_limits: sets the limits of one group, obeyed by every worker's claims: at most
 -- max_leased of its tasks leased at once, at most rate_max starts in any rate_ms (0: no such
--- limit). Runs after lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists
--- for it.
+-- limit). Runs after lib/queue.lua and, in `rare()` and `group_helpers()`, the helper pieces
+-- src/scripts.rs lists for it.
 --
 -- KEYS: all of lib/queue.lua's; writes gstate (the group's), gready and, when the rate limit
 --   goes, deletes the group's starts.
@@ -9,12 +9,12 @@
 -- -> 1
 -- Events: wake (when the group has ready tasks: the new limits may let them start).
 
-local h = rare()
+local gh = group_helpers()
 local g = ARGV[3]
 local max, rmax, rms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 -- validate: the group's state decoded, its lane, its starts and gready type-checked.
-h.load_groups({ g })
-local lane, starts = h.gkey('gl', g), h.gkey('gs', g)
+gh.load_groups({ g })
+local lane, starts = gh.gkey('gl', g), gh.gkey('gs', g)
 ck_expect_type(lane, 'zset')
 ck_expect_type(starts, 'zset')
 ck_expect_type(K_GREADY, 'zset')
@@ -24,10 +24,10 @@ if rmax == 0 or rms == 0 then
   rmax, rms = 0, 0
   redis.call('DEL', starts)
 end
-redis.call('HSET', K_GSTATE, g, h.gstate_pack(h.groups[g][1], max, rmax, rms))
+redis.call('HSET', K_GSTATE, g, gh.gstate_pack(gh.states[g][1], max, rmax, rms))
 if waiting then
   -- Ready now: a claim applies the new limits (and drops it again when they bind).
   redis.call('ZADD', K_GREADY, now, g)
-  h.wake()
+  rare().wake()
 end
 return 1

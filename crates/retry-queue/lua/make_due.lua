@@ -37,11 +37,11 @@ for i, id in ipairs(ids) do
   end
 end
 local plain, prios, ranked, groups = h.lanes_of(ids, recs, order)
-if ranked then h.check_groups(groups) end
+if ranked then group_helpers().check_groups(groups) end
 -- writes:
 redis.call('ZREM', K_DELAYED, unpack(ids))
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
 h.push_ready(plain, prios, order)
-if ranked then h.push_groups(ranked) end
+if ranked then G.push_groups(ranked) end
 if was_empty or ranked then h.wake() end
 return ids

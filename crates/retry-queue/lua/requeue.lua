@@ -39,7 +39,7 @@ for i, id in ipairs(ids) do
   end
 end
 local plain, prios, ranked, groups = h.lanes_of(ids, recs, order)
-if ranked then h.check_groups(groups) end
+if ranked then group_helpers().check_groups(groups) end
 -- writes:
 for _, id in ipairs(ids) do
   h.emit('requeued', string.format('"task":%s,"reset":%s', h.jid(id), reset and 'true' or 'false'))
@@ -50,6 +50,6 @@ redis.call('HDEL', K_LEASES, unpack(ids))
 if reset then redis.call('HDEL', K_ERR, unpack(ids)) end
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
 h.push_ready(plain, prios, order)
-if ranked then h.push_groups(ranked) end
+if ranked then G.push_groups(ranked) end
 if was_empty or ranked then h.wake() end
 return ids

@@ -93,7 +93,7 @@ for i = 1, n do
     groups[group_of(p[11])] = true
   end
 end
-if groups then h.check_groups(groups) end
+if groups then group_helpers().check_groups(groups) end
 -- writes:
 local sets, ready, ranked, delayed, earliest, gpush = {}, {}, {}, {}, nil, nil
 local function task(p, tick, catch_up)
@@ -145,7 +145,7 @@ if #sets > 0 then
 end
 if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
 if #ranked > 0 then redis.call('ZADD', K_URGENT, unpack(ranked)) end
-if gpush then h.push_groups(gpush) end
+if gpush then G.push_groups(gpush) end
 if (was_empty and #ready + #ranked > 0) or gpush then h.wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))

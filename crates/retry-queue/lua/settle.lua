@@ -141,8 +141,8 @@ if others > 0 then
             -- Not for a group with a rate limit either: each start must go through a claim.
             local g = h.group_of(rec)
             if g then
-              h.load_groups({ g })
-              stays = h.groups[g][3] == 0
+              group_helpers().load_groups({ g })
+              stays = G.states[g][3] == 0
             end
           end
           if stays then
@@ -171,16 +171,16 @@ if #unlease > 0 and ck_int(info[5], K_INFO, 'field grouped', 1) == 1 then
     if of[i] then names[#names + 1] = of[i] end
   end
   if #names > 0 then
-    local h = rare()
-    h.load_groups(names)
+    local gh = group_helpers()
+    gh.load_groups(names)
     gfreed, greopen = {}, {}
     local freed = {}
     for i, id in ipairs(unlease) do
       local g = of[i]
       if g then
         gfreed[#gfreed + 1] = id
-        h.groups[g][1] = h.groups[g][1] - 1
-        freed[g] = h.groups[g]
+        gh.states[g][1] = gh.states[g][1] - 1
+        freed[g] = gh.states[g]
       end
     end
     -- Only a group that was at its limit left gready (lib/serve_groups.lua): it goes back,
@@ -206,10 +206,10 @@ local freed = #unlease > 0 and redis.call('ZREM', K_LEASED, unpack(unlease)) or 
 if waiting and held_before - freed < max_leased then H.wake() end
 if gfreed then
   redis.call('HDEL', K_GLEASE, unpack(gfreed))
-  H.save_groups()
+  G.save_groups()
   for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
   -- They were full: the idle workers' claims took none of their tasks.
-  if #greopen > 0 then H.wake() end
+  if #greopen > 0 then rare().wake() end
 end
 -- An ack's lease goes; any other settle leaves its token's mark (a retry in place keeps its
 -- lease: its token stays).

@@ -1,5 +1,5 @@
 -- stats: counts per state, totals, the oldest ready task. Reads only. Runs after lib/queue.lua
--- and, in `rare()`, the helper pieces src/scripts.rs lists for it.
+-- and, in `rare()` and `group_helpers()`, the helper pieces src/scripts.rs lists for it.
 --
 -- KEYS: all of lib/queue.lua's; reads ready, urgent, gstate and the groups' lanes, info, tasks,
 --   delayed, leased, dlq.
@@ -15,7 +15,7 @@ local ready = listed + redis.call('ZCARD', K_URGENT)
 -- The groups' lanes (every group that ever had a task has a state).
 local lanes = {}
 for _, g in ipairs(redis.call('HKEYS', K_GSTATE)) do
-  local lane = h.gkey('gl', g)
+  local lane = group_helpers().gkey('gl', g)
   ck_expect_type(lane, 'zset')
   local k = redis.call('ZCARD', lane)
   if k > 0 then

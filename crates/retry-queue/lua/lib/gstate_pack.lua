@@ -1,6 +1,6 @@
--- Helper piece (inside `rare()`): a group's state as gstate stores it (lib/queue.lua).
+-- Helper piece (inside `group_helpers()`): a group's state as gstate stores it (lib/queue.lua).
 
 -- The state as stored.
-function H.gstate_pack(leased, max, rmax, rms)
+function G.gstate_pack(leased, max, rmax, rms)
   return struct.pack('<I4I4I4I8', leased, max, rmax, rms)
 end

@@ -1,5 +1,5 @@
--- Helper piece (inside `rare()`, after lib/gkey.lua and lib/load_groups.lua): what a claim
--- takes from the groups.
+-- Helper piece (inside `group_helpers()`, after lib/gkey.lua and lib/load_groups.lua): what a
+-- claim takes from the groups.
 
 -- validate: the groups that may start a task now (at most n, the longest waiting first), with
 -- their states, lanes and starts. Each gives what its limits allow: at most max_leased leased
@@ -12,7 +12,7 @@
 -- waits) }
 -- With `caps` (a worker's capabilities: group names in its order of preference), only those
 -- groups are served, in that order, each while it may start a task.
-function H.serve_groups(n, back, caps)
+function G.serve_groups(n, back, caps)
   local plan = { take = {}, of = {}, steps = {}, next_start = nil }
   local names = {}
   if caps then
@@ -36,18 +36,18 @@ function H.serve_groups(n, back, caps)
       names[#names + 1] = ready[i]
     end
   end
-  H.load_groups(names)
+  G.load_groups(names)
   for _, g in ipairs(names) do
     local left = n - #plan.take
     if left <= 0 then break end
-    local s, step = H.groups[g], { g = g }
+    local s, step = G.states[g], { g = g }
     local allow = left
     if s[2] > 0 then allow = math.min(allow, s[2] - s[1]) end
     if allow <= 0 then
       step.drop = true
       plan.dropped = true
     elseif s[3] > 0 and s[4] > 0 then
-      local gs = H.gkey('gs', g)
+      local gs = G.gkey('gs', g)
       ck_expect_type(gs, 'zset')
       local since = '(' .. string.format('%d', now - s[4])
       local recent = redis.call('ZCOUNT', gs, since, '+inf')
@@ -63,7 +63,7 @@ function H.serve_groups(n, back, caps)
       end
     end
     if allow > 0 then
-      local lane = H.gkey('gl', g)
+      local lane = G.gkey('gl', g)
       ck_expect_type(lane, 'zset')
       local pushed = back and back[g]
       -- ids: those taken from the lane (to remove from it); taken: all, for the starts;
@@ -122,7 +122,7 @@ end
 
 -- writes: the plan of serve_groups, once the claim knows the tokens of the tasks it leased
 -- (`tokens`: id -> token; a task dead-lettered as malformed has none).
-function H.write_served(plan, tokens)
+function G.write_served(plan, tokens)
   for _, st in ipairs(plan.steps) do
     local g = st.g
     if st.drop then
@@ -133,7 +133,7 @@ function H.write_served(plan, tokens)
       if #st.ids > 0 then redis.call('ZREM', st.lane, unpack(st.ids)) end
       -- Served: behind the groups that waited longer (or out: its lane empty, or its limit
       -- reached by this claim's leases).
-      local s = H.groups[g]
+      local s = G.states[g]
       if st.empty or (s[2] > 0 and s[1] >= s[2]) then
         redis.call('ZREM', K_GREADY, g)
       else
@@ -148,7 +148,7 @@ function H.write_served(plan, tokens)
           end
         end
         if #starts > 0 then redis.call('ZADD', st.rate, unpack(starts)) end
-        redis.call('ZREMRANGEBYSCORE', st.rate, '-inf', string.format('%d', now - H.groups[g][4]))
+        redis.call('ZREMRANGEBYSCORE', st.rate, '-inf', string.format('%d', now - G.states[g][4]))
       end
     end
   end
