@@ -30,6 +30,10 @@
 --   Raises "WRONGTYPE <key> <found>" (ending the script) when `key` exists and is not of type
 --   `expected`. Scripts call it before their first write: Redis does not roll back a script's
 --   writes when it fails halfway.
+-- ck_read(expected, cmd, key, ...) -> the reply of redis.call(cmd, key, ...)
+--   A read that checks the type of its key itself: when `key` holds another type than
+--   `expected`, it raises what ck_expect_type raises, with no TYPE call before a read that
+--   works (a call costs a script more than its command).
 -- ck_corrupt(key, detail)
 --   Raises "CORRUPT <key> <detail>" (ending the script): `key` holds data of the right type that
 --   cannot be used (a record that does not decode, a number out of bounds). Rust maps it to
@@ -93,6 +97,16 @@ local function ck_expect_type(key, expected)
   if found ~= 'none' and found ~= expected then
     error({ err = 'WRONGTYPE ' .. key .. ' ' .. found })
   end
+end
+
+-- helper: ck_read
+local function ck_read(expected, cmd, key, ...)
+  local reply = redis.pcall(cmd, key, ...)
+  if type(reply) == 'table' and reply.err then
+    ck_expect_type(key, expected)
+    error(reply)
+  end
+  return reply
 end
 
 -- helper: ck_corrupt

@@ -18,6 +18,8 @@
 //!   [`Error::Script`](crate::Error::Script) with that code.
 //! - `ck_expect_type(key, type)`: fails with `WRONGTYPE <key> <found>` (reaching Rust as
 //!   [`Error::WrongType`](crate::Error::WrongType)) when `key` exists with another type.
+//! - `ck_read(type, cmd, key, ...)`: `redis.call(cmd, key, ...)` for a read, failing as
+//!   `ck_expect_type` does when `key` holds another type, without a `TYPE` call first.
 //! - `ck_corrupt(key, detail)`: fails with `CORRUPT <key> <detail>` (reaching Rust as
 //!   [`Error::Corrupt`](crate::Error::Corrupt) naming the key) when stored data cannot be used.
 //! - `ck_int(value, key, what, max)`: a stored number as a whole number in `0..=max` (`nil` when
@@ -288,6 +290,7 @@ mod tests {
                 "ck_emit",
                 "ck_fail",
                 "ck_expect_type",
+                "ck_read",
                 "ck_corrupt",
                 "ck_int"
             ]

@@ -18,6 +18,13 @@ static GUARDED: Script = Script::new(
      return redis.call('HINCRBY', KEYS[1], 'v', 1)",
 );
 
+static READ: Script = Script::new(
+    "read",
+    "-- KEYS[1] a hash (or nothing), KEYS[2] any key. Returns KEYS[1]'s field n, its type\n\
+     -- checked by the read.\n\
+     return ck_read('hash', 'HGET', KEYS[1], 'n')",
+);
+
 static UNCHECKED: Script = Script::new(
     "unchecked",
     "-- KEYS[1] any key. Increments a hash field without checking the type first.\n\
@@ -110,6 +117,23 @@ redis_test! {
             }
             other => panic!("expected WrongType, got {other:?}"),
         }
+
+        // Checked by the read itself (the prelude's ck_read): named even when another of the
+        // call's keys holds a type the pool could not tell from the culprit's.
+        let list = inst.key("list");
+        let _: () = pool.query(redis::cmd("RPUSH").arg(&list).arg("x")).await.unwrap();
+        let err = READ.prepare().key(&key).key(&list).invoke::<Option<i64>>(&pool).await;
+        match err.unwrap_err() {
+            Error::WrongType { key: k, found } => {
+                assert_eq!(k, key.as_str());
+                assert_eq!(found, "string");
+            }
+            other => panic!("expected WrongType, got {other:?}"),
+        }
+        let hash = inst.key("hash");
+        let _: () = pool.query(redis::cmd("HSET").arg(&hash).arg("n").arg(7)).await.unwrap();
+        let n: Option<i64> = READ.prepare().key(&hash).key(&list).invoke(&pool).await.unwrap();
+        assert_eq!(n, Some(7));
 
         // Redis's own WRONGTYPE: the pool finds which key it was.
         let err = UNCHECKED.prepare().key(&key).invoke::<i64>(&pool).await.unwrap_err();
