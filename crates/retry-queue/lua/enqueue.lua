@@ -24,7 +24,8 @@ if #ARGV >= kpos then
   for i = kpos, #ARGV do keys[#keys + 1] = ARGV[i] end
   held = redis.call('HMGET', K_IDEM, unpack(keys))
 end
-local seq = ck_int(redis.call('HGET', K_INFO, 'seq'), K_INFO, 'field seq', EXACT - 1 - n) or 0
+local info = redis.call('HMGET', K_INFO, 'seq', 'grouped')
+local seq = ck_int(info[1], K_INFO, 'field seq', EXACT - 1 - n) or 0
 local out, sets, ready, delayed, ranked = { seq + 1 }, {}, {}, {}, nil
 -- Ready tasks of a group: group -> { rank, id, ... } (its lane), and the set of those groups.
 local grouped, groups = nil, nil
@@ -110,7 +111,7 @@ if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
 if ranked then redis.call('ZADD', K_URGENT, unpack(ranked)) end
 -- (A group's tasks always wake the idle workers: whether its group may start one now is the
 -- claim's to say.)
-if grouped then G.push_groups(grouped) end
+if grouped then G.push_groups(grouped, info[2] == '1') end
 if was_empty or grouped then rare().wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))

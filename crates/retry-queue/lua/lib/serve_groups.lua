@@ -48,9 +48,8 @@ function G.serve_groups(n, back, caps)
       plan.dropped = true
     elseif s[3] > 0 and s[4] > 0 then
       local gs = G.gkey('gs', g)
-      ck_expect_type(gs, 'zset')
       local since = '(' .. string.format('%d', now - s[4])
-      local recent = redis.call('ZCOUNT', gs, since, '+inf')
+      local recent = ck_read('zset', 'ZCOUNT', gs, since, '+inf')
       if recent >= s[3] then
         -- The start whose leaving the window lets the next one in.
         local first = redis.call('ZRANGEBYSCORE', gs, since, '+inf', 'WITHSCORES', 'LIMIT',
@@ -64,20 +63,24 @@ function G.serve_groups(n, back, caps)
     end
     if allow > 0 then
       local lane = G.gkey('gl', g)
-      ck_expect_type(lane, 'zset')
       local pushed = back and back[g]
-      -- ids: those taken from the lane (to remove from it); taken: all, for the starts;
-      -- total: how many the lane's read found.
-      local ids, taken, total
+      -- ids: those taken from the lane (to remove from it); taken: all, for the starts. Each
+      -- read takes one more than the group may start: whether its lane holds more after.
+      local ids, taken, more
       if not pushed then
         -- Nothing of this group comes back in this claim: the lane's front as it stands,
         -- without the scores (Redis would format each the slow way and Lua parse it back).
-        ids = redis.call('ZRANGE', lane, 0, allow - 1)
-        taken, total = ids, #ids
+        ids = ck_read('zset', 'ZRANGE', lane, 0, allow)
+        more = #ids > allow
+        ids[allow + 1] = nil
+        taken = ids
       else
-        local got = redis.call('ZRANGE', lane, 0, allow - 1, 'WITHSCORES')
+        local got = ck_read('zset', 'ZRANGE', lane, 0, allow, 'WITHSCORES')
+        more = #got > 2 * allow
         local cand = {}
-        for i = 1, #got, 2 do cand[#cand + 1] = { tonumber(got[i + 1]), got[i], true } end
+        for i = 1, math.min(#got, 2 * allow), 2 do
+          cand[#cand + 1] = { tonumber(got[i + 1]), got[i], true }
+        end
         for i = 1, #pushed, 2 do cand[#cand + 1] = { tonumber(pushed[i]), pushed[i + 1] } end
         -- As the zset orders them: by rank, then by id (bytes).
         table.sort(cand, function(x, y)
@@ -85,12 +88,14 @@ function G.serve_groups(n, back, caps)
           return x[2] < y[2]
         end)
         local taken_back = {}
-        ids, taken, total = {}, {}, #got / 2
+        ids, taken = {}, {}
         for i = 1, math.min(allow, #cand) do
           local id = cand[i][2]
           taken[#taken + 1] = id
           if cand[i][3] then ids[#ids + 1] = id else taken_back[id] = true end
         end
+        -- (The lane's entries read and not taken stay in it.)
+        more = more or #ids < math.min(#got / 2, allow)
         if next(taken_back) then
           local rest = {}
           for i = 1, #pushed, 2 do
@@ -107,9 +112,7 @@ function G.serve_groups(n, back, caps)
         plan.of[id] = g
       end
       step.ids, step.taken, step.lane = ids, taken, lane
-      local left_back = back and back[g] and #back[g] / 2 or 0
-      if total >= allow then total = redis.call('ZCARD', lane) end
-      step.empty = left_back == 0 and total == #ids
+      step.empty = not more and not (back and back[g])
     end
     if step.wait and (not plan.next_start or step.wait < plan.next_start) then
       plan.next_start = step.wait
@@ -127,6 +130,7 @@ function G.write_served(plan, tokens)
     local g = st.g
     if st.drop then
       redis.call('ZREM', K_GREADY, g)
+      if G.out then G.out[g] = true end
     elseif st.wait then
       redis.call('ZADD', K_GREADY, st.wait, g)
     elseif st.ids then
@@ -136,6 +140,7 @@ function G.write_served(plan, tokens)
       local s = G.states[g]
       if st.empty or (s[2] > 0 and s[1] >= s[2]) then
         redis.call('ZREM', K_GREADY, g)
+        if G.out then G.out[g] = true end
       else
         redis.call('ZADD', K_GREADY, now, g)
       end
