@@ -217,6 +217,8 @@ end
 local served = nil
 if grouped and n > #take then
   served = group_helpers().serve_groups(n - #take, gpush, caps)
+  -- (take[served.at + k] is served.take[k])
+  served.at = #take
   for _, id in ipairs(served.take) do take[#take + 1] = id end
   if served.next_start and (next_start == NONE or served.next_start < next_start) then
     next_start = served.next_start
@@ -268,7 +270,8 @@ if #take > 0 then
 end
 local out = { now, next_due, next_deadline, tok + 1, next_start }
 local leases, tokens, starts = {}, {}, {}
--- The leases of groups' tasks: glease's entries, and id -> token for their starts.
+-- The leases of groups' tasks: glease's entries, and their tokens as text for their starts
+-- (by position in the served tasks).
 local gleases, gtokens = nil, nil
 local earliest = nil
 -- Components on hold (lua/hold.lua: their breaker is open): their tasks taken now are not
@@ -328,12 +331,13 @@ for i, id in ipairs(take) do
     starts[#starts + 1] = tokens[#tokens]
     out[#out + 1] = id
     out[#out + 1] = rec
-    local g = served and served.of[id]
+    local k = served and i - served.at
+    local g = k and k >= 1 and served.gof[k]
     if g then
       gleases, gtokens = gleases or {}, gtokens or {}
       gleases[#gleases + 1] = id
       gleases[#gleases + 1] = g
-      gtokens[id] = tok
+      gtokens[k] = tokens[#tokens]
       G.states[g][1] = G.states[g][1] + 1
     end
   end

@@ -7,13 +7,14 @@
 -- rate_max starts in any rate_ms (over it, it waits in gready until its next start is
 -- allowed). `back` (group -> { rank, id, ... }, or nil) holds the tasks this claim puts back
 -- in their groups' lanes: a group takes from its lane and those together, by rank; the ids it
--- takes of them are removed from `back`. -> { take = ids in order, of = id -> group, steps =
--- what to write per group, next_start = when the first waiting group may start (nil: none
+-- takes of them are removed from `back`. -> { take = ids in order, gof = the group of each
+-- (by position in take), steps = what to write per group (each with `first`, the position of
+-- its first task in take), next_start = when the first waiting group may start (nil: none
 -- waits) }
 -- With `caps` (a worker's capabilities: group names in its order of preference), only those
 -- groups are served, in that order, each while it may start a task.
 function G.serve_groups(n, back, caps)
-  local plan = { take = {}, of = {}, steps = {}, next_start = nil }
+  local plan = { take = {}, gof = {}, steps = {}, next_start = nil }
   local names = {}
   if caps then
     local at = redis.call('ZMSCORE', K_GREADY, unpack(caps))
@@ -107,9 +108,11 @@ function G.serve_groups(n, back, caps)
           back[g] = #rest > 0 and rest or nil
         end
       end
+      local ptake, gof = plan.take, plan.gof
+      step.first = #ptake + 1
       for _, id in ipairs(taken) do
-        plan.take[#plan.take + 1] = id
-        plan.of[id] = g
+        local k = #ptake + 1
+        ptake[k], gof[k] = id, g
       end
       step.ids, step.taken, step.lane = ids, taken, lane
       step.empty = not more and not (back and back[g])
@@ -124,7 +127,8 @@ function G.serve_groups(n, back, caps)
 end
 
 -- writes: the plan of serve_groups, once the claim knows the tokens of the tasks it leased
--- (`tokens`: id -> token; a task dead-lettered as malformed has none).
+-- (`tokens`: position in the plan's take -> the token as text; a task dead-lettered as
+-- malformed or held has none).
 function G.write_served(plan, tokens)
   for _, st in ipairs(plan.steps) do
     local g = st.g
@@ -146,10 +150,11 @@ function G.write_served(plan, tokens)
       end
       if st.rate then
         local starts, at = {}, string.format('%d', now)
-        for _, id in ipairs(st.taken) do
-          if tokens[id] then
+        for k = st.first, st.first + #st.taken - 1 do
+          local t = tokens[k]
+          if t then
             starts[#starts + 1] = at
-            starts[#starts + 1] = string.format('%d', tokens[id])
+            starts[#starts + 1] = t
           end
         end
         if #starts > 0 then redis.call('ZADD', st.rate, unpack(starts)) end
