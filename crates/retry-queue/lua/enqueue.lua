@@ -87,6 +87,15 @@ for i = 1, n do
     end
   end
 end
+-- A lane's { rank, id, ... } with the highest rank first: a zset of up to 128 members (a
+-- listpack) puts each one by a scan from its lowest rank, and new tasks rank above those
+-- waiting, so that the batch's first lands behind them and each next one in front of it
+-- (ascending, each would scan past the batch's earlier ones too).
+local function descending(list)
+  local out, m = {}, #list
+  for i = 1, m, 2 do out[m - i], out[m - i + 1] = list[i], list[i + 1] end
+  return out
+end
 local was_empty, first_due = false, nil
 -- (A task of priority 0 reads only the list: a spare wake-up when urgent ones wait is harmless.)
 if ranked then
@@ -108,10 +117,13 @@ for _, c in ipairs(claims or {}) do
 end
 redis.call('HINCRBY', K_INFO, 'seq', n)
 if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
-if ranked then redis.call('ZADD', K_URGENT, unpack(ranked)) end
+if ranked then redis.call('ZADD', K_URGENT, unpack(descending(ranked))) end
 -- (A group's tasks always wake the idle workers: whether its group may start one now is the
 -- claim's to say.)
-if grouped then G.push_groups(grouped, info[2] == '1') end
+if grouped then
+  for g, lane in pairs(grouped) do grouped[g] = descending(lane) end
+  G.push_groups(grouped, info[2] == '1')
+end
 if was_empty or grouped then rare().wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))
