@@ -95,7 +95,6 @@ end
 -- join their lane's back: their ranks order them after the urgent tasks there now, and in the
 -- list they come after the tasks there now.
 local take, was_empty, urgent = {}, nil, nil
-if n > 0 then urgent = redis.call('ZRANGE', K_URGENT, 0, n - 1, 'WITHSCORES') end
 -- Reclaimed leases: back to ready (a stall) or, after too many stalls or with a record that
 -- cannot be used, to the DLQ. `back` maps a reclaimed id to its rewritten record.
 local sets, back, stalled, stalls, bad = nil, nil, nil, nil, nil
@@ -190,19 +189,23 @@ if pushed then
     end
   end
 end
+-- The urgent lane's first n (a prefix of it is taken: writes remove it by rank).
 local from_urgent, urgent_taken = {}, 0
-if n > 0 and (#urgent > 0 or ranked) then
-  -- The urgent lane's first n: those there now (already by rank) merged with the pushed.
+if n > 0 and not ranked then
+  -- As they stand, without the scores (Redis would format each the slow way for Lua to parse).
+  urgent = redis.call('ZRANGE', K_URGENT, 0, n - 1)
+  for i, id in ipairs(urgent) do take[i], from_urgent[i] = id, id end
+elseif n > 0 then
+  -- Those there now (already by rank) merged with the pushed.
+  urgent = redis.call('ZRANGE', K_URGENT, 0, n - 1, 'WITHSCORES')
   local cand = {}
   for i = 1, #urgent, 2 do cand[#cand + 1] = { tonumber(urgent[i + 1]), urgent[i], true } end
-  for _, r in ipairs(ranked or {}) do cand[#cand + 1] = r end
-  if ranked then
-    -- As the zset orders them: by rank, then by id (bytes).
-    table.sort(cand, function(x, y)
-      if x[1] ~= y[1] then return x[1] < y[1] end
-      return x[2] < y[2]
-    end)
-  end
+  for _, r in ipairs(ranked) do cand[#cand + 1] = r end
+  -- As the zset orders them: by rank, then by id (bytes).
+  table.sort(cand, function(x, y)
+    if x[1] ~= y[1] then return x[1] < y[1] end
+    return x[2] < y[2]
+  end)
   for i = 1, math.min(n, #cand) do
     take[i] = cand[i][2]
     if cand[i][3] then
@@ -383,7 +386,8 @@ if expired then
   out[3] = next_deadline
 end
 if due then redis.call('ZREM', K_DELAYED, unpack(due)) end
-if #from_urgent > 0 then redis.call('ZREM', K_URGENT, unpack(from_urgent)) end
+-- (By rank: a ZREM would look each one up, in a small zset by a scan.)
+if #from_urgent > 0 then redis.call('ZREMRANGEBYRANK', K_URGENT, 0, #from_urgent - 1) end
 if from_front > 0 then redis.call('LTRIM', K_READY, 0, -from_front - 1) end
 if pushed and #pushed > from_pushed + urgent_taken then
   -- The pushed tasks not taken, to their lanes' backs.

@@ -138,7 +138,8 @@ function G.write_served(plan, tokens)
     elseif st.wait then
       redis.call('ZADD', K_GREADY, st.wait, g)
     elseif st.ids then
-      if #st.ids > 0 then redis.call('ZREM', st.lane, unpack(st.ids)) end
+      -- (Those taken from the lane are its front: removed by rank, not each looked up.)
+      if #st.ids > 0 then redis.call('ZREMRANGEBYRANK', st.lane, 0, #st.ids - 1) end
       -- Served: behind the groups that waited longer (or out: its lane empty, or its limit
       -- reached by this claim's leases).
       local s = G.states[g]
