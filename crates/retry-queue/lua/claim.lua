@@ -6,7 +6,7 @@
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, ready, urgent, delayed, tasks, info
 --   (token, dead), and dlq, dead, errors when dead-lettering; with groups, gstate, gready,
---   glease and the groups' lanes and starts.
+--   the groups' lanes and starts, and glease when a reclaimed lease's group is there.
 -- Order: the urgent lane by rank (priority, then first in first out), then the groups that
 -- may start a task (lib/serve_groups.lua: the longest waiting first, each by rank), then the
 -- ready list's front; reclaimed and promoted tasks join their lane behind the tasks ready
@@ -51,11 +51,20 @@ elseif first_lease[2] and next_deadline > now + MAXD then
   -- reclaimed now rather than never. The first is the earliest, so all are beyond.
   expired = redis.call('ZRANGE', K_LEASED, 0, rlimit - 1)
 end
-local exp_groups = nil
+local exp_groups, exp_legacy = nil, nil
 if expired then
   exp_recs = redis.call('HMGET', K_TASKS, unpack(expired))
-  ck_expect_type(K_LEASES, 'hash')
-  if grouped then exp_groups = redis.call('HMGET', K_GLEASE, unpack(expired)) end
+  if grouped then
+    local vals = ck_read('hash', 'HMGET', K_LEASES, unpack(expired))
+    exp_groups = {}
+    for i = 1, #expired do
+      local _, g = lease_of(vals[i])
+      exp_groups[i] = g or false
+    end
+    exp_groups, exp_legacy = lease_groups(expired, exp_groups)
+  else
+    ck_expect_type(K_LEASES, 'hash')
+  end
 end
 local first_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
 local next_due = tonumber(first_due[2] or NONE)
@@ -273,9 +282,8 @@ if #take > 0 then
 end
 local out = { now, next_due, next_deadline, tok + 1, next_start }
 local leases, tokens, starts = {}, {}, {}
--- The leases of groups' tasks: glease's entries, and their tokens as text for their starts
--- (by position in the served tasks).
-local gleases, gtokens = nil, nil
+-- The tokens as text of groups' tasks, for their starts (by position in the served tasks).
+local gtokens = nil
 local earliest = nil
 -- Components on hold (lua/hold.lua: their breaker is open): their tasks taken now are not
 -- leased but wait in `delayed` until the hold ends; no worker sees them before.
@@ -328,20 +336,22 @@ for i, id in ipairs(take) do
     tok = tok + 1
     leases[#leases + 1] = string.format('%d', deadline)
     leases[#leases + 1] = id
-    tokens[#tokens + 1] = id
-    tokens[#tokens + 1] = string.format('%d', tok)
+    local t = string.format('%d', tok)
     starts[#starts + 1] = now_s
-    starts[#starts + 1] = tokens[#tokens]
+    starts[#starts + 1] = t
     out[#out + 1] = id
     out[#out + 1] = rec
     local k = served and i - served.at
     local g = k and k >= 1 and served.gof[k]
+    tokens[#tokens + 1] = id
     if g then
-      gleases, gtokens = gleases or {}, gtokens or {}
-      gleases[#gleases + 1] = id
-      gleases[#gleases + 1] = g
-      gtokens[k] = tokens[#tokens]
+      -- A group's task: its lease names the group (lib/queue.lua).
+      tokens[#tokens + 1] = t .. ':' .. g
+      gtokens = gtokens or {}
+      gtokens[k] = t
       G.states[g][1] = G.states[g][1] + 1
+    else
+      tokens[#tokens + 1] = t
     end
   end
 end
@@ -416,12 +426,11 @@ end
 -- The groups: reclaimed leases let go, served groups' leases, lanes and starts, tasks back in
 -- their lanes (waking the idle workers: the claim decides whether their group may start one).
 if gfreed then
-  redis.call('HDEL', K_GLEASE, unpack(gfreed))
+  if exp_legacy then redis.call('HDEL', K_GLEASE, unpack(exp_legacy)) end
   for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
   -- They were full: the idle workers' claims took none of their tasks.
   if #greopen > 0 and not paused then H.wake() end
 end
-if gleases then redis.call('HSET', K_GLEASE, unpack(gleases)) end
 if served then
   G.write_served(served, gtokens or {})
   -- A group this claim found full left gready; the groups behind it, which this claim did not

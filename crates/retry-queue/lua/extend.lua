@@ -12,7 +12,7 @@ local id, tok = ARGV[3], tonumber(ARGV[4])
 -- validate: leases is read; the task's own lease (when used) must be in bounds; leased is
 -- checked by the only write.
 local held = redis.call('HGET', K_LEASES, id)
-if not held or tonumber(held) ~= tok then return NONE end
+if lease_of(held) ~= tok then return NONE end
 local ms = tonumber(ARGV[5])
 if ms == nil then
   local a, _, _, _, lease = h.head(redis.call('HGET', K_TASKS, id))

@@ -9,7 +9,7 @@
 local id, tok = ARGV[3], tonumber(ARGV[4])
 -- validate: leases is read (a key of another type fails here).
 local held = redis.call('HGET', K_LEASES, id)
-if not held or tonumber(held) ~= tok then return 0 end
+if lease_of(held) ~= tok then return 0 end
 -- writes: (the event only)
 local h = rare()
 h.emit('progress', '"task":' .. h.jid(id) .. ',"progress":' .. ARGV[5])

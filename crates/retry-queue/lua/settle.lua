@@ -3,8 +3,8 @@
 -- first use (an ack makes none, unless `succeeded` events are on).
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, tasks, errors, delayed, info
---   (completed, dead), and dlq, dead when dead-lettering, gstate, gready and glease for the
---   tasks of groups; reads info's max_leased and, at that limit, both ready lanes. Then KEYS[QKEYS + 1..] the result key of each ack with a result, in the
+--   (completed, dead), and dlq, dead when dead-lettering, gstate, gready (and glease, for a
+--   lease made before `leases` named its group) for the tasks of groups; reads info's max_leased and, at that limit, both ready lanes. Then KEYS[QKEYS + 1..] the result key of each ack with a result, in the
 --   ops' order (a string: struct '<I8' expires at (ms, this clock), then the result's bytes;
 --   SET with PX its TTL).
 -- ARGV[3] n, ARGV[4] struct n x '<BI8I8I8' (op: an OP_* code, id, token, x: the jitter draw
@@ -58,11 +58,15 @@ local emit_ok = string.byte(CFG, 1) == 1
 -- tasks no lease is held for (gone: already settled).
 local valid, done, need, already, unheld = {}, {}, {}, {}, nil
 local acks, others = 0, 0
+-- The group each valid op's lease names (lib/queue.lua), by id.
+local gof = {}
 for i = 1, n do
-  local id, h = ids[i], tonumber(held[i])
+  local id, h, g = ids[i], tonumber(held[i]), nil
+  if not h and held[i] then h, g = lease_of(held[i]) end
   if h == toks[i] and not done[id] then
     done[id] = true
     valid[i] = true
+    if g then gof[id] = g end
     if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
     -- (results: an ack with a result tells its attempt in its `succeeded` event)
     if kinds[i] ~= OP_ACK or emit_ok or xs[i] > 0 then need[#need + 1] = id end
@@ -163,9 +167,11 @@ end
 if #unlease < acks + others then ck_expect_type(K_LEASED, 'zset') end
 -- The leases of groups' tasks that go: their groups count one less, and a group with ready
 -- tasks that was at its limit (out of gready) may start one again.
-local gfreed, greopen = nil, nil
+local gfreed, greopen, legacy = nil, nil, nil
 if #unlease > 0 and ck_int(info[5], K_INFO, 'field grouped', 1) == 1 then
-  local of = redis.call('HMGET', K_GLEASE, unpack(unlease))
+  local of = {}
+  for k, id in ipairs(unlease) do of[k] = gof[id] or false end
+  of, legacy = lease_groups(unlease, of)
   local names = {}
   for i = 1, #unlease do
     if of[i] then names[#names + 1] = of[i] end
@@ -205,7 +211,7 @@ if burials > 0 then aged = H.aged() end
 local freed = #unlease > 0 and redis.call('ZREM', K_LEASED, unpack(unlease)) or 0
 if waiting and held_before - freed < max_leased then H.wake() end
 if gfreed then
-  redis.call('HDEL', K_GLEASE, unpack(gfreed))
+  if legacy then redis.call('HDEL', K_GLEASE, unpack(legacy)) end
   G.save_groups()
   for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
   -- They were full: the idle workers' claims took none of their tasks.

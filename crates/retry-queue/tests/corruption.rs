@@ -148,7 +148,8 @@ async fn check_one_state(pool: &Pool, queue: &Queue, id: &str) {
         // A positive token exactly for a leased task (a negative one marks who settled it).
         let leased = token
             .as_deref()
-            .and_then(|t| t.parse::<i64>().ok())
+            // (a group's task's: "<token>:<group>")
+            .and_then(|t| t.split(':').next()?.parse::<i64>().ok())
             .is_some_and(|t| t > 0);
         assert_eq!(
             leased,

@@ -1,11 +1,12 @@
 //! Groups against a real Redis, standalone and a 3-master cluster: a group's concurrency and
 //! rate limits hold back only its own tasks; a settle or a lost lease frees its slot; a group
 //! waiting for its rate says when it may start again; its tasks keep their priority; retries,
-//! stalls and requeues come back to its lane; bad input names the field.
+//! stalls and requeues come back to its lane; bad input names the field; a lease made before
+//! leases named their group (its group in glease) still frees its group's slot.
 
 use std::time::Duration;
 
-use coordkit_core::{Clock, Error, ManualClock};
+use coordkit_core::{Clock, Error, ManualClock, redis};
 use coordkit_retry_queue::{
     Backoff, Jitter, Limits, NewTask, Queue, QueueError, Rate, Settle, TaskOptions,
 };
@@ -145,5 +146,52 @@ redis_test! {
             Err(QueueError::Core(Error::InvalidName { .. }))
         ));
         assert_eq!(queue.group_stats("api").await.unwrap().limits, Limits::default(), "nothing written");
+    }
+}
+
+redis_test! {
+    async fn a_lease_whose_group_is_in_glease_still_frees_its_slot(redis) {
+        let pool = redis.pool().await;
+        let (clock, queue) = manual(&redis, &pool);
+        let one = Limits { max_leased: Some(1), rate: None };
+        queue.set_group_limits("api", one).await.unwrap();
+        let batch: Vec<NewTask> = (0..3).map(|i| NewTask::new(format!("api{i}")).options(of("api"))).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        let k = queue.keys();
+        // A lease as it was stored before `leases` named its group: the bare token, and the
+        // group in glease.
+        let legacy = |id: String, token: u64| {
+            let (leases, glease) = (k[4].clone(), k[15].clone());
+            let pool = pool.clone();
+            async move {
+                let mut c = redis::cmd("HSET");
+                c.arg(&leases).arg(&id).arg(token);
+                let _: () = pool.query(&c).await.unwrap();
+                let mut c = redis::cmd("HSET");
+                c.arg(&glease).arg(&id).arg("api");
+                let _: () = pool.query(&c).await.unwrap();
+            }
+        };
+        let first = queue.claim(10).await.unwrap();
+        assert_eq!(names(&first), ["api0"]);
+        let t = &first.tasks[0];
+        legacy(t.id.clone(), t.token).await;
+        // Its ack frees the slot and its glease entry.
+        queue.settle(&[(t, Settle::Ack)]).await.unwrap();
+        assert_eq!(queue.group_stats("api").await.unwrap().leased, 0);
+        let glease: u64 = pool.query(redis::cmd("HLEN").arg(&k[15])).await.unwrap();
+        assert_eq!(glease, 0);
+        // A lease that runs out frees it too.
+        let second = queue.claim(10).await.unwrap();
+        assert_eq!(names(&second), ["api1"]);
+        legacy(second.tasks[0].id.clone(), second.tasks[0].token).await;
+        assert!(queue.claim(10).await.unwrap().tasks.is_empty(), "api is full");
+        clock.advance(Duration::from_secs(6));
+        // The claim that reclaims it frees the slot (the group is ready again for the next).
+        queue.claim(10).await.unwrap();
+        assert_eq!(queue.group_stats("api").await.unwrap().leased, 0);
+        let glease: u64 = pool.query(redis::cmd("HLEN").arg(&k[15])).await.unwrap();
+        assert_eq!(glease, 0);
+        assert_eq!(queue.claim(10).await.unwrap().tasks.len(), 1);
     }
 }

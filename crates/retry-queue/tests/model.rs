@@ -139,6 +139,31 @@ fn options(spec: &TaskSpec) -> TaskOptions {
 }
 
 async fn dump(pool: &Pool, queue: &Queue) -> Dump {
+    let mut dump = dump_keys(pool, queue).await;
+    // A group's task's lease names its group ("<token>:<group>"): the model keeps the token in
+    // `leases` and the group as glease did.
+    let raw: BTreeMap<String, String> = pool
+        .query(redis::cmd("HGETALL").arg(&queue.keys()[4]))
+        .await
+        .unwrap();
+    for (id, value) in raw {
+        let (token, group) = match value.split_once(':') {
+            Some((token, group)) => (token, Some(group)),
+            None => (value.as_str(), None),
+        };
+        let token = token
+            .parse()
+            .unwrap_or_else(|_| panic!("lease of {id}: {value}"));
+        dump.leases.insert(id.clone(), token);
+        if let Some(group) = group {
+            dump.groups.lease.insert(id, group.to_owned());
+        }
+    }
+    dump
+}
+
+/// The queue's keys read into the model's form (`leases` and glease as stored).
+async fn dump_keys(pool: &Pool, queue: &Queue) -> Dump {
     let k = queue.keys();
     let zset = |key: &coordkit_core::Key| {
         let mut c = redis::cmd("ZRANGE");
@@ -161,7 +186,7 @@ async fn dump(pool: &Pool, queue: &Queue) -> Dump {
         urgent: pool.query(&zset(&k[12])).await.unwrap(),
         delayed: pool.query(&zset(&k[2])).await.unwrap(),
         leased: pool.query(&zset(&k[3])).await.unwrap(),
-        leases: pool.query(&hgetall(&k[4])).await.unwrap(),
+        leases: BTreeMap::new(),
         dlq: pool.query(&zset(&k[5])).await.unwrap(),
         tasks: tasks
             .into_iter()

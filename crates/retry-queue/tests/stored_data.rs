@@ -81,7 +81,15 @@ async fn states(pool: &Pool, queue: &Queue, ids: &[String]) -> Vec<Option<&'stat
         let token = hget(pool, &k[4], id).await;
         let leased = token
             .as_deref()
-            .and_then(|t| std::str::from_utf8(t).ok()?.parse::<i64>().ok())
+            // (a group's task's: "<token>:<group>")
+            .and_then(|t| {
+                std::str::from_utf8(t)
+                    .ok()?
+                    .split(':')
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
             .is_some_and(|t| t > 0);
         assert_eq!(
             leased,

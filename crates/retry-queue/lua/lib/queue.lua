@@ -6,8 +6,9 @@
 --   KEYS[2]  ready     LIST  ids; LPUSH at the back, RPOP side is the front
 --   KEYS[3]  delayed   ZSET  id -> due time (ms)
 --   KEYS[4]  leased    ZSET  id -> lease deadline (ms)
---   KEYS[5]  leases    HASH  id -> fencing token of its lease (leased tasks), or minus the token
---                            whose fail, defer or dead-letter settled it (until claimed again)
+--   KEYS[5]  leases    HASH  id -> fencing token of its lease (leased tasks), "<token>:<group>"
+--                            for a task of a group, or minus the token whose fail, defer or
+--                            dead-letter settled it (until claimed again)
 --   KEYS[6]  dlq       ZSET  id -> dead-lettered at (ms)
 --   KEYS[7]  errors    HASH  id -> error history (below; the latest `errors kept`)
 --   KEYS[8]  dead      HASH  id -> dead-letter reason
@@ -28,7 +29,8 @@
 --   KEYS[15] gready    ZSET  group -> when it may start a task next: the groups with ready tasks
 --                            (one at its concurrency limit may linger until a claim drops it;
 --                            a settle that frees a slot adds it back)
---   KEYS[16] glease    HASH  id -> group, for each leased task of a group
+--   KEYS[16] glease    HASH  id -> group, for a task of a group leased before `leases` held its
+--                            group (read while it holds any: lease_groups below)
 --   A group's own keys, named from gstate's (`<instance>:gl:<group>`, `<instance>:gs:<group>`,
 --   the same hash tag; `src/groups.rs` builds the same names):
 --            gl:<group>  ZSET  id -> rank (as urgent's, priority 0 included): its ready tasks
@@ -101,3 +103,41 @@ local MAXL, MAXR = 1000000, 1000000
 -- The highest priority (MAX_PRIORITY in Rust), and the span of ranks one priority level of
 -- `urgent` covers: orders (ids) below it, every rank below 2^53.
 local MAXP, PRIO_SPAN = 9, 562949953421312
+
+-- A `leases` value: its token and, for a lease of a group's task ("<token>:<group>"), the
+-- group (nil, nil: no lease).
+local function lease_of(v)
+  if not v then return nil end
+  local t = tonumber(v)
+  if t then return t end
+  local c = string.find(v, ':', 1, true)
+  t = c and c < #v and tonumber(string.sub(v, 1, c - 1))
+  if t then return t, string.sub(v, c + 1) end
+end
+
+-- The groups of leased tasks `ids` (`groups`: each one's from its lease, or false), and the
+-- ids whose group glease held (to delete from it): a task leased before `leases` named its
+-- group has it there, read only while glease holds any.
+local function lease_groups(ids, groups)
+  local bare = nil
+  for i = 1, #ids do
+    if not groups[i] then
+      bare = bare or {}
+      bare[#bare + 1] = i
+    end
+  end
+  local legacy = nil
+  if bare and redis.call('HLEN', K_GLEASE) > 0 then
+    local want = {}
+    for k, i in ipairs(bare) do want[k] = ids[i] end
+    local gs = redis.call('HMGET', K_GLEASE, unpack(want))
+    for k, i in ipairs(bare) do
+      if gs[k] then
+        groups[i] = gs[k]
+        legacy = legacy or {}
+        legacy[#legacy + 1] = ids[i]
+      end
+    end
+  end
+  return groups, legacy
+end

@@ -14,7 +14,8 @@ pub(super) struct Groups {
     pub(super) state: BTreeMap<String, [u64; 4]>,
     /// group -> when it may start a task next (`gready`).
     pub(super) ready: BTreeMap<String, u64>,
-    /// id -> group of each leased task of a group (`glease`).
+    /// id -> group of each leased task of a group (its lease names it; `glease` for a lease made
+    /// before leases named their group).
     pub(super) lease: BTreeMap<String, String>,
     /// group -> its lane, id -> rank.
     pub(super) lanes: BTreeMap<String, BTreeMap<String, u64>>,
