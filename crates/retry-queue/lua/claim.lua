@@ -1,8 +1,8 @@
 -- claim: leases up to n ready tasks, after reclaiming expired leases (a stall: back to ready,
 -- or dead-lettered as `stalled` past the max stalls) and promoting due delayed tasks; applies
--- the dead-letter queue's age cap. Runs after lib/queue.lua and, in `rare()`, the helper pieces
--- src/scripts.rs lists for it, made on first use: the hot path (no lease expired, no delayed
--- task due, nothing dead-lettered) makes none.
+-- the dead-letter queue's age cap. Runs after lib/queue.lua and, in `rare()` and
+-- `group_helpers()`, the helper pieces src/scripts.rs lists for it, made on first use: the hot
+-- path (no lease expired, no delayed task due, nothing dead-lettered, no group) makes none.
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, ready, urgent, delayed, tasks, info
 --   (token, dead), and dlq, dead, errors when dead-lettering; with groups, gstate, gready,

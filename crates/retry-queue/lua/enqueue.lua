@@ -1,6 +1,6 @@
 -- enqueue: adds a batch of tasks, ready or delayed, each at most once per idempotency key.
--- Runs after lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it,
--- made on first use (to wake workers up).
+-- Runs after lib/queue.lua and, in `rare()` and `group_helpers()`, the helper pieces
+-- src/scripts.rs lists for it, made on first use (to wake workers up, for a group's tasks).
 --
 -- KEYS: all of lib/queue.lua's; writes tasks, ready, urgent (a ready task with a priority),
 --   the lanes of the tasks' groups, gready, gstate (a new group), delayed, idem, idem_exp, info

@@ -1,5 +1,6 @@
 -- make_due: makes delayed tasks ready now, at the back of the ready list. Runs after
--- lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it.
+-- lib/queue.lua and, in `rare()` and `group_helpers()`, the helper pieces src/scripts.rs lists
+-- for it.
 --
 -- KEYS: all of lib/queue.lua's; reads delayed, tasks; writes delayed, tasks, ready, urgent, and
 --   for tasks of groups their lanes, gready, gstate.

@@ -1,5 +1,5 @@
 -- requeue: puts dead-lettered tasks back in the ready queue. Runs after lib/queue.lua and, in
--- `rare()`, the helper pieces src/scripts.rs lists for it.
+-- `rare()` and `group_helpers()`, the helper pieces src/scripts.rs lists for it.
 --
 -- KEYS: all of lib/queue.lua's; reads dlq, tasks; writes dlq, dead, leases, errors, tasks,
 --   ready, urgent, and for tasks of groups their lanes, gready, gstate.

@@ -2,7 +2,7 @@
 -- schedulers call it: an op names the tick it read (T), and fires only while the schedule's
 -- next tick is still T, moving it on to N in the same call (a compare-and-set on sched_due).
 -- Its tasks are written the way lua/enqueue.lua writes them. Runs after lib/queue.lua and, in
--- `rare()`, the helper pieces src/scripts.rs lists for it.
+-- `rare()` and `group_helpers()`, the helper pieces src/scripts.rs lists for it.
 --
 -- KEYS: all of lib/queue.lua's, then KEYS[QKEYS + 1] schedules, KEYS[QKEYS + 2] sched_due (lib/schedule.lua);
 --   writes tasks, ready, urgent (a task with a priority), a group's lane, gready and gstate

@@ -1,6 +1,7 @@
 -- settle: acks, fails, defers and dead-letters leased tasks, a batch of ops in one call. Runs
--- after lib/queue.lua and, in `rare()`, the helper pieces src/scripts.rs lists for it, made on
--- first use (an ack makes none, unless `succeeded` events are on).
+-- after lib/queue.lua and, in `rare()` and `group_helpers()`, the helper pieces src/scripts.rs
+-- lists for it, made on first use (an ack makes none, unless `succeeded` events are on; the
+-- ack of a group's task makes the groups' few).
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, tasks, errors, delayed, info
 --   (completed, dead), and dlq, dead when dead-lettering, gstate, gready (and glease, for a

@@ -3,7 +3,7 @@
 
 -- Splits `ids` (records `recs`, in the same order) into those of no group, with their
 -- priorities (for H.push_ready), and those of a group: group -> { rank, id, ... } ranked by
--- `order` (for H.push_groups), with the set of those groups (nil, nil when none).
+-- `order` (for G.push_groups), with the set of those groups (nil, nil when none).
 function H.lanes_of(ids, recs, order)
   local plain, prios, ranked, set = {}, {}, nil, nil
   for i, id in ipairs(ids) do
