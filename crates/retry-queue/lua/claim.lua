@@ -56,12 +56,13 @@ if expired then
   exp_recs = redis.call('HMGET', K_TASKS, unpack(expired))
   if grouped then
     local vals = ck_read('hash', 'HMGET', K_LEASES, unpack(expired))
+    local gh = group_helpers()
     exp_groups = {}
     for i = 1, #expired do
-      local _, g = lease_of(vals[i])
+      local _, g = gh.lease_of(vals[i])
       exp_groups[i] = g or false
     end
-    exp_groups, exp_legacy = lease_groups(expired, exp_groups)
+    exp_groups, exp_legacy = gh.lease_groups(expired, exp_groups)
   else
     ck_expect_type(K_LEASES, 'hash')
   end

@@ -63,7 +63,7 @@ local acks, others = 0, 0
 local gof = {}
 for i = 1, n do
   local id, h, g = ids[i], tonumber(held[i]), nil
-  if not h and held[i] then h, g = lease_of(held[i]) end
+  if not h and held[i] then h, g = group_helpers().lease_of(held[i]) end
   if h == toks[i] and not done[id] then
     done[id] = true
     valid[i] = true
@@ -172,7 +172,7 @@ local gfreed, greopen, legacy = nil, nil, nil
 if #unlease > 0 and ck_int(info[5], K_INFO, 'field grouped', 1) == 1 then
   local of = {}
   for k, id in ipairs(unlease) do of[k] = gof[id] or false end
-  of, legacy = lease_groups(unlease, of)
+  of, legacy = group_helpers().lease_groups(unlease, of)
   local names = {}
   for i = 1, #unlease do
     if of[i] then names[#names + 1] = of[i] end

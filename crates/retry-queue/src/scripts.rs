@@ -93,13 +93,13 @@ pub(crate) static CLAIM: Script = script!("claim",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury",
      "priority", "rank", "order", "push_ready", "none_ready", "group_of", "component_of"],
     ["gkey", "gstate", "load_groups", "save_groups", "gstate_pack", "serve_groups",
-     "push_groups"]);
+     "push_groups", "lease_of", "lease_groups"]);
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",
      "delete_dead", "backoff", "history", "bury", "none_ready", "group_of"],
-    ["gstate", "load_groups", "save_groups", "gstate_pack"]);
-pub(crate) static EXTEND: Script = script!("extend", ["head"]);
+    ["gstate", "load_groups", "save_groups", "gstate_pack", "lease_of", "lease_groups"]);
+pub(crate) static EXTEND: Script = script!("extend", ["head"], ["lease_of"]);
 #[rustfmt::skip]
 pub(crate) static MAKE_DUE: Script = script!("make_due",
     ["settings", "head", "rewrite", "wake", "priority", "rank", "order", "push_ready",
@@ -131,7 +131,8 @@ pub(crate) static SCHEDULE_FIRE: Script = script!("schedule_fire",
     ["settings", "events", "head", "schedule", "wake", "first_due", "rank", "none_ready"],
     ["gkey", "push_groups"]);
 pub(crate) static OUTCOME: Script = script!("outcome");
-pub(crate) static PROGRESS: Script = script!("progress", ["settings", "events", "jid"]);
+pub(crate) static PROGRESS: Script =
+    script!("progress", ["settings", "events", "jid"], ["lease_of"]);
 
 #[cfg(test)]
 mod tests {
