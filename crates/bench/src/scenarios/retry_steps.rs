@@ -29,20 +29,23 @@ impl Workload for Steps {
                 .map(|_| NewTask::new(vec![b'x'; 64]).options(self.options.clone()))
                 .collect();
             self.queue.enqueue_batch(&tasks).await?;
-            let claim = self.queue.claim(self.batch).await?;
+            let mut tasks = self.queue.claim(self.batch).await?.tasks;
             for _ in 0..self.fails {
-                let fails: Vec<_> = claim
-                    .tasks
+                let fails: Vec<_> = tasks
                     .iter()
                     .map(|t| (t, Settle::FailInPlace("planned failure".into())))
                     .collect();
-                for answer in self.queue.settle(&fails).await? {
-                    if !matches!(answer, Settled::RetryingInPlace { .. }) {
+                let answers = self.queue.settle(&fails).await?;
+                // The next run is the next attempt, as the worker counts it: a failure of the
+                // same attempt again would be answered as a replay, writing nothing.
+                for (task, answer) in tasks.iter_mut().zip(answers) {
+                    let Settled::RetryingInPlace { attempts, .. } = answer else {
                         return Err(format!("a failure settled as {answer:?}").into());
-                    }
+                    };
+                    task.attempt = attempts + 1;
                 }
             }
-            let acks: Vec<_> = claim.tasks.iter().map(|t| (t, Settle::Ack)).collect();
+            let acks: Vec<_> = tasks.iter().map(|t| (t, Settle::Ack)).collect();
             self.queue.settle(&acks).await?;
             Ok(())
         })
