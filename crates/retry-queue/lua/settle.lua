@@ -59,15 +59,16 @@ local emit_ok = string.byte(CFG, 1) == 1
 -- tasks no lease is held for (gone: already settled).
 local valid, done, need, already, unheld = {}, {}, {}, {}, nil
 local acks, others = 0, 0
--- The group each valid op's lease names (lib/queue.lua), by id.
+-- The group each valid op's lease names (lib/queue.lua), by position.
 local gof = {}
 for i = 1, n do
-  local id, h, g = ids[i], tonumber(held[i]), nil
-  if not h and held[i] then h, g = group_helpers().lease_of(held[i]) end
+  local id, v = ids[i], held[i]
+  local h, g = tonumber(v), nil
+  if not h and v then h, g = group_helpers().lease_of(v) end
   if h == toks[i] and not done[id] then
     done[id] = true
     valid[i] = true
-    if g then gof[id] = g end
+    gof[i] = g
     if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
     -- (results: an ack with a result tells its attempt in its `succeeded` event)
     if kinds[i] ~= OP_ACK or emit_ok or xs[i] > 0 then need[#need + 1] = id end
@@ -160,50 +161,59 @@ if others > 0 then
     end
   end
 end
--- The leases that go: all but those of the retries in place, which stay leased.
-local unlease = {}
+-- The leases that go: all but those of the retries in place, which stay leased; with groups,
+-- how many of them each group held (`bare`: those whose lease names none).
+local grouped = ck_int(info[5], K_INFO, 'field grouped', 1) == 1
+local unlease, drops, bare = {}, nil, nil
 for i = 1, n do
-  if valid[i] and not in_place[i] then unlease[#unlease + 1] = ids[i] end
+  if valid[i] and not in_place[i] then
+    local id, g = ids[i], gof[i]
+    unlease[#unlease + 1] = id
+    if g and grouped then
+      drops = drops or {}
+      drops[g] = (drops[g] or 0) + 1
+    elseif grouped then
+      bare = bare or {}
+      bare[#bare + 1] = id
+    end
+  end
 end
 if #unlease < acks + others then ck_expect_type(K_LEASED, 'zset') end
--- The leases of groups' tasks that go: their groups count one less, and a group with ready
--- tasks that was at its limit (out of gready) may start one again.
-local gfreed, greopen, legacy = nil, nil, nil
-if #unlease > 0 and ck_int(info[5], K_INFO, 'field grouped', 1) == 1 then
-  local of = {}
-  for k, id in ipairs(unlease) do of[k] = gof[id] or false end
-  of, legacy = group_helpers().lease_groups(unlease, of)
-  local names = {}
-  for i = 1, #unlease do
-    if of[i] then names[#names + 1] = of[i] end
-  end
-  if #names > 0 then
-    local gh = group_helpers()
-    gh.load_groups(names)
-    gfreed, greopen = {}, {}
-    local freed = {}
-    for i, id in ipairs(unlease) do
-      local g = of[i]
-      if g then
-        gfreed[#gfreed + 1] = id
-        gh.states[g][1] = gh.states[g][1] - 1
-        freed[g] = gh.states[g]
-      end
+-- The leases of groups' tasks that go: their groups count fewer, and a group with ready tasks
+-- that was at its limit (out of gready) may start one again. (A bare lease may still have its
+-- group in glease: lib/lease_groups.lua.)
+local greopen, legacy = nil, nil
+if bare then
+  local of
+  of, legacy = group_helpers().lease_groups(bare, {})
+  for k in ipairs(bare) do
+    local g = of[k]
+    if g then
+      drops = drops or {}
+      drops[g] = (drops[g] or 0) + 1
     end
+  end
+end
+if drops then
+  local gh, names = group_helpers(), {}
+  for g in pairs(drops) do names[#names + 1] = g end
+  gh.load_groups(names)
+  greopen = {}
+  for g, k in pairs(drops) do
+    local s = gh.states[g]
+    s[1] = s[1] - k
     -- Only a group that was at its limit left gready (lib/serve_groups.lua): it goes back,
     -- and a claim drops it again if its lane is empty.
-    for g, s in pairs(freed) do
-      if s[2] > 0 and s[5] >= s[2] then greopen[#greopen + 1] = g end
-    end
-    if #greopen > 0 then ck_expect_type(K_GREADY, 'zset') end
+    if s[2] > 0 and s[5] >= s[2] then greopen[#greopen + 1] = g end
   end
+  if #greopen > 0 then ck_expect_type(K_GREADY, 'zset') end
 end
 -- The concurrency limit: a settle that frees a slot of a queue at its limit wakes the idle
 -- workers (their claims took nothing while it was full).
 local held_before = max_leased > 0 and redis.call('ZCARD', K_LEASED)
 -- (With groups, their lanes may hold the waiting tasks: a spare wake-up is harmless.)
 local waiting = held_before and held_before >= max_leased
-  and (not rare().none_ready() or ck_int(info[5], K_INFO, 'field grouped', 1) == 1)
+  and (not rare().none_ready() or grouped)
 if burials > 0 then H.check_bury() end
 local first_due, aged = nil, nil
 if delays > 0 then first_due = H.first_due() end
@@ -211,7 +221,7 @@ if burials > 0 then aged = H.aged() end
 -- writes: (the first one, the ZREM from `leased`, checks that key's type)
 local freed = #unlease > 0 and redis.call('ZREM', K_LEASED, unpack(unlease)) or 0
 if waiting and held_before - freed < max_leased then H.wake() end
-if gfreed then
+if drops then
   if legacy then redis.call('HDEL', K_GLEASE, unpack(legacy)) end
   G.save_groups()
   for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end

@@ -6,9 +6,7 @@
 -- group (nil, nil: no lease).
 function G.lease_of(v)
   if not v then return nil end
-  local t = tonumber(v)
-  if t then return t end
-  local c = string.find(v, ':', 1, true)
-  t = c and c < #v and tonumber(string.sub(v, 1, c - 1))
-  if t then return t, string.sub(v, c + 1) end
+  local t, g = string.match(v, '^(%d+):(.+)$')
+  if t then return tonumber(t), g end
+  return tonumber(v)
 end
