@@ -15,8 +15,11 @@ use super::stats::Counters;
 use crate::queue::Queue;
 use crate::types::{Settle, Settled, Task};
 
-/// How many settle scripts one worker keeps in flight.
-const SETTLES_IN_FLIGHT: usize = 4;
+/// How many settle scripts one worker keeps in flight. What finishes while they run waits for
+/// the next: under load the batches grow and the server runs fewer scripts for the same
+/// tasks (a settle's cost is mostly per call). Two, not one, so that a batch retried while
+/// Redis is away does not hold up every other.
+const SETTLES_IN_FLIGHT: usize = 2;
 
 /// A finished run's outcome for the settle loop, and where to send its answer when the run's
 /// task waits for it (a failure that may be retried in place).
