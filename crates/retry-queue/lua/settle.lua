@@ -68,7 +68,7 @@ for i = 1, n do
   if h == toks[i] and not done[id] then
     done[id] = true
     valid[i] = true
-    gof[i] = g
+    if g then gof[i] = g end
     if kinds[i] == OP_ACK then acks = acks + 1 else others = others + 1 end
     -- (results: an ack with a result tells its attempt in its `succeeded` event)
     if kinds[i] ~= OP_ACK or emit_ok or xs[i] > 0 then need[#need + 1] = id end
