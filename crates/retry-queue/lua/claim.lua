@@ -282,7 +282,9 @@ if #take > 0 then
   tok = ck_int(info[2], K_INFO, 'field token', EXACT - 1 - n) or 0
 end
 local out = { now, next_due, next_deadline, tok + 1, next_start }
-local leases, tokens, starts = {}, {}, {}
+local leases, tokens = {}, {}
+-- The queue's log of starts, when it has a rate limit (start time, token, ...).
+local starts = rate_max > 0 and rate_ms > 0 and {} or nil
 -- The tokens as text of groups' tasks, for their starts (by position in the served tasks).
 local gtokens = nil
 local earliest = nil
@@ -338,8 +340,10 @@ for i, id in ipairs(take) do
     leases[#leases + 1] = string.format('%d', deadline)
     leases[#leases + 1] = id
     local t = string.format('%d', tok)
-    starts[#starts + 1] = now_s
-    starts[#starts + 1] = t
+    if starts then
+      starts[#starts + 1] = now_s
+      starts[#starts + 1] = t
+    end
     out[#out + 1] = id
     out[#out + 1] = rec
     local k = served and i - served.at
@@ -380,7 +384,7 @@ end
 if earliest then
   redis.call('HSET', K_LEASES, unpack(tokens))
   redis.call('HINCRBY', K_INFO, 'token', #tokens / 2)
-  if rate_max > 0 and rate_ms > 0 then
+  if starts then
     -- (`starts` was read by the rate check above: its type is known.)
     redis.call('ZADD', K_STARTS, unpack(starts))
     redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', string.format('%d', now - rate_ms))
