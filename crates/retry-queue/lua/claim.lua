@@ -2,11 +2,13 @@
 -- or dead-lettered as `stalled` past the max stalls) and promoting due delayed tasks; applies
 -- the dead-letter queue's age cap. Runs after lib/queue.lua and, in `rare()` and
 -- `group_helpers()`, the helper pieces src/scripts.rs lists for it, made on first use: the hot
--- path (no lease expired, no delayed task due, nothing dead-lettered, no group) makes none.
+-- path (no lease expired, no delayed task due, nothing dead-lettered, no group, no rate limit)
+-- makes none.
 --
 -- KEYS: all of lib/queue.lua's; writes leased, leases, ready, urgent, delayed, tasks, info
---   (token, dead), and dlq, dead, errors when dead-lettering; with groups, gstate, gready,
---   the groups' lanes and starts, and glease when a reclaimed lease's group is there.
+--   (token, dead), starts with a rate limit, and dlq, dead, errors when dead-lettering; with
+--   groups, gstate, gready, the groups' lanes and starts, and glease when a reclaimed lease's
+--   group is there.
 -- Order: the urgent lane by rank (priority, then first in first out), then the groups that
 -- may start a task (lib/serve_groups.lua: the longest waiting first, each by rank), then the
 -- ready list's front; reclaimed and promoted tasks join their lane behind the tasks ready
@@ -87,17 +89,17 @@ if n > 0 and max_leased > 0 then
   local held = redis.call('ZCARD', K_LEASED) - (expired and #expired or 0)
   n = math.max(0, math.min(n, max_leased - held))
 end
+-- (The queue's log of starts is read and written with the groups' helpers: a group's log has
+-- the same layout.) `logged`: the starts in its window, when this claim may start some.
+local logged = nil
 if n > 0 and rate_max > 0 and rate_ms > 0 then
-  local since = '(' .. string.format('%d', now - rate_ms)
-  local recent = redis.call('ZCOUNT', K_STARTS, since, '+inf')
-  if recent >= rate_max then
-    -- The start whose leaving the window lets the next one in.
-    local s = redis.call('ZRANGEBYSCORE', K_STARTS, since, '+inf', 'WITHSCORES', 'LIMIT',
-      recent - rate_max, 1)
-    next_start = tonumber(s[2]) + rate_ms
+  local recent, wait = group_helpers().log_recent(K_STARTS, now - rate_ms, rate_max, rate_ms)
+  if wait then
+    next_start = wait
     n = 0
   else
     n = math.min(n, rate_max - recent)
+    logged = recent
   end
 end
 -- The ids this claim takes, in the order they come to the front of their lanes: the urgent
@@ -283,8 +285,6 @@ if #take > 0 then
 end
 local out = { now, next_due, next_deadline, tok + 1, next_start }
 local leases, tokens = {}, {}
--- The queue's log of starts, when it has a rate limit (start time, token, ...).
-local starts = rate_max > 0 and rate_ms > 0 and {} or nil
 -- The tokens as text of groups' tasks, for their starts (by position in the served tasks).
 local gtokens = nil
 local earliest = nil
@@ -313,8 +313,6 @@ if #take > 0 and (ck_int(info[7], K_INFO, 'field held_until', EXACT) or 0) > now
     end
   end
 end
--- (numbers to redis.call as text: lib/queue.lua)
-local now_s = string.format('%d', now)
 for i, id in ipairs(take) do
   local rec = recs[i]
   local lease = nil
@@ -340,10 +338,6 @@ for i, id in ipairs(take) do
     leases[#leases + 1] = string.format('%d', deadline)
     leases[#leases + 1] = id
     local t = string.format('%d', tok)
-    if starts then
-      starts[#starts + 1] = now_s
-      starts[#starts + 1] = t
-    end
     out[#out + 1] = id
     out[#out + 1] = rec
     local k = served and i - served.at
@@ -384,10 +378,9 @@ end
 if earliest then
   redis.call('HSET', K_LEASES, unpack(tokens))
   redis.call('HINCRBY', K_INFO, 'token', #tokens / 2)
-  if starts then
-    -- (`starts` was read by the rate check above: its type is known.)
-    redis.call('ZADD', K_STARTS, unpack(starts))
-    redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', string.format('%d', now - rate_ms))
+  -- (The leases' tokens run from out[4], one each.)
+  if logged then
+    G.log_write(K_STARTS, now - rate_ms, logged, string.format('%d', out[4]), #leases / 2)
   end
 end
 if expired then

@@ -93,7 +93,7 @@ pub(crate) static CLAIM: Script = script!("claim",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury",
      "priority", "rank", "order", "push_ready", "none_ready", "group_of", "component_of"],
     ["gkey", "gstate", "load_groups", "save_groups", "gstate_pack", "serve_groups",
-     "push_groups", "lease_of", "lease_groups"]);
+     "push_groups", "lease_of", "lease_groups", "starts"]);
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",

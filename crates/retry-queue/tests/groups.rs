@@ -2,7 +2,8 @@
 //! rate limits hold back only its own tasks; a settle or a lost lease frees its slot; a group
 //! waiting for its rate says when it may start again; its tasks keep their priority; retries,
 //! stalls and requeues come back to its lane; bad input names the field; a lease made before
-//! leases named their group (its group in glease) still frees its group's slot.
+//! leases named their group (its group in glease) still frees its group's slot, and a log of
+//! starts made before it held an entry per claim still counts each of its starts.
 
 use std::time::Duration;
 
@@ -193,5 +194,51 @@ redis_test! {
         let glease: u64 = pool.query(redis::cmd("HLEN").arg(&k[15])).await.unwrap();
         assert_eq!(glease, 0);
         assert_eq!(queue.claim(10).await.unwrap().tasks.len(), 1);
+    }
+}
+
+redis_test! {
+    async fn a_log_of_starts_with_a_token_per_start_still_counts_each(redis) {
+        let pool = redis.pool().await;
+        let (clock, queue) = manual(&redis, &pool);
+        let three = Limits {
+            max_leased: None,
+            rate: Some(Rate { starts: 3, per: Duration::from_secs(1) }),
+        };
+        queue.set_group_limits("api", three).await.unwrap();
+        let batch: Vec<NewTask> = (0..6).map(|i| NewTask::new(format!("api{i}")).options(of("api"))).collect();
+        queue.enqueue_batch(&batch).await.unwrap();
+        // The group's log as an earlier build wrote it: a bare token per start, no total.
+        let k = queue.keys();
+        let log = format!("{}gs:api", k[13].as_str().strip_suffix("gstate").unwrap());
+        let t0 = clock.now_ms();
+        let mut c = redis::cmd("ZADD");
+        c.arg(&log).arg(t0).arg("901").arg(t0).arg("902");
+        let _: () = pool.query(&c).await.unwrap();
+        let entries = || {
+            let (pool, log) = (pool.clone(), log.clone());
+            async move {
+                let mut v: Vec<String> = pool.query(redis::cmd("ZRANGE").arg(&log).arg(0).arg(-1)).await.unwrap();
+                v.sort();
+                v
+            }
+        };
+        // Two of the three starts are taken: one more now, logged with its count and the total.
+        let first = queue.claim(10).await.unwrap();
+        assert_eq!(names(&first), ["api0"]);
+        let tok = first.tasks[0].token;
+        let mut want = vec!["#3".to_owned(), "901".to_owned(), "902".to_owned(), format!("{tok}:1")];
+        want.sort();
+        assert_eq!(entries().await, want);
+        // Full until the earliest start leaves the window.
+        let full = queue.claim(10).await.unwrap();
+        assert!(full.tasks.is_empty());
+        assert_eq!(full.next_start_ms, Some(t0 + 1000));
+        // Then all three again, in one entry; the old ones and the old total gone.
+        clock.advance(Duration::from_millis(1001));
+        let next = queue.claim(10).await.unwrap();
+        assert_eq!(names(&next), ["api1", "api2", "api3"]);
+        let tok = next.tasks[0].token;
+        assert_eq!(entries().await, ["#3", &format!("{tok}:3")]);
     }
 }

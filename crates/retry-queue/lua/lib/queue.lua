@@ -18,8 +18,11 @@
 --                            (1 while claims are paused: lua/pause.lua), and the limits every
 --                            worker obeys (lua/limits.lua): max_leased (tasks leased at once),
 --                            rate_max starts per rate_ms
---   KEYS[12] starts    ZSET  token -> start time (ms) of each claim within the last rate
---                            interval (a queue with a rate limit)
+--   KEYS[12] starts    ZSET  the log of starts of a queue with a rate limit: per claim that
+--                            started tasks, "<its first token>:<how many>" -> the claim's time
+--                            (ms), within the last rate interval, and "#<the starts they count>"
+--                            -> 0 (an earlier build logged a bare token per start: one each;
+--                            lib/starts.lua)
 --   KEYS[13] urgent    ZSET  id -> rank: the ready tasks with a priority above 0 and no group,
 --                            claimed before the ready list; rank (MAXP - priority) * PRIO_SPAN
 --                            + order, order the task's id when enqueued, the id sequence when it
@@ -34,7 +37,7 @@
 --   A group's own keys, named from gstate's (`<instance>:gl:<group>`, `<instance>:gs:<group>`,
 --   the same hash tag; `src/groups.rs` builds the same names):
 --            gl:<group>  ZSET  id -> rank (as urgent's, priority 0 included): its ready tasks
---            gs:<group>  ZSET  token -> start time of each claim within its last rate interval
+--            gs:<group>  ZSET  its log of starts, as `starts`
 -- Scripts that take keys of their own take them after these, from KEYS[QKEYS + 1].
 --
 -- ARGV (every script; the operation's own arguments follow, from ARGV[3]):

@@ -48,18 +48,14 @@ function G.serve_groups(n, back, caps)
       step.drop = true
       plan.dropped = true
     elseif s[3] > 0 and s[4] > 0 then
-      local gs = G.gkey('gs', g)
-      local since = '(' .. string.format('%d', now - s[4])
-      local recent = ck_read('zset', 'ZCOUNT', gs, since, '+inf')
-      if recent >= s[3] then
-        -- The start whose leaving the window lets the next one in.
-        local first = redis.call('ZRANGEBYSCORE', gs, since, '+inf', 'WITHSCORES', 'LIMIT',
-          recent - s[3], 1)
-        step.wait = tonumber(first[2]) + s[4]
+      local gs, edge = G.gkey('gs', g), now - s[4]
+      local recent, wait = G.log_recent(gs, edge, s[3], s[4])
+      if wait then
+        step.wait = wait
         allow = 0
       else
         allow = math.min(allow, s[3] - recent)
-        step.rate = gs
+        step.rate, step.edge, step.recent = gs, edge, recent
       end
     end
     if allow > 0 then
@@ -149,16 +145,16 @@ function G.write_served(plan, tokens)
         redis.call('ZADD', K_GREADY, now, g)
       end
       if st.rate then
-        local starts, at = {}, string.format('%d', now)
+        -- Its tasks leased now (not those held or dead-lettered): one entry in its log.
+        local first, count = nil, 0
         for k = st.first, st.first + #st.taken - 1 do
           local t = tokens[k]
           if t then
-            starts[#starts + 1] = at
-            starts[#starts + 1] = t
+            first = first or t
+            count = count + 1
           end
         end
-        if #starts > 0 then redis.call('ZADD', st.rate, unpack(starts)) end
-        redis.call('ZREMRANGEBYSCORE', st.rate, '-inf', string.format('%d', now - G.states[g][4]))
+        if count > 0 then G.log_write(st.rate, st.edge, st.recent, first, count) end
       end
     end
   end

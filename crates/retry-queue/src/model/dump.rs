@@ -33,7 +33,7 @@ pub struct Dump {
     pub paused: bool,
     /// The limits as stored: max_leased, rate_max, rate_ms (0: none).
     pub limits: (u64, u64, u64),
-    /// The starts the rate limit counts, by (start time, token).
+    /// The log of starts the rate limit counts, by (time, entry).
     pub starts: Vec<(String, u64)>,
     /// The groups: states, gready, glease, lanes and starts.
     pub groups: super::GroupsDump,

@@ -19,7 +19,7 @@ pub(super) struct Groups {
     pub(super) lease: BTreeMap<String, String>,
     /// group -> its lane, id -> rank.
     pub(super) lanes: BTreeMap<String, BTreeMap<String, u64>>,
-    /// group -> its starts, token -> time.
+    /// group -> its log of starts (`starts.rs`), entry -> time.
     pub(super) starts: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
@@ -35,7 +35,7 @@ pub struct GroupsDump {
     pub lease: BTreeMap<String, String>,
     /// group -> its ready tasks by (rank, id).
     pub lanes: BTreeMap<String, Vec<(String, u64)>>,
-    /// group -> its starts by (time, token).
+    /// group -> its log of starts by (time, entry).
     pub starts: BTreeMap<String, Vec<(String, u64)>>,
 }
 
@@ -199,24 +199,15 @@ impl QueueModel {
                 let mut rated = false;
                 if s[2] > 0 && s[3] > 0 {
                     let since = i128::from(now) - i128::from(s[3]);
-                    let recent: Vec<u64> = self
-                        .groups
-                        .starts
-                        .get(&g)
-                        .map(ordered)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|(_, t)| i128::from(*t) > since)
-                        .map(|(_, t)| t)
-                        .collect();
-                    let k = recent.len() as u64;
-                    if k >= s[2] {
-                        let wait = recent[(k - s[2]) as usize] + s[3];
+                    let (recent, wait) = self.groups.starts.get(&g).map_or((0, None), |log| {
+                        super::starts::recent(log, since, s[2], s[3])
+                    });
+                    if let Some(wait) = wait {
                         out.next_start = Some(out.next_start.map_or(wait, |x| x.min(wait)));
                         steps.push((g, Some(wait)));
                         continue;
                     }
-                    allow = allow.min(s[2] - k);
+                    allow = allow.min(s[2] - recent);
                     rated = true;
                 }
                 // The lane and the tasks put back in it together, by rank.
@@ -287,15 +278,19 @@ impl QueueModel {
             }
         }
         for (g, ids) in &served.rate {
+            // Its tasks leased now: one entry in its log (none: the log as it was).
+            let mine: Vec<u64> = tokens
+                .iter()
+                .filter(|(id, _)| ids.contains(id))
+                .map(|(_, tok)| *tok)
+                .collect();
+            let Some(&first) = mine.iter().min() else {
+                continue;
+            };
             let per = self.groups.state.get(g).map_or(0, |s| s[3]);
-            let starts = self.groups.starts.entry(g.clone()).or_default();
-            for (id, tok) in tokens {
-                if ids.contains(id) {
-                    starts.insert(tok.to_string(), now);
-                }
-            }
             let since = i128::from(now) - i128::from(per);
-            starts.retain(|_, t| i128::from(*t) > since);
+            let starts = self.groups.starts.entry(g.clone()).or_default();
+            super::starts::write(starts, now, since, first, mine.len() as u64);
         }
     }
 }

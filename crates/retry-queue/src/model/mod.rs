@@ -10,6 +10,7 @@ mod groups;
 mod results;
 mod schedules;
 mod settle;
+mod starts;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -64,7 +65,7 @@ pub struct QueueModel {
     max_leased: u64,
     rate_max: u64,
     rate_ms: u64,
-    /// token -> start time.
+    /// The log of starts (`starts.rs`): entry -> time.
     starts: BTreeMap<String, u64>,
     /// id -> (expires at, result).
     results: BTreeMap<String, (u64, Vec<u8>)>,
@@ -419,19 +420,20 @@ impl QueueModel {
             let free = self.max_leased.saturating_sub(self.leased.len() as u64);
             n = n.min(usize::try_from(free).unwrap_or(usize::MAX));
         }
+        let since = i128::from(now) - i128::from(self.rate_ms);
+        // Whether this claim's starts go to the log (it has a rate limit and may start some).
+        let mut logged = false;
         if n > 0 && self.rate_max > 0 {
-            let since = i128::from(now) - i128::from(self.rate_ms);
-            let recent: Vec<u64> = ordered(&self.starts)
-                .into_iter()
-                .filter(|(_, t)| i128::from(*t) > since)
-                .map(|(_, t)| t)
-                .collect();
-            let (recent_n, max) = (recent.len() as u64, self.rate_max);
-            if recent_n >= max {
-                next_start = Some(recent[(recent_n - max) as usize] + self.rate_ms);
-                n = 0;
-            } else {
-                n = n.min(usize::try_from(max - recent_n).unwrap_or(usize::MAX));
+            let max = self.rate_max;
+            match starts::recent(&self.starts, since, max, self.rate_ms) {
+                (_, Some(at)) => {
+                    next_start = Some(at);
+                    n = 0;
+                }
+                (recent, None) => {
+                    n = n.min(usize::try_from(max - recent).unwrap_or(usize::MAX));
+                    logged = true;
+                }
             }
         }
         let mut ids: Vec<String> = ordered(&self.urgent)
@@ -498,12 +500,14 @@ impl QueueModel {
         }
         let tokens: Vec<(String, u64)> = tasks.iter().map(|t| (t.id.clone(), t.token)).collect();
         self.lease_served(now, &served, &tokens);
-        if self.rate_max > 0 && !tasks.is_empty() {
-            for t in &tasks {
-                self.starts.insert(t.token.to_string(), now);
-            }
-            let since = i128::from(now) - i128::from(self.rate_ms);
-            self.starts.retain(|_, t| i128::from(*t) > since);
+        if let (true, Some(first)) = (logged, tasks.first()) {
+            starts::write(
+                &mut self.starts,
+                now,
+                since,
+                first.token,
+                tasks.len() as u64,
+            );
         }
         let claim = Claim {
             tasks,
