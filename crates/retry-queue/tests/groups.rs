@@ -3,7 +3,8 @@
 //! waiting for its rate says when it may start again; its tasks keep their priority; retries,
 //! stalls and requeues come back to its lane; bad input names the field; a lease made before
 //! leases named their group (its group in glease) still frees its group's slot, and a log of
-//! starts made before it held an entry per claim still counts each of its starts.
+//! starts made before it held an entry per claim still counts each of its starts; a log whose
+//! total is wrong or garbage is counted again.
 
 use std::time::Duration;
 
@@ -23,6 +24,17 @@ fn manual(redis: &coordkit_testkit::TestRedis, pool: &coordkit_core::Pool) -> (M
         .build()
         .unwrap();
     (clock, queue)
+}
+
+/// A rate limit of three starts a second.
+fn three_a_second() -> Limits {
+    Limits {
+        max_leased: None,
+        rate: Some(Rate {
+            starts: 3,
+            per: Duration::from_secs(1),
+        }),
+    }
 }
 
 fn of(group: &str) -> TaskOptions {
@@ -201,11 +213,7 @@ redis_test! {
     async fn a_log_of_starts_with_a_token_per_start_still_counts_each(redis) {
         let pool = redis.pool().await;
         let (clock, queue) = manual(&redis, &pool);
-        let three = Limits {
-            max_leased: None,
-            rate: Some(Rate { starts: 3, per: Duration::from_secs(1) }),
-        };
-        queue.set_group_limits("api", three).await.unwrap();
+        queue.set_group_limits("api", three_a_second()).await.unwrap();
         let batch: Vec<NewTask> = (0..6).map(|i| NewTask::new(format!("api{i}")).options(of("api"))).collect();
         queue.enqueue_batch(&batch).await.unwrap();
         // The group's log as an earlier build wrote it: a bare token per start, no total.
@@ -240,5 +248,36 @@ redis_test! {
         assert_eq!(names(&next), ["api1", "api2", "api3"]);
         let tok = next.tasks[0].token;
         assert_eq!(entries().await, ["#3", &format!("{tok}:3")]);
+    }
+}
+
+redis_test! {
+    async fn a_log_whose_total_is_wrong_is_counted_again(redis) {
+        let pool = redis.pool().await;
+        let (clock, queue) = manual(&redis, &pool);
+        let k = queue.keys();
+        let prefix = k[13].as_str().strip_suffix("gstate").unwrap().to_owned();
+        let t0 = clock.now_ms();
+        for g in ["api", "web"] {
+            queue.set_group_limits(g, three_a_second()).await.unwrap();
+            let batch: Vec<NewTask> = (0..4).map(|i| NewTask::new(format!("{g}{i}")).options(of(g))).collect();
+            queue.enqueue_batch(&batch).await.unwrap();
+        }
+        // api's total says 7 where its one entry counts 3 (an entry removed by hand); web's is
+        // no number.
+        let mut c = redis::cmd("ZADD");
+        c.arg(format!("{prefix}gs:api")).arg(0).arg("#7").arg(t0).arg("41:3");
+        let _: () = pool.query(&c).await.unwrap();
+        let mut c = redis::cmd("ZADD");
+        c.arg(format!("{prefix}gs:web")).arg(0).arg("#2.5");
+        let _: () = pool.query(&c).await.unwrap();
+        // web starts its three; api is full until its entry leaves the window, not for good.
+        let first = queue.claim(10).await.unwrap();
+        assert_eq!(names(&first), ["web0", "web1", "web2"]);
+        assert_eq!(first.next_start_ms, Some(t0 + 1000));
+        clock.advance(Duration::from_millis(1001));
+        let mut second = names(&queue.claim(10).await.unwrap());
+        second.sort();
+        assert_eq!(second, ["api0", "api1", "api2", "web3"]);
     }
 }

@@ -3,14 +3,25 @@
 -- adds one member and its count however many tasks it starts.
 
 -- The starts an entry counts: "<first token>:<count>", or a bare token (one start, logged
--- by an earlier build).
+-- by an earlier build; so is a member whose count is no whole number in 1..MAXR).
 local function counted(m)
-  return tonumber(string.match(m, ':(%d+)$')) or 1
+  local k = tonumber(string.match(m, ':(%d+)$'))
+  if k and k >= 1 and k <= MAXR then return k end
+  return 1
 end
 
 -- Whether a member is the log's total ("#<starts its entries count>", at score 0).
 local function is_total(m)
   return string.byte(m, 1) == 35
+end
+
+-- The starts the entries after `e` (text) count, read whole.
+local function count_window(log, e)
+  local n = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf')) do
+    if not is_total(m) then n = n + counted(m) end
+  end
+  return n
 end
 
 -- validate: how many starts `log` holds after `edge` (the window is (edge, now]: edge is now
@@ -23,30 +34,37 @@ function G.log_recent(log, edge, max, per)
   local total, gone = nil, 0
   for _, m in ipairs(ck_read('zset', 'ZRANGEBYSCORE', log, '-inf', e)) do
     if is_total(m) then
-      total = total or tonumber(string.sub(m, 2))
+      total = total or tonumber(string.match(m, '^#(%d+)$'))
     else
       gone = gone + counted(m)
     end
   end
-  if not total or total < gone or total >= EXACT then
-    total = gone
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf')) do
-      if not is_total(m) then total = total + counted(m) end
-    end
+  local recent
+  if total and total >= gone and total < EXACT then
+    recent = total - gone
+  else
+    recent = count_window(log, e)
   end
-  local recent = total - gone
   if recent < max then return recent, nil end
-  -- The (recent - max)th start from the window's first is in the first j + 1 entries.
-  local j = recent - max
-  local w = redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf', 'WITHSCORES', 'LIMIT', 0, j + 1)
-  local cum = 0
-  for i = 1, #w, 2 do
-    if not is_total(w[i]) then
-      cum = cum + counted(w[i])
-      if cum > j then return recent, tonumber(w[i + 1]) + per end
+  for pass = 1, 2 do
+    -- The (recent - max)th start from the window's first is in the first j + 1 entries.
+    local j = recent - max
+    local w = redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf', 'WITHSCORES', 'LIMIT', 0,
+      string.format('%d', j + 1))
+    local cum = 0
+    for i = 1, #w, 2 do
+      if not is_total(w[i]) then
+        cum = cum + counted(w[i])
+        if cum > j then return recent, tonumber(w[i + 1]) + per end
+      end
+    end
+    -- The entries count fewer starts than the total said (a log changed by something else):
+    -- counted whole, once; the next write stores the count.
+    if pass == 1 then
+      recent = count_window(log, e)
+      if recent < max then return recent, nil end
     end
   end
-  -- (Entries that count fewer starts than the total says: the window's end.)
   return recent, now + 1
 end
 

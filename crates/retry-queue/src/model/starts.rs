@@ -5,12 +5,16 @@
 use std::collections::BTreeMap;
 
 use super::ordered;
+use crate::limits::MAX_LIMIT;
 
-/// The starts an entry counts.
+/// The starts an entry counts: the whole number after its last ':' when in 1..=MAX_LIMIT,
+/// else one (a bare token: an earlier build's).
 fn counted(member: &str) -> u64 {
     member
         .rsplit_once(':')
+        .filter(|(_, k)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|(_, k)| k.parse().ok())
+        .filter(|k| (1..=u64::from(MAX_LIMIT)).contains(k))
         .unwrap_or(1)
 }
 
@@ -30,13 +34,17 @@ pub(super) fn recent(
     if recent < max {
         return (recent, None);
     }
-    // The (recent - max)th start from the window's first (the entries count `recent`).
+    // The (recent - max)th start from the window's first (the entries count `recent`, so
+    // the last entry is as far as it can be).
     let j = recent - max;
     let mut cum = 0;
-    let at = window.iter().find(|(m, _)| {
-        cum += counted(m);
-        cum > j
-    });
+    let at = window
+        .iter()
+        .find(|(m, _)| {
+            cum += counted(m);
+            cum > j
+        })
+        .or(window.last());
     (recent, at.map(|(_, t)| t + per))
 }
 
