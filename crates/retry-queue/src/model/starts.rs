@@ -1,6 +1,6 @@
 //! A log of starts in the model (the queue's, or a group's), as `lua/lib/starts.lua` keeps
-//! it: an entry per claim that started tasks, "<its first token>:<how many>" at the claim's
-//! time, and "#<the starts the entries count>" at 0.
+//! it: an entry per claim that started tasks, `"<its first token>:<how many>"` at the claim's
+//! time, and `"#<the starts the entries count>"` at 0.
 
 use std::collections::BTreeMap;
 
