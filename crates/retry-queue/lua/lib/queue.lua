@@ -101,7 +101,7 @@ local CFG = ARGV[2]
 local HDR = 48
 -- Bounds of stored numbers (MAX_DURATION_MS and EXACT in Rust): durations, times, counters.
 local MAXD, EXACT, MAXS, MAXA = 34359738368, 9007199254740992, 2147483648, 10000
--- Bounds of the limits (MAX_LEASED and MAX_RATE in Rust).
+-- Bounds of the limits (MAX_LIMIT in Rust, for both).
 local MAXL, MAXR = 1000000, 1000000
 -- The highest priority (MAX_PRIORITY in Rust), and the span of ranks one priority level of
 -- `urgent` covers: orders (ids) below it, every rank below 2^53.

@@ -24,6 +24,20 @@ local function count_window(log, e)
   return n
 end
 
+-- The time of the jth start (from 0) after `e` (text): it is in the first j + 1 entries (nil:
+-- they count fewer).
+local function jth_start(log, e, j)
+  local w = redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf', 'WITHSCORES', 'LIMIT', 0,
+    string.format('%d', j + 1))
+  local cum = 0
+  for i = 1, #w, 2 do
+    if not is_total(w[i]) then
+      cum = cum + counted(w[i])
+      if cum > j then return tonumber(w[i + 1]) end
+    end
+  end
+end
+
 -- validate: how many starts `log` holds after `edge` (the window is (edge, now]: edge is now
 -- less the interval), read as its total less the entries that leave the window; a log with
 -- no usable total (an earlier build's, or one written by something else) is counted whole.
@@ -46,26 +60,15 @@ function G.log_recent(log, edge, max, per)
     recent = count_window(log, e)
   end
   if recent < max then return recent, nil end
-  for pass = 1, 2 do
-    -- The (recent - max)th start from the window's first is in the first j + 1 entries.
-    local j = recent - max
-    local w = redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf', 'WITHSCORES', 'LIMIT', 0,
-      string.format('%d', j + 1))
-    local cum = 0
-    for i = 1, #w, 2 do
-      if not is_total(w[i]) then
-        cum = cum + counted(w[i])
-        if cum > j then return recent, tonumber(w[i + 1]) + per end
-      end
-    end
+  local at = jth_start(log, e, recent - max)
+  if not at then
     -- The entries count fewer starts than the total said (a log changed by something else):
     -- counted whole, once; the next write stores the count.
-    if pass == 1 then
-      recent = count_window(log, e)
-      if recent < max then return recent, nil end
-    end
+    recent = count_window(log, e)
+    if recent < max then return recent, nil end
+    at = jth_start(log, e, recent - max) or now + 1 - per
   end
-  return recent, now + 1
+  return recent, at + per
 end
 
 -- writes: `count` starts now, the first with token `first` (text), into `log`, which held
