@@ -43,15 +43,16 @@ if paused then n = 0 end
 -- reclaimed whole and in bounds (else it is dead-lettered as malformed, alone); leases and
 -- the dead-letter keys are type-checked when written. The hot path (no lease expired, no
 -- delayed task due) makes no table it does not answer with.
-local first_lease = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
+local first_lease = redis.call('ZRANGE', K_LEASED, '0', '0', 'WITHSCORES')
 local next_deadline = tonumber(first_lease[2] or NONE)
 local expired, exp_recs = nil, nil
 if first_lease[2] and next_deadline <= now then
-  expired = redis.call('ZRANGEBYSCORE', K_LEASED, '-inf', now, 'LIMIT', 0, rlimit)
+  expired = redis.call('ZRANGEBYSCORE', K_LEASED, '-inf', string.format('%d', now), 'LIMIT', '0',
+    string.format('%d', rlimit))
 elseif first_lease[2] and next_deadline > now + MAXD then
   -- A deadline no lease can have (a lease is at most MAXD long), written by something else:
   -- reclaimed now rather than never. The first is the earliest, so all are beyond.
-  expired = redis.call('ZRANGE', K_LEASED, 0, rlimit - 1)
+  expired = redis.call('ZRANGE', K_LEASED, '0', string.format('%d', rlimit - 1))
 end
 local exp_groups, exp_legacy = nil, nil
 if expired then
@@ -69,14 +70,15 @@ if expired then
     ck_expect_type(K_LEASES, 'hash')
   end
 end
-local first_due = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+local first_due = redis.call('ZRANGE', K_DELAYED, '0', '0', 'WITHSCORES')
 local next_due = tonumber(first_due[2] or NONE)
 local due = nil
 if first_due[2] and next_due <= now then
-  due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, plimit)
+  due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', string.format('%d', now), 'LIMIT', '0',
+    string.format('%d', plimit))
 elseif first_due[2] and next_due > now + MAXD then
   -- A due time no delay can give (at most MAXD ahead): due now rather than never.
-  due = redis.call('ZRANGE', K_DELAYED, 0, plimit - 1)
+  due = redis.call('ZRANGE', K_DELAYED, '0', string.format('%d', plimit - 1))
 end
 -- The promoted tasks' records, for their priorities (a record that cannot be used goes to the
 -- list, whose claim dead-letters it).
@@ -205,11 +207,11 @@ end
 local from_urgent, urgent_taken = {}, 0
 if n > 0 and not ranked then
   -- As they stand, without the scores (Redis would format each the slow way for Lua to parse).
-  urgent = redis.call('ZRANGE', K_URGENT, 0, n - 1)
+  urgent = redis.call('ZRANGE', K_URGENT, '0', string.format('%d', n - 1))
   for i, id in ipairs(urgent) do take[i], from_urgent[i] = id, id end
 elseif n > 0 then
   -- Those there now (already by rank) merged with the pushed.
-  urgent = redis.call('ZRANGE', K_URGENT, 0, n - 1, 'WITHSCORES')
+  urgent = redis.call('ZRANGE', K_URGENT, '0', string.format('%d', n - 1), 'WITHSCORES')
   local cand = {}
   for i = 1, #urgent, 2 do cand[#cand + 1] = { tonumber(urgent[i + 1]), urgent[i], true } end
   for _, r in ipairs(ranked) do cand[#cand + 1] = r end
@@ -242,7 +244,7 @@ end
 local n_list = n - #take
 local from_front, from_pushed = 0, 0
 if n_list > 0 then
-  local tail = redis.call('LRANGE', K_READY, -n_list, -1)
+  local tail = redis.call('LRANGE', K_READY, string.format('%d', -n_list), '-1')
   local len = #tail
   for i = 1, len do take[#take + 1] = tail[len + 1 - i] end
   from_front = len
@@ -365,7 +367,8 @@ else
   -- The age cap holds even while nothing new is dead-lettered: every claim applies it.
   local dlq_age = struct.unpack('<I8', CFG, 14)
   if dlq_age > 0 then
-    aged = redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - dlq_age, 'LIMIT', 0, 100)
+    aged = redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', string.format('%d', now - dlq_age),
+      'LIMIT', '0', '100')
     if #aged > 0 then rare().check_bury() end
   end
 end
@@ -377,7 +380,7 @@ if expired then
 end
 if earliest then
   redis.call('HSET', K_LEASES, unpack(tokens))
-  redis.call('HINCRBY', K_INFO, 'token', #tokens / 2)
+  redis.call('HINCRBY', K_INFO, 'token', string.format('%d', #tokens / 2))
   -- (The leases' tokens run from out[4], one each.)
   if logged then
     G.log_write(K_STARTS, now - rate_ms, logged, string.format('%d', out[4]), #leases / 2)
@@ -389,14 +392,16 @@ if expired then
   end
   if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
   for _, t in ipairs(stalled) do H.bury(t[1], t[2], t[3], t[4], t[5], 'stalled') end
-  local l = redis.call('ZRANGE', K_LEASED, 0, 0, 'WITHSCORES')
+  local l = redis.call('ZRANGE', K_LEASED, '0', '0', 'WITHSCORES')
   next_deadline = tonumber(l[2] or NONE)
   out[3] = next_deadline
 end
 if due then redis.call('ZREM', K_DELAYED, unpack(due)) end
 -- (By rank: a ZREM would look each one up, in a small zset by a scan.)
-if #from_urgent > 0 then redis.call('ZREMRANGEBYRANK', K_URGENT, 0, #from_urgent - 1) end
-if from_front > 0 then redis.call('LTRIM', K_READY, 0, -from_front - 1) end
+if #from_urgent > 0 then
+  redis.call('ZREMRANGEBYRANK', K_URGENT, '0', string.format('%d', #from_urgent - 1))
+end
+if from_front > 0 then redis.call('LTRIM', K_READY, '0', string.format('%d', -from_front - 1)) end
 if pushed and #pushed > from_pushed + urgent_taken then
   -- The pushed tasks not taken, to their lanes' backs.
   local rest, rest_prios, skipped = {}, {}, 0
@@ -425,7 +430,8 @@ end
 -- their lanes (waking the idle workers: the claim decides whether their group may start one).
 if gfreed then
   if exp_legacy then redis.call('HDEL', K_GLEASE, unpack(exp_legacy)) end
-  for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
+  local at = string.format('%d', now)
+  for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', at, g) end
   -- They were full: the idle workers' claims took none of their tasks.
   if #greopen > 0 and not paused then H.wake() end
 end
@@ -463,7 +469,7 @@ if held then
   if #take >= n and not paused then h.wake() end
 end
 if due or held then
-  local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  local d = redis.call('ZRANGE', K_DELAYED, '0', '0', 'WITHSCORES')
   out[2] = tonumber(d[2] or NONE)
 end
 if H and aged and (#aged > 0 or H.buried > 0) then H.trim_dlq(aged) end

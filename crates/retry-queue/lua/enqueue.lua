@@ -19,7 +19,7 @@ local kpos = 5 + n
 -- when written; tasks is checked by the first write.
 local old, held = nil, nil
 if #ARGV >= kpos then
-  old = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', now, 'LIMIT', 0, 100)
+  old = redis.call('ZRANGEBYSCORE', K_IDEMX, '-inf', string.format('%d', now), 'LIMIT', '0', '100')
   local keys = {}
   for i = kpos, #ARGV do keys[#keys + 1] = ARGV[i] end
   held = redis.call('HMGET', K_IDEM, unpack(keys))
@@ -115,7 +115,7 @@ for _, c in ipairs(claims or {}) do
   redis.call('HSET', K_IDEM, c[1], struct.pack('<I8I8', c[2], c[3]))
   redis.call('ZADD', K_IDEMX, c[3], c[1])
 end
-redis.call('HINCRBY', K_INFO, 'seq', n)
+redis.call('HINCRBY', K_INFO, 'seq', string.format('%d', n))
 if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
 if ranked then redis.call('ZADD', K_URGENT, unpack(descending(ranked))) end
 -- (A group's tasks always wake the idle workers: whether its group may start one now is the

@@ -21,5 +21,5 @@ if ms == nil then
   ms = lease
 end
 -- writes:
-redis.call('ZADD', K_LEASED, 'XX', now + ms, id)
+redis.call('ZADD', K_LEASED, 'XX', string.format('%d', now + ms), id)
 return now + ms

@@ -27,7 +27,7 @@ end
 redis.call('HSET', K_GSTATE, g, gh.gstate_pack(gh.states[g][1], max, rmax, rms))
 if waiting then
   -- Ready now: a claim applies the new limits (and drops it again when they bind).
-  redis.call('ZADD', K_GREADY, now, g)
+  redis.call('ZADD', K_GREADY, string.format('%d', now), g)
   rare().wake()
 end
 return 1

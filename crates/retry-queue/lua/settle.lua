@@ -224,7 +224,8 @@ if waiting and held_before - freed < max_leased then H.wake() end
 if drops then
   if legacy then redis.call('HDEL', K_GLEASE, unpack(legacy)) end
   G.save_groups()
-  for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', now, g) end
+  local at = string.format('%d', now)
+  for _, g in ipairs(greopen) do redis.call('ZADD', K_GREADY, 'NX', at, g) end
   -- They were full: the idle workers' claims took none of their tasks.
   if #greopen > 0 then rare().wake() end
 end
@@ -266,7 +267,10 @@ for i = 1, n do
   elseif what == OP_ACK then
     acked[#acked + 1] = id
     -- results: stored with the ack, expiring on this clock (the head) and Redis's (PX)
-    if rkey then redis.call('SET', rkey, struct.pack('<I8', now + xs[i]) .. text, 'PX', xs[i]) end
+    if rkey then
+      redis.call('SET', rkey, struct.pack('<I8', now + xs[i]) .. text, 'PX',
+        string.format('%d', xs[i]))
+    end
     if emit_ok or rkey then
       local rec, a = recs[id], 0
       if rec and #rec >= 4 then a = struct.unpack('<I4', rec) end
@@ -339,7 +343,7 @@ end
 if #acked > 0 then
   redis.call('HDEL', K_TASKS, unpack(acked))
   redis.call('HDEL', K_ERR, unpack(acked))
-  redis.call('HINCRBY', K_INFO, 'completed', #acked)
+  redis.call('HINCRBY', K_INFO, 'completed', string.format('%d', #acked))
 end
 if #errsets > 0 then redis.call('HSET', K_ERR, unpack(errsets)) end
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end

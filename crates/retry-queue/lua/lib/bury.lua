@@ -23,7 +23,7 @@ function H.bury(id, rec, a, s, prev, reason)
   if a then redis.call('HSET', K_TASKS, id, H.rewrite(rec, a, s, prev, now)) end
   redis.call('ZADD', K_DLQ, now, id)
   redis.call('HSET', K_DEAD, id, reason)
-  redis.call('HINCRBY', K_INFO, 'dead', 1)
+  redis.call('HINCRBY', K_INFO, 'dead', '1')
   H.emit('dead_lettered', string.format('"task":%s,"reason":%s,"attempts":%d,"stalls":%d',
     H.jid(id), cjson.encode(reason), a or 0, s or 0))
   H.buried = H.buried + 1
@@ -40,7 +40,8 @@ end
 -- deleted by trim_dlq.
 function H.aged()
   if DLQ_AGE == 0 then return {} end
-  return redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', now - DLQ_AGE, 'LIMIT', 0, 100)
+  return redis.call('ZRANGEBYSCORE', K_DLQ, '-inf', string.format('%d', now - DLQ_AGE), 'LIMIT',
+    '0', '100')
 end
 
 -- Applies the DLQ caps: deletes `aged` (from H.aged) and, after a dead-lettering, the

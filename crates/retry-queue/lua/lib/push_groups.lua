@@ -30,5 +30,5 @@ function G.push_groups(ranked, flagged)
       redis.call('HSETNX', K_GSTATE, g, '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0')
     end
   end
-  if not flagged then redis.call('HSET', K_INFO, 'grouped', 1) end
+  if not flagged then redis.call('HSET', K_INFO, 'grouped', '1') end
 end

@@ -27,7 +27,7 @@ function G.serve_groups(n, back, caps)
       end
     end
   else
-    local ready = redis.call('ZRANGE', K_GREADY, 0, n - 1, 'WITHSCORES')
+    local ready = redis.call('ZRANGE', K_GREADY, '0', string.format('%d', n - 1), 'WITHSCORES')
     for i = 1, #ready, 2 do
       local at = tonumber(ready[i + 1])
       if at > now then
@@ -67,12 +67,12 @@ function G.serve_groups(n, back, caps)
       if not pushed then
         -- Nothing of this group comes back in this claim: the lane's front as it stands,
         -- without the scores (Redis would format each the slow way and Lua parse it back).
-        ids = ck_read('zset', 'ZRANGE', lane, 0, allow)
+        ids = ck_read('zset', 'ZRANGE', lane, '0', string.format('%d', allow))
         more = #ids > allow
         ids[allow + 1] = nil
         taken = ids
       else
-        local got = ck_read('zset', 'ZRANGE', lane, 0, allow, 'WITHSCORES')
+        local got = ck_read('zset', 'ZRANGE', lane, '0', string.format('%d', allow), 'WITHSCORES')
         more = #got > 2 * allow
         local cand = {}
         for i = 1, math.min(#got, 2 * allow), 2 do
@@ -131,10 +131,12 @@ function G.write_served(plan, tokens)
       redis.call('ZREM', K_GREADY, g)
       if G.out then G.out[g] = true end
     elseif st.wait then
-      redis.call('ZADD', K_GREADY, st.wait, g)
+      redis.call('ZADD', K_GREADY, string.format('%d', st.wait), g)
     elseif st.ids then
       -- (Those taken from the lane are its front: removed by rank, not each looked up.)
-      if #st.ids > 0 then redis.call('ZREMRANGEBYRANK', st.lane, 0, #st.ids - 1) end
+      if #st.ids > 0 then
+        redis.call('ZREMRANGEBYRANK', st.lane, '0', string.format('%d', #st.ids - 1))
+      end
       -- Served: behind the groups that waited longer (or out: its lane empty, or its limit
       -- reached by this claim's leases).
       local s = G.states[g]
@@ -142,7 +144,7 @@ function G.write_served(plan, tokens)
         redis.call('ZREM', K_GREADY, g)
         if G.out then G.out[g] = true end
       else
-        redis.call('ZADD', K_GREADY, now, g)
+        redis.call('ZADD', K_GREADY, string.format('%d', now), g)
       end
       if st.rate then
         -- Its tasks leased now (not those held or dead-lettered): one entry in its log.

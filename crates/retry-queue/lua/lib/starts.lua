@@ -27,7 +27,7 @@ end
 -- The time of the jth start (from 0) after `e` (text): it is in the first j + 1 entries (nil:
 -- they count fewer).
 local function jth_start(log, e, j)
-  local w = redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf', 'WITHSCORES', 'LIMIT', 0,
+  local w = redis.call('ZRANGEBYSCORE', log, '(' .. e, '+inf', 'WITHSCORES', 'LIMIT', '0',
     string.format('%d', j + 1))
   local cum = 0
   for i = 1, #w, 2 do
