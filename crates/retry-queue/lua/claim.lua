@@ -113,19 +113,14 @@ local take, was_empty, urgent = {}, nil, nil
 -- cannot be used, to the DLQ. `back` maps a reclaimed id to its rewritten record.
 local sets, back, stalled, stalls, bad = nil, nil, nil, nil, nil
 local pushed, prios = nil, nil
--- Tasks back to a group's lane: group -> { rank, id, ... }; the groups' leases reclaimed, and
+-- Tasks back to a group's lanes (lib/to_lane.lua); the groups' leases reclaimed, and
 -- the groups with ready tasks among theirs.
 local gpush, gfreed, greopen = nil, nil, nil
 if expired or due then
   sets, back, stalled, stalls, bad, pushed, prios = {}, {}, {}, {}, {}, {}, {}
   local h = rare()
-  local gorder = nil
   local function to_group(g, prio, id)
-    gpush, gorder = gpush or {}, gorder or h.order()
-    local lane = gpush[g] or {}
-    gpush[g] = lane
-    lane[#lane + 1] = string.format('%d', h.rank(prio, gorder))
-    lane[#lane + 1] = id
+    gpush = group_helpers().to_lane(gpush, g, prio, id)
   end
   if exp_groups then
     local names = {}
@@ -186,11 +181,7 @@ if expired or due then
       prios[#pushed] = h.priority(due_recs[i])
     end
   end
-  if gpush then
-    local set = {}
-    for g in pairs(gpush) do set[g] = true end
-    group_helpers().check_groups(set)
-  end
+  if gpush then group_helpers().check_groups(gpush) end
 end
 -- The pushed tasks that are urgent, ranked; those not taken are added to `urgent`.
 local ranked, order = nil, nil

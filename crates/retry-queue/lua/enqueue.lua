@@ -3,7 +3,7 @@
 -- src/scripts.rs lists for it, made on first use (to wake workers up, for a group's tasks).
 --
 -- KEYS: all of lib/queue.lua's; writes tasks, ready, urgent (a ready task with a priority),
---   the lanes of the tasks' groups, gready, gstate (a new group), delayed, idem, idem_exp, info
+--   the lanes of the tasks' groups, gready, gstate (their lanes), delayed, idem, idem_exp, info
 --   (seq, grouped).
 -- ARGV[3] n, ARGV[4] struct n x '<I8I8' (delay_ms, idempotency ttl_ms, 0 = no key), then
 --   ARGV[5..4+n] the n record tails (the record from its 33rd byte: max, lease, ..., payload),
@@ -27,8 +27,8 @@ end
 local info = redis.call('HMGET', K_INFO, 'seq', 'grouped')
 local seq = ck_int(info[1], K_INFO, 'field seq', EXACT - 1 - n) or 0
 local out, sets, ready, delayed, ranked = { seq + 1 }, {}, {}, {}, nil
--- Ready tasks of a group: group -> { rank, id, ... } (its lane), and the set of those groups.
-local grouped, groups = nil, nil
+-- Ready tasks of a group (lib/to_lane.lua).
+local grouped = nil
 local earliest = nil
 local pos, delay, ttl = 1, 0, 0
 -- Keys taken by this batch (a later duplicate in it answers the first), and their entries.
@@ -72,11 +72,7 @@ for i = 1, n do
       if glen > 0 then
         local plen, clen = struct.unpack('<I2I2', tail, 13)
         local g = string.sub(tail, 17 + plen + clen, 16 + plen + clen + glen)
-        grouped, groups = grouped or {}, groups or {}
-        local lane = grouped[g] or {}
-        grouped[g], groups[g] = lane, true
-        lane[#lane + 1] = string.format('%d', rare().rank(math.min(p, MAXP), seq))
-        lane[#lane + 1] = id
+        grouped = group_helpers().to_lane(grouped, g, math.min(p, MAXP), id)
       elseif p > 0 then
         ranked = ranked or {}
         ranked[#ranked + 1] = string.format('%d', rare().rank(math.min(p, MAXP), seq))
@@ -87,7 +83,7 @@ for i = 1, n do
     end
   end
 end
--- A lane's { rank, id, ... } with the highest rank first: a zset of up to 128 members (a
+-- `urgent`'s { rank, id, ... } with the highest rank first: a zset of up to 128 members (a
 -- listpack) puts each one by a scan from its lowest rank, and new tasks rank above those
 -- waiting, so that the batch's first lands behind them and each next one in front of it
 -- (ascending, each would scan past the batch's earlier ones too).
@@ -103,7 +99,7 @@ if ranked then
 elseif #ready > 0 then
   was_empty = redis.call('LLEN', K_READY) == 0
 end
-if grouped then group_helpers().check_groups(groups) end
+if grouped then group_helpers().check_groups(grouped) end
 if #delayed > 0 then first_due = rare().first_due() end
 -- writes: (the first one, the records' HSET, checks the type of `tasks`)
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
@@ -121,8 +117,8 @@ if ranked then redis.call('ZADD', K_URGENT, unpack(descending(ranked))) end
 -- (A group's tasks always wake the idle workers: whether its group may start one now is the
 -- claim's to say.)
 if grouped then
-  for g, lane in pairs(grouped) do grouped[g] = descending(lane) end
   G.push_groups(grouped, info[2] == '1')
+  G.save_groups()
 end
 if was_empty or grouped then rare().wake() end
 if #delayed > 0 then

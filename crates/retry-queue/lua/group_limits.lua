@@ -12,20 +12,21 @@
 local gh = group_helpers()
 local g = ARGV[3]
 local max, rmax, rms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
--- validate: the group's state decoded, its lane, its starts and gready type-checked.
+-- validate: the group's state decoded, its lanes read (whether it has ready tasks), its starts
+-- and gready type-checked.
 gh.load_groups({ g })
-local lane, starts = gh.gkey('gl', g), gh.gkey('gs', g)
-ck_expect_type(lane, 'zset')
+local starts = gh.gkey('gs', g)
 ck_expect_type(starts, 'zset')
 ck_expect_type(K_GREADY, 'zset')
-local waiting = redis.call('ZCARD', lane) > 0
+local s = gh.states[g]
+local waiting, lanes = gh.lanes_len(g, s[6])
 -- writes:
 if rmax == 0 or rms == 0 then
   rmax, rms = 0, 0
   redis.call('DEL', starts)
 end
-redis.call('HSET', K_GSTATE, g, gh.gstate_pack(gh.states[g][1], max, rmax, rms))
-if waiting then
+redis.call('HSET', K_GSTATE, g, gh.gstate_pack(s[1], max, rmax, rms, lanes))
+if waiting > 0 then
   -- Ready now: a claim applies the new limits (and drops it again when they bind).
   redis.call('ZADD', K_GREADY, string.format('%d', now), g)
   rare().wake()

@@ -37,12 +37,15 @@ for i, id in ipairs(ids) do
     sets[#sets + 1] = h.rewrite(recs[i], a, s, prev, now)
   end
 end
-local plain, prios, ranked, groups = h.lanes_of(ids, recs, order)
-if ranked then group_helpers().check_groups(groups) end
+local plain, prios, pushes = h.lanes_of(ids, recs)
+if pushes then group_helpers().check_groups(pushes) end
 -- writes:
 redis.call('ZREM', K_DELAYED, unpack(ids))
 if #sets > 0 then redis.call('HSET', K_TASKS, unpack(sets)) end
 h.push_ready(plain, prios, order)
-if ranked then G.push_groups(ranked) end
-if was_empty or ranked then h.wake() end
+if pushes then
+  G.push_groups(pushes)
+  G.save_groups()
+end
+if was_empty or pushes then h.wake() end
 return ids

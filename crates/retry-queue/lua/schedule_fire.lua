@@ -85,15 +85,15 @@ local function group_of(tail)
   local plen, clen = struct.unpack('<I2I2', tail, 13)
   return string.sub(tail, 17 + plen + clen, 16 + plen + clen + glen)
 end
-local groups = nil
+-- The lanes the ready tasks of groups go to (lib/to_lane.lua, without the ids).
+local lanes = nil
 for i = 1, n do
   local p = plans[i]
   if type(p) == 'table' and p[10] == 0 and group_of(p[11]) then
-    groups = groups or {}
-    groups[group_of(p[11])] = true
+    lanes = group_helpers().to_lane(lanes, group_of(p[11]), math.min(string.byte(p[11], 3), MAXP), 0)
   end
 end
-if groups then group_helpers().check_groups(groups) end
+if lanes then group_helpers().check_groups(lanes) end
 -- writes:
 local sets, ready, ranked, delayed, earliest, gpush = {}, {}, {}, {}, nil, nil
 local function task(p, tick, catch_up)
@@ -108,11 +108,7 @@ local function task(p, tick, catch_up)
   elseif group_of(p[11]) then
     -- A group's task: its lane, as enqueue.lua does.
     local g = group_of(p[11])
-    gpush = gpush or {}
-    local lane = gpush[g] or {}
-    gpush[g] = lane
-    lane[#lane + 1] = string.format('%d', h.rank(math.min(string.byte(p[11], 3), MAXP), seq))
-    lane[#lane + 1] = seq
+    gpush = G.to_lane(gpush, g, math.min(string.byte(p[11], 3), MAXP), seq)
   elseif string.byte(p[11], 3) > 0 then
     -- A priority (the third byte of the record tail): the urgent lane, as enqueue.lua does.
     ranked[#ranked + 1] = string.format('%d', h.rank(math.min(string.byte(p[11], 3), MAXP), seq))
@@ -145,7 +141,10 @@ if #sets > 0 then
 end
 if #ready > 0 then redis.call('LPUSH', K_READY, unpack(ready)) end
 if #ranked > 0 then redis.call('ZADD', K_URGENT, unpack(ranked)) end
-if gpush then G.push_groups(gpush) end
+if gpush then
+  G.push_groups(gpush)
+  G.save_groups()
+end
 if (was_empty and #ready + #ranked > 0) or gpush then h.wake() end
 if #delayed > 0 then
   redis.call('ZADD', K_DELAYED, unpack(delayed))

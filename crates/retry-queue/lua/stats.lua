@@ -12,16 +12,13 @@ local h = rare()
 
 local listed = redis.call('LLEN', K_READY)
 local ready = listed + redis.call('ZCARD', K_URGENT)
--- The groups' lanes (every group that ever had a task has a state).
-local lanes = {}
-for _, g in ipairs(redis.call('HKEYS', K_GSTATE)) do
-  local lane = group_helpers().gkey('gl', g)
-  ck_expect_type(lane, 'zset')
-  local k = redis.call('ZCARD', lane)
-  if k > 0 then
-    ready = ready + k
-    lanes[#lanes + 1] = lane
-  end
+-- The groups' lanes (every group that ever had a task has a state that names them).
+local firsts = {}
+local states = ck_read('hash', 'HGETALL', K_GSTATE)
+for i = 1, #states, 2 do
+  local gh = group_helpers()
+  local lanes = select(5, gh.gstate(states[i + 1], states[i]))
+  ready = ready + gh.lanes_len(states[i], lanes, firsts)
 end
 local info = redis.call('HMGET', K_INFO, 'completed', 'dead', 'paused', 'max_leased', 'rate_max',
   'rate_ms')
@@ -34,8 +31,7 @@ local rate_ms = ck_int(info[6], K_INFO, 'field rate_ms', MAXD) or 0
 -- The oldest ready task: the first of the list, of a priority level of `urgent` or of a group
 -- (each in first-in-first-out order).
 local oldest = NONE
-local firsts = {}
-if listed > 0 then firsts[1] = redis.call('LINDEX', K_READY, -1) end
+if listed > 0 then firsts[#firsts + 1] = redis.call('LINDEX', K_READY, -1) end
 if ready > listed then
   for p = 1, MAXP do
     local lo = (MAXP - p) * PRIO_SPAN
@@ -44,7 +40,6 @@ if ready > listed then
     if f[1] then firsts[#firsts + 1] = f[1] end
   end
 end
-for _, lane in ipairs(lanes) do firsts[#firsts + 1] = redis.call('ZRANGE', lane, 0, 0)[1] end
 if #firsts > 0 then
   local recs = redis.call('HMGET', K_TASKS, unpack(firsts))
   for _, rec in ipairs(recs) do

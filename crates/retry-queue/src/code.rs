@@ -38,6 +38,11 @@ pub(crate) const JITTER_FULL: u8 = 1;
 pub(crate) const JITTER_EQUAL: u8 = 2;
 pub(crate) const JITTER_DECORRELATED: u8 = 3;
 
+/// The bit of a group's lanes (in its state) for its ranked lane of an earlier build; bit p
+/// is its lane of priority p. (Only the scripts read it: checked here against them.)
+#[cfg(test)]
+pub(crate) const LANE_ZSET: u16 = 1 << (crate::MAX_PRIORITY + 1);
+
 /// The `source` of the script's events.
 pub(crate) const SOURCE: &str = "retry-queue";
 
@@ -124,6 +129,7 @@ mod tests {
                 ),
             ),
             (lib, format!("local SOURCE = '{SOURCE}'")),
+            (lib, format!("local LANE_ZSET = {LANE_ZSET}")),
             (
                 lib,
                 format!(

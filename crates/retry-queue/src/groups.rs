@@ -16,7 +16,7 @@ use crate::scripts;
 pub struct GroupStats {
     /// Its tasks leased now.
     pub leased: u64,
-    /// Its ready tasks (in its own lane).
+    /// Its ready tasks (in its own lanes).
     pub ready: u64,
     /// Its limits.
     pub limits: Limits,

@@ -87,13 +87,15 @@ macro_rules! rare {
 
 #[rustfmt::skip]
 pub(crate) static ENQUEUE: Script = script!("enqueue",
-    ["settings", "wake", "first_due", "rank", "none_ready"], ["gkey", "push_groups"]);
+    ["settings", "wake", "first_due", "rank", "none_ready"],
+    ["gkey", "lane", "gstate", "load_groups", "save_groups", "gstate_pack", "lanes_len",
+     "to_lane", "push_groups"]);
 #[rustfmt::skip]
 pub(crate) static CLAIM: Script = script!("claim",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "delete_dead", "bury",
      "priority", "rank", "order", "push_ready", "none_ready", "group_of", "component_of"],
-    ["gkey", "gstate", "load_groups", "save_groups", "gstate_pack", "serve_groups",
-     "push_groups", "lease_of", "lease_groups", "starts"]);
+    ["gkey", "lane", "gstate", "load_groups", "save_groups", "gstate_pack", "serve_groups",
+     "lanes_len", "to_lane", "push_groups", "lease_of", "lease_groups", "starts"]);
 #[rustfmt::skip]
 pub(crate) static SETTLE: Script = script!("settle",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "first_due",
@@ -103,22 +105,30 @@ pub(crate) static EXTEND: Script = script!("extend", ["head"], ["lease_of"]);
 #[rustfmt::skip]
 pub(crate) static MAKE_DUE: Script = script!("make_due",
     ["settings", "head", "rewrite", "wake", "priority", "rank", "order", "push_ready",
-     "none_ready", "group_of", "lanes_of"], ["gkey", "push_groups"]);
-pub(crate) static STATS: Script = script!("stats", ["head"], ["gkey"]);
+     "none_ready", "group_of", "lanes_of"],
+    ["gkey", "lane", "gstate", "load_groups", "save_groups", "gstate_pack", "lanes_len",
+     "push_groups"]);
+pub(crate) static STATS: Script =
+    script!("stats", ["head"], ["gkey", "lane", "gstate", "lanes_len"]);
 pub(crate) static DLQ_LIST: Script = script!("dlq_list");
 pub(crate) static INSPECT: Script = script!("inspect");
 #[rustfmt::skip]
 pub(crate) static REQUEUE: Script = script!("requeue",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "dead_ids",
      "priority", "rank", "order", "push_ready", "none_ready", "group_of", "lanes_of"],
-    ["gkey", "push_groups"]);
+    ["gkey", "lane", "gstate", "load_groups", "save_groups", "gstate_pack", "lanes_len",
+     "push_groups"]);
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
 pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
 pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);
 #[rustfmt::skip]
 pub(crate) static GROUP_LIMITS: Script = script!("group_limits",
-    ["settings", "wake"], ["gkey", "gstate", "load_groups", "gstate_pack"]);
-pub(crate) static GROUP: Script = script!("group", [], ["gkey", "gstate", "load_groups"]);
+    ["settings", "wake"], ["gkey", "lane", "gstate", "load_groups", "gstate_pack", "lanes_len"]);
+pub(crate) static GROUP: Script = script!(
+    "group",
+    [],
+    ["gkey", "lane", "gstate", "load_groups", "lanes_len"]
+);
 pub(crate) static HOLD: Script = script!("hold");
 #[rustfmt::skip]
 pub(crate) static SCHEDULE_SET: Script = script!("schedule_set",
@@ -129,7 +139,8 @@ pub(crate) static SCHEDULE_LIST: Script = script!("schedule_list");
 #[rustfmt::skip]
 pub(crate) static SCHEDULE_FIRE: Script = script!("schedule_fire",
     ["settings", "events", "head", "schedule", "wake", "first_due", "rank", "none_ready"],
-    ["gkey", "push_groups"]);
+    ["gkey", "lane", "gstate", "load_groups", "save_groups", "gstate_pack", "lanes_len",
+     "to_lane", "push_groups"]);
 pub(crate) static OUTCOME: Script = script!("outcome");
 pub(crate) static PROGRESS: Script =
     script!("progress", ["settings", "events", "jid"], ["lease_of"]);

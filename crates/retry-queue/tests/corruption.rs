@@ -68,9 +68,9 @@ enum Corruption {
     History(usize, Garbage),
     /// The idempotency entry of task 2's key.
     Idempotency(Garbage),
-    /// A key of group `api` (its lane `gl`, or its start log `gs`) replaced by a value of
-    /// another type.
-    GroupKey(&'static str, &'static str),
+    /// A key of group `api` (its lane of priority 0 `gl0`, or its start log `gs`), of this
+    /// kind, replaced by a value of another type.
+    GroupKey(&'static str, KeyKind, &'static str),
     /// Group `api`'s state in `gstate`.
     GroupState(Garbage),
 }
@@ -91,8 +91,10 @@ fn corruption() -> impl Strategy<Value = Corruption> {
             .prop_map(|(f, g)| Corruption::Info(f, g)),
         1 => (0usize..9, garbage()).prop_map(|(t, g)| Corruption::History(t, g)),
         1 => garbage().prop_map(Corruption::Idempotency),
-        1 => (prop::sample::select(vec!["gl", "gs"]), wrong_type(KeyKind::ZSet))
-            .prop_map(|(kind, t)| Corruption::GroupKey(kind, t)),
+        1 => prop::sample::select(vec![("gl0", KeyKind::List), ("gs", KeyKind::ZSet)])
+            .prop_flat_map(|(name, kind)| {
+                wrong_type(kind).prop_map(move |t| Corruption::GroupKey(name, kind, t))
+            }),
         1 => garbage().prop_map(Corruption::GroupState),
     ]
 }
@@ -113,10 +115,11 @@ async fn check_one_state(pool: &Pool, queue: &Queue, id: &str) {
     if ready.iter().any(|r| r == id) {
         found.push("ready");
     }
-    // Group api's lane: gstate's name with `gl:api` in place of `gstate`.
-    let lane = format!("{}gl:api", k[13].as_str().strip_suffix("gstate").unwrap());
+    // Group api's lane (its tasks have no priority): gstate's name with `gl0:api` in place of
+    // `gstate`.
+    let lane = format!("{}gl0:api", k[13].as_str().strip_suffix("gstate").unwrap());
     if let Ok(Some(_)) = pool
-        .query::<Option<f64>>(redis::cmd("ZSCORE").arg(&lane).arg(id))
+        .query::<Option<u64>>(redis::cmd("LPOS").arg(&lane).arg(id))
         .await
     {
         found.push("lane of api");
@@ -297,9 +300,9 @@ async fn corrupt(
             hset(pool, &k[6], id, &g.apply(&old)).await;
             (None, nothing)
         }
-        Corruption::GroupKey(kind, ty) => {
+        Corruption::GroupKey(name, kind, ty) => {
             let instance = s.keyspace.instance("queue", "corrupt").unwrap();
-            let key = instance.typed_key(&format!("{kind}:api"), KeyKind::ZSet);
+            let key = instance.typed_key(&format!("{name}:api"), *kind);
             let restore = swap_type(pool, &key, ty).await;
             (Some(key), restore)
         }

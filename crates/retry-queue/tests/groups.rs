@@ -15,7 +15,7 @@ use coordkit_retry_queue::{
 use coordkit_testkit::redis_test;
 
 mod common;
-use common::names;
+use common::{hget, hset, names};
 
 fn manual(redis: &coordkit_testkit::TestRedis, pool: &coordkit_core::Pool) -> (ManualClock, Queue) {
     let clock = ManualClock::new(1_800_000_000_000);
@@ -279,5 +279,67 @@ redis_test! {
         let mut second = names(&queue.claim(10).await.unwrap());
         second.sort();
         assert_eq!(second, ["api0", "api1", "api2", "web3"]);
+    }
+}
+
+redis_test! {
+    async fn a_lane_of_an_earlier_build_goes_first_in_its_priority_until_drained(redis) {
+        let pool = redis.pool().await;
+        let (_clock, queue) = manual(&redis, &pool);
+        let k = queue.keys();
+        let prefix = k[13].as_str().strip_suffix("gstate").unwrap().to_owned();
+        let task = |name: &str, p: u8| NewTask::new(name).options(of("old").priority(p));
+        // As an earlier build left them: the group's tasks in one lane `gl:old` ranked
+        // (9 − priority) × 2^49 + id, and its state of 20 bytes, without lanes.
+        let mut lane = redis::cmd("ZADD");
+        lane.arg(format!("{prefix}gl:old"));
+        for (name, p) in [("o5a", 5), ("o0", 0), ("o5b", 5)] {
+            let id: u64 = queue.enqueue(task(name, p)).await.unwrap().id().parse().unwrap();
+            lane.arg((9 - u64::from(p)) * (1 << 49) + id).arg(id);
+        }
+        for p in [0, 5] {
+            let _: () = pool.query(redis::cmd("DEL").arg(format!("{prefix}gl{p}:old"))).await.unwrap();
+        }
+        let _: () = pool.query(&lane).await.unwrap();
+        let state = hget(&pool, &k[13], "old").await.unwrap();
+        hset(&pool, &k[13], "old", &state[..20]).await;
+        // This build's tasks go behind those of their priority.
+        for (name, p) in [("n5", 5), ("n9", 9), ("n0", 0)] {
+            queue.enqueue(task(name, p)).await.unwrap();
+        }
+        assert_eq!(queue.group_stats("old").await.unwrap().ready, 6);
+        assert_eq!(queue.stats().await.unwrap().ready, 6);
+        let mut got = Vec::new();
+        loop {
+            let claimed = names(&queue.claim(2).await.unwrap());
+            if claimed.is_empty() {
+                break;
+            }
+            got.extend(claimed);
+        }
+        assert_eq!(got, ["n9", "o5a", "o5b", "n5", "o0", "n0"]);
+        // Drained: the old lane is gone and the state has this build's layout, without the
+        // old lane's bit (1 << 10).
+        let exists: u64 = pool.query(redis::cmd("EXISTS").arg(format!("{prefix}gl:old"))).await.unwrap();
+        assert_eq!(exists, 0);
+        let state = hget(&pool, &k[13], "old").await.unwrap();
+        assert_eq!(state.len(), 22);
+        assert_eq!(u16::from_le_bytes([state[20], state[21]]) & 1 << 10, 0);
+    }
+}
+
+redis_test! {
+    async fn a_group_state_deleted_by_hand_loses_no_ready_task(redis) {
+        let pool = redis.pool().await;
+        let (_clock, queue) = manual(&redis, &pool);
+        let k = queue.keys();
+        for (name, p) in [("a", 0), ("b", 3), ("c", 0), ("d", 9)] {
+            queue.enqueue(NewTask::new(name).options(of("api").priority(p))).await.unwrap();
+        }
+        // Its state, which marks the lanes holding tasks, is gone: every lane is read again.
+        let _: () = pool.query(redis::cmd("HDEL").arg(&k[13]).arg("api")).await.unwrap();
+        assert_eq!(queue.group_stats("api").await.unwrap().ready, 4);
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["d", "b", "a", "c"]);
+        assert!(queue.claim(10).await.unwrap().tasks.is_empty());
     }
 }

@@ -262,14 +262,25 @@ async fn groups(pool: &Pool, k: &[coordkit_core::Key]) -> GroupsDump {
                 v[..len].copy_from_slice(&b[at..at + len]);
                 u64::from_le_bytes(v)
             };
-            (g, (n(0, 4), n(4, 4), n(8, 4), n(12, 8)))
+            assert_eq!(b.len(), 22, "group {g}'s state");
+            (g, (n(0, 4), n(4, 4), n(8, 4), n(12, 8), n(20, 2) as u16))
         })
         .collect();
-    // A group's keys: gstate's name with `gl:<group>` / `gs:<group>` in place of `gstate`.
+    // A group's keys: gstate's name with `gl<priority>:<group>` / `gs:<group>` in place of
+    // `gstate`; a lane's front is its last element. (Each state's lanes, the bits of those that
+    // hold tasks, are compared with the model's.)
     let prefix = k[13].as_str().strip_suffix("gstate").unwrap();
     let (mut lanes, mut starts) = (BTreeMap::new(), BTreeMap::new());
     for g in GROUPS {
-        let lane: Vec<(String, u64)> = pool.query(&zset(&format!("{prefix}gl:{g}"))).await.unwrap();
+        let mut lane = Vec::new();
+        for p in (0..=coordkit_retry_queue::MAX_PRIORITY).rev() {
+            let key = format!("{prefix}gl{p}:{g}");
+            let ids: Vec<String> = pool
+                .query(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1))
+                .await
+                .unwrap();
+            lane.extend(ids.into_iter().rev().map(|id| (id, p)));
+        }
         if !lane.is_empty() {
             lanes.insert(g.to_owned(), lane);
         }

@@ -1,34 +1,40 @@
--- Helper piece (inside `group_helpers()`, after lib/gkey.lua): ready tasks into their groups'
--- lanes.
+-- Helper piece (inside `group_helpers()`, after lib/lane.lua and lib/load_groups.lua): ready
+-- tasks into their groups' lanes. A call that pushes saves the groups' states after
+-- (lib/save_groups.lua: the lanes they hold).
 
--- validate: the lanes of the groups in `set` (group -> true) type-checked; gstate and gready
--- read for them (a read checks its key's type), which tells the groups with no state yet
--- (G.new) and those out of gready (G.out: a later ZREM in the same call adds to it).
-function G.check_groups(set)
+-- validate: for `pushes` (as lib/to_lane.lua makes it; only the groups and priorities are
+-- read), the lanes type-checked, the states read (a group with none yet: its lanes read, which hold tasks only
+-- if its state was deleted by hand) and gready read (a read checks its key's type), which
+-- tells the groups out of gready (G.out: a later ZREM in the same call adds to it).
+function G.check_groups(pushes)
   local names = {}
-  for g in pairs(set) do
+  for g, levels in pairs(pushes) do
     names[#names + 1] = g
-    ck_expect_type(G.gkey('gl', g), 'zset')
+    for p in pairs(levels) do ck_expect_type(G.lane(g, p), 'list') end
   end
-  local states = ck_read('hash', 'HMGET', K_GSTATE, unpack(names))
+  G.load_groups(names)
+  for _, g in ipairs(names) do
+    local s = G.states[g]
+    if s[7] == -1 then s[6] = select(2, G.lanes_len(g, s[6])) end
+  end
   local at = ck_read('zset', 'ZMSCORE', K_GREADY, unpack(names))
-  G.new, G.out = {}, {}
+  G.out = {}
   for i, g in ipairs(names) do
-    if not states[i] then G.new[g] = true end
     if not at[i] then G.out[g] = true end
   end
 end
 
--- writes: `ranked[g]` = { rank, id, rank, id, ... } into each group's lane; each group ready
--- now unless it waits already (for its rate limit: the wait stays), its state made when new;
--- info's `grouped` set unless `flagged` (the caller read it set).
-function G.push_groups(ranked, flagged)
-  for g, list in pairs(ranked) do
-    redis.call('ZADD', G.gkey('gl', g), unpack(list))
-    if G.out[g] then redis.call('ZADD', K_GREADY, 'NX', string.format('%d', now), g) end
-    if G.new[g] then
-      redis.call('HSETNX', K_GSTATE, g, '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0')
+-- writes: `pushes` (as lib/to_lane.lua makes it) behind each group's tasks of their priority, in order; each
+-- group ready now unless it waits already (for its rate limit: the wait stays); info's
+-- `grouped` set unless `flagged` (the caller read it set).
+function G.push_groups(pushes, flagged)
+  for g, levels in pairs(pushes) do
+    local s = G.states[g]
+    for p, ids in pairs(levels) do
+      redis.call('LPUSH', G.lane(g, p), unpack(ids))
+      s[6] = bit.bor(s[6], bit.lshift(1, p))
     end
+    if G.out[g] then redis.call('ZADD', K_GREADY, 'NX', string.format('%d', now), g) end
   end
   if not flagged then redis.call('HSET', K_INFO, 'grouped', '1') end
 end

@@ -27,17 +27,24 @@
 --                            claimed before the ready list; rank (MAXP - priority) * PRIO_SPAN
 --                            + order, order the task's id when enqueued, the id sequence when it
 --                            came back (so: by priority, then first in first out)
---   KEYS[14] gstate    HASH  group -> struct '<I4I4I4I8' leased (its tasks leased now),
---                            max_leased, rate_max starts per rate_ms (0: no such limit)
+--   KEYS[14] gstate    HASH  group -> struct '<I4I4I4I8I2' leased (its tasks leased now),
+--                            max_leased, rate_max starts per rate_ms (0: no such limit), lanes:
+--                            bit p (1 << p) set while its lane of priority p holds tasks, bit
+--                            LANE_ZSET while its ranked lane of an earlier build does (a state
+--                            of 20 bytes, without lanes, is an earlier build's: LANE_ZSET)
 --   KEYS[15] gready    ZSET  group -> when it may start a task next: the groups with ready tasks
 --                            (one at its concurrency limit may linger until a claim drops it;
 --                            a settle that frees a slot adds it back)
 --   KEYS[16] glease    HASH  id -> group, for a task of a group leased before `leases` held its
 --                            group (read while it holds any: lib/lease_groups.lua)
---   A group's own keys, named from gstate's (`<instance>:gl:<group>`, `<instance>:gs:<group>`,
---   the same hash tag; `src/groups.rs` builds the same names):
---            gl:<group>  ZSET  id -> rank (as urgent's, priority 0 included): its ready tasks
---            gs:<group>  ZSET  its log of starts, as `starts`
+--   A group's own keys, named from gstate's (`<instance>gl<p>:<group>`, `<instance>gs:<group>`,
+--   the same hash tag):
+--            gl<p>:<group> LIST  its ready tasks of priority p (0..MAXP), as `ready`: LPUSH at
+--                              the back, the RPOP side is the front
+--            gs:<group>    ZSET  its log of starts, as `starts`
+--            gl:<group>    ZSET  id -> rank (as urgent's): its ready tasks as an earlier build
+--                              ranked them, all ahead of those of their priority in the lists
+--                              (nothing is added to it; claims drain it)
 -- Scripts that take keys of their own take them after these, from KEYS[QKEYS + 1].
 --
 -- ARGV (every script; the operation's own arguments follow, from ARGV[3]):
@@ -106,3 +113,5 @@ local MAXL, MAXR = 1000000, 1000000
 -- The highest priority (MAX_PRIORITY in Rust), and the span of ranks one priority level of
 -- `urgent` covers: orders (ids) below it, every rank below 2^53.
 local MAXP, PRIO_SPAN = 9, 562949953421312
+-- The bit of a group's lanes (in gstate) for its ranked lane of an earlier build.
+local LANE_ZSET = 1024

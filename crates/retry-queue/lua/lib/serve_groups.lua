@@ -5,10 +5,10 @@
 -- their states, lanes and starts. Each gives what its limits allow: at most max_leased leased
 -- at once (one at its limit leaves gready: a settle that frees a slot puts it back), at most
 -- rate_max starts in any rate_ms (over it, it waits in gready until its next start is
--- allowed). `back` (group -> { rank, id, ... }, or nil) holds the tasks this claim puts back
--- in their groups' lanes: a group takes from its lane and those together, by rank; the ids it
--- takes of them are removed from `back`. -> { take = ids in order, gof = the group of each
--- (by position in take), steps = what to write per group (each with `first`, the position of
+-- allowed). `back` (as lib/to_lane.lua makes it, or nil) holds the tasks this claim puts back
+-- in their groups' lanes: behind those there, of their priority; the ids a group takes of them
+-- are removed from `back`. -> { take = ids in order, gof = the group of each (by position in
+-- take), steps = what to write per group (each with `first`, the position of
 -- its first task in take), next_start = when the first waiting group may start (nil: none
 -- waits) }
 -- With `caps` (a worker's capabilities: group names in its order of preference), only those
@@ -59,59 +59,15 @@ function G.serve_groups(n, back, caps)
       end
     end
     if allow > 0 then
-      local lane = G.gkey('gl', g)
-      local pushed = back and back[g]
-      -- ids: those taken from the lane (to remove from it); taken: all, for the starts. Each
-      -- read takes one more than the group may start: whether its lane holds more after.
-      local ids, taken, more
-      if not pushed then
-        -- Nothing of this group comes back in this claim: the lane's front as it stands,
-        -- without the scores (Redis would format each the slow way and Lua parse it back).
-        ids = ck_read('zset', 'ZRANGE', lane, '0', string.format('%d', allow))
-        more = #ids > allow
-        ids[allow + 1] = nil
-        taken = ids
-      else
-        local got = ck_read('zset', 'ZRANGE', lane, '0', string.format('%d', allow), 'WITHSCORES')
-        more = #got > 2 * allow
-        local cand = {}
-        for i = 1, math.min(#got, 2 * allow), 2 do
-          cand[#cand + 1] = { tonumber(got[i + 1]), got[i], true }
-        end
-        for i = 1, #pushed, 2 do cand[#cand + 1] = { tonumber(pushed[i]), pushed[i + 1] } end
-        -- As the zset orders them: by rank, then by id (bytes).
-        table.sort(cand, function(x, y)
-          if x[1] ~= y[1] then return x[1] < y[1] end
-          return x[2] < y[2]
-        end)
-        local taken_back = {}
-        ids, taken = {}, {}
-        for i = 1, math.min(allow, #cand) do
-          local id = cand[i][2]
-          taken[#taken + 1] = id
-          if cand[i][3] then ids[#ids + 1] = id else taken_back[id] = true end
-        end
-        -- (The lane's entries read and not taken stay in it.)
-        more = more or #ids < math.min(#got / 2, allow)
-        if next(taken_back) then
-          local rest = {}
-          for i = 1, #pushed, 2 do
-            if not taken_back[pushed[i + 1]] then
-              rest[#rest + 1] = pushed[i]
-              rest[#rest + 1] = pushed[i + 1]
-            end
-          end
-          back[g] = #rest > 0 and rest or nil
-        end
-      end
+      local taken = G.take_lanes(g, s, allow, step, back)
       local ptake, gof = plan.take, plan.gof
       step.first = #ptake + 1
       for _, id in ipairs(taken) do
         local k = #ptake + 1
         ptake[k], gof[k] = id, g
       end
-      step.ids, step.taken, step.lane = ids, taken, lane
-      step.empty = not more and not (back and back[g])
+      step.taken = taken
+      step.empty = s[6] == 0 and not (back and back[g])
     end
     if step.wait and (not plan.next_start or step.wait < plan.next_start) then
       plan.next_start = step.wait
@@ -132,10 +88,14 @@ function G.write_served(plan, tokens)
       if G.out then G.out[g] = true end
     elseif st.wait then
       redis.call('ZADD', K_GREADY, string.format('%d', st.wait), g)
-    elseif st.ids then
-      -- (Those taken from the lane are its front: removed by rank, not each looked up.)
-      if #st.ids > 0 then
-        redis.call('ZREMRANGEBYRANK', st.lane, '0', string.format('%d', #st.ids - 1))
+    elseif st.taken then
+      -- (Those taken from a lane are its front: cut by position, not each looked up.)
+      for _, c in ipairs(st.cuts) do
+        if c[3] then
+          redis.call('ZREMRANGEBYRANK', c[1], '0', string.format('%d', c[2] - 1))
+        else
+          redis.call('LTRIM', c[1], '0', string.format('%d', -c[2] - 1))
+        end
       end
       -- Served: behind the groups that waited longer (or out: its lane empty, or its limit
       -- reached by this claim's leases).
@@ -160,4 +120,61 @@ function G.write_served(plan, tokens)
       end
     end
   end
+end
+
+-- validate: up to `allow` of group g's ready tasks (state `s`), its front, with those of
+-- `back[g]` behind those of their priority in its lanes: by priority, the earlier build's
+-- ranked lane first (its tasks came before any in the lists), then the list, then those put
+-- back. -> the ids in order; step.cuts = { key, how many from its front, ranked? } to write;
+-- s[6] without the lanes this empties; back[g] without the ids taken.
+function G.take_lanes(g, s, allow, step, back)
+  local taken, cuts, need = {}, {}, allow
+  local lanes = s[6]
+  local pushed = back and back[g]
+  -- The ranked lane's front (one more than may be taken: whether it holds more after).
+  local z, zi, zn = nil, 1, 0
+  if lanes >= LANE_ZSET then
+    z = ck_read('zset', 'ZRANGE', G.gkey('gl', g), '0', string.format('%d', allow), 'WITHSCORES')
+    zn = #z / 2
+  end
+  for p = MAXP, 0, -1 do
+    if need == 0 then break end
+    if z then
+      -- Its tasks of priority p (at 0, any left: a rank out of bounds is served last).
+      local hi = p > 0 and (MAXP - p + 1) * PRIO_SPAN or math.huge
+      while need > 0 and zi <= zn and tonumber(z[2 * zi]) < hi do
+        taken[#taken + 1] = z[2 * zi - 1]
+        zi, need = zi + 1, need - 1
+      end
+    end
+    local bit_p = bit.lshift(1, p)
+    if need > 0 and bit.band(lanes, bit_p) ~= 0 then
+      local lane = G.lane(g, p)
+      local got = ck_read('list', 'LRANGE', lane, string.format('%d', -need - 1), '-1')
+      local k = math.min(#got, need)
+      for i = #got, #got - k + 1, -1 do taken[#taken + 1] = got[i] end
+      if k > 0 then cuts[#cuts + 1] = { lane, k } end
+      if #got <= k then lanes = lanes - bit_p end
+      need = need - k
+    end
+    local ids = pushed and pushed[p]
+    if need > 0 and ids then
+      local k = math.min(#ids, need)
+      for i = 1, k do taken[#taken + 1] = ids[i] end
+      local rest = nil
+      for i = k + 1, #ids do
+        rest = rest or {}
+        rest[#rest + 1] = ids[i]
+      end
+      pushed[p] = rest
+      need = need - k
+    end
+  end
+  if z then
+    if zi > 1 then cuts[#cuts + 1] = { G.gkey('gl', g), zi - 1, true } end
+    if zi > zn and zn <= allow then lanes = lanes - LANE_ZSET end
+  end
+  if pushed and not next(pushed) then back[g] = nil end
+  s[6], step.cuts = lanes, cuts
+  return taken
 end

@@ -17,8 +17,11 @@ pub(super) struct Groups {
     /// id -> group of each leased task of a group (its lease names it; `glease` for a lease made
     /// before leases named their group).
     pub(super) lease: BTreeMap<String, String>,
-    /// group -> its lane, id -> rank.
+    /// group -> its lanes, id -> rank: (MAXP − priority) × PRIO_SPAN + the order it was pushed
+    /// in (a lane per priority, first in first out).
     pub(super) lanes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// How many tasks were pushed to the lanes (the order of the next).
+    pub(super) pushed: u64,
     /// group -> its log of starts (`starts.rs`), entry -> time.
     pub(super) starts: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -27,37 +30,65 @@ pub(super) struct Groups {
 /// and the lanes and starts that are not empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GroupsDump {
-    /// group -> (leased, max_leased, rate_max, rate_ms).
-    pub state: BTreeMap<String, (u64, u64, u64, u64)>,
+    /// group -> (leased, max_leased, rate_max, rate_ms, lanes: bit p set while its lane of
+    /// priority p holds tasks).
+    pub state: BTreeMap<String, (u64, u64, u64, u64, u16)>,
     /// The groups that may start a task, by (when, group).
     pub ready: Vec<(String, u64)>,
     /// id -> group of each leased task of a group.
     pub lease: BTreeMap<String, String>,
-    /// group -> its ready tasks by (rank, id).
-    pub lanes: BTreeMap<String, Vec<(String, u64)>>,
+    /// group -> its ready tasks in the order claims take them, each with its priority.
+    pub lanes: BTreeMap<String, Vec<(String, u8)>>,
     /// group -> its log of starts by (time, entry).
     pub starts: BTreeMap<String, Vec<(String, u64)>>,
 }
 
 impl Groups {
     pub(super) fn dump(&self) -> GroupsDump {
-        let nonempty = |m: &BTreeMap<String, BTreeMap<String, u64>>| {
-            m.iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(g, v)| (g.clone(), ordered(v)))
-                .collect()
+        let lanes: BTreeMap<String, Vec<(String, u8)>> = self
+            .lanes
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(g, v)| {
+                let tasks = ordered(v)
+                    .into_iter()
+                    .map(|(id, rank)| (id, Self::priority_of(rank)))
+                    .collect();
+                (g.clone(), tasks)
+            })
+            .collect();
+        let bits = |g: &str| {
+            lanes
+                .get(g)
+                .map_or(0, |l| l.iter().fold(0, |bits, (_, p)| bits | 1 << p))
         };
         GroupsDump {
             state: self
                 .state
                 .iter()
-                .map(|(g, s)| (g.clone(), (s[0], s[1], s[2], s[3])))
+                .map(|(g, s)| (g.clone(), (s[0], s[1], s[2], s[3], bits(g))))
                 .collect(),
             ready: ordered(&self.ready),
             lease: self.lease.clone(),
-            lanes: nonempty(&self.lanes),
-            starts: nonempty(&self.starts),
+            starts: self
+                .starts
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(g, v)| (g.clone(), ordered(v)))
+                .collect(),
+            lanes,
         }
+    }
+
+    /// The priority of a task of this rank in a lane.
+    fn priority_of(rank: u64) -> u8 {
+        crate::MAX_PRIORITY - (rank / super::PRIO_SPAN) as u8
+    }
+
+    /// The rank in its group's lanes of the next task pushed, of priority `p`.
+    pub(super) fn next_rank(&mut self, p: u8) -> u64 {
+        self.pushed += 1;
+        QueueModel::rank(p, self.pushed)
     }
 
     /// `push_groups`: tasks into their lanes, each group ready now unless it waits already.

@@ -176,7 +176,7 @@ impl QueueModel {
             };
             let p = t.options.priority;
             if let Some(g) = &t.options.group {
-                let rank = Self::rank(p, self.seq);
+                let rank = self.groups.next_rank(p);
                 ranked
                     .entry(g.clone())
                     .or_default()
@@ -326,7 +326,7 @@ impl QueueModel {
             if delay > 0 {
                 self.delayed.insert(id.clone(), due);
             } else if let Some(g) = &o.group {
-                let rank = Self::rank(o.priority, seq);
+                let rank = self.groups.next_rank(o.priority);
                 grouped
                     .entry(g.clone())
                     .or_default()
@@ -599,23 +599,23 @@ impl QueueModel {
     /// `stats` at `now`.
     pub fn stats(&self, now: u64) -> Stats {
         // The first of the list and of each priority level of `urgent`, as the script reads them.
-        let mut firsts: Vec<&String> = self.ready.back().into_iter().collect();
-        let mut level = None;
-        for (id, rank) in ordered(&self.urgent) {
-            if level != Some(rank / PRIO_SPAN) {
-                level = Some(rank / PRIO_SPAN);
-                firsts.push(self.urgent.get_key_value(&id).expect("listed").0);
+        // (And of each group's lane of each priority.)
+        let mut firsts: Vec<String> = self.ready.back().into_iter().cloned().collect();
+        for lanes in std::iter::once(&self.urgent).chain(self.groups.lanes.values()) {
+            let mut level = None;
+            for (id, rank) in ordered(lanes) {
+                if level != Some(rank / PRIO_SPAN) {
+                    level = Some(rank / PRIO_SPAN);
+                    firsts.push(id);
+                }
             }
         }
-        let lanes: Vec<Vec<(String, u64)>> = self.groups.lanes.values().map(ordered).collect();
-        let firsts = firsts
-            .into_iter()
-            .chain(lanes.iter().filter_map(|l| l.first().map(|(id, _)| id)));
         let oldest = firsts
+            .iter()
             .filter_map(|id| self.tasks.get(id))
             .map(|t| t.since)
             .min();
-        let grouped: usize = lanes.iter().map(Vec::len).sum();
+        let grouped: usize = self.groups.lanes.values().map(BTreeMap::len).sum();
         Stats {
             ready: (self.ready.len() + self.urgent.len() + grouped) as u64,
             delayed: self.delayed.len() as u64,
