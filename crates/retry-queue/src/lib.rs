@@ -113,7 +113,7 @@
 //!   (the API key or downstream it uses, a tenant); a group's limits — at most K of its tasks
 //!   leased at once, at most R starts in any interval — hold across every worker, decided in
 //!   the claim script on server time, and hold back only that group's tasks, which wait in the
-//!   group's own lane (by priority, then first in first out) and spend no attempt. A claim
+//!   group's own lanes (by priority, then first in first out) and spend no attempt. A claim
 //!   serves the urgent lane, then the groups that may start a task (the longest waiting
 //!   first), then the ready list; it answers when the next waiting group may start, and a
 //!   settle that frees a group's slot wakes the idle workers. [`Queue::group_stats`] reads one
