@@ -428,8 +428,9 @@ if gfreed then
 end
 if served then
   G.write_served(served, gtokens or {})
-  -- A group this claim found full left gready; the groups behind it, which this claim did not
-  -- read, may have tasks to start: the idle workers claim again.
+  -- A group this claim found full left gready, or one holds tasks an earlier build's process
+  -- added that the next claim serves; the groups behind it, which this claim did not read, may
+  -- have tasks to start: the idle workers claim again.
   if served.dropped and #take < n and not paused then rare().wake() end
 end
 if gpush and next(gpush) then

@@ -17,7 +17,9 @@ local firsts = {}
 local states = ck_read('hash', 'HGETALL', K_GSTATE)
 for i = 1, #states, 2 do
   local gh = group_helpers()
-  local lanes = select(5, gh.gstate(states[i + 1], states[i]))
+  -- (A state that does not decode, which a claim would name: every lane counted.)
+  local ok, _, _, _, _, lanes = pcall(function() return gh.gstate(states[i + 1], states[i]) end)
+  if not ok then lanes = 2 * LANE_ZSET - 1 end
   ready = ready + gh.lanes_len(states[i], lanes, firsts)
 end
 local info = redis.call('HMGET', K_INFO, 'completed', 'dead', 'paused', 'max_leased', 'rate_max',
@@ -40,8 +42,9 @@ if ready > listed then
     if f[1] then firsts[#firsts + 1] = f[1] end
   end
 end
-if #firsts > 0 then
-  local recs = redis.call('HMGET', K_TASKS, unpack(firsts))
+-- (Read a thousand at a time: unpack's stack holds about 8,000.)
+for at = 1, #firsts, 1000 do
+  local recs = redis.call('HMGET', K_TASKS, unpack(firsts, at, math.min(at + 999, #firsts)))
   for _, rec in ipairs(recs) do
     if h.head(rec) then
       local since = struct.unpack('<I8', rec, 17)

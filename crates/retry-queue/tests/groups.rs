@@ -4,7 +4,10 @@
 //! stalls and requeues come back to its lane; bad input names the field; a lease made before
 //! leases named their group (its group in glease) still frees its group's slot, and a log of
 //! starts made before it held an entry per claim still counts each of its starts; a log whose
-//! total is wrong or garbage is counted again.
+//! total is wrong or garbage is counted again; a ranked lane an earlier build wrote goes first
+//! in its priority until drained, and one its enqueue adds to later is found; a group state
+//! deleted by hand loses no task, and one that is garbage fails the claim by name while the
+//! stats still count its lanes.
 
 use std::time::Duration;
 
@@ -341,5 +344,51 @@ redis_test! {
         assert_eq!(queue.group_stats("api").await.unwrap().ready, 4);
         assert_eq!(names(&queue.claim(10).await.unwrap()), ["d", "b", "a", "c"]);
         assert!(queue.claim(10).await.unwrap().tasks.is_empty());
+    }
+}
+
+redis_test! {
+    async fn a_task_an_earlier_builds_enqueue_ranks_after_this_builds_state_is_claimed(redis) {
+        let pool = redis.pool().await;
+        let (_clock, queue) = manual(&redis, &pool);
+        let k = queue.keys();
+        let prefix = k[13].as_str().strip_suffix("gstate").unwrap().to_owned();
+        let task = |name: &str| NewTask::new(name).options(of("mixed"));
+        queue.enqueue(task("new")).await.unwrap();
+        // An earlier build's enqueue, which does not read the state this build wrote, puts its
+        // task in the ranked lane `gl:mixed`.
+        let old: u64 = queue.enqueue(task("old")).await.unwrap().id().parse().unwrap();
+        let mut c = redis::cmd("LREM");
+        c.arg(format!("{prefix}gl0:mixed")).arg(0).arg(old);
+        let _: () = pool.query(&c).await.unwrap();
+        let mut c = redis::cmd("ZADD");
+        c.arg(format!("{prefix}gl:mixed")).arg((9u64 << 49) + old).arg(old);
+        let _: () = pool.query(&c).await.unwrap();
+        // The claim that empties the lists finds it, and the next serves it.
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["new"]);
+        assert_eq!(names(&queue.claim(10).await.unwrap()), ["old"]);
+        assert!(queue.claim(10).await.unwrap().tasks.is_empty());
+        assert_eq!(queue.group_stats("mixed").await.unwrap().ready, 0);
+    }
+}
+
+redis_test! {
+    async fn a_garbage_group_state_fails_the_claim_by_name_and_stats_still_count(redis) {
+        let pool = redis.pool().await;
+        let (_clock, queue) = manual(&redis, &pool);
+        let k = queue.keys();
+        for (name, p) in [("a", 0), ("b", 3)] {
+            queue.enqueue(NewTask::new(name).options(of("api").priority(p))).await.unwrap();
+        }
+        hset(&pool, &k[13], "api", b"garbage").await;
+        match queue.claim(10).await {
+            Err(QueueError::Core(Error::Corrupt { key, detail })) => {
+                assert_eq!(key, k[13].as_str());
+                assert!(detail.contains("group api"), "{detail}");
+            }
+            other => panic!("expected Corrupt naming gstate, got {other:?}"),
+        }
+        // Stats read every lane of a state they cannot decode.
+        assert_eq!(queue.stats().await.unwrap().ready, 2);
     }
 }

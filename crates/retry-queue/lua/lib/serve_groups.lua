@@ -68,6 +68,14 @@ function G.serve_groups(n, back, caps)
       end
       step.taken = taken
       step.empty = s[6] == 0 and not (back and back[g])
+      if step.empty and redis.call('EXISTS', G.gkey('gl', g)) == 1 then
+        -- A ranked lane an earlier build's process added to after this build wrote the state
+        -- (its enqueue does not read the state): served from the next claim on, which the
+        -- idle workers make.
+        s[6] = s[6] + LANE_ZSET
+        step.empty = false
+        plan.dropped = true
+      end
     end
     if step.wait and (not plan.next_start or step.wait < plan.next_start) then
       plan.next_start = step.wait
@@ -141,8 +149,8 @@ function G.take_lanes(g, s, allow, step, back)
     if need == 0 then break end
     if z then
       -- Its tasks of priority p (at 0, any left: a rank out of bounds is served last).
-      local hi = p > 0 and (MAXP - p + 1) * PRIO_SPAN or math.huge
-      while need > 0 and zi <= zn and tonumber(z[2 * zi]) < hi do
+      local hi = (MAXP - p + 1) * PRIO_SPAN
+      while need > 0 and zi <= zn and (p == 0 or tonumber(z[2 * zi]) < hi) do
         taken[#taken + 1] = z[2 * zi - 1]
         zi, need = zi + 1, need - 1
       end
