@@ -119,9 +119,6 @@ local gpush, gfreed, greopen = nil, nil, nil
 if expired or due then
   sets, back, stalled, stalls, bad, pushed, prios = {}, {}, {}, {}, {}, {}, {}
   local h = rare()
-  local function to_group(g, prio, id)
-    gpush = group_helpers().to_lane(gpush, g, prio, id)
-  end
   if exp_groups then
     local names = {}
     for i = 1, #expired do
@@ -164,7 +161,7 @@ if expired or due then
         back[id] = r
         local g = h.group_of(rec)
         if g then
-          to_group(g, prio, id)
+          gpush = group_helpers().to_lane(gpush, g, prio, id)
         else
           pushed[#pushed + 1] = id
           prios[#pushed] = prio
@@ -175,7 +172,7 @@ if expired or due then
   for i, id in ipairs(due or {}) do
     local g = h.group_of(due_recs[i])
     if g then
-      to_group(g, h.priority(due_recs[i]), id)
+      gpush = group_helpers().to_lane(gpush, g, h.priority(due_recs[i]), id)
     else
       pushed[#pushed + 1] = id
       prios[#pushed] = h.priority(due_recs[i])

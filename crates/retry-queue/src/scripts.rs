@@ -10,7 +10,7 @@
 //! The groups' pieces go inside a second such function, `group_helpers()` (table `G`): a
 //! grouped task's claim, settle and enqueue make only those few closures. `rare()` with all
 //! of a claim's pieces costs about 30,000 server instructions a call, `group_helpers()` a
-//! fifth of that.
+//! fifth of that. `group_helpers()` comes first, so that a piece of `rare()` may call it.
 
 use coordkit_core::Script;
 
@@ -42,8 +42,8 @@ macro_rules! script {
             concat!("retry-queue-", $op),
             concat!(
                 include_str!("../lua/lib/queue.lua"),
-                rare!($($piece),+),
                 groups!($($group),+),
+                rare!($($piece),+),
                 include_str!(concat!("../lua/", $op, ".lua")),
             ),
         )
@@ -107,7 +107,7 @@ pub(crate) static MAKE_DUE: Script = script!("make_due",
     ["settings", "head", "rewrite", "wake", "priority", "rank", "order", "push_ready",
      "none_ready", "group_of", "lanes_of"],
     ["gkey", "lane", "gstate", "load_groups", "save_groups", "gstate_pack", "lanes_len",
-     "push_groups"]);
+     "to_lane", "push_groups"]);
 pub(crate) static STATS: Script =
     script!("stats", ["head"], ["gkey", "lane", "gstate", "lanes_len"]);
 pub(crate) static DLQ_LIST: Script = script!("dlq_list");
@@ -117,7 +117,7 @@ pub(crate) static REQUEUE: Script = script!("requeue",
     ["settings", "head", "rewrite", "stand_in", "events", "jid", "wake", "dead_ids",
      "priority", "rank", "order", "push_ready", "none_ready", "group_of", "lanes_of"],
     ["gkey", "lane", "gstate", "load_groups", "save_groups", "gstate_pack", "lanes_len",
-     "push_groups"]);
+     "to_lane", "push_groups"]);
 pub(crate) static PURGE: Script = script!("purge", ["delete_dead", "dead_ids"]);
 pub(crate) static PAUSE: Script = script!("pause", ["settings", "events", "wake"]);
 pub(crate) static LIMITS: Script = script!("limits", ["settings", "wake"]);

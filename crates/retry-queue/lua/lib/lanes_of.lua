@@ -2,21 +2,14 @@
 -- lane each task goes back to.
 
 -- Splits `ids` (records `recs`, in the same order) into those of no group, with their
--- priorities (for H.push_ready), and those of a group, for G.push_groups: group ->
--- { [priority] = { id, ... } } (as lib/to_lane.lua makes it, which this piece,
--- made before the groups' helpers, cannot call; nil when none).
+-- priorities (for H.push_ready), and those of a group (for G.push_groups, as lib/to_lane.lua
+-- makes them; nil when none).
 function H.lanes_of(ids, recs)
   local plain, prios, pushes = {}, {}, nil
   for i, id in ipairs(ids) do
     local g = H.group_of(recs[i])
     if g then
-      pushes = pushes or {}
-      local levels = pushes[g] or {}
-      pushes[g] = levels
-      local p = H.priority(recs[i])
-      local same = levels[p] or {}
-      levels[p] = same
-      same[#same + 1] = id
+      pushes = group_helpers().to_lane(pushes, g, H.priority(recs[i]), id)
     else
       plain[#plain + 1] = id
       prios[#plain] = H.priority(recs[i])
